@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"version"}, exitOK},
+		{[]string{"bogus"}, exitUsage},
+		{[]string{"version", "extra"}, exitUsage},
+		{[]string{"dev", "--no-such-flag"}, exitUsage},
+		{[]string{"dev", "--nats-listen", "nope"}, exitUsage},
+		{[]string{"dev", "--bus-replicas", "2", "--nats-listen", freeAddr(t), "--state-dir", t.TempDir()}, exitFail},
+	}
+	for _, tt := range tests {
+		if got := run(context.Background(), tt.args); got != tt.want {
+			t.Errorf("sluice %s: exit %d, want %d", strings.Join(tt.args, " "), got, tt.want)
+		}
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// lineWriter hands each write to the test through a channel.
+type lineWriter struct {
+	ch chan string
+}
+
+func (b *lineWriter) Write(p []byte) (int, error) { b.ch <- string(p); return len(p), nil }
+
+// startDev runs `sluice dev` until the returned stop is called, and returns
+// once it reports that it is listening.
+func startDev(t *testing.T, cfg devConfig) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lineWriter{ch: make(chan string, 100)}
+	errc := make(chan error, 1)
+	go func() { errc <- runDev(ctx, cfg, out) }()
+	deadline := time.After(20 * time.Second)
+	for ready := false; !ready; {
+		select {
+		case line := <-out.ch:
+			ready = strings.Contains(line, "press Ctrl-C")
+		case err := <-errc:
+			t.Fatalf("sluice dev exited early: %v", err)
+		case <-deadline:
+			t.Fatal("sluice dev did not start")
+		}
+	}
+	go func() {
+		for range out.ch {
+		}
+	}()
+	return func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("sluice dev: %v", err)
+		}
+	}
+}
+
+func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
+	cfg := devConfig{NATSListen: freeAddr(t), StateDir: t.TempDir()}
+	url := "nats://" + cfg.NATSListen
+
+	stop := startDev(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, _ := events.New("/test", events.TypeRolloutAbort, "default/web", nil)
+	if _, err := c.Publish(ctx, events.CommandSubject(events.Ref{Namespace: "default", Name: "web"}), ev); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	stop()
+
+	stop = startDev(t, cfg)
+	defer stop()
+	c, err = events.Connect(ctx, events.ConnConfig{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.JetStream().Stream(ctx, events.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, "sluice.cmd.default.web")
+	if err != nil {
+		t.Fatalf("event published before the restart is gone: %v", err)
+	}
+	if got := raw.Header.Get("ce-id"); got != ev.ID() {
+		t.Errorf("after restart the stream holds %s, want %s", got, ev.ID())
+	}
+}
+

@@ -1,0 +1,369 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// DefaultURL is the NATS address used when neither --nats-url nor NATS_URL is set.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// ConnConfig says how to reach NATS. Its flag and environment names are the
+// ones every Sluice binary shares (and, where it has them, the nats CLI).
+// The zero value plus Defaults connects to DefaultURL without credentials.
+type ConnConfig struct {
+	// URLs lists one or more servers of one cluster.
+	URLs []string
+	// Name is reported to the server as the connection name (e.g. the service).
+	Name string
+
+	// Credentials: at most one of User/Password, Token, NKey seed file or
+	// Creds (a .creds file holding a user JWT and its seed).
+	User     string
+	Password string
+	Token    string
+	NKey     string
+	Creds    string
+
+	// TLS: CA bundle to verify the server, client certificate and key for
+	// mutual TLS. A tls:// URL or CA alone enables TLS with system roots.
+	CA   string
+	Cert string
+	Key  string
+
+	// ReconnectWait is the first delay between reconnect attempts; it doubles
+	// up to MaxReconnectWait, with jitter. The client reconnects forever.
+	ReconnectWait    time.Duration
+	MaxReconnectWait time.Duration
+	// ConnectTimeout bounds one dial; Connect retries dials until its context ends.
+	ConnectTimeout time.Duration
+	// DrainTimeout bounds Close's wait for in-flight messages.
+	DrainTimeout time.Duration
+}
+
+// Defaults fills unset fields with their documented defaults.
+func (c *ConnConfig) Defaults() {
+	if len(c.URLs) == 0 {
+		c.URLs = []string{DefaultURL}
+	}
+	if c.ReconnectWait == 0 {
+		c.ReconnectWait = 250 * time.Millisecond
+	}
+	if c.MaxReconnectWait == 0 {
+		c.MaxReconnectWait = 5 * time.Second
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = 2 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports every inconsistency at once, each wrapping ErrInvalidConfig.
+func (c ConnConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...)))
+	}
+	for _, u := range c.URLs {
+		if strings.TrimSpace(u) == "" {
+			bad("--nats-url has an empty entry")
+		}
+	}
+	modes := 0
+	for _, set := range []bool{c.User != "" || c.Password != "", c.Token != "", c.NKey != "", c.Creds != ""} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		bad("use one of --nats-user/--nats-password, --nats-token, --nats-nkey or --nats-creds, not several")
+	}
+	if c.Password != "" && c.User == "" {
+		bad("--nats-password needs --nats-user")
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		bad("--nats-cert and --nats-key go together")
+	}
+	for flag, path := range map[string]string{"--nats-creds": c.Creds, "--nats-nkey": c.NKey, "--nats-ca": c.CA, "--nats-cert": c.Cert, "--nats-key": c.Key} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			bad("%s %s: %v", flag, path, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// AddFlags registers the shared NATS flags on fs, with defaults taken from the
+// environment (NATS_URL, NATS_CREDS, NATS_USER, NATS_PASSWORD, NATS_TOKEN,
+// NATS_NKEY, NATS_CA, NATS_CERT, NATS_KEY).
+func (c *ConnConfig) AddFlags(fs *pflag.FlagSet) {
+	urls := os.Getenv("NATS_URL")
+	if urls == "" {
+		urls = DefaultURL
+	}
+	fs.StringSliceVar(&c.URLs, "nats-url", splitList(urls), "NATS server URLs, comma-separated (env NATS_URL)")
+	fs.StringVar(&c.Creds, "nats-creds", os.Getenv("NATS_CREDS"), "NATS user credentials file (env NATS_CREDS)")
+	fs.StringVar(&c.User, "nats-user", os.Getenv("NATS_USER"), "NATS user name (env NATS_USER)")
+	fs.StringVar(&c.Password, "nats-password", os.Getenv("NATS_PASSWORD"), "NATS password (env NATS_PASSWORD)")
+	fs.StringVar(&c.Token, "nats-token", os.Getenv("NATS_TOKEN"), "NATS authentication token (env NATS_TOKEN)")
+	fs.StringVar(&c.NKey, "nats-nkey", os.Getenv("NATS_NKEY"), "NATS NKey seed file (env NATS_NKEY)")
+	fs.StringVar(&c.CA, "nats-ca", os.Getenv("NATS_CA"), "CA certificate bundle to verify the NATS server (env NATS_CA)")
+	fs.StringVar(&c.Cert, "nats-cert", os.Getenv("NATS_CERT"), "client certificate for NATS mutual TLS (env NATS_CERT)")
+	fs.StringVar(&c.Key, "nats-key", os.Getenv("NATS_KEY"), "client private key for NATS mutual TLS (env NATS_KEY)")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c ConnConfig) natsOptions(log *slog.Logger) ([]nats.Option, error) {
+	opts := []nats.Option{
+		nats.Name(c.Name),
+		nats.MaxReconnects(-1),
+		nats.Timeout(c.ConnectTimeout),
+		nats.DrainTimeout(c.DrainTimeout),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			return backoffDelay(attempts, c.ReconnectWait, c.MaxReconnectWait)
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subject, "error", err)
+		}),
+	}
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.Token != "":
+		opts = append(opts, nats.Token(c.Token))
+	case c.Creds != "":
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	case c.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nats-nkey %s: %v", ErrInvalidConfig, c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.CA != "" {
+		opts = append(opts, nats.RootCAs(c.CA))
+	}
+	if c.Cert != "" {
+		opts = append(opts, nats.ClientCert(c.Cert, c.Key))
+	}
+	return opts, nil
+}
+
+// backoffDelay is exponential backoff with full jitter in [d/2, d]: attempt 1
+// waits about initial, each later attempt twice as long, capped at max.
+func backoffDelay(attempt int, initial, max time.Duration) time.Duration {
+	if attempt < 1 {
+		attempt = 1
+	}
+	d := initial
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(d-half+1)
+}
+
+// Option configures a Client.
+type Option func(*Client) error
+
+// WithLogger sets the logger for connection and delivery events.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Client) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidConfig)
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithTracerProvider sets where spans go; the default is otel's global provider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(c *Client) error {
+		if tp == nil {
+			return fmt.Errorf("%w: nil tracer provider", ErrInvalidConfig)
+		}
+		c.tracer = tp.Tracer(tracerName)
+		return nil
+	}
+}
+
+// WithPublishTimeout bounds each publish attempt's wait for the stream's ack
+// (default 5s). Publish retries until its context ends.
+func WithPublishTimeout(d time.Duration) Option {
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: publish timeout %s must be positive", ErrInvalidConfig, d)
+		}
+		c.publishTimeout = d
+		return nil
+	}
+}
+
+// Client publishes and consumes Sluice events over one NATS connection.
+// It is safe for concurrent use.
+type Client struct {
+	nc             *nats.Conn
+	js             jetstream.JetStream
+	log            *slog.Logger
+	tracer         trace.Tracer
+	publishTimeout time.Duration
+	ownsConn       bool
+}
+
+// Connect dials NATS, retrying until ctx ends, and checks that JetStream is
+// enabled. It returns an error wrapping ErrInvalidConfig for a bad
+// configuration and ErrJetStreamNotEnabled when the server has no JetStream.
+func Connect(ctx context.Context, cfg ConnConfig, opts ...Option) (*Client, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	nopts, err := cfg.natsOptions(c.log)
+	if err != nil {
+		return nil, err
+	}
+	url := strings.Join(cfg.URLs, ",")
+	var nc *nats.Conn
+	for attempt := 1; ; attempt++ {
+		nc, err = nats.Connect(url, nopts...)
+		if err == nil {
+			break
+		}
+		// Bad credentials do not get better with retries.
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.URLs), err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to NATS at %s: %w (gave up: %v)", redactURLs(cfg.URLs), err, ctx.Err())
+		case <-time.After(backoffDelay(attempt, cfg.ReconnectWait, cfg.MaxReconnectWait)):
+		}
+	}
+	c.ownsConn = true
+	if err := c.attach(ctx, nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewClient wraps an existing connection. Close does not close nc.
+func NewClient(ctx context.Context, nc *nats.Conn, opts ...Option) (*Client, error) {
+	c, err := newClient(opts)
+	if err != nil {
+		return nil, err
+	}
+	return c, c.attach(ctx, nc)
+}
+
+func newClient(opts []Option) (*Client, error) {
+	c := &Client{
+		log:            slog.Default(),
+		tracer:         otel.GetTracerProvider().Tracer(tracerName),
+		publishTimeout: 5 * time.Second,
+	}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
+		}
+		return fmt.Errorf("query JetStream account at %s: %w", nc.ConnectedUrlRedacted(), err)
+	}
+	c.nc, c.js = nc, js
+	return nil
+}
+
+func redactURLs(urls []string) string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		if at := strings.LastIndex(u, "@"); at >= 0 {
+			if scheme := strings.Index(u, "://"); scheme >= 0 && scheme < at {
+				u = u[:scheme+3] + "***" + u[at:]
+			}
+		}
+		out[i] = u
+	}
+	return strings.Join(out, ",")
+}
+
+// Conn returns the underlying NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// JetStream returns the JetStream context, for key-value and stream access.
+func (c *Client) JetStream() jetstream.JetStream { return c.js }
+
+// Close drains the connection (in-flight messages finish, subscriptions
+// unsubscribe) when the client owns it, waiting up to the drain timeout.
+func (c *Client) Close() error {
+	if !c.ownsConn || c.nc.IsClosed() {
+		return nil
+	}
+	done := make(chan struct{})
+	c.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+	if err := c.nc.Drain(); err != nil {
+		c.nc.Close()
+		return err
+	}
+	<-done
+	return nil
+}

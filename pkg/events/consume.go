@@ -1,0 +1,421 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Handler handles one event. Its result decides the message's fate: nil acks,
+// an error marked Permanent (or wrapping ErrMalformed or ErrUnknownType)
+// dead-letters, any other error is retried with backoff until MaxDeliver.
+// Handlers must be idempotent: delivery is at-least-once.
+type Handler func(ctx context.Context, ev Event) error
+
+// Mux routes events to handlers by exact CloudEvent type, version included.
+// An event of a type without a handler fails with ErrUnknownType, so it is
+// dead-lettered rather than silently dropped.
+type Mux struct {
+	handlers map[string]Handler
+}
+
+// NewMux returns an empty Mux.
+func NewMux() *Mux { return &Mux{handlers: map[string]Handler{}} }
+
+// Handle registers h for eventType. Registering a type twice panics: it is a
+// programming error.
+func (m *Mux) Handle(eventType string, h Handler) {
+	if _, dup := m.handlers[eventType]; dup {
+		panic("events: handler registered twice for " + eventType)
+	}
+	m.handlers[eventType] = h
+}
+
+// Types lists the registered types, sorted.
+func (m *Mux) Types() []string {
+	out := make([]string, 0, len(m.handlers))
+	for t := range m.handlers {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Dispatch is the Mux's Handler.
+func (m *Mux) Dispatch(ctx context.Context, ev Event) error {
+	h, ok := m.handlers[ev.Type()]
+	if !ok {
+		return fmt.Errorf("%w %q: this consumer handles %v", ErrUnknownType, ev.Type(), m.Types())
+	}
+	return h(ctx, ev)
+}
+
+// Delivery describes the message a handler is working on.
+type Delivery struct {
+	Subject  string
+	Stream   string
+	Consumer string
+	// Sequence is the message's sequence in its stream.
+	Sequence uint64
+	// Attempt is 1 on first delivery and grows with each redelivery.
+	Attempt    uint64
+	MaxDeliver int
+	// Published is when the stream stored the message.
+	Published time.Time
+}
+
+type deliveryKey struct{}
+
+// DeliveryFrom returns the delivery being handled, inside a Handler.
+func DeliveryFrom(ctx context.Context) (Delivery, bool) {
+	d, ok := ctx.Value(deliveryKey{}).(Delivery)
+	return d, ok
+}
+
+// ConsumerConfig configures a durable pull consumer. All replicas of a
+// service use the same Durable name and so share the work.
+type ConsumerConfig struct {
+	// Stream and Durable are required.
+	Stream  string
+	Durable string
+	// FilterSubjects narrows the stream's subjects; empty means all.
+	FilterSubjects []string
+	// DeliverNew starts a new consumer at the stream's end instead of its
+	// beginning (for status watchers that want only what comes next).
+	DeliverNew bool
+	// AckWait is how long the server waits for an ack before redelivering
+	// (default 30s). Handlers in progress send heartbeats, so it bounds how
+	// fast a crashed worker's message moves on, not how long a handler runs.
+	AckWait time.Duration
+	// MaxDeliver is how many times a message is tried before it is
+	// dead-lettered (default 10).
+	MaxDeliver int
+	// MaxAckPending bounds messages delivered but not yet acknowledged across
+	// all replicas: the back-pressure limit (default 256).
+	MaxAckPending int
+	// Workers is how many handlers run at once in this process (default 4).
+	// Messages on one subject always go to the same worker, so first
+	// deliveries on a subject are handled in order.
+	Workers int
+	// BackoffInitial and BackoffMax shape the delay before a retried message
+	// comes back: BackoffInitial doubled per attempt, capped at BackoffMax,
+	// with jitter (defaults 1s and 2m).
+	BackoffInitial time.Duration
+	BackoffMax     time.Duration
+	// Heartbeat is how often a message in progress tells the server it is
+	// still being worked on (default AckWait/3).
+	Heartbeat time.Duration
+	// Prefetch is how many messages this process pulls ahead of its workers
+	// (default 2*Workers, at most MaxAckPending). More raises throughput
+	// with fast handlers; fewer spreads work more evenly across replicas,
+	// and prefetched messages' ack-wait clocks run while they wait.
+	Prefetch int
+}
+
+// Defaults fills unset fields with their documented defaults.
+func (c *ConsumerConfig) Defaults() {
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 256
+	}
+	if c.Workers == 0 {
+		c.Workers = 4
+	}
+	if c.BackoffInitial == 0 {
+		c.BackoffInitial = time.Second
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 2 * time.Minute
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = c.AckWait / 3
+	}
+	if c.Prefetch == 0 {
+		c.Prefetch = min(2*c.Workers, c.MaxAckPending)
+	}
+}
+
+// Validate reports every problem at once, each wrapping ErrInvalidConfig.
+func (c ConsumerConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: consumer %q: %s", ErrInvalidConfig, c.Durable, fmt.Sprintf(format, args...)))
+	}
+	if c.Stream == "" {
+		bad("stream is required")
+	}
+	if c.Durable == "" {
+		bad("durable name is required")
+	}
+	if c.MaxDeliver < 1 {
+		bad("MaxDeliver %d must be at least 1", c.MaxDeliver)
+	}
+	if c.MaxAckPending < 1 {
+		bad("MaxAckPending %d must be at least 1", c.MaxAckPending)
+	}
+	if c.Workers < 1 {
+		bad("Workers %d must be at least 1", c.Workers)
+	}
+	if c.Heartbeat <= 0 || c.Heartbeat >= c.AckWait {
+		bad("Heartbeat %s must be positive and shorter than AckWait %s", c.Heartbeat, c.AckWait)
+	}
+	if c.Prefetch < 1 || c.Prefetch > c.MaxAckPending {
+		bad("Prefetch %d must be between 1 and MaxAckPending %d", c.Prefetch, c.MaxAckPending)
+	}
+	if c.BackoffInitial <= 0 || c.BackoffMax < c.BackoffInitial {
+		bad("backoff %s..%s must be positive and increasing", c.BackoffInitial, c.BackoffMax)
+	}
+	return errors.Join(errs...)
+}
+
+// Subscription is a running consumer.
+type Subscription struct {
+	c        *Client
+	cfg      ConsumerConfig
+	iter     jetstream.MessagesContext
+	advisory interface{ Unsubscribe() error }
+	cancel   context.CancelFunc // cancels handler contexts
+	loopDone chan struct{}
+	workers  sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Consume creates or updates the durable consumer cfg describes and starts
+// handling its messages with h until Stop. A changed configuration updates the
+// existing consumer. Messages that reach MaxDeliver without any ack (a worker
+// that crashed on the last attempt) are dead-lettered from the server's
+// advisory.
+func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*Subscription, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	jcfg := jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.MaxAckPending,
+		FilterSubjects: cfg.FilterSubjects,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if cfg.DeliverNew {
+		jcfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	cons, err := c.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg)
+	if err != nil {
+		return nil, fmt.Errorf("provision consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
+	}
+	s := &Subscription{c: c, cfg: cfg, loopDone: make(chan struct{})}
+	if s.advisory, err = c.watchMaxDeliveries(cfg); err != nil {
+		return nil, err
+	}
+	s.iter, err = cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch))
+	if err != nil {
+		_ = s.advisory.Unsubscribe()
+		return nil, fmt.Errorf("start consumer %s: %w", cfg.Durable, err)
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	queues := make([]chan jetstream.Msg, cfg.Workers)
+	for i := range queues {
+		queues[i] = make(chan jetstream.Msg, 1)
+		s.workers.Add(1)
+		go func(q chan jetstream.Msg) {
+			defer s.workers.Done()
+			for msg := range q {
+				s.handle(hctx, msg, h)
+			}
+		}(queues[i])
+	}
+	go s.loop(queues)
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.iter.Drain()
+		case <-s.loopDone:
+		}
+	}()
+	return s, nil
+}
+
+func (s *Subscription) loop(queues []chan jetstream.Msg) {
+	defer close(s.loopDone)
+	defer func() {
+		for _, q := range queues {
+			close(q)
+		}
+	}()
+	for {
+		msg, err := s.iter.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			s.c.log.Error("consumer stopped: connection closed", "consumer", s.cfg.Durable)
+			return
+		}
+		if err != nil {
+			// Missed heartbeats and the like during a reconnect: the
+			// iterator recovers by itself; do not spin while it does.
+			s.c.log.Warn("consumer fetch failed; retrying", "consumer", s.cfg.Durable, "error", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		h := fnv.New32a()
+		h.Write([]byte(msg.Subject()))
+		queues[h.Sum32()%uint32(len(queues))] <- msg
+	}
+}
+
+// Stop stops fetching, lets handlers in progress finish and settle their
+// messages, and returns. When ctx ends first, handler contexts are cancelled
+// and Stop returns ctx's error once they return.
+func (s *Subscription) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		_ = s.advisory.Unsubscribe()
+		s.iter.Drain()
+	})
+	done := make(chan struct{})
+	go func() {
+		<-s.loopDone
+		s.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// handle runs one message through h and settles it.
+func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message; nothing to settle.
+		s.c.log.Error("consumer received a message without JetStream metadata", "consumer", s.cfg.Durable, "subject", msg.Subject(), "error", err)
+		return
+	}
+	stopBeat := s.heartbeat(msg)
+	defer stopBeat()
+
+	d := Delivery{
+		Subject: msg.Subject(), Stream: meta.Stream, Consumer: meta.Consumer,
+		Sequence: meta.Sequence.Stream, Attempt: meta.NumDelivered,
+		MaxDeliver: s.cfg.MaxDeliver, Published: meta.Timestamp,
+	}
+	ev, err := Decode(msg.Data(), msg.Headers())
+	if err != nil {
+		s.settle(ctx, msg, d, err)
+		return
+	}
+	ctx = ExtractTrace(ctx, &ev)
+	ctx, span := s.c.tracer.Start(ctx, "process "+msg.Subject(),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(eventAttributes(msg.Subject(), &ev)...),
+		trace.WithAttributes(
+			attribute.String("messaging.consumer.group.name", s.cfg.Durable),
+			attribute.Int64("messaging.nats.delivery_count", int64(d.Attempt))))
+	defer span.End()
+	err = safeCall(context.WithValue(ctx, deliveryKey{}, d), h, ev)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	s.settle(ctx, msg, d, err)
+}
+
+func safeCall(ctx context.Context, h Handler, ev Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return h(ctx, ev)
+}
+
+// heartbeat tells the server the message is in progress until stopped.
+func (s *Subscription) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(s.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// settle maps a handler result onto the message: ack, nak with backoff, or
+// dead-letter and terminate.
+func (s *Subscription) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
+	log := s.c.log.With("consumer", s.cfg.Durable, "subject", d.Subject, "stream_seq", d.Sequence, "attempt", d.Attempt)
+	switch {
+	case err == nil:
+		if aerr := msg.Ack(); aerr != nil {
+			log.Warn("ack failed; the message will be redelivered", "error", aerr)
+		}
+	case IsPermanent(err):
+		s.deadLetterAndTerm(ctx, log, msg, d, err.Error())
+	case d.Attempt >= uint64(s.cfg.MaxDeliver):
+		s.deadLetterAndTerm(ctx, log, msg, d, fmt.Sprintf("gave up after %d deliveries: %v", d.Attempt, err))
+	default:
+		delay, ok := retryDelay(err)
+		if !ok {
+			delay = backoffDelay(int(d.Attempt), s.cfg.BackoffInitial, s.cfg.BackoffMax)
+		}
+		log.Warn("handler failed; will retry", "error", err, "retry_in", delay)
+		if nerr := msg.NakWithDelay(delay); nerr != nil {
+			log.Warn("nak failed; the message will be redelivered after the ack wait", "error", nerr)
+		}
+	}
+}
+
+func (s *Subscription) deadLetterAndTerm(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, reason string) {
+	err := s.c.deadLetter(ctx, deadLetterOf(msg.Subject(), msg.Data(), msg.Headers(), d, reason))
+	if err != nil {
+		// Keep the message rather than lose it: it comes back and is tried
+		// again, dead-letter publish included.
+		log.Error("dead-letter publish failed; keeping the message", "reason", reason, "error", err)
+		_ = msg.NakWithDelay(backoffDelay(int(d.Attempt), s.cfg.BackoffInitial, s.cfg.BackoffMax))
+		return
+	}
+	log.Error("event dead-lettered", "reason", reason)
+	if terr := msg.TermWithReason(truncate(reason, 256)); terr != nil {
+		log.Warn("term failed", "error", terr)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

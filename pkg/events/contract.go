@@ -1,0 +1,260 @@
+package events
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Public event types. These names are Sluice's stable public API: a changed
+// payload gets a new version suffix, never a changed meaning.
+const (
+	// Commands, published on CommandSubject.
+	TypeRolloutRequested      = "io.sluice.rollout.requested.v1"        // data: the Rollout manifest as JSON
+	TypeRolloutPromote        = "io.sluice.rollout.promote.v1"          // data: PromoteData
+	TypeRolloutAbort          = "io.sluice.rollout.abort.v1"            // data: none or {}
+	TypeRolloutRetry          = "io.sluice.rollout.retry.v1"            // data: none or {}
+	TypeRolloutPause          = "io.sluice.rollout.pause.v1"            // data: none or {}
+	TypeRolloutResume         = "io.sluice.rollout.resume.v1"           // data: none or {}
+	TypeRolloutUndo           = "io.sluice.rollout.undo.v1"             // data: UndoData (optional)
+	TypeAnalysisTemplateApply = "io.sluice.analysistemplate.applied.v1" // data: AnalysisTemplate or ClusterAnalysisTemplate manifest
+
+	// Status, published on StatusSubject. Data: StatusData.
+	TypeRolloutAccepted      = "io.sluice.rollout.accepted.v1"
+	TypeRolloutRejected      = "io.sluice.rollout.rejected.v1"
+	TypeRolloutStepStarted   = "io.sluice.rollout.step.started.v1"
+	TypeRolloutStepCompleted = "io.sluice.rollout.step.completed.v1"
+	TypeRolloutPaused        = "io.sluice.rollout.paused.v1"
+	TypeRolloutResumed       = "io.sluice.rollout.resumed.v1"
+	TypeRolloutAborted       = "io.sluice.rollout.aborted.v1"
+	TypeRolloutCompleted     = "io.sluice.rollout.completed.v1"
+	TypeAnalysisMeasured     = "io.sluice.analysis.measured.v1"
+	TypeAnalysisCompleted    = "io.sluice.analysis.completed.v1"
+)
+
+// CommandTypes lists every type accepted on a command subject.
+var CommandTypes = []string{
+	TypeRolloutRequested, TypeRolloutPromote, TypeRolloutAbort, TypeRolloutRetry,
+	TypeRolloutPause, TypeRolloutResume, TypeRolloutUndo, TypeAnalysisTemplateApply,
+}
+
+// StatusTypes lists every type published on a status subject.
+var StatusTypes = []string{
+	TypeRolloutAccepted, TypeRolloutRejected, TypeRolloutStepStarted,
+	TypeRolloutStepCompleted, TypeRolloutPaused, TypeRolloutResumed,
+	TypeRolloutAborted, TypeRolloutCompleted, TypeAnalysisMeasured,
+	TypeAnalysisCompleted,
+}
+
+// Subject roots. Commands and status are public; tasks, results and dead
+// letters are Sluice's own and documented in docs/events.md.
+const (
+	CommandRoot    = "sluice.cmd"
+	StatusRoot     = "sluice.status"
+	TaskRoot       = "sluice.task"
+	ResultRoot     = "sluice.result"
+	DeadLetterRoot = "sluice.dlq"
+)
+
+var dns1123Label = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidateName returns nil when name is a DNS-1123 label (lower-case
+// alphanumerics and '-', starting and ending alphanumeric, at most 63
+// characters), and an error wrapping ErrInvalidName otherwise. what names the
+// field in the message ("namespace", "rollout").
+func ValidateName(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: %s must not be empty", ErrInvalidName, what)
+	case len(name) > 63:
+		return fmt.Errorf("%w: %s %q is longer than 63 characters", ErrInvalidName, what, name)
+	case !dns1123Label.MatchString(name):
+		return fmt.Errorf("%w: %s %q must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit", ErrInvalidName, what, name)
+	}
+	return nil
+}
+
+// Ref names one rollout (or one analysis template) in a namespace.
+type Ref struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+}
+
+// String renders the ref as the CloudEvent subject attribute: namespace/name.
+func (r Ref) String() string { return r.Namespace + "/" + r.Name }
+
+// Validate checks both parts are DNS-1123 labels.
+func (r Ref) Validate() error {
+	if err := ValidateName("namespace", r.Namespace); err != nil {
+		return err
+	}
+	return ValidateName("name", r.Name)
+}
+
+// ParseRef parses "namespace/name" (the CloudEvent subject attribute). A bare
+// "name" is taken to be in namespace "default".
+func ParseRef(s string) (Ref, error) {
+	ns, name, found := strings.Cut(s, "/")
+	if !found {
+		ns, name = "default", s
+	}
+	r := Ref{Namespace: ns, Name: name}
+	return r, r.Validate()
+}
+
+// CommandSubject is where commands for one rollout or template are published:
+// sluice.cmd.<namespace>.<name>.
+func CommandSubject(r Ref) string { return CommandRoot + "." + r.Namespace + "." + r.Name }
+
+// StatusSubject is where the status events of one rollout are published:
+// sluice.status.<namespace>.<name>.
+func StatusSubject(r Ref) string { return StatusRoot + "." + r.Namespace + "." + r.Name }
+
+// TaskSubject is where the orchestrator sends a task to one worker service:
+// sluice.task.<service>.<namespace>.<name>.
+func TaskSubject(service string, r Ref) string {
+	return TaskRoot + "." + service + "." + r.Namespace + "." + r.Name
+}
+
+// ResultSubject is where workers report task progress back to the
+// orchestrator: sluice.result.<namespace>.<name>.
+func ResultSubject(r Ref) string { return ResultRoot + "." + r.Namespace + "." + r.Name }
+
+// RefFromSubject extracts the rollout from a command, status, result or task
+// subject. It fails for subjects outside the contract.
+func RefFromSubject(subject string) (Ref, error) {
+	parts := strings.Split(subject, ".")
+	var ns, name string
+	switch {
+	case len(parts) == 4 && parts[0] == "sluice" && (parts[1] == "cmd" || parts[1] == "status" || parts[1] == "result"):
+		ns, name = parts[2], parts[3]
+	case len(parts) == 5 && parts[0] == "sluice" && parts[1] == "task":
+		ns, name = parts[3], parts[4]
+	default:
+		return Ref{}, fmt.Errorf("%w: subject %q is not sluice.{cmd,status,result}.<namespace>.<name> or sluice.task.<service>.<namespace>.<name>", ErrInvalidName, subject)
+	}
+	r := Ref{Namespace: ns, Name: name}
+	return r, r.Validate()
+}
+
+// PromoteData is the data of io.sluice.rollout.promote.v1.
+type PromoteData struct {
+	// Full skips every remaining step, analysis and pause.
+	Full bool `json:"full"`
+}
+
+// UndoData is the data of io.sluice.rollout.undo.v1.
+type UndoData struct {
+	// ToRevision is the revision to roll back to; nil or 0 means the one
+	// before the current revision.
+	ToRevision *int64 `json:"toRevision,omitempty"`
+}
+
+// Rollout phases, as Argo Rollouts names them.
+const (
+	PhaseProgressing = "Progressing"
+	PhasePaused      = "Paused"
+	PhaseHealthy     = "Healthy"
+	PhaseDegraded    = "Degraded"
+)
+
+// StatusData is the data of every status event. Status is always present: a
+// bot renders the whole rollout from one event. The other fields are set by
+// the event types noted on each.
+type StatusData struct {
+	Status Snapshot `json:"status"`
+
+	// Step is set on step.started and step.completed.
+	Step *StepInfo `json:"step,omitempty"`
+	// Errors lists every validation problem with its field path (rejected).
+	Errors []string `json:"errors,omitempty"`
+	// Reason says why a rollout was paused, aborted or rejected.
+	Reason string `json:"reason,omitempty"`
+	// Measurement is set on analysis.measured.
+	Measurement *Measurement `json:"measurement,omitempty"`
+	// Analysis is set on analysis.measured and analysis.completed.
+	Analysis *AnalysisSummary `json:"analysis,omitempty"`
+}
+
+// Snapshot is a rollout's whole status at the moment an event was published.
+type Snapshot struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Strategy is "canary" or "blueGreen".
+	Strategy string `json:"strategy,omitempty"`
+	// Phase is Progressing, Paused, Healthy or Degraded.
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	// Revision is the revision being rolled out; StableRevision the one that
+	// serves when it is not.
+	Revision       int64  `json:"revision"`
+	StableRevision int64  `json:"stableRevision"`
+	PodHash        string `json:"podHash,omitempty"`
+	StablePodHash  string `json:"stablePodHash,omitempty"`
+	// StepIndex is the current canary step (nil before the first step and
+	// for blue/green); StepCount the number of steps.
+	StepIndex    *int32   `json:"stepIndex,omitempty"`
+	StepCount    int32    `json:"stepCount"`
+	CanaryWeight int32    `json:"canaryWeight"`
+	StableWeight int32    `json:"stableWeight"`
+	Replicas     Replicas `json:"replicas"`
+	// PauseConditions are Argo's: CanaryPauseStep, BlueGreenPause,
+	// InconclusiveAnalysisRun.
+	PauseConditions []PauseCondition `json:"pauseConditions,omitempty"`
+	Aborted         bool             `json:"aborted,omitempty"`
+	// Analysis summarises the analysis run in progress or last finished.
+	Analysis  *AnalysisSummary `json:"analysis,omitempty"`
+	UpdatedAt time.Time        `json:"updatedAt"`
+}
+
+// Replicas counts pods across the rollout's revisions.
+type Replicas struct {
+	Desired   int32 `json:"desired"`
+	Current   int32 `json:"current"`
+	Updated   int32 `json:"updated"`
+	Ready     int32 `json:"ready"`
+	Available int32 `json:"available"`
+}
+
+// PauseCondition records why and since when a rollout is paused.
+type PauseCondition struct {
+	Reason    string    `json:"reason"`
+	StartTime time.Time `json:"startTime"`
+}
+
+// StepInfo describes one canary step (or blue/green stage).
+type StepInfo struct {
+	Index int32 `json:"index"`
+	// Action is the step's kind: setWeight, pause, analysis, setCanaryScale,
+	// setHeaderRoute, setMirrorRoute; for blue/green: preview, promote,
+	// postPromotionAnalysis.
+	Action string `json:"action"`
+	// Detail renders the step for people, e.g. "setWeight 20".
+	Detail string `json:"detail,omitempty"`
+}
+
+// AnalysisSummary is an analysis run's verdict so far.
+type AnalysisSummary struct {
+	Name string `json:"name"`
+	// Phase is Pending, Running, Successful, Failed, Error or Inconclusive.
+	Phase        string `json:"phase"`
+	Message      string `json:"message,omitempty"`
+	Successful   int32  `json:"successful"`
+	Failed       int32  `json:"failed"`
+	Inconclusive int32  `json:"inconclusive"`
+	Error        int32  `json:"error"`
+}
+
+// Measurement is one observation of one metric, with what produced it.
+type Measurement struct {
+	Metric string `json:"metric"`
+	// Phase is Successful, Failed, Inconclusive or Error.
+	Phase      string    `json:"phase"`
+	Value      string    `json:"value,omitempty"`
+	Query      string    `json:"query,omitempty"`
+	Provider   string    `json:"provider,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+}

@@ -1,0 +1,26 @@
+// Package events is Sluice's event backbone: CloudEvents 1.0 carried on NATS
+// JetStream.
+//
+// It holds the public event contract (subjects, event types and their data,
+// see contract.go), the codec between CloudEvents and NATS messages (binary
+// mode with ce-* headers on output; binary and structured mode on input), a
+// Client that publishes with deduplication and consumes through durable pull
+// consumers, and the provisioning of the streams, consumers and key-value
+// buckets every service relies on.
+//
+// Delivery is at-least-once. A handler's result decides the message's fate:
+//
+//	nil                     -> Ack
+//	any other error         -> Nak with exponential backoff (retried)
+//	Permanent(err)          -> copied to the dead-letter stream, then Term
+//	ErrMalformed, ErrUnknownType -> dead-lettered, then Term
+//	retry past MaxDeliver   -> dead-lettered, then Term
+//
+// Nothing poisons a consumer: whatever cannot be handled lands, with its
+// original bytes, headers and the reason, on the dead-letter stream
+// (subjects sluice.dlq.>) and the consumer carries on.
+//
+// Every publish and every handled message is an OpenTelemetry span; the W3C
+// trace context travels in the CloudEvents traceparent and tracestate
+// extensions, so one rollout is one trace across all services.
+package events
