@@ -114,4 +114,3 @@ func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 		t.Errorf("after restart the stream holds %s, want %s", got, ev.ID())
 	}
 }
-
