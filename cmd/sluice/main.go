@@ -9,12 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // Exit codes scripts can rely on.
@@ -27,21 +30,28 @@ const (
 // usageError marks an error as the caller's misuse of the command line.
 type usageError struct{ error }
 
+// errSilentFailure fails a command that has already printed why.
+var errSilentFailure = errors.New("")
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:]))
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run executes the CLI with args and returns the process exit code.
-func run(ctx context.Context, args []string) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(root.ErrOrStderr(), "sluice:", err)
+	if err != errSilentFailure {
+		fmt.Fprintln(root.ErrOrStderr(), "sluice:", err)
+	}
 	var ue usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") {
 		return exitUsage
@@ -59,7 +69,9 @@ func newRootCmd() *cobra.Command {
 	// Cobra reports unknown flags and bad arguments through these; mark them
 	// as usage errors so the exit code is 2.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newDevCmd(), newVersionCmd())
+	var conn events.ConnConfig
+	conn.AddFlags(root.PersistentFlags())
+	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}

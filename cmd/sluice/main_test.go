@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -23,7 +24,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"dev", "--bus-replicas", "2", "--nats-listen", freeAddr(t), "--state-dir", t.TempDir()}, exitFail},
 	}
 	for _, tt := range tests {
-		if got := run(context.Background(), tt.args); got != tt.want {
+		if got := run(context.Background(), tt.args, io.Discard, io.Discard); got != tt.want {
 			t.Errorf("sluice %s: exit %d, want %d", strings.Join(tt.args, " "), got, tt.want)
 		}
 	}
@@ -112,5 +113,48 @@ func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 	}
 	if got := raw.Header.Get("ce-id"); got != ev.ID() {
 		t.Errorf("after restart the stream holds %s, want %s", got, ev.ID())
+	}
+}
+
+func TestHistoryCommand(t *testing.T) {
+	cfg := devConfig{NATSListen: freeAddr(t), StateDir: t.TempDir()}
+	stop := startDev(t, cfg)
+	defer stop()
+	url := "nats://" + cfg.NATSListen
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	promote, _ := events.New("/chatops", events.TypeRolloutPromote, r.String(), events.PromoteData{Full: true})
+	step := int32(1)
+	paused, _ := events.New("/sluice/orchestrator", events.TypeRolloutPaused, r.String(), events.StatusData{
+		Status: events.Snapshot{Namespace: "prod", Name: "web", Phase: events.PhasePaused, Revision: 2, StableRevision: 1, StepIndex: &step, StepCount: 4, CanaryWeight: 20},
+		Reason: "CanaryPauseStep",
+	})
+	for subject, ev := range map[string]events.Event{events.StatusSubject(r): paused, events.CommandSubject(r): promote} {
+		if _, err := c.Publish(ctx, subject, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var out, errOut strings.Builder
+	if code := run(ctx, []string{"history", "prod/web", "--nats-url", url}, &out, &errOut); code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"rollout.paused.v1", "Paused  rev 2 (stable 1)  step 2/4  weight 20  CanaryPauseStep", "rollout.promote.v1", "full"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("history output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run(ctx, []string{"history", "prod/other", "--nats-url", url}, &out, &errOut); code != exitFail || !strings.Contains(errOut.String(), "no events for rollout prod/other") {
+		t.Errorf("history of an unknown rollout: exit %d, stderr %q", code, errOut.String())
+	}
+	if code := run(ctx, []string{"history", "Prod/Web", "--nats-url", url}, io.Discard, io.Discard); code != exitUsage {
+		t.Errorf("history with an invalid name: exit %d, want %d", code, exitUsage)
 	}
 }

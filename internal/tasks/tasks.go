@@ -1,0 +1,235 @@
+// Package tasks is the internal protocol between the orchestrator and the
+// worker services (replicas, traffic, analyzer). It is not public API: it may
+// change between releases, and docs/events.md describes it for operators.
+//
+// A task follows triggered -> started -> finished, correlated by its ID:
+//
+//	orchestrator --io.sluice.task.triggered.v1--> sluice.task.<service>.<ns>.<name>
+//	worker       --io.sluice.task.started.v1----> sluice.result.<ns>.<name>
+//	analyzer     --io.sluice.task.measured.v1---> sluice.result.<ns>.<name>  (analysis only, per measurement)
+//	worker       --io.sluice.task.finished.v1---> sluice.result.<ns>.<name>
+//
+// Every task carries the complete desired state of what it manages (all
+// revisions' replica counts; the whole routing table), never a delta, so that
+// applying a task twice has the effect of applying it once. Seq orders the
+// tasks of one rollout for one service: a worker must not apply a task whose
+// Seq is lower than one it already applied for that rollout, and reports
+// such a task finished with OutcomeStale.
+package tasks
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+)
+
+// Worker services, the <service> token of a task subject.
+const (
+	ServiceReplicas = "replicas"
+	ServiceTraffic  = "traffic"
+	ServiceAnalyzer = "analyzer"
+)
+
+// Event types of the task protocol.
+const (
+	TypeTriggered = "io.sluice.task.triggered.v1"
+	TypeStarted   = "io.sluice.task.started.v1"
+	TypeMeasured  = "io.sluice.task.measured.v1"
+	TypeFinished  = "io.sluice.task.finished.v1"
+)
+
+// Task kinds.
+const (
+	// KindScale makes the listed revisions run the listed replica counts and
+	// finishes when each is available at its count (scaling down finishes
+	// once the pods are gone).
+	KindScale = "replicas.scale"
+	// KindRoute applies a routing table and finishes when the router
+	// reports it in effect.
+	KindRoute = "traffic.route"
+	// KindAnalysisRun starts an analysis run; it finishes with the run's
+	// verdict (never, for a background run, until terminated).
+	KindAnalysisRun = "analysis.run"
+	// KindAnalysisTerminate stops a run; the run then finishes Successful
+	// unless it had already failed.
+	KindAnalysisTerminate = "analysis.terminate"
+)
+
+// Task is the data of io.sluice.task.triggered.v1.
+type Task struct {
+	// ID identifies the task across its attempts; the event id is
+	// ID + "#" + Attempt, so a republished attempt is stored once.
+	ID      string     `json:"id"`
+	Attempt int        `json:"attempt"`
+	Kind    string     `json:"kind"`
+	Ref     events.Ref `json:"ref"`
+	// Seq orders this rollout's tasks for one service (see package doc).
+	Seq int64 `json:"seq"`
+	// Revision is the rollout revision the task serves.
+	Revision int64 `json:"revision"`
+
+	Scale    *Scale    `json:"scale,omitempty"`
+	Route    *Route    `json:"route,omitempty"`
+	Analysis *Analysis `json:"analysis,omitempty"`
+}
+
+// Service is the worker service that carries out kind.
+func Service(kind string) (string, error) {
+	switch kind {
+	case KindScale:
+		return ServiceReplicas, nil
+	case KindRoute:
+		return ServiceTraffic, nil
+	case KindAnalysisRun, KindAnalysisTerminate:
+		return ServiceAnalyzer, nil
+	}
+	return "", fmt.Errorf("no service carries out task kind %q", kind)
+}
+
+// EventID is the CloudEvent id of one attempt of a task.
+func (t Task) EventID() string { return fmt.Sprintf("%s#%d", t.ID, t.Attempt) }
+
+// Role of a revision in a rollout.
+const (
+	RoleStable  = "stable"
+	RoleCanary  = "canary"
+	RoleActive  = "active"
+	RolePreview = "preview"
+	// RoleOld is a revision on its way out (scaled down after a delay).
+	RoleOld = "old"
+)
+
+// Scale is the desired size of every revision the rollout still runs.
+// Revisions not listed are left alone (the orchestrator lists every revision
+// that has pods, with Replicas 0 for those to remove).
+type Scale struct {
+	// Workload carries what every revision shares.
+	Workload Workload `json:"workload"`
+	// Revisions lists the desired state of each revision.
+	Revisions []RevisionScale `json:"revisions"`
+}
+
+// Workload is the part of the Rollout a worker needs to create pods.
+type Workload struct {
+	Selector        *metav1.LabelSelector `json:"selector,omitempty"`
+	MinReadySeconds int32                 `json:"minReadySeconds,omitempty"`
+	// Annotations and Labels of the Rollout object (for the local platform's
+	// settings such as local.sluice.io/listen).
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RevisionScale is one revision's desired state.
+type RevisionScale struct {
+	Revision int64  `json:"revision"`
+	PodHash  string `json:"podHash"`
+	Role     string `json:"role"`
+	Replicas int32  `json:"replicas"`
+	// Template is the revision's pod template, without the pod hash label
+	// (the worker adds rollouts-pod-template-hash).
+	Template corev1.PodTemplateSpec `json:"template"`
+	// Metadata is the ephemeral metadata of the revision's current role
+	// (canaryMetadata, stableMetadata, activeMetadata, previewMetadata).
+	Metadata *spec.PodTemplateMetadata `json:"metadata,omitempty"`
+}
+
+// Route is the complete desired routing of one rollout.
+type Route struct {
+	// Strategy is "canary" or "blueGreen".
+	Strategy string `json:"strategy"`
+	// Canary fields: the services, the router, and what goes where.
+	CanaryService  string               `json:"canaryService,omitempty"`
+	StableService  string               `json:"stableService,omitempty"`
+	TrafficRouting *spec.TrafficRouting `json:"trafficRouting,omitempty"`
+	StableHash     string               `json:"stableHash,omitempty"`
+	CanaryHash     string               `json:"canaryHash,omitempty"`
+	// CanaryWeight is the percentage (of MaxTrafficWeight, default 100) of
+	// traffic routed to the canary.
+	CanaryWeight int32                 `json:"canaryWeight"`
+	HeaderRoutes []spec.SetHeaderRoute `json:"headerRoutes,omitempty"`
+	MirrorRoutes []spec.SetMirrorRoute `json:"mirrorRoutes,omitempty"`
+
+	// Blue/green fields.
+	ActiveService  string `json:"activeService,omitempty"`
+	PreviewService string `json:"previewService,omitempty"`
+	ActiveHash     string `json:"activeHash,omitempty"`
+	PreviewHash    string `json:"previewHash,omitempty"`
+
+	// Annotations of the Rollout (for the local proxy's listen address).
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Analysis asks the analyzer to run (or terminate) one analysis run.
+type Analysis struct {
+	// RunName is unique per rollout, revision and purpose.
+	RunName string `json:"runName"`
+	// Purpose is "step", "background", "prePromotion" or "postPromotion".
+	Purpose string `json:"purpose,omitempty"`
+	// Spec is the rollout's analysis reference: templates, args, dry run.
+	Spec *spec.RolloutAnalysis `json:"spec,omitempty"`
+	// Args already resolved from the rollout (pod hashes, field refs).
+	Args []spec.AnalysisRunArgument `json:"args,omitempty"`
+	// Templates sent alongside the request (sluice apply), by name; the
+	// analyzer also looks in its template store.
+	Templates map[string]spec.AnalysisTemplate `json:"templates,omitempty"`
+}
+
+// Outcomes of a finished task.
+const (
+	OutcomeSucceeded = "Succeeded"
+	OutcomeFailed    = "Failed"
+	// OutcomeStale means a later task for the same rollout had already been
+	// applied; nothing was done.
+	OutcomeStale = "Stale"
+)
+
+// Started is the data of io.sluice.task.started.v1.
+type Started struct {
+	TaskID  string `json:"taskId"`
+	Attempt int    `json:"attempt"`
+	Kind    string `json:"kind"`
+	// Worker identifies the process that took the task.
+	Worker string    `json:"worker"`
+	At     time.Time `json:"at"`
+}
+
+// Finished is the data of io.sluice.task.finished.v1.
+type Finished struct {
+	TaskID  string    `json:"taskId"`
+	Attempt int       `json:"attempt"`
+	Kind    string    `json:"kind"`
+	Outcome string    `json:"outcome"`
+	Message string    `json:"message,omitempty"`
+	Worker  string    `json:"worker,omitempty"`
+	At      time.Time `json:"at"`
+
+	// Replicas reports each revision's pods after a scale task.
+	Replicas []RevisionStatus `json:"replicas,omitempty"`
+	// CanaryWeight is the weight in effect after a route task.
+	CanaryWeight *int32 `json:"canaryWeight,omitempty"`
+	// Analysis is the verdict of an analysis run.
+	Analysis *events.AnalysisSummary `json:"analysis,omitempty"`
+}
+
+// RevisionStatus counts one revision's pods.
+type RevisionStatus struct {
+	Revision  int64  `json:"revision"`
+	PodHash   string `json:"podHash"`
+	Replicas  int32  `json:"replicas"`
+	Ready     int32  `json:"ready"`
+	Available int32  `json:"available"`
+}
+
+// Measured is the data of io.sluice.task.measured.v1: one measurement of an
+// analysis run in progress, with the run's summary so far.
+type Measured struct {
+	TaskID      string                 `json:"taskId"`
+	RunName     string                 `json:"runName"`
+	Measurement events.Measurement     `json:"measurement"`
+	Analysis    events.AnalysisSummary `json:"analysis"`
+}
