@@ -55,8 +55,15 @@ const (
 )
 
 // Main runs the service binary described by s with args (without the
-// program name) and returns its exit code.
+// program name) until SIGINT or SIGTERM and returns its exit code.
 func Main(s Spec, args []string, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, s, args, stderr)
+}
+
+// Run is Main until ctx ends instead of a signal.
+func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var conn events.ConnConfig
@@ -73,6 +80,7 @@ func Main(s Spec, args []string, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK
 		}
+		fmt.Fprintf(stderr, "%s: %v (see --help)\n", s.Name, err)
 		return ExitUsage
 	}
 	if fs.NArg() > 0 {
@@ -86,9 +94,6 @@ func Main(s Spec, args []string, stderr io.Writer) int {
 	}
 	log = log.With("service", s.Name)
 	conn.Name = s.Name
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := run(ctx, s, conn, bus, *httpListen, log); err != nil {
 		log.Error("exiting", "error", err)
 		return ExitFail
