@@ -169,6 +169,9 @@ type StatusData struct {
 	Step *StepInfo `json:"step,omitempty"`
 	// Errors lists every validation problem with its field path (rejected).
 	Errors []string `json:"errors,omitempty"`
+	// Warnings lists what an accepted request set that Sluice does not
+	// know (unknown fields, with their path): accepted, not dropped silently.
+	Warnings []string `json:"warnings,omitempty"`
 	// Reason says why a rollout was paused, aborted or rejected.
 	Reason string `json:"reason,omitempty"`
 	// Measurement is set on analysis.measured.
