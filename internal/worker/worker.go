@@ -1,0 +1,184 @@
+// Package worker is the worker side of the task protocol (package tasks),
+// shared by the replicas, traffic and analyzer services: it takes tasks from
+// the service's durable consumer, reports them started, runs the executor for
+// the task's kind, and reports them finished.
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// Executor carries out one task. It returns the Finished report (Outcome
+// Succeeded, Failed with a message, or Stale when a task with a higher Seq
+// was already applied for the rollout: executors compare Seq atomically with
+// their effect). An empty Outcome means the task was accepted and will be
+// reported later with Worker.Finish (an analysis run that takes minutes). A
+// returned error means the task could not be carried out now and should be
+// retried (infrastructure, not a verdict).
+type Executor func(ctx context.Context, t tasks.Task) (tasks.Finished, error)
+
+// Config configures a worker service.
+type Config struct {
+	// Service is tasks.ServiceReplicas, ServiceTraffic or ServiceAnalyzer.
+	Service string
+	// Source is the CloudEvents source of the reports, e.g. "/sluice/traffic".
+	Source string
+	// Executors maps task kinds to what carries them out.
+	Executors map[string]Executor
+	// Consumer tunes the durable consumer; Stream, Durable and
+	// FilterSubjects are set by the worker.
+	Consumer events.ConsumerConfig
+	// ID names this process in Started reports (default hostname:pid).
+	ID     string
+	Logger *slog.Logger
+}
+
+// Worker is one replica of a worker service.
+type Worker struct {
+	client *events.Client
+	cfg    Config
+
+	mu    sync.Mutex
+	sub   *events.Subscription
+	ready bool
+}
+
+// New checks cfg and returns a worker that uses client.
+func New(client *events.Client, cfg Config) (*Worker, error) {
+	if _, err := tasks.Service(firstKind(cfg.Executors)); err != nil || cfg.Service == "" {
+		return nil, fmt.Errorf("%w: worker needs a service and at least one executor", events.ErrInvalidConfig)
+	}
+	for kind := range cfg.Executors {
+		svc, err := tasks.Service(kind)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", events.ErrInvalidConfig, err)
+		}
+		if svc != cfg.Service {
+			return nil, fmt.Errorf("%w: task kind %q belongs to the %s service, not %s", events.ErrInvalidConfig, kind, svc, cfg.Service)
+		}
+	}
+	if cfg.ID == "" {
+		host, _ := os.Hostname()
+		cfg.ID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Source == "" {
+		cfg.Source = "/sluice/" + cfg.Service
+	}
+	return &Worker{client: client, cfg: cfg}, nil
+}
+
+func firstKind(m map[string]Executor) string {
+	for k := range m {
+		return k
+	}
+	return ""
+}
+
+// Durable is the consumer name all replicas of service share.
+func Durable(service string) string { return "worker-" + service }
+
+// Start begins taking tasks. Stop ends it.
+func (w *Worker) Start(ctx context.Context) error {
+	cc := w.cfg.Consumer
+	cc.Stream = events.StreamTasks
+	cc.Durable = Durable(w.cfg.Service)
+	cc.FilterSubjects = []string{events.TaskRoot + "." + w.cfg.Service + ".>"}
+	mux := events.NewMux()
+	mux.Handle(tasks.TypeTriggered, w.handle)
+	sub, err := w.client.Consume(ctx, cc, mux.Dispatch)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.sub, w.ready = sub, true
+	w.mu.Unlock()
+	return nil
+}
+
+// Ready reports whether the worker's consumer is running.
+func (w *Worker) Ready() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ready
+}
+
+// Stop stops taking tasks and waits for those in progress (up to ctx).
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	sub := w.sub
+	w.sub, w.ready = nil, false
+	w.mu.Unlock()
+	if sub == nil {
+		return nil
+	}
+	return sub.Stop(ctx)
+}
+
+func (w *Worker) handle(ctx context.Context, ev events.Event) error {
+	var t tasks.Task
+	if err := events.DecodeData(ev, &t); err != nil {
+		return err
+	}
+	if err := t.Ref.Validate(); err != nil {
+		return events.Permanent(fmt.Errorf("task %s: %w", t.ID, err))
+	}
+	exec, ok := w.cfg.Executors[t.Kind]
+	if !ok {
+		return events.Permanent(fmt.Errorf("the %s service does not carry out task kind %q", w.cfg.Service, t.Kind))
+	}
+	log := w.cfg.Logger.With("rollout", t.Ref.String(), "task", t.ID, "attempt", t.Attempt, "kind", t.Kind)
+	started := tasks.Started{TaskID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Worker: w.cfg.ID, At: time.Now().UTC()}
+	if err := w.report(ctx, t, tasks.TypeStarted, "started", started); err != nil {
+		return err
+	}
+	fin, err := exec(ctx, t)
+	if err != nil {
+		log.Warn("task not carried out; will retry", "error", err)
+		return err
+	}
+	fin.TaskID, fin.Attempt, fin.Kind, fin.Worker = t.ID, t.Attempt, t.Kind, w.cfg.ID
+	if fin.At.IsZero() {
+		fin.At = time.Now().UTC()
+	}
+	if fin.Outcome == "" {
+		log.Debug("task accepted; it reports later")
+		return nil
+	}
+	log.Debug("task finished", "outcome", fin.Outcome, "message", fin.Message)
+	return w.report(ctx, t, tasks.TypeFinished, "finished", fin)
+}
+
+// Finish reports a task that its executor accepted without finishing.
+func (w *Worker) Finish(ctx context.Context, t tasks.Task, fin tasks.Finished) error {
+	fin.TaskID, fin.Attempt, fin.Kind, fin.Worker = t.ID, t.Attempt, t.Kind, w.cfg.ID
+	if fin.At.IsZero() {
+		fin.At = time.Now().UTC()
+	}
+	if fin.Outcome == "" {
+		return fmt.Errorf("finish task %s: no outcome", t.ID)
+	}
+	return w.report(ctx, t, tasks.TypeFinished, "finished", fin)
+}
+
+// report publishes a result for t with an id derived from the task attempt,
+// so that a redelivered task reports once.
+func (w *Worker) report(ctx context.Context, t tasks.Task, typ, what string, data any) error {
+	ev, err := events.New(w.cfg.Source, typ, t.Ref.String(), data)
+	if err != nil {
+		return events.Permanent(err)
+	}
+	ev.SetID(what + "/" + t.EventID())
+	_, err = w.client.Publish(ctx, events.ResultSubject(t.Ref), ev)
+	return err
+}
