@@ -3,8 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,26 +10,11 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/pkg/events/embedded"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
 func setup(t *testing.T) *events.Client {
-	t.Helper()
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	ctx := context.Background()
-	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{srv.ClientURL()}}, events.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Provision(ctx, events.BusConfig{}); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
 }
 
 // results collects the worker's reports from the result stream.
@@ -84,7 +67,7 @@ func TestWorkerReportsStartedAndFinished(t *testing.T) {
 	c := setup(t)
 	_, wait := results(t, c)
 	var calls atomic.Int32
-	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: eventstest.Quiet(),
 		Consumer: events.ConsumerConfig{BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond},
 		Executors: map[string]Executor{tasks.KindRoute: func(ctx context.Context, task tasks.Task) (tasks.Finished, error) {
 			if calls.Add(1) == 1 {
