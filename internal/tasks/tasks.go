@@ -12,9 +12,11 @@
 // Every task carries the complete desired state of what it manages (all
 // revisions' replica counts; the whole routing table), never a delta, so that
 // applying a task twice has the effect of applying it once. Seq orders the
-// tasks of one rollout for one service: a worker must not apply a task whose
-// Seq is lower than one it already applied for that rollout, and reports
-// such a task finished with OutcomeStale.
+// scale and route tasks of one rollout for one service: the replicas and
+// traffic workers must not apply a task whose Seq is lower than one they
+// already applied for that rollout, and report such a task finished with
+// OutcomeStale. Analysis tasks are keyed by run name instead (a run is
+// created once and terminated once), so the analyzer ignores Seq.
 package tasks
 
 import (

@@ -1,0 +1,363 @@
+package machine
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+)
+
+const (
+	phasePending      = spec.AnalysisPhasePending
+	phaseRunning      = spec.AnalysisPhaseRunning
+	phaseSuccessful   = spec.AnalysisPhaseSuccessful
+	phaseFailed       = spec.AnalysisPhaseFailed
+	phaseError        = spec.AnalysisPhaseError
+	phaseInconclusive = spec.AnalysisPhaseInconclusive
+)
+
+// wantedRun is an analysis run the rollout needs now.
+type wantedRun struct {
+	Name    string
+	Purpose string
+	Step    int32
+	Spec    *spec.RolloutAnalysis
+}
+
+// runName names a run as Argo does: <rollout>-<pod hash>-<revision>, then
+// -<step> for a step run, -pre or -post for blue/green, and .<n> after the
+// n-th restart of the plan. action is the plan action the run serves
+// (analysis, preview, postPromotionAnalysis), "" for background analysis.
+func (r *run) runName(action string, step int32) string {
+	s := r.s
+	name := fmt.Sprintf("%s-%s-%d", s.Ref.Name, s.PodHash, s.Revision)
+	switch action {
+	case actionAnalysis:
+		name += fmt.Sprintf("-%d", step)
+	case actionPreview:
+		name += "-pre"
+	case actionPostPromotionAnalysis:
+		name += "-post"
+	}
+	if s.Retries > 0 {
+		name += fmt.Sprintf(".%d", s.Retries)
+	}
+	return name
+}
+
+// wantedRuns lists the runs the update needs now: background analysis from
+// its starting step until the steps are done, the current analysis step's
+// run, and blue/green's pre-promotion run (once the preview is up) and
+// post-promotion run. Nothing runs after an abort or a full promotion.
+func (r *run) wantedRuns() []wantedRun {
+	s := r.s
+	if !s.inProgress() || s.Aborted || s.PromoteFull {
+		return nil
+	}
+	var out []wantedRun
+	if c := s.canary(); c != nil {
+		if a := c.Analysis; a != nil && s.Step < s.planLen() {
+			start := int32(0)
+			if a.StartingStep != nil {
+				start = *a.StartingStep
+			}
+			if s.Step >= start {
+				out = append(out, wantedRun{Name: r.runName("", 0), Purpose: purposeBackground, Spec: &a.RolloutAnalysis})
+			}
+		}
+		if st, ok := s.planStep(s.Step); ok && st.Action == actionAnalysis {
+			out = append(out, wantedRun{Name: r.runName(actionAnalysis, s.Step), Purpose: purposeStep, Step: s.Step, Spec: st.Canary.Analysis})
+		}
+		return out
+	}
+	b := s.blueGreen()
+	switch {
+	case s.Step == 0 && b.PrePromotionAnalysis != nil && r.scaleDone() && r.routeDone():
+		out = append(out, wantedRun{Name: r.runName(actionPreview, 0), Purpose: purposePrePromotion, Spec: b.PrePromotionAnalysis})
+	case s.Step == 2 && b.PostPromotionAnalysis != nil:
+		out = append(out, wantedRun{Name: r.runName(actionPostPromotionAnalysis, 2), Purpose: purposePostPromotion, Step: 2, Spec: b.PostPromotionAnalysis})
+	}
+	return out
+}
+
+func (r *run) findRun(name string) *RunRecord {
+	for i := range r.s.Runs {
+		if r.s.Runs[i].Name == name {
+			return &r.s.Runs[i]
+		}
+	}
+	return nil
+}
+
+// wanted reports whether the run named name is one the update needs now.
+func (r *run) wanted(name string) bool {
+	for _, w := range r.wantedRuns() {
+		if w.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// runPassed reports whether the run named name succeeded, or was
+// inconclusive and promoted past.
+func (r *run) runPassed(name string) bool {
+	run := r.findRun(name)
+	return run != nil && (run.Phase == string(phaseSuccessful) || run.Skipped)
+}
+
+// syncRuns starts the runs the update needs, terminates the ones it no
+// longer needs, and forgets runs that are neither needed nor running.
+func (r *run) syncRuns() {
+	s := r.s
+	want := r.wantedRuns()
+	needed := map[string]bool{}
+	for _, w := range want {
+		needed[w.Name] = true
+		if r.findRun(w.Name) == nil {
+			r.startRun(w)
+		}
+	}
+	var keep []RunRecord
+	stopped := 0
+	for i := len(s.Runs) - 1; i >= 0; i-- { // newest first
+		run := &s.Runs[i]
+		if needed[run.Name] {
+			keep = append(keep, *run)
+			continue
+		}
+		if !run.finished() && run.Task.active() && run.Stop == nil {
+			purpose := "terminate-" + run.Purpose
+			if run.Purpose == purposeStep {
+				purpose += fmt.Sprintf("-%d", run.Step)
+			}
+			t := r.newTask(tasks.KindAnalysisTerminate, purpose, run.Task.Revision)
+			t.Analysis = &tasks.Analysis{RunName: run.Name, Purpose: run.Purpose}
+			run.Stop = t
+			// A run being stopped is not sent again.
+			run.Task.StartBy = time.Time{}
+			r.send(t)
+		}
+		// A stopped run is kept until its final verdict, which the analyzer
+		// reports after terminating it, so that the verdict is published;
+		// a few at most, in case it never comes.
+		if !run.finished() && run.Task.active() && (run.Stop == nil || !run.Stop.Failed) && stopped < maxStoppedRuns {
+			stopped++
+			keep = append(keep, *run)
+		}
+	}
+	slices.Reverse(keep)
+	s.Runs = keep
+}
+
+// maxStoppedRuns bounds the runs kept while waiting for the verdict of
+// their termination.
+const maxStoppedRuns = 4
+
+func (r *run) startRun(w wantedRun) {
+	s := r.s
+	purpose := "analysis-" + w.Purpose
+	if w.Purpose == purposeStep {
+		purpose += fmt.Sprintf("-%d", w.Step)
+	}
+	t := r.newTask(tasks.KindAnalysisRun, purpose, s.Revision)
+	t.Analysis = &tasks.Analysis{RunName: w.Name, Purpose: w.Purpose, Spec: w.Spec, Args: r.resolveArgs(w.Spec.Args)}
+	s.Runs = append(s.Runs, RunRecord{Name: w.Name, Purpose: w.Purpose, Step: w.Step, Phase: string(phasePending), Task: *t})
+	r.send(&s.Runs[len(s.Runs)-1].Task)
+}
+
+// runFinished records the verdict of an analysis run, or retries a run
+// the analyzer could not start.
+func (r *run) runFinished(run *RunRecord, f tasks.Finished) bool {
+	t := &run.Task
+	if f.Analysis == nil && f.Outcome == tasks.OutcomeFailed {
+		r.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("analyzer task %s failed (%d attempts): %s", t.ID, t.Attempt, f.Message))
+		return true
+	}
+	sum := events.AnalysisSummary{Name: run.Name, Phase: string(phaseSuccessful), Message: f.Message}
+	if f.Analysis != nil {
+		sum = *f.Analysis
+		if sum.Name == "" {
+			sum.Name = run.Name
+		}
+		if !spec.AnalysisPhase(sum.Phase).Completed() {
+			sum.Phase = string(phaseError)
+			if sum.Message == "" {
+				sum.Message = "analysis run finished without a verdict"
+			}
+		}
+	}
+	t.Done, t.Started = true, true
+	r.recordVerdict(run, sum)
+	return true
+}
+
+// recordVerdict publishes a run's final verdict and acts on it: a failed or
+// errored run the update needs aborts it, an inconclusive one pauses it.
+func (r *run) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
+	s := r.s
+	run.Phase = sum.Phase
+	run.Summary = &sum
+	last := sum
+	s.LastAnalysis = &last
+	run.Task.StartBy, run.Task.FinishBy = time.Time{}, time.Time{}
+	needed := r.wanted(run.Name)
+	r.emit(events.TypeAnalysisCompleted, events.StatusData{Analysis: &last})
+	if !needed {
+		return
+	}
+	switch spec.AnalysisPhase(sum.Phase) {
+	case phaseFailed, phaseError:
+		msg := fmt.Sprintf("%s analysis run %s %s", run.Purpose, run.Name, strings.ToLower(sum.Phase))
+		if sum.Message != "" {
+			msg += ": " + sum.Message
+		}
+		r.abort(msg)
+	case phaseInconclusive:
+		r.addCondition(PauseInconclusive)
+		r.emit(events.TypeRolloutPaused, events.StatusData{Reason: fmt.Sprintf("%s: analysis run %s is inconclusive", PauseInconclusive, run.Name)})
+	}
+}
+
+func (r *run) measured(m tasks.Measured) bool {
+	ref, ok := r.s.findTask(m.TaskID)
+	if !ok || ref.run == nil || ref.t != &ref.run.Task || ref.run.finished() {
+		return false
+	}
+	run := ref.run
+	var seen int32
+	if run.Summary != nil {
+		seen = measurements(*run.Summary)
+	}
+	if measurements(m.Analysis) <= seen {
+		return false // a redelivered measurement, or none
+	}
+	sum := m.Analysis
+	if sum.Name == "" {
+		sum.Name = run.Name
+	}
+	run.Summary = &sum
+	if !spec.AnalysisPhase(sum.Phase).Completed() && sum.Phase != "" {
+		run.Phase = sum.Phase
+	} else {
+		run.Phase = string(phaseRunning)
+	}
+	last := sum
+	r.s.LastAnalysis = &last
+	meas := m.Measurement
+	r.emit(events.TypeAnalysisMeasured, events.StatusData{Measurement: &meas, Analysis: &last})
+	return true
+}
+
+func measurements(a events.AnalysisSummary) int32 {
+	return a.Successful + a.Failed + a.Inconclusive + a.Error
+}
+
+// resolveArgs fills the arguments that take their value from the rollout:
+// the stable or latest pod template hash, and fields of the Rollout
+// (metadata.name, metadata.labels['app'], spec.replicas, ...). An argument
+// whose field does not resolve is passed on as written, for the analyzer
+// to report.
+func (r *run) resolveArgs(args []spec.AnalysisRunArgument) []spec.AnalysisRunArgument {
+	s := r.s
+	if len(args) == 0 {
+		return nil
+	}
+	var doc any
+	if s.Spec != nil {
+		ro := *s.Spec
+		ro.Spec.Template = s.template(s.PodHash)
+		if b, err := json.Marshal(ro); err == nil {
+			_ = json.Unmarshal(b, &doc)
+		}
+	}
+	out := make([]spec.AnalysisRunArgument, len(args))
+	for i, a := range args {
+		out[i] = a
+		vf := a.ValueFrom
+		if vf == nil {
+			continue
+		}
+		switch {
+		case vf.PodTemplateHashValue != nil && *vf.PodTemplateHashValue == spec.Stable:
+			out[i] = spec.AnalysisRunArgument{Name: a.Name, Value: s.StableHash}
+		case vf.PodTemplateHashValue != nil && *vf.PodTemplateHashValue == spec.Latest:
+			out[i] = spec.AnalysisRunArgument{Name: a.Name, Value: s.PodHash}
+		case vf.FieldRef != nil:
+			if v, ok := fieldValue(doc, vf.FieldRef.FieldPath); ok {
+				out[i] = spec.AnalysisRunArgument{Name: a.Name, Value: v}
+			}
+		}
+	}
+	return out
+}
+
+// fieldValue evaluates a field path such as metadata.labels['app'] or
+// spec.strategy.canary.steps[0].setWeight against a decoded JSON document.
+func fieldValue(doc any, path string) (string, bool) {
+	var keys []string
+	for rest := path; rest != ""; {
+		switch {
+		case strings.HasPrefix(rest, "."):
+			rest = rest[1:]
+		case strings.HasPrefix(rest, "['") || strings.HasPrefix(rest, `["`):
+			quote := rest[1:2]
+			end := strings.Index(rest[2:], quote+"]")
+			if end < 0 {
+				return "", false
+			}
+			keys = append(keys, rest[2:2+end])
+			rest = rest[2+end+2:]
+		case strings.HasPrefix(rest, "["):
+			end := strings.Index(rest, "]")
+			if end < 0 {
+				return "", false
+			}
+			keys = append(keys, rest[1:end])
+			rest = rest[end+1:]
+		default:
+			end := strings.IndexAny(rest, ".[")
+			if end < 0 {
+				end = len(rest)
+			}
+			keys = append(keys, rest[:end])
+			rest = rest[end:]
+		}
+	}
+	v := doc
+	for _, k := range keys {
+		switch x := v.(type) {
+		case map[string]any:
+			next, ok := x[k]
+			if !ok {
+				return "", false
+			}
+			v = next
+		case []any:
+			n, err := strconv.Atoi(k)
+			if err != nil || n < 0 || n >= len(x) {
+				return "", false
+			}
+			v = x[n]
+		default:
+			return "", false
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case nil:
+		return "", false
+	case map[string]any, []any:
+		b, err := json.Marshal(x)
+		return string(b), err == nil
+	default:
+		return fmt.Sprint(x), true
+	}
+}

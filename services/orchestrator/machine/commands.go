@@ -1,0 +1,117 @@
+package machine
+
+import (
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+func (r *run) command(c Command) bool {
+	switch c.Kind {
+	case CommandPromote:
+		return r.promote(c.Full)
+	case CommandAbort:
+		if !r.s.inProgress() || r.s.Aborted {
+			return false
+		}
+		r.abort("")
+		return true
+	case CommandRetry:
+		return r.retry()
+	case CommandPause:
+		if r.s.UserPaused {
+			return false
+		}
+		r.s.UserPaused = true
+		r.emit(events.TypeRolloutPaused, events.StatusData{Reason: "paused by operator"})
+		return true
+	case CommandResume:
+		if !r.s.UserPaused {
+			return false
+		}
+		r.s.UserPaused = false
+		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "resumed by operator"})
+		return true
+	case CommandUndo:
+		return r.undo(c.ToRevision)
+	}
+	return false
+}
+
+// promote lifts every pause, or skips the current step when nothing is
+// paused. A full promote skips every remaining step, analysis and pause,
+// and also promotes an aborted update, as Argo's promote --full does.
+func (r *run) promote(full bool) bool {
+	s := r.s
+	if !s.inProgress() {
+		return false
+	}
+	if full {
+		if s.PromoteFull && !s.Aborted {
+			return false
+		}
+		r.resetUpdate()
+		s.PromoteFull = true
+		s.UserPaused = false
+		s.Step = s.planLen()
+		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "full promotion: remaining steps, analyses and pauses skipped"})
+		return true
+	}
+	if s.Aborted {
+		return false
+	}
+	if s.UserPaused || len(s.PauseConditions) > 0 {
+		s.UserPaused = false
+		for i := range s.Runs {
+			if s.Runs[i].Phase == string(phaseInconclusive) {
+				s.Runs[i].Skipped = true
+			}
+		}
+		s.PauseConditions = nil
+		s.PauseUntil = time.Time{}
+		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "promoted"})
+		return true
+	}
+	if s.Step >= s.planLen() {
+		return false
+	}
+	r.completeStep()
+	return true
+}
+
+// abort sends traffic back to the stable revision and stops the update;
+// reason is empty for an operator's abort.
+func (r *run) abort(reason string) {
+	s := r.s
+	s.Aborted, s.AbortedAt, s.AbortReason = true, r.now, reason
+	s.PauseConditions = nil
+	s.StepPaused, s.PauseUntil = false, time.Time{}
+	s.PromoteFull = false
+	s.AbortScaleDownAt = time.Time{}
+	if d, ok := r.abortScaleDownDelay(); ok && d > 0 {
+		s.AbortScaleDownAt = r.now.Add(d)
+	}
+	if reason == "" {
+		reason = "aborted by operator"
+	}
+	r.emit(events.TypeRolloutAborted, events.StatusData{Reason: reason})
+}
+
+// retry restarts an aborted update from its first step, and sends again the
+// tasks that had failed.
+func (r *run) retry() bool {
+	s := r.s
+	failed := s.Scale != nil && s.Scale.Failed || s.Route != nil && s.Route.Failed
+	if !s.Aborted && s.Failure == "" && !failed {
+		return false
+	}
+	r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "retry"})
+	if s.Aborted {
+		r.restartPlan()
+		return true
+	}
+	completed := s.Completed
+	r.resetUpdate()
+	s.Completed = completed
+	return true
+}

@@ -1,0 +1,303 @@
+package machine
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+)
+
+// newTask returns a task record for kind with the next sequence number of
+// its service.
+func (r *run) newTask(kind, purpose string, revision int64) *TaskRecord {
+	s := r.s
+	var seq *int64
+	switch kind {
+	case tasks.KindScale:
+		seq = &s.Seq.Replicas
+	case tasks.KindRoute:
+		seq = &s.Seq.Traffic
+	default:
+		seq = &s.Seq.Analyzer
+	}
+	*seq++
+	t := &TaskRecord{
+		ID:       fmt.Sprintf("%s/%s/r%d/%s/%d", s.Ref.Namespace, s.Ref.Name, revision, purpose, *seq),
+		Kind:     kind,
+		Seq:      *seq,
+		Revision: revision,
+	}
+	return t
+}
+
+// send sends attempt t.Attempt+1 of t: its deadlines start now.
+func (r *run) send(t *TaskRecord) {
+	s := r.s
+	t.Attempt++
+	t.SentAt = r.now
+	t.Started, t.Overdue = false, false
+	t.StartBy = r.now.Add(r.cfg.TaskStartTimeout)
+	t.FinishBy = time.Time{}
+	switch t.Kind {
+	case tasks.KindScale:
+		t.FinishBy = r.now.Add(r.progressDeadline())
+	case tasks.KindRoute:
+		t.FinishBy = r.now.Add(r.cfg.RouteFinishTimeout)
+	}
+	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision}
+	switch {
+	case t.Scale != nil:
+		sc := tasks.Scale{Workload: r.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions))}
+		for i, rv := range t.Scale.Revisions {
+			rv.Template = s.template(rv.PodHash)
+			sc.Revisions[i] = rv
+		}
+		task.Scale = &sc
+	case t.Route != nil:
+		rt := *t.Route
+		rt.Annotations = s.Spec.Annotations
+		task.Route = &rt
+	case t.Analysis != nil:
+		a := *t.Analysis
+		if t.Kind == tasks.KindAnalysisRun {
+			a.Templates = s.AnalysisTemplates
+		}
+		task.Analysis = &a
+	}
+	r.effects = append(r.effects, Effect{Task: task})
+}
+
+func (r *run) workload() tasks.Workload {
+	sp := r.s.Spec
+	return tasks.Workload{
+		Selector:        sp.Spec.Selector,
+		MinReadySeconds: sp.Spec.MinReadySeconds,
+		Labels:          sp.Labels,
+		Annotations:     sp.Annotations,
+	}
+}
+
+// progressDeadline is spec.progressDeadlineSeconds.
+func (r *run) progressDeadline() time.Duration {
+	if sp := r.s.Spec; sp != nil && sp.Spec.ProgressDeadlineSeconds != nil && *sp.Spec.ProgressDeadlineSeconds > 0 {
+		return time.Duration(*sp.Spec.ProgressDeadlineSeconds) * time.Second
+	}
+	return time.Duration(spec.DefaultProgressDeadlineSeconds) * time.Second
+}
+
+// syncScale sends a scale task when the desired scale differs from the one
+// last sent. New scaling waits while the update is halted (user pause,
+// inconclusive analysis), as in Argo.
+func (r *run) syncScale() {
+	s := r.s
+	want := r.desiredScale()
+	if s.Scale != nil && s.Scale.Scale != nil && sameScale(s.Scale.Scale.Revisions, want) {
+		return
+	}
+	if s.inProgress() && !s.Aborted && r.halted() {
+		return
+	}
+	t := r.newTask(tasks.KindScale, "scale", s.Revision)
+	t.Scale = &tasks.Scale{Revisions: want}
+	for _, w := range want {
+		p := s.pod(w.PodHash)
+		if p == nil {
+			s.Pods = append(s.Pods, PodRecord{Revision: w.Revision, Hash: w.PodHash})
+			p = &s.Pods[len(s.Pods)-1]
+		}
+		p.Revision = w.Revision
+		p.Replicas = w.Replicas
+		p.Available = min(p.Available, w.Replicas)
+		p.Ready = min(p.Ready, w.Replicas)
+	}
+	s.Scale = t
+	r.send(t)
+}
+
+// syncRoute sends a route task when the desired routing differs from the
+// one last sent.
+func (r *run) syncRoute() {
+	s := r.s
+	want := r.desiredRoute()
+	if want == nil || s.Route != nil && sameRoute(s.Route.Route, want) {
+		return
+	}
+	t := r.newTask(tasks.KindRoute, "route", s.Revision)
+	t.Route = want
+	s.Route = t
+	r.send(t)
+}
+
+// taskRef locates a task record in the state.
+type taskRef struct {
+	t   *TaskRecord
+	run *RunRecord // the run of an analysis task
+}
+
+// tasksInState lists every task the state still tracks.
+func (s *State) tasksInState() []taskRef {
+	var out []taskRef
+	if s.Scale != nil {
+		out = append(out, taskRef{t: s.Scale})
+	}
+	if s.Route != nil {
+		out = append(out, taskRef{t: s.Route})
+	}
+	for i := range s.Runs {
+		run := &s.Runs[i]
+		out = append(out, taskRef{t: &run.Task, run: run})
+		if run.Stop != nil {
+			out = append(out, taskRef{t: run.Stop, run: run})
+		}
+	}
+	return out
+}
+
+func (s *State) findTask(id string) (taskRef, bool) {
+	for _, ref := range s.tasksInState() {
+		if ref.t.ID == id {
+			return ref, true
+		}
+	}
+	return taskRef{}, false
+}
+
+// fireTaskDeadlines handles tasks no worker took in time, route tasks not
+// finished in time, and scale tasks past the progress deadline.
+func (r *run) fireTaskDeadlines() {
+	for _, ref := range r.s.tasksInState() {
+		t := ref.t
+		if !t.active() {
+			continue
+		}
+		svc, _ := tasks.Service(t.Kind)
+		switch {
+		case !t.Started && !t.StartBy.IsZero() && !r.now.Before(t.StartBy):
+			r.attemptFailed(ref, fmt.Sprintf("no %s worker took task %s within %s (%d attempts); is the %s service running?",
+				svc, t.ID, r.cfg.TaskStartTimeout, t.Attempt, svc))
+		case !t.Overdue && !t.FinishBy.IsZero() && !r.now.Before(t.FinishBy):
+			if t.Kind == tasks.KindScale {
+				t.Overdue = true
+				r.progressDeadlineExceeded()
+				continue
+			}
+			r.attemptFailed(ref, fmt.Sprintf("%s task %s did not finish within %s (%d attempts)", svc, t.ID, r.cfg.RouteFinishTimeout, t.Attempt))
+		}
+	}
+}
+
+// progressDeadlineExceeded reports a scale task past the progress deadline
+// (phase Degraded), and aborts the update with progressDeadlineAbort.
+func (r *run) progressDeadlineExceeded() {
+	s := r.s
+	if s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted {
+		r.abort(deadlineMessage(s))
+	}
+}
+
+// attemptFailed sends t again, or gives up after the last attempt and
+// fails what waits for it with message.
+func (r *run) attemptFailed(ref taskRef, message string) {
+	t := ref.t
+	t.Message = message
+	if t.Attempt < r.cfg.TaskMaxAttempts {
+		r.send(t)
+		return
+	}
+	t.Failed = true
+	t.StartBy, t.FinishBy = time.Time{}, time.Time{}
+	switch {
+	case ref.run == nil:
+		r.fail(message)
+	case t == &ref.run.Task:
+		r.recordVerdict(ref.run, events.AnalysisSummary{Name: ref.run.Name, Phase: string(phaseError), Message: message})
+	}
+}
+
+// fail handles a scale or route task that could not be carried out: the
+// update is aborted; with no update to abort (or one already aborted), the
+// rollout is Degraded with message.
+func (r *run) fail(message string) {
+	s := r.s
+	if s.inProgress() && !s.Aborted {
+		r.abort(message)
+		return
+	}
+	first := s.Failure == "" && !s.Aborted && !s.Completed
+	s.Failure = message
+	if first {
+		// The revision will not come up: say so once, as an abort would.
+		r.emit(events.TypeRolloutAborted, events.StatusData{Reason: message})
+	}
+}
+
+func (r *run) started(st tasks.Started) bool {
+	ref, ok := r.s.findTask(st.TaskID)
+	if !ok || st.Attempt != ref.t.Attempt || ref.t.Started || !ref.t.active() {
+		return false
+	}
+	ref.t.Started = true
+	ref.t.StartBy = time.Time{}
+	return true
+}
+
+func (r *run) finished(f tasks.Finished) bool {
+	ref, ok := r.s.findTask(f.TaskID)
+	if !ok || f.Attempt != ref.t.Attempt || !ref.t.active() {
+		return false
+	}
+	t := ref.t
+	switch f.Outcome {
+	case tasks.OutcomeSucceeded, tasks.OutcomeFailed:
+	default:
+		// OutcomeStale: a later task had been applied; nothing was done.
+		return false
+	}
+	if ref.run != nil && t == &ref.run.Task {
+		return r.runFinished(ref.run, f)
+	}
+	if f.Outcome == tasks.OutcomeFailed {
+		svc, _ := tasks.Service(t.Kind)
+		msg := fmt.Sprintf("%s task %s failed (%d attempts): %s", svc, t.ID, t.Attempt, f.Message)
+		r.attemptFailed(ref, msg)
+		return true
+	}
+	t.Done, t.Started = true, true
+	t.StartBy, t.FinishBy = time.Time{}, time.Time{}
+	switch {
+	case t.Scale != nil:
+		r.applyReplicas(t, f.Replicas)
+	case t.Route != nil:
+		rt := *t.Route
+		r.s.Routing = &rt
+	}
+	return true
+}
+
+// applyReplicas records the pods a finished scale task reports, and forgets
+// revisions it scaled to zero.
+func (r *run) applyReplicas(t *TaskRecord, report []tasks.RevisionStatus) {
+	s := r.s
+	for _, rv := range t.Scale.Revisions {
+		p := s.pod(rv.PodHash)
+		if p == nil || p.Replicas != rv.Replicas {
+			continue
+		}
+		p.Current, p.Ready, p.Available = rv.Replicas, rv.Replicas, rv.Replicas
+		for _, st := range report {
+			if st.PodHash == rv.PodHash {
+				p.Current, p.Ready, p.Available = st.Replicas, st.Ready, st.Available
+			}
+		}
+	}
+	var keep []PodRecord
+	for _, p := range s.Pods {
+		if p.Replicas == 0 && p.Current == 0 && p.Hash != s.PodHash && p.Hash != s.StableHash {
+			continue
+		}
+		keep = append(keep, p)
+	}
+	s.Pods = keep
+}

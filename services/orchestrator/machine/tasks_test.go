@@ -1,0 +1,249 @@
+package machine
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+)
+
+func TestTaskProtocol(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, w *world)
+	}{
+		{"no worker takes the first scale task: resent, then the rollout fails with a message", func(t *testing.T, w *world) {
+			w.down[tasks.ServiceReplicas] = true
+			w.request(nginxCanary(4, setWeight(25)))
+			w.advance(59 * time.Second)
+			var attempts []string
+			for _, tk := range w.sent {
+				if tk.Scale != nil {
+					attempts = append(attempts, tk.EventID())
+				}
+			}
+			if got := strings.Join(attempts, " "); got != "shop/web/r1/scale/1#1 shop/web/r1/scale/1#2" {
+				t.Fatalf("scale attempts %s", got)
+			}
+			w.expectPhase(events.PhaseProgressing)
+			m := w.mark()
+			w.advance(31 * time.Second)
+			w.expectEvents(m, "rollout.aborted")
+			want := "no replicas worker took task shop/web/r1/scale/1 within 30s (3 attempts); is the replicas service running?"
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
+				t.Fatalf("reason %q", r)
+			}
+			w.expectPhase(events.PhaseDegraded)
+			if w.st.Message != want {
+				t.Fatalf("message %q", w.st.Message)
+			}
+			if _, ok := w.st.NextWakeup(); ok {
+				t.Fatalf("a wakeup is left after giving up")
+			}
+			w.up(tasks.ServiceReplicas)
+			m = w.mark()
+			w.command(CommandRetry)
+			w.settle()
+			w.expectEvents(m, "rollout.resumed", "rollout.completed")
+			w.expectPhase(events.PhaseHealthy)
+		}},
+		{"no worker takes a scale task of an update: the update aborts", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			w.request(image(ro, "web:2"))
+			w.advance(90 * time.Second)
+			ab := w.lastEvent("rollout.aborted")
+			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took task shop/web/r2/scale/2 within 30s") {
+				t.Fatalf("reason %q", ab.Data.Reason)
+			}
+			m := w.mark()
+			w.advance(5 * time.Minute)
+			w.expectEvents(m) // the abort's own tasks fail too, without another event
+			w.expectPhase(events.PhaseDegraded)
+			if w.lastRoute().CanaryWeight != 0 {
+				t.Fatalf("traffic not back on the stable")
+			}
+		}},
+		{"a failed route task is sent again", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely(), setWeight(50), pauseIndefinitely())
+			start(w, ro)
+			w.request(image(ro, "web:2"))
+			w.settle()
+			w.failNext[tasks.ServiceTraffic] = 2
+			w.command(CommandPromote) // setWeight 50: one route task, failing twice
+			w.settle()
+			w.expectWeight(50)
+			w.expectPhase(events.PhasePaused)
+			if w.attempts["shop/web/r2/route/4"] != 3 || w.st.Aborted {
+				t.Fatalf("attempts %v", w.attempts)
+			}
+		}},
+		{"a route task failing every attempt aborts with the worker's message", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.request(image(ro, "web:2"))
+			w.failNext[tasks.ServiceTraffic] = 4 // the first route task is superseded before it fails
+			w.settle()
+			want := "traffic task shop/web/r2/route/3 failed (3 attempts): traffic worker: quota exceeded"
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
+				t.Fatalf("reason %q", r)
+			}
+			w.expectWeight(0)
+		}},
+		{"a route task not finished in time is sent again, then fails", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.hang[tasks.ServiceTraffic] = true
+			w.request(image(ro, "web:2"))
+			w.advance(179 * time.Second)
+			w.expectPhase(events.PhaseProgressing)
+			w.advance(time.Second)
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "traffic task shop/web/r2/route/3 did not finish within 1m0s (3 attempts)" {
+				t.Fatalf("reason %q", r)
+			}
+		}},
+		{"progress deadline without abort: Degraded until the update moves again", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			ro.Spec.ProgressDeadlineSeconds = ptr(int32(60))
+			start(w, ro)
+			w.broken[h2] = true
+			m := w.mark()
+			w.request(image(ro, "web:2"))
+			w.advance(59 * time.Second)
+			w.expectPhase(events.PhaseProgressing)
+			w.advance(time.Second)
+			w.expectPhase(events.PhaseDegraded)
+			if w.st.Message != `ProgressDeadlineExceeded: ReplicaSet "web-`+h2+`" has timed out progressing.` {
+				t.Fatalf("message %q", w.st.Message)
+			}
+			w.expectEvents(m, "rollout.accepted", "rollout.step.started")
+			if w.st.Aborted {
+				t.Fatalf("aborted without progressDeadlineAbort")
+			}
+			if _, ok := w.st.NextWakeup(); ok {
+				t.Fatalf("a wakeup is left")
+			}
+			w.broken[h3] = false
+			w.request(image(ro, "web:3"))
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			w.expectPods(map[int64]int32{1: 4, 3: 1})
+		}},
+		{"progress deadline with progressDeadlineAbort aborts", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			ro.Spec.ProgressDeadlineSeconds = ptr(int32(60))
+			ro.Spec.ProgressDeadlineAbort = true
+			start(w, ro)
+			w.broken[h2] = true
+			w.request(image(ro, "web:2"))
+			w.advance(time.Minute)
+			ab := w.lastEvent("rollout.aborted")
+			if !strings.HasPrefix(ab.Data.Reason, "ProgressDeadlineExceeded: ") || ab.Data.Status.Phase != events.PhaseDegraded {
+				t.Fatalf("aborted %+v", ab.Data)
+			}
+			w.expectWeight(0)
+		}},
+		{"no analyzer takes an analysis run: the update aborts", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), analysisStep("smoke"))
+			start(w, ro)
+			w.down[tasks.ServiceAnalyzer] = true
+			w.request(image(ro, "web:2"))
+			w.advance(2 * time.Minute)
+			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took task shop/web/r2/analysis-step-1/1 within 30s (3 attempts); is the analyzer service running?"
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
+				t.Fatalf("reason %q\nwant   %q", r, want)
+			}
+		}},
+		{"the timeouts come from Config", func(t *testing.T, w *world) {
+			w.m.Config = Config{TaskStartTimeout: 5 * time.Second, TaskMaxAttempts: 2}
+			w.down[tasks.ServiceReplicas] = true
+			w.request(nginxCanary(4))
+			w.advance(9 * time.Second)
+			w.expectPhase(events.PhaseProgressing)
+			w.advance(time.Second)
+			w.expectPhase(events.PhaseDegraded)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.run(t, newWorld(t, Config{})) })
+	}
+}
+
+// midUpdate returns a world paused in an update of a routed canary with a
+// background analysis running, a scale task in flight and one of its
+// earlier attempts outstanding.
+func midUpdate(t *testing.T) (*world, tasks.Task) {
+	w := newWorld(t, Config{})
+	ro := nginxCanary(4, setWeight(25), pauseIndefinitely(), setWeight(50))
+	ro.Spec.Strategy.Canary.Analysis = &spec.RolloutAnalysisBackground{RolloutAnalysis: *analysisRef("error-rate")}
+	start(w, ro)
+	w.request(image(ro, "web:2"))
+	w.settle()
+	w.down[tasks.ServiceReplicas] = true
+	w.command(CommandPromote)
+	w.advance(30 * time.Second) // the scale task of step 2 is sent again
+	var first tasks.Task
+	for _, tk := range w.sent {
+		if tk.Scale != nil && tk.Attempt == 1 {
+			first = tk
+		}
+	}
+	return w, first
+}
+
+func TestIgnoredObservations(t *testing.T) {
+	w, old := midUpdate(t)
+	scale := w.st.Scale
+	if scale.Attempt != 2 || old.ID != scale.ID {
+		t.Fatalf("setup: scale task %s attempt %d, old %s", scale.ID, scale.Attempt, old.ID)
+	}
+	var run RunRecord
+	for _, r := range w.st.Runs {
+		run = r
+	}
+	sum := summary(run.Name, string(phaseRunning))
+	other := nginxCanary(4)
+	other.Name = "api"
+	healthy := newWorld(t, Config{})
+	start(healthy, nginxCanary(4))
+
+	tests := []struct {
+		name string
+		w    *world
+		obs  Observation
+	}{
+		{"finished for an unknown task", w, Observation{Finished: &tasks.Finished{TaskID: "shop/web/r2/scale/99", Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
+		{"finished for an older attempt", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
+		{"started for an older attempt", w, Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: 1}}},
+		{"stale outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: tasks.OutcomeStale}}},
+		{"unknown outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: "Maybe"}}},
+		{"finished for a task already done", w, Observation{Finished: &tasks.Finished{TaskID: w.st.Route.ID, Attempt: w.st.Route.Attempt, Outcome: tasks.OutcomeSucceeded}}},
+		{"started for a task already started", w, Observation{Started: &tasks.Started{TaskID: run.Task.ID, Attempt: 1}}},
+		{"measured for an unknown task", w, Observation{Measured: &tasks.Measured{TaskID: "nope", Analysis: sum}}},
+		{"measured without a new measurement", w, Observation{Measured: &tasks.Measured{TaskID: run.Task.ID, Analysis: events.AnalysisSummary{}}}},
+		{"request for another rollout", w, Observation{Request: other}},
+		{"request with nothing in it", w, Observation{Request: &spec.Rollout{}}},
+		{"retry when not aborted", w, Observation{Command: &Command{Kind: CommandRetry}}},
+		{"resume when not paused", w, Observation{Command: &Command{Kind: CommandResume}}},
+		{"unknown command", w, Observation{Command: &Command{Kind: "explode"}}},
+		{"undo to the current revision", w, Observation{Command: &Command{Kind: CommandUndo, ToRevision: 2}}},
+		{"tick before any deadline", w, Observation{Tick: true}},
+		{"empty observation", w, Observation{}},
+		{"abort with nothing to abort", healthy, Observation{Command: &Command{Kind: CommandAbort}}},
+		{"promote with nothing to promote", healthy, Observation{Command: &Command{Kind: CommandPromote}}},
+		{"promote full with nothing to promote", healthy, Observation{Command: &Command{Kind: CommandPromote, Full: true}}},
+		{"tick on a rollout nobody requested", newWorld(t, Config{}), Observation{Tick: true}},
+		{"command on a rollout nobody requested", newWorld(t, Config{}), Observation{Command: &Command{Kind: CommandAbort}}},
+		{"report on a rollout nobody requested", newWorld(t, Config{}), Observation{Finished: &tasks.Finished{TaskID: "x", Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.w.t = t
+			tt.w.ignored(tt.obs)
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package machine
+
+import (
+	"encoding/json"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+)
+
+// desiredRoute returns the routing table the rollout needs now, without
+// the rollout's annotations.
+func (r *run) desiredRoute() *tasks.Route {
+	s := r.s
+	if b := s.blueGreen(); b != nil {
+		rt := &tasks.Route{Strategy: strategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
+		switch {
+		case !s.inProgress() || s.Aborted:
+			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.StableHash
+		case s.Step == 0 && !s.PromoteFull:
+			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.PodHash
+		default:
+			// The switch waits until the new revision runs every replica.
+			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.PodHash
+			if s.Routing != nil && s.Routing.ActiveHash == s.PodHash || r.scaleDone() {
+				rt.ActiveHash = s.PodHash
+			}
+		}
+		return rt
+	}
+	c := s.canary()
+	if c == nil {
+		return nil
+	}
+	rt := &tasks.Route{
+		Strategy:       strategyCanary,
+		CanaryService:  c.CanaryService,
+		StableService:  c.StableService,
+		TrafficRouting: c.TrafficRouting,
+		StableHash:     s.StableHash,
+		CanaryHash:     s.PodHash,
+	}
+	switch {
+	case !s.inProgress():
+	case s.Aborted:
+		rt.CanaryWeight = r.abortedWeight()
+	default:
+		rt.HeaderRoutes, rt.MirrorRoutes = s.managedRoutes(s.Step)
+		rt.CanaryWeight = r.canaryWeight()
+	}
+	return rt
+}
+
+// canaryWeight is the weight to route to the canary during an update: the
+// plan's weight once the canary runs the pods for it; until then no more
+// than the weight in effect (none while no canary pod is available).
+func (r *run) canaryWeight() int32 {
+	s := r.s
+	want := r.targetWeight()
+	if s.podsOf(s.PodHash).Available == 0 {
+		return 0
+	}
+	if r.scaleDone() {
+		return want
+	}
+	have := r.weightInEffect()
+	if c := s.canary(); c.DynamicStableScale {
+		// The stable must have the pods for more traffic before it gets it.
+		return have
+	}
+	return min(want, have)
+}
+
+// abortedWeight is the canary weight after an abort: 0 at once, except
+// with dynamicStableScale, where traffic moves back only as fast as the
+// stable's available pods allow, and never up.
+func (r *run) abortedWeight() int32 {
+	s := r.s
+	if !s.canary().DynamicStableScale {
+		return 0
+	}
+	R := s.replicas()
+	if R == 0 {
+		return 0
+	}
+	maxW := s.maxWeight()
+	avail := min(s.podsOf(s.StableHash).Available, R)
+	w := maxW - avail*maxW/R
+	return max(0, min(w, r.weightInEffect()))
+}
+
+// weightInEffect is the weight the routing in effect sends to the current
+// revision.
+func (r *run) weightInEffect() int32 {
+	rt := r.s.Routing
+	if rt == nil || rt.CanaryHash != r.s.PodHash || rt.CanaryHash == rt.StableHash {
+		return 0
+	}
+	return rt.CanaryWeight
+}
+
+// sameRoute reports whether two routing tables are the same.
+func sameRoute(a, b *tasks.Route) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
+}
+
+// scaleDone reports whether the replicas service has put the desired scale
+// in place.
+func (r *run) scaleDone() bool {
+	t := r.s.Scale
+	return t != nil && t.Done && t.Scale != nil && sameScale(t.Scale.Revisions, r.desiredScale())
+}
+
+// routeDone reports whether the traffic service has put the desired
+// routing in place.
+func (r *run) routeDone() bool {
+	t := r.s.Route
+	return t != nil && t.Done && sameRoute(t.Route, r.desiredRoute())
+}

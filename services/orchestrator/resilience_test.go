@@ -1,0 +1,159 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
+)
+
+// Two replicas share the work on many rollouts at once; compare-and-swap
+// keeps every rollout's decisions in one line: each step starts once, each
+// rollout completes once.
+func TestTwoReplicasShareRolloutsWithoutInterleaving(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	const n = 20
+	steps := `    canary:
+      steps: [{setWeight: 10}, {setWeight: 30}, {setWeight: 50}, {setWeight: 80}]`
+	var refs []events.Ref
+	for i := 0; i < n; i++ {
+		r := events.Ref{Namespace: "load", Name: fmt.Sprintf("app-%d", i)}
+		refs = append(refs, r)
+		request(t, c, r, "app:1", steps)
+	}
+	for _, r := range refs {
+		status.waitFor(t, r, events.TypeRolloutCompleted)
+		request(t, c, r, "app:2", steps)
+	}
+	for _, r := range refs {
+		waitForN(t, status, r, events.TypeRolloutCompleted, 2)
+	}
+	for _, r := range refs {
+		var started []int32
+		completed := 0
+		for _, e := range status.of(r) {
+			switch e.Type {
+			case events.TypeRolloutStepStarted:
+				started = append(started, e.Data.Step.Index)
+			case events.TypeRolloutCompleted:
+				completed++
+			}
+		}
+		if completed != 2 {
+			t.Errorf("%s completed %d times, want 2", r, completed)
+		}
+		for i := 1; i < len(started); i++ {
+			if started[i] <= started[i-1] {
+				t.Errorf("%s: step starts out of line: %v", r, started)
+				break
+			}
+		}
+	}
+}
+
+// A replica killed during a timed pause loses neither the rollout nor the
+// pause: another replica finishes it, and not before the pause is over.
+func TestKilledOrchestratorIsReplacedAndPauseKept(t *testing.T) {
+	srv := startServer(t)
+	first := startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	steps := `    canary:
+      steps: [{setWeight: 25}, {pause: {duration: 2s}}, {setWeight: 75}]`
+	request(t, c, r, "web:1", steps)
+	status.waitFor(t, r, events.TypeRolloutCompleted)
+	request(t, c, r, "web:2", steps)
+
+	var pauseStart time.Time
+	deadline := time.Now().Add(30 * time.Second)
+	for pauseStart.IsZero() && time.Now().Before(deadline) {
+		for _, e := range status.of(r) {
+			if e.Type == events.TypeRolloutStepStarted && e.Data.Step != nil && e.Data.Step.Action == "pause" {
+				pauseStart = e.At
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if pauseStart.IsZero() {
+		t.Fatalf("pause step never started: %v", typesOf(status.of(r)))
+	}
+	first.kill()
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+
+	done := waitForN(t, status, r, events.TypeRolloutCompleted, 2)
+	if done.At.Sub(pauseStart) < 2*time.Second {
+		t.Errorf("rollout completed %s after the 2s pause started: the restart shortened the pause", done.At.Sub(pauseStart))
+	}
+	if s := done.Data.Status; s.Revision != 2 || s.StableRevision != 2 {
+		t.Errorf("after restart: %+v", s)
+	}
+}
+
+// A command for a rollout nobody requested is dead-lettered with a reason a
+// user can act on.
+func TestCommandForUnknownRolloutIsDeadLettered(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	send(t, c, events.Ref{Namespace: "prod", Name: "ghost"}, events.TypeRolloutPromote, events.PromoteData{})
+
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := c.JetStream().Stream(ctx, events.StreamDeadLetter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg, err := s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands)); err == nil {
+			dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
+				t.Errorf("reason = %q", dl.Reason)
+			}
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("command for an unknown rollout was not dead-lettered")
+}
+
+// With no traffic service running, route tasks are re-sent and then the
+// rollout fails with a message that names the missing service.
+func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 300 * time.Millisecond, TaskMaxAttempts: 2})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c, tasks.ServiceTraffic)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryWithPause)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, e := range status.of(r) {
+			if e.Data.Status.Phase == events.PhaseDegraded {
+				msg := e.Data.Status.Message + " " + e.Data.Reason
+				if !strings.Contains(msg, "traffic") {
+					t.Errorf("degraded without naming the traffic service: %q", msg)
+				}
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("rollout never degraded: %v", typesOf(status.of(r)))
+}

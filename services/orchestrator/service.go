@@ -1,0 +1,348 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
+)
+
+// Source is the CloudEvents source of everything the orchestrator publishes.
+const Source = "/sluice/orchestrator"
+
+// Durable consumer names, shared by all orchestrator replicas.
+const (
+	DurableCommands = "orchestrator-commands"
+	DurableResults  = "orchestrator-results"
+)
+
+// TypeTimerFired is the internal event that carries a due deadline of one
+// rollout to whichever replica handles it. Its data is timerData.
+const TypeTimerFired = "io.sluice.timer.fired.v1"
+
+type timerData struct {
+	Due time.Time `json:"due"`
+}
+
+// Config configures the orchestrator service. The zero value plus Defaults
+// is a working configuration.
+type Config struct {
+	// Bus is the stream and bucket configuration to provision.
+	Bus events.BusConfig
+	// Machine holds the step machine's timeouts.
+	Machine machine.Config
+	// Commands and Results tune the two durable consumers; Stream, Durable
+	// and FilterSubjects are set by the service.
+	Commands events.ConsumerConfig
+	Results  events.ConsumerConfig
+	// Logger receives the service's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now); tests replace it.
+	Now func() time.Time
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	c.Bus.Defaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Service is one orchestrator replica.
+type Service struct {
+	client *events.Client
+	cfg    Config
+	m      machine.Machine
+	log    *slog.Logger
+	st     store
+	timers *timers
+
+	mu    sync.Mutex
+	subs  []*events.Subscription
+	ready bool
+}
+
+// New returns a service that uses client. Call Run to start it.
+func New(client *events.Client, cfg Config) (*Service, error) {
+	cfg.Defaults()
+	if err := cfg.Bus.Validate(); err != nil {
+		return nil, err
+	}
+	return &Service{client: client, cfg: cfg, m: machine.Machine{Config: cfg.Machine}, log: cfg.Logger}, nil
+}
+
+// Ready reports whether the service has its streams, bucket and consumers
+// in place.
+func (s *Service) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Run provisions the bus, starts consuming and firing timers, and blocks
+// until ctx ends; then it stops consuming, lets decisions in progress finish,
+// and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	bucket := s.cfg.Bus.Bucket(BucketRollouts, "Sluice rollout state, one entry per rollout", 1)
+	if err := s.client.Provision(ctx, s.cfg.Bus, bucket); err != nil {
+		return err
+	}
+	kv, err := s.client.JetStream().KeyValue(ctx, BucketRollouts)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
+	}
+	s.st = store{kv: kv}
+
+	commands := events.NewMux()
+	for typ, kind := range map[string]string{
+		events.TypeRolloutPromote: machine.CommandPromote,
+		events.TypeRolloutAbort:   machine.CommandAbort,
+		events.TypeRolloutRetry:   machine.CommandRetry,
+		events.TypeRolloutPause:   machine.CommandPause,
+		events.TypeRolloutResume:  machine.CommandResume,
+		events.TypeRolloutUndo:    machine.CommandUndo,
+	} {
+		commands.Handle(typ, s.commandHandler(kind))
+	}
+	commands.Handle(events.TypeRolloutRequested, s.handleRequested)
+	// Templates are the analyzer's; they share the command subjects.
+	commands.Handle(events.TypeAnalysisTemplateApply, func(context.Context, events.Event) error { return nil })
+
+	results := events.NewMux()
+	results.Handle(tasks.TypeStarted, s.handleStarted)
+	results.Handle(tasks.TypeFinished, s.handleFinished)
+	results.Handle(tasks.TypeMeasured, s.handleMeasured)
+	results.Handle(TypeTimerFired, s.handleTimer)
+
+	cc := s.cfg.Commands
+	cc.Stream, cc.Durable = events.StreamCommands, DurableCommands
+	rc := s.cfg.Results
+	rc.Stream, rc.Durable = events.StreamResults, DurableResults
+
+	s.timers = newTimers(s.log, s.cfg.Now, s.fireTimer)
+	if err := s.timers.watch(ctx, kv); err != nil {
+		return err
+	}
+	defer s.timers.stop()
+
+	for _, c := range []struct {
+		cfg events.ConsumerConfig
+		h   events.Handler
+	}{{cc, commands.Dispatch}, {rc, results.Dispatch}} {
+		sub, err := s.client.Consume(ctx, c.cfg, c.h)
+		if err != nil {
+			s.stopConsumers()
+			return err
+		}
+		s.mu.Lock()
+		s.subs = append(s.subs, sub)
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	s.ready = true
+	s.mu.Unlock()
+	s.log.Info("orchestrator running", "bucket", BucketRollouts)
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.ready = false
+	s.mu.Unlock()
+	s.stopConsumers()
+	return nil
+}
+
+func (s *Service) stopConsumers() {
+	s.mu.Lock()
+	subs := s.subs
+	s.subs = nil
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sub := range subs {
+		if err := sub.Stop(ctx); err != nil {
+			s.log.Warn("consumer did not stop in time", "error", err)
+		}
+	}
+}
+
+// refOf returns the rollout a delivered event is about, from its subject.
+func refOf(ctx context.Context, ev events.Event) (events.Ref, error) {
+	d, ok := events.DeliveryFrom(ctx)
+	if !ok {
+		return events.Ref{}, events.Permanent(errors.New("no delivery in context"))
+	}
+	r, err := events.RefFromSubject(d.Subject)
+	if err != nil {
+		return r, events.Permanent(err)
+	}
+	if sub := ev.Subject(); sub != "" && sub != r.String() {
+		return r, events.Permanent(fmt.Errorf("event subject %q does not match NATS subject %s (want %q)", sub, d.Subject, r.String()))
+	}
+	return r, nil
+}
+
+func (s *Service) commandHandler(kind string) events.Handler {
+	return func(ctx context.Context, ev events.Event) error {
+		r, err := refOf(ctx, ev)
+		if err != nil {
+			return err
+		}
+		cmd := machine.Command{Kind: kind}
+		switch kind {
+		case machine.CommandPromote:
+			var d events.PromoteData
+			if err := events.DecodeData(ev, &d); err != nil {
+				return err
+			}
+			cmd.Full = d.Full
+		case machine.CommandUndo:
+			var d events.UndoData
+			if err := events.DecodeData(ev, &d); err != nil {
+				return err
+			}
+			if d.ToRevision != nil {
+				if *d.ToRevision < 0 {
+					return events.Permanent(fmt.Errorf("undo %s: toRevision %d must not be negative", r, *d.ToRevision))
+				}
+				cmd.ToRevision = *d.ToRevision
+			}
+		}
+		return s.apply(ctx, r, machine.Observation{Command: &cmd}, true, nil)
+	}
+}
+
+func (s *Service) handleStarted(ctx context.Context, ev events.Event) error {
+	var d tasks.Started
+	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Started: &d} })
+}
+
+func (s *Service) handleFinished(ctx context.Context, ev events.Event) error {
+	var d tasks.Finished
+	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Finished: &d} })
+}
+
+func (s *Service) handleMeasured(ctx context.Context, ev events.Event) error {
+	var d tasks.Measured
+	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Measured: &d} })
+}
+
+func (s *Service) handleTimer(ctx context.Context, ev events.Event) error {
+	var d timerData
+	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Tick: true} })
+}
+
+func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, obs func() machine.Observation) error {
+	r, err := refOf(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if err := events.DecodeData(ev, data); err != nil {
+		return err
+	}
+	// Results for a rollout that no longer exists are stale, not errors.
+	return s.apply(ctx, r, obs(), false, nil)
+}
+
+// maxConflicts bounds compare-and-swap retries within one delivery; past it
+// the message is retried with backoff.
+const maxConflicts = 8
+
+// apply runs one observation through the machine and stores and publishes
+// the outcome. mustExist makes a missing rollout a permanent error (a
+// command for a rollout nobody requested); otherwise a missing rollout
+// ignores the observation, unless it is a request. annotate, when set, may
+// add to the effects' data before they are stored.
+func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, mustExist bool, annotate func([]machine.Effect)) error {
+	d, _ := events.DeliveryFrom(ctx)
+	for attempt := 0; attempt < maxConflicts; attempt++ {
+		rec, rev, err := s.st.load(ctx, r)
+		if err != nil {
+			return err
+		}
+		if rev == 0 && obs.Request == nil {
+			if mustExist {
+				return events.Permanent(fmt.Errorf("rollout %s does not exist: publish %s first", r, events.TypeRolloutRequested))
+			}
+			return nil
+		}
+		// A redelivered message may have been decided on before a crash
+		// that came before its effects were published.
+		if d.Attempt > 1 && attempt == 0 && len(rec.Outbox) > 0 {
+			if err := s.publishEffects(ctx, r, rec.Outbox); err != nil {
+				return err
+			}
+		}
+		next, effects := s.m.Next(rec.State, obs, s.cfg.Now())
+		if next.Version == rec.State.Version && len(effects) == 0 {
+			return nil
+		}
+		if annotate != nil {
+			annotate(effects)
+		}
+		err = s.st.save(ctx, r, record{State: next, Outbox: effects}, rev)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return s.publishEffects(ctx, r, effects)
+	}
+	return fmt.Errorf("rollout %s: %d concurrent updates in a row; will retry", r, maxConflicts)
+}
+
+// publishEffects publishes every effect with its deterministic id.
+func (s *Service) publishEffects(ctx context.Context, r events.Ref, effects []machine.Effect) error {
+	for _, e := range effects {
+		var (
+			subject string
+			ev      events.Event
+			err     error
+		)
+		switch {
+		case e.Task != nil:
+			svc, serr := tasks.Service(e.Task.Kind)
+			if serr != nil {
+				return events.Permanent(serr)
+			}
+			subject = events.TaskSubject(svc, r)
+			ev, err = events.New(Source, tasks.TypeTriggered, r.String(), e.Task)
+			ev.SetID(e.Task.EventID())
+		case e.Status != nil:
+			subject = events.StatusSubject(r)
+			ev, err = events.New(Source, e.Status.Type, r.String(), e.Status.Data)
+			ev.SetID(e.Status.ID)
+		default:
+			continue
+		}
+		if err != nil {
+			return events.Permanent(err)
+		}
+		if _, err := s.client.Publish(ctx, subject, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fireTimer publishes the timer event of r's deadline due. Every replica
+// may fire it; the id makes the stream keep one.
+func (s *Service) fireTimer(ctx context.Context, r events.Ref, due time.Time) error {
+	ev, err := events.New(Source, TypeTimerFired, r.String(), timerData{Due: due})
+	if err != nil {
+		return err
+	}
+	ev.SetID(fmt.Sprintf("timer/%s/%s/%d", r.Namespace, r.Name, due.UnixNano()))
+	_, err = s.client.Publish(ctx, events.ResultSubject(r), ev)
+	return err
+}

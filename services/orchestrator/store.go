@@ -1,0 +1,90 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
+)
+
+// BucketRollouts holds one entry per rollout, keyed <namespace>.<name>.
+const BucketRollouts = "sluice-rollouts"
+
+// errConflict means another replica wrote the entry first.
+var errConflict = errors.New("rollout state changed concurrently")
+
+// record is what the bucket stores for one rollout.
+type record struct {
+	State machine.State `json:"state"`
+	// Outbox holds the effects of the decision that produced State. They
+	// are published after the write and republished, idempotently, when the
+	// message that triggered the decision is redelivered.
+	Outbox []machine.Effect `json:"outbox,omitempty"`
+	// Wakeup mirrors State.NextWakeup so that timer watchers need not
+	// interpret the state.
+	Wakeup *time.Time `json:"wakeup,omitempty"`
+}
+
+func key(r events.Ref) string { return r.Namespace + "." + r.Name }
+
+func refFromKey(k string) (events.Ref, error) {
+	ns, name, ok := strings.Cut(k, ".")
+	if !ok {
+		return events.Ref{}, fmt.Errorf("key %q is not <namespace>.<name>", k)
+	}
+	r := events.Ref{Namespace: ns, Name: name}
+	return r, r.Validate()
+}
+
+// store reads and writes records with compare-and-swap.
+type store struct{ kv jetstream.KeyValue }
+
+// load returns the record and its revision; a missing rollout is the zero
+// record at revision 0.
+func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
+	e, err := s.kv.Get(ctx, key(r))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return record{}, 0, nil
+	}
+	if err != nil {
+		return record{}, 0, fmt.Errorf("load %s: %w", r, err)
+	}
+	var rec record
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		// A corrupt entry must not be overwritten silently: surface it.
+		return record{}, 0, events.Permanent(fmt.Errorf("rollout state %s is unreadable: %w", r, err))
+	}
+	return rec, e.Revision(), nil
+}
+
+// save writes rec if the entry is still at revision rev (0: must not exist).
+// It returns errConflict when another writer got there first.
+func (s store) save(ctx context.Context, r events.Ref, rec record, rev uint64) error {
+	if w, ok := rec.State.NextWakeup(); ok {
+		rec.Wakeup = &w
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return events.Permanent(fmt.Errorf("encode state of %s: %w", r, err))
+	}
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, key(r), data)
+	} else {
+		_, err = s.kv.Update(ctx, key(r), data, rev)
+	}
+	if err == nil {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		return errConflict
+	}
+	return fmt.Errorf("save %s: %w", r, err)
+}
