@@ -23,11 +23,12 @@ import (
 const ClusterTemplateNamespace = "cluster"
 
 func newApplyCmd(conn *events.ConnConfig) *cobra.Command {
-	var file, ns string
+	var files []string
+	var ns string
 	var wait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE",
+		Use:   "apply -f FILE [-f FILE...]",
 		Short: "Publish AnalysisTemplates and Rollouts (--wait: until every rollout completes)",
 		Long: `Publish every AnalysisTemplate and ClusterAnalysisTemplate in FILE, then
 every Rollout, as the contract's events. The manifests are checked first, as
@@ -37,20 +38,24 @@ With --wait, exit 0 when every rollout in FILE completes, 1 when one is
 rejected, aborted, degraded or not complete within --timeout, and print why.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if file == "" {
+			if len(files) == 0 {
 				return usageError{errors.New("-f FILE is required")}
 			}
 			if timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout %s must be positive", timeout)}
 			}
-			data, err := readInput(cmd.InOrStdin(), file)
-			if err != nil {
-				return err
+			var data []byte
+			for _, f := range files {
+				b, err := readInput(cmd.InOrStdin(), f)
+				if err != nil {
+					return err
+				}
+				data = append(append(data, "\n---\n"...), b...)
 			}
 			return runApply(cmd.Context(), *conn, data, ns, wait, timeout, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest file (multi-document YAML or JSON), or - for standard input")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file (multi-document YAML), or - for standard input; repeatable")
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace for manifests that name none")
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every rollout completes, is rejected or aborted")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
