@@ -1,0 +1,338 @@
+package analyzer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/analysis"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
+)
+
+// DefaultMeasureTimeout bounds a measurement of a provider whose metric
+// block has no timeout setting of its own.
+const DefaultMeasureTimeout = 30 * time.Second
+
+// retryAfter is how soon a replica looks at a record again after the bus
+// failed it.
+const retryAfter = time.Second
+
+// process does what is due on one run record: it publishes the reports
+// left in its outbox, deletes it once its retention has passed, or claims
+// and takes the measurements that are due. It returns when to look at the
+// record again if the bucket will not say so (zero when it will).
+func (s *Service) process(ctx context.Context, key string) time.Time {
+	rec, rev, err := s.runs.load(ctx, key)
+	if err != nil {
+		return s.retry(ctx, key, "load", err)
+	}
+	if rev == 0 {
+		return time.Time{}
+	}
+	if len(rec.Outbox) > 0 {
+		if err := s.flush(ctx, key); err != nil {
+			return s.retry(ctx, key, "publish reports", err)
+		}
+		if rec, rev, err = s.runs.load(ctx, key); err != nil {
+			return s.retry(ctx, key, "load", err)
+		}
+		if rev == 0 {
+			return time.Time{}
+		}
+	}
+	now := s.cfg.Now()
+	switch {
+	case !rec.DoneAt.IsZero():
+		if end := rec.DoneAt.Add(s.cfg.Retention); now.Before(end) {
+			return end
+		}
+		if err := s.runs.remove(ctx, key, rev); err != nil && !errors.Is(err, errConflict) {
+			return s.retry(ctx, key, "delete", err)
+		}
+		return time.Time{}
+	case rec.Run == nil:
+		return time.Time{}
+	case rec.Lease != nil && now.Before(rec.Lease.Expires):
+		return rec.Lease.Expires // another replica measures until then
+	}
+	due := rec.Run.Due(now)
+	if len(due) == 0 {
+		// The wakeup was computed on another replica's clock.
+		t, _ := rec.Run.NextWakeup()
+		return t
+	}
+	if old := rec.Lease; old != nil {
+		s.log.Warn("measurement lease expired; measuring in its place", "run", key, "owner", old.Owner, "metrics", old.Metrics, "expired", old.Expires)
+	}
+	l := lease{Owner: s.cfg.ID, Token: uuid.NewString(), Expires: now.Add(s.leaseFor(due))}
+	for _, m := range due {
+		l.Metrics = append(l.Metrics, m.Name)
+	}
+	rec.Lease = &l
+	rev, err = s.runs.save(ctx, key, rec, rev)
+	if errors.Is(err, errConflict) {
+		return time.Time{} // another replica claimed it, or the run changed: the watch says how
+	}
+	if err != nil {
+		return s.retry(ctx, key, "claim", err)
+	}
+
+	taken := s.measure(ctx, *rec.Run, due)
+	if ctx.Err() != nil {
+		// Shutting down: let another replica take the slot at once.
+		s.release(key, l.Token)
+		return time.Time{}
+	}
+	if err := s.commit(ctx, key, rec, rev, l.Token, taken); err != nil {
+		return s.retry(ctx, key, "write measurements", err)
+	}
+	if err := s.flush(ctx, key); err != nil {
+		s.log.Warn("reports written but not published yet; they will be", "run", key, "error", err)
+	}
+	return time.Time{}
+}
+
+func (s *Service) retry(ctx context.Context, key, what string, err error) time.Time {
+	if ctx.Err() != nil {
+		return time.Time{}
+	}
+	if events.IsPermanent(err) {
+		// An unreadable entry: retrying will not help; a new write will
+		// bring it back.
+		s.log.Error("analysis run: "+what+" failed", "run", key, "error", err)
+		return time.Time{}
+	}
+	s.log.Warn("analysis run: "+what+" failed; will retry", "run", key, "error", err)
+	return s.cfg.Now().Add(retryAfter)
+}
+
+// leaseFor is how long a claim on metrics lasts: the longest provider
+// timeout among them plus LeaseMargin.
+func (s *Service) leaseFor(metrics []spec.Metric) time.Duration {
+	var longest time.Duration
+	for _, m := range metrics {
+		longest = max(longest, measureTimeout(m))
+	}
+	return longest + s.cfg.LeaseMargin
+}
+
+// measureTimeout is the provider timeout of a metric.
+func measureTimeout(m spec.Metric) time.Duration {
+	switch {
+	case m.Provider.Prometheus != nil:
+		if t := m.Provider.Prometheus.Timeout; t != nil && *t > 0 {
+			return time.Duration(*t) * time.Second
+		}
+		return prometheus.DefaultTimeout
+	case m.Provider.Web != nil:
+		if t := m.Provider.Web.TimeoutSeconds; t > 0 {
+			return time.Duration(t) * time.Second
+		}
+		return web.DefaultTimeout
+	}
+	return DefaultMeasureTimeout
+}
+
+// taken is one measurement of one metric.
+type taken struct {
+	metric string
+	m      metrics.Measurement
+}
+
+// measure takes one measurement of each due metric, at once.
+func (s *Service) measure(ctx context.Context, run analysis.Run, due []spec.Metric) []taken {
+	values, secretErr := s.secretValues(run.SecretArgs)
+	secrets := make([]string, 0, len(values))
+	for _, v := range values {
+		secrets = append(secrets, v)
+	}
+	out := make([]taken, len(due))
+	var wg sync.WaitGroup
+	for i, m := range due {
+		wg.Go(func() {
+			out[i] = taken{metric: m.Name, m: s.measureOne(ctx, m, values, secretErr).Redact(secrets...)}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// measureOne measures metric through its provider. The measurement's times
+// are the analyzer's, which schedules the run, whatever clock the provider
+// keeps. A provider that panics gives an Error measurement.
+func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets map[string]string, secretErr error) (m metrics.Measurement) {
+	start := s.cfg.Now()
+	fail := func(format string, args ...any) metrics.Measurement {
+		typ, _ := metrics.Type(metric.Provider)
+		return metrics.Measurement{Phase: spec.AnalysisPhaseError, Provider: typ, Message: fmt.Sprintf(format, args...), StartedAt: start, FinishedAt: s.cfg.Now()}
+	}
+	if secretErr != nil {
+		return fail("%v", secretErr)
+	}
+	if len(secrets) > 0 {
+		var err error
+		if metric, err = analysis.Substitute(metric, secrets); err != nil {
+			return fail("%v", err)
+		}
+	}
+	p, err := s.cfg.Providers.Provider(metric)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("metric provider panicked", "provider", p.Type(), "metric", metric.Name, "panic", r)
+			m = fail("the %s provider failed unexpectedly", p.Type())
+		}
+	}()
+	// The provider bounds the request with the metric's timeout; this
+	// bounds a provider that does not, before the lease ends.
+	mctx, cancel := context.WithTimeout(ctx, measureTimeout(metric)+s.cfg.LeaseMargin/2)
+	defer cancel()
+	m = p.Measure(mctx, metric)
+	m.StartedAt, m.FinishedAt = start, s.cfg.Now()
+	if m.Provider == "" {
+		m.Provider = p.Type()
+	}
+	return m
+}
+
+// commit records the measurements taken under the lease token in the run
+// and writes it back without the lease, with a report per recorded
+// measurement (and the verdict once the run is completed) in its outbox.
+// Measurements are dropped when the lease is no longer the record's: the
+// lease expired and another replica measures in this one's place.
+func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uint64, token string, measured []taken) error {
+	for range maxConflicts {
+		if rec.Lease == nil || rec.Lease.Token != token || rec.Run == nil {
+			s.log.Warn("measurement lease lost before the measurements were written; they are dropped and taken again", "run", key)
+			return nil
+		}
+		now := s.cfg.Now()
+		run := *rec.Run
+		for _, tk := range measured {
+			before, _ := run.Result(tk.metric)
+			run = analysis.Record(run, tk.metric, tk.m)
+			res, _ := run.Result(tk.metric)
+			n := total(res)
+			if n == total(before) || len(res.Measurements) == 0 {
+				continue // dropped: the run was terminated or decided meanwhile
+			}
+			last := res.Measurements[len(res.Measurements)-1]
+			rec.addReport(report{
+				ID: measuredID(rec.Task.Ref, run.Name, tk.metric, n),
+				Measured: &tasks.Measured{
+					TaskID: rec.Task.ID, RunName: run.Name,
+					Measurement: last.Event(tk.metric), Analysis: run.Summary(),
+				},
+			}, now)
+		}
+		rec.Run, rec.Lease = &run, nil
+		rec.addVerdict(now)
+		_, err := s.runs.save(ctx, key, rec, rev)
+		if !errors.Is(err, errConflict) {
+			if err == nil && run.Completed() {
+				s.log.Info("analysis run finished", "rollout", rec.Task.Ref.String(), "run", run.Name, "phase", run.Phase, "message", run.Message)
+			}
+			return err
+		}
+		// Someone else wrote (a terminate, a later attempt of the task):
+		// record again on what they wrote, if the lease is still ours.
+		if rec, rev, err = s.runs.load(ctx, key); err != nil {
+			return err
+		}
+		if rev == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("%d concurrent updates in a row", maxConflicts)
+}
+
+// total counts every measurement a metric recorded.
+func total(res analysis.MetricResult) int32 {
+	return res.Successful + res.Failed + res.Inconclusive + res.Error
+}
+
+// release gives up a lease that will not be used, so that another replica
+// measures at once rather than when the lease expires.
+func (s *Service) release(key, token string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for range maxConflicts {
+		rec, rev, err := s.runs.load(ctx, key)
+		if err != nil || rev == 0 || rec.Lease == nil || rec.Lease.Token != token {
+			return
+		}
+		rec.Lease = nil
+		if _, err := s.runs.save(ctx, key, rec, rev); !errors.Is(err, errConflict) {
+			return
+		}
+	}
+}
+
+// flush publishes the reports in the record's outbox, in order, and then
+// removes them from it. Every replica may flush the same outbox: the event
+// ids make the results stream keep one copy. Once the verdict is out the
+// record is done.
+func (s *Service) flush(ctx context.Context, key string) error {
+	rec, rev, err := s.runs.load(ctx, key)
+	if err != nil || rev == 0 || len(rec.Outbox) == 0 {
+		return err
+	}
+	sent := map[string]bool{}
+	for _, r := range rec.Outbox {
+		if err := s.publish(ctx, rec.Task, r); err != nil {
+			return err
+		}
+		sent[r.ID] = true
+	}
+	for range maxConflicts {
+		keep := slices.DeleteFunc(slices.Clone(rec.Outbox), func(r report) bool { return sent[r.ID] })
+		if len(keep) == len(rec.Outbox) {
+			return nil // cleared by another replica
+		}
+		finished := slices.ContainsFunc(rec.Outbox, func(r report) bool { return r.Finished != nil && sent[r.ID] })
+		rec.Outbox = keep
+		if len(keep) == 0 {
+			rec.OutboxAt = time.Time{}
+		}
+		if finished && rec.DoneAt.IsZero() {
+			rec.DoneAt = s.cfg.Now()
+		}
+		_, err := s.runs.save(ctx, key, rec, rev)
+		if !errors.Is(err, errConflict) {
+			return err
+		}
+		if rec, rev, err = s.runs.load(ctx, key); err != nil || rev == 0 {
+			return err
+		}
+	}
+	return fmt.Errorf("clear the outbox of %s: %d concurrent updates in a row", key, maxConflicts)
+}
+
+// publish sends one report of task t's run.
+func (s *Service) publish(ctx context.Context, t tasks.Task, r report) error {
+	switch {
+	case r.Measured != nil:
+		ev, err := events.New(Source, tasks.TypeMeasured, t.Ref.String(), r.Measured)
+		if err != nil {
+			return err
+		}
+		ev.SetID(r.ID)
+		_, err = s.client.Publish(ctx, events.ResultSubject(t.Ref), ev)
+		return err
+	case r.Finished != nil:
+		return s.worker.Finish(ctx, t, *r.Finished)
+	}
+	return nil
+}

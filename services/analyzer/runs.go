@@ -1,0 +1,231 @@
+package analyzer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/analysis"
+)
+
+// startRun is the analysis.run executor. It creates the run's record and
+// returns an empty outcome: the run reports its measurements and its
+// verdict later. A redelivered task finds the record and changes nothing
+// (a later attempt of the same task becomes the one the verdict answers).
+//
+// A template that cannot be found finishes the task Failed, so that the
+// orchestrator sends it again (the template may be applied meanwhile). A
+// run that can never be measured (invalid templates, conflicting or
+// missing arguments, unknown providers) gets Argo Rollouts' verdict: phase
+// Error with the reason.
+func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, error) {
+	a := t.Analysis
+	if a == nil || a.RunName == "" || a.Spec == nil {
+		return failed("an %s task needs analysis.runName and analysis.spec", t.Kind), nil
+	}
+	key, err := runKey(t.Ref, a.RunName)
+	if err != nil {
+		return failed("%v", err), nil
+	}
+	for range maxConflicts {
+		rec, rev, err := s.runs.load(ctx, key)
+		if err != nil {
+			return tasks.Finished{}, err
+		}
+		if rev != 0 {
+			fin, replace, err := s.existingRun(ctx, key, rec, rev, t)
+			if errors.Is(err, errConflict) {
+				continue
+			}
+			if err != nil || !replace {
+				return fin, err
+			}
+		}
+		run, fin, err := s.newRun(ctx, t)
+		if err != nil || fin.Outcome != "" {
+			return fin, err
+		}
+		rec = runRecord{Task: leanTask(t), Run: &run}
+		rec.addVerdict(s.cfg.Now())
+		_, err = s.runs.save(ctx, key, rec, rev)
+		if errors.Is(err, errConflict) {
+			continue
+		}
+		if err != nil {
+			return tasks.Finished{}, err
+		}
+		s.log.Info("analysis run started", "rollout", t.Ref.String(), "run", run.Name, "task", t.ID, "metrics", len(run.Metrics))
+		return tasks.Finished{}, nil
+	}
+	return tasks.Finished{}, fmt.Errorf("analysis run %s: %d concurrent updates in a row; will retry", key, maxConflicts)
+}
+
+// existingRun handles an analysis.run task whose run already has a record.
+// replace is true when the task supersedes the record (a later task that
+// reuses the run's name), which should then be replaced by a new run.
+func (s *Service) existingRun(ctx context.Context, key string, rec runRecord, rev uint64, t tasks.Task) (fin tasks.Finished, replace bool, err error) {
+	switch {
+	case rec.Task.ID == t.ID && rec.Run != nil:
+		if t.Attempt > rec.Task.Attempt {
+			// The orchestrator sent the task again: the verdict must answer
+			// the attempt it now waits for.
+			rec.Task.Attempt = t.Attempt
+			if _, err := s.runs.save(ctx, key, rec, rev); err != nil {
+				return tasks.Finished{}, false, err
+			}
+		}
+		if rec.Run.Completed() {
+			return verdict(*rec.Run), false, nil
+		}
+		return tasks.Finished{}, false, nil
+	case t.Seq <= max(rec.Task.Seq, rec.TerminatedSeq):
+		return tasks.Finished{
+			Outcome: tasks.OutcomeStale,
+			Message: fmt.Sprintf("analysis run %s was already started or terminated by a later task", t.Analysis.RunName),
+		}, false, nil
+	}
+	return tasks.Finished{}, true, nil
+}
+
+// newRun resolves the templates of t, merges them with its arguments and
+// starts the run at now. A non-empty Finished is the task's outcome when
+// the run cannot start; an error is a failure to retry.
+func (s *Service) newRun(ctx context.Context, t tasks.Task) (analysis.Run, tasks.Finished, error) {
+	a := t.Analysis
+	invalid := func(err error) (analysis.Run, tasks.Finished, error) {
+		sum := events.AnalysisSummary{Name: a.RunName, Phase: string(spec.AnalysisPhaseError), Message: err.Error()}
+		s.log.Warn("analysis run cannot start", "rollout", t.Ref.String(), "run", a.RunName, "task", t.ID, "error", err)
+		return analysis.Run{}, tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: sum.Message, Analysis: &sum}, nil
+	}
+	if len(a.Spec.Templates) == 0 {
+		return invalid(fmt.Errorf("analysis run %q names no template", a.RunName))
+	}
+	// Argo merges the AnalysisTemplates before the ClusterAnalysisTemplates.
+	var refs []spec.AnalysisTemplateRef
+	for _, cluster := range []bool{false, true} {
+		for _, ref := range a.Spec.Templates {
+			if ref.ClusterScope == cluster {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	var specs []spec.AnalysisTemplateSpec
+	var missing, problems []string
+	for _, ref := range refs {
+		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref, a.Templates)
+		switch {
+		case errors.Is(err, errTemplateNotFound):
+			missing = append(missing, strings.TrimPrefix(err.Error(), errTemplateNotFound.Error()+": "))
+		case events.IsPermanent(err):
+			problems = append(problems, err.Error())
+		case err != nil:
+			return analysis.Run{}, tasks.Finished{}, err
+		default:
+			specs = append(specs, ts)
+		}
+	}
+	if len(missing) > 0 {
+		msg := strings.Join(missing, "; ")
+		s.log.Warn("analysis run cannot start yet", "rollout", t.Ref.String(), "run", a.RunName, "task", t.ID, "error", msg)
+		return analysis.Run{}, failed("%s", msg), nil
+	}
+	if len(problems) > 0 {
+		return invalid(errors.New(strings.Join(problems, "; ")))
+	}
+	merged, err := analysis.Merge(specs, runArgs(a), a.Spec.DryRun, a.Spec.MeasurementRetention)
+	if err != nil {
+		return invalid(fmt.Errorf("analysis run %q: %w", a.RunName, err))
+	}
+	run, err := analysis.New(a.RunName, merged, s.cfg.Now())
+	if err != nil {
+		return invalid(err)
+	}
+	var unmeasurable []error
+	for _, m := range run.Metrics {
+		if err := s.cfg.Providers.Check(m); err != nil {
+			unmeasurable = append(unmeasurable, err)
+		}
+	}
+	if len(unmeasurable) > 0 {
+		return invalid(fmt.Errorf("analysis run %q: %w", a.RunName, errors.Join(unmeasurable...)))
+	}
+	return run, tasks.Finished{}, nil
+}
+
+// runArgs are the arguments a run gets: the rollout's (analysis.spec.args)
+// with the values the orchestrator resolved (analysis.args) in place of
+// theirs.
+func runArgs(a *tasks.Analysis) []spec.AnalysisRunArgument {
+	out := append([]spec.AnalysisRunArgument(nil), a.Spec.Args...)
+	for _, arg := range a.Args {
+		replaced := false
+		for i := range out {
+			if out[i].Name == arg.Name {
+				out[i], replaced = arg, true
+			}
+		}
+		if !replaced {
+			out = append(out, arg)
+		}
+	}
+	return out
+}
+
+// terminateRun is the analysis.terminate executor. It terminates the named
+// run, which then reports its verdict (Successful unless a metric had
+// already decided otherwise). A run that does not exist is terminated
+// too: a tombstone makes its analysis.run task, should it arrive late,
+// Stale.
+func (s *Service) terminateRun(ctx context.Context, t tasks.Task) (tasks.Finished, error) {
+	a := t.Analysis
+	if a == nil || a.RunName == "" {
+		return failed("an %s task needs analysis.runName", t.Kind), nil
+	}
+	key, err := runKey(t.Ref, a.RunName)
+	if err != nil {
+		return failed("%v", err), nil
+	}
+	for range maxConflicts {
+		rec, rev, err := s.runs.load(ctx, key)
+		if err != nil {
+			return tasks.Finished{}, err
+		}
+		now := s.cfg.Now()
+		switch {
+		case rev == 0:
+			tomb := runRecord{Task: tasks.Task{Ref: t.Ref}, TerminatedSeq: t.Seq, DoneAt: now}
+			if _, err := s.runs.save(ctx, key, tomb, 0); errors.Is(err, errConflict) {
+				continue
+			} else if err != nil {
+				return tasks.Finished{}, err
+			}
+			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s does not exist; it will not start", a.RunName)}, nil
+		case rec.Run == nil || rec.Run.Completed():
+			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s had already finished", a.RunName)}, nil
+		}
+		run := analysis.Terminate(*rec.Run)
+		rec.Run = &run
+		rec.TerminatedSeq = max(rec.TerminatedSeq, t.Seq)
+		rec.addVerdict(now)
+		if _, err := s.runs.save(ctx, key, rec, rev); errors.Is(err, errConflict) {
+			continue
+		} else if err != nil {
+			return tasks.Finished{}, err
+		}
+		s.log.Info("analysis run terminated", "rollout", t.Ref.String(), "run", run.Name, "phase", run.Phase)
+		if err := s.flush(ctx, key); err != nil {
+			// The record keeps the verdict; a replica publishes it later.
+			s.log.Warn("verdict of a terminated run not published yet", "run", run.Name, "error", err)
+		}
+		return tasks.Finished{Outcome: tasks.OutcomeSucceeded}, nil
+	}
+	return tasks.Finished{}, fmt.Errorf("analysis run %s: %d concurrent updates in a row; will retry", key, maxConflicts)
+}
+
+func failed(format string, args ...any) tasks.Finished {
+	return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,263 @@
+package analyzer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/worker"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
+)
+
+// Source is the CloudEvents source of everything the analyzer publishes.
+const Source = "/sluice/analyzer"
+
+// DurableTemplates is the consumer of applied templates on the commands
+// stream, shared by all analyzer replicas.
+const DurableTemplates = "analyzer-templates"
+
+// Defaults of Config.
+const (
+	DefaultLeaseMargin       = 10 * time.Second
+	DefaultRetention         = 24 * time.Hour
+	DefaultMaxConcurrentRuns = 64
+)
+
+// Config configures the analyzer service. The zero value plus Defaults is a
+// working configuration.
+type Config struct {
+	// Bus is the stream and bucket configuration to provision.
+	Bus events.BusConfig
+	// Templates tunes the consumer of applied templates; Stream, Durable
+	// and FilterSubjects are set by the service.
+	Templates events.ConsumerConfig
+	// Tasks tunes the consumer of analysis tasks (worker-analyzer); Stream,
+	// Durable and FilterSubjects are set by the worker.
+	Tasks events.ConsumerConfig
+	// Providers measure the metrics. Nil means DefaultProviders with the
+	// Prometheus settings of the environment (prometheus.ConfigFromEnv
+	// through Getenv).
+	Providers *metrics.Registry
+	// ID names this replica in leases and reports (default
+	// hostname:pid:random, unique per Service).
+	ID string
+	// LeaseMargin is added to the provider timeout of the metrics a replica
+	// claims to form its lease: how long a dead replica's claim holds up a
+	// measurement, and how long a replica that wrote results has to publish
+	// them before another does (default 10s).
+	LeaseMargin time.Duration
+	// Retention keeps a finished run's record, for debugging and to
+	// recognise late redeliveries of its task (default 24h).
+	Retention time.Duration
+	// MaxConcurrentRuns bounds the runs this replica measures at once
+	// (default 64); others wait for a slot.
+	MaxConcurrentRuns int
+	// Getenv reads the values of secret arguments (see SecretEnv) and the
+	// default Prometheus settings (default os.Getenv).
+	Getenv func(string) string
+	// Logger receives the service's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock of runs and leases (default time.Now).
+	Now func() time.Time
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	c.Bus.Defaults()
+	if c.LeaseMargin == 0 {
+		c.LeaseMargin = DefaultLeaseMargin
+	}
+	if c.Retention == 0 {
+		c.Retention = DefaultRetention
+	}
+	if c.MaxConcurrentRuns == 0 {
+		c.MaxConcurrentRuns = DefaultMaxConcurrentRuns
+	}
+	if c.Getenv == nil {
+		c.Getenv = os.Getenv
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ID == "" {
+		host, _ := os.Hostname()
+		c.ID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8])
+	}
+}
+
+// Validate reports every problem at once, each wrapping
+// events.ErrInvalidConfig.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: analyzer: %s", events.ErrInvalidConfig, fmt.Sprintf(format, args...)))
+	}
+	if err := c.Bus.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LeaseMargin <= 0 {
+		bad("LeaseMargin %s must be positive", c.LeaseMargin)
+	}
+	if c.Retention <= 0 {
+		bad("Retention %s must be positive", c.Retention)
+	}
+	if c.MaxConcurrentRuns < 1 {
+		bad("MaxConcurrentRuns %d must be at least 1", c.MaxConcurrentRuns)
+	}
+	return errors.Join(errs...)
+}
+
+// DefaultProviders registers the providers Sluice implements: prometheus
+// with prom (the analyzer's own Prometheus address and credentials) and web
+// with w. It returns an error wrapping events.ErrInvalidConfig for invalid
+// settings.
+func DefaultProviders(prom prometheus.Config, w web.Config) (*metrics.Registry, error) {
+	p, err := prometheus.New(prom)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", events.ErrInvalidConfig, err)
+	}
+	wp, err := web.New(w)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", events.ErrInvalidConfig, err)
+	}
+	return metrics.NewRegistry(p, wp)
+}
+
+// Service is one analyzer replica.
+type Service struct {
+	client *events.Client
+	cfg    Config
+	log    *slog.Logger
+
+	templates jetstream.KeyValue
+	runs      runStore
+	worker    *worker.Worker
+
+	mu    sync.Mutex
+	ready bool
+}
+
+var _ daemon.Service = (*Service)(nil)
+
+// New checks cfg and returns a service that uses client. Call Run to start
+// it.
+func New(client *events.Client, cfg Config) (*Service, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Providers == nil {
+		reg, err := DefaultProviders(prometheus.ConfigFromEnv(cfg.Getenv), web.Config{})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Providers = reg
+	}
+	s := &Service{client: client, cfg: cfg, log: cfg.Logger.With("replica", cfg.ID)}
+	w, err := worker.New(client, worker.Config{
+		Service: tasks.ServiceAnalyzer,
+		Source:  Source,
+		Executors: map[string]worker.Executor{
+			tasks.KindAnalysisRun:       s.startRun,
+			tasks.KindAnalysisTerminate: s.terminateRun,
+		},
+		Consumer: cfg.Tasks,
+		ID:       cfg.ID,
+		Logger:   cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.worker = w
+	return s, nil
+}
+
+// Ready reports whether the service has its buckets, its view of the runs
+// and its consumers in place.
+func (s *Service) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// Run provisions the bus and the two buckets, starts following the runs
+// bucket and consuming templates and tasks, and blocks until ctx ends. Then
+// it stops consuming, gives up the measurements in progress (their leases
+// are released so another replica takes them at once), and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	buckets := []jetstream.KeyValueConfig{
+		s.cfg.Bus.Bucket(BucketTemplates, "Sluice analysis templates applied on the bus", 1),
+		s.cfg.Bus.Bucket(BucketRuns, "Sluice analysis runs, one entry per run", 1),
+	}
+	if err := s.client.Provision(ctx, s.cfg.Bus, buckets...); err != nil {
+		return err
+	}
+	tkv, err := s.client.JetStream().KeyValue(ctx, BucketTemplates)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", BucketTemplates, err)
+	}
+	rkv, err := s.client.JetStream().KeyValue(ctx, BucketRuns)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", BucketRuns, err)
+	}
+	s.templates = tkv
+	s.runs = runStore{kv: rkv, margin: s.cfg.LeaseMargin, retention: s.cfg.Retention}
+
+	sched := newScheduler(s.log, s.cfg.Now, s.cfg.MaxConcurrentRuns, s.process)
+	if err := sched.watch(ctx, rkv); err != nil {
+		return err
+	}
+	defer sched.stop()
+
+	cc := s.cfg.Templates
+	cc.Stream, cc.Durable = events.StreamCommands, DurableTemplates
+	cc.FilterSubjects = []string{events.CommandRoot + ".>"}
+	sub, err := s.client.Consume(ctx, cc, s.handleCommand)
+	if err != nil {
+		return err
+	}
+	if err := s.worker.Start(ctx); err != nil {
+		s.stop(sub)
+		return err
+	}
+	s.setReady(true)
+	s.log.Info("analyzer running", "runs", BucketRuns, "templates", BucketTemplates)
+
+	<-ctx.Done()
+	s.setReady(false)
+	s.stop(sub)
+	return nil
+}
+
+func (s *Service) setReady(v bool) {
+	s.mu.Lock()
+	s.ready = v
+	s.mu.Unlock()
+}
+
+// stop stops both consumers, letting handlers in progress finish.
+func (s *Service) stop(sub *events.Subscription) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.worker.Stop(ctx); err != nil {
+		s.log.Warn("task consumer did not stop in time", "error", err)
+	}
+	if err := sub.Stop(ctx); err != nil {
+		s.log.Warn("template consumer did not stop in time", "error", err)
+	}
+}
