@@ -230,8 +230,11 @@ type RevisionStatus struct {
 // Measured is the data of io.sluice.task.measured.v1: one measurement of an
 // analysis run in progress, with the run's summary so far.
 type Measured struct {
-	TaskID      string                 `json:"taskId"`
-	RunName     string                 `json:"runName"`
+	TaskID  string `json:"taskId"`
+	RunName string `json:"runName"`
+	// Index numbers the measurements of one metric of the run from 1, so
+	// that a redelivered report is recognised.
+	Index       int                    `json:"index"`
 	Measurement events.Measurement     `json:"measurement"`
 	Analysis    events.AnalysisSummary `json:"analysis"`
 }

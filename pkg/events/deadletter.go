@@ -56,9 +56,10 @@ func deadLetterOf(subject string, data []byte, header nats.Header, d Delivery, r
 }
 
 // deadLetter stores dl on the dead-letter stream. Its message id derives from
-// the original stream and sequence, so the same message dead-lettered twice
-// (by two replicas, or by a handler and the max-deliveries advisory) is stored
-// once.
+// the original stream, sequence and consumer, so the same message
+// dead-lettered twice by one consumer (by two replicas, or by a handler and
+// the max-deliveries advisory) is stored once, while each consumer that gives
+// it up gets its own dead letter.
 func (c *Client) deadLetter(ctx context.Context, dl DeadLetter) error {
 	msg := nats.NewMsg(DeadLetterSubject(dl.Stream, dl.Consumer))
 	for k, vs := range dl.Header {
@@ -80,7 +81,7 @@ func (c *Client) deadLetter(ctx context.Context, dl DeadLetter) error {
 	msg.Data = dl.Data
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_, err := c.publishMsg(pctx, msg, fmt.Sprintf("dlq.%s.%d", dl.Stream, dl.Sequence))
+	_, err := c.publishMsg(pctx, msg, fmt.Sprintf("dlq.%s.%s.%d", dl.Stream, dl.Consumer, dl.Sequence))
 	return err
 }
 

@@ -485,3 +485,20 @@ func TestPublishWithoutStreamFailsWhenContextEnds(t *testing.T) {
 		t.Errorf("publish with no stream: err = %v, want ErrPublish naming the subject", err)
 	}
 }
+
+func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
+	c := provisioned(t, startServer(t).ClientURL())
+	garbage := nats.NewMsg(cmdSubject("web"))
+	garbage.Data = []byte("not an event")
+	if _, err := c.JetStream().PublishMsg(context.Background(), garbage); err != nil {
+		t.Fatal(err)
+	}
+	noop := func(context.Context, Event) error { return nil }
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "orchestrator"}, noop)
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "analyzer"}, noop)
+	var dls []DeadLetter
+	eventually(t, "a dead letter per consumer", func() bool { dls = deadLetters(t, c); return len(dls) == 2 })
+	if dls[0].Consumer == dls[1].Consumer {
+		t.Errorf("both dead letters name consumer %q", dls[0].Consumer)
+	}
+}

@@ -232,7 +232,7 @@ func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uin
 			rec.addReport(report{
 				ID: measuredID(rec.Task.Ref, run.Name, tk.metric, n),
 				Measured: &tasks.Measured{
-					TaskID: rec.Task.ID, RunName: run.Name,
+					TaskID: rec.Task.ID, RunName: run.Name, Index: int(n),
 					Measurement: last.Event(tk.metric), Analysis: run.Summary(),
 				},
 			}, now)

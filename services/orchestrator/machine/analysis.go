@@ -231,13 +231,14 @@ func (r *run) measured(m tasks.Measured) bool {
 		return false
 	}
 	run := ref.run
-	var seen int32
-	if run.Summary != nil {
-		seen = measurements(*run.Summary)
+	metric := m.Measurement.Metric
+	if m.Index < 1 || m.Index <= run.Measured[metric] {
+		return false // a redelivered measurement, or an unnumbered one
 	}
-	if measurements(m.Analysis) <= seen {
-		return false // a redelivered measurement, or none
+	if run.Measured == nil {
+		run.Measured = map[string]int{}
 	}
+	run.Measured[metric] = m.Index
 	sum := m.Analysis
 	if sum.Name == "" {
 		sum.Name = run.Name
@@ -253,10 +254,6 @@ func (r *run) measured(m tasks.Measured) bool {
 	meas := m.Measurement
 	r.emit(events.TypeAnalysisMeasured, events.StatusData{Measurement: &meas, Analysis: &last})
 	return true
-}
-
-func measurements(a events.AnalysisSummary) int32 {
-	return a.Successful + a.Failed + a.Inconclusive + a.Error
 }
 
 // resolveArgs fills the arguments that take their value from the rollout:

@@ -253,7 +253,7 @@ func (w *world) answer(tk tasks.Task) {
 		sum := summary(a.RunName, verdict)
 		running := sum
 		running.Phase = string(phaseRunning)
-		w.apply(Observation{Measured: &tasks.Measured{TaskID: tk.ID, RunName: a.RunName, Analysis: running,
+		w.apply(Observation{Measured: &tasks.Measured{TaskID: tk.ID, RunName: a.RunName, Index: 1, Analysis: running,
 			Measurement: events.Measurement{Metric: "error-rate", Phase: verdict, Value: "0.01", StartedAt: w.now, FinishedAt: w.now}}})
 		finished(tasks.Finished{Outcome: tasks.OutcomeSucceeded, Analysis: &sum})
 	case tasks.KindAnalysisTerminate:

@@ -164,6 +164,8 @@ type RunRecord struct {
 	// Phase is the run's verdict so far (Pending until the analyzer reports).
 	Phase   string                  `json:"phase"`
 	Summary *events.AnalysisSummary `json:"summary,omitempty"`
+	// Measured is the highest measurement index reported per metric.
+	Measured map[string]int `json:"measured,omitempty"`
 	// Skipped marks an inconclusive run a promote moved past.
 	Skipped bool        `json:"skipped,omitempty"`
 	Task    TaskRecord  `json:"task"`
