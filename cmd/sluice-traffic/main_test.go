@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+)
+
+func TestUnknownRouterIsAUsageError(t *testing.T) {
+	var stderr bytes.Buffer
+	code := daemon.Run(context.Background(), newSpec(), []string{"--router", "nginx"}, &stderr)
+	if code != daemon.ExitUsage {
+		t.Errorf("exit %d, want %d", code, daemon.ExitUsage)
+	}
+	if !strings.Contains(stderr.String(), `no traffic router named "nginx" (supported: local)`) {
+		t.Errorf("stderr %q does not name the supported routers", stderr.String())
+	}
+}
+
+func TestLocalRouterRunsAndStops(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	exit := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		exit <- daemon.Run(ctx, newSpec(), []string{"--router", "local", "--nats-url", srv.ClientURL(), "--http-listen", httpAddr, "--log-level", "error"}, &stderr)
+	}()
+	deadline := time.Now().Add(eventstest.Wait)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-exit
+			t.Fatalf("never ready: %v; stderr %s", err, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-exit; code != daemon.ExitOK {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}

@@ -1,0 +1,61 @@
+package localproxy
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// Metric names. They are public: analysis templates query them.
+const (
+	MetricRequests = "sluice_proxy_requests_total"
+	MetricDuration = "sluice_proxy_request_duration_seconds"
+)
+
+// metrics are the proxy's request metrics.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricRequests,
+		Help: "Requests answered by the local platform's proxy, by rollout, role of the revision that served them (stable, canary, active, preview) and HTTP status code.",
+	}, []string{"namespace", "rollout", "role", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    MetricDuration,
+		Help:    "Time from a request's arrival at the local platform's proxy to the end of its response, by rollout and role.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"namespace", "rollout", "role"})
+	var err error
+	if requests, err = register(reg, requests); err != nil {
+		return nil, err
+	}
+	if duration, err = register(reg, duration); err != nil {
+		return nil, err
+	}
+	return &metrics{requests: requests, duration: duration}, nil
+}
+
+// register registers c, or returns the equal collector registered before
+// (a second proxy in one process shares the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return c, err
+}
+
+func (m *metrics) observe(ref events.Ref, role string, code int, d time.Duration) {
+	m.requests.WithLabelValues(ref.Namespace, ref.Name, role, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(ref.Namespace, ref.Name, role).Observe(d.Seconds())
+}

@@ -1,0 +1,311 @@
+package localproxy
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// mode is how a proxy picks a revision for a request.
+type mode int
+
+const (
+	// modeBasic is a canary without trafficRouting: every ready process of
+	// the stable and the canary in turn, as a Kubernetes Service does.
+	modeBasic mode = iota
+	// modeWeighted is a canary with trafficRouting: exact weights, header
+	// and mirror routes.
+	modeWeighted
+	// modeSingle serves one revision: a blue/green active or preview proxy.
+	modeSingle
+)
+
+// plan is a route compiled for one rollout, apart from the endpoints: what
+// each of its proxies serves. Apply builds it once; tables are built from
+// it whenever the endpoints change.
+type plan struct {
+	ref     events.Ref
+	blue    bool   // blue/green
+	listen  string // local.sluice.io/listen
+	preview string // local.sluice.io/preview-listen; blue/green only, may be empty
+
+	// Canary.
+	weighted               bool
+	stableHash, canaryHash string
+	weight, max            int32 // weight is clamped to [0, max]; 0 without a canary
+	headers                []headerRoute
+	mirrors                []mirrorRoute
+
+	// Blue/green.
+	activeHash, previewHash string
+}
+
+// hasCanary reports whether the canary is a revision apart from the stable.
+func (p *plan) hasCanary() bool { return p.canaryHash != "" && p.canaryHash != p.stableHash }
+
+// compile checks route and turns it into a plan. Its errors say what the
+// user must change.
+func compile(ref events.Ref, route tasks.Route) (*plan, error) {
+	p := &plan{ref: ref}
+	switch route.Strategy {
+	case strategyCanary, "":
+	case strategyBlueGreen:
+		p.blue = true
+	default:
+		return nil, fmt.Errorf("unknown strategy %q: want %s or %s", route.Strategy, strategyCanary, strategyBlueGreen)
+	}
+	p.listen = route.Annotations[AnnotationListen]
+	if p.listen == "" {
+		return nil, fmt.Errorf("the local proxy needs a listen address: add the annotation %s: \"127.0.0.1:8080\" (any free host:port) to the Rollout's metadata.annotations", AnnotationListen)
+	}
+	if err := checkAddr(AnnotationListen, p.listen); err != nil {
+		return nil, err
+	}
+	if p.blue {
+		p.activeHash, p.previewHash = route.ActiveHash, route.PreviewHash
+		if p.activeHash == "" {
+			return nil, fmt.Errorf("blue/green route without an active pod hash")
+		}
+		if p.preview = route.Annotations[AnnotationPreviewListen]; p.preview != "" {
+			if err := checkAddr(AnnotationPreviewListen, p.preview); err != nil {
+				return nil, err
+			}
+			if p.preview == p.listen && !anyPort(p.listen) {
+				return nil, fmt.Errorf("annotations %s and %s are both %q: the active and preview proxies need different addresses", AnnotationListen, AnnotationPreviewListen, p.listen)
+			}
+		}
+		return p, nil
+	}
+
+	p.stableHash, p.canaryHash = route.StableHash, route.CanaryHash
+	if p.stableHash == "" && p.canaryHash == "" {
+		return nil, fmt.Errorf("canary route without a stable or canary pod hash")
+	}
+	if p.stableHash == "" {
+		// A first revision has nothing to be a canary of.
+		p.stableHash = p.canaryHash
+	}
+	p.weighted = route.TrafficRouting != nil
+	p.max = route.TrafficRouting.MaxWeight()
+	if p.max < 1 {
+		return nil, fmt.Errorf("maxTrafficWeight %d must be at least 1", p.max)
+	}
+	if p.hasCanary() {
+		p.weight = min(max(route.CanaryWeight, 0), p.max)
+	}
+	if !p.weighted {
+		return p, nil
+	}
+	for i, h := range route.HeaderRoutes {
+		hr, err := compileHeaderRoute(i, h)
+		if err != nil {
+			return nil, err
+		}
+		p.headers = append(p.headers, hr)
+	}
+	for i, m := range route.MirrorRoutes {
+		mr, err := compileMirrorRoute(i, m)
+		if err != nil {
+			return nil, err
+		}
+		p.mirrors = append(p.mirrors, mr)
+	}
+	return p, nil
+}
+
+// weightInEffect is the canary weight Apply reports: the route's weight
+// with traffic routing; without it, the canary's share of the ready
+// processes, which is what a Service-like balance gives it.
+func (p *plan) weightInEffect(ready map[string][]string) int32 {
+	switch {
+	case p.blue || p.weight == 0:
+		return 0
+	case p.weighted:
+		return p.weight
+	}
+	canary := len(ready[p.canaryHash])
+	total := canary + len(ready[p.stableHash])
+	if total == 0 {
+		return 0
+	}
+	return int32(canary) * p.max / int32(total)
+}
+
+// tables builds the routing tables of the plan's proxies from the ready
+// processes by pod hash. preview is nil unless a blue/green preview proxy
+// is configured.
+func (p *plan) tables(ready map[string][]string) (main, preview *table) {
+	if p.blue {
+		main = &table{ref: p.ref, mode: modeSingle, role: tasks.RoleActive, hash: p.activeHash, main: newPool(tasks.RoleActive, ready[p.activeHash])}
+		if p.preview != "" {
+			preview = &table{ref: p.ref, mode: modeSingle, role: tasks.RolePreview, hash: p.previewHash, main: newPool(tasks.RolePreview, ready[p.previewHash])}
+		}
+		return main, preview
+	}
+	t := &table{ref: p.ref, mode: modeWeighted, role: tasks.RoleStable, hash: p.stableHash, plan: p}
+	if !p.weighted {
+		t.mode = modeBasic
+		t.main = newPool(tasks.RoleStable, ready[p.stableHash])
+		if p.weight > 0 {
+			t.main.add(tasks.RoleCanary, ready[p.canaryHash])
+		}
+		return t, nil
+	}
+	t.main = newPool(tasks.RoleStable, ready[p.stableHash])
+	t.canary = &pool{}
+	if p.hasCanary() {
+		t.canary.add(tasks.RoleCanary, ready[p.canaryHash])
+	}
+	return t, nil
+}
+
+// backend is one ready process.
+type backend struct {
+	url  *url.URL
+	role string
+}
+
+// pool is a set of ready processes taken in turn.
+type pool struct {
+	backends []backend
+	next     atomic.Uint64
+}
+
+// newPool makes a pool of the processes at addrs, which serve role.
+func newPool(role string, addrs []string) *pool {
+	p := &pool{}
+	p.add(role, addrs)
+	return p
+}
+
+// add adds the processes at addrs, which serve role. Only while building.
+func (p *pool) add(role string, addrs []string) {
+	for _, a := range addrs {
+		p.backends = append(p.backends, backend{url: &url.URL{Scheme: "http", Host: a}, role: role})
+	}
+}
+
+// pick returns the next process, round robin.
+func (p *pool) pick() (backend, bool) {
+	if p == nil || len(p.backends) == 0 {
+		return backend{}, false
+	}
+	n := p.next.Add(1) - 1
+	return p.backends[n%uint64(len(p.backends))], true
+}
+
+func (p *pool) empty() bool { return p == nil || len(p.backends) == 0 }
+
+// table is the routing state of one proxy at one moment. It never changes
+// once built: a change of route or endpoints builds a new table and swaps
+// it in, and a request keeps the table it started with.
+type table struct {
+	ref  events.Ref
+	mode mode
+	// role and hash are what modeSingle serves; the stable otherwise.
+	role, hash string
+	main       *pool // modeSingle: the revision; modeBasic: every process; modeWeighted: the stable
+	canary     *pool // modeWeighted only
+	plan       *plan // canary modes
+}
+
+// decision is where one request goes.
+type decision struct {
+	// role is the role of the backend, or of the revision the request was
+	// meant for when there is no backend.
+	role    string
+	backend backend
+	ok      bool
+	// reason says why there is no backend (a 503).
+	reason string
+	// mirror asks for a copy of the request to go to mirrorTo.
+	mirror   bool
+	mirrorTo backend
+}
+
+// decide picks the backend for r. roll(n) returns a uniform random integer
+// in [0, n); tests pass a fixed one.
+func (t *table) decide(r *http.Request, roll func(int) int) decision {
+	switch t.mode {
+	case modeSingle:
+		if b, ok := t.main.pick(); ok {
+			return decision{role: t.role, backend: b, ok: true}
+		}
+		return decision{role: t.role, reason: fmt.Sprintf("%s has no ready %s process (pod hash %s)", t.ref, t.role, t.hash)}
+	case modeBasic:
+		if b, ok := t.main.pick(); ok {
+			return decision{role: b.role, backend: b, ok: true}
+		}
+		d := decision{role: tasks.RoleStable, reason: fmt.Sprintf("%s has no ready stable process (pod hash %s)", t.ref, t.plan.stableHash)}
+		if t.plan.hasCanary() {
+			if t.plan.weight == 0 {
+				d.reason += fmt.Sprintf(", and its canary (pod hash %s) has weight 0", t.plan.canaryHash)
+			} else {
+				d.reason += fmt.Sprintf(" nor ready canary process (pod hash %s)", t.plan.canaryHash)
+			}
+		}
+		return d
+	}
+	return t.decideWeighted(r, roll)
+}
+
+func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
+	p := t.plan
+	if p.hasCanary() {
+		for _, h := range p.headers {
+			if !h.matches(r) {
+				continue
+			}
+			if b, ok := t.canary.pick(); ok {
+				return decision{role: tasks.RoleCanary, backend: b, ok: true}
+			}
+			return decision{role: tasks.RoleCanary, reason: fmt.Sprintf("header route %q sends this request to the canary of %s, which has no ready process (pod hash %s)", h.name, t.ref, p.canaryHash)}
+		}
+	}
+	toCanary := p.weight > 0 && (p.weight >= p.max || int32(roll(int(p.max))) < p.weight)
+	first, second := t.main, t.canary
+	firstRole, secondRole := tasks.RoleStable, tasks.RoleCanary
+	firstHash, secondHash := p.stableHash, p.canaryHash
+	secondWeight := p.weight
+	if toCanary {
+		first, second = second, first
+		firstRole, secondRole = secondRole, firstRole
+		firstHash, secondHash = secondHash, firstHash
+		secondWeight = p.max - p.weight
+	}
+	d := decision{role: firstRole}
+	if b, ok := first.pick(); ok {
+		d.backend, d.ok = b, true
+	} else if secondWeight > 0 {
+		if b, ok := second.pick(); ok {
+			d.role, d.backend, d.ok = secondRole, b, true
+		}
+	}
+	if !d.ok {
+		d.reason = fmt.Sprintf("%s has no ready %s process (pod hash %s)", t.ref, firstRole, firstHash)
+		if secondWeight == 0 {
+			d.reason += fmt.Sprintf(", and the %s may not take its requests at canary weight %d of %d", secondRole, p.weight, p.max)
+		} else {
+			d.reason += fmt.Sprintf(" nor ready %s process (pod hash %s)", secondRole, secondHash)
+		}
+		return d
+	}
+	// A request the canary serves already is not copied to it again.
+	if d.role == tasks.RoleStable && p.hasCanary() && !t.canary.empty() {
+		for _, m := range p.mirrors {
+			if !m.match(r) {
+				continue
+			}
+			if m.percent >= 100 || roll(100) < m.percent {
+				d.mirrorTo, _ = t.canary.pick()
+				d.mirror = true
+			}
+			break
+		}
+	}
+	return d
+}

@@ -1,0 +1,51 @@
+package traffic
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// Sentinel errors of Router.Apply. Routers wrap them with what happened;
+// callers test them with errors.Is.
+var (
+	// ErrStale means a route with a higher seq was already applied for the
+	// rollout, so this one was not: applying it would undo a later decision
+	// (a late "weight 20" after an abort's "weight 0"). The task finishes
+	// Stale.
+	ErrStale = errors.New("a later route is already in effect")
+
+	// ErrRejected means the router cannot put the route in effect as given,
+	// and trying again will not help until something the user controls
+	// changes (a missing annotation, an address in use, a match the router
+	// does not support). The error's text is shown to the user, so it says
+	// what to change. The task finishes Failed with it.
+	ErrRejected = errors.New("route rejected")
+)
+
+// Router puts the routing of rollouts in effect on one kind of router: the
+// local platform's proxy (package localproxy), Kubernetes Service selectors,
+// NGINX, ALB, Istio, SMI or Gateway API. A router that does nothing and
+// reports the requested weight is a valid implementation.
+//
+// Implementations are safe for concurrent use.
+type Router interface {
+	// Apply puts route, the complete desired routing of the rollout ref,
+	// in effect and returns the canary weight now in effect, in units of
+	// route.TrafficRouting.MaxWeight() (0 for blue/green, which has no
+	// weights).
+	//
+	// Apply is idempotent: applying the same route twice has the effect of
+	// applying it once. It compares seq with the highest seq it has applied
+	// for ref atomically with the effect: a lower seq changes nothing and
+	// returns an error wrapping ErrStale; an equal seq is applied again (a
+	// redelivered task).
+	//
+	// An error wrapping ErrRejected means the route cannot be put in effect
+	// as given, and says what the user should change. Any other error is
+	// infrastructure (an API server or the bus unavailable, ctx done): the
+	// caller retries, and the effect is either unchanged or the whole route.
+	Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error)
+}

@@ -1,0 +1,151 @@
+package traffic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/worker"
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// Source is the CloudEvents source of the service's task reports.
+const Source = "/sluice/traffic"
+
+// strategyBlueGreen is tasks.Route.Strategy for blue/green rollouts.
+const strategyBlueGreen = "blueGreen"
+
+// Config configures the traffic service. The zero value plus Defaults is a
+// working configuration.
+type Config struct {
+	// Bus is the stream configuration to provision at start-up.
+	Bus events.BusConfig
+	// Consumer tunes the durable consumer worker-traffic; Stream, Durable
+	// and FilterSubjects are set by the service.
+	Consumer events.ConsumerConfig
+	// ApplyTimeout bounds one Router.Apply (default 30s). A route not in
+	// effect by then is retried.
+	ApplyTimeout time.Duration
+	// ID names this process in task reports (default hostname:pid).
+	ID string
+	// Logger receives the service's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	c.Bus.Defaults()
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once, each wrapping
+// events.ErrInvalidConfig.
+func (c Config) Validate() error {
+	errs := []error{c.Bus.Validate()}
+	if c.ApplyTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: traffic apply timeout %s must be positive", events.ErrInvalidConfig, c.ApplyTimeout))
+	}
+	cc := c.Consumer
+	cc.Stream, cc.Durable = events.StreamTasks, worker.Durable(tasks.ServiceTraffic)
+	cc.Defaults()
+	errs = append(errs, cc.Validate())
+	return errors.Join(errs...)
+}
+
+// Service is one replica of the traffic service.
+type Service struct {
+	client *events.Client
+	router Router
+	cfg    Config
+	log    *slog.Logger
+
+	mu sync.Mutex
+	w  *worker.Worker
+}
+
+// New returns a service that applies routes with router. Call Run to start
+// it.
+func New(client *events.Client, router Router, cfg Config) (*Service, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if client == nil || router == nil {
+		return nil, fmt.Errorf("%w: the traffic service needs a bus client and a router", events.ErrInvalidConfig)
+	}
+	return &Service{client: client, router: router, cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Ready reports whether the service is taking tasks.
+func (s *Service) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w != nil && s.w.Ready()
+}
+
+// Run provisions the streams, takes traffic.route tasks until ctx ends, then
+// lets the tasks in progress finish (up to 30s) and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.client.Provision(ctx, s.cfg.Bus); err != nil {
+		return err
+	}
+	w, err := worker.New(s.client, worker.Config{
+		Service:   tasks.ServiceTraffic,
+		Source:    Source,
+		Executors: map[string]worker.Executor{tasks.KindRoute: s.execute},
+		Consumer:  s.cfg.Consumer,
+		ID:        s.cfg.ID,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+	s.log.Info("traffic service running", "consumer", worker.Durable(tasks.ServiceTraffic))
+
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Stop(sctx); err != nil {
+		s.log.Warn("tasks in progress did not finish in time", "error", err)
+	}
+	return nil
+}
+
+// execute carries out one traffic.route task: a verdict (Succeeded, Failed,
+// Stale) is reported; an infrastructure error is returned for a retry.
+func (s *Service) execute(ctx context.Context, t tasks.Task) (tasks.Finished, error) {
+	if t.Route == nil {
+		return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: fmt.Sprintf("task %s carries no route", t.ID)}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	weight, err := s.router.Apply(ctx, t.Ref, t.Seq, *t.Route)
+	switch {
+	case err == nil:
+		fin := tasks.Finished{Outcome: tasks.OutcomeSucceeded}
+		if t.Route.Strategy != strategyBlueGreen {
+			fin.CanaryWeight = &weight
+		}
+		return fin, nil
+	case errors.Is(err, ErrStale):
+		return tasks.Finished{Outcome: tasks.OutcomeStale, Message: err.Error()}, nil
+	case errors.Is(err, ErrRejected):
+		return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: err.Error()}, nil
+	}
+	return tasks.Finished{}, fmt.Errorf("apply route of %s (seq %d): %w", t.Ref, t.Seq, err)
+}
