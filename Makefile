@@ -10,7 +10,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 all: build
 
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -o bin/ ./cmd/... ./examples/...
 
 ## run: start Sluice in one process (`sluice dev`) with state in .sluice/
 run:

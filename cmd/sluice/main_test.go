@@ -54,7 +54,7 @@ func startDev(t *testing.T, cfg devConfig) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lineWriter{ch: make(chan string, 100)}
 	errc := make(chan error, 1)
-	go func() { errc <- runDev(ctx, cfg, out) }()
+	go func() { errc <- runDev(ctx, cfg, out, io.Discard) }()
 	deadline := time.After(20 * time.Second)
 	for ready := false; !ready; {
 		select {
@@ -79,7 +79,7 @@ func startDev(t *testing.T, cfg devConfig) (stop func()) {
 }
 
 func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
-	cfg := devConfig{NATSListen: freeAddr(t), StateDir: t.TempDir()}
+	cfg := testDevConfig(t)
 	url := "nats://" + cfg.NATSListen
 
 	stop := startDev(t, cfg)
@@ -117,7 +117,7 @@ func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 }
 
 func TestHistoryCommand(t *testing.T) {
-	cfg := devConfig{NATSListen: freeAddr(t), StateDir: t.TempDir()}
+	cfg := testDevConfig(t)
 	stop := startDev(t, cfg)
 	defer stop()
 	url := "nats://" + cfg.NATSListen
@@ -156,5 +156,13 @@ func TestHistoryCommand(t *testing.T) {
 	}
 	if code := run(ctx, []string{"history", "Prod/Web", "--nats-url", url}, io.Discard, io.Discard); code != exitUsage {
 		t.Errorf("history with an invalid name: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// testDevConfig is sluice dev on free ports in a temporary state directory.
+func testDevConfig(t *testing.T) devConfig {
+	return devConfig{
+		NATSListen: freeAddr(t), PrometheusListen: freeAddr(t), HTTPListen: freeAddr(t),
+		StateDir: t.TempDir(), Platform: "local", ScrapeInterval: time.Second, LogLevel: "error",
 	}
 }

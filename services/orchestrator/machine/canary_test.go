@@ -120,7 +120,8 @@ func TestCanary(t *testing.T) {
 			w.expectPods(map[int64]int32{1: 4, 2: 2})
 			m, tm := w.mark(), len(w.sent)
 			w.command(CommandAbort)
-			w.expectEvents(m, "rollout.aborted")
+			// The aborted event waits until the traffic is back on stable.
+			w.expectEvents(m)
 			if got := kinds(w.sentSince(tm)); !slices.Equal(got, []string{tasks.KindRoute}) {
 				t.Fatalf("abort sent %v; want the route first", got)
 			}
@@ -128,6 +129,10 @@ func TestCanary(t *testing.T) {
 				t.Fatalf("abort route weight %d", rt.CanaryWeight)
 			}
 			w.settle()
+			w.expectEvents(m, "rollout.aborted")
+			if ab := w.lastEvent("rollout.aborted"); ab.Data.Status.CanaryWeight != 0 || ab.Data.Reason != "aborted by operator" {
+				t.Fatalf("aborted event: weight %d, reason %q", ab.Data.Status.CanaryWeight, ab.Data.Reason)
+			}
 			w.expectPhase(events.PhaseDegraded)
 			if w.st.Message != "RolloutAborted: Rollout aborted update to revision 2" {
 				t.Fatalf("message %q", w.st.Message)
@@ -179,7 +184,7 @@ func TestCanary(t *testing.T) {
 			m := w.mark()
 			w.command(CommandAbort)
 			w.settle()
-			w.expectEvents(m, "rollout.aborted", "analysis.completed")
+			w.expectEvents(m, "analysis.completed", "rollout.aborted")
 			if len(w.running) != 0 || len(w.st.Runs) != 0 {
 				t.Fatalf("runs left: %v %v", w.running, w.st.Runs)
 			}

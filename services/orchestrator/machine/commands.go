@@ -91,9 +91,30 @@ func (r *run) abort(reason string) {
 	if d, ok := r.abortScaleDownDelay(); ok && d > 0 {
 		s.AbortScaleDownAt = r.now.Add(d)
 	}
+	s.AbortPending = true
+}
+
+// announceAbort publishes the aborted event once the abort's routing is in
+// effect, or once routing it has failed (the event then says so).
+func (r *run) announceAbort() {
+	s := r.s
+	if !s.Aborted || !s.AbortPending {
+		return
+	}
+	reason := s.AbortReason
 	if reason == "" {
 		reason = "aborted by operator"
 	}
+	want := r.desiredRoute()
+	switch {
+	case want == nil || s.Routing != nil && s.Routing.CanaryWeight == want.CanaryWeight && s.Routing.ActiveHash == want.ActiveHash &&
+		len(s.Routing.HeaderRoutes) == 0 && len(s.Routing.MirrorRoutes) == 0:
+	case s.Route != nil && s.Route.Failed:
+		reason += "; routing traffic back to the stable revision failed: " + s.Route.Message
+	default:
+		return
+	}
+	s.AbortPending = false
 	r.emit(events.TypeRolloutAborted, events.StatusData{Reason: reason})
 }
 

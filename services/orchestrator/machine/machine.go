@@ -90,6 +90,7 @@ func (r *run) reconcile() {
 	r.syncRuns()
 	r.syncScale()
 	r.syncRoute()
+	r.announceAbort()
 	r.pruneHistory()
 	r.refreshPhase()
 }

@@ -62,6 +62,10 @@ type State struct {
 	Aborted     bool      `json:"aborted,omitempty"`
 	AbortedAt   time.Time `json:"abortedAt,omitzero"`
 	AbortReason string    `json:"abortReason,omitempty"`
+	// AbortPending holds the aborted event back until the abort's routing
+	// is in effect (or its route task failed), so that the event's
+	// snapshot shows the traffic back on the stable revision.
+	AbortPending bool `json:"abortPending,omitempty"`
 	// AbortScaleDownAt is when an aborted canary or preview is scaled
 	// down (abortScaleDownDelaySeconds after the abort; unset keeps it).
 	AbortScaleDownAt time.Time `json:"abortScaleDownAt,omitzero"`
