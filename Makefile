@@ -13,14 +13,12 @@ build:
 	$(GO) build -o bin/ ./cmd/... ./examples/...
 
 ## run: start Sluice in one process (`sluice dev`) with state in .sluice/
-run:
-	$(GO) run ./cmd/sluice dev
+run: build
+	bin/sluice dev
 
-## demo: the narrated canary scenario
-demo:
-	@echo "make demo: the narrated canary demo needs the local platform and the services (issue 5);"
-	@echo "           today 'make run' starts the event backbone (embedded NATS with JetStream)."
-	@exit 2
+## demo: the narrated canary scenario (v1 live, v2 promoted, v3 aborted)
+demo: build
+	scripts/demo.sh
 
 ## test: lint, then every test (real embedded NATS, no mocks)
 test: lint
@@ -46,4 +44,4 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./pkg/events
 
 clean:
-	rm -rf bin .sluice
+	rm -rf bin .sluice .sluice-demo .sluice-demo.log

@@ -110,7 +110,7 @@ func describe(ev events.Event) string {
 	s := d.Status
 	parts := []string{s.Phase, fmt.Sprintf("rev %d (stable %d)", s.Revision, s.StableRevision)}
 	if s.StepIndex != nil {
-		parts = append(parts, fmt.Sprintf("step %d/%d", *s.StepIndex+1, s.StepCount))
+		parts = append(parts, fmt.Sprintf("step %d/%d", min(*s.StepIndex+1, s.StepCount), s.StepCount))
 	}
 	parts = append(parts, fmt.Sprintf("weight %d", s.CanaryWeight))
 	if d.Step != nil {
