@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+)
+
+// rollout renders a demoapp Rollout listening on listen, with the given
+// version, error rate and canary strategy body (indented under canary:).
+func rollout(name, listen, version string, errorRate float64, replicas int, canary string) string {
+	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: %[1]s
+  annotations:
+    local.sluice.io/listen: %[2]s
+spec:
+  replicas: %[5]d
+  selector:
+    matchLabels: {app: %[1]s}
+  template:
+    metadata:
+      labels: {app: %[1]s}
+    spec:
+      containers:
+      - name: app
+        image: demoapp
+        command: ["bin/demoapp"]
+        env:
+        - {name: VERSION, value: %[3]s}
+        - {name: ERROR_RATE, value: "%[4]g"}
+        ports:
+        - {name: http, containerPort: 8080}
+        readinessProbe:
+          httpGet: {path: /healthz, port: http}
+          periodSeconds: 1
+  strategy:
+    canary:
+%[6]s
+`, name, listen, version, errorRate, replicas, indent(canary, "      "))
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// routed is a canary with weighted routing (Istio's block; the local proxy
+// plays the router).
+func routed(steps string) string {
+	return `canaryService: canary
+stableService: stable
+trafficRouting:
+  istio:
+    virtualService: {name: vs, routes: [primary]}
+steps:
+` + steps
+}
+
+// successRate is an AnalysisTemplate over the proxy's metrics in the
+// embedded Prometheus at promAddr.
+func successRate(promAddr string) string {
+	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: success-rate
+spec:
+  args:
+  - name: rollout
+  metrics:
+  - name: success-rate
+    initialDelay: 5s
+    interval: 3s
+    count: 3
+    failureLimit: 1
+    successCondition: len(result) > 0 && result[0] >= 0.95
+    failureCondition: len(result) > 0 && result[0] < 0.95
+    provider:
+      prometheus:
+        address: http://%s
+        query: |
+          (sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary",code!~"5.."}[10s])) or vector(0))
+          /
+          sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary"}[10s]))
+`, promAddr)
+}
