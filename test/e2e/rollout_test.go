@@ -195,3 +195,33 @@ func canaryPID(t *testing.T, d *dev, name string) int {
 }
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// An analysis with no data to judge (no canary traffic at all) never
+// promotes: the run is inconclusive and the rollout pauses on the old
+// stable revision.
+func TestMissingDataNeverPromotes(t *testing.T) {
+	d := newDev(t)
+	d.start()
+	listen := freeAddr(t)
+	if code, out := d.apply(successRate(d.prom)); code != 0 {
+		t.Fatalf("template: exit %d\n%s", code, out)
+	}
+	steps := routed(`- setWeight: 50
+- analysis:
+    templates: [{templateName: success-rate}]
+    args: [{name: rollout, value: web}]
+`)
+	if code, out := d.apply(rollout("web", listen, "v1", 0, 1, steps), "--wait", "--timeout", "2m"); code != 0 {
+		t.Fatalf("v1: exit %d\n%s", code, out)
+	}
+	if code, out := d.apply(rollout("web", listen, "v2", 0, 1, steps)); code != 0 {
+		t.Fatalf("v2: exit %d\n%s", code, out)
+	}
+	out := d.waitGet("web", 2*time.Minute, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
+	if !strings.Contains(out, "= [] Inconclusive") {
+		t.Errorf("the measurement should show the empty result:\n%s", out)
+	}
+	// Still not promoted after another measurement interval.
+	time.Sleep(4 * time.Second)
+	d.waitGet("web", time.Second*10, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
+}
