@@ -90,49 +90,20 @@ func (s Store) Delete(ctx context.Context, r events.Ref, podHash string) error {
 // change (a deleted entry comes with Ready empty) until ctx ends. It returns
 // once the current entries have been passed to fn.
 func (s Store) Watch(ctx context.Context, fn func(Revision)) error {
-	w, err := s.KV.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch bucket %s: %w", Bucket, err)
-	}
-	initial := make(chan struct{})
-	go func() {
-		defer w.Stop()
-		loaded := false
-		for {
-			select {
-			case <-ctx.Done():
+	_, err := events.WatchKV(ctx, s.KV, func(e jetstream.KeyValueEntry) {
+		var rev Revision
+		if e.Operation() == jetstream.KeyValuePut {
+			if json.Unmarshal(e.Value(), &rev) != nil {
 				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !loaded {
-						loaded = true
-						close(initial)
-					}
-					continue
-				}
-				var rev Revision
-				if e.Operation() == jetstream.KeyValuePut {
-					if json.Unmarshal(e.Value(), &rev) != nil {
-						continue
-					}
-				} else {
-					r, hash, err := ParseKey(e.Key())
-					if err != nil {
-						continue
-					}
-					rev = Revision{Ref: r, PodHash: hash}
-				}
-				fn(rev)
 			}
+		} else {
+			r, hash, err := ParseKey(e.Key())
+			if err != nil {
+				return
+			}
+			rev = Revision{Ref: r, PodHash: hash}
 		}
-	}()
-	select {
-	case <-initial:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+		fn(rev)
+	})
+	return err
 }

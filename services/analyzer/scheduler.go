@@ -4,12 +4,13 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // scheduler keeps every run record's wakeup, learnt by watching the runs
@@ -46,47 +47,21 @@ func newScheduler(log *slog.Logger, now func() time.Time, limit int, work func(c
 // overdue ones are measured at once.
 func (s *scheduler) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	ctx, s.cancel = context.WithCancel(ctx)
-	w, err := kv.WatchAll(ctx)
+	watched, err := events.WatchKV(ctx, kv, s.observe)
 	if err != nil {
 		s.cancel()
-		return fmt.Errorf("watch bucket %s: %w", kv.Bucket(), err)
+		return err
 	}
-	initial := make(chan struct{})
 	s.done.Add(2)
 	go func() {
 		defer s.done.Done()
-		defer func() { _ = w.Stop() }()
-		loaded := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !loaded {
-						loaded = true
-						close(initial)
-					}
-					continue
-				}
-				s.observe(e)
-			}
-		}
+		<-watched
 	}()
 	go func() {
 		defer s.done.Done()
 		s.loop(ctx)
 	}()
-	select {
-	case <-initial:
-		return nil
-	case <-ctx.Done():
-		s.stop()
-		return ctx.Err()
-	}
+	return nil
 }
 
 // stop ends the watch, cancels the work in progress and waits for it.

@@ -37,46 +37,21 @@ func newTimers(log *slog.Logger, now func() time.Time, fire func(context.Context
 // have been read, so that deadlines from before a restart are known.
 func (t *timers) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	ctx, t.cancel = context.WithCancel(ctx)
-	w, err := kv.WatchAll(ctx)
+	watched, err := events.WatchKV(ctx, kv, t.observe)
 	if err != nil {
 		t.cancel()
-		return fmt.Errorf("watch bucket %s: %w", BucketRollouts, err)
+		return fmt.Errorf("timers: %w", err)
 	}
-	initial := make(chan struct{})
 	t.done.Add(2)
 	go func() {
 		defer t.done.Done()
-		defer w.Stop()
-		loaded := false
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-w.Updates():
-				if !ok {
-					return
-				}
-				if e == nil {
-					if !loaded {
-						loaded = true
-						close(initial)
-					}
-					continue
-				}
-				t.observe(e)
-			}
-		}
+		<-watched
 	}()
 	go func() {
 		defer t.done.Done()
 		t.loop(ctx)
 	}()
-	select {
-	case <-initial:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return nil
 }
 
 func (t *timers) stop() {
