@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"container/heap"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/deadlines"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -22,14 +22,13 @@ type scheduler struct {
 	work func(ctx context.Context, key string) (again time.Time)
 	sem  chan struct{}
 
-	mu      sync.Mutex
-	current map[string]time.Time // key -> wakeup not yet handed to work
-	queue   wakeupHeap           // may hold superseded entries; checked against current
-	busy    map[string]bool      // keys work is running for
-	rerun   map[string]bool      // keys that came due while busy
-	wake    chan struct{}
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
+	queue *deadlines.Queue // wakeups not yet handed to work
+
+	mu     sync.Mutex
+	busy   map[string]bool // keys work is running for
+	rerun  map[string]bool // keys that came due while busy
+	cancel context.CancelFunc
+	done   sync.WaitGroup
 }
 
 // newScheduler returns a scheduler that calls work for due keys. work
@@ -37,8 +36,7 @@ type scheduler struct {
 func newScheduler(log *slog.Logger, now func() time.Time, limit int, work func(context.Context, string) time.Time) *scheduler {
 	return &scheduler{
 		log: log, now: now, work: work, sem: make(chan struct{}, limit),
-		current: map[string]time.Time{}, busy: map[string]bool{}, rerun: map[string]bool{},
-		wake: make(chan struct{}, 1),
+		queue: deadlines.New(), busy: map[string]bool{}, rerun: map[string]bool{},
 	}
 }
 
@@ -89,71 +87,44 @@ func (s *scheduler) observe(e jetstream.KeyValueEntry) {
 // bucket replaces the one known; a retry asked for by work only fills in
 // for none (replace false).
 func (s *scheduler) set(key string, due *time.Time, replace bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, known := s.current[key]
 	switch {
 	case due == nil:
 		if replace {
-			delete(s.current, key)
+			s.queue.Delete(key)
 		}
-		return
-	case known && (cur.Equal(*due) || !replace):
-		return
-	}
-	s.current[key] = *due
-	heap.Push(&s.queue, wakeup{key: key, due: *due})
-	select {
-	case s.wake <- struct{}{}:
+	case replace:
+		s.queue.Set(key, *due)
 	default:
+		s.queue.SetIfAbsent(key, *due)
 	}
 }
 
 // loop hands due keys to work in order of their wakeups.
 func (s *scheduler) loop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
-		next, ok := s.dispatchDue(ctx)
-		wait := time.Hour
+		key, _, ok, next, hasNext := s.queue.PopDue(s.now())
 		if ok {
-			wait = max(next.Sub(s.now()), 0)
+			s.dispatch(ctx, key)
+			continue
 		}
-		timer.Reset(wait)
-		select {
-		case <-ctx.Done():
+		if !s.queue.Wait(ctx.Done(), next, hasNext, s.now) {
 			return
-		case <-s.wake:
-		case <-timer.C:
 		}
 	}
 }
 
-// dispatchDue starts work for every key due at or before now and returns
-// the next wakeup.
-func (s *scheduler) dispatchDue(ctx context.Context) (time.Time, bool) {
+// dispatch starts work for a due key, or marks it to run again when work
+// for it is already running.
+func (s *scheduler) dispatch(ctx context.Context, key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for s.queue.Len() > 0 {
-		w := s.queue[0]
-		if cur, ok := s.current[w.key]; !ok || !cur.Equal(w.due) {
-			heap.Pop(&s.queue) // superseded
-			continue
-		}
-		if w.due.After(s.now()) {
-			return w.due, true
-		}
-		heap.Pop(&s.queue)
-		delete(s.current, w.key)
-		if s.busy[w.key] {
-			s.rerun[w.key] = true
-			continue
-		}
-		s.busy[w.key] = true
-		s.done.Add(1)
-		go s.run(ctx, w.key)
+	if s.busy[key] {
+		s.rerun[key] = true
+		return
 	}
-	return time.Time{}, false
+	s.busy[key] = true
+	s.done.Add(1)
+	go s.run(ctx, key)
 }
 
 // run calls work for key, within the concurrency limit, and then runs it
@@ -185,22 +156,4 @@ func (s *scheduler) run(ctx context.Context, key string) {
 		}
 		return
 	}
-}
-
-type wakeup struct {
-	key string
-	due time.Time
-}
-
-type wakeupHeap []wakeup
-
-func (h wakeupHeap) Len() int           { return len(h) }
-func (h wakeupHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h wakeupHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *wakeupHeap) Push(x any)        { *h = append(*h, x.(wakeup)) }
-func (h *wakeupHeap) Pop() any {
-	old := *h
-	w := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return w
 }

@@ -1,0 +1,61 @@
+package deadlines
+
+import (
+	"testing"
+	"time"
+)
+
+func TestQueueOrdersReplacesAndForgets(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	q := New()
+	q.Set("b", t0.Add(2*time.Second))
+	q.Set("a", t0.Add(time.Second))
+	q.Set("c", t0.Add(3*time.Second))
+	q.Set("b", t0.Add(5*time.Second)) // replaces
+	q.SetIfAbsent("a", t0)            // a has one: kept
+	q.Delete("c")
+
+	if _, _, ok, next, has := q.PopDue(t0); ok || !has || !next.Equal(t0.Add(time.Second)) {
+		t.Fatalf("nothing due at t0; next = %v %v", next, has)
+	}
+	var got []string
+	for _, at := range []time.Duration{time.Second, 10 * time.Second} {
+		for {
+			key, _, ok, _, _ := q.PopDue(t0.Add(at))
+			if !ok {
+				break
+			}
+			got = append(got, key)
+		}
+	}
+	if len(got) != 2 || got[0] != "a" || got[1] != "b" {
+		t.Errorf("popped %v, want [a b] (c deleted, b moved to 5s)", got)
+	}
+	if _, _, ok, _, has := q.PopDue(t0.Add(time.Hour)); ok || has {
+		t.Error("queue should be empty")
+	}
+	q.SetIfAbsent("a", t0)
+	if key, _, ok, _, _ := q.PopDue(t0); !ok || key != "a" {
+		t.Error("SetIfAbsent on a popped key should set it")
+	}
+}
+
+func TestWaitWakesOnSetAndStopsOnDone(t *testing.T) {
+	q := New()
+	done := make(chan struct{})
+	res := make(chan bool)
+	go func() { res <- q.Wait(done, time.Time{}, false, time.Now) }()
+	q.Set("x", time.Now())
+	if !<-res {
+		t.Fatal("Wait returned false on a Set")
+	}
+	close(done)
+	// Drain the wake signal the Set may have left behind.
+	select {
+	case <-q.Wake():
+	default:
+	}
+	if q.Wait(done, time.Time{}, false, time.Now) {
+		t.Error("Wait returned true after done closed")
+	}
+}
