@@ -57,6 +57,7 @@ type dev struct {
 	nats, prom string
 	http       string
 	cmd        *exec.Cmd
+	exited     chan error // receives the process's end, once
 	out        *bytes.Buffer
 }
 
@@ -74,43 +75,71 @@ func newDev(t *testing.T) *dev {
 	return d
 }
 
-// start runs sluice dev and waits until it says it is ready.
+// start runs sluice dev and waits until it is ready. Ports are picked free
+// but may be taken by another test before sluice dev binds them: then it
+// starts again on new ones.
 func (d *dev) start() {
 	d.t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := d.tryStart()
+		if err == nil {
+			return
+		}
+		if attempt == 3 || !strings.Contains(d.out.String(), "address already in use") {
+			d.t.Fatalf("sluice dev did not start: %v\n%s", err, d.out.String())
+		}
+		d.nats, d.prom, d.http = freeAddr(d.t), freeAddr(d.t), freeAddr(d.t)
+	}
+}
+
+func (d *dev) tryStart() error {
 	d.out = &bytes.Buffer{}
 	d.cmd = exec.Command(filepath.Join(bin, "sluice"), "dev", "--state-dir", d.state,
 		"--nats-listen", d.nats, "--prometheus-listen", d.prom, "--http-listen", d.http, "--log-level", "warn")
 	d.cmd.Dir = d.work
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
-		d.t.Fatal(err)
+		return err
 	}
-	eventually(d.t, "sluice dev is ready", 60*time.Second, func() bool {
+	exited := make(chan error, 1)
+	go func() { exited <- d.cmd.Wait() }()
+	deadline := time.After(60 * time.Second)
+	for {
+		select {
+		case err := <-exited:
+			d.cmd = nil
+			return fmt.Errorf("exited: %v", err)
+		case <-deadline:
+			return fmt.Errorf("not ready within 60s")
+		case <-time.After(100 * time.Millisecond):
+		}
 		resp, err := http.Get("http://" + d.http + "/readyz")
 		if err != nil {
-			return false
+			continue
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		if resp.StatusCode == http.StatusOK {
+			d.exited = exited
+			return nil
+		}
+	}
 }
 
 // kill ends sluice dev with SIGKILL: nothing is shut down cleanly.
 func (d *dev) kill() {
 	_ = d.cmd.Process.Kill()
-	_ = d.cmd.Wait()
+	<-d.exited
 	d.cmd = nil
 }
 
 func (d *dev) stop() {
 	if d.cmd != nil {
 		_ = d.cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-d.exited:
 		case <-time.After(60 * time.Second):
 			_ = d.cmd.Process.Kill()
+			<-d.exited
 		}
 		d.cmd = nil
 	}

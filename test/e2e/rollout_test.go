@@ -22,12 +22,7 @@ func TestCanaryShareAndAbort(t *testing.T) {
 	d.start()
 	listen := freeAddr(t)
 	steps := routed("- setWeight: 20\n- pause: {}\n")
-	if code, out := d.apply(rollout("web", listen, "v1", 0, 2, steps), "--wait", "--timeout", "2m"); code != 0 {
-		t.Fatalf("v1: exit %d\n%s", code, out)
-	}
-	if code, out := d.apply(rollout("web", listen, "v2", 0, 2, steps)); code != 0 {
-		t.Fatalf("v2: exit %d\n%s", code, out)
-	}
+	d.update(listen, steps, 2)
 	d.waitGet("web", 2*time.Minute, "Paused (CanaryPauseStep)", "canary 20%")
 
 	const n = 1000
@@ -62,9 +57,7 @@ func TestBadCanaryIsAbortedByAnalysis(t *testing.T) {
     args: [{name: rollout, value: web}]
 - setWeight: 100
 `)
-	if code, out := d.apply(rollout("web", listen, "v1", 0, 1, steps), "--wait", "--timeout", "2m"); code != 0 {
-		t.Fatalf("v1: exit %d\n%s", code, out)
-	}
+	d.live(listen, steps, 1)
 	stop := load(t, listen)
 	defer stop()
 	code, out := d.apply(rollout("web", listen, "bad", 1, 1, steps), "--wait", "--timeout", "3m")
@@ -82,12 +75,7 @@ func TestKilledAppProcessIsRecovered(t *testing.T) {
 	d.start()
 	listen := freeAddr(t)
 	steps := routed("- setWeight: 50\n- pause: {}\n")
-	if code, out := d.apply(rollout("web", listen, "v1", 0, 2, steps), "--wait", "--timeout", "2m"); code != 0 {
-		t.Fatalf("v1: exit %d\n%s", code, out)
-	}
-	if code, out := d.apply(rollout("web", listen, "v2", 0, 2, steps)); code != 0 {
-		t.Fatalf("v2: exit %d\n%s", code, out)
-	}
+	d.update(listen, steps, 2)
 	d.waitGet("web", 2*time.Minute, "Paused", "canary 50%")
 
 	pid := canaryPID(t, d, "web")
@@ -115,12 +103,7 @@ func TestDevKilledMidRolloutResumes(t *testing.T) {
 	d.start()
 	listen := freeAddr(t)
 	steps := routed("- setWeight: 30\n- pause: {duration: 5s}\n")
-	if code, out := d.apply(rollout("web", listen, "v1", 0, 1, steps), "--wait", "--timeout", "2m"); code != 0 {
-		t.Fatalf("v1: exit %d\n%s", code, out)
-	}
-	if code, out := d.apply(rollout("web", listen, "v2", 0, 1, steps)); code != 0 {
-		t.Fatalf("v2: exit %d\n%s", code, out)
-	}
+	d.update(listen, steps, 1)
 	d.waitGet("web", 2*time.Minute, "Paused", "canary 30%")
 	d.kill()
 	d.start()
@@ -211,12 +194,7 @@ func TestMissingDataNeverPromotes(t *testing.T) {
     templates: [{templateName: success-rate}]
     args: [{name: rollout, value: web}]
 `)
-	if code, out := d.apply(rollout("web", listen, "v1", 0, 1, steps), "--wait", "--timeout", "2m"); code != 0 {
-		t.Fatalf("v1: exit %d\n%s", code, out)
-	}
-	if code, out := d.apply(rollout("web", listen, "v2", 0, 1, steps)); code != 0 {
-		t.Fatalf("v2: exit %d\n%s", code, out)
-	}
+	d.update(listen, steps, 1)
 	out := d.waitGet("web", 2*time.Minute, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
 	if !strings.Contains(out, "= [] Inconclusive") {
 		t.Errorf("the measurement should show the empty result:\n%s", out)
@@ -224,4 +202,21 @@ func TestMissingDataNeverPromotes(t *testing.T) {
 	// Still not promoted after another measurement interval.
 	time.Sleep(4 * time.Second)
 	d.waitGet("web", time.Second*10, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
+}
+
+// live makes v1 of rollout "web" live and waits until it is.
+func (d *dev) live(listen, steps string, replicas int) {
+	d.t.Helper()
+	if code, out := d.apply(rollout("web", listen, "v1", 0, replicas, steps), "--wait", "--timeout", "2m"); code != 0 {
+		d.t.Fatalf("v1: exit %d\n%s", code, out)
+	}
+}
+
+// update makes v1 live, then starts the update to a healthy v2.
+func (d *dev) update(listen, steps string, replicas int) {
+	d.t.Helper()
+	d.live(listen, steps, replicas)
+	if code, out := d.apply(rollout("web", listen, "v2", 0, replicas, steps)); code != 0 {
+		d.t.Fatalf("v2: exit %d\n%s", code, out)
+	}
 }
