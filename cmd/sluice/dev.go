@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/promserver"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 	"github.com/sluicehq/sluice/services/analyzer"
@@ -129,9 +130,27 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err := lv.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)}
 	}
-	log := slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lv}))
+	log := slog.New(telemetry.LogHandler(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lv})))
 	cfg.Bus.Defaults()
 	if err := cfg.Bus.Validate(); err != nil {
+		return err
+	}
+
+	shutdownTracing, err := telemetry.SetupTracing(ctx, "sluice-dev", os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	// sluice dev's own metrics endpoint carries the services' and the
+	// proxies' metrics.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics, err := telemetry.New(reg)
+	if err != nil {
 		return err
 	}
 
@@ -151,7 +170,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	connectAs := func(name string) (*events.Client, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)))
+		return events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(metrics, 0))
 	}
 	var clients []*events.Client
 	defer func() {
@@ -177,9 +196,6 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		return err
 	}
 
-	// sluice dev's own metrics endpoint carries the proxies' metrics.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	var services []devService
 	allReady := func() bool {
 		for _, s := range services {
@@ -238,7 +254,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	orch, err := orchestrator.New(oc, orchestrator.Config{Bus: cfg.Bus, Logger: log.With("service", "orchestrator")})
+	orch, err := orchestrator.New(oc, orchestrator.Config{Bus: cfg.Bus, Logger: log.With("service", "orchestrator"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -254,7 +270,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	an, err := analyzer.New(ac, analyzer.Config{Bus: cfg.Bus, Providers: providers, Logger: log.With("service", "analyzer")})
+	an, err := analyzer.New(ac, analyzer.Config{Bus: cfg.Bus, Providers: providers, Logger: log.With("service", "analyzer"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -266,7 +282,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: log.With("service", "replicas")})
+	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: log.With("service", "replicas"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -278,7 +294,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ts, err := traffic.New(tc, proxy, traffic.Config{Bus: cfg.Bus, Logger: log.With("service", "traffic")})
+	ts, err := traffic.New(tc, proxy, traffic.Config{Bus: cfg.Bus, Logger: log.With("service", "traffic"), Metrics: metrics})
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 // Package daemon is what every Sluice service binary shares: the NATS and bus
-// flags, structured logs, the /metrics, /healthz and /readyz endpoints on
-// --http-listen, and a clean shutdown on SIGINT or SIGTERM.
+// flags, structured logs carrying trace ids, the /metrics, /healthz and
+// /readyz endpoints on --http-listen (the sluice_* metrics of package
+// telemetry among them), OTLP trace export configured by the OTEL_*
+// environment, and a clean shutdown on SIGINT or SIGTERM.
 package daemon
 
 import (
@@ -20,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -118,7 +121,19 @@ func run(ctx context.Context, s Spec, conn events.ConnConfig, bus events.BusConf
 		_ = srv.Shutdown(sctx)
 	}()
 
-	client, err := events.Connect(ctx, conn, events.WithLogger(log))
+	shutdownTracing, err := telemetry.SetupTracing(ctx, s.Name, os.Getenv)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdownTracing(sctx); err != nil {
+			log.Warn("spans not exported before exit", "error", err)
+		}
+	}()
+
+	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(telemetry.Default(), 0))
 	if err != nil {
 		return err
 	}
@@ -156,7 +171,8 @@ func serveHTTP(addr string, ready func() bool, log *slog.Logger) (*http.Server, 
 	return srv, nil
 }
 
-// NewLogger returns a text or JSON logger at level.
+// NewLogger returns a text or JSON logger at level. Records logged with a
+// context that carries a span get its trace_id and span_id.
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -165,9 +181,9 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: lv}
 	switch strings.ToLower(format) {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(w, opts))), nil
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -39,6 +40,9 @@ type Config struct {
 	// ID names this process in Started reports (default hostname:pid).
 	ID     string
 	Logger *slog.Logger
+	// Metrics records task outcomes and durations (default
+	// telemetry.Default()).
+	Metrics *telemetry.Metrics
 }
 
 // Worker is one replica of a worker service.
@@ -71,6 +75,9 @@ func New(client *events.Client, cfg Config) (*Worker, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = telemetry.Default()
 	}
 	if cfg.Source == "" {
 		cfg.Source = "/sluice/" + cfg.Service
@@ -137,14 +144,17 @@ func (w *Worker) handle(ctx context.Context, ev events.Event) error {
 	if !ok {
 		return events.Permanent(fmt.Errorf("the %s service does not carry out task kind %q", w.cfg.Service, t.Kind))
 	}
-	log := w.cfg.Logger.With("rollout", t.Ref.String(), "task", t.ID, "attempt", t.Attempt, "kind", t.Kind)
+	log := w.cfg.Logger.With("rollout", t.Ref.String(), "revision", t.Revision, "task", t.ID, "attempt", t.Attempt, "kind", t.Kind, "seq", t.Seq)
 	started := tasks.Started{TaskID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Worker: w.cfg.ID, At: time.Now().UTC()}
 	if err := w.report(ctx, t, tasks.TypeStarted, "started", started); err != nil {
 		return err
 	}
+	log.DebugContext(ctx, "task started")
+	begun := time.Now()
 	fin, err := exec(ctx, t)
 	if err != nil {
-		log.Warn("task not carried out; will retry", "error", err)
+		w.cfg.Metrics.WorkerTask(w.cfg.Service, t.Kind, "error", time.Since(begun))
+		log.WarnContext(ctx, "task not carried out; will retry", "error", err)
 		return err
 	}
 	fin.TaskID, fin.Attempt, fin.Kind, fin.Worker = t.ID, t.Attempt, t.Kind, w.cfg.ID
@@ -152,10 +162,12 @@ func (w *Worker) handle(ctx context.Context, ev events.Event) error {
 		fin.At = time.Now().UTC()
 	}
 	if fin.Outcome == "" {
-		log.Debug("task accepted; it reports later")
+		w.cfg.Metrics.WorkerTask(w.cfg.Service, t.Kind, "accepted", time.Since(begun))
+		log.InfoContext(ctx, "task accepted; it reports later")
 		return nil
 	}
-	log.Debug("task finished", "outcome", fin.Outcome, "message", fin.Message)
+	w.cfg.Metrics.WorkerTask(w.cfg.Service, t.Kind, fin.Outcome, time.Since(begun))
+	log.InfoContext(ctx, "task finished", "outcome", fin.Outcome, "message", fin.Message)
 	return w.report(ctx, t, tasks.TypeFinished, "finished", fin)
 }
 

@@ -252,6 +252,9 @@ type Client struct {
 	tracer         trace.Tracer
 	publishTimeout time.Duration
 	ownsConn       bool
+	// obs, when set, is told about publishes and deliveries (WithObserver).
+	obs      Observer
+	lagEvery time.Duration
 }
 
 // Connect dials NATS, retrying until ctx ends, and checks that JetStream is

@@ -245,6 +245,9 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 		}(queues[i])
 	}
 	go s.loop(queues)
+	if c.obs != nil {
+		go c.sampleLag(cons, cfg, s.loopDone)
+	}
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -325,9 +328,10 @@ func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler)
 		Sequence: meta.Sequence.Stream, Attempt: meta.NumDelivered,
 		MaxDeliver: s.cfg.MaxDeliver, Published: meta.Timestamp,
 	}
+	start := time.Now()
 	ev, err := Decode(msg.Data(), msg.Headers())
 	if err != nil {
-		s.settle(ctx, msg, d, err)
+		s.observe(UnknownEventType, d, start, s.settle(ctx, msg, d, err))
 		return
 	}
 	ctx = ExtractTrace(ctx, &ev)
@@ -343,7 +347,19 @@ func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler)
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 	}
-	s.settle(ctx, msg, d, err)
+	typ := ev.Type()
+	if errors.Is(err, ErrUnknownType) || errors.Is(err, ErrMalformed) {
+		typ = UnknownEventType
+	}
+	s.observe(typ, d, start, s.settle(ctx, msg, d, err))
+}
+
+// observe reports a settled delivery to the client's observer, if any.
+func (s *Subscription) observe(eventType string, d Delivery, start time.Time, outcome string) {
+	if s.c.obs == nil || outcome == "" {
+		return
+	}
+	s.c.obs.Handled(s.cfg.Durable, eventType, outcome, d.Attempt, time.Since(start))
 }
 
 func safeCall(ctx context.Context, h Handler, ev Event) (err error) {
@@ -374,18 +390,19 @@ func (s *Subscription) heartbeat(msg jetstream.Msg) (stop func()) {
 }
 
 // settle maps a handler result onto the message: ack, nak with backoff, or
-// dead-letter and terminate.
-func (s *Subscription) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
+// dead-letter and terminate. It returns the Outcome* that happened.
+func (s *Subscription) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) string {
 	log := s.c.log.With("consumer", s.cfg.Durable, "subject", d.Subject, "stream_seq", d.Sequence, "attempt", d.Attempt)
 	switch {
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed; the message will be redelivered", "error", aerr)
 		}
+		return OutcomeAcked
 	case IsPermanent(err):
-		s.deadLetterAndTerm(ctx, log, msg, d, err.Error())
+		return s.deadLetterAndTerm(ctx, log, msg, d, err.Error(), deadLetterClass(err, false))
 	case d.Attempt >= uint64(s.cfg.MaxDeliver):
-		s.deadLetterAndTerm(ctx, log, msg, d, fmt.Sprintf("gave up after %d deliveries: %v", d.Attempt, err))
+		return s.deadLetterAndTerm(ctx, log, msg, d, fmt.Sprintf("gave up after %d deliveries: %v", d.Attempt, err), deadLetterClass(err, true))
 	default:
 		delay, ok := retryDelay(err)
 		if !ok {
@@ -395,22 +412,29 @@ func (s *Subscription) settle(ctx context.Context, msg jetstream.Msg, d Delivery
 		if nerr := msg.NakWithDelay(delay); nerr != nil {
 			log.Warn("nak failed; the message will be redelivered after the ack wait", "error", nerr)
 		}
+		return OutcomeRetried
 	}
 }
 
-func (s *Subscription) deadLetterAndTerm(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, reason string) {
+// deadLetterAndTerm dead-letters msg and terminates its delivery; if the
+// dead letter cannot be stored the message is kept for a retry instead.
+func (s *Subscription) deadLetterAndTerm(ctx context.Context, log *slog.Logger, msg jetstream.Msg, d Delivery, reason, class string) string {
 	err := s.c.deadLetter(ctx, deadLetterOf(msg.Subject(), msg.Data(), msg.Headers(), d, reason))
 	if err != nil {
 		// Keep the message rather than lose it: it comes back and is tried
 		// again, dead-letter publish included.
 		log.Error("dead-letter publish failed; keeping the message", "reason", reason, "error", err)
 		_ = msg.NakWithDelay(backoffDelay(int(d.Attempt), s.cfg.BackoffInitial, s.cfg.BackoffMax))
-		return
+		return OutcomeRetried
 	}
-	log.Error("event dead-lettered", "reason", reason)
+	log.Error("event dead-lettered", "reason", reason, "reason_class", class)
+	if s.c.obs != nil {
+		s.c.obs.DeadLettered(s.cfg.Durable, class)
+	}
 	if terr := msg.TermWithReason(truncate(reason, 256)); terr != nil {
 		log.Warn("term failed", "error", terr)
 	}
+	return OutcomeDeadLettered
 }
 
 func truncate(s string, n int) string {

@@ -164,5 +164,10 @@ func (c *Client) deadLetterFromStream(adv maxDeliveriesAdvisory) {
 		log.Error("dead-letter publish failed", "error", err)
 		return
 	}
-	log.Error("event dead-lettered", "reason", reason)
+	log.Error("event dead-lettered", "reason", reason, "reason_class", DeadLetterUnacknowledged)
+	if c.obs != nil {
+		// Every replica sees the advisory; the dead letter is stored once but
+		// each replica counts it.
+		c.obs.DeadLettered(adv.Consumer, DeadLetterUnacknowledged)
+	}
 }

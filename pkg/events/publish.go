@@ -41,12 +41,27 @@ func (c *Client) Publish(ctx context.Context, subject string, ev Event) (Publish
 		return PublishResult{}, err
 	}
 	res, err := c.publishMsg(ctx, msg, ev.ID())
+	c.observePublish(ev.Type(), res, err)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
 		return res, fmt.Errorf("publish %s %s to %s: %w", ev.Type(), ev.ID(), subject, err)
 	}
 	return res, nil
+}
+
+func (c *Client) observePublish(eventType string, res PublishResult, err error) {
+	if c.obs == nil {
+		return
+	}
+	switch {
+	case err != nil:
+		c.obs.Published(eventType, PublishFailed)
+	case res.Duplicate:
+		c.obs.Published(eventType, PublishDuplicate)
+	default:
+		c.obs.Published(eventType, PublishStored)
+	}
 }
 
 // publishMsg publishes msg with the given message id, retrying ambiguous

@@ -172,6 +172,7 @@ func (s *Service) measure(ctx context.Context, run analysis.Run, due []spec.Metr
 // keeps. A provider that panics gives an Error measurement.
 func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets map[string]string, secretErr error) (m metrics.Measurement) {
 	start := s.cfg.Now()
+	defer func() { s.cfg.Metrics.Measurement(string(m.Provider), string(m.Phase)) }()
 	fail := func(format string, args ...any) metrics.Measurement {
 		typ, _ := metrics.Type(metric.Provider)
 		return metrics.Measurement{Phase: spec.AnalysisPhaseError, Provider: typ, Message: fmt.Sprintf(format, args...), StartedAt: start, FinishedAt: s.cfg.Now()}
@@ -242,6 +243,7 @@ func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uin
 		_, err := s.runs.save(ctx, key, rec, rev)
 		if !errors.Is(err, errConflict) {
 			if err == nil && run.Completed() {
+				s.cfg.Metrics.Verdict(string(run.Phase))
 				s.log.Info("analysis run finished", "rollout", rec.Task.Ref.String(), "run", run.Name, "phase", run.Phase, "message", run.Message)
 			}
 			return err

@@ -216,6 +216,7 @@ func (s *Service) terminateRun(ctx context.Context, t tasks.Task) (tasks.Finishe
 		} else if err != nil {
 			return tasks.Finished{}, err
 		}
+		s.cfg.Metrics.Verdict(string(run.Phase))
 		s.log.Info("analysis run terminated", "rollout", t.Ref.String(), "run", run.Name, "phase", run.Phase)
 		if err := s.flush(ctx, key); err != nil {
 			// The record keeps the verdict; a replica publishes it later.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer/metrics"
@@ -69,6 +70,9 @@ type Config struct {
 	Getenv func(string) string
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics records measurements, verdicts and task outcomes (default
+	// telemetry.Default()).
+	Metrics *telemetry.Metrics
 	// Now is the clock of runs and leases (default time.Now).
 	Now func() time.Time
 }
@@ -93,6 +97,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Default()
 	}
 	if c.ID == "" {
 		host, _ := os.Hostname()
@@ -179,6 +186,7 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 		Consumer: cfg.Tasks,
 		ID:       cfg.ID,
 		Logger:   cfg.Logger,
+		Metrics:  cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -2,13 +2,17 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
@@ -43,6 +47,9 @@ type Config struct {
 	Results  events.ConsumerConfig
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics records decisions, conflicts, task durations and rollouts
+	// by phase (default telemetry.Default()).
+	Metrics *telemetry.Metrics
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
@@ -55,6 +62,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Default()
 	}
 }
 
@@ -134,6 +144,9 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	defer s.timers.stop()
+	if err := s.watchPhases(ctx, kv); err != nil {
+		return err
+	}
 
 	for _, c := range []struct {
 		cfg events.ConsumerConfig
@@ -158,6 +171,39 @@ func (s *Service) Run(ctx context.Context) error {
 	s.ready = false
 	s.mu.Unlock()
 	s.stopConsumers()
+	return nil
+}
+
+// watchPhases keeps the rollouts-by-phase gauge in step with the bucket
+// until ctx ends.
+func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error {
+	phases := s.cfg.Metrics.Phases()
+	wctx, cancel := context.WithCancel(ctx)
+	done, err := events.WatchKV(wctx, kv, func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			phases.Delete(e.Key())
+			return
+		}
+		var rec struct {
+			State struct {
+				Phase string `json:"phase"`
+			} `json:"state"`
+		}
+		if json.Unmarshal(e.Value(), &rec) != nil || rec.State.Phase == "" {
+			return
+		}
+		phases.Set(e.Key(), rec.State.Phase)
+	})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("watch rollout phases: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		cancel()
+		<-done
+		phases.Forget()
+	}()
 	return nil
 }
 
@@ -264,12 +310,14 @@ const maxConflicts = 8
 // add to the effects' data before they are stored.
 func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, mustExist bool, annotate func([]machine.Effect)) error {
 	d, _ := events.DeliveryFrom(ctx)
+	kind := observationKind(obs)
 	for attempt := 0; attempt < maxConflicts; attempt++ {
 		rec, rev, err := s.st.load(ctx, r)
 		if err != nil {
 			return err
 		}
 		if rev == 0 && obs.Request == nil {
+			s.cfg.Metrics.Decision(kind, "ignored")
 			if mustExist {
 				return events.Permanent(fmt.Errorf("rollout %s does not exist: publish %s first", r, events.TypeRolloutRequested))
 			}
@@ -282,8 +330,10 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 				return err
 			}
 		}
-		next, effects := s.m.Next(rec.State, obs, s.cfg.Now())
+		now := s.cfg.Now()
+		next, effects := s.m.Next(rec.State, obs, now)
 		if next.Version == rec.State.Version && len(effects) == 0 {
+			s.cfg.Metrics.Decision(kind, "unchanged")
 			return nil
 		}
 		if annotate != nil {
@@ -291,14 +341,74 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 		}
 		err = s.st.save(ctx, r, record{State: next, Outbox: effects}, rev)
 		if errors.Is(err, errConflict) {
+			s.cfg.Metrics.CASConflict()
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		s.cfg.Metrics.Decision(kind, "changed")
+		s.recordTask(rec.State, obs.Finished, now)
+		s.logDecision(ctx, kind, rec.State, next, effects)
 		return s.publishEffects(ctx, r, effects)
 	}
 	return fmt.Errorf("rollout %s: %d concurrent updates in a row; will retry", r, maxConflicts)
+}
+
+// observationKind names an observation for metrics and logs.
+func observationKind(obs machine.Observation) string {
+	switch {
+	case obs.Request != nil:
+		return "request"
+	case obs.Command != nil:
+		return "command"
+	case obs.Started != nil:
+		return "started"
+	case obs.Finished != nil:
+		return "finished"
+	case obs.Measured != nil:
+		return "measured"
+	case obs.Tick:
+		return "tick"
+	}
+	return "other"
+}
+
+// recordTask records the trigger-to-finish time of the task attempt fin
+// reports, once: when it was still waiting in the state it was decided on.
+func (s *Service) recordTask(prev machine.State, fin *tasks.Finished, now time.Time) {
+	if fin == nil {
+		return
+	}
+	candidates := []*machine.TaskRecord{prev.Scale, prev.Route}
+	for i := range prev.Runs {
+		candidates = append(candidates, &prev.Runs[i].Task, prev.Runs[i].Stop)
+	}
+	for _, t := range candidates {
+		if t == nil || t.ID != fin.TaskID || t.Attempt != fin.Attempt || t.Done || t.Failed || t.SentAt.IsZero() {
+			continue
+		}
+		outcome := fin.Outcome
+		switch outcome {
+		case tasks.OutcomeSucceeded, tasks.OutcomeFailed, tasks.OutcomeStale:
+		default:
+			outcome = "other"
+		}
+		s.cfg.Metrics.TaskFinished(t.Kind, outcome, now.Sub(t.SentAt))
+		return
+	}
+}
+
+// logDecision logs a decision that changed the rollout's state: at info
+// level when its phase, revision or step moved, at debug level otherwise.
+func (s *Service) logDecision(ctx context.Context, kind string, prev, next machine.State, effects []machine.Effect) {
+	level := slog.LevelDebug
+	if prev.Phase != next.Phase || prev.Revision != next.Revision || prev.Step != next.Step {
+		level = slog.LevelInfo
+	}
+	s.log.Log(ctx, level, "rollout decided",
+		"rollout", next.Ref.String(), "revision", next.Revision, "step", next.Step,
+		"phase", next.Phase, "observation", kind, "version", next.Version, "effects", len(effects))
 }
 
 // publishEffects publishes every effect with its deterministic id.

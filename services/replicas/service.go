@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -38,6 +39,8 @@ type Config struct {
 	ID string
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics records task outcomes (default telemetry.Default()).
+	Metrics *telemetry.Metrics
 }
 
 // Defaults fills unset fields.
@@ -109,6 +112,7 @@ func New(client *events.Client, backend Backend, cfg Config) (*Service, error) {
 		Consumer:  cfg.Tasks,
 		ID:        cfg.ID,
 		Logger:    cfg.Logger,
+		Metrics:   cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -34,6 +35,9 @@ type Config struct {
 	ID string
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Metrics records router operations and task outcomes (default
+	// telemetry.Default()).
+	Metrics *telemetry.Metrics
 }
 
 // Defaults fills unset fields.
@@ -44,6 +48,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Default()
 	}
 }
 
@@ -105,6 +112,7 @@ func (s *Service) Run(ctx context.Context) error {
 		Consumer:  s.cfg.Consumer,
 		ID:        s.cfg.ID,
 		Logger:    s.log,
+		Metrics:   s.cfg.Metrics,
 	})
 	if err != nil {
 		return err
@@ -134,7 +142,9 @@ func (s *Service) execute(ctx context.Context, t tasks.Task) (tasks.Finished, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
+	begun := time.Now()
 	weight, err := s.router.Apply(ctx, t.Ref, t.Seq, *t.Route)
+	s.cfg.Metrics.RouterOperation(telemetry.RouterName(s.router), routerResult(err), time.Since(begun))
 	switch {
 	case err == nil:
 		fin := tasks.Finished{Outcome: tasks.OutcomeSucceeded}
@@ -148,4 +158,17 @@ func (s *Service) execute(ctx context.Context, t tasks.Task) (tasks.Finished, er
 		return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: err.Error()}, nil
 	}
 	return tasks.Finished{}, fmt.Errorf("apply route of %s (seq %d): %w", t.Ref, t.Seq, err)
+}
+
+// routerResult is the result label of a Router.Apply.
+func routerResult(err error) string {
+	switch {
+	case err == nil:
+		return "applied"
+	case errors.Is(err, ErrStale):
+		return "stale"
+	case errors.Is(err, ErrRejected):
+		return "rejected"
+	}
+	return "error"
 }
