@@ -47,6 +47,7 @@ func spec() daemon.Spec {
 		platform   = platformFlag("local")
 		stateDir   string
 		stopOnExit bool
+		host       string
 	)
 	return daemon.Spec{
 		Name: "sluice-replicas",
@@ -54,12 +55,14 @@ func spec() daemon.Spec {
 			fs.Var(&platform, "platform", "where workloads run: "+strings.Join(platforms, ", ")+" (local: OS processes on this machine)")
 			fs.StringVar(&stateDir, "state-dir", ".sluice", "directory for the local platform's state files and process logs (under replicas/)")
 			fs.BoolVar(&stopOnExit, "stop-on-exit", false, "local platform: stop every process when the service exits, instead of leaving them for the next start to adopt")
+			fs.StringVar(&host, "advertise-host", local.DefaultHost, "local platform: host the processes are reached at, published in the endpoints bucket and probed (set it to this machine's name when the traffic service runs elsewhere, as in Docker Compose)")
 			fs.DurationVar(&cfg.Wait, "scale-wait", replicas.DefaultWait, "how long a scale task waits for its revisions to become available before it fails")
 		},
 		Build: func(env daemon.Env) (daemon.Service, error) {
 			cfg.Bus, cfg.Logger = env.Bus, env.Log
 			backend, err := local.New(local.Config{
 				StateDir:    stateDir,
+				Host:        host,
 				JetStream:   env.Client.JetStream(),
 				Bus:         env.Bus,
 				StopOnClose: stopOnExit,

@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -29,7 +34,7 @@ func TestHelpNamesTheFlags(t *testing.T) {
 	if code := daemon.Run(context.Background(), spec(), []string{"--help"}, &stderr); code != daemon.ExitOK {
 		t.Errorf("--help: exit code %d", code)
 	}
-	for _, flag := range []string{"--platform", "--state-dir", "--stop-on-exit", "--scale-wait", "--nats-url", "--http-listen"} {
+	for _, flag := range []string{"--platform", "--state-dir", "--stop-on-exit", "--scale-wait", "--advertise-host", "--nats-url", "--http-listen"} {
 		if !strings.Contains(stderr.String(), flag) {
 			t.Errorf("--help does not mention %s", flag)
 		}
@@ -91,5 +96,84 @@ func TestServesScaleTasksOnTheLocalPlatform(t *testing.T) {
 	cancel()
 	if code := <-exit; code != daemon.ExitOK {
 		t.Errorf("exit code %d: %s", code, stderr.String())
+	}
+}
+
+// Docker Compose runs the proxy in another container than the processes, so
+// the endpoints must name this machine, not 127.0.0.1.
+func TestAdvertiseHostIsPublishedInEndpoints(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	c := eventstest.Connect(t, srv.ClientURL())
+	results := make(chan events.Event, 16)
+	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
+		results <- ev
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop(context.Background())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr bytes.Buffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- daemon.Run(ctx, spec(), []string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--state-dir", t.TempDir(), "--stop-on-exit", "--advertise-host", "localhost"}, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if code := <-exit; code != daemon.ExitOK {
+			t.Errorf("exit code %d: %s", code, stderr.String())
+		}
+	}()
+
+	r := events.Ref{Namespace: "default", Name: "web"}
+	// No readiness probe: the process is ready once it has started.
+	tmpl := corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Command: []string{"sleep", "60"}}}}}
+	task := tasks.Task{ID: "default/web/r1/scale/1", Attempt: 1, Kind: tasks.KindScale, Ref: r, Seq: 1, Revision: 1,
+		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Role: "stable", Replicas: 1, Template: tmpl}}}}
+	ev, err := events.New("/test", tasks.TypeTriggered, r.String(), task)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SetID(task.EventID())
+	if _, err := c.Publish(context.Background(), events.TaskSubject(tasks.ServiceReplicas, r), ev); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(eventstest.Wait)
+	for done := false; !done; {
+		select {
+		case ev := <-results:
+			if ev.Type() != tasks.TypeFinished {
+				continue
+			}
+			var fin tasks.Finished
+			if err := events.DecodeData(ev, &fin); err != nil {
+				t.Fatal(err)
+			}
+			if fin.Outcome != tasks.OutcomeSucceeded {
+				t.Fatalf("finished %+v", fin)
+			}
+			done = true
+		case code := <-exit:
+			t.Fatalf("exited with %d: %s", code, stderr.String())
+		case <-timeout:
+			t.Fatalf("no finished report; stderr: %s", stderr.String())
+		}
+	}
+	kv, err := c.JetStream().KeyValue(context.Background(), endpoints.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := kv.Get(context.Background(), endpoints.Key(r, "abc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rev endpoints.Revision
+	if err := json.Unmarshal(entry.Value(), &rev); err != nil {
+		t.Fatal(err)
+	}
+	if len(rev.Ready) != 1 || !slices.ContainsFunc(rev.Ready, func(a string) bool { return strings.HasPrefix(a, "localhost:") }) {
+		t.Errorf("ready = %q, want one localhost:<port>", rev.Ready)
 	}
 }
