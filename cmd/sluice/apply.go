@@ -159,7 +159,18 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 	for _, r := range rollouts {
 		subjects = append(subjects, events.StatusSubject(r.ref))
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverNewPolicy})
+	// Start right after the stream's current end: a DeliverNew ordered
+	// consumer is recreated "at new" until its first message, and would
+	// skip events published in between.
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
 	if err != nil {
 		return nil, err
 	}

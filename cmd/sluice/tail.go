@@ -39,10 +39,15 @@ func newEventsCmd(conn *events.ConnConfig) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverNewPolicy}
+			info, err := s.Info(ctx)
+			if err != nil {
+				return err
+			}
+			// From the stream's current end (see newApplyWatch for why not DeliverNew).
+			cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: info.State.LastSeq + 1}
 			if since > 0 {
 				start := time.Now().Add(-since)
-				cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+				cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, 0, &start
 			}
 			cons, err := s.OrderedConsumer(ctx, cfg)
 			if err != nil {

@@ -260,3 +260,29 @@ func newPKI(t *testing.T) pkiFiles {
 	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
 	return p
 }
+
+func TestPublishOutsidePermissionsFailsWithTheReason(t *testing.T) {
+	s := startConfigured(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "viewer", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{"$JS.API.>"}},
+		}}}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, ConnConfig{URLs: []string{s.ClientURL()}, User: "viewer", Password: "pw"}, WithLogger(quietLogger()), WithPublishTimeout(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Provision(ctx, BusConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.Publish(ctx, cmdSubject("web"), mustEvent(t, TypeRolloutAbort, "default/web", nil))
+	if !errors.Is(err, ErrPublish) || !strings.Contains(err.Error(), "not permitted to publish to sluice.cmd.default.web") {
+		t.Fatalf("err = %v, want ErrPublish naming the refused subject", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("publish retried until the context ended (%s) instead of failing on the refusal", time.Since(start))
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -79,6 +80,12 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 		if !ambiguous(err) {
 			return PublishResult{}, fmt.Errorf("%w: %v", ErrPublish, err)
 		}
+		// The server refuses a publish outside the user's permissions
+		// asynchronously, so the request only times out; retrying cannot
+		// help.
+		if perr := c.permissionViolation(msg.Subject); perr != nil {
+			return PublishResult{}, fmt.Errorf("%w: %v", ErrPublish, perr)
+		}
 		select {
 		case <-ctx.Done():
 			return PublishResult{}, fmt.Errorf("%w after %d attempts: %v (last error: %v)", ErrPublish, attempt, ctx.Err(), lastErr)
@@ -96,4 +103,17 @@ func ambiguous(err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrDisconnected)
+}
+
+// permissionViolation returns the connection's last error when it is the
+// server refusing a publish to subject.
+func (c *Client) permissionViolation(subject string) error {
+	err := c.nc.LastError()
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+		return nil
+	}
+	if !strings.Contains(err.Error(), `"`+subject+`"`) {
+		return nil
+	}
+	return fmt.Errorf("not permitted to publish to %s (check this user's NATS permissions): %w", subject, err)
 }
