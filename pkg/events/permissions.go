@@ -1,0 +1,240 @@
+package events
+
+import (
+	"slices"
+	"sort"
+)
+
+// NATS identities, one per Sluice service and two for people and bots.
+// docs/security.md explains each; deploy/nats/permissions.conf gives each a
+// NATS user with the permissions PermissionsOf returns.
+const (
+	IdentityOrchestrator = "orchestrator"
+	IdentityAnalyzer     = "analyzer"
+	IdentityReplicas     = "replicas"
+	IdentityTraffic      = "traffic"
+	// IdentityOperator is the CLI (`sluice apply`, `promote`, `abort`, ...)
+	// and any CI job or bot allowed to change rollouts.
+	IdentityOperator = "operator"
+	// IdentityViewer only reads: status events (`sluice list`, `tail`, a
+	// chatops bot that renders status and never answers) and, for
+	// `sluice get` and `history`, the commands stream.
+	IdentityViewer = "viewer"
+)
+
+// Identities lists every identity, in the order the docs use.
+var Identities = []string{
+	IdentityOrchestrator, IdentityAnalyzer, IdentityReplicas, IdentityTraffic,
+	IdentityOperator, IdentityViewer,
+}
+
+// Consumer and bucket names PermissionsOf grants rights on. The services
+// define the same names (a test in test/security checks that they agree);
+// they are repeated here because pkg/events cannot import the services.
+const (
+	permConsumerOrchestratorCommands = "orchestrator-commands"
+	permConsumerOrchestratorResults  = "orchestrator-results"
+	permConsumerAnalyzerTemplates    = "analyzer-templates"
+	permConsumerWorkerPrefix         = "worker-"
+
+	permBucketRollouts    = "sluice-rollouts"
+	permBucketTemplates   = "sluice-templates"
+	permBucketRuns        = "sluice-analysisruns"
+	permBucketPending     = "sluice-replicas-pending"
+	permBucketEndpoints   = "sluice-endpoints"    // local platform only
+	permBucketLocalRoutes = "sluice-local-routes" // local platform only
+)
+
+// Permissions is what one NATS user may do: the subjects it may publish to
+// and subscribe to, NATS wildcards allowed; everything else is denied.
+// DenyPublish carves exceptions out of Publish (the server applies deny
+// after allow). The lists are sorted and free of duplicates.
+type Permissions struct {
+	Publish     []string
+	DenyPublish []string
+	Subscribe   []string
+}
+
+// InboxSubject is where JetStream API responses, pull-consumer deliveries
+// and key-value watch deliveries arrive; every identity subscribes to it.
+const InboxSubject = "_INBOX.>"
+
+// PermissionsOf returns the NATS permissions of identity (one of Identities)
+// and whether it is known. They are the least each Sluice binary needs
+// with Sluice's streams and buckets already provisioned or provisioned by
+// it:
+//
+//   - Every service may create (never update, purge or delete) the five
+//     SLUICE_* streams, so the services can start in any order on an empty
+//     server. Only the orchestrator may update them: it owns the bus
+//     settings (--bus-*), and a service started with other settings fails
+//     at start-up instead of changing the streams.
+//   - A service may create and update the key-value buckets it owns
+//     (jetstream's CreateOrUpdateKeyValue always sends an update), and
+//     write only those.
+//   - Each publishes only the subjects it produces: tasks and status for
+//     the orchestrator, results for the workers, dead letters of its own
+//     consumers; commands only for the operator.
+func PermissionsOf(identity string) (Permissions, bool) {
+	b := &permBuilder{}
+	switch identity {
+	case IdentityOrchestrator:
+		b.service()
+		b.pub(jsAPI("STREAM.UPDATE", sluiceStreams()...)...)
+		b.consumer(StreamCommands, permConsumerOrchestratorCommands)
+		b.consumer(StreamResults, permConsumerOrchestratorResults)
+		b.bucket(permBucketRollouts, true)
+		b.pub(TaskRoot+".replicas.>", TaskRoot+".traffic.>", TaskRoot+".analyzer.>")
+		b.pub(StatusRoot + ".>")
+		b.pub(ResultRoot + ".>") // timer events
+	case IdentityAnalyzer:
+		b.service()
+		b.consumer(StreamCommands, permConsumerAnalyzerTemplates)
+		b.consumer(StreamTasks, permConsumerWorkerPrefix+"analyzer")
+		b.bucket(permBucketTemplates, true)
+		b.bucket(permBucketRuns, true)
+		b.pub(ResultRoot + ".>")
+	case IdentityReplicas:
+		b.service()
+		b.consumer(StreamTasks, permConsumerWorkerPrefix+"replicas")
+		b.bucket(permBucketPending, true)
+		b.bucket(permBucketEndpoints, true)
+		b.pub(ResultRoot + ".>")
+	case IdentityTraffic:
+		b.service()
+		b.consumer(StreamTasks, permConsumerWorkerPrefix+"traffic")
+		b.bucket(permBucketLocalRoutes, true)
+		b.bucket(permBucketEndpoints, false)
+		b.pub(ResultRoot + ".>")
+	case IdentityOperator:
+		b.client()
+		b.reader(StreamStatus, true)
+		b.reader(StreamCommands, false, permConsumerOrchestratorCommands, permConsumerAnalyzerTemplates)
+		b.pub(CommandRoot + ".>")
+	case IdentityViewer:
+		b.client()
+		b.reader(StreamStatus, true)
+		// sluice get and history replay the commands too.
+		b.reader(StreamCommands, false, permConsumerOrchestratorCommands, permConsumerAnalyzerTemplates)
+		// A bot on events.Client.Consume with its own durable consumer
+		// dead-letters what it cannot handle.
+		b.pub(DeadLetterRoot + "." + StreamStatus + ".>")
+		b.sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamStatus + ".>")
+	default:
+		return Permissions{}, false
+	}
+	return b.done(), true
+}
+
+func sluiceStreams() []string {
+	return []string{StreamCommands, StreamStatus, StreamTasks, StreamResults, StreamDeadLetter}
+}
+
+// jsAPI returns $JS.API.<op>.<name> for each name.
+func jsAPI(op string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "$JS.API." + op + "." + n
+	}
+	return out
+}
+
+type permBuilder struct{ p Permissions }
+
+func (b *permBuilder) pub(s ...string) { b.p.Publish = append(b.p.Publish, s...) }
+func (b *permBuilder) sub(s ...string) { b.p.Subscribe = append(b.p.Subscribe, s...) }
+
+func (b *permBuilder) deny(s ...string) { b.p.DenyPublish = append(b.p.DenyPublish, s...) }
+
+// client is what every Connect does: account info, and replies.
+func (b *permBuilder) client() {
+	b.pub("$JS.API.INFO")
+	b.sub(InboxSubject)
+}
+
+// service is what every service does at start-up: events.Client.Provision
+// of the five streams (look up, create when missing).
+func (b *permBuilder) service() {
+	b.client()
+	b.pub(jsAPI("STREAM.INFO", sluiceStreams()...)...)
+	b.pub(jsAPI("STREAM.CREATE", sluiceStreams()...)...)
+}
+
+// consumer is one durable pull consumer run by events.Client.Consume: create
+// or update it, pull, settle (ack, nak, in progress, term), hear the
+// server's max-deliveries advisory and dead-letter from the stream.
+func (b *permBuilder) consumer(stream, durable string) {
+	b.pub(
+		"$JS.API.CONSUMER.CREATE."+stream+"."+durable,
+		"$JS.API.CONSUMER.INFO."+stream+"."+durable,
+		"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+durable,
+		"$JS.ACK."+stream+"."+durable+".>",
+		"$JS.API.STREAM.MSG.GET."+stream,
+		DeadLetterRoot+"."+stream+"."+durable,
+	)
+	b.sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + durable)
+}
+
+// bucket is one key-value bucket: provision it (CreateOrUpdateKeyValue),
+// get (direct get), list and watch (ordered consumers with flow control),
+// and, when write, put, update, create and delete its keys.
+func (b *permBuilder) bucket(name string, write bool) {
+	s := "KV_" + name
+	b.pub(
+		"$JS.API.STREAM.INFO."+s,
+		"$JS.API.STREAM.CREATE."+s,
+		"$JS.API.STREAM.UPDATE."+s,
+		"$JS.API.STREAM.MSG.GET."+s,
+		"$JS.API.DIRECT.GET."+s,
+		"$JS.API.DIRECT.GET."+s+".>",
+		"$JS.API.CONSUMER.CREATE."+s,
+		"$JS.API.CONSUMER.CREATE."+s+".>",
+		"$JS.API.CONSUMER.INFO."+s+".>",
+		"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
+		"$JS.API.CONSUMER.DELETE."+s+".>",
+		"$JS.FC."+s+".>",
+	)
+	if write {
+		b.pub("$KV." + name + ".>")
+	}
+}
+
+// reader reads a stream with ephemeral ordered consumers (history, get,
+// tail, apply --wait; their names are random, so the rights cover any
+// consumer name) and reads single messages (a rollout's last status). With
+// ack it may also run a durable consumer of its own (a bot). The services'
+// durables on the stream are denied: a reader must not pull (and so delay
+// or dead-letter) their messages, reconfigure or delete them.
+func (b *permBuilder) reader(stream string, ack bool, protect ...string) {
+	b.pub(
+		"$JS.API.STREAM.INFO."+stream,
+		"$JS.API.STREAM.MSG.GET."+stream,
+		"$JS.API.DIRECT.GET."+stream,
+		"$JS.API.DIRECT.GET."+stream+".>",
+		"$JS.API.CONSUMER.CREATE."+stream+".>",
+		"$JS.API.CONSUMER.INFO."+stream+".>",
+		"$JS.API.CONSUMER.MSG.NEXT."+stream+".>",
+		"$JS.API.CONSUMER.DELETE."+stream+".>",
+	)
+	if ack {
+		b.pub("$JS.ACK." + stream + ".>")
+	}
+	for _, d := range protect {
+		b.deny(
+			"$JS.API.CONSUMER.*."+stream+"."+d,
+			"$JS.API.CONSUMER.*."+stream+"."+d+".>",
+			"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+d,
+		)
+	}
+}
+
+func (b *permBuilder) done() Permissions {
+	for _, l := range [][]string{b.p.Publish, b.p.DenyPublish, b.p.Subscribe} {
+		sort.Strings(l)
+	}
+	return Permissions{
+		Publish:     slices.Compact(b.p.Publish),
+		DenyPublish: slices.Compact(b.p.DenyPublish),
+		Subscribe:   slices.Compact(b.p.Subscribe),
+	}
+}
