@@ -25,12 +25,16 @@ import (
 
 var web = events.Ref{Namespace: "prod", Name: "web"}
 
-// TestHelperProcess is not a test: it is the app of the end-to-end test,
-// serving /healthz on $PORT.
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv("SLUICE_REPLICAS_HELPER") != "1" {
-		t.Skip("the app of the end-to-end test; runs only as a subprocess")
+// TestMain runs the test binary as the app of the end-to-end test (serving
+// /healthz on $PORT) when the backend starts it with SLUICE_REPLICAS_HELPER=1.
+func TestMain(m *testing.M) {
+	if os.Getenv("SLUICE_REPLICAS_HELPER") == "1" {
+		helperApp()
 	}
+	os.Exit(m.Run())
+}
+
+func helperApp() {
 	ppid := os.Getppid()
 	go func() {
 		for range time.Tick(100 * time.Millisecond) {
@@ -176,7 +180,7 @@ func TestScaleTaskRunsProcessesAndReportsCounts(t *testing.T) {
 		TerminationGracePeriodSeconds: &grace,
 		Containers: []corev1.Container{{
 			Name:           "app",
-			Command:        []string{os.Args[0], "-test.run=^TestHelperProcess$"},
+			Command:        []string{os.Args[0], "-test.run=^$"},
 			Env:            []corev1.EnvVar{{Name: "SLUICE_REPLICAS_HELPER", Value: "1"}},
 			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}, PeriodSeconds: 1},

@@ -410,9 +410,6 @@ func TestCommandsNameRealBinariesAndFlags(t *testing.T) {
 			}
 		}
 	}
-	if testing.Short() {
-		t.Skip("building the binaries to read their flags")
-	}
 	bin := t.TempDir()
 	m := render(t, "production")
 	for _, name := range services {

@@ -36,9 +36,6 @@ type flags map[string][]string
 // from its --help, and fails when docs/configuration.md misses a flag or an
 // environment variable, or documents one that does not exist.
 func TestConfigurationDocumentsEveryFlag(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds every binary")
-	}
 	root := moduleRoot(t)
 	bin := t.TempDir()
 	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./cmd/...")

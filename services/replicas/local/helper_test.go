@@ -30,7 +30,7 @@ import (
 // The helper process: the test binary run again as the "app" of a pod
 // template, configured through its container env.
 const (
-	helperEnv       = "SLUICE_LOCAL_HELPER" // "1" makes TestHelperProcess the app
+	helperEnv       = "SLUICE_LOCAL_HELPER" // "1" makes the test binary the app
 	helperExit      = "HELPER_EXIT"         // exit at once with this code...
 	helperExitMsg   = "HELPER_EXIT_MESSAGE" // ...after writing this to stderr
 	helperReadyFile = "HELPER_READY_FILE"   // /healthz is 200 only while this file exists
@@ -42,12 +42,13 @@ const (
 	helperSleep     = "HELPER_SLEEP"        // be that child: sleep until killed
 )
 
-// TestHelperProcess is not a test: it is the app the local backend runs.
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv(helperEnv) != "1" {
-		t.Skip("the app of the local backend's tests; runs only as a subprocess")
+// TestMain runs the test binary as the app the local backend runs when it
+// is started with SLUICE_LOCAL_HELPER=1 (the helper-process pattern).
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) == "1" {
+		os.Exit(helperMain())
 	}
-	os.Exit(helperMain())
+	os.Exit(m.Run())
 }
 
 func helperMain() int {
@@ -59,7 +60,7 @@ func helperMain() int {
 	if dir := os.Getenv(helperChildDir); dir != "" {
 		// A child in the helper's process group, as a shell script's
 		// server would be. It does not watch its parent.
-		child := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+		child := exec.Command(os.Args[0], "-test.run=^$")
 		child.Env = []string{helperEnv + "=1", helperSleep + "=1"}
 		if err := child.Start(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -155,7 +156,7 @@ func (a app) template() corev1.PodTemplateSpec {
 			Containers: []corev1.Container{{
 				Name:           "app",
 				Command:        []string{os.Args[0]},
-				Args:           []string{"-test.run=^TestHelperProcess$"},
+				Args:           []string{"-test.run=^$"},
 				Env:            env,
 				Ports:          ports,
 				ReadinessProbe: a.probe,
