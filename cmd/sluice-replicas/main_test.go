@@ -41,127 +41,96 @@ func TestHelpNamesTheFlags(t *testing.T) {
 	}
 }
 
-func TestServesScaleTasksOnTheLocalPlatform(t *testing.T) {
+// running is sluice-replicas on a real bus, with the results it reports.
+type running struct {
+	t       *testing.T
+	client  *events.Client
+	results chan events.Event
+	exit    chan int
+	stderr  *bytes.Buffer
+}
+
+// runReplicas runs the binary's service with args added to the bus and
+// state flags until the test ends, and checks it then exits cleanly.
+func runReplicas(t *testing.T, args ...string) *running {
+	t.Helper()
 	srv := eventstest.StartServer(t)
-	c := eventstest.Connect(t, srv.ClientURL())
-	results := make(chan events.Event, 16)
-	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
-		results <- ev
+	r := &running{t: t, client: eventstest.Connect(t, srv.ClientURL()), results: make(chan events.Event, 16), exit: make(chan int, 1), stderr: &bytes.Buffer{}}
+	sub, err := r.client.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
+		r.results <- ev
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Stop(context.Background())
-
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
-	exit := make(chan int, 1)
 	go func() {
-		exit <- daemon.Run(ctx, spec(), []string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--state-dir", t.TempDir(), "--stop-on-exit"}, &stderr)
+		r.exit <- daemon.Run(ctx, spec(), append([]string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--state-dir", t.TempDir(), "--stop-on-exit"}, args...), r.stderr)
 	}()
+	t.Cleanup(func() {
+		cancel()
+		if code := <-r.exit; code != daemon.ExitOK {
+			t.Errorf("exit code %d: %s", code, r.stderr.String())
+		}
+		_ = sub.Stop(context.Background())
+	})
+	return r
+}
 
-	r := events.Ref{Namespace: "default", Name: "web"}
-	task := tasks.Task{ID: "default/web/r1/scale/1", Attempt: 1, Kind: tasks.KindScale, Ref: r, Seq: 1, Revision: 1,
-		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Replicas: 0}}}}
-	ev, err := events.New("/test", tasks.TypeTriggered, r.String(), task)
+// scale sends a scale task and returns its finished report.
+func (r *running) scale(task tasks.Task) tasks.Finished {
+	r.t.Helper()
+	ev, err := events.New("/test", tasks.TypeTriggered, task.Ref.String(), task)
 	if err != nil {
-		t.Fatal(err)
+		r.t.Fatal(err)
 	}
 	ev.SetID(task.EventID())
-	if _, err := c.Publish(context.Background(), events.TaskSubject(tasks.ServiceReplicas, r), ev); err != nil {
-		t.Fatal(err)
+	if _, err := r.client.Publish(context.Background(), events.TaskSubject(tasks.ServiceReplicas, task.Ref), ev); err != nil {
+		r.t.Fatal(err)
 	}
 	timeout := time.After(eventstest.Wait)
-	for done := false; !done; {
+	for {
 		select {
-		case ev := <-results:
+		case ev := <-r.results:
 			if ev.Type() != tasks.TypeFinished {
 				continue
 			}
 			var fin tasks.Finished
 			if err := events.DecodeData(ev, &fin); err != nil {
-				t.Fatal(err)
+				r.t.Fatal(err)
 			}
-			if fin.Outcome != tasks.OutcomeSucceeded {
-				t.Errorf("finished %+v", fin)
-			}
-			done = true
-		case code := <-exit:
-			t.Fatalf("exited with %d: %s", code, stderr.String())
+			return fin
+		case code := <-r.exit:
+			r.t.Fatalf("exited with %d: %s", code, r.stderr.String())
 		case <-timeout:
-			t.Fatalf("no finished report; stderr: %s", stderr.String())
+			r.t.Fatalf("no finished report; stderr: %s", r.stderr.String())
 		}
 	}
-	cancel()
-	if code := <-exit; code != daemon.ExitOK {
-		t.Errorf("exit code %d: %s", code, stderr.String())
+}
+
+func TestServesScaleTasksOnTheLocalPlatform(t *testing.T) {
+	run := runReplicas(t)
+	r := events.Ref{Namespace: "default", Name: "web"}
+	fin := run.scale(tasks.Task{ID: "default/web/r1/scale/1", Attempt: 1, Kind: tasks.KindScale, Ref: r, Seq: 1, Revision: 1,
+		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Replicas: 0}}}})
+	if fin.Outcome != tasks.OutcomeSucceeded {
+		t.Errorf("finished %+v", fin)
 	}
 }
 
 // Docker Compose runs the proxy in another container than the processes, so
 // the endpoints must name this machine, not 127.0.0.1.
 func TestAdvertiseHostIsPublishedInEndpoints(t *testing.T) {
-	srv := eventstest.StartServer(t)
-	c := eventstest.Connect(t, srv.ClientURL())
-	results := make(chan events.Event, 16)
-	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
-		results <- ev
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Stop(context.Background())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr bytes.Buffer
-	exit := make(chan int, 1)
-	go func() {
-		exit <- daemon.Run(ctx, spec(), []string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--state-dir", t.TempDir(), "--stop-on-exit", "--advertise-host", "localhost"}, &stderr)
-	}()
-	defer func() {
-		cancel()
-		if code := <-exit; code != daemon.ExitOK {
-			t.Errorf("exit code %d: %s", code, stderr.String())
-		}
-	}()
-
+	run := runReplicas(t, "--advertise-host", "localhost")
 	r := events.Ref{Namespace: "default", Name: "web"}
 	// No readiness probe: the process is ready once it has started.
 	tmpl := corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Command: []string{"sleep", "60"}}}}}
-	task := tasks.Task{ID: "default/web/r1/scale/1", Attempt: 1, Kind: tasks.KindScale, Ref: r, Seq: 1, Revision: 1,
-		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Role: "stable", Replicas: 1, Template: tmpl}}}}
-	ev, err := events.New("/test", tasks.TypeTriggered, r.String(), task)
-	if err != nil {
-		t.Fatal(err)
+	fin := run.scale(tasks.Task{ID: "default/web/r1/scale/1", Attempt: 1, Kind: tasks.KindScale, Ref: r, Seq: 1, Revision: 1,
+		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Role: "stable", Replicas: 1, Template: tmpl}}}})
+	if fin.Outcome != tasks.OutcomeSucceeded {
+		t.Fatalf("finished %+v", fin)
 	}
-	ev.SetID(task.EventID())
-	if _, err := c.Publish(context.Background(), events.TaskSubject(tasks.ServiceReplicas, r), ev); err != nil {
-		t.Fatal(err)
-	}
-	timeout := time.After(eventstest.Wait)
-	for done := false; !done; {
-		select {
-		case ev := <-results:
-			if ev.Type() != tasks.TypeFinished {
-				continue
-			}
-			var fin tasks.Finished
-			if err := events.DecodeData(ev, &fin); err != nil {
-				t.Fatal(err)
-			}
-			if fin.Outcome != tasks.OutcomeSucceeded {
-				t.Fatalf("finished %+v", fin)
-			}
-			done = true
-		case code := <-exit:
-			t.Fatalf("exited with %d: %s", code, stderr.String())
-		case <-timeout:
-			t.Fatalf("no finished report; stderr: %s", stderr.String())
-		}
-	}
-	kv, err := c.JetStream().KeyValue(context.Background(), endpoints.Bucket)
+	kv, err := run.client.JetStream().KeyValue(context.Background(), endpoints.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
