@@ -1,12 +1,19 @@
 // Package deadlines keeps one deadline per key and hands them out in time
 // order. The orchestrator's timers and the analyzer's measurement scheduler
-// both rebuild it from a key-value bucket and wait on it.
+// both rebuild it from a key-value bucket (Follow) and wait on it.
 package deadlines
 
 import (
 	"container/heap"
+	"context"
+	"encoding/json"
+	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // Queue holds at most one deadline per key. It is safe for concurrent use.
@@ -113,4 +120,26 @@ func (h *entries) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// Follow keeps q in step with the key-value bucket kv: an entry's JSON
+// field "wakeup" is its key's deadline, and an entry without one, or a
+// deleted entry, has none. It returns once the bucket's current entries are
+// in q; the returned channel is closed when following stops (ctx ended).
+func Follow(ctx context.Context, kv jetstream.KeyValue, q *Queue, log *slog.Logger) (<-chan struct{}, error) {
+	return events.WatchKV(ctx, kv, func(e jetstream.KeyValueEntry) {
+		var rec struct {
+			Wakeup *time.Time `json:"wakeup"`
+		}
+		if e.Operation() == jetstream.KeyValuePut {
+			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+				log.Warn("unreadable entry in bucket; its deadline is ignored", "bucket", kv.Bucket(), "key", e.Key(), "error", err)
+			}
+		}
+		if rec.Wakeup == nil {
+			q.Delete(e.Key())
+			return
+		}
+		q.Set(e.Key(), *rec.Wakeup)
+	})
 }

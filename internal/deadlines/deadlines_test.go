@@ -1,8 +1,13 @@
 package deadlines
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
 func TestQueueOrdersReplacesAndForgets(t *testing.T) {
@@ -57,5 +62,49 @@ func TestWaitWakesOnSetAndStopsOnDone(t *testing.T) {
 	}
 	if q.Wait(done, time.Time{}, false, time.Now) {
 		t.Error("Wait returned true after done closed")
+	}
+}
+
+func TestFollowMirrorsTheBucketsWakeups(t *testing.T) {
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	kv, err := c.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1000, 0).UTC()
+	put := func(key, value string) {
+		if _, err := kv.Put(ctx, key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("early", `{"wakeup":"`+t0.Format(time.RFC3339)+`"}`)
+	put("none", `{"state":"idle"}`)
+	q := New()
+	if _, err := Follow(ctx, kv, q, eventstest.Quiet()); err != nil {
+		t.Fatal(err)
+	}
+	if key, _, ok, _, _ := q.PopDue(t0); !ok || key != "early" {
+		t.Fatalf("an entry present before Follow returned is not due: %q %v", key, ok)
+	}
+	put("late", `{"wakeup":"`+t0.Add(time.Hour).Format(time.RFC3339)+`"}`)
+	if err := kv.Delete(ctx, "late"); err != nil {
+		t.Fatal(err)
+	}
+	put("later", `{"wakeup":"`+t0.Add(2*time.Hour).Format(time.RFC3339)+`"}`)
+	deadline := time.Now().Add(eventstest.Wait)
+	for {
+		_, _, ok, next, has := q.PopDue(t0)
+		if ok {
+			t.Fatal("nothing else is due at t0")
+		}
+		if has && next.Equal(t0.Add(2*time.Hour)) {
+			break // "late" was deleted; "none" never had a deadline
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("next deadline %v %v, want t0+2h", next, has)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

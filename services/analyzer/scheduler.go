@@ -2,7 +2,6 @@ package analyzer
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/deadlines"
-	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // scheduler keeps every run record's wakeup, learnt by watching the runs
@@ -45,7 +43,7 @@ func newScheduler(log *slog.Logger, now func() time.Time, limit int, work func(c
 // overdue ones are measured at once.
 func (s *scheduler) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	ctx, s.cancel = context.WithCancel(ctx)
-	watched, err := events.WatchKV(ctx, kv, s.observe)
+	watched, err := deadlines.Follow(ctx, kv, s.queue, s.log)
 	if err != nil {
 		s.cancel()
 		return err
@@ -68,19 +66,6 @@ func (s *scheduler) stop() {
 		s.cancel()
 	}
 	s.done.Wait()
-}
-
-// observe records the wakeup of one bucket entry.
-func (s *scheduler) observe(e jetstream.KeyValueEntry) {
-	var rec struct {
-		Wakeup *time.Time `json:"wakeup"`
-	}
-	if e.Operation() == jetstream.KeyValuePut {
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			s.log.Warn("unreadable analysis run in bucket", "key", e.Key(), "error", err)
-		}
-	}
-	s.set(e.Key(), rec.Wakeup, true)
 }
 
 // set makes due the key's wakeup; nil forgets the key. A wakeup from the

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -34,7 +33,7 @@ func newTimers(log *slog.Logger, now func() time.Time, fire func(context.Context
 // have been read, so that deadlines from before a restart are known.
 func (t *timers) watch(ctx context.Context, kv jetstream.KeyValue) error {
 	ctx, t.cancel = context.WithCancel(ctx)
-	watched, err := events.WatchKV(ctx, kv, t.observe)
+	watched, err := deadlines.Follow(ctx, kv, t.queue, t.log)
 	if err != nil {
 		t.cancel()
 		return fmt.Errorf("timers: %w", err)
@@ -56,23 +55,6 @@ func (t *timers) stop() {
 		t.cancel()
 	}
 	t.done.Wait()
-}
-
-// observe records the deadline of one bucket entry.
-func (t *timers) observe(e jetstream.KeyValueEntry) {
-	var rec struct {
-		Wakeup *time.Time `json:"wakeup"`
-	}
-	if e.Operation() == jetstream.KeyValuePut {
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			t.log.Warn("unreadable rollout state in bucket", "key", e.Key(), "error", err)
-		}
-	}
-	if rec.Wakeup == nil {
-		t.queue.Delete(e.Key())
-		return
-	}
-	t.queue.Set(e.Key(), *rec.Wakeup)
 }
 
 // loop fires due deadlines in order. A deadline fires once; the next one
