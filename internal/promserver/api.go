@@ -104,23 +104,34 @@ func (a *api) query(w http.ResponseWriter, r *http.Request) {
 		a.respondError(w, invalidParam(err, "time"))
 		return
 	}
-	ctx, cancel, apiErr := withTimeout(r)
-	if apiErr != nil {
-		a.respondError(w, apiErr)
+	ctx, cancel, opts, ok := a.queryContext(w, r)
+	if !ok {
 		return
 	}
 	defer cancel()
-	opts, err := queryOpts(r)
-	if err != nil {
-		a.respondError(w, &apiError{errorBadData, err})
-		return
-	}
 	qry, err := a.engine.NewInstantQuery(ctx, a.queryable, opts, r.FormValue("query"), ts)
 	if err != nil {
 		a.respondError(w, constructionError(err))
 		return
 	}
 	a.exec(ctx, w, r, qry, limit)
+}
+
+// queryContext reads the timeout and the engine options both query
+// endpoints take; on a bad parameter it has answered and ok is false.
+func (a *api) queryContext(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, opts promql.QueryOpts, ok bool) {
+	ctx, cancel, apiErr := withTimeout(r)
+	if apiErr != nil {
+		a.respondError(w, apiErr)
+		return nil, nil, nil, false
+	}
+	opts, err := queryOpts(r)
+	if err != nil {
+		cancel()
+		a.respondError(w, &apiError{errorBadData, err})
+		return nil, nil, nil, false
+	}
+	return ctx, cancel, opts, true
 }
 
 func (a *api) queryRange(w http.ResponseWriter, r *http.Request) {
@@ -156,17 +167,11 @@ func (a *api) queryRange(w http.ResponseWriter, r *http.Request) {
 		a.respondError(w, &apiError{errorBadData, errors.New("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)")})
 		return
 	}
-	ctx, cancel, apiErr := withTimeout(r)
-	if apiErr != nil {
-		a.respondError(w, apiErr)
+	ctx, cancel, opts, ok := a.queryContext(w, r)
+	if !ok {
 		return
 	}
 	defer cancel()
-	opts, err := queryOpts(r)
-	if err != nil {
-		a.respondError(w, &apiError{errorBadData, err})
-		return
-	}
 	qry, err := a.engine.NewRangeQuery(ctx, a.queryable, opts, r.FormValue("query"), start, end, step)
 	if err != nil {
 		a.respondError(w, constructionError(err))
