@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # concurrent message-driven system; CI runs it on every test.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all run demo test lint fmt vet bench fuzz build clean
+.PHONY: all run demo test lint fmt vet bench fuzz build clean kube-tools
 
 all: build
 
@@ -20,9 +20,17 @@ run: build
 demo: build
 	scripts/demo.sh
 
-## test: lint, then every test (real embedded NATS, no mocks)
+## test: lint, then every test (real embedded NATS, a real Kubernetes
+## control plane from kube-tools, no mocks)
 test: lint
+	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
 	$(GO) test $(TESTFLAGS) $(PKGS)
+
+## kube-tools: build etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler and kwok for the Kubernetes test tier (docs/testing-kube.md);
+## cached in ~/.cache/sluice/kube-tools, rebuilt only when versions change
+kube-tools:
+	@GO=$(GO) scripts/kube-tools.sh
 
 ## lint: gofmt check and go vet
 lint: fmt vet
