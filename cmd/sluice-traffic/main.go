@@ -4,7 +4,9 @@
 // With --router local it is the local platform's ingress: one reverse
 // proxy per rollout on the Rollout's local.sluice.io/listen address, whose
 // request metrics are served on /metrics. Run one such process per local
-// platform. See docs/routers.md.
+// platform. With --router kube it edits Services, Ingresses and mesh objects
+// in the cluster of --kubeconfig (or the pod's service account), as each
+// rollout's trafficRouting asks. See docs/routers.md.
 package main
 
 import (
@@ -18,7 +20,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
@@ -31,12 +35,16 @@ type options struct {
 	router       routerName
 	drainTimeout time.Duration
 	traffic      traffic.Config
+	kube         kubeconfig.Flags
+	istioVersion string
+	smiVersion   string
 }
 
 // routers are the routers this binary offers, by --router name. Each
 // builds the whole service around its router.
 var routers = map[string]func(env daemon.Env, o options) (daemon.Service, error){
 	"local": newLocal,
+	"kube":  newKube,
 }
 
 func routerNames() string {
@@ -67,9 +75,12 @@ func newSpec() daemon.Spec {
 	return daemon.Spec{
 		Name: "sluice-traffic",
 		Flags: func(fs *pflag.FlagSet) {
-			fs.Var(&o.router, "router", "traffic router: "+routerNames()+" (local: the local platform's built-in proxy)")
+			fs.Var(&o.router, "router", "traffic router: "+routerNames()+" (local: the local platform's built-in proxy; kube: Kubernetes Services and the routers each rollout's trafficRouting names)")
 			fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long a stopping proxy waits for requests in flight")
 			fs.DurationVar(&o.traffic.ApplyTimeout, "apply-timeout", 30*time.Second, "how long one route may take to apply before it is retried")
+			o.kube.Add(fs)
+			fs.StringVar(&o.istioVersion, "istio-api-version", "v1alpha3", "kube router: networking.istio.io version to write (v1alpha3, v1beta1 or v1)")
+			fs.StringVar(&o.smiVersion, "smi-api-version", "v1alpha3", "kube router: split.smi-spec.io version of TrafficSplits (v1alpha1, v1alpha2 or v1alpha3, as the mesh serves)")
 		},
 		Build: func(env daemon.Env) (daemon.Service, error) {
 			o.traffic.Bus, o.traffic.Logger = env.Bus, env.Log
@@ -121,3 +132,19 @@ func (s *localService) Run(ctx context.Context) error {
 }
 
 func (s *localService) Ready() bool { return s.proxy.Ready() && s.svc.Ready() }
+
+// newKube runs the traffic service on Kubernetes.
+func newKube(env daemon.Env, o options) (daemon.Service, error) {
+	clients, err := o.kube.Connect("sluice-traffic")
+	if err != nil {
+		return nil, err
+	}
+	router, err := kube.New(kube.Config{
+		Client: clients.Typed, Dynamic: clients.Dynamic,
+		IstioAPIVersion: o.istioVersion, SMIAPIVersion: o.smiVersion, Logger: env.Log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return traffic.New(env.Client, router, o.traffic)
+}

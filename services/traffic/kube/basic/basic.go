@@ -1,0 +1,131 @@
+// Package basic is the Kubernetes router every rollout uses: it points the
+// rollout's Services at revisions by adding rollouts-pod-template-hash to
+// their selectors, as Argo Rollouts does.
+//
+//   - canary: stableService selects the stable pods and canaryService the
+//     canary pods. Without trafficRouting the split between them is the
+//     replica ratio of a Service that selects both (the user's own), so the
+//     weight reported is the one requested; with trafficRouting a mesh
+//     router splits between these two Services.
+//   - blue/green: activeService selects the active pods and previewService
+//     the preview pods, or the active pods when there is no preview.
+//
+// The Services must exist; the router only edits their selectors and marks
+// them with AnnotationManagedBy, refusing a Service another rollout manages.
+package basic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+)
+
+// PodHashLabel is the label every pod of a revision carries, and that the
+// router adds to Service selectors.
+const PodHashLabel = "rollouts-pod-template-hash"
+
+// AnnotationManagedBy names the rollout whose router edits a Service's
+// selector (Argo Rollouts' key, so a migrated Service stays recognised).
+const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
+
+// Config configures the router.
+type Config struct {
+	// Client reads and writes Services.
+	Client kubernetes.Interface
+	// Logger receives the router's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Router edits Service selectors. It is safe for concurrent use.
+type Router struct {
+	client kubernetes.Interface
+	log    *slog.Logger
+}
+
+var _ traffic.Router = (*Router)(nil)
+
+// New returns a router. It returns an error when Client is nil.
+func New(cfg Config) (*Router, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("basic router: a Kubernetes client is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{client: cfg.Client, log: cfg.Logger}, nil
+}
+
+// selection is one Service and the pod hash it must select.
+type selection struct {
+	service, hash string
+}
+
+// selections lists the Services route points and the pod hash each must
+// select, skipping Services the route does not name and revisions it does
+// not have yet.
+func selections(route tasks.Route) []selection {
+	var out []selection
+	add := func(service, hash string) {
+		if service != "" && hash != "" {
+			out = append(out, selection{service, hash})
+		}
+	}
+	if route.Strategy == "blueGreen" {
+		add(route.ActiveService, route.ActiveHash)
+		preview := route.PreviewHash
+		if preview == "" {
+			preview = route.ActiveHash
+		}
+		add(route.PreviewService, preview)
+		return out
+	}
+	add(route.StableService, route.StableHash)
+	canary := route.CanaryHash
+	if canary == "" {
+		canary = route.StableHash
+	}
+	add(route.CanaryService, canary)
+	return out
+}
+
+// Apply points each Service of the route at its revision and returns the
+// requested canary weight (0 for blue/green): Services carry no weights.
+// It returns an error wrapping traffic.ErrRejected when a Service is
+// missing or managed by another rollout, and traffic.ErrStale when a
+// Service was written by a later route.
+func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
+	services := r.client.CoreV1().Services(ref.Namespace)
+	for _, s := range selections(route) {
+		what := fmt.Sprintf("Service %s/%s", ref.Namespace, s.service)
+		_, err := guard.Update(ctx, services, s.service, what, seq, func(svc *corev1.Service) error {
+			if owner := svc.Annotations[AnnotationManagedBy]; owner != "" && owner != ref.Name {
+				return fmt.Errorf("%w: it is managed by rollout %q; give rollout %q its own Service", traffic.ErrRejected, owner, ref.Name)
+			}
+			if svc.Annotations == nil {
+				svc.Annotations = map[string]string{}
+			}
+			svc.Annotations[AnnotationManagedBy] = ref.Name
+			if svc.Spec.Selector == nil {
+				svc.Spec.Selector = map[string]string{}
+			}
+			svc.Spec.Selector[PodHashLabel] = s.hash
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	if route.Strategy == "blueGreen" {
+		return 0, nil
+	}
+	return route.CanaryWeight, nil
+}

@@ -1,0 +1,215 @@
+// Package gatewayapi is the Gateway API traffic router, Sluice's own
+// version of Argo Rollouts' Gateway API plugin
+// (argoproj-labs/rollouts-plugin-trafficrouter-gatewayapi): it splits a
+// canary's traffic with the backendRef weights of HTTPRoutes
+// (gateway.networking.k8s.io/v1), configured under
+// trafficRouting.plugins["argoproj-labs/gatewayAPI"] as for the plugin.
+//
+// # What must exist
+//
+// The HTTPRoutes named by httpRoute or httpRoutes, in namespace (or the
+// rollout's), each with a rule whose backendRefs name both the canary and
+// the stable Service (Services of the rollout's namespace). The router
+// creates nothing. Header and mirror rules carry a rule name, so the
+// HTTPRoute CRD should be Gateway API v1.4 or later (v1.2 or later from the
+// experimental channel); with an older CRD, which drops rule names, the
+// router still finds its rules by the positions it records.
+//
+// # What it writes
+//
+// In each HTTPRoute:
+//   - in every rule with backendRefs to both Services (except its own
+//     header and mirror rules), weight canaryWeight on the canary's and
+//     maxTrafficWeight - canaryWeight on the stable's;
+//   - when the route has useHeaderRoutes (httpRoute always has), one rule
+//     per header and mirror route of the route, first, in
+//     trafficRouting.managedRoutes order, named after the managed route,
+//     built from the first weighted rule (the template): a header rule is
+//     the template with the header matches added to each of its matches and
+//     a single backendRef, the template's canary backendRef with weight 1; a
+//     mirror rule is the template (with its weights) with the mirror route's
+//     method, path and headers laid over its matches and a RequestMirror
+//     filter to the canary (percent = the mirror route's percentage);
+//   - annotation traffic.sluice.io/managed-rules: the names of its rules,
+//     in order; argo-rollouts.argoproj.io/managed-by-rollouts: the rollout;
+//     traffic.sluice.io/route-seq (package guard).
+//
+// Rules the route no longer has are removed: rules named in managedRoutes
+// or in the managed-rules annotation. Header matches are Exact or
+// RegularExpression; a prefix match becomes the RegularExpression
+// ^<prefix, quoted>.* (regular expressions are implementation-specific in
+// Gateway API: the Gateway must support them). Argo keeps this state in a
+// ConfigMap; Sluice keeps it in the HTTPRoute, written with the rules.
+//
+// Every HTTPRoute is read and changed in memory before any is written, so a
+// route rejected (or stale) for one HTTPRoute changes none, unless one
+// changes in between.
+package gatewayapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+)
+
+// HTTPRoutes is the resource the router reads and writes.
+var HTTPRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+
+// AnnotationManagedBy names the rollout that manages an HTTPRoute (Argo
+// Rollouts' key). The router refuses an HTTPRoute another rollout manages:
+// each object records one route seq, so two rollouts cannot share it.
+const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
+
+// AnnotationManagedRules lists, comma-separated, the names of the rules the
+// router put at the front of an HTTPRoute, in order.
+const AnnotationManagedRules = "traffic.sluice.io/managed-rules"
+
+const strategyBlueGreen = "blueGreen"
+
+// Config configures the router.
+type Config struct {
+	// Client reads and writes HTTPRoutes.
+	Client dynamic.Interface
+	// Logger receives the router's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Router sets weights and header and mirror rules on HTTPRoutes. It is
+// safe for concurrent use.
+type Router struct {
+	client dynamic.Interface
+	log    *slog.Logger
+}
+
+var _ traffic.Router = (*Router)(nil)
+
+// New returns a router. It returns an error when Client is nil.
+func New(cfg Config) (*Router, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("gatewayapi router: a dynamic Kubernetes client is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{client: cfg.Client, log: cfg.Logger}, nil
+}
+
+// Apply puts route in effect on each HTTPRoute, in the order configured,
+// and returns the canary weight read back from their weighted rules.
+// Blue/green routes return 0 and change nothing. A route without the
+// plugin's configuration, or one the HTTPRoutes cannot carry (see the
+// package doc), is rejected; an HTTPRoute written by a later route makes
+// the route stale.
+func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
+	if route.Strategy == strategyBlueGreen {
+		return 0, nil
+	}
+	p, err := newPlan(ref, route)
+	if err != nil {
+		return 0, err
+	}
+	client := r.client.Resource(HTTPRoutes).Namespace(p.namespace)
+	objs := make([]object, 0, len(p.routes))
+	for _, hr := range p.routes {
+		objs = append(objs, object{
+			client: client,
+			name:   hr.Name,
+			what:   fmt.Sprintf("HTTPRoute %s/%s", p.namespace, hr.Name),
+			mutate: p.httpRoute(hr.UseHeaderRoutes),
+		})
+	}
+	if err := check(ctx, seq, objs); err != nil {
+		return 0, err
+	}
+	stored, err := write(ctx, seq, objs)
+	if err != nil {
+		return 0, err
+	}
+	weight := int64(-1)
+	for _, s := range stored {
+		w, err := p.weightIn(s)
+		if err != nil {
+			return 0, fmt.Errorf("read back HTTPRoute %s: %w", s.GetName(), err)
+		}
+		if weight >= 0 && w != weight {
+			return 0, fmt.Errorf("HTTPRoutes disagree after the write: canary weight %d in %s, %d in the first", w, s.GetName(), weight)
+		}
+		weight = w
+	}
+	r.log.DebugContext(ctx, "gateway API route applied", "rollout", ref.String(), "seq", seq, "weight", weight)
+	return int32(weight), nil
+}
+
+// object is one Kubernetes object a route writes, and the change it makes.
+type object struct {
+	client dynamic.ResourceInterface
+	name   string
+	// what names the object in messages ("HTTPRoute default/web").
+	what   string
+	mutate func(*unstructured.Unstructured) error
+}
+
+// check reads every object and applies its change in memory, so that a
+// route that is rejected or stale for one object writes none.
+func check(ctx context.Context, seq int64, objs []object) error {
+	for _, o := range objs {
+		u, err := o.client.Get(ctx, o.name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("%w: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, o.what)
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", o.what, err)
+		}
+		if have := guard.Seq(u); have > seq {
+			return fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", traffic.ErrStale, o.what, have, seq)
+		}
+		if err := o.mutate(u.DeepCopy()); err != nil {
+			return fmt.Errorf("%s: %w", o.what, err)
+		}
+	}
+	return nil
+}
+
+// write puts every object's change in effect, in order, and returns the
+// objects as stored.
+func write(ctx context.Context, seq int64, objs []object) ([]*unstructured.Unstructured, error) {
+	stored := make([]*unstructured.Unstructured, 0, len(objs))
+	for _, o := range objs {
+		u, err := guard.Update(ctx, guard.Dynamic(o.client), o.name, o.what, seq, o.mutate)
+		if err != nil {
+			return nil, err
+		}
+		stored = append(stored, u)
+	}
+	return stored, nil
+}
+
+// listAt returns the list at path in obj: nil when absent, rejected when
+// something else is there.
+func listAt(obj map[string]any, path ...string) ([]any, error) {
+	v, found, err := unstructured.NestedFieldNoCopy(obj, path...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", traffic.ErrRejected, strings.Join(path, "."), err)
+	}
+	if !found || v == nil {
+		return nil, nil
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a list", traffic.ErrRejected, strings.Join(path, "."))
+	}
+	return l, nil
+}

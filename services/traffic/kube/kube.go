@@ -1,0 +1,139 @@
+// Package kube is the traffic router of the Kubernetes platform
+// (sluice-traffic --router kube). For each route it points the rollout's
+// Services at their revisions (package basic) and then applies the route on
+// every router the rollout's trafficRouting names, as Argo Rollouts does:
+// NGINX, AWS ALB, Istio, SMI and Gateway API, one package each. A rollout
+// without trafficRouting splits traffic by replica ratio behind its
+// Services, and needs only the first part.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube/alb"
+	"github.com/sluicehq/sluice/services/traffic/kube/basic"
+	"github.com/sluicehq/sluice/services/traffic/kube/gatewayapi"
+	"github.com/sluicehq/sluice/services/traffic/kube/istio"
+	"github.com/sluicehq/sluice/services/traffic/kube/nginx"
+	"github.com/sluicehq/sluice/services/traffic/kube/smi"
+)
+
+// Config configures the router.
+type Config struct {
+	// Client edits Services and Ingresses.
+	Client kubernetes.Interface
+	// Dynamic edits the mesh objects: VirtualServices, DestinationRules,
+	// TrafficSplits, HTTPRoutes.
+	Dynamic dynamic.Interface
+	// IstioAPIVersion and SMIAPIVersion choose the API versions written
+	// (defaults: istio.DefaultAPIVersion, smi.DefaultAPIVersion).
+	IstioAPIVersion string
+	SMIAPIVersion   string
+	// Logger receives the routers' logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Router applies routes to Services and the routers each rollout names.
+type Router struct {
+	services *basic.Router
+	nginx    *nginx.Router
+	alb      *alb.Router
+	istio    *istio.Router
+	smi      *smi.Router
+	gateway  *gatewayapi.Router
+}
+
+var _ traffic.Router = (*Router)(nil)
+
+// New builds every router.
+func New(cfg Config) (*Router, error) {
+	if cfg.Client == nil || cfg.Dynamic == nil {
+		return nil, errors.New("kube router: a Kubernetes client and a dynamic client are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	var (
+		r    Router
+		errs = make([]error, 6)
+	)
+	r.services, errs[0] = basic.New(basic.Config{Client: cfg.Client, Logger: cfg.Logger})
+	r.nginx, errs[1] = nginx.New(nginx.Config{Client: cfg.Client, Logger: cfg.Logger})
+	r.alb, errs[2] = alb.New(alb.Config{Client: cfg.Client, Logger: cfg.Logger})
+	r.istio, errs[3] = istio.New(istio.Config{Client: cfg.Dynamic, APIVersion: cfg.IstioAPIVersion, Logger: cfg.Logger})
+	r.smi, errs[4] = smi.New(smi.Config{Client: cfg.Dynamic, APIVersion: cfg.SMIAPIVersion, Logger: cfg.Logger})
+	r.gateway, errs[5] = gatewayapi.New(gatewayapi.Config{Client: cfg.Dynamic, Logger: cfg.Logger})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Apply points the Services first, so that a router that splits between
+// them never sends traffic to a Service still selecting the wrong pods,
+// then applies the route on each configured router in a fixed order. The
+// weight returned is the one the last router reports in effect; each
+// router verifies its own. Errors are the routers' own (ErrStale,
+// ErrRejected, or infrastructure), prefixed with the router's name.
+func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
+	weight, err := r.services.Apply(ctx, ref, seq, route)
+	if err != nil {
+		return 0, fmt.Errorf("services: %w", err)
+	}
+	if route.Strategy == "blueGreen" || route.TrafficRouting == nil {
+		return weight, nil
+	}
+	routers, err := r.routersOf(route.TrafficRouting)
+	if err != nil {
+		return 0, err
+	}
+	for _, nr := range routers {
+		if weight, err = nr.router.Apply(ctx, ref, seq, route); err != nil {
+			return 0, fmt.Errorf("%s: %w", nr.name, err)
+		}
+	}
+	return weight, nil
+}
+
+type namedRouter struct {
+	name   string
+	router traffic.Router
+}
+
+// routersOf lists the routers tr configures.
+func (r *Router) routersOf(tr *spec.TrafficRouting) ([]namedRouter, error) {
+	var out []namedRouter
+	if tr.Nginx != nil {
+		out = append(out, namedRouter{"nginx", r.nginx})
+	}
+	if tr.ALB != nil {
+		out = append(out, namedRouter{"alb", r.alb})
+	}
+	if tr.Istio != nil {
+		out = append(out, namedRouter{"istio", r.istio})
+	}
+	if tr.SMI != nil {
+		out = append(out, namedRouter{"smi", r.smi})
+	}
+	gw, err := tr.GatewayAPI()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", traffic.ErrRejected, err)
+	}
+	if gw != nil {
+		out = append(out, namedRouter{"gatewayapi", r.gateway})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: trafficRouting names no router Sluice implements (nginx, alb, istio, smi, plugins[%q])", traffic.ErrRejected, spec.GatewayAPIPlugin)
+	}
+	return out, nil
+}
