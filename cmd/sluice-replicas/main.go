@@ -1,26 +1,36 @@
 // Command sluice-replicas runs the replicas service: it creates, scales and
 // deletes the revisions of rollouts and reports when they are available.
 //
-// On the local platform (--platform local, the only one so far) each pod is
-// an OS process on this machine, with its state and logs under
+// On the local platform (--platform local, the default) each pod is an OS
+// process on this machine, with its state and logs under
 // --state-dir/replicas; run one replicas service per machine and state
 // directory. See docs/platform-local.md.
+//
+// On Kubernetes (--platform kube) each revision is a ReplicaSet in the
+// cluster of --kubeconfig (or the pod's service account), and the service
+// also turns Rollout objects in the cluster into requested events and
+// writes their status back (--watch-rollouts). See docs/platform-kube.md.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/kube"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 	"github.com/sluicehq/sluice/services/replicas/local"
 )
 
 // platforms are the values --platform accepts.
-var platforms = []string{"local"}
+var platforms = []string{"local", "kube"}
 
 // platformFlag is --platform: an unknown platform is a usage error.
 type platformFlag string
@@ -48,6 +58,9 @@ func spec() daemon.Spec {
 		stateDir   string
 		stopOnExit bool
 		host       string
+		kubeFlags  kubeconfig.Flags
+		namespace  string
+		watch      bool
 	)
 	return daemon.Spec{
 		Name: "sluice-replicas",
@@ -57,9 +70,15 @@ func spec() daemon.Spec {
 			fs.BoolVar(&stopOnExit, "stop-on-exit", false, "local platform: stop every process when the service exits, instead of leaving them for the next start to adopt")
 			fs.StringVar(&host, "advertise-host", local.DefaultHost, "local platform: host the processes are reached at, published in the endpoints bucket and probed (set it to this machine's name when the traffic service runs elsewhere, as in Docker Compose)")
 			fs.DurationVar(&cfg.Wait, "scale-wait", replicas.DefaultWait, "how long a scale task waits for its revisions to become available before it fails")
+			kubeFlags.Add(fs)
+			fs.StringVar(&namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
+			fs.BoolVar(&watch, "watch-rollouts", true, "kube platform: publish a requested event when a Rollout object's spec changes in the cluster, publish AnalysisTemplates, and write rollout status back into Rollout objects")
 		},
 		Build: func(env daemon.Env) (daemon.Service, error) {
 			cfg.Bus, cfg.Logger = env.Bus, env.Log
+			if platform == "kube" {
+				return newKube(env, cfg, kubeFlags, namespace, watch)
+			}
 			backend, err := local.New(local.Config{
 				StateDir:    stateDir,
 				Host:        host,
@@ -74,4 +93,52 @@ func spec() daemon.Spec {
 			return replicas.New(env.Client, backend, cfg)
 		},
 	}
+}
+
+// kubeService is the replicas service on Kubernetes, with the Rollout CRD
+// watcher and status writer when enabled.
+type kubeService struct {
+	svc     *replicas.Service
+	watcher *crd.Watcher
+	status  *crd.StatusWriter
+}
+
+func newKube(env daemon.Env, cfg replicas.Config, flags kubeconfig.Flags, namespace string, watch bool) (daemon.Service, error) {
+	clients, err := flags.Connect("sluice-replicas")
+	if err != nil {
+		return nil, err
+	}
+	backend, err := kube.New(kube.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Namespace: namespace, Logger: env.Log})
+	if err != nil {
+		return nil, err
+	}
+	svc, err := replicas.New(env.Client, backend, cfg)
+	if err != nil {
+		return nil, err
+	}
+	k := &kubeService{svc: svc}
+	if !watch {
+		return k, nil
+	}
+	if k.watcher, err = crd.NewWatcher(crd.WatcherConfig{Dynamic: clients.Dynamic, Bus: env.Client, Namespace: namespace, Logger: env.Log}); err != nil {
+		return nil, err
+	}
+	if k.status, err = crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: clients.Dynamic, Client: env.Client, Bus: env.Bus, Logger: env.Log}); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *kubeService) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return k.svc.Run(ctx) })
+	if k.watcher != nil {
+		g.Go(func() error { return k.watcher.Run(ctx) })
+		g.Go(func() error { return k.status.Run(ctx) })
+	}
+	return g.Wait()
+}
+
+func (k *kubeService) Ready() bool {
+	return k.svc.Ready() && (k.watcher == nil || k.watcher.Ready() && k.status.Ready())
 }

@@ -124,6 +124,13 @@ type Workload struct {
 	// settings such as local.sluice.io/listen).
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// AntiAffinity, when set, keeps a new revision's pods (canary, preview)
+	// off the nodes of the stable or active revision's pods.
+	AntiAffinity *spec.AntiAffinity `json:"antiAffinity,omitempty"`
+	// RevisionHistoryLimit is how many revisions without pods a platform
+	// keeps (Kubernetes: scaled-down ReplicaSets, for a quick undo); unset
+	// means spec.DefaultRevisionHistoryLimit.
+	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 }
 
 // RevisionScale is one revision's desired state.

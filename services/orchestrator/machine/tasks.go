@@ -71,12 +71,20 @@ func (r *run) send(t *TaskRecord) {
 
 func (r *run) workload() tasks.Workload {
 	sp := r.s.Spec
-	return tasks.Workload{
-		Selector:        sp.Spec.Selector,
-		MinReadySeconds: sp.Spec.MinReadySeconds,
-		Labels:          sp.Labels,
-		Annotations:     sp.Annotations,
+	w := tasks.Workload{
+		Selector:             sp.Spec.Selector,
+		MinReadySeconds:      sp.Spec.MinReadySeconds,
+		Labels:               sp.Labels,
+		Annotations:          sp.Annotations,
+		RevisionHistoryLimit: sp.Spec.RevisionHistoryLimit,
 	}
+	switch st := sp.Spec.Strategy; {
+	case st.Canary != nil:
+		w.AntiAffinity = st.Canary.AntiAffinity
+	case st.BlueGreen != nil:
+		w.AntiAffinity = st.BlueGreen.AntiAffinity
+	}
+	return w
 }
 
 // progressDeadline is spec.progressDeadlineSeconds.

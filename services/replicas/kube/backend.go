@@ -1,0 +1,434 @@
+// Package kube runs the revisions of rollouts on Kubernetes, as Argo
+// Rollouts does: one ReplicaSet per revision, named <rollout>-<pod hash> and
+// labelled rollouts-pod-template-hash, scaled to the orchestrator's counts.
+//
+// Availability comes from informers on ReplicaSets and pods (watches, never
+// polling). Ephemeral metadata (canaryMetadata, stableMetadata,
+// activeMetadata, previewMetadata) is put on the ReplicaSet's pod template
+// for new pods and patched onto running pods, and moved when a revision
+// changes role. antiAffinity is injected into a new revision's pod template
+// when its ReplicaSet is created. Revisions without pods beyond
+// revisionHistoryLimit are deleted.
+//
+// When the rollout is also a cluster object (the Rollout CRD), its
+// ReplicaSets are owned by it, so deleting the Rollout deletes them.
+// Scale-down delays are the orchestrator's deadlines, kept in its state, so
+// they survive restarts of either service. Close leaves pods running.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/replicas"
+)
+
+// RolloutResource is the Rollout CRD, which owns a rollout's ReplicaSets
+// when the rollout is a cluster object.
+var RolloutResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+
+// Config configures the backend.
+type Config struct {
+	// Client manages ReplicaSets and pods.
+	Client kubernetes.Interface
+	// Dynamic reads Rollout objects to own ReplicaSets by them. Nil: the
+	// ReplicaSets have no owner.
+	Dynamic dynamic.Interface
+	// Namespace limits the backend to one namespace; empty means all.
+	Namespace string
+	// Logger receives the backend's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Backend implements replicas.Backend on Kubernetes.
+type Backend struct {
+	cfg Config
+	log *slog.Logger
+
+	stop    context.CancelFunc
+	done    chan struct{}
+	rsets   appslisters.ReplicaSetLister
+	pods    corelisters.PodLister
+	changed *broadcast
+}
+
+var _ replicas.Backend = (*Backend)(nil)
+
+// New returns a backend; Start begins watching.
+func New(cfg Config) (*Backend, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("kube backend: a Kubernetes client is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Backend{cfg: cfg, log: cfg.Logger, changed: newBroadcast()}, nil
+}
+
+// Start starts the informers on the ReplicaSets and pods of revisions
+// (anything labelled rollouts-pod-template-hash) and returns once their
+// caches are in sync.
+func (b *Backend) Start(ctx context.Context) error {
+	factory := informers.NewSharedInformerFactoryWithOptions(b.cfg.Client, 0,
+		informers.WithNamespace(b.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = PodHashLabel }))
+	rsInformer := factory.Apps().V1().ReplicaSets()
+	podInformer := factory.Core().V1().Pods()
+	notify := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { b.changed.notify() },
+		UpdateFunc: func(any, any) { b.changed.notify() },
+		DeleteFunc: func(any) { b.changed.notify() },
+	}
+	if _, err := rsInformer.Informer().AddEventHandler(notify); err != nil {
+		return err
+	}
+	if _, err := podInformer.Informer().AddEventHandler(notify); err != nil {
+		return err
+	}
+	b.rsets, b.pods = rsInformer.Lister(), podInformer.Lister()
+	runCtx, stop := context.WithCancel(context.Background())
+	b.stop, b.done = stop, make(chan struct{})
+	factory.Start(runCtx.Done())
+	go func() {
+		<-runCtx.Done()
+		factory.Shutdown()
+		close(b.done)
+	}()
+	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("kube backend: the %v cache did not sync: %w", typ, context.Cause(ctx))
+		}
+	}
+	return nil
+}
+
+// Close stops the informers. Pods keep running.
+func (b *Backend) Close(ctx context.Context) error {
+	if b.stop == nil {
+		return nil
+	}
+	b.stop()
+	select {
+	case <-b.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Apply implements replicas.Backend.
+func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) ([]tasks.RevisionStatus, error) {
+	if b.rsets == nil {
+		return nil, errors.New("kube backend: Apply before Start")
+	}
+	owner, err := b.owner(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	stable := ""
+	for _, rv := range scale.Revisions {
+		if rv.Role == tasks.RoleStable || rv.Role == tasks.RoleActive {
+			stable = rv.PodHash
+		}
+	}
+	for _, rv := range scale.Revisions {
+		if err := b.write(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.prune(ctx, ref, scale); err != nil {
+		b.log.Warn("pruning old ReplicaSets failed; the next scale task retries", "rollout", ref.String(), "error", err)
+	}
+	for {
+		// Re-listening before reading means a change between the read and
+		// the wait still wakes us.
+		wake := b.changed.wait()
+		settled, err := b.syncPodMetadata(ctx, ref, seq, scale)
+		if err != nil {
+			return nil, err
+		}
+		statuses, short, err := b.status(ref, seq, scale)
+		if err != nil || len(short) == 0 && settled {
+			return statuses, err
+		}
+		if len(short) == 0 {
+			short = append(short, "ephemeral metadata not yet on every pod")
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return statuses, fmt.Errorf("%w: %s", replicas.ErrUnavailable, strings.Join(short, "; "))
+		}
+	}
+}
+
+// write creates or scales the ReplicaSet of rv, unless it was written by a
+// later task.
+func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) error {
+	rsClient := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace)
+	name := rsName(ref, rv.PodHash)
+	return retry.OnError(retry.DefaultBackoff, retriable, func() error {
+		cur, err := rsClient.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			if rv.Replicas == 0 {
+				return nil // nothing to scale down
+			}
+			rs, err := newReplicaSet(ref, w, rv, stable, owner)
+			if err != nil {
+				return err
+			}
+			if err := setScale(rs, rv, seq); err != nil {
+				return err
+			}
+			_, err = rsClient.Create(ctx, rs, metav1.CreateOptions{FieldManager: "sluice-replicas"})
+			if apierrors.IsInvalid(err) {
+				return fmt.Errorf("%w: ReplicaSet %s/%s: %v", replicas.ErrInvalidTemplate, ref.Namespace, name, err)
+			}
+			if apierrors.IsAlreadyExists(err) {
+				return apierrors.NewConflict(appsv1.Resource("replicasets"), name, err)
+			}
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if have := seqOf(cur); have > seq {
+			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", replicas.ErrStale, ref.Namespace, name, have, seq)
+		}
+		if cur.Labels[RolloutLabel] != ref.Name {
+			return fmt.Errorf("%w: ReplicaSet %s/%s exists and does not belong to rollout %s (label %s); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, ref, RolloutLabel)
+		}
+		next := cur.DeepCopy()
+		if err := setScale(next, rv, seq); err != nil {
+			return err
+		}
+		if owner != nil && metav1.GetControllerOf(next) == nil {
+			next.OwnerReferences = append(next.OwnerReferences, *owner)
+		}
+		if equalScale(cur, next) {
+			return nil
+		}
+		_, err = rsClient.Update(ctx, next, metav1.UpdateOptions{FieldManager: "sluice-replicas"})
+		return err
+	})
+}
+
+func equalScale(a, b *appsv1.ReplicaSet) bool {
+	return *a.Spec.Replicas == *b.Spec.Replicas &&
+		maps.Equal(a.Annotations, b.Annotations) && maps.Equal(a.Spec.Template.Labels, b.Spec.Template.Labels) &&
+		maps.Equal(a.Spec.Template.Annotations, b.Spec.Template.Annotations) && len(a.OwnerReferences) == len(b.OwnerReferences)
+}
+
+// retriable reports whether a failed API call may succeed when made again.
+func retriable(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err)
+}
+
+// owner is the controller reference to the rollout's Rollout object, or
+// nil when the rollout is not a cluster object.
+func (b *Backend) owner(ctx context.Context, ref events.Ref) (*metav1.OwnerReference, error) {
+	if b.cfg.Dynamic == nil {
+		return nil, nil
+	}
+	ro, err := b.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read Rollout %s: %w", ref, err)
+	}
+	yes := true
+	return &metav1.OwnerReference{
+		APIVersion: RolloutResource.GroupVersion().String(), Kind: "Rollout",
+		Name: ro.GetName(), UID: types.UID(ro.GetUID()), Controller: &yes, BlockOwnerDeletion: &yes,
+	}, nil
+}
+
+// syncPodMetadata moves each revision's ephemeral metadata onto its running
+// pods (new pods get it from the template). settled is true when every pod
+// already had it, judged from ReplicaSets the cache shows at seq; a patched
+// pod is checked again once the cache shows the patch.
+func (b *Backend) syncPodMetadata(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) (settled bool, err error) {
+	settled = true
+	for _, rv := range scale.Revisions {
+		rs, err := b.rsets.ReplicaSets(ref.Namespace).Get(rsName(ref, rv.PodHash))
+		if err != nil {
+			continue // not created yet (the cache lags) or scaled to 0 before it existed
+		}
+		if seqOf(rs) < seq {
+			settled = false // the cache has not seen this task's write yet
+		}
+		want := metadataOf(rv.Metadata)
+		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{PodHashLabel: rv.PodHash}))
+		if err != nil {
+			return false, err
+		}
+		for _, pod := range pods {
+			if pod.DeletionTimestamp != nil || !metav1.IsControlledBy(pod, rs) {
+				continue
+			}
+			next := pod.DeepCopy()
+			if !podMetadata(next, rs, want) {
+				continue
+			}
+			settled = false
+			if _, err := b.cfg.Client.CoreV1().Pods(ref.Namespace).Update(ctx, next, metav1.UpdateOptions{FieldManager: "sluice-replicas"}); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+				return false, fmt.Errorf("set ephemeral metadata on pod %s/%s: %w", ref.Namespace, pod.Name, err)
+			}
+		}
+	}
+	return settled, nil
+}
+
+// status reads each listed revision's state from the caches. short names
+// the revisions not yet at their count; an error wrapping ErrStale means a
+// later task has written one of the ReplicaSets.
+func (b *Backend) status(ref events.Ref, seq int64, scale tasks.Scale) (out []tasks.RevisionStatus, short []string, err error) {
+	for _, rv := range scale.Revisions {
+		st := tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash}
+		name := rsName(ref, rv.PodHash)
+		rs, gerr := b.rsets.ReplicaSets(ref.Namespace).Get(name)
+		pods, lerr := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{PodHashLabel: rv.PodHash}))
+		if lerr != nil {
+			return nil, nil, lerr
+		}
+		switch {
+		case gerr != nil && rv.Replicas == 0:
+			st.Replicas = int32(len(pods))
+		case gerr != nil:
+			short = append(short, fmt.Sprintf("ReplicaSet %s/%s not created yet", ref.Namespace, name))
+		default:
+			switch have := seqOf(rs); {
+			case have > seq:
+				return out, nil, fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d while task seq %d waited", replicas.ErrStale, ref.Namespace, name, have, seq)
+			case have < seq:
+				// The cache has not seen this task's write yet.
+				short = append(short, fmt.Sprintf("ReplicaSet %s/%s: the change is not yet visible", ref.Namespace, name))
+			}
+			st.Replicas, st.Ready, st.Available = rs.Status.Replicas, rs.Status.ReadyReplicas, rs.Status.AvailableReplicas
+		}
+		out = append(out, st)
+		if gerr != nil && rv.Replicas != 0 {
+			continue
+		}
+		switch {
+		case rs != nil && rs.Status.ObservedGeneration < rs.Generation:
+			short = append(short, fmt.Sprintf("ReplicaSet %s/%s: the controller has not seen the change yet (is kube-controller-manager running?)", ref.Namespace, name))
+		case st.Available < rv.Replicas:
+			short = append(short, fmt.Sprintf("revision %d (%s): %d of %d pods available%s", rv.Revision, rv.PodHash, st.Available, rv.Replicas, podTrouble(pods)))
+		case int32(len(pods)) > rv.Replicas || st.Replicas > rv.Replicas:
+			short = append(short, fmt.Sprintf("revision %d (%s): %d pods still running, want %d", rv.Revision, rv.PodHash, max(int32(len(pods)), st.Replicas), rv.Replicas))
+		}
+	}
+	return out, short, nil
+}
+
+// podTrouble names why pods are not available, from their conditions and
+// container states, for the task's failure message.
+func podTrouble(pods []*corev1.Pod) string {
+	var reasons []string
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && w.Reason != "" {
+				reasons = append(reasons, fmt.Sprintf("pod %s: %s", p.Name, w.Reason))
+			}
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+				reasons = append(reasons, fmt.Sprintf("pod %s unschedulable: %s", p.Name, c.Message))
+			}
+		}
+	}
+	if len(reasons) == 0 {
+		return ""
+	}
+	slices.Sort(reasons)
+	reasons = slices.Compact(reasons)
+	if len(reasons) > 3 {
+		reasons = append(reasons[:3], fmt.Sprintf("and %d more", len(reasons)-3))
+	}
+	return " (" + strings.Join(reasons, "; ") + ")"
+}
+
+// prune deletes the rollout's ReplicaSets that have no pods, are not in the
+// task, and are older than the revisionHistoryLimit newest such.
+func (b *Backend) prune(ctx context.Context, ref events.Ref, scale tasks.Scale) error {
+	limit := spec.DefaultRevisionHistoryLimit
+	if l := scale.Workload.RevisionHistoryLimit; l != nil {
+		limit = max(*l, 0)
+	}
+	listed := map[string]bool{}
+	for _, rv := range scale.Revisions {
+		listed[rsName(ref, rv.PodHash)] = true
+	}
+	all, err := b.rsets.ReplicaSets(ref.Namespace).List(labels.SelectorFromSet(labels.Set{RolloutLabel: ref.Name}))
+	if err != nil {
+		return err
+	}
+	var old []*appsv1.ReplicaSet
+	for _, rs := range all {
+		if !listed[rs.Name] && rs.Spec.Replicas != nil && *rs.Spec.Replicas == 0 && rs.Status.Replicas == 0 && rs.DeletionTimestamp == nil {
+			old = append(old, rs)
+		}
+	}
+	sort.Slice(old, func(i, j int) bool { return revisionOf(old[i]) > revisionOf(old[j]) })
+	var errs []error
+	for _, rs := range old[min(int(limit), len(old)):] {
+		uid := rs.UID
+		err := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace).Delete(ctx, rs.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// broadcast wakes every waiter when the caches change.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newBroadcast() *broadcast { return &broadcast{ch: make(chan struct{})} }
+
+// wait returns a channel closed at the next notify.
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ch
+}
+
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	close(b.ch)
+	b.ch = make(chan struct{})
+}

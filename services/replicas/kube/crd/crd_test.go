@@ -1,0 +1,238 @@
+package crd_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
+)
+
+func rollout(gen int64) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1",
+		"kind":       "Rollout",
+		"metadata": map[string]any{
+			"namespace": "shop", "name": "web", "uid": "u-1", "generation": gen,
+			"annotations": map[string]any{"kubectl.kubernetes.io/last-applied-configuration": "{...}", "team": "a"},
+		},
+		"spec": map[string]any{
+			"replicas": int64(3),
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
+				"spec":     map[string]any{"containers": []any{map[string]any{"name": "app", "image": "web:v1"}}},
+			},
+			"strategy": map[string]any{"canary": map[string]any{"steps": []any{map[string]any{"setWeight": int64(20)}}}},
+		},
+	}}
+	return u
+}
+
+func template(ns, kind string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1",
+		"kind":       kind,
+		"metadata":   map[string]any{"name": "errors", "uid": "t-" + kind, "generation": int64(1)},
+		"spec": map[string]any{"metrics": []any{map[string]any{
+			"name": "errors", "successCondition": "result[0] < 1",
+			"provider": map[string]any{"prometheus": map[string]any{"query": "vector(0)"}},
+		}}},
+	}}
+	if ns != "" {
+		u.SetNamespace(ns)
+	}
+	return u
+}
+
+func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
+	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		crd.RolloutResource:                 "RolloutList",
+		crd.AnalysisTemplateResource:        "AnalysisTemplateList",
+		crd.ClusterAnalysisTemplateResource: "ClusterAnalysisTemplateList",
+	}, objs...)
+}
+
+// commands reads the command events published so far, in order.
+func commands(t *testing.T, c *events.Client, want int) []events.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := c.JetStream().OrderedConsumer(ctx, events.StreamCommands, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []events.Event
+	for len(out) < want {
+		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d of %d events: %v", len(out), want, err)
+		}
+		ev, err := events.Decode(msg.Data(), msg.Headers())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func runWatcher(t *testing.T, dyn *dynamicfake.FakeDynamicClient, c *events.Client) {
+	t.Helper()
+	w, err := crd.NewWatcher(crd.WatcherConfig{Dynamic: dyn, Bus: c, Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func TestWatcherPublishesSpecChanges(t *testing.T) {
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	dyn := fakeDynamic(rollout(1), template("shop", "AnalysisTemplate"), template("", "ClusterAnalysisTemplate"))
+	runWatcher(t, dyn, c)
+
+	evs := commands(t, c, 3)
+	byType := map[string][]events.Event{}
+	for _, ev := range evs {
+		byType[ev.Type()+" "+ev.Subject()] = append(byType[ev.Type()+" "+ev.Subject()], ev)
+	}
+	req := byType[events.TypeRolloutRequested+" shop/web"]
+	if len(req) != 1 {
+		t.Fatalf("events %v, want one requested for shop/web", byType)
+	}
+	if len(byType[events.TypeAnalysisTemplateApply+" shop/errors"]) != 1 || len(byType[events.TypeAnalysisTemplateApply+" cluster/errors"]) != 1 {
+		t.Errorf("events %v, want the namespaced and the cluster template applied", byType)
+	}
+	// The manifest decodes as a Rollout, without kubectl's copy of itself.
+	docs, err := spec.Decode(req[0].Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := docs[0].Object.(*spec.Rollout)
+	if ro.Namespace != "shop" || ro.Name != "web" || *ro.Spec.Replicas != 3 || ro.Annotations["team"] != "a" {
+		t.Errorf("requested rollout %+v", ro.ObjectMeta)
+	}
+	if _, ok := ro.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; ok {
+		t.Error("the last-applied annotation travelled in the event")
+	}
+
+	// The generation is recorded as observed; a new generation publishes again.
+	waitFor(t, func() bool {
+		got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
+		g, _, _ := unstructured.NestedString(got.Object, "status", "observedGeneration")
+		return g == "1"
+	})
+	got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
+	got.SetGeneration(2)
+	_ = unstructured.SetNestedField(got.Object, int64(5), "spec", "replicas")
+	if _, err := dyn.Resource(crd.RolloutResource).Namespace("shop").Update(context.Background(), got, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	evs = commands(t, c, 4)
+	last := evs[3]
+	if last.Type() != events.TypeRolloutRequested || last.ID() != "k8s:u-1:2" {
+		t.Errorf("fourth event %s %s, want requested with id k8s:u-1:2", last.Type(), last.ID())
+	}
+}
+
+func TestWatcherDoesNotRepublishAnObservedGeneration(t *testing.T) {
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	observed := rollout(4)
+	_ = unstructured.SetNestedField(observed.Object, "4", "status", "observedGeneration")
+	dyn := fakeDynamic(observed, template("shop", "AnalysisTemplate"))
+	runWatcher(t, dyn, c)
+	// The template is published; the rollout, already observed, is not.
+	evs := commands(t, c, 1)
+	time.Sleep(200 * time.Millisecond) // give a wrong publish the chance to land
+	info, err := c.JetStream().Stream(context.Background(), events.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := info.Info(context.Background())
+	if st.State.Msgs != 1 || evs[0].Type() != events.TypeAnalysisTemplateApply {
+		t.Errorf("%d command events (first %s), want only the template's", st.State.Msgs, evs[0].Type())
+	}
+}
+
+func TestStatusWriter(t *testing.T) {
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	dyn := fakeDynamic(rollout(1))
+	w, err := crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: dyn, Client: c, Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	now := time.Now().UTC()
+	step := int32(1)
+	publish := func(ref events.Ref, typ string, at time.Time, phase string) {
+		t.Helper()
+		ev, err := events.New("/test", typ, ref.String(), events.StatusData{Status: events.Snapshot{
+			Namespace: ref.Namespace, Name: ref.Name, Strategy: "canary", Phase: phase, Message: phase + " message",
+			PodHash: "new", StablePodHash: "old", StepIndex: &step, CanaryWeight: 20, StableWeight: 80,
+			Replicas: events.Replicas{Desired: 3, Current: 4, Updated: 1, Ready: 4, Available: 4}, UpdatedAt: at,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Publish(context.Background(), events.StatusSubject(ref), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	// A rollout that is not a cluster object is skipped without error.
+	publish(events.Ref{Namespace: "shop", Name: "cli-only"}, events.TypeRolloutStepStarted, now, "Progressing")
+	publish(web, events.TypeRolloutStepStarted, now, "Progressing")
+	// An older snapshot delivered later does not overwrite the newer one.
+	publish(web, events.TypeRolloutAccepted, now.Add(-time.Second), "Stale")
+
+	var status map[string]any
+	waitFor(t, func() bool {
+		got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
+		status, _, _ = unstructured.NestedMap(got.Object, "status")
+		return status["phase"] == "Progressing"
+	})
+	time.Sleep(200 * time.Millisecond)
+	got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
+	status, _, _ = unstructured.NestedMap(got.Object, "status")
+	b, _ := json.Marshal(status)
+	for field, want := range map[string]any{
+		"phase": "Progressing", "selector": "app=web", "replicas": int64(4), "availableReplicas": int64(4),
+		"updatedReplicas": int64(1), "currentPodHash": "new", "stableRS": "old", "currentStepIndex": int64(1),
+	} {
+		if status[field] != want {
+			t.Errorf("status.%s = %v, want %v (status %s)", field, status[field], want, b)
+		}
+	}
+	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
+		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,184 @@
+package crd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// StatusDurable is the durable consumer on SLUICE_STATUS that every
+// replica's StatusWriter shares.
+const StatusDurable = "kube-status"
+
+// StatusWriterConfig configures a StatusWriter.
+type StatusWriterConfig struct {
+	// Dynamic writes Rollout status.
+	Dynamic dynamic.Interface
+	// Client consumes the status events.
+	Client *events.Client
+	// Bus is the stream configuration provisioned before consuming.
+	Bus events.BusConfig
+	// Consumer tunes the durable consumer; Stream, Durable and
+	// FilterSubjects are set by the writer.
+	Consumer events.ConsumerConfig
+	// Logger receives the writer's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// StatusWriter writes status events into Rollout objects' status.
+type StatusWriter struct {
+	cfg   StatusWriterConfig
+	log   *slog.Logger
+	ready atomic.Bool
+}
+
+// NewStatusWriter returns a writer; Run starts it.
+func NewStatusWriter(cfg StatusWriterConfig) (*StatusWriter, error) {
+	if cfg.Dynamic == nil || cfg.Client == nil {
+		return nil, errors.New("crd status writer: a dynamic client and a bus client are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Bus.Defaults()
+	cc := &cfg.Consumer
+	cc.Stream, cc.Durable, cc.FilterSubjects = events.StreamStatus, StatusDurable, []string{events.StatusRoot + ".>"}
+	cc.Defaults()
+	if err := cc.Validate(); err != nil {
+		return nil, err
+	}
+	return &StatusWriter{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Ready reports whether the consumer is in place.
+func (s *StatusWriter) Ready() bool { return s.ready.Load() }
+
+// Run consumes status events until ctx ends.
+func (s *StatusWriter) Run(ctx context.Context) error {
+	mux := events.NewMux()
+	for _, t := range events.StatusTypes {
+		mux.Handle(t, s.handle)
+	}
+	if err := s.cfg.Client.Provision(ctx, s.cfg.Bus); err != nil {
+		return fmt.Errorf("crd status writer: %w", err)
+	}
+	sub, err := s.cfg.Client.Consume(ctx, s.cfg.Consumer, mux.Dispatch)
+	if err != nil {
+		return fmt.Errorf("crd status writer: %w", err)
+	}
+	s.ready.Store(true)
+	<-ctx.Done()
+	s.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return sub.Stop(sctx)
+}
+
+// handle writes one event's snapshot, unless the Rollout is not a cluster
+// object or already shows a later snapshot.
+func (s *StatusWriter) handle(ctx context.Context, ev events.Event) error {
+	var data events.StatusData
+	if err := events.DecodeData(ev, &data); err != nil {
+		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
+	}
+	snap := data.Status
+	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(snap.Namespace)
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		ro, err := rollouts.Get(ctx, snap.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if prev, _, _ := unstructured.NestedString(ro.Object, "status", "sluice", "updatedAt"); prev != "" {
+			if t, err := time.Parse(time.RFC3339Nano, prev); err == nil && t.After(snap.UpdatedAt) {
+				return nil // a later snapshot is already written
+			}
+		}
+		status, err := Status(ro, data)
+		if err != nil {
+			return err
+		}
+		ro.Object["status"] = status
+		_, err = rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: "sluice"})
+		return err
+	})
+	if apierrors.IsNotFound(err) {
+		return nil // published from CI or the CLI: no cluster object to write to
+	}
+	return err
+}
+
+// Status is the Rollout's status after the event data: Argo's status
+// fields from the snapshot, keeping what the snapshot does not own
+// (observedGeneration).
+func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
+	snap := data.Status
+	old, _, _ := unstructured.NestedMap(ro.Object, "status")
+	st := map[string]any{}
+	if v, ok := old["observedGeneration"]; ok {
+		st["observedGeneration"] = v
+	}
+	selector := ""
+	if sel, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {
+		var ls metav1.LabelSelector
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(sel, &ls); err == nil {
+			if s, err := metav1.LabelSelectorAsSelector(&ls); err == nil {
+				selector = s.String()
+			}
+		}
+	}
+	st["selector"] = selector
+	st["phase"] = snap.Phase
+	st["message"] = snap.Message
+	st["replicas"] = int64(snap.Replicas.Current)
+	st["updatedReplicas"] = int64(snap.Replicas.Updated)
+	st["readyReplicas"] = int64(snap.Replicas.Ready)
+	st["availableReplicas"] = int64(snap.Replicas.Available)
+	st["currentPodHash"] = snap.PodHash
+	st["stableRS"] = snap.StablePodHash
+	st["abort"] = snap.Aborted
+	if snap.StepIndex != nil {
+		st["currentStepIndex"] = int64(*snap.StepIndex)
+	}
+	if len(snap.PauseConditions) > 0 {
+		var pcs []any
+		for _, pc := range snap.PauseConditions {
+			pcs = append(pcs, map[string]any{"reason": pc.Reason, "startTime": pc.StartTime.UTC().Format(time.RFC3339)})
+		}
+		st["pauseConditions"] = pcs
+	}
+	if snap.Strategy == "canary" {
+		st["canary"] = map[string]any{"weights": map[string]any{
+			"canary": map[string]any{"weight": int64(snap.CanaryWeight), "podTemplateHash": snap.PodHash},
+			"stable": map[string]any{"weight": int64(snap.StableWeight), "podTemplateHash": snap.StablePodHash},
+		}}
+	}
+	sl := map[string]any{
+		"updatedAt":      snap.UpdatedAt.UTC().Format(time.RFC3339Nano),
+		"revision":       snap.Revision,
+		"stableRevision": snap.StableRevision,
+	}
+	if data.Reason != "" {
+		sl["reason"] = data.Reason
+	}
+	if len(data.Errors) > 0 {
+		errs := make([]any, len(data.Errors))
+		for i, e := range data.Errors {
+			errs[i] = e
+		}
+		sl["errors"] = errs
+	}
+	st["sluice"] = sl
+	return st, nil
+}
