@@ -101,6 +101,7 @@ type kubeService struct {
 	svc     *replicas.Service
 	watcher *crd.Watcher
 	status  *crd.StatusWriter
+	counts  *crd.Counts
 }
 
 func newKube(env daemon.Env, cfg replicas.Config, flags kubeconfig.Flags, namespace string, watch bool) (daemon.Service, error) {
@@ -126,6 +127,9 @@ func newKube(env daemon.Env, cfg replicas.Config, flags kubeconfig.Flags, namesp
 	if k.status, err = crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: clients.Dynamic, Client: env.Client, Bus: env.Bus, Logger: env.Log}); err != nil {
 		return nil, err
 	}
+	if k.counts, err = crd.NewCounts(crd.CountsConfig{Client: clients.Typed, Dynamic: clients.Dynamic, Namespace: namespace, Logger: env.Log}); err != nil {
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -135,10 +139,11 @@ func (k *kubeService) Run(ctx context.Context) error {
 	if k.watcher != nil {
 		g.Go(func() error { return k.watcher.Run(ctx) })
 		g.Go(func() error { return k.status.Run(ctx) })
+		g.Go(func() error { return k.counts.Run(ctx) })
 	}
 	return g.Wait()
 }
 
 func (k *kubeService) Ready() bool {
-	return k.svc.Ready() && (k.watcher == nil || k.watcher.Ready() && k.status.Ready())
+	return k.svc.Ready() && (k.watcher == nil || k.watcher.Ready() && k.status.Ready() && k.counts.Ready())
 }

@@ -8,9 +8,11 @@
 //     for every AnalysisTemplate and ClusterAnalysisTemplate added or
 //     changed, so the analyzer finds them by name.
 //   - StatusWriter writes each rollout's status events back into the
-//     Rollout's status: phase, message, replica counts, step, weights, and
-//     the selector the /scale subresource reports, so that kubectl, Argo's
-//     dashboards and a HorizontalPodAutoscaler can read it.
+//     Rollout's status: phase, message, step, weights, and the selector the
+//     /scale subresource reports, so that kubectl, Argo's dashboards and a
+//     HorizontalPodAutoscaler can read it.
+//   - Counts keeps the status' replica counts equal to the sums over the
+//     rollout's ReplicaSets, which change without any status event.
 //
 // Both are safe to run in every replica of the replicas service: requested
 // events have deterministic ids (the bus drops the duplicates) and the
@@ -19,11 +21,13 @@ package crd
 
 import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/sluicehq/sluice/services/replicas/kube"
 )
 
 // Resources of Argo Rollouts' CRDs, which deploy/crds ships.
 var (
-	RolloutResource                 = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+	RolloutResource                 = kube.RolloutResource
 	AnalysisTemplateResource        = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "analysistemplates"}
 	ClusterAnalysisTemplateResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "clusteranalysistemplates"}
 )

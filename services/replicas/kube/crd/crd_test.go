@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/replicas/kube"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
 
@@ -214,12 +216,14 @@ func TestStatusWriter(t *testing.T) {
 	status, _, _ = unstructured.NestedMap(got.Object, "status")
 	b, _ := json.Marshal(status)
 	for field, want := range map[string]any{
-		"phase": "Progressing", "selector": "app=web", "replicas": int64(4), "availableReplicas": int64(4),
-		"updatedReplicas": int64(1), "currentPodHash": "new", "stableRS": "old", "currentStepIndex": int64(1),
+		"phase": "Progressing", "selector": "app=web", "currentPodHash": "new", "stableRS": "old", "currentStepIndex": int64(1),
 	} {
 		if status[field] != want {
 			t.Errorf("status.%s = %v, want %v (status %s)", field, status[field], want, b)
 		}
+	}
+	if _, ok := status["replicas"]; ok {
+		t.Errorf("status.replicas written from a snapshot; the counts come from the ReplicaSets (status %s)", b)
 	}
 	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
 		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
@@ -234,5 +238,26 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSumReplicas(t *testing.T) {
+	rs := func(hash string, replicas, ready, available int32, deleting bool) *appsv1.ReplicaSet {
+		r := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{kube.PodHashLabel: hash}},
+			Status:     appsv1.ReplicaSetStatus{Replicas: replicas, ReadyReplicas: ready, AvailableReplicas: available},
+		}
+		if deleting {
+			now := metav1.Now()
+			r.DeletionTimestamp = &now
+		}
+		return r
+	}
+	got := crd.SumReplicas([]*appsv1.ReplicaSet{rs("old", 3, 3, 2, false), rs("new", 2, 1, 1, false), rs("gone", 5, 5, 5, true)}, "new")
+	want := map[string]int64{"replicas": 5, "readyReplicas": 4, "availableReplicas": 3, "updatedReplicas": 1}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d (all %v)", k, got[k], v, got)
+		}
 	}
 }

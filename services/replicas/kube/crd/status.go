@@ -121,7 +121,7 @@ func (s *StatusWriter) handle(ctx context.Context, ev events.Event) error {
 
 // Status is the Rollout's status after the event data: Argo's status
 // fields from the snapshot, keeping what the snapshot does not own
-// (observedGeneration).
+// (observedGeneration, and the replica counts Counts writes).
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	snap := data.Status
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
@@ -141,10 +141,12 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 	st["selector"] = selector
 	st["phase"] = snap.Phase
 	st["message"] = snap.Message
-	st["replicas"] = int64(snap.Replicas.Current)
-	st["updatedReplicas"] = int64(snap.Replicas.Updated)
-	st["readyReplicas"] = int64(snap.Replicas.Ready)
-	st["availableReplicas"] = int64(snap.Replicas.Available)
+	// The counts are Counts' (from the ReplicaSets), kept as they are.
+	for _, k := range []string{"replicas", "readyReplicas", "availableReplicas", "updatedReplicas"} {
+		if v, ok := old[k]; ok {
+			st[k] = v
+		}
+	}
 	st["currentPodHash"] = snap.PodHash
 	st["stableRS"] = snap.StablePodHash
 	st["abort"] = snap.Aborted

@@ -1,0 +1,173 @@
+package crd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/sluicehq/sluice/services/replicas/kube"
+)
+
+// CountsConfig configures a Counts writer.
+type CountsConfig struct {
+	// Client watches ReplicaSets.
+	Client kubernetes.Interface
+	// Dynamic patches Rollout status.
+	Dynamic dynamic.Interface
+	// Namespace limits the writer to one namespace; empty means all.
+	Namespace string
+	// Logger receives the writer's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Counts keeps the replica counts of Rollout objects' status (replicas,
+// readyReplicas, availableReplicas, updatedReplicas) equal to the sums over
+// their ReplicaSets, as Argo Rollouts does. They change without any status
+// event (a pod crashing, an HPA scaling), and the /scale subresource
+// reports status.replicas to HPAs, so they come from the ReplicaSets, not
+// from the orchestrator's snapshots.
+type Counts struct {
+	cfg   CountsConfig
+	log   *slog.Logger
+	ready atomic.Bool
+}
+
+// NewCounts returns a Counts writer; Run starts it.
+func NewCounts(cfg CountsConfig) (*Counts, error) {
+	if cfg.Client == nil || cfg.Dynamic == nil {
+		return nil, errors.New("crd counts: a Kubernetes client and a dynamic client are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Counts{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Ready reports whether the ReplicaSet cache has synced.
+func (c *Counts) Ready() bool { return c.ready.Load() }
+
+// Run keeps the counts until ctx ends.
+func (c *Counts) Run(ctx context.Context) error {
+	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, time.Minute),
+		workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: "sluice-crd-counts"})
+	defer queue.ShutDown()
+	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(c.cfg.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kube.RolloutLabel }))
+	rsInformer := factory.Apps().V1().ReplicaSets()
+	enqueue := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if rs, ok := obj.(*appsv1.ReplicaSet); ok {
+			queue.Add(types.NamespacedName{Namespace: rs.Namespace, Name: rs.Labels[kube.RolloutLabel]})
+		}
+	}
+	if _, err := rsInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
+	}); err != nil {
+		return err
+	}
+	lister := rsInformer.Lister()
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return nil // ctx ended
+		}
+	}
+	c.ready.Store(true)
+	go func() {
+		<-ctx.Done()
+		queue.ShutDown()
+	}()
+	for {
+		key, quit := queue.Get()
+		if quit {
+			return nil
+		}
+		err := c.write(ctx, key, lister.ReplicaSets(key.Namespace))
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("writing Rollout replica counts failed; retrying", "rollout", key.String(), "error", err)
+			queue.AddRateLimited(key)
+		} else {
+			queue.Forget(key)
+		}
+		queue.Done(key)
+	}
+}
+
+// replicaSets lists the ReplicaSets of one namespace from the cache.
+type replicaSets interface {
+	List(selector labels.Selector) ([]*appsv1.ReplicaSet, error)
+}
+
+// write patches one Rollout's counts when they differ from its ReplicaSets'.
+func (c *Counts) write(ctx context.Context, key types.NamespacedName, rsets replicaSets) error {
+	rollouts := c.cfg.Dynamic.Resource(RolloutResource).Namespace(key.Namespace)
+	ro, err := rollouts.Get(ctx, key.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil // not a cluster object
+	}
+	if err != nil {
+		return err
+	}
+	list, err := rsets.List(labels.SelectorFromSet(labels.Set{kube.RolloutLabel: key.Name}))
+	if err != nil {
+		return err
+	}
+	current, _, _ := unstructured.NestedString(ro.Object, "status", "currentPodHash")
+	want := SumReplicas(list, current)
+	status, _, _ := unstructured.NestedMap(ro.Object, "status")
+	same := true
+	for k, v := range want {
+		if n, ok := status[k].(int64); !ok || n != v {
+			same = false
+		}
+	}
+	if same {
+		return nil
+	}
+	patch, err := json.Marshal(map[string]any{"status": want})
+	if err != nil {
+		return err
+	}
+	_, err = rollouts.Patch(ctx, key.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "sluice"}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// SumReplicas is the status counts of a rollout whose ReplicaSets are
+// list and whose current revision has pod hash current.
+func SumReplicas(list []*appsv1.ReplicaSet, current string) map[string]int64 {
+	out := map[string]int64{"replicas": 0, "readyReplicas": 0, "availableReplicas": 0, "updatedReplicas": 0}
+	for _, rs := range list {
+		if rs.DeletionTimestamp != nil {
+			continue
+		}
+		out["replicas"] += int64(rs.Status.Replicas)
+		out["readyReplicas"] += int64(rs.Status.ReadyReplicas)
+		out["availableReplicas"] += int64(rs.Status.AvailableReplicas)
+		if current != "" && rs.Labels[kube.PodHashLabel] == current {
+			out["updatedReplicas"] = int64(rs.Status.AvailableReplicas)
+		}
+	}
+	return out
+}
