@@ -96,12 +96,10 @@ func spec() daemon.Spec {
 }
 
 // kubeService is the replicas service on Kubernetes, with the Rollout CRD
-// watcher and status writer when enabled.
+// controllers when enabled.
 type kubeService struct {
-	svc     *replicas.Service
-	watcher *crd.Watcher
-	status  *crd.StatusWriter
-	counts  *crd.Counts
+	svc  *replicas.Service
+	ctrl *crd.Controllers
 }
 
 func newKube(env daemon.Env, cfg replicas.Config, flags kubeconfig.Flags, namespace string, watch bool) (daemon.Service, error) {
@@ -118,32 +116,21 @@ func newKube(env daemon.Env, cfg replicas.Config, flags kubeconfig.Flags, namesp
 		return nil, err
 	}
 	k := &kubeService{svc: svc}
-	if !watch {
-		return k, nil
+	if watch {
+		k.ctrl, err = crd.New(crd.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Bus: env.Client, BusConfig: env.Bus, Namespace: namespace, Logger: env.Log})
 	}
-	if k.watcher, err = crd.NewWatcher(crd.WatcherConfig{Dynamic: clients.Dynamic, Bus: env.Client, Namespace: namespace, Logger: env.Log}); err != nil {
-		return nil, err
-	}
-	if k.status, err = crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: clients.Dynamic, Client: env.Client, Bus: env.Bus, Logger: env.Log}); err != nil {
-		return nil, err
-	}
-	if k.counts, err = crd.NewCounts(crd.CountsConfig{Client: clients.Typed, Dynamic: clients.Dynamic, Namespace: namespace, Logger: env.Log}); err != nil {
-		return nil, err
-	}
-	return k, nil
+	return k, err
 }
 
 func (k *kubeService) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return k.svc.Run(ctx) })
-	if k.watcher != nil {
-		g.Go(func() error { return k.watcher.Run(ctx) })
-		g.Go(func() error { return k.status.Run(ctx) })
-		g.Go(func() error { return k.counts.Run(ctx) })
+	if k.ctrl != nil {
+		g.Go(func() error { return k.ctrl.Run(ctx) })
 	}
 	return g.Wait()
 }
 
 func (k *kubeService) Ready() bool {
-	return k.svc.Ready() && (k.watcher == nil || k.watcher.Ready() && k.status.Ready() && k.counts.Ready())
+	return k.svc.Ready() && (k.ctrl == nil || k.ctrl.Ready())
 }

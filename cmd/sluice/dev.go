@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/internal/promserver"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -29,8 +30,11 @@ import (
 	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/kube"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 	"github.com/sluicehq/sluice/services/replicas/local"
 	"github.com/sluicehq/sluice/services/traffic"
+	traffickube "github.com/sluicehq/sluice/services/traffic/kube"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
@@ -46,8 +50,10 @@ type devConfig struct {
 	// StateDir keeps JetStream's files, Prometheus' data and the local
 	// platform's process state and logs.
 	StateDir string
-	// Platform is "local" (the only one so far).
+	// Platform is "local" or "kube" (the cluster of Kube).
 	Platform string
+	// Kube is the cluster connection of --platform kube.
+	Kube kubeconfig.Flags
 	// SyncInterval is JetStream's fsync interval; 0 keeps the server's default.
 	SyncInterval time.Duration
 	// ScrapeInterval is how often Prometheus scrapes the proxies and apps.
@@ -72,11 +78,9 @@ func (c devConfig) validate() error {
 		return errors.New("--state-dir must not be empty")
 	}
 	switch c.Platform {
-	case "local":
-	case "kube":
-		return errors.New("--platform kube is not available yet (the Kubernetes platform is being built); supported: local")
+	case "local", "kube":
 	default:
-		return fmt.Errorf("no platform named %q; supported: local", c.Platform)
+		return fmt.Errorf("no platform named %q; supported: local, kube", c.Platform)
 	}
 	if c.ScrapeInterval <= 0 {
 		return fmt.Errorf("--scrape-interval %s must be positive", c.ScrapeInterval)
@@ -110,7 +114,8 @@ included); starting again resumes the rollouts in progress.`,
 	f.StringVar(&cfg.PrometheusListen, "prometheus-listen", promserver.DefaultListen, "address of the embedded Prometheus API")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:9091", "address of sluice dev's /metrics, /healthz and /readyz")
 	f.StringVar(&cfg.StateDir, "state-dir", ".sluice", "directory for all state: JetStream, Prometheus, processes and their logs")
-	f.StringVar(&cfg.Platform, "platform", "local", "where workloads run: local (processes and a built-in proxy)")
+	f.StringVar(&cfg.Platform, "platform", "local", "where workloads run: local (processes and a built-in proxy) or kube (ReplicaSets and the routers of the cluster in --kubeconfig)")
+	cfg.Kube.Add(f)
 	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "JetStream fsync interval (0: the server's default of 2m; see docs/events.md)")
 	f.DurationVar(&cfg.ScrapeInterval, "scrape-interval", promserver.DefaultScrapeInterval, "how often the embedded Prometheus scrapes")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -278,44 +283,26 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	backend, err := local.New(local.Config{StateDir: cfg.StateDir, JetStream: rc.JetStream(), Bus: cfg.Bus, StopOnClose: true, Logger: log.With("service", "replicas")})
-	if err != nil {
-		return err
-	}
-	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: log.With("service", "replicas"), Metrics: metrics})
-	if err != nil {
-		return err
-	}
 	tc, err := client("traffic")
-	if err != nil {
-		return err
-	}
-	proxy, err := localproxy.New(localproxy.Config{JetStream: tc.JetStream(), Bus: cfg.Bus, Registerer: reg, Logger: log.With("service", "traffic")})
-	if err != nil {
-		return err
-	}
-	ts, err := traffic.New(tc, proxy, traffic.Config{Bus: cfg.Bus, Logger: log.With("service", "traffic"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
 	services = []devService{
 		{"orchestrator", orch.Run, orch.Ready},
 		{"analyzer", an.Run, an.Ready},
-		{"replicas", rs.Run, rs.Ready},
-		{"traffic", func(ctx context.Context) error {
-			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := proxy.Start(sctx)
-			cancel()
-			if err != nil {
-				return err
-			}
-			defer func() {
-				cctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
-				defer cancel()
-				_ = proxy.Close(cctx)
-			}()
-			return ts.Run(ctx)
-		}, func() bool { return proxy.Ready() && ts.Ready() }},
+	}
+	if cfg.Platform == "kube" {
+		kube, err := devKube(cfg, rc, tc, log, metrics)
+		if err != nil {
+			return err
+		}
+		services = append(services, kube...)
+	} else {
+		local, err := devLocal(cfg, rc, tc, reg, log, metrics)
+		if err != nil {
+			return err
+		}
+		services = append(services, local...)
 	}
 
 	runCtx, stop := context.WithCancel(ctx)
@@ -340,8 +327,12 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "sluice dev: NATS with JetStream   %s (state in %s)\n", srv.ClientURL(), cfg.StateDir)
 		fmt.Fprintf(out, "sluice dev: Prometheus API        %s\n", prom.URL())
 		fmt.Fprintf(out, "sluice dev: metrics and health    http://%s/metrics\n", httpLn.Addr())
-		fmt.Fprintln(out, "sluice dev: orchestrator, analyzer, replicas (local processes) and traffic (local proxy) running")
-		fmt.Fprintln(out, "sluice dev: each rollout's proxy listens on its local.sluice.io/listen annotation (logged as 'proxy listening')")
+		if cfg.Platform == "kube" {
+			fmt.Fprintln(out, "sluice dev: orchestrator, analyzer, replicas (Kubernetes ReplicaSets, Rollout objects watched) and traffic (Kubernetes routers) running")
+		} else {
+			fmt.Fprintln(out, "sluice dev: orchestrator, analyzer, replicas (local processes) and traffic (local proxy) running")
+			fmt.Fprintln(out, "sluice dev: each rollout's proxy listens on its local.sluice.io/listen annotation (logged as 'proxy listening')")
+		}
 		fmt.Fprintln(out, "sluice dev: press Ctrl-C to stop")
 	}
 	<-runCtx.Done()
@@ -355,6 +346,80 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		fmt.Fprintln(out, "sluice dev: stopped")
 	}
 	return errors.Join(errs...)
+}
+
+// devLocal builds the replicas and traffic services of the local platform:
+// processes, and a proxy per rollout whose metrics reg serves.
+func devLocal(cfg devConfig, rc, tc *events.Client, reg prometheus.Registerer, log *slog.Logger, metrics *telemetry.Metrics) ([]devService, error) {
+	backend, err := local.New(local.Config{StateDir: cfg.StateDir, JetStream: rc.JetStream(), Bus: cfg.Bus, StopOnClose: true, Logger: log.With("service", "replicas")})
+	if err != nil {
+		return nil, err
+	}
+	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: log.With("service", "replicas"), Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	proxy, err := localproxy.New(localproxy.Config{JetStream: tc.JetStream(), Bus: cfg.Bus, Registerer: reg, Logger: log.With("service", "traffic")})
+	if err != nil {
+		return nil, err
+	}
+	ts, err := traffic.New(tc, proxy, traffic.Config{Bus: cfg.Bus, Logger: log.With("service", "traffic"), Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	return []devService{
+		{"replicas", rs.Run, rs.Ready},
+		{"traffic", func(ctx context.Context) error {
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := proxy.Start(sctx)
+			cancel()
+			if err != nil {
+				return err
+			}
+			defer func() {
+				cctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
+				defer cancel()
+				_ = proxy.Close(cctx)
+			}()
+			return ts.Run(ctx)
+		}, func() bool { return proxy.Ready() && ts.Ready() }},
+	}, nil
+}
+
+// devKube builds the replicas and traffic services of the Kubernetes
+// platform, with the Rollout watcher and status writers.
+func devKube(cfg devConfig, rc, tc *events.Client, log *slog.Logger, metrics *telemetry.Metrics) ([]devService, error) {
+	clients, err := cfg.Kube.Connect("sluice-dev")
+	if err != nil {
+		return nil, err
+	}
+	rlog := log.With("service", "replicas")
+	backend, err := kube.New(kube.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Logger: rlog})
+	if err != nil {
+		return nil, err
+	}
+	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: rlog, Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	ctrl, err := crd.New(crd.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Bus: rc, BusConfig: cfg.Bus, Logger: rlog})
+	if err != nil {
+		return nil, err
+	}
+	tlog := log.With("service", "traffic")
+	router, err := traffickube.New(traffickube.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Logger: tlog})
+	if err != nil {
+		return nil, err
+	}
+	ts, err := traffic.New(tc, router, traffic.Config{Bus: cfg.Bus, Logger: tlog, Metrics: metrics})
+	if err != nil {
+		return nil, err
+	}
+	return []devService{
+		{"replicas", rs.Run, rs.Ready},
+		{"rollout controllers", ctrl.Run, ctrl.Ready},
+		{"traffic", ts.Run, ts.Ready},
+	}, nil
 }
 
 // appTargets turns the endpoints bucket into Prometheus scrape targets.

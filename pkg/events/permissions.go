@@ -13,6 +13,13 @@ const (
 	IdentityAnalyzer     = "analyzer"
 	IdentityReplicas     = "replicas"
 	IdentityTraffic      = "traffic"
+	// IdentityKube is the replicas service on Kubernetes with its Rollout
+	// controllers (--watch-rollouts): the replicas identity, plus publishing
+	// the requested and template events of Rollout objects (commands) and
+	// the kube-status consumer that writes status back. Whoever may edit a
+	// Rollout in the cluster may start a rollout already; this identity
+	// carries that right onto the bus.
+	IdentityKube = "kube"
 	// IdentityOperator is the CLI (`sluice apply`, `promote`, `abort`, ...)
 	// and any CI job or bot allowed to change rollouts.
 	IdentityOperator = "operator"
@@ -25,7 +32,7 @@ const (
 // Identities lists every identity, in the order the docs use.
 var Identities = []string{
 	IdentityOrchestrator, IdentityAnalyzer, IdentityReplicas, IdentityTraffic,
-	IdentityOperator, IdentityViewer,
+	IdentityKube, IdentityOperator, IdentityViewer,
 }
 
 // Consumer and bucket names PermissionsOf grants rights on. The services
@@ -36,6 +43,7 @@ const (
 	permConsumerOrchestratorResults  = "orchestrator-results"
 	permConsumerAnalyzerTemplates    = "analyzer-templates"
 	permConsumerWorkerPrefix         = "worker-"
+	permConsumerKubeStatus           = "kube-status"
 
 	permBucketRollouts    = "sluice-rollouts"
 	permBucketTemplates   = "sluice-templates"
@@ -74,7 +82,7 @@ const InboxSubject = "_INBOX.>"
 //     write only those.
 //   - Each publishes only the subjects it produces: tasks and status for
 //     the orchestrator, results for the workers, dead letters of its own
-//     consumers; commands only for the operator.
+//     consumers; commands only for the operator and the kube identity.
 func PermissionsOf(identity string) (Permissions, bool) {
 	b := &permBuilder{}
 	switch identity {
@@ -94,12 +102,16 @@ func PermissionsOf(identity string) (Permissions, bool) {
 		b.bucket(permBucketTemplates, true)
 		b.bucket(permBucketRuns, true)
 		b.pub(ResultRoot + ".>")
-	case IdentityReplicas:
+	case IdentityReplicas, IdentityKube:
 		b.service()
 		b.consumer(StreamTasks, permConsumerWorkerPrefix+"replicas")
 		b.bucket(permBucketPending, true)
 		b.bucket(permBucketEndpoints, true)
 		b.pub(ResultRoot + ".>")
+		if identity == IdentityKube {
+			b.consumer(StreamStatus, permConsumerKubeStatus)
+			b.pub(CommandRoot + ".>")
+		}
 	case IdentityTraffic:
 		b.service()
 		b.consumer(StreamTasks, permConsumerWorkerPrefix+"traffic")

@@ -43,6 +43,7 @@ func TestConfigurationDocumentsEveryFlag(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	checkBinaries(t, root)
 	actual := actualFlags(t, bin)
 	documented := documentedFlags(t, filepath.Join(root, "docs", "configuration.md"))
 
@@ -83,6 +84,32 @@ func TestConfigurationDocumentsEveryFlag(t *testing.T) {
 			if _, ok := have[f]; !ok {
 				t.Errorf("`%s`: documented flag --%s does not exist", k, f)
 			}
+		}
+	}
+}
+
+// checkBinaries fails when cmd/ holds a binary this test does not read
+// (its flags would go unchecked), or when serviceBinaries names one that
+// is gone.
+func checkBinaries(t *testing.T, root string) {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(root, "cmd", e.Name(), "main.go")); !e.IsDir() || err != nil {
+			continue
+		}
+		found[e.Name()] = true
+		if e.Name() != "sluice" && !slices.Contains(serviceBinaries, e.Name()) {
+			t.Errorf("cmd/%s is a binary this test does not check: add it to serviceBinaries (or teach the test its flags) and document it in docs/configuration.md", e.Name())
+		}
+	}
+	for _, b := range append([]string{"sluice"}, serviceBinaries...) {
+		if !found[b] {
+			t.Errorf("there is no cmd/%s/main.go", b)
 		}
 	}
 }
@@ -131,12 +158,18 @@ func actualFlags(t *testing.T, bin string) map[string]flags {
 	}
 	out[sharedKey] = shared
 
-	rootHelp := help(t, bin, "sluice")
-	out["sluice"] = parseFlags(rootHelp, "Flags:")
-	for _, sub := range subcommands(rootHelp) {
-		out["sluice "+sub] = parseFlags(help(t, bin, "sluice", sub), "Flags:")
-	}
+	commands(t, bin, nil, out)
 	return out
+}
+
+// commands adds the flags of sluice's command path and of every
+// subcommand below it, at any depth, by command path ("sluice dev").
+func commands(t *testing.T, bin string, path []string, out map[string]flags) {
+	text := help(t, bin, "sluice", path...)
+	out[strings.Join(append([]string{"sluice"}, path...), " ")] = parseFlags(text, "Flags:")
+	for _, sub := range subcommands(text) {
+		commands(t, bin, append(slices.Clone(path), sub), out)
+	}
 }
 
 func help(t *testing.T, bin, name string, args ...string) string {
@@ -176,10 +209,11 @@ func parseFlags(text, section string) flags {
 	return out
 }
 
-func subcommands(rootHelp string) []string {
+// subcommands lists the "Available Commands:" of a cobra help text.
+func subcommands(text string) []string {
 	var out []string
 	in := false
-	for _, line := range strings.Split(rootHelp, "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		switch {
 		case line == "Available Commands:":
 			in = true

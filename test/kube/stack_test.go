@@ -46,18 +46,9 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// stack is Sluice on the Kubernetes platform, scoped to one namespace so
-// that tests sharing the control plane do not see each other's rollouts.
-type stack struct {
-	cp  *kubetest.ControlPlane
-	ns  string
-	bus *events.Client
-}
-
-// start installs the CRDs (once per binary) and runs the orchestrator, the
-// replicas service (kube backend, Rollout watcher, status writer) and the
-// traffic service (kube router) on a fresh embedded NATS server.
-func start(t *testing.T) *stack {
+// controlPlane is the shared control plane with Sluice's, Gateway API's,
+// Istio's and SMI's CRDs installed.
+func controlPlane(t *testing.T) *kubetest.ControlPlane {
 	t.Helper()
 	cp := kubetest.Shared(t)
 	crdsOnce.Do(func() {
@@ -71,6 +62,23 @@ func start(t *testing.T) *stack {
 	if crdsOnce.err != nil {
 		t.Fatalf("install CRDs: %v", crdsOnce.err)
 	}
+	return cp
+}
+
+// stack is Sluice on the Kubernetes platform, scoped to one namespace so
+// that tests sharing the control plane do not see each other's rollouts.
+type stack struct {
+	cp  *kubetest.ControlPlane
+	ns  string
+	bus *events.Client
+}
+
+// start installs the CRDs (once per binary) and runs the orchestrator, the
+// replicas service (kube backend, Rollout watcher, status writer) and the
+// traffic service (kube router) on a fresh embedded NATS server.
+func start(t *testing.T) *stack {
+	t.Helper()
+	cp := controlPlane(t)
 	ns := cp.Namespace(t)
 	url := eventstest.StartServer(t).ClientURL()
 	log := eventstest.Quiet()
@@ -102,15 +110,9 @@ func start(t *testing.T) *stack {
 	rs, err := replicas.New(rc, backend, replicas.Config{Logger: log})
 	must(t, err)
 	run("replicas", rs)
-	watcher, err := crd.NewWatcher(crd.WatcherConfig{Dynamic: cp.Dynamic, Bus: rc, Namespace: ns, Logger: log})
+	ctrl, err := crd.New(crd.Config{Client: cp.Client, Dynamic: cp.Dynamic, Bus: rc, Namespace: ns, Logger: log})
 	must(t, err)
-	run("watcher", watcher)
-	status, err := crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: cp.Dynamic, Client: rc, Logger: log})
-	must(t, err)
-	run("status writer", status)
-	counts, err := crd.NewCounts(crd.CountsConfig{Client: cp.Client, Dynamic: cp.Dynamic, Namespace: ns, Logger: log})
-	must(t, err)
-	run("counts", counts)
+	run("rollout controllers", ctrl)
 
 	router, err := traffickube.New(traffickube.Config{Client: cp.Client, Dynamic: cp.Dynamic, Logger: log})
 	must(t, err)

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
@@ -169,6 +170,9 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 	consumer(events.IdentityReplicas, events.StreamTasks, worker.Durable(tasks.ServiceReplicas))
 	bucket(events.IdentityReplicas, replicas.BucketPending)
 	bucket(events.IdentityReplicas, endpoints.Bucket)
+	consumer(events.IdentityKube, events.StreamTasks, worker.Durable(tasks.ServiceReplicas))
+	consumer(events.IdentityKube, events.StreamStatus, crd.StatusDurable)
+	bucket(events.IdentityKube, replicas.BucketPending)
 	consumer(events.IdentityTraffic, events.StreamTasks, worker.Durable(tasks.ServiceTraffic))
 	bucket(events.IdentityTraffic, localproxy.Bucket)
 	has(events.IdentityTraffic, "$JS.API.DIRECT.GET.KV_"+endpoints.Bucket+".>")
@@ -178,6 +182,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 		events.IdentityOrchestrator: {"sluice.result.>", "sluice.status.>", "sluice.task.analyzer.>", "sluice.task.replicas.>", "sluice.task.traffic.>"},
 		events.IdentityAnalyzer:     {"sluice.result.>"},
 		events.IdentityReplicas:     {"sluice.result.>"},
+		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.>"},
 		events.IdentityTraffic:      {"sluice.result.>"},
 		events.IdentityOperator:     {"sluice.cmd.>"},
 		events.IdentityViewer:       nil,

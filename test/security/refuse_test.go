@@ -9,11 +9,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
@@ -329,5 +332,41 @@ func TestLocalPlatformBuckets(t *testing.T) {
 	}
 	if violations != 1 {
 		t.Errorf("traffic or replicas was refused something it needs:\n%s", logs.String())
+	}
+}
+
+// TestKubeIdentityRunsTheRolloutControllers: on Kubernetes the replicas
+// service publishes Rollout objects' requested events and writes status
+// back through the kube-status consumer. The kube identity may do both; the
+// plain replicas identity may not publish a command.
+func TestKubeIdentityRunsTheRolloutControllers(t *testing.T) {
+	t.Parallel()
+	url := startServer(t)
+	logs := &logBuffer{}
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	kc := connect(t, url, events.IdentityKube, logs.logger("kube"))
+	if err := kc.Provision(ctx, events.BusConfig{}); err != nil {
+		t.Fatalf("kube provisions the streams: %v", err)
+	}
+	if err := publish(t, kc, events.CommandSubject(prodWeb), events.TypeRolloutRequested); err != nil {
+		t.Errorf("kube publishes a requested event: %v", err)
+	}
+	sw, err := crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: dynamicfake.NewSimpleDynamicClient(runtime.NewScheme()), Client: kc, Logger: logs.logger("kube")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- sw.Run(sctx) }()
+	eventually(t, "the kube-status consumer running", sw.Ready)
+	stop()
+	if err := <-done; err != nil {
+		t.Errorf("status writer under the kube identity: %v", err)
+	}
+
+	rc := connect(t, url, events.IdentityReplicas, logs.logger("replicas"))
+	if err := publish(t, rc, events.CommandSubject(prodWeb), events.TypeRolloutRequested); err == nil {
+		t.Error("the replicas identity published a command")
 	}
 }

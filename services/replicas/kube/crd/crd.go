@@ -20,7 +20,16 @@
 package crd
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sluicehq/sluice/pkg/events"
 
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
@@ -38,3 +47,56 @@ const Source = "/sluice/kube"
 // ClusterScope is the namespace token of a ClusterAnalysisTemplate's
 // subject, as sluice apply publishes it.
 const ClusterScope = "cluster"
+
+// Config configures Controllers.
+type Config struct {
+	// Client watches ReplicaSets; Dynamic watches Rollouts and templates
+	// and writes Rollout status.
+	Client  kubernetes.Interface
+	Dynamic dynamic.Interface
+	// Bus publishes requested and applied events and consumes status
+	// events; BusConfig is the stream configuration provisioned first.
+	Bus       *events.Client
+	BusConfig events.BusConfig
+	// Namespace limits them to one namespace; empty means all.
+	Namespace string
+	// Logger receives their logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Controllers runs the Watcher, the StatusWriter and Counts together: what
+// the replicas service runs on Kubernetes with --watch-rollouts.
+type Controllers struct {
+	watcher *Watcher
+	status  *StatusWriter
+	counts  *Counts
+}
+
+// New builds the three controllers.
+func New(cfg Config) (*Controllers, error) {
+	var (
+		c    Controllers
+		errs = make([]error, 3)
+	)
+	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Bus: cfg.Bus, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Logger: cfg.Logger})
+	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Run runs the controllers until ctx ends or one fails.
+func (c *Controllers) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return c.watcher.Run(ctx) })
+	g.Go(func() error { return c.status.Run(ctx) })
+	g.Go(func() error { return c.counts.Run(ctx) })
+	return g.Wait()
+}
+
+// Ready reports whether all three are watching.
+func (c *Controllers) Ready() bool {
+	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready()
+}

@@ -1,0 +1,64 @@
+package kube_test
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeAddr is a loopback address nothing listens on right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestSluiceDevOnKubernetes runs the real `sluice dev --platform kube`
+// binary against the control plane and rolls a Rollout object out with it.
+// It is not parallel: sluice dev watches every namespace, so it must not
+// run beside the other tests' stacks.
+func TestSluiceDevOnKubernetes(t *testing.T) {
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "../../cmd/sluice")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build sluice: %v\n%s", err, out)
+	}
+	cp := controlPlane(t)
+	s := &stack{cp: cp, ns: cp.Namespace(t)}
+
+	var out bytes.Buffer
+	cmd := exec.Command(filepath.Join(bin, "sluice"), "dev", "--platform", "kube",
+		"--kubeconfig", s.cp.Kubeconfig, "--state-dir", t.TempDir(),
+		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Errorf("sluice dev did not stop on SIGINT within 30s")
+		}
+		if t.Failed() {
+			t.Logf("sluice dev output:\n%s", out.String())
+		}
+	})
+
+	s.apply(t, rollout("web", "v1", 2, "    canary:\n      steps: [{setWeight: 50}, {pause: {}}]\n"))
+	st := s.waitPhase(t, "web", "Healthy", -1)
+	hash, _ := st["currentPodHash"].(string)
+	s.waitPods(t, hash, 2)
+	if st["observedGeneration"] != "1" {
+		t.Errorf("status.observedGeneration %v, want \"1\"", st["observedGeneration"])
+	}
+}
