@@ -47,7 +47,8 @@
 // Parsed so that Argo manifests decode, but rejected by Validate as not
 // supported: experiment and plugin steps, the Ambassador, App Mesh, Traefik
 // and Apisix routers, router plugins other than Gateway API, pingPong,
-// workloadRef, and the metric providers other than prometheus and web
+// workloadRef in an event (the kube platform resolves it for Rollout objects
+// in the cluster, copying the Deployment's template), and the metric providers other than prometheus and web
 // (`unsupported provider "datadog"`). A key under trafficRouting that names
 // no router at all is rejected too: skipping a router the author configured
 // would route traffic they did not intend.

@@ -23,7 +23,7 @@ func validateRolloutSpec(s *RolloutSpec, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, atLeast(p.Child("replicas"), s.Replicas, 0)...)
 	if s.WorkloadRef != nil {
-		errs = append(errs, field.Forbidden(p.Child("workloadRef"), "not supported by Sluice; put the pod template in spec.template"))
+		errs = append(errs, field.Forbidden(p.Child("workloadRef"), "resolved only for Rollout objects in a cluster (the kube platform copies the Deployment's template); in an event or sluice apply, put the pod template in spec.template"))
 	}
 	errs = append(errs, validatePodTemplate(s.Selector, &s.Template, p)...)
 	errs = append(errs, atLeast(p.Child("minReadySeconds"), &s.MinReadySeconds, 0)...)

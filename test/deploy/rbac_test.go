@@ -53,6 +53,9 @@ var clusterAccess = map[string][]grant{
 		rule("argoproj.io", []string{"rollouts/finalizers"}, "update"),
 		// Templates published for the analyzer.
 		rule("argoproj.io", []string{"analysistemplates", "clusteranalysistemplates"}, "get", "list", "watch"),
+		// workloadRef: the Deployment's template, and scaleDown.
+		rule("apps", []string{"deployments"}, "get", "list", "watch"),
+		rule("apps", []string{"deployments/scale"}, "update"),
 	),
 	"sluice-traffic": slices.Concat(
 		// services/traffic/kube/basic: Service selectors.
@@ -91,8 +94,8 @@ var neverGranted = []grant{
 	{"update", "argoproj.io", "rollouts/scale"},
 	{"create", "argoproj.io", "analysistemplates"},
 	{"create", "argoproj.io", "analysisruns"},
-	{"get", "apps", "deployments"},
-	{"update", "apps", "deployments/scale"},
+	{"update", "apps", "deployments"},
+	{"delete", "apps", "deployments"},
 	{"patch", "apps", "replicasets"},
 	{"delete", "networking.k8s.io", "ingresses"},
 	{"delete", "split.smi-spec.io", "trafficsplits"},

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluicehq/sluice/pkg/events"
 	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
@@ -24,7 +25,7 @@ func resourceOf(t *testing.T, apiVersion, kind string) schema.GroupVersionResour
 	plural := map[string]string{
 		"Rollout": "rollouts", "Ingress": "ingresses", "VirtualService": "virtualservices",
 		"DestinationRule": "destinationrules", "HTTPRoute": "httproutes", "TrafficSplit": "trafficsplits",
-		"HorizontalPodAutoscaler": "horizontalpodautoscalers", "Service": "services",
+		"HorizontalPodAutoscaler": "horizontalpodautoscalers", "Service": "services", "Deployment": "deployments",
 	}[kind]
 	if plural == "" {
 		t.Fatalf("no resource known for kind %s", kind)
@@ -486,4 +487,70 @@ spec:
 		}
 		return nil
 	})
+}
+
+// TestWorkloadRef migrates a Deployment to a Rollout that references it:
+// the Rollout runs the Deployment's template, a change of the Deployment's
+// template is a new revision, and scaleDown decides what happens to the
+// Deployment's own pods.
+func TestWorkloadRef(t *testing.T) {
+	for _, mode := range []string{"never", "onsuccess", "progressively"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			s := start(t)
+			s.apply(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers: [{name: app, image: "web:v1"}]`)
+			s.apply(t, fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  replicas: 2
+  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: web, scaleDown: %s}
+  strategy:
+    canary:
+      steps: [{setWeight: 50}, {pause: {}}]`, mode))
+			st := s.waitPhase(t, "web", "Healthy", -1)
+			v1 := st["currentPodHash"].(string)
+			pods := s.waitPods(t, v1, 2)
+			if img := pods[0].Spec.Containers[0].Image; img != "web:v1" {
+				t.Errorf("Rollout pod image %s, want the Deployment's web:v1", img)
+			}
+			wantDeployment := int32(0)
+			if mode == "never" {
+				wantDeployment = 2
+			}
+			eventually(t, fmt.Sprintf("Deployment at %d replicas", wantDeployment), func() error {
+				dep, err := s.cp.Client.AppsV1().Deployments(s.ns).Get(context.Background(), "web", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if *dep.Spec.Replicas != wantDeployment {
+					return fmt.Errorf("Deployment replicas %d", *dep.Spec.Replicas)
+				}
+				return nil
+			})
+
+			// A new template in the Deployment is a new revision of the Rollout.
+			patch := `[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"web:v2"}]`
+			_, err := s.cp.Client.AppsV1().Deployments(s.ns).Patch(context.Background(), "web", types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
+			must(t, err)
+			v2 := s.waitPhase(t, "web", "Paused", 1)["currentPodHash"].(string)
+			if v2 == v1 {
+				t.Fatalf("the Deployment's new template did not make a new revision (hash %s)", v2)
+			}
+			if img := s.waitPods(t, v2, 1)[0].Spec.Containers[0].Image; img != "web:v2" {
+				t.Errorf("canary image %s, want web:v2", img)
+			}
+		})
+	}
 }

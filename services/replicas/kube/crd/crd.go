@@ -78,7 +78,7 @@ func New(cfg Config) (*Controllers, error) {
 		c    Controllers
 		errs = make([]error, 3)
 	)
-	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Bus: cfg.Bus, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Logger: cfg.Logger})
 	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	if err := errors.Join(errs...); err != nil {

@@ -121,13 +121,16 @@ func (s *StatusWriter) handle(ctx context.Context, ev events.Event) error {
 
 // Status is the Rollout's status after the event data: Argo's status
 // fields from the snapshot, keeping what the snapshot does not own
-// (observedGeneration, and the replica counts Counts writes).
+// (the generations the watcher observed, and the replica counts Counts
+// writes).
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	snap := data.Status
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
 	st := map[string]any{}
-	if v, ok := old["observedGeneration"]; ok {
-		st["observedGeneration"] = v
+	for _, k := range []string{"observedGeneration", "workloadObservedGeneration"} {
+		if v, ok := old[k]; ok {
+			st[k] = v // the watcher's
+		}
 	}
 	selector := ""
 	if sel, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -17,6 +18,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
@@ -32,6 +36,9 @@ type Publisher interface {
 type WatcherConfig struct {
 	// Dynamic reads Rollouts and templates and writes Rollout status.
 	Dynamic dynamic.Interface
+	// Client reads the Deployments of workloadRefs and scales them down.
+	// Nil: a Rollout with a workloadRef is reported as unresolvable.
+	Client kubernetes.Interface
 	// Bus publishes the events.
 	Bus Publisher
 	// Namespace limits the watcher to one namespace (ClusterAnalysisTemplates
@@ -48,7 +55,8 @@ type Watcher struct {
 	queue workqueue.TypedRateLimitingInterface[key]
 	ready atomic.Bool
 
-	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	informers   map[schema.GroupVersionResource]cache.SharedIndexInformer
+	deployments appslisters.DeploymentLister
 }
 
 // key is one object to reconcile.
@@ -109,12 +117,33 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.informers[gvr] = inf
 	}
+	var typed informers.SharedInformerFactory
+	if w.cfg.Client != nil {
+		typed = informers.NewSharedInformerFactoryWithOptions(w.cfg.Client, 0, informers.WithNamespace(w.cfg.Namespace))
+		deps := typed.Apps().V1().Deployments()
+		if _, err := deps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    w.deploymentChanged,
+			UpdateFunc: func(_, obj any) { w.deploymentChanged(obj) },
+		}); err != nil {
+			return err
+		}
+		w.deployments = deps.Lister()
+		typed.Start(ctx.Done())
+		defer typed.Shutdown()
+	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	go func() {
 		for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				return
+			}
+		}
+		if typed != nil {
+			for _, ok := range typed.WaitForCacheSync(ctx.Done()) {
+				if !ok {
+					return
+				}
 			}
 		}
 		w.ready.Store(true)
@@ -162,28 +191,80 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 	return w.template(ctx, u)
 }
 
+// deploymentChanged requeues the Rollouts whose workloadRef names the
+// Deployment, so a changed template becomes a new revision.
+func (w *Watcher) deploymentChanged(obj any) {
+	dep, ok := obj.(*appsv1.Deployment)
+	if !ok {
+		return
+	}
+	for _, o := range w.informers[RolloutResource].GetStore().List() {
+		u := o.(*unstructured.Unstructured)
+		if u.GetNamespace() != dep.Namespace {
+			continue
+		}
+		if name, _, _ := unstructured.NestedString(u.Object, "spec", "workloadRef", "name"); name == dep.Name {
+			w.queue.Add(key{RolloutResource, u.GetNamespace(), u.GetName()})
+		}
+	}
+}
+
 // rollout publishes a requested event for a spec not yet published, then
-// records its generation as observed.
+// records its generation (and its Deployment's, for a workloadRef) as
+// observed.
 func (w *Watcher) rollout(ctx context.Context, u *unstructured.Unstructured) error {
 	gen := u.GetGeneration()
 	observed, _, _ := unstructured.NestedString(u.Object, "status", "observedGeneration")
-	if n, err := strconv.ParseInt(observed, 10, 64); err == nil && n >= gen {
-		return nil
+	n, err := strconv.ParseInt(observed, 10, 64)
+	changed := err != nil || n < gen
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	id := fmt.Sprintf("k8s:%s:%d", u.GetUID(), gen)
+	status := map[string]any{"observedGeneration": strconv.FormatInt(gen, 10)}
+
+	ref, err := workloadRefOf(u)
+	if err != nil {
+		return w.reportWorkloadProblem(ctx, u, err)
 	}
-	ref := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
-	if err := w.publish(ctx, u, events.TypeRolloutRequested, ref); err != nil {
-		return err
+	var dep *appsv1.Deployment
+	if ref != nil {
+		if w.deployments == nil {
+			return w.reportWorkloadProblem(ctx, u, errors.New("spec.workloadRef: this replicas service has no Kubernetes client for Deployments"))
+		}
+		dep, err = w.deployments.Deployments(u.GetNamespace()).Get(ref.Name)
+		if apierrors.IsNotFound(err) {
+			// The Deployment's creation requeues the Rollout.
+			return w.reportWorkloadProblem(ctx, u, fmt.Errorf("spec.workloadRef: Deployment %s/%s not found", u.GetNamespace(), ref.Name))
+		}
+		if err != nil {
+			return err
+		}
+		changed = changed || workloadGeneration(u) < dep.Generation
+		if spec, err = resolve(u, dep); err != nil {
+			return err
+		}
+		id = fmt.Sprintf("k8s:%s:%d:%d", u.GetUID(), gen, dep.Generation)
+		status["workloadObservedGeneration"] = strconv.FormatInt(dep.Generation, 10)
 	}
-	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"observedGeneration": strconv.FormatInt(gen, 10)}})
-	_, err := w.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace).
-		Patch(ctx, ref.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "sluice"}, "status")
-	if apierrors.IsNotFound(err) {
-		return nil
+	if changed {
+		r := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
+		if err := w.publish(ctx, u, spec, id, events.TypeRolloutRequested, r); err != nil {
+			return err
+		}
+		patch, _ := json.Marshal(map[string]any{"status": status})
+		_, err := w.cfg.Dynamic.Resource(RolloutResource).Namespace(r.Namespace).
+			Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "sluice"}, "status")
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		w.log.Info("Rollout spec changed: update requested", "rollout", r.String(), "generation", gen)
 	}
-	if err == nil {
-		w.log.Info("Rollout spec changed: update requested", "rollout", ref.String(), "generation", gen)
+	if ref != nil {
+		return w.scaleDown(ctx, u, ref, dep)
 	}
-	return err
+	return nil
 }
 
 // template publishes an applied event for a template's current spec.
@@ -192,14 +273,15 @@ func (w *Watcher) template(ctx context.Context, u *unstructured.Unstructured) er
 	if ref.Namespace == "" {
 		ref.Namespace = ClusterScope
 	}
-	return w.publish(ctx, u, events.TypeAnalysisTemplateApply, ref)
+	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
+	return w.publish(ctx, u, spec, fmt.Sprintf("k8s:%s:%d", u.GetUID(), u.GetGeneration()), events.TypeAnalysisTemplateApply, ref)
 }
 
-// publish sends the object's manifest (without status and server-side
-// metadata) as eventType, with an id derived from its uid and generation,
-// so that every replica of the watcher, and every restart within the bus's
-// duplicate window, publishes one event per change.
-func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, eventType string, ref events.Ref) error {
+// publish sends the object's manifest with spec (without status and
+// server-side metadata) as eventType, with id derived from its uid and
+// generation, so that every replica of the watcher, and every restart
+// within the bus's duplicate window, publishes one event per change.
+func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spec map[string]any, id, eventType string, ref events.Ref) error {
 	manifest := map[string]any{
 		"apiVersion": u.GetAPIVersion(),
 		"kind":       u.GetKind(),
@@ -209,13 +291,13 @@ func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, eve
 			"labels":      u.GetLabels(),
 			"annotations": withoutLastApplied(u.GetAnnotations()),
 		},
-		"spec": u.Object["spec"],
+		"spec": spec,
 	}
 	ev, err := events.New(Source, eventType, ref.String(), manifest)
 	if err != nil {
 		return err
 	}
-	ev.SetID(fmt.Sprintf("k8s:%s:%d", u.GetUID(), u.GetGeneration()))
+	ev.SetID(id)
 	subject := events.CommandSubject(ref)
 	_, err = w.cfg.Bus.Publish(ctx, subject, ev)
 	return err
