@@ -20,12 +20,25 @@ import (
 
 func TestUnknownPlatformIsAUsageError(t *testing.T) {
 	var stderr bytes.Buffer
-	code := daemon.Run(context.Background(), spec(), []string{"--platform", "kube"}, &stderr)
+	code := daemon.Run(context.Background(), spec(), []string{"--platform", "kubernetes"}, &stderr)
 	if code != daemon.ExitUsage {
 		t.Errorf("exit code %d, want %d", code, daemon.ExitUsage)
 	}
-	if got := stderr.String(); !strings.Contains(got, `unknown platform "kube": supported platforms are local`) {
+	if got := stderr.String(); !strings.Contains(got, `unknown platform "kubernetes": supported platforms are local, kube`) {
 		t.Errorf("stderr %q does not name the supported platforms", got)
+	}
+}
+
+func TestKubePlatformWithoutAClusterSaysSo(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	var stderr bytes.Buffer
+	code := daemon.Run(context.Background(), spec(), []string{"--platform", "kube", "--nats-url", srv.ClientURL(),
+		"--http-listen", "127.0.0.1:0", "--kubeconfig", t.TempDir() + "/missing"}, &stderr)
+	if code == daemon.ExitOK {
+		t.Fatalf("started without a cluster: %s", stderr.String())
+	}
+	if got := stderr.String(); !strings.Contains(got, "no cluster to talk to") || !strings.Contains(got, "missing") {
+		t.Errorf("stderr %q does not say the kubeconfig is missing", got)
 	}
 }
 

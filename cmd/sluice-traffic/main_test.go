@@ -20,7 +20,7 @@ func TestUnknownRouterIsAUsageError(t *testing.T) {
 	if code != daemon.ExitUsage {
 		t.Errorf("exit %d, want %d", code, daemon.ExitUsage)
 	}
-	if !strings.Contains(stderr.String(), `no traffic router named "nginx" (supported: local)`) {
+	if !strings.Contains(stderr.String(), `no traffic router named "nginx" (supported: kube, local)`) {
 		t.Errorf("stderr %q does not name the supported routers", stderr.String())
 	}
 }

@@ -37,6 +37,12 @@ type ConnConfig struct {
 	NKey     string
 	Creds    string
 
+	// InboxPrefix replaces _INBOX as the prefix of the subjects where this
+	// client receives replies, pulled messages and watch updates, so that a
+	// NATS user's subscribe permission can be narrowed to its own inboxes
+	// (PermissionsOf grants <InboxPrefixOf(identity)>.>). Empty keeps _INBOX.
+	InboxPrefix string
+
 	// TLS: CA bundle to verify the server, client certificate and key for
 	// mutual TLS. A tls:// URL or CA alone enables TLS with system roots.
 	CA   string
@@ -98,6 +104,9 @@ func (c ConnConfig) Validate() error {
 	if (c.Cert == "") != (c.Key == "") {
 		bad("--nats-cert and --nats-key go together")
 	}
+	if p := c.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") || strings.HasPrefix(p, ".")) {
+		bad("--nats-inbox-prefix %q: want a subject prefix without wildcards, spaces or a leading or trailing dot, e.g. _INBOX_orchestrator", p)
+	}
 	for flag, path := range map[string]string{"--nats-creds": c.Creds, "--nats-nkey": c.NKey, "--nats-ca": c.CA, "--nats-cert": c.Cert, "--nats-key": c.Key} {
 		if path == "" {
 			continue
@@ -126,6 +135,7 @@ func (c *ConnConfig) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CA, "nats-ca", os.Getenv("NATS_CA"), "CA certificate bundle to verify the NATS server (env NATS_CA)")
 	fs.StringVar(&c.Cert, "nats-cert", os.Getenv("NATS_CERT"), "client certificate for NATS mutual TLS (env NATS_CERT)")
 	fs.StringVar(&c.Key, "nats-key", os.Getenv("NATS_KEY"), "client private key for NATS mutual TLS (env NATS_KEY)")
+	fs.StringVar(&c.InboxPrefix, "nats-inbox-prefix", os.Getenv("NATS_INBOX_PREFIX"), "prefix of this client's reply subjects instead of _INBOX, matching its NATS user's subscribe permission, e.g. _INBOX_orchestrator (env NATS_INBOX_PREFIX)")
 }
 
 func splitList(s string) []string {
@@ -176,6 +186,9 @@ func (c ConnConfig) natsOptions(log *slog.Logger) ([]nats.Option, error) {
 			return nil, fmt.Errorf("%w: --nats-nkey %s: %v", ErrInvalidConfig, c.NKey, err)
 		}
 		opts = append(opts, o)
+	}
+	if c.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	if c.CA != "" {
 		opts = append(opts, nats.RootCAs(c.CA))
@@ -326,6 +339,9 @@ func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	if err := checkInbox(nc); err != nil {
+		return err
+	}
 	if _, err := js.AccountInfo(ctx); err != nil {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
@@ -333,6 +349,25 @@ func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
 		return fmt.Errorf("query JetStream account at %s: %w", nc.ConnectedUrlRedacted(), err)
 	}
 	c.nc, c.js = nc, js
+	return nil
+}
+
+// checkInbox subscribes to one of the client's inboxes and waits for the
+// server's answer, so that a user who may not subscribe there (a missing or
+// wrong --nats-inbox-prefix) learns it now, by name, rather than from every
+// request timing out.
+func checkInbox(nc *nats.Conn) error {
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return fmt.Errorf("subscribe to this client's inbox: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("NATS server at %s: %w", nc.ConnectedUrlRedacted(), err)
+	}
+	if last := nc.LastError(); last != nil && strings.Contains(strings.ToLower(last.Error()), "permissions violation for subscription") {
+		return fmt.Errorf("the NATS server at %s refused this client's reply subscription (%v): set --nats-inbox-prefix (NATS_INBOX_PREFIX) to the inbox prefix this NATS user may subscribe to, _INBOX_<identity> with Sluice's generated permissions", nc.ConnectedUrlRedacted(), last)
+	}
 	return nil
 }
 

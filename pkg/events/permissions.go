@@ -63,9 +63,11 @@ type Permissions struct {
 	Subscribe   []string
 }
 
-// InboxSubject is where JetStream API responses, pull-consumer deliveries
-// and key-value watch deliveries arrive; every identity subscribes to it.
-const InboxSubject = "_INBOX.>"
+// InboxPrefixOf is the inbox prefix of identity: where its JetStream API
+// responses, pull-consumer deliveries and key-value watch updates arrive
+// (ConnConfig.InboxPrefix, --nats-inbox-prefix). Each identity may
+// subscribe only to its own inboxes, so no user can read another's replies.
+func InboxPrefixOf(identity string) string { return "_INBOX_" + identity }
 
 // PermissionsOf returns the NATS permissions of identity (one of Identities)
 // and whether it is known. They are the least each Sluice binary needs
@@ -84,7 +86,7 @@ const InboxSubject = "_INBOX.>"
 //     the orchestrator, results for the workers, dead letters of its own
 //     consumers; commands only for the operator and the kube identity.
 func PermissionsOf(identity string) (Permissions, bool) {
-	b := &permBuilder{}
+	b := &permBuilder{identity: identity}
 	switch identity {
 	case IdentityOrchestrator:
 		b.service()
@@ -151,7 +153,10 @@ func jsAPI(op string, names ...string) []string {
 	return out
 }
 
-type permBuilder struct{ p Permissions }
+type permBuilder struct {
+	identity string
+	p        Permissions
+}
 
 func (b *permBuilder) pub(s ...string) { b.p.Publish = append(b.p.Publish, s...) }
 func (b *permBuilder) sub(s ...string) { b.p.Subscribe = append(b.p.Subscribe, s...) }
@@ -161,7 +166,7 @@ func (b *permBuilder) deny(s ...string) { b.p.DenyPublish = append(b.p.DenyPubli
 // client is what every Connect does: account info, and replies.
 func (b *permBuilder) client() {
 	b.pub("$JS.API.INFO")
-	b.sub(InboxSubject)
+	b.sub(InboxPrefixOf(b.identity) + ".>")
 }
 
 // service is what every service does at start-up: events.Client.Provision

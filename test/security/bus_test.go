@@ -84,7 +84,7 @@ func connect(t *testing.T, url, identity string, log *slog.Logger) *events.Clien
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	defer cancel()
-	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}, Name: "sluice-" + identity, User: identity, Password: password(identity)}, events.WithLogger(log))
+	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}, Name: "sluice-" + identity, User: identity, Password: password(identity), InboxPrefix: events.InboxPrefixOf(identity)}, events.WithLogger(log))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", identity, err)
 	}
@@ -178,7 +178,7 @@ func runCLIWithin(t *testing.T, d time.Duration, url, identity string, args ...s
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cli, args...)
-	cmd.Env = append(os.Environ(), "NATS_URL="+url, "NATS_USER="+identity, "NATS_PASSWORD="+password(identity))
+	cmd.Env = append(os.Environ(), "NATS_URL="+url, "NATS_USER="+identity, "NATS_PASSWORD="+password(identity), "NATS_INBOX_PREFIX="+events.InboxPrefixOf(identity))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {

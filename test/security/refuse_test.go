@@ -370,3 +370,22 @@ func TestKubeIdentityRunsTheRolloutControllers(t *testing.T) {
 		t.Error("the replicas identity published a command")
 	}
 }
+
+// TestRepliesArePrivate: each identity receives replies only under its own
+// inbox prefix; one connected with another identity's prefix, or none, is
+// refused with a message that names the flag.
+func TestRepliesArePrivate(t *testing.T) {
+	t.Parallel()
+	url := startServer(t)
+	for name, prefix := range map[string]string{"no prefix": "", "the operator's prefix": events.InboxPrefixOf(events.IdentityOperator)} {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		_, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}, User: events.IdentityViewer, Password: password(events.IdentityViewer), InboxPrefix: prefix},
+			events.WithLogger((&logBuffer{}).logger("viewer")))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "--nats-inbox-prefix") {
+			t.Errorf("viewer with %s: %v, want a refusal naming --nats-inbox-prefix", name, err)
+		}
+	}
+	// With its own prefix the viewer works.
+	connect(t, url, events.IdentityViewer, (&logBuffer{}).logger("viewer"))
+}
