@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
@@ -63,9 +61,7 @@ func (c *Counts) Ready() bool { return c.ready.Load() }
 
 // Run keeps the counts until ctx ends.
 func (c *Counts) Run(ctx context.Context) error {
-	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[types.NamespacedName](100*time.Millisecond, time.Minute),
-		workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: "sluice-crd-counts"})
+	queue := newQueue[types.NamespacedName]("sluice-crd-counts")
 	defer queue.ShutDown()
 	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(c.cfg.Namespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kube.RolloutLabel }))
@@ -92,24 +88,10 @@ func (c *Counts) Run(ctx context.Context) error {
 		}
 	}
 	c.ready.Store(true)
-	go func() {
-		<-ctx.Done()
-		queue.ShutDown()
-	}()
-	for {
-		key, quit := queue.Get()
-		if quit {
-			return nil
-		}
-		err := c.write(ctx, key, lister.ReplicaSets(key.Namespace))
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn("writing Rollout replica counts failed; retrying", "rollout", key.String(), "error", err)
-			queue.AddRateLimited(key)
-		} else {
-			queue.Forget(key)
-		}
-		queue.Done(key)
-	}
+	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key types.NamespacedName) error {
+		return c.write(ctx, key, lister.ReplicaSets(key.Namespace))
+	})
+	return nil
 }
 
 // replicaSets lists the ReplicaSets of one namespace from the cache.

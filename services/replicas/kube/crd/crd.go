@@ -22,12 +22,15 @@ package crd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sluicehq/sluice/pkg/events"
 
@@ -99,4 +102,34 @@ func (c *Controllers) Run(ctx context.Context) error {
 // Ready reports whether all three are watching.
 func (c *Controllers) Ready() bool {
 	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready()
+}
+
+// newQueue is the work queue of a controller: a key that failed comes back
+// after 100ms, doubling up to a minute.
+func newQueue[T comparable](name string) workqueue.TypedRateLimitingInterface[T] {
+	return workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[T](100*time.Millisecond, time.Minute),
+		workqueue.TypedRateLimitingQueueConfig[T]{Name: name})
+}
+
+// work handles the keys of q one at a time until ctx ends: a key whose
+// handling fails is logged as what failed and requeued with backoff.
+func work[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterface[T], log *slog.Logger, what string, handle func(context.Context, T) error) {
+	go func() {
+		<-ctx.Done()
+		q.ShutDown()
+	}()
+	for {
+		k, quit := q.Get()
+		if quit {
+			return
+		}
+		if err := handle(ctx, k); err != nil && ctx.Err() == nil {
+			log.Warn(what+" failed; retrying", "key", fmt.Sprint(k), "error", err)
+			q.AddRateLimited(k)
+		} else {
+			q.Forget(k)
+		}
+		q.Done(k)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -83,9 +82,7 @@ func (w *Watcher) Ready() bool { return w.ready.Load() }
 // Run watches until ctx ends. A CRD that is not installed is logged with
 // the command that installs it, and watched for until it is.
 func (w *Watcher) Run(ctx context.Context) error {
-	w.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[key](100*time.Millisecond, time.Minute),
-		workqueue.TypedRateLimitingQueueConfig[key]{Name: "sluice-crd"})
+	w.queue = newQueue[key]("sluice-crd")
 	defer w.queue.ShutDown()
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.cfg.Dynamic, 0, w.cfg.Namespace, nil)
 	gvrs := []schema.GroupVersionResource{RolloutResource, AnalysisTemplateResource}
@@ -148,31 +145,16 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		w.ready.Store(true)
 	}()
-	go func() {
-		<-ctx.Done()
-		w.queue.ShutDown()
-	}()
-	for w.next(ctx) {
-	}
+	work(ctx, w.queue, w.log, "publishing a cluster object's change", w.reconcile)
 	return nil
 }
 
-// next reconciles one key; false once the queue is shut down.
-func (w *Watcher) next(ctx context.Context) bool {
-	k, quit := w.queue.Get()
-	if quit {
-		return false
+// String names a key in logs.
+func (k key) String() string {
+	if k.namespace == "" {
+		return k.gvr.Resource + "/" + k.name
 	}
-	defer w.queue.Done(k)
-	if err := w.reconcile(ctx, k); err != nil {
-		if ctx.Err() == nil {
-			w.log.Warn("publishing a cluster object's change failed; retrying", "resource", k.gvr.Resource, "namespace", k.namespace, "name", k.name, "error", err)
-		}
-		w.queue.AddRateLimited(k)
-		return true
-	}
-	w.queue.Forget(k)
-	return true
+	return k.gvr.Resource + "/" + k.namespace + "/" + k.name
 }
 
 func (w *Watcher) reconcile(ctx context.Context, k key) error {
