@@ -59,6 +59,7 @@ type manifests struct {
 	roles        map[string][]rbacv1.PolicyRule // "Role/ns/name" or "ClusterRole/name"
 	bindings     []binding
 	crds         map[string]*apiextensionsv1.CustomResourceDefinition
+	configMaps   map[string]*corev1.ConfigMap
 }
 
 type binding struct {
@@ -102,6 +103,7 @@ func render(t *testing.T, overlay string) *manifests {
 		accounts:     map[string]*corev1.ServiceAccount{},
 		roles:        map[string][]rbacv1.PolicyRule{},
 		crds:         map[string]*apiextensionsv1.CustomResourceDefinition{},
+		configMaps:   map[string]*corev1.ConfigMap{},
 	}
 	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
 		if len(bytes.TrimSpace(doc)) == 0 {
@@ -138,7 +140,9 @@ func render(t *testing.T, overlay string) *manifests {
 			m.bindings = append(m.bindings, binding{"ClusterRole/" + o.RoleRef.Name, o.Subjects})
 		case *apiextensionsv1.CustomResourceDefinition:
 			m.crds[o.Name] = o
-		case *corev1.Namespace, *corev1.Service, *corev1.ConfigMap, *corev1.Secret:
+		case *corev1.ConfigMap:
+			m.configMaps[o.Name] = o
+		case *corev1.Namespace, *corev1.Service, *corev1.Secret:
 		default:
 			t.Errorf("%s: unexpected %s in the rendered overlay", overlay, gvk)
 		}
