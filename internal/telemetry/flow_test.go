@@ -259,7 +259,7 @@ func TestFlowMetricsTracesAndLogs(t *testing.T) {
 		}
 		eventually(t, "spans ended", func() bool {
 			o, w := inTrace(orch.spans), inTrace(work.spans)
-			return o["process sluice.cmd.prod"] && o["process sluice.result.prod"] && w["process sluice.task.replicas"] && w["process sluice.task.traffic"]
+			return o["process sluice.cmd.prod"] && o["process sluice.result.replicas"] && o["process sluice.result.traffic"] && w["process sluice.task.replicas"] && w["process sluice.task.traffic"]
 		})
 	})
 

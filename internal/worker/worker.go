@@ -191,6 +191,6 @@ func (w *Worker) report(ctx context.Context, t tasks.Task, typ, what string, dat
 		return events.Permanent(err)
 	}
 	ev.SetID(what + "/" + t.EventID())
-	_, err = w.client.Publish(ctx, events.ResultSubject(t.Ref), ev)
+	_, err = w.client.Publish(ctx, events.ResultSubject(w.cfg.Service, t.Ref), ev)
 	return err
 }

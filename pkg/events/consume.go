@@ -281,8 +281,15 @@ func (s *Subscription) loop(queues []chan jetstream.Msg) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
+		// One rollout's events go to one worker, whatever the subject
+		// (a result from each worker service, say), so they are handled
+		// in order and never race each other for the rollout's state.
 		h := fnv.New32a()
-		h.Write([]byte(msg.Subject()))
+		if r, err := RefFromSubject(msg.Subject()); err == nil {
+			h.Write([]byte(r.String()))
+		} else {
+			h.Write([]byte(msg.Subject()))
+		}
 		queues[h.Sum32()%uint32(len(queues))] <- msg
 	}
 }

@@ -117,9 +117,23 @@ func TaskSubject(service string, r Ref) string {
 	return TaskRoot + "." + service + "." + r.Namespace + "." + r.Name
 }
 
-// ResultSubject is where workers report task progress back to the
-// orchestrator: sluice.result.<namespace>.<name>.
-func ResultSubject(r Ref) string { return ResultRoot + "." + r.Namespace + "." + r.Name }
+// ResultSubject is where a worker service reports task progress back to the
+// orchestrator: sluice.result.<service>.<namespace>.<name>. The service
+// token lets NATS permissions confine each worker to its own reports, and
+// the orchestrator accepts a report only from the service that carries out
+// the task.
+func ResultSubject(service string, r Ref) string {
+	return ResultRoot + "." + service + "." + r.Namespace + "." + r.Name
+}
+
+// ServiceFromSubject is the <service> token of a task or result subject.
+func ServiceFromSubject(subject string) (string, error) {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 5 || parts[0] != "sluice" || parts[1] != "task" && parts[1] != "result" {
+		return "", fmt.Errorf("%w: subject %q is not sluice.{task,result}.<service>.<namespace>.<name>", ErrInvalidName, subject)
+	}
+	return parts[2], nil
+}
 
 // RefFromSubject extracts the rollout from a command, status, result or task
 // subject. It fails for subjects outside the contract.
@@ -127,12 +141,12 @@ func RefFromSubject(subject string) (Ref, error) {
 	parts := strings.Split(subject, ".")
 	var ns, name string
 	switch {
-	case len(parts) == 4 && parts[0] == "sluice" && (parts[1] == "cmd" || parts[1] == "status" || parts[1] == "result"):
+	case len(parts) == 4 && parts[0] == "sluice" && (parts[1] == "cmd" || parts[1] == "status"):
 		ns, name = parts[2], parts[3]
-	case len(parts) == 5 && parts[0] == "sluice" && parts[1] == "task":
+	case len(parts) == 5 && parts[0] == "sluice" && (parts[1] == "task" || parts[1] == "result"):
 		ns, name = parts[3], parts[4]
 	default:
-		return Ref{}, fmt.Errorf("%w: subject %q is not sluice.{cmd,status,result}.<namespace>.<name> or sluice.task.<service>.<namespace>.<name>", ErrInvalidName, subject)
+		return Ref{}, fmt.Errorf("%w: subject %q is not sluice.{cmd,status}.<namespace>.<name> or sluice.{task,result}.<service>.<namespace>.<name>", ErrInvalidName, subject)
 	}
 	r := Ref{Namespace: ns, Name: name}
 	return r, r.Validate()

@@ -44,20 +44,20 @@ func TestSubjects(t *testing.T) {
 		CommandSubject(r):           "sluice.cmd.prod.web",
 		StatusSubject(r):            "sluice.status.prod.web",
 		TaskSubject("traffic", r):   "sluice.task.traffic.prod.web",
-		ResultSubject(r):            "sluice.result.prod.web",
+		ResultSubject("replicas", r): "sluice.result.replicas.prod.web",
 		DeadLetterSubject("S", "c"): "sluice.dlq.S.c",
 	} {
 		if subject != want {
 			t.Errorf("subject %q, want %q", subject, want)
 		}
 	}
-	for _, s := range []string{CommandSubject(r), StatusSubject(r), TaskSubject("replicas", r), ResultSubject(r)} {
+	for _, s := range []string{CommandSubject(r), StatusSubject(r), TaskSubject("replicas", r), ResultSubject("traffic", r)} {
 		got, err := RefFromSubject(s)
 		if err != nil || got != r {
 			t.Errorf("RefFromSubject(%q) = %v, %v", s, got, err)
 		}
 	}
-	for _, bad := range []string{"sluice.cmd.prod", "sluice.other.prod.web", "sluice.cmd.Prod.web", "x.cmd.a.b"} {
+	for _, bad := range []string{"sluice.cmd.prod", "sluice.other.prod.web", "sluice.cmd.Prod.web", "x.cmd.a.b", "sluice.result.prod.web"} {
 		if _, err := RefFromSubject(bad); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("RefFromSubject(%q) = %v, want ErrInvalidName", bad, err)
 		}

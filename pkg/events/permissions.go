@@ -96,20 +96,20 @@ func PermissionsOf(identity string) (Permissions, bool) {
 		b.bucket(permBucketRollouts, true)
 		b.pub(TaskRoot+".replicas.>", TaskRoot+".traffic.>", TaskRoot+".analyzer.>")
 		b.pub(StatusRoot + ".>")
-		b.pub(ResultRoot + ".>") // timer events
+		b.pub(ResultRoot + ".orchestrator.>") // timer events
 	case IdentityAnalyzer:
 		b.service()
 		b.consumer(StreamCommands, permConsumerAnalyzerTemplates)
 		b.consumer(StreamTasks, permConsumerWorkerPrefix+"analyzer")
 		b.bucket(permBucketTemplates, true)
 		b.bucket(permBucketRuns, true)
-		b.pub(ResultRoot + ".>")
+		b.pub(ResultRoot + ".analyzer.>")
 	case IdentityReplicas, IdentityKube:
 		b.service()
 		b.consumer(StreamTasks, permConsumerWorkerPrefix+"replicas")
 		b.bucket(permBucketPending, true)
 		b.bucket(permBucketEndpoints, true)
-		b.pub(ResultRoot + ".>")
+		b.pub(ResultRoot + ".replicas.>")
 		if identity == IdentityKube {
 			b.consumer(StreamStatus, permConsumerKubeStatus)
 			b.pub(CommandRoot + ".>")
@@ -119,7 +119,7 @@ func PermissionsOf(identity string) (Permissions, bool) {
 		b.consumer(StreamTasks, permConsumerWorkerPrefix+"traffic")
 		b.bucket(permBucketLocalRoutes, true)
 		b.bucket(permBucketEndpoints, false)
-		b.pub(ResultRoot + ".>")
+		b.pub(ResultRoot + ".traffic.>")
 	case IdentityOperator:
 		b.client()
 		b.reader(StreamStatus, true)

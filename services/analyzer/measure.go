@@ -331,7 +331,7 @@ func (s *Service) publish(ctx context.Context, t tasks.Task, r report) error {
 			return err
 		}
 		ev.SetID(r.ID)
-		_, err = s.client.Publish(ctx, events.ResultSubject(t.Ref), ev)
+		_, err = s.client.Publish(ctx, events.ResultSubject(tasks.ServiceAnalyzer, t.Ref), ev)
 		return err
 	case r.Finished != nil:
 		return s.worker.Finish(ctx, t, *r.Finished)

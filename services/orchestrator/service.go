@@ -20,6 +20,10 @@ import (
 // Source is the CloudEvents source of everything the orchestrator publishes.
 const Source = "/sluice/orchestrator"
 
+// TimerService is the <service> token of the result subjects the
+// orchestrator's own timer events travel on.
+const TimerService = "orchestrator"
+
 // Durable consumer names, shared by all orchestrator replicas.
 const (
 	DurableCommands = "orchestrator-commands"
@@ -295,8 +299,16 @@ func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, o
 	if err := events.DecodeData(ev, data); err != nil {
 		return err
 	}
+	o := obs()
+	// The subject names the service that published the report; the
+	// machine accepts it only for that service's own tasks.
+	if d, ok := events.DeliveryFrom(ctx); ok {
+		if o.From, err = events.ServiceFromSubject(d.Subject); err != nil {
+			return events.Permanent(err)
+		}
+	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, r, obs(), false, nil)
+	return s.apply(ctx, r, o, false, nil)
 }
 
 // maxConflicts bounds compare-and-swap retries within one delivery; past it
@@ -453,6 +465,6 @@ func (s *Service) fireTimer(ctx context.Context, r events.Ref, due time.Time) er
 		return err
 	}
 	ev.SetID(fmt.Sprintf("timer/%s/%s/%d", r.Namespace, r.Name, due.UnixNano()))
-	_, err = s.client.Publish(ctx, events.ResultSubject(r), ev)
+	_, err = s.client.Publish(ctx, events.ResultSubject(TimerService, r), ev)
 	return err
 }

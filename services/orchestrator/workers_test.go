@@ -120,7 +120,7 @@ func (w *fakeWorkers) publish(ctx context.Context, r events.Ref, typ, id string,
 		return err
 	}
 	ev.SetID(id)
-	_, err = w.client.Publish(ctx, events.ResultSubject(r), ev)
+	_, err = w.client.Publish(ctx, events.ResultSubject(serviceOf(typ, data), r), ev)
 	return err
 }
 
@@ -200,4 +200,23 @@ func (l *statusLog) waitFor(t *testing.T, r events.Ref, typ string) statusEntry 
 	}
 	t.Fatalf("%s: no %s event; saw %q", r, typ, seen)
 	return statusEntry{}
+}
+
+// serviceOf is the worker service a fake report speaks for: the one that
+// carries out its task's kind.
+func serviceOf(typ string, data any) string {
+	kind := ""
+	switch d := data.(type) {
+	case tasks.Started:
+		kind = d.Kind
+	case tasks.Finished:
+		kind = d.Kind
+	case tasks.Measured:
+		return tasks.ServiceAnalyzer
+	}
+	svc, err := tasks.Service(kind)
+	if err != nil {
+		panic(fmt.Sprintf("fake worker: %s report of unknown kind %q", typ, kind))
+	}
+	return svc
 }

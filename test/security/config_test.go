@@ -179,11 +179,11 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 
 	// Publish rights on Sluice's own subjects, exactly.
 	own := map[string][]string{
-		events.IdentityOrchestrator: {"sluice.result.>", "sluice.status.>", "sluice.task.analyzer.>", "sluice.task.replicas.>", "sluice.task.traffic.>"},
-		events.IdentityAnalyzer:     {"sluice.result.>"},
-		events.IdentityReplicas:     {"sluice.result.>"},
-		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.>"},
-		events.IdentityTraffic:      {"sluice.result.>"},
+		events.IdentityOrchestrator: {"sluice.result.orchestrator.>", "sluice.status.>", "sluice.task.analyzer.>", "sluice.task.replicas.>", "sluice.task.traffic.>"},
+		events.IdentityAnalyzer:     {"sluice.result.analyzer.>"},
+		events.IdentityReplicas:     {"sluice.result.replicas.>"},
+		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.replicas.>"},
+		events.IdentityTraffic:      {"sluice.result.traffic.>"},
 		events.IdentityOperator:     {"sluice.cmd.>"},
 		events.IdentityViewer:       nil,
 	}

@@ -66,7 +66,7 @@ func TestTrafficIsRefusedOutsideItsSubjects(t *testing.T) {
 	}
 	tc := connect(t, url, events.IdentityTraffic, logs.logger("traffic"))
 
-	if err := publish(t, tc, events.ResultSubject(prodWeb), tasks.TypeFinished); err != nil {
+	if err := publish(t, tc, events.ResultSubject(tasks.ServiceTraffic, prodWeb), tasks.TypeFinished); err != nil {
 		t.Fatalf("traffic cannot report a result: %v", err)
 	}
 	for _, c := range []struct{ what, stream, subject, typ string }{
@@ -75,6 +75,7 @@ func TestTrafficIsRefusedOutsideItsSubjects(t *testing.T) {
 		{"a replicas task", events.StreamTasks, events.TaskSubject(tasks.ServiceReplicas, prodWeb), tasks.TypeTriggered},
 		{"an analyzer task", events.StreamTasks, events.TaskSubject(tasks.ServiceAnalyzer, prodWeb), tasks.TypeTriggered},
 		{"a status event", events.StreamStatus, events.StatusSubject(prodWeb), events.TypeRolloutCompleted},
+		{"a replicas report", events.StreamResults, events.ResultSubject(tasks.ServiceReplicas, prodWeb), tasks.TypeFinished},
 	} {
 		if err := publish(t, tc, c.subject, c.typ); err == nil || !refused(t, logs, c.subject) {
 			t.Errorf("traffic publishing %s on %s: got %v and no permissions violation, want both", c.what, c.subject, err)

@@ -45,6 +45,12 @@ type Observation struct {
 	Started  *tasks.Started  `json:"started,omitempty"`
 	Finished *tasks.Finished `json:"finished,omitempty"`
 	Measured *tasks.Measured `json:"measured,omitempty"`
+	// From is the worker service whose result subject carried a report
+	// (tasks.ServiceReplicas, ...). A report about another service's task
+	// changes nothing: NATS permissions confine each worker to its own
+	// result subjects, so a worker cannot report for another. Empty
+	// trusts the report (tests, tools).
+	From string `json:"from,omitempty"`
 	// Tick means time has passed: deadlines at or before now fire.
 	Tick bool `json:"tick,omitempty"`
 }

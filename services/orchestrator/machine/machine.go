@@ -1,6 +1,8 @@
 package machine
 
 import (
+	"github.com/sluicehq/sluice/internal/tasks"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -66,11 +68,11 @@ func (r *run) observe(o Observation) bool {
 	case o.Command != nil:
 		return r.s.Revision != 0 && r.command(*o.Command)
 	case o.Started != nil:
-		return r.started(*o.Started)
+		return r.fromOwner(o.From, o.Started.TaskID) && r.started(*o.Started)
 	case o.Finished != nil:
-		return r.finished(*o.Finished)
+		return r.fromOwner(o.From, o.Finished.TaskID) && r.finished(*o.Finished)
 	case o.Measured != nil:
-		return r.measured(*o.Measured)
+		return r.fromOwner(o.From, o.Measured.TaskID) && r.measured(*o.Measured)
 	case o.Tick:
 		return r.s.Revision != 0
 	}
@@ -135,4 +137,19 @@ func sameJSON(a, b State) bool {
 	x, err1 := json.Marshal(a)
 	y, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// fromOwner reports whether a report about task id may be taken from the
+// service from: only the service that carries out the task may report on
+// it (an empty from is trusted).
+func (r *run) fromOwner(from, id string) bool {
+	if from == "" {
+		return true
+	}
+	ref, ok := r.s.findTask(id)
+	if !ok {
+		return false
+	}
+	svc, err := tasks.Service(ref.t.Kind)
+	return err == nil && svc == from
 }
