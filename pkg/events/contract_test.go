@@ -41,11 +41,11 @@ func TestValidateName(t *testing.T) {
 func TestSubjects(t *testing.T) {
 	r := Ref{Namespace: "prod", Name: "web"}
 	for subject, want := range map[string]string{
-		CommandSubject(r):           "sluice.cmd.prod.web",
-		StatusSubject(r):            "sluice.status.prod.web",
-		TaskSubject("traffic", r):   "sluice.task.traffic.prod.web",
+		CommandSubject(r):            "sluice.cmd.prod.web",
+		StatusSubject(r):             "sluice.status.prod.web",
+		TaskSubject("traffic", r):    "sluice.task.traffic.prod.web",
 		ResultSubject("replicas", r): "sluice.result.replicas.prod.web",
-		DeadLetterSubject("S", "c"): "sluice.dlq.S.c",
+		DeadLetterSubject("S", "c"):  "sluice.dlq.S.c",
 	} {
 		if subject != want {
 			t.Errorf("subject %q, want %q", subject, want)
