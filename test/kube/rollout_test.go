@@ -387,12 +387,15 @@ func TestBlueGreenSwitchAndRollback(t *testing.T) {
 
 // TestEphemeralMetadataOnLivePods checks canaryMetadata and stableMetadata
 // on running pods, and that a promoted revision's pods change role without
-// being replaced. The canary has no trafficRouting: the split is the
+// being replaced; and antiAffinity on the canary's pod template, which the
+// scheduler accepts (kwok's single node still runs the pods: preferred). The canary has no trafficRouting: the split is the
 // replica ratio.
 func TestEphemeralMetadataOnLivePods(t *testing.T) {
 	t.Parallel()
 	s := start(t)
 	strategy := `    canary:
+      antiAffinity:
+        preferredDuringSchedulingIgnoredDuringExecution: {weight: 50}
       canaryMetadata:
         labels: {role: canary}
       stableMetadata:
@@ -425,6 +428,13 @@ func TestEphemeralMetadataOnLivePods(t *testing.T) {
 		return nil
 	})
 	canaryPod := s.readyPods(t, v2)[0].Name
+	rs, err := s.cp.Client.AppsV1().ReplicaSets(s.ns).Get(context.Background(), "web-"+v2, metav1.GetOptions{})
+	must(t, err)
+	if aff := rs.Spec.Template.Spec.Affinity; aff == nil || aff.PodAntiAffinity == nil ||
+		len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
+		aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector.MatchLabels[replicaskube.PodHashLabel] != v1 {
+		t.Errorf("canary ReplicaSet affinity %+v, want a preferred anti-affinity to the stable pods (%s)", aff, v1)
+	}
 
 	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
 	s.waitPhase(t, "web", "Healthy", 2)
