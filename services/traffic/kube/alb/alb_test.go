@@ -13,7 +13,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/diff"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -22,57 +21,11 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
 	"github.com/sluicehq/sluice/services/traffic/traffictest"
 )
 
 var web = events.Ref{Namespace: "default", Name: "web"}
-
-// newClient returns a fake clientset holding objs that, like an API server,
-// gives every write a new resourceVersion and refuses (409) an update that
-// does not carry the stored one. The reactors run under the fake's lock, so
-// the check and the write are atomic.
-func newClient(objs ...runtime.Object) *fake.Clientset {
-	c := fake.NewClientset(objs...)
-	var rv int64
-	next := func() string { rv++; return strconv.FormatInt(rv, 10) }
-	c.PrependReactor("create", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		a.(k8stesting.CreateAction).GetObject().(metav1.Object).SetResourceVersion(next())
-		return false, nil, nil
-	})
-	c.PrependReactor("update", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		ua := a.(k8stesting.UpdateAction)
-		obj := ua.GetObject().(metav1.Object)
-		cur, err := c.Tracker().Get(ua.GetResource(), ua.GetNamespace(), obj.GetName())
-		if err != nil {
-			return false, nil, nil
-		}
-		if cur.(metav1.Object).GetResourceVersion() != obj.GetResourceVersion() {
-			return true, nil, apierrors.NewConflict(ua.GetResource().GroupResource(), obj.GetName(), errors.New("the object has been modified"))
-		}
-		obj.SetResourceVersion(next())
-		return false, nil, nil
-	})
-	return c
-}
-
-// mismatch is a diff of want and got, "" when they are equal.
-func mismatch(want, got any) string {
-	if equality.Semantic.DeepEqual(want, got) {
-		return ""
-	}
-	return diff.Diff(want, got)
-}
-
-// writes counts the creates and updates the router sent.
-func writes(c *fake.Clientset) int {
-	n := 0
-	for _, a := range c.Actions() {
-		if a.GetVerb() == "create" || a.GetVerb() == "update" {
-			n++
-		}
-	}
-	return n
-}
 
 func useAnnotation(p, service string) networkingv1.HTTPIngressPath {
 	pt := networkingv1.PathTypePrefix
@@ -138,7 +91,7 @@ func TestContract(t *testing.T) {
 	var c *fake.Clientset
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) traffic.Router {
-			c = newClient()
+			c = kubefake.NewClientset()
 			return newRouter(t, c)
 		},
 		Prepare: func(t *testing.T, ref events.Ref, r *tasks.Route) {
@@ -221,7 +174,7 @@ func TestWeights(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClient(tt.ingress)
+			c := kubefake.NewClientset(tt.ingress)
 			rt := tt.route()
 			w, err := newRouter(t, c).Apply(context.Background(), web, 1, rt)
 			if err != nil {
@@ -231,10 +184,10 @@ func TestWeights(t *testing.T) {
 				t.Errorf("weight %d, want %d", w, rt.CanaryWeight)
 			}
 			got := getIngress(t, c, "web")
-			if diff := mismatch(tt.want, got.Annotations); diff != "" {
+			if diff := kubefake.Diff(tt.want, got.Annotations); diff != "" {
 				t.Errorf("annotations (-want +got):\n%s", diff)
 			}
-			if diff := mismatch(tt.ingress.Spec, got.Spec); diff != "" {
+			if diff := kubefake.Diff(tt.ingress.Spec, got.Spec); diff != "" {
 				t.Errorf("a weight alone changed the spec (-want +got):\n%s", diff)
 			}
 		})
@@ -242,7 +195,7 @@ func TestWeights(t *testing.T) {
 }
 
 func TestIngresses(t *testing.T) {
-	c := newClient(albIngress("public", "web-stable"), albIngress("internal", "web-stable"))
+	c := kubefake.NewClientset(albIngress("public", "web-stable"), albIngress("internal", "web-stable"))
 	rt := route(40)
 	rt.TrafficRouting.ALB = &spec.ALBTrafficRouting{Ingresses: []string{"public", "internal"}, ServicePort: 80}
 	if w, err := newRouter(t, c).Apply(context.Background(), web, 1, rt); err != nil || w != 40 {
@@ -287,7 +240,7 @@ func TestHeaderRoutes(t *testing.T) {
 		rule("other.example.com", numbered("/", "other", 80)),
 		rule("www.example.com", useAnnotation("/", "web-stable")),
 	}
-	c := newClient(ing)
+	c := kubefake.NewClientset(ing)
 	r := newRouter(t, c)
 
 	steps := []struct {
@@ -357,7 +310,7 @@ func TestHeaderRoutes(t *testing.T) {
 			t.Fatalf("%s: Apply: %d, %v", st.name, w, err)
 		}
 		got := getIngress(t, c, "web")
-		if diff := mismatch(st.wantRules, got.Spec.Rules); diff != "" {
+		if diff := kubefake.Diff(st.wantRules, got.Spec.Rules); diff != "" {
 			t.Errorf("%s: rules (-want +got):\n%s", st.name, diff)
 		}
 		want := map[string]string{
@@ -368,7 +321,7 @@ func TestHeaderRoutes(t *testing.T) {
 		for k, v := range st.wantAnn {
 			want[k] = v
 		}
-		if diff := mismatch(want, got.Annotations); diff != "" {
+		if diff := kubefake.Diff(want, got.Annotations); diff != "" {
 			t.Errorf("%s: annotations (-want +got):\n%s", st.name, diff)
 		}
 	}
@@ -377,7 +330,7 @@ func TestHeaderRoutes(t *testing.T) {
 // managedRoutes reordered between two routes reorders the paths.
 func TestHeaderRoutesReordered(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	r := newRouter(t, c)
 	alpha := spec.SetHeaderRoute{Name: "alpha", Match: []spec.HeaderRoutingMatch{exact("X-Alpha", "1")}}
 	beta := spec.SetHeaderRoute{Name: "beta", Match: []spec.HeaderRoutingMatch{exact("X-Beta", "1")}}
@@ -412,7 +365,7 @@ func TestMigratesFromArgo(t *testing.T) {
 		"alb.ingress.kubernetes.io/conditions.old":     `[{"field":"http-header","httpHeaderConfig":{"httpHeaderName":"X-Old","values":["1"]}}]`,
 		ManagedAnnotation:                              `{"web":["alb.ingress.kubernetes.io/actions.web-stable","alb.ingress.kubernetes.io/actions.old","alb.ingress.kubernetes.io/conditions.old"]}`,
 	}
-	c := newClient(ing)
+	c := kubefake.NewClientset(ing)
 	if w, err := newRouter(t, c).Apply(context.Background(), web, 1, route(0)); err != nil || w != 0 {
 		t.Fatalf("Apply: %d, %v", w, err)
 	}
@@ -422,10 +375,10 @@ func TestMigratesFromArgo(t *testing.T) {
 		ManagedAnnotation:   `{"web":["alb.ingress.kubernetes.io/actions.web-stable"]}`,
 		guard.SeqAnnotation: "1",
 	}
-	if diff := mismatch(want, got.Annotations); diff != "" {
+	if diff := kubefake.Diff(want, got.Annotations); diff != "" {
 		t.Errorf("annotations (-want +got):\n%s", diff)
 	}
-	if diff := mismatch(albIngress("web", "web-stable").Spec, got.Spec); diff != "" {
+	if diff := kubefake.Diff(albIngress("web", "web-stable").Spec, got.Spec); diff != "" {
 		t.Errorf("spec (-want +got):\n%s", diff)
 	}
 }
@@ -433,41 +386,41 @@ func TestMigratesFromArgo(t *testing.T) {
 // With Istio as well, mirror routes are Istio's: the Ingress gets the
 // weights, as with Argo Rollouts.
 func TestMirrorRoutesCarriedByIstio(t *testing.T) {
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	rt := route(15)
 	rt.TrafficRouting.Istio = &spec.IstioTrafficRouting{VirtualService: &spec.IstioVirtualService{Name: "web"}}
 	rt.MirrorRoutes = []spec.SetMirrorRoute{{Name: "shadow", Match: []spec.RouteMatch{{Method: &spec.StringMatch{Exact: "GET"}}}}}
 	if w, err := newRouter(t, c).Apply(context.Background(), web, 1, rt); err != nil || w != 15 {
 		t.Fatalf("Apply: %d, %v", w, err)
 	}
-	if diff := mismatch(albIngress("web", "web-stable").Spec, getIngress(t, c, "web").Spec); diff != "" {
+	if diff := kubefake.Diff(albIngress("web", "web-stable").Spec, getIngress(t, c, "web").Spec); diff != "" {
 		t.Errorf("a mirror route changed the Ingress's paths (-want +got):\n%s", diff)
 	}
 }
 
 func TestIdempotent(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	r := newRouter(t, c)
 	rt := headerRouting(50, spec.SetHeaderRoute{Name: "beta", Match: []spec.HeaderRoutingMatch{exact("X-Beta", "1")}})
 	if _, err := r.Apply(ctx, web, 3, rt); err != nil {
 		t.Fatal(err)
 	}
-	before := writes(c)
+	before := kubefake.Writes(c)
 	if before != 1 {
 		t.Errorf("first Apply wrote %d times, want 1", before)
 	}
 	if w, err := r.Apply(ctx, web, 3, rt); err != nil || w != 50 {
 		t.Fatalf("second Apply: %d, %v", w, err)
 	}
-	if n := writes(c) - before; n != 0 {
+	if n := kubefake.Writes(c) - before; n != 0 {
 		t.Errorf("the same route again wrote %d times, want 0", n)
 	}
 }
 
 func TestStale(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	r := newRouter(t, c)
 	if _, err := r.Apply(ctx, web, 5, route(0)); err != nil {
 		t.Fatal(err)
@@ -476,13 +429,13 @@ func TestStale(t *testing.T) {
 	if _, err := r.Apply(ctx, web, 4, route(50)); !errors.Is(err, traffic.ErrStale) {
 		t.Fatalf("seq 4 after 5: %v, want ErrStale", err)
 	}
-	if diff := mismatch(before, getIngress(t, c, "web").Annotations); diff != "" {
+	if diff := kubefake.Diff(before, getIngress(t, c, "web").Annotations); diff != "" {
 		t.Errorf("a stale route changed the Ingress (-before +after):\n%s", diff)
 	}
 }
 
 func TestBlueGreen(t *testing.T) {
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	w, err := newRouter(t, c).Apply(context.Background(), web, 1, traffictest.BlueGreen("a", "b"))
 	if err != nil || w != 0 {
 		t.Fatalf("Apply: %d, %v", w, err)
@@ -646,25 +599,15 @@ func TestRejects(t *testing.T) {
 			if tt.ingress != nil {
 				objs = append(objs, tt.ingress)
 			}
-			c := newClient(objs...)
+			c := kubefake.NewClientset(objs...)
 			_, err := newRouter(t, c).Apply(context.Background(), web, 1, tt.route())
-			if !errors.Is(err, traffic.ErrRejected) {
-				t.Fatalf("error %v, want ErrRejected", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			if n := writes(c); n != 0 {
-				t.Errorf("a rejected route wrote %d times", n)
-			}
+			kubefake.Rejected(t, c, err, tt.want...)
 		})
 	}
 }
 
 func TestInvalidIsRejected(t *testing.T) {
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	c.PrependReactor("update", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInvalid(networkingv1.SchemeGroupVersion.WithKind("Ingress").GroupKind(), "web", nil)
 	})
@@ -675,7 +618,7 @@ func TestInvalidIsRejected(t *testing.T) {
 }
 
 func TestInfrastructureErrorIsNotRejection(t *testing.T) {
-	c := newClient(albIngress("web", "web-stable"))
+	c := kubefake.NewClientset(albIngress("web", "web-stable"))
 	c.PrependReactor("get", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})

@@ -3,7 +3,6 @@ package gatewayapi_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/gatewayapi"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
 	"github.com/sluicehq/sluice/services/traffic/traffictest"
 )
 
@@ -47,9 +47,9 @@ func seed(t *testing.T, manifests ...string) *dynamicfake.FakeDynamicClient {
 	t.Helper()
 	var objs []*unstructured.Unstructured
 	for _, m := range manifests {
-		objs = append(objs, object(t, m))
+		objs = append(objs, kubefake.Object(t, m))
 	}
-	return newClient(t, map[schema.GroupVersionResource]string{gatewayapi.HTTPRoutes: "HTTPRouteList"},
+	return kubefake.NewDynamicClient(t, map[schema.GroupVersionResource]string{gatewayapi.HTTPRoutes: "HTTPRouteList"},
 		map[schema.GroupVersionResource][]*unstructured.Unstructured{gatewayapi.HTTPRoutes: objs})
 }
 
@@ -88,7 +88,7 @@ func TestContract(t *testing.T) {
 				return
 			}
 			c, _ := clients.Load(t)
-			o := object(t, simple)
+			o := kubefake.Object(t, simple)
 			o.SetNamespace(ref.Namespace)
 			o.SetName(ref.Name)
 			_, err := c.(*dynamicfake.FakeDynamicClient).Resource(gatewayapi.HTTPRoutes).Namespace(ref.Namespace).Create(context.Background(), o, metav1.CreateOptions{})
@@ -321,9 +321,9 @@ spec:
 				t.Errorf("weight %d, want %d", w, tc.weight)
 			}
 			for _, m := range tc.want {
-				want := object(t, m)
-				got := get(t, c, gatewayapi.HTTPRoutes, want.GetNamespace(), want.GetName())
-				sameField(t, "HTTPRoute "+want.GetName(), got, want, "spec")
+				want := kubefake.Object(t, m)
+				got := kubefake.Get(t, c, gatewayapi.HTTPRoutes, want.GetNamespace(), want.GetName())
+				kubefake.SameField(t, "HTTPRoute "+want.GetName(), got, want, "spec")
 				if g, w := got.GetAnnotations()[gatewayapi.AnnotationManagedRules], want.GetAnnotations()[gatewayapi.AnnotationManagedRules]; g != w {
 					t.Errorf("HTTPRoute %s managed rules %q, want %q", want.GetName(), g, w)
 				}
@@ -335,11 +335,11 @@ spec:
 				}
 			}
 
-			before := writes(c)
+			before := kubefake.Writes(c)
 			if _, err := r.Apply(context.Background(), web, 3, tc.route); err != nil {
 				t.Fatal(err)
 			}
-			if n := writes(c) - before; n != 0 {
+			if n := kubefake.Writes(c) - before; n != 0 {
 				t.Errorf("the same route again wrote %d times", n)
 			}
 		})
@@ -350,7 +350,7 @@ spec:
 // unnamed) and its managed-rules annotation.
 func ruleNames(t *testing.T, c *dynamicfake.FakeDynamicClient) ([]string, string) {
 	t.Helper()
-	route := get(t, c, gatewayapi.HTTPRoutes, "default", "web")
+	route := kubefake.Get(t, c, gatewayapi.HTTPRoutes, "default", "web")
 	rules, _, _ := unstructured.NestedSlice(route.Object, "spec", "rules")
 	var names []string
 	for _, r := range rules {
@@ -506,12 +506,7 @@ func TestRejects(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := seed(t, tc.objects...)
 			_, err := newRouter(t, c).Apply(context.Background(), web, 1, tc.route())
-			if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Errorf("error %v, want ErrRejected with %q", err, tc.wantMsg)
-			}
-			if n := writes(c); n != 0 {
-				t.Errorf("a rejected route wrote %d times", n)
-			}
+			kubefake.Rejected(t, c, err, tc.wantMsg)
 		})
 	}
 }
@@ -520,12 +515,7 @@ func TestRejectedRouteChangesNoObject(t *testing.T) {
 	broken := strings.NewReplacer("name: web,", "name: web-internal,", "web-canary", "web-preview").Replace(simple)
 	c := seed(t, simple, broken)
 	_, err := newRouter(t, c).Apply(context.Background(), web, 1, canary(50, `{"httpRoutes":[{"name":"web"},{"name":"web-internal"}]}`))
-	if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), "HTTPRoute default/web-internal") {
-		t.Fatalf("error %v, want the second HTTPRoute rejected", err)
-	}
-	if n := writes(c); n != 0 {
-		t.Errorf("%d objects written, want none", n)
-	}
+	kubefake.Rejected(t, c, err, "HTTPRoute default/web-internal")
 }
 
 func TestBlueGreenChangesNothing(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
 
 // Limits of the HTTPRoute API, checked before writing so that the route is
@@ -252,7 +253,7 @@ func (p *plan) httpRoute(useHeaderRoutes bool) func(*unstructured.Unstructured) 
 		if err := p.claim(obj); err != nil {
 			return err
 		}
-		rules, err := listAt(obj.Object, "spec", "rules")
+		rules, err := guard.ListAt(obj.Object, "spec", "rules")
 		if err != nil {
 			return err
 		}
@@ -608,7 +609,7 @@ func copyMap(m map[string]any) map[string]any {
 // units of max: the canary's share of the weights of its first weighted
 // rule (a backendRef without weight weighs 1).
 func (p *plan) weightIn(obj *unstructured.Unstructured) (int64, error) {
-	rules, err := listAt(obj.Object, "spec", "rules")
+	rules, err := guard.ListAt(obj.Object, "spec", "rules")
 	if err != nil {
 		return 0, err
 	}

@@ -7,13 +7,15 @@
 // Routers on Kubernetes touch several objects per route (Services, then a
 // VirtualService or an Ingress). Each object moves forward on its own: a lower
 // seq never overwrites an object a higher seq wrote, which is what
-// traffic.Router's seq contract asks of each effect.
+// traffic.Router's seq contract asks of each effect. UpdateAll checks a
+// route against all of a router's objects before it writes any of them.
 package guard
 
 import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -86,7 +88,7 @@ func Update[T Object](ctx context.Context, c Client[T], name, what string, seq i
 				return stored, nil
 			}
 		} else if apierrors.IsNotFound(err) {
-			return stored, fmt.Errorf("%w: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, what)
+			return stored, missing(what)
 		}
 		if !retriable(err) {
 			return stored, err
@@ -104,22 +106,10 @@ func Update[T Object](ctx context.Context, c Client[T], name, what string, seq i
 
 // write applies one read-modify-write.
 func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq int64, mutate func(T) error) (T, error) {
-	if have := Seq(obj); have > seq {
-		return obj, fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", traffic.ErrStale, what, have, seq)
+	next, err := change(obj, what, seq, mutate)
+	if err != nil {
+		return obj, err
 	}
-	next, ok := obj.DeepCopyObject().(T)
-	if !ok {
-		return obj, fmt.Errorf("copy %s: unexpected type %T", what, obj.DeepCopyObject())
-	}
-	if err := mutate(next); err != nil {
-		return obj, fmt.Errorf("%s: %w", what, err)
-	}
-	ann := next.GetAnnotations()
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[SeqAnnotation] = strconv.FormatInt(seq, 10)
-	next.SetAnnotations(ann)
 	if equality.Semantic.DeepEqual(obj, next) {
 		return obj, nil
 	}
@@ -128,6 +118,98 @@ func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq i
 		return obj, fmt.Errorf("update %s: %w", what, err)
 	}
 	return stored, nil
+}
+
+// change returns a copy of obj with mutate applied and seq recorded, or an
+// error wrapping traffic.ErrStale when obj carries a higher seq.
+func change[T Object](obj T, what string, seq int64, mutate func(T) error) (T, error) {
+	var none T
+	if have := Seq(obj); have > seq {
+		return none, fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", traffic.ErrStale, what, have, seq)
+	}
+	next, ok := obj.DeepCopyObject().(T)
+	if !ok {
+		return none, fmt.Errorf("copy %s: unexpected type %T", what, obj.DeepCopyObject())
+	}
+	if err := mutate(next); err != nil {
+		return none, fmt.Errorf("%s: %w", what, err)
+	}
+	ann := next.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[SeqAnnotation] = strconv.FormatInt(seq, 10)
+	next.SetAnnotations(ann)
+	return next, nil
+}
+
+// missing is the rejection of an object that does not exist.
+func missing(what string) error {
+	return fmt.Errorf("%w: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, what)
+}
+
+// Change is one object of a route that changes several: the object Name,
+// read and written through Client and called What in errors
+// ("VirtualService default/web"), and the change Mutate makes to it, as for
+// Update.
+type Change[T Object] struct {
+	Client Client[T]
+	Name   string
+	What   string
+	Mutate func(T) error
+}
+
+// UpdateAll puts the changes of one route in effect, writing none of them
+// when one cannot be made. It first reads every object, in order, and
+// applies its Mutate to a copy, writing nothing; the first failure is
+// returned as Update would return it (a missing object or a rejection from
+// Mutate wraps traffic.ErrRejected, a higher seq traffic.ErrStale), except
+// that a failed read is not retried. It then writes each object, in order,
+// with Update, and returns them as stored, in the order of changes.
+//
+// The check is no transaction: an object that changes between the check
+// and its write can still fail its Update, after the objects before it were
+// written. Each object still only moves forward, as the package promises.
+func UpdateAll[T Object](ctx context.Context, seq int64, changes []Change[T]) ([]T, error) {
+	for _, c := range changes {
+		obj, err := c.Client.Get(ctx, c.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, missing(c.What)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", c.What, err)
+		}
+		if _, err := change(obj, c.What, seq, c.Mutate); err != nil {
+			return nil, err
+		}
+	}
+	stored := make([]T, 0, len(changes))
+	for _, c := range changes {
+		obj, err := Update(ctx, c.Client, c.Name, c.What, seq, c.Mutate)
+		if err != nil {
+			return nil, err
+		}
+		stored = append(stored, obj)
+	}
+	return stored, nil
+}
+
+// ListAt returns the list at path in obj, for a Mutate of an unstructured
+// object: nil when absent or null, and an error wrapping
+// traffic.ErrRejected, naming the path, when something else is there.
+func ListAt(obj map[string]any, path ...string) ([]any, error) {
+	v, found, err := unstructured.NestedFieldNoCopy(obj, path...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", traffic.ErrRejected, strings.Join(path, "."), err)
+	}
+	if !found || v == nil {
+		return nil, nil
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a list", traffic.ErrRejected, strings.Join(path, "."))
+	}
+	return l, nil
 }
 
 // Seq is the route seq recorded on obj, 0 if none.

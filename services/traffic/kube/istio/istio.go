@@ -48,8 +48,6 @@ import (
 	"slices"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -149,29 +147,26 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if err != nil {
 		return 0, err
 	}
-	var objs []object
+	var changes []guard.Change[*unstructured.Unstructured]
 	if dr := p.istio.DestinationRule; dr != nil {
-		objs = append(objs, object{
-			client: r.client.Resource(r.dr).Namespace(ref.Namespace),
-			name:   dr.Name,
-			what:   fmt.Sprintf("DestinationRule %s/%s", ref.Namespace, dr.Name),
-			mutate: p.destinationRule,
+		changes = append(changes, guard.Change[*unstructured.Unstructured]{
+			Client: guard.Dynamic(r.client.Resource(r.dr).Namespace(ref.Namespace)),
+			Name:   dr.Name,
+			What:   fmt.Sprintf("DestinationRule %s/%s", ref.Namespace, dr.Name),
+			Mutate: p.destinationRule,
 		})
 	}
 	sels := p.virtualServices()
 	for _, sel := range sels {
 		ns, name := splitName(sel.Name, ref.Namespace)
-		objs = append(objs, object{
-			client: r.client.Resource(r.vs).Namespace(ns),
-			name:   name,
-			what:   fmt.Sprintf("VirtualService %s/%s", ns, name),
-			mutate: p.virtualService(sel),
+		changes = append(changes, guard.Change[*unstructured.Unstructured]{
+			Client: guard.Dynamic(r.client.Resource(r.vs).Namespace(ns)),
+			Name:   name,
+			What:   fmt.Sprintf("VirtualService %s/%s", ns, name),
+			Mutate: p.virtualService(sel),
 		})
 	}
-	if err := check(ctx, seq, objs); err != nil {
-		return 0, err
-	}
-	stored, err := write(ctx, seq, objs)
+	stored, err := guard.UpdateAll(ctx, seq, changes)
 	if err != nil {
 		return 0, err
 	}
@@ -207,7 +202,7 @@ func (p *plan) destinationRule(dr *unstructured.Unstructured) error {
 		return err
 	}
 	cfg := p.istio.DestinationRule
-	subsets, err := listAt(dr.Object, "spec", "subsets")
+	subsets, err := guard.ListAt(dr.Object, "spec", "subsets")
 	if err != nil {
 		return err
 	}
@@ -260,67 +255,6 @@ func (p *plan) claim(obj *unstructured.Unstructured) error {
 	ann[AnnotationManagedBy] = p.ref.Name
 	obj.SetAnnotations(ann)
 	return nil
-}
-
-// object is one Kubernetes object a route writes, and the change it makes.
-type object struct {
-	client dynamic.ResourceInterface
-	name   string
-	// what names the object in messages ("VirtualService default/web").
-	what   string
-	mutate func(*unstructured.Unstructured) error
-}
-
-// check reads every object and applies its change in memory, so that a
-// route that is rejected or stale for one object writes none.
-func check(ctx context.Context, seq int64, objs []object) error {
-	for _, o := range objs {
-		u, err := o.client.Get(ctx, o.name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return fmt.Errorf("%w: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, o.what)
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", o.what, err)
-		}
-		if have := guard.Seq(u); have > seq {
-			return fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", traffic.ErrStale, o.what, have, seq)
-		}
-		if err := o.mutate(u.DeepCopy()); err != nil {
-			return fmt.Errorf("%s: %w", o.what, err)
-		}
-	}
-	return nil
-}
-
-// write puts every object's change in effect, in order, and returns the
-// objects as stored.
-func write(ctx context.Context, seq int64, objs []object) ([]*unstructured.Unstructured, error) {
-	stored := make([]*unstructured.Unstructured, 0, len(objs))
-	for _, o := range objs {
-		u, err := guard.Update(ctx, guard.Dynamic(o.client), o.name, o.what, seq, o.mutate)
-		if err != nil {
-			return nil, err
-		}
-		stored = append(stored, u)
-	}
-	return stored, nil
-}
-
-// listAt returns the list at path in obj: nil when absent, rejected when
-// something else is there.
-func listAt(obj map[string]any, path ...string) ([]any, error) {
-	v, found, err := unstructured.NestedFieldNoCopy(obj, path...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", traffic.ErrRejected, strings.Join(path, "."), err)
-	}
-	if !found || v == nil {
-		return nil, nil
-	}
-	l, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is not a list", traffic.ErrRejected, strings.Join(path, "."))
-	}
-	return l, nil
 }
 
 // number reads a JSON number of an unstructured object.

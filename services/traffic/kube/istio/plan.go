@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
+	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
 
 // plan is what one route asks of every Istio object: it is checked once,
@@ -194,7 +195,7 @@ func (w *weighted) add(kind string, route map[string]any) {
 // selectRoutes finds the routes of vs (its spec) that sel asks to weight,
 // and the HTTP routes that are not managed routes, in their order.
 func (p *plan) selectRoutes(vspec map[string]any, sel spec.IstioVirtualService) (w weighted, user []any, err error) {
-	http, err := listAt(vspec, "http")
+	http, err := guard.ListAt(vspec, "http")
 	if err != nil {
 		return w, nil, err
 	}
@@ -223,7 +224,7 @@ func (p *plan) selectRoutes(vspec map[string]any, sel spec.IstioVirtualService) 
 	}
 
 	for _, kind := range []string{"tls", "tcp"} {
-		routes, err := listAt(vspec, kind)
+		routes, err := guard.ListAt(vspec, kind)
 		if err != nil {
 			return w, nil, err
 		}
@@ -363,7 +364,7 @@ func (p *plan) virtualService(sel spec.IstioVirtualService) func(*unstructured.U
 // destination sw, and drops its other destinations, as Argo does: a managed
 // route splits between the two revisions only.
 func (p *plan) setWeights(route map[string]any, kind string, cw, sw int64) error {
-	dests, err := listAt(route, "route")
+	dests, err := guard.ListAt(route, "route")
 	if err != nil {
 		return err
 	}

@@ -5,16 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
-	"strconv"
 	"strings"
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/diff"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -23,57 +20,11 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
 	"github.com/sluicehq/sluice/services/traffic/traffictest"
 )
 
 var web = events.Ref{Namespace: "default", Name: "web"}
-
-// newClient returns a fake clientset holding objs that, like an API server,
-// gives every write a new resourceVersion and refuses (409) an update that
-// does not carry the stored one. The reactors run under the fake's lock, so
-// the check and the write are atomic.
-func newClient(objs ...runtime.Object) *fake.Clientset {
-	c := fake.NewClientset(objs...)
-	var rv int64
-	next := func() string { rv++; return strconv.FormatInt(rv, 10) }
-	c.PrependReactor("create", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		a.(k8stesting.CreateAction).GetObject().(metav1.Object).SetResourceVersion(next())
-		return false, nil, nil
-	})
-	c.PrependReactor("update", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		ua := a.(k8stesting.UpdateAction)
-		obj := ua.GetObject().(metav1.Object)
-		cur, err := c.Tracker().Get(ua.GetResource(), ua.GetNamespace(), obj.GetName())
-		if err != nil {
-			return false, nil, nil
-		}
-		if cur.(metav1.Object).GetResourceVersion() != obj.GetResourceVersion() {
-			return true, nil, apierrors.NewConflict(ua.GetResource().GroupResource(), obj.GetName(), errors.New("the object has been modified"))
-		}
-		obj.SetResourceVersion(next())
-		return false, nil, nil
-	})
-	return c
-}
-
-// mismatch is a diff of want and got, "" when they are equal.
-func mismatch(want, got any) string {
-	if equality.Semantic.DeepEqual(want, got) {
-		return ""
-	}
-	return diff.Diff(want, got)
-}
-
-// writes counts the creates and updates the router sent.
-func writes(c *fake.Clientset) int {
-	n := 0
-	for _, a := range c.Actions() {
-		if a.GetVerb() == "create" || a.GetVerb() == "update" {
-			n++
-		}
-	}
-	return n
-}
 
 func pathType(t networkingv1.PathType) *networkingv1.PathType { return &t }
 
@@ -141,7 +92,7 @@ func TestContract(t *testing.T) {
 	var c *fake.Clientset
 	traffictest.Run(t, traffictest.Harness{
 		New: func(t *testing.T) traffic.Router {
-			c = newClient()
+			c = kubefake.NewClientset()
 			return newRouter(t, c)
 		},
 		Prepare: func(t *testing.T, ref events.Ref, r *tasks.Route) {
@@ -258,7 +209,7 @@ func TestCanaryIngress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClient(tt.stable)
+			c := kubefake.NewClientset(tt.stable)
 			rt := tt.route()
 			w, err := newRouter(t, c).Apply(context.Background(), web, 1, rt)
 			if err != nil {
@@ -267,10 +218,10 @@ func TestCanaryIngress(t *testing.T) {
 			if w != rt.CanaryWeight {
 				t.Errorf("weight %d, want %d", w, rt.CanaryWeight)
 			}
-			if diff := mismatch(tt.want, written(getIngress(t, c, "web-web-canary"))); diff != "" {
+			if diff := kubefake.Diff(tt.want, written(getIngress(t, c, "web-web-canary"))); diff != "" {
 				t.Errorf("canary Ingress (-want +got):\n%s", diff)
 			}
-			if diff := mismatch(written(tt.stable), written(getIngress(t, c, "web"))); diff != "" {
+			if diff := kubefake.Diff(written(tt.stable), written(getIngress(t, c, "web"))); diff != "" {
 				t.Errorf("the stable Ingress changed (-want +got):\n%s", diff)
 			}
 		})
@@ -278,7 +229,7 @@ func TestCanaryIngress(t *testing.T) {
 }
 
 func TestStableIngresses(t *testing.T) {
-	c := newClient(stableIngress("public"), stableIngress("internal"))
+	c := kubefake.NewClientset(stableIngress("public"), stableIngress("internal"))
 	rt := route(40)
 	rt.TrafficRouting.Nginx = &spec.NginxTrafficRouting{StableIngresses: []string{"public", "internal"}}
 	w, err := newRouter(t, c).Apply(context.Background(), web, 1, rt)
@@ -294,7 +245,7 @@ func TestStableIngresses(t *testing.T) {
 
 func TestFollowsChanges(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	r := newRouter(t, c)
 	rt := route(10)
 	rt.TrafficRouting.Nginx.AdditionalIngressAnnotations = map[string]string{"canary-by-header": "X-Canary"}
@@ -313,7 +264,7 @@ func TestFollowsChanges(t *testing.T) {
 		t.Fatalf("Apply seq 2: %d, %v", w, err)
 	}
 	got := getIngress(t, c, "web-web-canary")
-	if diff := mismatch([]networkingv1.IngressRule{rule("new.example.com", path("/v2", "web-canary", 81))}, got.Spec.Rules); diff != "" {
+	if diff := kubefake.Diff([]networkingv1.IngressRule{rule("new.example.com", path("/v2", "web-canary", 81))}, got.Spec.Rules); diff != "" {
 		t.Errorf("canary rules (-want +got):\n%s", diff)
 	}
 	want := map[string]string{
@@ -322,7 +273,7 @@ func TestFollowsChanges(t *testing.T) {
 		AnnotationManagedBy:                         "web",
 		guard.SeqAnnotation:                         "2",
 	}
-	if diff := mismatch(want, got.Annotations); diff != "" {
+	if diff := kubefake.Diff(want, got.Annotations); diff != "" {
 		t.Errorf("canary annotations (-want +got):\n%s", diff)
 	}
 
@@ -359,7 +310,7 @@ func TestRoutesCarriedByAnotherRouter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClient(stableIngress("web"))
+			c := kubefake.NewClientset(stableIngress("web"))
 			rt := route(15)
 			tt.other(rt.TrafficRouting)
 			if tt.header {
@@ -377,33 +328,33 @@ func TestRoutesCarriedByAnotherRouter(t *testing.T) {
 	rt := route(15)
 	rt.TrafficRouting.ALB = &spec.ALBTrafficRouting{Ingress: "web-alb", ServicePort: 80}
 	rt.MirrorRoutes = []spec.SetMirrorRoute{{Name: "shadow", Match: []spec.RouteMatch{{Method: &spec.StringMatch{Exact: "GET"}}}}}
-	if _, err := newRouter(t, newClient(stableIngress("web"))).Apply(context.Background(), web, 1, rt); !errors.Is(err, traffic.ErrRejected) {
+	if _, err := newRouter(t, kubefake.NewClientset(stableIngress("web"))).Apply(context.Background(), web, 1, rt); !errors.Is(err, traffic.ErrRejected) {
 		t.Errorf("mirror route with nginx and alb: %v, want ErrRejected", err)
 	}
 }
 
 func TestIdempotent(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	r := newRouter(t, c)
 	if _, err := r.Apply(ctx, web, 7, route(50)); err != nil {
 		t.Fatal(err)
 	}
-	before := writes(c)
+	before := kubefake.Writes(c)
 	if before != 1 {
 		t.Errorf("first Apply wrote %d times, want 1 (the create)", before)
 	}
 	if w, err := r.Apply(ctx, web, 7, route(50)); err != nil || w != 50 {
 		t.Fatalf("second Apply: %d, %v", w, err)
 	}
-	if n := writes(c) - before; n != 0 {
+	if n := kubefake.Writes(c) - before; n != 0 {
 		t.Errorf("the same route again wrote %d times, want 0", n)
 	}
 }
 
 func TestStale(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	r := newRouter(t, c)
 	if _, err := r.Apply(ctx, web, 5, route(0)); err != nil {
 		t.Fatal(err)
@@ -418,7 +369,7 @@ func TestStale(t *testing.T) {
 }
 
 func TestBlueGreen(t *testing.T) {
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	w, err := newRouter(t, c).Apply(context.Background(), web, 1, traffictest.BlueGreen("a", "b"))
 	if err != nil || w != 0 {
 		t.Fatalf("Apply: %d, %v", w, err)
@@ -434,7 +385,7 @@ func TestAdoptsArgoCanaryIngress(t *testing.T) {
 		Annotations:     map[string]string{"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "5"},
 		OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web", UID: "u1", Controller: new(true)}},
 	}}
-	c := newClient(stableIngress("web"), argo)
+	c := kubefake.NewClientset(stableIngress("web"), argo)
 	if w, err := newRouter(t, c).Apply(context.Background(), web, 1, route(25)); err != nil || w != 25 {
 		t.Fatalf("Apply: %d, %v", w, err)
 	}
@@ -442,7 +393,7 @@ func TestAdoptsArgoCanaryIngress(t *testing.T) {
 	if got.Annotations[AnnotationManagedBy] != "web" || got.Annotations["nginx.ingress.kubernetes.io/canary-weight"] != "25" {
 		t.Errorf("annotations after adoption: %v", got.Annotations)
 	}
-	if diff := mismatch(argo.OwnerReferences, got.OwnerReferences); diff != "" {
+	if diff := kubefake.Diff(argo.OwnerReferences, got.OwnerReferences); diff != "" {
 		t.Errorf("owner references changed (-want +got):\n%s", diff)
 	}
 }
@@ -547,19 +498,9 @@ func TestRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClient(tt.objs...)
+			c := kubefake.NewClientset(tt.objs...)
 			_, err := newRouter(t, c).Apply(context.Background(), web, 1, tt.route())
-			if !errors.Is(err, traffic.ErrRejected) {
-				t.Fatalf("error %v, want ErrRejected", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			if n := writes(c); n != 0 {
-				t.Errorf("a rejected route wrote %d times", n)
-			}
+			kubefake.Rejected(t, c, err, tt.want...)
 		})
 	}
 }
@@ -567,7 +508,7 @@ func TestRejects(t *testing.T) {
 // An Ingress the API server refuses (here: a webhook) is the user's to fix,
 // not something to retry.
 func TestInvalidIsRejected(t *testing.T) {
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	c.PrependReactor("create", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewInvalid(networkingv1.SchemeGroupVersion.WithKind("Ingress").GroupKind(), "web-web-canary", nil)
 	})
@@ -578,7 +519,7 @@ func TestInvalidIsRejected(t *testing.T) {
 }
 
 func TestInfrastructureErrorIsNotRejection(t *testing.T) {
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	c.PrependReactor("get", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})
@@ -609,7 +550,7 @@ func TestNewNeedsClient(t *testing.T) {
 // previous route or a user added survives a route.
 func TestAnnotationsAreReplaced(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(stableIngress("web"))
+	c := kubefake.NewClientset(stableIngress("web"))
 	r := newRouter(t, c)
 	if _, err := r.Apply(ctx, web, 1, route(10)); err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
+	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
 	"github.com/sluicehq/sluice/services/traffic/kube/smi"
 	"github.com/sluicehq/sluice/services/traffic/traffictest"
 )
@@ -34,9 +35,9 @@ func seed(t *testing.T, version string, manifests ...string) *dynamicfake.FakeDy
 	t.Helper()
 	var objs []*unstructured.Unstructured
 	for _, m := range manifests {
-		objs = append(objs, object(t, m))
+		objs = append(objs, kubefake.Object(t, m))
 	}
-	return newClient(t, map[schema.GroupVersionResource]string{gvr(version): "TrafficSplitList"},
+	return kubefake.NewDynamicClient(t, map[schema.GroupVersionResource]string{gvr(version): "TrafficSplitList"},
 		map[schema.GroupVersionResource][]*unstructured.Unstructured{gvr(version): objs})
 }
 
@@ -60,71 +61,47 @@ func TestApply(t *testing.T) {
 	cases := []struct {
 		name     string
 		version  string
-		existing string
+		existing string // a TrafficSplit stored before the route
 		route    func(r *tasks.Route)
-		weight   int32
-		want     string
+		wantName string
+		wantSpec string // YAML
 	}{
 		{
-			name: "creates a v1alpha3 TrafficSplit named after the rollout", version: "v1alpha3", weight: 30,
-			want: `
-apiVersion: split.smi-spec.io/v1alpha3
-kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "4"}
-spec:
-  service: web-stable
-  backends:
-  - {service: web-canary, weight: 30}
-  - {service: web-stable, weight: 70}
+			name: "creates a v1alpha3 TrafficSplit named after the rollout", version: "v1alpha3", wantName: "web",
+			wantSpec: `
+service: web-stable
+backends:
+- {service: web-canary, weight: 30}
+- {service: web-stable, weight: 70}
 `,
 		},
 		{
-			name: "writes v1alpha1 weights as quantities", version: "v1alpha1", weight: 30,
-			want: `
-apiVersion: split.smi-spec.io/v1alpha1
-kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "4"}
-spec:
-  service: web-stable
-  backends:
-  - {service: web-canary, weight: "30"}
-  - {service: web-stable, weight: "70"}
+			name: "writes v1alpha1 weights as quantities", version: "v1alpha1", wantName: "web",
+			wantSpec: `
+service: web-stable
+backends:
+- {service: web-canary, weight: "30"}
+- {service: web-stable, weight: "70"}
 `,
 		},
 		{
-			name: "uses trafficSplitName, rootService and maxTrafficWeight", version: "v1alpha2", weight: 30,
+			name: "uses trafficSplitName, rootService and maxTrafficWeight", version: "v1alpha2", wantName: "split",
 			route: func(r *tasks.Route) {
 				r.TrafficRouting = &spec.TrafficRouting{SMI: &spec.SMITrafficRouting{TrafficSplitName: "split", RootService: "web"}, MaxTrafficWeight: &max}
 			},
-			want: `
-apiVersion: split.smi-spec.io/v1alpha2
-kind: TrafficSplit
-metadata:
-  name: split
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "4"}
-spec:
-  service: web
-  backends:
-  - {service: web-canary, weight: 30}
-  - {service: web-stable, weight: 970}
+			wantSpec: `
+service: web
+backends:
+- {service: web-canary, weight: 30}
+- {service: web-stable, weight: 970}
 `,
 		},
 		{
-			name: "updates its TrafficSplit and keeps its matches", version: "v1alpha3", weight: 30,
+			name: "updates its TrafficSplit and keeps its matches", version: "v1alpha3", wantName: "web",
 			existing: `
 apiVersion: split.smi-spec.io/v1alpha3
 kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "3"}
+metadata: {name: web, namespace: default, annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "3"}}
 spec:
   service: web-stable
   matches: [{kind: HTTPRouteGroup, name: api}]
@@ -133,23 +110,14 @@ spec:
   - {service: web-stable, weight: 90}
   - {service: web-old, weight: 0}
 `,
-			want: `
-apiVersion: split.smi-spec.io/v1alpha3
-kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "4"}
-spec:
-  service: web-stable
-  matches: [{kind: HTTPRouteGroup, name: api}]
-  backends:
-  - {service: web-canary, weight: 30}
-  - {service: web-stable, weight: 70}
+			wantSpec: `
+service: web-stable
+matches: [{kind: HTTPRouteGroup, name: api}]
+backends: [{service: web-canary, weight: 30}, {service: web-stable, weight: 70}]
 `,
 		},
 		{
-			name: "adopts the TrafficSplit Argo Rollouts created for the rollout", version: "v1alpha1", weight: 30,
+			name: "adopts the TrafficSplit Argo Rollouts created for the rollout", version: "v1alpha1", wantName: "web",
 			existing: `
 apiVersion: split.smi-spec.io/v1alpha1
 kind: TrafficSplit
@@ -163,19 +131,9 @@ spec:
   - {service: web-canary, weight: "500m"}
   - {service: web-stable, weight: "9500m"}
 `,
-			want: `
-apiVersion: split.smi-spec.io/v1alpha1
-kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  ownerReferences: [{apiVersion: argoproj.io/v1alpha1, kind: Rollout, name: web, uid: u1, controller: true}]
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web, traffic.sluice.io/route-seq: "4"}
-spec:
-  service: web-stable
-  backends:
-  - {service: web-canary, weight: "30"}
-  - {service: web-stable, weight: "70"}
+			wantSpec: `
+service: web-stable
+backends: [{service: web-canary, weight: "30"}, {service: web-stable, weight: "70"}]
 `,
 		},
 	}
@@ -195,23 +153,31 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if w != tc.weight {
-				t.Errorf("weight %d, want %d", w, tc.weight)
+			if w != 30 {
+				t.Errorf("weight %d, want 30", w)
 			}
-			want := object(t, tc.want)
-			got := get(t, c, gvr(tc.version), "default", want.GetName())
-			sameField(t, "TrafficSplit", got, want, "spec")
-			sameField(t, "TrafficSplit", got, want, "metadata", "annotations")
-			sameField(t, "TrafficSplit", got, want, "metadata", "ownerReferences")
+			// The stored TrafficSplit has the spec asked for, the annotations
+			// of the rollout and this route, and the owners it had.
+			want := &unstructured.Unstructured{Object: map[string]any{"spec": kubefake.Value(t, tc.wantSpec)}}
+			want.SetAPIVersion(smi.Group + "/" + tc.version)
+			want.SetKind("TrafficSplit")
+			want.SetAnnotations(map[string]string{smi.AnnotationManagedBy: "web", guard.SeqAnnotation: "4"})
+			if tc.existing != "" {
+				want.SetOwnerReferences(kubefake.Object(t, tc.existing).GetOwnerReferences())
+			}
+			got := kubefake.Get(t, c, gvr(tc.version), "default", tc.wantName)
+			kubefake.SameField(t, "TrafficSplit", got, want, "spec")
+			kubefake.SameField(t, "TrafficSplit", got, want, "metadata", "annotations")
+			kubefake.SameField(t, "TrafficSplit", got, want, "metadata", "ownerReferences")
 			if got.GetAPIVersion() != want.GetAPIVersion() || got.GetKind() != want.GetKind() {
 				t.Errorf("stored %s %s, want %s %s", got.GetAPIVersion(), got.GetKind(), want.GetAPIVersion(), want.GetKind())
 			}
 
-			before := writes(c)
+			before := kubefake.Writes(c)
 			if _, err := r.Apply(context.Background(), web, 4, route); err != nil {
 				t.Fatal(err)
 			}
-			if n := writes(c) - before; n != 0 {
+			if n := kubefake.Writes(c) - before; n != 0 {
 				t.Errorf("the same route again wrote %d times", n)
 			}
 		})
@@ -239,10 +205,7 @@ func TestRejects(t *testing.T) {
 	other := `
 apiVersion: split.smi-spec.io/v1alpha3
 kind: TrafficSplit
-metadata:
-  name: web
-  namespace: default
-  annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: shop}
+metadata: {name: web, namespace: default, annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: shop}}
 spec: {service: web}
 `
 	mine := `
@@ -276,12 +239,7 @@ spec: {service: web}
 				tc.route(&route)
 			}
 			_, err := newRouter(t, c, "v1alpha3").Apply(context.Background(), web, 1, route)
-			if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Errorf("error %v, want ErrRejected with %q", err, tc.wantMsg)
-			}
-			if n := writes(c); n != 0 {
-				t.Errorf("a rejected route wrote %d times", n)
-			}
+			kubefake.Rejected(t, c, err, tc.wantMsg)
 		})
 	}
 }
@@ -317,7 +275,7 @@ func TestLowerSeqDoesNotOverwrite(t *testing.T) {
 	if _, err := r.Apply(context.Background(), web, 4, traffictest.Canary(50)); !errors.Is(err, traffic.ErrStale) {
 		t.Fatalf("seq 4 after 5: %v", err)
 	}
-	if s := guard.Seq(get(t, c, gvr("v1alpha3"), "default", "web")); s != 5 {
+	if s := guard.Seq(kubefake.Get(t, c, gvr("v1alpha3"), "default", "web")); s != 5 {
 		t.Errorf("stored seq %d, want 5", s)
 	}
 }
