@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # concurrent message-driven system; CI runs it on every test.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all run demo test lint fmt vet bench fuzz build clean kube-tools
+.PHONY: all run demo test lint fmt vet bench bench-kube fuzz build clean kube-tools
 
 all: build
 
@@ -45,6 +45,12 @@ vet:
 ## bench: benchmarks; figures go to docs/benchmarks.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/events/...
+
+## bench-kube: the Kubernetes platform's benchmarks on the real control plane
+bench-kube:
+	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
+	$(GO) test -run '^$$' -bench CanaryUpdate -benchtime 10x ./test/kube && \
+	$(GO) test -run '^$$' -bench Start -benchtime 3x ./internal/kubetest
 
 ## fuzz: fuzz the event decoder (FUZZTIME=1m by default)
 FUZZTIME ?= 1m

@@ -363,3 +363,20 @@ func TestKubeconfigFileReachesTheAPIServer(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStart measures starting a whole control plane (etcd,
+// kube-apiserver, controller-manager, scheduler, kwok) until a node is
+// Ready, and stopping it.
+//
+//	go test -run '^$' -bench Start -benchtime 3x ./internal/kubetest
+func BenchmarkStart(b *testing.B) {
+	for range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cp, err := kubetest.Start(ctx, kubetest.Options{})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cp.Stop()
+	}
+}

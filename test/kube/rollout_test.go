@@ -18,7 +18,7 @@ import (
 )
 
 // resourceOf maps the kinds these tests write to their resources.
-func resourceOf(t *testing.T, apiVersion, kind string) schema.GroupVersionResource {
+func resourceOf(t testing.TB, apiVersion, kind string) schema.GroupVersionResource {
 	t.Helper()
 	gv, err := schema.ParseGroupVersion(apiVersion)
 	must(t, err)
@@ -78,7 +78,7 @@ type routerCase struct {
 	name    string
 	objects []string
 	routing string
-	weight  func(t *testing.T, s *stack) (int64, error)
+	weight  func(t testing.TB, s *stack) (int64, error)
 }
 
 func routerCases() []routerCase {
@@ -96,7 +96,7 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web-stable, port: {number: 80}}}}`},
 			routing: "        nginx: {stableIngress: web}\n",
-			weight: func(t *testing.T, s *stack) (int64, error) {
+			weight: func(t testing.TB, s *stack) (int64, error) {
 				ing, err := s.get(t, "networking.k8s.io/v1", "Ingress", "web-web-canary")
 				if err != nil {
 					return 0, err
@@ -118,7 +118,7 @@ spec:
       paths:
       - {path: /, pathType: Prefix, backend: {service: {name: web-stable, port: {name: use-annotation}}}}`},
 			routing: "        alb: {ingress: web, servicePort: 80}\n",
-			weight: func(t *testing.T, s *stack) (int64, error) {
+			weight: func(t testing.TB, s *stack) (int64, error) {
 				ing, err := s.get(t, "networking.k8s.io/v1", "Ingress", "web")
 				if err != nil {
 					return 0, err
@@ -155,7 +155,7 @@ spec:
     - {destination: {host: web-stable}, weight: 100}
     - {destination: {host: web-canary}, weight: 0}`},
 			routing: "        istio: {virtualService: {name: web, routes: [primary]}}\n",
-			weight: func(t *testing.T, s *stack) (int64, error) {
+			weight: func(t testing.TB, s *stack) (int64, error) {
 				vs, err := s.get(t, "networking.istio.io/v1alpha3", "VirtualService", "web")
 				if err != nil {
 					return 0, err
@@ -177,7 +177,7 @@ metadata: {name: web}
 spec:
   selector: {app: web}
   ports: [{port: 80}]`},
-			weight: func(t *testing.T, s *stack) (int64, error) {
+			weight: func(t testing.TB, s *stack) (int64, error) {
 				ts, err := s.get(t, "split.smi-spec.io/v1alpha3", "TrafficSplit", "web")
 				if err != nil {
 					return 0, err
@@ -198,7 +198,7 @@ spec:
     - {name: web-stable, port: 80, weight: 100}
     - {name: web-canary, port: 80, weight: 0}`},
 			routing: "        plugins:\n          argoproj-labs/gatewayAPI: {httpRoute: web}\n",
-			weight: func(t *testing.T, s *stack) (int64, error) {
+			weight: func(t testing.TB, s *stack) (int64, error) {
 				hr, err := s.get(t, "gateway.networking.k8s.io/v1", "HTTPRoute", "web")
 				if err != nil {
 					return 0, err
@@ -241,7 +241,7 @@ func backendWeight[T any](list []T, get func(T) (string, *int64)) (int64, error)
 
 // waitWeight waits until the router's objects send want percent to the
 // canary.
-func waitWeight(t *testing.T, s *stack, rc routerCase, want int64) {
+func waitWeight(t testing.TB, s *stack, rc routerCase, want int64) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%s canary weight %d", rc.name, want), func() error {
 		w, err := rc.weight(t, s)

@@ -48,7 +48,7 @@ func repoRoot() string {
 
 // controlPlane is the shared control plane with Sluice's, Gateway API's,
 // Istio's and SMI's CRDs installed.
-func controlPlane(t *testing.T) *kubetest.ControlPlane {
+func controlPlane(t testing.TB) *kubetest.ControlPlane {
 	t.Helper()
 	cp := kubetest.Shared(t)
 	crdsOnce.Do(func() {
@@ -76,7 +76,7 @@ type stack struct {
 // start installs the CRDs (once per binary) and runs the orchestrator, the
 // replicas service (kube backend, Rollout watcher, status writer) and the
 // traffic service (kube router) on a fresh embedded NATS server.
-func start(t *testing.T) *stack {
+func start(t testing.TB) *stack {
 	t.Helper()
 	cp := controlPlane(t)
 	ns := cp.Namespace(t)
@@ -131,7 +131,7 @@ func start(t *testing.T) *stack {
 	return &stack{cp: cp, ns: ns, bus: eventstest.Connect(t, url)}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func must(t *testing.T, err error) {
 
 // eventually retries check until it returns nil, failing the test with its
 // last error after a minute.
-func eventually(t *testing.T, what string, check func() error) {
+func eventually(t testing.TB, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -151,13 +151,13 @@ func eventually(t *testing.T, what string, check func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: still not true after 1m: %v", what, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
 // apply creates or updates a namespaced object from YAML in the stack's
 // namespace.
-func (s *stack) apply(t *testing.T, manifest string) {
+func (s *stack) apply(t testing.TB, manifest string) {
 	t.Helper()
 	var u unstructured.Unstructured
 	must(t, yaml.Unmarshal([]byte(manifest), &u.Object))
@@ -174,13 +174,13 @@ func (s *stack) apply(t *testing.T, manifest string) {
 }
 
 // get reads a namespaced object.
-func (s *stack) get(t *testing.T, apiVersion, kind, name string) (*unstructured.Unstructured, error) {
+func (s *stack) get(t testing.TB, apiVersion, kind, name string) (*unstructured.Unstructured, error) {
 	t.Helper()
 	return s.cp.Dynamic.Resource(resourceOf(t, apiVersion, kind)).Namespace(s.ns).Get(context.Background(), name, metav1.GetOptions{})
 }
 
 // rolloutStatus reads the Rollout's status as the status writer wrote it.
-func (s *stack) rolloutStatus(t *testing.T, name string) map[string]any {
+func (s *stack) rolloutStatus(t testing.TB, name string) map[string]any {
 	t.Helper()
 	ro, err := s.get(t, "argoproj.io/v1alpha1", "Rollout", name)
 	if err != nil {
@@ -192,7 +192,7 @@ func (s *stack) rolloutStatus(t *testing.T, name string) map[string]any {
 
 // waitPhase waits until the Rollout's status shows phase (and, for a
 // canary, step when step >= 0), and returns the status.
-func (s *stack) waitPhase(t *testing.T, name, phase string, step int64) map[string]any {
+func (s *stack) waitPhase(t testing.TB, name, phase string, step int64) map[string]any {
 	t.Helper()
 	var st map[string]any
 	eventually(t, fmt.Sprintf("Rollout %s %s at step %d", name, phase, step), func() error {
@@ -206,7 +206,7 @@ func (s *stack) waitPhase(t *testing.T, name, phase string, step int64) map[stri
 }
 
 // command publishes a promote, abort or other command for a rollout.
-func (s *stack) command(t *testing.T, name, eventType string, data any) {
+func (s *stack) command(t testing.TB, name, eventType string, data any) {
 	t.Helper()
 	ref := events.Ref{Namespace: s.ns, Name: name}
 	ev, err := events.New("/test", eventType, ref.String(), data)
@@ -216,7 +216,7 @@ func (s *stack) command(t *testing.T, name, eventType string, data any) {
 }
 
 // setImage changes the Rollout's container image: a new revision.
-func (s *stack) setImage(t *testing.T, name, image string) {
+func (s *stack) setImage(t testing.TB, name, image string) {
 	t.Helper()
 	patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":%q}]`, image)
 	_, err := s.cp.Dynamic.Resource(crd.RolloutResource).Namespace(s.ns).Patch(context.Background(), name, types.JSONPatchType, []byte(patch), metav1.PatchOptions{})
@@ -224,7 +224,7 @@ func (s *stack) setImage(t *testing.T, name, image string) {
 }
 
 // selectorHash is the pod hash a Service selects.
-func (s *stack) selectorHash(t *testing.T, service string) string {
+func (s *stack) selectorHash(t testing.TB, service string) string {
 	t.Helper()
 	svc, err := s.cp.Client.CoreV1().Services(s.ns).Get(context.Background(), service, metav1.GetOptions{})
 	must(t, err)
@@ -232,7 +232,7 @@ func (s *stack) selectorHash(t *testing.T, service string) string {
 }
 
 // readyPods lists the Running and Ready pods of a revision.
-func (s *stack) readyPods(t *testing.T, hash string) []corev1.Pod {
+func (s *stack) readyPods(t testing.TB, hash string) []corev1.Pod {
 	t.Helper()
 	pods, err := s.cp.Client.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: replicaskube.PodHashLabel + "=" + hash})
 	must(t, err)
@@ -248,7 +248,7 @@ func (s *stack) readyPods(t *testing.T, hash string) []corev1.Pod {
 }
 
 // waitPods waits until a revision runs exactly n ready pods and no others.
-func (s *stack) waitPods(t *testing.T, hash string, n int) []corev1.Pod {
+func (s *stack) waitPods(t testing.TB, hash string, n int) []corev1.Pod {
 	t.Helper()
 	var ready []corev1.Pod
 	eventually(t, fmt.Sprintf("%d ready pods of revision %s", n, hash), func() error {
@@ -266,7 +266,7 @@ func (s *stack) waitPods(t *testing.T, hash string, n int) []corev1.Pod {
 }
 
 // service creates a Service selecting app=<app> on port 80.
-func (s *stack) service(t *testing.T, name, app string) {
+func (s *stack) service(t testing.TB, name, app string) {
 	t.Helper()
 	_, err := s.cp.Client.CoreV1().Services(s.ns).Create(context.Background(), &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
