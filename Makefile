@@ -45,6 +45,8 @@ vet:
 ## bench: benchmarks; figures go to docs/benchmarks.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/events/...
+	$(GO) test -run '^$$' -bench BusLimit -benchtime 20000x ./test/bench
+	$(GO) test -run '^$$' -bench Sluice -benchtime 1x -timeout 30m ./test/bench
 
 ## bench-kube: the Kubernetes platform's benchmarks on the real control plane
 bench-kube:
