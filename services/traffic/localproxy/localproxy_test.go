@@ -188,8 +188,15 @@ func TestMirrorRouteCopiesRequestsToTheCanary(t *testing.T) {
 		}
 	}
 	releaseOnce()
+	// The app counts a hit before its handler records the copy: wait for
+	// the copies themselves.
+	received := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(copies)
+	}
 	deadline := time.Now().Add(eventstest.Wait)
-	for canary.hits.Load() < n && time.Now().Before(deadline) {
+	for received() < n && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	mu.Lock()
