@@ -1,13 +1,12 @@
 package machine
 
 import (
-	"github.com/sluicehq/sluice/internal/tasks"
-
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -38,8 +37,15 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 			}
 		}()
 	}
-	s, err := clone(st)
+	// States are copied and compared by their JSON form, which is what the
+	// orchestrator stores; the form of st serves both the copy and the
+	// final comparison.
+	before, err := json.Marshal(st)
 	if err != nil {
+		return st, nil
+	}
+	var s State
+	if err := json.Unmarshal(before, &s); err != nil {
 		return st, nil
 	}
 	r := &run{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0)}
@@ -47,7 +53,7 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 		return st, nil
 	}
 	r.reconcile()
-	return r.finish(st)
+	return r.finish(st, before)
 }
 
 // recoverPanics is turned off by the tests, so that bugs surface.
@@ -98,13 +104,15 @@ func (r *run) reconcile() {
 }
 
 // finish numbers the effects and the version, or returns before unchanged
-// when nothing changed.
-func (r *run) finish(before State) (State, []Effect) {
+// when nothing changed (beforeJSON is before's JSON form).
+func (r *run) finish(before State, beforeJSON []byte) (State, []Effect) {
 	if due, ok := before.NextWakeup(); ok && !due.After(r.now) {
 		r.s.EvaluatedAt = r.now
 	}
-	if len(r.effects) == 0 && sameJSON(before, *r.s) {
-		return before, nil
+	if len(r.effects) == 0 {
+		if after, err := json.Marshal(*r.s); err == nil && bytes.Equal(after, beforeJSON) {
+			return before, nil
+		}
 	}
 	r.s.EvaluatedAt = r.now
 	r.s.Version = before.Version + 1
@@ -121,22 +129,6 @@ func (r *run) emit(typ string, data events.StatusData) {
 	r.refreshPhase()
 	data.Status = r.s.Snapshot(r.now)
 	r.effects = append(r.effects, Effect{Status: &StatusEvent{Type: typ, Data: data}})
-}
-
-func clone(s State) (State, error) {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return State{}, err
-	}
-	var out State
-	err = json.Unmarshal(b, &out)
-	return out, err
-}
-
-func sameJSON(a, b State) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // fromOwner reports whether a report about task id may be taken from the
