@@ -12,7 +12,7 @@ import (
 //
 //	go test -run '^$' -bench Next ./services/orchestrator/machine
 func BenchmarkNext(b *testing.B) {
-	w, _ := midUpdate(&testing.T{})
+	w, _ := midUpdate(b)
 	st := w.st
 	scale := st.Scale
 	obs := Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: scale.Attempt}}

@@ -24,7 +24,7 @@ var t0 = time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)
 // world runs a rollout through Next against scripted worker services and a
 // fake clock, and checks the machine's invariants on every transition.
 type world struct {
-	t   *testing.T
+	t   testing.TB
 	m   Machine
 	st  State
 	now time.Time
@@ -53,7 +53,7 @@ type world struct {
 	workerSeq  map[string]int64
 }
 
-func newWorld(t *testing.T, cfg Config) *world {
+func newWorld(t testing.TB, cfg Config) *world {
 	t.Helper()
 	return &world{
 		t: t, m: Machine{Config: cfg}, now: t0,

@@ -176,7 +176,7 @@ func TestTaskProtocol(t *testing.T) {
 // midUpdate returns a world paused in an update of a routed canary with a
 // background analysis running, a scale task in flight and one of its
 // earlier attempts outstanding.
-func midUpdate(t *testing.T) (*world, tasks.Task) {
+func midUpdate(t testing.TB) (*world, tasks.Task) {
 	w := newWorld(t, Config{})
 	ro := nginxCanary(4, setWeight(25), pauseIndefinitely(), setWeight(50))
 	ro.Spec.Strategy.Canary.Analysis = &spec.RolloutAnalysisBackground{RolloutAnalysis: *analysisRef("error-rate")}

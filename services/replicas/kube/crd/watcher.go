@@ -112,6 +112,11 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
+		if gvr == RolloutResource {
+			if err := inf.AddIndexers(cache.Indexers{byWorkload: workloadIndex}); err != nil {
+				return err
+			}
+		}
 		w.informers[gvr] = inf
 	}
 	var typed informers.SharedInformerFactory
@@ -180,15 +185,28 @@ func (w *Watcher) deploymentChanged(obj any) {
 	if !ok {
 		return
 	}
-	for _, o := range w.informers[RolloutResource].GetStore().List() {
+	rollouts, _ := w.informers[RolloutResource].GetIndexer().ByIndex(byWorkload, dep.Namespace+"/"+dep.Name)
+	for _, o := range rollouts {
 		u := o.(*unstructured.Unstructured)
-		if u.GetNamespace() != dep.Namespace {
-			continue
-		}
-		if name, _, _ := unstructured.NestedString(u.Object, "spec", "workloadRef", "name"); name == dep.Name {
-			w.queue.Add(key{RolloutResource, u.GetNamespace(), u.GetName()})
-		}
+		w.queue.Add(key{RolloutResource, u.GetNamespace(), u.GetName()})
 	}
+}
+
+// byWorkload indexes Rollouts by the Deployment their workloadRef names
+// (<namespace>/<name>), so a Deployment's change finds its Rollouts without
+// scanning them all.
+const byWorkload = "workloadRef"
+
+func workloadIndex(obj any) ([]string, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil, nil
+	}
+	name, _, _ := unstructured.NestedString(u.Object, "spec", "workloadRef", "name")
+	if name == "" {
+		return nil, nil
+	}
+	return []string{u.GetNamespace() + "/" + name}, nil
 }
 
 // rollout publishes a requested event for a spec not yet published, then
