@@ -175,7 +175,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	connectAs := func(name string) (*events.Client, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		return events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(metrics, 0))
+		return events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(metrics, 0), events.WithAckWait(cfg.Bus.AckWait))
 	}
 	var clients []*events.Client
 	defer func() {

@@ -133,7 +133,7 @@ func run(ctx context.Context, s Spec, conn events.ConnConfig, bus events.BusConf
 		}
 	}()
 
-	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(telemetry.Default(), 0))
+	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(telemetry.Default(), 0), events.WithAckWait(bus.AckWait))
 	if err != nil {
 		return err
 	}

@@ -256,6 +256,18 @@ func WithPublishTimeout(d time.Duration) Option {
 	}
 }
 
+// WithAckWait sets the AckWait of the client's consumers that set none
+// (BusConfig.AckWait, --bus-ack-wait; default 30s).
+func WithAckWait(d time.Duration) Option {
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: ack wait %s must be positive", ErrInvalidConfig, d)
+		}
+		c.ackWait = d
+		return nil
+	}
+}
+
 // Client publishes and consumes Sluice events over one NATS connection.
 // It is safe for concurrent use.
 type Client struct {
@@ -264,7 +276,9 @@ type Client struct {
 	log            *slog.Logger
 	tracer         trace.Tracer
 	publishTimeout time.Duration
-	ownsConn       bool
+	// ackWait is the AckWait of consumers that set none (WithAckWait).
+	ackWait  time.Duration
+	ownsConn bool
 	// obs, when set, is told about publishes and deliveries (WithObserver).
 	obs      Observer
 	lagEvery time.Duration

@@ -95,7 +95,7 @@ type ConsumerConfig struct {
 	// beginning (for status watchers that want only what comes next).
 	DeliverNew bool
 	// AckWait is how long the server waits for an ack before redelivering
-	// (default 30s). Handlers in progress send heartbeats, so it bounds how
+	// (default: the client's WithAckWait, else 30s). Handlers in progress send heartbeats, so it bounds how
 	// fast a crashed worker's message moves on, not how long a handler runs.
 	AckWait time.Duration
 	// MaxDeliver is how many times a message is tried before it is
@@ -126,7 +126,7 @@ type ConsumerConfig struct {
 // Defaults fills unset fields with their documented defaults.
 func (c *ConsumerConfig) Defaults() {
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxDeliver == 0 {
 		c.MaxDeliver = 10
@@ -202,6 +202,9 @@ type Subscription struct {
 // that crashed on the last attempt) are dead-lettered from the server's
 // advisory.
 func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*Subscription, error) {
+	if cfg.AckWait == 0 {
+		cfg.AckWait = c.ackWait
+	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -40,6 +40,13 @@ type BusConfig struct {
 	// MaxBytes caps each stream's size; -1 (default) means no cap beyond the
 	// server's own limits.
 	MaxBytes int64
+	// AckWait is how long a delivered event may go unacknowledged before
+	// the server redelivers it (default 30s): how long the work of a
+	// replica that crashed waits before another replica takes it. Handlers
+	// in progress extend it with heartbeats, so it does not bound how long
+	// a task may take. It applies to consumers that set no AckWait of their
+	// own (WithAckWait).
+	AckWait time.Duration
 }
 
 // Defaults fills unset fields with their documented defaults.
@@ -62,7 +69,13 @@ func (b *BusConfig) Defaults() {
 	if b.MaxBytes == 0 {
 		b.MaxBytes = -1
 	}
+	if b.AckWait == 0 {
+		b.AckWait = DefaultAckWait
+	}
 }
+
+// DefaultAckWait is BusConfig.AckWait's and ConsumerConfig.AckWait's default.
+const DefaultAckWait = 30 * time.Second
 
 // Validate reports every problem at once, each wrapping ErrInvalidConfig.
 func (b BusConfig) Validate() error {
@@ -82,6 +95,9 @@ func (b BusConfig) Validate() error {
 	if b.MaxAge <= 0 || b.DeadLetterMaxAge <= 0 {
 		bad("--bus-max-age and the dead-letter max age must be positive")
 	}
+	if b.AckWait < 100*time.Millisecond {
+		bad("--bus-ack-wait %s must be at least 100ms", b.AckWait)
+	}
 	if b.DuplicateWindow > b.MaxAge {
 		bad("--bus-duplicate-window %s is longer than --bus-max-age %s", b.DuplicateWindow, b.MaxAge)
 	}
@@ -94,6 +110,7 @@ func (b *BusConfig) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&b.Replicas, "bus-replicas", 1, "replicas of each stream and bucket: 1 (development) or 3 (production)")
 	fs.DurationVar(&b.DuplicateWindow, "bus-duplicate-window", 2*time.Minute, "how long a repeated event id is dropped")
 	fs.DurationVar(&b.MaxAge, "bus-max-age", 7*24*time.Hour, "how long events are kept")
+	fs.DurationVar(&b.AckWait, "bus-ack-wait", DefaultAckWait, "how long a delivered event may go unacknowledged before another replica gets it (how long a crashed replica's work waits)")
 }
 
 func (b BusConfig) storage() jetstream.StorageType {

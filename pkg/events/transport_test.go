@@ -502,3 +502,23 @@ func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
 		t.Errorf("both dead letters name consumer %q", dls[0].Consumer)
 	}
 }
+
+func TestClientAckWaitIsTheDefaultOfItsConsumers(t *testing.T) {
+	srv := startServer(t)
+	c := provisioned(t, srv.ClientURL(), WithAckWait(1500*time.Millisecond))
+	nop := func(context.Context, Event) error { return nil }
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "inherits"}, nop)
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "own", AckWait: 4 * time.Second}, nop)
+	for durable, want := range map[string]time.Duration{"inherits": 1500 * time.Millisecond, "own": 4 * time.Second} {
+		cons, err := c.JetStream().Consumer(context.Background(), StreamCommands, durable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cons.CachedInfo().Config.AckWait; got != want {
+			t.Errorf("consumer %s: server-side AckWait %s, want %s", durable, got, want)
+		}
+	}
+	if _, err := Connect(context.Background(), ConnConfig{URLs: []string{srv.ClientURL()}}, WithAckWait(0)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("WithAckWait(0): err = %v, want ErrInvalidConfig", err)
+	}
+}
