@@ -123,23 +123,38 @@ func (h *entries) Pop() any {
 }
 
 // Follow keeps q in step with the key-value bucket kv: an entry's JSON
-// field "wakeup" is its key's deadline, and an entry without one, or a
-// deleted entry, has none. It returns once the bucket's current entries are
-// in q; the returned channel is closed when following stops (ctx ended).
+// field "wakeup" is its key's deadline, and an entry without one (or with
+// null), or a deleted entry, has none. Writers that put "wakeup" first
+// spare the watcher a scan of the whole entry (events.LeadingFields). It
+// returns once the bucket's current entries are in q; the returned channel
+// is closed when following stops (ctx ended).
 func Follow(ctx context.Context, kv jetstream.KeyValue, q *Queue, log *slog.Logger) (<-chan struct{}, error) {
 	return events.WatchKV(ctx, kv, func(e jetstream.KeyValueEntry) {
-		var rec struct {
-			Wakeup *time.Time `json:"wakeup"`
-		}
+		var wakeup *time.Time
 		if e.Operation() == jetstream.KeyValuePut {
-			if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			var err error
+			if wakeup, err = Wakeup(e.Value()); err != nil {
 				log.Warn("unreadable entry in bucket; its deadline is ignored", "bucket", kv.Bucket(), "key", e.Key(), "error", err)
 			}
 		}
-		if rec.Wakeup == nil {
+		if wakeup == nil {
 			q.Delete(e.Key())
 			return
 		}
-		q.Set(e.Key(), *rec.Wakeup)
+		q.Set(e.Key(), *wakeup)
 	})
+}
+
+// Wakeup reads the "wakeup" field of a bucket entry (nil when absent or
+// null).
+func Wakeup(entry []byte) (*time.Time, error) {
+	var rec struct {
+		Wakeup *time.Time `json:"wakeup"`
+	}
+	if lead, ok := events.LeadingFields(entry, "wakeup"); ok {
+		err := json.Unmarshal(lead["wakeup"], &rec.Wakeup)
+		return rec.Wakeup, err
+	}
+	err := json.Unmarshal(entry, &rec)
+	return rec.Wakeup, err
 }

@@ -108,3 +108,30 @@ func TestFollowMirrorsTheBucketsWakeups(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Entries with "wakeup" first are read without a full decode; entries
+// written before it led (or by another writer) are still read whole.
+func TestWakeupReadsLeadingAndOtherEntries(t *testing.T) {
+	at := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name, entry string
+		want        *time.Time
+	}{
+		{"leading", `{"wakeup":"2026-11-26T12:00:00Z","phase":"Paused","state":{"big":[1,2,3]}}`, &at},
+		{"leading null", `{"wakeup":null,"state":{}}`, nil},
+		{"trailing", `{"state":{"wakeup":"2020-01-01T00:00:00Z"},"outbox":[],"wakeup":"2026-11-26T12:00:00Z"}`, &at},
+		{"absent", `{"state":{}}`, nil},
+	} {
+		got, err := Wakeup([]byte(c.entry))
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if (got == nil) != (c.want == nil) || (got != nil && !got.Equal(*c.want)) {
+			t.Errorf("%s: wakeup %v, want %v", c.name, got, c.want)
+		}
+	}
+	if _, err := Wakeup([]byte(`{"wakeup": "soon"}`)); err == nil {
+		t.Error("an unreadable wakeup is not an error")
+	}
+}

@@ -28,6 +28,10 @@ const maxConflicts = 8
 
 // runRecord is what the runs bucket stores for one run.
 type runRecord struct {
+	// Wakeup is when a replica should next look at the record (null:
+	// never). Watchers read only this field; it comes first so that they
+	// need not scan the rest (events.LeadingFields).
+	Wakeup *time.Time `json:"wakeup"`
 	// Task is the analysis.run task the run reports to, at its latest
 	// attempt, without the templates it carried.
 	Task tasks.Task `json:"task"`
@@ -45,9 +49,6 @@ type runRecord struct {
 	// DoneAt is when the verdict was published (or the tombstone written);
 	// the record is deleted Retention later.
 	DoneAt time.Time `json:"doneAt,omitzero"`
-	// Wakeup is when a replica should next look at the record. Watchers
-	// read only this field.
-	Wakeup *time.Time `json:"wakeup,omitempty"`
 }
 
 // lease is a replica's claim to take the measurements of Metrics.
