@@ -87,7 +87,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"phase"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_decisions_total",
-			Help: "Observations run through the step machine, by observation (request, command, started, finished, measured, tick) and result (changed, unchanged, ignored).",
+			Help: "Observations run through the step machine, by observation (request, command, started, finished, measured, tick) and result (changed, unchanged, ignored, duplicate).",
 		}, []string{"observation", "result"}),
 		casConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_cas_conflicts_total",
@@ -199,7 +199,8 @@ func (m *Metrics) ConsumerLag(stream, consumer string, pending, ackPending uint6
 }
 
 // Decision counts one observation run through the step machine; result is
-// changed, unchanged or ignored (a result for a rollout that does not exist).
+// changed, unchanged, ignored (a result for a rollout that does not exist) or
+// duplicate (a command applied before).
 func (m *Metrics) Decision(observation, result string) {
 	if m == nil {
 		return

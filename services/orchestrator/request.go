@@ -27,7 +27,7 @@ func (s *Service) handleRequested(ctx context.Context, ev events.Event) error {
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, r, machine.Observation{Request: ro}, false, withWarnings(warnings))
+	return s.apply(ctx, r, machine.Observation{Request: ro}, ev.ID(), false, withWarnings(warnings))
 }
 
 // withWarnings attaches a request's warnings to the accepted event it leads to.

@@ -2,10 +2,13 @@ package orchestrator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -156,4 +159,59 @@ func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("rollout never degraded: %v", typesOf(status.of(r)))
+}
+
+// A command delivered a second time after newer ones (a publisher's retry
+// outside the duplicate window, a replayed stream) is recognised by its
+// event id and changes nothing: an old request does not bring its template
+// back, an old promote does not lift a later pause.
+func TestLateCopiesOfCommandsChangeNothing(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	twoPauses := `    canary:
+      steps:
+      - setWeight: 20
+      - pause: {}
+      - setWeight: 60
+      - pause: {}`
+	req := func(image string) events.Event {
+		return send(t, c, r, events.TypeRolloutRequested, json.RawMessage(manifest(r, image, twoPauses)))
+	}
+
+	req("web:1")
+	status.waitFor(t, r, events.TypeRolloutCompleted)
+	v2 := req("web:2")
+	status.waitFor(t, r, events.TypeRolloutPaused)
+	req("web:3") // replaces web:2 before it went anywhere
+	waitForN(t, status, r, events.TypeRolloutPaused, 2)
+	promote := send(t, c, r, events.TypeRolloutPromote, events.PromoteData{})
+	if s := waitForN(t, status, r, events.TypeRolloutPaused, 3).Data.Status; s.Revision != 3 || s.CanaryWeight != 60 {
+		t.Fatalf("second pause of web:3 at revision %d, weight %d; want 3, 60", s.Revision, s.CanaryWeight)
+	}
+
+	// The copies: the same CloudEvents, stored as new messages.
+	for _, ev := range []events.Event{promote, v2} {
+		msg, err := events.Encode(events.CommandSubject(r), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg.Header.Del(jetstream.MsgIDHeader)
+		if _, err := c.JetStream().PublishMsg(context.Background(), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new request behind them on the same subject is handled after them.
+	req("web:4")
+	if s := waitForN(t, status, r, events.TypeRolloutPaused, 4).Data.Status; s.Revision != 4 || s.CanaryWeight != 20 {
+		t.Errorf("web:4 paused at revision %d, weight %d; want 4, 20 (the copy of web:2's request made a revision)", s.Revision, s.CanaryWeight)
+	}
+	for _, e := range status.of(r) {
+		if e.Type == events.TypeRolloutCompleted && e.Data.Status.Revision == 3 {
+			t.Errorf("revision 3 completed: the promote's copy lifted its second pause")
+		}
+	}
 }

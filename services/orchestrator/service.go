@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -188,15 +189,22 @@ func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error 
 			phases.Delete(e.Key())
 			return
 		}
-		var rec struct {
-			State struct {
-				Phase string `json:"phase"`
-			} `json:"state"`
+		var phase string
+		if lead, ok := events.LeadingFields(e.Value(), "wakeup", "phase"); ok {
+			_ = json.Unmarshal(lead["phase"], &phase)
+		} else {
+			// An entry written before the phase led the record.
+			var rec struct {
+				State struct {
+					Phase string `json:"phase"`
+				} `json:"state"`
+			}
+			_ = json.Unmarshal(e.Value(), &rec)
+			phase = rec.State.Phase
 		}
-		if json.Unmarshal(e.Value(), &rec) != nil || rec.State.Phase == "" {
-			return
+		if phase != "" {
+			phases.Set(e.Key(), phase)
 		}
-		phases.Set(e.Key(), rec.State.Phase)
 	})
 	if err != nil {
 		cancel()
@@ -267,7 +275,7 @@ func (s *Service) commandHandler(kind string) events.Handler {
 				cmd.ToRevision = *d.ToRevision
 			}
 		}
-		return s.apply(ctx, r, machine.Observation{Command: &cmd}, true, nil)
+		return s.apply(ctx, r, machine.Observation{Command: &cmd}, ev.ID(), true, nil)
 	}
 }
 
@@ -308,7 +316,7 @@ func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, o
 		}
 	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, r, o, false, nil)
+	return s.apply(ctx, r, o, "", false, nil)
 }
 
 // maxConflicts bounds compare-and-swap retries within one delivery; past it
@@ -316,11 +324,14 @@ func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, o
 const maxConflicts = 8
 
 // apply runs one observation through the machine and stores and publishes
-// the outcome. mustExist makes a missing rollout a permanent error (a
-// command for a rollout nobody requested); otherwise a missing rollout
-// ignores the observation, unless it is a request. annotate, when set, may
-// add to the effects' data before they are stored.
-func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, mustExist bool, annotate func([]machine.Effect)) error {
+// the outcome. commandID is the event id of a command (empty for task
+// reports): a command whose id the rollout's record lists was applied
+// already, and its second delivery changes nothing, however late it comes.
+// mustExist makes a missing rollout a permanent error (a command for a
+// rollout nobody requested); otherwise a missing rollout ignores the
+// observation, unless it is a request. annotate, when set, may add to the
+// effects' data before they are stored.
+func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, commandID string, mustExist bool, annotate func([]machine.Effect)) error {
 	d, _ := events.DeliveryFrom(ctx)
 	kind := observationKind(obs)
 	for attempt := 0; attempt < maxConflicts; attempt++ {
@@ -342,16 +353,27 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 				return err
 			}
 		}
+		if commandID != "" && slices.Contains(rec.Commands, commandID) {
+			s.cfg.Metrics.Decision(kind, "duplicate")
+			return nil
+		}
 		now := s.cfg.Now()
 		next, effects := s.m.Next(rec.State, obs, now)
-		if next.Version == rec.State.Version && len(effects) == 0 {
+		unchanged := next.Version == rec.State.Version && len(effects) == 0
+		if unchanged && commandID == "" {
 			s.cfg.Metrics.Decision(kind, "unchanged")
 			return nil
 		}
 		if annotate != nil {
 			annotate(effects)
 		}
-		err = s.st.save(ctx, r, record{State: next, Outbox: effects}, rev)
+		out := record{State: next, Outbox: effects, Commands: rememberCommand(rec.Commands, commandID)}
+		if unchanged {
+			// Nothing to do now, but the command must not act when a copy
+			// of it comes later: record its id, keep the outbox.
+			out.Outbox = rec.Outbox
+		}
+		err = s.st.save(ctx, r, out, rev)
 		if errors.Is(err, errConflict) {
 			s.cfg.Metrics.CASConflict()
 			continue
@@ -359,12 +381,33 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 		if err != nil {
 			return err
 		}
+		if unchanged {
+			s.cfg.Metrics.Decision(kind, "unchanged")
+			return nil
+		}
 		s.cfg.Metrics.Decision(kind, "changed")
 		s.recordTask(rec.State, obs.Finished, now)
 		s.logDecision(ctx, kind, rec.State, next, effects)
 		return s.publishEffects(ctx, r, effects)
 	}
 	return fmt.Errorf("rollout %s: %d concurrent updates in a row; will retry", r, maxConflicts)
+}
+
+// rememberedCommands is how many command ids a rollout's record keeps: a
+// copy of a command older than the last this many is not recognised.
+const rememberedCommands = 64
+
+// rememberCommand returns ids with id added (the oldest dropped past
+// rememberedCommands); an empty id leaves ids as they are.
+func rememberCommand(ids []string, id string) []string {
+	if id == "" {
+		return ids
+	}
+	out := append(slices.Clone(ids), id)
+	if len(out) > rememberedCommands {
+		out = out[len(out)-rememberedCommands:]
+	}
+	return out
 }
 
 // observationKind names an observation for metrics and logs.

@@ -20,16 +20,24 @@ const BucketRollouts = "sluice-rollouts"
 // errConflict means another replica wrote the entry first.
 var errConflict = errors.New("rollout state changed concurrently")
 
-// record is what the bucket stores for one rollout.
+// record is what the bucket stores for one rollout. Wakeup and Phase come
+// first, always present, so that watchers read them without scanning the
+// rest (events.LeadingFields).
 type record struct {
+	// Wakeup mirrors State.NextWakeup so that timer watchers need not
+	// interpret the state; null when nothing is scheduled.
+	Wakeup *time.Time `json:"wakeup"`
+	// Phase mirrors State.Phase for the rollouts-by-phase gauge.
+	Phase string        `json:"phase"`
 	State machine.State `json:"state"`
 	// Outbox holds the effects of the decision that produced State. They
 	// are published after the write and republished, idempotently, when the
 	// message that triggered the decision is redelivered.
 	Outbox []machine.Effect `json:"outbox,omitempty"`
-	// Wakeup mirrors State.NextWakeup so that timer watchers need not
-	// interpret the state.
-	Wakeup *time.Time `json:"wakeup,omitempty"`
+	// Commands are the event ids of the last commands applied (requests
+	// included), oldest first, so that a command delivered again later,
+	// after newer ones, is recognised and changes nothing.
+	Commands []string `json:"commands,omitempty"`
 }
 
 func key(r events.Ref) string { return r.Namespace + "." + r.Name }
@@ -67,6 +75,7 @@ func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
 // save writes rec if the entry is still at revision rev (0: must not exist).
 // It returns errConflict when another writer got there first.
 func (s store) save(ctx context.Context, r events.Ref, rec record, rev uint64) error {
+	rec.Wakeup, rec.Phase = nil, rec.State.Phase
 	if w, ok := rec.State.NextWakeup(); ok {
 		rec.Wakeup = &w
 	}
