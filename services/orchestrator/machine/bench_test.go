@@ -25,3 +25,21 @@ func BenchmarkNext(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNextUnchanged measures a decision that changes nothing, on the
+// same rollout: a tick before any deadline, which compares the whole state.
+func BenchmarkNextUnchanged(b *testing.B) {
+	w, _ := midUpdate(b)
+	st := w.st
+	wake, ok := st.NextWakeup()
+	if !ok || !wake.After(w.now) {
+		b.Fatalf("setup: next wakeup %s (%t), now %s", wake, ok, w.now)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		next, effects := Machine{}.Next(st, Observation{Tick: true}, w.now)
+		if next.Version != st.Version || len(effects) != 0 {
+			b.Fatal("an early tick changed the state")
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"reflect"
@@ -68,12 +69,12 @@ func newWorld(t testing.TB, cfg Config) *world {
 func (w *world) apply(obs Observation) []Effect {
 	w.t.Helper()
 	prev := w.st
-	next, effs := w.m.Next(prev, obs, w.now)
+	next, effs := w.next(prev, obs)
 	w.check(prev, next, effs)
 	w.st = next
 	w.record(effs)
 	if obs.Started != nil || obs.Finished != nil || obs.Measured != nil {
-		again, effs2 := w.m.Next(next, obs, w.now)
+		again, effs2 := w.next(next, obs)
 		if len(effs2) != 0 || !reflect.DeepEqual(again, next) {
 			w.t.Fatalf("a redelivered report %s changed the state or had effects %s", describeObs(obs), describeEffects(effs2))
 		}
@@ -85,10 +86,28 @@ func (w *world) apply(obs Observation) []Effect {
 // effects.
 func (w *world) ignored(obs Observation) {
 	w.t.Helper()
-	next, effs := w.m.Next(w.st, obs, w.now)
+	next, effs := w.next(w.st, obs)
 	if len(effs) != 0 || !reflect.DeepEqual(next, w.st) {
 		w.t.Fatalf("%s: want it ignored, got version %d->%d and effects %s", describeObs(obs), w.st.Version, next.Version, describeEffects(effs))
 	}
+}
+
+// next runs the machine at the world's time and checks that it left the
+// state it was given as it was: Next works on a copy, which shares the
+// read-only Spec and analysis templates with st.
+func (w *world) next(st State, obs Observation) (State, []Effect) {
+	w.t.Helper()
+	before := mustJSON(w.t, st)
+	next, effs := w.m.Next(st, obs, w.now)
+	if after := mustJSON(w.t, st); !bytes.Equal(after, before) {
+		var was State
+		if err := json.Unmarshal(before, &was); err != nil {
+			w.t.Fatal(err)
+		}
+		w.t.Fatalf("%s changed the state Next was given, at %s", describeObs(obs),
+			firstDifference(reflect.ValueOf(roundTrip(w.t, st)), reflect.ValueOf(was), "State"))
+	}
+	return next, effs
 }
 
 func (w *world) check(prev, next State, effs []Effect) {

@@ -1,8 +1,6 @@
 package machine
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -26,7 +24,9 @@ type Machine struct {
 // observation is applied, every deadline at or before now fires, and the
 // rollout moves as far as it can; when anything changed, the returned
 // state's Version is st.Version+1. Next on the zero State with a Request
-// creates the rollout. st itself is never modified.
+// creates the rollout. st itself is never modified. The new state and the
+// effects share st's Spec and analysis templates, which are read-only (see
+// State).
 func (m Machine) Next(st State, obs Observation, now time.Time) (next State, effects []Effect) {
 	if recoverPanics {
 		// A bug must not take the orchestrator down with it: the observation
@@ -37,23 +37,13 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 			}
 		}()
 	}
-	// States are copied and compared by their JSON form, which is what the
-	// orchestrator stores; the form of st serves both the copy and the
-	// final comparison.
-	before, err := json.Marshal(st)
-	if err != nil {
-		return st, nil
-	}
-	var s State
-	if err := json.Unmarshal(before, &s); err != nil {
-		return st, nil
-	}
+	s := st.clone()
 	r := &run{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0)}
 	if !r.observe(obs) {
 		return st, nil
 	}
 	r.reconcile()
-	return r.finish(st, before)
+	return r.finish(st)
 }
 
 // recoverPanics is turned off by the tests, so that bugs surface.
@@ -104,15 +94,14 @@ func (r *run) reconcile() {
 }
 
 // finish numbers the effects and the version, or returns before unchanged
-// when nothing changed (beforeJSON is before's JSON form).
-func (r *run) finish(before State, beforeJSON []byte) (State, []Effect) {
+// when nothing changed: no effects, and the same JSON form, which is what
+// the orchestrator stores.
+func (r *run) finish(before State) (State, []Effect) {
 	if due, ok := before.NextWakeup(); ok && !due.After(r.now) {
 		r.s.EvaluatedAt = r.now
 	}
-	if len(r.effects) == 0 {
-		if after, err := json.Marshal(*r.s); err == nil && bytes.Equal(after, beforeJSON) {
-			return before, nil
-		}
+	if len(r.effects) == 0 && r.s.sameJSON(&before) {
+		return before, nil
 	}
 	r.s.EvaluatedAt = r.now
 	r.s.Version = before.Version + 1

@@ -1,8 +1,8 @@
 package machine
 
 import (
-	"encoding/json"
 	"math"
+	"slices"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -510,22 +510,32 @@ func (r *run) role(hash string) (string, *spec.PodTemplateMetadata) {
 	return tasks.RoleOld, nil
 }
 
-// sameScale reports whether two desired scales ask for the same thing.
-// Revisions asked to run no pods are left out: once gone, they are no
-// longer listed.
+// sameScale reports whether two desired scales ask for the same thing: the
+// same revisions with pods, in any order, each with the same role, replica
+// count and metadata. Revisions asked to run no pods are left out: once
+// gone, they are no longer listed. Templates are left out too: a scale
+// task record keeps none. A pod hash appears once in a desired scale.
 func sameScale(a, b []tasks.RevisionScale) bool {
-	return scaleKey(a) == scaleKey(b)
-}
-
-func scaleKey(rs []tasks.RevisionScale) string {
-	var keep []tasks.RevisionScale
-	for _, r := range rs {
-		if r.Replicas > 0 {
-			r.Template.Reset()
-			keep = append(keep, r)
+	n := 0
+	for i := range a {
+		x := &a[i]
+		if x.Replicas <= 0 {
+			continue
+		}
+		n++
+		j := slices.IndexFunc(b, func(y tasks.RevisionScale) bool { return y.PodHash == x.PodHash })
+		if j < 0 {
+			return false
+		}
+		y := &b[j]
+		if y.Replicas != x.Replicas || y.Revision != x.Revision || y.Role != x.Role || !sameEncoding(x.Metadata, y.Metadata) {
+			return false
 		}
 	}
-	sort.Slice(keep, func(i, j int) bool { return keep[i].PodHash < keep[j].PodHash })
-	b, _ := json.Marshal(keep)
-	return string(b)
+	for i := range b {
+		if b[i].Replicas > 0 {
+			n--
+		}
+	}
+	return n == 0
 }

@@ -3,6 +3,7 @@ package machine
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -308,6 +309,9 @@ func (r *run) pruneHistory() {
 			keep[i] = true
 			others++
 		}
+	}
+	if !slices.Contains(keep, false) {
+		return
 	}
 	out := s.History[:0:0]
 	for i, h := range s.History {

@@ -18,6 +18,13 @@ import (
 // one), Ref (the rollout), NextWakeup (when to call Next with a Tick) and
 // Snapshot (to render the status). The other fields are the machine's own
 // bookkeeping and may change between releases.
+//
+// Spec and the analysis templates (AnalysisTemplates, and any a task
+// record's Analysis carries) are read-only: the machine replaces them and
+// never changes them in place, so the state Next returns shares them with
+// the state it was given, and so may its effects. A change to the machine
+// that modifies them in place must copy them first (harness_test.go checks
+// that Next leaves its input as it was).
 type State struct {
 	// Version increases by one on every change.
 	Version int64      `json:"version"`

@@ -1,8 +1,6 @@
 package machine
 
 import (
-	"encoding/json"
-
 	"github.com/sluicehq/sluice/internal/tasks"
 )
 
@@ -97,12 +95,9 @@ func (r *run) weightInEffect() int32 {
 	return rt.CanaryWeight
 }
 
-// sameRoute reports whether two routing tables are the same.
-func sameRoute(a, b *tasks.Route) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
-}
+// sameRoute reports whether two routing tables are the same: whether
+// they encode alike.
+func sameRoute(a, b *tasks.Route) bool { return sameEncoding(a, b) }
 
 // scaleDone reports whether the replicas service has put the desired scale
 // in place.
