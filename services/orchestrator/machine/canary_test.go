@@ -172,6 +172,28 @@ func TestCanary(t *testing.T) {
 				t.Fatalf("route weights %v, want %v", got, want)
 			}
 		}},
+		{"an abort waits for its own route when the step's route is still out", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(20), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceTraffic] = true // the step's route waits for a worker
+			w.request(image(ro, "web:2"))
+			w.settle()
+			if rt := w.lastRoute(); rt.CanaryWeight != 20 {
+				t.Fatalf("step route weight %d, want 20", rt.CanaryWeight)
+			}
+			m := w.mark()
+			w.command(CommandAbort)
+			if rt := w.lastRoute(); rt.CanaryWeight != 0 {
+				t.Fatalf("abort route weight %d, want 0", rt.CanaryWeight)
+			}
+			// No traffic has moved yet, but the step's route could still be
+			// applied: the event waits for the abort's route.
+			w.expectEvents(m)
+			w.up(tasks.ServiceTraffic)
+			w.settle()
+			w.expectEvents(m, "rollout.aborted")
+			w.expectWeight(0)
+		}},
 		{"abort during an analysis step terminates the run; retry runs it again", func(t *testing.T, w *world) {
 			ro := nginxCanary(4, setWeight(25), analysisStep("smoke"), pauseIndefinitely())
 			start(w, ro)

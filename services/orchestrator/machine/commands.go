@@ -95,7 +95,11 @@ func (r *run) abort(reason string) {
 }
 
 // announceAbort publishes the aborted event once the abort's routing is in
-// effect, or once routing it has failed (the event then says so).
+// effect, or once routing it has failed (the event then says so). In effect
+// means the routing table last applied is the abort's and no route task is
+// still out: a task sent before the abort (the step's "weight 20") could
+// otherwise be applied after the event, until the abort's own task, with
+// its higher seq, supersedes it.
 func (r *run) announceAbort() {
 	s := r.s
 	if !s.Aborted || !s.AbortPending {
@@ -107,10 +111,10 @@ func (r *run) announceAbort() {
 	}
 	want := r.desiredRoute()
 	switch {
-	case want == nil || s.Routing != nil && s.Routing.CanaryWeight == want.CanaryWeight && s.Routing.ActiveHash == want.ActiveHash &&
-		len(s.Routing.HeaderRoutes) == 0 && len(s.Routing.MirrorRoutes) == 0:
-	case s.Route != nil && s.Route.Failed:
+	case want != nil && s.Route != nil && s.Route.Failed:
 		reason += "; routing traffic back to the stable revision failed: " + s.Route.Message
+	case want == nil || !s.Route.active() && s.Routing != nil && s.Routing.CanaryWeight == want.CanaryWeight && s.Routing.ActiveHash == want.ActiveHash &&
+		len(s.Routing.HeaderRoutes) == 0 && len(s.Routing.MirrorRoutes) == 0:
 	default:
 		return
 	}

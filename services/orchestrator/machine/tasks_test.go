@@ -101,8 +101,16 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.advance(179 * time.Second)
 			w.expectPhase(events.PhaseProgressing)
+			m := w.mark()
 			w.advance(time.Second)
-			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "traffic task shop/web/r2/route/3 did not finish within 1m0s (3 attempts)" {
+			// Aborted, but the hung worker may still apply the step's route:
+			// the aborted event waits for the abort's own route, which the
+			// same worker does not finish either.
+			w.expectPhase(events.PhaseDegraded)
+			w.expectEvents(m)
+			w.advance(180 * time.Second)
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "traffic task shop/web/r2/route/3 did not finish within 1m0s (3 attempts); "+
+				"routing traffic back to the stable revision failed: traffic task shop/web/r2/route/4 did not finish within 1m0s (3 attempts)" {
 				t.Fatalf("reason %q", r)
 			}
 		}},
