@@ -77,6 +77,12 @@ type Delivery struct {
 
 type deliveryKey struct{}
 
+// ContextWithDelivery returns ctx carrying d, as a Handler's context does:
+// for tools and tests that hand an event to a handler themselves.
+func ContextWithDelivery(ctx context.Context, d Delivery) context.Context {
+	return context.WithValue(ctx, deliveryKey{}, d)
+}
+
 // DeliveryFrom returns the delivery being handled, inside a Handler.
 func DeliveryFrom(ctx context.Context) (Delivery, bool) {
 	d, ok := ctx.Value(deliveryKey{}).(Delivery)
@@ -352,7 +358,7 @@ func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler)
 			attribute.String("messaging.consumer.group.name", s.cfg.Durable),
 			attribute.Int64("messaging.nats.delivery_count", int64(d.Attempt))))
 	defer span.End()
-	err = safeCall(context.WithValue(ctx, deliveryKey{}, d), h, ev)
+	err = safeCall(ContextWithDelivery(ctx, d), h, ev)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())

@@ -215,3 +215,57 @@ func TestLateCopiesOfCommandsChangeNothing(t *testing.T) {
 		}
 	}
 }
+
+// A decision is stored with its effects (the outbox) before they are
+// published. When the process dies between the two, the message that led
+// to the decision is delivered again, and the effects go out then.
+func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
+	srv := startServer(t)
+	c := connect(t, srv.ClientURL())
+	svc, err := New(c, Config{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for !svc.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryWithPause)
+	status.waitFor(t, r, events.TypeRolloutCompleted)
+
+	// The process stored a decision and died before publishing its event.
+	rec, rev, err := svc.st.load(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := machine.Effect{Status: &machine.StatusEvent{Type: events.TypeRolloutPaused, ID: "prod/web/v999/0",
+		Data: events.StatusData{Status: rec.State.Snapshot(time.Now()), Reason: "left in the outbox"}}}
+	rec.Outbox = []machine.Effect{lost}
+	if err := svc.st.save(ctx, r, rec, rev); err != nil {
+		t.Fatal(err)
+	}
+	// The message comes again (a timer event: it changes nothing itself).
+	redelivered := events.ContextWithDelivery(ctx, events.Delivery{Subject: events.ResultSubject(TimerService, r), Attempt: 2})
+	if err := svc.apply(redelivered, r, machine.Observation{Tick: true}, "", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(10 * time.Second); ; {
+		found := false
+		for _, e := range status.of(r) {
+			found = found || e.ID == lost.Status.ID && e.Data.Reason == "left in the outbox"
+		}
+		if found {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the outbox's event was not published on redelivery; saw %v", typesOf(status.of(r)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
