@@ -5,7 +5,7 @@ PKGS    ?= ./...
 # concurrent message-driven system; CI runs it on every test.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: all run demo test lint fmt vet bench bench-kube fuzz build clean kube-tools
+.PHONY: all run demo test lint fmt vet bench bench-kube chaos fuzz build clean kube-tools
 
 all: build
 
@@ -53,6 +53,12 @@ bench-kube:
 	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
 	$(GO) test -run '^$$' -bench CanaryUpdate -benchtime 10x ./test/kube && \
 	$(GO) test -run '^$$' -bench Start -benchtime 3x ./internal/kubetest
+
+## chaos: the long fault-injection run (180 rollouts, eight updates each,
+## about 2.5 minutes of faults); `make test` runs the short form.
+## Figures go to docs/reliability.md.
+chaos:
+	SLUICE_CHAOS=full $(GO) test -run TestChaos -count=1 -v -timeout 30m ./test/chaos
 
 ## fuzz: fuzz the event decoder (FUZZTIME=1m by default)
 FUZZTIME ?= 1m

@@ -1,0 +1,464 @@
+// Package systest runs Sluice as its users do, for the fault-injection
+// suite (test/chaos) and the process benchmarks (test/bench): the real
+// service binaries as separate processes, supervised and restarted when they
+// exit, on a NATS server the test can restart, with a real PromQL engine
+// whose queries can be slowed or sent nowhere. The replicas and traffic
+// services run on a recording data plane (package dataplane, binary
+// worker) that completes every task at once.
+package systest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/promserver"
+	"github.com/sluicehq/sluice/pkg/events/embedded"
+)
+
+// Build compiles the orchestrator and analyzer binaries and the data-plane
+// worker into dir. root is the module root, relative to the caller's
+// working directory (the package under test).
+func Build(dir, root string) error {
+	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
+		root+"/cmd/sluice-orchestrator", root+"/cmd/sluice-analyzer", root+"/test/systest/worker")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build the services: %w", err)
+	}
+	return nil
+}
+
+// Quiet is a logger that drops everything.
+func Quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// FreePort returns a TCP port nothing listens on now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Bus is the NATS server, which a test may restart.
+type Bus struct {
+	URL string
+
+	mu       sync.Mutex
+	srv      *embedded.Server
+	restarts int
+}
+
+// StartBus starts an embedded NATS server with JetStream on file storage.
+func StartBus(t testing.TB) *Bus {
+	t.Helper()
+	srv, err := embedded.Start(embedded.Options{Port: FreePort(t), StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bus{srv: srv, URL: srv.ClientURL()}
+	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.srv.Shutdown()
+	})
+	return b
+}
+
+// Restart stops the server, keeps it down for outage, and starts it again
+// on the same port and store, as an operator restarting nats-server would.
+func (b *Bus) Restart(outage time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	opts := b.srv.Options()
+	b.srv.Shutdown()
+	time.Sleep(outage)
+	srv, err := embedded.Start(opts)
+	if err != nil {
+		return err
+	}
+	b.srv = srv
+	b.restarts++
+	return nil
+}
+
+// Restarts counts the restarts so far.
+func (b *Bus) Restarts() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.restarts
+}
+
+// Metric values the suite's Prometheus serves, by class label of
+// chaos_success_ratio. The class "none" has no series.
+var series = []struct {
+	class string
+	value float64
+}{{"good", 0.99}, {"bad", 0.5}, {"nan", math.NaN()}}
+
+// metricsSource serves the series for Prometheus to scrape.
+func metricsSource(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintln(w, "# TYPE chaos_success_ratio gauge")
+		for _, s := range series {
+			fmt.Fprintf(w, "chaos_success_ratio{class=%q} %v\n", s.class, s.value)
+		}
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "http://" + ln.Addr().String() + "/metrics"
+}
+
+// Prometheus is the real PromQL engine (internal/promserver) scraping
+// chaos_success_ratio{class="good"|"bad"|"nan"}, reached directly, through
+// proxies that delay every query, or at an address where nothing listens.
+type Prometheus struct {
+	URL     string
+	SlowURL string // queries delayed by SlowDelay
+	Stalled string // queries delayed by StallDelay
+	DownURL string
+}
+
+// Query delays of Prometheus.SlowURL and Prometheus.Stalled.
+const (
+	SlowDelay  = 400 * time.Millisecond
+	StallDelay = 3 * time.Second
+)
+
+// StartPrometheus starts the engine and waits for its first scrape.
+func StartPrometheus(t testing.TB) Prometheus {
+	t.Helper()
+	source := metricsSource(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	srv, err := promserver.Start(ctx, promserver.Config{
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(), ScrapeInterval: 250 * time.Millisecond,
+		Targets: func() []promserver.Target { return []promserver.Target{{URL: source}} },
+		Logger:  Quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	target, _ := url.Parse(srv.URL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // the analyzer giving up on a stalled query is expected
+	delayed := func(delay time.Duration) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+			proxy.ServeHTTP(w, r)
+		}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		t.Cleanup(func() { _ = hs.Close() })
+		return "http://" + ln.Addr().String()
+	}
+	p := Prometheus{URL: srv.URL(), SlowURL: delayed(SlowDelay), Stalled: delayed(StallDelay), DownURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t))}
+	for end := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(p.URL + "/api/v1/query?query=" + url.QueryEscape(`chaos_success_ratio{class="good"}`))
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"good"`) {
+				return p
+			}
+		}
+		if time.Now().After(end) {
+			t.Fatal("Prometheus scraped nothing in 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Proc is one service process, started again whenever it exits until the
+// system stops.
+type Proc struct {
+	Name    string // e.g. orchestrator-1
+	Service string // orchestrator, analyzer, replicas, traffic
+	Args    []string
+	Log     string
+	ready   string // the /readyz URL
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	starts  int
+	started time.Time
+}
+
+// Started returns when p was last started.
+func (p *Proc) Started() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.started
+}
+
+// Spec describes the processes of a System.
+type Spec struct {
+	// Bin is where Build put the binaries.
+	Bin string
+	// NATS is the server's URL; DataPlane the data plane's.
+	NATS, DataPlane string
+	// Replicas is how many processes of each service run (default 1).
+	Replicas int
+	// AckWait is every service's --bus-ack-wait (default 2s).
+	AckWait time.Duration
+	// WorkerFaults are extra flags of the replicas and traffic workers
+	// (--crash-before, ...).
+	WorkerFaults []string
+	// Orchestrator are extra flags of the orchestrators.
+	Orchestrator []string
+	// LogDir receives one log file per process.
+	LogDir string
+	// Restart is the delay before a process that exited is started again
+	// (default 300ms).
+	Restart time.Duration
+}
+
+// System is every service process, supervised.
+type System struct {
+	Procs []*Proc
+
+	t       testing.TB
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+	restart time.Duration
+
+	mu    sync.Mutex
+	kills map[string]int // by service
+}
+
+// Start starts the orchestrator, analyzer, replicas and traffic processes
+// s describes; they stop when the test ends.
+func Start(t testing.TB, s Spec) *System {
+	t.Helper()
+	if s.Replicas == 0 {
+		s.Replicas = 1
+	}
+	if s.AckWait == 0 {
+		s.AckWait = 2 * time.Second
+	}
+	if s.Restart == 0 {
+		s.Restart = 300 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sys := &System{t: t, ctx: ctx, stop: cancel, restart: s.Restart, kills: map[string]int{}}
+	common := []string{"--nats-url", s.NATS, "--bus-ack-wait", s.AckWait.String(), "--log-level", "info"}
+	for i := 1; i <= s.Replicas; i++ {
+		add := func(service, bin string, extra ...string) {
+			name := fmt.Sprintf("%s-%d", service, i)
+			listen := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+			args := append(append([]string{filepath.Join(s.Bin, bin), "--http-listen", listen}, common...), extra...)
+			sys.Procs = append(sys.Procs, &Proc{Name: name, Service: service, Args: args,
+				Log: filepath.Join(s.LogDir, name+".log"), ready: "http://" + listen + "/readyz"})
+		}
+		add("orchestrator", "sluice-orchestrator", s.Orchestrator...)
+		add("analyzer", "sluice-analyzer", "--lease-margin", "2s")
+		for _, svc := range []string{"replicas", "traffic"} {
+			name := fmt.Sprintf("%s-%d", svc, i)
+			add(svc, "worker", append([]string{"--service", svc, "--data-plane", s.DataPlane, "--name", name}, s.WorkerFaults...)...)
+		}
+	}
+	for _, p := range sys.Procs {
+		sys.wg.Go(func() { sys.supervise(p) })
+	}
+	t.Cleanup(sys.Shutdown)
+	return sys
+}
+
+// supervise runs p until the system stops, starting it again after it
+// exits (killed by the test or by itself).
+func (s *System) supervise(p *Proc) {
+	for s.ctx.Err() == nil {
+		f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			s.t.Error(err)
+			return
+		}
+		cmd := exec.Command(p.Args[0], p.Args[1:]...)
+		cmd.Stdout, cmd.Stderr = f, f
+		if err := cmd.Start(); err != nil {
+			f.Close()
+			s.t.Errorf("start %s: %v", p.Name, err)
+			return
+		}
+		p.mu.Lock()
+		p.cmd = cmd
+		p.starts++
+		p.started = time.Now()
+		p.mu.Unlock()
+		_ = cmd.Wait()
+		f.Close()
+		p.mu.Lock()
+		p.cmd = nil
+		p.mu.Unlock()
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(s.restart):
+		}
+	}
+}
+
+// Ready reports whether every process answers /readyz with 200.
+func (s *System) Ready() bool {
+	for _, p := range s.Procs {
+		if !p.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready reports whether p answers /readyz with 200.
+func (p *Proc) Ready() bool {
+	resp, err := http.Get(p.ready)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Proc returns the process named name, or nil.
+func (s *System) Proc(name string) *Proc {
+	for _, p := range s.Procs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to p; it reports false when p was not running.
+func (s *System) Kill(p *Proc) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil || p.cmd.Process.Signal(syscall.SIGKILL) != nil {
+		return false
+	}
+	s.mu.Lock()
+	s.kills[p.Service]++
+	s.mu.Unlock()
+	return true
+}
+
+// KillRandom sends SIGKILL to a random process.
+func (s *System) KillRandom() { s.Kill(s.Procs[rand.N(len(s.Procs))]) }
+
+// Kills returns the SIGKILLs so far, by service.
+func (s *System) Kills() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range s.kills {
+		out[k] = v
+	}
+	return out
+}
+
+// RSS is p's resident memory now, in bytes (0 when it is not running).
+func (p *Proc) RSS() int64 {
+	p.mu.Lock()
+	var pid int
+	if p.cmd != nil && p.cmd.Process != nil {
+		pid = p.cmd.Process.Pid
+	}
+	p.mu.Unlock()
+	if pid == 0 {
+		return 0
+	}
+	return RSS(pid)
+}
+
+// RSS is the resident memory of process pid, in bytes, from
+// /proc/<pid>/status (0 when unknown).
+func RSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+// Shutdown stops every process gracefully (SIGTERM) and waits.
+func (s *System) Shutdown() {
+	s.stop()
+	s.signalAll(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(45 * time.Second):
+		s.signalAll(syscall.SIGKILL)
+		<-done
+	}
+}
+
+func (s *System) signalAll(sig syscall.Signal) {
+	for _, p := range s.Procs {
+		p.mu.Lock()
+		if p.cmd != nil && p.cmd.Process != nil {
+			_ = p.cmd.Process.Signal(sig)
+		}
+		p.mu.Unlock()
+	}
+}
+
+// LogTails returns the last lines of every process's log, for a failure.
+func (s *System) LogTails(lines int) string {
+	var b strings.Builder
+	for _, p := range s.Procs {
+		data, _ := os.ReadFile(p.Log)
+		ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+		if len(ls) > lines {
+			ls = ls[len(ls)-lines:]
+		}
+		p.mu.Lock()
+		starts := p.starts
+		p.mu.Unlock()
+		fmt.Fprintf(&b, "--- %s (started %d times)\n%s\n", p.Name, starts, strings.Join(ls, "\n"))
+	}
+	return b.String()
+}
