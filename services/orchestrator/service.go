@@ -57,6 +57,11 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
+	// StateCache is how many rollouts' decoded states the replica keeps
+	// (default 1024; negative: none). A busy rollout is decided on many
+	// times a second, and decoding its state from the bucket each time
+	// costs more than the decision.
+	StateCache int
 }
 
 // Defaults fills unset fields.
@@ -70,6 +75,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = telemetry.Default()
+	}
+	if c.StateCache == 0 {
+		c.StateCache = 1024
 	}
 }
 
@@ -116,7 +124,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	s.st = store{kv: kv}
+	s.st = store{kv: kv, cache: newRecordCache(s.cfg.StateCache)}
 
 	commands := events.NewMux()
 	for typ, kind := range map[string]string{

@@ -1,11 +1,13 @@
 package orchestrator
 
 import (
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -51,8 +53,16 @@ func refFromKey(k string) (events.Ref, error) {
 	return r, r.Validate()
 }
 
-// store reads and writes records with compare-and-swap.
-type store struct{ kv jetstream.KeyValue }
+// store reads and writes records with compare-and-swap. It keeps the
+// records it read or wrote last, decoded, by revision: a rollout that is
+// busy is decided on again and again, and decoding its record each time
+// was the largest cost of a decision after the decision itself. A record
+// from the cache is shared: callers must not modify it (the machine never
+// modifies the state it is given).
+type store struct {
+	kv    jetstream.KeyValue
+	cache *recordCache
+}
 
 // load returns the record and its revision; a missing rollout is the zero
 // record at revision 0.
@@ -64,11 +74,15 @@ func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
 	if err != nil {
 		return record{}, 0, fmt.Errorf("load %s: %w", r, err)
 	}
+	if rec, ok := s.cache.get(e.Key(), e.Revision()); ok {
+		return rec, e.Revision(), nil
+	}
 	var rec record
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		// A corrupt entry must not be overwritten silently: surface it.
 		return record{}, 0, events.Permanent(fmt.Errorf("rollout state %s is unreadable: %w", r, err))
 	}
+	s.cache.put(e.Key(), e.Revision(), rec)
 	return rec, e.Revision(), nil
 }
 
@@ -83,12 +97,14 @@ func (s store) save(ctx context.Context, r events.Ref, rec record, rev uint64) e
 	if err != nil {
 		return events.Permanent(fmt.Errorf("encode state of %s: %w", r, err))
 	}
+	var written uint64
 	if rev == 0 {
-		_, err = s.kv.Create(ctx, key(r), data)
+		written, err = s.kv.Create(ctx, key(r), data)
 	} else {
-		_, err = s.kv.Update(ctx, key(r), data, rev)
+		written, err = s.kv.Update(ctx, key(r), data, rev)
 	}
 	if err == nil {
+		s.cache.put(key(r), written, rec)
 		return nil
 	}
 	var apiErr *jetstream.APIError
@@ -96,4 +112,64 @@ func (s store) save(ctx context.Context, r events.Ref, rec record, rev uint64) e
 		return errConflict
 	}
 	return fmt.Errorf("save %s: %w", r, err)
+}
+
+// recordCache holds up to max decoded records, the least recently used
+// going first. It is safe for concurrent use; a nil cache holds nothing.
+type recordCache struct {
+	mu      sync.Mutex
+	max     int
+	order   *list.List // of *cached, most recent first
+	entries map[string]*list.Element
+}
+
+type cached struct {
+	key string
+	rev uint64
+	rec record
+}
+
+func newRecordCache(max int) *recordCache {
+	if max <= 0 {
+		return nil
+	}
+	return &recordCache{max: max, order: list.New(), entries: map[string]*list.Element{}}
+}
+
+// get returns the record of key at revision rev, if the cache has that one.
+func (c *recordCache) get(key string, rev uint64) (record, bool) {
+	if c == nil {
+		return record{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok || el.Value.(*cached).rev != rev {
+		return record{}, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*cached).rec, true
+}
+
+// put remembers the record of key at revision rev, unless a later
+// revision is already there.
+func (c *recordCache) put(key string, rev uint64, rec record) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[key]; ok {
+		if e := el.Value.(*cached); e.rev <= rev {
+			e.rev, e.rec = rev, rec
+		}
+		c.order.MoveToFront(el)
+		return
+	}
+	c.entries[key] = c.order.PushFront(&cached{key: key, rev: rev, rec: rec})
+	if c.order.Len() > c.max {
+		oldest := c.order.Back()
+		c.order.Remove(oldest)
+		delete(c.entries, oldest.Value.(*cached).key)
+	}
 }
