@@ -2,7 +2,9 @@
 // worker services (replicas, traffic, analyzer). It is not public API: it may
 // change between releases, and docs/events.md describes it for operators.
 //
-// A task follows triggered -> started -> finished, correlated by its ID:
+// A task follows triggered -> started -> finished, correlated by its ID
+// (started only once the task has run for worker.Config.StartedAfter, 250ms
+// by default; a task finished sooner reports finished only):
 //
 //	orchestrator --io.sluice.task.triggered.v1--> sluice.task.<service>.<ns>.<name>
 //	worker       --io.sluice.task.started.v1----> sluice.result.<ns>.<name>

@@ -38,12 +38,22 @@ type Config struct {
 	// FilterSubjects are set by the worker.
 	Consumer events.ConsumerConfig
 	// ID names this process in Started reports (default hostname:pid).
-	ID     string
-	Logger *slog.Logger
+	ID string
+	// StartedAfter is how long a task runs before the worker reports it
+	// started (default DefaultStartedAfter; negative: at once, before the
+	// executor runs). A task finished sooner is reported finished only,
+	// which spares the orchestrator a decision and a state write per task;
+	// the started report exists to stop the orchestrator's start timeout
+	// (30s by default) from sending a running task again.
+	StartedAfter time.Duration
+	Logger       *slog.Logger
 	// Metrics records task outcomes and durations (default
 	// telemetry.Default()).
 	Metrics *telemetry.Metrics
 }
+
+// DefaultStartedAfter is Config.StartedAfter's default.
+const DefaultStartedAfter = 250 * time.Millisecond
 
 // Worker is one replica of a worker service.
 type Worker struct {
@@ -53,6 +63,8 @@ type Worker struct {
 	mu    sync.Mutex
 	sub   *events.Subscription
 	ready bool
+	// starts are the started reports still to come, by task event id.
+	starts map[string]*time.Timer
 }
 
 // New checks cfg and returns a worker that uses client.
@@ -82,7 +94,10 @@ func New(client *events.Client, cfg Config) (*Worker, error) {
 	if cfg.Source == "" {
 		cfg.Source = "/sluice/" + cfg.Service
 	}
-	return &Worker{client: client, cfg: cfg}, nil
+	if cfg.StartedAfter == 0 {
+		cfg.StartedAfter = DefaultStartedAfter
+	}
+	return &Worker{client: client, cfg: cfg, starts: map[string]*time.Timer{}}, nil
 }
 
 func firstKind(m map[string]Executor) string {
@@ -145,14 +160,17 @@ func (w *Worker) handle(ctx context.Context, ev events.Event) error {
 		return events.Permanent(fmt.Errorf("the %s service does not carry out task kind %q", w.cfg.Service, t.Kind))
 	}
 	log := w.cfg.Logger.With("rollout", t.Ref.String(), "revision", t.Revision, "task", t.ID, "attempt", t.Attempt, "kind", t.Kind, "seq", t.Seq)
-	started := tasks.Started{TaskID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Worker: w.cfg.ID, At: time.Now().UTC()}
-	if err := w.report(ctx, t, tasks.TypeStarted, "started", started); err != nil {
-		return err
-	}
-	log.DebugContext(ctx, "task started")
 	begun := time.Now()
+	if w.cfg.StartedAfter < 0 {
+		if err := w.reportStarted(ctx, t, begun); err != nil {
+			return err
+		}
+	} else {
+		w.startLater(t, begun, log)
+	}
 	fin, err := exec(ctx, t)
 	if err != nil {
+		w.cancelStart(t)
 		w.cfg.Metrics.WorkerTask(w.cfg.Service, t.Kind, "error", time.Since(begun))
 		log.WarnContext(ctx, "task not carried out; will retry", "error", err)
 		return err
@@ -166,13 +184,60 @@ func (w *Worker) handle(ctx context.Context, ev events.Event) error {
 		log.InfoContext(ctx, "task accepted; it reports later")
 		return nil
 	}
+	w.cancelStart(t)
 	w.cfg.Metrics.WorkerTask(w.cfg.Service, t.Kind, fin.Outcome, time.Since(begun))
 	log.InfoContext(ctx, "task finished", "outcome", fin.Outcome, "message", fin.Message)
 	return w.report(ctx, t, tasks.TypeFinished, "finished", fin)
 }
 
+func (w *Worker) reportStarted(ctx context.Context, t tasks.Task, at time.Time) error {
+	started := tasks.Started{TaskID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Worker: w.cfg.ID, At: at.UTC()}
+	return w.report(ctx, t, tasks.TypeStarted, "started", started)
+}
+
+// startLater reports t started once it has run for StartedAfter, unless
+// cancelStart comes first. A task accepted to be finished later keeps its
+// timer after its delivery is settled.
+func (w *Worker) startLater(t tasks.Task, begun time.Time, log *slog.Logger) {
+	id := t.EventID()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.starts[id]; ok {
+		return // a second delivery while the first is still running
+	}
+	w.starts[id] = time.AfterFunc(w.cfg.StartedAfter, func() {
+		w.mu.Lock()
+		_, pending := w.starts[id]
+		delete(w.starts, id)
+		w.mu.Unlock()
+		if !pending {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := w.reportStarted(ctx, t, begun); err != nil {
+			// The orchestrator sends the task again after its start
+			// timeout; the executor then finds it in progress.
+			log.Warn("task started report not published", "error", err)
+			return
+		}
+		log.Debug("task started")
+	})
+}
+
+// cancelStart drops t's started report if it is still to come.
+func (w *Worker) cancelStart(t tasks.Task) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if tm, ok := w.starts[t.EventID()]; ok {
+		tm.Stop()
+		delete(w.starts, t.EventID())
+	}
+}
+
 // Finish reports a task that its executor accepted without finishing.
 func (w *Worker) Finish(ctx context.Context, t tasks.Task, fin tasks.Finished) error {
+	w.cancelStart(t)
 	fin.TaskID, fin.Attempt, fin.Kind, fin.Worker = t.ID, t.Attempt, t.Kind, w.cfg.ID
 	if fin.At.IsZero() {
 		fin.At = time.Now().UTC()

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -63,17 +65,37 @@ func sendTask(t *testing.T, c *events.Client, task tasks.Task) {
 	}
 }
 
-func TestWorkerReportsStartedAndFinished(t *testing.T) {
+// A task is reported started only once it has run for StartedAfter: a
+// quick one is reported finished only, a long one started and finished,
+// and so is one accepted to be finished later, unless it is finished
+// before StartedAfter.
+func TestWorkerReportsStartedOnlyForTasksThatRunLong(t *testing.T) {
 	c := setup(t)
 	_, wait := results(t, c)
 	var calls atomic.Int32
-	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: eventstest.Quiet(),
-		Consumer: events.ConsumerConfig{BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond},
+	var w *Worker
+	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: eventstest.Quiet(), StartedAfter: 300 * time.Millisecond,
+		Consumer: events.ConsumerConfig{BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Workers: 1},
 		Executors: map[string]Executor{tasks.KindRoute: func(ctx context.Context, task tasks.Task) (tasks.Finished, error) {
-			if calls.Add(1) == 1 {
-				return tasks.Finished{}, errors.New("router API unavailable")
-			}
 			weight := task.Route.CanaryWeight
+			switch weight {
+			case 10: // quick, after one retryable failure
+				if calls.Add(1) == 1 {
+					return tasks.Finished{}, errors.New("router API unavailable")
+				}
+			case 20: // long
+				time.Sleep(time.Second)
+			case 30, 40: // accepted, finished later: soon, or after StartedAfter
+				delay := 10 * time.Millisecond
+				if weight == 40 {
+					delay = time.Second
+				}
+				go func() {
+					time.Sleep(delay)
+					_ = w.Finish(context.Background(), task, tasks.Finished{Outcome: tasks.OutcomeSucceeded, CanaryWeight: &weight})
+				}()
+				return tasks.Finished{}, nil
+			}
 			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, CanaryWeight: &weight}, nil
 		}}})
 	if err != nil {
@@ -84,21 +106,36 @@ func TestWorkerReportsStartedAndFinished(t *testing.T) {
 	}
 	defer w.Stop(context.Background())
 	r := events.Ref{Namespace: "prod", Name: "web"}
-	sendTask(t, c, tasks.Task{ID: "prod/web/r2/route/1", Attempt: 1, Kind: tasks.KindRoute, Ref: r, Seq: 1, Route: &tasks.Route{CanaryWeight: 20}})
-
-	evs := wait(2)
-	if evs[0].Type() != tasks.TypeStarted || evs[1].Type() != tasks.TypeFinished {
-		t.Fatalf("reports %s, %s", evs[0].Type(), evs[1].Type())
+	var want []string
+	for i, weight := range []int32{10, 20, 30, 40} {
+		id := fmt.Sprintf("prod/web/r2/route/%d", i+1)
+		sendTask(t, c, tasks.Task{ID: id, Attempt: 1, Kind: tasks.KindRoute, Ref: r, Seq: int64(i + 1), Route: &tasks.Route{CanaryWeight: weight}})
+		if weight == 20 || weight == 40 {
+			want = append(want, "started "+id)
+		}
+		want = append(want, "finished "+id)
+		// One task at a time, so that the reports come in this order.
+		wait(len(want))
 	}
-	var fin tasks.Finished
-	if err := events.DecodeData(evs[1], &fin); err != nil {
-		t.Fatal(err)
+	var got []string
+	for _, ev := range wait(len(want)) {
+		var d struct {
+			TaskID string `json:"taskId"`
+		}
+		if err := events.DecodeData(ev, &d); err != nil {
+			t.Fatal(err)
+		}
+		kind := "started"
+		if ev.Type() == tasks.TypeFinished {
+			kind = "finished"
+		}
+		got = append(got, kind+" "+d.TaskID)
 	}
-	if fin.TaskID != "prod/web/r2/route/1" || fin.Outcome != tasks.OutcomeSucceeded || fin.CanaryWeight == nil || *fin.CanaryWeight != 20 || fin.Worker == "" {
-		t.Errorf("finished = %+v", fin)
+	if !slices.Equal(got, want) {
+		t.Errorf("reports\n%v\nwant\n%v", got, want)
 	}
 	if calls.Load() != 2 {
-		t.Errorf("executor called %d times; a retryable error should be retried once here", calls.Load())
+		t.Errorf("executor called %d times for the quick task; a retryable error should be retried once", calls.Load())
 	}
 }
 

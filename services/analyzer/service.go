@@ -54,6 +54,10 @@ type Config struct {
 	// ID names this replica in leases and reports (default
 	// hostname:pid:random, unique per Service).
 	ID string
+	// StartedAfter is how long a task runs before it is reported started
+	// (default worker.DefaultStartedAfter; negative: at once). See
+	// worker.Config.
+	StartedAfter time.Duration
 	// LeaseMargin is added to the provider timeout of the metrics a replica
 	// claims to form its lease: how long a dead replica's claim holds up a
 	// measurement, and how long a replica that wrote results has to publish
@@ -183,10 +187,11 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 			tasks.KindAnalysisRun:       s.startRun,
 			tasks.KindAnalysisTerminate: s.terminateRun,
 		},
-		Consumer: cfg.Tasks,
-		ID:       cfg.ID,
-		Logger:   cfg.Logger,
-		Metrics:  cfg.Metrics,
+		Consumer:     cfg.Tasks,
+		StartedAfter: cfg.StartedAfter,
+		ID:           cfg.ID,
+		Logger:       cfg.Logger,
+		Metrics:      cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err

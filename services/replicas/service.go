@@ -37,6 +37,10 @@ type Config struct {
 	Wait time.Duration
 	// ID names this replica in reports (default hostname:pid).
 	ID string
+	// StartedAfter is how long a task runs before it is reported started
+	// (default worker.DefaultStartedAfter; negative: at once). See
+	// worker.Config.
+	StartedAfter time.Duration
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics records task outcomes (default telemetry.Default()).
@@ -106,13 +110,14 @@ func New(client *events.Client, backend Backend, cfg Config) (*Service, error) {
 	}
 	s := &Service{client: client, backend: backend, cfg: cfg, log: cfg.Logger, waiters: map[events.Ref]*waiter{}}
 	w, err := worker.New(client, worker.Config{
-		Service:   tasks.ServiceReplicas,
-		Source:    Source,
-		Executors: map[string]worker.Executor{tasks.KindScale: s.scale},
-		Consumer:  cfg.Tasks,
-		ID:        cfg.ID,
-		Logger:    cfg.Logger,
-		Metrics:   cfg.Metrics,
+		Service:      tasks.ServiceReplicas,
+		Source:       Source,
+		Executors:    map[string]worker.Executor{tasks.KindScale: s.scale},
+		Consumer:     cfg.Tasks,
+		StartedAfter: cfg.StartedAfter,
+		ID:           cfg.ID,
+		Logger:       cfg.Logger,
+		Metrics:      cfg.Metrics,
 	})
 	if err != nil {
 		return nil, err

@@ -130,6 +130,10 @@ func (b *bus) count(typ string) int {
 func run(t *testing.T, c *events.Client, backend replicas.Backend, cfg replicas.Config) (stop func()) {
 	t.Helper()
 	cfg.Logger = eventstest.Quiet()
+	if cfg.StartedAfter == 0 {
+		// These tests count started reports to count deliveries.
+		cfg.StartedAfter = -1
+	}
 	svc, err := replicas.New(c, backend, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,10 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// ID names this process in task reports (default hostname:pid).
 	ID string
+	// StartedAfter is how long a task runs before it is reported started
+	// (default worker.DefaultStartedAfter; negative: at once). See
+	// worker.Config.
+	StartedAfter time.Duration
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics records router operations and task outcomes (default
@@ -106,13 +110,14 @@ func (s *Service) Run(ctx context.Context) error {
 		return err
 	}
 	w, err := worker.New(s.client, worker.Config{
-		Service:   tasks.ServiceTraffic,
-		Source:    Source,
-		Executors: map[string]worker.Executor{tasks.KindRoute: s.execute},
-		Consumer:  s.cfg.Consumer,
-		ID:        s.cfg.ID,
-		Logger:    s.log,
-		Metrics:   s.cfg.Metrics,
+		Service:      tasks.ServiceTraffic,
+		Source:       Source,
+		Executors:    map[string]worker.Executor{tasks.KindRoute: s.execute},
+		Consumer:     s.cfg.Consumer,
+		StartedAfter: s.cfg.StartedAfter,
+		ID:           s.cfg.ID,
+		Logger:       s.log,
+		Metrics:      s.cfg.Metrics,
 	})
 	if err != nil {
 		return err

@@ -59,6 +59,8 @@ func startService(t *testing.T, router func(c *events.Client) traffic.Router) *b
 	svc, err := traffic.New(c, router(c), traffic.Config{
 		Logger:   eventstest.Quiet(),
 		Consumer: events.ConsumerConfig{BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+		// These tests check the whole protocol, started report included.
+		StartedAfter: -1,
 	})
 	if err != nil {
 		t.Fatal(err)
