@@ -25,6 +25,10 @@ const Source = "/sluice/orchestrator"
 // orchestrator's own timer events travel on.
 const TimerService = "orchestrator"
 
+// DefaultWorkers is how many decisions a replica makes at once per
+// consumer when Config.Commands and Config.Results set no Workers.
+const DefaultWorkers = 16
+
 // Durable consumer names, shared by all orchestrator replicas.
 const (
 	DurableCommands = "orchestrator-commands"
@@ -151,6 +155,13 @@ func (s *Service) Run(ctx context.Context) error {
 	cc.Stream, cc.Durable = events.StreamCommands, DurableCommands
 	rc := s.cfg.Results
 	rc.Stream, rc.Durable = events.StreamResults, DurableResults
+	// A decision mostly waits on the bus (a read, a compare-and-swap, the
+	// publishes), so more of them run at once than the consumer default.
+	for _, c := range []*events.ConsumerConfig{&cc, &rc} {
+		if c.Workers == 0 {
+			c.Workers = DefaultWorkers
+		}
+	}
 
 	s.timers = newTimers(s.log, s.cfg.Now, s.fireTimer)
 	if err := s.timers.watch(ctx, kv); err != nil {
