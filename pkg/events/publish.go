@@ -117,3 +117,72 @@ func (c *Client) permissionViolation(subject string) error {
 	}
 	return fmt.Errorf("not permitted to publish to %s (check this user's NATS permissions): %w", subject, err)
 }
+
+// Outgoing is an event to publish on a subject.
+type Outgoing struct {
+	Subject string
+	Event   Event
+}
+
+// PublishAll publishes the events, in order, and waits for the stream's
+// acknowledgements of all of them at once: the events leave back to back
+// on the one connection, so the server stores them in the order given, and
+// the batch costs about one round trip instead of one per event. An event
+// whose acknowledgement does not come in time (or that could not be sent)
+// is published again with Publish, with the same id, so it is never stored
+// twice; it may then be stored after events behind it. It returns the
+// first error.
+func (c *Client) PublishAll(ctx context.Context, out []Outgoing) error {
+	if len(out) == 1 {
+		_, err := c.Publish(ctx, out[0].Subject, out[0].Event)
+		return err
+	}
+	type pending struct {
+		future jetstream.PubAckFuture
+		span   trace.Span
+	}
+	sent := make([]pending, len(out))
+	for i := range out {
+		o := &out[i]
+		sctx, span := c.tracer.Start(ctx, "send "+o.Subject,
+			trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(eventAttributes(o.Subject, &o.Event)...))
+		sent[i].span = span
+		InjectTrace(sctx, &o.Event)
+		msg, err := Encode(o.Subject, o.Event)
+		if err != nil {
+			for _, p := range sent[:i+1] {
+				p.span.End()
+			}
+			return err
+		}
+		sent[i].future, _ = c.js.PublishMsgAsync(msg, jetstream.WithMsgID(o.Event.ID())) // nil: published again below
+	}
+	timeout := time.NewTimer(c.publishTimeout)
+	defer timeout.Stop()
+	var again []int
+	for i, p := range sent {
+		if p.future == nil {
+			again = append(again, i)
+			continue
+		}
+		select {
+		case ack := <-p.future.Ok():
+			c.observePublish(out[i].Event.Type(), PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil)
+			p.span.End()
+			continue
+		case <-p.future.Err():
+		case <-timeout.C:
+			timeout.Reset(0) // the rest have waited as long
+		case <-ctx.Done():
+		}
+		p.span.End()
+		again = append(again, i)
+	}
+	for _, i := range again {
+		if _, err := c.Publish(ctx, out[i].Subject, out[i].Event); err != nil {
+			return err
+		}
+	}
+	return nil
+}

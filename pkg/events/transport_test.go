@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The transport suite: every test runs against a real embedded NATS server
@@ -520,5 +522,56 @@ func TestClientAckWaitIsTheDefaultOfItsConsumers(t *testing.T) {
 	}
 	if _, err := Connect(context.Background(), ConnConfig{URLs: []string{srv.ClientURL()}}, WithAckWait(0)); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("WithAckWait(0): err = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// A batch is stored in the order given, once, however often it is sent.
+func TestPublishAllStoresInOrderOnce(t *testing.T) {
+	c := provisioned(t, startServer(t).ClientURL())
+	var batch []Outgoing
+	var want []string
+	for i := range 5 {
+		subject := cmdSubject("web")
+		if i%2 == 1 {
+			subject = cmdSubject("api")
+		}
+		ev := mustEvent(t, TypeRolloutPause, "default/web", nil)
+		batch = append(batch, Outgoing{Subject: subject, Event: ev})
+		want = append(want, ev.ID())
+	}
+	for range 2 {
+		if err := c.PublishAll(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := c.JetStream().Stream(context.Background(), StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for seq := uint64(1); seq <= st.CachedInfo().State.LastSeq; seq++ {
+		m, err := st.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("stored %v, want %v once, in order", got, want)
+	}
+	// An event no stream takes fails the batch, after the others are stored.
+	lost := Outgoing{Subject: "nowhere.web", Event: mustEvent(t, TypeRolloutPause, "default/web", nil)}
+	next := Outgoing{Subject: cmdSubject("web"), Event: mustEvent(t, TypeRolloutPause, "default/web", nil)}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := c.PublishAll(ctx, []Outgoing{lost, next}); !errors.Is(err, ErrPublish) {
+		t.Errorf("a batch with an event no stream takes: err %v, want ErrPublish", err)
+	}
+	if m, err := st.GetLastMsgForSubject(context.Background(), cmdSubject("web")); err != nil || m.Header.Get(jetstream.MsgIDHeader) != next.Event.ID() {
+		t.Errorf("the event behind it was not stored: %v", err)
+	}
+	bad := append(slices.Clone(batch), Outgoing{Subject: cmdSubject("web"), Event: Event{}})
+	if err := c.PublishAll(context.Background(), bad); !errors.Is(err, ErrMalformed) {
+		t.Errorf("a batch with an invalid event: err %v, want ErrMalformed", err)
 	}
 }

@@ -485,8 +485,10 @@ func (s *Service) logDecision(ctx context.Context, kind string, prev, next machi
 		"phase", next.Phase, "observation", kind, "version", next.Version, "effects", len(effects))
 }
 
-// publishEffects publishes every effect with its deterministic id.
+// publishEffects publishes every effect with its deterministic id, in
+// order, waiting for the stream's acknowledgements of all at once.
 func (s *Service) publishEffects(ctx context.Context, r events.Ref, effects []machine.Effect) error {
+	out := make([]events.Outgoing, 0, len(effects))
 	for _, e := range effects {
 		var (
 			subject string
@@ -512,11 +514,12 @@ func (s *Service) publishEffects(ctx context.Context, r events.Ref, effects []ma
 		if err != nil {
 			return events.Permanent(err)
 		}
-		if _, err := s.client.Publish(ctx, subject, ev); err != nil {
-			return err
-		}
+		out = append(out, events.Outgoing{Subject: subject, Event: ev})
 	}
-	return nil
+	if len(out) == 0 {
+		return nil
+	}
+	return s.client.PublishAll(ctx, out)
 }
 
 // fireTimer publishes the timer event of r's deadline due. Every replica
