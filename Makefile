@@ -45,8 +45,10 @@ vet:
 ## bench: benchmarks; figures go to docs/benchmarks.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/events/...
-	$(GO) test -run '^$$' -bench BusLimit -benchtime 20000x ./test/bench
-	$(GO) test -run '^$$' -bench Sluice -benchtime 1x -timeout 30m ./test/bench
+	$(GO) test -run '^$$' -bench Next -benchmem ./services/orchestrator/machine
+	$(GO) test -run '^$$' -bench BusLimit -benchtime 50000x ./test/bench
+	$(GO) test -run '^$$' -bench 'Sluice|AbortReaction' -benchtime 1x -timeout 60m ./test/bench
+	$(GO) test -run '^$$' -bench AtScale -benchtime 1x -timeout 60m ./test/bench
 
 ## bench-kube: the Kubernetes platform's benchmarks on the real control plane
 bench-kube:

@@ -22,8 +22,10 @@ import (
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 )
 
-// inFlight are the concurrencies both benchmarks run at.
-var inFlight = []int{1, 32, 512}
+// inFlight are the concurrencies BenchmarkBusLimit runs at: as many steps
+// in flight as BenchmarkSluice has rollouts (each rollout has one step in
+// flight at a time).
+var inFlight = []int{1, 100, 1000, 10000}
 
 // handlers is how many messages each side of BusLimit handles at once.
 const handlers = 32

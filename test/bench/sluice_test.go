@@ -1,38 +1,17 @@
 package bench
 
 import (
-	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sluicehq/sluice/internal/tasks"
-	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/services/orchestrator"
-	"github.com/sluicehq/sluice/services/replicas"
-	"github.com/sluicehq/sluice/services/replicas/instant"
-	"github.com/sluicehq/sluice/services/traffic"
 )
 
 // rolloutCounts are the numbers of concurrent rollouts of BenchmarkSluice.
-var rolloutCounts = []int{1, 100, 1000}
-
-// instantRouter puts every route in effect at once: with instant.Backend,
-// the platform that completes tasks at once, so that what is measured is
-// Sluice and its bus.
-type instantRouter struct{}
-
-func (instantRouter) Apply(_ context.Context, _ events.Ref, _ int64, route tasks.Route) (int32, error) {
-	return route.CanaryWeight, nil
-}
+var rolloutCounts = []int{1, 100, 1000, 10000}
 
 // tenSteps is a canary of ten setWeight steps through a router: each step
 // is a route task (and, as the canary grows, scale tasks). The old revision
@@ -53,11 +32,12 @@ func tenSteps(name string) string {
       "trafficRouting": {"smi": {}}, "steps": [%s]}}}}`, name, steps[:len(steps)-1])
 }
 
-// BenchmarkSluice runs the orchestrator, replicas (instant backend) and
-// traffic (instant router) services, each on its own connection to one
-// embedded server, and rolls n rollouts of ten steps out at once: the
-// first revision straight to Healthy, a second one through every step to
-// warm up, then as many more updates as make at least 1,000 steps. A step's latency is from its step.started event to its
+// BenchmarkSluice runs the orchestrator, replicas (instant backend),
+// traffic (instant router) and analyzer services, each on its own
+// connection to one embedded server, and rolls n rollouts of ten steps out
+// at once: the first revision straight to Healthy, a second one through
+// every step to warm up, then as many more updates as make at least 1,000
+// steps. A step's latency is from its step.started event to its
 // step.completed event (the orchestrator's clock); steps/s counts every
 // completed step of the update over the update's wall time.
 func BenchmarkSluice(b *testing.B) {
@@ -71,141 +51,72 @@ func BenchmarkSluice(b *testing.B) {
 }
 
 func sluice(b *testing.B, n int) {
-	srv := startServer(b)
-	ctx, cancel := context.WithCancel(context.Background())
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	metrics, err := telemetry.New(prometheus.NewRegistry())
-	if err != nil {
-		b.Fatal(err)
+	st := startStack(b, instantRouter{})
+	rollouts := names(n)
+
+	// Follow every status event from here on: count rollout.completed
+	// events and, during the measured updates, each step's latency.
+	type stepKey struct {
+		subject string
+		index   int32
 	}
-	connect := func() *events.Client {
-		c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{srv.ClientURL()}}, events.WithLogger(quiet))
-		if err != nil {
-			b.Fatal(err)
+	var (
+		mu        sync.Mutex
+		measuring bool
+		lat       latencies
+		completed = make(chan time.Time, n)
+		started   = map[stepKey]time.Time{}
+	)
+	st.follow(b, events.StreamStatus, func(_ string, ev events.Event) {
+		switch ev.Type() {
+		case events.TypeRolloutCompleted:
+			completed <- ev.Time()
+		case events.TypeRolloutStepStarted, events.TypeRolloutStepCompleted:
+			var d events.StatusData
+			if err := events.DecodeData(ev, &d); err != nil || d.Step == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !measuring {
+				return
+			}
+			k := stepKey{ev.Subject(), d.Step.Index}
+			if ev.Type() == events.TypeRolloutStepStarted {
+				started[k] = ev.Time()
+			} else if s, ok := started[k]; ok {
+				lat.add(ev.Time().Sub(s))
+			}
 		}
-		b.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	admin := connect()
-	if err := admin.Provision(ctx, events.BusConfig{}); err != nil {
-		b.Fatal(err)
-	}
-	orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics})
-	if err != nil {
-		b.Fatal(err)
-	}
-	rs, err := replicas.New(connect(), instant.New(), replicas.Config{Logger: quiet, Metrics: metrics})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ts, err := traffic.New(connect(), instantRouter{}, traffic.Config{Logger: quiet, Metrics: metrics})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for _, svc := range []interface{ Run(context.Context) error }{orch, rs, ts} {
-		wg.Go(func() { _ = svc.Run(ctx) })
-	}
-	defer func() { cancel(); wg.Wait() }()
-	for !orch.Ready() || !rs.Ready() || !ts.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
-
-	// Follow every status event from here on.
-	stream, err := admin.JetStream().Stream(ctx, events.StreamStatus)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
-	if err != nil {
-		b.Fatal(err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer it.Stop()
-	// waitCompleted counts rollout.completed events up to n and, during
-	// the update, each step's latency.
-	waitCompleted := func(lat *latencies) time.Time {
-		started := map[string]time.Time{}
+	})
+	update := func(version string) time.Time {
+		st.request(b, rollouts, func(name string) string {
+			return strings.ReplaceAll(tenSteps(name), "web:v1", "web:"+version)
+		})
 		var last time.Time
-		for done := 0; done < n; {
-			msg, err := it.Next()
-			if err != nil {
-				b.Fatal(err)
-			}
-			ev, err := events.Decode(msg.Data(), msg.Headers())
-			if err != nil {
-				b.Fatal(err)
-			}
-			switch ev.Type() {
-			case events.TypeRolloutCompleted:
-				done++
-				last = ev.Time()
-			case events.TypeRolloutStepStarted, events.TypeRolloutStepCompleted:
-				if lat == nil {
-					continue
-				}
-				var d events.StatusData
-				if err := events.DecodeData(ev, &d); err != nil || d.Step == nil {
-					continue
-				}
-				k := fmt.Sprintf("%s/%d", ev.Subject(), d.Step.Index)
-				if ev.Type() == events.TypeRolloutStepStarted {
-					started[k] = ev.Time()
-				} else if s, ok := started[k]; ok {
-					lat.add(ev.Time().Sub(s))
-
-				}
-			}
+		for range n {
+			last = <-completed
 		}
 		return last
-	}
-	request := func(version string) {
-		var pw sync.WaitGroup
-		sem := make(chan struct{}, 64)
-		for i := range n {
-			sem <- struct{}{}
-			pw.Go(func() {
-				defer func() { <-sem }()
-				name := fmt.Sprintf("r%d", i)
-				data := []byte(tenSteps(name))
-				if version != "v1" {
-					data = []byte(stringsReplace(string(data), "web:v1", "web:"+version))
-				}
-				ev, err := events.New("/bench", events.TypeRolloutRequested, "bench/"+name, data)
-				if err == nil {
-					_, err = admin.Publish(ctx, events.CommandSubject(events.Ref{Namespace: "bench", Name: name}), ev)
-				}
-				if err != nil {
-					b.Error(err)
-				}
-			})
-		}
-		pw.Wait()
 	}
 
 	// The first revision goes straight to Healthy; one update warms the
 	// services up; then updates are measured until at least 1,000 steps.
-	request("v1")
-	waitCompleted(nil)
-	request("v2")
-	waitCompleted(nil)
-
+	update("v1")
+	if n < 10000 {
+		update("v2") // at 10,000 the first revision has warmed up enough
+	}
 	rounds := max(1, 1000/(10*n))
+	mu.Lock()
+	measuring = true
+	mu.Unlock()
 	b.ResetTimer()
-	var lat latencies
 	var busy time.Duration
 	for round := range rounds {
 		begin := time.Now()
-		request(fmt.Sprintf("v%d", round+3))
-		last := waitCompleted(&lat)
+		last := update(fmt.Sprintf("v%d", round+3))
 		busy += last.Sub(begin)
-
 	}
 	b.StopTimer()
 	lat.report(b, busy)
 }
-
-func stringsReplace(s, old, new string) string { return strings.ReplaceAll(s, old, new) }

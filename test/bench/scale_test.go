@@ -1,0 +1,221 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
+	"github.com/sluicehq/sluice/test/systest"
+	"github.com/sluicehq/sluice/test/systest/dataplane"
+)
+
+// scaleRollouts is how many rollouts BenchmarkAtScale keeps active
+// (SLUICE_BENCH_ROLLOUTS overrides it, for a quick look).
+var scaleRollouts = func() int {
+	if n, err := strconv.Atoi(os.Getenv("SLUICE_BENCH_ROLLOUTS")); err == nil && n > 0 {
+		return n
+	}
+	return 10_000
+}()
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the service binaries once per run.
+func binaries(b *testing.B) string {
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "sluice-bench-bin-")
+		if buildErr == nil {
+			buildErr = systest.Build(binDir, "../..")
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// pausedCanary pauses at 20% until promoted.
+func pausedCanary(name, image string) string {
+	return fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+  "metadata": {"name": %q, "namespace": "bench"},
+  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": %q}]}},
+    "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "trafficRouting": {"smi": {}},
+      "scaleDownDelaySeconds": 0, "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}}`, name, image)
+}
+
+// rolloutStates follows the orchestrator's state bucket.
+type rolloutStates struct {
+	mu     sync.Mutex
+	latest map[string]machine.State
+	moved  map[string]time.Time // when each first reached step moveStep
+	// moveStep is the step whose first reach is recorded in moved.
+	moveStep int32
+}
+
+func (s *rolloutStates) count(cond func(machine.State) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, st := range s.latest {
+		if cond(st) {
+			n++
+		}
+	}
+	return n
+}
+
+// BenchmarkAtScale runs the services as separate processes (the real
+// orchestrator and analyzer binaries; the replicas and traffic services on
+// the data plane, which completes tasks at once) and brings 10,000
+// rollouts to a paused canary step. It reports:
+//   - decisions/s while the rollouts are created and updated;
+//   - each process's resident memory with the rollouts active, and the
+//     orchestrator's growth per active rollout (orch-KB/rollout) over its
+//     memory when idle; state-KB/rollout is the state bucket's size per
+//     rollout, which the NATS server holds;
+//   - recovery: the orchestrator is killed with SIGKILL, a promote is
+//     queued for every rollout while it is down, and it is started again:
+//     recovery-first-ms is from its start until the first rollout moves,
+//     recovery-all-s until every rollout has moved.
+func BenchmarkAtScale(b *testing.B) {
+	for range b.N {
+		atScale(b, scaleRollouts)
+	}
+}
+
+func atScale(b *testing.B, n int) {
+	bin := binaries(b)
+	bus := systest.StartBus(b)
+	dp, err := dataplane.NewServer()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = dp.Close() })
+	sys := systest.Start(b, systest.Spec{Bin: bin, NATS: bus.URL, DataPlane: dp.URL(), LogDir: b.TempDir(), Restart: 5 * time.Second})
+	for !sys.Ready() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx := context.Background()
+	client, err := events.Connect(ctx, events.ConnConfig{URLs: []string{bus.URL}}, events.WithLogger(systest.Quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = client.Close() })
+	time.Sleep(time.Second)
+	baseline := map[string]int64{}
+	for _, p := range sys.Procs {
+		baseline[p.Name] = p.RSS()
+	}
+
+	kv, err := client.JetStream().KeyValue(ctx, orchestrator.BucketRollouts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	states := &rolloutStates{latest: map[string]machine.State{}, moved: map[string]time.Time{}, moveStep: 2}
+	if _, err := events.WatchKV(ctx, kv, func(e jetstream.KeyValueEntry) {
+		var rec struct {
+			State machine.State `json:"state"`
+		}
+		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &rec) != nil {
+			return
+		}
+		states.mu.Lock()
+		states.latest[rec.State.Ref.Name] = rec.State
+		if rec.State.Revision == 2 && rec.State.Step >= states.moveStep {
+			if _, ok := states.moved[rec.State.Ref.Name]; !ok {
+				states.moved[rec.State.Ref.Name] = time.Now()
+			}
+		}
+		states.mu.Unlock()
+	}); err != nil {
+		b.Fatal(err)
+	}
+	st := &stack{admin: client, ctx: ctx}
+	rollouts := names(n)
+	waitAll := func(what string, cond func(machine.State) bool) {
+		for end := time.Now().Add(20 * time.Minute); states.count(cond) < n; {
+			if time.Now().After(end) {
+				b.Fatalf("%s: %d of %d after 20 minutes\n%s", what, states.count(cond), n, sys.LogTails(10))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	b.ResetTimer()
+	begin := time.Now()
+	st.request(b, rollouts, func(name string) string { return pausedCanary(name, "web:v1") })
+	waitAll("live", func(s machine.State) bool { return s.Revision == 1 && s.Completed })
+	st.request(b, rollouts, func(name string) string { return pausedCanary(name, "web:v2") })
+	waitAll("paused", func(s machine.State) bool { return s.Revision == 2 && s.Step == 1 && s.Phase == "Paused" })
+	elapsed := time.Since(begin)
+	b.StopTimer()
+	var writes int
+	for _, s := range states.latest {
+		writes += int(s.Version)
+	}
+	b.ReportMetric(float64(writes)/elapsed.Seconds(), "decisions/s")
+
+	time.Sleep(2 * time.Second) // let garbage collection catch up
+	for _, p := range sys.Procs {
+		b.ReportMetric(float64(p.RSS())/(1<<20), p.Service+"-MB")
+	}
+	orch := sys.Proc("orchestrator-1")
+	b.ReportMetric(float64(orch.RSS()-baseline[orch.Name])/1024/float64(n), "orch-KB/rollout")
+	if info, err := client.JetStream().Stream(ctx, "KV_"+orchestrator.BucketRollouts); err == nil {
+		b.ReportMetric(float64(info.CachedInfo().State.Bytes)/1024/float64(n), "state-KB/rollout")
+	}
+
+	// Recovery: promotes queue while the orchestrator is down.
+	killed := time.Now()
+	if !sys.Kill(orch) {
+		b.Fatal("the orchestrator was not running")
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, name := range rollouts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			st.publish(b, events.Ref{Namespace: "bench", Name: name}, events.TypeRolloutPromote, json.RawMessage(`{}`))
+		})
+	}
+	wg.Wait()
+	queued := time.Since(killed)
+	for !orch.Started().After(killed) {
+		time.Sleep(time.Millisecond)
+	}
+	restarted := orch.Started()
+	if queued > restarted.Sub(killed) {
+		b.Logf("the promotes took %s to queue, longer than the orchestrator was down (%s)", queued, restarted.Sub(killed))
+	}
+	waitAll("moved", func(s machine.State) bool { return s.Revision == 2 && s.Step >= 2 })
+	states.mu.Lock()
+	var first, last time.Time
+	for _, at := range states.moved {
+		if first.IsZero() || at.Before(first) {
+			first = at
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	states.mu.Unlock()
+	b.ReportMetric(float64(first.Sub(restarted).Microseconds())/1000, "recovery-first-ms")
+	b.ReportMetric(last.Sub(restarted).Seconds(), "recovery-all-s")
+	b.ReportMetric(0, "ns/op")
+}

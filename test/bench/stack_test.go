@@ -1,0 +1,163 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/telemetry"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer"
+	promprovider "github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
+	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/instant"
+	"github.com/sluicehq/sluice/services/traffic"
+)
+
+// instantRouter puts every route in effect at once: with instant.Backend,
+// the platform that completes tasks at once, so that what is measured is
+// Sluice and its bus. When zero is set, it is told of every route at
+// weight 0 with the time it was applied.
+type instantRouter struct {
+	zero func(ref events.Ref, at time.Time)
+}
+
+func (r instantRouter) Apply(_ context.Context, ref events.Ref, _ int64, route tasks.Route) (int32, error) {
+	if r.zero != nil && route.CanaryWeight == 0 {
+		r.zero(ref, time.Now())
+	}
+	return route.CanaryWeight, nil
+}
+
+// stack is the four services in this process, each on its own connection
+// to one embedded server, and an admin connection.
+type stack struct {
+	admin *events.Client
+	ctx   context.Context
+}
+
+func startStack(b *testing.B, router instantRouter) *stack {
+	b.Helper()
+	srv := startServer(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	metrics, err := telemetry.New(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	connect := func() *events.Client {
+		c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{srv.ClientURL()}}, events.WithLogger(quiet))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	admin := connect()
+	if err := admin.Provision(ctx, events.BusConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rs, err := replicas.New(connect(), instant.New(), replicas.Config{Logger: quiet, Metrics: metrics})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts, err := traffic.New(connect(), router, traffic.Config{Logger: quiet, Metrics: metrics})
+	if err != nil {
+		b.Fatal(err)
+	}
+	providers, err := analyzer.DefaultProviders(promprovider.Config{}, web.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	an, err := analyzer.New(connect(), analyzer.Config{Providers: providers, Logger: quiet, Metrics: metrics})
+	if err != nil {
+		b.Fatal(err)
+	}
+	services := []interface {
+		Run(context.Context) error
+		Ready() bool
+	}{orch, rs, ts, an}
+	var wg sync.WaitGroup
+	for _, svc := range services {
+		wg.Go(func() { _ = svc.Run(ctx) })
+	}
+	b.Cleanup(func() { cancel(); wg.Wait() })
+	for _, svc := range services {
+		for !svc.Ready() {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return &stack{admin: admin, ctx: ctx}
+}
+
+// publish publishes a command for r.
+func (s *stack) publish(b *testing.B, r events.Ref, typ string, data any) {
+	ev, err := events.New("/bench", typ, r.String(), data)
+	if err == nil {
+		_, err = s.admin.Publish(s.ctx, events.CommandSubject(r), ev)
+	}
+	if err != nil {
+		b.Error(err)
+	}
+}
+
+// request publishes a rollout.requested for every name at once (64 at a
+// time), with manifest(name) as data.
+func (s *stack) request(b *testing.B, names []string, manifest func(name string) string) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, name := range names {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.publish(b, events.Ref{Namespace: "bench", Name: name}, events.TypeRolloutRequested, json.RawMessage(manifest(name)))
+		})
+	}
+	wg.Wait()
+}
+
+// follow calls fn with every event published on stream from now on, from
+// one goroutine, until the benchmark ends.
+func (s *stack) follow(b *testing.B, stream string, fn func(subject string, ev events.Event)) {
+	b.Helper()
+	cons, err := s.admin.JetStream().OrderedConsumer(s.ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		ev, err := events.Decode(msg.Data(), msg.Headers())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		fn(msg.Subject(), ev)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cc.Stop)
+}
+
+// names returns r0 ... r(n-1).
+func names(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("r%d", i)
+	}
+	return out
+}
