@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -166,7 +168,7 @@ func (w *Worker) handle(ctx context.Context, ev events.Event) error {
 			return err
 		}
 	} else {
-		w.startLater(t, begun, log)
+		w.startLater(ctx, t, begun, log)
 	}
 	fin, err := exec(ctx, t)
 	if err != nil {
@@ -197,8 +199,10 @@ func (w *Worker) reportStarted(ctx context.Context, t tasks.Task, at time.Time) 
 
 // startLater reports t started once it has run for StartedAfter, unless
 // cancelStart comes first. A task accepted to be finished later keeps its
-// timer after its delivery is settled.
-func (w *Worker) startLater(t tasks.Task, begun time.Time, log *slog.Logger) {
+// timer after its delivery is settled. The report carries the trace of
+// from, the task's delivery.
+func (w *Worker) startLater(from context.Context, t tasks.Task, begun time.Time, log *slog.Logger) {
+	span := trace.SpanContextFromContext(from)
 	id := t.EventID()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -213,7 +217,7 @@ func (w *Worker) startLater(t tasks.Task, begun time.Time, log *slog.Logger) {
 		if !pending {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), span), 30*time.Second)
 		defer cancel()
 		if err := w.reportStarted(ctx, t, begun); err != nil {
 			// The orchestrator sends the task again after its start

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
@@ -171,7 +173,7 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	for _, p := range resumed {
 		s.log.Info("resuming wait for scale task", "rollout", p.Task.Ref.String(), "task", p.Task.ID, "attempt", p.Task.Attempt, "deadline", p.Deadline)
-		s.wait(p.Task, p.Deadline, true)
+		s.wait(context.Background(), p.Task, p.Deadline, true)
 	}
 
 	if err := s.worker.Start(ctx); err != nil {
@@ -219,14 +221,15 @@ func (s *Service) scale(ctx context.Context, t tasks.Task) (tasks.Finished, erro
 	if err != nil {
 		return tasks.Finished{}, fmt.Errorf("record pending task %s: %w", t.ID, err)
 	}
-	s.wait(t, deadline, held)
+	s.wait(ctx, t, deadline, held)
 	return tasks.Finished{}, nil
 }
 
 // wait starts waiting for t in the background. newest means t is its
 // rollout's pending task: it replaces the wait in progress for an older task
-// or attempt. An older task only gets its Stale report.
-func (s *Service) wait(t tasks.Task, deadline time.Time, newest bool) {
+// or attempt. An older task only gets its Stale report. The report carries
+// the trace of from, the delivery of the task.
+func (s *Service) wait(from context.Context, t tasks.Task, deadline time.Time, newest bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.runCtx == nil {
@@ -236,7 +239,7 @@ func (s *Service) wait(t tasks.Task, deadline time.Time, newest bool) {
 	if cur != nil && cur.id == t.ID && cur.attempt == t.Attempt {
 		return // a redelivery of the wait in progress
 	}
-	ctx, cancel := context.WithCancelCause(s.runCtx)
+	ctx, cancel := context.WithCancelCause(trace.ContextWithSpanContext(s.runCtx, trace.SpanContextFromContext(from)))
 	w := &waiter{id: t.ID, attempt: t.Attempt, cancel: cancel}
 	if newest {
 		if cur != nil {
