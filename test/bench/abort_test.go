@@ -17,13 +17,7 @@ import (
 // failingCanary is a canary whose analysis step fails at its first
 // measurement: the success ratio it queries is 0.5.
 func failingCanary(name, image string) string {
-	return fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-  "metadata": {"name": %q, "namespace": "bench"},
-  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": %q}]}},
-    "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "trafficRouting": {"smi": {}},
-      "scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 1,
-      "steps": [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "failing"}]}}]}}}}`, name, image)
+	return canary(name, image, `"abortScaleDownDelaySeconds": 1, `, `{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "failing"}]}}`)
 }
 
 // BenchmarkAbortReaction measures how fast a failing measurement takes

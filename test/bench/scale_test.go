@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -50,12 +49,7 @@ func binaries(b *testing.B) string {
 
 // pausedCanary pauses at 20% until promoted.
 func pausedCanary(name, image string) string {
-	return fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-  "metadata": {"name": %q, "namespace": "bench"},
-  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": %q}]}},
-    "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "trafficRouting": {"smi": {}},
-      "scaleDownDelaySeconds": 0, "steps": [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]}}}}`, name, image)
+	return canary(name, image, "", `{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}`)
 }
 
 // rolloutStates follows the orchestrator's state bucket.

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,17 +18,12 @@ var rolloutCounts = []int{1, 100, 1000, 10000}
 // benchmark updates faster than the default 30 s delay, and every revision
 // still waiting for its scale-down stays in the rollout's state, making
 // each decision costlier (docs/benchmarks.md).
-func tenSteps(name string) string {
+func tenSteps(name, image string) string {
 	steps := ""
 	for w := 10; w <= 100; w += 10 {
 		steps += fmt.Sprintf(`{"setWeight": %d},`, w)
 	}
-	return fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
-  "metadata": {"name": %q, "namespace": "bench"},
-  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "web:v1"}]}},
-    "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 0,
-      "trafficRouting": {"smi": {}}, "steps": [%s]}}}}`, name, steps[:len(steps)-1])
+	return canary(name, image, "", steps[:len(steps)-1])
 }
 
 // BenchmarkSluice runs the orchestrator, replicas (instant backend),
@@ -90,9 +84,7 @@ func sluice(b *testing.B, n int) {
 		}
 	})
 	update := func(version string) time.Time {
-		st.request(b, rollouts, func(name string) string {
-			return strings.ReplaceAll(tenSteps(name), "web:v1", "web:"+version)
-		})
+		st.request(b, rollouts, func(name string) string { return tenSteps(name, "web:"+version) })
 		var last time.Time
 		for range n {
 			last = <-completed

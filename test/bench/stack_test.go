@@ -161,3 +161,15 @@ func names(n int) []string {
 	}
 	return out
 }
+
+// canary is a Rollout manifest: two replicas of image, a canary through an
+// SMI router with the given steps (JSON), the old revision scaled down at
+// once. extra adds fields to the canary strategy ("" or `"name": value,`).
+func canary(name, image, extra, steps string) string {
+	return fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+  "metadata": {"name": %q, "namespace": "bench"},
+  "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": %q}]}},
+    "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "trafficRouting": {"smi": {}},
+      %s"scaleDownDelaySeconds": 0, "steps": [%s]}}}}`, name, image, extra, steps)
+}

@@ -602,14 +602,7 @@ func report(t *testing.T, sz size, rollouts []rollout, h invariants.History, sys
 	for _, k := range kills {
 		total += k
 	}
-	fmt.Fprintf(&b, "SIGKILLs by the suite: %d (", total)
-	for i, s := range sortedKeys(kills) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", s, kills[s])
-	}
-	b.WriteString(")\n")
+	fmt.Fprintf(&b, "SIGKILLs by the suite: %d (%s)\n", total, breakdown(kills))
 	fc := map[string]int{}
 	for _, f := range dp.Faults() {
 		fc[f.Point]++
@@ -620,26 +613,12 @@ func report(t *testing.T, sz size, rollouts []rollout, h invariants.History, sys
 	for _, n := range poison {
 		pt += n
 	}
-	fmt.Fprintf(&b, "poison events: %d (", pt)
-	for i, k := range sortedKeys(poison) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", k, poison[k])
-	}
-	b.WriteString(")\n")
+	fmt.Fprintf(&b, "poison events: %d (%s)\n", pt, breakdown(poison))
 	calls := map[string]int{}
 	for _, c := range h.Calls {
 		calls[c.Kind+" "+c.Outcome]++
 	}
-	fmt.Fprintf(&b, "data plane calls: %d (", len(h.Calls))
-	for i, k := range sortedKeys(calls) {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s %d", k, calls[k])
-	}
-	b.WriteString(")\n")
+	fmt.Fprintf(&b, "data plane calls: %d (%s)\n", len(h.Calls), breakdown(calls))
 	var last time.Time
 	for _, f := range h.Final {
 		if f.SettledAt.After(last) {
@@ -683,4 +662,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// breakdown lists counts by name: "a 1, b 2".
+func breakdown(counts map[string]int) string {
+	parts := make([]string, 0, len(counts))
+	for _, k := range sortedKeys(counts) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return strings.Join(parts, ", ")
 }
