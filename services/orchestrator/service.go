@@ -353,10 +353,18 @@ const maxConflicts = 8
 func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, commandID string, mustExist bool, annotate func([]machine.Effect)) error {
 	d, _ := events.DeliveryFrom(ctx)
 	kind := observationKind(obs)
+	// The first decision is made on the record this replica knows, which
+	// spares a read of the bucket; a write conflict, or a decision that
+	// would write nothing, is checked against the bucket's record.
+	verified := false
 	for attempt := 0; attempt < maxConflicts; attempt++ {
-		rec, rev, err := s.st.load(ctx, r)
-		if err != nil {
-			return err
+		rec, rev, known := s.st.recent(r)
+		if verified || !known {
+			var err error
+			if rec, rev, err = s.st.load(ctx, r); err != nil {
+				return err
+			}
+			verified = true
 		}
 		if rev == 0 && obs.Request == nil {
 			s.cfg.Metrics.Decision(kind, "ignored")
@@ -380,6 +388,13 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 		next, effects := s.m.Next(rec.State, obs, now)
 		unchanged := next.Version == rec.State.Version && len(effects) == 0
 		if unchanged && commandID == "" {
+			if !verified {
+				// Another replica may have moved the rollout on: what is
+				// unchanged here may apply to its record.
+				verified = true
+				attempt--
+				continue
+			}
 			s.cfg.Metrics.Decision(kind, "unchanged")
 			return nil
 		}
@@ -392,9 +407,12 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 			// of it comes later: record its id, keep the outbox.
 			out.Outbox = rec.Outbox
 		}
-		err = s.st.save(ctx, r, out, rev)
+		err := s.st.save(ctx, r, out, rev)
 		if errors.Is(err, errConflict) {
-			s.cfg.Metrics.CASConflict()
+			if verified {
+				s.cfg.Metrics.CASConflict()
+			}
+			verified = true
 			continue
 		}
 		if err != nil {

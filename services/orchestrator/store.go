@@ -64,6 +64,14 @@ type store struct {
 	cache *recordCache
 }
 
+// recent returns the record this replica read or wrote last for r, without
+// asking the bucket whether another replica has written since: a decision
+// on it is checked by the compare-and-swap of its write, and a decision
+// that writes nothing must be made again on load's record.
+func (s store) recent(r events.Ref) (record, uint64, bool) {
+	return s.cache.latest(key(r))
+}
+
 // load returns the record and its revision; a missing rollout is the zero
 // record at revision 0.
 func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
@@ -149,6 +157,22 @@ func (c *recordCache) get(key string, rev uint64) (record, bool) {
 	}
 	c.order.MoveToFront(el)
 	return el.Value.(*cached).rec, true
+}
+
+// latest returns the newest record the cache holds for key.
+func (c *recordCache) latest(key string) (record, uint64, bool) {
+	if c == nil {
+		return record{}, 0, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.entries[key]
+	if !ok {
+		return record{}, 0, false
+	}
+	c.order.MoveToFront(el)
+	e := el.Value.(*cached)
+	return e.rec, e.rev, true
 }
 
 // put remembers the record of key at revision rev, unless a later

@@ -1,8 +1,12 @@
 package orchestrator
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
@@ -32,5 +36,73 @@ func TestRecordCacheKeepsTheLatestRevisionOfTheMostRecent(t *testing.T) {
 	none.put("a", 1, rec(1))
 	if _, ok := none.get("a", 1); ok {
 		t.Error("a disabled cache served a record")
+	}
+}
+
+// A replica decides on the record it knows without reading the bucket
+// first; a report that changes nothing there is checked against the
+// bucket, where another replica may have sent the task it reports on.
+func TestAReplicaWithAnOlderRecordDoesNotDropAReport(t *testing.T) {
+	srv := startServer(t)
+	ctx := context.Background()
+	replica := func() *Service {
+		svc, err := New(connect(t, srv.ClientURL()), Config{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.client.Provision(ctx, svc.cfg.Bus, svc.cfg.Bus.Bucket(BucketRollouts, "", 1)); err != nil {
+			t.Fatal(err)
+		}
+		kv, err := svc.client.JetStream().KeyValue(ctx, BucketRollouts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc.st = store{kv: kv, cache: newRecordCache(16)}
+		return svc
+	}
+	a, b := replica(), replica()
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request := func(svc *Service, image string) {
+		t.Helper()
+		ro, _, problems := parseRollout(r, manifest(r, image, canaryWithPause))
+		if len(problems) > 0 {
+			t.Fatal(problems)
+		}
+		if err := svc.apply(ctx, r, machine.Observation{Request: ro}, image, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finishScale := func(svc *Service) {
+		t.Helper()
+		rec, _, err := b.st.load(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		task := rec.State.Scale
+		var report []tasks.RevisionStatus
+		for _, rv := range task.Scale.Revisions {
+			report = append(report, tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Replicas: rv.Replicas, Ready: rv.Replicas, Available: rv.Replicas})
+		}
+		fin := &tasks.Finished{TaskID: task.ID, Attempt: task.Attempt, Kind: task.Kind, Outcome: tasks.OutcomeSucceeded, Replicas: report, At: time.Now()}
+		if err := svc.apply(ctx, r, machine.Observation{Finished: fin}, "", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	request(a, "web:1") // a knows the rollout from here on
+	finishScale(b)      // b moves it on: live
+	request(b, "web:2") // and sends the canary's scale task
+	before, _, err := b.st.load(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finishScale(a) // a's record has never heard of that task
+	after, _, err := b.st.load(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.Version == before.State.Version || !after.State.Scale.Done && after.State.Scale.ID == before.State.Scale.ID {
+		t.Fatalf("the canary's scale report was dropped: version %d -> %d, scale task %s done %v",
+			before.State.Version, after.State.Version, after.State.Scale.ID, after.State.Scale.Done)
 	}
 }
