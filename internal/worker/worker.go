@@ -142,6 +142,12 @@ func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	sub := w.sub
 	w.sub, w.ready = nil, false
+	// Started reports still to come would be published on a closing
+	// connection; the orchestrator sends those tasks again if need be.
+	for id, tm := range w.starts {
+		tm.Stop()
+		delete(w.starts, id)
+	}
 	w.mu.Unlock()
 	if sub == nil {
 		return nil
