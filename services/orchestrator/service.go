@@ -356,7 +356,7 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 	// The first decision is made on the record this replica knows, which
 	// spares a read of the bucket; a write conflict, or a decision that
 	// would write nothing, is checked against the bucket's record.
-	verified := false
+	verified, republished := false, false
 	for attempt := 0; attempt < maxConflicts; attempt++ {
 		rec, rev, known := s.st.recent(r)
 		if verified || !known {
@@ -375,10 +375,11 @@ func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observati
 		}
 		// A redelivered message may have been decided on before a crash
 		// that came before its effects were published.
-		if d.Attempt > 1 && attempt == 0 && len(rec.Outbox) > 0 {
+		if d.Attempt > 1 && !republished && len(rec.Outbox) > 0 {
 			if err := s.publishEffects(ctx, r, rec.Outbox); err != nil {
 				return err
 			}
+			republished = true
 		}
 		if commandID != "" && slices.Contains(rec.Commands, commandID) {
 			s.cfg.Metrics.Decision(kind, "duplicate")
