@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -200,7 +201,20 @@ type Subscription struct {
 	loopDone chan struct{}
 	workers  sync.WaitGroup
 	stopOnce sync.Once
+	// stopping is set before the iterator is drained on purpose, so the
+	// loop can tell a requested stop from the iterator giving up.
+	stopping atomic.Bool
 }
+
+// The pull iterator's request lifetime and idle heartbeat, set explicitly
+// (they are nats.go's defaults) because the loop's recheck depends on them.
+const (
+	pullExpiry    = 30 * time.Second
+	pullHeartbeat = pullExpiry / 2
+	// pullRecheck bounds how long the loop lets the iterator wait for a
+	// message while messages are flowing, before it asks again.
+	pullRecheck = 250 * time.Millisecond
+)
 
 // Consume creates or updates the durable consumer cfg describes and starts
 // handling its messages with h until Stop. A changed configuration updates the
@@ -235,7 +249,8 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	if s.advisory, err = c.watchMaxDeliveries(cfg); err != nil {
 		return nil, err
 	}
-	s.iter, err = cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch))
+	s.iter, err = cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		_ = s.advisory.Unsubscribe()
 		return nil, fmt.Errorf("start consumer %s: %w", cfg.Durable, err)
@@ -260,6 +275,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	go func() {
 		select {
 		case <-ctx.Done():
+			s.stopping.Store(true)
 			s.iter.Drain()
 		case <-s.loopDone:
 		}
@@ -267,6 +283,19 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	return s, nil
 }
 
+// loop hands the iterator's messages to the workers until the iterator
+// closes.
+//
+// The iterator decides whether to send its next pull request only when Next
+// is called, and skips it while its previous request is still being sent.
+// Under load the messages of that previous request can arrive and be taken
+// before the send is marked finished; Next then waits with nothing
+// requested until its missed-heartbeat check fires after 2*pullHeartbeat
+// (30s), with messages waiting in the stream. So while messages flow, Next
+// waits at most pullRecheck and is called again, which sends the skipped
+// request. Once nothing was handed on for 2*pullHeartbeat the consumer is
+// idle and Next waits without a limit, so the missed-heartbeat check still
+// finds a pull request the server lost.
 func (s *Subscription) loop(queues []chan jetstream.Msg) {
 	defer close(s.loopDone)
 	defer func() {
@@ -274,19 +303,40 @@ func (s *Subscription) loop(queues []chan jetstream.Msg) {
 			close(q)
 		}
 	}()
+	lastMsg := time.Now()
+	var lastErr error
 	for {
-		msg, err := s.iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
+		var opts []jetstream.NextOpt
+		if time.Since(lastMsg) < 2*pullHeartbeat {
+			opts = append(opts, jetstream.NextMaxWait(pullRecheck))
 		}
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			s.c.log.Error("consumer stopped: connection closed", "consumer", s.cfg.Durable)
+		msg, err := s.iter.Next(opts...)
+		switch {
+		case err == nil:
+		case errors.Is(err, nats.ErrTimeout):
+			continue
+		case errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			switch {
+			case s.stopping.Load():
+			case errors.Is(err, jetstream.ErrConnectionClosed) || s.c.nc.IsClosed() || s.c.nc.IsDraining():
+				s.c.log.Info("consumer stopped: connection closed", "consumer", s.cfg.Durable)
+			default:
+				// The server ended the pull (the consumer was deleted,
+				// say): nothing more arrives until the service restarts.
+				s.c.log.Error("consumer stopped: the server ended its pull requests", "consumer", s.cfg.Durable, "error", lastErr)
+			}
 			return
-		}
-		if err != nil {
-			// Missed heartbeats and the like during a reconnect: the
-			// iterator recovers by itself; do not spin while it does.
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			// The iterator has already dropped its request and sends a new
+			// one on the next call.
+			s.c.log.Warn("consumer missed heartbeats; pulling again", "consumer", s.cfg.Durable)
+			lastErr = err
+			continue
+		default:
+			// Reported once per occurrence; the iterator either recovers by
+			// itself or closes, so do not spin while it does.
 			s.c.log.Warn("consumer fetch failed; retrying", "consumer", s.cfg.Durable, "error", err)
+			lastErr = err
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
@@ -300,6 +350,7 @@ func (s *Subscription) loop(queues []chan jetstream.Msg) {
 			h.Write([]byte(msg.Subject()))
 		}
 		queues[h.Sum32()%uint32(len(queues))] <- msg
+		lastMsg, lastErr = time.Now(), nil
 	}
 }
 
@@ -308,6 +359,7 @@ func (s *Subscription) loop(queues []chan jetstream.Msg) {
 // and Stop returns ctx's error once they return.
 func (s *Subscription) Stop(ctx context.Context) error {
 	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
 		_ = s.advisory.Unsubscribe()
 		s.iter.Drain()
 	})
