@@ -1,6 +1,7 @@
 // Package deadlines keeps one deadline per key and hands them out in time
-// order. The orchestrator's timers and the analyzer's measurement scheduler
-// both rebuild it from a key-value bucket (Follow) and wait on it.
+// order. A Scheduler rebuilds the deadlines from a key-value bucket
+// (Follow) and hands each due key to its work: the orchestrator's timers
+// and the analyzer's measurement schedule are both one.
 package deadlines
 
 import (

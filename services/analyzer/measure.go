@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -32,7 +33,7 @@ const retryAfter = time.Second
 // and takes the measurements that are due. It returns when to look at the
 // record again if the bucket will not say so (zero when it will).
 func (s *Service) process(ctx context.Context, key string) time.Time {
-	rec, rev, err := s.runs.load(ctx, key)
+	rec, rev, err := s.runs.Get(ctx, key)
 	if err != nil {
 		return s.retry(ctx, key, "load", err)
 	}
@@ -43,7 +44,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		if err := s.flush(ctx, key); err != nil {
 			return s.retry(ctx, key, "publish reports", err)
 		}
-		if rec, rev, err = s.runs.load(ctx, key); err != nil {
+		if rec, rev, err = s.runs.Get(ctx, key); err != nil {
 			return s.retry(ctx, key, "load", err)
 		}
 		if rev == 0 {
@@ -56,7 +57,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		if end := rec.DoneAt.Add(s.cfg.Retention); now.Before(end) {
 			return end
 		}
-		if err := s.runs.remove(ctx, key, rev); err != nil && !errors.Is(err, errConflict) {
+		if err := s.runs.Delete(ctx, key, rev); err != nil && !errors.Is(err, records.ErrConflict) {
 			return s.retry(ctx, key, "delete", err)
 		}
 		return time.Time{}
@@ -79,8 +80,8 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		l.Metrics = append(l.Metrics, m.Name)
 	}
 	rec.Lease = &l
-	rev, err = s.runs.save(ctx, key, rec, rev)
-	if errors.Is(err, errConflict) {
+	rev, err = s.runs.Put(ctx, key, rec, rev)
+	if errors.Is(err, records.ErrConflict) {
 		return time.Time{} // another replica claimed it, or the run changed: the watch says how
 	}
 	if err != nil {
@@ -214,10 +215,18 @@ func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets ma
 // Measurements are dropped when the lease is no longer the record's: the
 // lease expired and another replica measures in this one's place.
 func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uint64, token string, measured []taken) error {
-	for range maxConflicts {
+	var finished *analysis.Run
+	_, err := s.runs.UpdateFrom(ctx, key, rec, rev, func(rec *runRecord, rev uint64) error {
+		// A conflict means someone else wrote (a terminate, a later attempt
+		// of the task): record again on what they wrote, if the lease is
+		// still ours.
+		finished = nil
+		if rev == 0 {
+			return records.Unchanged
+		}
 		if rec.Lease == nil || rec.Lease.Token != token || rec.Run == nil {
 			s.log.Warn("measurement lease lost before the measurements were written; they are dropped and taken again", "run", key)
-			return nil
+			return records.Unchanged
 		}
 		now := s.cfg.Now()
 		run := *rec.Run
@@ -240,24 +249,16 @@ func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uin
 		}
 		rec.Run, rec.Lease = &run, nil
 		rec.addVerdict(now)
-		_, err := s.runs.save(ctx, key, rec, rev)
-		if !errors.Is(err, errConflict) {
-			if err == nil && run.Completed() {
-				s.cfg.Metrics.Verdict(string(run.Phase))
-				s.log.Info("analysis run finished", "rollout", rec.Task.Ref.String(), "run", run.Name, "phase", run.Phase, "message", run.Message)
-			}
-			return err
+		if run.Completed() {
+			finished = &run
 		}
-		// Someone else wrote (a terminate, a later attempt of the task):
-		// record again on what they wrote, if the lease is still ours.
-		if rec, rev, err = s.runs.load(ctx, key); err != nil {
-			return err
-		}
-		if rev == 0 {
-			return nil
-		}
+		return nil
+	})
+	if run := finished; err == nil && run != nil {
+		s.cfg.Metrics.Verdict(string(run.Phase))
+		s.log.Info("analysis run finished", "rollout", rec.Task.Ref.String(), "run", run.Name, "phase", run.Phase, "message", run.Message)
 	}
-	return fmt.Errorf("%d concurrent updates in a row", maxConflicts)
+	return err
 }
 
 // total counts every measurement a metric recorded.
@@ -270,16 +271,13 @@ func total(res analysis.MetricResult) int32 {
 func (s *Service) release(key, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for range maxConflicts {
-		rec, rev, err := s.runs.load(ctx, key)
-		if err != nil || rev == 0 || rec.Lease == nil || rec.Lease.Token != token {
-			return
+	_, _ = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+		if rev == 0 || rec.Lease == nil || rec.Lease.Token != token {
+			return records.Unchanged
 		}
 		rec.Lease = nil
-		if _, err := s.runs.save(ctx, key, rec, rev); !errors.Is(err, errConflict) {
-			return
-		}
-	}
+		return nil
+	})
 }
 
 // flush publishes the reports in the record's outbox, in order, and then
@@ -287,7 +285,7 @@ func (s *Service) release(key, token string) {
 // ids make the results stream keep one copy. Once the verdict is out the
 // record is done.
 func (s *Service) flush(ctx context.Context, key string) error {
-	rec, rev, err := s.runs.load(ctx, key)
+	rec, rev, err := s.runs.Get(ctx, key)
 	if err != nil || rev == 0 || len(rec.Outbox) == 0 {
 		return err
 	}
@@ -298,10 +296,10 @@ func (s *Service) flush(ctx context.Context, key string) error {
 		}
 		sent[r.ID] = true
 	}
-	for range maxConflicts {
+	_, err = s.runs.UpdateFrom(ctx, key, rec, rev, func(rec *runRecord, rev uint64) error {
 		keep := slices.DeleteFunc(slices.Clone(rec.Outbox), func(r report) bool { return sent[r.ID] })
-		if len(keep) == len(rec.Outbox) {
-			return nil // cleared by another replica
+		if rev == 0 || len(keep) == len(rec.Outbox) {
+			return records.Unchanged // deleted, or cleared by another replica
 		}
 		finished := slices.ContainsFunc(rec.Outbox, func(r report) bool { return r.Finished != nil && sent[r.ID] })
 		rec.Outbox = keep
@@ -311,15 +309,9 @@ func (s *Service) flush(ctx context.Context, key string) error {
 		if finished && rec.DoneAt.IsZero() {
 			rec.DoneAt = s.cfg.Now()
 		}
-		_, err := s.runs.save(ctx, key, rec, rev)
-		if !errors.Is(err, errConflict) {
-			return err
-		}
-		if rec, rev, err = s.runs.load(ctx, key); err != nil || rev == 0 {
-			return err
-		}
-	}
-	return fmt.Errorf("clear the outbox of %s: %d concurrent updates in a row", key, maxConflicts)
+		return nil
+	})
+	return err
 }
 
 // publish sends one report of task t's run.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -31,64 +32,66 @@ func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, e
 	if err != nil {
 		return failed("%v", err), nil
 	}
-	for range maxConflicts {
-		rec, rev, err := s.runs.load(ctx, key)
-		if err != nil {
-			return tasks.Finished{}, err
-		}
+	var fin tasks.Finished
+	var started *analysis.Run
+	_, err = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+		fin, started = tasks.Finished{}, nil
 		if rev != 0 {
-			fin, replace, err := s.existingRun(ctx, key, rec, rev, t)
-			if errors.Is(err, errConflict) {
-				continue
-			}
-			if err != nil || !replace {
-				return fin, err
+			var replace, write bool
+			if fin, replace, write = existingRun(rec, t); !replace {
+				if write {
+					return nil
+				}
+				return records.Unchanged
 			}
 		}
-		run, fin, err := s.newRun(ctx, t)
-		if err != nil || fin.Outcome != "" {
-			return fin, err
+		run, f, err := s.newRun(ctx, t)
+		if err != nil || f.Outcome != "" {
+			fin = f
+			if err == nil {
+				err = records.Unchanged
+			}
+			return err
 		}
-		rec = runRecord{Task: leanTask(t), Run: &run}
+		*rec = runRecord{Task: leanTask(t), Run: &run}
 		rec.addVerdict(s.cfg.Now())
-		_, err = s.runs.save(ctx, key, rec, rev)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		if err != nil {
-			return tasks.Finished{}, err
-		}
-		s.log.Info("analysis run started", "rollout", t.Ref.String(), "run", run.Name, "task", t.ID, "metrics", len(run.Metrics))
-		return tasks.Finished{}, nil
+		started = &run
+		return nil
+	})
+	if err != nil {
+		return tasks.Finished{}, err
 	}
-	return tasks.Finished{}, fmt.Errorf("analysis run %s: %d concurrent updates in a row; will retry", key, maxConflicts)
+	if started != nil {
+		s.log.Info("analysis run started", "rollout", t.Ref.String(), "run", started.Name, "task", t.ID, "metrics", len(started.Metrics))
+	}
+	return fin, nil
 }
 
-// existingRun handles an analysis.run task whose run already has a record.
-// replace is true when the task supersedes the record (a later task that
-// reuses the run's name), which should then be replaced by a new run.
-func (s *Service) existingRun(ctx context.Context, key string, rec runRecord, rev uint64, t tasks.Task) (fin tasks.Finished, replace bool, err error) {
+// existingRun decides on an analysis.run task whose run already has a
+// record: fin is the task's outcome, write says that rec was changed and
+// must be written, and replace that the task supersedes the record (a
+// later task that reuses the run's name), which should then be replaced by
+// a new run.
+func existingRun(rec *runRecord, t tasks.Task) (fin tasks.Finished, replace, write bool) {
 	switch {
 	case rec.Task.ID == t.ID && rec.Run != nil:
 		if t.Attempt > rec.Task.Attempt {
 			// The orchestrator sent the task again: the verdict must answer
 			// the attempt it now waits for.
 			rec.Task.Attempt = t.Attempt
-			if _, err := s.runs.save(ctx, key, rec, rev); err != nil {
-				return tasks.Finished{}, false, err
-			}
+			write = true
 		}
 		if rec.Run.Completed() {
-			return verdict(*rec.Run), false, nil
+			return verdict(*rec.Run), false, write
 		}
-		return tasks.Finished{}, false, nil
+		return tasks.Finished{}, false, write
 	case t.Seq <= max(rec.Task.Seq, rec.TerminatedSeq):
 		return tasks.Finished{
 			Outcome: tasks.OutcomeStale,
 			Message: fmt.Sprintf("analysis run %s was already started or terminated by a later task", t.Analysis.RunName),
-		}, false, nil
+		}, false, false
 	}
-	return tasks.Finished{}, true, nil
+	return tasks.Finished{}, true, false
 }
 
 // newRun resolves the templates of t, merges them with its arguments and
@@ -189,42 +192,39 @@ func (s *Service) terminateRun(ctx context.Context, t tasks.Task) (tasks.Finishe
 	if err != nil {
 		return failed("%v", err), nil
 	}
-	for range maxConflicts {
-		rec, rev, err := s.runs.load(ctx, key)
-		if err != nil {
-			return tasks.Finished{}, err
-		}
+	var fin tasks.Finished
+	var terminated *analysis.Run
+	_, err = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+		terminated = nil
 		now := s.cfg.Now()
 		switch {
 		case rev == 0:
-			tomb := runRecord{Task: tasks.Task{Ref: t.Ref}, TerminatedSeq: t.Seq, DoneAt: now}
-			if _, err := s.runs.save(ctx, key, tomb, 0); errors.Is(err, errConflict) {
-				continue
-			} else if err != nil {
-				return tasks.Finished{}, err
-			}
-			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s does not exist; it will not start", a.RunName)}, nil
+			*rec = runRecord{Task: tasks.Task{Ref: t.Ref}, TerminatedSeq: t.Seq, DoneAt: now}
+			fin = tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s does not exist; it will not start", a.RunName)}
+			return nil
 		case rec.Run == nil || rec.Run.Completed():
-			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s had already finished", a.RunName)}, nil
+			fin = tasks.Finished{Outcome: tasks.OutcomeSucceeded, Message: fmt.Sprintf("analysis run %s had already finished", a.RunName)}
+			return records.Unchanged
 		}
 		run := analysis.Terminate(*rec.Run)
 		rec.Run = &run
 		rec.TerminatedSeq = max(rec.TerminatedSeq, t.Seq)
 		rec.addVerdict(now)
-		if _, err := s.runs.save(ctx, key, rec, rev); errors.Is(err, errConflict) {
-			continue
-		} else if err != nil {
-			return tasks.Finished{}, err
-		}
+		fin, terminated = tasks.Finished{Outcome: tasks.OutcomeSucceeded}, &run
+		return nil
+	})
+	if err != nil {
+		return tasks.Finished{}, err
+	}
+	if run := terminated; run != nil {
 		s.cfg.Metrics.Verdict(string(run.Phase))
 		s.log.Info("analysis run terminated", "rollout", t.Ref.String(), "run", run.Name, "phase", run.Phase)
 		if err := s.flush(ctx, key); err != nil {
 			// The record keeps the verdict; a replica publishes it later.
 			s.log.Warn("verdict of a terminated run not published yet", "run", run.Name, "error", err)
 		}
-		return tasks.Finished{Outcome: tasks.OutcomeSucceeded}, nil
 	}
-	return tasks.Finished{}, fmt.Errorf("analysis run %s: %d concurrent updates in a row; will retry", key, maxConflicts)
+	return fin, nil
 }
 
 func failed(format string, args ...any) tasks.Finished {

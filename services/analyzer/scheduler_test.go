@@ -6,22 +6,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/deadlines"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
 // startScheduler runs a scheduler's loop without a bucket: the test sets
 // the wakeups.
-func startScheduler(t *testing.T, limit int, work func(context.Context, string) time.Time) *scheduler {
+func startScheduler(t *testing.T, limit int, work func(context.Context, string) time.Time) *deadlines.Scheduler {
 	t.Helper()
 	s := newScheduler(eventstest.Quiet(), time.Now, limit, work)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	s.done.Add(1)
-	go func() {
-		defer s.done.Done()
-		s.loop(ctx)
-	}()
-	t.Cleanup(s.stop)
+	s.Start(context.Background())
+	t.Cleanup(s.Stop)
 	return s
 }
 
@@ -57,15 +52,15 @@ func TestSchedulerWorksOneKeyAtATimeAndAgainWhenItCameDue(t *testing.T) {
 	})
 
 	now := time.Now()
-	s.set("a", &now, true)
+	s.Set("a", now)
 	<-firstA
 	// "a" comes due again while it is being worked on: once more after.
 	again := time.Now()
-	s.set("a", &again, true)
-	s.set("b", &again, true)
+	s.Set("a", again)
+	s.Set("b", again)
 	later := time.Now().Add(time.Hour)
-	s.set("c", &later, true)
-	s.set("c", nil, true) // forgotten before it was due
+	s.Set("c", later)
+	s.Delete("c") // forgotten before it was due
 	close(releaseA)
 
 	want := map[string]int{"a": 2, "b": 2}

@@ -155,7 +155,7 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 
-	templates jetstream.KeyValue
+	templates templateStore
 	runs      runStore
 	worker    *worker.Worker
 
@@ -228,14 +228,14 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", BucketRuns, err)
 	}
-	s.templates = tkv
-	s.runs = runStore{kv: rkv, margin: s.cfg.LeaseMargin, retention: s.cfg.Retention}
+	s.templates = newTemplateStore(tkv)
+	s.runs = newRunStore(rkv, s.cfg.LeaseMargin, s.cfg.Retention)
 
 	sched := newScheduler(s.log, s.cfg.Now, s.cfg.MaxConcurrentRuns, s.process)
-	if err := sched.watch(ctx, rkv); err != nil {
+	if err := sched.Watch(ctx, rkv); err != nil {
 		return err
 	}
-	defer sched.stop()
+	defer sched.Stop()
 
 	cc := s.cfg.Templates
 	cc.Stream, cc.Durable = events.StreamCommands, DurableTemplates

@@ -1,9 +1,6 @@
 package analyzer
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -11,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
@@ -19,12 +17,6 @@ import (
 // BucketRuns holds one entry per analysis run, keyed
 // <namespace>.<rollout>.<run name>.
 const BucketRuns = "sluice-analysisruns"
-
-// errConflict means another writer changed the entry first.
-var errConflict = errors.New("analysis run changed concurrently")
-
-// maxConflicts bounds compare-and-swap retries within one operation.
-const maxConflicts = 8
 
 // runRecord is what the runs bucket stores for one run.
 type runRecord struct {
@@ -141,63 +133,15 @@ func runKey(r events.Ref, name string) (string, error) {
 }
 
 // runStore reads and writes run records with compare-and-swap.
-type runStore struct {
-	kv                jetstream.KeyValue
-	margin, retention time.Duration
-}
+type runStore = *records.Store[runRecord]
 
-// load returns the record and its revision; a missing record is revision 0.
-func (s runStore) load(ctx context.Context, key string) (runRecord, uint64, error) {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return runRecord{}, 0, nil
-	}
-	if err != nil {
-		return runRecord{}, 0, fmt.Errorf("load analysis run %s: %w", key, err)
-	}
-	var rec runRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		// A corrupt entry must not be overwritten silently: surface it.
-		return runRecord{}, 0, events.Permanent(fmt.Errorf("analysis run %s is unreadable: %w", key, err))
-	}
-	return rec, e.Revision(), nil
-}
-
-// save writes rec if the entry is still at revision rev (0: must not
-// exist) and returns the new revision, or errConflict.
-func (s runStore) save(ctx context.Context, key string, rec runRecord, rev uint64) (uint64, error) {
-	rec.Wakeup = rec.wakeup(s.margin, s.retention)
-	data, err := json.Marshal(rec)
-	if err != nil {
-		return 0, events.Permanent(fmt.Errorf("encode analysis run %s: %w", key, err))
-	}
-	var next uint64
-	if rev == 0 {
-		next, err = s.kv.Create(ctx, key, data)
-	} else {
-		next, err = s.kv.Update(ctx, key, data, rev)
-	}
-	if isConflict(err) {
-		return 0, errConflict
-	}
-	if err != nil {
-		return 0, fmt.Errorf("save analysis run %s: %w", key, err)
-	}
-	return next, nil
-}
-
-// remove deletes the entry if it is still at revision rev.
-func (s runStore) remove(ctx context.Context, key string, rev uint64) error {
-	err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
-	if isConflict(err) {
-		return errConflict
-	}
-	return err
-}
-
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+// newRunStore returns the store of the runs bucket kv. Each record is
+// written with its wakeup (see runRecord.wakeup).
+func newRunStore(kv jetstream.KeyValue, margin, retention time.Duration) runStore {
+	return records.New(kv, records.Config[runRecord]{
+		Name:    "analysis run",
+		Prepare: func(rec *runRecord) { rec.Wakeup = rec.wakeup(margin, retention) },
+	})
 }
 
 // leanTask is t without the templates it carried: they were resolved into

@@ -2,7 +2,6 @@ package analyzer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
@@ -181,37 +181,31 @@ func (s *Service) checkTemplateSpec(ts spec.AnalysisTemplateSpec) []string {
 	return problems
 }
 
+// templateStore reads and writes the templates bucket.
+type templateStore = *records.Store[storedTemplate]
+
+// newTemplateStore returns the store of the templates bucket kv. An entry
+// that does not decode is replaced by the next template applied under its
+// key.
+func newTemplateStore(kv jetstream.KeyValue) templateStore {
+	return records.New(kv, records.Config[storedTemplate]{Name: "analysis template", OverwriteUnreadable: true})
+}
+
 // storeTemplate writes t unless the bucket holds one applied by a later
 // event. It reports whether t was written.
 func (s *Service) storeTemplate(ctx context.Context, t storedTemplate) (bool, error) {
-	key := templateKey(t.Namespace, t.Name)
-	data, err := json.Marshal(t)
+	stored := false
+	_, err := s.templates.Update(ctx, templateKey(t.Namespace, t.Name), func(old *storedTemplate, rev uint64) error {
+		if stored = rev == 0 || old.Sequence < t.Sequence; !stored {
+			return records.Unchanged
+		}
+		*old = t
+		return nil
+	})
 	if err != nil {
-		return false, events.Permanent(fmt.Errorf("encode %s: %w", t.describe(), err))
+		return false, fmt.Errorf("store %s: %w", t.describe(), err)
 	}
-	for range maxConflicts {
-		e, err := s.templates.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = s.templates.Create(ctx, key, data)
-		case err != nil:
-			return false, fmt.Errorf("load %s: %w", t.describe(), err)
-		default:
-			var old storedTemplate
-			if json.Unmarshal(e.Value(), &old) == nil && old.Sequence >= t.Sequence {
-				return false, nil
-			}
-			_, err = s.templates.Update(ctx, key, data, e.Revision())
-		}
-		if isConflict(err) {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("store %s: %w", t.describe(), err)
-		}
-		return true, nil
-	}
-	return false, fmt.Errorf("store %s: %d concurrent updates in a row; will retry", t.describe(), maxConflicts)
+	return stored, nil
 }
 
 // errTemplateNotFound is wrapped by the lookup errors of missing templates.
@@ -229,19 +223,15 @@ func (s *Service) lookupTemplate(ctx context.Context, namespace string, ref spec
 	if ref.ClusterScope {
 		ns = ""
 	}
-	e, err := s.templates.Get(ctx, templateKey(ns, ref.TemplateName))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	t, rev, err := s.templates.Get(ctx, templateKey(ns, ref.TemplateName))
+	if err != nil {
+		return spec.AnalysisTemplateSpec{}, err
+	}
+	if rev == 0 {
 		if ref.ClusterScope {
 			return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: cluster analysis template %q not found", errTemplateNotFound, ref.TemplateName)
 		}
 		return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: analysis template %q not found in namespace %q", errTemplateNotFound, ref.TemplateName, namespace)
-	}
-	if err != nil {
-		return spec.AnalysisTemplateSpec{}, fmt.Errorf("load analysis template %q: %w", ref.TemplateName, err)
-	}
-	var t storedTemplate
-	if err := json.Unmarshal(e.Value(), &t); err != nil {
-		return spec.AnalysisTemplateSpec{}, events.Permanent(fmt.Errorf("stored analysis template %q is unreadable: %v", ref.TemplateName, err))
 	}
 	return t.Spec, nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -27,7 +28,7 @@ func (s *Service) handleRequested(ctx context.Context, ev events.Event) error {
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, r, machine.Observation{Request: ro}, ev.ID(), false, withWarnings(warnings))
+	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro}, commandID: ev.ID(), annotate: withWarnings(warnings)})
 }
 
 // withWarnings attaches a request's warnings to the accepted event it leads to.
@@ -89,7 +90,7 @@ func parseRollout(r events.Ref, data []byte) (*spec.Rollout, []string, []string)
 // the request's, so a redelivered request is rejected once.
 func (s *Service) reject(ctx context.Context, r events.Ref, ev events.Event, problems []string) error {
 	rec, rev, err := s.st.load(ctx, r)
-	if err != nil && !errors.Is(err, errConflict) {
+	if err != nil && !errors.Is(err, records.ErrConflict) {
 		return err
 	}
 	now := s.cfg.Now()

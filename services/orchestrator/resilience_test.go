@@ -252,7 +252,7 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	}
 	// The message comes again (a timer event: it changes nothing itself).
 	redelivered := events.ContextWithDelivery(ctx, events.Delivery{Subject: events.ResultSubject(TimerService, r), Attempt: 2})
-	if err := svc.apply(redelivered, r, machine.Observation{Tick: true}, "", false, nil); err != nil {
+	if err := svc.apply(redelivered, update{ref: r, obs: machine.Observation{Tick: true}}); err != nil {
 		t.Fatal(err)
 	}
 	for end := time.Now().Add(10 * time.Second); ; {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/deadlines"
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -92,7 +94,7 @@ type Service struct {
 	m      machine.Machine
 	log    *slog.Logger
 	st     store
-	timers *timers
+	timers *deadlines.Scheduler
 
 	mu    sync.Mutex
 	subs  []*events.Subscription
@@ -128,7 +130,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	s.st = store{kv: kv, cache: newRecordCache(s.cfg.StateCache)}
+	s.st = newStore(kv, s.cfg.StateCache)
 
 	commands := events.NewMux()
 	for typ, kind := range map[string]string{
@@ -164,10 +166,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	s.timers = newTimers(s.log, s.cfg.Now, s.fireTimer)
-	if err := s.timers.watch(ctx, kv); err != nil {
+	if err := s.timers.Watch(ctx, kv); err != nil {
 		return err
 	}
-	defer s.timers.stop()
+	defer s.timers.Stop()
 	if err := s.watchPhases(ctx, kv); err != nil {
 		return err
 	}
@@ -294,7 +296,7 @@ func (s *Service) commandHandler(kind string) events.Handler {
 				cmd.ToRevision = *d.ToRevision
 			}
 		}
-		return s.apply(ctx, r, machine.Observation{Command: &cmd}, ev.ID(), true, nil)
+		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd}, commandID: ev.ID(), mustExist: true})
 	}
 }
 
@@ -335,100 +337,153 @@ func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, o
 		}
 	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, r, o, "", false, nil)
+	return s.apply(ctx, update{ref: r, obs: o})
 }
 
-// maxConflicts bounds compare-and-swap retries within one delivery; past it
-// the message is retried with backoff.
-const maxConflicts = 8
+// update is one observation to apply to one rollout.
+type update struct {
+	ref events.Ref
+	obs machine.Observation
+	// commandID is the event id of a command (empty for task reports): a
+	// command whose id the rollout's record lists was applied already,
+	// and its second delivery changes nothing, however late it comes.
+	commandID string
+	// mustExist makes a missing rollout a permanent error (a command for a
+	// rollout nobody requested); otherwise a missing rollout ignores the
+	// observation, unless it is a request.
+	mustExist bool
+	// annotate, when set, may add to the effects' data before they are
+	// stored.
+	annotate func([]machine.Effect)
+}
 
 // apply runs one observation through the machine and stores and publishes
-// the outcome. commandID is the event id of a command (empty for task
-// reports): a command whose id the rollout's record lists was applied
-// already, and its second delivery changes nothing, however late it comes.
-// mustExist makes a missing rollout a permanent error (a command for a
-// rollout nobody requested); otherwise a missing rollout ignores the
-// observation, unless it is a request. annotate, when set, may add to the
-// effects' data before they are stored.
-func (s *Service) apply(ctx context.Context, r events.Ref, obs machine.Observation, commandID string, mustExist bool, annotate func([]machine.Effect)) error {
-	d, _ := events.DeliveryFrom(ctx)
-	kind := observationKind(obs)
+// the outcome. Conflicting writes are retried as records.Store.Update
+// says; past its bound the message is retried with backoff.
+func (s *Service) apply(ctx context.Context, u update) error {
+	d := &decision{s: s, update: u, kind: observationKind(u.obs)}
+	if del, _ := events.DeliveryFrom(ctx); del.Attempt > 1 {
+		d.republish = true
+	}
+	decide := func(rec *record, rev uint64) error { return d.decide(ctx, rec, rev) }
+	k := key(u.ref)
+	var err error
 	// The first decision is made on the record this replica knows, which
 	// spares a read of the bucket; a write conflict, or a decision that
 	// would write nothing, is checked against the bucket's record.
-	verified, republished := false, false
-	for attempt := 0; attempt < maxConflicts; attempt++ {
-		rec, rev, known := s.st.recent(r)
-		if verified || !known {
-			var err error
-			if rec, rev, err = s.st.load(ctx, r); err != nil {
-				return err
-			}
-			verified = true
+	if rec, rev, ok := s.st.Recent(k); ok {
+		d.onRecent = true
+		_, err = s.st.UpdateFrom(ctx, k, rec, rev, decide)
+	} else {
+		_, err = s.st.Update(ctx, k, decide)
+	}
+	if errors.Is(err, records.ErrConflict) {
+		d.lostRace()
+	}
+	if err != nil || d.out == nil {
+		return err
+	}
+	return d.stored(ctx)
+}
+
+// decision carries one apply through its compare-and-swap attempts.
+type decision struct {
+	s *Service
+	update
+	kind string
+	// republish is set until the record's outbox has been published
+	// again: a redelivered message may have been decided on before a
+	// crash that came before its effects were published.
+	republish bool
+	// onRecent says that decide is next given the record this replica
+	// knows rather than one read from the bucket; verified, that the last
+	// attempt was on the bucket's record.
+	onRecent, verified bool
+	// out is what the last attempt wrote; nil when it wrote nothing.
+	out *outcome
+}
+
+// outcome is a decision that changes the rollout's record.
+type outcome struct {
+	prev, next machine.State
+	effects    []machine.Effect
+	now        time.Time
+	// unchanged: the state stays; only the command's id is recorded.
+	unchanged bool
+}
+
+// decide is one attempt: it decides on rec at rev and leaves in rec what
+// to write, or returns records.Unchanged (nothing to write) or
+// records.ErrStale (decide again on the bucket's record).
+func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
+	if d.out != nil {
+		d.lostRace() // called again after a write: it conflicted
+	}
+	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
+	s := d.s
+	if rev == 0 && d.obs.Request == nil {
+		s.cfg.Metrics.Decision(d.kind, "ignored")
+		if d.mustExist {
+			return events.Permanent(fmt.Errorf("rollout %s does not exist: publish %s first", d.ref, events.TypeRolloutRequested))
 		}
-		if rev == 0 && obs.Request == nil {
-			s.cfg.Metrics.Decision(kind, "ignored")
-			if mustExist {
-				return events.Permanent(fmt.Errorf("rollout %s does not exist: publish %s first", r, events.TypeRolloutRequested))
-			}
-			return nil
-		}
-		// A redelivered message may have been decided on before a crash
-		// that came before its effects were published.
-		if d.Attempt > 1 && !republished && len(rec.Outbox) > 0 {
-			if err := s.publishEffects(ctx, r, rec.Outbox); err != nil {
-				return err
-			}
-			republished = true
-		}
-		if commandID != "" && slices.Contains(rec.Commands, commandID) {
-			s.cfg.Metrics.Decision(kind, "duplicate")
-			return nil
-		}
-		now := s.cfg.Now()
-		next, effects := s.m.Next(rec.State, obs, now)
-		unchanged := next.Version == rec.State.Version && len(effects) == 0
-		if unchanged && commandID == "" {
-			if !verified {
-				// Another replica may have moved the rollout on: what is
-				// unchanged here may apply to its record.
-				verified = true
-				attempt--
-				continue
-			}
-			s.cfg.Metrics.Decision(kind, "unchanged")
-			return nil
-		}
-		if annotate != nil {
-			annotate(effects)
-		}
-		out := record{State: next, Outbox: effects, Commands: rememberCommand(rec.Commands, commandID)}
-		if unchanged {
-			// Nothing to do now, but the command must not act when a copy
-			// of it comes later: record its id, keep the outbox.
-			out.Outbox = rec.Outbox
-		}
-		err := s.st.save(ctx, r, out, rev)
-		if errors.Is(err, errConflict) {
-			if verified {
-				s.cfg.Metrics.CASConflict()
-			}
-			verified = true
-			continue
-		}
-		if err != nil {
+		return records.Unchanged
+	}
+	if d.republish && len(rec.Outbox) > 0 {
+		if err := s.publishEffects(ctx, d.ref, rec.Outbox); err != nil {
 			return err
 		}
-		if unchanged {
-			s.cfg.Metrics.Decision(kind, "unchanged")
-			return nil
-		}
-		s.cfg.Metrics.Decision(kind, "changed")
-		s.recordTask(rec.State, obs.Finished, now)
-		s.logDecision(ctx, kind, rec.State, next, effects)
-		return s.publishEffects(ctx, r, effects)
+		d.republish = false
 	}
-	return fmt.Errorf("rollout %s: %d concurrent updates in a row; will retry", r, maxConflicts)
+	if d.commandID != "" && slices.Contains(rec.Commands, d.commandID) {
+		s.cfg.Metrics.Decision(d.kind, "duplicate")
+		return records.Unchanged
+	}
+	now := s.cfg.Now()
+	next, effects := s.m.Next(rec.State, d.obs, now)
+	unchanged := next.Version == rec.State.Version && len(effects) == 0
+	if unchanged && d.commandID == "" {
+		if !d.verified {
+			// Another replica may have moved the rollout on: what is
+			// unchanged here may apply to its record.
+			return records.ErrStale
+		}
+		s.cfg.Metrics.Decision(d.kind, "unchanged")
+		return records.Unchanged
+	}
+	if d.annotate != nil {
+		d.annotate(effects)
+	}
+	out := record{State: next, Outbox: effects, Commands: rememberCommand(rec.Commands, d.commandID)}
+	if unchanged {
+		// Nothing to do now, but the command must not act when a copy of
+		// it comes later: record its id, keep the outbox.
+		out.Outbox = rec.Outbox
+	}
+	d.out = &outcome{prev: rec.State, next: next, effects: effects, now: now, unchanged: unchanged}
+	*rec = out
+	return nil
+}
+
+// lostRace counts the conflict of the last write when it was decided on
+// the bucket's record; a conflict on the record this replica knew only
+// means that record was out of date.
+func (d *decision) lostRace() {
+	if d.out != nil && d.verified {
+		d.s.cfg.Metrics.CASConflict()
+	}
+}
+
+// stored records, logs and publishes a decision once it is written.
+func (d *decision) stored(ctx context.Context) error {
+	s, o := d.s, d.out
+	if o.unchanged {
+		s.cfg.Metrics.Decision(d.kind, "unchanged")
+		return nil
+	}
+	s.cfg.Metrics.Decision(d.kind, "changed")
+	s.recordTask(o.prev, d.obs.Finished, o.now)
+	s.logDecision(ctx, d.kind, o.prev, o.next, o.effects)
+	return s.publishEffects(ctx, d.ref, o.effects)
 }
 
 // rememberedCommands is how many command ids a rollout's record keeps: a

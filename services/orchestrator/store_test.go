@@ -10,35 +10,6 @@ import (
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
-func TestRecordCacheKeepsTheLatestRevisionOfTheMostRecent(t *testing.T) {
-	c := newRecordCache(2)
-	rec := func(v int64) record { return record{State: machine.State{Version: v}} }
-	c.put("a", 5, rec(5))
-	c.put("a", 4, rec(4)) // a late put of an older revision changes nothing
-	if got, ok := c.get("a", 5); !ok || got.State.Version != 5 {
-		t.Fatalf("a@5 = %v, %v", got.State.Version, ok)
-	}
-	if _, ok := c.get("a", 6); ok {
-		t.Fatal("a@6 served from a cache that holds a@5: another replica's write would be missed")
-	}
-	c.put("b", 1, rec(1))
-	c.get("a", 5) // a is now the most recent
-	c.put("c", 1, rec(1))
-	if _, ok := c.get("b", 1); ok {
-		t.Error("b, the least recently used, was kept past the limit")
-	}
-	for _, k := range []string{"a", "c"} {
-		if _, ok := c.get(k, map[string]uint64{"a": 5, "c": 1}[k]); !ok {
-			t.Errorf("%s was evicted", k)
-		}
-	}
-	var none *recordCache = newRecordCache(-1)
-	none.put("a", 1, rec(1))
-	if _, ok := none.get("a", 1); ok {
-		t.Error("a disabled cache served a record")
-	}
-}
-
 // A replica decides on the record it knows without reading the bucket
 // first; a report that changes nothing there is checked against the
 // bucket, where another replica may have sent the task it reports on.
@@ -57,7 +28,7 @@ func TestAReplicaWithAnOlderRecordDoesNotDropAReport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc.st = store{kv: kv, cache: newRecordCache(16)}
+		svc.st = newStore(kv, 16)
 		return svc
 	}
 	a, b := replica(), replica()
@@ -68,7 +39,7 @@ func TestAReplicaWithAnOlderRecordDoesNotDropAReport(t *testing.T) {
 		if len(problems) > 0 {
 			t.Fatal(problems)
 		}
-		if err := svc.apply(ctx, r, machine.Observation{Request: ro}, image, false, nil); err != nil {
+		if err := svc.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro}, commandID: image}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +55,7 @@ func TestAReplicaWithAnOlderRecordDoesNotDropAReport(t *testing.T) {
 			report = append(report, tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Replicas: rv.Replicas, Ready: rv.Replicas, Available: rv.Replicas})
 		}
 		fin := &tasks.Finished{TaskID: task.ID, Attempt: task.Attempt, Kind: task.Kind, Outcome: tasks.OutcomeSucceeded, Replicas: report, At: time.Now()}
-		if err := svc.apply(ctx, r, machine.Observation{Finished: fin}, "", false, nil); err != nil {
+		if err := svc.apply(ctx, update{ref: r, obs: machine.Observation{Finished: fin}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package replicas
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -39,15 +39,12 @@ func refFromPendingKey(k string) (events.Ref, error) {
 }
 
 // pendingStore reads and writes BucketPending with compare-and-swap, so
-// that a redelivered older task never replaces a newer one.
-type pendingStore struct{ kv jetstream.KeyValue }
+// that a redelivered older task never replaces a newer one. An entry that
+// does not decode is replaced by the next task of its rollout.
+type pendingStore struct{ *records.Store[pendingTask] }
 
-// maxConflicts bounds compare-and-swap retries of one write.
-const maxConflicts = 8
-
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+func newPendingStore(kv jetstream.KeyValue) pendingStore {
+	return pendingStore{records.New(kv, records.Config[pendingTask]{Name: "pending task", OverwriteUnreadable: true})}
 }
 
 // put records t as its rollout's pending task unless the entry holds a task
@@ -55,86 +52,64 @@ func isConflict(err error) bool {
 // the entry already holds this attempt of t (a redelivery), else deadline.
 // held reports whether the entry now holds t.
 func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time) (effective time.Time, held bool, err error) {
-	key := pendingKey(t.Ref)
-	data, err := json.Marshal(pendingTask{Task: t, Deadline: deadline})
+	_, err = s.Update(ctx, pendingKey(t.Ref), func(cur *pendingTask, rev uint64) error {
+		effective, held = deadline, false
+		if rev != 0 {
+			if cur.Task.Seq > t.Seq {
+				return records.Unchanged
+			}
+			if cur.Task.ID == t.ID && cur.Task.Attempt == t.Attempt {
+				effective, held = cur.Deadline, true
+				return records.Unchanged
+			}
+		}
+		*cur, held = pendingTask{Task: t, Deadline: deadline}, true
+		return nil
+	})
 	if err != nil {
 		return deadline, false, err
 	}
-	for range maxConflicts {
-		e, err := s.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			_, err = s.kv.Create(ctx, key, data)
-			if isConflict(err) {
-				continue
-			}
-			return deadline, err == nil, err
-		}
-		if err != nil {
-			return deadline, false, err
-		}
-		var cur pendingTask
-		if json.Unmarshal(e.Value(), &cur) == nil {
-			if cur.Task.Seq > t.Seq {
-				return deadline, false, nil
-			}
-			if cur.Task.ID == t.ID && cur.Task.Attempt == t.Attempt {
-				return cur.Deadline, true, nil
-			}
-		}
-		_, err = s.kv.Update(ctx, key, data, e.Revision())
-		if isConflict(err) {
-			continue
-		}
-		return deadline, err == nil, err
-	}
-	return deadline, false, fmt.Errorf("pending task of %s: %d concurrent updates in a row", t.Ref, maxConflicts)
+	return effective, held, nil
 }
 
-// done removes the rollout's entry if it still holds this attempt of t.
+// done removes the rollout's entry if it still holds this attempt of t (or
+// does not decode).
 func (s pendingStore) done(ctx context.Context, t tasks.Task) error {
-	e, err := s.kv.Get(ctx, pendingKey(t.Ref))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	key := pendingKey(t.Ref)
+	cur, rev, err := s.Get(ctx, key)
+	switch {
+	case rev == 0:
+		return err
+	case err != nil && !errors.Is(err, records.ErrUnreadable):
+		return err
+	case err == nil && (cur.Task.ID != t.ID || cur.Task.Attempt != t.Attempt):
 		return nil
 	}
-	if err != nil {
+	// A conflict means a newer task replaced it meanwhile: it stays.
+	if err := s.Delete(ctx, key, rev); err != nil && !errors.Is(err, records.ErrConflict) {
 		return err
 	}
-	var cur pendingTask
-	if json.Unmarshal(e.Value(), &cur) == nil && (cur.Task.ID != t.ID || cur.Task.Attempt != t.Attempt) {
-		return nil
-	}
-	err = s.kv.Delete(ctx, pendingKey(t.Ref), jetstream.LastRevision(e.Revision()))
-	if isConflict(err) {
-		return nil // replaced meanwhile by a newer task
-	}
-	return err
+	return nil
 }
 
 // list returns every pending task. Unreadable entries are skipped.
 func (s pendingStore) list(ctx context.Context) ([]pendingTask, error) {
-	lister, err := s.kv.ListKeys(ctx)
+	keys, err := s.Keys(ctx)
 	if err != nil {
 		return nil, err
-	}
-	defer lister.Stop()
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
 	}
 	var out []pendingTask
 	for _, k := range keys {
 		if _, err := refFromPendingKey(k); err != nil {
 			continue
 		}
-		e, err := s.kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		p, rev, err := s.Get(ctx, k)
+		switch {
+		case errors.Is(err, records.ErrUnreadable):
 			continue
-		}
-		if err != nil {
+		case err != nil:
 			return nil, err
-		}
-		var p pendingTask
-		if json.Unmarshal(e.Value(), &p) != nil || p.Task.Scale == nil {
+		case rev == 0 || p.Task.Scale == nil:
 			continue
 		}
 		out = append(out, p)

@@ -148,7 +148,7 @@ func (s *Service) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", BucketPending, err)
 	}
-	s.pending = pendingStore{kv: kv}
+	s.pending = newPendingStore(kv)
 	defer func() {
 		// Long enough for local processes' default 30s grace period when
 		// the backend is set to stop them.

@@ -1,0 +1,227 @@
+// Package records keeps typed records in a JetStream key-value bucket and
+// changes them with compare-and-swap on the entry's revision, so that
+// several replicas can share one bucket without locks. Every service that
+// stores state on the bus reads and writes it through a Store.
+package records
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// MaxAttempts bounds the compare-and-swap attempts of one Update on
+// records read from the bucket; past it Update gives up with ErrConflict,
+// and the caller (usually a message handler) retries later with backoff.
+const MaxAttempts = 8
+
+var (
+	// ErrConflict means another writer changed the entry first.
+	ErrConflict = errors.New("record changed concurrently")
+	// ErrUnreadable is wrapped, as a permanent error, by reads of an entry
+	// that does not decode. A corrupt entry must not be overwritten
+	// silently: it is surfaced unless Config.OverwriteUnreadable says
+	// otherwise.
+	ErrUnreadable = errors.New("record is unreadable")
+	// Unchanged is returned by an Update's change function to write
+	// nothing; Update then returns nil.
+	Unchanged = errors.New("record unchanged")
+	// ErrStale is returned by an Update's change function when the record
+	// it was given may be out of date (one given to UpdateFrom): Update
+	// reads the entry from the bucket and calls change again.
+	ErrStale = errors.New("record may be stale")
+)
+
+// Config configures a Store. The zero value stores records under the
+// name "record", without a cache.
+type Config[T any] struct {
+	// Name says what the records are, in errors ("rollout state").
+	Name string
+	// Prepare, when set, fills the fields of a record that derive from the
+	// rest (its wakeup, for deadlines.Follow) before it is written.
+	Prepare func(*T)
+	// Cache is how many decoded records the store keeps, by revision, the
+	// least recently used going first (zero or negative: none). Records
+	// from the cache are shared: callers must not modify what they point
+	// to.
+	Cache int
+	// OverwriteUnreadable makes Update treat an entry that does not
+	// decode as the zero record at its revision, so that change replaces
+	// it. Get still reports ErrUnreadable.
+	OverwriteUnreadable bool
+}
+
+// Store reads and writes records of type T, encoded as JSON, in one
+// bucket. It is safe for concurrent use.
+type Store[T any] struct {
+	kv    jetstream.KeyValue
+	cfg   Config[T]
+	cache *cache[T]
+}
+
+// New returns a store over kv.
+func New[T any](kv jetstream.KeyValue, cfg Config[T]) *Store[T] {
+	if cfg.Name == "" {
+		cfg.Name = "record"
+	}
+	return &Store[T]{kv: kv, cfg: cfg, cache: newCache[T](cfg.Cache)}
+}
+
+// Get returns the record under key and its revision; a missing key is the
+// zero record at revision 0. An entry that does not decode is an error
+// wrapping ErrUnreadable, marked permanent, returned with the entry's
+// revision.
+func (s *Store[T]) Get(ctx context.Context, key string) (T, uint64, error) {
+	var rec T
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, 0, nil
+	}
+	if err != nil {
+		return rec, 0, fmt.Errorf("load %s %s: %w", s.cfg.Name, key, err)
+	}
+	if cached, ok := s.cache.get(key, e.Revision()); ok {
+		return cached, e.Revision(), nil
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		var zero T
+		return zero, e.Revision(), events.Permanent(fmt.Errorf("%s %s: %w: %w", s.cfg.Name, key, ErrUnreadable, err))
+	}
+	s.cache.put(key, e.Revision(), rec)
+	return rec, e.Revision(), nil
+}
+
+// Recent returns the record this store read or wrote last under key, from
+// its cache, without asking the bucket whether another writer has written
+// since. ok is false when the cache does not hold key.
+func (s *Store[T]) Recent(key string) (rec T, rev uint64, ok bool) {
+	return s.cache.latest(key)
+}
+
+// Put writes rec under key if the entry is still at revision rev (0: must
+// not exist) and returns the new revision. It returns an error wrapping
+// ErrConflict when another writer got there first.
+func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint64, error) {
+	if s.cfg.Prepare != nil {
+		s.cfg.Prepare(&rec)
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return 0, events.Permanent(fmt.Errorf("encode %s %s: %w", s.cfg.Name, key, err))
+	}
+	var written uint64
+	if rev == 0 {
+		written, err = s.kv.Create(ctx, key, data)
+	} else {
+		written, err = s.kv.Update(ctx, key, data, rev)
+	}
+	if isConflict(err) {
+		return 0, fmt.Errorf("save %s %s: %w", s.cfg.Name, key, ErrConflict)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("save %s %s: %w", s.cfg.Name, key, err)
+	}
+	s.cache.put(key, written, rec)
+	return written, nil
+}
+
+// Delete removes the entry under key if it is still at revision rev. It
+// returns an error wrapping ErrConflict when the entry has changed.
+func (s *Store[T]) Delete(ctx context.Context, key string, rev uint64) error {
+	err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	if isConflict(err) {
+		return fmt.Errorf("delete %s %s: %w", s.cfg.Name, key, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("delete %s %s: %w", s.cfg.Name, key, err)
+	}
+	s.cache.forget(key)
+	return nil
+}
+
+// Keys returns the keys of the bucket's entries.
+func (s *Store[T]) Keys(ctx context.Context) ([]string, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s keys: %w", s.cfg.Name, err)
+	}
+	defer lister.Stop()
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// Update reads the record under key, lets change modify it and writes it
+// back with compare-and-swap; when another writer got there first it reads
+// the entry again and calls change again, at most MaxAttempts times, and
+// then returns an error wrapping ErrConflict. change sees the zero record
+// at revision 0 when the key has none; it returns Unchanged to write
+// nothing, and any other error ends Update with that error. Update returns
+// the revision written (or read, when nothing was written).
+func (s *Store[T]) Update(ctx context.Context, key string, change func(rec *T, rev uint64) error) (uint64, error) {
+	return s.update(ctx, key, nil, change)
+}
+
+// UpdateFrom is Update that first calls change on rec, which the caller
+// read earlier at revision rev (perhaps from Recent), sparing a read of
+// the bucket. When that first write conflicts, or change returns ErrStale,
+// it goes on as Update does; the first attempt is not counted among
+// MaxAttempts.
+func (s *Store[T]) UpdateFrom(ctx context.Context, key string, rec T, rev uint64, change func(rec *T, rev uint64) error) (uint64, error) {
+	return s.update(ctx, key, &known[T]{rec: rec, rev: rev}, change)
+}
+
+type known[T any] struct {
+	rec T
+	rev uint64
+}
+
+func (s *Store[T]) update(ctx context.Context, key string, first *known[T], change func(*T, uint64) error) (uint64, error) {
+	if first != nil {
+		rev, done, err := s.attempt(ctx, key, first.rec, first.rev, change)
+		if done {
+			return rev, err
+		}
+	}
+	for range MaxAttempts {
+		rec, rev, err := s.Get(ctx, key)
+		if err != nil && !(s.cfg.OverwriteUnreadable && errors.Is(err, ErrUnreadable)) {
+			return 0, err
+		}
+		if rev, done, err := s.attempt(ctx, key, rec, rev, change); done {
+			return rev, err
+		}
+	}
+	return 0, fmt.Errorf("%s %s: %d concurrent updates in a row: %w", s.cfg.Name, key, MaxAttempts, ErrConflict)
+}
+
+// attempt calls change on rec and writes the result. done is false when
+// the entry must be read again: the write conflicted or change found rec
+// stale.
+func (s *Store[T]) attempt(ctx context.Context, key string, rec T, rev uint64, change func(*T, uint64) error) (written uint64, done bool, err error) {
+	switch err := change(&rec, rev); {
+	case errors.Is(err, Unchanged):
+		return rev, true, nil
+	case errors.Is(err, ErrStale):
+		return 0, false, nil
+	case err != nil:
+		return 0, true, err
+	}
+	written, err = s.Put(ctx, key, rec, rev)
+	if errors.Is(err, ErrConflict) {
+		return 0, false, nil
+	}
+	return written, true, err
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
