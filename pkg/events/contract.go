@@ -107,6 +107,12 @@ func ParseRef(s string) (Ref, error) {
 // sluice.cmd.<namespace>.<name>.
 func CommandSubject(r Ref) string { return CommandRoot + "." + r.Namespace + "." + r.Name }
 
+// ClusterScope is the namespace token of a cluster-scoped object's ref and
+// subject: a ClusterAnalysisTemplate is applied as Ref{Namespace:
+// ClusterScope, Name: name}, at sluice.cmd.cluster.<name>. The manifest's
+// kind, not the token, makes a template cluster-scoped.
+const ClusterScope = "cluster"
+
 // StatusSubject is where the status events of one rollout are published:
 // sluice.status.<namespace>.<name>.
 func StatusSubject(r Ref) string { return StatusRoot + "." + r.Namespace + "." + r.Name }

@@ -24,7 +24,7 @@ var errConflict = errors.New("rollout state changed concurrently")
 
 // record is what the bucket stores for one rollout. Wakeup and Phase come
 // first, always present, so that watchers read them without scanning the
-// rest (events.LeadingFields).
+// rest (jsonlead.Fields).
 type record struct {
 	// Wakeup mirrors State.NextWakeup so that timer watchers need not
 	// interpret the state; null when nothing is scheduled.
