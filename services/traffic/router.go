@@ -48,4 +48,8 @@ type Router interface {
 	// infrastructure (an API server or the bus unavailable, ctx done): the
 	// caller retries, and the effect is either unchanged or the whole route.
 	Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error)
+
+	// Type names the kind of router, as its metrics are labelled:
+	// "localproxy", "kube". It is constant for a Router.
+	Type() string
 }

@@ -149,7 +149,7 @@ func (s *Service) execute(ctx context.Context, t tasks.Task) (tasks.Finished, er
 	defer cancel()
 	begun := time.Now()
 	weight, err := s.router.Apply(ctx, t.Ref, t.Seq, *t.Route)
-	s.cfg.Metrics.RouterOperation(telemetry.RouterName(s.router), routerResult(err), time.Since(begun))
+	s.cfg.Metrics.RouterOperation(s.router.Type(), routerResult(err), time.Since(begun))
 	switch {
 	case err == nil:
 		fin := tasks.Finished{Outcome: tasks.OutcomeSucceeded}

@@ -194,6 +194,8 @@ type fakeRouter struct {
 	calls atomic.Int32
 }
 
+func (f *fakeRouter) Type() string { return "fake" }
+
 func (f *fakeRouter) Apply(_ context.Context, _ events.Ref, seq int64, route tasks.Route) (int32, error) {
 	f.calls.Add(1)
 	f.mu.Lock()

@@ -136,6 +136,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "localproxy".
+func (r *Router) Type() string { return "localproxy" }
+
 // rollout is what the proxy has applied for one rollout.
 type rollout struct {
 	seq  int64

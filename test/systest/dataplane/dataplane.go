@@ -252,6 +252,9 @@ type Router struct{ Client *Client }
 
 var _ traffic.Router = Router{}
 
+// Type returns "dataplane".
+func (Router) Type() string { return "dataplane" }
+
 // Apply sends the route; a lower seq than one applied is ErrStale.
 func (r Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	a, err := r.Client.call(ctx, Call{Kind: KindRoute, Ref: ref, Seq: seq, Route: &route})

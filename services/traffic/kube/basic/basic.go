@@ -53,6 +53,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "basic".
+func (r *Router) Type() string { return "basic" }
+
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil {

@@ -93,6 +93,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "gatewayapi".
+func (r *Router) Type() string { return "gatewayapi" }
+
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil {

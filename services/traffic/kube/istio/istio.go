@@ -119,6 +119,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "istio".
+func (r *Router) Type() string { return "istio" }
+
 // New returns a router for cfg, with defaults filled.
 func New(cfg Config) (*Router, error) {
 	cfg.Defaults()

@@ -78,6 +78,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "nginx".
+func (r *Router) Type() string { return "nginx" }
+
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil {

@@ -109,6 +109,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "smi".
+func (r *Router) Type() string { return "smi" }
+
 // New returns a router for cfg, with defaults filled.
 func New(cfg Config) (*Router, error) {
 	cfg.Defaults()
