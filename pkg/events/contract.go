@@ -204,7 +204,7 @@ type StatusData struct {
 type Snapshot struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	// Strategy is "canary" or "blueGreen".
+	// Strategy is "canary" or "blueGreen" (spec.Strategy).
 	Strategy string `json:"strategy,omitempty"`
 	// Phase is Progressing, Paused, Healthy or Degraded.
 	Phase   string `json:"phase"`

@@ -482,20 +482,20 @@ func (r *run) carriesTraffic(hash string) bool {
 }
 
 // role returns hash's role and the ephemeral metadata that goes with it.
-func (r *run) role(hash string) (string, *spec.PodTemplateMetadata) {
+func (r *run) role(hash string) (spec.Role, *spec.PodTemplateMetadata) {
 	s := r.s
 	if c := s.canary(); c != nil {
 		switch {
 		case hash == s.StableHash:
-			return tasks.RoleStable, c.StableMetadata
+			return spec.RoleStable, c.StableMetadata
 		case hash == s.PodHash:
-			return tasks.RoleCanary, c.CanaryMetadata
+			return spec.RoleCanary, c.CanaryMetadata
 		}
-		return tasks.RoleOld, nil
+		return spec.RoleOld, nil
 	}
 	b := s.blueGreen()
 	if b == nil {
-		return tasks.RoleOld, nil
+		return spec.RoleOld, nil
 	}
 	active := s.StableHash
 	if rt := s.Routing; rt != nil && rt.ActiveHash != "" {
@@ -503,11 +503,11 @@ func (r *run) role(hash string) (string, *spec.PodTemplateMetadata) {
 	}
 	switch hash {
 	case active:
-		return tasks.RoleActive, b.ActiveMetadata
+		return spec.RoleActive, b.ActiveMetadata
 	case s.PodHash:
-		return tasks.RolePreview, b.PreviewMetadata
+		return spec.RolePreview, b.PreviewMetadata
 	}
-	return tasks.RoleOld, nil
+	return spec.RoleOld, nil
 }
 
 // sameScale reports whether two desired scales ask for the same thing: the

@@ -2,6 +2,7 @@ package machine
 
 import (
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // desiredRoute returns the routing table the rollout needs now, without
@@ -9,7 +10,7 @@ import (
 func (r *run) desiredRoute() *tasks.Route {
 	s := r.s
 	if b := s.blueGreen(); b != nil {
-		rt := &tasks.Route{Strategy: strategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
+		rt := &tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
 		switch {
 		case !s.inProgress() || s.Aborted:
 			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.StableHash
@@ -29,7 +30,7 @@ func (r *run) desiredRoute() *tasks.Route {
 		return nil
 	}
 	rt := &tasks.Route{
-		Strategy:       strategyCanary,
+		Strategy:       spec.StrategyCanary,
 		CanaryService:  c.CanaryService,
 		StableService:  c.StableService,
 		TrafficRouting: c.TrafficRouting,

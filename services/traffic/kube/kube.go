@@ -93,7 +93,7 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if err != nil {
 		return 0, fmt.Errorf("services: %w", err)
 	}
-	if route.Strategy == "blueGreen" || route.TrafficRouting == nil {
+	if route.Strategy == spec.StrategyBlueGreen || route.TrafficRouting == nil {
 		return weight, nil
 	}
 	routers, err := r.routersOf(route.TrafficRouting)

@@ -262,7 +262,7 @@ func (r Router) Apply(ctx context.Context, ref events.Ref, seq int64, route task
 		return 0, err
 	}
 	if a.Outcome == Stale {
-		return 0, fmt.Errorf("%w: seq %d of %s", traffic.ErrStale, seq, ref)
+		return 0, fmt.Errorf("%w: seq %d of %s", tasks.ErrStale, seq, ref)
 	}
 	return a.Weight, nil
 }
@@ -290,7 +290,7 @@ func (b Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale tas
 		return nil, err
 	}
 	if a.Outcome == Stale {
-		return nil, fmt.Errorf("%w: seq %d of %s", replicas.ErrStale, seq, ref)
+		return nil, fmt.Errorf("%w: seq %d of %s", tasks.ErrStale, seq, ref)
 	}
 	out := make([]tasks.RevisionStatus, len(revs))
 	for i, r := range revs {
