@@ -17,11 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 )
 
-// ClusterTemplateNamespace is the subject token under which
-// ClusterAnalysisTemplates are published: sluice.cmd.cluster.<name>. The
-// manifest's kind, not the token, makes a template cluster-scoped.
-const ClusterTemplateNamespace = "cluster"
-
 func newApplyCmd(conn *events.ConnConfig) *cobra.Command {
 	var files []string
 	var ns string
@@ -92,7 +87,7 @@ func runApply(ctx context.Context, conn events.ConnConfig, data []byte, ns strin
 			}
 			templates = append(templates, outbound{events.Ref{Namespace: o.Namespace, Name: o.Name}, events.TypeAnalysisTemplateApply, o, spec.Describe(o)})
 		case *spec.ClusterAnalysisTemplate:
-			templates = append(templates, outbound{events.Ref{Namespace: ClusterTemplateNamespace, Name: o.Name}, events.TypeAnalysisTemplateApply, o, spec.Describe(o)})
+			templates = append(templates, outbound{events.Ref{Namespace: events.ClusterScope, Name: o.Name}, events.TypeAnalysisTemplateApply, o, spec.Describe(o)})
 		case *spec.Rollout:
 			if o.Namespace == "" {
 				o.Namespace = ns

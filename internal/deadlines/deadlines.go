@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/jsonlead"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -126,7 +127,7 @@ func (h *entries) Pop() any {
 // Follow keeps q in step with the key-value bucket kv: an entry's JSON
 // field "wakeup" is its key's deadline, and an entry without one (or with
 // null), or a deleted entry, has none. Writers that put "wakeup" first
-// spare the watcher a scan of the whole entry (events.LeadingFields). It
+// spare the watcher a scan of the whole entry (jsonlead.Fields). It
 // returns once the bucket's current entries are in q; the returned channel
 // is closed when following stops (ctx ended).
 func Follow(ctx context.Context, kv jetstream.KeyValue, q *Queue, log *slog.Logger) (<-chan struct{}, error) {
@@ -152,7 +153,7 @@ func Wakeup(entry []byte) (*time.Time, error) {
 	var rec struct {
 		Wakeup *time.Time `json:"wakeup"`
 	}
-	if lead, ok := events.LeadingFields(entry, "wakeup"); ok {
+	if lead, ok := jsonlead.Fields(entry, "wakeup"); ok {
 		err := json.Unmarshal(lead["wakeup"], &rec.Wakeup)
 		return rec.Wakeup, err
 	}

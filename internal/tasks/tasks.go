@@ -22,6 +22,7 @@
 package tasks
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -98,16 +99,6 @@ func Service(kind string) (string, error) {
 // EventID is the CloudEvent id of one attempt of a task.
 func (t Task) EventID() string { return fmt.Sprintf("%s#%d", t.ID, t.Attempt) }
 
-// Role of a revision in a rollout.
-const (
-	RoleStable  = "stable"
-	RoleCanary  = "canary"
-	RoleActive  = "active"
-	RolePreview = "preview"
-	// RoleOld is a revision on its way out (scaled down after a delay).
-	RoleOld = "old"
-)
-
 // Scale is the desired size of every revision the rollout still runs.
 // Revisions not listed are left alone (the orchestrator lists every revision
 // that has pods, with Replicas 0 for those to remove).
@@ -137,12 +128,12 @@ type Workload struct {
 
 // RevisionScale is one revision's desired state.
 type RevisionScale struct {
-	Revision int64  `json:"revision"`
-	PodHash  string `json:"podHash"`
-	Role     string `json:"role"`
-	Replicas int32  `json:"replicas"`
+	Revision int64     `json:"revision"`
+	PodHash  string    `json:"podHash"`
+	Role     spec.Role `json:"role"`
+	Replicas int32     `json:"replicas"`
 	// Template is the revision's pod template, without the pod hash label
-	// (the worker adds rollouts-pod-template-hash).
+	// (the worker adds spec.LabelPodTemplateHash).
 	Template corev1.PodTemplateSpec `json:"template"`
 	// Metadata is the ephemeral metadata of the revision's current role
 	// (canaryMetadata, stableMetadata, activeMetadata, previewMetadata).
@@ -151,8 +142,7 @@ type RevisionScale struct {
 
 // Route is the complete desired routing of one rollout.
 type Route struct {
-	// Strategy is "canary" or "blueGreen".
-	Strategy string `json:"strategy"`
+	Strategy spec.Strategy `json:"strategy"`
 	// Canary fields: the services, the router, and what goes where.
 	CanaryService  string               `json:"canaryService,omitempty"`
 	StableService  string               `json:"stableService,omitempty"`
@@ -189,6 +179,13 @@ type Analysis struct {
 	// analyzer also looks in its template store.
 	Templates map[string]spec.AnalysisTemplate `json:"templates,omitempty"`
 }
+
+// ErrStale means a task with a higher seq was already applied for the
+// rollout, either before this one or while it waited, so this one was not:
+// applying it would undo a later decision (a late "weight 20" after an
+// abort's "weight 0"). Workers (replicas.Backend, traffic.Router) wrap it;
+// the task finishes OutcomeStale.
+var ErrStale = errors.New("stale task")
 
 // Outcomes of a finished task.
 const (

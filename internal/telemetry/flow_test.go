@@ -31,6 +31,9 @@ import (
 // weightRouter puts every route in effect at once.
 type weightRouter struct{}
 
+// Type is the label the router's metrics carry, asserted below.
+func (weightRouter) Type() string { return "telemetry_test" }
+
 func (weightRouter) Apply(_ context.Context, _ events.Ref, _ int64, r tasks.Route) (int32, error) {
 	return r.CanaryWeight, nil
 }

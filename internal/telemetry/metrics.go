@@ -2,8 +2,6 @@ package telemetry
 
 import (
 	"errors"
-	"reflect"
-	"strings"
 	"sync"
 	"time"
 
@@ -256,23 +254,6 @@ func (m *Metrics) RouterOperation(router, result string, took time.Duration) {
 	}
 	m.routerOps.WithLabelValues(router, result).Inc()
 	m.routerDuration.WithLabelValues(router).Observe(took.Seconds())
-}
-
-// RouterName is a router's metric label: the name of the package that
-// implements it ("localproxy" for *localproxy.Router). Bounded by the
-// routers compiled into the binary.
-func RouterName(router any) string {
-	t := reflect.TypeOf(router)
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == nil {
-		return "none"
-	}
-	if p := t.PkgPath(); p != "" {
-		return p[strings.LastIndex(p, "/")+1:]
-	}
-	return t.String()
 }
 
 // Phases keeps the sluice_orchestrator_rollouts gauge in step with a view

@@ -107,6 +107,12 @@ func ParseRef(s string) (Ref, error) {
 // sluice.cmd.<namespace>.<name>.
 func CommandSubject(r Ref) string { return CommandRoot + "." + r.Namespace + "." + r.Name }
 
+// ClusterScope is the namespace token of a cluster-scoped object's ref and
+// subject: a ClusterAnalysisTemplate is applied as Ref{Namespace:
+// ClusterScope, Name: name}, at sluice.cmd.cluster.<name>. The manifest's
+// kind, not the token, makes a template cluster-scoped.
+const ClusterScope = "cluster"
+
 // StatusSubject is where the status events of one rollout are published:
 // sluice.status.<namespace>.<name>.
 func StatusSubject(r Ref) string { return StatusRoot + "." + r.Namespace + "." + r.Name }
@@ -198,7 +204,7 @@ type StatusData struct {
 type Snapshot struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
-	// Strategy is "canary" or "blueGreen".
+	// Strategy is "canary" or "blueGreen" (spec.Strategy).
 	Strategy string `json:"strategy,omitempty"`
 	// Phase is Progressing, Paused, Healthy or Degraded.
 	Phase   string `json:"phase"`

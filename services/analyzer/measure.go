@@ -16,13 +16,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
 	"github.com/sluicehq/sluice/services/analyzer/metrics"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 )
-
-// DefaultMeasureTimeout bounds a measurement of a provider whose metric
-// block has no timeout setting of its own.
-const DefaultMeasureTimeout = 30 * time.Second
 
 // retryAfter is how soon a replica looks at a record again after the bus
 // failed it.
@@ -122,26 +116,9 @@ func (s *Service) retry(ctx context.Context, key, what string, err error) time.T
 func (s *Service) leaseFor(metrics []spec.Metric) time.Duration {
 	var longest time.Duration
 	for _, m := range metrics {
-		longest = max(longest, measureTimeout(m))
+		longest = max(longest, s.cfg.Providers.Timeout(m))
 	}
 	return longest + s.cfg.LeaseMargin
-}
-
-// measureTimeout is the provider timeout of a metric.
-func measureTimeout(m spec.Metric) time.Duration {
-	switch {
-	case m.Provider.Prometheus != nil:
-		if t := m.Provider.Prometheus.Timeout; t != nil && *t > 0 {
-			return time.Duration(*t) * time.Second
-		}
-		return prometheus.DefaultTimeout
-	case m.Provider.Web != nil:
-		if t := m.Provider.Web.TimeoutSeconds; t > 0 {
-			return time.Duration(t) * time.Second
-		}
-		return web.DefaultTimeout
-	}
-	return DefaultMeasureTimeout
 }
 
 // taken is one measurement of one metric.
@@ -199,7 +176,7 @@ func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets ma
 	}()
 	// The provider bounds the request with the metric's timeout; this
 	// bounds a provider that does not, before the lease ends.
-	mctx, cancel := context.WithTimeout(ctx, measureTimeout(metric)+s.cfg.LeaseMargin/2)
+	mctx, cancel := context.WithTimeout(ctx, p.Timeout(metric)+s.cfg.LeaseMargin/2)
 	defer cancel()
 	m = p.Measure(mctx, metric)
 	m.StartedAt, m.FinishedAt = start, s.cfg.Now()

@@ -22,7 +22,7 @@ const BucketRuns = "sluice-analysisruns"
 type runRecord struct {
 	// Wakeup is when a replica should next look at the record (null:
 	// never). Watchers read only this field; it comes first so that they
-	// need not scan the rest (events.LeadingFields).
+	// need not scan the rest (jsonlead.Fields).
 	Wakeup *time.Time `json:"wakeup"`
 	// Task is the analysis.run task the run reports to, at its latest
 	// attempt, without the templates it carried.

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/deadlines"
+	"github.com/sluicehq/sluice/internal/jsonlead"
 	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
@@ -211,7 +212,7 @@ func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error 
 			return
 		}
 		var phase string
-		if lead, ok := events.LeadingFields(e.Value(), "wakeup", "phase"); ok {
+		if lead, ok := jsonlead.Fields(e.Value(), "wakeup", "phase"); ok {
 			_ = json.Unmarshal(lead["phase"], &phase)
 		} else {
 			// An entry written before the phase led the record.

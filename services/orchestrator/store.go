@@ -18,7 +18,7 @@ const BucketRollouts = "sluice-rollouts"
 
 // record is what the bucket stores for one rollout. Wakeup and Phase come
 // first, always present, so that watchers read them without scanning the
-// rest (events.LeadingFields).
+// rest (jsonlead.Fields).
 type record struct {
 	// Wakeup mirrors State.NextWakeup so that timer watchers need not
 	// interpret the state; null when nothing is scheduled.

@@ -8,11 +8,9 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
-// Errors a Backend returns, wrapped with the detail. Callers use errors.Is.
+// Errors a Backend returns, besides tasks.ErrStale, which every worker
+// shares; wrapped with the detail. Callers use errors.Is.
 var (
-	// ErrStale means a task with a higher seq was already applied for the
-	// rollout, either before Apply was called or while it waited.
-	ErrStale = errors.New("stale task")
 	// ErrUnavailable means ctx ended before every revision was available
 	// at its count. The message names each revision that was short and why.
 	ErrUnavailable = errors.New("not available")
@@ -40,7 +38,7 @@ type Backend interface {
 	// nothing and waits again.
 	//
 	// It returns each listed revision's status (also with ErrUnavailable),
-	// and an error wrapping ErrStale when seq is lower than a seq already
+	// and an error wrapping tasks.ErrStale when seq is lower than a seq
 	// applied for the rollout or when a higher seq is applied while it
 	// waits; ErrUnavailable when ctx ends first; ErrInvalidTemplate when a
 	// template cannot run (nothing is applied then). Any other error is

@@ -277,7 +277,7 @@ func (s *Service) await(ctx context.Context, t tasks.Task, deadline time.Time) {
 		switch {
 		case err == nil:
 			fin.Outcome = tasks.OutcomeSucceeded
-		case errors.Is(err, ErrStale):
+		case errors.Is(err, tasks.ErrStale):
 			fin.Outcome, fin.Message = tasks.OutcomeStale, err.Error()
 		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrInvalidTemplate):
 			fin.Outcome, fin.Message = tasks.OutcomeFailed, err.Error()

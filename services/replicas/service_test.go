@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/local"
 )
@@ -168,7 +169,7 @@ func run(t *testing.T, c *events.Client, backend replicas.Backend, cfg replicas.
 
 func scaleTask(id string, seq int64, replicas int32, tmpl corev1.PodTemplateSpec) tasks.Task {
 	return tasks.Task{ID: id, Attempt: 1, Kind: tasks.KindScale, Ref: web, Seq: seq, Revision: 1,
-		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Role: tasks.RoleStable, Replicas: replicas, Template: tmpl}}}}
+		Scale: &tasks.Scale{Revisions: []tasks.RevisionScale{{Revision: 1, PodHash: "abc", Role: spec.RoleStable, Replicas: replicas, Template: tmpl}}}}
 }
 
 func TestScaleTaskRunsProcessesAndReportsCounts(t *testing.T) {
@@ -259,7 +260,7 @@ func TestOutcomes(t *testing.T) {
 		{
 			name: "stale",
 			apply: func(context.Context, int32) ([]tasks.RevisionStatus, error) {
-				return nil, fmt.Errorf("%w: seq 1, but seq 2 was applied", replicas.ErrStale)
+				return nil, fmt.Errorf("%w: seq 1, but seq 2 was applied", tasks.ErrStale)
 			},
 			outcome: tasks.OutcomeStale,
 			message: "stale task: seq 1, but seq 2 was applied",

@@ -8,15 +8,10 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
-// Sentinel errors of Router.Apply. Routers wrap them with what happened;
-// callers test them with errors.Is.
+// Sentinel errors of Router.Apply, besides tasks.ErrStale, which every
+// worker shares. Routers wrap them with what happened; callers test them
+// with errors.Is.
 var (
-	// ErrStale means a route with a higher seq was already applied for the
-	// rollout, so this one was not: applying it would undo a later decision
-	// (a late "weight 20" after an abort's "weight 0"). The task finishes
-	// Stale.
-	ErrStale = errors.New("a later route is already in effect")
-
 	// ErrRejected means the router cannot put the route in effect as given,
 	// and trying again will not help until something the user controls
 	// changes (a missing annotation, an address in use, a match the router
@@ -40,7 +35,7 @@ type Router interface {
 	// Apply is idempotent: applying the same route twice has the effect of
 	// applying it once. It compares seq with the highest seq it has applied
 	// for ref atomically with the effect: a lower seq changes nothing and
-	// returns an error wrapping ErrStale; an equal seq is applied again (a
+	// returns an error wrapping tasks.ErrStale; an equal seq is applied again (a
 	// redelivered task).
 	//
 	// An error wrapping ErrRejected means the route cannot be put in effect
@@ -48,4 +43,8 @@ type Router interface {
 	// infrastructure (an API server or the bus unavailable, ctx done): the
 	// caller retries, and the effect is either unchanged or the whole route.
 	Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error)
+
+	// Type names the kind of router, as its metrics are labelled:
+	// "localproxy", "kube". It is constant for a Router.
+	Type() string
 }

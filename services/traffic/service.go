@@ -12,13 +12,11 @@ import (
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // Source is the CloudEvents source of the service's task reports.
 const Source = "/sluice/traffic"
-
-// strategyBlueGreen is tasks.Route.Strategy for blue/green rollouts.
-const strategyBlueGreen = "blueGreen"
 
 // Config configures the traffic service. The zero value plus Defaults is a
 // working configuration.
@@ -149,15 +147,15 @@ func (s *Service) execute(ctx context.Context, t tasks.Task) (tasks.Finished, er
 	defer cancel()
 	begun := time.Now()
 	weight, err := s.router.Apply(ctx, t.Ref, t.Seq, *t.Route)
-	s.cfg.Metrics.RouterOperation(telemetry.RouterName(s.router), routerResult(err), time.Since(begun))
+	s.cfg.Metrics.RouterOperation(s.router.Type(), routerResult(err), time.Since(begun))
 	switch {
 	case err == nil:
 		fin := tasks.Finished{Outcome: tasks.OutcomeSucceeded}
-		if t.Route.Strategy != strategyBlueGreen {
+		if t.Route.Strategy != spec.StrategyBlueGreen {
 			fin.CanaryWeight = &weight
 		}
 		return fin, nil
-	case errors.Is(err, ErrStale):
+	case errors.Is(err, tasks.ErrStale):
 		return tasks.Finished{Outcome: tasks.OutcomeStale, Message: err.Error()}, nil
 	case errors.Is(err, ErrRejected):
 		return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: err.Error()}, nil
@@ -170,7 +168,7 @@ func routerResult(err error) string {
 	switch {
 	case err == nil:
 		return "applied"
-	case errors.Is(err, ErrStale):
+	case errors.Is(err, tasks.ErrStale):
 		return "stale"
 	case errors.Is(err, ErrRejected):
 		return "rejected"

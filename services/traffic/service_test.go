@@ -194,6 +194,8 @@ type fakeRouter struct {
 	calls atomic.Int32
 }
 
+func (f *fakeRouter) Type() string { return "fake" }
+
 func (f *fakeRouter) Apply(_ context.Context, _ events.Ref, seq int64, route tasks.Route) (int32, error) {
 	f.calls.Add(1)
 	f.mu.Lock()
@@ -205,7 +207,7 @@ func (f *fakeRouter) Apply(_ context.Context, _ events.Ref, seq int64, route tas
 
 func TestServiceMapsRouterErrorsOntoOutcomes(t *testing.T) {
 	router := &fakeRouter{errs: map[int64]error{
-		1: fmt.Errorf("%w: seq 1 is older than 9", traffic.ErrStale),
+		1: fmt.Errorf("%w: seq 1 is older than 9", tasks.ErrStale),
 		2: fmt.Errorf("%w: ingress web has no rule for host shop.example", traffic.ErrRejected),
 		3: errors.New("connection refused"), // retried, then applied
 	}}

@@ -33,6 +33,8 @@ type instantRouter struct {
 	zero func(ref events.Ref, at time.Time)
 }
 
+func (r instantRouter) Type() string { return "instant" }
+
 func (r instantRouter) Apply(_ context.Context, ref events.Ref, _ int64, route tasks.Route) (int32, error) {
 	if r.zero != nil && route.CanaryWeight == 0 {
 		r.zero(ref, time.Now())

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
 )
 
@@ -432,7 +433,7 @@ func TestEphemeralMetadataOnLivePods(t *testing.T) {
 	must(t, err)
 	if aff := rs.Spec.Template.Spec.Affinity; aff == nil || aff.PodAntiAffinity == nil ||
 		len(aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) != 1 ||
-		aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector.MatchLabels[replicaskube.PodHashLabel] != v1 {
+		aff.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector.MatchLabels[spec.LabelPodTemplateHash] != v1 {
 		t.Errorf("canary ReplicaSet affinity %+v, want a preferred anti-affinity to the stable pods (%s)", aff, v1)
 	}
 

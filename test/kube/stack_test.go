@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
@@ -228,13 +229,13 @@ func (s *stack) selectorHash(t testing.TB, service string) string {
 	t.Helper()
 	svc, err := s.cp.Client.CoreV1().Services(s.ns).Get(context.Background(), service, metav1.GetOptions{})
 	must(t, err)
-	return svc.Spec.Selector[replicaskube.PodHashLabel]
+	return svc.Spec.Selector[spec.LabelPodTemplateHash]
 }
 
 // readyPods lists the Running and Ready pods of a revision.
 func (s *stack) readyPods(t testing.TB, hash string) []corev1.Pod {
 	t.Helper()
-	pods, err := s.cp.Client.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: replicaskube.PodHashLabel + "=" + hash})
+	pods, err := s.cp.Client.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + hash})
 	must(t, err)
 	var ready []corev1.Pod
 	for _, p := range pods.Items {
@@ -253,7 +254,7 @@ func (s *stack) waitPods(t testing.TB, hash string, n int) []corev1.Pod {
 	var ready []corev1.Pod
 	eventually(t, fmt.Sprintf("%d ready pods of revision %s", n, hash), func() error {
 		ready = s.readyPods(t, hash)
-		all, err := s.cp.Client.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: replicaskube.PodHashLabel + "=" + hash})
+		all, err := s.cp.Client.CoreV1().Pods(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + hash})
 		if err != nil {
 			return err
 		}

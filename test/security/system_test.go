@@ -30,6 +30,8 @@ func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
 // nopRouter puts every route "in effect" at once.
 type nopRouter struct{}
 
+func (nopRouter) Type() string { return "nop" }
+
 func (nopRouter) Apply(_ context.Context, _ events.Ref, _ int64, route tasks.Route) (int32, error) {
 	return route.CanaryWeight, nil
 }

@@ -17,8 +17,8 @@
 // a run starts, by Registry.Check.
 //
 // Adding a provider (Datadog, New Relic, CloudWatch, a Kubernetes Job) is one
-// package implementing Provider, and optionally Checker, plus a field in
-// spec.MetricProvider. The interface carries no Kubernetes, NATS or clock
+// package implementing Provider (which names its Type and bounds its own
+// Timeout), and optionally Checker, plus a field in spec.MetricProvider. The interface carries no Kubernetes, NATS or clock
 // dependency.
 //
 // Deliberately not supported: Argo Rollouts' asynchronous Resume/Terminate
@@ -50,6 +50,10 @@ type Provider interface {
 	// Type is the provider's name, the key of its block in a metric's
 	// provider: "prometheus", "web".
 	Type() string
+	// Timeout is how long one Measure of metric may take: the metric's own
+	// timeout setting, or the provider's default. Measure bounds itself by
+	// it, and the analyzer claims the metric for that long plus a margin.
+	Timeout(metric spec.Metric) time.Duration
 }
 
 // Checker is implemented by providers that can tell, before a run starts,
@@ -182,6 +186,20 @@ func (r *Registry) Provider(metric spec.Metric) (Provider, error) {
 		return nil, fmt.Errorf("metric %q: %w named %q", metric.Name, ErrNoProvider, name)
 	}
 	return p, nil
+}
+
+// DefaultTimeout is the Timeout of a metric whose provider is not
+// registered (it is never measured; the run fails its Check).
+const DefaultTimeout = 30 * time.Second
+
+// Timeout is the Timeout of metric's provider, or DefaultTimeout when that
+// provider is not registered.
+func (r *Registry) Timeout(metric spec.Metric) time.Duration {
+	p, err := r.Provider(metric)
+	if err != nil {
+		return DefaultTimeout
+	}
+	return p.Timeout(metric)
 }
 
 // Check returns why metric can never be measured, or nil: its provider is

@@ -18,7 +18,8 @@ type fake struct {
 	checkErr error
 }
 
-func (f fake) Type() string { return f.name }
+func (f fake) Type() string                      { return f.name }
+func (f fake) Timeout(spec.Metric) time.Duration { return time.Second }
 func (f fake) Measure(context.Context, spec.Metric) metrics.Measurement {
 	return metrics.Measurement{Phase: spec.AnalysisPhaseSuccessful}
 }

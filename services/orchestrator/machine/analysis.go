@@ -34,8 +34,8 @@ type wantedRun struct {
 // -<step> for a step run, -pre or -post for blue/green, and .<n> after the
 // n-th restart of the plan. action is the plan action the run serves
 // (analysis, preview, postPromotionAnalysis), "" for background analysis.
-func (r *run) runName(action string, step int32) string {
-	s := r.s
+func (d *decision) runName(action string, step int32) string {
+	s := d.s
 	name := fmt.Sprintf("%s-%s-%d", s.Ref.Name, s.PodHash, s.Revision)
 	switch action {
 	case actionAnalysis:
@@ -55,8 +55,8 @@ func (r *run) runName(action string, step int32) string {
 // its starting step until the steps are done, the current analysis step's
 // run, and blue/green's pre-promotion run (once the preview is up) and
 // post-promotion run. Nothing runs after an abort or a full promotion.
-func (r *run) wantedRuns() []wantedRun {
-	s := r.s
+func (d *decision) wantedRuns() []wantedRun {
+	s := d.s
 	if !s.inProgress() || s.Aborted || s.PromoteFull {
 		return nil
 	}
@@ -68,36 +68,36 @@ func (r *run) wantedRuns() []wantedRun {
 				start = *a.StartingStep
 			}
 			if s.Step >= start {
-				out = append(out, wantedRun{Name: r.runName("", 0), Purpose: purposeBackground, Spec: &a.RolloutAnalysis})
+				out = append(out, wantedRun{Name: d.runName("", 0), Purpose: purposeBackground, Spec: &a.RolloutAnalysis})
 			}
 		}
 		if st, ok := s.planStep(s.Step); ok && st.Action == actionAnalysis {
-			out = append(out, wantedRun{Name: r.runName(actionAnalysis, s.Step), Purpose: purposeStep, Step: s.Step, Spec: st.Canary.Analysis})
+			out = append(out, wantedRun{Name: d.runName(actionAnalysis, s.Step), Purpose: purposeStep, Step: s.Step, Spec: st.Canary.Analysis})
 		}
 		return out
 	}
 	b := s.blueGreen()
 	switch {
-	case s.Step == 0 && b.PrePromotionAnalysis != nil && r.scaleDone() && r.routeDone():
-		out = append(out, wantedRun{Name: r.runName(actionPreview, 0), Purpose: purposePrePromotion, Spec: b.PrePromotionAnalysis})
+	case s.Step == 0 && b.PrePromotionAnalysis != nil && d.scaleDone() && d.routeDone():
+		out = append(out, wantedRun{Name: d.runName(actionPreview, 0), Purpose: purposePrePromotion, Spec: b.PrePromotionAnalysis})
 	case s.Step == 2 && b.PostPromotionAnalysis != nil:
-		out = append(out, wantedRun{Name: r.runName(actionPostPromotionAnalysis, 2), Purpose: purposePostPromotion, Step: 2, Spec: b.PostPromotionAnalysis})
+		out = append(out, wantedRun{Name: d.runName(actionPostPromotionAnalysis, 2), Purpose: purposePostPromotion, Step: 2, Spec: b.PostPromotionAnalysis})
 	}
 	return out
 }
 
-func (r *run) findRun(name string) *RunRecord {
-	for i := range r.s.Runs {
-		if r.s.Runs[i].Name == name {
-			return &r.s.Runs[i]
+func (d *decision) findRun(name string) *RunRecord {
+	for i := range d.s.Runs {
+		if d.s.Runs[i].Name == name {
+			return &d.s.Runs[i]
 		}
 	}
 	return nil
 }
 
 // wanted reports whether the run named name is one the update needs now.
-func (r *run) wanted(name string) bool {
-	for _, w := range r.wantedRuns() {
+func (d *decision) wanted(name string) bool {
+	for _, w := range d.wantedRuns() {
 		if w.Name == name {
 			return true
 		}
@@ -107,21 +107,21 @@ func (r *run) wanted(name string) bool {
 
 // runPassed reports whether the run named name succeeded, or was
 // inconclusive and promoted past.
-func (r *run) runPassed(name string) bool {
-	run := r.findRun(name)
+func (d *decision) runPassed(name string) bool {
+	run := d.findRun(name)
 	return run != nil && (run.Phase == string(phaseSuccessful) || run.Skipped)
 }
 
 // syncRuns starts the runs the update needs, terminates the ones it no
 // longer needs, and forgets runs that are neither needed nor running.
-func (r *run) syncRuns() {
-	s := r.s
-	want := r.wantedRuns()
+func (d *decision) syncRuns() {
+	s := d.s
+	want := d.wantedRuns()
 	needed := map[string]bool{}
 	for _, w := range want {
 		needed[w.Name] = true
-		if r.findRun(w.Name) == nil {
-			r.startRun(w)
+		if d.findRun(w.Name) == nil {
+			d.startRun(w)
 		}
 	}
 	var keep []RunRecord
@@ -137,12 +137,12 @@ func (r *run) syncRuns() {
 			if run.Purpose == purposeStep {
 				purpose += fmt.Sprintf("-%d", run.Step)
 			}
-			t := r.newTask(tasks.KindAnalysisTerminate, purpose, run.Task.Revision)
+			t := d.newTask(tasks.KindAnalysisTerminate, purpose, run.Task.Revision)
 			t.Analysis = &tasks.Analysis{RunName: run.Name, Purpose: run.Purpose}
 			run.Stop = t
 			// A run being stopped is not sent again.
 			run.Task.StartBy = time.Time{}
-			r.send(t)
+			d.send(t)
 		}
 		// A stopped run is kept until its final verdict, which the analyzer
 		// reports after terminating it, so that the verdict is published;
@@ -160,24 +160,24 @@ func (r *run) syncRuns() {
 // their termination.
 const maxStoppedRuns = 4
 
-func (r *run) startRun(w wantedRun) {
-	s := r.s
+func (d *decision) startRun(w wantedRun) {
+	s := d.s
 	purpose := "analysis-" + w.Purpose
 	if w.Purpose == purposeStep {
 		purpose += fmt.Sprintf("-%d", w.Step)
 	}
-	t := r.newTask(tasks.KindAnalysisRun, purpose, s.Revision)
-	t.Analysis = &tasks.Analysis{RunName: w.Name, Purpose: w.Purpose, Spec: w.Spec, Args: r.resolveArgs(w.Spec.Args)}
+	t := d.newTask(tasks.KindAnalysisRun, purpose, s.Revision)
+	t.Analysis = &tasks.Analysis{RunName: w.Name, Purpose: w.Purpose, Spec: w.Spec, Args: d.resolveArgs(w.Spec.Args)}
 	s.Runs = append(s.Runs, RunRecord{Name: w.Name, Purpose: w.Purpose, Step: w.Step, Phase: string(phasePending), Task: *t})
-	r.send(&s.Runs[len(s.Runs)-1].Task)
+	d.send(&s.Runs[len(s.Runs)-1].Task)
 }
 
 // runFinished records the verdict of an analysis run, or retries a run
 // the analyzer could not start.
-func (r *run) runFinished(run *RunRecord, f tasks.Finished) bool {
+func (d *decision) runFinished(run *RunRecord, f tasks.Finished) bool {
 	t := &run.Task
 	if f.Analysis == nil && f.Outcome == tasks.OutcomeFailed {
-		r.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("analyzer task %s failed (%d attempts): %s", t.ID, t.Attempt, f.Message))
+		d.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("analyzer task %s failed (%d attempts): %s", t.ID, t.Attempt, f.Message))
 		return true
 	}
 	sum := events.AnalysisSummary{Name: run.Name, Phase: string(phaseSuccessful), Message: f.Message}
@@ -194,21 +194,21 @@ func (r *run) runFinished(run *RunRecord, f tasks.Finished) bool {
 		}
 	}
 	t.Done, t.Started = true, true
-	r.recordVerdict(run, sum)
+	d.recordVerdict(run, sum)
 	return true
 }
 
 // recordVerdict publishes a run's final verdict and acts on it: a failed or
 // errored run the update needs aborts it, an inconclusive one pauses it.
-func (r *run) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
-	s := r.s
+func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
+	s := d.s
 	run.Phase = sum.Phase
 	run.Summary = &sum
 	last := sum
 	s.LastAnalysis = &last
 	run.Task.StartBy, run.Task.FinishBy = time.Time{}, time.Time{}
-	needed := r.wanted(run.Name)
-	r.emit(events.TypeAnalysisCompleted, events.StatusData{Analysis: &last})
+	needed := d.wanted(run.Name)
+	d.emit(events.TypeAnalysisCompleted, events.StatusData{Analysis: &last})
 	if !needed {
 		return
 	}
@@ -218,15 +218,15 @@ func (r *run) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 		if sum.Message != "" {
 			msg += ": " + sum.Message
 		}
-		r.abort(msg)
+		d.abort(msg)
 	case phaseInconclusive:
-		r.addCondition(PauseInconclusive)
-		r.emit(events.TypeRolloutPaused, events.StatusData{Reason: fmt.Sprintf("%s: analysis run %s is inconclusive", PauseInconclusive, run.Name)})
+		d.addCondition(PauseInconclusive)
+		d.emit(events.TypeRolloutPaused, events.StatusData{Reason: fmt.Sprintf("%s: analysis run %s is inconclusive", PauseInconclusive, run.Name)})
 	}
 }
 
-func (r *run) measured(m tasks.Measured) bool {
-	ref, ok := r.s.findTask(m.TaskID)
+func (d *decision) measured(m tasks.Measured) bool {
+	ref, ok := d.s.findTask(m.TaskID)
 	if !ok || ref.run == nil || ref.t != &ref.run.Task || ref.run.finished() {
 		return false
 	}
@@ -250,9 +250,9 @@ func (r *run) measured(m tasks.Measured) bool {
 		run.Phase = string(phaseRunning)
 	}
 	last := sum
-	r.s.LastAnalysis = &last
+	d.s.LastAnalysis = &last
 	meas := m.Measurement
-	r.emit(events.TypeAnalysisMeasured, events.StatusData{Measurement: &meas, Analysis: &last})
+	d.emit(events.TypeAnalysisMeasured, events.StatusData{Measurement: &meas, Analysis: &last})
 	return true
 }
 
@@ -261,8 +261,8 @@ func (r *run) measured(m tasks.Measured) bool {
 // (metadata.name, metadata.labels['app'], spec.replicas, ...). An argument
 // whose field does not resolve is passed on as written, for the analyzer
 // to report.
-func (r *run) resolveArgs(args []spec.AnalysisRunArgument) []spec.AnalysisRunArgument {
-	s := r.s
+func (d *decision) resolveArgs(args []spec.AnalysisRunArgument) []spec.AnalysisRunArgument {
+	s := d.s
 	if len(args) == 0 {
 		return nil
 	}

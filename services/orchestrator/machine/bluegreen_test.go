@@ -97,7 +97,7 @@ func TestBlueGreen(t *testing.T) {
 				case tk.Scale != nil:
 					for _, r := range tk.Scale.Revisions {
 						if r.PodHash == h2 {
-							order = append(order, "scale "+r.Role)
+							order = append(order, "scale "+string(r.Role))
 						}
 					}
 				case tk.Route != nil && tk.Route.ActiveHash == h2:

@@ -6,34 +6,34 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
-func (r *run) command(c Command) bool {
+func (d *decision) command(c Command) bool {
 	switch c.Kind {
 	case CommandPromote:
-		return r.promote(c.Full)
+		return d.promote(c.Full)
 	case CommandAbort:
-		if !r.s.inProgress() || r.s.Aborted {
+		if !d.s.inProgress() || d.s.Aborted {
 			return false
 		}
-		r.abort("")
+		d.abort("")
 		return true
 	case CommandRetry:
-		return r.retry()
+		return d.retry()
 	case CommandPause:
-		if r.s.UserPaused {
+		if d.s.UserPaused {
 			return false
 		}
-		r.s.UserPaused = true
-		r.emit(events.TypeRolloutPaused, events.StatusData{Reason: "paused by operator"})
+		d.s.UserPaused = true
+		d.emit(events.TypeRolloutPaused, events.StatusData{Reason: "paused by operator"})
 		return true
 	case CommandResume:
-		if !r.s.UserPaused {
+		if !d.s.UserPaused {
 			return false
 		}
-		r.s.UserPaused = false
-		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "resumed by operator"})
+		d.s.UserPaused = false
+		d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "resumed by operator"})
 		return true
 	case CommandUndo:
-		return r.undo(c.ToRevision)
+		return d.undo(c.ToRevision)
 	}
 	return false
 }
@@ -41,8 +41,8 @@ func (r *run) command(c Command) bool {
 // promote lifts every pause, or skips the current step when nothing is
 // paused. A full promote skips every remaining step, analysis and pause,
 // and also promotes an aborted update, as Argo's promote --full does.
-func (r *run) promote(full bool) bool {
-	s := r.s
+func (d *decision) promote(full bool) bool {
+	s := d.s
 	if !s.inProgress() {
 		return false
 	}
@@ -50,11 +50,11 @@ func (r *run) promote(full bool) bool {
 		if s.PromoteFull && !s.Aborted {
 			return false
 		}
-		r.resetUpdate()
+		d.resetUpdate()
 		s.PromoteFull = true
 		s.UserPaused = false
 		s.Step = s.planLen()
-		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "full promotion: remaining steps, analyses and pauses skipped"})
+		d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "full promotion: remaining steps, analyses and pauses skipped"})
 		return true
 	}
 	if s.Aborted {
@@ -69,27 +69,27 @@ func (r *run) promote(full bool) bool {
 		}
 		s.PauseConditions = nil
 		s.PauseUntil = time.Time{}
-		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "promoted"})
+		d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "promoted"})
 		return true
 	}
 	if s.Step >= s.planLen() {
 		return false
 	}
-	r.completeStep()
+	d.completeStep()
 	return true
 }
 
 // abort sends traffic back to the stable revision and stops the update;
 // reason is empty for an operator's abort.
-func (r *run) abort(reason string) {
-	s := r.s
-	s.Aborted, s.AbortedAt, s.AbortReason = true, r.now, reason
+func (d *decision) abort(reason string) {
+	s := d.s
+	s.Aborted, s.AbortedAt, s.AbortReason = true, d.now, reason
 	s.PauseConditions = nil
 	s.StepPaused, s.PauseUntil = false, time.Time{}
 	s.PromoteFull = false
 	s.AbortScaleDownAt = time.Time{}
-	if d, ok := r.abortScaleDownDelay(); ok && d > 0 {
-		s.AbortScaleDownAt = r.now.Add(d)
+	if delay, ok := d.abortScaleDownDelay(); ok && delay > 0 {
+		s.AbortScaleDownAt = d.now.Add(delay)
 	}
 	s.AbortPending = true
 }
@@ -100,8 +100,8 @@ func (r *run) abort(reason string) {
 // still out: a task sent before the abort (the step's "weight 20") could
 // otherwise be applied after the event, until the abort's own task, with
 // its higher seq, supersedes it.
-func (r *run) announceAbort() {
-	s := r.s
+func (d *decision) announceAbort() {
+	s := d.s
 	if !s.Aborted || !s.AbortPending {
 		return
 	}
@@ -109,7 +109,7 @@ func (r *run) announceAbort() {
 	if reason == "" {
 		reason = "aborted by operator"
 	}
-	want := r.desiredRoute()
+	want := d.desiredRoute()
 	switch {
 	case want != nil && s.Route != nil && s.Route.Failed:
 		reason += "; routing traffic back to the stable revision failed: " + s.Route.Message
@@ -119,24 +119,24 @@ func (r *run) announceAbort() {
 		return
 	}
 	s.AbortPending = false
-	r.emit(events.TypeRolloutAborted, events.StatusData{Reason: reason})
+	d.emit(events.TypeRolloutAborted, events.StatusData{Reason: reason})
 }
 
 // retry restarts an aborted update from its first step, and sends again the
 // tasks that had failed.
-func (r *run) retry() bool {
-	s := r.s
+func (d *decision) retry() bool {
+	s := d.s
 	failed := s.Scale != nil && s.Scale.Failed || s.Route != nil && s.Route.Failed
 	if !s.Aborted && s.Failure == "" && !failed {
 		return false
 	}
-	r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "retry"})
+	d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "retry"})
 	if s.Aborted {
-		r.restartPlan()
+		d.restartPlan()
 		return true
 	}
 	completed := s.Completed
-	r.resetUpdate()
+	d.resetUpdate()
 	s.Completed = completed
 	return true
 }

@@ -179,7 +179,7 @@ func (w *world) check(prev, next State, effs []Effect) {
 				w.lastSeq[svc] = tk.Seq
 			}
 			w.attempts[tk.ID] = tk.Attempt
-			if rt := tk.Route; rt != nil && rt.Strategy == strategyCanary {
+			if rt := tk.Route; rt != nil && rt.Strategy == spec.StrategyCanary {
 				if limit, ok := w.abortLimit[tk.Revision]; ok && rt.CanaryHash != rt.StableHash {
 					if rt.CanaryWeight > limit {
 						w.t.Fatalf("route task %s after the abort of revision %d sends weight %d (at most %d)", tk.ID, tk.Revision, rt.CanaryWeight, limit)

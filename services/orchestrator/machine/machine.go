@@ -38,96 +38,97 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 		}()
 	}
 	s := st.clone()
-	r := &run{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0)}
-	if !r.observe(obs) {
+	d := &decision{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0)}
+	if !d.observe(obs) {
 		return st, nil
 	}
-	r.reconcile()
-	return r.finish(st)
+	d.reconcile()
+	return d.finish(st)
 }
 
 // recoverPanics is turned off by the tests, so that bugs surface.
 var recoverPanics = true
 
-// run is one call of Next.
-type run struct {
+// decision is one call of Next: the state it moves and the effects it
+// emits. (Not to be confused with an analysis run, RunRecord.)
+type decision struct {
 	cfg     Config
 	s       *State
 	now     time.Time
 	effects []Effect
 }
 
-func (r *run) observe(o Observation) bool {
+func (d *decision) observe(o Observation) bool {
 	switch {
 	case o.Request != nil:
-		return r.request(o.Request, o.Templates)
+		return d.request(o.Request, o.Templates)
 	case o.Command != nil:
-		return r.s.Revision != 0 && r.command(*o.Command)
+		return d.s.Revision != 0 && d.command(*o.Command)
 	case o.Started != nil:
-		return r.fromOwner(o.From, o.Started.TaskID) && r.started(*o.Started)
+		return d.fromOwner(o.From, o.Started.TaskID) && d.started(*o.Started)
 	case o.Finished != nil:
-		return r.fromOwner(o.From, o.Finished.TaskID) && r.finished(*o.Finished)
+		return d.fromOwner(o.From, o.Finished.TaskID) && d.finished(*o.Finished)
 	case o.Measured != nil:
-		return r.fromOwner(o.From, o.Measured.TaskID) && r.measured(*o.Measured)
+		return d.fromOwner(o.From, o.Measured.TaskID) && d.measured(*o.Measured)
 	case o.Tick:
-		return r.s.Revision != 0
+		return d.s.Revision != 0
 	}
 	return false
 }
 
 // reconcile fires due deadlines and moves the rollout as far as it can
 // without new reports, then sends the tasks the new state needs.
-func (r *run) reconcile() {
-	if r.s.Revision == 0 {
-		r.refreshPhase()
+func (d *decision) reconcile() {
+	if d.s.Revision == 0 {
+		d.refreshPhase()
 		return
 	}
-	r.fireTaskDeadlines()
-	for i := 0; i < 64 && r.progress(); i++ {
+	d.fireTaskDeadlines()
+	for i := 0; i < 64 && d.progress(); i++ {
 	}
-	r.syncRuns()
-	r.syncScale()
-	r.syncRoute()
-	r.announceAbort()
-	r.pruneHistory()
-	r.refreshPhase()
+	d.syncRuns()
+	d.syncScale()
+	d.syncRoute()
+	d.announceAbort()
+	d.pruneHistory()
+	d.refreshPhase()
 }
 
 // finish numbers the effects and the version, or returns before unchanged
 // when nothing changed: no effects, and the same JSON form, which is what
 // the orchestrator stores.
-func (r *run) finish(before State) (State, []Effect) {
-	if due, ok := before.NextWakeup(); ok && !due.After(r.now) {
-		r.s.EvaluatedAt = r.now
+func (d *decision) finish(before State) (State, []Effect) {
+	if due, ok := before.NextWakeup(); ok && !due.After(d.now) {
+		d.s.EvaluatedAt = d.now
 	}
-	if len(r.effects) == 0 && r.s.sameJSON(&before) {
+	if len(d.effects) == 0 && d.s.sameJSON(&before) {
 		return before, nil
 	}
-	r.s.EvaluatedAt = r.now
-	r.s.Version = before.Version + 1
-	for i := range r.effects {
-		if st := r.effects[i].Status; st != nil {
-			st.ID = fmt.Sprintf("%s/%s/v%d/%d", r.s.Ref.Namespace, r.s.Ref.Name, r.s.Version, i)
+	d.s.EvaluatedAt = d.now
+	d.s.Version = before.Version + 1
+	for i := range d.effects {
+		if st := d.effects[i].Status; st != nil {
+			st.ID = fmt.Sprintf("%s/%s/v%d/%d", d.s.Ref.Namespace, d.s.Ref.Name, d.s.Version, i)
 		}
 	}
-	return *r.s, r.effects
+	return *d.s, d.effects
 }
 
 // emit appends a status event whose snapshot is the state as it is now.
-func (r *run) emit(typ string, data events.StatusData) {
-	r.refreshPhase()
-	data.Status = r.s.Snapshot(r.now)
-	r.effects = append(r.effects, Effect{Status: &StatusEvent{Type: typ, Data: data}})
+func (d *decision) emit(typ string, data events.StatusData) {
+	d.refreshPhase()
+	data.Status = d.s.Snapshot(d.now)
+	d.effects = append(d.effects, Effect{Status: &StatusEvent{Type: typ, Data: data}})
 }
 
 // fromOwner reports whether a report about task id may be taken from the
 // service from: only the service that carries out the task may report on
 // it (an empty from is trusted).
-func (r *run) fromOwner(from, id string) bool {
+func (d *decision) fromOwner(from, id string) bool {
 	if from == "" {
 		return true
 	}
-	ref, ok := r.s.findTask(id)
+	ref, ok := d.s.findTask(id)
 	if !ok {
 		return false
 	}

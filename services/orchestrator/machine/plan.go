@@ -7,12 +7,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 )
 
-// Strategies, as Snapshot.Strategy and tasks.Route.Strategy name them.
-const (
-	strategyCanary    = "canary"
-	strategyBlueGreen = "blueGreen"
-)
-
 // Step actions (events.StepInfo.Action).
 const (
 	actionSetWeight      = "setWeight"
@@ -63,14 +57,11 @@ func (s *State) blueGreen() *spec.BlueGreenStrategy {
 	return s.Spec.Spec.Strategy.BlueGreen
 }
 
-func (s *State) strategy() string {
-	switch {
-	case s.canary() != nil:
-		return strategyCanary
-	case s.blueGreen() != nil:
-		return strategyBlueGreen
+func (s *State) strategy() spec.Strategy {
+	if s.Spec == nil {
+		return ""
 	}
-	return ""
+	return s.Spec.Spec.Strategy.Name()
 }
 
 // replicas is spec.replicas, 1 when unset.

@@ -268,8 +268,8 @@ func (s *State) revisionOf(hash string) int64 {
 // desiredScale returns the replicas every revision should run now, without
 // templates (the current revision first, then the stable one, then older
 // revisions newest first).
-func (r *run) desiredScale() []tasks.RevisionScale {
-	s := r.s
+func (d *decision) desiredScale() []tasks.RevisionScale {
+	s := d.s
 	hashes := []string{s.PodHash}
 	if s.StableHash != s.PodHash {
 		hashes = append(hashes, s.StableHash)
@@ -288,11 +288,11 @@ func (r *run) desiredScale() []tasks.RevisionScale {
 	var counts map[string]int32
 	switch {
 	case s.canary() != nil && s.canary().TrafficRouting == nil:
-		counts = r.basicCanaryScale(old)
+		counts = d.basicCanaryScale(old)
 	case s.canary() != nil:
-		counts = r.routedCanaryScale(old)
+		counts = d.routedCanaryScale(old)
 	default:
-		counts = r.blueGreenScale(old)
+		counts = d.blueGreenScale(old)
 	}
 	out := make([]tasks.RevisionScale, 0, len(hashes))
 	for _, h := range hashes {
@@ -300,14 +300,14 @@ func (r *run) desiredScale() []tasks.RevisionScale {
 		if n == 0 && s.pod(h) == nil {
 			continue
 		}
-		role, md := r.role(h)
+		role, md := d.role(h)
 		out = append(out, tasks.RevisionScale{Revision: s.revisionOf(h), PodHash: h, Role: role, Replicas: n, Metadata: md})
 	}
 	return out
 }
 
-func (r *run) basicCanaryScale(old []PodRecord) map[string]int32 {
-	s := r.s
+func (d *decision) basicCanaryScale(old []PodRecord) map[string]int32 {
+	s := d.s
 	c := s.canary()
 	R := s.replicas()
 	surge, unavailable := fenceposts(c.MaxSurge, c.MaxUnavailable, R)
@@ -354,23 +354,23 @@ func (r *run) basicCanaryScale(old []PodRecord) map[string]int32 {
 	return counts
 }
 
-func (r *run) routedCanaryScale(old []PodRecord) map[string]int32 {
-	s := r.s
+func (d *decision) routedCanaryScale(old []PodRecord) map[string]int32 {
+	s := d.s
 	c := s.canary()
 	R := s.replicas()
 	maxW := s.maxWeight()
 	counts := map[string]int32{}
-	r.oldScale(old, counts)
+	d.oldScale(old, counts)
 	if !s.inProgress() {
 		counts[s.PodHash] = R
 		return counts
 	}
 	counts[s.StableHash] = R
 	if s.Aborted {
-		counts[s.PodHash] = r.abortedCount()
+		counts[s.PodHash] = d.abortedCount()
 		return counts
 	}
-	w := r.targetWeight()
+	w := d.targetWeight()
 	canary := s.minPods(trafficReplicas(R, w, maxW))
 	if sc := s.canaryScale(s.Step); sc != nil && !s.PromoteFull {
 		switch {
@@ -394,8 +394,8 @@ func (r *run) routedCanaryScale(old []PodRecord) map[string]int32 {
 }
 
 // targetWeight is the canary weight the plan asks for now.
-func (r *run) targetWeight() int32 {
-	s := r.s
+func (d *decision) targetWeight() int32 {
+	s := d.s
 	if s.PromoteFull || s.Step >= s.planLen() {
 		return s.maxWeight()
 	}
@@ -405,24 +405,24 @@ func (r *run) targetWeight() int32 {
 // abortedCount is the size of an aborted canary or preview: unchanged while
 // it still receives traffic or until its abort scale-down delay passes
 // (forever with abortScaleDownDelaySeconds: 0), then 0.
-func (r *run) abortedCount() int32 {
-	s := r.s
+func (d *decision) abortedCount() int32 {
+	s := d.s
 	n := s.podsOf(s.PodHash).Spec
-	if r.carriesTraffic(s.PodHash) {
+	if d.carriesTraffic(s.PodHash) {
 		return n
 	}
-	if _, ok := r.abortScaleDownDelay(); !ok || r.now.Before(s.AbortScaleDownAt) {
+	if _, ok := d.abortScaleDownDelay(); !ok || d.now.Before(s.AbortScaleDownAt) {
 		return n
 	}
 	return 0
 }
 
-func (r *run) blueGreenScale(old []PodRecord) map[string]int32 {
-	s := r.s
+func (d *decision) blueGreenScale(old []PodRecord) map[string]int32 {
+	s := d.s
 	b := s.blueGreen()
 	R := s.replicas()
 	counts := map[string]int32{}
-	r.oldScale(old, counts)
+	d.oldScale(old, counts)
 	if !s.inProgress() {
 		counts[s.PodHash] = R
 		return counts
@@ -430,7 +430,7 @@ func (r *run) blueGreenScale(old []PodRecord) map[string]int32 {
 	counts[s.StableHash] = R
 	switch {
 	case s.Aborted:
-		counts[s.PodHash] = r.abortedCount()
+		counts[s.PodHash] = d.abortedCount()
 	case s.Step == 0 && !s.PromoteFull && b.PreviewReplicaCount != nil:
 		counts[s.PodHash] = *b.PreviewReplicaCount
 	default:
@@ -442,8 +442,8 @@ func (r *run) blueGreenScale(old []PodRecord) map[string]int32 {
 // oldScale sizes revisions that are neither current nor stable (traffic
 // routing and blue/green): kept while traffic reaches them or their
 // scale-down delay runs (within scaleDownDelayRevisionLimit), 0 otherwise.
-func (r *run) oldScale(old []PodRecord, counts map[string]int32) {
-	s := r.s
+func (d *decision) oldScale(old []PodRecord, counts map[string]int32) {
+	s := d.s
 	limit := int32(math.MaxInt32)
 	if c := s.canary(); c != nil && c.ScaleDownDelayRevisionLimit != nil {
 		limit = *c.ScaleDownDelayRevisionLimit
@@ -454,9 +454,9 @@ func (r *run) oldScale(old []PodRecord, counts map[string]int32) {
 	var delayed int32
 	for _, p := range old { // newest first
 		switch {
-		case r.carriesTraffic(p.Hash):
+		case d.carriesTraffic(p.Hash):
 			counts[p.Hash] = p.Replicas
-		case !p.ScaleDownAt.IsZero() && r.now.Before(p.ScaleDownAt) && delayed < limit:
+		case !p.ScaleDownAt.IsZero() && d.now.Before(p.ScaleDownAt) && delayed < limit:
 			delayed++
 			counts[p.Hash] = p.Replicas
 		default:
@@ -467,8 +467,8 @@ func (r *run) oldScale(old []PodRecord, counts map[string]int32) {
 
 // carriesTraffic reports whether the routing in effect sends requests to
 // hash.
-func (r *run) carriesTraffic(hash string) bool {
-	rt := r.s.Routing
+func (d *decision) carriesTraffic(hash string) bool {
+	rt := d.s.Routing
 	if rt == nil || hash == "" {
 		return false
 	}
@@ -482,20 +482,20 @@ func (r *run) carriesTraffic(hash string) bool {
 }
 
 // role returns hash's role and the ephemeral metadata that goes with it.
-func (r *run) role(hash string) (string, *spec.PodTemplateMetadata) {
-	s := r.s
+func (d *decision) role(hash string) (spec.Role, *spec.PodTemplateMetadata) {
+	s := d.s
 	if c := s.canary(); c != nil {
 		switch {
 		case hash == s.StableHash:
-			return tasks.RoleStable, c.StableMetadata
+			return spec.RoleStable, c.StableMetadata
 		case hash == s.PodHash:
-			return tasks.RoleCanary, c.CanaryMetadata
+			return spec.RoleCanary, c.CanaryMetadata
 		}
-		return tasks.RoleOld, nil
+		return spec.RoleOld, nil
 	}
 	b := s.blueGreen()
 	if b == nil {
-		return tasks.RoleOld, nil
+		return spec.RoleOld, nil
 	}
 	active := s.StableHash
 	if rt := s.Routing; rt != nil && rt.ActiveHash != "" {
@@ -503,11 +503,11 @@ func (r *run) role(hash string) (string, *spec.PodTemplateMetadata) {
 	}
 	switch hash {
 	case active:
-		return tasks.RoleActive, b.ActiveMetadata
+		return spec.RoleActive, b.ActiveMetadata
 	case s.PodHash:
-		return tasks.RolePreview, b.PreviewMetadata
+		return spec.RolePreview, b.PreviewMetadata
 	}
-	return tasks.RoleOld, nil
+	return spec.RoleOld, nil
 }
 
 // sameScale reports whether two desired scales ask for the same thing: the

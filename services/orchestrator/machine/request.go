@@ -22,8 +22,8 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // request applies a requested Rollout: a new revision when the pod template
 // changed, a spec update otherwise. The service validates and defaults
 // requests; request checks again so that no input can corrupt the state.
-func (r *run) request(in *spec.Rollout, templates map[string]spec.AnalysisTemplate) bool {
-	s := r.s
+func (d *decision) request(in *spec.Rollout, templates map[string]spec.AnalysisTemplate) bool {
+	s := d.s
 	ro, problems := normalize(in)
 	if ro == nil {
 		return false
@@ -37,7 +37,7 @@ func (r *run) request(in *spec.Rollout, templates map[string]spec.AnalysisTempla
 	}
 	s.Ref = ref
 	if len(problems) > 0 {
-		r.emit(events.TypeRolloutRejected, events.StatusData{Errors: problems, Reason: "invalid Rollout"})
+		d.emit(events.TypeRolloutRejected, events.StatusData{Errors: problems, Reason: "invalid Rollout"})
 		return true
 	}
 	if templates != nil {
@@ -54,19 +54,19 @@ func (r *run) request(in *spec.Rollout, templates map[string]spec.AnalysisTempla
 		s.StableRevision, s.StableHash = 1, hash
 		s.History = []RevisionRecord{{Number: 1, Hash: hash, Template: tpl}}
 		s.Step = s.planLen()
-		r.emit(events.TypeRolloutAccepted, events.StatusData{})
+		d.emit(events.TypeRolloutAccepted, events.StatusData{})
 	case hash == s.PodHash:
-		r.emit(events.TypeRolloutAccepted, events.StatusData{})
+		d.emit(events.TypeRolloutAccepted, events.StatusData{})
 		if s.inProgress() && planChanged(prev, s.Spec) {
 			// Argo restarts the steps when they change, as for a new template.
-			r.restartPlan()
+			d.restartPlan()
 		} else if !s.inProgress() {
 			s.Step = s.planLen()
 		}
 	default:
-		r.newRevision(hash, tpl)
+		d.newRevision(hash, tpl)
 	}
-	r.syncUserPause(prev, ro.Spec.Paused)
+	d.syncUserPause(prev, ro.Spec.Paused)
 	return true
 }
 
@@ -128,8 +128,8 @@ func planChanged(a, b *spec.Rollout) bool {
 }
 
 // newRevision starts rolling out a new pod template.
-func (r *run) newRevision(hash string, tpl corev1.PodTemplateSpec) {
-	s := r.s
+func (d *decision) newRevision(hash string, tpl corev1.PodTemplateSpec) {
+	s := d.s
 	n := s.Revision + 1
 	var earlier int64
 	hist := s.History[:0:0]
@@ -152,27 +152,27 @@ func (r *run) newRevision(hash string, tpl corev1.PodTemplateSpec) {
 	if hash == s.StableHash {
 		s.StableRevision = n
 	}
-	r.resetUpdate()
+	d.resetUpdate()
 	s.Retries = 0
 
 	switch {
 	case !s.inProgress():
 		s.Step = s.planLen()
-		r.emit(events.TypeRolloutAccepted, events.StatusData{Reason: fmt.Sprintf("rollback to the stable revision (%s): steps skipped", hash)})
-	case r.withinRollbackWindow(earlier):
+		d.emit(events.TypeRolloutAccepted, events.StatusData{Reason: fmt.Sprintf("rollback to the stable revision (%s): steps skipped", hash)})
+	case d.withinRollbackWindow(earlier):
 		s.Step = s.planLen()
-		r.emit(events.TypeRolloutAccepted, events.StatusData{Reason: fmt.Sprintf("rollback to revision %d within the rollback window: steps skipped", earlier)})
+		d.emit(events.TypeRolloutAccepted, events.StatusData{Reason: fmt.Sprintf("rollback to revision %d within the rollback window: steps skipped", earlier)})
 	default:
 		s.Step = 0
-		r.emit(events.TypeRolloutAccepted, events.StatusData{})
-		r.enterStep()
+		d.emit(events.TypeRolloutAccepted, events.StatusData{})
+		d.enterStep()
 	}
 }
 
 // resetUpdate clears what belonged to the previous update, including tasks
 // that failed: what they asked for is sent again if still needed.
-func (r *run) resetUpdate() {
-	s := r.s
+func (d *decision) resetUpdate() {
+	s := d.s
 	s.Aborted, s.AbortedAt, s.AbortReason, s.AbortScaleDownAt = false, time.Time{}, "", time.Time{}
 	s.PromoteFull = false
 	s.PauseConditions = nil
@@ -189,19 +189,19 @@ func (r *run) resetUpdate() {
 
 // restartPlan starts the plan of the current revision again from its first
 // step, with analysis runs named apart from the earlier ones.
-func (r *run) restartPlan() {
-	s := r.s
-	r.resetUpdate()
+func (d *decision) restartPlan() {
+	s := d.s
+	d.resetUpdate()
 	s.Retries++
 	s.Step = 0
-	r.enterStep()
+	d.enterStep()
 }
 
 // withinRollbackWindow reports whether going back to revision earlier (0:
 // not in the history) skips the steps under spec.rollbackWindow: it is
 // older than the stable revision by at most rollbackWindow.revisions.
-func (r *run) withinRollbackWindow(earlier int64) bool {
-	s := r.s
+func (d *decision) withinRollbackWindow(earlier int64) bool {
+	s := d.s
 	w := s.Spec.Spec.RollbackWindow
 	if w == nil || w.Revisions <= 0 || earlier == 0 {
 		return false
@@ -217,24 +217,24 @@ func (r *run) withinRollbackWindow(earlier int64) bool {
 
 // syncUserPause follows changes of spec.paused between requests; a pause
 // command is kept while the manifest's paused stays as it was.
-func (r *run) syncUserPause(prev *spec.Rollout, paused bool) {
+func (d *decision) syncUserPause(prev *spec.Rollout, paused bool) {
 	was := prev != nil && prev.Spec.Paused
 	if prev != nil && was == paused {
 		return
 	}
 	switch {
-	case paused && !r.s.UserPaused:
-		r.s.UserPaused = true
-		r.emit(events.TypeRolloutPaused, events.StatusData{Reason: "spec.paused is set"})
-	case !paused && prev != nil && r.s.UserPaused:
-		r.s.UserPaused = false
-		r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "spec.paused is no longer set"})
+	case paused && !d.s.UserPaused:
+		d.s.UserPaused = true
+		d.emit(events.TypeRolloutPaused, events.StatusData{Reason: "spec.paused is set"})
+	case !paused && prev != nil && d.s.UserPaused:
+		d.s.UserPaused = false
+		d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "spec.paused is no longer set"})
 	}
 }
 
 // undo re-applies an earlier revision's template as a new request.
-func (r *run) undo(to int64) bool {
-	s := r.s
+func (d *decision) undo(to int64) bool {
+	s := d.s
 	var target *RevisionRecord
 	for i := range s.History {
 		h := &s.History[i]
@@ -255,7 +255,7 @@ func (r *run) undo(to int64) bool {
 		if to != 0 {
 			what = fmt.Sprintf("revision %d", to)
 		}
-		r.emit(events.TypeRolloutRejected, events.StatusData{
+		d.emit(events.TypeRolloutRejected, events.StatusData{
 			Reason: "undo: " + what + " is not in the history",
 			Errors: []string{fmt.Sprintf("toRevision: Invalid value: %d: revisions kept: %s", to, strings.Join(kept, ", "))},
 		})
@@ -273,7 +273,7 @@ func (r *run) undo(to int64) bool {
 		return false
 	}
 	ro.Spec.Template = target.Template
-	return r.request(&ro, nil)
+	return d.request(&ro, nil)
 }
 
 // template returns the pod template of the revision with hash.
@@ -288,8 +288,8 @@ func (s *State) template(hash string) corev1.PodTemplateSpec {
 
 // pruneHistory keeps the templates of the current and stable revisions, of
 // revisions with pods, and of the last revisionHistoryLimit others.
-func (r *run) pruneHistory() {
-	s := r.s
+func (d *decision) pruneHistory() {
+	s := d.s
 	limit := spec.DefaultRevisionHistoryLimit
 	if s.Spec != nil && s.Spec.Spec.RevisionHistoryLimit != nil {
 		limit = max(*s.Spec.Spec.RevisionHistoryLimit, 0)

@@ -237,7 +237,7 @@ func TestUnchangedObservations(t *testing.T) {
 func TestSameScaleAndRoute(t *testing.T) {
 	md := &spec.PodTemplateMetadata{Labels: map[string]string{"role": "canary"}}
 	rs := func(hash string, replicas int32, edits ...func(*tasks.RevisionScale)) tasks.RevisionScale {
-		r := tasks.RevisionScale{Revision: 2, PodHash: hash, Role: tasks.RoleCanary, Replicas: replicas, Metadata: md}
+		r := tasks.RevisionScale{Revision: 2, PodHash: hash, Role: spec.RoleCanary, Replicas: replicas, Metadata: md}
 		for _, e := range edits {
 			e(&r)
 		}
@@ -258,7 +258,7 @@ func TestSameScaleAndRoute(t *testing.T) {
 		}), rs("b", 3)}, true},
 		{"other metadata", []tasks.RevisionScale{rs("a", 2, func(r *tasks.RevisionScale) { r.Metadata = nil }), rs("b", 3)}, false},
 		{"other replicas", []tasks.RevisionScale{rs("a", 1), rs("b", 3)}, false},
-		{"other role", []tasks.RevisionScale{rs("a", 2, func(r *tasks.RevisionScale) { r.Role = tasks.RoleStable }), rs("b", 3)}, false},
+		{"other role", []tasks.RevisionScale{rs("a", 2, func(r *tasks.RevisionScale) { r.Role = spec.RoleStable }), rs("b", 3)}, false},
 		{"other revision", []tasks.RevisionScale{rs("a", 2, func(r *tasks.RevisionScale) { r.Revision = 3 }), rs("b", 3)}, false},
 		{"one missing", []tasks.RevisionScale{rs("a", 2)}, false},
 		{"one scaled to zero", []tasks.RevisionScale{rs("a", 2), rs("b", 0)}, false},
@@ -279,7 +279,7 @@ func TestSameScaleAndRoute(t *testing.T) {
 
 	tr := &spec.TrafficRouting{Nginx: &spec.NginxTrafficRouting{StableIngress: "web"}}
 	route := func(edits ...func(*tasks.Route)) *tasks.Route {
-		r := &tasks.Route{Strategy: strategyCanary, TrafficRouting: tr, StableHash: "a", CanaryHash: "b", CanaryWeight: 20}
+		r := &tasks.Route{Strategy: spec.StrategyCanary, TrafficRouting: tr, StableHash: "a", CanaryHash: "b", CanaryWeight: 20}
 		for _, e := range edits {
 			e(r)
 		}

@@ -15,7 +15,7 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 	snap := events.Snapshot{
 		Namespace:      s.Ref.Namespace,
 		Name:           s.Ref.Name,
-		Strategy:       s.strategy(),
+		Strategy:       string(s.strategy()),
 		Phase:          s.Phase,
 		Message:        s.Message,
 		Revision:       s.Revision,

@@ -10,31 +10,31 @@ import (
 
 // halted reports whether the update may not move on: a user pause or an
 // inconclusive analysis, as Argo's haltProgress.
-func (r *run) halted() bool {
-	return r.s.UserPaused || r.s.hasCondition(PauseInconclusive)
+func (d *decision) halted() bool {
+	return d.s.UserPaused || d.s.hasCondition(PauseInconclusive)
 }
 
 // progress makes one move of the rollout if one is due: completes the
 // current step, promotes the new revision to stable once the plan is done,
 // or marks the stable revision complete. It reports whether it moved.
-func (r *run) progress() bool {
-	s := r.s
+func (d *decision) progress() bool {
+	s := d.s
 	if s.inProgress() {
-		if s.Aborted || r.halted() {
+		if s.Aborted || d.halted() {
 			return false
 		}
 		if s.Step < s.planLen() {
-			return r.advanceStep()
+			return d.advanceStep()
 		}
-		if r.scaleDone() && r.routeDone() {
-			r.promoteStable()
+		if d.scaleDone() && d.routeDone() {
+			d.promoteStable()
 			return true
 		}
 		return false
 	}
-	if !s.Completed && s.Failure == "" && r.scaleDone() && r.routeDone() {
+	if !s.Completed && s.Failure == "" && d.scaleDone() && d.routeDone() {
 		s.Completed = true
-		r.emit(events.TypeRolloutCompleted, events.StatusData{})
+		d.emit(events.TypeRolloutCompleted, events.StatusData{})
 		return true
 	}
 	return false
@@ -42,8 +42,8 @@ func (r *run) progress() bool {
 
 // advanceStep completes the current step when it is done, or starts the
 // pause it needs. It reports whether anything changed.
-func (r *run) advanceStep() bool {
-	s := r.s
+func (d *decision) advanceStep() bool {
+	s := d.s
 	st, ok := s.planStep(s.Step)
 	if !ok {
 		return false
@@ -54,24 +54,24 @@ func (r *run) advanceStep() bool {
 		switch {
 		case !s.hasCondition(PauseCanaryStep):
 			done = true
-		case !s.PauseUntil.IsZero() && !r.now.Before(s.PauseUntil):
-			r.removeCondition(PauseCanaryStep)
-			r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "pause ended: " + st.detail()})
+		case !s.PauseUntil.IsZero() && !d.now.Before(s.PauseUntil):
+			d.removeCondition(PauseCanaryStep)
+			d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "pause ended: " + st.detail()})
 			done = true
 		}
 	case actionSetWeight, actionSetCanaryScale, actionPromote:
-		done = r.scaleDone() && r.routeDone()
+		done = d.scaleDone() && d.routeDone()
 	case actionSetHeaderRoute, actionSetMirrorRoute:
-		done = r.routeDone()
+		done = d.routeDone()
 	case actionAnalysis, actionPostPromotionAnalysis:
-		done = r.runPassed(r.runName(st.Action, s.Step))
+		done = d.runPassed(d.runName(st.Action, s.Step))
 	case actionPreview:
-		return r.advancePreview()
+		return d.advancePreview()
 	default:
 		done = true
 	}
 	if done {
-		r.completeStep()
+		d.completeStep()
 	}
 	return done
 }
@@ -79,74 +79,74 @@ func (r *run) advanceStep() bool {
 // advancePreview moves blue/green's first stage: the preview is up, then
 // prePromotionAnalysis passes, then the rollout pauses when auto-promotion
 // is off or delayed, then it moves on to the promotion.
-func (r *run) advancePreview() bool {
-	s := r.s
+func (d *decision) advancePreview() bool {
+	s := d.s
 	b := s.blueGreen()
-	if !r.scaleDone() || !r.routeDone() {
+	if !d.scaleDone() || !d.routeDone() {
 		return false
 	}
-	if b.PrePromotionAnalysis != nil && !s.PromoteFull && !r.runPassed(r.runName(actionPreview, 0)) {
+	if b.PrePromotionAnalysis != nil && !s.PromoteFull && !d.runPassed(d.runName(actionPreview, 0)) {
 		return false
 	}
 	auto := b.AutoPromotionEnabled == nil || *b.AutoPromotionEnabled
 	if !s.PromoteFull && (!auto || b.AutoPromotionSeconds > 0) {
 		if !s.StepPaused {
 			s.StepPaused = true
-			r.addCondition(PauseBlueGreen)
+			d.addCondition(PauseBlueGreen)
 			if auto {
-				s.PauseUntil = r.now.Add(time.Duration(b.AutoPromotionSeconds) * time.Second)
+				s.PauseUntil = d.now.Add(time.Duration(b.AutoPromotionSeconds) * time.Second)
 			}
-			r.emit(events.TypeRolloutPaused, events.StatusData{Reason: PauseBlueGreen})
+			d.emit(events.TypeRolloutPaused, events.StatusData{Reason: PauseBlueGreen})
 			return true
 		}
 		if s.hasCondition(PauseBlueGreen) {
-			if s.PauseUntil.IsZero() || r.now.Before(s.PauseUntil) {
+			if s.PauseUntil.IsZero() || d.now.Before(s.PauseUntil) {
 				return false
 			}
-			r.removeCondition(PauseBlueGreen)
-			r.emit(events.TypeRolloutResumed, events.StatusData{Reason: "autoPromotionSeconds passed"})
+			d.removeCondition(PauseBlueGreen)
+			d.emit(events.TypeRolloutResumed, events.StatusData{Reason: "autoPromotionSeconds passed"})
 		}
 	}
-	r.completeStep()
+	d.completeStep()
 	return true
 }
 
 // completeStep publishes the end of the current step and enters the next.
-func (r *run) completeStep() {
-	s := r.s
+func (d *decision) completeStep() {
+	s := d.s
 	st, _ := s.planStep(s.Step)
 	info := stepInfo(s.Step, st)
-	r.removeCondition(PauseCanaryStep)
-	r.removeCondition(PauseBlueGreen)
+	d.removeCondition(PauseCanaryStep)
+	d.removeCondition(PauseBlueGreen)
 	s.Step++
 	s.StepPaused, s.PauseUntil = false, time.Time{}
-	r.emit(events.TypeRolloutStepCompleted, events.StatusData{Step: &info})
-	r.enterStep()
+	d.emit(events.TypeRolloutStepCompleted, events.StatusData{Step: &info})
+	d.enterStep()
 }
 
 // enterStep publishes the start of the current step and starts what it
 // does at once (a pause step pauses).
-func (r *run) enterStep() {
-	s := r.s
+func (d *decision) enterStep() {
+	s := d.s
 	st, ok := s.planStep(s.Step)
 	if !ok {
 		return
 	}
 	info := stepInfo(s.Step, st)
-	r.emit(events.TypeRolloutStepStarted, events.StatusData{Step: &info})
+	d.emit(events.TypeRolloutStepStarted, events.StatusData{Step: &info})
 	if st.Action != actionPause {
 		return
 	}
 	s.StepPaused = true
-	r.addCondition(PauseCanaryStep)
+	d.addCondition(PauseCanaryStep)
 	if !st.Canary.Pause.Indefinite() {
-		d, err := st.Canary.Pause.Length()
+		length, err := st.Canary.Pause.Length()
 		if err != nil {
-			d = 0
+			length = 0
 		}
-		s.PauseUntil = r.now.Add(d)
+		s.PauseUntil = d.now.Add(length)
 	}
-	r.emit(events.TypeRolloutPaused, events.StatusData{Reason: PauseCanaryStep + ": " + st.detail()})
+	d.emit(events.TypeRolloutPaused, events.StatusData{Reason: PauseCanaryStep + ": " + st.detail()})
 }
 
 func stepInfo(i int32, st planStep) events.StepInfo {
@@ -156,8 +156,8 @@ func stepInfo(i int32, st planStep) events.StepInfo {
 // promoteStable makes the new revision the stable one. The former stable
 // revision is scaled down after scaleDownDelaySeconds (traffic-routed
 // canary without dynamicStableScale, and blue/green), at once otherwise.
-func (r *run) promoteStable() {
-	s := r.s
+func (d *decision) promoteStable() {
+	s := d.s
 	prev := s.StableHash
 	s.StableHash, s.StableRevision = s.PodHash, s.Revision
 	s.PromoteFull = false
@@ -171,35 +171,35 @@ func (r *run) promoteStable() {
 		delay = b.ScaleDownDelaySeconds
 	}
 	if p := s.pod(prev); p != nil && delay != nil && *delay > 0 {
-		p.ScaleDownAt = r.now.Add(time.Duration(*delay) * time.Second)
+		p.ScaleDownAt = d.now.Add(time.Duration(*delay) * time.Second)
 	}
 }
 
 // abortScaleDownDelay is how long an aborted canary or preview keeps its
 // pods; false means it keeps them (abortScaleDownDelaySeconds: 0) or the
 // strategy scales them down by other means (basic canary).
-func (r *run) abortScaleDownDelay() (time.Duration, bool) {
-	var d *int32
-	switch c, b := r.s.canary(), r.s.blueGreen(); {
+func (d *decision) abortScaleDownDelay() (time.Duration, bool) {
+	var secs *int32
+	switch c, b := d.s.canary(), d.s.blueGreen(); {
 	case c != nil && c.TrafficRouting != nil:
-		d = c.AbortScaleDownDelaySeconds
-		if d == nil {
+		secs = c.AbortScaleDownDelaySeconds
+		if secs == nil {
 			v := spec.DefaultAbortScaleDownDelaySeconds
-			d = &v
+			secs = &v
 		}
 	case b != nil:
-		d = b.AbortScaleDownDelaySeconds
-		if d == nil {
+		secs = b.AbortScaleDownDelaySeconds
+		if secs == nil {
 			v := spec.DefaultAbortScaleDownDelaySeconds
-			d = &v
+			secs = &v
 		}
 	default:
 		return 0, false
 	}
-	if *d <= 0 {
+	if *secs <= 0 {
 		return 0, false
 	}
-	return time.Duration(*d) * time.Second, true
+	return time.Duration(*secs) * time.Second, true
 }
 
 func (s *State) hasCondition(reason string) bool {
@@ -211,25 +211,25 @@ func (s *State) hasCondition(reason string) bool {
 	return false
 }
 
-func (r *run) addCondition(reason string) {
-	if !r.s.hasCondition(reason) {
-		r.s.PauseConditions = append(r.s.PauseConditions, events.PauseCondition{Reason: reason, StartTime: r.now})
+func (d *decision) addCondition(reason string) {
+	if !d.s.hasCondition(reason) {
+		d.s.PauseConditions = append(d.s.PauseConditions, events.PauseCondition{Reason: reason, StartTime: d.now})
 	}
 }
 
-func (r *run) removeCondition(reason string) {
+func (d *decision) removeCondition(reason string) {
 	var out []events.PauseCondition
-	for _, c := range r.s.PauseConditions {
+	for _, c := range d.s.PauseConditions {
 		if c.Reason != reason {
 			out = append(out, c)
 		}
 	}
-	r.s.PauseConditions = out
+	d.s.PauseConditions = out
 }
 
 // refreshPhase derives the phase and message from the state.
-func (r *run) refreshPhase() {
-	s := r.s
+func (d *decision) refreshPhase() {
+	s := d.s
 	switch {
 	case s.Revision == 0:
 		s.Phase, s.Message = "", ""

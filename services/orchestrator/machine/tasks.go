@@ -11,8 +11,8 @@ import (
 
 // newTask returns a task record for kind with the next sequence number of
 // its service.
-func (r *run) newTask(kind, purpose string, revision int64) *TaskRecord {
-	s := r.s
+func (d *decision) newTask(kind, purpose string, revision int64) *TaskRecord {
+	s := d.s
 	var seq *int64
 	switch kind {
 	case tasks.KindScale:
@@ -33,23 +33,23 @@ func (r *run) newTask(kind, purpose string, revision int64) *TaskRecord {
 }
 
 // send sends attempt t.Attempt+1 of t: its deadlines start now.
-func (r *run) send(t *TaskRecord) {
-	s := r.s
+func (d *decision) send(t *TaskRecord) {
+	s := d.s
 	t.Attempt++
-	t.SentAt = r.now
+	t.SentAt = d.now
 	t.Started, t.Overdue = false, false
-	t.StartBy = r.now.Add(r.cfg.TaskStartTimeout)
+	t.StartBy = d.now.Add(d.cfg.TaskStartTimeout)
 	t.FinishBy = time.Time{}
 	switch t.Kind {
 	case tasks.KindScale:
-		t.FinishBy = r.now.Add(r.progressDeadline())
+		t.FinishBy = d.now.Add(d.progressDeadline())
 	case tasks.KindRoute:
-		t.FinishBy = r.now.Add(r.cfg.RouteFinishTimeout)
+		t.FinishBy = d.now.Add(d.cfg.RouteFinishTimeout)
 	}
 	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision}
 	switch {
 	case t.Scale != nil:
-		sc := tasks.Scale{Workload: r.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions))}
+		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions))}
 		for i, rv := range t.Scale.Revisions {
 			rv.Template = s.template(rv.PodHash)
 			sc.Revisions[i] = rv
@@ -66,11 +66,11 @@ func (r *run) send(t *TaskRecord) {
 		}
 		task.Analysis = &a
 	}
-	r.effects = append(r.effects, Effect{Task: task})
+	d.effects = append(d.effects, Effect{Task: task})
 }
 
-func (r *run) workload() tasks.Workload {
-	sp := r.s.Spec
+func (d *decision) workload() tasks.Workload {
+	sp := d.s.Spec
 	w := tasks.Workload{
 		Selector:             sp.Spec.Selector,
 		MinReadySeconds:      sp.Spec.MinReadySeconds,
@@ -88,8 +88,8 @@ func (r *run) workload() tasks.Workload {
 }
 
 // progressDeadline is spec.progressDeadlineSeconds.
-func (r *run) progressDeadline() time.Duration {
-	if sp := r.s.Spec; sp != nil && sp.Spec.ProgressDeadlineSeconds != nil && *sp.Spec.ProgressDeadlineSeconds > 0 {
+func (d *decision) progressDeadline() time.Duration {
+	if sp := d.s.Spec; sp != nil && sp.Spec.ProgressDeadlineSeconds != nil && *sp.Spec.ProgressDeadlineSeconds > 0 {
 		return time.Duration(*sp.Spec.ProgressDeadlineSeconds) * time.Second
 	}
 	return time.Duration(spec.DefaultProgressDeadlineSeconds) * time.Second
@@ -98,16 +98,16 @@ func (r *run) progressDeadline() time.Duration {
 // syncScale sends a scale task when the desired scale differs from the one
 // last sent. New scaling waits while the update is halted (user pause,
 // inconclusive analysis), as in Argo.
-func (r *run) syncScale() {
-	s := r.s
-	want := r.desiredScale()
+func (d *decision) syncScale() {
+	s := d.s
+	want := d.desiredScale()
 	if s.Scale != nil && s.Scale.Scale != nil && sameScale(s.Scale.Scale.Revisions, want) {
 		return
 	}
-	if s.inProgress() && !s.Aborted && r.halted() {
+	if s.inProgress() && !s.Aborted && d.halted() {
 		return
 	}
-	t := r.newTask(tasks.KindScale, "scale", s.Revision)
+	t := d.newTask(tasks.KindScale, "scale", s.Revision)
 	t.Scale = &tasks.Scale{Revisions: want}
 	for _, w := range want {
 		p := s.pod(w.PodHash)
@@ -121,21 +121,21 @@ func (r *run) syncScale() {
 		p.Ready = min(p.Ready, w.Replicas)
 	}
 	s.Scale = t
-	r.send(t)
+	d.send(t)
 }
 
 // syncRoute sends a route task when the desired routing differs from the
 // one last sent.
-func (r *run) syncRoute() {
-	s := r.s
-	want := r.desiredRoute()
+func (d *decision) syncRoute() {
+	s := d.s
+	want := d.desiredRoute()
 	if want == nil || s.Route != nil && sameRoute(s.Route.Route, want) {
 		return
 	}
-	t := r.newTask(tasks.KindRoute, "route", s.Revision)
+	t := d.newTask(tasks.KindRoute, "route", s.Revision)
 	t.Route = want
 	s.Route = t
-	r.send(t)
+	d.send(t)
 }
 
 // taskRef locates a task record in the state.
@@ -174,75 +174,75 @@ func (s *State) findTask(id string) (taskRef, bool) {
 
 // fireTaskDeadlines handles tasks no worker took in time, route tasks not
 // finished in time, and scale tasks past the progress deadline.
-func (r *run) fireTaskDeadlines() {
-	for _, ref := range r.s.tasksInState() {
+func (d *decision) fireTaskDeadlines() {
+	for _, ref := range d.s.tasksInState() {
 		t := ref.t
 		if !t.active() {
 			continue
 		}
 		svc, _ := tasks.Service(t.Kind)
 		switch {
-		case !t.Started && !t.StartBy.IsZero() && !r.now.Before(t.StartBy):
-			r.attemptFailed(ref, fmt.Sprintf("no %s worker took task %s within %s (%d attempts); is the %s service running?",
-				svc, t.ID, r.cfg.TaskStartTimeout, t.Attempt, svc))
-		case !t.Overdue && !t.FinishBy.IsZero() && !r.now.Before(t.FinishBy):
+		case !t.Started && !t.StartBy.IsZero() && !d.now.Before(t.StartBy):
+			d.attemptFailed(ref, fmt.Sprintf("no %s worker took task %s within %s (%d attempts); is the %s service running?",
+				svc, t.ID, d.cfg.TaskStartTimeout, t.Attempt, svc))
+		case !t.Overdue && !t.FinishBy.IsZero() && !d.now.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {
 				t.Overdue = true
-				r.progressDeadlineExceeded()
+				d.progressDeadlineExceeded()
 				continue
 			}
-			r.attemptFailed(ref, fmt.Sprintf("%s task %s did not finish within %s (%d attempts)", svc, t.ID, r.cfg.RouteFinishTimeout, t.Attempt))
+			d.attemptFailed(ref, fmt.Sprintf("%s task %s did not finish within %s (%d attempts)", svc, t.ID, d.cfg.RouteFinishTimeout, t.Attempt))
 		}
 	}
 }
 
 // progressDeadlineExceeded reports a scale task past the progress deadline
 // (phase Degraded), and aborts the update with progressDeadlineAbort.
-func (r *run) progressDeadlineExceeded() {
-	s := r.s
+func (d *decision) progressDeadlineExceeded() {
+	s := d.s
 	if s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted {
-		r.abort(deadlineMessage(s))
+		d.abort(deadlineMessage(s))
 	}
 }
 
 // attemptFailed sends t again, or gives up after the last attempt and
 // fails what waits for it with message.
-func (r *run) attemptFailed(ref taskRef, message string) {
+func (d *decision) attemptFailed(ref taskRef, message string) {
 	t := ref.t
 	t.Message = message
-	if t.Attempt < r.cfg.TaskMaxAttempts {
-		r.send(t)
+	if t.Attempt < d.cfg.TaskMaxAttempts {
+		d.send(t)
 		return
 	}
 	t.Failed = true
 	t.StartBy, t.FinishBy = time.Time{}, time.Time{}
 	switch {
 	case ref.run == nil:
-		r.fail(message)
+		d.fail(message)
 	case t == &ref.run.Task:
-		r.recordVerdict(ref.run, events.AnalysisSummary{Name: ref.run.Name, Phase: string(phaseError), Message: message})
+		d.recordVerdict(ref.run, events.AnalysisSummary{Name: ref.run.Name, Phase: string(phaseError), Message: message})
 	}
 }
 
 // fail handles a scale or route task that could not be carried out: the
 // update is aborted; with no update to abort (or one already aborted), the
 // rollout is Degraded with message.
-func (r *run) fail(message string) {
-	s := r.s
+func (d *decision) fail(message string) {
+	s := d.s
 	if s.inProgress() && !s.Aborted {
-		r.abort(message)
+		d.abort(message)
 		return
 	}
 	first := s.Failure == "" && !s.Aborted && !s.Completed
 	s.Failure = message
 	if first {
 		// The revision will not come up: say so once, as an abort would.
-		r.emit(events.TypeRolloutAborted, events.StatusData{Reason: message})
+		d.emit(events.TypeRolloutAborted, events.StatusData{Reason: message})
 	}
 }
 
-func (r *run) started(st tasks.Started) bool {
-	ref, ok := r.s.findTask(st.TaskID)
+func (d *decision) started(st tasks.Started) bool {
+	ref, ok := d.s.findTask(st.TaskID)
 	if !ok || st.Attempt != ref.t.Attempt || ref.t.Started || !ref.t.active() {
 		return false
 	}
@@ -251,8 +251,8 @@ func (r *run) started(st tasks.Started) bool {
 	return true
 }
 
-func (r *run) finished(f tasks.Finished) bool {
-	ref, ok := r.s.findTask(f.TaskID)
+func (d *decision) finished(f tasks.Finished) bool {
+	ref, ok := d.s.findTask(f.TaskID)
 	if !ok || f.Attempt != ref.t.Attempt || !ref.t.active() {
 		return false
 	}
@@ -264,30 +264,30 @@ func (r *run) finished(f tasks.Finished) bool {
 		return false
 	}
 	if ref.run != nil && t == &ref.run.Task {
-		return r.runFinished(ref.run, f)
+		return d.runFinished(ref.run, f)
 	}
 	if f.Outcome == tasks.OutcomeFailed {
 		svc, _ := tasks.Service(t.Kind)
 		msg := fmt.Sprintf("%s task %s failed (%d attempts): %s", svc, t.ID, t.Attempt, f.Message)
-		r.attemptFailed(ref, msg)
+		d.attemptFailed(ref, msg)
 		return true
 	}
 	t.Done, t.Started = true, true
 	t.StartBy, t.FinishBy = time.Time{}, time.Time{}
 	switch {
 	case t.Scale != nil:
-		r.applyReplicas(t, f.Replicas)
+		d.applyReplicas(t, f.Replicas)
 	case t.Route != nil:
 		rt := *t.Route
-		r.s.Routing = &rt
+		d.s.Routing = &rt
 	}
 	return true
 }
 
 // applyReplicas records the pods a finished scale task reports, and forgets
 // revisions it scaled to zero.
-func (r *run) applyReplicas(t *TaskRecord, report []tasks.RevisionStatus) {
-	s := r.s
+func (d *decision) applyReplicas(t *TaskRecord, report []tasks.RevisionStatus) {
+	s := d.s
 	for _, rv := range t.Scale.Revisions {
 		p := s.pod(rv.PodHash)
 		if p == nil || p.Replicas != rv.Replicas {

@@ -2,14 +2,15 @@ package machine
 
 import (
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // desiredRoute returns the routing table the rollout needs now, without
 // the rollout's annotations.
-func (r *run) desiredRoute() *tasks.Route {
-	s := r.s
+func (d *decision) desiredRoute() *tasks.Route {
+	s := d.s
 	if b := s.blueGreen(); b != nil {
-		rt := &tasks.Route{Strategy: strategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
+		rt := &tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
 		switch {
 		case !s.inProgress() || s.Aborted:
 			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.StableHash
@@ -18,7 +19,7 @@ func (r *run) desiredRoute() *tasks.Route {
 		default:
 			// The switch waits until the new revision runs every replica.
 			rt.ActiveHash, rt.PreviewHash = s.StableHash, s.PodHash
-			if s.Routing != nil && s.Routing.ActiveHash == s.PodHash || r.scaleDone() {
+			if s.Routing != nil && s.Routing.ActiveHash == s.PodHash || d.scaleDone() {
 				rt.ActiveHash = s.PodHash
 			}
 		}
@@ -29,7 +30,7 @@ func (r *run) desiredRoute() *tasks.Route {
 		return nil
 	}
 	rt := &tasks.Route{
-		Strategy:       strategyCanary,
+		Strategy:       spec.StrategyCanary,
 		CanaryService:  c.CanaryService,
 		StableService:  c.StableService,
 		TrafficRouting: c.TrafficRouting,
@@ -39,10 +40,10 @@ func (r *run) desiredRoute() *tasks.Route {
 	switch {
 	case !s.inProgress():
 	case s.Aborted:
-		rt.CanaryWeight = r.abortedWeight()
+		rt.CanaryWeight = d.abortedWeight()
 	default:
 		rt.HeaderRoutes, rt.MirrorRoutes = s.managedRoutes(s.Step)
-		rt.CanaryWeight = r.canaryWeight()
+		rt.CanaryWeight = d.canaryWeight()
 	}
 	return rt
 }
@@ -50,16 +51,16 @@ func (r *run) desiredRoute() *tasks.Route {
 // canaryWeight is the weight to route to the canary during an update: the
 // plan's weight once the canary runs the pods for it; until then no more
 // than the weight in effect (none while no canary pod is available).
-func (r *run) canaryWeight() int32 {
-	s := r.s
-	want := r.targetWeight()
+func (d *decision) canaryWeight() int32 {
+	s := d.s
+	want := d.targetWeight()
 	if s.podsOf(s.PodHash).Available == 0 {
 		return 0
 	}
-	if r.scaleDone() {
+	if d.scaleDone() {
 		return want
 	}
-	have := r.weightInEffect()
+	have := d.weightInEffect()
 	if c := s.canary(); c.DynamicStableScale {
 		// The stable must have the pods for more traffic before it gets it.
 		return have
@@ -70,8 +71,8 @@ func (r *run) canaryWeight() int32 {
 // abortedWeight is the canary weight after an abort: 0 at once, except
 // with dynamicStableScale, where traffic moves back only as fast as the
 // stable's available pods allow, and never up.
-func (r *run) abortedWeight() int32 {
-	s := r.s
+func (d *decision) abortedWeight() int32 {
+	s := d.s
 	if !s.canary().DynamicStableScale {
 		return 0
 	}
@@ -82,14 +83,14 @@ func (r *run) abortedWeight() int32 {
 	maxW := s.maxWeight()
 	avail := min(s.podsOf(s.StableHash).Available, R)
 	w := maxW - avail*maxW/R
-	return max(0, min(w, r.weightInEffect()))
+	return max(0, min(w, d.weightInEffect()))
 }
 
 // weightInEffect is the weight the routing in effect sends to the current
 // revision.
-func (r *run) weightInEffect() int32 {
-	rt := r.s.Routing
-	if rt == nil || rt.CanaryHash != r.s.PodHash || rt.CanaryHash == rt.StableHash {
+func (d *decision) weightInEffect() int32 {
+	rt := d.s.Routing
+	if rt == nil || rt.CanaryHash != d.s.PodHash || rt.CanaryHash == rt.StableHash {
 		return 0
 	}
 	return rt.CanaryWeight
@@ -101,14 +102,14 @@ func sameRoute(a, b *tasks.Route) bool { return sameEncoding(a, b) }
 
 // scaleDone reports whether the replicas service has put the desired scale
 // in place.
-func (r *run) scaleDone() bool {
-	t := r.s.Scale
-	return t != nil && t.Done && t.Scale != nil && sameScale(t.Scale.Revisions, r.desiredScale())
+func (d *decision) scaleDone() bool {
+	t := d.s.Scale
+	return t != nil && t.Done && t.Scale != nil && sameScale(t.Scale.Revisions, d.desiredScale())
 }
 
 // routeDone reports whether the traffic service has put the desired
 // routing in place.
-func (r *run) routeDone() bool {
-	t := r.s.Route
-	return t != nil && t.Done && sameRoute(t.Route, r.desiredRoute())
+func (d *decision) routeDone() bool {
+	t := d.s.Route
+	return t != nil && t.Done && sameRoute(t.Route, d.desiredRoute())
 }

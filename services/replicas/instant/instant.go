@@ -45,7 +45,7 @@ func (b *Backend) Apply(_ context.Context, ref events.Ref, seq int64, scale task
 		b.rollouts[ref] = r
 	}
 	if seq < r.seq {
-		return nil, fmt.Errorf("%w: seq %d, %d already applied for %s", replicas.ErrStale, seq, r.seq, ref)
+		return nil, fmt.Errorf("%w: seq %d, %d already applied for %s", tasks.ErrStale, seq, r.seq, ref)
 	}
 	r.seq = seq
 	out := make([]tasks.RevisionStatus, 0, len(scale.Revisions))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/services/replicas"
 )
 
 func TestApplyIsImmediateAndSeqGuarded(t *testing.T) {
@@ -21,7 +20,7 @@ func TestApplyIsImmediateAndSeqGuarded(t *testing.T) {
 	if err != nil || len(st) != 2 || st[1].Available != 1 {
 		t.Fatalf("Apply = %v, %v", st, err)
 	}
-	if _, err := b.Apply(ctx, r, 1, scale(0, 4)); !errors.Is(err, replicas.ErrStale) {
+	if _, err := b.Apply(ctx, r, 1, scale(0, 4)); !errors.Is(err, tasks.ErrStale) {
 		t.Errorf("older seq: err = %v, want ErrStale", err)
 	}
 	if _, err := b.Apply(ctx, r, 3, scale(0, 4)); err != nil {

@@ -97,7 +97,7 @@ func New(cfg Config) (*Backend, error) {
 func (b *Backend) Start(ctx context.Context) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(b.cfg.Client, 0,
 		informers.WithNamespace(b.cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = PodHashLabel }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = spec.LabelPodTemplateHash }))
 	rsInformer := factory.Apps().V1().ReplicaSets()
 	podInformer := factory.Core().V1().Pods()
 	notify := cache.ResourceEventHandlerFuncs{
@@ -153,7 +153,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	}
 	stable := ""
 	for _, rv := range scale.Revisions {
-		if rv.Role == tasks.RoleStable || rv.Role == tasks.RoleActive {
+		if rv.Role == spec.RoleStable || rv.Role == spec.RoleActive {
 			stable = rv.PodHash
 		}
 	}
@@ -219,7 +219,7 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 			return err
 		}
 		if have := seqOf(cur); have > seq {
-			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", replicas.ErrStale, ref.Namespace, name, have, seq)
+			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", tasks.ErrStale, ref.Namespace, name, have, seq)
 		}
 		if cur.Labels[RolloutLabel] != ref.Name {
 			return fmt.Errorf("%w: ReplicaSet %s/%s exists and does not belong to rollout %s (label %s); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, ref, RolloutLabel)
@@ -287,7 +287,7 @@ func (b *Backend) syncPodMetadata(ctx context.Context, ref events.Ref, seq int64
 			settled = false // the cache has not seen this task's write yet
 		}
 		want := metadataOf(rv.Metadata)
-		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{PodHashLabel: rv.PodHash}))
+		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: rv.PodHash}))
 		if err != nil {
 			return false, err
 		}
@@ -316,7 +316,7 @@ func (b *Backend) status(ref events.Ref, seq int64, scale tasks.Scale) (out []ta
 		st := tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash}
 		name := rsName(ref, rv.PodHash)
 		rs, gerr := b.rsets.ReplicaSets(ref.Namespace).Get(name)
-		pods, lerr := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{PodHashLabel: rv.PodHash}))
+		pods, lerr := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: rv.PodHash}))
 		if lerr != nil {
 			return nil, nil, lerr
 		}
@@ -328,7 +328,7 @@ func (b *Backend) status(ref events.Ref, seq int64, scale tasks.Scale) (out []ta
 		default:
 			switch have := seqOf(rs); {
 			case have > seq:
-				return out, nil, fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d while task seq %d waited", replicas.ErrStale, ref.Namespace, name, have, seq)
+				return out, nil, fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d while task seq %d waited", tasks.ErrStale, ref.Namespace, name, have, seq)
 			case have < seq:
 				// The cache has not seen this task's write yet.
 				short = append(short, fmt.Sprintf("ReplicaSet %s/%s: the change is not yet visible", ref.Namespace, name))

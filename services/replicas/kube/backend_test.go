@@ -39,7 +39,7 @@ func workload() tasks.Workload {
 	return tasks.Workload{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}
 }
 
-func rev(n int64, hash, role string, replicas int32) tasks.RevisionScale {
+func rev(n int64, hash string, role spec.Role, replicas int32) tasks.RevisionScale {
 	return tasks.RevisionScale{Revision: n, PodHash: hash, Role: role, Replicas: replicas, Template: template("app:" + hash)}
 }
 
@@ -56,7 +56,7 @@ func controller(t *testing.T, ctx context.Context, client *fake.Clientset) {
 			}
 			for _, rs := range list.Items {
 				n := *rs.Spec.Replicas
-				pods, _ := client.CoreV1().Pods(rs.Namespace).List(ctx, metav1.ListOptions{LabelSelector: kube.PodHashLabel + "=" + rs.Labels[kube.PodHashLabel]})
+				pods, _ := client.CoreV1().Pods(rs.Namespace).List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + rs.Labels[spec.LabelPodTemplateHash]})
 				for i := int32(len(pods.Items)); i < n; i++ {
 					yes := true
 					pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
@@ -121,7 +121,7 @@ func (e env) rs(t *testing.T, name string) *appsv1.ReplicaSet {
 
 func TestCreatesOneReplicaSetPerRevision(t *testing.T) {
 	e := start(t, true)
-	st, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleStable, 3)}})
+	st, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 3)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,10 +129,10 @@ func TestCreatesOneReplicaSetPerRevision(t *testing.T) {
 		t.Errorf("status %+v, want revision abc with 3 available", st)
 	}
 	rs := e.rs(t, "web-abc")
-	if got := rs.Spec.Selector.MatchLabels; got["app"] != "web" || got[kube.PodHashLabel] != "abc" {
+	if got := rs.Spec.Selector.MatchLabels; got["app"] != "web" || got[spec.LabelPodTemplateHash] != "abc" {
 		t.Errorf("selector %v", got)
 	}
-	if got := rs.Spec.Template.Labels; got["app"] != "web" || got[kube.PodHashLabel] != "abc" {
+	if got := rs.Spec.Template.Labels; got["app"] != "web" || got[spec.LabelPodTemplateHash] != "abc" {
 		t.Errorf("template labels %v", got)
 	}
 	if rs.Annotations[kube.AnnotationRevision] != "1" || rs.Labels[kube.RolloutLabel] != "web" {
@@ -140,7 +140,7 @@ func TestCreatesOneReplicaSetPerRevision(t *testing.T) {
 	}
 
 	// Scaling down to 0 waits until the pods are gone.
-	st, err = e.apply(t, 2, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleOld, 0)}})
+	st, err = e.apply(t, 2, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleOld, 0)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +152,13 @@ func TestCreatesOneReplicaSetPerRevision(t *testing.T) {
 
 func TestStaleSeq(t *testing.T) {
 	e := start(t, true)
-	sc := tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleStable, 2)}}
+	sc := tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 2)}}
 	if _, err := e.apply(t, 5, sc); err != nil {
 		t.Fatal(err)
 	}
 	sc.Revisions[0].Replicas = 7
 	_, err := e.apply(t, 4, sc)
-	if !errors.Is(err, replicas.ErrStale) || !strings.Contains(err.Error(), "seq 5") {
+	if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "seq 5") {
 		t.Errorf("seq 4 after 5: %v, want ErrStale naming seq 5", err)
 	}
 	if n := *e.rs(t, "web-abc").Spec.Replicas; n != 2 {
@@ -170,7 +170,7 @@ func TestUnavailableSaysWhy(t *testing.T) {
 	e := start(t, false) // no controller: nothing becomes available
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := e.backend.Apply(ctx, web, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleStable, 2)}})
+	_, err := e.backend.Apply(ctx, web, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 2)}})
 	if !errors.Is(err, replicas.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 2 pods available") {
 		t.Errorf("got %v, want ErrUnavailable saying 0 of 2 pods available", err)
 	}
@@ -182,7 +182,7 @@ func TestInvalidTemplate(t *testing.T) {
 		return true, nil, apierrors.NewInvalid(schema.GroupKind{Group: "apps", Kind: "ReplicaSet"}, "web-abc",
 			field.ErrorList{field.Required(field.NewPath("spec", "template", "spec", "containers"), "")})
 	})
-	_, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleStable, 1)}})
+	_, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 1)}})
 	if !errors.Is(err, replicas.ErrInvalidTemplate) || !strings.Contains(err.Error(), "spec.template.spec.containers") {
 		t.Errorf("got %v, want ErrInvalidTemplate naming the field", err)
 	}
@@ -192,7 +192,7 @@ func TestEphemeralMetadataMovesWithTheRole(t *testing.T) {
 	e := start(t, true)
 	canaryMeta := &spec.PodTemplateMetadata{Labels: map[string]string{"role": "canary"}, Annotations: map[string]string{"canary": "yes"}}
 	stableMeta := &spec.PodTemplateMetadata{Labels: map[string]string{"role": "stable"}}
-	canary := rev(2, "new", tasks.RoleCanary, 2)
+	canary := rev(2, "new", spec.RoleCanary, 2)
 	canary.Metadata = canaryMeta
 	if _, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{canary}}); err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestEphemeralMetadataMovesWithTheRole(t *testing.T) {
 	checkPods("canary", true)
 
 	// Promoted: the same pods become stable.
-	stable := rev(2, "new", tasks.RoleStable, 2)
+	stable := rev(2, "new", spec.RoleStable, 2)
 	stable.Metadata = stableMeta
 	if _, err := e.apply(t, 2, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{stable}}); err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestAntiAffinityOnTheCanary(t *testing.T) {
 			e := start(t, true)
 			w := workload()
 			w.AntiAffinity = &aa
-			if _, err := e.apply(t, 1, tasks.Scale{Workload: w, Revisions: []tasks.RevisionScale{rev(1, "old", tasks.RoleStable, 1), rev(2, "new", tasks.RoleCanary, 1)}}); err != nil {
+			if _, err := e.apply(t, 1, tasks.Scale{Workload: w, Revisions: []tasks.RevisionScale{rev(1, "old", spec.RoleStable, 1), rev(2, "new", spec.RoleCanary, 1)}}); err != nil {
 				t.Fatal(err)
 			}
 			if e.rs(t, "web-old").Spec.Template.Spec.Affinity != nil {
@@ -255,7 +255,7 @@ func TestAntiAffinityOnTheCanary(t *testing.T) {
 				}
 				term = pa.RequiredDuringSchedulingIgnoredDuringExecution[0]
 			}
-			if term.LabelSelector.MatchLabels[kube.PodHashLabel] != "old" || term.TopologyKey != corev1.LabelHostname {
+			if term.LabelSelector.MatchLabels[spec.LabelPodTemplateHash] != "old" || term.TopologyKey != corev1.LabelHostname {
 				t.Errorf("term %+v, want the stable pods by hostname", term)
 			}
 		})
@@ -269,16 +269,16 @@ func TestRevisionHistoryLimit(t *testing.T) {
 	w.RevisionHistoryLimit = &two
 	hashes := []string{"r1", "r2", "r3", "r4", "r5"}
 	for i, h := range hashes {
-		revs := []tasks.RevisionScale{rev(int64(i+1), h, tasks.RoleStable, 1)}
+		revs := []tasks.RevisionScale{rev(int64(i+1), h, spec.RoleStable, 1)}
 		if i > 0 {
-			revs = append(revs, rev(int64(i), hashes[i-1], tasks.RoleOld, 0))
+			revs = append(revs, rev(int64(i), hashes[i-1], spec.RoleOld, 0))
 		}
 		if _, err := e.apply(t, int64(i+1), tasks.Scale{Workload: w, Revisions: revs}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// One more task after the caches saw the last scale-down prunes.
-	if _, err := e.apply(t, 6, tasks.Scale{Workload: w, Revisions: []tasks.RevisionScale{rev(5, "r5", tasks.RoleStable, 1)}}); err != nil {
+	if _, err := e.apply(t, 6, tasks.Scale{Workload: w, Revisions: []tasks.RevisionScale{rev(5, "r5", spec.RoleStable, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	list, _ := e.client.AppsV1().ReplicaSets("default").List(context.Background(), metav1.ListOptions{})
@@ -308,7 +308,7 @@ func TestOwnedByTheRolloutObject(t *testing.T) {
 	if err := b.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Apply(ctx, web, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", tasks.RoleStable, 1)}}); err != nil {
+	if _, err := b.Apply(ctx, web, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 1)}}); err != nil {
 		t.Fatal(err)
 	}
 	rs, _ := client.AppsV1().ReplicaSets("default").Get(ctx, "web-abc", metav1.GetOptions{})

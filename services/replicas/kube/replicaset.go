@@ -20,10 +20,6 @@ import (
 // The rollout.argoproj.io keys are Argo Rollouts' own, so that tools built
 // for Argo read Sluice's ReplicaSets the same way.
 const (
-	// PodHashLabel tells the revisions of a rollout apart: every pod of a
-	// revision, its ReplicaSet's selector and the rollout's Services carry
-	// it.
-	PodHashLabel = "rollouts-pod-template-hash"
 	// RolloutLabel names the rollout a ReplicaSet belongs to, so the
 	// backend lists a rollout's ReplicaSets without owner references (a
 	// rollout sent as an event has no cluster object to own them).
@@ -54,23 +50,23 @@ func newReplicaSet(ref events.Ref, w tasks.Workload, rv tasks.RevisionScale, sta
 	if tmpl.Labels == nil {
 		tmpl.Labels = map[string]string{}
 	}
-	tmpl.Labels[PodHashLabel] = rv.PodHash
-	selector := &metav1.LabelSelector{MatchLabels: map[string]string{PodHashLabel: rv.PodHash}}
+	tmpl.Labels[spec.LabelPodTemplateHash] = rv.PodHash
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{spec.LabelPodTemplateHash: rv.PodHash}}
 	if w.Selector != nil {
 		selector = w.Selector.DeepCopy()
 		if selector.MatchLabels == nil {
 			selector.MatchLabels = map[string]string{}
 		}
-		selector.MatchLabels[PodHashLabel] = rv.PodHash
+		selector.MatchLabels[spec.LabelPodTemplateHash] = rv.PodHash
 	}
-	if w.AntiAffinity != nil && stable != "" && stable != rv.PodHash && (rv.Role == tasks.RoleCanary || rv.Role == tasks.RolePreview) {
+	if w.AntiAffinity != nil && stable != "" && stable != rv.PodHash && (rv.Role == spec.RoleCanary || rv.Role == spec.RolePreview) {
 		injectAntiAffinity(&tmpl.Spec, w.AntiAffinity, stable)
 	}
 	rs := &appsv1.ReplicaSet{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: ref.Namespace,
 			Name:      rsName(ref, rv.PodHash),
-			Labels:    map[string]string{PodHashLabel: rv.PodHash, RolloutLabel: ref.Name},
+			Labels:    map[string]string{spec.LabelPodTemplateHash: rv.PodHash, RolloutLabel: ref.Name},
 			Annotations: map[string]string{
 				AnnotationRevision: strconv.FormatInt(rv.Revision, 10),
 			},
@@ -96,7 +92,7 @@ func newReplicaSet(ref events.Ref, w tasks.Workload, rv tasks.RevisionScale, sta
 // stable revision, as Argo's antiAffinity does: by node (hostname).
 func injectAntiAffinity(ps *corev1.PodSpec, aa *spec.AntiAffinity, stable string) {
 	term := corev1.PodAffinityTerm{
-		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{PodHashLabel: stable}},
+		LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{spec.LabelPodTemplateHash: stable}},
 		TopologyKey:   corev1.LabelHostname,
 	}
 	if ps.Affinity == nil {

@@ -260,7 +260,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 		}
 		b.mu.Unlock()
 		if seq < applied {
-			return nil, fmt.Errorf("%w: seq %d, but seq %d was applied for %s", replicas.ErrStale, seq, applied, ref)
+			return nil, fmt.Errorf("%w: seq %d, but seq %d was applied for %s", tasks.ErrStale, seq, applied, ref)
 		}
 		return nil, err
 	}
@@ -277,7 +277,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	if seq < ro.seq {
 		applied := ro.seq
 		b.mu.Unlock()
-		return nil, fmt.Errorf("%w: seq %d, but seq %d was applied for %s", replicas.ErrStale, seq, applied, ref)
+		return nil, fmt.Errorf("%w: seq %d, but seq %d was applied for %s", tasks.ErrStale, seq, applied, ref)
 	}
 	// A program that cannot be found fails a new revision at once rather
 	// than after a progress deadline. A running revision keeps going: its
@@ -491,7 +491,7 @@ func (b *Backend) wait(ctx context.Context, ro *rollout, seq int64, scale tasks.
 		if ro.seq > seq {
 			applied := ro.seq
 			b.mu.Unlock()
-			return nil, fmt.Errorf("%w: seq %d was applied for %s while seq %d waited", replicas.ErrStale, applied, ro.ref, seq)
+			return nil, fmt.Errorf("%w: seq %d was applied for %s while seq %d waited", tasks.ErrStale, applied, ro.ref, seq)
 		}
 		now := time.Now()
 		statuses := make([]tasks.RevisionStatus, len(scale.Revisions))

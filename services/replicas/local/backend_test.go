@@ -277,14 +277,14 @@ func TestStaleSeq(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := b.Apply(waitCtx(t), web, 4, scaleOf(0, revScale(1, "aaa", 1, never)))
-	if !errors.Is(err, replicas.ErrStale) || !strings.Contains(err.Error(), "seq 4, but seq 5 was applied for default/web") {
+	if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "seq 4, but seq 5 was applied for default/web") {
 		t.Fatalf("lower seq: %v", err)
 	}
 	if len(b.procsOf(web, "aaa")) != 0 {
 		t.Error("a stale task started processes")
 	}
 	// A stale task is Stale even when its template cannot run here.
-	if _, err := b.Apply(waitCtx(t), web, 4, scaleOf(0, revScale(1, "bad", 1, corev1.PodTemplateSpec{}))); !errors.Is(err, replicas.ErrStale) {
+	if _, err := b.Apply(waitCtx(t), web, 4, scaleOf(0, revScale(1, "bad", 1, corev1.PodTemplateSpec{}))); !errors.Is(err, tasks.ErrStale) {
 		t.Errorf("lower seq, bad template: %v", err)
 	}
 	if _, err := b.Apply(waitCtx(t), web, 6, scaleOf(0, revScale(1, "bad", 1, corev1.PodTemplateSpec{}))); !errors.Is(err, replicas.ErrInvalidTemplate) {
@@ -301,7 +301,7 @@ func TestStaleSeq(t *testing.T) {
 	if _, err := b.Apply(waitCtx(t), web, 7, scaleOf(0, revScale(1, "aaa", 0, never))); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-waiting; !errors.Is(err, replicas.ErrStale) || !strings.Contains(err.Error(), "seq 7 was applied") {
+	if err := <-waiting; !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "seq 7 was applied") {
 		t.Errorf("superseded wait: %v", err)
 	}
 }
@@ -373,7 +373,7 @@ func TestRestartedBackendAdoptsRunningProcesses(t *testing.T) {
 		return !ok
 	})
 	// The seq guard survived the restart.
-	if _, err := second.Apply(waitCtx(t), web, 2, scale); !errors.Is(err, replicas.ErrStale) {
+	if _, err := second.Apply(waitCtx(t), web, 2, scale); !errors.Is(err, tasks.ErrStale) {
 		t.Errorf("lower seq after a restart: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // The helper process: the test binary run again as the "app" of a pod
@@ -170,7 +171,7 @@ func scaleOf(minReady int32, revs ...tasks.RevisionScale) tasks.Scale {
 }
 
 func revScale(revision int64, hash string, replicas int32, tmpl corev1.PodTemplateSpec) tasks.RevisionScale {
-	return tasks.RevisionScale{Revision: revision, PodHash: hash, Role: tasks.RoleStable, Replicas: replicas, Template: tmpl}
+	return tasks.RevisionScale{Revision: revision, PodHash: hash, Role: spec.RoleStable, Replicas: replicas, Template: tmpl}
 }
 
 // env is a bus and the endpoints bucket for one test.

@@ -55,6 +55,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "kube".
+func (r *Router) Type() string { return "kube" }
+
 // New builds every router.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil || cfg.Dynamic == nil {
@@ -90,47 +93,42 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if err != nil {
 		return 0, fmt.Errorf("services: %w", err)
 	}
-	if route.Strategy == "blueGreen" || route.TrafficRouting == nil {
+	if route.Strategy == spec.StrategyBlueGreen || route.TrafficRouting == nil {
 		return weight, nil
 	}
 	routers, err := r.routersOf(route.TrafficRouting)
 	if err != nil {
 		return 0, err
 	}
-	for _, nr := range routers {
-		if weight, err = nr.router.Apply(ctx, ref, seq, route); err != nil {
-			return 0, fmt.Errorf("%s: %w", nr.name, err)
+	for _, rt := range routers {
+		if weight, err = rt.Apply(ctx, ref, seq, route); err != nil {
+			return 0, fmt.Errorf("%s: %w", rt.Type(), err)
 		}
 	}
 	return weight, nil
 }
 
-type namedRouter struct {
-	name   string
-	router traffic.Router
-}
-
 // routersOf lists the routers tr configures.
-func (r *Router) routersOf(tr *spec.TrafficRouting) ([]namedRouter, error) {
-	var out []namedRouter
+func (r *Router) routersOf(tr *spec.TrafficRouting) ([]traffic.Router, error) {
+	var out []traffic.Router
 	if tr.Nginx != nil {
-		out = append(out, namedRouter{"nginx", r.nginx})
+		out = append(out, r.nginx)
 	}
 	if tr.ALB != nil {
-		out = append(out, namedRouter{"alb", r.alb})
+		out = append(out, r.alb)
 	}
 	if tr.Istio != nil {
-		out = append(out, namedRouter{"istio", r.istio})
+		out = append(out, r.istio)
 	}
 	if tr.SMI != nil {
-		out = append(out, namedRouter{"smi", r.smi})
+		out = append(out, r.smi)
 	}
 	gw, err := tr.GatewayAPI()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", traffic.ErrRejected, err)
 	}
 	if gw != nil {
-		out = append(out, namedRouter{"gatewayapi", r.gateway})
+		out = append(out, r.gateway)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: trafficRouting names no router Sluice implements (nginx, alb, istio, smi, plugins[%q])", traffic.ErrRejected, spec.GatewayAPIPlugin)

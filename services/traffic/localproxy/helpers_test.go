@@ -232,7 +232,7 @@ func withinBinomial(t *testing.T, what string, k, n int, p float64) {
 // listening on a free port. routed adds trafficRouting.
 func canaryRoute(weight int32, routed bool) tasks.Route {
 	r := tasks.Route{
-		Strategy:     strategyCanary,
+		Strategy:     spec.StrategyCanary,
 		StableHash:   "s1",
 		CanaryHash:   "c1",
 		CanaryWeight: weight,
@@ -246,15 +246,15 @@ func canaryRoute(weight int32, routed bool) tasks.Route {
 }
 
 // counter reads sluice_proxy_requests_total for one series.
-func (e *env) counter(ref events.Ref, role, code string) float64 {
+func (e *env) counter(ref events.Ref, role spec.Role, code string) float64 {
 	e.t.Helper()
-	return e.sample(MetricRequests, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": role, "code": code})
+	return e.sample(MetricRequests, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role), "code": code})
 }
 
 // observations reads the sample count of the duration histogram.
-func (e *env) observations(ref events.Ref, role string) float64 {
+func (e *env) observations(ref events.Ref, role spec.Role) float64 {
 	e.t.Helper()
-	return e.sample(MetricDuration, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": role})
+	return e.sample(MetricDuration, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role)})
 }
 
 func (e *env) sample(name string, labels map[string]string) float64 {

@@ -216,7 +216,7 @@ func TestMirrorRouteCopiesRequestsToTheCanary(t *testing.T) {
 	if stable.hits.Load() != n+2 {
 		t.Errorf("stable served %d, want %d", stable.hits.Load(), n+2)
 	}
-	if c := e.counter(web, tasks.RoleCanary, "500"); c != 0 {
+	if c := e.counter(web, spec.RoleCanary, "500"); c != 0 {
 		t.Errorf("mirrored copies counted in the proxy metrics: %v", c)
 	}
 }
@@ -298,7 +298,7 @@ func TestStaleSeqIsRejected(t *testing.T) {
 	e.register(web, "c1", newApp(t, "canary-1"))
 	e.apply(web, 5, canaryRoute(100, true))
 	_, err := e.r.Apply(context.Background(), web, 4, canaryRoute(0, true))
-	if !errors.Is(err, traffic.ErrStale) || !strings.Contains(err.Error(), "seq 4") {
+	if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "seq 4") {
 		t.Fatalf("seq 4 after 5: %v, want ErrStale", err)
 	}
 	if r := e.get(e.url(web)); r.app != "canary-1" {
@@ -333,7 +333,7 @@ func TestRestartRestoresRoutesAndSeq(t *testing.T) {
 	if r := e.get("http://" + route.Annotations[AnnotationListen]); r.app != "canary-1" {
 		t.Errorf("after restart: %d %q", r.code, r.app)
 	}
-	if _, err := e.r.Apply(context.Background(), web, 6, canaryRoute(0, true)); !errors.Is(err, traffic.ErrStale) {
+	if _, err := e.r.Apply(context.Background(), web, 6, canaryRoute(0, true)); !errors.Is(err, tasks.ErrStale) {
 		t.Errorf("seq 6 after a restart that restored 7: %v", err)
 	}
 }
@@ -342,7 +342,7 @@ func TestBlueGreenActiveAndPreview(t *testing.T) {
 	e := newEnv(t)
 	e.register(web, "blue", newApp(t, "blue"))
 	e.register(web, "green", newApp(t, "green"))
-	route := tasks.Route{Strategy: strategyBlueGreen, ActiveService: "web", PreviewService: "web-preview",
+	route := tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: "web", PreviewService: "web-preview",
 		ActiveHash: "blue", PreviewHash: "green",
 		Annotations: map[string]string{AnnotationListen: "127.0.0.1:0", AnnotationPreviewListen: "127.0.0.1:0"}}
 	if w := e.apply(web, 1, route); w != 0 {
@@ -370,7 +370,7 @@ func TestBlueGreenActiveAndPreview(t *testing.T) {
 			t.Fatalf("active after the switch: %q", r.app)
 		}
 	}
-	if a, p := e.counter(web, tasks.RoleActive, "200"), e.counter(web, tasks.RolePreview, "200"); a != 20 || p != 10 {
+	if a, p := e.counter(web, spec.RoleActive, "200"), e.counter(web, spec.RolePreview, "200"); a != 20 || p != 10 {
 		t.Errorf("metrics: active %v, preview %v; want 20 and 10", a, p)
 	}
 	// Without the preview annotation there is no preview proxy.
@@ -400,13 +400,13 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 	if got["200 stable-1"]+got["500 canary-1"] != n {
 		t.Fatalf("responses %v", got)
 	}
-	if c := e.counter(web, tasks.RoleStable, "200"); int(c) != got["200 stable-1"] {
+	if c := e.counter(web, spec.RoleStable, "200"); int(c) != got["200 stable-1"] {
 		t.Errorf("stable 200 counter %v, want %d", c, got["200 stable-1"])
 	}
-	if c := e.counter(web, tasks.RoleCanary, "500"); int(c) != got["500 canary-1"] {
+	if c := e.counter(web, spec.RoleCanary, "500"); int(c) != got["500 canary-1"] {
 		t.Errorf("canary 500 counter %v, want %d", c, got["500 canary-1"])
 	}
-	if s, c := e.observations(web, tasks.RoleStable), e.observations(web, tasks.RoleCanary); int(s) != got["200 stable-1"] || int(c) != got["500 canary-1"] {
+	if s, c := e.observations(web, spec.RoleStable), e.observations(web, spec.RoleCanary); int(s) != got["200 stable-1"] || int(c) != got["500 canary-1"] {
 		t.Errorf("duration observations stable %v canary %v, want %v", s, c, got)
 	}
 	// A request with no process to go to counts as a 503 of its role.
@@ -417,7 +417,7 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 			t.Fatalf("shop without processes: %d", r.code)
 		}
 	}
-	if c := e.counter(shop, tasks.RoleStable, "503"); c != 3 {
+	if c := e.counter(shop, spec.RoleStable, "503"); c != 3 {
 		t.Errorf("503 counter %v, want 3", c)
 	}
 }
@@ -469,8 +469,8 @@ func TestApplyRejectsWhatItCannotServe(t *testing.T) {
 		{"address of another rollout", withListen(canaryRoute(0, true), otherAddr), "is already the address of the proxy of default/other"},
 		{"address held by another program", withListen(canaryRoute(0, true), held.Addr().String()), "cannot listen on " + held.Addr().String()},
 		{"invalid regex", badRegex, "headerRoutes[0] (h) match[0] headerValue: regex"},
-		{"preview on the listen address", tasks.Route{Strategy: strategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:9", AnnotationPreviewListen: "127.0.0.1:9"}}, "need different addresses"},
-		{"preview on the address of another rollout", tasks.Route{Strategy: strategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:0", AnnotationPreviewListen: otherAddr}}, "annotation local.sluice.io/preview-listen: " + otherAddr + " is already the address of the proxy of default/other"},
+		{"preview on the listen address", tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:9", AnnotationPreviewListen: "127.0.0.1:9"}}, "need different addresses"},
+		{"preview on the address of another rollout", tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:0", AnnotationPreviewListen: otherAddr}}, "annotation local.sluice.io/preview-listen: " + otherAddr + " is already the address of the proxy of default/other"},
 		{"unknown strategy", tasks.Route{Strategy: "rainbow", Annotations: map[string]string{AnnotationListen: "127.0.0.1:0"}}, `unknown strategy "rainbow"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -631,7 +631,7 @@ func TestUpgradedConnectionsPassThrough(t *testing.T) {
 	}
 	conn.Close()
 	deadline := time.Now().Add(eventstest.Wait)
-	for e.counter(web, tasks.RoleStable, "101") != 1 {
+	for e.counter(web, spec.RoleStable, "101") != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("upgrade not counted as 101")
 		}

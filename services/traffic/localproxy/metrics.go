@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // Metric names. They are public: analysis templates query them.
@@ -55,7 +56,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, err
 }
 
-func (m *metrics) observe(ref events.Ref, role string, code int, d time.Duration) {
-	m.requests.WithLabelValues(ref.Namespace, ref.Name, role, strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(ref.Namespace, ref.Name, role).Observe(d.Seconds())
+func (m *metrics) observe(ref events.Ref, role spec.Role, code int, d time.Duration) {
+	m.requests.WithLabelValues(ref.Namespace, ref.Name, string(role), strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(ref.Namespace, ref.Name, string(role)).Observe(d.Seconds())
 }

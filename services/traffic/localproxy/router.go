@@ -38,12 +38,6 @@ const (
 // serves at once and still refuses routes older than the last one applied.
 const Bucket = "sluice-local-routes"
 
-// Strategies as tasks.Route.Strategy names them.
-const (
-	strategyCanary    = "canary"
-	strategyBlueGreen = "blueGreen"
-)
-
 // ErrNotStarted means Apply was called before Start or after Close. It is
 // not a verdict: the task is retried.
 var ErrNotStarted = errors.New("local proxy not running")
@@ -135,6 +129,9 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// Type returns "localproxy".
+func (r *Router) Type() string { return "localproxy" }
 
 // rollout is what the proxy has applied for one rollout.
 type rollout struct {
@@ -268,7 +265,7 @@ func keyRef(k string) string {
 // Apply puts route in effect for ref: see traffic.Router. It returns an
 // error wrapping traffic.ErrRejected when the route has no listen address
 // (annotation local.sluice.io/listen), an address is malformed or taken, or
-// a match does not compile; traffic.ErrStale for a seq lower than one
+// a match does not compile; tasks.ErrStale for a seq lower than one
 // applied; ErrNotStarted before Start or after Close.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	r.applyMu.Lock()
@@ -289,7 +286,7 @@ func (r *Router) apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	cur := r.rollouts[ref]
 	r.mu.Unlock()
 	if cur != nil && seq < cur.seq {
-		return 0, fmt.Errorf("%w: route seq %d for %s is older than seq %d, applied already", traffic.ErrStale, seq, ref, cur.seq)
+		return 0, fmt.Errorf("%w: route seq %d for %s is older than seq %d, applied already", tasks.ErrStale, seq, ref, cur.seq)
 	}
 	p, err := compile(ref, route)
 	if err != nil {

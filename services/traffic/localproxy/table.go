@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // mode is how a proxy picks a revision for a request.
@@ -52,11 +53,11 @@ func (p *plan) hasCanary() bool { return p.canaryHash != "" && p.canaryHash != p
 func compile(ref events.Ref, route tasks.Route) (*plan, error) {
 	p := &plan{ref: ref}
 	switch route.Strategy {
-	case strategyCanary, "":
-	case strategyBlueGreen:
+	case spec.StrategyCanary, "":
+	case spec.StrategyBlueGreen:
 		p.blue = true
 	default:
-		return nil, fmt.Errorf("unknown strategy %q: want %s or %s", route.Strategy, strategyCanary, strategyBlueGreen)
+		return nil, fmt.Errorf("unknown strategy %q: want %s or %s", route.Strategy, spec.StrategyCanary, spec.StrategyBlueGreen)
 	}
 	p.listen = route.Annotations[AnnotationListen]
 	if p.listen == "" {
@@ -140,25 +141,25 @@ func (p *plan) weightInEffect(ready map[string][]string) int32 {
 // is configured.
 func (p *plan) tables(ready map[string][]string) (main, preview *table) {
 	if p.blue {
-		main = &table{ref: p.ref, mode: modeSingle, role: tasks.RoleActive, hash: p.activeHash, main: newPool(tasks.RoleActive, ready[p.activeHash])}
+		main = &table{ref: p.ref, mode: modeSingle, role: spec.RoleActive, hash: p.activeHash, main: newPool(spec.RoleActive, ready[p.activeHash])}
 		if p.preview != "" {
-			preview = &table{ref: p.ref, mode: modeSingle, role: tasks.RolePreview, hash: p.previewHash, main: newPool(tasks.RolePreview, ready[p.previewHash])}
+			preview = &table{ref: p.ref, mode: modeSingle, role: spec.RolePreview, hash: p.previewHash, main: newPool(spec.RolePreview, ready[p.previewHash])}
 		}
 		return main, preview
 	}
-	t := &table{ref: p.ref, mode: modeWeighted, role: tasks.RoleStable, hash: p.stableHash, plan: p}
+	t := &table{ref: p.ref, mode: modeWeighted, role: spec.RoleStable, hash: p.stableHash, plan: p}
 	if !p.weighted {
 		t.mode = modeBasic
-		t.main = newPool(tasks.RoleStable, ready[p.stableHash])
+		t.main = newPool(spec.RoleStable, ready[p.stableHash])
 		if p.weight > 0 {
-			t.main.add(tasks.RoleCanary, ready[p.canaryHash])
+			t.main.add(spec.RoleCanary, ready[p.canaryHash])
 		}
 		return t, nil
 	}
-	t.main = newPool(tasks.RoleStable, ready[p.stableHash])
+	t.main = newPool(spec.RoleStable, ready[p.stableHash])
 	t.canary = &pool{}
 	if p.hasCanary() {
-		t.canary.add(tasks.RoleCanary, ready[p.canaryHash])
+		t.canary.add(spec.RoleCanary, ready[p.canaryHash])
 	}
 	return t, nil
 }
@@ -166,7 +167,7 @@ func (p *plan) tables(ready map[string][]string) (main, preview *table) {
 // backend is one ready process.
 type backend struct {
 	url  *url.URL
-	role string
+	role spec.Role
 }
 
 // pool is a set of ready processes taken in turn.
@@ -176,14 +177,14 @@ type pool struct {
 }
 
 // newPool makes a pool of the processes at addrs, which serve role.
-func newPool(role string, addrs []string) *pool {
+func newPool(role spec.Role, addrs []string) *pool {
 	p := &pool{}
 	p.add(role, addrs)
 	return p
 }
 
 // add adds the processes at addrs, which serve role. Only while building.
-func (p *pool) add(role string, addrs []string) {
+func (p *pool) add(role spec.Role, addrs []string) {
 	for _, a := range addrs {
 		p.backends = append(p.backends, backend{url: &url.URL{Scheme: "http", Host: a}, role: role})
 	}
@@ -207,17 +208,18 @@ type table struct {
 	ref  events.Ref
 	mode mode
 	// role and hash are what modeSingle serves; the stable otherwise.
-	role, hash string
-	main       *pool // modeSingle: the revision; modeBasic: every process; modeWeighted: the stable
-	canary     *pool // modeWeighted only
-	plan       *plan // canary modes
+	role   spec.Role
+	hash   string
+	main   *pool // modeSingle: the revision; modeBasic: every process; modeWeighted: the stable
+	canary *pool // modeWeighted only
+	plan   *plan // canary modes
 }
 
 // decision is where one request goes.
 type decision struct {
 	// role is the role of the backend, or of the revision the request was
 	// meant for when there is no backend.
-	role    string
+	role    spec.Role
 	backend backend
 	ok      bool
 	// reason says why there is no backend (a 503).
@@ -240,7 +242,7 @@ func (t *table) decide(r *http.Request, roll func(int) int) decision {
 		if b, ok := t.main.pick(); ok {
 			return decision{role: b.role, backend: b, ok: true}
 		}
-		d := decision{role: tasks.RoleStable, reason: fmt.Sprintf("%s has no ready stable process (pod hash %s)", t.ref, t.plan.stableHash)}
+		d := decision{role: spec.RoleStable, reason: fmt.Sprintf("%s has no ready stable process (pod hash %s)", t.ref, t.plan.stableHash)}
 		if t.plan.hasCanary() {
 			if t.plan.weight == 0 {
 				d.reason += fmt.Sprintf(", and its canary (pod hash %s) has weight 0", t.plan.canaryHash)
@@ -261,14 +263,14 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 				continue
 			}
 			if b, ok := t.canary.pick(); ok {
-				return decision{role: tasks.RoleCanary, backend: b, ok: true}
+				return decision{role: spec.RoleCanary, backend: b, ok: true}
 			}
-			return decision{role: tasks.RoleCanary, reason: fmt.Sprintf("header route %q sends this request to the canary of %s, which has no ready process (pod hash %s)", h.name, t.ref, p.canaryHash)}
+			return decision{role: spec.RoleCanary, reason: fmt.Sprintf("header route %q sends this request to the canary of %s, which has no ready process (pod hash %s)", h.name, t.ref, p.canaryHash)}
 		}
 	}
 	toCanary := p.weight > 0 && (p.weight >= p.max || int32(roll(int(p.max))) < p.weight)
 	first, second := t.main, t.canary
-	firstRole, secondRole := tasks.RoleStable, tasks.RoleCanary
+	firstRole, secondRole := spec.RoleStable, spec.RoleCanary
 	firstHash, secondHash := p.stableHash, p.canaryHash
 	secondWeight := p.weight
 	if toCanary {
@@ -295,7 +297,7 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 		return d
 	}
 	// A request the canary serves already is not copied to it again.
-	if d.role == tasks.RoleStable && p.hasCanary() && !t.canary.empty() {
+	if d.role == spec.RoleStable && p.hasCanary() && !t.canary.empty() {
 		for _, m := range p.mirrors {
 			if !m.match(r) {
 				continue

@@ -63,28 +63,28 @@ func TestDecide(t *testing.T) {
 		ready      map[string][]string
 		roll       int
 		header     string
-		wantRole   string // "" means a 503
+		wantRole   spec.Role // "" means a 503
 		wantMirror bool
 	}{
-		{"weight 20, roll 19 goes to canary", withRoutes(canaryRoute(20, true), nil, nil), ready, 19, "", tasks.RoleCanary, false},
-		{"weight 20, roll 20 goes to stable", withRoutes(canaryRoute(20, true), nil, nil), ready, 20, "", tasks.RoleStable, false},
-		{"weight 0 never goes to canary", withRoutes(canaryRoute(0, true), nil, nil), ready, 0, "", tasks.RoleStable, false},
-		{"weight 100 always goes to canary", withRoutes(canaryRoute(100, true), nil, nil), ready, 99, "", tasks.RoleCanary, false},
-		{"weight above the maximum is the maximum", withRoutes(canaryRoute(150, true), nil, nil), ready, 99, "", tasks.RoleCanary, false},
-		{"header route beats weight 0", withRoutes(canaryRoute(0, true), header, nil), ready, 99, "1", tasks.RoleCanary, false},
-		{"header route without match is inert", withRoutes(canaryRoute(0, true), emptyHeader, nil), ready, 99, "1", tasks.RoleStable, false},
+		{"weight 20, roll 19 goes to canary", withRoutes(canaryRoute(20, true), nil, nil), ready, 19, "", spec.RoleCanary, false},
+		{"weight 20, roll 20 goes to stable", withRoutes(canaryRoute(20, true), nil, nil), ready, 20, "", spec.RoleStable, false},
+		{"weight 0 never goes to canary", withRoutes(canaryRoute(0, true), nil, nil), ready, 0, "", spec.RoleStable, false},
+		{"weight 100 always goes to canary", withRoutes(canaryRoute(100, true), nil, nil), ready, 99, "", spec.RoleCanary, false},
+		{"weight above the maximum is the maximum", withRoutes(canaryRoute(150, true), nil, nil), ready, 99, "", spec.RoleCanary, false},
+		{"header route beats weight 0", withRoutes(canaryRoute(0, true), header, nil), ready, 99, "1", spec.RoleCanary, false},
+		{"header route without match is inert", withRoutes(canaryRoute(0, true), emptyHeader, nil), ready, 99, "1", spec.RoleStable, false},
 		{"header route without a canary process is a 503", withRoutes(canaryRoute(0, true), header, nil), onlyStable, 0, "1", "", false},
 		{"no stable process, weight 0: 503", withRoutes(canaryRoute(0, true), nil, nil), onlyCanary, 99, "", "", false},
-		{"no stable process, weight 1: canary", withRoutes(canaryRoute(1, true), nil, nil), onlyCanary, 99, "", tasks.RoleCanary, false},
+		{"no stable process, weight 1: canary", withRoutes(canaryRoute(1, true), nil, nil), onlyCanary, 99, "", spec.RoleCanary, false},
 		{"no canary process, weight 100: 503", withRoutes(canaryRoute(100, true), nil, nil), onlyStable, 0, "", "", false},
-		{"no canary process, weight 99: stable", withRoutes(canaryRoute(99, true), nil, nil), onlyStable, 0, "", tasks.RoleStable, false},
-		{"mirror at roll 29 of 30%", withRoutes(canaryRoute(0, true), nil, mirror), ready, 29, "", tasks.RoleStable, true},
-		{"no mirror at roll 30 of 30%", withRoutes(canaryRoute(0, true), nil, mirror), ready, 30, "", tasks.RoleStable, false},
-		{"no mirror of what the canary serves", withRoutes(canaryRoute(100, true), nil, mirror), ready, 0, "", tasks.RoleCanary, false},
-		{"no mirror without a canary process", withRoutes(canaryRoute(0, true), nil, mirror), onlyStable, 0, "", tasks.RoleStable, false},
-		{"same hash: all stable", withHashes(canaryRoute(100, true), "s1", "s1"), ready, 0, "", tasks.RoleStable, false},
+		{"no canary process, weight 99: stable", withRoutes(canaryRoute(99, true), nil, nil), onlyStable, 0, "", spec.RoleStable, false},
+		{"mirror at roll 29 of 30%", withRoutes(canaryRoute(0, true), nil, mirror), ready, 29, "", spec.RoleStable, true},
+		{"no mirror at roll 30 of 30%", withRoutes(canaryRoute(0, true), nil, mirror), ready, 30, "", spec.RoleStable, false},
+		{"no mirror of what the canary serves", withRoutes(canaryRoute(100, true), nil, mirror), ready, 0, "", spec.RoleCanary, false},
+		{"no mirror without a canary process", withRoutes(canaryRoute(0, true), nil, mirror), onlyStable, 0, "", spec.RoleStable, false},
+		{"same hash: all stable", withHashes(canaryRoute(100, true), "s1", "s1"), ready, 0, "", spec.RoleStable, false},
 		{"basic, weight 0: only stable", canaryRoute(0, false), onlyCanary, 0, "", "", false},
-		{"basic, weight 5: canary in turn", canaryRoute(5, false), onlyCanary, 0, "", tasks.RoleCanary, false},
+		{"basic, weight 5: canary in turn", canaryRoute(5, false), onlyCanary, 0, "", spec.RoleCanary, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := compile(web, c.route)

@@ -29,7 +29,7 @@ type Harness struct {
 // hash "s1" and canary "c1".
 func Canary(weight int32) tasks.Route {
 	return tasks.Route{
-		Strategy:       "canary",
+		Strategy:       spec.StrategyCanary,
 		CanaryService:  "web-canary",
 		StableService:  "web-stable",
 		TrafficRouting: &spec.TrafficRouting{SMI: &spec.SMITrafficRouting{}},
@@ -41,7 +41,7 @@ func Canary(weight int32) tasks.Route {
 
 // BlueGreen returns a blue/green route.
 func BlueGreen(active, preview string) tasks.Route {
-	return tasks.Route{Strategy: "blueGreen", ActiveService: "web", PreviewService: "web-preview", ActiveHash: active, PreviewHash: preview}
+	return tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: "web", PreviewService: "web-preview", ActiveHash: active, PreviewHash: preview}
 }
 
 // Run runs the suite.
@@ -88,14 +88,14 @@ func Run(t *testing.T, h Harness) {
 	t.Run("refuses a lower seq", func(t *testing.T) {
 		r := h.New(t)
 		must(t, r, web, 5, Canary(0))
-		if _, err := apply(t, r, web, 4, Canary(50)); !errors.Is(err, traffic.ErrStale) {
+		if _, err := apply(t, r, web, 4, Canary(50)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq 4 after 5: %v, want ErrStale", err)
 		}
 		if w := must(t, r, web, 5, Canary(0)); w != 0 {
 			t.Errorf("seq 5 again: weight %d", w)
 		}
 		must(t, r, web, 6, Canary(10))
-		if _, err := apply(t, r, web, 5, Canary(0)); !errors.Is(err, traffic.ErrStale) {
+		if _, err := apply(t, r, web, 5, Canary(0)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq 5 after 6: %v, want ErrStale", err)
 		}
 	})
@@ -121,14 +121,14 @@ func Run(t *testing.T, h Harness) {
 		}
 		wg.Wait()
 		for seq, err := range errs {
-			if err != nil && !errors.Is(err, traffic.ErrStale) {
+			if err != nil && !errors.Is(err, tasks.ErrStale) {
 				t.Errorf("seq %d: %v", seq, err)
 			}
 		}
 		if errs[n] != nil {
 			t.Errorf("the highest seq was refused: %v", errs[n])
 		}
-		if _, err := apply(t, r, web, n-1, Canary(0)); !errors.Is(err, traffic.ErrStale) {
+		if _, err := apply(t, r, web, n-1, Canary(0)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq %d after %d: %v, want ErrStale", n-1, n, err)
 		}
 	})
@@ -137,7 +137,7 @@ func Run(t *testing.T, h Harness) {
 		r := h.New(t)
 		must(t, r, web, 42, Canary(0))
 		_, err := apply(t, r, web, 41, Canary(0))
-		if !errors.Is(err, traffic.ErrStale) || !strings.Contains(err.Error(), "41") {
+		if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "41") {
 			t.Errorf("stale error %v does not name seq 41", err)
 		}
 	})

@@ -252,6 +252,9 @@ type Router struct{ Client *Client }
 
 var _ traffic.Router = Router{}
 
+// Type returns "dataplane".
+func (Router) Type() string { return "dataplane" }
+
 // Apply sends the route; a lower seq than one applied is ErrStale.
 func (r Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	a, err := r.Client.call(ctx, Call{Kind: KindRoute, Ref: ref, Seq: seq, Route: &route})
@@ -259,7 +262,7 @@ func (r Router) Apply(ctx context.Context, ref events.Ref, seq int64, route task
 		return 0, err
 	}
 	if a.Outcome == Stale {
-		return 0, fmt.Errorf("%w: seq %d of %s", traffic.ErrStale, seq, ref)
+		return 0, fmt.Errorf("%w: seq %d of %s", tasks.ErrStale, seq, ref)
 	}
 	return a.Weight, nil
 }
@@ -287,7 +290,7 @@ func (b Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale tas
 		return nil, err
 	}
 	if a.Outcome == Stale {
-		return nil, fmt.Errorf("%w: seq %d of %s", replicas.ErrStale, seq, ref)
+		return nil, fmt.Errorf("%w: seq %d of %s", tasks.ErrStale, seq, ref)
 	}
 	out := make([]tasks.RevisionStatus, len(revs))
 	for i, r := range revs {

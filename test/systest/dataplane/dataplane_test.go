@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/traffictest"
 )
@@ -45,7 +44,7 @@ func TestBackendGuardsSeqAndRecordsEveryCall(t *testing.T) {
 	if _, err := b.Apply(ctx, web, 2, scale(1)); err != nil {
 		t.Fatalf("the same seq again: %v", err)
 	}
-	if _, err := b.Apply(ctx, web, 1, scale(4)); !errors.Is(err, replicas.ErrStale) {
+	if _, err := b.Apply(ctx, web, 1, scale(4)); !errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("a lower seq: err %v, want ErrStale", err)
 	}
 	recs := s.Records()

@@ -150,6 +150,15 @@ func New(cfg Config) (*Provider, error) {
 // Type returns "prometheus".
 func (p *Provider) Type() string { return Type }
 
+// Timeout is the metric's prometheus timeout (seconds), or DefaultTimeout
+// when it sets none.
+func (p *Provider) Timeout(metric spec.Metric) time.Duration {
+	if pm := metric.Provider.Prometheus; pm != nil && pm.Timeout != nil && *pm.Timeout > 0 {
+		return time.Duration(*pm.Timeout) * time.Second
+	}
+	return DefaultTimeout
+}
+
 // Check rejects a metric that can never be measured: no prometheus block,
 // sigv4 authentication, a caCert without certificate, a range query whose
 // start or end does not compile or whose step is not a duration.
@@ -192,10 +201,7 @@ func (p *Provider) Measure(ctx context.Context, metric spec.Metric) metrics.Meas
 	m.Query = pm.Query
 	m.Metadata = map[string]string{MetadataQuery: pm.Query}
 
-	timeout := DefaultTimeout
-	if pm.Timeout != nil && *pm.Timeout > 0 {
-		timeout = time.Duration(*pm.Timeout) * time.Second
-	}
+	timeout := p.Timeout(metric)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

@@ -89,6 +89,15 @@ func New(cfg Config) (*Provider, error) {
 // Type returns "web".
 func (p *Provider) Type() string { return Type }
 
+// Timeout is the metric's web timeoutSeconds, or DefaultTimeout when it
+// sets none.
+func (p *Provider) Timeout(metric spec.Metric) time.Duration {
+	if w := metric.Provider.Web; w != nil && w.TimeoutSeconds > 0 {
+		return time.Duration(w.TimeoutSeconds) * time.Second
+	}
+	return DefaultTimeout
+}
+
 // Check rejects a metric that can never be measured: no web block, an
 // unsupported method, a jsonPath that does not parse, sigv4
 // authentication.
@@ -119,7 +128,7 @@ func (p *Provider) Measure(ctx context.Context, metric spec.Metric) metrics.Meas
 	}
 	s := settings(w)
 	secrets := s.Secrets()
-	result, value, query, err := p.request(ctx, w, s)
+	result, value, query, err := p.request(ctx, w, s, p.Timeout(metric))
 	m.Query = query
 	if err != nil {
 		return p.fail(m, "%s", err).Redact(secrets...)
@@ -129,7 +138,7 @@ func (p *Provider) Measure(ctx context.Context, metric spec.Metric) metrics.Meas
 	return m.Redact(secrets...)
 }
 
-func (p *Provider) request(ctx context.Context, w *spec.WebMetric, s transport.Settings) (result any, value, query string, err error) {
+func (p *Provider) request(ctx context.Context, w *spec.WebMetric, s transport.Settings, timeout time.Duration) (result any, value, query string, err error) {
 	verb, err := method(w)
 	if err != nil {
 		return nil, "", "", err
@@ -156,10 +165,6 @@ func (p *Provider) request(ctx context.Context, w *spec.WebMetric, s transport.S
 		body = bytes.NewReader(w.JSONBody)
 	}
 
-	timeout := DefaultTimeout
-	if w.TimeoutSeconds > 0 {
-		timeout = time.Duration(w.TimeoutSeconds) * time.Second
-	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 

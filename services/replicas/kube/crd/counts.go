@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
 
@@ -147,7 +148,7 @@ func SumReplicas(list []*appsv1.ReplicaSet, current string) map[string]int64 {
 		out["replicas"] += int64(rs.Status.Replicas)
 		out["readyReplicas"] += int64(rs.Status.ReadyReplicas)
 		out["availableReplicas"] += int64(rs.Status.AvailableReplicas)
-		if current != "" && rs.Labels[kube.PodHashLabel] == current {
+		if current != "" && rs.Labels[spec.LabelPodTemplateHash] == current {
 			out["updatedReplicas"] = int64(rs.Status.AvailableReplicas)
 		}
 	}

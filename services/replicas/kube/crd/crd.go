@@ -47,10 +47,6 @@ var (
 // Source is the CloudEvents source of the events the watcher publishes.
 const Source = "/sluice/kube"
 
-// ClusterScope is the namespace token of a ClusterAnalysisTemplate's
-// subject, as sluice apply publishes it.
-const ClusterScope = "cluster"
-
 // Config configures Controllers.
 type Config struct {
 	// Client watches ReplicaSets; Dynamic watches Rollouts and templates

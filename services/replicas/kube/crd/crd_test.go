@@ -17,7 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
-	"github.com/sluicehq/sluice/services/replicas/kube"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
 
@@ -244,7 +243,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestSumReplicas(t *testing.T) {
 	rs := func(hash string, replicas, ready, available int32, deleting bool) *appsv1.ReplicaSet {
 		r := &appsv1.ReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{kube.PodHashLabel: hash}},
+			ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{spec.LabelPodTemplateHash: hash}},
 			Status:     appsv1.ReplicaSetStatus{Replicas: replicas, ReadyReplicas: ready, AvailableReplicas: available},
 		}
 		if deleting {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // StatusDurable is the durable consumer on SLUICE_STATUS that every
@@ -163,7 +164,7 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 		}
 		st["pauseConditions"] = pcs
 	}
-	if snap.Strategy == "canary" {
+	if snap.Strategy == string(spec.StrategyCanary) {
 		st["canary"] = map[string]any{"weights": map[string]any{
 			"canary": map[string]any{"weight": int64(snap.CanaryWeight), "podTemplateHash": snap.PodHash},
 			"stable": map[string]any{"weight": int64(snap.StableWeight), "podTemplateHash": snap.StablePodHash},

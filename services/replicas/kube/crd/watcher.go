@@ -271,7 +271,7 @@ func (w *Watcher) rollout(ctx context.Context, u *unstructured.Unstructured) err
 func (w *Watcher) template(ctx context.Context, u *unstructured.Unstructured) error {
 	ref := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
 	if ref.Namespace == "" {
-		ref.Namespace = ClusterScope
+		ref.Namespace = events.ClusterScope
 	}
 	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
 	return w.publish(ctx, u, spec, fmt.Sprintf("k8s:%s:%d", u.GetUID(), u.GetGeneration()), events.TypeAnalysisTemplateApply, ref)

@@ -44,6 +44,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
@@ -81,6 +82,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "alb".
+func (r *Router) Type() string { return "alb" }
+
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil {
@@ -101,10 +105,10 @@ func New(cfg Config) (*Router, error) {
 // trafficRouting.alb, carries a header route the load balancer cannot
 // express or mirror routes no other router of the rollout carries, when an
 // Ingress is missing, has no use-annotation path to the action Service, or
-// is managed by another rollout; and one wrapping traffic.ErrStale when an
+// is managed by another rollout; and one wrapping tasks.ErrStale when an
 // Ingress was written by a later route.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	if route.Strategy == "blueGreen" {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	p, err := newPlan(ref, route)

@@ -426,7 +426,7 @@ func TestStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := getIngress(t, c, "web").Annotations
-	if _, err := r.Apply(ctx, web, 4, route(50)); !errors.Is(err, traffic.ErrStale) {
+	if _, err := r.Apply(ctx, web, 4, route(50)); !errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("seq 4 after 5: %v, want ErrStale", err)
 	}
 	if diff := kubefake.Diff(before, getIngress(t, c, "web").Annotations); diff != "" {
@@ -623,7 +623,7 @@ func TestInfrastructureErrorIsNotRejection(t *testing.T) {
 		return true, nil, errors.New("connection refused")
 	})
 	_, err := newRouter(t, c).Apply(context.Background(), web, 1, route(10))
-	if err == nil || errors.Is(err, traffic.ErrRejected) || errors.Is(err, traffic.ErrStale) {
+	if err == nil || errors.Is(err, traffic.ErrRejected) || errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("error %v, want an infrastructure error", err)
 	}
 }

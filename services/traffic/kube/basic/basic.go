@@ -11,7 +11,7 @@
 //     the preview pods, or the active pods when there is no preview.
 //
 // The Services must exist; the router only edits their selectors and marks
-// them with AnnotationManagedBy, refusing a Service another rollout manages.
+// them with spec.AnnotationManagedBy, refusing a Service another rollout manages.
 package basic
 
 import (
@@ -25,17 +25,10 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
-
-// PodHashLabel is the label every pod of a revision carries, and that the
-// router adds to Service selectors.
-const PodHashLabel = "rollouts-pod-template-hash"
-
-// AnnotationManagedBy names the rollout whose router edits a Service's
-// selector (Argo Rollouts' key, so a migrated Service stays recognised).
-const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
 
 // Config configures the router.
 type Config struct {
@@ -52,6 +45,9 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// Type returns "basic".
+func (r *Router) Type() string { return "basic" }
 
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
@@ -79,7 +75,7 @@ func selections(route tasks.Route) []selection {
 			out = append(out, selection{service, hash})
 		}
 	}
-	if route.Strategy == "blueGreen" {
+	if route.Strategy == spec.StrategyBlueGreen {
 		add(route.ActiveService, route.ActiveHash)
 		preview := route.PreviewHash
 		if preview == "" {
@@ -100,31 +96,31 @@ func selections(route tasks.Route) []selection {
 // Apply points each Service of the route at its revision and returns the
 // requested canary weight (0 for blue/green): Services carry no weights.
 // It returns an error wrapping traffic.ErrRejected when a Service is
-// missing or managed by another rollout, and traffic.ErrStale when a
+// missing or managed by another rollout, and tasks.ErrStale when a
 // Service was written by a later route.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	services := r.client.CoreV1().Services(ref.Namespace)
 	for _, s := range selections(route) {
 		what := fmt.Sprintf("Service %s/%s", ref.Namespace, s.service)
 		_, err := guard.Update(ctx, services, s.service, what, seq, func(svc *corev1.Service) error {
-			if owner := svc.Annotations[AnnotationManagedBy]; owner != "" && owner != ref.Name {
+			if owner := svc.Annotations[spec.AnnotationManagedBy]; owner != "" && owner != ref.Name {
 				return fmt.Errorf("%w: it is managed by rollout %q; give rollout %q its own Service", traffic.ErrRejected, owner, ref.Name)
 			}
 			if svc.Annotations == nil {
 				svc.Annotations = map[string]string{}
 			}
-			svc.Annotations[AnnotationManagedBy] = ref.Name
+			svc.Annotations[spec.AnnotationManagedBy] = ref.Name
 			if svc.Spec.Selector == nil {
 				svc.Spec.Selector = map[string]string{}
 			}
-			svc.Spec.Selector[PodHashLabel] = s.hash
+			svc.Spec.Selector[spec.LabelPodTemplateHash] = s.hash
 			return nil
 		})
 		if err != nil {
 			return 0, err
 		}
 	}
-	if route.Strategy == "blueGreen" {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	return route.CanaryWeight, nil

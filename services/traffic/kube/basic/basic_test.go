@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/basic"
 	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
@@ -107,8 +108,8 @@ func TestSelectors(t *testing.T) {
 			}
 			for name, hash := range tc.want {
 				sel := selector(t, client, name)
-				if sel[basic.PodHashLabel] != hash || sel["app"] != "web" {
-					t.Errorf("Service %s selector %v, want app=web and %s=%s", name, sel, basic.PodHashLabel, hash)
+				if sel[spec.LabelPodTemplateHash] != hash || sel["app"] != "web" {
+					t.Errorf("Service %s selector %v, want app=web and %s=%s", name, sel, spec.LabelPodTemplateHash, hash)
 				}
 			}
 		})
@@ -136,12 +137,12 @@ func TestRejects(t *testing.T) {
 		}
 	})
 	t.Run("Service of another rollout", func(t *testing.T) {
-		r, client := newRouter(t, service("default", "web-stable", map[string]string{basic.AnnotationManagedBy: "shop"}), service("default", "web-canary", nil))
+		r, client := newRouter(t, service("default", "web-stable", map[string]string{spec.AnnotationManagedBy: "shop"}), service("default", "web-canary", nil))
 		_, err := r.Apply(context.Background(), web, 1, traffictest.Canary(10))
 		if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), `managed by rollout "shop"`) {
 			t.Errorf("got %v, want a rejection naming rollout shop", err)
 		}
-		if sel := selector(t, client, "web-stable"); sel[basic.PodHashLabel] != "" {
+		if sel := selector(t, client, "web-stable"); sel[spec.LabelPodTemplateHash] != "" {
 			t.Errorf("the other rollout's Service was changed: %v", sel)
 		}
 	})

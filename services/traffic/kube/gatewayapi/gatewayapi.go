@@ -58,6 +58,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
@@ -65,16 +66,9 @@ import (
 // HTTPRoutes is the resource the router reads and writes.
 var HTTPRoutes = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
 
-// AnnotationManagedBy names the rollout that manages an HTTPRoute (Argo
-// Rollouts' key). The router refuses an HTTPRoute another rollout manages:
-// each object records one route seq, so two rollouts cannot share it.
-const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
-
 // AnnotationManagedRules lists, comma-separated, the names of the rules the
 // router put at the front of an HTTPRoute, in order.
 const AnnotationManagedRules = "traffic.sluice.io/managed-rules"
-
-const strategyBlueGreen = "blueGreen"
 
 // Config configures the router.
 type Config struct {
@@ -92,6 +86,9 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// Type returns "gatewayapi".
+func (r *Router) Type() string { return "gatewayapi" }
 
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
@@ -111,7 +108,7 @@ func New(cfg Config) (*Router, error) {
 // package doc), is rejected; an HTTPRoute written by a later route makes
 // the route stale.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	if route.Strategy == strategyBlueGreen {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	p, err := newPlan(ref, route)

@@ -330,7 +330,7 @@ spec:
 				if s := guard.Seq(got); s != 3 {
 					t.Errorf("HTTPRoute %s records seq %d, want 3", want.GetName(), s)
 				}
-				if owner := got.GetAnnotations()[gatewayapi.AnnotationManagedBy]; owner != "web" {
+				if owner := got.GetAnnotations()[spec.AnnotationManagedBy]; owner != "web" {
 					t.Errorf("HTTPRoute %s managed by %q, want web", want.GetName(), owner)
 				}
 			}

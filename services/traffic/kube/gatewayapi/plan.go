@@ -348,14 +348,14 @@ func limits(rules []any) error {
 // manages.
 func (p *plan) claim(obj *unstructured.Unstructured) error {
 	ann := obj.GetAnnotations()
-	if owner := ann[AnnotationManagedBy]; owner != "" && owner != p.ref.Name {
+	if owner := ann[spec.AnnotationManagedBy]; owner != "" && owner != p.ref.Name {
 		return fmt.Errorf("%w: it is managed by rollout %q (annotation %s); give rollout %q its own, or remove the annotation if %q no longer uses it",
-			traffic.ErrRejected, owner, AnnotationManagedBy, p.ref.Name, owner)
+			traffic.ErrRejected, owner, spec.AnnotationManagedBy, p.ref.Name, owner)
 	}
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[AnnotationManagedBy] = p.ref.Name
+	ann[spec.AnnotationManagedBy] = p.ref.Name
 	obj.SetAnnotations(ann)
 	return nil
 }

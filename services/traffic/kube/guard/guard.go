@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/services/traffic"
 )
 
@@ -71,7 +72,7 @@ var backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0
 // it, and writes it back if anything changed. It returns the object as
 // stored.
 //
-// It returns an error wrapping traffic.ErrStale when the object already
+// It returns an error wrapping tasks.ErrStale when the object already
 // carries a seq higher than seq, and one wrapping traffic.ErrRejected when
 // the object does not exist or mutate returns an error wrapping
 // traffic.ErrRejected. A conflict re-reads and re-applies; transient server
@@ -121,11 +122,11 @@ func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq i
 }
 
 // change returns a copy of obj with mutate applied and seq recorded, or an
-// error wrapping traffic.ErrStale when obj carries a higher seq.
+// error wrapping tasks.ErrStale when obj carries a higher seq.
 func change[T Object](obj T, what string, seq int64, mutate func(T) error) (T, error) {
 	var none T
 	if have := Seq(obj); have > seq {
-		return none, fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", traffic.ErrStale, what, have, seq)
+		return none, fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", tasks.ErrStale, what, have, seq)
 	}
 	next, ok := obj.DeepCopyObject().(T)
 	if !ok {
@@ -163,7 +164,7 @@ type Change[T Object] struct {
 // when one cannot be made. It first reads every object, in order, and
 // applies its Mutate to a copy, writing nothing; the first failure is
 // returned as Update would return it (a missing object or a rejection from
-// Mutate wraps traffic.ErrRejected, a higher seq traffic.ErrStale), except
+// Mutate wraps traffic.ErrRejected, a higher seq tasks.ErrStale), except
 // that a failed read is not retried. It then writes each object, in order,
 // with Update, and returns them as stored, in the order of changes.
 //

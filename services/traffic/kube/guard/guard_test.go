@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 	"github.com/sluicehq/sluice/services/traffic/kube/kubefake"
@@ -68,7 +69,7 @@ func TestUpdate(t *testing.T) {
 			prepare: func(c *fake.Clientset) { failUpdates(c, 2, apierrors.NewConflict(svcGR, "web", errors.New("changed"))) }},
 		{name: "a transient failure is retried", seq: 3, mutate: setLabel("a"), want: "a",
 			prepare: func(c *fake.Clientset) { failUpdates(c, 1, apierrors.NewServiceUnavailable("etcd leader change")) }},
-		{name: "a lower seq is stale", seq: 1, mutate: setLabel("b"), want: "a", wantErr: traffic.ErrStale,
+		{name: "a lower seq is stale", seq: 1, mutate: setLabel("b"), want: "a", wantErr: tasks.ErrStale,
 			wantMsg: "written by route seq 2, this route's seq is 1",
 			prepare: func(c *fake.Clientset) {
 				if _, err := guard.Update(ctx, c.CoreV1().Services("default"), "web", "Service default/web", 2, setLabel("a")); err != nil {
@@ -151,7 +152,7 @@ func TestUpdateAll(t *testing.T) {
 			second: func(*corev1.Service) error { return fmt.Errorf("%w: port missing", traffic.ErrRejected) }},
 		{name: "a missing second writes neither", second: setLabel("2"), wantErr: traffic.ErrRejected, wantMsg: "Service default/b does not exist",
 			prepare: func(c *fake.Clientset) { _ = c.CoreV1().Services("default").Delete(ctx, "b", metav1.DeleteOptions{}) }},
-		{name: "a second written by a later route writes neither", second: setLabel("2"), wantErr: traffic.ErrStale,
+		{name: "a second written by a later route writes neither", second: setLabel("2"), wantErr: tasks.ErrStale,
 			wantMsg: "Service default/b was written by route seq 9, this route's seq is 3",
 			prepare: func(c *fake.Clientset) {
 				if _, err := guard.Update(ctx, services(c), "b", "Service default/b", 9, setLabel("9")); err != nil {
@@ -223,7 +224,7 @@ func TestUpdateAllChangedBetweenCheckAndWrite(t *testing.T) {
 		{Client: services, Name: "a", What: "Service default/a", Mutate: mutateA},
 		{Client: services, Name: "b", What: "Service default/b", Mutate: setLabel("2")},
 	})
-	if !errors.Is(err, traffic.ErrStale) || !strings.Contains(err.Error(), "Service default/b was written by route seq 9") {
+	if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "Service default/b was written by route seq 9") {
 		t.Fatalf("err %v, want b stale", err)
 	}
 	for name, want := range map[string]string{"a": "1", "b": "9"} {

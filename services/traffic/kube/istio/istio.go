@@ -54,6 +54,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
@@ -64,17 +65,6 @@ const Group = "networking.istio.io"
 // DefaultAPIVersion is the version of Group the router uses unless
 // configured otherwise: Argo Rollouts' default.
 const DefaultAPIVersion = "v1alpha3"
-
-// PodHashLabel is the label the router sets on DestinationRule subsets; every
-// pod of a revision carries it.
-const PodHashLabel = "rollouts-pod-template-hash"
-
-// AnnotationManagedBy names the rollout that manages an object (Argo
-// Rollouts' key). The router refuses an object another rollout manages:
-// each object records one route seq, so two rollouts cannot share it.
-const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
-
-const strategyBlueGreen = "blueGreen"
 
 // Config configures the router.
 type Config struct {
@@ -119,6 +109,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "istio".
+func (r *Router) Type() string { return "istio" }
+
 // New returns a router for cfg, with defaults filled.
 func New(cfg Config) (*Router, error) {
 	cfg.Defaults()
@@ -140,7 +133,7 @@ func New(cfg Config) (*Router, error) {
 // objects cannot carry (see the package doc), is rejected; an object written
 // by a later route makes the route stale.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	if route.Strategy == strategyBlueGreen {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	p, err := newPlan(ref, route)
@@ -224,14 +217,14 @@ func (p *plan) destinationRule(dr *unstructured.Unstructured) error {
 		found[subset["name"].(string)] = true
 		labels, _ := subset["labels"].(map[string]any)
 		if hash == "" {
-			delete(labels, PodHashLabel)
+			delete(labels, spec.LabelPodTemplateHash)
 			continue
 		}
 		if labels == nil {
 			labels = map[string]any{}
 			subset["labels"] = labels
 		}
-		labels[PodHashLabel] = hash
+		labels[spec.LabelPodTemplateHash] = hash
 	}
 	for _, f := range []struct{ name, field string }{{cfg.CanarySubsetName, "canarySubsetName"}, {cfg.StableSubsetName, "stableSubsetName"}} {
 		if !found[f.name] {
@@ -245,14 +238,14 @@ func (p *plan) destinationRule(dr *unstructured.Unstructured) error {
 // manages.
 func (p *plan) claim(obj *unstructured.Unstructured) error {
 	ann := obj.GetAnnotations()
-	if owner := ann[AnnotationManagedBy]; owner != "" && owner != p.ref.Name {
+	if owner := ann[spec.AnnotationManagedBy]; owner != "" && owner != p.ref.Name {
 		return fmt.Errorf("%w: it is managed by rollout %q (annotation %s); give rollout %q its own, or remove the annotation if %q no longer uses it",
-			traffic.ErrRejected, owner, AnnotationManagedBy, p.ref.Name, owner)
+			traffic.ErrRejected, owner, spec.AnnotationManagedBy, p.ref.Name, owner)
 	}
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[AnnotationManagedBy] = p.ref.Name
+	ann[spec.AnnotationManagedBy] = p.ref.Name
 	obj.SetAnnotations(ann)
 	return nil
 }

@@ -398,7 +398,7 @@ spec:
 				if s := guard.Seq(got); s != 7 {
 					t.Errorf("%s records seq %d, want 7", want.GetKind(), s)
 				}
-				if owner := got.GetAnnotations()[istio.AnnotationManagedBy]; owner != "web" {
+				if owner := got.GetAnnotations()[spec.AnnotationManagedBy]; owner != "web" {
 					t.Errorf("%s managed by %q, want web", want.GetKind(), owner)
 				}
 			}

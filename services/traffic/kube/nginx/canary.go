@@ -95,7 +95,7 @@ func desiredCanary(ref events.Ref, stable *networkingv1.Ingress, route tasks.Rou
 // (prefixed unless they already are, as Argo does),
 // canaryIngressAnnotations as they are, then what the router must control:
 // canary, canary-weight, canary-weight-total (only with maxTrafficWeight)
-// and AnnotationManagedBy.
+// and spec.AnnotationManagedBy.
 func canaryAnnotations(ref events.Ref, stable *networkingv1.Ingress, route tasks.Route) map[string]string {
 	n := route.TrafficRouting.Nginx
 	prefix := annotationPrefix(n)
@@ -117,7 +117,7 @@ func canaryAnnotations(ref events.Ref, stable *networkingv1.Ingress, route tasks
 	if total := route.TrafficRouting.MaxTrafficWeight; total != nil {
 		ann[prefix+"/canary-weight-total"] = strconv.FormatInt(int64(*total), 10)
 	}
-	ann[AnnotationManagedBy] = ref.Name
+	ann[spec.AnnotationManagedBy] = ref.Name
 	return ann
 }
 

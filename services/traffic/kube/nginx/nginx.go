@@ -13,7 +13,7 @@
 //     reads them.
 //   - created by the router when missing: one canary Ingress per stable
 //     Ingress, named CanaryIngressName(rollout, stableIngress), marked with
-//     AnnotationManagedBy. It is rebuilt from its stable Ingress on every
+//     spec.AnnotationManagedBy. It is rebuilt from its stable Ingress on every
 //     Apply, so changes to the stable Ingress reach it at the next route.
 //     The router never deletes it (Argo deletes it with the Rollout object
 //     through an owner reference, which Sluice does not set).
@@ -45,18 +45,12 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
-	"github.com/sluicehq/sluice/services/traffic/kube/basic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
 
 // DefaultAnnotationPrefix is the prefix of ingress-nginx's annotations,
 // used unless trafficRouting.nginx.annotationPrefix names another.
 const DefaultAnnotationPrefix = "nginx.ingress.kubernetes.io"
-
-// AnnotationManagedBy names, on a canary Ingress, the rollout whose router
-// writes it. It is the key the basic router puts on Services, so one
-// annotation says "Sluice owns this for rollout X" everywhere.
-const AnnotationManagedBy = basic.AnnotationManagedBy
 
 // fieldManager names the router in the objects' managedFields.
 const fieldManager = "sluice-traffic"
@@ -78,6 +72,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "nginx".
+func (r *Router) Type() string { return "nginx" }
+
 // New returns a router. It returns an error when Client is nil.
 func New(cfg Config) (*Router, error) {
 	if cfg.Client == nil {
@@ -98,10 +95,10 @@ func New(cfg Config) (*Router, error) {
 // trafficRouting.nginx, carries header or mirror routes no other router of
 // the rollout carries, when a stable Ingress is missing or has no path to
 // the stable Service, or when an Ingress with a canary Ingress's name exists
-// that this rollout does not manage; and one wrapping traffic.ErrStale when
+// that this rollout does not manage; and one wrapping tasks.ErrStale when
 // a canary Ingress was written by a later route.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	if route.Strategy == "blueGreen" {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	n, err := check(route)
@@ -255,7 +252,7 @@ func rejectInvalid(err error, what string) error {
 // annotation) counts as the rollout's, so a migration does not need it
 // deleted.
 func managedBy(ing *networkingv1.Ingress, rollout string) (string, bool) {
-	if owner, ok := ing.Annotations[AnnotationManagedBy]; ok {
+	if owner, ok := ing.Annotations[spec.AnnotationManagedBy]; ok {
 		if owner == rollout {
 			return "", true
 		}
@@ -266,5 +263,5 @@ func managedBy(ing *networkingv1.Ingress, rollout string) (string, bool) {
 			return "", true
 		}
 	}
-	return fmt.Sprintf("it has no annotation %s: %s", AnnotationManagedBy, rollout), false
+	return fmt.Sprintf("it has no annotation %s: %s", spec.AnnotationManagedBy, rollout), false
 }

@@ -123,7 +123,7 @@ func TestCanaryIngress(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Name: "web-web-canary", Namespace: "default", Annotations: map[string]string{
 					"nginx.ingress.kubernetes.io/canary":        "true",
 					"nginx.ingress.kubernetes.io/canary-weight": "30",
-					AnnotationManagedBy:                         "web",
+					spec.AnnotationManagedBy:                    "web",
 					guard.SeqAnnotation:                         "1",
 				}},
 				Spec: networkingv1.IngressSpec{
@@ -156,7 +156,7 @@ func TestCanaryIngress(t *testing.T) {
 					"kubernetes.io/ingress.class":               "nginx-public",
 					"nginx.ingress.kubernetes.io/canary":        "true",
 					"nginx.ingress.kubernetes.io/canary-weight": "0",
-					AnnotationManagedBy:                         "web",
+					spec.AnnotationManagedBy:                    "web",
 					guard.SeqAnnotation:                         "1",
 				}},
 				Spec: networkingv1.IngressSpec{
@@ -197,7 +197,7 @@ func TestCanaryIngress(t *testing.T) {
 					"custom.nginx.io/nginx.ingress.kubernetes.io/ignored": "x",
 					"example.com/team":                                    "web",
 					"canary-by-header2":                                   "as-is",
-					AnnotationManagedBy:                                   "web",
+					spec.AnnotationManagedBy:                              "web",
 					guard.SeqAnnotation:                                   "1",
 				}},
 				Spec: networkingv1.IngressSpec{
@@ -270,7 +270,7 @@ func TestFollowsChanges(t *testing.T) {
 	want := map[string]string{
 		"nginx.ingress.kubernetes.io/canary":        "true",
 		"nginx.ingress.kubernetes.io/canary-weight": "20",
-		AnnotationManagedBy:                         "web",
+		spec.AnnotationManagedBy:                    "web",
 		guard.SeqAnnotation:                         "2",
 	}
 	if diff := kubefake.Diff(want, got.Annotations); diff != "" {
@@ -360,7 +360,7 @@ func TestStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := r.Apply(ctx, web, 4, route(50))
-	if !errors.Is(err, traffic.ErrStale) {
+	if !errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("seq 4 after 5: %v, want ErrStale", err)
 	}
 	if got := getIngress(t, c, "web-web-canary").Annotations["nginx.ingress.kubernetes.io/canary-weight"]; got != "0" {
@@ -390,7 +390,7 @@ func TestAdoptsArgoCanaryIngress(t *testing.T) {
 		t.Fatalf("Apply: %d, %v", w, err)
 	}
 	got := getIngress(t, c, "web-web-canary")
-	if got.Annotations[AnnotationManagedBy] != "web" || got.Annotations["nginx.ingress.kubernetes.io/canary-weight"] != "25" {
+	if got.Annotations[spec.AnnotationManagedBy] != "web" || got.Annotations["nginx.ingress.kubernetes.io/canary-weight"] != "25" {
 		t.Errorf("annotations after adoption: %v", got.Annotations)
 	}
 	if diff := kubefake.Diff(argo.OwnerReferences, got.OwnerReferences); diff != "" {
@@ -479,11 +479,11 @@ func TestRejects(t *testing.T) {
 			name:  "canary ingress name taken by a user's Ingress",
 			objs:  []runtime.Object{stableIngress("web"), foreign(nil)},
 			route: func() tasks.Route { return route(10) },
-			want:  []string{"canary Ingress default/web-web-canary exists", "no annotation " + AnnotationManagedBy + ": web", "delete or rename it"},
+			want:  []string{"canary Ingress default/web-web-canary exists", "no annotation " + spec.AnnotationManagedBy + ": web", "delete or rename it"},
 		},
 		{
 			name:  "canary ingress managed by another rollout",
-			objs:  []runtime.Object{stableIngress("web"), foreign(map[string]string{AnnotationManagedBy: "shop"})},
+			objs:  []runtime.Object{stableIngress("web"), foreign(map[string]string{spec.AnnotationManagedBy: "shop"})},
 			route: func() tasks.Route { return route(10) },
 			want:  []string{`managed by rollout "shop"`},
 		},
@@ -524,7 +524,7 @@ func TestInfrastructureErrorIsNotRejection(t *testing.T) {
 		return true, nil, errors.New("connection refused")
 	})
 	_, err := newRouter(t, c).Apply(context.Background(), web, 1, route(10))
-	if err == nil || errors.Is(err, traffic.ErrRejected) || errors.Is(err, traffic.ErrStale) {
+	if err == nil || errors.Is(err, traffic.ErrRejected) || errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("error %v, want an infrastructure error", err)
 	}
 }

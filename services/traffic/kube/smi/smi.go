@@ -50,6 +50,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 	"github.com/sluicehq/sluice/services/traffic/kube/guard"
 )
@@ -60,12 +61,6 @@ const Group = "split.smi-spec.io"
 // DefaultAPIVersion is the version of Group the router writes unless
 // configured otherwise.
 const DefaultAPIVersion = "v1alpha3"
-
-// AnnotationManagedBy names the rollout a TrafficSplit belongs to (Argo
-// Rollouts' key for objects a rollout manages without owning them).
-const AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
-
-const strategyBlueGreen = "blueGreen"
 
 // Config configures the router.
 type Config struct {
@@ -109,6 +104,9 @@ type Router struct {
 
 var _ traffic.Router = (*Router)(nil)
 
+// Type returns "smi".
+func (r *Router) Type() string { return "smi" }
+
 // New returns a router for cfg, with defaults filled.
 func New(cfg Config) (*Router, error) {
 	cfg.Defaults()
@@ -128,7 +126,7 @@ func New(cfg Config) (*Router, error) {
 // or whose TrafficSplit belongs to something else, is rejected; a
 // TrafficSplit written by a later route makes the route stale.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	if route.Strategy == strategyBlueGreen {
+	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	split, err := r.desired(ref, route)
@@ -152,7 +150,7 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 			if ann == nil {
 				ann = map[string]string{}
 			}
-			ann[AnnotationManagedBy] = ref.Name
+			ann[spec.AnnotationManagedBy] = ref.Name
 			ts.SetAnnotations(ann)
 			tspec, _ := ts.Object["spec"].(map[string]any)
 			if tspec == nil {
@@ -228,7 +226,7 @@ func (r *Router) desired(ref events.Ref, route tasks.Route) (*unstructured.Unstr
 	split.SetKind("TrafficSplit")
 	split.SetNamespace(ref.Namespace)
 	split.SetName(name)
-	split.SetAnnotations(map[string]string{AnnotationManagedBy: ref.Name})
+	split.SetAnnotations(map[string]string{spec.AnnotationManagedBy: ref.Name})
 	return split, nil
 }
 
@@ -263,7 +261,7 @@ func (r *Router) create(ctx context.Context, client dynamic.ResourceInterface, w
 
 // owned refuses a TrafficSplit that is not the rollout's.
 func owned(ts *unstructured.Unstructured, rollout string) error {
-	switch owner := ts.GetAnnotations()[AnnotationManagedBy]; {
+	switch owner := ts.GetAnnotations()[spec.AnnotationManagedBy]; {
 	case owner == rollout:
 		return nil
 	case owner != "":
@@ -273,7 +271,7 @@ func owned(ts *unstructured.Unstructured, rollout string) error {
 		return nil // Argo Rollouts created it for this rollout
 	}
 	return fmt.Errorf("%w: it was not created for rollout %q; delete it for the router to create its own, set trafficRouting.smi.trafficSplitName, or add annotation %s: %s to hand it over",
-		traffic.ErrRejected, rollout, AnnotationManagedBy, rollout)
+		traffic.ErrRejected, rollout, spec.AnnotationManagedBy, rollout)
 }
 
 // weightIn reads the canary weight in effect in a stored TrafficSplit, in

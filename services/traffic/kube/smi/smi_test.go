@@ -161,7 +161,7 @@ backends: [{service: web-canary, weight: "30"}, {service: web-stable, weight: "7
 			want := &unstructured.Unstructured{Object: map[string]any{"spec": kubefake.Value(t, tc.wantSpec)}}
 			want.SetAPIVersion(smi.Group + "/" + tc.version)
 			want.SetKind("TrafficSplit")
-			want.SetAnnotations(map[string]string{smi.AnnotationManagedBy: "web", guard.SeqAnnotation: "4"})
+			want.SetAnnotations(map[string]string{spec.AnnotationManagedBy: "web", guard.SeqAnnotation: "4"})
 			if tc.existing != "" {
 				want.SetOwnerReferences(kubefake.Object(t, tc.existing).GetOwnerReferences())
 			}
@@ -272,7 +272,7 @@ func TestLowerSeqDoesNotOverwrite(t *testing.T) {
 	if _, err := r.Apply(context.Background(), web, 5, traffictest.Canary(0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Apply(context.Background(), web, 4, traffictest.Canary(50)); !errors.Is(err, traffic.ErrStale) {
+	if _, err := r.Apply(context.Background(), web, 4, traffictest.Canary(50)); !errors.Is(err, tasks.ErrStale) {
 		t.Fatalf("seq 4 after 5: %v", err)
 	}
 	if s := guard.Seq(kubefake.Get(t, c, gvr("v1alpha3"), "default", "web")); s != 5 {

@@ -1,8 +1,8 @@
-package events
+package jsonlead
 
 import "testing"
 
-func TestLeadingFields(t *testing.T) {
+func TestFields(t *testing.T) {
 	for _, c := range []struct {
 		data   string
 		ok     bool
@@ -15,9 +15,9 @@ func TestLeadingFields(t *testing.T) {
 		{`["wakeup"]`, false, ``},
 		{`not json`, false, ``},
 	} {
-		got, ok := LeadingFields([]byte(c.data), "wakeup", "phase")
+		got, ok := Fields([]byte(c.data), "wakeup", "phase")
 		if ok != c.ok || (ok && string(got["wakeup"]) != c.wakeup) {
-			t.Errorf("LeadingFields(%s) = %s, %v; want wakeup %s, %v", c.data, got["wakeup"], ok, c.wakeup, c.ok)
+			t.Errorf("Fields(%s) = %s, %v; want wakeup %s, %v", c.data, got["wakeup"], ok, c.wakeup, c.ok)
 		}
 	}
 }
