@@ -21,9 +21,11 @@ demo: build
 	scripts/demo.sh
 
 ## test: lint, then every test (real embedded NATS, a real Kubernetes
-## control plane from kube-tools, no mocks)
+## control plane from kube-tools, no mocks). The binaries the tests run are
+## built once, into bin/test (internal/testbin), before any test starts.
 test: lint
 	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
+	SLUICE_TEST_BIN=$$(GO=$(GO) $(GO) run ./internal/testbin/build) && export SLUICE_TEST_BIN && \
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
 ## kube-tools: build etcd, kube-apiserver, kube-controller-manager,

@@ -27,26 +27,6 @@ var scaleRollouts = func() int {
 	return 10_000
 }()
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// binaries builds the service binaries once per run.
-func binaries(b *testing.B) string {
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "sluice-bench-bin-")
-		if buildErr == nil {
-			buildErr = systest.Build(binDir, "../..")
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	return binDir
-}
-
 // pausedCanary pauses at 20% until promoted.
 func pausedCanary(name, image string) string {
 	return canary(name, image, "", `{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}`)
@@ -93,14 +73,13 @@ func BenchmarkAtScale(b *testing.B) {
 }
 
 func atScale(b *testing.B, n int) {
-	bin := binaries(b)
 	bus := systest.StartBus(b)
 	dp, err := dataplane.NewServer()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = dp.Close() })
-	sys := systest.Start(b, systest.Spec{Bin: bin, NATS: bus.URL, DataPlane: dp.URL(), LogDir: b.TempDir(), Restart: 5 * time.Second})
+	sys := systest.Start(b, systest.Spec{NATS: bus.URL, DataPlane: dp.URL(), LogDir: b.TempDir(), Restart: 5 * time.Second})
 	for !sys.Ready() {
 		time.Sleep(50 * time.Millisecond)
 	}

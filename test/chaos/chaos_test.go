@@ -33,24 +33,6 @@ import (
 	"github.com/sluicehq/sluice/test/systest/dataplane"
 )
 
-// binDir holds the binaries TestMain builds.
-var binDir string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-chaos-bin-")
-	if err == nil {
-		err = systest.Build(dir, "../..")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // size is how much chaos a run makes.
 type size struct {
 	perClass int           // rollouts per class
@@ -178,7 +160,7 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(func() { _ = dp.Close() })
 	prom := systest.StartPrometheus(t)
 	sys := systest.Start(t, systest.Spec{
-		Bin: binDir, NATS: nats.URL, DataPlane: dp.URL(), LogDir: logDir,
+		NATS: nats.URL, DataPlane: dp.URL(), LogDir: logDir,
 		// Two of each service, so that a killed one has a peer that
 		// takes its work.
 		Replicas:     2,

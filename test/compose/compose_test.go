@@ -4,16 +4,21 @@
 // a Sluice binary must be one that binary accepts. A renamed flag or
 // environment variable fails here, not at `docker compose up`.
 //
-// Docker itself is not needed: the binaries are built from the packages the
-// Dockerfile builds, and asked for their --help.
+// Docker itself is not needed: the binaries the Dockerfile builds (the main
+// packages of its go build line) are asked for their --help. They come from
+// package testbin, built without the Dockerfile's CGO_ENABLED=0, which
+// changes no flag.
 package compose
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -24,6 +29,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 var update = flag.Bool("update", false, "rewrite deploy/compose/examples from examples/")
@@ -62,47 +69,39 @@ func TestComposeFileIsValid(t *testing.T) {
 	}
 }
 
-// binaries builds what the Dockerfile builds, once per test run.
-var binaries = sync.OnceValues(func() (string, error) {
+// dockerBinaries are the names of the binaries the Dockerfile builds: the
+// main packages its go build line names.
+var dockerBinaries = sync.OnceValues(func() (map[string]bool, error) {
 	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	m := regexp.MustCompile(`go build [^\n]*-o /out/bin/ ((?:\./\S+ ?)+)`).FindSubmatch(dockerfile)
 	if m == nil {
-		return "", os.ErrNotExist
+		return nil, errors.New("the Dockerfile has no go build line with -o /out/bin/")
 	}
-	dir, err := os.MkdirTemp("", "sluice-compose-bin")
-	if err != nil {
-		return "", err
-	}
-	args := append([]string{"build", "-o", dir + string(os.PathSeparator)}, strings.Fields(string(m[1]))...)
+	args := append([]string{"list", "-f", `{{if eq .Name "main"}}{{.ImportPath}}{{end}}`}, strings.Fields(string(m[1]))...)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", &buildError{args: args, out: string(out), err: err}
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
 	}
-	return dir, nil
+	names := map[string]bool{}
+	for _, pkg := range strings.Fields(string(out)) {
+		names[path.Base(pkg)] = true
+	}
+	return names, nil
 })
 
-type buildError struct {
-	args []string
-	out  string
-	err  error
-}
-
-func (e *buildError) Error() string {
-	return "go " + strings.Join(e.args, " ") + ": " + e.err.Error() + "\n" + e.out
-}
-
-func binDir(t *testing.T) string {
+// builtByDocker reports whether the Dockerfile builds binary bin.
+func builtByDocker(t *testing.T, bin string) bool {
 	t.Helper()
-	dir, err := binaries()
+	names, err := dockerBinaries()
 	if err != nil {
-		t.Fatalf("building the Dockerfile's binaries: %v", err)
+		t.Fatalf("reading the Dockerfile's binaries: %v", err)
 	}
-	return dir
+	return names[bin]
 }
 
 // usage is what a binary's --help says it accepts.
@@ -120,7 +119,7 @@ var (
 // both print their flags; exit codes differ and do not matter).
 func help(t *testing.T, bin string, args ...string) usage {
 	t.Helper()
-	out, _ := exec.Command(filepath.Join(binDir(t), bin), append(args, "--help")...).CombinedOutput()
+	out, _ := exec.Command(testbin.Path(t, bin), append(args, "--help")...).CombinedOutput()
 	u := usage{flags: map[string]bool{}, env: map[string]bool{}}
 	for _, m := range flagLine.FindAllStringSubmatch(string(out), -1) {
 		if m[1] != "" {
@@ -169,7 +168,7 @@ func TestServicesMatchTheBinaries(t *testing.T) {
 				t.Fatal("no command: the image has no entrypoint, the command names the binary")
 			}
 			bin := svc.Command[0]
-			if _, err := os.Stat(filepath.Join(binDir(t), bin)); err != nil {
+			if !builtByDocker(t, bin) {
 				t.Fatalf("command %q: the Dockerfile builds no binary %s", svc.Command, bin)
 			}
 			// Leading words are subcommands (sluice apply ...).
@@ -337,7 +336,7 @@ func TestComposeManifestsFollowTheExamples(t *testing.T) {
 			if string(got) != string(want) {
 				t.Errorf("%s differs from examples/%s with the Compose changes; run go test ./test/compose -update", path, m.from)
 			}
-			if out, err := exec.Command(filepath.Join(binDir(t), "sluice"), "lint", "-f", path).CombinedOutput(); err != nil {
+			if out, err := exec.Command(testbin.Path(t, "sluice"), "lint", "-f", path).CombinedOutput(); err != nil {
 				t.Errorf("sluice lint -f %s: %v\n%s", path, err, out)
 			}
 		})

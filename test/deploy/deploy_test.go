@@ -34,6 +34,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 // overlays are the directories under deploy/overlays a user applies.
@@ -383,14 +385,8 @@ func TestCommandsNameRealBinariesAndFlags(t *testing.T) {
 			}
 		}
 	}
-	bin := t.TempDir()
 	for _, name := range services {
-		exe := filepath.Join(bin, name)
-		build := exec.Command("go", "build", "-o", exe, "./cmd/"+name)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", name, err, out)
-		}
+		exe := testbin.Path(t, name)
 		help, _ := exec.Command(exe, "--help").CombinedOutput()
 		for _, overlay := range overlays {
 			args := render(t, overlay).deployments[name].Spec.Template.Spec.Containers[0].Args

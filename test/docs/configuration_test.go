@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 // serviceBinaries are built on internal/daemon; the flags all of them share
@@ -36,15 +38,12 @@ type flags map[string][]string
 // from its --help, and fails when docs/configuration.md misses a flag or an
 // environment variable, or documents one that does not exist.
 func TestConfigurationDocumentsEveryFlag(t *testing.T) {
-	root := moduleRoot(t)
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "./cmd/...")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	root, err := testbin.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
 	checkBinaries(t, root)
-	actual := actualFlags(t, bin)
+	actual := actualFlags(t)
 	documented := documentedFlags(t, filepath.Join(root, "docs", "configuration.md"))
 
 	keys := map[string]bool{}
@@ -114,31 +113,13 @@ func checkBinaries(t *testing.T, root string) {
 	}
 }
 
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test")
-		}
-		dir = parent
-	}
-}
-
 // actualFlags returns the flags of every binary and sluice subcommand, by
 // documentation key: the command path, and sharedKey for the flags every
 // service binary has (then left out of each binary's own set).
-func actualFlags(t *testing.T, bin string) map[string]flags {
+func actualFlags(t *testing.T) map[string]flags {
 	out := map[string]flags{}
 	for _, b := range serviceBinaries {
-		out[b] = parseFlags(help(t, bin, b), "")
+		out[b] = parseFlags(help(t, b), "")
 	}
 	shared := flags{}
 	for f, env := range out[serviceBinaries[0]] {
@@ -158,23 +139,23 @@ func actualFlags(t *testing.T, bin string) map[string]flags {
 	}
 	out[sharedKey] = shared
 
-	commands(t, bin, nil, out)
+	commands(t, nil, out)
 	return out
 }
 
 // commands adds the flags of sluice's command path and of every
 // subcommand below it, at any depth, by command path ("sluice dev").
-func commands(t *testing.T, bin string, path []string, out map[string]flags) {
-	text := help(t, bin, "sluice", path...)
+func commands(t *testing.T, path []string, out map[string]flags) {
+	text := help(t, "sluice", path...)
 	out[strings.Join(append([]string{"sluice"}, path...), " ")] = parseFlags(text, "Flags:")
 	for _, sub := range subcommands(text) {
-		commands(t, bin, append(slices.Clone(path), sub), out)
+		commands(t, append(slices.Clone(path), sub), out)
 	}
 }
 
-func help(t *testing.T, bin, name string, args ...string) string {
+func help(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bin, name), append(args, "--help")...)
+	cmd := exec.Command(testbin.Path(t, name), append(args, "--help")...)
 	// Flag defaults come from the environment: keep it out of the way.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	out, err := cmd.CombinedOutput()

@@ -16,28 +16,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
-
-// bin holds the binaries built once for the package.
-var bin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../../cmd/sluice", "../../examples/demoapp")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the binaries:", err)
-		os.Exit(1)
-	}
-	bin = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -53,6 +34,7 @@ func freeAddr(t *testing.T) string {
 type dev struct {
 	t          *testing.T
 	work       string // working directory: bin/demoapp lives here
+	cli        string // the sluice binary
 	state      string
 	nats, prom string
 	http       string
@@ -67,10 +49,10 @@ func newDev(t *testing.T) *dev {
 	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(bin, "demoapp"), filepath.Join(work, "bin", "demoapp")); err != nil {
+	if err := os.Symlink(testbin.Path(t, "demoapp"), filepath.Join(work, "bin", "demoapp")); err != nil {
 		t.Fatal(err)
 	}
-	d := &dev{t: t, work: work, state: filepath.Join(work, "state"), nats: freeAddr(t), prom: freeAddr(t), http: freeAddr(t)}
+	d := &dev{t: t, work: work, cli: testbin.Path(t, "sluice"), state: filepath.Join(work, "state"), nats: freeAddr(t), prom: freeAddr(t), http: freeAddr(t)}
 	t.Cleanup(d.stop)
 	return d
 }
@@ -94,7 +76,7 @@ func (d *dev) start() {
 
 func (d *dev) tryStart() error {
 	d.out = &bytes.Buffer{}
-	d.cmd = exec.Command(filepath.Join(bin, "sluice"), "dev", "--state-dir", d.state,
+	d.cmd = exec.Command(d.cli, "dev", "--state-dir", d.state,
 		"--nats-listen", d.nats, "--prometheus-listen", d.prom, "--http-listen", d.http, "--log-level", "warn")
 	d.cmd.Dir = d.work
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -152,7 +134,7 @@ func (d *dev) sluice(args ...string) (int, string) {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "sluice"), append(args, "--nats-url", "nats://"+d.nats)...)
+	cmd := exec.CommandContext(ctx, d.cli, append(args, "--nats-url", "nats://"+d.nats)...)
 	cmd.Dir = d.work
 	out, err := cmd.CombinedOutput()
 	code := 0

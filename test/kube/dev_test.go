@@ -3,12 +3,12 @@ package kube_test
 import (
 	"bytes"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 )
 
 // freeAddr is a loopback address nothing listens on right now.
@@ -25,16 +25,12 @@ func freeAddr(t testing.TB) string {
 // It is not parallel: sluice dev watches every namespace, so it must not
 // run beside the other tests' stacks.
 func TestSluiceDevOnKubernetes(t *testing.T) {
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+string(os.PathSeparator), "../../cmd/sluice")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build sluice: %v\n%s", err, out)
-	}
+	cli := testbin.Path(t, "sluice")
 	cp := controlPlane(t)
 	s := &stack{cp: cp, ns: cp.Namespace(t)}
 
 	var out bytes.Buffer
-	cmd := exec.Command(filepath.Join(bin, "sluice"), "dev", "--platform", "kube",
+	cmd := exec.Command(cli, "dev", "--platform", "kube",
 		"--kubeconfig", s.cp.Kubeconfig, "--state-dir", t.TempDir(),
 		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t))
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 )
@@ -29,27 +30,6 @@ const patience = 30 * time.Second
 
 // adminUser has no permission limits: the test's own eyes on the bus.
 const adminUser = "admin"
-
-// cli is the sluice binary built once for the package.
-var cli string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-security-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "../../cmd/sluice")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the sluice CLI:", err)
-		os.Exit(1)
-	}
-	cli = dir + string(os.PathSeparator) + "sluice"
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 func password(identity string) string { return "pw-" + identity }
 
@@ -175,6 +155,7 @@ func runCLI(t *testing.T, url, identity string, args ...string) (int, string) {
 // runCLIWithin is runCLI killing the CLI after d (exit code -1).
 func runCLIWithin(t *testing.T, d time.Duration, url, identity string, args ...string) (int, string) {
 	t.Helper()
+	cli := testbin.Path(t, "sluice")
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cli, args...)

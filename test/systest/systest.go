@@ -30,21 +30,9 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/promserver"
+	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 )
-
-// Build compiles the orchestrator and analyzer binaries and the data-plane
-// worker into dir. root is the module root, relative to the caller's
-// working directory (the package under test).
-func Build(dir, root string) error {
-	build := exec.Command("go", "build", "-o", dir+string(os.PathSeparator),
-		root+"/cmd/sluice-orchestrator", root+"/cmd/sluice-analyzer", root+"/test/systest/worker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build the services: %w", err)
-	}
-	return nil
-}
 
 // Quiet is a logger that drops everything.
 func Quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -227,8 +215,6 @@ func (p *Proc) Started() time.Time {
 
 // Spec describes the processes of a System.
 type Spec struct {
-	// Bin is where Build put the binaries.
-	Bin string
 	// NATS is the server's URL; DataPlane the data plane's.
 	NATS, DataPlane string
 	// Replicas is how many processes of each service run (default 1).
@@ -274,6 +260,10 @@ func Start(t testing.TB, s Spec) *System {
 	if s.Restart == 0 {
 		s.Restart = 300 * time.Millisecond
 	}
+	bins := map[string]string{}
+	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer", "worker"} {
+		bins[name] = testbin.Path(t, name)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sys := &System{t: t, ctx: ctx, stop: cancel, restart: s.Restart, kills: map[string]int{}}
 	common := []string{"--nats-url", s.NATS, "--bus-ack-wait", s.AckWait.String(), "--log-level", "info"}
@@ -281,7 +271,7 @@ func Start(t testing.TB, s Spec) *System {
 		add := func(service, bin string, extra ...string) {
 			name := fmt.Sprintf("%s-%d", service, i)
 			listen := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-			args := append(append([]string{filepath.Join(s.Bin, bin), "--http-listen", listen}, common...), extra...)
+			args := append(append([]string{bins[bin], "--http-listen", listen}, common...), extra...)
 			sys.Procs = append(sys.Procs, &Proc{Name: name, Service: service, Args: args,
 				Log: filepath.Join(s.LogDir, name+".log"), ready: "http://" + listen + "/readyz"})
 		}
