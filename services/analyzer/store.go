@@ -129,7 +129,7 @@ func runKey(r events.Ref, name string) (string, error) {
 	if len(name) > 253 || !kvToken.MatchString(name) {
 		return "", fmt.Errorf("analysis run name %q cannot be stored: use letters, digits, '-', '_', '=' and single inner dots, at most 253 characters", name)
 	}
-	return r.Namespace + "." + r.Name + "." + name, nil
+	return records.KeyOf(r) + "." + name, nil
 }
 
 // runStore reads and writes run records with compare-and-swap.

@@ -367,7 +367,7 @@ func (s *Service) apply(ctx context.Context, u update) error {
 		d.republish = true
 	}
 	decide := func(rec *record, rev uint64) error { return d.decide(ctx, rec, rev) }
-	k := key(u.ref)
+	k := records.KeyOf(u.ref)
 	var err error
 	// The first decision is made on the record this replica knows, which
 	// spares a read of the bucket; a write conflict, or a decision that

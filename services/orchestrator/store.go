@@ -2,8 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,17 +34,6 @@ type record struct {
 	Commands []string `json:"commands,omitempty"`
 }
 
-func key(r events.Ref) string { return r.Namespace + "." + r.Name }
-
-func refFromKey(k string) (events.Ref, error) {
-	ns, name, ok := strings.Cut(k, ".")
-	if !ok {
-		return events.Ref{}, fmt.Errorf("key %q is not <namespace>.<name>", k)
-	}
-	r := events.Ref{Namespace: ns, Name: name}
-	return r, r.Validate()
-}
-
 // store reads and writes rollout records with compare-and-swap. It keeps
 // the records it read or wrote last, decoded, by revision: a rollout that
 // is busy is decided on again and again, and decoding its record each time
@@ -74,13 +61,13 @@ func prepare(rec *record) {
 // load returns the record and its revision; a missing rollout is the zero
 // record at revision 0.
 func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
-	return s.Get(ctx, key(r))
+	return s.Get(ctx, records.KeyOf(r))
 }
 
 // save writes rec if the entry is still at revision rev (0: must not
 // exist). It returns an error wrapping records.ErrConflict when another
 // writer got there first.
 func (s store) save(ctx context.Context, r events.Ref, rec record, rev uint64) error {
-	_, err := s.Put(ctx, key(r), rec, rev)
+	_, err := s.Put(ctx, records.KeyOf(r), rec, rev)
 	return err
 }

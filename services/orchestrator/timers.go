@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/deadlines"
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -22,7 +23,7 @@ func newTimers(log *slog.Logger, now func() time.Time, fire func(context.Context
 		Logger: log,
 		Now:    now,
 		Work: func(ctx context.Context, key string, due time.Time) time.Time {
-			r, err := refFromKey(key)
+			r, err := records.RefOf(key)
 			if err != nil {
 				log.Warn("bucket key is not a rollout", "key", key, "error", err)
 				return time.Time{}

@@ -3,15 +3,12 @@ package replicas
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
-	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // BucketPending holds the scale task each rollout waits on, keyed
@@ -25,17 +22,6 @@ type pendingTask struct {
 	// Deadline is when the task is reported Failed if its revisions are
 	// still not available; a redelivery or a restart does not extend it.
 	Deadline time.Time `json:"deadline"`
-}
-
-func pendingKey(r events.Ref) string { return r.Namespace + "." + r.Name }
-
-func refFromPendingKey(k string) (events.Ref, error) {
-	ns, name, ok := strings.Cut(k, ".")
-	if !ok {
-		return events.Ref{}, fmt.Errorf("key %q is not <namespace>.<name>", k)
-	}
-	r := events.Ref{Namespace: ns, Name: name}
-	return r, r.Validate()
 }
 
 // pendingStore reads and writes BucketPending with compare-and-swap, so
@@ -52,7 +38,7 @@ func newPendingStore(kv jetstream.KeyValue) pendingStore {
 // the entry already holds this attempt of t (a redelivery), else deadline.
 // held reports whether the entry now holds t.
 func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time) (effective time.Time, held bool, err error) {
-	_, err = s.Update(ctx, pendingKey(t.Ref), func(cur *pendingTask, rev uint64) error {
+	_, err = s.Update(ctx, records.KeyOf(t.Ref), func(cur *pendingTask, rev uint64) error {
 		effective, held = deadline, false
 		if rev != 0 {
 			if cur.Task.Seq > t.Seq {
@@ -75,7 +61,7 @@ func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time)
 // done removes the rollout's entry if it still holds this attempt of t (or
 // does not decode).
 func (s pendingStore) done(ctx context.Context, t tasks.Task) error {
-	key := pendingKey(t.Ref)
+	key := records.KeyOf(t.Ref)
 	cur, rev, err := s.Get(ctx, key)
 	switch {
 	case rev == 0:
@@ -100,7 +86,7 @@ func (s pendingStore) list(ctx context.Context) ([]pendingTask, error) {
 	}
 	var out []pendingTask
 	for _, k := range keys {
-		if _, err := refFromPendingKey(k); err != nil {
+		if _, err := records.RefOf(k); err != nil {
 			continue
 		}
 		p, rev, err := s.Get(ctx, k)
