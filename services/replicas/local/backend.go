@@ -117,8 +117,8 @@ type Backend struct {
 	cancel context.CancelFunc
 	// procs counts the goroutines that own a process: supervisors and
 	// orphan stoppers.
-	procs sync.WaitGroup
-	pub   *publisher
+	procs     sync.WaitGroup
+	endpoints *endpointsWriter
 
 	mu       sync.Mutex
 	started  bool // Start was called
@@ -196,8 +196,8 @@ func New(cfg Config) (*Backend, error) {
 func (b *Backend) changedLocked(rev *revision) {
 	close(b.changed)
 	b.changed = make(chan struct{})
-	if rev != nil && b.pub != nil {
-		b.pub.mark(revKey{rev.ro.ref, rev.hash})
+	if rev != nil && b.endpoints != nil {
+		b.endpoints.mark(revKey{rev.ro.ref, rev.hash})
 	}
 }
 
@@ -222,17 +222,17 @@ func (b *Backend) Start(ctx context.Context) error {
 		return fmt.Errorf("state directory: %w", err)
 	}
 	b.mu.Lock()
-	b.pub = newPublisher(b, store)
+	b.endpoints = newEndpointsWriter(b, store)
 	b.mu.Unlock()
 	if err := b.restore(); err != nil {
 		return err
 	}
 	// Entries this backend does not run are stale (its state directory
 	// was removed, or a revision ended while no backend ran).
-	if err := b.pub.markBucket(ctx); err != nil {
+	if err := b.endpoints.markBucket(ctx); err != nil {
 		return err
 	}
-	go b.pub.loop(b.ctx)
+	go b.endpoints.loop(b.ctx)
 	b.mu.Lock()
 	b.running = true
 	b.mu.Unlock()
@@ -524,7 +524,7 @@ func (b *Backend) wait(ctx context.Context, ro *rollout, seq int64, scale tasks.
 			// finds its endpoints in the bucket.
 			// Availability was reached: publishing it is not cut short
 			// by ctx ending meanwhile.
-			if err := b.pub.sync(context.WithoutCancel(ctx), keys...); err != nil {
+			if err := b.endpoints.sync(context.WithoutCancel(ctx), keys...); err != nil {
 				return statuses, fmt.Errorf("publish endpoints of %s: %w", ro.ref, err)
 			}
 			return statuses, nil
@@ -623,8 +623,8 @@ func (b *Backend) Close(ctx context.Context) error {
 	}
 	b.cancel()
 	err = errors.Join(err, waitGroup(ctx, &b.procs))
-	if b.pub != nil {
-		err = errors.Join(err, b.pub.flush(ctx))
+	if b.endpoints != nil {
+		err = errors.Join(err, b.endpoints.flush(ctx))
 	}
 	return err
 }

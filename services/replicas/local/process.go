@@ -233,7 +233,7 @@ func (b *Backend) run(p *proc, h *handle, log *slog.Logger) outcome {
 		// p left the endpoints when it was asked to stop: tell the proxy
 		// before the process starts shutting down.
 		sctx, scancel := context.WithTimeout(b.ctx, 2*time.Second)
-		_ = b.pub.sync(sctx, revKey{p.rev.ro.ref, p.rev.hash})
+		_ = b.endpoints.sync(sctx, revKey{p.rev.ro.ref, p.rev.hash})
 		scancel()
 		b.mu.Lock()
 		grace := defaultGracePeriod

@@ -21,13 +21,13 @@ type revKey struct {
 	hash string
 }
 
-// publishTimeout bounds one write to the endpoints bucket.
-const publishTimeout = 5 * time.Second
+// writeTimeout bounds one write to the endpoints bucket.
+const writeTimeout = 5 * time.Second
 
-// publisher keeps the endpoints bucket in step with the processes:
+// endpointsWriter keeps the endpoints bucket in step with the processes:
 // readiness changes mark a revision dirty, and one goroutine writes the
 // revision's current entry (coalescing bursts, retrying failures).
-type publisher struct {
+type endpointsWriter struct {
 	b     *Backend
 	store endpoints.Store
 
@@ -39,12 +39,12 @@ type publisher struct {
 	kick  chan struct{}
 }
 
-func newPublisher(b *Backend, store endpoints.Store) *publisher {
-	return &publisher{b: b, store: store, last: map[revKey]string{}, dirty: map[revKey]bool{}, kick: make(chan struct{}, 1)}
+func newEndpointsWriter(b *Backend, store endpoints.Store) *endpointsWriter {
+	return &endpointsWriter{b: b, store: store, last: map[revKey]string{}, dirty: map[revKey]bool{}, kick: make(chan struct{}, 1)}
 }
 
 // mark schedules k's entry for writing. It never blocks.
-func (p *publisher) mark(k revKey) {
+func (p *endpointsWriter) mark(k revKey) {
 	p.dmu.Lock()
 	p.dirty[k] = true
 	p.dmu.Unlock()
@@ -56,7 +56,7 @@ func (p *publisher) mark(k revKey) {
 
 // markBucket schedules every entry in the bucket and every revision the
 // backend runs, so that entries of revisions it does not run are removed.
-func (p *publisher) markBucket(ctx context.Context) error {
+func (p *endpointsWriter) markBucket(ctx context.Context) error {
 	lister, err := p.store.KV.ListKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list bucket %s: %w", endpoints.Bucket, err)
@@ -78,7 +78,7 @@ func (p *publisher) markBucket(ctx context.Context) error {
 }
 
 // loop writes dirty entries until ctx ends, retrying failures every second.
-func (p *publisher) loop(ctx context.Context) {
+func (p *endpointsWriter) loop(ctx context.Context) {
 	var retry <-chan time.Time
 	for {
 		select {
@@ -89,14 +89,14 @@ func (p *publisher) loop(ctx context.Context) {
 		}
 		retry = nil
 		if err := p.flush(ctx); err != nil && ctx.Err() == nil {
-			p.b.log.Warn("endpoints not published; retrying", "error", err)
+			p.b.log.Warn("endpoints not written; retrying", "error", err)
 			retry = time.After(time.Second)
 		}
 	}
 }
 
 // flush writes every dirty entry; those that fail stay dirty.
-func (p *publisher) flush(ctx context.Context) error {
+func (p *endpointsWriter) flush(ctx context.Context) error {
 	p.dmu.Lock()
 	keys := make([]revKey, 0, len(p.dirty))
 	for k := range p.dirty {
@@ -106,7 +106,7 @@ func (p *publisher) flush(ctx context.Context) error {
 	p.dmu.Unlock()
 	var errs []error
 	for _, k := range keys {
-		if err := p.publish(ctx, k); err != nil {
+		if err := p.write(ctx, k); err != nil {
 			p.dmu.Lock()
 			p.dirty[k] = true
 			p.dmu.Unlock()
@@ -117,17 +117,17 @@ func (p *publisher) flush(ctx context.Context) error {
 }
 
 // sync writes the entries of keys now.
-func (p *publisher) sync(ctx context.Context, keys ...revKey) error {
+func (p *endpointsWriter) sync(ctx context.Context, keys ...revKey) error {
 	var errs []error
 	for _, k := range keys {
-		errs = append(errs, p.publish(ctx, k))
+		errs = append(errs, p.write(ctx, k))
 	}
 	return errors.Join(errs...)
 }
 
-// publish writes k's current entry, or deletes it when the revision has no
+// write writes k's current entry, or deletes it when the revision has no
 // process, unless the bucket already holds it.
-func (p *publisher) publish(ctx context.Context, k revKey) error {
+func (p *endpointsWriter) write(ctx context.Context, k revKey) error {
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	entry, ok := p.b.entry(k)
@@ -138,7 +138,7 @@ func (p *publisher) publish(ctx context.Context, k revKey) error {
 	if last, seen := p.last[k]; seen && last == fp {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	var err error
 	if ok {
