@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -138,27 +139,28 @@ func TestCommandForUnknownRolloutIsDeadLettered(t *testing.T) {
 // rollout fails with a message that names the missing service.
 func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 	srv := startServer(t)
-	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 300 * time.Millisecond, TaskMaxAttempts: 2})
+	// The start timeout is far above a started report's round trip on a
+	// loaded machine, so only the missing traffic service can run it out.
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 2 * time.Second, TaskMaxAttempts: 2})
 	c := connect(t, srv.ClientURL())
 	startFakeWorkers(t, c, tasks.ServiceTraffic)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}
 	request(t, c, r, "web:1", canaryWithPause)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var degraded statusEntry
+	poll.Until(t, "the rollout degraded", func() error {
 		for _, e := range status.of(r) {
 			if e.Data.Status.Phase == events.PhaseDegraded {
-				msg := e.Data.Status.Message + " " + e.Data.Reason
-				if !strings.Contains(msg, "traffic") {
-					t.Errorf("degraded without naming the traffic service: %q", msg)
-				}
-				return
+				degraded = e
+				return nil
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
+	if msg := degraded.Data.Status.Message + " " + degraded.Data.Reason; !strings.Contains(msg, "traffic") {
+		t.Errorf("degraded without naming the traffic service: %q", msg)
 	}
-	t.Fatalf("rollout never degraded: %v", typesOf(status.of(r)))
 }
 
 // A command delivered a second time after newer ones (a publisher's retry
@@ -230,9 +232,7 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for !svc.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, "the orchestrator ready", svc.Ready)
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}
@@ -255,17 +255,12 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	if err := svc.apply(redelivered, r, machine.Observation{Tick: true}, "", false, nil); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(10 * time.Second); ; {
-		found := false
+	poll.Until(t, "the outbox's event published on redelivery", func() error {
 		for _, e := range status.of(r) {
-			found = found || e.ID == lost.Status.ID && e.Data.Reason == "left in the outbox"
+			if e.ID == lost.Status.ID && e.Data.Reason == "left in the outbox" {
+				return nil
+			}
 		}
-		if found {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the outbox's event was not published on redelivery; saw %v", typesOf(status.of(r)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
 }
