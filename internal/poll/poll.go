@@ -30,6 +30,7 @@ type Option func(*config)
 
 type config struct {
 	timeout  time.Duration
+	timed    bool // timeout set by Timeout
 	interval time.Duration
 	ctx      context.Context
 }
@@ -39,7 +40,7 @@ type config struct {
 func Timeout(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {
-			c.timeout = d
+			c.timeout, c.timed = d, true
 		}
 	}
 }
@@ -54,8 +55,8 @@ func Every(d time.Duration) Option {
 	}
 }
 
-// Context makes Until also give up when ctx is done, whichever of that and
-// the timeout comes first.
+// Context makes Until also give up when ctx is done. A deadline of ctx
+// replaces Default; with Timeout as well, whichever comes first counts.
 func Context(ctx context.Context) Option {
 	return func(c *config) { c.ctx = ctx }
 }
@@ -90,6 +91,9 @@ func Wait(what string, check func() error, opts ...Option) error {
 	c := config{timeout: Default, interval: Interval, ctx: context.Background()}
 	for _, o := range opts {
 		o(&c)
+	}
+	if d, ok := c.ctx.Deadline(); ok && !c.timed {
+		c.timeout = time.Until(d) + time.Second // ctx ends it first, with its own error
 	}
 	start := time.Now()
 	deadline := time.NewTimer(c.timeout)
