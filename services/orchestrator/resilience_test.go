@@ -81,18 +81,15 @@ func TestKilledOrchestratorIsReplacedAndPauseKept(t *testing.T) {
 	request(t, c, r, "web:2", steps)
 
 	var pauseStart time.Time
-	deadline := time.Now().Add(30 * time.Second)
-	for pauseStart.IsZero() && time.Now().Before(deadline) {
+	poll.Until(t, "the pause step started", func() error {
 		for _, e := range status.of(r) {
 			if e.Type == events.TypeRolloutStepStarted && e.Data.Step != nil && e.Data.Step.Action == "pause" {
 				pauseStart = e.At
+				return nil
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if pauseStart.IsZero() {
-		t.Fatalf("pause step never started: %v", typesOf(status.of(r)))
-	}
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
 	first.kill()
 	startOrchestrator(t, srv.ClientURL(), machine.Config{})
 
@@ -114,25 +111,22 @@ func TestCommandForUnknownRolloutIsDeadLettered(t *testing.T) {
 	send(t, c, events.Ref{Namespace: "prod", Name: "ghost"}, events.TypeRolloutPromote, events.PromoteData{})
 
 	ctx := context.Background()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var msg *jetstream.RawStreamMsg
+	poll.Until(t, "the command for an unknown rollout dead-lettered", func() error {
 		s, err := c.JetStream().Stream(ctx, events.StreamDeadLetter)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg, err := s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands)); err == nil {
-			dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
-				t.Errorf("reason = %q", dl.Reason)
-			}
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		msg, err = s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands))
+		return err
+	})
+	dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("command for an unknown rollout was not dead-lettered")
+	if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
+		t.Errorf("reason = %q", dl.Reason)
+	}
 }
 
 // With no traffic service running, route tasks are re-sent and then the
