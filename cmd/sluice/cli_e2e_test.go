@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -166,20 +168,15 @@ func TestApplyRefusesInvalidManifestsBeforePublishing(t *testing.T) {
 // compare equal, so column alignment does not matter.
 func waitOutput(t *testing.T, cmd func() (int, string), want ...string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	var out string
-	for time.Now().Before(deadline) {
-		_, out = cmd()
-		ok := true
+	poll.Until(t, fmt.Sprintf("output showing %q", want), func() error {
+		_, out := cmd()
 		for _, w := range want {
-			ok = ok && strings.Contains(squeeze(out), squeeze(w))
+			if !strings.Contains(squeeze(out), squeeze(w)) {
+				return fmt.Errorf("output:\n%s", out)
+			}
 		}
-		if ok {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("output never showed %q:\n%s", want, out)
+		return nil
+	}, poll.Every(50*time.Millisecond))
 }
 
 func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -20,26 +20,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 func TestMain(m *testing.M) { kubetest.Main(m) }
-
-// eventually polls cond until it returns nil, failing the test with the
-// last error once ctx is done.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() error) {
-	t.Helper()
-	var last error
-	for {
-		if last = cond(); last == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: %v (last: %v)", what, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 func labels(app string) map[string]string { return map[string]string{"app": app} }
 
@@ -72,7 +56,7 @@ func TestReplicaSetPodsRunOnFakeNodeAndAreCollected(t *testing.T) {
 	}
 
 	sel := metav1.ListOptions{LabelSelector: "app=web"}
-	eventually(t, ctx, "2 pods Running and Ready on a fake node", func() error {
+	poll.Until(t, "2 pods Running and Ready on a fake node", func() error {
 		pods, err := cp.Client.CoreV1().Pods(ns).List(ctx, sel)
 		if err != nil {
 			return err
@@ -88,8 +72,8 @@ func TestReplicaSetPodsRunOnFakeNodeAndAreCollected(t *testing.T) {
 			return fmt.Errorf("%d pods, %d of them Running and Ready on %v", len(pods.Items), ready, cp.Nodes)
 		}
 		return nil
-	})
-	eventually(t, ctx, "ReplicaSet status counts 2 ready replicas", func() error {
+	}, poll.Context(ctx))
+	poll.Until(t, "ReplicaSet status counts 2 ready replicas", func() error {
 		got, err := cp.Client.AppsV1().ReplicaSets(ns).Get(ctx, "web", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -98,14 +82,14 @@ func TestReplicaSetPodsRunOnFakeNodeAndAreCollected(t *testing.T) {
 			return fmt.Errorf("readyReplicas %d", got.Status.ReadyReplicas)
 		}
 		return nil
-	})
+	}, poll.Context(ctx))
 
 	// The default propagation for a ReplicaSet is background: the
 	// garbage collector deletes the pods after the owner is gone.
 	if err := cp.Client.AppsV1().ReplicaSets(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("delete ReplicaSet: %v", err)
 	}
-	eventually(t, ctx, "pods garbage-collected", func() error {
+	poll.Until(t, "pods garbage-collected", func() error {
 		pods, err := cp.Client.CoreV1().Pods(ns).List(ctx, sel)
 		if err != nil {
 			return err
@@ -114,7 +98,7 @@ func TestReplicaSetPodsRunOnFakeNodeAndAreCollected(t *testing.T) {
 			return fmt.Errorf("%d pods left", n)
 		}
 		return nil
-	})
+	}, poll.Context(ctx))
 }
 
 func podReady(p *corev1.Pod) bool {
@@ -168,7 +152,7 @@ func TestHPAEnforcesReplicaBoundsWithoutMetrics(t *testing.T) {
 			return nil
 		}
 	}
-	eventually(t, ctx, "Deployment scaled up to minReplicas, 3 available", scaledTo(3))
+	poll.Until(t, "Deployment scaled up to minReplicas, 3 available", scaledTo(3), poll.Context(ctx))
 
 	// Scaled by hand above maxReplicas, it is brought back down.
 	scale, err := cp.Client.AppsV1().Deployments(ns).GetScale(ctx, "api", metav1.GetOptions{})
@@ -179,7 +163,7 @@ func TestHPAEnforcesReplicaBoundsWithoutMetrics(t *testing.T) {
 	if _, err := cp.Client.AppsV1().Deployments(ns).UpdateScale(ctx, "api", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("scale to 9: %v", err)
 	}
-	eventually(t, ctx, "Deployment scaled down to maxReplicas, 5 available", scaledTo(5))
+	poll.Until(t, "Deployment scaled down to maxReplicas, 5 available", scaledTo(5), poll.Context(ctx))
 }
 
 func TestRouterCRDsInstallAndServeObjects(t *testing.T) {

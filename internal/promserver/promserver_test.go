@@ -19,6 +19,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/promserver"
 )
 
@@ -68,6 +69,7 @@ func (tg *target) url() string { return tg.srv.URL + "/metrics" }
 type targetList struct {
 	mu      sync.Mutex
 	targets []promserver.Target
+	asked   atomic.Int64 // calls of get: the server asks once per scrape interval
 }
 
 func (l *targetList) set(ts ...promserver.Target) {
@@ -77,6 +79,7 @@ func (l *targetList) set(ts ...promserver.Target) {
 }
 
 func (l *targetList) get() []promserver.Target {
+	l.asked.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]promserver.Target(nil), l.targets...)
@@ -119,17 +122,12 @@ func client(t *testing.T, s *promserver.Server) v1.API {
 // what it saw, for the failure message.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		ok, saw := cond()
-		if ok {
-			return
+	poll.Until(t, what, func() error {
+		if ok, saw := cond(); !ok {
+			return fmt.Errorf("last saw %s", saw)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last saw %s", what, waitFor, saw)
-		}
-		time.Sleep(interval / 2)
-	}
+		return nil
+	}, poll.Timeout(waitFor), poll.Every(interval/2))
 }
 
 // vectorOf runs an instant query now and returns its vector.
@@ -206,8 +204,12 @@ func TestTargetsAddedLater(t *testing.T) {
 	t.Parallel()
 	list := &targetList{}
 	p := client(t, startServer(t, t.TempDir(), list))
-	// Some intervals with no target at all.
-	time.Sleep(3 * interval)
+	// Some intervals with no target at all: the server has asked for its
+	// targets at start and again after each of three intervals.
+	eventually(t, "three scrape intervals with no targets", func() (bool, string) {
+		n := list.asked.Load()
+		return n >= 4, fmt.Sprintf("targets asked for %d times", n)
+	})
 	if vec, _ := vectorOf(t, p, `up`); len(vec) != 0 {
 		t.Fatalf("up with no targets = %v, want empty", vec)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -114,18 +115,7 @@ func run(t *testing.T, svc interface {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "service ready", svc.Ready)
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.True(t, "service ready", svc.Ready)
 }
 
 // A small flow on a real bus — two revisions of a canary rollout carried
@@ -192,13 +182,13 @@ func TestFlowMetricsTracesAndLogs(t *testing.T) {
 		}
 	}
 	publish(context.Background(), events.TypeRolloutRequested, "web:1")
-	eventually(t, "revision 1 completed", completedN(1))
+	poll.True(t, "revision 1 completed", completedN(1))
 
 	// Revision 2 is requested inside the CLI's own root span.
 	root, rootSpan := sdktrace.NewTracerProvider().Tracer("cli").Start(context.Background(), "apply")
 	publish(root, events.TypeRolloutRequested, "web:2")
 	rootSpan.End()
-	eventually(t, "revision 2 completed", completedN(2))
+	poll.True(t, "revision 2 completed", completedN(2))
 	traceID := rootSpan.SpanContext().TraceID()
 
 	// An event of a type nobody handles is dead-lettered.
@@ -207,11 +197,11 @@ func TestFlowMetricsTracesAndLogs(t *testing.T) {
 		n, _ := testutil.GatherAndCount(reg, "sluice_events_dead_lettered_total")
 		return float64(n)
 	}
-	eventually(t, "a dead letter", func() bool { return deadLettered() > 0 })
+	poll.True(t, "a dead letter", func() bool { return deadLettered() > 0 })
 
 	t.Run("metrics", func(t *testing.T) {
-		eventually(t, "both rollouts' phase seen", func() bool { return gauge(t, reg, "sluice_orchestrator_rollouts", "phase", "Healthy") == 1 })
-		eventually(t, "lag sampled at zero", func() bool {
+		poll.True(t, "both rollouts' phase seen", func() bool { return gauge(t, reg, "sluice_orchestrator_rollouts", "phase", "Healthy") == 1 })
+		poll.True(t, "lag sampled at zero", func() bool {
 			return gauge(t, reg, "sluice_consumer_pending_messages", "consumer", orchestrator.DurableCommands) == 0
 		})
 		want := []struct {
@@ -260,7 +250,7 @@ func TestFlowMetricsTracesAndLogs(t *testing.T) {
 			}
 			return names
 		}
-		eventually(t, "spans ended", func() bool {
+		poll.True(t, "spans ended", func() bool {
 			o, w := inTrace(orch.spans), inTrace(work.spans)
 			return o["process sluice.cmd.prod"] && o["process sluice.result.replicas"] && o["process sluice.result.traffic"] && w["process sluice.task.replicas"] && w["process sluice.task.traffic"]
 		})

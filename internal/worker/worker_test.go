@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -39,15 +40,15 @@ func results(t *testing.T, c *events.Client) (func() []events.Event, func(n int)
 		return append([]events.Event(nil), got...)
 	}
 	wait := func(n int) []events.Event {
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			if evs := all(); len(evs) >= n {
-				return evs
+		t.Helper()
+		var evs []events.Event
+		poll.Until(t, fmt.Sprintf("%d results", n), func() error {
+			if evs = all(); len(evs) < n {
+				return fmt.Errorf("got %d", len(evs))
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		t.Fatalf("got %d results, want %d", len(all()), n)
-		return nil
+			return nil
+		})
+		return evs
 	}
 	return all, wait
 }
@@ -69,12 +70,18 @@ func sendTask(t *testing.T, c *events.Client, task tasks.Task) {
 // quick one is reported finished only, a long one started and finished,
 // and so is one accepted to be finished later, unless it is finished
 // before StartedAfter.
+//
+// A long task runs until the test has seen its started report, so it is
+// long by cause, not by a sleep measured against StartedAfter; a quick one
+// takes milliseconds, far inside a StartedAfter that a loaded machine
+// cannot reach.
 func TestWorkerReportsStartedOnlyForTasksThatRunLong(t *testing.T) {
 	c := setup(t)
 	_, wait := results(t, c)
 	var calls atomic.Int32
+	release := map[int32]chan struct{}{20: make(chan struct{}), 40: make(chan struct{})}
 	var w *Worker
-	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: eventstest.Quiet(), StartedAfter: 300 * time.Millisecond,
+	w, err := New(c, Config{Service: tasks.ServiceTraffic, Logger: eventstest.Quiet(), StartedAfter: 2 * time.Second,
 		Consumer: events.ConsumerConfig{BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, Workers: 1},
 		Executors: map[string]Executor{tasks.KindRoute: func(ctx context.Context, task tasks.Task) (tasks.Finished, error) {
 			weight := task.Route.CanaryWeight
@@ -84,14 +91,12 @@ func TestWorkerReportsStartedOnlyForTasksThatRunLong(t *testing.T) {
 					return tasks.Finished{}, errors.New("router API unavailable")
 				}
 			case 20: // long
-				time.Sleep(time.Second)
+				<-release[20]
 			case 30, 40: // accepted, finished later: soon, or after StartedAfter
-				delay := 10 * time.Millisecond
-				if weight == 40 {
-					delay = time.Second
-				}
 				go func() {
-					time.Sleep(delay)
+					if weight == 40 {
+						<-release[40]
+					}
 					_ = w.Finish(context.Background(), task, tasks.Finished{Outcome: tasks.OutcomeSucceeded, CanaryWeight: &weight})
 				}()
 				return tasks.Finished{}, nil
@@ -112,6 +117,8 @@ func TestWorkerReportsStartedOnlyForTasksThatRunLong(t *testing.T) {
 		sendTask(t, c, tasks.Task{ID: id, Attempt: 1, Kind: tasks.KindRoute, Ref: r, Seq: int64(i + 1), Route: &tasks.Route{CanaryWeight: weight}})
 		if weight == 20 || weight == 40 {
 			want = append(want, "started "+id)
+			wait(len(want))
+			close(release[weight])
 		}
 		want = append(want, "finished "+id)
 		// One task at a time, so that the reports come in this order.

@@ -7,6 +7,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 // Two services with their own tracer providers, as separate processes have:
@@ -40,7 +42,7 @@ func TestTraceCrossesServicesInTheEvent(t *testing.T) {
 	if len(pub) != 1 || pub[0].SpanKind() != trace.SpanKindProducer || pub[0].Parent().SpanID() != rootSpan.SpanContext().SpanID() {
 		t.Fatalf("publish spans: %v", pub)
 	}
-	eventually(t, "the consumer span ends", func() bool { return len(svcSpans.Ended()) == 1 })
+	poll.True(t, "the consumer span ends", func() bool { return len(svcSpans.Ended()) == 1 })
 	proc := svcSpans.Ended()[0]
 	if proc.SpanKind() != trace.SpanKindConsumer || proc.Parent().SpanID() != pub[0].SpanContext().SpanID() || !proc.Parent().IsRemote() {
 		t.Errorf("consumer span %q kind %v parent %v; want a consumer span whose remote parent is the publish span %v",

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 // The transport suite: every test runs against a real embedded NATS server
@@ -165,7 +167,7 @@ func TestPoisonMessagesAreDeadLetteredWhileGoodOnesFlow(t *testing.T) {
 
 	recv(t, allGood, "good events")
 	var dls []DeadLetter
-	eventually(t, "four dead letters", func() bool { dls = deadLetters(t, c); return len(dls) == 4 })
+	poll.True(t, "four dead letters", func() bool { dls = deadLetters(t, c); return len(dls) == 4 })
 
 	bySubject := map[string][]DeadLetter{}
 	for _, dl := range dls {
@@ -225,7 +227,7 @@ func TestMessagePastMaxDeliverWithoutAckIsDeadLettered(t *testing.T) {
 	holder.c.Conn().Close()
 
 	var dls []DeadLetter
-	eventually(t, "the message is dead-lettered", func() bool { dls = deadLetters(t, publisher); return len(dls) == 1 })
+	poll.True(t, "the message is dead-lettered", func() bool { dls = deadLetters(t, publisher); return len(dls) == 1 })
 	dl := dls[0]
 	if !strings.Contains(dl.Reason, "without being acknowledged") || dl.Header.Get("ce-id") != ev.ID() || string(dl.Data) != `{"why":"crash"}` {
 		t.Errorf("dead letter = %+v", dl)
@@ -256,7 +258,7 @@ func TestBackPressureBoundsUnacknowledgedMessages(t *testing.T) {
 		}
 		return nil
 	})
-	eventually(t, "the slow consumer holds its limit", func() bool { return running.Load() == limit })
+	poll.True(t, "the slow consumer holds its limit", func() bool { return running.Load() == limit })
 	cons, err := c.JetStream().Consumer(context.Background(), StreamCommands, "slow")
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +325,7 @@ func TestNoEventLostAcrossServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, pubIDs...)
-	eventually(t, "every event is handled", func() bool {
+	poll.True(t, "every event is handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, id := range ids {
@@ -346,16 +348,37 @@ func TestInProgressHeartbeatPreventsRedelivery(t *testing.T) {
 	c := provisioned(t, startServer(t).ClientURL())
 	var deliveries atomic.Int32
 	done := make(chan struct{})
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "long", AckWait: 500 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Workers: 2}, func(ctx context.Context, ev Event) error {
+	// Heartbeats ten times per ack wait: a loaded machine may delay a few
+	// of them without the message being redelivered.
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "long", AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Workers: 2}, func(ctx context.Context, ev Event) error {
 		if deliveries.Add(1) == 1 {
-			// Work for four ack-wait periods.
-			time.Sleep(2 * time.Second)
+			// Work for more than two ack-wait periods.
+			time.Sleep(2500 * time.Millisecond)
 			close(done)
 		}
 		return nil
 	})
 	publish(t, c, cmdSubject("web"), mustEvent(t, TypeRolloutPause, "default/web", nil))
 	recv(t, done, "the long handler")
+	// Once the message is acked no redelivery can come; the server's count
+	// of deliveries says whether one came before.
+	cons, err := c.JetStream().Consumer(context.Background(), StreamCommands, "long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *jetstream.ConsumerInfo
+	poll.Until(t, "the long handler's message acked", func() error {
+		if info, err = cons.Info(context.Background()); err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 {
+			return fmt.Errorf("%d pending acks", info.NumAckPending)
+		}
+		return nil
+	})
+	if info.Delivered.Consumer != 1 {
+		t.Errorf("the server delivered the message %d times; heartbeats should keep it at 1", info.Delivered.Consumer)
+	}
 	if n := deliveries.Load(); n != 1 {
 		t.Errorf("a handler outliving the ack wait was delivered %d times; heartbeats should keep it at 1", n)
 	}
@@ -499,7 +522,7 @@ func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "orchestrator"}, noop)
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "analyzer"}, noop)
 	var dls []DeadLetter
-	eventually(t, "a dead letter per consumer", func() bool { dls = deadLetters(t, c); return len(dls) == 2 })
+	poll.True(t, "a dead letter per consumer", func() bool { dls = deadLetters(t, c); return len(dls) == 2 })
 	if dls[0].Consumer == dls[1].Consumer {
 		t.Errorf("both dead letters name consumer %q", dls[0].Consumer)
 	}

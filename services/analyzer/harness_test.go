@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -358,19 +359,12 @@ func (rs *results) count(typ, taskID string) int {
 
 func (rs *results) waitFor(t *testing.T, what string, ok func([]result) bool) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
+	poll.True(t, what, func() bool {
 		rs.mu.Lock()
 		all := slices.Clone(rs.all)
 		rs.mu.Unlock()
-		if ok(all) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ok(all)
+	}, poll.Timeout(patience))
 }
 
 // checkMeasured checks that task reported exactly n measurements of
@@ -413,16 +407,19 @@ func waitKey(t *testing.T, c *events.Client, bucket, key string, present bool) j
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	var found jetstream.KeyValueEntry
+	poll.Until(t, fmt.Sprintf("key %s in %s present=%v", key, bucket, present), func() error {
 		e, err := kv.Get(ctx, key)
 		switch {
 		case err == nil && present:
-			return e
+			found = e
+			return nil
 		case errors.Is(err, jetstream.ErrKeyNotFound) && !present:
 			return nil
-		case ctx.Err() != nil:
-			t.Fatalf("key %s in %s: wanted present=%v, never came about (last error %v)", key, bucket, present, err)
+		case err == nil:
+			return fmt.Errorf("still there at revision %d", e.Revision())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err
+	}, poll.Context(ctx))
+	return found
 }

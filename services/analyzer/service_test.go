@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -320,16 +321,16 @@ func TestCommandsOfOthersAreIgnoredAndBadTemplatesDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
+	poll.Until(t, "every template command handled", func() error {
 		info, err := cons.Info(ctx)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	}, poll.Context(ctx))
 
 	dlq, err := b.client.JetStream().OrderedConsumer(ctx, events.StreamDeadLetter, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{events.DeadLetterSubject(events.StreamCommands, DurableTemplates)},

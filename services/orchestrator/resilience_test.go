@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -80,18 +81,15 @@ func TestKilledOrchestratorIsReplacedAndPauseKept(t *testing.T) {
 	request(t, c, r, "web:2", steps)
 
 	var pauseStart time.Time
-	deadline := time.Now().Add(30 * time.Second)
-	for pauseStart.IsZero() && time.Now().Before(deadline) {
+	poll.Until(t, "the pause step started", func() error {
 		for _, e := range status.of(r) {
 			if e.Type == events.TypeRolloutStepStarted && e.Data.Step != nil && e.Data.Step.Action == "pause" {
 				pauseStart = e.At
+				return nil
 			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if pauseStart.IsZero() {
-		t.Fatalf("pause step never started: %v", typesOf(status.of(r)))
-	}
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
 	first.kill()
 	startOrchestrator(t, srv.ClientURL(), machine.Config{})
 
@@ -113,52 +111,50 @@ func TestCommandForUnknownRolloutIsDeadLettered(t *testing.T) {
 	send(t, c, events.Ref{Namespace: "prod", Name: "ghost"}, events.TypeRolloutPromote, events.PromoteData{})
 
 	ctx := context.Background()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	var msg *jetstream.RawStreamMsg
+	poll.Until(t, "the command for an unknown rollout dead-lettered", func() error {
 		s, err := c.JetStream().Stream(ctx, events.StreamDeadLetter)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg, err := s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands)); err == nil {
-			dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
-				t.Errorf("reason = %q", dl.Reason)
-			}
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
+		msg, err = s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands))
+		return err
+	})
+	dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("command for an unknown rollout was not dead-lettered")
+	if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
+		t.Errorf("reason = %q", dl.Reason)
+	}
 }
 
 // With no traffic service running, route tasks are re-sent and then the
 // rollout fails with a message that names the missing service.
 func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 	srv := startServer(t)
-	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 300 * time.Millisecond, TaskMaxAttempts: 2})
+	// The start timeout is far above a started report's round trip on a
+	// loaded machine, so only the missing traffic service can run it out.
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 2 * time.Second, TaskMaxAttempts: 2})
 	c := connect(t, srv.ClientURL())
 	startFakeWorkers(t, c, tasks.ServiceTraffic)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}
 	request(t, c, r, "web:1", canaryWithPause)
 
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var degraded statusEntry
+	poll.Until(t, "the rollout degraded", func() error {
 		for _, e := range status.of(r) {
 			if e.Data.Status.Phase == events.PhaseDegraded {
-				msg := e.Data.Status.Message + " " + e.Data.Reason
-				if !strings.Contains(msg, "traffic") {
-					t.Errorf("degraded without naming the traffic service: %q", msg)
-				}
-				return
+				degraded = e
+				return nil
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
+	if msg := degraded.Data.Status.Message + " " + degraded.Data.Reason; !strings.Contains(msg, "traffic") {
+		t.Errorf("degraded without naming the traffic service: %q", msg)
 	}
-	t.Fatalf("rollout never degraded: %v", typesOf(status.of(r)))
 }
 
 // A command delivered a second time after newer ones (a publisher's retry
@@ -230,9 +226,7 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	for !svc.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, "the orchestrator ready", svc.Ready)
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}
@@ -255,17 +249,12 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	if err := svc.apply(redelivered, update{ref: r, obs: machine.Observation{Tick: true}}); err != nil {
 		t.Fatal(err)
 	}
-	for end := time.Now().Add(10 * time.Second); ; {
-		found := false
+	poll.Until(t, "the outbox's event published on redelivery", func() error {
 		for _, e := range status.of(r) {
-			found = found || e.ID == lost.Status.ID && e.Data.Reason == "left in the outbox"
+			if e.ID == lost.Status.ID && e.Data.Reason == "left in the outbox" {
+				return nil
+			}
 		}
-		if found {
-			break
-		}
-		if time.Now().After(end) {
-			t.Fatalf("the outbox's event was not published on redelivery; saw %v", typesOf(status.of(r)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return fmt.Errorf("saw %v", typesOf(status.of(r)))
+	})
 }

@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -177,21 +179,21 @@ func TestInvalidRequestIsRejectedWithFieldPaths(t *testing.T) {
 
 func waitForN(t *testing.T, l *statusLog, r events.Ref, typ string, n int) statusEntry {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var nth statusEntry
+	poll.Until(t, fmt.Sprintf("%d %s events of %s", n, typ, r), func() error {
 		var found []statusEntry
 		for _, e := range l.of(r) {
 			if e.Type == typ {
 				found = append(found, e)
 			}
 		}
-		if len(found) >= n {
-			return found[n-1]
+		if len(found) < n {
+			return fmt.Errorf("saw %v", typesOf(l.of(r)))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s: fewer than %d %s events; saw %v", r, n, typ, typesOf(l.of(r)))
-	return statusEntry{}
+		nth = found[n-1]
+		return nil
+	})
+	return nth
 }
 
 func typesOf(es []statusEntry) []string {

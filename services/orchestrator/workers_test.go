@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -185,21 +186,19 @@ func (l *statusLog) of(r events.Ref) []statusEntry {
 // waitFor waits until r has an event of type typ and returns the first.
 func (l *statusLog) waitFor(t *testing.T, r events.Ref, typ string) statusEntry {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	var found statusEntry
+	poll.Until(t, fmt.Sprintf("a %s event of %s", typ, r), func() error {
+		var seen []string
 		for _, e := range l.of(r) {
 			if e.Type == typ {
-				return e
+				found = e
+				return nil
 			}
+			seen = append(seen, e.Type+" "+e.Data.Status.Phase+" "+e.Data.Status.Message+" "+e.Data.Reason)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	var seen []string
-	for _, e := range l.of(r) {
-		seen = append(seen, e.Type+" "+e.Data.Status.Phase+" "+e.Data.Status.Message+" "+e.Data.Reason)
-	}
-	t.Fatalf("%s: no %s event; saw %q", r, typ, seen)
-	return statusEntry{}
+		return fmt.Errorf("saw %q", seen)
+	})
+	return found
 }
 
 // serviceOf is the worker service a fake report speaks for: the one that

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/testbin"
 )
 
@@ -181,13 +182,7 @@ func squeeze(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func eventually(t *testing.T, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	poll.True(t, what, cond, poll.Timeout(timeout), poll.Every(100*time.Millisecond))
 }
 
 // versions sends n requests to the proxy at addr and counts the answers by

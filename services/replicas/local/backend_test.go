@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/replicas"
@@ -100,7 +101,7 @@ func TestScaleUpPublishesEveryReadyProcessThenScaleDownIsGraceful(t *testing.T) 
 	for _, f := range files {
 		data, _ := os.ReadFile(f)
 		child, _ := strconv.Atoi(string(data))
-		eventually(t, "child "+string(data)+" gone", func() bool {
+		poll.True(t, "child "+string(data)+" gone", func() bool {
 			state, _, err := procStat(child)
 			return err != nil || state == 'Z'
 		})
@@ -138,7 +139,7 @@ func TestCrashedProcessIsRestartedAndUnavailableMeanwhile(t *testing.T) {
 	if resp, err := http.Get("http://" + entry.Ready[0] + "/crash"); err == nil {
 		resp.Body.Close()
 	}
-	eventually(t, "a restarted, unready process", func() bool {
+	poll.True(t, "a restarted, unready process", func() bool {
 		v := b.procsOf(web, "aaa")
 		return len(v) == 1 && v[0].pid != 0 && v[0].pid != first && v[0].restarts == 1 && !v[0].ready
 	})
@@ -146,7 +147,7 @@ func TestCrashedProcessIsRestartedAndUnavailableMeanwhile(t *testing.T) {
 	if !strings.HasPrefix(v.lastExit, "exit status 3: ") || !strings.HasSuffix(v.lastExit, "crashing on request") {
 		t.Errorf("last exit %q", v.lastExit)
 	}
-	eventually(t, "the crashed process out of the endpoints", func() bool {
+	poll.True(t, "the crashed process out of the endpoints", func() bool {
 		entry, ok := e.entry(t, web, "aaa")
 		return ok && len(entry.Ready) == 0
 	})
@@ -209,7 +210,7 @@ func TestUnavailableRevisionFailsWithTheReason(t *testing.T) {
 			if _, err := b.Apply(short, r, 1, scale); !errors.Is(err, replicas.ErrUnavailable) {
 				t.Fatalf("first apply: %v", err)
 			}
-			eventually(t, tc.name, func() bool {
+			poll.True(t, tc.name, func() bool {
 				v := b.procsOf(r, hash)
 				return len(v) == 2 && tc.until(v[0]) && tc.until(v[1])
 			})
@@ -243,12 +244,12 @@ func TestMinReadySecondsDelaysAvailability(t *testing.T) {
 		_, err := b.Apply(waitCtx(t), web, 1, scale)
 		done <- err
 	}()
-	eventually(t, "a ready process", func() bool {
+	poll.True(t, "a ready process", func() bool {
 		v := b.procsOf(web, "aaa")
 		return len(v) == 1 && v[0].ready
 	})
 	// Ready processes are in the endpoints at once; availability waits.
-	eventually(t, "the ready process in the endpoints", func() bool {
+	poll.True(t, "the ready process in the endpoints", func() bool {
 		entry, _ := e.entry(t, web, "aaa")
 		return len(entry.Ready) == 1
 	})
@@ -297,7 +298,7 @@ func TestStaleSeq(t *testing.T) {
 		_, err := b.Apply(waitCtx(t), web, 6, scaleOf(0, revScale(1, "aaa", 1, never)))
 		waiting <- err
 	}()
-	eventually(t, "the process of seq 6", func() bool { return len(b.procsOf(web, "aaa")) == 1 })
+	poll.True(t, "the process of seq 6", func() bool { return len(b.procsOf(web, "aaa")) == 1 })
 	if _, err := b.Apply(waitCtx(t), web, 7, scaleOf(0, revScale(1, "aaa", 0, never))); err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +335,7 @@ func TestRestartedBackendAdoptsRunningProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	signalGroup(before[2], syscall.SIGKILL)
-	eventually(t, "the killed process gone", func() bool { return !alive(before[2], ticks) })
+	poll.True(t, "the killed process gone", func() bool { return !alive(before[2], ticks) })
 	if err := os.Remove(filepath.Join(dir, stateSubdir, "default", "orphan", rolloutFileName)); err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +357,7 @@ func TestRestartedBackendAdoptsRunningProcesses(t *testing.T) {
 	if slices.Contains(after, before[2]) || len(after) != 3 {
 		t.Errorf("the dead process was not replaced: before %v, after %v", before, after)
 	}
-	eventually(t, "the orphan stopped with SIGTERM", func() bool {
+	poll.True(t, "the orphan stopped with SIGTERM", func() bool {
 		_, err := os.Stat(filepath.Join(terms, strconv.Itoa(orphanPID)))
 		return err == nil
 	})
@@ -368,7 +369,7 @@ func TestRestartedBackendAdoptsRunningProcesses(t *testing.T) {
 	if entry, _ := e.entry(t, web, "aaa"); len(entry.Ready) != 3 {
 		t.Errorf("endpoints after adoption: %v", entry.Ready)
 	}
-	eventually(t, "the orphan's endpoints removed", func() bool {
+	poll.True(t, "the orphan's endpoints removed", func() bool {
 		_, ok := e.entry(t, orphan, "bbb")
 		return !ok
 	})

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -540,18 +541,14 @@ func TestStoppingAProxyDrainsRequestsInFlight(t *testing.T) {
 func waitRefused(t *testing.T, url string) {
 	t.Helper()
 	addr := strings.TrimPrefix(url, "http://")
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	poll.Until(t, addr+" refusing connections", func() error {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			return
+			return nil
 		}
 		c.Close()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s still accepts connections", addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.New("still accepts connections")
+	}, poll.Every(5*time.Millisecond))
 }
 
 func TestForwardedHeaders(t *testing.T) {

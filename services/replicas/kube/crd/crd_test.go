@@ -3,6 +3,7 @@ package crd_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -132,7 +134,7 @@ func TestWatcherPublishesSpecChanges(t *testing.T) {
 	}
 
 	// The generation is recorded as observed; a new generation publishes again.
-	waitFor(t, func() bool {
+	poll.True(t, "generation 1 recorded as observed", func() bool {
 		got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
 		g, _, _ := unstructured.NestedString(got.Object, "status", "observedGeneration")
 		return g == "1"
@@ -158,14 +160,25 @@ func TestWatcherDoesNotRepublishAnObservedGeneration(t *testing.T) {
 	runWatcher(t, dyn, c)
 	// The template is published; the rollout, already observed, is not.
 	evs := commands(t, c, 1)
-	time.Sleep(200 * time.Millisecond) // give a wrong publish the chance to land
+	// A rollout created now is handled after the observed one (one watch,
+	// one queue, one worker): once its request is out, a wrong publish for
+	// the observed rollout would have landed before it.
+	marker := rollout(1)
+	marker.SetName("marker")
+	marker.SetUID("u-marker")
+	if _, err := dyn.Resource(crd.RolloutResource).Namespace("shop").Create(context.Background(), marker, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := commands(t, c, 2)[1]; ev.Type() != events.TypeRolloutRequested || ev.Subject() != "shop/marker" {
+		t.Fatalf("second event %s for %s, want the marker's request (the observed rollout was published)", ev.Type(), ev.Subject())
+	}
 	info, err := c.JetStream().Stream(context.Background(), events.StreamCommands)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st, _ := info.Info(context.Background())
-	if st.State.Msgs != 1 || evs[0].Type() != events.TypeAnalysisTemplateApply {
-		t.Errorf("%d command events (first %s), want only the template's", st.State.Msgs, evs[0].Type())
+	if st.State.Msgs != 2 || evs[0].Type() != events.TypeAnalysisTemplateApply {
+		t.Errorf("%d command events (first %s), want only the template's and the marker's", st.State.Msgs, evs[0].Type())
 	}
 }
 
@@ -183,7 +196,7 @@ func TestStatusWriter(t *testing.T) {
 
 	now := time.Now().UTC()
 	step := int32(1)
-	publish := func(ref events.Ref, typ string, at time.Time, phase string) {
+	publish := func(ref events.Ref, typ string, at time.Time, phase string) uint64 {
 		t.Helper()
 		ev, err := events.New("/test", typ, ref.String(), events.StatusData{Status: events.Snapshot{
 			Namespace: ref.Namespace, Name: ref.Name, Strategy: "canary", Phase: phase, Message: phase + " message",
@@ -193,24 +206,41 @@ func TestStatusWriter(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Publish(context.Background(), events.StatusSubject(ref), ev); err != nil {
+		res, err := c.Publish(context.Background(), events.StatusSubject(ref), ev)
+		if err != nil {
 			t.Fatal(err)
 		}
+		return res.Sequence
 	}
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	// A rollout that is not a cluster object is skipped without error.
 	publish(events.Ref{Namespace: "shop", Name: "cli-only"}, events.TypeRolloutStepStarted, now, "Progressing")
 	publish(web, events.TypeRolloutStepStarted, now, "Progressing")
 	// An older snapshot delivered later does not overwrite the newer one.
-	publish(web, events.TypeRolloutAccepted, now.Add(-time.Second), "Stale")
+	stale := publish(web, events.TypeRolloutAccepted, now.Add(-time.Second), "Stale")
 
 	var status map[string]any
-	waitFor(t, func() bool {
+	poll.True(t, "status.phase Progressing", func() bool {
 		got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
 		status, _, _ = unstructured.NestedMap(got.Object, "status")
 		return status["phase"] == "Progressing"
 	})
-	time.Sleep(200 * time.Millisecond)
+	// The writer acks an event after it has written (or skipped) it: once
+	// the ack floor passes the stale snapshot, it has had its chance.
+	cons, err := c.JetStream().Consumer(context.Background(), events.StreamStatus, crd.StatusDurable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the stale snapshot handled", func() error {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream < stale {
+			return fmt.Errorf("ack floor at stream sequence %d, stale snapshot at %d", info.AckFloor.Stream, stale)
+		}
+		return nil
+	})
 	got, _ := dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
 	status, _, _ = unstructured.NestedMap(got.Object, "status")
 	b, _ := json.Marshal(status)
@@ -226,17 +256,6 @@ func TestStatusWriter(t *testing.T) {
 	}
 	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
 		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
