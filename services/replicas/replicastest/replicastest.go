@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
 )
 
@@ -65,7 +66,7 @@ func Run(t *testing.T, h Harness) {
 		sc := tasks.Scale{Workload: r.workload}
 		for i := 0; i < len(pairs); i += 2 {
 			sc.Revisions = append(sc.Revisions, tasks.RevisionScale{
-				Revision: int64(i/2 + 1), PodHash: pairs[i].(string), Role: tasks.RoleStable,
+				Revision: int64(i/2 + 1), PodHash: pairs[i].(string), Role: spec.RoleStable,
 				Replicas: int32(pairs[i+1].(int)), Template: *r.template.DeepCopy(),
 			})
 		}
@@ -122,12 +123,12 @@ func Run(t *testing.T, h Harness) {
 	t.Run("refuses a lower seq", func(t *testing.T) {
 		b, web := h.New(t), newRollout(t, "web")
 		must(t, b, web, 5, scale(web, "aaa", 1))
-		if _, err := apply(t, b, web, 4, scale(web, "aaa", 0)); !errors.Is(err, replicas.ErrStale) {
+		if _, err := apply(t, b, web, 4, scale(web, "aaa", 0)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq 4 after 5: %v, want ErrStale", err)
 		}
 		available(t, must(t, b, web, 5, scale(web, "aaa", 1)), scale(web, "aaa", 1))
 		must(t, b, web, 6, scale(web, "aaa", 1))
-		if _, err := apply(t, b, web, 5, scale(web, "aaa", 1)); !errors.Is(err, replicas.ErrStale) {
+		if _, err := apply(t, b, web, 5, scale(web, "aaa", 1)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq 5 after 6: %v, want ErrStale", err)
 		}
 	})
@@ -136,7 +137,7 @@ func Run(t *testing.T, h Harness) {
 		b, web := h.New(t), newRollout(t, "web")
 		must(t, b, web, 42, scale(web, "aaa", 1))
 		_, err := apply(t, b, web, 41, scale(web, "aaa", 1))
-		if !errors.Is(err, replicas.ErrStale) || !strings.Contains(err.Error(), "41") {
+		if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "41") {
 			t.Errorf("stale error %v does not name seq 41", err)
 		}
 	})
@@ -160,14 +161,14 @@ func Run(t *testing.T, h Harness) {
 		}
 		wg.Wait()
 		for seq, err := range errs {
-			if err != nil && !errors.Is(err, replicas.ErrStale) {
+			if err != nil && !errors.Is(err, tasks.ErrStale) {
 				t.Errorf("seq %d: %v", seq, err)
 			}
 		}
 		if errs[n] != nil {
 			t.Errorf("the highest seq was refused: %v", errs[n])
 		}
-		if _, err := apply(t, b, web, n-1, scale(web, "aaa", 1)); !errors.Is(err, replicas.ErrStale) {
+		if _, err := apply(t, b, web, n-1, scale(web, "aaa", 1)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq %d after %d: %v, want ErrStale", n-1, n, err)
 		}
 	})
