@@ -49,7 +49,7 @@ func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, e
 		if err != nil || fin.Outcome != "" {
 			return fin, err
 		}
-		rec = runRecord{Task: leanTask(t), Run: &run}
+		rec = runRecord{Task: t, Run: &run}
 		rec.addVerdict(s.cfg.Now())
 		_, err = s.runs.save(ctx, key, rec, rev)
 		if errors.Is(err, errConflict) {
@@ -116,7 +116,7 @@ func (s *Service) newRun(ctx context.Context, t tasks.Task) (analysis.Run, tasks
 	var specs []spec.AnalysisTemplateSpec
 	var missing, problems []string
 	for _, ref := range refs {
-		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref, a.Templates)
+		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref)
 		switch {
 		case errors.Is(err, errTemplateNotFound):
 			missing = append(missing, strings.TrimPrefix(err.Error(), errTemplateNotFound.Error()+": "))
