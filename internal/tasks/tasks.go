@@ -175,9 +175,6 @@ type Analysis struct {
 	Spec *spec.RolloutAnalysis `json:"spec,omitempty"`
 	// Args already resolved from the rollout (pod hashes, field refs).
 	Args []spec.AnalysisRunArgument `json:"args,omitempty"`
-	// Templates sent alongside the request (sluice apply), by name; the
-	// analyzer also looks in its template store.
-	Templates map[string]spec.AnalysisTemplate `json:"templates,omitempty"`
 }
 
 // ErrStale means a task with a higher seq was already applied for the

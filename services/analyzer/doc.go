@@ -15,8 +15,8 @@
 //
 // # Runs
 //
-// An analysis.run task resolves its templates (those sent with the task
-// first, then the bucket), merges them with the task's arguments, and
+// An analysis.run task resolves its templates (from the bucket of applied
+// templates), merges them with the task's arguments, and
 // creates the run's record with Create: a redelivered task finds the record
 // and changes nothing. The executor returns at once; the run reports later.
 //

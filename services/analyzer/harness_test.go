@@ -187,16 +187,45 @@ func template(t *testing.T, manifest string) spec.AnalysisTemplate {
 	return tmpl
 }
 
-// runTask is an analysis.run task for run name of rollout r, measuring
-// service svc, with the templates sent alongside it. It refers to refs, or
-// to every template sent when there are none.
-func runTask(r events.Ref, name string, seq int64, svc string, sent []spec.AnalysisTemplate, refs ...spec.AnalysisTemplateRef) tasks.Task {
-	byName := map[string]spec.AnalysisTemplate{}
-	for _, tmpl := range sent {
-		byName[tmpl.Name] = tmpl
+// applyTemplates applies each template, as sluice apply does, in namespace
+// ns (a ClusterAnalysisTemplate cluster-wide), and waits until the analyzer
+// has stored that very version.
+func applyTemplates(t *testing.T, c *events.Client, ns string, tmpls ...spec.AnalysisTemplate) {
+	t.Helper()
+	for _, tmpl := range tmpls {
+		r, key := events.Ref{Namespace: ns, Name: tmpl.Name}, templateKey(ns, tmpl.Name)
+		if tmpl.Kind == spec.KindClusterAnalysisTemplate {
+			r.Namespace, key = events.ClusterScope, templateKey("", tmpl.Name)
+		}
+		ev := sendCommand(t, c, r, events.TypeAnalysisTemplateApply, tmpl)
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		kv, err := c.JetStream().KeyValue(ctx, BucketTemplates)
+		if err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		for {
+			var stored storedTemplate
+			e, err := kv.Get(ctx, key)
+			if err == nil && json.Unmarshal(e.Value(), &stored) == nil && stored.EventID == ev.ID() {
+				break
+			}
+			if ctx.Err() != nil {
+				cancel()
+				t.Fatalf("template %s applied by event %s: never stored (last error %v)", key, ev.ID(), err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
 	}
+}
+
+// runTask is an analysis.run task for run name of rollout r, measuring
+// service svc. It refers to refs, or, when there are none, to each of
+// templates (which the test applies: applyTemplates).
+func runTask(r events.Ref, name string, seq int64, svc string, templates []spec.AnalysisTemplate, refs ...spec.AnalysisTemplateRef) tasks.Task {
 	if len(refs) == 0 {
-		for _, tmpl := range sent {
+		for _, tmpl := range templates {
 			refs = append(refs, spec.AnalysisTemplateRef{TemplateName: tmpl.Name, ClusterScope: tmpl.Kind == spec.KindClusterAnalysisTemplate})
 		}
 	}
@@ -205,8 +234,7 @@ func runTask(r events.Ref, name string, seq int64, svc string, sent []spec.Analy
 		Kind: tasks.KindAnalysisRun, Ref: r, Seq: seq, Revision: 1,
 		Analysis: &tasks.Analysis{
 			RunName: name, Purpose: "step",
-			Spec:      &spec.RolloutAnalysis{Templates: refs, Args: []spec.AnalysisRunArgument{{Name: "service", Value: svc}}},
-			Templates: byName,
+			Spec: &spec.RolloutAnalysis{Templates: refs, Args: []spec.AnalysisRunArgument{{Name: "service", Value: svc}}},
 		},
 	}
 }

@@ -53,7 +53,7 @@ func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, e
 			}
 			return err
 		}
-		*rec = runRecord{Task: leanTask(t), Run: &run}
+		*rec = runRecord{Task: t, Run: &run}
 		rec.addVerdict(s.cfg.Now())
 		started = &run
 		return nil
@@ -119,7 +119,7 @@ func (s *Service) newRun(ctx context.Context, t tasks.Task) (analysis.Run, tasks
 	var specs []spec.AnalysisTemplateSpec
 	var missing, problems []string
 	for _, ref := range refs {
-		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref, a.Templates)
+		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref)
 		switch {
 		case errors.Is(err, errTemplateNotFound):
 			missing = append(missing, strings.TrimPrefix(err.Error(), errTemplateNotFound.Error()+": "))

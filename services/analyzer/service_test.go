@@ -46,6 +46,7 @@ func TestRunMeasuresCountTimesThenSucceeds(t *testing.T) {
 	rs := watchResults(t, b.client)
 	r := events.Ref{Namespace: "prod", Name: "checkout"}
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    count: 3\n    successCondition: result[0] < 0.05"))
+	applyTemplates(t, b.client, r.Namespace, tmpl)
 	task := runTask(r, "checkout-6d9f7c8b5-2-1", 1, "good", []spec.AnalysisTemplate{tmpl})
 
 	sendTask(t, b.client, task)
@@ -94,6 +95,7 @@ func TestFailingMetricFailsOnTheSecondFailure(t *testing.T) {
 	startAnalyzer(t, b, nil)
 	rs := watchResults(t, b.client)
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    count: 5\n    failureLimit: 1\n    successCondition: result[0] < 0.05"))
+	applyTemplates(t, b.client, "prod", tmpl)
 	task := runTask(events.Ref{Namespace: "prod", Name: "checkout"}, "checkout-1", 1, "bad", []spec.AnalysisTemplate{tmpl})
 
 	sendTask(t, b.client, task)
@@ -121,6 +123,7 @@ func TestMissingDataIsNeverSuccessful(t *testing.T) {
 	for i, cond := range []string{"successCondition: result[0] < 0.05", "failureCondition: result[0] > 0.05"} {
 		t.Run(cond, func(t *testing.T) {
 			tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    count: 3\n    consecutiveErrorLimit: 0\n    "+cond))
+			applyTemplates(t, b.client, r.Namespace, tmpl)
 			task := runTask(r, fmt.Sprintf("checkout-%d", i), int64(i+1), "nope", []spec.AnalysisTemplate{tmpl})
 			sendTask(t, b.client, task)
 			checkVerdict(t, rs.finished(t, task), errorP, "consecutiveErrors (1) > consecutiveErrorLimit (0)")
@@ -139,6 +142,7 @@ func TestPrometheusDownEndsInErrorAfterConsecutiveErrors(t *testing.T) {
 	startAnalyzer(t, b, nil)
 	rs := watchResults(t, b.client)
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", addr, "    interval: 200ms\n    count: 3\n    consecutiveErrorLimit: 1\n    successCondition: result[0] < 0.05"))
+	applyTemplates(t, b.client, "prod", tmpl)
 	task := runTask(events.Ref{Namespace: "prod", Name: "checkout"}, "checkout-1", 1, "good", []spec.AnalysisTemplate{tmpl})
 
 	sendTask(t, b.client, task)
@@ -218,6 +222,7 @@ func TestInvalidRunGetsAnErrorVerdict(t *testing.T) {
 	startAnalyzer(t, b, nil)
 	rs := watchResults(t, b.client)
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    successCondition: result[0] < 0.05"))
+	applyTemplates(t, b.client, "prod", tmpl)
 	task := runTask(events.Ref{Namespace: "prod", Name: "web"}, "web-1", 1, "good", []spec.AnalysisTemplate{tmpl})
 	task.Analysis.Spec.Args = nil // the template's argument gets no value
 
@@ -237,6 +242,7 @@ func TestTwoReplicasMeasureEachSlotOnce(t *testing.T) {
 	const runs = 4
 	var all []tasks.Task
 	for i := range runs {
+		applyTemplates(t, b.client, "prod", tmpl)
 		task := runTask(events.Ref{Namespace: "prod", Name: fmt.Sprintf("web-%d", i)}, "web-run", 1, "good", []spec.AnalysisTemplate{tmpl})
 		all = append(all, task)
 		sendTask(t, b.client, task)
@@ -275,6 +281,7 @@ func TestKilledReplicaHandsItsRunOver(t *testing.T) {
 	first := startAnalyzer(t, b, short)
 	rs := watchResults(t, b.client)
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    count: 3\n    successCondition: result[0] < 0.05", "        timeout: 1"))
+	applyTemplates(t, b.client, "prod", tmpl)
 	task := runTask(events.Ref{Namespace: "prod", Name: "web"}, "web-1", 1, "good", []spec.AnalysisTemplate{tmpl})
 
 	sendTask(t, b.client, task)
@@ -382,6 +389,7 @@ func TestTerminate(t *testing.T) {
 	background := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    successCondition: result[0] < 0.05"))
 
 	t.Run("a background run measures until terminated", func(t *testing.T) {
+		applyTemplates(t, b.client, r.Namespace, background)
 		run := runTask(r, "web-bg", 1, "good", []spec.AnalysisTemplate{background})
 		sendTask(t, b.client, run)
 		rs.waitFor(t, "two measurements", func([]result) bool { return len(rs.measured(run.ID)) >= 2 })
@@ -400,6 +408,7 @@ func TestTerminate(t *testing.T) {
 		if fin := rs.finished(t, stop); fin.Outcome != tasks.OutcomeSucceeded || !strings.Contains(fin.Message, "does not exist") {
 			t.Fatalf("terminate finished %s: %s", fin.Outcome, fin.Message)
 		}
+		applyTemplates(t, b.client, r.Namespace, background)
 		late := runTask(r, "web-late", 3, "good", []spec.AnalysisTemplate{background})
 		sendTask(t, b.client, late)
 		if fin := rs.finished(t, late); fin.Outcome != tasks.OutcomeStale {
@@ -415,6 +424,7 @@ func TestTaskSentAgainDoesNotStartASecondRun(t *testing.T) {
 	startAnalyzer(t, b, nil)
 	rs := watchResults(t, b.client)
 	tmpl := template(t, templateYAML(spec.KindAnalysisTemplate, "error-rate", p.URL, "    interval: 200ms\n    count: 3\n    successCondition: result[0] < 0.05"))
+	applyTemplates(t, b.client, "prod", tmpl)
 	task := runTask(events.Ref{Namespace: "prod", Name: "web"}, "web-1", 1, "good", []spec.AnalysisTemplate{tmpl})
 
 	sendTask(t, b.client, task)
@@ -465,6 +475,7 @@ spec:
 	}
 	r := events.Ref{Namespace: "prod", Name: "web"}
 
+	applyTemplates(t, b.client, r.Namespace, webTemplate("web-creds"))
 	ok := runTask(r, "web-1", 1, "", []spec.AnalysisTemplate{webTemplate("web-creds")})
 	sendTask(t, b.client, ok)
 	checkVerdict(t, rs.finished(t, ok), successful, "")
@@ -473,6 +484,7 @@ spec:
 		t.Errorf("the secret was not redacted: %+v", m)
 	}
 
+	applyTemplates(t, b.client, r.Namespace, webTemplate("other-creds"))
 	missing := runTask(r, "web-2", 2, "", []spec.AnalysisTemplate{webTemplate("other-creds")})
 	sendTask(t, b.client, missing)
 	checkVerdict(t, rs.finished(t, missing), errorP, "")

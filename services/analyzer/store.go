@@ -144,17 +144,6 @@ func newRunStore(kv jetstream.KeyValue, margin, retention time.Duration) runStor
 	})
 }
 
-// leanTask is t without the templates it carried: they were resolved into
-// the run.
-func leanTask(t tasks.Task) tasks.Task {
-	if t.Analysis != nil {
-		a := *t.Analysis
-		a.Templates = nil
-		t.Analysis = &a
-	}
-	return t
-}
-
 // measuredID is the deterministic event id of the n-th measurement (from 1)
 // of metric in run.
 func measuredID(r events.Ref, run, metric string, n int32) string {

@@ -211,14 +211,11 @@ func (s *Service) storeTemplate(ctx context.Context, t storedTemplate) (bool, er
 // errTemplateNotFound is wrapped by the lookup errors of missing templates.
 var errTemplateNotFound = errors.New("analysis template not found")
 
-// lookupTemplate finds the template ref names for a run in namespace:
-// first among those sent with the task, then in the bucket. It returns an
-// error wrapping errTemplateNotFound when neither has it, and a permanent
-// error for an invalid template sent with the task.
-func (s *Service) lookupTemplate(ctx context.Context, namespace string, ref spec.AnalysisTemplateRef, sent map[string]spec.AnalysisTemplate) (spec.AnalysisTemplateSpec, error) {
-	if t, ok := sent[ref.TemplateName]; ok && (t.Kind == spec.KindClusterAnalysisTemplate) == ref.ClusterScope {
-		return t.Spec, s.checkSent(t)
-	}
+// lookupTemplate finds the template ref names for a run in namespace, in
+// the bucket of applied templates. It returns an error wrapping
+// errTemplateNotFound when the bucket does not have it, and a permanent
+// error when the stored entry cannot be read.
+func (s *Service) lookupTemplate(ctx context.Context, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
 	ns := namespace
 	if ref.ClusterScope {
 		ns = ""
@@ -234,27 +231,4 @@ func (s *Service) lookupTemplate(ctx context.Context, namespace string, ref spec
 		return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: analysis template %q not found in namespace %q", errTemplateNotFound, ref.TemplateName, namespace)
 	}
 	return t.Spec, nil
-}
-
-// checkSent validates a template that came with a task, as an applied one
-// is validated.
-func (s *Service) checkSent(t spec.AnalysisTemplate) error {
-	var problems []string
-	var errs field.ErrorList
-	if t.Kind == spec.KindClusterAnalysisTemplate {
-		c := spec.ClusterAnalysisTemplate{TypeMeta: t.TypeMeta, ObjectMeta: t.ObjectMeta, Spec: t.Spec}
-		errs = c.Validate()
-	} else {
-		errs = t.Validate()
-	}
-	for _, e := range errs {
-		problems = append(problems, e.Error())
-	}
-	if len(problems) == 0 {
-		problems = s.checkTemplateSpec(t.Spec)
-	}
-	if len(problems) > 0 {
-		return events.Permanent(fmt.Errorf("analysis template %q sent with the task is invalid: %s", t.Name, strings.Join(problems, "; ")))
-	}
-	return nil
 }

@@ -75,15 +75,16 @@ func TestAnalysis(t *testing.T) {
 				t.Fatalf("analysis %+v", run.Analysis)
 			}
 		}},
-		{"templates sent with the request go to the analyzer", func(t *testing.T, w *world) {
+		{"an analysis task names its templates; the analyzer looks them up", func(t *testing.T, w *world) {
+			// Templates reach the analyzer as applied events, never
+			// through the orchestrator: the task carries their names.
 			ro := nginxCanary(4, setWeight(25), analysisStep("smoke"))
 			start(w, ro)
-			tpl := spec.AnalysisTemplate{Spec: spec.AnalysisTemplateSpec{Metrics: []spec.Metric{{Name: "up", Provider: spec.MetricProvider{Web: &spec.WebMetric{URL: "http://x"}}}}}}
-			w.apply(Observation{Request: image(ro, "web:2"), Templates: map[string]spec.AnalysisTemplate{"smoke": tpl}})
+			w.request(image(ro, "web:2"))
 			w.settle()
 			run := w.running["web-"+h2+"-2-1"]
-			if _, ok := run.Analysis.Templates["smoke"]; !ok {
-				t.Fatalf("templates %v", run.Analysis.Templates)
+			if refs := run.Analysis.Spec.Templates; len(refs) != 1 || refs[0].TemplateName != "smoke" {
+				t.Fatalf("templates %v", refs)
 			}
 		}},
 		{"every measurement is published with the summary so far", func(t *testing.T, w *world) {

@@ -35,10 +35,8 @@ import (
 // Observation is one thing that happened to a rollout. Exactly one field is set.
 type Observation struct {
 	// Request is a validated, defaulted Rollout from
-	// io.sluice.rollout.requested.v1. Templates are analysis templates sent
-	// alongside it (by sluice apply), passed on to analysis tasks.
-	Request   *spec.Rollout                    `json:"request,omitempty"`
-	Templates map[string]spec.AnalysisTemplate `json:"templates,omitempty"`
+	// io.sluice.rollout.requested.v1.
+	Request *spec.Rollout `json:"request,omitempty"`
 	// Command is an operator command.
 	Command *Command `json:"command,omitempty"`
 	// Started, Finished and Measured are reports of a task.

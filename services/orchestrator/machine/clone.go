@@ -10,8 +10,7 @@ import (
 
 // clone returns a copy of s that Next may change without changing s. It
 // copies every pointer, slice and map, except the read-only ones State
-// documents: Spec and the analysis templates (State.AnalysisTemplates, and
-// those a task record's Analysis may carry), which the copy shares. Nil
+// documents: Spec, which the copy shares. Nil
 // stays nil and empty stays empty, so the copy encodes exactly as s does.
 //
 // clone_test.go fills every field reachable from State by reflection and
@@ -79,8 +78,6 @@ func cloneRoute(r tasks.Route) tasks.Route {
 	return r
 }
 
-// cloneAnalysis shares Templates, which are read-only like
-// State.AnalysisTemplates (task records keep none: send adds them).
 func cloneAnalysis(a tasks.Analysis) tasks.Analysis {
 	a.Spec = clonePtrWith(a.Spec, cloneRolloutAnalysis)
 	a.Args = cloneSlice(a.Args, cloneArgument)

@@ -20,7 +20,6 @@ import (
 // instead of copying them (see State).
 var sharedTypes = []reflect.Type{
 	reflect.TypeFor[*spec.Rollout](),
-	reflect.TypeFor[map[string]spec.AnalysisTemplate](),
 }
 
 // TestCloneSharesNothing fills every field reachable from State, copies

@@ -25,8 +25,7 @@ type Machine struct {
 // rollout moves as far as it can; when anything changed, the returned
 // state's Version is st.Version+1. Next on the zero State with a Request
 // creates the rollout. st itself is never modified. The new state and the
-// effects share st's Spec and analysis templates, which are read-only (see
-// State).
+// effects share st's Spec, which is read-only (see State).
 func (m Machine) Next(st State, obs Observation, now time.Time) (next State, effects []Effect) {
 	if recoverPanics {
 		// A bug must not take the orchestrator down with it: the observation
@@ -61,7 +60,7 @@ type decision struct {
 func (d *decision) observe(o Observation) bool {
 	switch {
 	case o.Request != nil:
-		return d.request(o.Request, o.Templates)
+		return d.request(o.Request)
 	case o.Command != nil:
 		return d.s.Revision != 0 && d.command(*o.Command)
 	case o.Started != nil:

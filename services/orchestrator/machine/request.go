@@ -22,7 +22,7 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // request applies a requested Rollout: a new revision when the pod template
 // changed, a spec update otherwise. The service validates and defaults
 // requests; request checks again so that no input can corrupt the state.
-func (d *decision) request(in *spec.Rollout, templates map[string]spec.AnalysisTemplate) bool {
+func (d *decision) request(in *spec.Rollout) bool {
 	s := d.s
 	ro, problems := normalize(in)
 	if ro == nil {
@@ -39,9 +39,6 @@ func (d *decision) request(in *spec.Rollout, templates map[string]spec.AnalysisT
 	if len(problems) > 0 {
 		d.emit(events.TypeRolloutRejected, events.StatusData{Errors: problems, Reason: "invalid Rollout"})
 		return true
-	}
-	if templates != nil {
-		s.AnalysisTemplates = templates
 	}
 	tpl := ro.Spec.Template
 	hash := PodTemplateHash(tpl)
@@ -273,7 +270,7 @@ func (d *decision) undo(to int64) bool {
 		return false
 	}
 	ro.Spec.Template = target.Template
-	return d.request(&ro, nil)
+	return d.request(&ro)
 }
 
 // template returns the pod template of the revision with hash.

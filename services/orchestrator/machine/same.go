@@ -41,8 +41,7 @@ func (s *State) sameJSON(o *State) bool {
 		sameEach(s.History, o.History, func(a, b *RevisionRecord) bool {
 			return a.Number == b.Number && a.Hash == b.Hash && sameEncoding(&a.Template, &b.Template)
 		}) &&
-		sameEncoding(s.Spec, o.Spec) &&
-		(len(s.AnalysisTemplates) == 0 && len(o.AnalysisTemplates) == 0 || sameEncoding(s.AnalysisTemplates, o.AnalysisTemplates))
+		sameEncoding(s.Spec, o.Spec)
 }
 
 func samePods(a, b *PodRecord) bool {
@@ -109,7 +108,7 @@ func samePtr[T any](a, b *T, same func(a, b *T) bool) bool {
 // sameEncoding reports whether a and b encode to the same JSON. It is for
 // values that are deeply equal or plainly different, as unchanged parts of
 // a state are: reflect.DeepEqual answers the first at once when they share
-// memory (Spec, analysis templates) and in a walk otherwise; only values
+// memory (Spec) and in a walk otherwise; only values
 // it finds different are encoded, since some differences do not show in
 // JSON (a field tagged "-", a nil slice against an empty one).
 func sameEncoding[T any](a, b T) bool {

@@ -19,11 +19,10 @@ import (
 // Snapshot (to render the status). The other fields are the machine's own
 // bookkeeping and may change between releases.
 //
-// Spec and the analysis templates (AnalysisTemplates, and any a task
-// record's Analysis carries) are read-only: the machine replaces them and
-// never changes them in place, so the state Next returns shares them with
-// the state it was given, and so may its effects. A change to the machine
-// that modifies them in place must copy them first (harness_test.go checks
+// Spec is read-only: the machine replaces it and never changes it in
+// place, so the state Next returns shares it with the state it was given,
+// and so may its effects. A change to the machine that modifies it in
+// place must copy it first (harness_test.go checks
 // that Next leaves its input as it was).
 type State struct {
 	// Version increases by one on every change.
@@ -34,9 +33,6 @@ type State struct {
 	// template (History keeps templates), its status or the
 	// kubectl.kubernetes.io/last-applied-configuration annotation.
 	Spec *spec.Rollout `json:"spec,omitempty"`
-	// AnalysisTemplates were sent alongside the latest request that carried
-	// any; analysis tasks pass them on.
-	AnalysisTemplates map[string]spec.AnalysisTemplate `json:"analysisTemplates,omitempty"`
 
 	// Revision and PodHash name the revision being rolled out;
 	// StableRevision and StableHash the one that serves when it is not.
@@ -136,8 +132,7 @@ type PodRecord struct {
 }
 
 // TaskRecord tracks one task sent to a worker, across its attempts. Its
-// content is kept without pod templates, analysis templates and rollout
-// annotations, which are added from the state when the task is sent.
+// content is kept without pod templates and rollout annotations, which are added from the state when the task is sent.
 type TaskRecord struct {
 	ID       string    `json:"id"`
 	Kind     string    `json:"kind"`

@@ -61,9 +61,6 @@ func (d *decision) send(t *TaskRecord) {
 		task.Route = &rt
 	case t.Analysis != nil:
 		a := *t.Analysis
-		if t.Kind == tasks.KindAnalysisRun {
-			a.Templates = s.AnalysisTemplates
-		}
 		task.Analysis = &a
 	}
 	d.effects = append(d.effects, Effect{Task: task})
