@@ -49,3 +49,17 @@ type Router interface {
 	// caller retries, and the effect is either unchanged or the whole route.
 	Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error)
 }
+
+// Lifecycle is implemented by a Router with listeners or watches of its own
+// (the local proxy). The service starts it before taking tasks and closes
+// it after the tasks in progress are done, so its start and stop are not
+// the business of whoever composes the service.
+type Lifecycle interface {
+	// Start makes the router ready for Apply; ctx bounds the start only.
+	Start(ctx context.Context) error
+	// Ready reports whether it is started and not closed.
+	Ready() bool
+	// Close stops it, waiting for the work in progress (requests in
+	// flight) up to ctx. It may be called after a failed Start.
+	Close(ctx context.Context) error
+}
