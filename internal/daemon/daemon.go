@@ -107,6 +107,25 @@ func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
 	return NewLogger(w, f.LogFormat, f.LogLevel)
 }
 
+// FlagSet returns the binary's flags: the NATS connection, the flags every
+// Sluice process shares, and the service's own.
+func (s Spec) FlagSet() *pflag.FlagSet {
+	fs, _, _ := s.flagSet()
+	return fs
+}
+
+func (s Spec) flagSet() (*pflag.FlagSet, *events.ConnConfig, *Flags) {
+	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
+	var conn events.ConnConfig
+	var flags Flags
+	conn.AddFlags(fs)
+	flags.AddFlags(fs, ":8080", os.Getenv)
+	if s.Flags != nil {
+		s.Flags(fs)
+	}
+	return fs, &conn, &flags
+}
+
 // Main runs the service binary described by s with args (without the
 // program name) until SIGINT or SIGTERM and returns its exit code.
 func Main(s Spec, args []string, stderr io.Writer) int {
@@ -117,15 +136,8 @@ func Main(s Spec, args []string, stderr io.Writer) int {
 
 // Run is Main until ctx ends instead of a signal.
 func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
-	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
+	fs, conn, flags := s.flagSet()
 	fs.SetOutput(stderr)
-	var conn events.ConnConfig
-	var flags Flags
-	conn.AddFlags(fs)
-	flags.AddFlags(fs, ":8080", os.Getenv)
-	if s.Flags != nil {
-		s.Flags(fs)
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK
@@ -144,7 +156,7 @@ func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 	}
 	log = log.With("service", s.Name)
 	conn.Name = s.Name
-	if err := run(ctx, s, conn, flags, log); err != nil {
+	if err := run(ctx, s, *conn, *flags, log); err != nil {
 		log.Error("exiting", "error", err)
 		return ExitFail
 	}
