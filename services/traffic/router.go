@@ -51,9 +51,10 @@ type Router interface {
 }
 
 // Lifecycle is implemented by a Router with listeners or watches of its own
-// (the local proxy). The service starts it before taking tasks and closes
-// it after the tasks in progress are done, so its start and stop are not
-// the business of whoever composes the service.
+// (the local proxy). The service starts it (unless it is started already)
+// before taking tasks and closes it after the tasks in progress are done,
+// so its start and stop are not the business of whoever composes the
+// service.
 type Lifecycle interface {
 	// Start makes the router ready for Apply; ctx bounds the start only.
 	Start(ctx context.Context) error

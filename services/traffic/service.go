@@ -151,8 +151,10 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	if l, ok := s.router.(Lifecycle); ok {
 		r.OnStop(daemon.StopFunc(l.Close))
-		if err := l.Start(ctx); err != nil {
-			return err
+		if !l.Ready() { // not started already by whoever made it
+			if err := l.Start(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.w.Start(ctx); err != nil {
