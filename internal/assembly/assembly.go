@@ -130,7 +130,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.StringVar(&o.Namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
 		fs.BoolVar(&o.WatchRollouts, "watch-rollouts", true, "kube platform: publish a requested event when a Rollout object's spec changes in the cluster, publish AnalysisTemplates, and write rollout status back into Rollout objects")
 	case Traffic:
-		fs.Var(&o.Router, "router", "traffic router: "+strings.Join(Platforms, ", ")+" (local: the local platform's built-in proxy; kube: Kubernetes Services and the routers each rollout's trafficRouting names)")
+		fs.Var(&o.Router, "router", "traffic router: "+strings.Join(slices.Sorted(slices.Values(Platforms)), ", ")+" (local: the local platform's built-in proxy; kube: Kubernetes Services and the routers each rollout's trafficRouting names)")
 		fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a stopping proxy waits for requests in flight")
 		fs.DurationVar(&o.Traffic.ApplyTimeout, "apply-timeout", 30*time.Second, "how long one route may take to apply before it is retried")
 		kube()
@@ -206,7 +206,7 @@ func (c *choice) Set(v string) error {
 	if !slices.Contains(c.allowed, v) {
 		switch c.what {
 		case "router":
-			return fmt.Errorf("no traffic router named %q (supported: %s)", v, strings.Join(c.allowed, ", "))
+			return fmt.Errorf("no traffic router named %q (supported: %s)", v, strings.Join(slices.Sorted(slices.Values(c.allowed)), ", "))
 		default:
 			return fmt.Errorf("unknown %s %q: supported %ss are %s", c.what, v, c.what, strings.Join(c.allowed, ", "))
 		}
