@@ -1,8 +1,11 @@
-// Package daemon is what every Sluice service binary shares: the NATS and bus
-// flags, structured logs carrying trace ids, the /metrics, /healthz and
-// /readyz endpoints on --http-listen (the sluice_* metrics of package
-// telemetry among them), OTLP trace export configured by the OTEL_*
-// environment, and a clean shutdown on SIGINT or SIGTERM.
+// Package daemon is the service runtime every Sluice process shares, the
+// service binaries and sluice dev alike: the NATS and bus flags, structured
+// logs carrying trace ids, the /metrics, /healthz and /readyz endpoints on
+// --http-listen (the sluice_* metrics of package telemetry among them), OTLP
+// trace export configured by the OTEL_* environment (Process), a clean
+// shutdown on SIGINT or SIGTERM, and each service's provisioning,
+// readiness and stop within --stop-timeout (Lifecycle). Package
+// internal/assembly composes the services on it.
 package daemon
 
 import (
