@@ -20,12 +20,8 @@ package main
 import (
 	"os"
 
-	"github.com/spf13/pflag"
-
+	"github.com/sluicehq/sluice/internal/assembly"
 	"github.com/sluicehq/sluice/internal/daemon"
-	"github.com/sluicehq/sluice/services/analyzer"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 )
 
 func main() {
@@ -34,39 +30,5 @@ func main() {
 
 // spec describes the binary; getenv supplies the defaults of its flags.
 func spec(getenv func(string) string) daemon.Spec {
-	var (
-		cfg  analyzer.Config
-		prom prometheus.Config
-	)
-	return daemon.Spec{
-		Name: "sluice-analyzer",
-		Flags: func(fs *pflag.FlagSet) {
-			env := prometheus.ConfigFromEnv(getenv)
-			fs.StringVar(&prom.Address, "prometheus-address", env.Address, "the Prometheus the analyzer's own credentials are for (env "+prometheus.EnvAddress+")")
-			fs.StringVar(&prom.Username, "prometheus-username", env.Username, "basic-auth user for --prometheus-address (env "+prometheus.EnvUsername+")")
-			// Secrets default to empty so that --help never prints them;
-			// the environment fills them in Build.
-			fs.StringVar(&prom.BearerToken, "prometheus-token", "", "bearer token for --prometheus-address (env "+prometheus.EnvToken+")")
-			fs.StringVar(&prom.Password, "prometheus-password", "", "basic-auth password for --prometheus-address (env "+prometheus.EnvPassword+")")
-			fs.DurationVar(&cfg.LeaseMargin, "lease-margin", 0, "added to a provider's timeout to form a measurement lease (default 10s)")
-			fs.DurationVar(&cfg.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
-			fs.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
-		},
-		Build: func(env daemon.Env) (daemon.Service, error) {
-			fromEnv := prometheus.ConfigFromEnv(getenv)
-			if prom.BearerToken == "" {
-				prom.BearerToken = fromEnv.BearerToken
-			}
-			if prom.Password == "" {
-				prom.Password = fromEnv.Password
-			}
-			reg, err := analyzer.DefaultProviders(prom, web.Config{})
-			if err != nil {
-				return nil, err
-			}
-			cfg.Providers, cfg.Getenv = reg, getenv
-			cfg.Bus, cfg.Logger = env.Bus, env.Log
-			return analyzer.New(env.Client, cfg)
-		},
-	}
+	return assembly.Binary(assembly.Analyzer, getenv)
 }

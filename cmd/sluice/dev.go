@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,56 +14,81 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/assembly"
+	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/endpoints"
-	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/internal/promserver"
-	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
-	"github.com/sluicehq/sluice/services/analyzer"
-	promprovider "github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
-	"github.com/sluicehq/sluice/services/orchestrator"
-	"github.com/sluicehq/sluice/services/replicas"
-	"github.com/sluicehq/sluice/services/replicas/kube"
-	"github.com/sluicehq/sluice/services/replicas/kube/crd"
-	"github.com/sluicehq/sluice/services/replicas/local"
-	"github.com/sluicehq/sluice/services/traffic"
-	traffickube "github.com/sluicehq/sluice/services/traffic/kube"
-	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
-// devConfig is `sluice dev`'s configuration.
+// devConfig is `sluice dev`'s configuration: its own flags (the embedded
+// NATS server and Prometheus), the flags every Sluice process shares, and
+// the services' flags exactly as the service binaries take them.
 type devConfig struct {
 	// NATSListen is where the embedded NATS server listens.
 	NATSListen string
 	// PrometheusListen is where the embedded Prometheus serves its API.
 	PrometheusListen string
-	// HTTPListen serves sluice dev's own /metrics (the proxies' metrics
-	// among them), /healthz and /readyz.
-	HTTPListen string
-	// StateDir keeps JetStream's files, Prometheus' data and the local
-	// platform's process state and logs.
-	StateDir string
-	// Platform is "local" or "kube" (the cluster of Kube).
-	Platform string
-	// Kube is the cluster connection of --platform kube.
-	Kube kubeconfig.Flags
 	// SyncInterval is JetStream's fsync interval; 0 keeps the server's default.
 	SyncInterval time.Duration
 	// ScrapeInterval is how often Prometheus scrapes the proxies and apps.
 	ScrapeInterval time.Duration
-	// LogLevel is debug, info, warn or error.
-	LogLevel string
-	// Bus tunes the streams; development defaults to R1 on file storage.
-	Bus events.BusConfig
+	// Process holds --http-listen (sluice dev's own /metrics, the proxies'
+	// metrics among them, /healthz and /readyz), the log flags,
+	// --stop-timeout and the bus flags (development defaults to R1 on
+	// file storage).
+	Process daemon.Flags
+	// Services are the services' flags; Services.StateDir keeps JetStream's
+	// files, Prometheus' data and the local platform's process state and
+	// logs, and Services.Platform is "local" or "kube" (the cluster of
+	// Services.Kube).
+	Services *assembly.Options
+}
+
+// devRefused are the service binaries' flags that sluice dev refuses, with
+// why. Every other flag of a service binary, sluice dev takes as the binary
+// does (TestDevHonoursOrRefusesEveryServiceFlag).
+var devRefused = map[string]string{
+	"router":       "sluice dev routes traffic on the platform of --platform",
+	"stop-on-exit": "sluice dev always stops the processes it started when it exits",
+}
+
+// devRefusedConn is why sluice dev refuses the NATS connection flags.
+const devRefusedConn = "sluice dev runs its own NATS server (see --nats-listen)"
+
+// newDevConfig returns the configuration with every flag at its default.
+func newDevConfig() devConfig {
+	var cfg devConfig
+	cfg.addFlags(pflag.NewFlagSet("dev", pflag.ContinueOnError))
+	return cfg
+}
+
+// addFlags registers sluice dev's flags on f: its own, then each service's
+// through the composition root the binaries use, so a service flag exists
+// once. The refused ones are registered hidden and fail when given.
+func (c *devConfig) addFlags(f *pflag.FlagSet) {
+	c.Services = assembly.NewOptions(os.Getenv)
+	f.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
+	f.StringVar(&c.PrometheusListen, "prometheus-listen", promserver.DefaultListen, "address of the embedded Prometheus API")
+	c.Process.AddFlags(f, "127.0.0.1:9091", nil)
+	f.StringVar(&c.Services.StateDir, "state-dir", ".sluice", "directory for all state: JetStream, Prometheus, processes and their logs")
+	f.Var(&c.Services.Platform, "platform", "where workloads run: local (processes and a built-in proxy) or kube (ReplicaSets and the routers of the cluster in --kubeconfig)")
+	f.DurationVar(&c.SyncInterval, "sync-interval", 0, "JetStream fsync interval (0: the server's default of 2m; see docs/events.md)")
+	f.DurationVar(&c.ScrapeInterval, "scrape-interval", promserver.DefaultScrapeInterval, "how often the embedded Prometheus scrapes")
+	for _, name := range assembly.Names {
+		c.Services.AddFlags(name, f)
+	}
+	for name := range devRefused {
+		_ = f.MarkHidden(name)
+	}
 }
 
 func (c devConfig) validate() error {
-	for flag, addr := range map[string]string{"--nats-listen": c.NATSListen, "--prometheus-listen": c.PrometheusListen, "--http-listen": c.HTTPListen} {
+	for flag, addr := range map[string]string{"--nats-listen": c.NATSListen, "--prometheus-listen": c.PrometheusListen, "--http-listen": c.Process.HTTPListen} {
 		host, port, err := net.SplitHostPort(addr)
 		if err != nil {
 			return fmt.Errorf("%s %q: want host:port: %v", flag, addr, err)
@@ -74,13 +97,8 @@ func (c devConfig) validate() error {
 			return fmt.Errorf("%s %q: want host:port with a numeric port", flag, addr)
 		}
 	}
-	if c.StateDir == "" {
+	if c.Services.StateDir == "" {
 		return errors.New("--state-dir must not be empty")
-	}
-	switch c.Platform {
-	case "local", "kube":
-	default:
-		return fmt.Errorf("no platform named %q; supported: local, kube", c.Platform)
 	}
 	if c.ScrapeInterval <= 0 {
 		return fmt.Errorf("--scrape-interval %s must be positive", c.ScrapeInterval)
@@ -88,8 +106,27 @@ func (c devConfig) validate() error {
 	return nil
 }
 
+// refused returns the error of the first refused flag given on f.
+func refused(f *pflag.FlagSet) error {
+	var conn events.ConnConfig
+	connFlags := pflag.NewFlagSet("conn", pflag.ContinueOnError)
+	conn.AddFlags(connFlags)
+	var err error
+	f.Visit(func(fl *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		if why, ok := devRefused[fl.Name]; ok {
+			err = fmt.Errorf("--%s: %s", fl.Name, why)
+		} else if connFlags.Lookup(fl.Name) != nil {
+			err = fmt.Errorf("--%s: %s", fl.Name, devRefusedConn)
+		}
+	})
+	return err
+}
+
 func newDevCmd() *cobra.Command {
-	var cfg devConfig
+	cfg := devConfig{}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run all of Sluice in one process for development",
@@ -99,70 +136,51 @@ it over real NATS client connections, the local platform (apps as processes,
 a weighted proxy per rollout), and an embedded Prometheus that scrapes the
 proxies and the apps and serves the query API the analyzer uses.
 
+The services take the flags of their binaries (sluice-orchestrator,
+sluice-analyzer, sluice-replicas, sluice-traffic), but for the NATS
+connection, --router (it follows --platform) and --stop-on-exit (always).
+
 State lives under --state-dir. Ctrl-C stops everything cleanly (apps
 included); starting again resumes the rollouts in progress.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := refused(cmd.Flags()); err != nil {
+				return usageError{err}
+			}
 			if err := cfg.validate(); err != nil {
 				return usageError{err}
 			}
 			return runDev(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.NATSListen, "nats-listen", "127.0.0.1:4222", "address of the embedded NATS server")
-	f.StringVar(&cfg.PrometheusListen, "prometheus-listen", promserver.DefaultListen, "address of the embedded Prometheus API")
-	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:9091", "address of sluice dev's /metrics, /healthz and /readyz")
-	f.StringVar(&cfg.StateDir, "state-dir", ".sluice", "directory for all state: JetStream, Prometheus, processes and their logs")
-	f.StringVar(&cfg.Platform, "platform", "local", "where workloads run: local (processes and a built-in proxy) or kube (ReplicaSets and the routers of the cluster in --kubeconfig)")
-	cfg.Kube.Add(f)
-	f.DurationVar(&cfg.SyncInterval, "sync-interval", 0, "JetStream fsync interval (0: the server's default of 2m; see docs/events.md)")
-	f.DurationVar(&cfg.ScrapeInterval, "scrape-interval", promserver.DefaultScrapeInterval, "how often the embedded Prometheus scrapes")
-	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	cfg.Bus.AddFlags(f)
+	cfg.addFlags(cmd.Flags())
 	return cmd
 }
 
-// devService is one of the services sluice dev runs.
-type devService struct {
-	name  string
-	run   func(ctx context.Context) error
-	ready func() bool
-}
-
 func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", cfg.LogLevel)}
-	}
-	log := slog.New(telemetry.LogHandler(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: lv})))
-	cfg.Bus.Defaults()
-	if err := cfg.Bus.Validate(); err != nil {
-		return err
-	}
-
-	shutdownTracing, err := telemetry.SetupTracing(ctx, "sluice-dev", os.Getenv)
+	log, err := cfg.Process.Logger(errOut)
 	if err != nil {
+		return usageError{err}
+	}
+	bus := cfg.Process.Bus
+	bus.Defaults()
+	if err := bus.Validate(); err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = shutdownTracing(sctx)
-	}()
 	// sluice dev's own metrics endpoint carries the services' and the
 	// proxies' metrics.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	metrics, err := telemetry.New(reg)
+	proc, err := daemon.Start(ctx, daemon.ProcessConfig{Name: "sluice-dev", HTTPListen: cfg.Process.HTTPListen, Log: log, Registry: reg})
 	if err != nil {
 		return err
 	}
+	defer proc.Close()
 
 	// The bus.
 	host, portStr, _ := net.SplitHostPort(cfg.NATSListen)
 	port, _ := strconv.Atoi(portStr)
-	storeDir := filepath.Join(cfg.StateDir, "nats")
+	storeDir := filepath.Join(cfg.Services.StateDir, "nats")
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return fmt.Errorf("state directory: %w", err)
 	}
@@ -172,11 +190,6 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	}
 	defer srv.Shutdown()
 
-	connectAs := func(name string) (*events.Client, error) {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(metrics, 0), events.WithAckWait(cfg.Bus.AckWait))
-	}
 	var clients []*events.Client
 	defer func() {
 		for i := len(clients) - 1; i >= 0; i-- {
@@ -184,7 +197,9 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		}
 	}()
 	client := func(name string) (*events.Client, error) {
-		c, err := connectAs(name)
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(proc.Metrics(), 0), events.WithAckWait(bus.AckWait))
 		if err == nil {
 			clients = append(clients, c)
 		}
@@ -195,43 +210,16 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		return err
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = admin.Provision(pctx, cfg.Bus)
+	err = admin.Provision(pctx, bus)
 	cancel()
 	if err != nil {
 		return err
 	}
-
-	var services []devService
-	allReady := func() bool {
-		for _, s := range services {
-			if !s.ready() {
-				return false
-			}
-		}
-		return len(services) > 0
-	}
-	httpLn, err := net.Listen("tcp", cfg.HTTPListen)
-	if err != nil {
-		return fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !allReady() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = httpSrv.Serve(httpLn) }()
-	defer httpSrv.Close()
-	metricsURL := "http://" + httpLn.Addr().String() + "/metrics"
+	metricsURL := "http://" + proc.Addr() + "/metrics"
 
 	// Prometheus scrapes sluice dev (the proxies) and every ready app process.
 	apps := &appTargets{byKey: map[string]endpoints.Revision{}}
-	eps, err := endpoints.Open(ctx, admin.JetStream(), cfg.Bus)
+	eps, err := endpoints.Open(ctx, admin.JetStream(), bus)
 	if err != nil {
 		return err
 	}
@@ -242,7 +230,7 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	}
 	prom, err := promserver.Start(ctx, promserver.Config{
 		Listen:         cfg.PrometheusListen,
-		DataDir:        filepath.Join(cfg.StateDir, "prometheus"),
+		DataDir:        filepath.Join(cfg.Services.StateDir, "prometheus"),
 		ScrapeInterval: cfg.ScrapeInterval,
 		Logger:         log.With("service", "prometheus"),
 		Targets: func() []promserver.Target {
@@ -254,172 +242,44 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	}
 	defer prom.Close()
 
-	// The four services, each on its own connection.
-	oc, err := client("orchestrator")
-	if err != nil {
-		return err
+	// The four services, each on its own connection, composed as their
+	// binaries compose them.
+	o := cfg.Services
+	o.Router = o.Platform
+	o.StopOnExit = true
+	if o.Prometheus.Address == "" {
+		o.Prometheus.Address = prom.URL()
 	}
-	orch, err := orchestrator.New(oc, orchestrator.Config{Bus: cfg.Bus, Logger: log.With("service", "orchestrator"), Metrics: metrics})
-	if err != nil {
-		return err
-	}
-	ac, err := client("analyzer")
-	if err != nil {
-		return err
-	}
-	promCfg := promprovider.ConfigFromEnv(os.Getenv)
-	if promCfg.Address == "" {
-		promCfg.Address = prom.URL()
-	}
-	providers, err := analyzer.DefaultProviders(promCfg, web.Config{})
-	if err != nil {
-		return err
-	}
-	an, err := analyzer.New(ac, analyzer.Config{Bus: cfg.Bus, Providers: providers, Logger: log.With("service", "analyzer"), Metrics: metrics})
-	if err != nil {
-		return err
-	}
-	rc, err := client("replicas")
-	if err != nil {
-		return err
-	}
-	tc, err := client("traffic")
-	if err != nil {
-		return err
-	}
-	services = []devService{
-		{"orchestrator", orch.Run, orch.Ready},
-		{"analyzer", an.Run, an.Ready},
-	}
-	if cfg.Platform == "kube" {
-		kube, err := devKube(cfg, rc, tc, log, metrics)
+	var services []daemon.Named
+	for _, name := range assembly.Names {
+		c, err := client(name)
 		if err != nil {
 			return err
 		}
-		services = append(services, kube...)
-	} else {
-		local, err := devLocal(cfg, rc, tc, reg, log, metrics)
+		svcLog := log.With("service", name)
+		svc, err := o.Build(name, "sluice-dev", proc.Env(c, bus, svcLog, cfg.Process.StopTimeout))
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		services = append(services, local...)
+		services = append(services, daemon.Named{Name: name, Service: svc})
 	}
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	errc := make(chan error, len(services))
-	var wg sync.WaitGroup
-	for _, s := range services {
-		wg.Add(1)
-		go func(s devService) {
-			defer wg.Done()
-			if err := s.run(runCtx); err != nil {
-				errc <- fmt.Errorf("%s: %w", s.name, err)
-				stop()
-			}
-		}(s)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !allReady() && runCtx.Err() == nil && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if allReady() {
-		fmt.Fprintf(out, "sluice dev: NATS with JetStream   %s (state in %s)\n", srv.ClientURL(), cfg.StateDir)
+	err = proc.Run(ctx, func() {
+		fmt.Fprintf(out, "sluice dev: NATS with JetStream   %s (state in %s)\n", srv.ClientURL(), o.StateDir)
 		fmt.Fprintf(out, "sluice dev: Prometheus API        %s\n", prom.URL())
-		fmt.Fprintf(out, "sluice dev: metrics and health    http://%s/metrics\n", httpLn.Addr())
-		if cfg.Platform == "kube" {
+		fmt.Fprintf(out, "sluice dev: metrics and health    %s\n", metricsURL)
+		if o.Platform.Value() == "kube" {
 			fmt.Fprintln(out, "sluice dev: orchestrator, analyzer, replicas (Kubernetes ReplicaSets, Rollout objects watched) and traffic (Kubernetes routers) running")
 		} else {
 			fmt.Fprintln(out, "sluice dev: orchestrator, analyzer, replicas (local processes) and traffic (local proxy) running")
 			fmt.Fprintln(out, "sluice dev: each rollout's proxy listens on its local.sluice.io/listen annotation (logged as 'proxy listening')")
 		}
 		fmt.Fprintln(out, "sluice dev: press Ctrl-C to stop")
-	}
-	<-runCtx.Done()
-	wg.Wait()
-	close(errc)
-	var errs []error
-	for err := range errc {
-		errs = append(errs, err)
-	}
+	}, services...)
 	if ctx.Err() != nil {
 		fmt.Fprintln(out, "sluice dev: stopped")
 	}
-	return errors.Join(errs...)
-}
-
-// devLocal builds the replicas and traffic services of the local platform:
-// processes, and a proxy per rollout whose metrics reg serves.
-func devLocal(cfg devConfig, rc, tc *events.Client, reg prometheus.Registerer, log *slog.Logger, metrics *telemetry.Metrics) ([]devService, error) {
-	backend, err := local.New(local.Config{StateDir: cfg.StateDir, JetStream: rc.JetStream(), Bus: cfg.Bus, StopOnClose: true, Logger: log.With("service", "replicas")})
-	if err != nil {
-		return nil, err
-	}
-	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: log.With("service", "replicas"), Metrics: metrics})
-	if err != nil {
-		return nil, err
-	}
-	proxy, err := localproxy.New(localproxy.Config{JetStream: tc.JetStream(), Bus: cfg.Bus, Registerer: reg, Logger: log.With("service", "traffic")})
-	if err != nil {
-		return nil, err
-	}
-	ts, err := traffic.New(tc, proxy, traffic.Config{Bus: cfg.Bus, Logger: log.With("service", "traffic"), Metrics: metrics})
-	if err != nil {
-		return nil, err
-	}
-	return []devService{
-		{"replicas", rs.Run, rs.Ready},
-		{"traffic", func(ctx context.Context) error {
-			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := proxy.Start(sctx)
-			cancel()
-			if err != nil {
-				return err
-			}
-			defer func() {
-				cctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
-				defer cancel()
-				_ = proxy.Close(cctx)
-			}()
-			return ts.Run(ctx)
-		}, func() bool { return proxy.Ready() && ts.Ready() }},
-	}, nil
-}
-
-// devKube builds the replicas and traffic services of the Kubernetes
-// platform, with the Rollout watcher and status writers.
-func devKube(cfg devConfig, rc, tc *events.Client, log *slog.Logger, metrics *telemetry.Metrics) ([]devService, error) {
-	clients, err := cfg.Kube.Connect("sluice-dev")
-	if err != nil {
-		return nil, err
-	}
-	rlog := log.With("service", "replicas")
-	backend, err := kube.New(kube.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Logger: rlog})
-	if err != nil {
-		return nil, err
-	}
-	rs, err := replicas.New(rc, backend, replicas.Config{Bus: cfg.Bus, Logger: rlog, Metrics: metrics})
-	if err != nil {
-		return nil, err
-	}
-	ctrl, err := crd.New(crd.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Bus: rc, BusConfig: cfg.Bus, Logger: rlog})
-	if err != nil {
-		return nil, err
-	}
-	tlog := log.With("service", "traffic")
-	router, err := traffickube.New(traffickube.Config{Client: clients.Typed, Dynamic: clients.Dynamic, Logger: tlog})
-	if err != nil {
-		return nil, err
-	}
-	ts, err := traffic.New(tc, router, traffic.Config{Bus: cfg.Bus, Logger: tlog, Metrics: metrics})
-	if err != nil {
-		return nil, err
-	}
-	return []devService{
-		{"replicas", rs.Run, rs.Ready},
-		{"rollout controllers", ctrl.Run, ctrl.Ready},
-		{"traffic", ts.Run, ts.Ready},
-	}, nil
+	return err
 }
 
 // appTargets turns the endpoints bucket into Prometheus scrape targets.

@@ -161,8 +161,8 @@ func TestHistoryCommand(t *testing.T) {
 
 // testDevConfig is sluice dev on free ports in a temporary state directory.
 func testDevConfig(t *testing.T) devConfig {
-	return devConfig{
-		NATSListen: freeAddr(t), PrometheusListen: freeAddr(t), HTTPListen: freeAddr(t),
-		StateDir: t.TempDir(), Platform: "local", ScrapeInterval: time.Second, LogLevel: "error",
-	}
+	cfg := newDevConfig()
+	cfg.NATSListen, cfg.PrometheusListen, cfg.Process.HTTPListen = freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg.Services.StateDir, cfg.ScrapeInterval, cfg.Process.LogLevel = t.TempDir(), time.Second, "error"
+	return cfg
 }

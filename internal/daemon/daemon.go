@@ -1,8 +1,11 @@
-// Package daemon is what every Sluice service binary shares: the NATS and bus
-// flags, structured logs carrying trace ids, the /metrics, /healthz and
-// /readyz endpoints on --http-listen (the sluice_* metrics of package
-// telemetry among them), OTLP trace export configured by the OTEL_*
-// environment, and a clean shutdown on SIGINT or SIGTERM.
+// Package daemon is the service runtime every Sluice process shares, the
+// service binaries and sluice dev alike: the NATS and bus flags, structured
+// logs carrying trace ids, the /metrics, /healthz and /readyz endpoints on
+// --http-listen (the sluice_* metrics of package telemetry among them), OTLP
+// trace export configured by the OTEL_* environment (Process), a clean
+// shutdown on SIGINT or SIGTERM, and each service's provisioning,
+// readiness and stop within --stop-timeout (Lifecycle). Package
+// internal/assembly composes the services on it.
 package daemon
 
 import (
@@ -15,10 +18,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
@@ -27,7 +33,8 @@ import (
 )
 
 // Service is one Sluice service: Run blocks until ctx ends; Ready reports
-// whether it is connected with its consumers in place.
+// whether it is connected with its consumers in place. Services run their
+// start, readiness and stop through a Lifecycle.
 type Service interface {
 	Run(ctx context.Context) error
 	Ready() bool
@@ -38,6 +45,13 @@ type Env struct {
 	Client *events.Client
 	Bus    events.BusConfig
 	Log    *slog.Logger
+	// Metrics records the sluice_* metrics; Registerer takes a service's
+	// own (a proxy's). Both serve on the process's /metrics.
+	Metrics    *telemetry.Metrics
+	Registerer prometheus.Registerer
+	// StopTimeout is --stop-timeout: how long a stopping service waits for
+	// its work in progress.
+	StopTimeout time.Duration
 }
 
 // Spec describes a service binary.
@@ -57,6 +71,64 @@ const (
 	ExitUsage = 2
 )
 
+// Flags are the flags every Sluice process shares, service binaries and
+// sluice dev alike (the NATS connection flags aside: sluice dev runs its
+// own server).
+type Flags struct {
+	HTTPListen  string
+	LogFormat   string
+	LogLevel    string
+	StopTimeout time.Duration
+	Bus         events.BusConfig
+}
+
+// AddFlags registers f on fs with httpListen as --http-listen's default.
+// With getenv, the defaults come from the environment (HTTP_LISTEN,
+// LOG_FORMAT, LOG_LEVEL) as the help says; sluice dev passes nil.
+func (f *Flags) AddFlags(fs *pflag.FlagSet, httpListen string, getenv func(string) string) {
+	env := func(name, def string) (string, string) {
+		if getenv == nil {
+			return def, ""
+		}
+		if v := getenv(name); v != "" {
+			return v, " (env " + name + ")"
+		}
+		return def, " (env " + name + ")"
+	}
+	def, note := env("HTTP_LISTEN", httpListen)
+	fs.StringVar(&f.HTTPListen, "http-listen", def, "address for /metrics, /healthz and /readyz"+note)
+	def, note = env("LOG_FORMAT", "text")
+	fs.StringVar(&f.LogFormat, "log-format", def, "log format: text or json"+note)
+	def, note = env("LOG_LEVEL", "info")
+	fs.StringVar(&f.LogLevel, "log-level", def, "log level: debug, info, warn or error"+note)
+	fs.Var(NonNegativeDuration(&f.StopTimeout, DefaultStopTimeout), "stop-timeout", "how long a stopping service waits for the work in progress (tasks, decisions, measurements, a proxy's requests)")
+	f.Bus.AddFlags(fs)
+}
+
+// Logger returns the logger the flags ask for; its error names the flag.
+func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) {
+	return NewLogger(w, f.LogFormat, f.LogLevel)
+}
+
+// FlagSet returns the binary's flags: the NATS connection, the flags every
+// Sluice process shares, and the service's own.
+func (s Spec) FlagSet() *pflag.FlagSet {
+	fs, _, _ := s.flagSet()
+	return fs
+}
+
+func (s Spec) flagSet() (*pflag.FlagSet, *events.ConnConfig, *Flags) {
+	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
+	var conn events.ConnConfig
+	var flags Flags
+	conn.AddFlags(fs)
+	flags.AddFlags(fs, ":8080", os.Getenv)
+	if s.Flags != nil {
+		s.Flags(fs)
+	}
+	return fs, &conn, &flags
+}
+
 // Main runs the service binary described by s with args (without the
 // program name) until SIGINT or SIGTERM and returns its exit code.
 func Main(s Spec, args []string, stderr io.Writer) int {
@@ -67,18 +139,8 @@ func Main(s Spec, args []string, stderr io.Writer) int {
 
 // Run is Main until ctx ends instead of a signal.
 func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
-	fs := pflag.NewFlagSet(s.Name, pflag.ContinueOnError)
+	fs, conn, flags := s.flagSet()
 	fs.SetOutput(stderr)
-	var conn events.ConnConfig
-	var bus events.BusConfig
-	conn.AddFlags(fs)
-	bus.AddFlags(fs)
-	httpListen := fs.String("http-listen", envOr("HTTP_LISTEN", ":8080"), "address for /metrics, /healthz and /readyz (env HTTP_LISTEN)")
-	logFormat := fs.String("log-format", envOr("LOG_FORMAT", "text"), "log format: text or json (env LOG_FORMAT)")
-	logLevel := fs.String("log-level", envOr("LOG_LEVEL", "info"), "log level: debug, info, warn or error (env LOG_LEVEL)")
-	if s.Flags != nil {
-		s.Flags(fs)
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK
@@ -90,85 +152,207 @@ func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", s.Name, fs.Args())
 		return ExitUsage
 	}
-	log, err := NewLogger(stderr, *logFormat, *logLevel)
+	log, err := flags.Logger(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
 		return ExitUsage
 	}
 	log = log.With("service", s.Name)
 	conn.Name = s.Name
-	if err := run(ctx, s, conn, bus, *httpListen, log); err != nil {
+	if err := run(ctx, s, *conn, *flags, log); err != nil {
 		log.Error("exiting", "error", err)
 		return ExitFail
 	}
 	return ExitOK
 }
 
-func run(ctx context.Context, s Spec, conn events.ConnConfig, bus events.BusConfig, httpListen string, log *slog.Logger) error {
+func run(ctx context.Context, s Spec, conn events.ConnConfig, flags Flags, log *slog.Logger) error {
+	bus := flags.Bus
 	bus.Defaults()
 	if err := bus.Validate(); err != nil {
 		return err
 	}
-	var svc Service
-	readyFn := func() bool { return svc != nil && svc.Ready() }
-	srv, err := serveHTTP(httpListen, readyFn, log)
+	p, err := Start(ctx, ProcessConfig{Name: s.Name, HTTPListen: flags.HTTPListen, Log: log})
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-
-	shutdownTracing, err := telemetry.SetupTracing(ctx, s.Name, os.Getenv)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := shutdownTracing(sctx); err != nil {
-			log.Warn("spans not exported before exit", "error", err)
-		}
-	}()
-
-	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(telemetry.Default(), 0), events.WithAckWait(bus.AckWait))
+	defer p.Close()
+	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(p.Metrics(), 0), events.WithAckWait(bus.AckWait))
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	svc, err = s.Build(Env{Client: client, Bus: bus, Log: log})
+	svc, err := s.Build(p.Env(client, bus, log, flags.StopTimeout))
 	if err != nil {
 		return err
 	}
-	return svc.Run(ctx)
+	return p.Run(ctx, nil, Named{Name: s.Name, Service: svc})
 }
 
-// serveHTTP serves the operational endpoints on addr.
-func serveHTTP(addr string, ready func() bool, log *slog.Logger) (*http.Server, error) {
+// ProcessConfig configures a Process.
+type ProcessConfig struct {
+	// Name is the process's name in traces ("sluice-orchestrator").
+	Name string
+	// HTTPListen is where /metrics, /healthz and /readyz are served.
+	HTTPListen string
+	// Log receives the process's logs.
+	Log *slog.Logger
+	// Registry serves /metrics and takes the services' metrics (default:
+	// prometheus' default registry, with telemetry.Default()).
+	Registry *prometheus.Registry
+}
+
+// Named is a service with its name, for logs and errors.
+type Named struct {
+	Name    string
+	Service Service
+}
+
+// Process is what every Sluice process runs its services in: trace export
+// configured by the OTEL_* environment, the /metrics, /healthz and /readyz
+// endpoints, and a run of its services that ends them all when one fails.
+type Process struct {
+	cfg      ProcessConfig
+	metrics  *telemetry.Metrics
+	reg      prometheus.Registerer
+	srv      *http.Server
+	addr     net.Addr
+	tracing  func(context.Context) error
+	mu       sync.Mutex
+	services []Named
+}
+
+// Start starts tracing and the HTTP endpoints; /readyz reports ready once
+// every service given to Run is. Close ends both.
+func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
+	p := &Process{cfg: cfg}
+	var gatherer prometheus.Gatherer = prometheus.DefaultGatherer
+	if cfg.Registry != nil {
+		m, err := telemetry.New(cfg.Registry)
+		if err != nil {
+			return nil, err
+		}
+		p.metrics, p.reg, gatherer = m, cfg.Registry, cfg.Registry
+	} else {
+		p.metrics, p.reg = telemetry.Default(), prometheus.DefaultRegisterer
+	}
+	shutdown, err := telemetry.SetupTracing(ctx, cfg.Name, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	p.tracing = shutdown
+	if err := p.serveHTTP(gatherer); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Env returns the environment to build a service from.
+func (p *Process) Env(client *events.Client, bus events.BusConfig, log *slog.Logger, stopTimeout time.Duration) Env {
+	return Env{Client: client, Bus: bus, Log: log, Metrics: p.metrics, Registerer: p.reg, StopTimeout: stopTimeout}
+}
+
+// Metrics returns the metrics the process serves.
+func (p *Process) Metrics() *telemetry.Metrics { return p.metrics }
+
+// Addr is the address of the HTTP endpoints.
+func (p *Process) Addr() string { return p.addr.String() }
+
+// Ready reports whether there are services and every one is ready.
+func (p *Process) Ready() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.services {
+		if !s.Service.Ready() {
+			return false
+		}
+	}
+	return len(p.services) > 0
+}
+
+// Run runs services until ctx ends or one of them fails, which stops the
+// others; it returns once all have returned, with their errors. onReady,
+// when not nil, is called once every service is ready.
+func (p *Process) Run(ctx context.Context, onReady func(), services ...Named) error {
+	p.mu.Lock()
+	p.services = append(p.services, services...)
+	p.mu.Unlock()
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make([]error, len(services))
+	var wg sync.WaitGroup
+	for i, s := range services {
+		wg.Go(func() {
+			if err := s.Service.Run(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", s.Name, err)
+				stop()
+			}
+		})
+	}
+	if onReady != nil {
+		wg.Go(func() {
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for !p.Ready() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			}
+			onReady()
+		})
+	}
+	wg.Wait()
+	if len(services) == 1 {
+		// A lone service's error needs no name: the process has it.
+		if err := errs[0]; err != nil {
+			return errors.Unwrap(err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops the HTTP endpoints and exports the spans still buffered.
+func (p *Process) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if p.srv != nil {
+		_ = p.srv.Shutdown(ctx)
+	}
+	if p.tracing != nil {
+		if err := p.tracing(ctx); err != nil {
+			p.cfg.Log.Warn("spans not exported before exit", "error", err)
+		}
+	}
+}
+
+// serveHTTP serves the operational endpoints.
+func (p *Process) serveHTTP(metrics prometheus.Gatherer) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.Handler())
+	mux.Handle("/metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
+		if !p.Ready() {
 			http.Error(w, "not ready: connecting to JetStream or starting consumers", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", p.cfg.HTTPListen)
 	if err != nil {
-		return nil, fmt.Errorf("--http-listen %s: %w", addr, err)
+		return fmt.Errorf("--http-listen %s: %w", p.cfg.HTTPListen, err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	p.addr = l.Addr()
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server stopped", "error", err)
+		if err := p.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.cfg.Log.Error("http server stopped", "error", err)
 		}
 	}()
-	log.Info("serving /metrics, /healthz and /readyz", "addr", l.Addr().String())
-	return srv, nil
+	p.cfg.Log.Info("serving /metrics, /healthz and /readyz", "addr", l.Addr().String())
+	return nil
 }
 
 // NewLogger returns a text or JSON logger at level. Records logged with a
@@ -188,9 +372,48 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// NonNegativeDuration is a duration flag whose value is refused when
+// negative, so that a bad value is a usage error naming the flag, not a
+// default put silently in its place.
+func NonNegativeDuration(p *time.Duration, def time.Duration) pflag.Value {
+	*p = def
+	return (*nonNegativeDuration)(p)
+}
+
+type nonNegativeDuration time.Duration
+
+func (d *nonNegativeDuration) String() string { return time.Duration(*d).String() }
+func (d *nonNegativeDuration) Type() string   { return "duration" }
+func (d *nonNegativeDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
 	}
-	return def
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*d = nonNegativeDuration(v)
+	return nil
+}
+
+// NonNegativeInt is an int flag whose value is refused when negative.
+func NonNegativeInt(p *int, def int) pflag.Value {
+	*p = def
+	return (*nonNegativeInt)(p)
+}
+
+type nonNegativeInt int
+
+func (n *nonNegativeInt) String() string { return strconv.Itoa(int(*n)) }
+func (n *nonNegativeInt) Type() string   { return "int" }
+func (n *nonNegativeInt) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return err
+	}
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	*n = nonNegativeInt(v)
+	return nil
 }

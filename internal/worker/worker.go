@@ -112,6 +112,15 @@ func firstKind(m map[string]Executor) string {
 // Durable is the consumer name all replicas of service share.
 func Durable(service string) string { return "worker-" + service }
 
+// Needs is what the worker of service uses on the bus: its consumer of the
+// service's tasks, and the subjects of its reports.
+func Needs(service string) events.Needs {
+	return events.Needs{
+		Consumers: []events.Durable{{Stream: events.StreamTasks, Name: Durable(service)}},
+		Publish:   []string{events.ResultRoot + "." + service + ".>"},
+	}
+}
+
 // Start begins taking tasks. Stop ends it.
 func (w *Worker) Start(ctx context.Context) error {
 	cc := w.cfg.Consumer

@@ -40,7 +40,7 @@ type ConnConfig struct {
 	// InboxPrefix replaces _INBOX as the prefix of the subjects where this
 	// client receives replies, pulled messages and watch updates, so that a
 	// NATS user's subscribe permission can be narrowed to its own inboxes
-	// (PermissionsOf grants <InboxPrefixOf(identity)>.>). Empty keeps _INBOX.
+	// (the permissions grant <InboxPrefixOf(identity)>.>). Empty keeps _INBOX.
 	InboxPrefix string
 
 	// TLS: CA bundle to verify the server, client certificate and key for

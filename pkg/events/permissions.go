@@ -7,7 +7,8 @@ import (
 
 // NATS identities, one per Sluice service and two for people and bots.
 // docs/security.md explains each; deploy/nats/permissions.conf gives each a
-// NATS user with the permissions PermissionsOf returns.
+// NATS user with the permissions assembly.PermissionsOf (internal/assembly)
+// derives from the services' Needs.
 const (
 	IdentityOrchestrator = "orchestrator"
 	IdentityAnalyzer     = "analyzer"
@@ -35,23 +36,50 @@ var Identities = []string{
 	IdentityKube, IdentityOperator, IdentityViewer,
 }
 
-// Consumer and bucket names PermissionsOf grants rights on. The services
-// define the same names (a test in test/security checks that they agree);
-// they are repeated here because pkg/events cannot import the services.
-const (
-	permConsumerOrchestratorCommands = "orchestrator-commands"
-	permConsumerOrchestratorResults  = "orchestrator-results"
-	permConsumerAnalyzerTemplates    = "analyzer-templates"
-	permConsumerWorkerPrefix         = "worker-"
-	permConsumerKubeStatus           = "kube-status"
+// Needs is what one service (or one part of it: a worker, a backend, a
+// router) uses on the bus beyond the streams every service provisions. Each
+// declares its own (orchestrator.Needs, worker.Needs, local.Needs, ...);
+// the service runtime (internal/daemon) provisions the buckets it owns, and
+// ServicePermissions grants exactly these rights, so a name exists once.
+type Needs struct {
+	// Consumers are the durable consumers it runs.
+	Consumers []Durable
+	// Buckets are the key-value buckets it owns: it provisions and writes
+	// them.
+	Buckets []Bucket
+	// Reads are buckets of others it only reads.
+	Reads []string
+	// Publish are the subjects it publishes (NATS wildcards allowed),
+	// besides the dead letters of its consumers.
+	Publish []string
+	// UpdateStreams: it owns the bus settings (--bus-*) and may update the
+	// streams; every other service may only create them.
+	UpdateStreams bool
+}
 
-	permBucketRollouts    = "sluice-rollouts"
-	permBucketTemplates   = "sluice-templates"
-	permBucketRuns        = "sluice-analysisruns"
-	permBucketPending     = "sluice-replicas-pending"
-	permBucketEndpoints   = "sluice-endpoints"    // local platform only
-	permBucketLocalRoutes = "sluice-local-routes" // local platform only
-)
+// Durable is a durable consumer on a stream.
+type Durable struct {
+	Stream, Name string
+}
+
+// Bucket is a key-value bucket a service owns.
+type Bucket struct {
+	Name, Description string
+	// History is how many revisions of a key are kept.
+	History uint8
+}
+
+// Merge returns n with the needs of others added.
+func (n Needs) Merge(others ...Needs) Needs {
+	for _, o := range others {
+		n.Consumers = append(slices.Clip(n.Consumers), o.Consumers...)
+		n.Buckets = append(slices.Clip(n.Buckets), o.Buckets...)
+		n.Reads = append(slices.Clip(n.Reads), o.Reads...)
+		n.Publish = append(slices.Clip(n.Publish), o.Publish...)
+		n.UpdateStreams = n.UpdateStreams || o.UpdateStreams
+	}
+	return n
+}
 
 // Permissions is what one NATS user may do: the subjects it may publish to
 // and subscribe to, NATS wildcards allowed; everything else is denied.
@@ -69,75 +97,83 @@ type Permissions struct {
 // subscribe only to its own inboxes, so no user can read another's replies.
 func InboxPrefixOf(identity string) string { return "_INBOX_" + identity }
 
-// PermissionsOf returns the NATS permissions of identity (one of Identities)
-// and whether it is known. They are the least each Sluice binary needs
-// with Sluice's streams and buckets already provisioned or provisioned by
-// it:
+// ServicePermissions returns the NATS permissions of a Sluice service that
+// connects as identity and needs n: the least it needs with Sluice's
+// streams and buckets already provisioned or provisioned by it:
 //
 //   - Every service may create (never update, purge or delete) the five
 //     SLUICE_* streams, so the services can start in any order on an empty
-//     server. Only the orchestrator may update them: it owns the bus
-//     settings (--bus-*), and a service started with other settings fails
-//     at start-up instead of changing the streams.
+//     server. Only a service with n.UpdateStreams (the orchestrator) may
+//     update them: it owns the bus settings (--bus-*), and a service
+//     started with other settings fails at start-up instead of changing
+//     the streams.
 //   - A service may create and update the key-value buckets it owns
 //     (jetstream's CreateOrUpdateKeyValue always sends an update), and
 //     write only those.
-//   - Each publishes only the subjects it produces: tasks and status for
-//     the orchestrator, results for the workers, dead letters of its own
-//     consumers; commands only for the operator and the kube identity.
-func PermissionsOf(identity string) (Permissions, bool) {
+//   - Each publishes only the subjects it produces (n.Publish) and the
+//     dead letters of its own consumers.
+func ServicePermissions(identity string, n Needs) Permissions {
 	b := &permBuilder{identity: identity}
-	switch identity {
-	case IdentityOrchestrator:
-		b.service()
+	b.service()
+	if n.UpdateStreams {
 		b.pub(jsAPI("STREAM.UPDATE", sluiceStreams()...)...)
-		b.consumer(StreamCommands, permConsumerOrchestratorCommands)
-		b.consumer(StreamResults, permConsumerOrchestratorResults)
-		b.bucket(permBucketRollouts, true)
-		b.pub(TaskRoot+".replicas.>", TaskRoot+".traffic.>", TaskRoot+".analyzer.>")
-		b.pub(StatusRoot + ".>")
-		b.pub(ResultRoot + ".orchestrator.>") // timer events
-	case IdentityAnalyzer:
-		b.service()
-		b.consumer(StreamCommands, permConsumerAnalyzerTemplates)
-		b.consumer(StreamTasks, permConsumerWorkerPrefix+"analyzer")
-		b.bucket(permBucketTemplates, true)
-		b.bucket(permBucketRuns, true)
-		b.pub(ResultRoot + ".analyzer.>")
-	case IdentityReplicas, IdentityKube:
-		b.service()
-		b.consumer(StreamTasks, permConsumerWorkerPrefix+"replicas")
-		b.bucket(permBucketPending, true)
-		b.bucket(permBucketEndpoints, true)
-		b.pub(ResultRoot + ".replicas.>")
-		if identity == IdentityKube {
-			b.consumer(StreamStatus, permConsumerKubeStatus)
-			b.pub(CommandRoot + ".>")
-		}
-	case IdentityTraffic:
-		b.service()
-		b.consumer(StreamTasks, permConsumerWorkerPrefix+"traffic")
-		b.bucket(permBucketLocalRoutes, true)
-		b.bucket(permBucketEndpoints, false)
-		b.pub(ResultRoot + ".traffic.>")
-	case IdentityOperator:
-		b.client()
-		b.reader(StreamStatus, true)
-		b.reader(StreamCommands, false, permConsumerOrchestratorCommands, permConsumerAnalyzerTemplates)
-		b.pub(CommandRoot + ".>")
-	case IdentityViewer:
-		b.client()
-		b.reader(StreamStatus, true)
-		// sluice get and history replay the commands too.
-		b.reader(StreamCommands, false, permConsumerOrchestratorCommands, permConsumerAnalyzerTemplates)
-		// A bot on events.Client.Consume with its own durable consumer
-		// dead-letters what it cannot handle.
-		b.pub(DeadLetterRoot + "." + StreamStatus + ".>")
-		b.sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamStatus + ".>")
-	default:
-		return Permissions{}, false
 	}
-	return b.done(), true
+	for _, c := range n.Consumers {
+		b.consumer(c.Stream, c.Name)
+	}
+	for _, k := range n.Buckets {
+		b.bucket(k.Name, true)
+	}
+	for _, k := range n.Reads {
+		b.bucket(k, false)
+	}
+	b.pub(n.Publish...)
+	return b.done()
+}
+
+// OperatorPermissions returns the permissions of IdentityOperator: the CLI
+// (`sluice apply`, `promote`, `abort`, ...) and any CI job or bot allowed to
+// change rollouts. It reads the status and commands streams and publishes
+// commands; the services' durable consumers on the commands stream
+// (services, the needs of every service) are denied to it.
+func OperatorPermissions(services ...Needs) Permissions {
+	b := &permBuilder{identity: IdentityOperator}
+	b.client()
+	b.reader(StreamStatus, true)
+	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
+	b.pub(CommandRoot + ".>")
+	return b.done()
+}
+
+// ViewerPermissions returns the permissions of IdentityViewer, who only
+// reads: status events (`sluice list`, `tail`, a chatops bot that renders
+// status and never answers) and, for `sluice get` and `history`, the
+// commands stream, whose durable consumers of services are denied to it.
+func ViewerPermissions(services ...Needs) Permissions {
+	b := &permBuilder{identity: IdentityViewer}
+	b.client()
+	b.reader(StreamStatus, true)
+	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
+	// A bot on events.Client.Consume with its own durable consumer
+	// dead-letters what it cannot handle.
+	b.pub(DeadLetterRoot + "." + StreamStatus + ".>")
+	b.sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamStatus + ".>")
+	return b.done()
+}
+
+// durablesOn returns the names of the durable consumers on stream that
+// needs declare.
+func durablesOn(stream string, needs []Needs) []string {
+	var out []string
+	for _, n := range needs {
+		for _, c := range n.Consumers {
+			if c.Stream == stream {
+				out = append(out, c.Name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func sluiceStreams() []string {

@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
@@ -79,6 +77,10 @@ type Config struct {
 	Metrics *telemetry.Metrics
 	// Now is the clock of runs and leases (default time.Now).
 	Now func() time.Time
+	// StopTimeout bounds how long a stopping replica waits for its
+	// consumers to finish the work in progress (default
+	// daemon.DefaultStopTimeout).
+	StopTimeout time.Duration
 }
 
 // Defaults fills unset fields.
@@ -105,6 +107,9 @@ func (c *Config) Defaults() {
 	if c.Metrics == nil {
 		c.Metrics = telemetry.Default()
 	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = daemon.DefaultStopTimeout
+	}
 	if c.ID == "" {
 		host, _ := os.Hostname()
 		c.ID = fmt.Sprintf("%s:%d:%s", host, os.Getpid(), uuid.NewString()[:8])
@@ -129,6 +134,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrentRuns < 1 {
 		bad("MaxConcurrentRuns %d must be at least 1", c.MaxConcurrentRuns)
+	}
+	if c.StopTimeout < 0 {
+		bad("StopTimeout %s must not be negative", c.StopTimeout)
 	}
 	return errors.Join(errs...)
 }
@@ -158,9 +166,7 @@ type Service struct {
 	templates templateStore
 	runs      runStore
 	worker    *worker.Worker
-
-	mu    sync.Mutex
-	ready bool
+	lc        daemon.Lifecycle
 }
 
 var _ daemon.Service = (*Service)(nil)
@@ -200,77 +206,52 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 	return s, nil
 }
 
+// Needs is what the analyzer uses on the bus.
+var Needs = events.Needs{
+	Consumers: []events.Durable{{Stream: events.StreamCommands, Name: DurableTemplates}},
+	Buckets: []events.Bucket{
+		{Name: BucketTemplates, Description: "Sluice analysis templates applied on the bus", History: 1},
+		{Name: BucketRuns, Description: "Sluice analysis runs, one entry per run", History: 1},
+	},
+}.Merge(worker.Needs(tasks.ServiceAnalyzer))
+
 // Ready reports whether the service has its buckets, its view of the runs
 // and its consumers in place.
-func (s *Service) Ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ready
-}
+func (s *Service) Ready() bool { return s.lc.Ready() }
 
 // Run provisions the bus and the two buckets, starts following the runs
 // bucket and consuming templates and tasks, and blocks until ctx ends. Then
 // it stops consuming, gives up the measurements in progress (their leases
 // are released so another replica takes them at once), and returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	buckets := []jetstream.KeyValueConfig{
-		s.cfg.Bus.Bucket(BucketTemplates, "Sluice analysis templates applied on the bus", 1),
-		s.cfg.Bus.Bucket(BucketRuns, "Sluice analysis runs, one entry per run", 1),
-	}
-	if err := s.client.Provision(ctx, s.cfg.Bus, buckets...); err != nil {
-		return err
-	}
-	tkv, err := s.client.JetStream().KeyValue(ctx, BucketTemplates)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", BucketTemplates, err)
-	}
-	rkv, err := s.client.JetStream().KeyValue(ctx, BucketRuns)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", BucketRuns, err)
-	}
-	s.templates = newTemplateStore(tkv)
+	return s.lc.Run(ctx, daemon.Plan{
+		Name: "analyzer", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+	})
+}
+
+// start follows the runs bucket and starts the consumers of templates and
+// tasks.
+func (s *Service) start(ctx context.Context, r *daemon.Running) error {
+	rkv := r.Bucket(BucketRuns)
+	s.templates = newTemplateStore(r.Bucket(BucketTemplates))
 	s.runs = newRunStore(rkv, s.cfg.LeaseMargin, s.cfg.Retention)
 
 	sched := newScheduler(s.log, s.cfg.Now, s.cfg.MaxConcurrentRuns, s.process)
 	if err := sched.Watch(ctx, rkv); err != nil {
 		return err
 	}
-	defer sched.Stop()
+	r.OnStop(daemon.StopFunc(func(context.Context) error { sched.Stop(); return nil }))
 
 	cc := s.cfg.Templates
 	cc.Stream, cc.Durable = events.StreamCommands, DurableTemplates
 	cc.FilterSubjects = []string{events.CommandRoot + ".>"}
-	sub, err := s.client.Consume(ctx, cc, s.handleCommand)
-	if err != nil {
+	if err := r.Consume(ctx, cc, s.handleCommand); err != nil {
 		return err
 	}
 	if err := s.worker.Start(ctx); err != nil {
-		s.stop(sub)
 		return err
 	}
-	s.setReady(true)
-	s.log.Info("analyzer running", "runs", BucketRuns, "templates", BucketTemplates)
-
-	<-ctx.Done()
-	s.setReady(false)
-	s.stop(sub)
+	r.OnStop(s.worker)
 	return nil
-}
-
-func (s *Service) setReady(v bool) {
-	s.mu.Lock()
-	s.ready = v
-	s.mu.Unlock()
-}
-
-// stop stops both consumers, letting handlers in progress finish.
-func (s *Service) stop(sub *events.Subscription) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.worker.Stop(ctx); err != nil {
-		s.log.Warn("task consumer did not stop in time", "error", err)
-	}
-	if err := sub.Stop(ctx); err != nil {
-		s.log.Warn("template consumer did not stop in time", "error", err)
-	}
 }

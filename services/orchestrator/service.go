@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/deadlines"
 	"github.com/sluicehq/sluice/internal/jsonlead"
 	"github.com/sluicehq/sluice/internal/records"
@@ -65,11 +65,21 @@ type Config struct {
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 	// StateCache is how many rollouts' decoded states the replica keeps
-	// (default 1024; negative: none). A busy rollout is decided on many
-	// times a second, and decoding its state from the bucket each time
-	// costs more than the decision.
+	// (default DefaultStateCache; StateCacheNone or any negative value:
+	// none). A busy rollout is decided on many times a second, and
+	// decoding its state from the bucket each time costs more than the
+	// decision.
 	StateCache int
+	// StopTimeout bounds how long a stopping replica waits for the
+	// decisions in progress (default daemon.DefaultStopTimeout).
+	StopTimeout time.Duration
 }
+
+// Defaults and special values of Config.StateCache.
+const (
+	DefaultStateCache = 1024
+	StateCacheNone    = -1
+)
 
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
@@ -84,8 +94,24 @@ func (c *Config) Defaults() {
 		c.Metrics = telemetry.Default()
 	}
 	if c.StateCache == 0 {
-		c.StateCache = 1024
+		c.StateCache = DefaultStateCache
 	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = daemon.DefaultStopTimeout
+	}
+}
+
+// Validate reports every problem at once, each wrapping
+// events.ErrInvalidConfig.
+func (c Config) Validate() error {
+	errs := []error{c.Bus.Validate()}
+	if err := c.Machine.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%w: orchestrator: %w", events.ErrInvalidConfig, err))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: orchestrator: StopTimeout %s must not be negative", events.ErrInvalidConfig, c.StopTimeout))
+	}
+	return errors.Join(errs...)
 }
 
 // Service is one orchestrator replica.
@@ -96,16 +122,16 @@ type Service struct {
 	log    *slog.Logger
 	st     store
 	timers *deadlines.Scheduler
-
-	mu    sync.Mutex
-	subs  []*events.Subscription
-	ready bool
+	lc     daemon.Lifecycle
 }
 
-// New returns a service that uses client. Call Run to start it.
+var _ daemon.Service = (*Service)(nil)
+
+// New checks cfg and returns a service that uses client. Call Run to start
+// it.
 func New(client *events.Client, cfg Config) (*Service, error) {
 	cfg.Defaults()
-	if err := cfg.Bus.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &Service{client: client, cfg: cfg, m: machine.Machine{Config: cfg.Machine}, log: cfg.Logger}, nil
@@ -113,24 +139,40 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 
 // Ready reports whether the service has its streams, bucket and consumers
 // in place.
-func (s *Service) Ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ready
+func (s *Service) Ready() bool { return s.lc.Ready() }
+
+// Needs is what the orchestrator uses on the bus. It owns the bus settings,
+// so it alone may update the streams.
+var Needs = events.Needs{
+	Consumers: []events.Durable{
+		{Stream: events.StreamCommands, Name: DurableCommands},
+		{Stream: events.StreamResults, Name: DurableResults},
+	},
+	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1}},
+	Publish: []string{
+		events.TaskRoot + "." + tasks.ServiceReplicas + ".>",
+		events.TaskRoot + "." + tasks.ServiceTraffic + ".>",
+		events.TaskRoot + "." + tasks.ServiceAnalyzer + ".>",
+		events.StatusRoot + ".>",
+		events.ResultRoot + "." + TimerService + ".>", // timer events
+	},
+	UpdateStreams: true,
 }
 
 // Run provisions the bus, starts consuming and firing timers, and blocks
-// until ctx ends; then it stops consuming, lets decisions in progress finish,
-// and returns nil.
+// until ctx ends; then it stops consuming, lets decisions in progress finish
+// (up to Config.StopTimeout), and returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	bucket := s.cfg.Bus.Bucket(BucketRollouts, "Sluice rollout state, one entry per rollout", 1)
-	if err := s.client.Provision(ctx, s.cfg.Bus, bucket); err != nil {
-		return err
-	}
-	kv, err := s.client.JetStream().KeyValue(ctx, BucketRollouts)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
-	}
+	return s.lc.Run(ctx, daemon.Plan{
+		Name: "orchestrator", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+	})
+}
+
+// start opens the store, follows the bucket for timers and the phase
+// gauge, and starts the two consumers.
+func (s *Service) start(ctx context.Context, r *daemon.Running) error {
+	kv := r.Bucket(BucketRollouts)
 	s.st = newStore(kv, s.cfg.StateCache)
 
 	commands := events.NewMux()
@@ -170,35 +212,15 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.timers.Watch(ctx, kv); err != nil {
 		return err
 	}
-	defer s.timers.Stop()
+	// Timers stop last: a decision in progress may still set one.
+	r.OnStop(daemon.StopFunc(func(context.Context) error { s.timers.Stop(); return nil }))
 	if err := s.watchPhases(ctx, kv); err != nil {
 		return err
 	}
-
-	for _, c := range []struct {
-		cfg events.ConsumerConfig
-		h   events.Handler
-	}{{cc, commands.Dispatch}, {rc, results.Dispatch}} {
-		sub, err := s.client.Consume(ctx, c.cfg, c.h)
-		if err != nil {
-			s.stopConsumers()
-			return err
-		}
-		s.mu.Lock()
-		s.subs = append(s.subs, sub)
-		s.mu.Unlock()
+	if err := r.Consume(ctx, cc, commands.Dispatch); err != nil {
+		return err
 	}
-	s.mu.Lock()
-	s.ready = true
-	s.mu.Unlock()
-	s.log.Info("orchestrator running", "bucket", BucketRollouts)
-
-	<-ctx.Done()
-	s.mu.Lock()
-	s.ready = false
-	s.mu.Unlock()
-	s.stopConsumers()
-	return nil
+	return r.Consume(ctx, rc, results.Dispatch)
 }
 
 // watchPhases keeps the rollouts-by-phase gauge in step with the bucket
@@ -239,20 +261,6 @@ func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error 
 		phases.Forget()
 	}()
 	return nil
-}
-
-func (s *Service) stopConsumers() {
-	s.mu.Lock()
-	subs := s.subs
-	s.subs = nil
-	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for _, sub := range subs {
-		if err := sub.Stop(ctx); err != nil {
-			s.log.Warn("consumer did not stop in time", "error", err)
-		}
-	}
 }
 
 // refOf returns the rollout a delivered event is about, from its subject.

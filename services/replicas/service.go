@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
@@ -47,6 +48,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records task outcomes (default telemetry.Default()).
 	Metrics *telemetry.Metrics
+	// StopTimeout bounds how long a stopping replica waits for the tasks
+	// in progress (default daemon.DefaultStopTimeout); the backend then
+	// has twice as long to close (local processes' own grace period).
+	StopTimeout time.Duration
 }
 
 // Defaults fills unset fields.
@@ -54,6 +59,9 @@ func (c *Config) Defaults() {
 	c.Bus.Defaults()
 	if c.Wait == 0 {
 		c.Wait = DefaultWait
+	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = daemon.DefaultStopTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -70,6 +78,9 @@ func (c Config) Validate() error {
 	if c.Wait <= 0 {
 		errs = append(errs, fmt.Errorf("%w: replicas: Wait %s must be positive", events.ErrInvalidConfig, c.Wait))
 	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: replicas: StopTimeout %s must not be negative", events.ErrInvalidConfig, c.StopTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -81,9 +92,9 @@ type Service struct {
 	log     *slog.Logger
 	worker  *worker.Worker
 	pending pendingStore
+	lc      daemon.Lifecycle
 
 	mu      sync.Mutex
-	ready   bool
 	runCtx  context.Context // parent of every wait; nil outside Run
 	waiters map[events.Ref]*waiter
 	wg      sync.WaitGroup
@@ -128,45 +139,49 @@ func New(client *events.Client, backend Backend, cfg Config) (*Service, error) {
 	return s, nil
 }
 
+var _ daemon.Service = (*Service)(nil)
+
+// Needs is what the replicas service uses on the bus; a backend may need
+// more (local.Needs).
+var Needs = events.Needs{
+	Buckets: []events.Bucket{{Name: BucketPending, Description: "Sluice replicas: scale tasks waiting for their revisions", History: 1}},
+}.Merge(worker.Needs(tasks.ServiceReplicas))
+
 // Ready reports whether the backend is started and the consumer running.
-func (s *Service) Ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.ready && s.worker.Ready()
-}
+func (s *Service) Ready() bool { return s.lc.Ready() && s.worker.Ready() }
 
 // Run provisions the bus and BucketPending, starts the backend, resumes the
 // waits a previous run left, starts taking tasks, and blocks until ctx ends.
 // Then it stops taking tasks, abandons the waits (their entries stay for the
 // next run), closes the backend and returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	bucket := s.cfg.Bus.Bucket(BucketPending, "Sluice replicas: scale tasks waiting for their revisions", 1)
-	if err := s.client.Provision(ctx, s.cfg.Bus, bucket); err != nil {
-		return err
-	}
-	kv, err := s.client.JetStream().KeyValue(ctx, BucketPending)
-	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", BucketPending, err)
-	}
-	s.pending = newPendingStore(kv)
-	defer func() {
-		// Long enough for local processes' default 30s grace period when
-		// the backend is set to stop them.
-		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	return s.lc.Run(ctx, daemon.Plan{
+		Name: "replicas service", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+	})
+}
+
+// start starts the backend, resumes the waits and starts the worker.
+func (s *Service) start(ctx context.Context, r *daemon.Running) error {
+	s.pending = newPendingStore(r.Bucket(BucketPending))
+	// The backend closes last, even after a failed Start.
+	r.OnStop(daemon.StopFunc(func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.StopTimeout)
 		defer cancel()
 		if err := s.backend.Close(cctx); err != nil {
 			s.log.Warn("backend did not close cleanly", "error", err)
 		}
-	}()
+		return nil
+	}))
 	if err := s.backend.Start(ctx); err != nil {
 		return fmt.Errorf("start backend: %w", err)
 	}
 
 	runCtx, cancelWaits := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelWaits()
 	s.mu.Lock()
 	s.runCtx = runCtx
 	s.mu.Unlock()
+	r.OnStop(daemon.StopFunc(func(context.Context) error { s.stopWaits(cancelWaits); return nil }))
 	resumed, err := s.pending.list(ctx)
 	if err != nil {
 		return fmt.Errorf("list pending tasks: %w", err)
@@ -177,24 +192,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 
 	if err := s.worker.Start(ctx); err != nil {
-		s.stopWaits(cancelWaits)
 		return err
 	}
-	s.mu.Lock()
-	s.ready = true
-	s.mu.Unlock()
-	s.log.Info("replicas service running", "wait", s.cfg.Wait)
-
-	<-ctx.Done()
-	s.mu.Lock()
-	s.ready = false
-	s.mu.Unlock()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.worker.Stop(sctx); err != nil {
-		s.log.Warn("consumer did not stop in time", "error", err)
-	}
-	s.stopWaits(cancelWaits)
+	r.OnStop(s.worker)
+	s.log.Info("replicas service taking tasks", "wait", s.cfg.Wait)
 	return nil
 }
 

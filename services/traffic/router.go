@@ -48,3 +48,18 @@ type Router interface {
 	// "localproxy", "kube". It is constant for a Router.
 	Type() string
 }
+
+// Lifecycle is implemented by a Router with listeners or watches of its own
+// (the local proxy). The service starts it (unless it is started already)
+// before taking tasks and closes it after the tasks in progress are done,
+// so its start and stop are not the business of whoever composes the
+// service.
+type Lifecycle interface {
+	// Start makes the router ready for Apply; ctx bounds the start only.
+	Start(ctx context.Context) error
+	// Ready reports whether it is started and not closed.
+	Ready() bool
+	// Close stops it, waiting for the work in progress (requests in
+	// flight) up to ctx. It may be called after a failed Start.
+	Close(ctx context.Context) error
+}

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/internal/worker"
@@ -40,6 +40,10 @@ type Config struct {
 	// Metrics records router operations and task outcomes (default
 	// telemetry.Default()).
 	Metrics *telemetry.Metrics
+	// StopTimeout bounds how long a stopping replica waits for the tasks
+	// in progress, and then for the router to close (a proxy draining its
+	// requests), each (default daemon.DefaultStopTimeout).
+	StopTimeout time.Duration
 }
 
 // Defaults fills unset fields.
@@ -54,6 +58,9 @@ func (c *Config) Defaults() {
 	if c.Metrics == nil {
 		c.Metrics = telemetry.Default()
 	}
+	if c.StopTimeout == 0 {
+		c.StopTimeout = daemon.DefaultStopTimeout
+	}
 }
 
 // Validate reports every problem at once, each wrapping
@@ -62,6 +69,9 @@ func (c Config) Validate() error {
 	errs := []error{c.Bus.Validate()}
 	if c.ApplyTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: traffic apply timeout %s must be positive", events.ErrInvalidConfig, c.ApplyTimeout))
+	}
+	if c.StopTimeout < 0 {
+		errs = append(errs, fmt.Errorf("%w: traffic stop timeout %s must not be negative", events.ErrInvalidConfig, c.StopTimeout))
 	}
 	cc := c.Consumer
 	cc.Stream, cc.Durable = events.StreamTasks, worker.Durable(tasks.ServiceTraffic)
@@ -76,10 +86,15 @@ type Service struct {
 	router Router
 	cfg    Config
 	log    *slog.Logger
-
-	mu sync.Mutex
-	w  *worker.Worker
+	w      *worker.Worker
+	lc     daemon.Lifecycle
 }
+
+var _ daemon.Service = (*Service)(nil)
+
+// Needs is what the traffic service uses on the bus; a router may need
+// more (localproxy.Needs).
+var Needs = worker.Needs(tasks.ServiceTraffic)
 
 // New returns a service that applies routes with router. Call Run to start
 // it.
@@ -91,49 +106,59 @@ func New(client *events.Client, router Router, cfg Config) (*Service, error) {
 	if client == nil || router == nil {
 		return nil, fmt.Errorf("%w: the traffic service needs a bus client and a router", events.ErrInvalidConfig)
 	}
-	return &Service{client: client, router: router, cfg: cfg, log: cfg.Logger}, nil
-}
-
-// Ready reports whether the service is taking tasks.
-func (s *Service) Ready() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w != nil && s.w.Ready()
-}
-
-// Run provisions the streams, takes traffic.route tasks until ctx ends, then
-// lets the tasks in progress finish (up to 30s) and returns nil.
-func (s *Service) Run(ctx context.Context) error {
-	if err := s.client.Provision(ctx, s.cfg.Bus); err != nil {
-		return err
-	}
-	w, err := worker.New(s.client, worker.Config{
+	s := &Service{client: client, router: router, cfg: cfg, log: cfg.Logger}
+	w, err := worker.New(client, worker.Config{
 		Service:      tasks.ServiceTraffic,
 		Source:       Source,
 		Executors:    map[string]worker.Executor{tasks.KindRoute: s.execute},
-		Consumer:     s.cfg.Consumer,
-		StartedAfter: s.cfg.StartedAfter,
-		ID:           s.cfg.ID,
-		Logger:       s.log,
-		Metrics:      s.cfg.Metrics,
+		Consumer:     cfg.Consumer,
+		StartedAfter: cfg.StartedAfter,
+		ID:           cfg.ID,
+		Logger:       cfg.Logger,
+		Metrics:      cfg.Metrics,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := w.Start(ctx); err != nil {
-		return err
-	}
-	s.mu.Lock()
 	s.w = w
-	s.mu.Unlock()
-	s.log.Info("traffic service running", "consumer", worker.Durable(tasks.ServiceTraffic))
+	return s, nil
+}
 
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := w.Stop(sctx); err != nil {
-		s.log.Warn("tasks in progress did not finish in time", "error", err)
+// Ready reports whether the service is taking tasks and its router, when
+// it has a lifecycle, is started.
+func (s *Service) Ready() bool {
+	if l, ok := s.router.(Lifecycle); ok && !l.Ready() {
+		return false
 	}
+	return s.lc.Ready() && s.w.Ready()
+}
+
+// Run provisions the streams, starts the router when it has a Lifecycle,
+// takes traffic.route tasks until ctx ends, then lets the tasks in progress
+// finish and closes the router (each up to Config.StopTimeout), and
+// returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	return s.lc.Run(ctx, daemon.Plan{
+		Name: "traffic service", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+	})
+}
+
+// start starts the router before taking tasks; it closes after the tasks in
+// progress are done.
+func (s *Service) start(ctx context.Context, r *daemon.Running) error {
+	if l, ok := s.router.(Lifecycle); ok {
+		r.OnStop(daemon.StopFunc(l.Close))
+		if !l.Ready() { // not started already by whoever made it
+			if err := l.Start(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	if err := s.w.Start(ctx); err != nil {
+		return err
+	}
+	r.OnStop(s.w)
 	return nil
 }
 

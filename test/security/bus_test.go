@@ -1,6 +1,6 @@
 // Package security proves Sluice's NATS permissions and secret handling
 // against a real embedded nats-server: every identity of
-// events.PermissionsOf runs its real binary or service with nothing more,
+// assembly.PermissionsOf runs its real binary or service with nothing more,
 // is refused outside its subjects, and a bearer token used by an analysis
 // never reaches an event or a log line. See docs/security.md.
 package security
@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/assembly"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -49,7 +50,7 @@ func startServer(t *testing.T) string {
 	s, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Configure: func(o *server.Options) {
 		o.Users = []*server.User{{Username: adminUser, Password: password(adminUser)}}
 		for _, id := range events.Identities {
-			p, _ := events.PermissionsOf(id)
+			p, _ := assembly.PermissionsOf(id)
 			o.Users = append(o.Users, &server.User{Username: id, Password: password(id), Permissions: serverPermissions(p)})
 		}
 	}})

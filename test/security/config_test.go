@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/sluicehq/sluice/internal/assembly"
 	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/worker"
@@ -22,7 +23,7 @@ import (
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
-var update = flag.Bool("update", false, "rewrite deploy/nats/permissions.conf from events.PermissionsOf")
+var update = flag.Bool("update", false, "rewrite deploy/nats/permissions.conf from assembly.PermissionsOf")
 
 const confPath = "../../deploy/nats/permissions.conf"
 
@@ -37,7 +38,7 @@ func passwordEnv(identity string) string {
 func renderConf() string {
 	var b strings.Builder
 	b.WriteString(`# Sluice's NATS users and their permissions, one per service and two for
-# people and bots. GENERATED from pkg/events.PermissionsOf by
+# people and bots. GENERATED from internal/assembly.PermissionsOf by
 #   go test ./test/security -run TestDeployConfig -update
 # do not edit by hand; docs/security.md explains every line.
 #
@@ -50,7 +51,7 @@ func renderConf() string {
 authorization {
 `)
 	for _, id := range events.Identities {
-		p, _ := events.PermissionsOf(id)
+		p, _ := assembly.PermissionsOf(id)
 		fmt.Fprintf(&b, "  %s = {\n", varName(id))
 		list := func(name string, subjects []string) {
 			if len(subjects) == 0 {
@@ -81,7 +82,7 @@ authorization {
 func varName(identity string) string { return strings.ToUpper(identity) + "_PERMISSIONS" }
 
 // TestDeployConfigMatchesTheDefinition: deploy/nats/permissions.conf is
-// what events.PermissionsOf defines, and nats-server reads it so.
+// what assembly.PermissionsOf defines, and nats-server reads it so.
 func TestDeployConfigMatchesTheDefinition(t *testing.T) {
 	want := renderConf()
 	if *update {
@@ -127,7 +128,7 @@ func TestDeployConfigMatchesTheDefinition(t *testing.T) {
 		if u.Password != password(id) {
 			t.Errorf("user %s: password not taken from %s", id, passwordEnv(id))
 		}
-		p, _ := events.PermissionsOf(id)
+		p, _ := assembly.PermissionsOf(id)
 		if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil ||
 			!slices.Equal(u.Permissions.Publish.Allow, p.Publish) || !slices.Equal(u.Permissions.Publish.Deny, p.DenyPublish) ||
 			!slices.Equal(u.Permissions.Subscribe.Allow, p.Subscribe) || len(u.Permissions.Subscribe.Deny) > 0 {
@@ -139,12 +140,12 @@ func TestDeployConfigMatchesTheDefinition(t *testing.T) {
 	}
 }
 
-// TestPermissionsNameTheServicesConsumersAndBuckets: pkg/events repeats the
-// services' consumer and bucket names; they must agree.
+// TestPermissionsNameTheServicesConsumersAndBuckets: the permissions derive from
+// the services' declared needs; they name the services' consumers and buckets.
 func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 	has := func(id, subject string) {
 		t.Helper()
-		p, _ := events.PermissionsOf(id)
+		p, _ := assembly.PermissionsOf(id)
 		if !slices.Contains(p.Publish, subject) {
 			t.Errorf("%s may not publish %s", id, subject)
 		}
@@ -188,7 +189,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 		events.IdentityViewer:       nil,
 	}
 	for _, id := range events.Identities {
-		p, ok := events.PermissionsOf(id)
+		p, ok := assembly.PermissionsOf(id)
 		if !ok {
 			t.Fatalf("no permissions for %s", id)
 		}
@@ -207,7 +208,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 			}
 		}
 	}
-	if _, ok := events.PermissionsOf("nobody"); ok {
+	if _, ok := assembly.PermissionsOf("nobody"); ok {
 		t.Error("an unknown identity has permissions")
 	}
 }

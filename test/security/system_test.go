@@ -151,7 +151,7 @@ spec:
 
 // TestEveryServiceRunsWithItsOwnPermissions runs a canary with a
 // bearer-token analysis through the four services and the CLI, each as its
-// own user with nothing more than events.PermissionsOf grants, and then
+// own user with nothing more than assembly.PermissionsOf grants, and then
 // checks that the token is in no stored message and no log line.
 func TestEveryServiceRunsWithItsOwnPermissions(t *testing.T) {
 	t.Parallel()

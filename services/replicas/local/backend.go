@@ -642,3 +642,8 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
 		return ctx.Err()
 	}
 }
+
+// Needs is what the local backend uses on the bus besides the replicas
+// service's own: it publishes each revision's processes in the endpoints
+// bucket (provisioned by endpoints.Open).
+var Needs = events.Needs{Buckets: []events.Bucket{{Name: endpoints.Bucket}}}

@@ -128,7 +128,10 @@ type Router struct {
 	bg       sync.WaitGroup                     // drains and mirrors
 }
 
-var _ traffic.Router = (*Router)(nil)
+var (
+	_ traffic.Router    = (*Router)(nil)
+	_ traffic.Lifecycle = (*Router)(nil)
+)
 
 // Type returns "localproxy".
 func (r *Router) Type() string { return "localproxy" }
@@ -466,10 +469,12 @@ func (r *Router) Ready() bool {
 }
 
 // Close stops every proxy: they stop accepting connections at once, and
-// the requests in flight finish (up to ctx, then they are cut). Mirrored
-// requests in flight are cancelled. The stored routes are kept for the next
-// Start.
+// the requests in flight finish (up to ctx or Config.DrainTimeout, whichever
+// ends first, then they are cut). Mirrored requests in flight are
+// cancelled. The stored routes are kept for the next Start.
 func (r *Router) Close(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.DrainTimeout)
+	defer cancel()
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	return r.shutdown(ctx)
@@ -533,3 +538,8 @@ func checkAddr(annotation, addr string) error {
 	}
 	return nil
 }
+
+// Needs is what the local proxy uses on the bus besides the traffic
+// service's own: the bucket of its applied routes, and the endpoints bucket
+// it reads the ready processes from.
+var Needs = events.Needs{Buckets: []events.Bucket{{Name: Bucket}}, Reads: []string{endpoints.Bucket}}

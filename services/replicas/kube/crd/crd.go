@@ -129,3 +129,11 @@ func work[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterf
 		q.Done(k)
 	}
 }
+
+// Needs is what the controllers use on the bus besides the replicas
+// service's own: they publish the requested and template events of Rollout
+// objects (commands), and the status writer's consumer follows the status.
+var Needs = events.Needs{
+	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}},
+	Publish:   []string{events.CommandRoot + ".>"},
+}

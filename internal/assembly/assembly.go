@@ -1,0 +1,250 @@
+// Package assembly is Sluice's one composition root: how the orchestrator,
+// analyzer, replicas and traffic services are configured by flags and built
+// from them. The four service binaries and `sluice dev` all compose the
+// services here, so a flag exists once and means the same everywhere, and
+// the NATS permissions of each identity derive from what its services
+// declare they need.
+package assembly
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/kubeconfig"
+	"github.com/sluicehq/sluice/services/analyzer"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
+	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/local"
+	"github.com/sluicehq/sluice/services/traffic"
+)
+
+// Service names, as sluice dev calls them and as the binaries are named
+// after them ("sluice-" + name).
+const (
+	Orchestrator = "orchestrator"
+	Analyzer     = "analyzer"
+	Replicas     = "replicas"
+	Traffic      = "traffic"
+)
+
+// Names lists the services in the order they start in sluice dev.
+var Names = []string{Orchestrator, Analyzer, Replicas, Traffic}
+
+// Platforms are the values of --platform (replicas) and --router
+// (traffic): where workloads run and how their traffic is routed.
+var Platforms = []string{"local", "kube"}
+
+// Options are the flags of every service. Each service's flags are
+// registered by AddFlags into the fields here; flags two services share
+// (the cluster connection, --state-dir) are registered once.
+type Options struct {
+	Orchestrator orchestrator.Config
+	Analyzer     analyzer.Config
+	Replicas     replicas.Config
+	Traffic      traffic.Config
+
+	// Prometheus is the analyzer's own Prometheus and its credentials.
+	Prometheus prometheus.Config
+	// Getenv supplies the defaults that come from the environment
+	// (default os.Getenv).
+	Getenv func(string) string
+
+	// Platform is where workloads run (replicas' --platform); Router is
+	// the traffic router (traffic's --router). sluice dev sets Router from
+	// Platform.
+	Platform, Router choice
+	// StateDir keeps the local platform's state.
+	StateDir string
+	// StopOnExit stops the local processes when the service exits.
+	StopOnExit bool
+	// AdvertiseHost is the host the local processes are reached at.
+	AdvertiseHost string
+	// Kube is the cluster of the kube platform and router.
+	Kube kubeconfig.Flags
+	// Namespace limits the kube platform to one namespace.
+	Namespace string
+	// WatchRollouts runs the Rollout controllers on the kube platform.
+	WatchRollouts bool
+	// DrainTimeout bounds a local proxy's drain.
+	DrainTimeout time.Duration
+	// IstioAPIVersion and SMIAPIVersion are the kube router's mesh APIs.
+	IstioAPIVersion, SMIAPIVersion string
+}
+
+// NewOptions returns options with their defaults.
+func NewOptions(getenv func(string) string) *Options {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return &Options{Getenv: getenv, Platform: choice{"local", Platforms, "platform"}, Router: choice{"local", Platforms, "router"}}
+}
+
+// AddFlags registers the flags of service (one of Names) on fs. A flag fs
+// already has (registered for another service, or by sluice dev with its
+// own help) is not registered again: the first registration's field is the
+// one both read.
+func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
+	add := func(name string, register func()) {
+		if fs.Lookup(name) == nil {
+			register()
+		}
+	}
+	kube := func() { add("kubeconfig", func() { o.Kube.Add(fs) }) }
+	switch service {
+	case Orchestrator:
+		c := &o.Orchestrator
+		fs.Var(daemon.NonNegativeDuration(&c.Machine.TaskStartTimeout, 0), "task-start-timeout", "how long a task may wait for a worker before it is sent again (default 30s)")
+		fs.Var(daemon.NonNegativeInt(&c.Machine.TaskMaxAttempts, 0), "task-max-attempts", "attempts of a task before its step fails (default 3)")
+		fs.Var(stateCache{&c.StateCache}, "state-cache", "how many rollouts' decoded states to keep in memory (0: none); a busy rollout's state is then not decoded again for each report")
+	case Analyzer:
+		env := prometheus.ConfigFromEnv(o.Getenv)
+		p, c := &o.Prometheus, &o.Analyzer
+		fs.StringVar(&p.Address, "prometheus-address", env.Address, "the Prometheus the analyzer's own credentials are for (env "+prometheus.EnvAddress+")")
+		fs.StringVar(&p.Username, "prometheus-username", env.Username, "basic-auth user for --prometheus-address (env "+prometheus.EnvUsername+")")
+		// Secrets default to empty so that --help never prints them;
+		// the environment fills them in at build.
+		fs.StringVar(&p.BearerToken, "prometheus-token", "", "bearer token for --prometheus-address (env "+prometheus.EnvToken+")")
+		fs.StringVar(&p.Password, "prometheus-password", "", "basic-auth password for --prometheus-address (env "+prometheus.EnvPassword+")")
+		fs.DurationVar(&c.LeaseMargin, "lease-margin", 0, "added to a provider's timeout to form a measurement lease (default 10s)")
+		fs.DurationVar(&c.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
+		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
+	case Replicas:
+		add("platform", func() {
+			fs.Var(&o.Platform, "platform", "where workloads run: "+strings.Join(Platforms, ", ")+" (local: OS processes on this machine)")
+		})
+		add("state-dir", func() {
+			fs.StringVar(&o.StateDir, "state-dir", ".sluice", "directory for the local platform's state files and process logs (under replicas/)")
+		})
+		fs.BoolVar(&o.StopOnExit, "stop-on-exit", false, "local platform: stop every process when the service exits, instead of leaving them for the next start to adopt")
+		fs.StringVar(&o.AdvertiseHost, "advertise-host", local.DefaultHost, "local platform: host the processes are reached at, published in the endpoints bucket and probed (set it to this machine's name when the traffic service runs elsewhere, as in Docker Compose)")
+		fs.DurationVar(&o.Replicas.Wait, "scale-wait", replicas.DefaultWait, "how long a scale task waits for its revisions to become available before it fails")
+		kube()
+		fs.StringVar(&o.Namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
+		fs.BoolVar(&o.WatchRollouts, "watch-rollouts", true, "kube platform: publish a requested event when a Rollout object's spec changes in the cluster, publish AnalysisTemplates, and write rollout status back into Rollout objects")
+	case Traffic:
+		fs.Var(&o.Router, "router", "traffic router: "+strings.Join(slices.Sorted(slices.Values(Platforms)), ", ")+" (local: the local platform's built-in proxy; kube: Kubernetes Services and the routers each rollout's trafficRouting names)")
+		fs.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Second, "how long a stopping proxy waits for requests in flight")
+		fs.DurationVar(&o.Traffic.ApplyTimeout, "apply-timeout", 30*time.Second, "how long one route may take to apply before it is retried")
+		kube()
+		fs.StringVar(&o.IstioAPIVersion, "istio-api-version", "v1alpha3", "kube router: networking.istio.io version to write (v1alpha3, v1beta1 or v1)")
+		fs.StringVar(&o.SMIAPIVersion, "smi-api-version", "v1alpha3", "kube router: split.smi-spec.io version of TrafficSplits (v1alpha1, v1alpha2 or v1alpha3, as the mesh serves)")
+	default:
+		panic("assembly: no service named " + service)
+	}
+}
+
+// Binary describes the service binary "sluice-" + service for daemon.Main;
+// getenv supplies the defaults that come from the environment.
+func Binary(service string, getenv func(string) string) daemon.Spec {
+	o := NewOptions(getenv)
+	name := "sluice-" + service
+	return daemon.Spec{
+		Name:  name,
+		Flags: func(fs *pflag.FlagSet) { o.AddFlags(service, fs) },
+		Build: func(env daemon.Env) (daemon.Service, error) { return o.Build(service, name, env) },
+	}
+}
+
+// Build builds service from the options; agent names the process to the
+// Kubernetes API server.
+func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, error) {
+	switch service {
+	case Orchestrator:
+		cfg := o.Orchestrator
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		return orchestrator.New(env.Client, cfg)
+	case Analyzer:
+		prom := o.Prometheus
+		fromEnv := prometheus.ConfigFromEnv(o.Getenv)
+		if prom.BearerToken == "" {
+			prom.BearerToken = fromEnv.BearerToken
+		}
+		if prom.Password == "" {
+			prom.Password = fromEnv.Password
+		}
+		reg, err := analyzer.DefaultProviders(prom, web.Config{})
+		if err != nil {
+			return nil, err
+		}
+		cfg := o.Analyzer
+		cfg.Providers, cfg.Getenv = reg, o.Getenv
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		return analyzer.New(env.Client, cfg)
+	case Replicas:
+		if o.Platform.value == "kube" {
+			return o.kubeReplicas(agent, env)
+		}
+		return o.localReplicas(env)
+	case Traffic:
+		if o.Router.value == "kube" {
+			return o.kubeTraffic(agent, env)
+		}
+		return o.localTraffic(env)
+	}
+	return nil, fmt.Errorf("assembly: no service named %q", service)
+}
+
+// choice is a flag whose value is one of a fixed list, checked when parsed
+// so that an unknown one is a usage error.
+type choice struct {
+	value   string
+	allowed []string
+	what    string
+}
+
+func (c *choice) String() string { return c.value }
+func (c *choice) Type() string   { return c.what }
+func (c *choice) Set(v string) error {
+	if !slices.Contains(c.allowed, v) {
+		switch c.what {
+		case "router":
+			return fmt.Errorf("no traffic router named %q (supported: %s)", v, strings.Join(slices.Sorted(slices.Values(c.allowed)), ", "))
+		default:
+			return fmt.Errorf("unknown %s %q: supported %ss are %s", c.what, v, c.what, strings.Join(c.allowed, ", "))
+		}
+	}
+	c.value = v
+	return nil
+}
+
+// Value returns the chosen value.
+func (c choice) Value() string { return c.value }
+
+// stateCache is --state-cache: 0 on the command line means no cache, which
+// orchestrator.Config spells StateCacheNone (its zero is the default); a
+// negative value is refused.
+type stateCache struct{ p *int }
+
+func (s stateCache) String() string {
+	if s.p == nil || *s.p == 0 {
+		return fmt.Sprint(orchestrator.DefaultStateCache)
+	}
+	if *s.p < 0 {
+		return "0"
+	}
+	return fmt.Sprint(*s.p)
+}
+func (s stateCache) Type() string { return "int" }
+func (s stateCache) Set(v string) error {
+	var n int
+	if _, err := fmt.Sscan(v, &n); err != nil || fmt.Sprint(n) != strings.TrimSpace(v) {
+		return fmt.Errorf("want a number of rollouts")
+	}
+	switch {
+	case n < 0:
+		return fmt.Errorf("must not be negative")
+	case n == 0:
+		*s.p = orchestrator.StateCacheNone
+	default:
+		*s.p = n
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+)
+
+// stops records the order parts stop in.
+type stops struct {
+	mu    sync.Mutex
+	order []string
+}
+
+func (s *stops) part(name string) Stopper {
+	return StopFunc(func(ctx context.Context) error {
+		if _, ok := ctx.Deadline(); !ok {
+			return errors.New("stopped without a deadline")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.order = append(s.order, name)
+		return nil
+	})
+}
+
+func (s *stops) got() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.order)
+}
+
+var testNeeds = events.Needs{Buckets: []events.Bucket{{Name: "lifecycle-test", Description: "test", History: 1}}}
+
+func TestLifecycleOpensReadiesAndStopsInReverse(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	client := eventstest.Connect(t, srv.ClientURL())
+	var lc Lifecycle
+	var st stops
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- lc.Run(ctx, Plan{Name: "test", Client: client, Needs: testNeeds, StopTimeout: time.Minute, Log: eventstest.Quiet(),
+			Start: func(ctx context.Context, r *Running) error {
+				if _, err := r.Bucket("lifecycle-test").Put(ctx, "k", []byte("v")); err != nil {
+					return err
+				}
+				r.OnStop(st.part("first"))
+				r.OnStop(st.part("second"))
+				return nil
+			}})
+	}()
+	deadline := time.Now().Add(eventstest.Wait)
+	for !lc.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if lc.Ready() {
+		t.Error("ready after stop")
+	}
+	if got := st.got(); !slices.Equal(got, []string{"second", "first"}) {
+		t.Errorf("stopped %v, want second then first", got)
+	}
+}
+
+func TestLifecycleStopsWhatStartedWhenStartFails(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	client := eventstest.Connect(t, srv.ClientURL())
+	var lc Lifecycle
+	var st stops
+	boom := errors.New("boom")
+	err := lc.Run(context.Background(), Plan{Name: "test", Client: client, Needs: testNeeds, Log: eventstest.Quiet(),
+		Start: func(ctx context.Context, r *Running) error {
+			r.OnStop(st.part("started"))
+			return boom
+		}})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want boom", err)
+	}
+	if lc.Ready() {
+		t.Error("ready after a failed start")
+	}
+	if got := st.got(); !slices.Equal(got, []string{"started"}) {
+		t.Errorf("stopped %v, want the part that started", got)
+	}
+}
