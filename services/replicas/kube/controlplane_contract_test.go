@@ -1,0 +1,38 @@
+package kube_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/replicas/kube"
+	"github.com/sluicehq/sluice/services/replicas/replicastest"
+)
+
+func TestMain(m *testing.M) { kubetest.Main(m) }
+
+// The contract runs against a real API server, controller manager and
+// fake nodes (kwok): ReplicaSets, pods and their readiness are Kubernetes'
+// own, not a stand-in's.
+func TestBackendContractOnAControlPlane(t *testing.T) {
+	cp := kubetest.Shared(t)
+	replicastest.Run(t, replicastest.Harness{
+		New: func(t *testing.T) replicas.Backend {
+			b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
+			defer cancel()
+			if err := b.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			return b
+		},
+		Namespace: func(t *testing.T) string { return cp.Namespace(t) },
+	})
+}
