@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
@@ -56,13 +57,7 @@ func TestLifecycleOpensReadiesAndStopsInReverse(t *testing.T) {
 				return nil
 			}})
 	}()
-	deadline := time.Now().Add(eventstest.Wait)
-	for !lc.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, "the lifecycle to report ready", lc.Ready, poll.Timeout(eventstest.Wait))
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)

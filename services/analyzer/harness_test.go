@@ -198,25 +198,24 @@ func applyTemplates(t *testing.T, c *events.Client, ns string, tmpls ...spec.Ana
 			r.Namespace, key = events.ClusterScope, templateKey("", tmpl.Name)
 		}
 		ev := sendCommand(t, c, r, events.TypeAnalysisTemplateApply, tmpl)
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		kv, err := c.JetStream().KeyValue(ctx, BucketTemplates)
+		kv, err := c.JetStream().KeyValue(context.Background(), BucketTemplates)
 		if err != nil {
-			cancel()
 			t.Fatal(err)
 		}
-		for {
+		poll.Until(t, fmt.Sprintf("template %s applied by event %s to be stored", key, ev.ID()), func() error {
 			var stored storedTemplate
-			e, err := kv.Get(ctx, key)
-			if err == nil && json.Unmarshal(e.Value(), &stored) == nil && stored.EventID == ev.ID() {
-				break
+			e, err := kv.Get(context.Background(), key)
+			if err != nil {
+				return err
 			}
-			if ctx.Err() != nil {
-				cancel()
-				t.Fatalf("template %s applied by event %s: never stored (last error %v)", key, ev.ID(), err)
+			if err := json.Unmarshal(e.Value(), &stored); err != nil {
+				return err
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		cancel()
+			if stored.EventID != ev.ID() {
+				return fmt.Errorf("stored version is from event %s", stored.EventID)
+			}
+			return nil
+		}, poll.Timeout(patience))
 	}
 }
 
