@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
@@ -33,13 +34,12 @@ func TestAnalyzerBinaryRunsUntilStopped(t *testing.T) {
 	go func() {
 		exit <- daemon.Run(ctx, spec(func(k string) string { return env[k] }), []string{"--nats-url", srv.ClientURL(), "--http-listen", addr, "--log-level", "error"}, io.Discard)
 	}()
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	poll.True(t, "the analyzer's /readyz to answer 200", func() bool {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return true
 			}
 		}
 		select {
@@ -47,11 +47,8 @@ func TestAnalyzerBinaryRunsUntilStopped(t *testing.T) {
 			t.Fatalf("exited %d before it was ready", code)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("never ready")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return false
+	}, poll.Timeout(eventstest.Wait), poll.Every(20*time.Millisecond))
 	cancel()
 	if code := <-exit; code != daemon.ExitOK {
 		t.Fatalf("exit %d after shutdown", code)

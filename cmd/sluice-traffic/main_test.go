@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
@@ -39,22 +41,21 @@ func TestLocalRouterRunsAndStops(t *testing.T) {
 	go func() {
 		exit <- daemon.Run(ctx, newSpec(), []string{"--router", "local", "--nats-url", srv.ClientURL(), "--http-listen", httpAddr, "--log-level", "error"}, &stderr)
 	}()
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	if err := poll.Wait("/readyz to answer 200", func() error {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-exit
-			t.Fatalf("never ready: %v; stderr %s", err, stderr.String())
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("status %d", resp.StatusCode)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	}, poll.Timeout(eventstest.Wait), poll.Every(20*time.Millisecond)); err != nil {
+		cancel()
+		<-exit
+		t.Fatalf("never ready: %v; stderr %s", err, stderr.String())
 	}
 	cancel()
 	if code := <-exit; code != daemon.ExitOK {

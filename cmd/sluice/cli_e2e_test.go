@@ -58,13 +58,7 @@ func startSystem(t *testing.T) string {
 		}
 		t.Cleanup(func() { _ = w.Stop(context.Background()) })
 	}
-	deadline := time.Now().Add(eventstest.Wait)
-	for !orch.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("orchestrator not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.True(t, "the orchestrator to be ready", orch.Ready, poll.Timeout(eventstest.Wait))
 	return url
 }
 

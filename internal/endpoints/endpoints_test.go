@@ -2,10 +2,11 @@ package endpoints
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
@@ -42,19 +43,14 @@ func TestWatchSeesCurrentEntriesThenChanges(t *testing.T) {
 	if err := s.Delete(ctx, web, "aaa"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	poll.Until(t, "the watch to see bbb put and aaa deleted", func() error {
 		mu.Lock()
-		done := len(seen["default.web.bbb"]) == 2 && len(seen["default.web.aaa"]) == 0
-		mu.Unlock()
-		if done {
-			break
+		defer mu.Unlock()
+		if len(seen["default.web.bbb"]) != 2 || len(seen["default.web.aaa"]) != 0 {
+			return fmt.Errorf("seen %v", seen)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("changes not seen: %v", seen)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	}, poll.Timeout(eventstest.Wait))
 	if err := s.Delete(ctx, web, "never"); err != nil {
 		t.Errorf("deleting a missing entry: %v", err)
 	}

@@ -73,18 +73,14 @@ func startAnalyzer(t *testing.T, b *bus, edit func(*Config)) *analyzerProc {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &analyzerProc{svc: svc, client: c, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- svc.Run(ctx) }()
-	deadline := time.Now().Add(patience)
-	for !svc.Ready() {
+	poll.True(t, "the analyzer to be ready", func() bool {
 		select {
 		case err := <-p.done:
 			t.Fatalf("analyzer exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("analyzer not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return svc.Ready()
+	}, poll.Timeout(patience))
 	t.Cleanup(p.stop)
 	return p
 }

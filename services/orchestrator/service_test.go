@@ -41,18 +41,14 @@ func startOrchestrator(t *testing.T, url string, mc machine.Config) *orchestrato
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &orchestratorProc{client: c, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- svc.Run(ctx) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for !svc.Ready() {
+	poll.True(t, "the orchestrator to be ready", func() bool {
 		select {
 		case err := <-p.done:
 			t.Fatalf("orchestrator exited: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("orchestrator not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return svc.Ready()
+	}, poll.Timeout(20*time.Second))
 	t.Cleanup(p.stop)
 	return p
 }

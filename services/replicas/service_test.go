@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -86,15 +87,13 @@ func (b *bus) send(t *testing.T, task tasks.Task) {
 // finished waits for the finished report of a task's attempt.
 func (b *bus) finished(t *testing.T, id string, attempt int) tasks.Finished {
 	t.Helper()
-	deadline := time.Now().Add(eventstest.Wait)
-	for time.Now().Before(deadline) {
-		if fin, ok := b.find(t, id, attempt); ok {
-			return fin
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("no finished report for %s#%d", id, attempt)
-	return tasks.Finished{}
+	var fin tasks.Finished
+	poll.True(t, fmt.Sprintf("the finished report for %s#%d", id, attempt), func() bool {
+		var ok bool
+		fin, ok = b.find(t, id, attempt)
+		return ok
+	}, poll.Timeout(eventstest.Wait))
+	return fin
 }
 
 func (b *bus) find(t *testing.T, id string, attempt int) (tasks.Finished, bool) {
@@ -142,18 +141,14 @@ func run(t *testing.T, c *events.Client, backend replicas.Backend, cfg replicas.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	deadline := time.Now().Add(eventstest.Wait)
-	for !svc.Ready() {
+	poll.True(t, "the replicas service to be ready", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("service stopped: %v", err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("service not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return svc.Ready()
+	}, poll.Timeout(eventstest.Wait))
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -353,17 +348,16 @@ func TestAWaitSurvivesARestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	poll.Until(t, "the pending entry to be removed after the report", func() error {
 		_, err := kv.Get(context.Background(), web.Namespace+"."+web.Name)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pending entry not removed after the report: %v", err)
+		if err == nil {
+			return errors.New("entry still present")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	}, poll.Timeout(eventstest.Wait))
 	if n := b.count(tasks.TypeStarted); n != 1 {
 		t.Errorf("%d started reports: the task was delivered again", n)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -74,13 +75,7 @@ func startService(t *testing.T, router func(c *events.Client) traffic.Router) *b
 			t.Errorf("Run: %v", err)
 		}
 	})
-	deadline := time.Now().Add(eventstest.Wait)
-	for !svc.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("service not ready")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, "the traffic service to be ready", svc.Ready, poll.Timeout(eventstest.Wait))
 	return b
 }
 
@@ -102,26 +97,24 @@ func (b *bus) send(id string, ref events.Ref, seq int64, route tasks.Route) {
 // the latter.
 func (b *bus) finished(id string) tasks.Finished {
 	b.t.Helper()
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	var evs []events.Event
+	poll.Until(b.t, fmt.Sprintf("task %s's started and finished reports", id), func() error {
 		b.mu.Lock()
-		evs := b.got[id]
+		evs = b.got[id]
 		b.mu.Unlock()
-		if len(evs) >= 2 {
-			if evs[0].Type() != tasks.TypeStarted || evs[1].Type() != tasks.TypeFinished {
-				b.t.Fatalf("task %s reported %s then %s", id, evs[0].Type(), evs[1].Type())
-			}
-			var fin tasks.Finished
-			if err := events.DecodeData(evs[1], &fin); err != nil {
-				b.t.Fatal(err)
-			}
-			return fin
+		if len(evs) < 2 {
+			return fmt.Errorf("%d reports", len(evs))
 		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("task %s: %d reports, want started and finished", id, len(evs))
-		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	}, poll.Timeout(eventstest.Wait))
+	if evs[0].Type() != tasks.TypeStarted || evs[1].Type() != tasks.TypeFinished {
+		b.t.Fatalf("task %s reported %s then %s", id, evs[0].Type(), evs[1].Type())
 	}
+	var fin tasks.Finished
+	if err := events.DecodeData(evs[1], &fin); err != nil {
+		b.t.Fatal(err)
+	}
+	return fin
 }
 
 func TestServiceAppliesRoutesWithTheLocalProxy(t *testing.T) {

@@ -2,6 +2,8 @@ package security
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator"
@@ -44,14 +47,12 @@ func publish(t *testing.T, c *events.Client, subject, typ string) error {
 func refused(t *testing.T, logs *logBuffer, subject string) bool {
 	t.Helper()
 	want := `permissions violation for publish to \"` + strings.ToLower(subject) + `\"`
-	deadline := time.Now().Add(patience)
-	for !strings.Contains(strings.ToLower(logs.String()), want) {
-		if time.Now().After(deadline) {
-			return false
+	return poll.Wait("the server to refuse "+subject, func() error {
+		if !strings.Contains(strings.ToLower(logs.String()), want) {
+			return errors.New("no permissions violation logged")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
+		return nil
+	}, poll.Timeout(patience)) == nil
 }
 
 func TestTrafficIsRefusedOutsideItsSubjects(t *testing.T) {
@@ -204,13 +205,12 @@ func TestWithoutCommandRightsNoRolloutChanges(t *testing.T) {
 			}
 			return true
 		}
-		deadline := time.Now().Add(patience)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("sluice get prod/web: want %q\n%s", want, last)
+		poll.Until(t, fmt.Sprintf("sluice get prod/web to show %q", want), func() error {
+			if !ok() {
+				return fmt.Errorf("it shows\n%s", last)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		}, poll.Timeout(patience), poll.Every(50*time.Millisecond))
 	}
 	for _, image := range []string{"web:1", "web:2"} {
 		if code, out := runCLI(t, url, events.IdentityOperator, "apply", "-f", file(image)); code != 0 {

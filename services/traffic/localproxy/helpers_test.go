@@ -2,6 +2,7 @@ package localproxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -114,19 +116,15 @@ func (e *env) register(ref events.Ref, hash string, apps ...*app) {
 
 func (e *env) waitReady(ref events.Ref, hash string, n int) {
 	e.t.Helper()
-	deadline := time.Now().Add(eventstest.Wait)
-	for {
+	poll.Until(e.t, fmt.Sprintf("the proxy to know %d ready processes of %s %s", n, ref, hash), func() error {
 		e.r.mu.Lock()
 		got := len(e.r.ready[ref][hash])
 		e.r.mu.Unlock()
-		if got == n {
-			return
+		if got != n {
+			return fmt.Errorf("proxy knows %d", got)
 		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("proxy knows %d ready processes of %s %s, want %d", got, ref, hash, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	}, poll.Timeout(eventstest.Wait))
 }
 
 func (e *env) apply(ref events.Ref, seq int64, route tasks.Route) int32 {

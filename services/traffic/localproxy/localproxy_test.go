@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -196,10 +197,12 @@ func TestMirrorRouteCopiesRequestsToTheCanary(t *testing.T) {
 		defer mu.Unlock()
 		return len(copies)
 	}
-	deadline := time.Now().Add(eventstest.Wait)
-	for received() < n && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, fmt.Sprintf("the canary to receive %d copies (only POST /api/ matches)", n), func() error {
+		if got := received(); got < n {
+			return fmt.Errorf("canary got %d copies", got)
+		}
+		return nil
+	}, poll.Timeout(eventstest.Wait))
 	mu.Lock()
 	defer mu.Unlock()
 	if len(copies) != n {
@@ -627,11 +630,7 @@ func TestUpgradedConnectionsPassThrough(t *testing.T) {
 		t.Errorf("over the upgraded connection: %q", line)
 	}
 	conn.Close()
-	deadline := time.Now().Add(eventstest.Wait)
-	for e.counter(web, spec.RoleStable, "101") != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("upgrade not counted as 101")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.True(t, "the upgrade to be counted as 101", func() bool {
+		return e.counter(web, spec.RoleStable, "101") == 1
+	}, poll.Timeout(eventstest.Wait))
 }
