@@ -24,6 +24,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/orchestrator"
@@ -181,7 +182,7 @@ func TestChaos(t *testing.T) {
 	}
 	defer client.Close()
 	js := client.JetStream()
-	within(t, "every service ready", time.Minute, sys.Ready)
+	poll.True(t, "every service ready", sys.Ready, poll.Timeout(time.Minute), poll.Every(100*time.Millisecond))
 
 	// The rollouts, their templates, and the state bucket followed from
 	// the start.
@@ -198,7 +199,7 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	within(t, "the templates stored", 30*time.Second, func() bool {
+	poll.True(t, "the templates stored", func() bool {
 		keys, err := tkv.ListKeys(ctx)
 		if err != nil {
 			return false
@@ -208,7 +209,7 @@ func TestChaos(t *testing.T) {
 			n++
 		}
 		return n == len(templates(prom))
-	})
+	}, poll.Timeout(30*time.Second), poll.Every(100*time.Millisecond))
 	kv, err := js.KeyValue(ctx, orchestrator.BucketRollouts)
 	if err != nil {
 		t.Fatal(err)
@@ -219,14 +220,14 @@ func TestChaos(t *testing.T) {
 	for _, r := range rollouts {
 		publish(t, client, r.ref, events.TypeRolloutRequested, manifest(r.ref.Name, r.class, "app:v1"))
 	}
-	within(t, "every rollout live at its first revision", 2*time.Minute, func() bool {
+	poll.True(t, "every rollout live at its first revision", func() bool {
 		for _, r := range rollouts {
 			if st, ok := watch.state(r.ref); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
 				return false
 			}
 		}
 		return true
-	})
+	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
 	expect := map[events.Ref]invariants.Expectation{}
 	for _, r := range rollouts {
 		st, _ := watch.state(r.ref)
@@ -324,18 +325,25 @@ func TestChaos(t *testing.T) {
 	t.Logf("faults cleared after %s", cleared.Sub(begun).Round(time.Millisecond))
 
 	// Every rollout settles; then nothing is left in any consumer.
-	settled := func() bool { return watch.settledCount() == len(rollouts) }
-	deadline := time.Now().Add(sz.bound)
-	for !settled() && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	// Neither wait fails the test itself: the invariants below report what
+	// did not settle or drain, with the whole history.
+	if err := poll.Wait("every rollout to settle", func() error {
+		if n := watch.settledCount(); n != len(rollouts) {
+			return fmt.Errorf("%d of %d settled", n, len(rollouts))
+		}
+		return nil
+	}, poll.Timeout(sz.bound), poll.Every(200*time.Millisecond)); err != nil {
+		t.Log(err)
 	}
 	var backlogs []invariants.Backlog
-	for end := time.Now().Add(30 * time.Second); ; {
+	if err := poll.Wait("every consumer to drain", func() error {
 		backlogs = consumerBacklogs(ctx, t, js)
-		if drained(backlogs) || time.Now().After(end) {
-			break
+		if !drained(backlogs) {
+			return fmt.Errorf("backlogs %+v", backlogs)
 		}
-		time.Sleep(250 * time.Millisecond)
+		return nil
+	}, poll.Timeout(30*time.Second), poll.Every(250*time.Millisecond)); err != nil {
+		t.Log(err)
 	}
 
 	h := invariants.History{
@@ -353,16 +361,6 @@ func TestChaos(t *testing.T) {
 	report(t, sz, rollouts, h, sys, dp, dup.copies.Load(), poison.counts(), nats.Restarts(), cleared, violations)
 	for _, v := range violations {
 		t.Error(v)
-	}
-}
-
-func within(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

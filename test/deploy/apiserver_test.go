@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
@@ -352,20 +353,27 @@ func TestRBACOnAPIServer(t *testing.T) {
 				// The authorizer learns new bindings from a watch: wait for
 				// the first grant, then ask without waiting.
 				for i, g := range clusterAccess[name] {
-					deadline := time.Now().Add(30 * time.Second)
-					for {
-						ok, reason, err := allowed(ctx, c.cp.Client, d.Namespace, sa, g)
+					var reason string
+					granted := func() error {
+						ok, why, err := allowed(ctx, c.cp.Client, d.Namespace, sa, g)
 						if err != nil {
 							t.Fatalf("%s/%s: SubjectAccessReview %s: %v", overlay, name, g, err)
 						}
-						if ok {
-							break
+						if !ok {
+							reason = why
+							return fmt.Errorf("refused (%s)", why)
 						}
-						if i > 0 || time.Now().After(deadline) {
-							t.Errorf("%s/%s: the API server refuses %s to ServiceAccount %s/%s, which the service needs (%s)", overlay, name, g, d.Namespace, sa, reason)
-							break
-						}
-						time.Sleep(100 * time.Millisecond)
+						return nil
+					}
+					var err error
+					if i == 0 {
+						err = poll.Wait(fmt.Sprintf("the authorizer to grant %s to ServiceAccount %s/%s", g, d.Namespace, sa), granted,
+							poll.Timeout(30*time.Second), poll.Every(100*time.Millisecond))
+					} else {
+						err = granted()
+					}
+					if err != nil {
+						t.Errorf("%s/%s: the API server refuses %s to ServiceAccount %s/%s, which the service needs (%s)", overlay, name, g, d.Namespace, sa, reason)
 					}
 				}
 				if len(clusterAccess[name]) == 0 {
@@ -418,16 +426,19 @@ func TestRBACOnAPIServer(t *testing.T) {
 func waitForRBACCache(t *testing.T, client kubernetes.Interface, namespace string) {
 	t.Helper()
 	g := clusterAccess["sluice-replicas"][0]
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, _, err := allowed(t.Context(), client, namespace, "sluice-replicas", g)
+	// A timeout is no failure here: the caller's checks report what the
+	// authorizer answers.
+	if err := poll.Wait("the authorizer to see the sluice-replicas bindings", func() error {
+		ok, reason, err := allowed(t.Context(), client, namespace, "sluice-replicas", g)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ok || time.Now().After(deadline) {
-			return
+		if !ok {
+			return fmt.Errorf("refused (%s)", reason)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	}, poll.Timeout(30*time.Second), poll.Every(100*time.Millisecond)); err != nil {
+		t.Log(err)
 	}
 }
 
