@@ -279,9 +279,10 @@ func TestRouteAndEndpointChangesUnderLoadDropNoRequest(t *testing.T) {
 			if w == 20 {
 				e.register(web, "s1", s1, s2)
 			}
-			for target := ok.Load() + 20; ok.Load() < target && failed.Load() == 0; {
-				time.Sleep(time.Millisecond)
-			}
+			target := ok.Load() + 20
+			poll.True(t, fmt.Sprintf("20 more requests to succeed at weight %d (or one to fail)", w), func() bool {
+				return ok.Load() >= target || failed.Load() != 0
+			}, poll.Every(time.Millisecond), poll.Timeout(eventstest.Wait))
 		}
 		_ = round
 	}
