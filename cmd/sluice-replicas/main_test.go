@@ -69,7 +69,7 @@ func runReplicas(t *testing.T, args ...string) *running {
 	t.Helper()
 	srv := eventstest.StartServer(t)
 	r := &running{t: t, client: eventstest.Connect(t, srv.ClientURL()), results: make(chan events.Event, 16), exit: make(chan int, 1), stderr: &bytes.Buffer{}}
-	sub, err := r.client.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
+	sub, err := r.client.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
 		r.results <- ev
 		return nil
 	})

@@ -164,7 +164,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return sub.Stop(ctx)
 }
 
-func (w *Worker) handle(ctx context.Context, ev events.Event) error {
+func (w *Worker) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	var t tasks.Task
 	if err := events.DecodeData(ev, &t); err != nil {
 		return err

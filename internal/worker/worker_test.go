@@ -24,7 +24,7 @@ func setup(t *testing.T) *events.Client {
 func results(t *testing.T, c *events.Client) (func() []events.Event, func(n int) []events.Event) {
 	var mu sync.Mutex
 	var got []events.Event
-	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test", Workers: 1}, func(_ context.Context, ev events.Event) error {
+	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test", Workers: 1}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
 		mu.Lock()
 		got = append(got, ev)
 		mu.Unlock()

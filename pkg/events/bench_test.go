@@ -58,7 +58,7 @@ func BenchmarkPublishParallel(b *testing.B) {
 func BenchmarkRoundTrip(b *testing.B) {
 	c := benchClient(b)
 	handled := make(chan struct{})
-	sub, err := c.Consume(context.Background(), ConsumerConfig{Stream: StreamCommands, Durable: "bench"}, func(context.Context, Event) error {
+	sub, err := c.Consume(context.Background(), ConsumerConfig{Stream: StreamCommands, Durable: "bench"}, func(context.Context, Delivery, Event) error {
 		handled <- struct{}{}
 		return nil
 	})
@@ -97,7 +97,7 @@ func BenchmarkConsumeThroughput(b *testing.B) {
 			all := make(chan struct{})
 			b.ResetTimer()
 			start := time.Now()
-			sub, err := c.Consume(ctx, ConsumerConfig{Stream: StreamCommands, Durable: "bench", Prefetch: prefetch}, func(context.Context, Event) error {
+			sub, err := c.Consume(ctx, ConsumerConfig{Stream: StreamCommands, Durable: "bench", Prefetch: prefetch}, func(context.Context, Delivery, Event) error {
 				if done.Add(1) == int64(b.N) {
 					close(all)
 				}

@@ -13,16 +13,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 )
 
-// Handler handles one event. Its result decides the message's fate: nil acks,
-// an error marked Permanent (or wrapping ErrMalformed or ErrUnknownType)
-// dead-letters, any other error is retried with backoff until MaxDeliver.
-// Handlers must be idempotent: delivery is at-least-once.
-type Handler func(ctx context.Context, ev Event) error
+// Handler handles one event, delivered as d describes. Its result decides the
+// message's fate: nil acks, an error marked Permanent (or wrapping
+// ErrMalformed or ErrUnknownType) dead-letters, any other error is retried
+// with backoff until MaxDeliver. Handlers must be idempotent: delivery is
+// at-least-once.
+type Handler func(ctx context.Context, d Delivery, ev Event) error
 
 // Mux routes events to handlers by exact CloudEvent type, version included.
 // An event of a type without a handler fails with ErrUnknownType, so it is
@@ -54,12 +52,12 @@ func (m *Mux) Types() []string {
 }
 
 // Dispatch is the Mux's Handler.
-func (m *Mux) Dispatch(ctx context.Context, ev Event) error {
+func (m *Mux) Dispatch(ctx context.Context, d Delivery, ev Event) error {
 	h, ok := m.handlers[ev.Type()]
 	if !ok {
 		return fmt.Errorf("%w %q: this consumer handles %v", ErrUnknownType, ev.Type(), m.Types())
 	}
-	return h(ctx, ev)
+	return h(ctx, d, ev)
 }
 
 // Delivery describes the message a handler is working on.
@@ -74,20 +72,6 @@ type Delivery struct {
 	MaxDeliver int
 	// Published is when the stream stored the message.
 	Published time.Time
-}
-
-type deliveryKey struct{}
-
-// ContextWithDelivery returns ctx carrying d, as a Handler's context does:
-// for tools and tests that hand an event to a handler themselves.
-func ContextWithDelivery(ctx context.Context, d Delivery) context.Context {
-	return context.WithValue(ctx, deliveryKey{}, d)
-}
-
-// DeliveryFrom returns the delivery being handled, inside a Handler.
-func DeliveryFrom(ctx context.Context) (Delivery, bool) {
-	d, ok := ctx.Value(deliveryKey{}).(Delivery)
-	return d, ok
 }
 
 // ConsumerConfig configures a durable pull consumer. All replicas of a
@@ -257,6 +241,9 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	// Every message goes the same way: decoded, traced, guarded against
+	// panics, handled, then settled from the result (see handle).
+	h = Chain(h, Trace(c.tracer, cfg.Durable), Recover)
 	queues := make([]chan jetstream.Msg, cfg.Workers)
 	for i := range queues {
 		queues[i] = make(chan jetstream.Msg, 1)
@@ -380,9 +367,12 @@ func (s *Subscription) Stop(ctx context.Context) error {
 	}
 }
 
-// handle runs one message through h and settles it.
+// handle runs one message: decode turns it into a Delivery and an Event, h
+// (the middleware chain Consume composed) handles them, and settle maps the
+// result onto the message. A message that cannot be decoded skips the chain
+// and is settled with the decode error.
 func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
-	meta, err := msg.Metadata()
+	d, err := s.delivery(msg)
 	if err != nil {
 		// Not a JetStream message; nothing to settle.
 		s.c.log.Error("consumer received a message without JetStream metadata", "consumer", s.cfg.Durable, "subject", msg.Subject(), "error", err)
@@ -391,35 +381,29 @@ func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler)
 	stopBeat := s.heartbeat(msg)
 	defer stopBeat()
 
-	d := Delivery{
+	start := time.Now()
+	typ := UnknownEventType
+	ev, err := Decode(msg.Data(), msg.Headers())
+	if err == nil {
+		err = h(ctx, d, ev)
+		if !errors.Is(err, ErrUnknownType) && !errors.Is(err, ErrMalformed) {
+			typ = ev.Type()
+		}
+	}
+	s.observe(typ, d, start, s.settle(ctx, msg, d, err))
+}
+
+// delivery describes msg as its handler sees it.
+func (s *Subscription) delivery(msg jetstream.Msg) (Delivery, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return Delivery{}, err
+	}
+	return Delivery{
 		Subject: msg.Subject(), Stream: meta.Stream, Consumer: meta.Consumer,
 		Sequence: meta.Sequence.Stream, Attempt: meta.NumDelivered,
 		MaxDeliver: s.cfg.MaxDeliver, Published: meta.Timestamp,
-	}
-	start := time.Now()
-	ev, err := Decode(msg.Data(), msg.Headers())
-	if err != nil {
-		s.observe(UnknownEventType, d, start, s.settle(ctx, msg, d, err))
-		return
-	}
-	ctx = ExtractTrace(ctx, &ev)
-	ctx, span := s.c.tracer.Start(ctx, "process "+msg.Subject(),
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(eventAttributes(msg.Subject(), &ev)...),
-		trace.WithAttributes(
-			attribute.String("messaging.consumer.group.name", s.cfg.Durable),
-			attribute.Int64("messaging.nats.delivery_count", int64(d.Attempt))))
-	defer span.End()
-	err = safeCall(ContextWithDelivery(ctx, d), h, ev)
-	if err != nil {
-		span.RecordError(err)
-		span.SetStatus(codes.Error, err.Error())
-	}
-	typ := ev.Type()
-	if errors.Is(err, ErrUnknownType) || errors.Is(err, ErrMalformed) {
-		typ = UnknownEventType
-	}
-	s.observe(typ, d, start, s.settle(ctx, msg, d, err))
+	}, nil
 }
 
 // observe reports a settled delivery to the client's observer, if any.
@@ -428,15 +412,6 @@ func (s *Subscription) observe(eventType string, d Delivery, start time.Time, ou
 		return
 	}
 	s.c.obs.Handled(s.cfg.Durable, eventType, outcome, d.Attempt, time.Since(start))
-}
-
-func safeCall(ctx context.Context, h Handler, ev Event) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panicked: %v", r)
-		}
-	}()
-	return h(ctx, ev)
 }
 
 // heartbeat tells the server the message is in progress until stopped.

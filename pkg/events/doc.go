@@ -16,6 +16,12 @@
 //	ErrMalformed, ErrUnknownType -> dead-lettered, then Term
 //	retry past MaxDeliver   -> dead-lettered, then Term
 //
+// A Handler receives the event and its Delivery (subject, stream sequence,
+// attempt) as arguments. Consume runs every message through one chain:
+// Decode turns the message into a Delivery and an Event, the Trace and
+// Recover middleware wrap the handler, and the chain's result is settled as
+// above. Middleware is a func(Handler) Handler; Chain composes it.
+//
 // Nothing poisons a consumer: whatever cannot be handled lands, with its
 // original bytes, headers and the reason, on the dead-letter stream
 // (subjects sluice.dlq.>) and the consumer carries on.

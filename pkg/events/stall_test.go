@@ -33,7 +33,7 @@ func TestConsumersKeepPullingUnderLoad(t *testing.T) {
 	var handled [consumers]atomic.Int32
 	for i := range consumers {
 		cfg := ConsumerConfig{Stream: StreamCommands, Durable: fmt.Sprintf("loaded-%d", i), Workers: 4, Prefetch: 1 + i%2}
-		consume(t, c, cfg, func(ctx context.Context, ev Event) error {
+		consume(t, c, cfg, func(ctx context.Context, _ Delivery, ev Event) error {
 			// A little work per event keeps the workers, and so the
 			// dispatcher, busy.
 			time.Sleep(time.Millisecond)

@@ -21,7 +21,7 @@ func TestTraceCrossesServicesInTheEvent(t *testing.T) {
 	svc := connect(t, srv.ClientURL(), WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(svcSpans))))
 
 	handled := make(chan trace.SpanContext, 1)
-	consume(t, svc, ConsumerConfig{Stream: StreamCommands, Durable: "traced"}, func(ctx context.Context, ev Event) error {
+	consume(t, svc, ConsumerConfig{Stream: StreamCommands, Durable: "traced"}, func(ctx context.Context, _ Delivery, ev Event) error {
 		handled <- trace.SpanContextFromContext(ctx)
 		return nil
 	})

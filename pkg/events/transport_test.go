@@ -35,12 +35,11 @@ func TestPerSubjectOrdering(t *testing.T) {
 	seen := map[string][]int{}
 	done := make(chan struct{})
 	var total atomic.Int32
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "ordered", Workers: 4}, func(ctx context.Context, ev Event) error {
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "ordered", Workers: 4}, func(ctx context.Context, del Delivery, ev Event) error {
 		var d struct{ N int }
 		if err := DecodeData(ev, &d); err != nil {
 			return err
 		}
-		del, _ := DeliveryFrom(ctx)
 		mu.Lock()
 		seen[del.Subject] = append(seen[del.Subject], d.N)
 		mu.Unlock()
@@ -74,8 +73,7 @@ func TestRedeliveryWhenConsumerDiesBeforeAck(t *testing.T) {
 	gotA := make(chan Delivery, 1)
 	release := make(chan struct{})
 	defer close(release)
-	consume(t, a, cfg, func(ctx context.Context, ev Event) error {
-		d, _ := DeliveryFrom(ctx)
+	consume(t, a, cfg, func(ctx context.Context, d Delivery, ev Event) error {
 		gotA <- d
 		<-release
 		return nil
@@ -91,8 +89,7 @@ func TestRedeliveryWhenConsumerDiesBeforeAck(t *testing.T) {
 	b := connect(t, srv.ClientURL())
 	gotB := make(chan Event, 1)
 	var attemptB atomic.Uint64
-	consume(t, b, cfg, func(ctx context.Context, e Event) error {
-		d, _ := DeliveryFrom(ctx)
+	consume(t, b, cfg, func(ctx context.Context, d Delivery, e Event) error {
 		attemptB.Store(d.Attempt)
 		gotB <- e
 		return nil
@@ -136,16 +133,16 @@ func TestPoisonMessagesAreDeadLetteredWhileGoodOnesFlow(t *testing.T) {
 	var handled atomic.Int32
 	allGood := make(chan struct{})
 	mux := NewMux()
-	mux.Handle(TypeRolloutPause, func(ctx context.Context, ev Event) error {
+	mux.Handle(TypeRolloutPause, func(ctx context.Context, _ Delivery, ev Event) error {
 		if handled.Add(1) == good {
 			close(allGood)
 		}
 		return nil
 	})
-	mux.Handle(TypeRolloutAbort, func(ctx context.Context, ev Event) error {
+	mux.Handle(TypeRolloutAbort, func(ctx context.Context, _ Delivery, ev Event) error {
 		return Permanent(errors.New("rollout default/broken does not exist"))
 	})
-	mux.Handle(TypeRolloutResume, func(ctx context.Context, ev Event) error {
+	mux.Handle(TypeRolloutResume, func(ctx context.Context, _ Delivery, ev Event) error {
 		return errors.New("router unreachable")
 	})
 
@@ -215,7 +212,7 @@ func TestMessagePastMaxDeliverWithoutAckIsDeadLettered(t *testing.T) {
 	defer close(release)
 	replicas := []*Client{connect(t, srv.ClientURL()), connect(t, srv.ClientURL())}
 	for _, r := range replicas {
-		consume(t, r, cfg, func(ctx context.Context, ev Event) error {
+		consume(t, r, cfg, func(ctx context.Context, _ Delivery, ev Event) error {
 			got <- taken{r}
 			<-release
 			return nil
@@ -243,7 +240,7 @@ func TestBackPressureBoundsUnacknowledgedMessages(t *testing.T) {
 	var running, maxRunning, done atomic.Int32
 	release := make(chan struct{})
 	allDone := make(chan struct{})
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "slow", MaxAckPending: limit, Workers: 8}, func(ctx context.Context, ev Event) error {
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "slow", MaxAckPending: limit, Workers: 8}, func(ctx context.Context, _ Delivery, ev Event) error {
 		n := running.Add(1)
 		for {
 			m := maxRunning.Load()
@@ -283,7 +280,7 @@ func TestNoEventLostAcrossServerRestart(t *testing.T) {
 	const before, during = 50, 50
 	var mu sync.Mutex
 	seen := map[string]int{}
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "survivor", AckWait: 2 * time.Second, Heartbeat: 500 * time.Millisecond}, func(ctx context.Context, ev Event) error {
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "survivor", AckWait: 2 * time.Second, Heartbeat: 500 * time.Millisecond}, func(ctx context.Context, _ Delivery, ev Event) error {
 		mu.Lock()
 		seen[ev.ID()]++
 		mu.Unlock()
@@ -350,7 +347,7 @@ func TestInProgressHeartbeatPreventsRedelivery(t *testing.T) {
 	done := make(chan struct{})
 	// Heartbeats ten times per ack wait: a loaded machine may delay a few
 	// of them without the message being redelivered.
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "long", AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Workers: 2}, func(ctx context.Context, ev Event) error {
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "long", AckWait: time.Second, Heartbeat: 100 * time.Millisecond, Workers: 2}, func(ctx context.Context, _ Delivery, ev Event) error {
 		if deliveries.Add(1) == 1 {
 			// Work for more than two ack-wait periods.
 			time.Sleep(2500 * time.Millisecond)
@@ -388,7 +385,7 @@ func TestRetryableErrorsAndPanicsAreRetried(t *testing.T) {
 	c := provisioned(t, startServer(t).ClientURL())
 	var attempts atomic.Int32
 	done := make(chan uint64, 1)
-	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "retry", BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, func(ctx context.Context, ev Event) error {
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "retry", BackoffInitial: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond}, func(ctx context.Context, d Delivery, ev Event) error {
 		switch attempts.Add(1) {
 		case 1:
 			return errors.New("transient")
@@ -397,7 +394,6 @@ func TestRetryableErrorsAndPanicsAreRetried(t *testing.T) {
 		case 3:
 			return RetryAfter(errors.New("busy"), 10*time.Millisecond)
 		}
-		d, _ := DeliveryFrom(ctx)
 		done <- d.Attempt
 		return nil
 	})
@@ -414,7 +410,7 @@ func TestStructuredModeInput(t *testing.T) {
 	c := provisioned(t, startServer(t).ClientURL())
 	got := make(chan Event, 1)
 	mux := NewMux()
-	mux.Handle(TypeRolloutPromote, func(ctx context.Context, ev Event) error { got <- ev; return nil })
+	mux.Handle(TypeRolloutPromote, func(ctx context.Context, _ Delivery, ev Event) error { got <- ev; return nil })
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "structured"}, mux.Dispatch)
 	// What `nats pub sluice.cmd.default.web '<json>'` sends: a body, no headers.
 	body := `{"specversion":"1.0","id":"cli-1","source":"/nats-cli","type":"io.sluice.rollout.promote.v1","subject":"default/web","datacontenttype":"application/json","data":{"full":true}}`
@@ -468,7 +464,7 @@ func TestProvisionIsIdempotentAndAppliesChanges(t *testing.T) {
 func TestConsumerConfigChangeUpdatesTheConsumer(t *testing.T) {
 	c := provisioned(t, startServer(t).ClientURL())
 	ctx := context.Background()
-	h := func(context.Context, Event) error { return nil }
+	h := func(context.Context, Delivery, Event) error { return nil }
 	sub, err := c.Consume(ctx, ConsumerConfig{Stream: StreamCommands, Durable: "svc", MaxAckPending: 10}, h)
 	if err != nil {
 		t.Fatal(err)
@@ -518,7 +514,7 @@ func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
 	if _, err := c.JetStream().PublishMsg(context.Background(), garbage); err != nil {
 		t.Fatal(err)
 	}
-	noop := func(context.Context, Event) error { return nil }
+	noop := func(context.Context, Delivery, Event) error { return nil }
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "orchestrator"}, noop)
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "analyzer"}, noop)
 	var dls []DeadLetter
@@ -531,7 +527,7 @@ func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
 func TestClientAckWaitIsTheDefaultOfItsConsumers(t *testing.T) {
 	srv := startServer(t)
 	c := provisioned(t, srv.ClientURL(), WithAckWait(1500*time.Millisecond))
-	nop := func(context.Context, Event) error { return nil }
+	nop := func(context.Context, Delivery, Event) error { return nil }
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "inherits"}, nop)
 	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "own", AckWait: 4 * time.Second}, nop)
 	for durable, want := range map[string]time.Duration{"inherits": 1500 * time.Millisecond, "own": 4 * time.Second} {

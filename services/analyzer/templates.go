@@ -63,10 +63,10 @@ func templateKey(namespace, name string) string {
 // handleCommand handles the analyzer's share of the commands stream:
 // template events. Rollout commands share the subjects and belong to the
 // orchestrator: they are acknowledged and ignored, never dead-lettered.
-func (s *Service) handleCommand(ctx context.Context, ev events.Event) error {
+func (s *Service) handleCommand(ctx context.Context, d events.Delivery, ev events.Event) error {
 	switch typ := ev.Type(); {
 	case typ == events.TypeAnalysisTemplateApply:
-		return s.applyTemplate(ctx, ev)
+		return s.applyTemplate(ctx, d, ev)
 	case strings.HasPrefix(typ, templatePrefix):
 		return fmt.Errorf("%w %q: the analyzer handles [%s]", events.ErrUnknownType, typ, events.TypeAnalysisTemplateApply)
 	}
@@ -76,11 +76,7 @@ func (s *Service) handleCommand(ctx context.Context, ev events.Event) error {
 // applyTemplate validates an applied template and stores it. An invalid
 // template is a permanent error: it is dead-lettered with every problem
 // and its field path as the reason.
-func (s *Service) applyTemplate(ctx context.Context, ev events.Event) error {
-	d, ok := events.DeliveryFrom(ctx)
-	if !ok {
-		return events.Permanent(errors.New("no delivery in context"))
-	}
+func (s *Service) applyTemplate(ctx context.Context, d events.Delivery, ev events.Event) error {
 	r, err := events.RefFromSubject(d.Subject)
 	if err != nil {
 		return events.Permanent(err)

@@ -16,8 +16,8 @@ import (
 // handleRequested validates a Rollout manifest and hands it to the machine,
 // or publishes io.sluice.rollout.rejected.v1 with every problem. A rejection
 // is a verdict, not a failure: the message is acknowledged.
-func (s *Service) handleRequested(ctx context.Context, ev events.Event) error {
-	r, err := refOf(ctx, ev)
+func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev events.Event) error {
+	r, err := refOf(d, ev)
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func (s *Service) handleRequested(ctx context.Context, ev events.Event) error {
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro}, commandID: ev.ID(), annotate: withWarnings(warnings)})
+	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
 }
 
 // withWarnings attaches a request's warnings to the accepted event it leads to.

@@ -245,8 +245,7 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The message comes again (a timer event: it changes nothing itself).
-	redelivered := events.ContextWithDelivery(ctx, events.Delivery{Subject: events.ResultSubject(TimerService, r), Attempt: 2})
-	if err := svc.apply(redelivered, update{ref: r, obs: machine.Observation{Tick: true}}); err != nil {
+	if err := svc.apply(ctx, update{ref: r, obs: machine.Observation{Tick: true}, attempt: 2}); err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, "the outbox's event published on redelivery", func() error {

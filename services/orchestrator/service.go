@@ -188,7 +188,7 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	}
 	commands.Handle(events.TypeRolloutRequested, s.handleRequested)
 	// Templates are the analyzer's; they share the command subjects.
-	commands.Handle(events.TypeAnalysisTemplateApply, func(context.Context, events.Event) error { return nil })
+	commands.Handle(events.TypeAnalysisTemplateApply, func(context.Context, events.Delivery, events.Event) error { return nil })
 
 	results := events.NewMux()
 	results.Handle(tasks.TypeStarted, s.handleStarted)
@@ -264,11 +264,7 @@ func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error 
 }
 
 // refOf returns the rollout a delivered event is about, from its subject.
-func refOf(ctx context.Context, ev events.Event) (events.Ref, error) {
-	d, ok := events.DeliveryFrom(ctx)
-	if !ok {
-		return events.Ref{}, events.Permanent(errors.New("no delivery in context"))
-	}
+func refOf(d events.Delivery, ev events.Event) (events.Ref, error) {
 	r, err := events.RefFromSubject(d.Subject)
 	if err != nil {
 		return r, events.Permanent(err)
@@ -280,8 +276,8 @@ func refOf(ctx context.Context, ev events.Event) (events.Ref, error) {
 }
 
 func (s *Service) commandHandler(kind string) events.Handler {
-	return func(ctx context.Context, ev events.Event) error {
-		r, err := refOf(ctx, ev)
+	return func(ctx context.Context, del events.Delivery, ev events.Event) error {
+		r, err := refOf(del, ev)
 		if err != nil {
 			return err
 		}
@@ -305,32 +301,32 @@ func (s *Service) commandHandler(kind string) events.Handler {
 				cmd.ToRevision = *d.ToRevision
 			}
 		}
-		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd}, commandID: ev.ID(), mustExist: true})
+		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd}, commandID: ev.ID(), mustExist: true, attempt: del.Attempt})
 	}
 }
 
-func (s *Service) handleStarted(ctx context.Context, ev events.Event) error {
+func (s *Service) handleStarted(ctx context.Context, del events.Delivery, ev events.Event) error {
 	var d tasks.Started
-	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Started: &d} })
+	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Started: &d} })
 }
 
-func (s *Service) handleFinished(ctx context.Context, ev events.Event) error {
+func (s *Service) handleFinished(ctx context.Context, del events.Delivery, ev events.Event) error {
 	var d tasks.Finished
-	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Finished: &d} })
+	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Finished: &d} })
 }
 
-func (s *Service) handleMeasured(ctx context.Context, ev events.Event) error {
+func (s *Service) handleMeasured(ctx context.Context, del events.Delivery, ev events.Event) error {
 	var d tasks.Measured
-	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Measured: &d} })
+	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Measured: &d} })
 }
 
-func (s *Service) handleTimer(ctx context.Context, ev events.Event) error {
+func (s *Service) handleTimer(ctx context.Context, del events.Delivery, ev events.Event) error {
 	var d timerData
-	return s.handleResult(ctx, ev, &d, func() machine.Observation { return machine.Observation{Tick: true} })
+	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Tick: true} })
 }
 
-func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, obs func() machine.Observation) error {
-	r, err := refOf(ctx, ev)
+func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev events.Event, data any, obs func() machine.Observation) error {
+	r, err := refOf(del, ev)
 	if err != nil {
 		return err
 	}
@@ -340,13 +336,11 @@ func (s *Service) handleResult(ctx context.Context, ev events.Event, data any, o
 	o := obs()
 	// The subject names the service that published the report; the
 	// machine accepts it only for that service's own tasks.
-	if d, ok := events.DeliveryFrom(ctx); ok {
-		if o.From, err = events.ServiceFromSubject(d.Subject); err != nil {
-			return events.Permanent(err)
-		}
+	if o.From, err = events.ServiceFromSubject(del.Subject); err != nil {
+		return events.Permanent(err)
 	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, update{ref: r, obs: o})
+	return s.apply(ctx, update{ref: r, obs: o, attempt: del.Attempt})
 }
 
 // update is one observation to apply to one rollout.
@@ -364,6 +358,9 @@ type update struct {
 	// annotate, when set, may add to the effects' data before they are
 	// stored.
 	annotate func([]machine.Effect)
+	// attempt is the delivery attempt of the message that carried the
+	// observation; past the first, the outbox is published again.
+	attempt uint64
 }
 
 // apply runs one observation through the machine and stores and publishes
@@ -371,7 +368,7 @@ type update struct {
 // says; past its bound the message is retried with backoff.
 func (s *Service) apply(ctx context.Context, u update) error {
 	d := &decision{s: s, update: u, kind: observationKind(u.obs)}
-	if del, _ := events.DeliveryFrom(ctx); del.Attempt > 1 {
+	if u.attempt > 1 {
 		d.republish = true
 	}
 	decide := func(rec *record, rev uint64) error { return d.decide(ctx, rec, rev) }

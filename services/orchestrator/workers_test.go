@@ -58,7 +58,7 @@ func (w *fakeWorkers) setVerdict(runPrefix, phase string) {
 	w.verdicts[runPrefix] = phase
 }
 
-func (w *fakeWorkers) handle(ctx context.Context, ev events.Event) error {
+func (w *fakeWorkers) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	var task tasks.Task
 	if err := events.DecodeData(ev, &task); err != nil {
 		return err
@@ -155,7 +155,7 @@ type statusEntry struct {
 func watchStatus(t *testing.T, c *events.Client) *statusLog {
 	t.Helper()
 	l := &statusLog{evs: map[events.Ref][]statusEntry{}, ch: make(chan statusEntry, 10000)}
-	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamStatus, Durable: "test-status", Workers: 1}, func(ctx context.Context, ev events.Event) error {
+	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamStatus, Durable: "test-status", Workers: 1}, func(ctx context.Context, _ events.Delivery, ev events.Event) error {
 		var d events.StatusData
 		if err := events.DecodeData(ev, &d); err != nil {
 			return err

@@ -59,7 +59,7 @@ type bus struct {
 
 func newBus(t *testing.T) *bus {
 	b := &bus{client: eventstest.Connect(t, eventstest.StartServer(t).ClientURL())}
-	sub, err := b.client.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test", Workers: 1}, func(_ context.Context, ev events.Event) error {
+	sub, err := b.client.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test", Workers: 1}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
 		b.mu.Lock()
 		b.got = append(b.got, ev)
 		b.mu.Unlock()

@@ -40,7 +40,7 @@ func startService(t *testing.T, router func(c *events.Client) traffic.Router) *b
 	t.Helper()
 	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
 	b := &bus{t: t, client: c, got: map[string][]events.Event{}}
-	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, ev events.Event) error {
+	sub, err := c.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamResults, Durable: "test"}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
 		var d struct {
 			TaskID string `json:"taskId"`
 		}

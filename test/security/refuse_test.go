@@ -92,7 +92,7 @@ func TestTrafficIsRefusedOutsideItsSubjects(t *testing.T) {
 		{Stream: events.StreamTasks, Durable: "worker-replicas"},
 	} {
 		cctx, ccancel := context.WithTimeout(ctx, 3*time.Second)
-		sub, err := tc.Consume(cctx, cc, func(context.Context, events.Event) error { return nil })
+		sub, err := tc.Consume(cctx, cc, func(context.Context, events.Delivery, events.Event) error { return nil })
 		ccancel()
 		if err == nil {
 			_ = sub.Stop(ctx)
@@ -248,7 +248,7 @@ func TestWithoutCommandRightsNoRolloutChanges(t *testing.T) {
 
 	// The operator may; a chatops bot with the viewer's rights sees it.
 	seen := make(chan string, 64)
-	bot, err := viewer.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamStatus, Durable: "chatops", DeliverNew: true}, func(_ context.Context, ev events.Event) error {
+	bot, err := viewer.Consume(context.Background(), events.ConsumerConfig{Stream: events.StreamStatus, Durable: "chatops", DeliverNew: true}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
 		seen <- ev.Type()
 		return nil
 	})

@@ -89,7 +89,7 @@ func (s *StatusWriter) Run(ctx context.Context) error {
 
 // handle writes one event's snapshot, unless the Rollout is not a cluster
 // object or already shows a later snapshot.
-func (s *StatusWriter) handle(ctx context.Context, ev events.Event) error {
+func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	var data events.StatusData
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
