@@ -48,7 +48,9 @@ func TestConsumersKeepPullingUnderLoad(t *testing.T) {
 	for i := range consumers {
 		since[i] = time.Now()
 	}
-	for done := 0; done < consumers; {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for done := 0; done < consumers; <-tick.C {
 		done = 0
 		for i := range consumers {
 			n := handled[i].Load()
@@ -61,6 +63,5 @@ func TestConsumersKeepPullingUnderLoad(t *testing.T) {
 				t.Fatalf("consumer loaded-%d handled no event for %s, at %d of %d: it stopped pulling", i, waitFor, n, total)
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
