@@ -107,6 +107,12 @@ type Scale struct {
 	Workload Workload `json:"workload"`
 	// Revisions lists the desired state of each revision.
 	Revisions []RevisionScale `json:"revisions"`
+	// Remove means the rollout is being deleted: every listed revision
+	// (all at 0 replicas) is removed, not only scaled down, with whatever
+	// the platform keeps for it (ReplicaSets on Kubernetes; processes and
+	// their records on the local platform). The task finishes once they
+	// are gone.
+	Remove bool `json:"remove,omitempty"`
 }
 
 // Workload is the part of the Rollout a worker needs to create pods.
@@ -138,6 +144,15 @@ type RevisionScale struct {
 	// Metadata is the ephemeral metadata of the revision's current role
 	// (canaryMetadata, stableMetadata, activeMetadata, previewMetadata).
 	Metadata *spec.PodTemplateMetadata `json:"metadata,omitempty"`
+	// RestartAt, when set, restarts the revision's pods, as Argo's
+	// spec.restartAt does: every pod started before it is replaced by a new
+	// one, with at most MaxUnavailable of the revision's pods unavailable at
+	// once (at least one at a time). The task finishes once every pod was
+	// started at or after RestartAt and the revision is available at its
+	// count. Pods started later are left alone, so the task stays
+	// idempotent: the orchestrator keeps sending the same RestartAt.
+	RestartAt      time.Time `json:"restartAt,omitzero"`
+	MaxUnavailable int32     `json:"maxUnavailable,omitempty"`
 }
 
 // Route is the complete desired routing of one rollout.
@@ -163,6 +178,12 @@ type Route struct {
 
 	// Annotations of the Rollout (for the local proxy's listen address).
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// Remove means the rollout is being deleted: the router removes what
+	// it manages for it (the local proxy is closed; objects the router
+	// created are deleted; routes it added to objects it does not own are
+	// taken out and their weights set back to the stable service). The
+	// other fields describe the routing to remove.
+	Remove bool `json:"remove,omitempty"`
 }
 
 // Analysis asks the analyzer to run (or terminate) one analysis run.

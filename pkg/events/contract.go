@@ -18,6 +18,8 @@ const (
 	TypeRolloutPause          = "io.sluice.rollout.pause.v1"            // data: none or {}
 	TypeRolloutResume         = "io.sluice.rollout.resume.v1"           // data: none or {}
 	TypeRolloutUndo           = "io.sluice.rollout.undo.v1"             // data: UndoData (optional)
+	TypeRolloutRestart        = "io.sluice.rollout.restart.v1"          // data: none or {}
+	TypeRolloutDelete         = "io.sluice.rollout.delete.v1"           // data: none or {}
 	TypeAnalysisTemplateApply = "io.sluice.analysistemplate.applied.v1" // data: AnalysisTemplate or ClusterAnalysisTemplate manifest
 
 	// Status, published on StatusSubject. Data: StatusData.
@@ -29,6 +31,10 @@ const (
 	TypeRolloutResumed       = "io.sluice.rollout.resumed.v1"
 	TypeRolloutAborted       = "io.sluice.rollout.aborted.v1"
 	TypeRolloutCompleted     = "io.sluice.rollout.completed.v1"
+	TypeRolloutDegraded      = "io.sluice.rollout.degraded.v1"
+	TypeRolloutRestarted     = "io.sluice.rollout.restarted.v1"
+	TypeRolloutDeleted       = "io.sluice.rollout.deleted.v1"
+	TypeRolloutRefused       = "io.sluice.rollout.command.refused.v1"
 	TypeAnalysisMeasured     = "io.sluice.analysis.measured.v1"
 	TypeAnalysisCompleted    = "io.sluice.analysis.completed.v1"
 )
@@ -36,15 +42,80 @@ const (
 // CommandTypes lists every type accepted on a command subject.
 var CommandTypes = []string{
 	TypeRolloutRequested, TypeRolloutPromote, TypeRolloutAbort, TypeRolloutRetry,
-	TypeRolloutPause, TypeRolloutResume, TypeRolloutUndo, TypeAnalysisTemplateApply,
+	TypeRolloutPause, TypeRolloutResume, TypeRolloutUndo, TypeRolloutRestart,
+	TypeRolloutDelete, TypeAnalysisTemplateApply,
+}
+
+// OperatorCommandTypes lists the commands that act on an existing rollout.
+// Each is answered (see ExtCausationID): by the status events it caused, or
+// by TypeRolloutRefused.
+var OperatorCommandTypes = []string{
+	TypeRolloutPromote, TypeRolloutAbort, TypeRolloutRetry, TypeRolloutPause,
+	TypeRolloutResume, TypeRolloutUndo, TypeRolloutRestart, TypeRolloutDelete,
 }
 
 // StatusTypes lists every type published on a status subject.
 var StatusTypes = []string{
 	TypeRolloutAccepted, TypeRolloutRejected, TypeRolloutStepStarted,
 	TypeRolloutStepCompleted, TypeRolloutPaused, TypeRolloutResumed,
-	TypeRolloutAborted, TypeRolloutCompleted, TypeAnalysisMeasured,
-	TypeAnalysisCompleted,
+	TypeRolloutAborted, TypeRolloutCompleted, TypeRolloutDegraded,
+	TypeRolloutRestarted, TypeRolloutDeleted, TypeRolloutRefused,
+	TypeAnalysisMeasured, TypeAnalysisCompleted,
+}
+
+// CloudEvents extensions of the contract.
+const (
+	// ExtCausationID, on a status event, is the id of the command (or
+	// request) that caused it. A command is answered by the events that
+	// carry its id here; a command that changed nothing by one
+	// TypeRolloutRefused event.
+	ExtCausationID = "causationid"
+	// ExtActor says who asked: on a command, set by whoever publishes it
+	// ("user:alice", "ci:github/acme/shop", "slack:U024BE7LH"); on a status
+	// event, copied from the command that caused it.
+	ExtActor = "actor"
+	// ExtCorrelationID, on a status event, is the id of the
+	// rollout.requested event of the update the event belongs to (for an
+	// update started by undo, the undo command's id).
+	ExtCorrelationID = "correlationid"
+)
+
+// Extension returns the string value of a CloudEvents extension of ev, or
+// "" when it is not set.
+func Extension(ev Event, name string) string {
+	v, ok := ev.Extensions()[name]
+	if !ok {
+		return ""
+	}
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
+// Codes of a refused command (CommandAnswer.Code).
+const (
+	// RefusedNotFound: no such rollout.
+	RefusedNotFound = "NotFound"
+	// RefusedInvalid: the command cannot be carried out as asked (an undo
+	// to a revision no longer kept).
+	RefusedInvalid = "Invalid"
+	// RefusedNotApplicable: nothing to do in the rollout's phase (promote
+	// on a Healthy rollout).
+	RefusedNotApplicable = "NotApplicable"
+	// RefusedForbidden: refused at an edge (gateway, notifier) because the
+	// caller may not.
+	RefusedForbidden = "Forbidden"
+)
+
+// CommandAnswer is the command a TypeRolloutRefused event answers.
+type CommandAnswer struct {
+	// Type and ID are the command's CloudEvents type and id.
+	Type string `json:"type"`
+	ID   string `json:"id"`
+	// Code is one of the Refused* codes; Reason says why, for people.
+	Code   string `json:"code"`
+	Reason string `json:"reason"`
 }
 
 // Subject roots. Commands and status are public; tasks, results and dead
@@ -192,12 +263,17 @@ type StatusData struct {
 	// Warnings lists what an accepted request set that Sluice does not
 	// know (unknown fields, with their path): accepted, not dropped silently.
 	Warnings []string `json:"warnings,omitempty"`
-	// Reason says why a rollout was paused, aborted or rejected.
+	// Reason says why a rollout was paused, aborted, rejected, degraded,
+	// restarted or deleted.
 	Reason string `json:"reason,omitempty"`
 	// Measurement is set on analysis.measured.
 	Measurement *Measurement `json:"measurement,omitempty"`
 	// Analysis is set on analysis.measured and analysis.completed.
 	Analysis *AnalysisSummary `json:"analysis,omitempty"`
+	// Command is set on command.refused: the command and why it changed
+	// nothing. Status is then the rollout's snapshot, or only its
+	// namespace and name when it does not exist.
+	Command *CommandAnswer `json:"command,omitempty"`
 }
 
 // Snapshot is a rollout's whole status at the moment an event was published.
