@@ -4,7 +4,7 @@
 # the demo app and load generator, and httpcheck (the healthcheck probe:
 # the final image has no shell, curl or wget).
 #
-#   docker build -t sluice:dev .
+#   docker build -t sluice:dev --build-arg VERSION=$(git describe --always --dirty) .
 #   docker run --rm sluice:dev sluice-orchestrator --help
 #
 # There is no ENTRYPOINT: the command names the binary, and every binary is
@@ -13,8 +13,13 @@
 # unchanged under sluice-replicas --platform local.
 
 ARG GO_VERSION=1.26
+# VERSION is what the binaries' --version prints; pass
+# --build-arg VERSION=$(git describe --always --dirty). Without it they
+# print "unknown": .git is not in the build context (.dockerignore).
+ARG VERSION=
 
 FROM golang:${GO_VERSION} AS build
+ARG VERSION
 WORKDIR /src
 # Modules first, so that a source change does not download them again.
 COPY go.mod go.sum ./
@@ -24,7 +29,7 @@ COPY . .
 ENV CGO_ENABLED=0
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags="-s -w" -o /out/bin/ ./cmd/... ./examples/... ./deploy/compose/httpcheck
+    go build -trimpath -ldflags="-s -w -X github.com/sluicehq/sluice/internal/buildinfo.version=${VERSION}" -o /out/bin/ ./cmd/... ./examples/... ./deploy/compose/httpcheck
 # The state directory must exist, owned by the non-root user, so that a
 # named volume mounted there starts out writable.
 RUN mkdir -p /out/state

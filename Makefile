@@ -4,13 +4,18 @@ PKGS    ?= ./...
 # The race detector doubles run time but catches what matters most in a
 # concurrent message-driven system; CI runs it on every test.
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# VERSION is what `sluice version` and every binary's --version print
+# (internal/buildinfo); without git, the binaries fall back to the VCS
+# revision Go records.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+LDFLAGS ?= -X github.com/sluicehq/sluice/internal/buildinfo.version=$(VERSION)
 
 .PHONY: all run demo test lint fmt vet bench bench-kube chaos fuzz build clean kube-tools
 
 all: build
 
 build:
-	$(GO) build -o bin/ ./cmd/... ./examples/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/... ./examples/...
 
 ## run: start Sluice in one process (`sluice dev`) with state in .sluice/
 run: build

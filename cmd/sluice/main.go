@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/buildinfo"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -65,7 +66,9 @@ func newRootCmd() *cobra.Command {
 		Short:         "Progressive delivery over CloudEvents on NATS JetStream",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildinfo.Version(),
 	}
+	root.SetVersionTemplate("sluice {{.Version}}\n")
 	// Cobra reports unknown flags and bad arguments through these; mark them
 	// as usage errors so the exit code is 2.
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })

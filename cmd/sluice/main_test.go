@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/buildinfo"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -165,4 +166,16 @@ func testDevConfig(t *testing.T) devConfig {
 	cfg.NATSListen, cfg.PrometheusListen, cfg.Process.HTTPListen = freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg.Services.StateDir, cfg.ScrapeInterval, cfg.Process.LogLevel = t.TempDir(), time.Second, "error"
 	return cfg
+}
+
+func TestVersionIsTheBuildsVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out strings.Builder
+		if code := run(context.Background(), args, &out, io.Discard); code != exitOK {
+			t.Fatalf("sluice %s: exit %d", args[0], code)
+		}
+		if got, want := out.String(), "sluice "+buildinfo.Version()+"\n"; got != want || strings.Contains(got, "dev") {
+			t.Errorf("sluice %s prints %q, want %q", args[0], got, want)
+		}
+	}
 }

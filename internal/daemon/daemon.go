@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/buildinfo"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -62,6 +63,8 @@ type Spec struct {
 	Flags func(fs *pflag.FlagSet)
 	// Build makes the service once flags are parsed and NATS is connected.
 	Build func(env Env) (Service, error)
+	// Stdout is where --help and --version print; nil means os.Stdout.
+	Stdout io.Writer
 }
 
 // Exit codes.
@@ -126,7 +129,18 @@ func (s Spec) flagSet() (*pflag.FlagSet, *events.ConnConfig, *Flags) {
 	if s.Flags != nil {
 		s.Flags(fs)
 	}
+	fs.Bool("version", false, "print the version and exit")
 	return fs, &conn, &flags
+}
+
+// usage is a binary's --help: what it is called with, where its flags are
+// explained, and the flags.
+func (s Spec) usage(w io.Writer, fs *pflag.FlagSet) func() {
+	return func() {
+		fmt.Fprintf(w, "Usage: %s [flags]\n\n", s.Name)
+		fmt.Fprintf(w, "%s is a Sluice service (version %s). Every flag and environment\n", s.Name, buildinfo.Version())
+		fmt.Fprintf(w, "variable is explained in docs/configuration.md.\n\nFlags:\n%s", fs.FlagUsages())
+	}
 }
 
 // Main runs the service binary described by s with args (without the
@@ -140,13 +154,22 @@ func Main(s Spec, args []string, stderr io.Writer) int {
 // Run is Main until ctx ends instead of a signal.
 func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 	fs, conn, flags := s.flagSet()
+	stdout := s.Stdout
+	if stdout == nil {
+		stdout = os.Stdout
+	}
 	fs.SetOutput(stderr)
+	fs.Usage = s.usage(stdout, fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK
 		}
 		fmt.Fprintf(stderr, "%s: %v (see --help)\n", s.Name, err)
 		return ExitUsage
+	}
+	if v, _ := fs.GetBool("version"); v {
+		fmt.Fprintln(stdout, s.Name, buildinfo.Version())
+		return ExitOK
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", s.Name, fs.Args())

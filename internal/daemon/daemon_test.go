@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/buildinfo"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
 )
 
@@ -118,5 +119,26 @@ func TestUsageAndStartupErrors(t *testing.T) {
 				t.Errorf("stderr lacks %q: %s", tt.wantErr, stderr.String())
 			}
 		})
+	}
+}
+
+func TestVersionAndHelpNameTheBinary(t *testing.T) {
+	for _, tt := range []struct {
+		arg  string
+		want []string
+	}{
+		{"--version", []string{"sluice-test " + buildinfo.Version()}},
+		{"--help", []string{"Usage: sluice-test [flags]", "docs/configuration.md", "--nats-url", "--version"}},
+	} {
+		var stdout, stderr strings.Builder
+		code := Run(context.Background(), Spec{Name: "sluice-test", Stdout: &stdout}, []string{tt.arg}, &stderr)
+		if code != ExitOK {
+			t.Errorf("%s: exit %d; stderr: %s", tt.arg, code, stderr.String())
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(stdout.String(), w) {
+				t.Errorf("%s prints %q, lacking %q", tt.arg, stdout.String(), w)
+			}
+		}
 	}
 }
