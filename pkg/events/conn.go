@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -87,6 +88,8 @@ func (c ConnConfig) Validate() error {
 	for _, u := range c.URLs {
 		if strings.TrimSpace(u) == "" {
 			bad("--nats-url has an empty entry")
+		} else if err := checkURL(u); err != nil {
+			bad("--nats-url %q: %v", redactURLs([]string{u}), err)
 		}
 	}
 	modes := 0
@@ -383,6 +386,40 @@ func checkInbox(nc *nats.Conn) error {
 		return fmt.Errorf("the NATS server at %s refused this client's reply subscription (%v): set --nats-inbox-prefix (NATS_INBOX_PREFIX) to the inbox prefix this NATS user may subscribe to, _INBOX_<identity> with Sluice's generated permissions", nc.ConnectedUrlRedacted(), last)
 	}
 	return nil
+}
+
+// checkURL parses u as nats.go will (a missing scheme means nats://), so
+// that a malformed address fails at once instead of being dialled until
+// the context ends.
+func checkURL(u string) error {
+	s := strings.TrimSpace(u)
+	if !strings.Contains(s, "://") {
+		s = "nats://" + s
+	}
+	parsed, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("not a URL: %v (want e.g. nats://127.0.0.1:4222)", err)
+	}
+	switch parsed.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("scheme %q: want nats, tls, ws or wss", parsed.Scheme)
+	}
+	if parsed.Hostname() == "" {
+		return errors.New("no host (want e.g. nats://127.0.0.1:4222)")
+	}
+	return nil
+}
+
+// Address returns the servers of c for messages, with credentials in
+// URLs replaced by ***.
+func (c ConnConfig) Address() string {
+	c.Defaults()
+	return redactURLs(c.URLs)
 }
 
 func redactURLs(urls []string) string {

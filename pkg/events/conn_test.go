@@ -164,6 +164,22 @@ func TestConnConfigValidate(t *testing.T) {
 	if err := (ConnConfig{Password: "x"}).Validate(); err == nil || !strings.Contains(err.Error(), "--nats-password needs --nats-user") {
 		t.Errorf("password without user: %v", err)
 	}
+	for _, tt := range []struct{ url, want string }{
+		{"bogus url", "not a URL"},
+		{"http://127.0.0.1:4222", `scheme "http"`},
+		{"nats://", "no host"},
+		{"nats://alice:secret@:4222", "nats://***@:4222"},
+	} {
+		err := (ConnConfig{URLs: []string{tt.url}}).Validate()
+		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("--nats-url %q: Validate() = %v, want it to mention %q", tt.url, err, tt.want)
+		}
+	}
+	for _, ok := range []string{"127.0.0.1:4222", "tls://nats.example.com", "nats://localhost"} {
+		if err := (ConnConfig{URLs: []string{ok}}).Validate(); err != nil {
+			t.Errorf("--nats-url %q: %v", ok, err)
+		}
+	}
 }
 
 // operatorMode returns a .creds file's content and a server configuration
