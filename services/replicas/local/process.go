@@ -69,6 +69,7 @@ type handle struct {
 	logPath   string
 	logOffset int64
 	adopted   bool
+	argv      []string      // what it runs, for the state file
 	exited    chan struct{} // closed when a child has been waited for
 	exitDesc  string        // set before exited is closed
 }
@@ -354,7 +355,7 @@ func (b *Backend) spawn(prog *program, port int, logPath string) (*handle, error
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	h := &handle{pid: cmd.Process.Pid, startedAt: time.Now(), port: port, logPath: logPath, logOffset: off, exited: make(chan struct{})}
+	h := &handle{pid: cmd.Process.Pid, startedAt: time.Now(), port: port, logPath: logPath, logOffset: off, argv: inv.argv, exited: make(chan struct{})}
 	_, h.ticks, _ = procStat(h.pid)
 	go func() {
 		err := cmd.Wait()
@@ -416,6 +417,10 @@ func (b *Backend) writeProcLocked(p *proc) {
 		PID: h.pid, StartTicks: h.ticks, StartedAt: h.startedAt, Port: h.port,
 		Revision: p.rev.spec.Revision, PodHash: p.rev.hash, Slot: p.slot,
 		Ready: p.ready, ReadySince: p.readySince, LogOffset: h.logOffset,
+		Restarts: p.restarts, Command: h.argv,
+	}
+	if cs := p.rev.spec.Template.Spec.Containers; len(cs) > 0 {
+		pf.Image = cs[0].Image
 	}
 	if !p.ready {
 		pf.ReadySince = time.Time{}
@@ -561,7 +566,7 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 			continue
 		}
 		h := &handle{pid: f.PID, ticks: f.StartTicks, startedAt: f.StartedAt, port: f.Port, adopted: true,
-			logPath: filepath.Join(dir, procBase(f.PodHash, f.Slot)+".log"), logOffset: f.LogOffset}
+			logPath: filepath.Join(dir, procBase(f.PodHash, f.Slot)+".log"), logOffset: f.LogOffset, argv: f.Command}
 		rev := ro.revisions[f.PodHash]
 		if rev == nil || len(rev.procs) >= rev.desired() || rev.procs[f.Slot] != nil {
 			grace := defaultGracePeriod
@@ -572,7 +577,7 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 			continue
 		}
 		p := newProc(rev, f.Slot)
-		p.h, p.ready, p.readySince, p.lastPort = h, f.Ready, f.ReadySince, f.Port
+		p.h, p.ready, p.readySince, p.lastPort, p.restarts = h, f.Ready, f.ReadySince, f.Port, f.Restarts
 		rev.procs[f.Slot] = p
 		b.ports[f.Port] = true
 		b.procs.Add(1)

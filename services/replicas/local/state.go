@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // State directory layout, under Config.StateDir:
@@ -51,6 +53,88 @@ type procFile struct {
 	ReadySince time.Time `json:"readySince,omitzero"`
 	// LogOffset is where this process's output starts in its log file.
 	LogOffset int64 `json:"logOffset"`
+	// Restarts counts the slot's earlier processes that exited; Command is
+	// the argv it runs and Image the container's image, for people
+	// (`sluice get`).
+	Restarts int      `json:"restarts,omitempty"`
+	Command  []string `json:"command,omitempty"`
+	Image    string   `json:"image,omitempty"`
+}
+
+// Process is one running process of a rollout as its state file describes
+// it: what `sluice get` shows and where `sluice logs` reads.
+type Process struct {
+	Revision  int64     `json:"revision"`
+	PodHash   string    `json:"podHash"`
+	Slot      int       `json:"slot"`
+	PID       int       `json:"pid"`
+	Port      int       `json:"port"`
+	Ready     bool      `json:"ready"`
+	Restarts  int       `json:"restarts"`
+	StartedAt time.Time `json:"startedAt"`
+	Command   []string  `json:"command,omitempty"`
+	Image     string    `json:"image,omitempty"`
+	// Log is the file that holds its output (and its slot's earlier
+	// processes'), from LogOffset on.
+	Log       string `json:"log"`
+	LogOffset int64  `json:"logOffset"`
+}
+
+// Name is the process's name for people: <podHash>-<slot>, as its files
+// are named.
+func (p Process) Name() string { return procBase(p.PodHash, p.Slot) }
+
+// Processes reads the processes of rollout r that are alive now from the
+// state directory stateDir (Config.StateDir), sorted by revision and slot.
+// It returns os.ErrNotExist (wrapped) when stateDir holds nothing of r: the
+// rollout runs elsewhere, or on another platform.
+func Processes(stateDir string, r events.Ref) ([]Process, error) {
+	dir := filepath.Join(stateDir, stateSubdir, r.Namespace, r.Name)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("processes of %s: %w", r, err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Process
+	for _, path := range files {
+		var pf procFile
+		if filepath.Base(path) == rolloutFileName || readJSON(path, &pf) != nil || !alive(pf.PID, pf.StartTicks) {
+			continue
+		}
+		out = append(out, Process{
+			Revision: pf.Revision, PodHash: pf.PodHash, Slot: pf.Slot, PID: pf.PID, Port: pf.Port,
+			Ready: pf.Ready, Restarts: pf.Restarts, StartedAt: pf.StartedAt, Command: pf.Command, Image: pf.Image,
+			Log: filepath.Join(dir, procBase(pf.PodHash, pf.Slot)+".log"), LogOffset: pf.LogOffset,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Revision != out[j].Revision {
+			return out[i].Revision > out[j].Revision
+		}
+		return out[i].Slot < out[j].Slot
+	})
+	return out, nil
+}
+
+// LogFiles lists every log file of rollout r in stateDir, by process name
+// (<podHash>-<slot>), those of stopped processes included: a log is kept
+// after its process.
+func LogFiles(stateDir string, r events.Ref) (map[string]string, error) {
+	dir := filepath.Join(stateDir, stateSubdir, r.Namespace, r.Name)
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("logs of %s: %w", r, err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(files))
+	for _, f := range files {
+		out[strings.TrimSuffix(filepath.Base(f), ".log")] = f
+	}
+	return out, nil
 }
 
 func procBase(hash string, slot int) string { return fmt.Sprintf("%s-%d", hash, slot) }
