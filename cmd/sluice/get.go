@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,21 +14,40 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/replicas/local"
+	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
 // maxMeasurements is how many recent measurements `get` shows.
 const maxMeasurements = 8
 
+// defaultStateDir is sluice dev's --state-dir default; get and logs read
+// the local platform's processes under it.
+const defaultStateDir = ".sluice"
+
 func newGetCmd(conn *events.ConnConfig) *cobra.Command {
-	var ns string
+	var ns, output, stateDir string
 	var watch bool
 	cmd := &cobra.Command{
 		Use:   "get <rollout>",
-		Short: "Show a rollout: phase, step, weights, replicas, analysis (--watch: live)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Show a rollout: phase, step, weights, replicas, analysis, processes (--watch: live)",
+		Long: `Show a rollout: phase, step, set and actual weights, replicas, analysis and
+its latest measurements, the latest event and who caused it, and on the
+local platform the proxy URL and every process (pid, port, readiness,
+restarts, command), read from the state directory of sluice dev or
+sluice-replicas (--state-dir).
+
+With --watch, a terminal is redrawn in place on every status event and
+every second (pause countdowns, processes); other output gets a new frame
+per event, and -o json one JSON object per line.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRollouts(conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := rolloutRef(args[0], ns)
 			if err != nil {
+				return err
+			}
+			if err := checkOutput(output); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -35,41 +56,81 @@ func newGetCmd(conn *events.ConnConfig) *cobra.Command {
 				return err
 			}
 			defer client.Close()
-			view, err := loadView(ctx, client, r)
+			v, err := loadView(ctx, client, r)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			renderSnapshot(out, view.snapshot, view.measurements)
+			d := display{out: out, json: output == outputJSON, stateDir: stateDir, ref: r,
+				redraw: watch && isTerminal(out) && output == outputText, paint: painter(useColor(out))}
+			if err := d.show(v, ""); err != nil {
+				return err
+			}
 			if !watch {
 				return nil
 			}
-			return watchRollout(ctx, client, r, view, out)
+			return watchRollout(ctx, client, r, v, d)
 		},
 	}
 	addNamespaceFlag(cmd, &ns)
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching and re-render on every status event (Ctrl-C to stop)")
+	addOutputFlag(cmd, &output, "one object per line under --watch")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching: redraw on every status event (Ctrl-C to stop)")
+	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "local platform: the state directory of sluice dev or sluice-replicas, for the processes")
 	return cmd
 }
 
-// view is what `get` renders.
+// view is what `get` knows of a rollout, built from its events.
 type view struct {
 	snapshot     events.Snapshot
 	measurements []events.Measurement
+	// steps holds each started step's detail ("setWeight 20",
+	// "pause 30s") by index, for the current revision.
+	steps map[int32]string
+	// last is the latest status event.
+	last *eventSummary
+	// listen is the local.sluice.io/listen of the latest request.
+	listen string
+	// processes are the local platform's processes, when at hand.
+	processes []local.Process
 	// lastSeq is the status stream sequence the view is current to.
 	lastSeq uint64
 }
 
-// apply updates the view with one status event.
+// apply updates the view with one event of the rollout: a status event,
+// or the rollout.requested command whose manifest names the proxy address.
 func (v *view) apply(ev events.Event) {
+	if ev.Type() == events.TypeRolloutRequested {
+		var m struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		if events.DecodeData(ev, &m) == nil {
+			v.listen = m.Metadata.Annotations[localproxy.AnnotationListen]
+		}
+		return
+	}
 	var d events.StatusData
 	if events.DecodeData(ev, &d) != nil {
 		return
 	}
+	v.last = &eventSummary{Type: ev.Type(), Time: ev.Time(), Actor: events.Extension(ev, events.ExtActor),
+		CausationID: events.Extension(ev, events.ExtCausationID), Reason: d.Reason, Command: d.Command}
+	// A refusal of a command for a rollout that does not exist carries no
+	// snapshot: keep what is known.
+	if d.Status.Phase == "" {
+		return
+	}
 	if d.Status.Revision != v.snapshot.Revision {
-		v.measurements = nil
+		v.measurements, v.steps = nil, nil
 	}
 	v.snapshot = d.Status
+	if d.Step != nil && ev.Type() == events.TypeRolloutStepStarted {
+		if v.steps == nil {
+			v.steps = map[int32]string{}
+		}
+		v.steps[d.Step.Index] = d.Step.Detail
+	}
 	if d.Measurement != nil {
 		v.measurements = append(v.measurements, *d.Measurement)
 		if len(v.measurements) > maxMeasurements {
@@ -78,15 +139,54 @@ func (v *view) apply(ev events.Event) {
 	}
 }
 
-// loadView replays r's status events into a view.
+// setWeight is the weight the latest setWeight step asked for, up to the
+// current step.
+func (v view) setWeight() (int32, bool) {
+	s := v.snapshot
+	if s.StepIndex == nil || s.Aborted {
+		return 0, false
+	}
+	for i := min(*s.StepIndex, s.StepCount-1); i >= 0; i-- {
+		if w, ok := strings.CutPrefix(v.steps[i], "setWeight "); ok {
+			n, err := strconv.ParseInt(w, 10, 32)
+			return int32(n), err == nil
+		}
+	}
+	return 0, false
+}
+
+// pauseLeft is how long a timed pause step has left at now.
+func (v view) pauseLeft(now time.Time) (time.Duration, bool) {
+	s := v.snapshot
+	if s.Phase != events.PhasePaused || s.StepIndex == nil {
+		return 0, false
+	}
+	length, ok := strings.CutPrefix(v.steps[*s.StepIndex], "pause ")
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(length)
+	if err != nil {
+		return 0, false
+	}
+	for _, pc := range s.PauseConditions {
+		if pc.Reason == "CanaryPauseStep" {
+			return max(pc.StartTime.Add(d).Sub(now), 0), true
+		}
+	}
+	return 0, false
+}
+
+// loadView replays r's events into a view.
 func loadView(ctx context.Context, client *events.Client, r events.Ref) (view, error) {
 	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
 	if err != nil {
 		return view{}, err
 	}
+	notFound := fmt.Errorf("rollout %s not found: no status events (was it applied, and is the orchestrator running?)", r)
 	last, err := s.GetLastMsgForSubject(ctx, events.StatusSubject(r))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return view{}, fmt.Errorf("rollout %s not found: no status events (was it applied, and is the orchestrator running?)", r)
+		return view{}, notFound
 	}
 	if err != nil {
 		return view{}, err
@@ -97,16 +197,65 @@ func loadView(ctx context.Context, client *events.Client, r events.Ref) (view, e
 		return view{}, err
 	}
 	for _, e := range h {
-		if e.Err == nil && e.Stream == events.StreamStatus {
+		if e.Err == nil {
 			v.apply(e.Event)
 		}
+	}
+	if v.snapshot.Phase == "" {
+		if v.last != nil && v.last.Command != nil {
+			return view{}, fmt.Errorf("rollout %s not found; the latest command for it: %s", r, refusal(v.last.Command))
+		}
+		return view{}, notFound
 	}
 	v.lastSeq = last.Sequence
 	return v, nil
 }
 
-// watchRollout re-renders r on every status event after v until ctx ends.
-func watchRollout(ctx context.Context, client *events.Client, r events.Ref, v view, out io.Writer) error {
+// display renders views of one rollout to out: text frames (redrawn in
+// place on a terminal) or JSON lines.
+type display struct {
+	out      io.Writer
+	json     bool
+	redraw   bool
+	paint    painter
+	stateDir string
+	ref      events.Ref
+}
+
+// getJSON is `get -o json`: one object per rendering.
+type getJSON struct {
+	Status       events.Snapshot      `json:"status"`
+	Measurements []events.Measurement `json:"measurements,omitempty"`
+	LastEvent    *eventSummary        `json:"lastEvent,omitempty"`
+	ProxyURL     string               `json:"proxyURL,omitempty"`
+	Processes    []local.Process      `json:"processes,omitempty"`
+}
+
+// show renders v; heading, when set, introduces an appended frame.
+func (d display) show(v view, heading string) error {
+	v.processes, _ = local.Processes(d.stateDir, d.ref)
+	if d.json {
+		j := getJSON{Status: v.snapshot, Measurements: v.measurements, LastEvent: v.last, Processes: v.processes}
+		if v.listen != "" {
+			j.ProxyURL = proxyURL(v.listen)
+		}
+		return writeJSONLine(d.out, j)
+	}
+	var b strings.Builder
+	switch {
+	case d.redraw:
+		b.WriteString(ansiRedraw)
+	case heading != "":
+		fmt.Fprintf(&b, "\n── %s\n", heading)
+	}
+	renderSnapshot(&b, frame{view: v, now: time.Now(), paint: d.paint})
+	_, err := io.WriteString(d.out, b.String())
+	return err
+}
+
+// watchRollout renders r again on every status event after v until ctx
+// ends; on a terminal also every second, for countdowns and processes.
+func watchRollout(ctx context.Context, client *events.Client, r events.Ref, v view, d display) error {
 	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
 	if err != nil {
 		return err
@@ -125,6 +274,11 @@ func watchRollout(ctx context.Context, client *events.Client, r events.Ref, v vi
 			return nil
 		}
 		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			if d.redraw {
+				if err := d.show(v, ""); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		if err != nil {
@@ -135,7 +289,12 @@ func watchRollout(ctx context.Context, client *events.Client, r events.Ref, v vi
 			continue
 		}
 		v.apply(ev)
-		fmt.Fprintf(out, "\n── %s  %s\n", time.Now().Format(time.TimeOnly), ev.Type())
-		renderSnapshot(out, v.snapshot, v.measurements)
+		heading := time.Now().Format(time.TimeOnly) + "  " + eventName(ev.Type())
+		if w := who(ev); w != "" {
+			heading += " " + w
+		}
+		if err := d.show(v, heading); err != nil {
+			return err
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,20 +15,24 @@ import (
 )
 
 func newHistoryCmd(conn *events.ConnConfig) *cobra.Command {
-	var output string
+	var ns, output string
 	cmd := &cobra.Command{
-		Use:   "history <namespace>/<rollout>",
-		Short: "Replay every command and status event of a rollout",
+		Use:   "history <rollout>",
+		Short: "Replay every command and status event of a rollout, with who caused each",
 		Long: `Replay every command and status event of a rollout that the streams still
-keep (see --bus-max-age), in the order they were stored.`,
-		Args: cobra.ExactArgs(1),
+keep (see --bus-max-age), in the order they were stored. The rollout is
+"name" in the namespace of -n, or "namespace/name". Each line says who
+asked (the actor extension) and which command an event answers
+(causationid); a refused command shows its code and reason.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRollouts(conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := events.ParseRef(args[0])
+			r, err := rolloutRef(args[0], ns)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
-			if output != "text" && output != "json" {
-				return usageError{fmt.Errorf("--output %q: want text or json", output)}
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			client, err := connect(ctx, *conn)
@@ -42,13 +47,14 @@ keep (see --bus-max-age), in the order they were stored.`,
 			if len(h) == 0 {
 				return fmt.Errorf("no events for rollout %s (never requested, or older than the streams keep)", r)
 			}
-			if output == "json" {
+			if output == outputJSON {
 				return writeHistoryJSON(cmd.OutOrStdout(), h)
 			}
 			return writeHistoryText(cmd.OutOrStdout(), h)
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json (one structured CloudEvent per line)")
+	addNamespaceFlag(cmd, &ns)
+	addOutputFlag(cmd, &output, "one structured CloudEvent per line")
 	return cmd
 }
 
@@ -82,30 +88,51 @@ func writeHistoryText(w io.Writer, h []events.HistoryEntry) error {
 	return tw.Flush()
 }
 
-// describe renders the part of an event a person reads in a history line.
+// describe renders the part of an event a person reads in a history or
+// events line, ending with who caused it.
 func describe(ev events.Event) string {
+	var parts []string
+	add := func(s string) {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
 	switch ev.Type() {
 	case events.TypeRolloutPromote:
 		var d events.PromoteData
 		_ = events.DecodeData(ev, &d)
 		if d.Full {
-			return "full"
+			add("full")
 		}
-		return ""
 	case events.TypeRolloutUndo:
 		var d events.UndoData
 		_ = events.DecodeData(ev, &d)
 		if d.ToRevision != nil {
-			return fmt.Sprintf("to revision %d", *d.ToRevision)
+			add(fmt.Sprintf("to revision %d", *d.ToRevision))
 		}
-		return ""
 	case events.TypeRolloutRequested, events.TypeAnalysisTemplateApply, events.TypeRolloutAbort,
-		events.TypeRolloutRetry, events.TypeRolloutPause, events.TypeRolloutResume:
-		return "from " + ev.Source()
+		events.TypeRolloutRetry, events.TypeRolloutPause, events.TypeRolloutResume,
+		events.TypeRolloutRestart, events.TypeRolloutDelete:
+	default:
+		add(describeStatus(ev))
 	}
+	if w := who(ev); w != "" {
+		add(w)
+	} else if slices.Contains(events.CommandTypes, ev.Type()) {
+		add("from " + ev.Source())
+	}
+	return strings.Join(parts, "  ")
+}
+
+// describeStatus renders a status event's data: the snapshot's essentials
+// and what the event type adds.
+func describeStatus(ev events.Event) string {
 	var d events.StatusData
 	if err := events.DecodeData(ev, &d); err != nil {
 		return err.Error()
+	}
+	if d.Command != nil {
+		return refusal(d.Command)
 	}
 	s := d.Status
 	parts := []string{s.Phase, fmt.Sprintf("rev %d (stable %d)", s.Revision, s.StableRevision)}
@@ -123,11 +150,9 @@ func describe(ev events.Event) string {
 	if d.Reason != "" {
 		parts = append(parts, d.Reason)
 	}
-	for _, e := range d.Errors {
-		parts = append(parts, e)
-	}
+	parts = append(parts, d.Errors...)
 	if s.Message != "" && d.Reason == "" {
-		parts = append(parts, s.Message)
+		parts = append(parts, readableMessage(s.Message))
 	}
 	return strings.Join(parts, "  ")
 }

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -12,72 +14,174 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
+// messageWidth is how much of a rollout's message `list` shows.
+const messageWidth = 60
+
 func newListCmd(conn *events.ConnConfig) *cobra.Command {
-	var ns string
+	var ns, output string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List rollouts with their phase, step and weights",
+		Short: "List rollouts with their phase, step, weight and message",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			client, err := connect(ctx, *conn)
 			if err != nil {
 				return err
 			}
 			defer client.Close()
-			filter := events.StatusRoot + "." + ns + ".*"
 			if all {
-				filter = events.StatusRoot + ".>"
+				ns = ""
 			}
-			s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+			latest, err := latestStatus(ctx, client, ns)
 			if err != nil {
 				return err
 			}
-			info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
-			if err != nil {
-				return err
+			out := cmd.OutOrStdout()
+			if output == outputJSON {
+				for _, l := range latest {
+					if err := writeJSONLine(out, getJSON{Status: l.status, LastEvent: l.event}); err != nil {
+						return err
+					}
+				}
+				return nil
 			}
-			subjects := make([]string, 0, len(info.State.Subjects))
-			for subj := range info.State.Subjects {
-				subjects = append(subjects, subj)
-			}
-			sort.Strings(subjects)
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tCANARY\tREVISION\tMESSAGE")
-			for _, subj := range subjects {
-				msg, err := s.GetLastMsgForSubject(ctx, subj)
-				if err != nil {
-					continue
-				}
-				ev, err := events.Decode(msg.Data, msg.Header)
-				if err != nil {
-					continue
-				}
-				var d events.StatusData
-				if events.DecodeData(ev, &d) != nil {
-					continue
-				}
-				st := d.Status
+			for _, l := range latest {
+				st := l.status
 				step := "-"
 				if st.StepIndex != nil {
 					step = fmt.Sprintf("%d/%d", min(*st.StepIndex+1, st.StepCount), st.StepCount)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%d%%\t%d (stable %d)\t%s\n", st.Namespace, st.Name, valueOr(st.Strategy, "-"),
-					phaseSymbol(st.Phase), st.Phase, step, st.CanaryWeight, st.Revision, st.StableRevision, oneLine(st.Message))
+					phaseSymbol(st.Phase), st.Phase, step, st.CanaryWeight, st.Revision, st.StableRevision, truncate(readableMessage(st.Message), messageWidth))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace to list")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list every namespace")
+	addOutputFlag(cmd, &output, "one object per rollout and line")
 	return cmd
 }
 
-func oneLine(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 80 {
-		s = s[:77] + "..."
+// latest is a rollout's latest status.
+type latest struct {
+	status events.Snapshot
+	event  *eventSummary
+}
+
+// statusSubjects lists the status subjects of the rollouts in namespace ns
+// ("": every namespace), sorted.
+func statusSubjects(ctx context.Context, s jetstream.Stream, ns string) ([]string, error) {
+	filter := events.StatusRoot + ".>"
+	if ns != "" {
+		filter = events.StatusRoot + "." + ns + ".*"
 	}
-	return s
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return nil, err
+	}
+	subjects := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		subjects = append(subjects, subj)
+	}
+	sort.Strings(subjects)
+	return subjects, nil
+}
+
+// latestStatus reads the latest status of every rollout in namespace ns
+// ("": every namespace). A rollout known only from refusals (a command
+// for a name that never existed) is left out.
+func latestStatus(ctx context.Context, client *events.Client, ns string) ([]latest, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, err
+	}
+	subjects, err := statusSubjects(ctx, s, ns)
+	if err != nil {
+		return nil, err
+	}
+	var out []latest
+	for _, subj := range subjects {
+		msg, err := s.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue
+		}
+		ev, err := events.Decode(msg.Data, msg.Header)
+		if err != nil {
+			continue
+		}
+		var v view
+		v.apply(ev)
+		if v.snapshot.Phase == "" {
+			continue
+		}
+		out = append(out, latest{status: v.snapshot, event: v.last})
+	}
+	return out, nil
+}
+
+// completionTimeout bounds how long completing a rollout name waits for
+// NATS: a shell waits for it.
+const completionTimeout = time.Second
+
+// completeRollouts completes a rollout argument with the names of the
+// rollouts on the bus: those in the command's --namespace, or
+// namespace/name pairs of every namespace once the word has a slash. It
+// completes nothing, silently, when NATS does not answer in time. The
+// operator commands use it as get, history and logs do.
+func completeRollouts(conn *events.ConnConfig) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+		defer cancel()
+		client, err := connect(ctx, *conn)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		defer client.Close()
+		s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ns := "default"
+		if f := cmd.Flags().Lookup("namespace"); f != nil {
+			ns = f.Value.String()
+		}
+		qualified := strings.Contains(toComplete, "/")
+		if qualified {
+			ns = ""
+		}
+		subjects, err := statusSubjects(ctx, s, ns)
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var names []string
+		for _, subj := range subjects {
+			parts := strings.Split(subj, ".")
+			if len(parts) != 4 {
+				continue
+			}
+			name := parts[3]
+			if qualified {
+				name = parts[2] + "/" + parts[3]
+			}
+			if strings.HasPrefix(name, toComplete) {
+				names = append(names, name)
+			}
+		}
+		return names, cobra.ShellCompDirectiveNoFileComp
+	}
 }

@@ -75,7 +75,7 @@ func newRootCmd() *cobra.Command {
 	var conn events.ConnConfig
 	conn.AddFlags(root.PersistentFlags())
 	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd(),
-		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn))
+		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn), newLogsCmd(&conn))
 	root.AddCommand(newOperatorCommands(&conn)...)
 	for _, c := range root.Commands() {
 		wrapArgs(c)

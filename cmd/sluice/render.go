@@ -1,14 +1,100 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/replicas/local"
 )
+
+// Output formats of -o/--output.
+const (
+	outputText = "text"
+	outputJSON = "json"
+)
+
+// addOutputFlag registers -o/--output on cmd; checkOutput validates it.
+func addOutputFlag(cmd *cobra.Command, output *string, jsonMeaning string) {
+	cmd.Flags().StringVarP(output, "output", "o", outputText, "output format: text, or json ("+jsonMeaning+")")
+}
+
+func checkOutput(output string) error {
+	if output != outputText && output != outputJSON {
+		return usageError{fmt.Errorf("--output %q: want text or json", output)}
+	}
+	return nil
+}
+
+// writeJSONLine writes v as one line of JSON: the form every -o json takes,
+// so a script reads a followed stream line by line.
+func writeJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// useColor reports whether output to w is coloured: on a terminal, unless
+// NO_COLOR is set (https://no-color.org).
+func useColor(w io.Writer) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+// ANSI sequences.
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiDim    = "\x1b[2m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiBlue   = "\x1b[34m"
+	// ansiRedraw moves the cursor home and clears the screen.
+	ansiRedraw = "\x1b[H\x1b[2J"
+)
+
+// painter colours text when enabled.
+type painter bool
+
+func (p painter) paint(code, s string) string {
+	if !p || s == "" {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+// phase renders a phase with its symbol, in the phase's colour.
+func (p painter) phase(phase string) string {
+	code := ""
+	switch phase {
+	case events.PhaseHealthy:
+		code = ansiGreen
+	case events.PhaseProgressing:
+		code = ansiBlue
+	case events.PhasePaused:
+		code = ansiYellow
+	case events.PhaseDegraded:
+		code = ansiRed
+	}
+	return p.paint(code, phaseSymbol(phase)+" "+phase)
+}
 
 // phaseSymbol marks a phase the way `kubectl argo rollouts get` does.
 func phaseSymbol(phase string) string {
@@ -25,20 +111,85 @@ func phaseSymbol(phase string) string {
 	return "?"
 }
 
+// shortType is an event type without the io.sluice. prefix, as the
+// EVENT columns of history and events show it: rollout.paused.v1,
+// rollout.command.refused.v1.
+func shortType(t string) string {
+	return strings.TrimPrefix(t, "io.sluice.")
+}
+
+// eventName is the shortest name of an event type for a sentence: paused,
+// degraded, command refused, analysis measured, promote.
+func eventName(t string) string {
+	s := strings.TrimSuffix(strings.TrimPrefix(t, "io.sluice."), ".v1")
+	s = strings.TrimPrefix(s, "rollout.")
+	return strings.ReplaceAll(s, ".", " ")
+}
+
+// who says who caused an event: "by user:alice (command 0b7c…)", or ""
+// when the event carries neither extension.
+func who(ev events.Event) string {
+	actor, cause := events.Extension(ev, events.ExtActor), events.Extension(ev, events.ExtCausationID)
+	var parts []string
+	if actor != "" {
+		parts = append(parts, "by "+actor)
+	}
+	if cause != "" {
+		parts = append(parts, "(command "+cause+")")
+	}
+	return strings.Join(parts, " ")
+}
+
+// refusal renders a command.refused answer: "promote refused
+// (NotApplicable): nothing to promote".
+func refusal(c *events.CommandAnswer) string {
+	s := eventName(c.Type) + " refused"
+	if c.Code != "" {
+		s += " (" + c.Code + ")"
+	}
+	if c.Reason != "" {
+		s += ": " + c.Reason
+	}
+	return s
+}
+
+// eventSummary is the latest status event of a rollout as `get` shows it:
+// what happened, when, and who asked.
+type eventSummary struct {
+	Type        string                `json:"type"`
+	Time        time.Time             `json:"time"`
+	Actor       string                `json:"actor,omitempty"`
+	CausationID string                `json:"causationid,omitempty"`
+	Reason      string                `json:"reason,omitempty"`
+	Command     *events.CommandAnswer `json:"command,omitempty"`
+}
+
+// frame is everything one rendering of `get` shows.
+type frame struct {
+	view
+	now   time.Time
+	paint painter
+}
+
 // renderSnapshot writes a rollout's status for people: phase, revisions,
-// step, weights, replicas, analysis and the latest measurements.
-func renderSnapshot(w io.Writer, s events.Snapshot, measurements []events.Measurement) {
+// step, weights, replicas, analysis, the latest measurements and event,
+// and, on the local platform, the proxy and the processes.
+func renderSnapshot(w io.Writer, f frame) {
+	s, p := f.snapshot, f.paint
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	row("Name:", s.Name)
+	row("Name:", p.paint(ansiBold, s.Name))
 	row("Namespace:", s.Namespace)
-	status := phaseSymbol(s.Phase) + " " + s.Phase
+	status := p.phase(s.Phase)
 	var reasons []string
-	for _, p := range s.PauseConditions {
-		reasons = append(reasons, p.Reason)
+	for _, pc := range s.PauseConditions {
+		reasons = append(reasons, pc.Reason)
 	}
 	if len(reasons) > 0 {
 		status += " (" + strings.Join(reasons, ", ") + ")"
+	}
+	if left, ok := f.pauseLeft(f.now); ok {
+		status += fmt.Sprintf(": resumes in %s", left.Round(time.Second))
 	}
 	row("Status:", status)
 	if s.Message != "" {
@@ -47,32 +198,39 @@ func renderSnapshot(w io.Writer, s events.Snapshot, measurements []events.Measur
 	if s.Aborted {
 		row("Aborted:", "yes: traffic is on the stable revision")
 	}
-	strategy := s.Strategy
-	if strategy == "" {
-		strategy = "-"
-	}
-	row("Strategy:", strategy)
+	row("Strategy:", valueOr(s.Strategy, "-"))
 	if s.StepIndex != nil {
-		row("  Step:", fmt.Sprintf("%d/%d", min(*s.StepIndex+1, s.StepCount), s.StepCount))
+		step := fmt.Sprintf("%d/%d", min(*s.StepIndex+1, s.StepCount), s.StepCount)
+		if d := f.steps[*s.StepIndex]; d != "" {
+			step += " (" + d + ")"
+		}
+		row("  Step:", step)
 	} else if s.StepCount > 0 {
 		row("  Step:", fmt.Sprintf("-/%d", s.StepCount))
 	}
-	row("  Weights:", fmt.Sprintf("canary %d%%, stable %d%%", s.CanaryWeight, s.StableWeight))
+	weights := fmt.Sprintf("canary %d%%, stable %d%%", s.CanaryWeight, s.StableWeight)
+	if set, ok := f.setWeight(); ok && set != s.CanaryWeight {
+		weights += fmt.Sprintf(" (set %d%%, traffic not there yet)", set)
+	}
+	row("  Weights:", weights)
 	row("Revision:", fmt.Sprintf("%d (stable %d)", s.Revision, s.StableRevision))
 	if s.PodHash != "" {
 		row("  Pod hash:", fmt.Sprintf("%s (stable %s)", s.PodHash, s.StablePodHash))
 	}
 	r := s.Replicas
 	row("Replicas:", fmt.Sprintf("desired %d, current %d, updated %d, ready %d, available %d", r.Desired, r.Current, r.Updated, r.Ready, r.Available))
+	if f.listen != "" {
+		row("Proxy:", proxyURL(f.listen))
+	}
 	if a := s.Analysis; a != nil {
 		row("Analysis:", fmt.Sprintf("%s %s  ✔ %d  ✖ %d  ? %d  ⚠ %d", a.Name, a.Phase, a.Successful, a.Failed, a.Inconclusive, a.Error))
 		if a.Message != "" {
 			row("  Message:", a.Message)
 		}
 	}
-	if len(measurements) > 0 {
+	if len(f.measurements) > 0 {
 		row("Measurements:", "")
-		for _, m := range measurements {
+		for _, m := range f.measurements {
 			line := fmt.Sprintf("%s %s = %s %s", m.FinishedAt.UTC().Format(time.TimeOnly), m.Metric, valueOr(m.Value, "-"), m.Phase)
 			if m.Message != "" {
 				line += ": " + m.Message
@@ -80,10 +238,88 @@ func renderSnapshot(w io.Writer, s events.Snapshot, measurements []events.Measur
 			row("", line)
 		}
 	}
+	if e := f.last; e != nil {
+		line := e.Time.UTC().Format(time.TimeOnly) + " " + eventName(e.Type)
+		if e.Actor != "" {
+			line += " by " + e.Actor
+		}
+		if e.CausationID != "" {
+			line += " (command " + e.CausationID + ")"
+		}
+		row("Last event:", line)
+		if e.Command != nil {
+			row("  Refused:", p.paint(ansiYellow, refusal(e.Command)))
+		} else if e.Reason != "" {
+			row("  Reason:", e.Reason)
+		}
+	}
 	if !s.UpdatedAt.IsZero() {
 		row("Updated:", s.UpdatedAt.UTC().Format(time.RFC3339))
 	}
 	tw.Flush()
+	renderProcesses(w, s, f.processes, f.now, p)
+}
+
+// renderProcesses writes the revision tree of the local platform: each
+// revision with its role, and below it each process.
+func renderProcesses(w io.Writer, s events.Snapshot, procs []local.Process, now time.Time, p painter) {
+	if len(procs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Processes:")
+	var groups [][]local.Process
+	for i, pr := range procs {
+		if i == 0 || pr.PodHash != procs[i-1].PodHash {
+			groups = append(groups, nil)
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], pr)
+	}
+	for gi, g := range groups {
+		lastGroup := gi == len(groups)-1
+		branch, indent := "├─", "│  "
+		if lastGroup {
+			branch, indent = "└─", "   "
+		}
+		var roles []string
+		if g[0].PodHash == s.StablePodHash {
+			roles = append(roles, "stable")
+		}
+		if g[0].PodHash == s.PodHash && s.PodHash != s.StablePodHash {
+			roles = append(roles, "canary")
+		}
+		role := ""
+		if len(roles) > 0 {
+			role = ", " + strings.Join(roles, ", ")
+		}
+		fmt.Fprintf(w, "%s revision %d (hash %s%s)\n", branch, g[0].Revision, g[0].PodHash, role)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for i, pr := range g {
+			leaf := "├─"
+			if i == len(g)-1 {
+				leaf = "└─"
+			}
+			state := p.paint(ansiGreen, "ready")
+			if !pr.Ready {
+				state = p.paint(ansiYellow, "not ready")
+			}
+			what := strings.Join(pr.Command, " ")
+			if pr.Image != "" {
+				what = pr.Image + "  " + what
+			}
+			fmt.Fprintf(tw, "%s%s %s\tpid %d\tport %d\t%s\trestarts %d\tup %s\t%s\n", indent, leaf, pr.Name(), pr.PID, pr.Port, state,
+				pr.Restarts, now.Sub(pr.StartedAt).Round(time.Second), p.paint(ansiDim, what))
+		}
+		tw.Flush()
+	}
+}
+
+// proxyURL is the URL of a local.sluice.io/listen address; an address
+// without a host listens on every interface, so localhost reaches it.
+func proxyURL(listen string) string {
+	if strings.HasPrefix(listen, ":") {
+		listen = "localhost" + listen
+	}
+	return "http://" + listen
 }
 
 func valueOr(v, def string) string {
@@ -91,4 +327,46 @@ func valueOr(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// taskFailure matches the failure messages of the orchestrator's tasks,
+// which name the internal task id before the reason: "replicas task
+// default/web/r3/scale/7 failed (3 attempts): <reason>".
+var (
+	taskFailure = regexp.MustCompile(`(\w+) task \S+/r\d+/\S+/\d+ failed \((\d+) attempts\): `)
+	taskID      = regexp.MustCompile(` task \S+/r\d+/\S+/\d+`)
+)
+
+// readableMessage puts the reason of a task failure first and drops the
+// task's id, which means nothing to a person:
+// "RolloutAborted: ...: replicas task a/b/r3/scale/7 failed (3 attempts):
+// 0 of 2 ready" becomes "0 of 2 ready (RolloutAborted: ...; replicas task
+// failed, 3 attempts)".
+func readableMessage(m string) string {
+	m = strings.Join(strings.Fields(m), " ")
+	if loc := taskFailure.FindStringSubmatchIndex(m); loc != nil {
+		context := strings.TrimSuffix(strings.TrimSpace(m[:loc[0]]), ":")
+		svc, attempts := m[loc[2]:loc[3]], m[loc[4]:loc[5]]
+		reason := m[loc[1]:]
+		tail := fmt.Sprintf("%s task failed, %s attempts", svc, attempts)
+		if context != "" {
+			tail = context + "; " + tail
+		}
+		return reason + " (" + tail + ")"
+	}
+	return taskID.ReplaceAllString(m, " task")
+}
+
+// truncate cuts s to at most width characters at a word boundary, marking
+// the cut with an ellipsis.
+func truncate(s string, width int) string {
+	if utf8.RuneCountInString(s) <= width {
+		return s
+	}
+	runes := []rune(s)
+	cut := string(runes[:width-1])
+	if i := strings.LastIndexAny(cut, " ,;"); i > width/2 {
+		cut = cut[:i]
+	}
+	return strings.TrimRight(cut, " ,;:") + "…"
 }

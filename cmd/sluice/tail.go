@@ -14,20 +14,37 @@ import (
 )
 
 func newEventsCmd(conn *events.ConnConfig) *cobra.Command {
-	var ns string
+	var ns, output string
+	var all bool
 	var since time.Duration
 	cmd := &cobra.Command{
 		Use:   "events [rollout]",
-		Short: "Tail status events (of one rollout, or all) until Ctrl-C",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Follow status events of one rollout, a namespace (-n) or every namespace (-A) until Ctrl-C",
+		Long: `Follow status events until Ctrl-C: of one rollout, of every rollout in the
+namespace of -n (default "default"), or of every namespace with -A. Each
+line says what happened and who caused it (the actor and causationid
+extensions); a refused command shows its code and reason. With -o json,
+each event is one structured CloudEvent per line.`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeRollouts(conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			subject := events.StatusRoot + ".>"
-			if len(args) == 1 {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			subject := events.StatusRoot + "." + ns + ".*"
+			switch {
+			case len(args) == 1:
 				r, err := rolloutRef(args[0], ns)
 				if err != nil {
 					return err
 				}
 				subject = events.StatusSubject(r)
+			case all:
+				subject = events.StatusRoot + ".>"
+			default:
+				if err := (events.Ref{Namespace: ns, Name: "x"}).Validate(); err != nil {
+					return usageError{fmt.Errorf("--namespace %q: %w", ns, err)}
+				}
 			}
 			ctx := cmd.Context()
 			client, err := connect(ctx, *conn)
@@ -59,7 +76,7 @@ func newEventsCmd(conn *events.ConnConfig) *cobra.Command {
 				if ctx.Err() != nil {
 					return nil
 				}
-				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoMessages) {
 					continue
 				}
 				if err != nil {
@@ -71,23 +88,25 @@ func newEventsCmd(conn *events.ConnConfig) *cobra.Command {
 					stored = meta.Timestamp
 				}
 				ev, err := events.Decode(msg.Data(), msg.Headers())
-				if err != nil {
-					fmt.Fprintf(out, "%s  (unreadable) %v\n", stored.UTC().Format("15:04:05.000"), err)
-					continue
+				switch {
+				case err != nil && output == outputJSON:
+					err = writeJSONLine(out, map[string]string{"stored": stored.UTC().Format(time.RFC3339Nano), "error": err.Error()})
+				case err != nil:
+					_, err = fmt.Fprintf(out, "%s  (unreadable) %v\n", stored.UTC().Format("15:04:05.000"), err)
+				case output == outputJSON:
+					err = writeJSONLine(out, ev)
+				default:
+					_, err = fmt.Fprintf(out, "%s  %-16s %-28s %s\n", stored.UTC().Format("15:04:05.000"), ev.Subject(), shortType(ev.Type()), describe(ev))
 				}
-				fmt.Fprintf(out, "%s  %-16s %-28s %s\n", stored.UTC().Format("15:04:05.000"), ev.Subject(), shortType(ev.Type()), describe(ev))
+				if err != nil {
+					return err
+				}
 			}
 		},
 	}
 	addNamespaceFlag(cmd, &ns)
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "without a rollout: follow every namespace")
 	cmd.Flags().DurationVar(&since, "since", 0, "also show events from this long ago (e.g. 10m)")
+	addOutputFlag(cmd, &output, "one structured CloudEvent per line")
 	return cmd
-}
-
-func shortType(t string) string {
-	const prefix = "io.sluice."
-	if len(t) > len(prefix) && t[:len(prefix)] == prefix {
-		return t[len(prefix):]
-	}
-	return t
 }
