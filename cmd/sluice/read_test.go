@@ -222,11 +222,20 @@ func TestListPutsTheReasonFirst(t *testing.T) {
 	tests := []struct{ message, want string }{
 		{
 			"RolloutAborted: Rollout aborted update to revision 3: replicas task default/web/r3/scale/7 failed (3 attempts): revision 3 (hash 5d8f): 0 of 2 processes ready",
-			"revision 3 (hash 5d8f): 0 of 2 processes ready (RolloutAborted: Rollout aborted update to revision 3; replicas task failed, 3 attempts)",
+			"revision 3 (hash 5d8f): 0 of 2 processes ready (replicas task failed, 3 attempts) (aborted revision 3)",
 		},
 		{
 			"no traffic worker took task prod/web/r2/route/4 within 30s (3 attempts); is the traffic service running?",
 			"no traffic worker took task within 30s (3 attempts); is the traffic service running?",
+		},
+		// The orchestrator's newer form: the reason first, the task after.
+		{
+			"RolloutAborted: Rollout aborted update to revision 3: revision 3 (hash 5d8f): 0 of 2 processes ready (replicas task default/web/r3/scale/7, 3 attempts)",
+			"revision 3 (hash 5d8f): 0 of 2 processes ready (replicas task, 3 attempts) (aborted revision 3)",
+		},
+		{
+			"no replicas worker took the task within 30s: is the replicas service running? (task prod/web/r2/scale/4, 3 attempts)",
+			"no replicas worker took the task within 30s: is the replicas service running? (3 attempts)",
 		},
 		{"manually paused", "manually paused"},
 	}

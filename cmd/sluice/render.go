@@ -329,32 +329,44 @@ func valueOr(v, def string) string {
 	return v
 }
 
-// taskFailure matches the failure messages of the orchestrator's tasks,
-// which name the internal task id before the reason: "replicas task
-// default/web/r3/scale/7 failed (3 attempts): <reason>".
+// Task failures name the orchestrator's internal task id, which means
+// nothing to a person: before the reason ("replicas task
+// default/web/r3/scale/7 failed (3 attempts): <reason>"), or, since the
+// orchestrator puts the reason first, after it ("<reason> (replicas task
+// default/web/r3/scale/7, 3 attempts)"). An abort puts its own prefix
+// before either.
 var (
 	taskFailure = regexp.MustCompile(`(\w+) task \S+/r\d+/\S+/\d+ failed \((\d+) attempts\): `)
-	taskID      = regexp.MustCompile(` task \S+/r\d+/\S+/\d+`)
+	taskID      = regexp.MustCompile(`\btask [a-z0-9-]+/[a-z0-9-]+/r\d+/[A-Za-z0-9-]+/\d+`)
+	taskParen   = regexp.MustCompile(`\(task [a-z0-9-]+/[a-z0-9-]+/r\d+/[A-Za-z0-9-]+/\d+, `)
+	aborted     = regexp.MustCompile(`^RolloutAborted: Rollout aborted update to revision (\d+): (.+)$`)
 )
 
-// readableMessage puts the reason of a task failure first and drops the
-// task's id, which means nothing to a person:
-// "RolloutAborted: ...: replicas task a/b/r3/scale/7 failed (3 attempts):
-// 0 of 2 ready" becomes "0 of 2 ready (RolloutAborted: ...; replicas task
-// failed, 3 attempts)".
+// readableMessage puts the reason of a failure first and drops internal
+// task ids:
+// "RolloutAborted: Rollout aborted update to revision 3: replicas task
+// a/b/r3/scale/7 failed (3 attempts): 0 of 2 ready" becomes "0 of 2 ready
+// (replicas task failed, 3 attempts; aborted revision 3)".
 func readableMessage(m string) string {
 	m = strings.Join(strings.Fields(m), " ")
+	abortedRev := ""
+	if sm := aborted.FindStringSubmatch(m); sm != nil {
+		abortedRev, m = sm[1], sm[2]
+	}
 	if loc := taskFailure.FindStringSubmatchIndex(m); loc != nil {
 		context := strings.TrimSuffix(strings.TrimSpace(m[:loc[0]]), ":")
 		svc, attempts := m[loc[2]:loc[3]], m[loc[4]:loc[5]]
-		reason := m[loc[1]:]
-		tail := fmt.Sprintf("%s task failed, %s attempts", svc, attempts)
+		m = m[loc[1]:] + fmt.Sprintf(" (%s task failed, %s attempts)", svc, attempts)
 		if context != "" {
-			tail = context + "; " + tail
+			m += " (" + context + ")"
 		}
-		return reason + " (" + tail + ")"
 	}
-	return taskID.ReplaceAllString(m, " task")
+	m = taskParen.ReplaceAllString(m, "(")
+	m = taskID.ReplaceAllString(m, "task")
+	if abortedRev != "" {
+		m += " (aborted revision " + abortedRev + ")"
+	}
+	return m
 }
 
 // truncate cuts s to at most width characters at a word boundary, marking
