@@ -242,14 +242,15 @@ func (d display) show(v view, heading string) error {
 		return writeJSONLine(d.out, j)
 	}
 	var b strings.Builder
-	switch {
-	case d.redraw:
-		b.WriteString(ansiRedraw)
-	case heading != "":
+	if heading != "" && !d.redraw {
 		fmt.Fprintf(&b, "\n── %s\n", heading)
 	}
 	renderSnapshot(&b, frame{view: v, now: time.Now(), paint: d.paint})
-	_, err := io.WriteString(d.out, b.String())
+	text := b.String()
+	if d.redraw {
+		text = redrawn(text)
+	}
+	_, err := io.WriteString(d.out, text)
 	return err
 }
 

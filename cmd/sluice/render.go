@@ -66,9 +66,19 @@ const (
 	ansiGreen  = "\x1b[32m"
 	ansiYellow = "\x1b[33m"
 	ansiBlue   = "\x1b[34m"
-	// ansiRedraw moves the cursor home and clears the screen.
-	ansiRedraw = "\x1b[H\x1b[2J"
+	// ansiHome moves the cursor to the top left; ansiClearLine clears the
+	// rest of a line and ansiClearBelow the rest of the screen. A redraw
+	// overwrites the previous frame in place, which does not flicker as
+	// clearing the screen first does.
+	ansiHome       = "\x1b[H"
+	ansiClearLine  = "\x1b[K"
+	ansiClearBelow = "\x1b[J"
 )
+
+// redrawn is frame written over the previous one on a terminal.
+func redrawn(frame string) string {
+	return ansiHome + strings.ReplaceAll(frame, "\n", ansiClearLine+"\n") + ansiClearBelow
+}
 
 // painter colours text when enabled.
 type painter bool

@@ -63,9 +63,14 @@ func TestWatchRedrawsInPlaceWithColourOnATerminal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	frames := strings.Split(b.String(), ansiRedraw)
+	frames := strings.Split(b.String(), ansiHome)
 	if len(frames) != 3 || frames[0] != "" || strings.Contains(b.String(), "ignored on a terminal") {
-		t.Errorf("want two frames, each starting with a redraw:\n%q", b.String())
+		t.Errorf("want two frames, each drawn from the top left:\n%q", b.String())
+	}
+	for _, f := range frames[1:] {
+		if !strings.HasSuffix(f, ansiClearBelow) || !strings.Contains(f, "Name:") || strings.Contains(strings.ReplaceAll(f, ansiClearLine+"\n", ""), "\n") {
+			t.Errorf("a frame does not overwrite the previous one line by line:\n%q", f)
+		}
 	}
 	if !strings.Contains(frames[1], ansiYellow+"॥ Paused"+ansiReset) {
 		t.Errorf("the phase is not in its colour:\n%q", frames[1])
