@@ -63,7 +63,8 @@ type Spec struct {
 	Flags func(fs *pflag.FlagSet)
 	// Build makes the service once flags are parsed and NATS is connected.
 	Build func(env Env) (Service, error)
-	// Stdout is where --help and --version print; nil means os.Stdout.
+	// Stdout is where --version prints; nil means os.Stdout. (--help
+	// prints to stderr, as pflag does.)
 	Stdout io.Writer
 }
 
@@ -159,7 +160,7 @@ func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 		stdout = os.Stdout
 	}
 	fs.SetOutput(stderr)
-	fs.Usage = s.usage(stdout, fs)
+	fs.Usage = s.usage(stderr, fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return ExitOK

@@ -135,9 +135,10 @@ func TestVersionAndHelpNameTheBinary(t *testing.T) {
 		if code != ExitOK {
 			t.Errorf("%s: exit %d; stderr: %s", tt.arg, code, stderr.String())
 		}
+		printed := stdout.String() + stderr.String()
 		for _, w := range tt.want {
-			if !strings.Contains(stdout.String(), w) {
-				t.Errorf("%s prints %q, lacking %q", tt.arg, stdout.String(), w)
+			if !strings.Contains(printed, w) {
+				t.Errorf("%s prints %q, lacking %q", tt.arg, printed, w)
 			}
 		}
 	}
