@@ -49,7 +49,7 @@ func (d *decision) send(t *TaskRecord) {
 	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision}
 	switch {
 	case t.Scale != nil:
-		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions))}
+		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions)), Remove: t.Scale.Remove}
 		for i, rv := range t.Scale.Revisions {
 			rv.Template = s.template(rv.PodHash)
 			sc.Revisions[i] = rv
@@ -98,14 +98,14 @@ func (d *decision) progressDeadline() time.Duration {
 func (d *decision) syncScale() {
 	s := d.s
 	want := d.desiredScale()
-	if s.Scale != nil && s.Scale.Scale != nil && sameScale(s.Scale.Scale.Revisions, want) {
+	if s.Scale != nil && s.Scale.Scale != nil && s.Scale.Scale.Remove == s.Deleting && sameScale(s.Scale.Scale.Revisions, want) {
 		return
 	}
-	if s.inProgress() && !s.Aborted && d.halted() {
+	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() {
 		return
 	}
 	t := d.newTask(tasks.KindScale, "scale", s.Revision)
-	t.Scale = &tasks.Scale{Revisions: want}
+	t.Scale = &tasks.Scale{Revisions: want, Remove: s.Deleting}
 	for _, w := range want {
 		p := s.pod(w.PodHash)
 		if p == nil {
@@ -126,6 +126,9 @@ func (d *decision) syncScale() {
 func (d *decision) syncRoute() {
 	s := d.s
 	want := d.desiredRoute()
+	if want != nil && s.Deleting {
+		want.Remove = true
+	}
 	if want == nil || s.Route != nil && sameRoute(s.Route.Route, want) {
 		return
 	}
@@ -197,8 +200,12 @@ func (d *decision) fireTaskDeadlines() {
 // (phase Degraded), and aborts the update with progressDeadlineAbort.
 func (d *decision) progressDeadlineExceeded() {
 	s := d.s
-	if s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted {
+	switch {
+	case s.Deleting:
+	case s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted:
 		d.abort(deadlineMessage(s))
+	default:
+		d.emit(events.TypeRolloutDegraded, events.StatusData{Reason: deadlineMessage(s)})
 	}
 }
 
@@ -230,11 +237,11 @@ func (d *decision) fail(message string) {
 		d.abort(message)
 		return
 	}
-	first := s.Failure == "" && !s.Aborted && !s.Completed
+	first := s.Failure == "" && !s.Aborted && !s.Completed && !s.Deleting
 	s.Failure = message
 	if first {
-		// The revision will not come up: say so once, as an abort would.
-		d.emit(events.TypeRolloutAborted, events.StatusData{Reason: message})
+		// The revision will not come up: say so once.
+		d.emit(events.TypeRolloutDegraded, events.StatusData{Reason: message})
 	}
 }
 
