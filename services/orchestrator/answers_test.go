@@ -3,8 +3,10 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,5 +169,50 @@ func TestEveryCommandIsAnswered(t *testing.T) {
 	})
 	if !slices.ContainsFunc(status.of(web), func(e statusEntry) bool { return e.Type == events.TypeRolloutDeleted }) {
 		t.Fatal("no deleted event")
+	}
+}
+
+// TestReaderShowsCountsReportedWithoutAnEvent: a scale-down publishes no
+// status event once the pods are gone, but the status read from the
+// orchestrator shows the counts it reported; a deleted rollout is gone.
+func TestReaderShowsCountsReportedWithoutAnEvent(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:1", canaryWithPause)))
+	status.waitFor(t, web, events.TypeRolloutCompleted)
+
+	rd, err := NewReader(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := strings.Replace(string(manifest(web, "web:1", canaryWithPause)), `"replicas":4`, `"replicas":2`, 1)
+	if !strings.Contains(two, `"replicas":2`) {
+		t.Fatalf("setup: manifest %s", two)
+	}
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(two))
+	poll.Until(t, "the reader showing 2 of 2 replicas", func() error {
+		s, err := rd.Get(context.Background(), web)
+		if err != nil {
+			return err
+		}
+		if r := s.Replicas; r.Desired != 2 || r.Current != 2 || r.Available != 2 {
+			return fmt.Errorf("replicas %+v", r)
+		}
+		return nil
+	})
+	if l, err := rd.List(context.Background(), "shop"); err != nil || len(l) != 1 || l[0].Name != "web" {
+		t.Fatalf("list: %v %+v", err, l)
+	}
+	send(t, c, web, events.TypeRolloutDelete, nil)
+	status.waitFor(t, web, events.TypeRolloutDeleted)
+	if _, err := rd.Get(context.Background(), web); !errors.Is(err, ErrNoRollout) {
+		t.Fatalf("get after delete: %v, want ErrNoRollout", err)
+	}
+	if l, err := rd.List(context.Background(), ""); err != nil || len(l) != 0 {
+		t.Fatalf("list after delete: %v %+v", err, l)
 	}
 }
