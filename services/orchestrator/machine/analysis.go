@@ -177,7 +177,7 @@ func (d *decision) startRun(w wantedRun) {
 func (d *decision) runFinished(run *RunRecord, f tasks.Finished) bool {
 	t := &run.Task
 	if f.Analysis == nil && f.Outcome == tasks.OutcomeFailed {
-		d.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("analyzer task %s failed (%d attempts): %s", t.ID, t.Attempt, f.Message))
+		d.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("%s (analyzer task %s, %d attempts)", f.Message, t.ID, t.Attempt))
 		return true
 	}
 	sum := events.AnalysisSummary{Name: run.Name, Phase: string(phaseSuccessful), Message: f.Message}

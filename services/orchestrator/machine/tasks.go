@@ -183,15 +183,15 @@ func (d *decision) fireTaskDeadlines() {
 		svc, _ := tasks.Service(t.Kind)
 		switch {
 		case !t.Started && !t.StartBy.IsZero() && !d.now.Before(t.StartBy):
-			d.attemptFailed(ref, fmt.Sprintf("no %s worker took task %s within %s (%d attempts); is the %s service running?",
-				svc, t.ID, d.cfg.TaskStartTimeout, t.Attempt, svc))
+			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? (task %s, %d attempts)",
+				svc, d.cfg.TaskStartTimeout, svc, t.ID, t.Attempt))
 		case !t.Overdue && !t.FinishBy.IsZero() && !d.now.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {
 				t.Overdue = true
 				d.progressDeadlineExceeded()
 				continue
 			}
-			d.attemptFailed(ref, fmt.Sprintf("%s task %s did not finish within %s (%d attempts)", svc, t.ID, d.cfg.RouteFinishTimeout, t.Attempt))
+			d.attemptFailed(ref, fmt.Sprintf("the %s service did not finish within %s (task %s, %d attempts)", svc, d.cfg.RouteFinishTimeout, t.ID, t.Attempt))
 		}
 	}
 }
@@ -272,7 +272,7 @@ func (d *decision) finished(f tasks.Finished) bool {
 	}
 	if f.Outcome == tasks.OutcomeFailed {
 		svc, _ := tasks.Service(t.Kind)
-		msg := fmt.Sprintf("%s task %s failed (%d attempts): %s", svc, t.ID, t.Attempt, f.Message)
+		msg := fmt.Sprintf("%s (%s task %s, %d attempts)", f.Message, svc, t.ID, t.Attempt)
 		d.attemptFailed(ref, msg)
 		return true
 	}

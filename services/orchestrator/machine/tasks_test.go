@@ -32,7 +32,7 @@ func TestTaskProtocol(t *testing.T) {
 			m := w.mark()
 			w.advance(31 * time.Second)
 			w.expectEvents(m, "rollout.degraded")
-			want := "no replicas worker took task shop/web/r1/scale/1 within 30s (3 attempts); is the replicas service running?"
+			want := "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r1/scale/1, 3 attempts)"
 			if r := w.lastEvent("rollout.degraded").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
@@ -57,7 +57,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.advance(90 * time.Second)
 			ab := w.lastEvent("rollout.aborted")
-			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took task shop/web/r2/scale/2 within 30s") {
+			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r2/scale/2,") {
 				t.Fatalf("reason %q", ab.Data.Reason)
 			}
 			m := w.mark()
@@ -88,7 +88,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.failNext[tasks.ServiceTraffic] = 4 // the first route task is superseded before it fails
 			w.settle()
-			want := "traffic task shop/web/r2/route/3 failed (3 attempts): traffic worker: quota exceeded"
+			want := "traffic worker: quota exceeded (traffic task shop/web/r2/route/3, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
@@ -109,8 +109,8 @@ func TestTaskProtocol(t *testing.T) {
 			w.expectPhase(events.PhaseDegraded)
 			w.expectEvents(m)
 			w.advance(180 * time.Second)
-			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "traffic task shop/web/r2/route/3 did not finish within 1m0s (3 attempts); "+
-				"routing traffic back to the stable revision failed: traffic task shop/web/r2/route/4 did not finish within 1m0s (3 attempts)" {
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "the traffic service did not finish within 1m0s (task shop/web/r2/route/3, 3 attempts); "+
+				"routing traffic back to the stable revision failed: the traffic service did not finish within 1m0s (task shop/web/r2/route/4, 3 attempts)" {
 				t.Fatalf("reason %q", r)
 			}
 		}},
@@ -164,7 +164,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.down[tasks.ServiceAnalyzer] = true
 			w.request(image(ro, "web:2"))
 			w.advance(2 * time.Minute)
-			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took task shop/web/r2/analysis-step-1/1 within 30s (3 attempts); is the analyzer service running?"
+			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? (task shop/web/r2/analysis-step-1/1, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}
