@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -62,31 +62,31 @@ func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, even
 	if actor != "" {
 		ev.SetExtension(events.ExtActor, actor)
 	}
-	var sub *nats.Subscription
+	var cons jetstream.Consumer
 	if timeout > 0 {
-		// Subscribed before publishing, so that no answer can come first.
-		if sub, err = client.Conn().SubscribeSync(events.StatusSubject(r)); err != nil {
-			return ev, nil, fmt.Errorf("follow the status of %s: %w", r, err)
+		// Read the rollout's status from right after the stream's end as
+		// it is before publishing, so that no answer can come first. (An
+		// ordered consumer, as the operator and viewer may run.)
+		if cons, err = followStatus(ctx, client, r); err != nil {
+			return ev, nil, err
 		}
-		defer func() { _ = sub.Unsubscribe() }()
 	}
 	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
 		return ev, nil, err
 	}
-	if sub == nil {
+	if cons == nil {
 		return ev, nil, nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		msg, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ev, nil, ctx.Err()
-			}
-			return ev, nil, errNoAnswer
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return ev, nil, err
 		}
-		got, err := events.Decode(msg.Data, msg.Header)
+		msg, err := cons.Next(jetstream.FetchMaxWait(min(250*time.Millisecond, max(time.Until(deadline), time.Millisecond))))
+		if err != nil {
+			continue // no message yet
+		}
+		got, err := events.Decode(msg.Data(), msg.Headers())
 		if err != nil || events.Extension(got, events.ExtCausationID) != ev.ID() {
 			continue
 		}
@@ -96,6 +96,29 @@ func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, even
 		}
 		return ev, a, nil
 	}
+	return ev, nil, errNoAnswer
+}
+
+// followStatus returns an ordered consumer of r's status events published
+// from now on.
+func followStatus(ctx context.Context, client *events.Client, r events.Ref) (jetstream.Consumer, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.StatusSubject(r)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	return cons, nil
 }
 
 // commandOptions are the flags every operator command has.

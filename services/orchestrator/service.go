@@ -148,7 +148,7 @@ var Needs = events.Needs{
 		{Stream: events.StreamCommands, Name: DurableCommands},
 		{Stream: events.StreamResults, Name: DurableResults},
 	},
-	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1}},
+	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1, Public: true}},
 	Publish: []string{
 		events.TaskRoot + "." + tasks.ServiceReplicas + ".>",
 		events.TaskRoot + "." + tasks.ServiceTraffic + ".>",
