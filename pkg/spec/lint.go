@@ -205,3 +205,38 @@ func LintSources(srcs []Source, opts LintOptions) Report {
 	r.sort()
 	return r
 }
+
+// AnalysisRef is a template reference of a Rollout and the path of its
+// templateName.
+type AnalysisRef struct {
+	Field string
+	Ref   AnalysisTemplateRef
+}
+
+// AnalysisRefs returns every template r references: in its canary steps,
+// its background analysis, and its blue/green pre- and post-promotion
+// analyses, in that order.
+func AnalysisRefs(r *Rollout) []AnalysisRef {
+	var out []AnalysisRef
+	add := func(at string, a *RolloutAnalysis) {
+		if a == nil {
+			return
+		}
+		for i, t := range a.Templates {
+			out = append(out, AnalysisRef{Field: fmt.Sprintf("%s.templates[%d].templateName", at, i), Ref: t})
+		}
+	}
+	if c := r.Spec.Strategy.Canary; c != nil {
+		for i, s := range c.Steps {
+			add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), s.Analysis)
+		}
+		if c.Analysis != nil {
+			add("spec.strategy.canary.analysis", &c.Analysis.RolloutAnalysis)
+		}
+	}
+	if b := r.Spec.Strategy.BlueGreen; b != nil {
+		add("spec.strategy.blueGreen.prePromotionAnalysis", b.PrePromotionAnalysis)
+		add("spec.strategy.blueGreen.postPromotionAnalysis", b.PostPromotionAnalysis)
+	}
+	return out
+}
