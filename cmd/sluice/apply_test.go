@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/services/analyzer"
+)
+
+// startAnalyzer runs an analyzer on the NATS server at url, so that
+// applied templates reach its bucket.
+func startAnalyzer(t *testing.T, url string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	a, err := analyzer.New(eventstest.Connect(t, url), analyzer.Config{Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = a.Run(ctx) }()
+	poll.True(t, "the analyzer to be ready", a.Ready, poll.Timeout(eventstest.Wait))
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestApplyPublishesNothingWhenATemplateIsInvalid(t *testing.T) {
+	url := startSystem(t)
+	file := writeFile(t, "both.yaml", template(`"result[0] >= 0.95 &&"`, goodQuery)+"---\n"+analysedRollout)
+	code, out := sluice(t, url, "apply", "-f", file)
+	if code != exitFail || !strings.Contains(out, `both.yaml: AnalysisTemplate default/success-rate: spec.metrics[0].successCondition: Invalid value: "result[0] >= 0.95 &&": unexpected token EOF`) {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "published") {
+		t.Errorf("apply says it published:\n%s", out)
+	}
+	client := eventstest.Connect(t, url)
+	s, err := client.JetStream().Stream(context.Background(), events.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Msgs; n != 0 {
+		t.Errorf("%d commands published from an invalid file", n)
+	}
+}
+
+func TestTemplateReferencesResolveAgainstTheBus(t *testing.T) {
+	url := startSystem(t)
+	startAnalyzer(t, url)
+	rollout := writeFile(t, "rollout.yaml", analysedRollout)
+	tmpl := writeFile(t, "template.yaml", template("result[0] < 0.05", goodQuery))
+
+	code, out := sluice(t, url, "lint", "-f", rollout)
+	if want := `rollout.yaml: Rollout default/web: spec.strategy.canary.steps[1].analysis.templates[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given nor applied on the bus`; code != exitFail || !strings.Contains(out, want) {
+		t.Fatalf("lint before the template is applied: exit %d\n%s\nwant %s", code, out, want)
+	}
+	if code, out := sluice(t, url, "apply", "-f", tmpl); code != exitOK || !strings.Contains(out, "AnalysisTemplate default/success-rate published") {
+		t.Fatalf("apply template: exit %d\n%s", code, out)
+	}
+	poll.Until(t, "lint to find the applied template", func() error {
+		if code, out := sluice(t, url, "lint", "-f", rollout); code != exitOK {
+			return fmt.Errorf("exit %d\n%s", code, out)
+		}
+		return nil
+	})
+	// Without --nats-url or --remote, lint looks only at the files.
+	var stdout, stderr strings.Builder
+	if code := run(context.Background(), []string{"lint", "-f", rollout}, &stdout, &stderr); code != exitFail || !strings.Contains(stdout.String(), "--remote also looks among the templates applied on the bus") {
+		t.Errorf("lint without the bus: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestApplyWarnsOfATemplateFoundNowhere(t *testing.T) {
+	url := startSystem(t)
+	code, out := sluice(t, url, "apply", "-f", writeFile(t, "rollout.yaml", analysedRollout))
+	if code != exitOK || !strings.Contains(out, `warning: spec.strategy.canary.steps[1].analysis.templates[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given nor applied on the bus: the analysis fails when it starts unless the template is applied first`) ||
+		!strings.Contains(out, "Rollout default/web published") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestApplyWaitPrintsEachStepAndWhereItWaits(t *testing.T) {
+	url := startSystem(t)
+	if code, out := sluice(t, url, "apply", "-f", writeManifest(t, "web:1"), "--wait", "--timeout", "20s"); code != exitOK || !strings.Contains(out, "default/web: completed (revision 1)") {
+		t.Fatalf("first apply: exit %d\n%s", code, out)
+	}
+
+	// Revision 2 stops at the indefinite pause of step 2 and times out
+	// there, whatever the timeout.
+	code, out := sluice(t, url, "apply", "-f", writeManifest(t, "web:2"), "--wait", "--timeout", "5s")
+	for _, want := range []string{
+		"default/web: accepted as revision 2",
+		"default/web: step 1/3 started: setWeight 25",
+		"default/web: step 1/3 completed: setWeight 25",
+		"default/web: step 2/3 started: pause",
+		"default/web: paused: ",
+		"timed out after 5s: default/web at step 2/3 (pause), Paused: waiting for promote (an indefinite pause)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply --wait output lacks %q", want)
+		}
+	}
+	if code != exitFail || t.Failed() {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+
+	// -q prints nothing but the reason it failed.
+	code, out = sluice(t, url, "apply", "-q", "-f", writeManifest(t, "web:3"), "--wait", "--timeout", "5s")
+	if code != exitFail || strings.Contains(out, "started") || strings.Contains(out, "published") ||
+		!strings.Contains(out, "timed out after 5s: default/web at step 2/3 (pause), Paused: waiting for promote (an indefinite pause)") {
+		t.Fatalf("apply -q --wait: exit %d\n%s", code, out)
+	}
+}
