@@ -119,9 +119,9 @@ func TestLintSources(t *testing.T) {
 			opts: LintOptions{Strict: true},
 		},
 		{
-			name: "replicas under the strategy",
-			srcs: []Source{{Name: "r.yaml", Data: []byte(strings.Replace(rolloutWith(""), "    canary:", "    replicas: 3\n    canary:", 1))}},
-			want: []string{"warning: spec.strategy.replicas: unknown field here; replicas belongs to the rollout's spec (spec.replicas); without it the rollout runs 1 replica"},
+			name:      "replicas under the strategy",
+			srcs:      []Source{{Name: "r.yaml", Data: []byte(strings.Replace(rolloutWith(""), "    canary:", "    replicas: 3\n    canary:", 1))}},
+			want:      []string{"warning: spec.strategy.replicas: unknown field here; replicas belongs to the rollout's spec (spec.replicas); without it the rollout runs 1 replica"},
 			wantValid: true,
 		},
 	}
