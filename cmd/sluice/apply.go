@@ -29,9 +29,8 @@ func newApplyCmd(conn *events.ConnConfig) *cobra.Command {
 then every Rollout, as the contract's events. Every -f is read (a file, a
 directory of manifests, or - for standard input). The manifests are checked
 first, as 'sluice lint' does, templates exactly as the analyzer will check
-them; nothing is published when one document is invalid. A template
-reference found neither in the files nor among the templates already
-applied is a warning: the analysis would fail when it starts.
+them; nothing is published when one document is invalid. Template
+references are not resolved ('sluice lint --remote' does that).
 
 With --wait, print a line per step as it happens (step started and
 completed, paused and why, analysis verdicts; none with -q), and exit 0
@@ -109,14 +108,16 @@ func toOutbound(o spec.Object, ns string) (outbound, error) {
 }
 
 func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, opts applyOptions, out io.Writer) error {
-	cfg := lintConfig{Strict: opts.strict, Namespace: opts.namespace, UnresolvedIsWarning: true}
-	report, err := lintManifests(ctx, srcs, cfg)
+	report, err := lintManifests(ctx, srcs, lintConfig{Strict: opts.strict, Namespace: opts.namespace, SkipReferences: true})
 	if err != nil {
 		return err
 	}
 	if !report.Valid() {
 		fmt.Fprintln(out, report.String())
 		return errSilentFailure
+	}
+	if len(report.Findings) > 0 {
+		fmt.Fprintln(out, report.String())
 	}
 	var templates, rollouts []outbound
 	for _, d := range report.Documents {
@@ -139,17 +140,6 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 		return err
 	}
 	defer client.Close()
-	// Resolve template references against the bus too, now that it is
-	// reachable: only the warnings can change.
-	if cfg.Applied, err = appliedTemplates(ctx, client); err != nil {
-		return err
-	}
-	if report, err = lintManifests(ctx, srcs, cfg); err != nil {
-		return err
-	}
-	if len(report.Findings) > 0 {
-		fmt.Fprintln(out, report.String())
-	}
 
 	// Start watching before publishing so no outcome is missed.
 	var w *applyWatch

@@ -90,15 +90,6 @@ func TestTemplateReferencesResolveAgainstTheBus(t *testing.T) {
 	}
 }
 
-func TestApplyWarnsOfATemplateFoundNowhere(t *testing.T) {
-	url := startSystem(t)
-	code, out := sluice(t, url, "apply", "-f", writeFile(t, "rollout.yaml", analysedRollout))
-	if code != exitOK || !strings.Contains(out, `warning: spec.strategy.canary.steps[1].analysis.templates[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given nor applied on the bus: the analysis fails when it starts unless the template is applied first`) ||
-		!strings.Contains(out, "Rollout default/web published") {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
-}
-
 func TestApplyWaitPrintsEachStepAndWhereItWaits(t *testing.T) {
 	url := startSystem(t)
 	if code, out := sluice(t, url, "apply", "-f", writeManifest(t, "web:1"), "--wait", "--timeout", "20s"); code != exitOK || !strings.Contains(out, "default/web: completed (revision 1)") {

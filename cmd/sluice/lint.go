@@ -157,10 +157,10 @@ type lintConfig struct {
 	// Applied finds templates applied on the bus; nil resolves template
 	// references against the files only.
 	Applied templateLookup
-	// UnresolvedIsWarning makes a reference to a template found nowhere a
-	// warning: apply publishes anyway, since the template may be on its
-	// way.
-	UnresolvedIsWarning bool
+	// SkipReferences leaves template references unchecked (apply: the
+	// operator identity cannot read the templates bucket, and a template
+	// may be applied after its rollout).
+	SkipReferences bool
 }
 
 // templateLookup reports whether a rollout in namespace finds the template
@@ -175,7 +175,7 @@ func appliedTemplates(ctx context.Context, client *events.Client) (templateLooku
 		return func(context.Context, string, spec.AnalysisTemplateRef) (bool, error) { return false, nil }, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open the templates bucket %s: %w", analyzer.BucketTemplates, err)
+		return nil, fmt.Errorf("read the applied templates (bucket %s; the operator and viewer identities may not): %w", analyzer.BucketTemplates, err)
 	}
 	return func(ctx context.Context, namespace string, ref spec.AnalysisTemplateRef) (bool, error) {
 		_, err := analyzer.LookupTemplate(ctx, kv, namespace, ref)
@@ -235,6 +235,9 @@ func lintManifests(ctx context.Context, srcs []spec.Source, cfg lintConfig) (spe
 		case *spec.Rollout:
 			ns := valueOr(o.Namespace, cfg.Namespace)
 			for _, ref := range spec.AnalysisRefs(o) {
+				if cfg.SkipReferences {
+					break
+				}
 				k := key{ns, ref.Ref.TemplateName}
 				what := fmt.Sprintf("analysis template %q not found in namespace %q", ref.Ref.TemplateName, ns)
 				if ref.Ref.ClusterScope {
@@ -257,11 +260,7 @@ func lintManifests(ctx context.Context, srcs []spec.Source, cfg lintConfig) (spe
 				} else {
 					where += " (--remote also looks among the templates applied on the bus)"
 				}
-				sev, then := spec.SeverityError, ""
-				if cfg.UnresolvedIsWarning {
-					sev, then = spec.SeverityWarning, ": the analysis fails when it starts unless the template is applied first"
-				}
-				add(sev, fmt.Sprintf("%s: %s %s%s", ref.Field, what, where, then))
+				add(spec.SeverityError, fmt.Sprintf("%s: %s %s", ref.Field, what, where))
 			}
 			if cfg.Platform == platformLocal {
 				for _, p := range checkLocal(o, events.Ref{Namespace: ns, Name: o.Name}, listens) {
