@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/analyzer"
@@ -120,5 +122,41 @@ func TestApplyWaitPrintsEachStepAndWhereItWaits(t *testing.T) {
 	if code != exitFail || strings.Contains(out, "started") || strings.Contains(out, "published") ||
 		!strings.Contains(out, "timed out after 5s: default/web at step 2/3 (pause), Paused: waiting for promote (an indefinite pause)") {
 		t.Fatalf("apply -q --wait: exit %d\n%s", code, out)
+	}
+}
+
+func TestApplyWaitPrintsTheAnalysisVerdict(t *testing.T) {
+	url := startSystem(t)
+	// An analyzer that finds every run successful at once.
+	w, err := worker.New(eventstest.Connect(t, url), worker.Config{Service: tasks.ServiceAnalyzer, Logger: eventstest.Quiet(),
+		Executors: map[string]worker.Executor{tasks.KindAnalysisRun: func(context.Context, tasks.Task) (tasks.Finished, error) {
+			return tasks.Finished{Outcome: tasks.OutcomeSucceeded, Analysis: &events.AnalysisSummary{Name: "success-rate", Phase: "Successful", Successful: 3}}, nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Stop(context.Background()) })
+
+	rollout := func(version string) string {
+		return writeFile(t, "rollout.yaml", strings.Replace(analysedRollout, "web:1", "web:"+version, 1))
+	}
+	if code, out := sluice(t, url, "apply", "-f", rollout("1"), "--wait", "--timeout", "20s"); code != exitOK {
+		t.Fatalf("first apply: exit %d\n%s", code, out)
+	}
+	code, out := sluice(t, url, "apply", "-f", rollout("2"), "--wait", "--timeout", "20s")
+	for _, want := range []string{
+		"default/web: step 2/2 started: analysis",
+		"default/web: analysis success-rate: Successful (3 successful, 0 failed, 0 inconclusive, 0 errors)",
+		"default/web: completed (revision 2)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("apply --wait output lacks %q", want)
+		}
+	}
+	if code != exitOK || t.Failed() {
+		t.Fatalf("exit %d\n%s", code, out)
 	}
 }
