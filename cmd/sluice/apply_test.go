@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer"
 )
 
@@ -33,7 +34,7 @@ func startAnalyzer(t *testing.T, url string) {
 	poll.True(t, "the analyzer to be ready", a.Ready, poll.Timeout(eventstest.Wait))
 }
 
-func writeFile(t *testing.T, name, content string) string {
+func writeLintFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
@@ -44,7 +45,7 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestApplyPublishesNothingWhenATemplateIsInvalid(t *testing.T) {
 	url := startSystem(t)
-	file := writeFile(t, "both.yaml", template(`"result[0] >= 0.95 &&"`, goodQuery)+"---\n"+analysedRollout)
+	file := writeLintFile(t, "both.yaml", lintTemplate(`"result[0] >= 0.95 &&"`, goodQuery)+"---\n"+analysedRollout)
 	code, out := sluice(t, url, "apply", "-f", file)
 	if code != exitFail || !strings.Contains(out, `both.yaml: AnalysisTemplate default/success-rate: spec.metrics[0].successCondition: Invalid value: "result[0] >= 0.95 &&": unexpected token EOF`) {
 		t.Fatalf("exit %d\n%s", code, out)
@@ -69,8 +70,8 @@ func TestApplyPublishesNothingWhenATemplateIsInvalid(t *testing.T) {
 func TestTemplateReferencesResolveAgainstTheBus(t *testing.T) {
 	url := startSystem(t)
 	startAnalyzer(t, url)
-	rollout := writeFile(t, "rollout.yaml", analysedRollout)
-	tmpl := writeFile(t, "template.yaml", template("result[0] < 0.05", goodQuery))
+	rollout := writeLintFile(t, "rollout.yaml", analysedRollout)
+	tmpl := writeLintFile(t, "template.yaml", lintTemplate("result[0] < 0.05", goodQuery))
 
 	code, out := sluice(t, url, "lint", "-f", rollout)
 	if want := `rollout.yaml: Rollout default/web: spec.strategy.canary.steps[1].analysis.templates[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given nor applied on the bus`; code != exitFail || !strings.Contains(out, want) {
@@ -141,7 +142,7 @@ func TestApplyWaitPrintsTheAnalysisVerdict(t *testing.T) {
 	t.Cleanup(func() { _ = w.Stop(context.Background()) })
 
 	rollout := func(version string) string {
-		return writeFile(t, "rollout.yaml", strings.Replace(analysedRollout, "web:1", "web:"+version, 1))
+		return writeLintFile(t, "rollout.yaml", strings.Replace(analysedRollout, "web:1", "web:"+version, 1))
 	}
 	if code, out := sluice(t, url, "apply", "-f", rollout("1"), "--wait", "--timeout", "20s"); code != exitOK {
 		t.Fatalf("first apply: exit %d\n%s", code, out)
@@ -158,5 +159,57 @@ func TestApplyWaitPrintsTheAnalysisVerdict(t *testing.T) {
 	}
 	if code != exitOK || t.Failed() {
 		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
+
+func TestDescribeWait(t *testing.T) {
+	ro := &spec.Rollout{}
+	ro.Spec.Strategy.Canary = &spec.CanaryStrategy{Steps: []spec.CanaryStep{{SetWeight: lintInt32(20)}, {Pause: &spec.RolloutPause{}}, {Analysis: &spec.RolloutAnalysis{}}}}
+	at := func(step int32, phase string, mod func(*events.Snapshot)) *outcome {
+		s := events.Snapshot{Phase: phase, Revision: 2, StepIndex: &step, StepCount: 3, Replicas: events.Replicas{Desired: 4, Available: 4}}
+		if mod != nil {
+			mod(&s)
+		}
+		return &outcome{accepted: true, revision: 2, last: &s}
+	}
+	tests := []struct {
+		name string
+		o    *outcome
+		want string
+	}{
+		{"no answer", &outcome{}, "was not accepted: no answer from the orchestrator (is it running? `sluice dev` runs one)"},
+		{"indefinite pause", at(1, "Paused", func(s *events.Snapshot) { s.PauseConditions = []events.PauseCondition{{Reason: "CanaryPauseStep"}} }),
+			"at step 2/3 (pause), Paused: waiting for promote (an indefinite pause)"},
+		{"analysis running", at(2, "Progressing", func(s *events.Snapshot) {
+			s.Analysis = &events.AnalysisSummary{Name: "web-2-2", Phase: "Running", Successful: 1}
+		}), "at step 3/3 (analysis), Progressing: analysis web-2-2 running (1 successful, 0 failed, 0 inconclusive, 0 errors)"},
+		{"replicas not available", at(0, "Progressing", func(s *events.Snapshot) { s.Replicas.Available = 1 }),
+			"at step 1/3 (setWeight), Progressing: replicas available 1/4"},
+		{"inconclusive analysis", at(2, "Paused", func(s *events.Snapshot) {
+			s.PauseConditions = []events.PauseCondition{{Reason: "InconclusiveAnalysisRun"}}
+		}),
+			"at step 3/3 (analysis), Paused: waiting for promote or abort (an inconclusive analysis)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := describeWait(tt.o, ro); got != tt.want {
+				t.Errorf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func lintInt32(v int32) *int32 { return &v }
+
+func TestApplyStrictRefusesUnknownFields(t *testing.T) {
+	url := startSystem(t)
+	file := writeLintFile(t, "typo.yaml", strings.Replace(webRollout, "replicas: 4", "replicaz: 4", 1))
+	code, out := sluice(t, url, "apply", "--strict", "-f", file)
+	if code != exitFail || !strings.Contains(out, `typo.yaml: Rollout default/web: spec.replicaz: unknown field (did you mean "replicas"?)`) || strings.Contains(out, "published") {
+		t.Fatalf("apply --strict: exit %d\n%s", code, out)
+	}
+	code, out = sluice(t, url, "apply", "-f", file)
+	if code != exitOK || !strings.Contains(out, `typo.yaml: Rollout default/web: warning: spec.replicaz: unknown field`) || !strings.Contains(out, "Rollout default/web published") {
+		t.Fatalf("apply without --strict: exit %d\n%s", code, out)
 	}
 }

@@ -100,7 +100,7 @@ spec:
 	goodQuery = `sum(rate(http_requests_total{code=~"5.."}[1m])) / sum(rate(http_requests_total[1m]))`
 )
 
-func template(condition, query string) string {
+func lintTemplate(condition, query string) string {
 	return strings.NewReplacer("CONDITION", condition, "QUERY", "'"+query+"'").Replace(successRateTemplate)
 }
 
@@ -113,13 +113,13 @@ func TestLintChecks(t *testing.T) {
 		}
 		return p
 	}
-	good := write("good.yaml", template("result[0] < 0.05", goodQuery))
-	bad := write("bad.yaml", template("result[0] < 0.05", goodQuery)+"---\nkind: [\n")
+	good := write("good.yaml", lintTemplate("result[0] < 0.05", goodQuery))
+	bad := write("bad.yaml", lintTemplate("result[0] < 0.05", goodQuery)+"---\nkind: [\n")
 	rollout := write("rollout.yaml", analysedRollout)
-	brokenCondition := write("condition.yaml", template(`"result[0] >= 0.95 &&"`, goodQuery))
-	misplaced := write("misplaced.yaml", strings.Replace(template("result[0] < 0.05", goodQuery), "    successCondition: result[0] < 0.05\n", "", 1)+
+	brokenCondition := write("condition.yaml", lintTemplate(`"result[0] >= 0.95 &&"`, goodQuery))
+	misplaced := write("misplaced.yaml", strings.Replace(lintTemplate("result[0] < 0.05", goodQuery), "    successCondition: result[0] < 0.05\n", "", 1)+
 		"        successCondition: result[0] < 0.05\n")
-	successOnly := write("success-only.yaml", template("result[0] >= 0.95",
+	successOnly := write("success-only.yaml", lintTemplate("result[0] >= 0.95",
 		`sum(rate(http_requests_total{code!~"5.."}[1m])) / sum(rate(http_requests_total[1m]))`))
 	typo := write("typo.yaml", strings.Replace(analysedRollout, "spec:\n", "spec:\n  replicaz: 2\n", 1))
 
@@ -132,7 +132,7 @@ func TestLintChecks(t *testing.T) {
 	}{
 		{"every -f is read", []string{"lint", "-f", bad, "-f", good}, "", exitFail, []string{"bad.yaml: document 2: malformed"}},
 		{"every -f is read, in either order", []string{"lint", "-f", good, "-f", bad}, "", exitFail, []string{"bad.yaml: document 2: malformed"}},
-		{"stdin with a file", []string{"lint", "-f", "-", "-f", rollout}, template("result[0] < 0.05", goodQuery), exitOK, []string{"valid"}},
+		{"stdin with a file", []string{"lint", "-f", "-", "-f", rollout}, lintTemplate("result[0] < 0.05", goodQuery), exitOK, []string{"valid"}},
 		{"a directory", []string{"lint", "-f", dir}, "", exitFail, []string{"bad.yaml: document 2", "condition.yaml: AnalysisTemplate default/success-rate: spec.metrics[0].successCondition"}},
 		{"a condition that does not compile", []string{"lint", "-f", brokenCondition}, "", exitFail, []string{
 			`condition.yaml: AnalysisTemplate default/success-rate: spec.metrics[0].successCondition: Invalid value: "result[0] >= 0.95 &&": unexpected token EOF`,
