@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -314,5 +313,5 @@ func checkLocal(o *spec.Rollout, ref events.Ref, listens map[string]string) []st
 		}
 		ln.Close()
 	}
-	return slices.Clip(problems)
+	return problems
 }
