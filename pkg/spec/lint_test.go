@@ -139,3 +139,41 @@ func TestLintSources(t *testing.T) {
 		})
 	}
 }
+
+func TestAnalysisRefs(t *testing.T) {
+	canary := rolloutWith("analysis: {templates: [{templateName: bg}]}\nsteps:\n- setWeight: 10\n- analysis: {templates: [{templateName: a}, {templateName: c, clusterScope: true}]}")
+	blueGreen := strings.Replace(rolloutWith(""), "canary: {}", "blueGreen: {activeService: web, prePromotionAnalysis: {templates: [{templateName: pre}]}, postPromotionAnalysis: {templates: [{templateName: post}]}}", 1)
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"canary", canary, []string{
+			"spec.strategy.canary.steps[1].analysis.templates[0].templateName=a",
+			"spec.strategy.canary.steps[1].analysis.templates[1].templateName=c (cluster)",
+			"spec.strategy.canary.analysis.templates[0].templateName=bg",
+		}},
+		{"blue/green", blueGreen, []string{
+			"spec.strategy.blueGreen.prePromotionAnalysis.templates[0].templateName=pre",
+			"spec.strategy.blueGreen.postPromotionAnalysis.templates[0].templateName=post",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			docs, err := Decode([]byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range AnalysisRefs(docs[0].Object.(*Rollout)) {
+				s := r.Field + "=" + r.Ref.TemplateName
+				if r.Ref.ClusterScope {
+					s += " (cluster)"
+				}
+				got = append(got, s)
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
