@@ -58,6 +58,7 @@ for; 2 on a usage error.`,
 	cmd.Flags().DurationVar(&opts.timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	cmd.Flags().BoolVar(&opts.strict, "strict", false, "unknown fields are errors, not warnings")
 	cmd.Flags().BoolVarP(&opts.quiet, "quiet", "q", false, "print only problems: no progress, no published lines")
+	cmd.Flags().StringVar(&opts.actor, "as", defaultActor(), "who applies (the actor the events it causes carry), e.g. ci:github/acme/shop")
 	return cmd
 }
 
@@ -67,6 +68,7 @@ type applyOptions struct {
 	wait, quiet bool
 	strict      bool
 	timeout     time.Duration
+	actor       string
 }
 
 // outbound is one event apply publishes.
@@ -153,6 +155,9 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 		ev, err := events.New(cliSource, o.typ, o.ref.String(), json.RawMessage(o.json))
 		if err != nil {
 			return err
+		}
+		if opts.actor != "" {
+			ev.SetExtension(events.ExtActor, opts.actor)
 		}
 		if _, err := client.Publish(ctx, events.CommandSubject(o.ref), ev); err != nil {
 			return err
