@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,58 +16,104 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
 func newApplyCmd(conn *events.ConnConfig) *cobra.Command {
 	var files []string
-	var ns string
-	var wait bool
-	var timeout time.Duration
+	var opts applyOptions
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [-f FILE...]",
 		Short: "Publish AnalysisTemplates and Rollouts (--wait: until every rollout completes)",
-		Long: `Publish every AnalysisTemplate and ClusterAnalysisTemplate in FILE, then
-every Rollout, as the contract's events. The manifests are checked first, as
-'sluice lint' does; nothing is published when one is invalid.
+		Long: `Publish every AnalysisTemplate and ClusterAnalysisTemplate in the files,
+then every Rollout, as the contract's events. Every -f is read (a file, a
+directory of manifests, or - for standard input). The manifests are checked
+first, as 'sluice lint' does, templates exactly as the analyzer will check
+them; nothing is published when one document is invalid. Template
+references are not resolved ('sluice lint --remote' does that).
 
-With --wait, exit 0 when every rollout in FILE completes, 1 when one is
-rejected, aborted, degraded or not complete within --timeout, and print why.`,
+With --wait, print a line per step as it happens (step started and
+completed, paused and why, analysis verdicts; none with -q), and exit 0
+when every rollout completes, 1 when one is rejected, aborted, degraded or
+not complete within --timeout, saying where it stands and what it waits
+for; 2 on a usage error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
 				return usageError{errors.New("-f FILE is required")}
 			}
-			if timeout <= 0 {
-				return usageError{fmt.Errorf("--timeout %s must be positive", timeout)}
+			if opts.timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout %s must be positive", opts.timeout)}
 			}
-			var data []byte
-			for _, f := range files {
-				b, err := readInput(cmd.InOrStdin(), f)
-				if err != nil {
-					return err
-				}
-				data = append(append(data, "\n---\n"...), b...)
+			srcs, err := readSources(cmd.InOrStdin(), files)
+			if err != nil {
+				return err
 			}
-			return runApply(cmd.Context(), *conn, data, ns, wait, timeout, cmd.OutOrStdout())
+			return runApply(cmd.Context(), *conn, srcs, opts, cmd.OutOrStdout())
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file (multi-document YAML), or - for standard input; repeatable")
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace for manifests that name none")
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every rollout completes, is rejected or aborted")
-	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (multi-document YAML), or - for standard input; repeatable")
+	cmd.Flags().StringVarP(&opts.namespace, "namespace", "n", spec.DefaultNamespace, "namespace for manifests that name none")
+	cmd.Flags().BoolVar(&opts.wait, "wait", false, "wait until every rollout completes, is rejected or aborted, printing its progress")
+	cmd.Flags().DurationVar(&opts.timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
+	cmd.Flags().BoolVar(&opts.strict, "strict", false, "unknown fields are errors, not warnings")
+	cmd.Flags().BoolVarP(&opts.quiet, "quiet", "q", false, "print only problems: no progress, no published lines")
+	cmd.Flags().StringVar(&opts.actor, "as", defaultActor(), "who applies (the actor the events it causes carry), e.g. ci:github/acme/shop")
 	return cmd
+}
+
+// applyOptions are apply's flags.
+type applyOptions struct {
+	namespace   string
+	wait, quiet bool
+	strict      bool
+	timeout     time.Duration
+	actor       string
 }
 
 // outbound is one event apply publishes.
 type outbound struct {
 	ref   events.Ref
 	typ   string
-	data  any
+	json  []byte
 	label string
+	// rollout is set for a Rollout: its steps tell what a pause waits for.
+	rollout *spec.Rollout
 }
 
-func runApply(ctx context.Context, conn events.ConnConfig, data []byte, ns string, wait bool, timeout time.Duration, out io.Writer) error {
-	report := spec.Lint(data)
+// toOutbound returns the event apply publishes for o, with namespace ns
+// when o names none. It returns an error for a kind apply does not
+// publish.
+func toOutbound(o spec.Object, ns string) (outbound, error) {
+	var ob outbound
+	var data any
+	switch o := o.(type) {
+	case *spec.AnalysisTemplate:
+		c := *o
+		c.Namespace = valueOr(c.Namespace, ns)
+		ob = outbound{ref: events.Ref{Namespace: c.Namespace, Name: c.Name}, typ: events.TypeAnalysisTemplateApply, label: spec.Describe(&c)}
+		data = &c
+	case *spec.ClusterAnalysisTemplate:
+		ob = outbound{ref: events.Ref{Namespace: events.ClusterScope, Name: o.Name}, typ: events.TypeAnalysisTemplateApply, label: spec.Describe(o)}
+		data = o
+	case *spec.Rollout:
+		c := *o
+		c.Namespace = valueOr(c.Namespace, ns)
+		ob = outbound{ref: events.Ref{Namespace: c.Namespace, Name: c.Name}, typ: events.TypeRolloutRequested, label: spec.Describe(&c), rollout: &c}
+		data = &c
+	default:
+		return ob, fmt.Errorf("%s cannot be applied: only Rollout, AnalysisTemplate and ClusterAnalysisTemplate", spec.Describe(o))
+	}
+	raw, err := json.Marshal(data)
+	ob.json = raw
+	return ob, err
+}
+
+func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, opts applyOptions, out io.Writer) error {
+	report, err := lintManifests(ctx, srcs, lintConfig{Strict: opts.strict, Namespace: opts.namespace, SkipReferences: true})
+	if err != nil {
+		return err
+	}
 	if !report.Valid() {
 		fmt.Fprintln(out, report.String())
 		return errSilentFailure
@@ -74,27 +121,16 @@ func runApply(ctx context.Context, conn events.ConnConfig, data []byte, ns strin
 	if len(report.Findings) > 0 {
 		fmt.Fprintln(out, report.String())
 	}
-	docs, err := spec.Decode(data)
-	if err != nil {
-		return err
-	}
 	var templates, rollouts []outbound
-	for _, d := range docs {
-		switch o := d.Object.(type) {
-		case *spec.AnalysisTemplate:
-			if o.Namespace == "" {
-				o.Namespace = ns
-			}
-			templates = append(templates, outbound{events.Ref{Namespace: o.Namespace, Name: o.Name}, events.TypeAnalysisTemplateApply, o, spec.Describe(o)})
-		case *spec.ClusterAnalysisTemplate:
-			templates = append(templates, outbound{events.Ref{Namespace: events.ClusterScope, Name: o.Name}, events.TypeAnalysisTemplateApply, o, spec.Describe(o)})
-		case *spec.Rollout:
-			if o.Namespace == "" {
-				o.Namespace = ns
-			}
-			rollouts = append(rollouts, outbound{events.Ref{Namespace: o.Namespace, Name: o.Name}, events.TypeRolloutRequested, o, spec.Describe(o)})
-		default:
-			return fmt.Errorf("document %d: %s cannot be applied: only Rollout, AnalysisTemplate and ClusterAnalysisTemplate", d.Number, spec.Describe(d.Object))
+	for _, d := range report.Documents {
+		ob, err := toOutbound(d.Object, opts.namespace)
+		if err != nil {
+			return fmt.Errorf("%s: document %d: %w", valueOr(d.File, "input"), d.Number, err)
+		}
+		if ob.rollout != nil {
+			rollouts = append(rollouts, ob)
+		} else {
+			templates = append(templates, ob)
 		}
 	}
 	if len(templates)+len(rollouts) == 0 {
@@ -109,20 +145,19 @@ func runApply(ctx context.Context, conn events.ConnConfig, data []byte, ns strin
 
 	// Start watching before publishing so no outcome is missed.
 	var w *applyWatch
-	if wait && len(rollouts) > 0 {
+	if opts.wait && len(rollouts) > 0 {
 		if w, err = newApplyWatch(ctx, client, rollouts); err != nil {
 			return err
 		}
 	}
 	ids := map[events.Ref]string{}
 	for _, o := range append(templates, rollouts...) {
-		raw, err := json.Marshal(o.data)
+		ev, err := events.New(cliSource, o.typ, o.ref.String(), json.RawMessage(o.json))
 		if err != nil {
 			return err
 		}
-		ev, err := events.New(cliSource, o.typ, o.ref.String(), json.RawMessage(raw))
-		if err != nil {
-			return err
+		if opts.actor != "" {
+			ev.SetExtension(events.ExtActor, opts.actor)
 		}
 		if _, err := client.Publish(ctx, events.CommandSubject(o.ref), ev); err != nil {
 			return err
@@ -130,19 +165,22 @@ func runApply(ctx context.Context, conn events.ConnConfig, data []byte, ns strin
 		if o.typ == events.TypeRolloutRequested {
 			ids[o.ref] = ev.ID()
 		}
-		fmt.Fprintf(out, "%s published\n", o.label)
+		if !opts.quiet {
+			fmt.Fprintf(out, "%s published\n", o.label)
+		}
 	}
 	if w == nil {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, timeout)
+	wctx, cancel := context.WithTimeout(ctx, opts.timeout)
 	defer cancel()
-	return w.wait(wctx, ids, out)
+	return w.wait(wctx, ids, progress{out: out, quiet: opts.quiet}, opts.timeout)
 }
 
 // applyWatch follows the status events of the applied rollouts.
 type applyWatch struct {
-	cons jetstream.Consumer
+	cons     jetstream.Consumer
+	rollouts map[events.Ref]*spec.Rollout
 }
 
 func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbound) (*applyWatch, error) {
@@ -150,9 +188,11 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 	if err != nil {
 		return nil, err
 	}
+	w := &applyWatch{rollouts: map[events.Ref]*spec.Rollout{}}
 	var subjects []string
 	for _, r := range rollouts {
 		subjects = append(subjects, events.StatusSubject(r.ref))
+		w.rollouts[r.ref] = r.rollout
 	}
 	// Start right after the stream's current end: a DeliverNew ordered
 	// consumer is recreated "at new" until its first message, and would
@@ -161,7 +201,7 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 	if err != nil {
 		return nil, err
 	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	w.cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    info.State.LastSeq + 1,
@@ -169,7 +209,7 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 	if err != nil {
 		return nil, err
 	}
-	return &applyWatch{cons: cons}, nil
+	return w, nil
 }
 
 // outcome of one applied rollout.
@@ -178,11 +218,24 @@ type outcome struct {
 	accepted bool
 	done     bool
 	failed   string
+	last     *events.Snapshot // the latest status seen once accepted
+}
+
+// progress prints what apply --wait sees, unless quiet.
+type progress struct {
+	out   io.Writer
+	quiet bool
+}
+
+func (p progress) printf(format string, args ...any) {
+	if !p.quiet {
+		fmt.Fprintf(p.out, format, args...)
+	}
 }
 
 // wait reads status events until every rollout in ids (rollout -> request
 // event id) has an outcome or ctx ends.
-func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io.Writer) error {
+func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p progress, timeout time.Duration) error {
 	state := map[events.Ref]*outcome{}
 	for r := range ids {
 		state[r] = &outcome{}
@@ -191,13 +244,14 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io
 	for pending > 0 {
 		msg, err := w.cons.Next(jetstream.FetchMaxWait(time.Second))
 		if ctx.Err() != nil {
-			var waiting []string
+			var lines []string
 			for r, o := range state {
 				if !o.done {
-					waiting = append(waiting, r.String())
+					lines = append(lines, r.String()+" "+describeWait(o, w.rollouts[r]))
 				}
 			}
-			return fmt.Errorf("timed out waiting for %s", strings.Join(waiting, ", "))
+			slices.Sort(lines)
+			return fmt.Errorf("timed out after %s: %s", timeout, strings.Join(lines, "; "))
 		}
 		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 			continue
@@ -228,8 +282,9 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io
 		case ev.Type() == events.TypeRolloutAccepted && !o.accepted:
 			o.accepted, o.revision = true, s.Revision
 			for _, warn := range d.Warnings {
-				fmt.Fprintf(out, "%s: warning: %s\n", r, warn)
+				fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
 			}
+			p.printf("%s: accepted as revision %d\n", r, s.Revision)
 			if s.Phase == events.PhaseHealthy && s.Revision == s.StableRevision && !s.Aborted {
 				o.done = true // nothing to roll out
 			}
@@ -243,6 +298,13 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io
 			o.failed = "degraded: " + valueOr(s.Message, d.Reason)
 		case s.Revision > o.revision:
 			o.failed = fmt.Sprintf("superseded by revision %d", s.Revision)
+		case s.Revision == o.revision:
+			if line := progressLine(ev.Type(), d); line != "" {
+				p.printf("%s: %s\n", r, line)
+			}
+		}
+		if o.accepted && s.Revision == o.revision {
+			o.last = &s
 		}
 		if o.failed != "" {
 			o.done = true
@@ -250,9 +312,9 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io
 		if o.done {
 			pending--
 			if o.failed != "" {
-				fmt.Fprintf(out, "%s: %s\n", r, o.failed)
+				fmt.Fprintf(p.out, "%s: %s\n", r, o.failed)
 			} else {
-				fmt.Fprintf(out, "%s: completed (revision %d)\n", r, s.Revision)
+				p.printf("%s: completed (revision %d)\n", r, s.Revision)
 			}
 		}
 	}
@@ -262,4 +324,144 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, out io
 		}
 	}
 	return nil
+}
+
+// progressLine renders a status event of the applied revision as a line
+// of apply --wait's progress, or "" for events not worth one (measurements:
+// the analysis verdict says it).
+func progressLine(typ string, d events.StatusData) string {
+	s := d.Status
+	switch typ {
+	case events.TypeRolloutStepStarted, events.TypeRolloutStepCompleted:
+		if d.Step == nil {
+			return ""
+		}
+		verb := "started"
+		if typ == events.TypeRolloutStepCompleted {
+			verb = "completed"
+		}
+		if s.Strategy == string(spec.StrategyBlueGreen) {
+			return fmt.Sprintf("%s %s", valueOr(d.Step.Detail, d.Step.Action), verb)
+		}
+		return fmt.Sprintf("%s %s: %s", stepName(d.Step.Index, s), verb, valueOr(d.Step.Detail, d.Step.Action))
+	case events.TypeRolloutPaused:
+		return "paused: " + valueOr(d.Reason, valueOr(s.Message, pauseReasons(s)))
+	case events.TypeRolloutResumed:
+		return "resumed"
+	case events.TypeAnalysisCompleted:
+		a := d.Analysis
+		if a == nil {
+			a = s.Analysis
+		}
+		if a == nil {
+			return ""
+		}
+		line := fmt.Sprintf("analysis %s: %s (%s)", a.Name, a.Phase, analysisCounts(a))
+		if a.Message != "" {
+			line += ": " + a.Message
+		}
+		return line
+	}
+	return ""
+}
+
+// stepName is "step 2/5" for the step at index i (counting from 0).
+func stepName(i int32, s events.Snapshot) string {
+	if s.StepCount > 0 {
+		return fmt.Sprintf("step %d/%d", i+1, s.StepCount)
+	}
+	return fmt.Sprintf("step %d", i+1)
+}
+
+func analysisCounts(a *events.AnalysisSummary) string {
+	return fmt.Sprintf("%d successful, %d failed, %d inconclusive, %d errors", a.Successful, a.Failed, a.Inconclusive, a.Error)
+}
+
+func pauseReasons(s events.Snapshot) string {
+	var rs []string
+	for _, c := range s.PauseConditions {
+		rs = append(rs, c.Reason)
+	}
+	return strings.Join(rs, ", ")
+}
+
+// describeWait says where a rollout that did not finish stands and what it
+// waits for, from the last status seen and its manifest.
+func describeWait(o *outcome, ro *spec.Rollout) string {
+	switch {
+	case !o.accepted:
+		return "was not accepted: no answer from the orchestrator (is it running? `sluice dev` runs one)"
+	case o.last == nil:
+		return fmt.Sprintf("was accepted as revision %d; no status since", o.revision)
+	}
+	s := *o.last
+	where := fmt.Sprintf("revision %d", s.Revision)
+	if s.StepIndex != nil {
+		where = stepName(*s.StepIndex, s)
+		if i := int(*s.StepIndex); ro != nil && ro.Spec.Strategy.Canary != nil && i < len(ro.Spec.Strategy.Canary.Steps) {
+			where += " (" + stepAction(ro.Spec.Strategy.Canary.Steps[i]) + ")"
+		}
+	}
+	var waits []string
+	for _, c := range s.PauseConditions {
+		switch c.Reason {
+		case machine.PauseCanaryStep:
+			if pause := currentPause(s, ro); pause != nil && pause.Duration == nil {
+				waits = append(waits, "waiting for promote (an indefinite pause)")
+			} else {
+				waits = append(waits, fmt.Sprintf("a timed pause, since %s", c.StartTime.Format(time.TimeOnly)))
+			}
+		case machine.PauseBlueGreen:
+			waits = append(waits, "waiting for promote (the blue/green preview)")
+		case machine.PauseInconclusive:
+			waits = append(waits, "waiting for promote or abort (an inconclusive analysis)")
+		default:
+			waits = append(waits, c.Reason)
+		}
+	}
+	if a := s.Analysis; a != nil && (a.Phase == string(spec.AnalysisPhaseRunning) || a.Phase == string(spec.AnalysisPhasePending)) {
+		waits = append(waits, fmt.Sprintf("analysis %s %s (%s)", a.Name, strings.ToLower(a.Phase), analysisCounts(a)))
+	}
+	if rp := s.Replicas; rp.Available < rp.Desired {
+		waits = append(waits, fmt.Sprintf("replicas available %d/%d", rp.Available, rp.Desired))
+	}
+	if len(waits) == 0 && s.Message != "" {
+		waits = append(waits, s.Message)
+	}
+	line := fmt.Sprintf("at %s, %s", where, s.Phase)
+	if len(waits) > 0 {
+		line += ": " + strings.Join(waits, "; ")
+	}
+	return line
+}
+
+// currentPause is the pause step the snapshot is at, if any.
+func currentPause(s events.Snapshot, ro *spec.Rollout) *spec.RolloutPause {
+	if s.StepIndex == nil || ro == nil || ro.Spec.Strategy.Canary == nil {
+		return nil
+	}
+	steps := ro.Spec.Strategy.Canary.Steps
+	if i := int(*s.StepIndex); i < len(steps) {
+		return steps[i].Pause
+	}
+	return nil
+}
+
+// stepAction names a step's kind as StepInfo.Action does.
+func stepAction(st spec.CanaryStep) string {
+	switch {
+	case st.SetWeight != nil:
+		return "setWeight"
+	case st.Pause != nil:
+		return "pause"
+	case st.Analysis != nil:
+		return "analysis"
+	case st.SetCanaryScale != nil:
+		return "setCanaryScale"
+	case st.SetHeaderRoute != nil:
+		return "setHeaderRoute"
+	case st.SetMirrorRoute != nil:
+		return "setMirrorRoute"
+	}
+	return "step"
 }

@@ -113,7 +113,7 @@ func TestApplyGetPromoteAbortFromTheCLI(t *testing.T) {
 	if code, out := sluice(t, url, "list"); code != exitOK || !strings.Contains(squeeze(out), "default web") || !strings.Contains(out, "Paused") {
 		t.Errorf("list: exit %d\n%s", code, out)
 	}
-	if code, out := sluice(t, url, "promote", "web"); code != exitOK || !strings.Contains(out, "default/web: promote sent") {
+	if code, out := sluice(t, url, "promote", "web"); code != exitOK || !strings.Contains(out, "default/web: promote done: resumed") {
 		t.Fatalf("promote: exit %d\n%s", code, out)
 	}
 	waitOutput(t, func() (int, string) { return sluice(t, url, "get", "default/web") }, "✔ Healthy", "Revision: 2 (stable 2)")

@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -12,75 +19,243 @@ import (
 // cliSource is the CloudEvents source of everything the CLI publishes.
 const cliSource = "/sluice/cli"
 
-// publishCommand sends one command event for r and waits for the stream's
-// acknowledgement.
-func publishCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, eventType string, data any) (events.Event, error) {
+// defaultAnswerTimeout is how long an operator command waits for its
+// answer by default.
+const defaultAnswerTimeout = 10 * time.Second
+
+// defaultActor is who the CLI says sends a command: user:$USER.
+func defaultActor() string {
+	name := os.Getenv("USER")
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	if name == "" {
+		name = "unknown"
+	}
+	return "user:" + name
+}
+
+// answer is the first status event that carries a command's id.
+type answer struct {
+	Type string
+	Data events.StatusData
+}
+
+// errNoAnswer means no status event answered a command in time.
+var errNoAnswer = errors.New("no answer")
+
+// sendCommand publishes one command event for r as actor and, unless
+// timeout is 0, waits up to timeout for the first status event that
+// answers it (its causationid is the command's id).
+func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, eventType string, data any, actor string, timeout time.Duration) (events.Event, *answer, error) {
 	client, err := connect(ctx, conn)
 	if err != nil {
-		return events.Event{}, err
+		return events.Event{}, nil, err
 	}
 	defer client.Close()
 	ev, err := events.New(cliSource, eventType, r.String(), data)
 	if err != nil {
-		return ev, err
+		return ev, nil, err
 	}
-	_, err = client.Publish(ctx, events.CommandSubject(r), ev)
-	return ev, err
+	if actor != "" {
+		ev.SetExtension(events.ExtActor, actor)
+	}
+	var cons jetstream.Consumer
+	if timeout > 0 {
+		// Read the rollout's status from right after the stream's end as
+		// it is before publishing, so that no answer can come first. (An
+		// ordered consumer, as the operator and viewer may run.)
+		if cons, err = followStatus(ctx, client, r); err != nil {
+			return ev, nil, err
+		}
+	}
+	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
+		return ev, nil, err
+	}
+	if cons == nil {
+		return ev, nil, nil
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if err := ctx.Err(); err != nil {
+			return ev, nil, err
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(min(250*time.Millisecond, max(time.Until(deadline), time.Millisecond))))
+		if err != nil {
+			continue // no message yet
+		}
+		got, err := events.Decode(msg.Data(), msg.Headers())
+		if err != nil || events.Extension(got, events.ExtCausationID) != ev.ID() {
+			continue
+		}
+		a := &answer{Type: got.Type()}
+		if err := events.DecodeData(got, &a.Data); err != nil {
+			return ev, nil, fmt.Errorf("read the answer to %s: %w", ev.ID(), err)
+		}
+		return ev, a, nil
+	}
+	return ev, nil, errNoAnswer
 }
 
-// newSimpleCommand builds promote, abort, retry, pause, resume and undo.
-func newSimpleCommand(conn *events.ConnConfig, use, short, eventType string, flags func(*cobra.Command) func() any) *cobra.Command {
-	var ns string
+// followStatus returns an ordered consumer of r's status events published
+// from now on.
+func followStatus(ctx context.Context, client *events.Client, r events.Ref) (jetstream.Consumer, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.StatusSubject(r)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.State.LastSeq + 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+	}
+	return cons, nil
+}
+
+// commandOptions are the flags every operator command has.
+type commandOptions struct {
+	ns      string
+	actor   string
+	timeout time.Duration
+	noWait  bool
+}
+
+func (o *commandOptions) addFlags(cmd *cobra.Command) {
+	addNamespaceFlag(cmd, &o.ns)
+	cmd.Flags().StringVar(&o.actor, "as", defaultActor(), "who sends the command (the actor its answer carries), e.g. ci:github/acme/shop")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", defaultAnswerTimeout, "how long to wait for the answer")
+	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "publish the command and exit without waiting for its answer")
+}
+
+// newOperatorCommand builds promote, abort, retry, pause, resume, undo,
+// restart and delete: each publishes its command and waits for the answer.
+func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType string, flags func(*cobra.Command) func() any) *cobra.Command {
+	var o commandOptions
 	cmd := &cobra.Command{
 		Use:   use + " <rollout>",
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Long: short + ".\n\n" + long + "\n\n" +
+			"The command waits for its answer (--timeout, default 10s; --no-wait to skip) and exits\n" +
+			"0 when it took effect, 1 when it was refused (the code and reason are printed:\n" +
+			"NotFound, Invalid, NotApplicable, Forbidden) or no answer came, 2 on a usage error.",
+		Args: cobra.ExactArgs(1),
 	}
 	data := func() any { return nil }
 	if flags != nil {
 		data = flags(cmd)
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		r, err := rolloutRef(args[0], ns)
+		r, err := rolloutRef(args[0], o.ns)
 		if err != nil {
 			return err
+		}
+		if o.timeout <= 0 && !o.noWait {
+			return usageError{fmt.Errorf("--timeout %s must be positive (or use --no-wait)", o.timeout)}
 		}
 		payload := data()
 		if ue, ok := payload.(usageError); ok {
 			return ue
 		}
-		ev, err := publishCommand(cmd.Context(), *conn, r, eventType, payload)
-		if err != nil {
-			return err
+		timeout := o.timeout
+		if o.noWait {
+			timeout = 0
 		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s: %s sent (event %s)\n", r, use, ev.ID())
-		return nil
+		ev, a, err := sendCommand(cmd.Context(), *conn, r, eventType, payload, o.actor, timeout)
+		out := cmd.OutOrStdout()
+		switch {
+		case errors.Is(err, errNoAnswer):
+			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, use, ev.ID(), o.timeout, r)
+		case err != nil:
+			return err
+		case a == nil:
+			fmt.Fprintf(out, "%s: %s sent (event %s)\n", r, use, ev.ID())
+			return nil
+		}
+		return reportAnswer(out, cmd.ErrOrStderr(), r, use, a)
 	}
-	addNamespaceFlag(cmd, &ns)
+	o.addFlags(cmd)
 	return cmd
+}
+
+// reportAnswer prints a command's answer and fails for a refusal or a
+// degraded rollout.
+func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *answer) error {
+	st := a.Data.Status
+	switch a.Type {
+	case events.TypeRolloutRefused:
+		code, reason := "", a.Data.Reason
+		if c := a.Data.Command; c != nil {
+			code, reason = c.Code, c.Reason
+		}
+		fmt.Fprintf(errOut, "%s: %s refused (%s): %s\n", r, use, code, reason)
+		return errSilentFailure
+	case events.TypeRolloutDegraded:
+		fmt.Fprintf(errOut, "%s: %s failed: %s\n", r, use, a.Data.Reason)
+		return errSilentFailure
+	}
+	line := fmt.Sprintf("%s: %s done: %s", r, use, strings.TrimSuffix(strings.TrimPrefix(a.Type, "io.sluice.rollout."), ".v1"))
+	if a.Data.Reason != "" {
+		line += " (" + a.Data.Reason + ")"
+	}
+	if st.Phase != "" {
+		line += "; now " + st.Phase
+		if st.StepIndex != nil && st.StepCount > 0 {
+			line += fmt.Sprintf(", step %d/%d", min(*st.StepIndex+1, st.StepCount), st.StepCount)
+		}
+		if st.Revision != 0 {
+			line += fmt.Sprintf(", revision %d", st.Revision)
+		}
+	}
+	fmt.Fprintln(out, line)
+	return nil
 }
 
 func newOperatorCommands(conn *events.ConnConfig) []*cobra.Command {
 	return []*cobra.Command{
-		newSimpleCommand(conn, "promote", "Skip the current pause or step (--full: every remaining step)", events.TypeRolloutPromote, func(c *cobra.Command) func() any {
-			full := c.Flags().Bool("full", false, "skip every remaining step, analysis and pause")
-			return func() any { return events.PromoteData{Full: *full} }
-		}),
-		newSimpleCommand(conn, "abort", "Abort the update: traffic back to stable, canary scaled down", events.TypeRolloutAbort, nil),
-		newSimpleCommand(conn, "retry", "Retry an aborted update from its first step", events.TypeRolloutRetry, nil),
-		newSimpleCommand(conn, "pause", "Pause the rollout where it is", events.TypeRolloutPause, nil),
-		newSimpleCommand(conn, "resume", "Resume a paused rollout", events.TypeRolloutResume, nil),
-		newSimpleCommand(conn, "undo", "Roll back to a previous revision (default: the one before the current)", events.TypeRolloutUndo, func(c *cobra.Command) func() any {
-			to := c.Flags().Int64("to-revision", 0, "revision to roll back to (0: the previous one)")
-			return func() any {
-				if *to < 0 {
-					return usageError{fmt.Errorf("--to-revision %d must not be negative", *to)}
+		newOperatorCommand(conn, "promote", "Skip the current pause or step (--full: every remaining step)",
+			"Lifts every pause (a pause step, an inconclusive analysis, a pause command) or, when nothing\n"+
+				"is paused, completes the current step. Refused (NotApplicable) when no update is in progress.",
+			events.TypeRolloutPromote, func(c *cobra.Command) func() any {
+				full := c.Flags().Bool("full", false, "skip every remaining step, analysis and pause")
+				return func() any { return events.PromoteData{Full: *full} }
+			}),
+		newOperatorCommand(conn, "abort", "Abort the update: traffic back to stable, canary scaled down",
+			"Answered once the traffic is back on the stable revision.", events.TypeRolloutAbort, nil),
+		newOperatorCommand(conn, "retry", "Retry an aborted update from its first step",
+			"Also sends again the tasks that failed.", events.TypeRolloutRetry, nil),
+		newOperatorCommand(conn, "pause", "Pause the rollout where it is",
+			"Lifted by resume or promote.", events.TypeRolloutPause, nil),
+		newOperatorCommand(conn, "resume", "Resume a rollout paused by pause (or spec.paused)",
+			"A pause step or an inconclusive analysis is lifted by promote, not resume.", events.TypeRolloutResume, nil),
+		newOperatorCommand(conn, "undo", "Roll back to a previous revision (default: the one before the current)",
+			"Refused (Invalid) when the revision is no longer kept.", events.TypeRolloutUndo, func(c *cobra.Command) func() any {
+				to := c.Flags().Int64("to-revision", 0, "revision to roll back to (0: the previous one)")
+				return func() any {
+					if *to < 0 {
+						return usageError{fmt.Errorf("--to-revision %d must not be negative", *to)}
+					}
+					if *to == 0 {
+						return events.UndoData{}
+					}
+					return events.UndoData{ToRevision: to}
 				}
-				if *to == 0 {
-					return events.UndoData{}
-				}
-				return events.UndoData{ToRevision: to}
-			}
-		}),
+			}),
+		newOperatorCommand(conn, "restart", "Restart the pods of the stable revision",
+			"Replaces every pod of the stable revision, at most maxUnavailable at a time, as Argo's\n"+
+				"restart (spec.restartAt) does. Answered once every pod has been replaced; pass a longer\n"+
+				"--timeout for many or slow pods.", events.TypeRolloutRestart, nil),
+		newOperatorCommand(conn, "delete", "Stop managing a rollout: remove its revisions and routes, forget its state",
+			"Stops every process (local) or deletes every ReplicaSet (Kubernetes), removes its routes\n"+
+				"(the local proxy is closed) and forgets its state: a new apply starts at revision 1.",
+			events.TypeRolloutDelete, nil),
 	}
 }

@@ -74,7 +74,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	var conn events.ConnConfig
 	conn.AddFlags(root.PersistentFlags())
-	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd(),
+	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd(&conn),
 		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn), newLogsCmd(&conn))
 	root.AddCommand(newOperatorCommands(&conn)...)
 	for _, c := range root.Commands() {

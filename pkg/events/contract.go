@@ -333,10 +333,16 @@ type StepInfo struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// AnalysisTerminated is the phase of an analysis run stopped before its
+// verdict (promoted past, aborted, replaced by a new revision); Message
+// says why. Such a run did not pass.
+const AnalysisTerminated = "Terminated"
+
 // AnalysisSummary is an analysis run's verdict so far.
 type AnalysisSummary struct {
 	Name string `json:"name"`
-	// Phase is Pending, Running, Successful, Failed, Error or Inconclusive.
+	// Phase is Pending, Running, Successful, Failed, Error, Inconclusive or
+	// Terminated (AnalysisTerminated).
 	Phase        string `json:"phase"`
 	Message      string `json:"message,omitempty"`
 	Successful   int32  `json:"successful"`

@@ -67,6 +67,9 @@ type Bucket struct {
 	Name, Description string
 	// History is how many revisions of a key are kept.
 	History uint8
+	// Public buckets are also readable by the operator and the viewer
+	// (the orchestrator's rollout records, which `sluice get` reads).
+	Public bool
 }
 
 // Merge returns n with the needs of others added.
@@ -139,6 +142,7 @@ func ServicePermissions(identity string, n Needs) Permissions {
 func OperatorPermissions(services ...Needs) Permissions {
 	b := &permBuilder{identity: IdentityOperator}
 	b.client()
+	b.publicBuckets(services)
 	b.reader(StreamStatus, true)
 	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
 	b.pub(CommandRoot + ".>")
@@ -152,6 +156,7 @@ func OperatorPermissions(services ...Needs) Permissions {
 func ViewerPermissions(services ...Needs) Permissions {
 	b := &permBuilder{identity: IdentityViewer}
 	b.client()
+	b.publicBuckets(services)
 	b.reader(StreamStatus, true)
 	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
 	// A bot on events.Client.Consume with its own durable consumer
@@ -249,6 +254,31 @@ func (b *permBuilder) bucket(name string, write bool) {
 	)
 	if write {
 		b.pub("$KV." + name + ".>")
+	}
+}
+
+// publicBuckets lets the identity read (get, list keys, watch) every
+// bucket services declare Public, and change nothing in it.
+func (b *permBuilder) publicBuckets(services []Needs) {
+	for _, n := range services {
+		for _, bk := range n.Buckets {
+			if !bk.Public {
+				continue
+			}
+			s := "KV_" + bk.Name
+			b.pub(
+				"$JS.API.STREAM.INFO."+s,
+				"$JS.API.STREAM.MSG.GET."+s,
+				"$JS.API.DIRECT.GET."+s,
+				"$JS.API.DIRECT.GET."+s+".>",
+				"$JS.API.CONSUMER.CREATE."+s,
+				"$JS.API.CONSUMER.CREATE."+s+".>",
+				"$JS.API.CONSUMER.INFO."+s+".>",
+				"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
+				"$JS.API.CONSUMER.DELETE."+s+".>",
+				"$JS.FC."+s+".>",
+			)
+		}
 	}
 }
 

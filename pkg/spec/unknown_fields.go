@@ -46,11 +46,19 @@ var (
 // Warnings are ordered by path: keys sorted, list elements by index.
 func unknownFields(path *field.Path, v any, t reflect.Type) []Warning {
 	var out []Warning
-	walkUnknown(path, v, t, &out)
+	walkUnknown(nil, path, v, t, &out)
 	return out
 }
 
-func walkUnknown(path *field.Path, v any, t reflect.Type, out *[]Warning) {
+// frame is one object on the way from the document's root to a key: its
+// path, its value as decoded from JSON, and its Go type.
+type frame struct {
+	path *field.Path
+	obj  map[string]any
+	t    reflect.Type
+}
+
+func walkUnknown(outer []frame, path *field.Path, v any, t reflect.Type, out *[]Warning) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -65,15 +73,20 @@ func walkUnknown(path *field.Path, v any, t reflect.Type, out *[]Warning) {
 			return
 		}
 		fields := jsonFields(t)
+		here := append(outer[:len(outer):len(outer)], frame{path: path, obj: obj, t: t})
 		for _, key := range sortedKeys(obj) {
 			ft, known := fields[key]
 			if !known {
 				if !keeper {
-					*out = append(*out, Warning{Field: path.Child(key).String(), Detail: unknownDetail(key, fields)})
+					detail := misplacedDetail(key, here)
+					if detail == "" {
+						detail = unknownDetail(key, fields)
+					}
+					*out = append(*out, Warning{Field: path.Child(key).String(), Detail: detail})
 				}
 				continue
 			}
-			walkUnknown(path.Child(key), obj[key], ft, out)
+			walkUnknown(here, path.Child(key), obj[key], ft, out)
 		}
 	case reflect.Slice, reflect.Array:
 		arr, ok := v.([]any)
@@ -81,7 +94,7 @@ func walkUnknown(path *field.Path, v any, t reflect.Type, out *[]Warning) {
 			return
 		}
 		for i, e := range arr {
-			walkUnknown(path.Index(i), e, t.Elem(), out)
+			walkUnknown(outer, path.Index(i), e, t.Elem(), out)
 		}
 	case reflect.Map:
 		obj, ok := v.(map[string]any)
@@ -89,7 +102,7 @@ func walkUnknown(path *field.Path, v any, t reflect.Type, out *[]Warning) {
 			return
 		}
 		for _, key := range sortedKeys(obj) {
-			walkUnknown(path.Key(key), obj[key], mapElem(t, key), out)
+			walkUnknown(outer, path.Key(key), obj[key], mapElem(t, key), out)
 		}
 	}
 }
@@ -198,4 +211,128 @@ func sortedKeys(m map[string]any) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// misplacedDetail says where key belongs when it is the name of a known
+// field at another level of the document: a field of an enclosing object
+// (successCondition indented under provider.prometheus belongs to the
+// metric), or a field one or two levels below an object on the way
+// (steps under strategy belongs to strategy.canary). It returns "" when no
+// such field exists or the place is ambiguous. Frames are the objects from
+// the root to the one holding key.
+func misplacedDetail(key string, frames []frame) string {
+	for i := len(frames) - 1; i >= 0; i-- {
+		f := frames[i]
+		if _, ok := jsonFields(f.t)[key]; ok && i < len(frames)-1 {
+			where := f.path.Child(key).String()
+			msg := fmt.Sprintf("unknown field here; %s belongs to %s (%s)", key, holderName(f.t, f.path), where)
+			if absent, ok := absence[key]; ok {
+				if why := absent(f.t, f.obj); why != "" {
+					msg += "; " + why
+				}
+			}
+			return msg
+		}
+		if found := fieldsBelow(f.t, key, f.path.String(), 2); len(found) == 1 {
+			return fmt.Sprintf("unknown field here; %s belongs at %s", key, found[0])
+		}
+	}
+	return ""
+}
+
+// fieldsBelow returns the paths, rendered under prefix, of the fields named
+// key in the Sluice types that t's fields hold, up to depth levels down.
+// Only the nearest level with a match counts. List elements are written
+// [*].
+func fieldsBelow(t reflect.Type, key, prefix string, depth int) []string {
+	type node struct {
+		t    reflect.Type
+		path string
+	}
+	level := []node{{t, prefix}}
+	for d := 0; d < depth && len(level) > 0; d++ {
+		var next []node
+		var found []string
+		for _, n := range level {
+			for name, ft := range jsonFields(n.t) {
+				p := name
+				if n.path != "" {
+					p = n.path + "." + name
+				}
+				et := ft
+				for et.Kind() == reflect.Pointer || et.Kind() == reflect.Slice || et.Kind() == reflect.Array {
+					if et.Kind() != reflect.Pointer {
+						p += "[*]"
+					}
+					et = et.Elem()
+				}
+				if et.Kind() != reflect.Struct || et.PkgPath() != ownPackage || decodesItself(et) {
+					continue
+				}
+				if _, ok := jsonFields(et)[key]; ok {
+					found = append(found, p+"."+key)
+				}
+				next = append(next, node{et, p})
+			}
+		}
+		if len(found) > 0 {
+			sort.Strings(found)
+			return found
+		}
+		level = next
+	}
+	return nil
+}
+
+// ownPackage is this package's import path: hints look only into its
+// types, not into Kubernetes' pod template.
+var ownPackage = reflect.TypeFor[Rollout]().PkgPath()
+
+// holderName names the object a field belongs to, for a hint.
+func holderName(t reflect.Type, path *field.Path) string {
+	switch t {
+	case reflect.TypeFor[Metric]():
+		return "the metric"
+	case reflect.TypeFor[RolloutSpec]():
+		return "the rollout's spec"
+	case reflect.TypeFor[CanaryStrategy]():
+		return "the canary strategy"
+	case reflect.TypeFor[BlueGreenStrategy]():
+		return "the blueGreen strategy"
+	case reflect.TypeFor[CanaryStep]():
+		return "the step"
+	}
+	if path == nil {
+		return "the document's top level"
+	}
+	return path.String()
+}
+
+// absence says what leaving a field out of the object that holds it (t,
+// with keys obj) means, when that is worth a warning: a field misplaced is
+// a field absent.
+var absence = map[string]func(t reflect.Type, obj map[string]any) string{
+	"successCondition": metricWithoutCondition,
+	"failureCondition": metricWithoutCondition,
+	"replicas": func(t reflect.Type, obj map[string]any) string {
+		if _, set := obj["replicas"]; t == reflect.TypeFor[RolloutSpec]() && !set {
+			return "without it the rollout runs 1 replica"
+		}
+		return ""
+	},
+	"steps": func(t reflect.Type, obj map[string]any) string {
+		if _, set := obj["steps"]; t == reflect.TypeFor[CanaryStrategy]() && !set {
+			return "without steps an update is promoted at once"
+		}
+		return ""
+	},
+}
+
+func metricWithoutCondition(t reflect.Type, obj map[string]any) string {
+	_, success := obj["successCondition"]
+	_, failure := obj["failureCondition"]
+	if t != reflect.TypeFor[Metric]() || success || failure {
+		return ""
+	}
+	return "without it the metric has no condition and every measurement passes"
 }

@@ -119,10 +119,10 @@ func (s *Service) newRun(ctx context.Context, t tasks.Task) (analysis.Run, tasks
 	var specs []spec.AnalysisTemplateSpec
 	var missing, problems []string
 	for _, ref := range refs {
-		ts, err := s.lookupTemplate(ctx, t.Ref.Namespace, ref)
+		ts, err := lookupTemplate(ctx, s.templates, t.Ref.Namespace, ref)
 		switch {
-		case errors.Is(err, errTemplateNotFound):
-			missing = append(missing, strings.TrimPrefix(err.Error(), errTemplateNotFound.Error()+": "))
+		case errors.Is(err, ErrTemplateNotFound):
+			missing = append(missing, strings.TrimPrefix(err.Error(), ErrTemplateNotFound.Error()+": "))
 		case events.IsPermanent(err):
 			problems = append(problems, err.Error())
 		case err != nil:

@@ -362,7 +362,7 @@ func TestCommandsOfOthersAreIgnoredAndBadTemplatesDeadLettered(t *testing.T) {
 	}
 	want := []string{
 		`invalid AnalysisTemplate prod/error-rate: spec.metrics[0].interval: Invalid value: "5"`,
-		`invalid AnalysisTemplate prod/error-rate: spec: metric "error-rate": successCondition "result[0] <"`,
+		`invalid AnalysisTemplate prod/error-rate: spec.metrics[0].successCondition: Invalid value: "result[0] <": unexpected token EOF`,
 		`unknown event type "io.sluice.analysistemplate.applied.v9"`,
 	}
 	if len(reasons) != len(want) {

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
 )
 
 // BucketTemplates holds the templates applied on the bus: an
@@ -84,7 +85,7 @@ func (s *Service) applyTemplate(ctx context.Context, d events.Delivery, ev event
 	if sub := ev.Subject(); sub != "" && sub != r.String() {
 		return events.Permanent(fmt.Errorf("event subject %q does not match NATS subject %s (want %q)", sub, d.Subject, r.String()))
 	}
-	t, warnings, problems := s.parseTemplate(r, ev.Data())
+	t, warnings, problems := parseTemplate(s.cfg.Providers, r, ev.Data())
 	if len(problems) > 0 {
 		s.log.Warn("analysis template rejected", "subject", d.Subject, "event", ev.ID(), "errors", problems)
 		what := "analysis template " + r.String()
@@ -109,10 +110,21 @@ func (s *Service) applyTemplate(ctx context.Context, d events.Delivery, ev event
 	return nil
 }
 
+// CheckTemplate returns what the analyzer finds in data, the data of a
+// template event published for r, with providers measuring the metrics:
+// the unknown fields as warnings, and every problem, with its field path,
+// that makes the analyzer dead-letter the event instead of storing the
+// template. `sluice apply` and `sluice lint` call it so that a template
+// they pass is one the analyzer takes.
+func CheckTemplate(providers *metrics.Registry, r events.Ref, data []byte) (warnings, problems []string) {
+	_, warnings, problems = parseTemplate(providers, r, data)
+	return warnings, problems
+}
+
 // parseTemplate decodes and checks the data of a template event published
 // for r. It returns the unknown fields as warnings and every problem with
 // its field path.
-func (s *Service) parseTemplate(r events.Ref, data []byte) (storedTemplate, []string, []string) {
+func parseTemplate(providers *metrics.Registry, r events.Ref, data []byte) (storedTemplate, []string, []string) {
 	if len(data) == 0 {
 		return storedTemplate{}, nil, []string{"data: Required value: the AnalysisTemplate or ClusterAnalysisTemplate manifest as JSON"}
 	}
@@ -154,7 +166,7 @@ func (s *Service) parseTemplate(r events.Ref, data []byte) (storedTemplate, []st
 		problems = append(problems, e.Error())
 	}
 	if len(problems) == 0 {
-		problems = s.checkTemplateSpec(t.Spec)
+		problems = checkTemplateSpec(providers, t.Spec)
 	}
 	return t, warnings, problems
 }
@@ -162,15 +174,15 @@ func (s *Service) parseTemplate(r events.Ref, data []byte) (storedTemplate, []st
 // checkTemplateSpec reports what spec's validation cannot see: conditions
 // that do not compile, impossible limits (analysis.CheckTemplate), and
 // metrics no registered provider can measure.
-func (s *Service) checkTemplateSpec(ts spec.AnalysisTemplateSpec) []string {
+func checkTemplateSpec(providers *metrics.Registry, ts spec.AnalysisTemplateSpec) []string {
 	var problems []string
 	if err := analysis.CheckTemplate(ts); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			problems = append(problems, "spec: "+line)
+			problems = append(problems, "spec."+line)
 		}
 	}
 	for i, m := range ts.Metrics {
-		if err := s.cfg.Providers.Check(m); err != nil {
+		if err := providers.Check(m); err != nil {
 			problems = append(problems, fmt.Sprintf("spec.metrics[%d].provider: %v", i, err))
 		}
 	}
@@ -204,27 +216,35 @@ func (s *Service) storeTemplate(ctx context.Context, t storedTemplate) (bool, er
 	return stored, nil
 }
 
-// errTemplateNotFound is wrapped by the lookup errors of missing templates.
-var errTemplateNotFound = errors.New("analysis template not found")
+// ErrTemplateNotFound is wrapped by the lookup errors of missing templates.
+var ErrTemplateNotFound = errors.New("analysis template not found")
+
+// LookupTemplate finds the template ref names for a rollout in namespace
+// in kv, the bucket BucketTemplates, as a run does when it starts. It
+// returns an error wrapping ErrTemplateNotFound when the bucket does not
+// have it.
+func LookupTemplate(ctx context.Context, kv jetstream.KeyValue, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
+	return lookupTemplate(ctx, newTemplateStore(kv), namespace, ref)
+}
 
 // lookupTemplate finds the template ref names for a run in namespace, in
 // the bucket of applied templates. It returns an error wrapping
-// errTemplateNotFound when the bucket does not have it, and a permanent
+// ErrTemplateNotFound when the bucket does not have it, and a permanent
 // error when the stored entry cannot be read.
-func (s *Service) lookupTemplate(ctx context.Context, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
+func lookupTemplate(ctx context.Context, templates templateStore, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
 	ns := namespace
 	if ref.ClusterScope {
 		ns = ""
 	}
-	t, rev, err := s.templates.Get(ctx, templateKey(ns, ref.TemplateName))
+	t, rev, err := templates.Get(ctx, templateKey(ns, ref.TemplateName))
 	if err != nil {
 		return spec.AnalysisTemplateSpec{}, err
 	}
 	if rev == 0 {
 		if ref.ClusterScope {
-			return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: cluster analysis template %q not found", errTemplateNotFound, ref.TemplateName)
+			return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: cluster analysis template %q not found", ErrTemplateNotFound, ref.TemplateName)
 		}
-		return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: analysis template %q not found in namespace %q", errTemplateNotFound, ref.TemplateName, namespace)
+		return spec.AnalysisTemplateSpec{}, fmt.Errorf("%w: analysis template %q not found in namespace %q", ErrTemplateNotFound, ref.TemplateName, namespace)
 	}
 	return t.Spec, nil
 }

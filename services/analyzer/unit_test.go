@@ -153,7 +153,7 @@ func TestParseTemplate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tmpl, _, problems := s.parseTemplate(r, j)
+			tmpl, _, problems := parseTemplate(s.cfg.Providers, r, j)
 			valid := strings.HasPrefix(filepath.Base(file), "valid-")
 			switch {
 			case valid && len(problems) > 0:

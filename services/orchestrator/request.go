@@ -28,7 +28,7 @@ func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev eve
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
+	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
 }
 
 // withWarnings attaches a request's warnings to the accepted event it leads to.
@@ -105,6 +105,8 @@ func (s *Service) reject(ctx context.Context, r events.Ref, ev events.Event, pro
 		return events.Permanent(err)
 	}
 	out.SetID("rejected/" + ev.ID())
+	setCause(&out, causeOf(ev))
+	out.SetExtension(events.ExtCorrelationID, ev.ID())
 	s.log.Info("rollout request rejected", "rollout", r.String(), "request", ev.ID(), "errors", problems)
 	_, err = s.client.Publish(ctx, events.StatusSubject(r), out)
 	return err

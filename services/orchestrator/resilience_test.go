@@ -102,35 +102,6 @@ func TestKilledOrchestratorIsReplacedAndPauseKept(t *testing.T) {
 	}
 }
 
-// A command for a rollout nobody requested is dead-lettered with a reason a
-// user can act on.
-func TestCommandForUnknownRolloutIsDeadLettered(t *testing.T) {
-	srv := startServer(t)
-	startOrchestrator(t, srv.ClientURL(), machine.Config{})
-	c := connect(t, srv.ClientURL())
-	send(t, c, events.Ref{Namespace: "prod", Name: "ghost"}, events.TypeRolloutPromote, events.PromoteData{})
-
-	ctx := context.Background()
-	var msg *jetstream.RawStreamMsg
-	poll.Until(t, "the command for an unknown rollout dead-lettered", func() error {
-		s, err := c.JetStream().Stream(ctx, events.StreamDeadLetter)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg, err = s.GetLastMsgForSubject(ctx, events.DeadLetterSubject(events.StreamCommands, DurableCommands))
-		return err
-	})
-	dl, err := events.ParseDeadLetter(msg.Subject, msg.Data, msg.Header)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(dl.Reason, "rollout prod/ghost does not exist") {
-		t.Errorf("reason = %q", dl.Reason)
-	}
-}
-
-// With no traffic service running, route tasks are re-sent and then the
-// rollout fails with a message that names the missing service.
 func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 	srv := startServer(t)
 	// The start timeout is far above a started report's round trip on a

@@ -148,7 +148,7 @@ var Needs = events.Needs{
 		{Stream: events.StreamCommands, Name: DurableCommands},
 		{Stream: events.StreamResults, Name: DurableResults},
 	},
-	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1}},
+	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1, Public: true}},
 	Publish: []string{
 		events.TaskRoot + "." + tasks.ServiceReplicas + ".>",
 		events.TaskRoot + "." + tasks.ServiceTraffic + ".>",
@@ -183,6 +183,8 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		events.TypeRolloutPause:   machine.CommandPause,
 		events.TypeRolloutResume:  machine.CommandResume,
 		events.TypeRolloutUndo:    machine.CommandUndo,
+		events.TypeRolloutRestart: machine.CommandRestart,
+		events.TypeRolloutDelete:  machine.CommandDelete,
 	} {
 		commands.Handle(typ, s.commandHandler(kind))
 	}
@@ -248,6 +250,8 @@ func (s *Service) watchPhases(ctx context.Context, kv jetstream.KeyValue) error 
 		}
 		if phase != "" {
 			phases.Set(e.Key(), phase)
+		} else {
+			phases.Delete(e.Key()) // deleted: only its sequence numbers are kept
 		}
 	})
 	if err != nil {
@@ -281,27 +285,66 @@ func (s *Service) commandHandler(kind string) events.Handler {
 		if err != nil {
 			return err
 		}
+		cause := causeOf(ev)
 		cmd := machine.Command{Kind: kind}
+		// A command whose data cannot be read is answered, not dropped.
 		switch kind {
 		case machine.CommandPromote:
 			var d events.PromoteData
 			if err := events.DecodeData(ev, &d); err != nil {
-				return err
+				return s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
 			}
 			cmd.Full = d.Full
 		case machine.CommandUndo:
 			var d events.UndoData
 			if err := events.DecodeData(ev, &d); err != nil {
-				return err
+				return s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
 			}
 			if d.ToRevision != nil {
 				if *d.ToRevision < 0 {
-					return events.Permanent(fmt.Errorf("undo %s: toRevision %d must not be negative", r, *d.ToRevision))
+					return s.refuse(ctx, r, cause, events.RefusedInvalid, fmt.Sprintf("toRevision %d must not be negative", *d.ToRevision))
 				}
 				cmd.ToRevision = *d.ToRevision
 			}
 		}
-		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd}, commandID: ev.ID(), mustExist: true, attempt: del.Attempt})
+		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd, Cause: cause}, commandID: ev.ID(), mustExist: true, attempt: del.Attempt})
+	}
+}
+
+// causeOf is the cause the machine records for command or request ev.
+func causeOf(ev events.Event) machine.Cause {
+	return machine.Cause{ID: ev.ID(), Type: ev.Type(), Actor: events.Extension(ev, events.ExtActor)}
+}
+
+// refuse answers a command the machine never saw: for a rollout that does
+// not exist, or with data that cannot be read. Its id derives from the
+// command's, so a redelivered command is answered once.
+func (s *Service) refuse(ctx context.Context, r events.Ref, cause machine.Cause, code, reason string) error {
+	snap := events.Snapshot{Namespace: r.Namespace, Name: r.Name, UpdatedAt: s.cfg.Now()}
+	if code != events.RefusedNotFound {
+		if rec, rev, err := s.st.load(ctx, r); err == nil && rev != 0 {
+			snap = rec.State.Snapshot(s.cfg.Now())
+		}
+	}
+	data := events.StatusData{Status: snap, Reason: reason, Command: &events.CommandAnswer{Type: cause.Type, ID: cause.ID, Code: code, Reason: reason}}
+	out, err := events.New(Source, events.TypeRolloutRefused, r.String(), data)
+	if err != nil {
+		return events.Permanent(err)
+	}
+	out.SetID("refused/" + cause.ID)
+	setCause(&out, cause)
+	s.log.Info("command refused", "rollout", r.String(), "command", cause.Type, "id", cause.ID, "actor", cause.Actor, "code", code, "reason", reason)
+	_, err = s.client.Publish(ctx, events.StatusSubject(r), out)
+	return err
+}
+
+// setCause sets the causationid and actor extensions of ev.
+func setCause(ev *events.Event, cause machine.Cause) {
+	if cause.ID != "" {
+		ev.SetExtension(events.ExtCausationID, cause.ID)
+	}
+	if cause.Actor != "" {
+		ev.SetExtension(events.ExtActor, cause.Actor)
 	}
 }
 
@@ -351,9 +394,9 @@ type update struct {
 	// command whose id the rollout's record lists was applied already,
 	// and its second delivery changes nothing, however late it comes.
 	commandID string
-	// mustExist makes a missing rollout a permanent error (a command for a
-	// rollout nobody requested); otherwise a missing rollout ignores the
-	// observation, unless it is a request.
+	// mustExist answers a missing rollout with command.refused (a command
+	// for a rollout nobody requested); otherwise a missing rollout ignores
+	// the observation, unless it is a request.
 	mustExist bool
 	// annotate, when set, may add to the effects' data before they are
 	// stored.
@@ -386,6 +429,10 @@ func (s *Service) apply(ctx context.Context, u update) error {
 	if errors.Is(err, records.ErrConflict) {
 		d.lostRace()
 	}
+	if err == nil && d.missing {
+		return s.refuse(ctx, u.ref, u.obs.Cause, events.RefusedNotFound,
+			fmt.Sprintf("rollout %s does not exist: publish %s first", u.ref, events.TypeRolloutRequested))
+	}
 	if err != nil || d.out == nil {
 		return err
 	}
@@ -407,6 +454,9 @@ type decision struct {
 	onRecent, verified bool
 	// out is what the last attempt wrote; nil when it wrote nothing.
 	out *outcome
+	// missing: the rollout does not exist, and the observation must be
+	// answered (mustExist).
+	missing bool
 }
 
 // outcome is a decision that changes the rollout's record.
@@ -427,11 +477,10 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	}
 	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
 	s := d.s
+	d.missing = false
 	if rev == 0 && d.obs.Request == nil {
 		s.cfg.Metrics.Decision(d.kind, "ignored")
-		if d.mustExist {
-			return events.Permanent(fmt.Errorf("rollout %s does not exist: publish %s first", d.ref, events.TypeRolloutRequested))
-		}
+		d.missing = d.mustExist
 		return records.Unchanged
 	}
 	if d.republish && len(rec.Outbox) > 0 {
@@ -588,6 +637,10 @@ func (s *Service) publishEffects(ctx context.Context, r events.Ref, effects []ma
 			subject = events.StatusSubject(r)
 			ev, err = events.New(Source, e.Status.Type, r.String(), e.Status.Data)
 			ev.SetID(e.Status.ID)
+			setCause(&ev, e.Status.Cause)
+			if e.Status.Correlation != "" {
+				ev.SetExtension(events.ExtCorrelationID, e.Status.Correlation)
+			}
 		default:
 			continue
 		}

@@ -150,6 +150,8 @@ type statusEntry struct {
 	ID   string
 	Data events.StatusData
 	At   time.Time
+	// The contract's extensions.
+	Causation, Actor, Correlation string
 }
 
 func watchStatus(t *testing.T, c *events.Client) *statusLog {
@@ -164,7 +166,9 @@ func watchStatus(t *testing.T, c *events.Client) *statusLog {
 		if err != nil {
 			return events.Permanent(err)
 		}
-		e := statusEntry{Type: ev.Type(), ID: ev.ID(), Data: d, At: time.Now()}
+		e := statusEntry{Type: ev.Type(), ID: ev.ID(), Data: d, At: time.Now(),
+			Causation: events.Extension(ev, events.ExtCausationID), Actor: events.Extension(ev, events.ExtActor),
+			Correlation: events.Extension(ev, events.ExtCorrelationID)}
 		l.mu.Lock()
 		l.evs[r] = append(l.evs[r], e)
 		l.mu.Unlock()

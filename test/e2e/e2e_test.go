@@ -150,6 +150,12 @@ func (d *dev) sluice(args ...string) (int, string) {
 // apply writes manifest to a file and applies it.
 func (d *dev) apply(manifest string, args ...string) (int, string) {
 	d.t.Helper()
+	return d.sluice(append([]string{"apply", "-f", d.writeFile(manifest)}, args...)...)
+}
+
+// writeFile writes manifest to a new file and returns its path.
+func (d *dev) writeFile(manifest string) string {
+	d.t.Helper()
 	f, err := os.CreateTemp(d.work, "manifest-*.yaml")
 	if err != nil {
 		d.t.Fatal(err)
@@ -158,7 +164,7 @@ func (d *dev) apply(manifest string, args ...string) (int, string) {
 		d.t.Fatal(err)
 	}
 	f.Close()
-	return d.sluice(append([]string{"apply", "-f", f.Name()}, args...)...)
+	return f.Name()
 }
 
 // waitGet waits until `sluice get` shows every want (spaces squeezed).

@@ -199,9 +199,13 @@ func TestMissingDataNeverPromotes(t *testing.T) {
 	if !strings.Contains(out, "= [] Inconclusive") {
 		t.Errorf("the measurement should show the empty result:\n%s", out)
 	}
-	// Still not promoted after another measurement interval.
-	time.Sleep(4 * time.Second)
-	d.waitGet("web", time.Second*10, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
+	// The pause is the analysis's: only a promote lifts it, and resume
+	// says so.
+	if code, out := d.sluice("resume", "web"); code != 1 ||
+		!strings.Contains(out, "resume refused (NotApplicable): not paused by an operator but by InconclusiveAnalysisRun: promote to go on, or abort") {
+		t.Errorf("resume of an inconclusive pause: exit %d\n%s", code, out)
+	}
+	d.waitGet("web", 10*time.Second, "Paused (InconclusiveAnalysisRun)", "Revision: 2 (stable 1)")
 }
 
 // live makes v1 of rollout "web" live and waits until it is.

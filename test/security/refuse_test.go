@@ -256,7 +256,7 @@ func TestWithoutCommandRightsNoRolloutChanges(t *testing.T) {
 		t.Fatalf("viewer: a durable status consumer: %v", err)
 	}
 	defer func() { _ = bot.Stop(context.Background()) }()
-	if code, out := runCLI(t, url, events.IdentityOperator, "promote", "prod/web"); code != 0 || !strings.Contains(out, "promote sent") {
+	if code, out := runCLI(t, url, events.IdentityOperator, "promote", "prod/web"); code != 0 || !strings.Contains(out, "prod/web: promote done: resumed") {
 		t.Fatalf("operator: promote: exit %d\n%s", code, out)
 	}
 	get("Revision: 2 (stable 2)", "Healthy")

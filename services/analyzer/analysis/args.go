@@ -208,21 +208,29 @@ func mergeArg(args []spec.Argument, a spec.Argument) ([]spec.Argument, error) {
 // applied rather than when a run starts: conditions that do not compile,
 // failureLimit -1 without consecutiveSuccessLimit, dryRun and
 // measurementRetention rules that are not "*" or a regular expression.
-// Conditions and limits holding {{args.NAME}} are checked by New, once the
-// arguments are known.
+// Each problem is one line that starts with its field path under the
+// template's spec ("metrics[0].successCondition: ..."). Conditions and
+// limits holding {{args.NAME}} are checked by New, once the arguments are
+// known.
 func CheckTemplate(t spec.AnalysisTemplateSpec) error {
 	var errs []error
-	for _, m := range t.Metrics {
-		if !strings.Contains(m.SuccessCondition+m.FailureCondition, "{{") {
-			if _, err := compileConditions(m); err != nil {
-				errs = append(errs, fmt.Errorf("metric %q: %w", m.Name, err))
+	for i, m := range t.Metrics {
+		at := fmt.Sprintf("metrics[%d]", i)
+		for _, c := range []struct{ field, src string }{{"successCondition", m.SuccessCondition}, {"failureCondition", m.FailureCondition}} {
+			if c.src == "" || strings.Contains(c.src, "{{") {
+				continue
+			}
+			if _, err := compileCondition(c.src); err != nil {
+				errs = append(errs, fmt.Errorf("%s.%s: Invalid value: %q: %s", at, c.field, c.src, exprMessage(err)))
 			}
 		}
 		limitsOnly := spec.Metric{Interval: m.Interval, InitialDelay: m.InitialDelay, Count: m.Count, FailureLimit: m.FailureLimit,
 			InconclusiveLimit: m.InconclusiveLimit, ConsecutiveErrorLimit: m.ConsecutiveErrorLimit, ConsecutiveSuccessLimit: m.ConsecutiveSuccessLimit}
 		if len(Placeholders(limitsOnly)) == 0 {
 			if _, err := limitsOf(m); err != nil {
-				errs = append(errs, fmt.Errorf("metric %q: %w", m.Name, err))
+				for _, e := range unjoin(err) {
+					errs = append(errs, fmt.Errorf("%s (%q): %w", at, m.Name, e))
+				}
 			}
 		}
 	}
@@ -237,6 +245,14 @@ func CheckTemplate(t spec.AnalysisTemplateSpec) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unjoin returns the errors joined in err, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func checkPattern(p string) error {

@@ -306,7 +306,7 @@ func TestCheckTemplate(t *testing.T) {
 			Metrics:              []spec.Metric{metric("a", conds("result[0] >", ""), failureLimit(-1))},
 			DryRun:               []spec.DryRun{{MetricName: "*a"}},
 			MeasurementRetention: []spec.MeasurementRetention{{MetricName: "(", Limit: 1}},
-		}, []string{`metric "a": successCondition "result[0] >"`, "failureLimit -1 needs", `dryRun[0]: metricName "*a"`, `measurementRetention[0]: metricName "("`}},
+		}, []string{`metrics[0].successCondition: Invalid value: "result[0] >"`, `metrics[0] ("a"): failureLimit -1 needs`, `dryRun[0]: metricName "*a"`, `measurementRetention[0]: metricName "("`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

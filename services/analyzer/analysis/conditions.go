@@ -31,7 +31,7 @@ func compileConditions(metric spec.Metric) (conditions, error) {
 		if src == "" {
 			return nil
 		}
-		p, err := expr.Compile(src, compileOptions...)
+		p, err := compileCondition(src)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %s", field, src, exprMessage(err)))
 		}
@@ -40,6 +40,11 @@ func compileConditions(metric spec.Metric) (conditions, error) {
 	c.success = compile("successCondition", metric.SuccessCondition)
 	c.failure = compile("failureCondition", metric.FailureCondition)
 	return c, errors.Join(errs...)
+}
+
+// compileCondition compiles one condition as every run does.
+func compileCondition(src string) (*vm.Program, error) {
+	return expr.Compile(src, compileOptions...)
 }
 
 // judge evaluates the conditions on result as Argo Rollouts does: both are

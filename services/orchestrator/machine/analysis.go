@@ -57,7 +57,7 @@ func (d *decision) runName(action string, step int32) string {
 // post-promotion run. Nothing runs after an abort or a full promotion.
 func (d *decision) wantedRuns() []wantedRun {
 	s := d.s
-	if !s.inProgress() || s.Aborted || s.PromoteFull {
+	if !s.inProgress() || s.Aborted || s.PromoteFull || s.Deleting {
 		return nil
 	}
 	var out []wantedRun
@@ -177,7 +177,7 @@ func (d *decision) startRun(w wantedRun) {
 func (d *decision) runFinished(run *RunRecord, f tasks.Finished) bool {
 	t := &run.Task
 	if f.Analysis == nil && f.Outcome == tasks.OutcomeFailed {
-		d.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("analyzer task %s failed (%d attempts): %s", t.ID, t.Attempt, f.Message))
+		d.attemptFailed(taskRef{t: t, run: run}, fmt.Sprintf("%s (analyzer task %s, %d attempts)", f.Message, t.ID, t.Attempt))
 		return true
 	}
 	sum := events.AnalysisSummary{Name: run.Name, Phase: string(phaseSuccessful), Message: f.Message}
@@ -203,11 +203,17 @@ func (d *decision) runFinished(run *RunRecord, f tasks.Finished) bool {
 func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 	s := d.s
 	run.Phase = sum.Phase
+	needed := d.wanted(run.Name)
+	if !needed && run.Stop != nil && sum.Phase == string(phaseSuccessful) {
+		// Terminated before a verdict: the analyzer calls that successful,
+		// but nothing passed.
+		sum.Phase = events.AnalysisTerminated
+		sum.Message = "terminated before a verdict: " + d.stopReason(run)
+	}
 	run.Summary = &sum
 	last := sum
 	s.LastAnalysis = &last
 	run.Task.StartBy, run.Task.FinishBy = time.Time{}, time.Time{}
-	needed := d.wanted(run.Name)
 	d.emit(events.TypeAnalysisCompleted, events.StatusData{Analysis: &last})
 	if !needed {
 		return
@@ -223,6 +229,24 @@ func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 		d.addCondition(PauseInconclusive)
 		d.emit(events.TypeRolloutPaused, events.StatusData{Reason: fmt.Sprintf("%s: analysis run %s is inconclusive", PauseInconclusive, run.Name)})
 	}
+}
+
+// stopReason says why a run the update no longer needs was stopped.
+func (d *decision) stopReason(run *RunRecord) string {
+	s := d.s
+	switch {
+	case s.Deleting:
+		return "the rollout is being deleted"
+	case run.Task.Revision != s.Revision:
+		return fmt.Sprintf("revision %d replaced revision %d", s.Revision, run.Task.Revision)
+	case s.Aborted:
+		return "the update was aborted"
+	case s.PromoteFull:
+		return "skipped by a full promotion"
+	case !s.inProgress():
+		return "the update is over"
+	}
+	return "promoted past"
 }
 
 func (d *decision) measured(m tasks.Measured) bool {

@@ -111,7 +111,7 @@ func TestAnalysis(t *testing.T) {
 			w.failNext[tasks.ServiceAnalyzer] = 3
 			w.request(image(ro, "web:2"))
 			w.settle()
-			want := "step analysis run web-" + h2 + "-2-1 error: analyzer task shop/web/r2/analysis-step-1/1 failed (3 attempts): analyzer worker: quota exceeded"
+			want := "step analysis run web-" + h2 + "-2-1 error: analyzer worker: quota exceeded (analyzer task shop/web/r2/analysis-step-1/1, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}

@@ -51,6 +51,19 @@ type Observation struct {
 	From string `json:"from,omitempty"`
 	// Tick means time has passed: deadlines at or before now fire.
 	Tick bool `json:"tick,omitempty"`
+	// Cause is the command or request event that carried Request or
+	// Command. The status events they cause carry it (causationid, actor),
+	// and a command that changes nothing is answered with
+	// events.TypeRolloutRefused naming it.
+	Cause Cause `json:"cause,omitzero"`
+}
+
+// Cause is the event behind an observation: its CloudEvents id and type,
+// and who sent it (the actor extension).
+type Cause struct {
+	ID    string `json:"id,omitempty"`
+	Type  string `json:"type,omitempty"`
+	Actor string `json:"actor,omitempty"`
 }
 
 // Command kinds.
@@ -61,6 +74,8 @@ const (
 	CommandPause   = "pause"
 	CommandResume  = "resume"
 	CommandUndo    = "undo"
+	CommandRestart = "restart"
+	CommandDelete  = "delete"
 )
 
 // Command is an operator command.
@@ -89,4 +104,11 @@ type StatusEvent struct {
 	// ID is deterministic (rollout, state version, index), so a republished
 	// effect is stored once.
 	ID string `json:"id"`
+	// Cause is the command or request that caused the event (zero when a
+	// task report or a deadline did); the service sends it as the
+	// causationid and actor extensions.
+	Cause Cause `json:"cause,omitzero"`
+	// Correlation is the id of the request (or undo) that started the
+	// update the event belongs to: the correlationid extension.
+	Correlation string `json:"correlation,omitempty"`
 }

@@ -472,9 +472,10 @@ func TestCanary(t *testing.T) {
 			}
 			m = w.mark()
 			w.apply(Observation{Command: &Command{Kind: CommandUndo, ToRevision: 9}})
-			w.expectEvents(m, "rollout.rejected")
-			if ev := w.lastEvent("rollout.rejected"); ev.Data.Reason != "undo: revision 9 is not in the history" || len(ev.Data.Errors) != 1 {
-				t.Fatalf("rejected %+v", ev.Data)
+			w.expectEvents(m, "rollout.command.refused")
+			if c := w.lastEvent("rollout.command.refused").Data.Command; c == nil || c.Code != events.RefusedInvalid ||
+				c.Reason != "cannot undo: revision 9 is not kept (revisions kept: 3 4)" {
+				t.Fatalf("refused %+v", c)
 			}
 			w.apply(Observation{Command: &Command{Kind: CommandUndo, ToRevision: 3}})
 			if s := w.snap(); s.Revision != 5 || s.PodHash != h1 {

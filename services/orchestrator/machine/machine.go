@@ -19,8 +19,9 @@ type Machine struct {
 // publish. It does no I/O, reads no clock and never panics.
 //
 // An observation that does not apply (a report for an unknown task or an
-// older attempt, a duplicate, a command with nothing to act on, a request
-// for another rollout) returns st unchanged and no effects. Otherwise the
+// older attempt, a duplicate, a request for another rollout) returns st
+// unchanged and no effects. A command with nothing to act on is answered:
+// its only effect is an events.TypeRolloutRefused event naming it. Otherwise the
 // observation is applied, every deadline at or before now fires, and the
 // rollout moves as far as it can; when anything changed, the returned
 // state's Version is st.Version+1. Next on the zero State with a Request
@@ -37,7 +38,7 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 		}()
 	}
 	s := st.clone()
-	d := &decision{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0)}
+	d := &decision{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0), cause: obs.Cause}
 	if !d.observe(obs) {
 		return st, nil
 	}
@@ -55,6 +56,9 @@ type decision struct {
 	s       *State
 	now     time.Time
 	effects []Effect
+	// cause is the command or request being decided on (zero for reports
+	// and ticks): the events it leads to now carry it.
+	cause Cause
 }
 
 func (d *decision) observe(o Observation) bool {
@@ -62,7 +66,7 @@ func (d *decision) observe(o Observation) bool {
 	case o.Request != nil:
 		return d.request(o.Request)
 	case o.Command != nil:
-		return d.s.Revision != 0 && d.command(*o.Command)
+		return d.command(*o.Command)
 	case o.Started != nil:
 		return d.fromOwner(o.From, o.Started.TaskID) && d.started(*o.Started)
 	case o.Finished != nil:
@@ -83,14 +87,17 @@ func (d *decision) reconcile() {
 		return
 	}
 	d.fireTaskDeadlines()
+	d.restartDue()
 	for i := 0; i < 64 && d.progress(); i++ {
 	}
 	d.syncRuns()
 	d.syncScale()
 	d.syncRoute()
 	d.announceAbort()
+	d.announceRestart()
 	d.pruneHistory()
 	d.refreshPhase()
+	d.announceDeleted()
 }
 
 // finish numbers the effects and the version, or returns before unchanged
@@ -113,11 +120,28 @@ func (d *decision) finish(before State) (State, []Effect) {
 	return *d.s, d.effects
 }
 
-// emit appends a status event whose snapshot is the state as it is now.
+// emit appends a status event whose snapshot is the state as it is now,
+// caused by the observation being decided on.
 func (d *decision) emit(typ string, data events.StatusData) {
+	d.emitFor(d.cause, typ, data)
+}
+
+// emitFor is emit for an event that answers cause, a command decided on
+// earlier whose effect shows only now (an abort's traffic back on stable, a
+// restart or a deletion carried out).
+func (d *decision) emitFor(cause Cause, typ string, data events.StatusData) {
 	d.refreshPhase()
 	data.Status = d.s.Snapshot(d.now)
-	d.effects = append(d.effects, Effect{Status: &StatusEvent{Type: typ, Data: data}})
+	d.effects = append(d.effects, Effect{Status: &StatusEvent{Type: typ, Data: data, Cause: cause, Correlation: d.s.UpdateID}})
+}
+
+// refuse answers the command being decided on: it changes nothing, with
+// code (events.Refused*) and reason.
+func (d *decision) refuse(code, reason string) {
+	d.emit(events.TypeRolloutRefused, events.StatusData{
+		Reason:  reason,
+		Command: &events.CommandAnswer{Type: d.cause.Type, ID: d.cause.ID, Code: code, Reason: reason},
+	})
 }
 
 // fromOwner reports whether a report about task id may be taken from the

@@ -287,6 +287,8 @@ func (d *decision) desiredScale() []tasks.RevisionScale {
 
 	var counts map[string]int32
 	switch {
+	case s.Deleting:
+		counts = map[string]int32{}
 	case s.canary() != nil && s.canary().TrafficRouting == nil:
 		counts = d.basicCanaryScale(old)
 	case s.canary() != nil:
@@ -301,7 +303,11 @@ func (d *decision) desiredScale() []tasks.RevisionScale {
 			continue
 		}
 		role, md := d.role(h)
-		out = append(out, tasks.RevisionScale{Revision: s.revisionOf(h), PodHash: h, Role: role, Replicas: n, Metadata: md})
+		rv := tasks.RevisionScale{Revision: s.revisionOf(h), PodHash: h, Role: role, Replicas: n, Metadata: md}
+		if h == s.StableHash {
+			rv.RestartAt, rv.MaxUnavailable = d.restartFields(n)
+		}
+		out = append(out, rv)
 	}
 	return out
 }
@@ -528,7 +534,8 @@ func sameScale(a, b []tasks.RevisionScale) bool {
 			return false
 		}
 		y := &b[j]
-		if y.Replicas != x.Replicas || y.Revision != x.Revision || y.Role != x.Role || !sameEncoding(x.Metadata, y.Metadata) {
+		if y.Replicas != x.Replicas || y.Revision != x.Revision || y.Role != x.Role || !sameEncoding(x.Metadata, y.Metadata) ||
+			!y.RestartAt.Equal(x.RestartAt) || y.MaxUnavailable != x.MaxUnavailable {
 			return false
 		}
 	}

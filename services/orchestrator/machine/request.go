@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -40,6 +39,13 @@ func (d *decision) request(in *spec.Rollout) bool {
 		d.emit(events.TypeRolloutRejected, events.StatusData{Errors: problems, Reason: "invalid Rollout"})
 		return true
 	}
+	if s.Deleting {
+		d.emit(events.TypeRolloutRejected, events.StatusData{Reason: "the rollout is being deleted: apply it again once the deleted event is out"})
+		return true
+	}
+	if d.cause.ID != "" {
+		s.UpdateID = d.cause.ID
+	}
 	tpl := ro.Spec.Template
 	hash := PodTemplateHash(tpl)
 	prev := s.Spec
@@ -64,7 +70,27 @@ func (d *decision) request(in *spec.Rollout) bool {
 		d.newRevision(hash, tpl)
 	}
 	d.syncUserPause(prev, ro.Spec.Paused)
+	d.syncRestartAt(ro.Spec.RestartAt)
 	return true
+}
+
+// syncRestartAt follows spec.restartAt as Argo does: a time later than the
+// last restart asks for one, at once when it has passed, at that time
+// otherwise.
+func (d *decision) syncRestartAt(at *metav1.Time) {
+	s := d.s
+	if at == nil || at.IsZero() {
+		return
+	}
+	t := at.UTC().Round(0)
+	if !t.After(s.Restart.At) || t.Equal(s.Restart.Due) {
+		return
+	}
+	if t.After(d.now) {
+		s.Restart.Due, s.Restart.Cause = t, d.cause
+		return
+	}
+	d.startRestart(t, d.cause)
 }
 
 // normalize returns a defaulted deep copy of in and every problem with it,
@@ -146,6 +172,8 @@ func (d *decision) newRevision(hash string, tpl corev1.PodTemplateSpec) {
 		}
 	}
 	s.Revision, s.PodHash = n, hash
+	// The analysis shown belongs to the revision being rolled out.
+	s.LastAnalysis = nil
 	if hash == s.StableHash {
 		s.StableRevision = n
 	}
@@ -230,7 +258,7 @@ func (d *decision) syncUserPause(prev *spec.Rollout, paused bool) {
 }
 
 // undo re-applies an earlier revision's template as a new request.
-func (d *decision) undo(to int64) bool {
+func (d *decision) undo(to int64) (code, reason string) {
 	s := d.s
 	var target *RevisionRecord
 	for i := range s.History {
@@ -243,34 +271,33 @@ func (d *decision) undo(to int64) bool {
 		}
 	}
 	if target == nil {
-		var kept []string
+		var kept []int64
 		for _, h := range s.History {
-			kept = append(kept, fmt.Sprint(h.Number))
+			kept = append(kept, h.Number)
 		}
-		sort.Strings(kept)
-		what := "no revision before the current one"
+		slices.Sort(kept)
+		what := "there is no revision before the current one"
 		if to != 0 {
-			what = fmt.Sprintf("revision %d", to)
+			what = fmt.Sprintf("revision %d is not kept", to)
 		}
-		d.emit(events.TypeRolloutRejected, events.StatusData{
-			Reason: "undo: " + what + " is not in the history",
-			Errors: []string{fmt.Sprintf("toRevision: Invalid value: %d: revisions kept: %s", to, strings.Join(kept, ", "))},
-		})
-		return true
+		return events.RefusedInvalid, fmt.Sprintf("cannot undo: %s (revisions kept: %s)", what, strings.Trim(fmt.Sprint(kept), "[]"))
 	}
 	if target.Hash == s.PodHash {
-		return false
+		return events.RefusedNotApplicable, fmt.Sprintf("revision %d is already the current revision", s.Revision)
 	}
 	b, err := json.Marshal(s.Spec)
 	if err != nil {
-		return false
+		return events.RefusedInvalid, "cannot undo: " + err.Error()
 	}
 	var ro spec.Rollout
-	if json.Unmarshal(b, &ro) != nil {
-		return false
+	if err := json.Unmarshal(b, &ro); err != nil {
+		return events.RefusedInvalid, "cannot undo: " + err.Error()
 	}
 	ro.Spec.Template = target.Template
-	return d.request(&ro)
+	if !d.request(&ro) {
+		return events.RefusedInvalid, fmt.Sprintf("cannot undo to revision %d: its template is no longer valid", target.Number)
+	}
+	return "", ""
 }
 
 // template returns the pod template of the revision with hash.

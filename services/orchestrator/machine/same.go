@@ -41,6 +41,10 @@ func (s *State) sameJSON(o *State) bool {
 		sameEach(s.History, o.History, func(a, b *RevisionRecord) bool {
 			return a.Number == b.Number && a.Hash == b.Hash && sameEncoding(&a.Template, &b.Template)
 		}) &&
+		s.UpdateID == o.UpdateID && s.AbortCause == o.AbortCause &&
+		s.Restart.Pending == o.Restart.Pending && s.Restart.Cause == o.Restart.Cause &&
+		sameOptionalTime(s.Restart.At, o.Restart.At) && sameOptionalTime(s.Restart.Due, o.Restart.Due) &&
+		s.Deleting == o.Deleting && s.DeleteCause == o.DeleteCause &&
 		sameEncoding(s.Spec, o.Spec)
 }
 

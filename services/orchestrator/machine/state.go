@@ -106,6 +106,32 @@ type State struct {
 	// EvaluatedAt is when deadlines were last evaluated; NextWakeup only
 	// reports deadlines after it.
 	EvaluatedAt time.Time `json:"evaluatedAt,omitzero"`
+
+	// UpdateID is the id of the request (or undo command) that started the
+	// current update: every status event carries it as its correlationid.
+	UpdateID string `json:"updateId,omitempty"`
+	// AbortCause is the abort command the pending aborted event answers.
+	AbortCause Cause `json:"abortCause,omitzero"`
+	// Restart is the restart of the stable revision's pods, in progress or
+	// last done.
+	Restart Restart `json:"restart,omitzero"`
+	// Deleting means a delete command is being carried out: every revision
+	// and route is being removed, and then the state is forgotten but for
+	// Ref, Version and Seq. DeleteCause is that command.
+	Deleting    bool  `json:"deleting,omitempty"`
+	DeleteCause Cause `json:"deleteCause,omitzero"`
+}
+
+// Restart is a restart of the stable revision's pods, as Argo's
+// spec.restartAt: pods started before At are replaced.
+type Restart struct {
+	At time.Time `json:"at,omitzero"`
+	// Pending holds the restarted event until the scale task that carries
+	// At has finished; Cause is the command (or request) it answers.
+	Pending bool  `json:"pending,omitempty"`
+	Cause   Cause `json:"cause,omitzero"`
+	// Due is a spec.restartAt still in the future: the restart starts then.
+	Due time.Time `json:"due,omitzero"`
 }
 
 // RevisionRecord is one revision of the pod template.
@@ -223,6 +249,7 @@ func (s State) NextWakeup() (time.Time, bool) {
 	}
 	consider(s.PauseUntil)
 	consider(s.AbortScaleDownAt)
+	consider(s.Restart.Due)
 	for _, p := range s.Pods {
 		if p.Replicas > 0 {
 			consider(p.ScaleDownAt)

@@ -19,6 +19,9 @@ func (d *decision) halted() bool {
 // or marks the stable revision complete. It reports whether it moved.
 func (d *decision) progress() bool {
 	s := d.s
+	if s.Deleting {
+		return false
+	}
 	if s.inProgress() {
 		if s.Aborted || d.halted() {
 			return false

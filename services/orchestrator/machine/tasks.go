@@ -49,7 +49,7 @@ func (d *decision) send(t *TaskRecord) {
 	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision}
 	switch {
 	case t.Scale != nil:
-		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions))}
+		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions)), Remove: t.Scale.Remove}
 		for i, rv := range t.Scale.Revisions {
 			rv.Template = s.template(rv.PodHash)
 			sc.Revisions[i] = rv
@@ -98,14 +98,14 @@ func (d *decision) progressDeadline() time.Duration {
 func (d *decision) syncScale() {
 	s := d.s
 	want := d.desiredScale()
-	if s.Scale != nil && s.Scale.Scale != nil && sameScale(s.Scale.Scale.Revisions, want) {
+	if s.Scale != nil && s.Scale.Scale != nil && s.Scale.Scale.Remove == s.Deleting && sameScale(s.Scale.Scale.Revisions, want) {
 		return
 	}
-	if s.inProgress() && !s.Aborted && d.halted() {
+	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() {
 		return
 	}
 	t := d.newTask(tasks.KindScale, "scale", s.Revision)
-	t.Scale = &tasks.Scale{Revisions: want}
+	t.Scale = &tasks.Scale{Revisions: want, Remove: s.Deleting}
 	for _, w := range want {
 		p := s.pod(w.PodHash)
 		if p == nil {
@@ -126,6 +126,9 @@ func (d *decision) syncScale() {
 func (d *decision) syncRoute() {
 	s := d.s
 	want := d.desiredRoute()
+	if want != nil && s.Deleting {
+		want.Remove = true
+	}
 	if want == nil || s.Route != nil && sameRoute(s.Route.Route, want) {
 		return
 	}
@@ -180,15 +183,15 @@ func (d *decision) fireTaskDeadlines() {
 		svc, _ := tasks.Service(t.Kind)
 		switch {
 		case !t.Started && !t.StartBy.IsZero() && !d.now.Before(t.StartBy):
-			d.attemptFailed(ref, fmt.Sprintf("no %s worker took task %s within %s (%d attempts); is the %s service running?",
-				svc, t.ID, d.cfg.TaskStartTimeout, t.Attempt, svc))
+			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? (task %s, %d attempts)",
+				svc, d.cfg.TaskStartTimeout, svc, t.ID, t.Attempt))
 		case !t.Overdue && !t.FinishBy.IsZero() && !d.now.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {
 				t.Overdue = true
 				d.progressDeadlineExceeded()
 				continue
 			}
-			d.attemptFailed(ref, fmt.Sprintf("%s task %s did not finish within %s (%d attempts)", svc, t.ID, d.cfg.RouteFinishTimeout, t.Attempt))
+			d.attemptFailed(ref, fmt.Sprintf("the %s service did not finish within %s (task %s, %d attempts)", svc, d.cfg.RouteFinishTimeout, t.ID, t.Attempt))
 		}
 	}
 }
@@ -197,8 +200,12 @@ func (d *decision) fireTaskDeadlines() {
 // (phase Degraded), and aborts the update with progressDeadlineAbort.
 func (d *decision) progressDeadlineExceeded() {
 	s := d.s
-	if s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted {
+	switch {
+	case s.Deleting:
+	case s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted:
 		d.abort(deadlineMessage(s))
+	default:
+		d.emit(events.TypeRolloutDegraded, events.StatusData{Reason: deadlineMessage(s)})
 	}
 }
 
@@ -230,11 +237,11 @@ func (d *decision) fail(message string) {
 		d.abort(message)
 		return
 	}
-	first := s.Failure == "" && !s.Aborted && !s.Completed
+	first := s.Failure == "" && !s.Aborted && !s.Completed && !s.Deleting
 	s.Failure = message
 	if first {
-		// The revision will not come up: say so once, as an abort would.
-		d.emit(events.TypeRolloutAborted, events.StatusData{Reason: message})
+		// The revision will not come up: say so once.
+		d.emit(events.TypeRolloutDegraded, events.StatusData{Reason: message})
 	}
 }
 
@@ -265,7 +272,7 @@ func (d *decision) finished(f tasks.Finished) bool {
 	}
 	if f.Outcome == tasks.OutcomeFailed {
 		svc, _ := tasks.Service(t.Kind)
-		msg := fmt.Sprintf("%s task %s failed (%d attempts): %s", svc, t.ID, t.Attempt, f.Message)
+		msg := fmt.Sprintf("%s (%s task %s, %d attempts)", f.Message, svc, t.ID, t.Attempt)
 		d.attemptFailed(ref, msg)
 		return true
 	}

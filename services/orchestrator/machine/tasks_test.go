@@ -31,9 +31,9 @@ func TestTaskProtocol(t *testing.T) {
 			w.expectPhase(events.PhaseProgressing)
 			m := w.mark()
 			w.advance(31 * time.Second)
-			w.expectEvents(m, "rollout.aborted")
-			want := "no replicas worker took task shop/web/r1/scale/1 within 30s (3 attempts); is the replicas service running?"
-			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
+			w.expectEvents(m, "rollout.degraded")
+			want := "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r1/scale/1, 3 attempts)"
+			if r := w.lastEvent("rollout.degraded").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
 			w.expectPhase(events.PhaseDegraded)
@@ -57,7 +57,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.advance(90 * time.Second)
 			ab := w.lastEvent("rollout.aborted")
-			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took task shop/web/r2/scale/2 within 30s") {
+			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r2/scale/2,") {
 				t.Fatalf("reason %q", ab.Data.Reason)
 			}
 			m := w.mark()
@@ -88,7 +88,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.failNext[tasks.ServiceTraffic] = 4 // the first route task is superseded before it fails
 			w.settle()
-			want := "traffic task shop/web/r2/route/3 failed (3 attempts): traffic worker: quota exceeded"
+			want := "traffic worker: quota exceeded (traffic task shop/web/r2/route/3, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
@@ -109,8 +109,8 @@ func TestTaskProtocol(t *testing.T) {
 			w.expectPhase(events.PhaseDegraded)
 			w.expectEvents(m)
 			w.advance(180 * time.Second)
-			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "traffic task shop/web/r2/route/3 did not finish within 1m0s (3 attempts); "+
-				"routing traffic back to the stable revision failed: traffic task shop/web/r2/route/4 did not finish within 1m0s (3 attempts)" {
+			if r := w.lastEvent("rollout.aborted").Data.Reason; r != "the traffic service did not finish within 1m0s (task shop/web/r2/route/3, 3 attempts); "+
+				"routing traffic back to the stable revision failed: the traffic service did not finish within 1m0s (task shop/web/r2/route/4, 3 attempts)" {
 				t.Fatalf("reason %q", r)
 			}
 		}},
@@ -128,7 +128,10 @@ func TestTaskProtocol(t *testing.T) {
 			if w.st.Message != `ProgressDeadlineExceeded: ReplicaSet "web-`+h2+`" has timed out progressing.` {
 				t.Fatalf("message %q", w.st.Message)
 			}
-			w.expectEvents(m, "rollout.accepted", "rollout.step.started")
+			w.expectEvents(m, "rollout.accepted", "rollout.step.started", "rollout.degraded")
+			if r := w.lastEvent("rollout.degraded").Data.Reason; r != w.st.Message {
+				t.Fatalf("degraded reason %q, want the message %q", r, w.st.Message)
+			}
 			if w.st.Aborted {
 				t.Fatalf("aborted without progressDeadlineAbort")
 			}
@@ -161,7 +164,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.down[tasks.ServiceAnalyzer] = true
 			w.request(image(ro, "web:2"))
 			w.advance(2 * time.Minute)
-			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took task shop/web/r2/analysis-step-1/1 within 30s (3 attempts); is the analyzer service running?"
+			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? (task shop/web/r2/analysis-step-1/1, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}
@@ -238,15 +241,8 @@ func TestIgnoredObservations(t *testing.T) {
 		{"measured without a new measurement", w, Observation{Measured: &tasks.Measured{TaskID: run.Task.ID, Analysis: events.AnalysisSummary{}}}},
 		{"request for another rollout", w, Observation{Request: other}},
 		{"request with nothing in it", w, Observation{Request: &spec.Rollout{}}},
-		{"retry when not aborted", w, Observation{Command: &Command{Kind: CommandRetry}}},
-		{"resume when not paused", w, Observation{Command: &Command{Kind: CommandResume}}},
-		{"unknown command", w, Observation{Command: &Command{Kind: "explode"}}},
-		{"undo to the current revision", w, Observation{Command: &Command{Kind: CommandUndo, ToRevision: 2}}},
 		{"tick before any deadline", w, Observation{Tick: true}},
 		{"empty observation", w, Observation{}},
-		{"abort with nothing to abort", healthy, Observation{Command: &Command{Kind: CommandAbort}}},
-		{"promote with nothing to promote", healthy, Observation{Command: &Command{Kind: CommandPromote}}},
-		{"promote full with nothing to promote", healthy, Observation{Command: &Command{Kind: CommandPromote, Full: true}}},
 		{"tick on a rollout nobody requested", newWorld(t, Config{}), Observation{Tick: true}},
 		{"command on a rollout nobody requested", newWorld(t, Config{}), Observation{Command: &Command{Kind: CommandAbort}}},
 		{"report on a rollout nobody requested", newWorld(t, Config{}), Observation{Finished: &tasks.Finished{TaskID: "x", Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
@@ -255,6 +251,72 @@ func TestIgnoredObservations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.w.t = t
 			tt.w.ignored(tt.obs)
+		})
+	}
+}
+
+// TestRefusedCommands: a command that changes nothing is answered with one
+// command.refused event naming it, its code and why, and changes nothing
+// else.
+func TestRefusedCommands(t *testing.T) {
+	paused, _ := midUpdate(t)
+	healthy := newWorld(t, Config{})
+	start(healthy, nginxCanary(4))
+	userPaused := newWorld(t, Config{})
+	start(userPaused, nginxCanary(4, setWeight(25), pauseIndefinitely()))
+	userPaused.request(image(nginxCanary(4, setWeight(25), pauseIndefinitely()), "web:2"))
+	userPaused.settle()
+	stepPaused := newWorld(t, Config{})
+	start(stepPaused, nginxCanary(4, setWeight(25), pauseIndefinitely()))
+	stepPaused.request(image(nginxCanary(4, setWeight(25), pauseIndefinitely()), "web:2"))
+	stepPaused.settle()
+	userPaused.command(CommandPause)
+	userPaused.settle()
+
+	tests := []struct {
+		name       string
+		w          *world
+		cmd        Command
+		code, text string
+	}{
+		{"retry when not aborted", paused, Command{Kind: CommandRetry}, events.RefusedNotApplicable, "nothing to retry: the update was not aborted and no task failed"},
+		{"resume when paused by a step", stepPaused, Command{Kind: CommandResume}, events.RefusedNotApplicable, "not paused by an operator but by CanaryPauseStep: promote to go on, or abort"},
+		{"unknown command", paused, Command{Kind: "explode"}, events.RefusedInvalid, `unknown command "explode"`},
+		{"undo to the current revision", paused, Command{Kind: CommandUndo, ToRevision: 2}, events.RefusedNotApplicable, "revision 2 is already the current revision"},
+		{"undo to a revision not kept", paused, Command{Kind: CommandUndo, ToRevision: 7}, events.RefusedInvalid, "cannot undo: revision 7 is not kept (revisions kept: 1 2)"},
+		{"restart while the update is paused", userPaused, Command{Kind: CommandRestart}, events.RefusedNotApplicable, "the update is paused, and so is scaling: promote or resume it first"},
+		{"pause when paused", userPaused, Command{Kind: CommandPause}, events.RefusedNotApplicable, "already paused"},
+		{"abort with nothing to abort", healthy, Command{Kind: CommandAbort}, events.RefusedNotApplicable, "no update to abort: revision 1 is stable"},
+		{"promote with nothing to promote", healthy, Command{Kind: CommandPromote}, events.RefusedNotApplicable, "nothing to promote: revision 1 is stable and no update is in progress"},
+		{"promote full with nothing to promote", healthy, Command{Kind: CommandPromote, Full: true}, events.RefusedNotApplicable, "nothing to promote: revision 1 is stable and no update is in progress"},
+		{"resume when not paused", healthy, Command{Kind: CommandResume}, events.RefusedNotApplicable, "not paused"},
+		{"undo with no earlier revision", healthy, Command{Kind: CommandUndo}, events.RefusedInvalid, "cannot undo: there is no revision before the current one (revisions kept: 1)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := tt.w
+			w.t = t
+			before := w.st
+			cause := Cause{ID: "cmd-" + tt.cmd.Kind, Type: "io.sluice.rollout." + tt.cmd.Kind + ".v1", Actor: "user:alice"}
+			next, effects := w.m.Next(before, Observation{Command: &tt.cmd, Cause: cause}, w.now)
+			if len(effects) != 1 || effects[0].Status == nil || effects[0].Status.Type != events.TypeRolloutRefused {
+				t.Fatalf("effects %+v, want one command.refused", effects)
+			}
+			ev := effects[0].Status
+			want := events.CommandAnswer{Type: cause.Type, ID: cause.ID, Code: tt.code, Reason: tt.text}
+			if ev.Data.Command == nil || *ev.Data.Command != want {
+				t.Fatalf("answer %+v, want %+v", ev.Data.Command, want)
+			}
+			if ev.Cause != cause {
+				t.Fatalf("cause %+v, want %+v", ev.Cause, cause)
+			}
+			if ev.Data.Status.Name != before.Ref.Name || ev.Data.Status.Revision != before.Revision {
+				t.Fatalf("snapshot %+v is not the rollout's", ev.Data.Status)
+			}
+			next.Version, next.EvaluatedAt = before.Version, before.EvaluatedAt
+			if !next.sameJSON(&before) {
+				t.Fatalf("a refused command changed the state")
+			}
 		})
 	}
 }

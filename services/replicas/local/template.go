@@ -76,13 +76,44 @@ type probe struct {
 // compile checks what the local platform needs from rs's pod template and
 // returns the program, or every problem with its field path.
 func compile(rs tasks.RevisionScale) (*program, error) {
+	p, problems := compileProgram(rs)
+	if len(problems) > 0 {
+		return nil, errors.New(strings.Join(problems, "; "))
+	}
+	return p, nil
+}
+
+// CheckTemplate returns every problem, each with its field path, that
+// makes the local backend refuse to run t's processes: what it cannot run
+// (no command, env valueFrom, an unsupported probe) and a program it
+// cannot find with environ (nil: this process's environment, as the
+// backend's default). `sluice lint --platform local` calls it.
+func CheckTemplate(t corev1.PodTemplateSpec, environ []string) []string {
+	p, problems := compileProgram(tasks.RevisionScale{Template: t, Replicas: 1})
+	if len(problems) > 0 {
+		return problems
+	}
+	if environ == nil {
+		var cfg Config
+		cfg.Defaults()
+		environ = cfg.Environ
+	}
+	inv := p.invoke(environ, 0)
+	if _, err := lookPath(inv.argv[0], inv.env, p.workingDir); err != nil {
+		return []string{fmt.Sprintf("spec.template.spec.containers[0].command[0]: %v", err)}
+	}
+	return nil
+}
+
+// compileProgram is compile, returning the problems as a list.
+func compileProgram(rs tasks.RevisionScale) (*program, []string) {
 	var problems []string
 	bad := func(path, format string, args ...any) {
 		problems = append(problems, path+": "+fmt.Sprintf(format, args...))
 	}
 	spec := rs.Template.Spec
 	if len(spec.Containers) == 0 {
-		return nil, errors.New("spec.template.spec.containers: the pod template has no container")
+		return nil, []string{"spec.template.spec.containers: the pod template has no container"}
 	}
 	c := spec.Containers[0]
 	const at = "spec.template.spec.containers[0]"
@@ -142,7 +173,7 @@ func compile(rs tasks.RevisionScale) (*program, error) {
 		p.ignored = append(p.ignored, "lifecycle hooks")
 	}
 	if len(problems) > 0 {
-		return nil, errors.New(strings.Join(problems, "; "))
+		return nil, problems
 	}
 	return p, nil
 }

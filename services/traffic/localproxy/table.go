@@ -48,6 +48,16 @@ type plan struct {
 // hasCanary reports whether the canary is a revision apart from the stable.
 func (p *plan) hasCanary() bool { return p.canaryHash != "" && p.canaryHash != p.stableHash }
 
+// CheckRoute returns why the local proxy would refuse route for ref (a
+// missing or malformed local.sluice.io/listen annotation, equal active and
+// preview addresses, a header route it cannot match), or nil. It does not
+// listen: whether an address is free is known only when the proxy opens
+// it. `sluice lint --platform local` calls it.
+func CheckRoute(ref events.Ref, route tasks.Route) error {
+	_, err := compile(ref, route)
+	return err
+}
+
 // compile checks route and turns it into a plan. Its errors say what the
 // user must change.
 func compile(ref events.Ref, route tasks.Route) (*plan, error) {

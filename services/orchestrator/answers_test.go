@@ -1,0 +1,218 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
+)
+
+// wire publishes a command as a client of another language would, in
+// CloudEvents' structured or binary NATS mode, with an actor.
+type wire struct {
+	t     *testing.T
+	c     *events.Client
+	n     int
+	actor string
+}
+
+func (w *wire) send(r events.Ref, typ string, data string) string {
+	w.t.Helper()
+	w.n++
+	id := fmt.Sprintf("wire-%d", w.n)
+	msg := nats.NewMsg(events.CommandSubject(r))
+	msg.Header.Set("Nats-Msg-Id", id)
+	if w.n%2 == 0 {
+		ev := map[string]any{"specversion": "1.0", "id": id, "type": typ, "source": "/bots/chat", "subject": r.String(), "actor": w.actor}
+		if data != "" {
+			ev["datacontenttype"] = "application/json"
+			ev["data"] = json.RawMessage(data)
+		}
+		b, err := json.Marshal(ev)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		msg.Header.Set("Content-Type", "application/cloudevents+json")
+		msg.Data = b
+	} else {
+		for k, v := range map[string]string{"specversion": "1.0", "id": id, "type": typ, "source": "/bots/chat", "subject": r.String(), "actor": w.actor} {
+			msg.Header.Set("ce-"+k, v)
+		}
+		if data != "" {
+			msg.Header.Set("Content-Type", "application/json")
+			msg.Data = []byte(data)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.c.JetStream().PublishMsg(ctx, msg); err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
+// answers returns the status events of r that carry causation id.
+func answers(l *statusLog, r events.Ref, id string) []statusEntry {
+	var out []statusEntry
+	for _, e := range l.of(r) {
+		if e.Causation == id {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestEveryCommandIsAnswered publishes every command on the wire, in both
+// CloudEvents modes, and finds each answered by the events it caused or by
+// exactly one command.refused, with its causationid and actor.
+func TestEveryCommandIsAnswered(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	w := &wire{t: t, c: c, actor: "slack:U024BE7LH"}
+	web := events.Ref{Namespace: "shop", Name: "web"}
+
+	// expect sends a command and waits for its answer: the first event
+	// that carries its id must be of type want; a refusal must have code.
+	expect := func(r events.Ref, typ, data, want, code string) statusEntry {
+		t.Helper()
+		id := w.send(r, typ, data)
+		var got []statusEntry
+		poll.Until(t, fmt.Sprintf("an answer to %s %s", typ, data), func() error {
+			got = answers(status, r, id)
+			if len(got) == 0 {
+				return fmt.Errorf("no event carries causationid %s; saw %v", id, typesOf(status.of(r)))
+			}
+			return nil
+		})
+		first := got[0]
+		if first.Type != want {
+			t.Fatalf("%s %s answered with %s (%s), want %s", typ, data, first.Type, first.Data.Reason, want)
+		}
+		if first.Actor != w.actor {
+			t.Fatalf("answer to %s has actor %q, want %q", typ, first.Actor, w.actor)
+		}
+		if want == events.TypeRolloutRefused {
+			cmd := first.Data.Command
+			if cmd == nil || cmd.ID != id || cmd.Type != typ || cmd.Code != code || cmd.Reason == "" {
+				t.Fatalf("refusal of %s: %+v, want code %s", typ, cmd, code)
+			}
+		}
+		return first
+	}
+
+	expect(web, events.TypeRolloutPromote, "", events.TypeRolloutRefused, events.RefusedNotFound)
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:1", canaryWithPause)))
+	status.waitFor(t, web, events.TypeRolloutCompleted)
+	update := send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:2", canaryWithPause)))
+	status.waitFor(t, web, events.TypeRolloutPaused)
+
+	paused := expect(web, events.TypeRolloutPause, "", events.TypeRolloutPaused, "")
+	if paused.Correlation != update.ID() {
+		t.Fatalf("paused event's correlationid %q, want the update's request %q", paused.Correlation, update.ID())
+	}
+	expect(web, events.TypeRolloutPause, "", events.TypeRolloutRefused, events.RefusedNotApplicable)
+	expect(web, events.TypeRolloutResume, "", events.TypeRolloutResumed, "")
+	expect(web, events.TypeRolloutResume, "{}", events.TypeRolloutRefused, events.RefusedNotApplicable)
+	expect(web, events.TypeRolloutUndo, `{"toRevision": 99}`, events.TypeRolloutRefused, events.RefusedInvalid)
+	expect(web, events.TypeRolloutUndo, `{"toRevision": -1}`, events.TypeRolloutRefused, events.RefusedInvalid)
+	expect(web, events.TypeRolloutPromote, `{"full": "yes"}`, events.TypeRolloutRefused, events.RefusedInvalid)
+	expect(web, events.TypeRolloutRestart, "", events.TypeRolloutRestarted, "")
+	expect(web, events.TypeRolloutAbort, "", events.TypeRolloutAborted, "")
+	expect(web, events.TypeRolloutAbort, "", events.TypeRolloutRefused, events.RefusedNotApplicable)
+	if s := expect(web, events.TypeRolloutRetry, "", events.TypeRolloutResumed, "").Data.Status; s.Aborted {
+		t.Fatalf("resumed after retry still shows the abort: %+v", s)
+	}
+	expect(web, events.TypeRolloutPromote, `{"full": true}`, events.TypeRolloutResumed, "")
+	poll.Until(t, "revision 2 completed", func() error {
+		for _, e := range status.of(web) {
+			if e.Type == events.TypeRolloutCompleted && e.Data.Status.Revision == 2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("not yet")
+	})
+	expect(web, events.TypeRolloutPromote, "", events.TypeRolloutRefused, events.RefusedNotApplicable)
+	expect(web, events.TypeRolloutDelete, "", events.TypeRolloutDeleted, "")
+	expect(web, events.TypeRolloutAbort, "", events.TypeRolloutRefused, events.RefusedNotFound)
+
+	// Every refusal is one event: its id derives from the command's.
+	for _, e := range status.of(web) {
+		if e.Type == events.TypeRolloutRefused {
+			if n := len(answers(status, web, e.Causation)); n != 1 {
+				t.Fatalf("command %s has %d answers, want one refusal", e.Causation, n)
+			}
+		}
+	}
+
+	// A new request after the deletion starts at revision 1.
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:3", canaryWithPause)))
+	poll.Until(t, "a new revision 1 after delete", func() error {
+		es := status.of(web)
+		last := es[len(es)-1]
+		if last.Type == events.TypeRolloutCompleted && last.Data.Status.Revision == 1 {
+			return nil
+		}
+		return fmt.Errorf("last %s revision %d", last.Type, last.Data.Status.Revision)
+	})
+	if !slices.ContainsFunc(status.of(web), func(e statusEntry) bool { return e.Type == events.TypeRolloutDeleted }) {
+		t.Fatal("no deleted event")
+	}
+}
+
+// TestReaderShowsCountsReportedWithoutAnEvent: a scale-down publishes no
+// status event once the pods are gone, but the status read from the
+// orchestrator shows the counts it reported; a deleted rollout is gone.
+func TestReaderShowsCountsReportedWithoutAnEvent(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:1", canaryWithPause)))
+	status.waitFor(t, web, events.TypeRolloutCompleted)
+
+	rd, err := NewReader(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	two := strings.Replace(string(manifest(web, "web:1", canaryWithPause)), `"replicas":4`, `"replicas":2`, 1)
+	if !strings.Contains(two, `"replicas":2`) {
+		t.Fatalf("setup: manifest %s", two)
+	}
+	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(two))
+	poll.Until(t, "the reader showing 2 of 2 replicas", func() error {
+		s, err := rd.Get(context.Background(), web)
+		if err != nil {
+			return err
+		}
+		if r := s.Replicas; r.Desired != 2 || r.Current != 2 || r.Available != 2 {
+			return fmt.Errorf("replicas %+v", r)
+		}
+		return nil
+	})
+	if l, err := rd.List(context.Background(), "shop"); err != nil || len(l) != 1 || l[0].Name != "web" {
+		t.Fatalf("list: %v %+v", err, l)
+	}
+	send(t, c, web, events.TypeRolloutDelete, nil)
+	status.waitFor(t, web, events.TypeRolloutDeleted)
+	if _, err := rd.Get(context.Background(), web); !errors.Is(err, ErrNoRollout) {
+		t.Fatalf("get after delete: %v, want ErrNoRollout", err)
+	}
+	if l, err := rd.List(context.Background(), ""); err != nil || len(l) != 0 {
+		t.Fatalf("list after delete: %v %+v", err, l)
+	}
+}
