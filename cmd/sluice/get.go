@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas/local"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
@@ -62,7 +63,8 @@ per event, and -o json one JSON object per line.`,
 			}
 			out := cmd.OutOrStdout()
 			d := display{out: out, json: output == outputJSON, stateDir: stateDir, ref: r,
-				redraw: watch && isTerminal(out) && output == outputText, paint: painter(useColor(out))}
+				redraw: watch && isTerminal(out) && output == outputText, paint: painter(useColor(out)),
+				current: currentStatus(ctx, client)}
 			if err := d.show(v, ""); err != nil {
 				return err
 			}
@@ -220,6 +222,41 @@ type display struct {
 	paint    painter
 	stateDir string
 	ref      events.Ref
+	// current reads the rollout's status as the orchestrator holds it now;
+	// nil when its records cannot be read.
+	current func(events.Ref) (events.Snapshot, bool)
+}
+
+// currentStatus returns a reader of rollouts' status as the orchestrator
+// holds it now, or nil when its records cannot be read (no orchestrator
+// ever ran on the bus, or the caller may not read them). A status event's
+// snapshot is the status when it was published: replica counts a finished
+// scale-down reported since show only in the record.
+func currentStatus(ctx context.Context, client *events.Client) func(events.Ref) (events.Snapshot, bool) {
+	rd, err := orchestrator.NewReader(ctx, client)
+	if err != nil {
+		return nil
+	}
+	return func(r events.Ref) (events.Snapshot, bool) {
+		snap, err := rd.Get(ctx, r)
+		return snap, err == nil
+	}
+}
+
+// withCurrent replaces v's snapshot with the one held now, unless that is
+// of an older revision than the events (the record is written before the
+// events are published, so it rarely is).
+func withCurrent(v view, current func(events.Ref) (events.Snapshot, bool), r events.Ref) view {
+	if current == nil {
+		return v
+	}
+	if snap, ok := current(r); ok && snap.Revision >= v.snapshot.Revision {
+		if snap.Revision != v.snapshot.Revision {
+			v.measurements, v.steps = nil, nil
+		}
+		v.snapshot = snap
+	}
+	return v
 }
 
 // getJSON is `get -o json`: one object per rendering.
@@ -233,6 +270,7 @@ type getJSON struct {
 
 // show renders v; heading, when set, introduces an appended frame.
 func (d display) show(v view, heading string) error {
+	v = withCurrent(v, d.current, d.ref)
 	v.processes, _ = local.Processes(d.stateDir, d.ref)
 	if d.json {
 		j := getJSON{Status: v.snapshot, Measurements: v.measurements, LastEvent: v.last, Processes: v.processes}

@@ -107,6 +107,7 @@ func latestStatus(ctx context.Context, client *events.Client, ns string) ([]late
 	if err != nil {
 		return nil, err
 	}
+	current := currentStatus(ctx, client)
 	var out []latest
 	for _, subj := range subjects {
 		msg, err := s.GetLastMsgForSubject(ctx, subj)
@@ -122,6 +123,7 @@ func latestStatus(ctx context.Context, client *events.Client, ns string) ([]late
 		if v.snapshot.Phase == "" {
 			continue
 		}
+		v = withCurrent(v, current, events.Ref{Namespace: v.snapshot.Namespace, Name: v.snapshot.Name})
 		out = append(out, latest{status: v.snapshot, event: v.last})
 	}
 	return out, nil

@@ -365,3 +365,26 @@ func complete(url string, args ...string) (int, string) {
 	code := run(ctx, append([]string{"__complete", "--nats-url", url}, args...), &out, &out)
 	return code, out.String()
 }
+
+// get and list show the status as the orchestrator holds it now, not as
+// the latest event said: a scale-down reported after it changes the
+// counts without an event.
+func TestGetAndListShowTheStatusHeldNow(t *testing.T) {
+	url := startSystem(t)
+	if code, out := sluice(t, url, "apply", "-f", writeManifest(t, "web:1"), "--wait", "--timeout", "20s"); code != exitOK {
+		t.Fatalf("apply: exit %d\n%s", code, out)
+	}
+	c := eventstest.Connect(t, url)
+	stale := events.Snapshot{Namespace: "default", Name: "web", Phase: events.PhaseHealthy, Revision: 1, StableRevision: 1,
+		Replicas: events.Replicas{Desired: 4, Current: 9, Updated: 9, Ready: 9, Available: 9}}
+	publishStatus(t, c, events.Ref{Namespace: "default", Name: "web"}, events.TypeRolloutResumed, events.StatusData{Status: stale}, nil)
+
+	code, out := sluice(t, url, "get", "web")
+	if code != exitOK || !strings.Contains(out, "desired 4, current 4, updated 4, ready 4, available 4") || !strings.Contains(out, "resumed") {
+		t.Errorf("get shows the latest event's counts, not the record's: exit %d\n%s", code, out)
+	}
+	code, out = sluice(t, url, "list", "-o", "json")
+	if l := jsonLines[getJSON](t, out); code != exitOK || len(l) != 1 || l[0].Status.Replicas.Current != 4 {
+		t.Errorf("list -o json: exit %d\n%s", code, out)
+	}
+}
