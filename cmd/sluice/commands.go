@@ -147,7 +147,8 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 			"The command waits for its answer (--timeout, default 10s; --no-wait to skip) and exits\n" +
 			"0 when it took effect, 1 when it was refused (the code and reason are printed:\n" +
 			"NotFound, Invalid, NotApplicable, Forbidden) or no answer came, 2 on a usage error.",
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRollouts(conn),
 	}
 	data := func() any { return nil }
 	if flags != nil {

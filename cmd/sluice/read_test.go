@@ -332,6 +332,8 @@ func TestCompletionCompletesRolloutNames(t *testing.T) {
 		{[]string{"get", "w"}, []string{"web", "worker"}},
 		{[]string{"history", "-n", "prod", ""}, []string{"web"}},
 		{[]string{"logs", "prod/"}, []string{"prod/web"}},
+		{[]string{"promote", "wo"}, []string{"worker"}},
+		{[]string{"delete", "-n", "prod", "w"}, []string{"web"}},
 		{[]string{"get", "web", ""}, nil},
 	} {
 		// The word completed comes last: the NATS flag goes before it.
