@@ -4,9 +4,13 @@ import (
 	"context"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/kube"
 	"github.com/sluicehq/sluice/services/replicas/replicastest"
@@ -34,5 +38,18 @@ func TestBackendContractOnAControlPlane(t *testing.T) {
 			return b
 		},
 		Namespace: func(t *testing.T) string { return cp.Namespace(t) },
+		Pods: func(t *testing.T, _ replicas.Backend, ref events.Ref, hash string) []string {
+			pods, err := cp.Client.CoreV1().Pods(ref.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + hash})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil {
+					out = append(out, p.Name)
+				}
+			}
+			return out
+		},
 	})
 }
