@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -18,15 +20,20 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 )
 
-// A restart (tasks.RevisionScale.RestartAt) deletes the revision's pods
-// created before RestartAt, as Argo's restartAt does, and lets the
-// ReplicaSet controller replace them: an old pod that is not available is
+// A restart (tasks.RevisionScale.RestartAt) evicts the revision's pods
+// created before RestartAt, as Argo's restartAt does (the eviction API, so
+// PodDisruptionBudgets are honoured), and lets the ReplicaSet controller
+// replace them: an old pod that is not available is
 // deleted at once, an available one only while fewer than MaxUnavailable
 // (at least 1) of the revision's pods are unavailable. A pod's
 // creationTimestamp has whole seconds, so RestartAt counts from the next
 // whole second: pods created in the second of RestartAt are old, and the
 // restart deletes nothing before that second ends (a replacement created
 // earlier would look old too).
+
+// evictionRetry is how soon an eviction a PodDisruptionBudget refused is
+// tried again.
+const evictionRetry = 5 * time.Second
 
 // restartAt is the instant a restart compares creationTimestamps with.
 func restartAt(rv tasks.RevisionScale) time.Time {
@@ -100,14 +107,27 @@ func (b *Backend) restart(ctx context.Context, ref events.Ref, scale tasks.Scale
 		}
 		budget := max(int(rv.MaxUnavailable), 1) - max(int(rv.Replicas)-available, 0)
 		doomed := append(oldUnavailable, oldAvailable[:min(max(budget, 0), len(oldAvailable))]...)
+		var blocked []string
 		for _, p := range doomed {
 			uid := p.UID
-			err := b.cfg.Client.CoreV1().Pods(ref.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
-			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-				return nil, time.Time{}, fmt.Errorf("restart %s: delete pod %s/%s: %w", what, ref.Namespace, p.Name, err)
+			err := b.cfg.Client.CoreV1().Pods(ref.Namespace).EvictV1(ctx, &policyv1.Eviction{
+				ObjectMeta:    metav1.ObjectMeta{Namespace: ref.Namespace, Name: p.Name},
+				DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}},
+			})
+			switch {
+			case apierrors.IsTooManyRequests(err):
+				// A PodDisruptionBudget forbids it for now.
+				blocked = append(blocked, p.Name)
+				later(now.Add(evictionRetry))
+				continue
+			case err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err):
+				return nil, time.Time{}, fmt.Errorf("restart %s: evict pod %s/%s: %w", what, ref.Namespace, p.Name, err)
 			}
 			b.deleted.uid[uid] = ref.Namespace
-			b.log.Info("restart: deleted pod", "rollout", ref.String(), "pod", p.Name, "restartAt", at)
+			b.log.Info("restart: evicted pod", "rollout", ref.String(), "pod", p.Name, "restartAt", at)
+		}
+		if len(blocked) > 0 {
+			short = append(short, fmt.Sprintf("%s: restart: eviction of %s refused by a PodDisruptionBudget; trying again", what, strings.Join(blocked, ", ")))
 		}
 		// The ReplicaSet's status lags behind pod deletions: the pods
 		// themselves say when the replacements are available.
