@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,7 +48,7 @@ type listener struct {
 }
 
 func (r *Router) newListener(addr string, ln net.Listener) *listener {
-	l := &listener{addr: addr, ln: ln, served: make(chan struct{})}
+	l := &listener{addr: addr, ln: &closeOnce{Listener: ln}, served: make(chan struct{})}
 	l.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			r.handle(l.table.Load(), w, req)
@@ -63,10 +64,23 @@ func (r *Router) newListener(addr string, ln net.Listener) *listener {
 func (r *Router) serve(l *listener) {
 	go func() {
 		defer close(l.served)
-		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			r.log.Error("proxy stopped", "addr", l.addr, "error", err)
 		}
 	}()
+}
+
+// closeOnce is a listener that a removed rollout closes at once and its
+// drain closes again: the second Close is not an error.
+type closeOnce struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (c *closeOnce) Close() error {
+	c.once.Do(func() { c.err = c.Listener.Close() })
+	return c.err
 }
 
 // stop closes l's listener and waits for the requests in flight, up to

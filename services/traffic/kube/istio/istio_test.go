@@ -601,3 +601,27 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Apply with networking.istio.io/v1: %d, %v", w, err)
 	}
 }
+
+// Deleting the rollout leaves the user's VirtualService routing everything
+// to the stable Service, without the rollout's header routes.
+func TestRemoveSendsEverythingBackToStable(t *testing.T) {
+	c := seed(t, oneRoute)
+	r := newRouter(t, c)
+	route := canary(40, vs("web"), "beta")
+	route.HeaderRoutes = []spec.SetHeaderRoute{{Name: "beta", Match: []spec.HeaderRoutingMatch{{HeaderName: "X-Beta", HeaderValue: &spec.StringMatch{Exact: "1"}}}}}
+	if _, err := r.Apply(context.Background(), web, 1, route); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpNames(t, c); !slices.Equal(got, []string{"beta", ""}) {
+		t.Fatalf("HTTP routes before remove %q", got)
+	}
+	if _, err := r.Apply(context.Background(), web, 2, traffictest.Remove(route)); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpNames(t, c); !slices.Equal(got, []string{""}) {
+		t.Errorf("HTTP routes after remove %q, want only the user's", got)
+	}
+	want := kubefake.Object(t, oneRoute)
+	got := kubefake.Get(t, c, vsGVR, "default", "web")
+	kubefake.SameField(t, "VirtualService", got, want, "spec")
+}
