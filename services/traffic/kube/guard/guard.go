@@ -87,7 +87,7 @@ var backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0
 // failures are retried with backoff until ctx ends; any other error is
 // returned wrapped.
 func Update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error) (T, error) {
-	return update(ctx, c, name, what, seq, mutate, false)
+	return update(ctx, c, name, what, seq, mutate, releasing(ctx))
 }
 
 // Release is Update for a rollout that is removed from an object it does
@@ -275,7 +275,7 @@ func UpdateAll[T Object](ctx context.Context, seq int64, changes []Change[T]) ([
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", c.What, err)
 		}
-		if _, err := change(obj, c.What, seq, c.Mutate, false); err != nil {
+		if _, err := change(obj, c.What, seq, c.Mutate, releasing(ctx)); err != nil {
 			return nil, err
 		}
 	}

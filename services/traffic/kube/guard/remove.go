@@ -17,10 +17,14 @@ type ApplyFunc func(ctx context.Context, ref events.Ref, seq int64, route tasks.
 // router edits but does not own (a VirtualService, an HTTPRoute, an ALB
 // Ingress): it applies, with apply, the route with every weight back on the
 // stable Service and without header or mirror routes, so the objects route
-// as they would without the rollout. A rejection (the objects are gone, or
-// no longer have the rollout's routes) leaves nothing to take out and is
-// logged; a higher seq on an object is stale, as for any route.
+// as they would without the rollout, and the objects lose the seq
+// annotation (the writes of Update and UpdateAll within apply release
+// them, as Release does), so a rollout of the same name created later
+// starts fresh. A rejection (the objects are gone, or no longer have the
+// rollout's routes) leaves nothing to take out and is logged; a higher seq
+// on an object is stale, as for any route.
 func RemoveFrom(ctx context.Context, ref events.Ref, seq int64, route tasks.Route, apply ApplyFunc, log *slog.Logger) error {
+	ctx = context.WithValue(ctx, releaseKey{}, true)
 	route.Remove = false
 	route.CanaryWeight = 0
 	route.HeaderRoutes, route.MirrorRoutes = nil, nil
@@ -30,4 +34,13 @@ func RemoveFrom(ctx context.Context, ref events.Ref, seq int64, route tasks.Rout
 		return nil
 	}
 	return err
+}
+
+// releaseKey marks the context of a RemoveFrom.
+type releaseKey struct{}
+
+// releasing reports whether writes under ctx release their objects.
+func releasing(ctx context.Context) bool {
+	v, _ := ctx.Value(releaseKey{}).(bool)
+	return v
 }

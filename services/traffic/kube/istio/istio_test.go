@@ -625,3 +625,22 @@ func TestRemoveSendsEverythingBackToStable(t *testing.T) {
 	got := kubefake.Get(t, c, vsGVR, "default", "web")
 	kubefake.SameField(t, "VirtualService", got, want, "spec")
 }
+
+// After a removal the VirtualService no longer carries the rollout's seq:
+// a rollout of the same name created later starts from seq 1.
+func TestRemoveReleasesTheSeq(t *testing.T) {
+	c := seed(t, oneRoute)
+	r := newRouter(t, c)
+	if _, err := r.Apply(context.Background(), web, 9, canary(40, vs("web"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(context.Background(), web, 10, traffictest.Remove(canary(40, vs("web")))); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := kubefake.Get(t, c, vsGVR, "default", "web").GetAnnotations()[guard.SeqAnnotation]; ok {
+		t.Error("the VirtualService still carries the removed rollout's seq")
+	}
+	if w, err := r.Apply(context.Background(), web, 1, canary(30, vs("web"))); err != nil || w != 30 {
+		t.Errorf("a new rollout at seq 1: weight %d, %v", w, err)
+	}
+}
