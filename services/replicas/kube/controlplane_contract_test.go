@@ -3,11 +3,14 @@ package kube_test
 import (
 	"context"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -52,4 +55,105 @@ func TestBackendContractOnAControlPlane(t *testing.T) {
 			return out
 		},
 	})
+}
+
+// A restart on a real control plane evicts one pod at a time with
+// maxUnavailable 1: at no point do fewer than 2 of 3 pods serve (ready and
+// not being deleted), and every pod ends up new.
+func TestRestartKeepsAvailabilityOnAControlPlane(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ns := cp.Namespace(t)
+	b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ref := events.Ref{Namespace: ns, Name: "web"}
+	labels := map[string]string{"app": "web"}
+	rv := tasks.RevisionScale{Revision: 1, PodHash: "aaa", Role: spec.RoleStable, Replicas: 3, Template: corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/web:v1"}}},
+	}}
+	sc := tasks.Scale{Workload: tasks.Workload{Selector: &metav1.LabelSelector{MatchLabels: labels}}, Revisions: []tasks.RevisionScale{rv}}
+	if _, err := b.Apply(ctx, ref, 1, sc); err != nil {
+		t.Fatal(err)
+	}
+	list, err := cp.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=aaa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving := map[string]bool{}
+	before := map[string]bool{}
+	for _, p := range list.Items {
+		serving[p.Name] = servingPod(&p)
+		before[p.Name] = true
+	}
+	watch, err := cp.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=aaa", ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
+	fewest := make(chan int, 1)
+	go func() {
+		least := len(list.Items)
+		defer func() { fewest <- least }()
+		for ev := range watch.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			serving[p.Name] = ev.Type != "DELETED" && servingPod(p)
+			n := 0
+			for _, s := range serving {
+				if s {
+					n++
+				}
+			}
+			least = min(least, n)
+		}
+	}()
+
+	sc.Revisions[0].RestartAt, sc.Revisions[0].MaxUnavailable = time.Now(), 1
+	if _, err := b.Apply(ctx, ref, 2, sc); err != nil {
+		t.Fatal(err)
+	}
+	watch.Stop()
+	if n := <-fewest; n < 2 {
+		t.Errorf("%d pods serving at one point of the restart; maxUnavailable 1 of 3 allows no fewer than 2", n)
+	}
+	after, err := cp.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=aaa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := 0
+	for _, p := range after.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		live++
+		if before[p.Name] {
+			t.Errorf("pod %s was not replaced", p.Name)
+		}
+	}
+	if live != 3 {
+		t.Errorf("%d pods after the restart, want 3", live)
+	}
+}
+
+// servingPod reports whether a pod is Ready and not being deleted.
+func servingPod(p *corev1.Pod) bool {
+	if p.DeletionTimestamp != nil {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
