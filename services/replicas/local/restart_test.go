@@ -3,20 +3,29 @@ package local
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
 // A restart replaces one process at a time (maxUnavailable 1): each old
@@ -187,5 +196,114 @@ func TestRemoveStopsEverythingAndForgetsTheRollout(t *testing.T) {
 	}
 	if v := b2.procsOf(web, "bbb"); len(v) != 0 {
 		t.Errorf("the removed revision came back: %v", v)
+	}
+}
+
+// Through the local proxy, a restart of 2 processes (maxUnavailable 1)
+// fails no request: each old process leaves the endpoints before it is
+// told to stop and finishes what it serves, and the proxy sends the
+// others to the process that stays.
+func TestRestartBehindTheProxyFailsNoRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b := e.backend(t, t.TempDir())
+	proxy, err := localproxy.New(localproxy.Config{JetStream: e.client.JetStream(), Registerer: prometheus.NewRegistry(), Logger: eventstest.Quiet(), DrainTimeout: eventstest.Wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.Start(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close(context.Background()) })
+	tmpl := app{env: map[string]string{helperDrain: "1"}, probe: httpProbe(intstr.FromString("http"))}.template()
+	if _, err := b.Apply(waitCtx(t), web, 1, scaleOf(0, revScale(1, "aaa", 2, tmpl))); err != nil {
+		t.Fatal(err)
+	}
+	route := tasks.Route{Strategy: spec.StrategyCanary, StableService: "web", CanaryService: "web-canary", StableHash: "aaa",
+		Annotations: map[string]string{localproxy.AnnotationListen: "127.0.0.1:0"}}
+	if _, err := proxy.Apply(waitCtx(t), web, 1, route); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := proxy.Addrs(web)
+	before := map[string]bool{}
+	for _, pid := range pidsOf(b.procsOf(web, "aaa")) {
+		before[strconv.Itoa(pid)] = true
+	}
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: eventstest.Wait}
+	poll.Until(t, "the proxy serving both processes", func() error {
+		seen := map[string]bool{}
+		for range 10 {
+			resp, err := client.Get("http://" + addr + "/")
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			seen[string(body)] = true
+		}
+		if len(seen) != 2 {
+			return fmt.Errorf("served by %v", seen)
+		}
+		return nil
+	})
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	served := sync.Map{} // pid -> true
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get("http://" + addr + "/")
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, resp.Status+": "+string(body))
+					continue
+				}
+				served.Store(string(body), true)
+				ok.Add(1)
+			}
+		})
+	}
+	rs := revScale(1, "aaa", 2, tmpl)
+	rs.RestartAt, rs.MaxUnavailable = time.Now(), 1
+	_, err = b.Apply(waitCtx(t), web, 2, scaleOf(0, rs))
+	// Requests go on until the new processes have served some.
+	after := pidsOf(b.procsOf(web, "aaa"))
+	if err == nil {
+		poll.True(t, "both new processes serving through the proxy", func() bool {
+			for _, pid := range after {
+				if _, ok := served.Load(strconv.Itoa(pid)); !ok {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range after {
+		if before[strconv.Itoa(pid)] {
+			t.Errorf("process %d was not replaced", pid)
+		}
+	}
+	if failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed during the restart; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
 	}
 }

@@ -675,3 +675,22 @@ func TestRemoveFreesTheAddressAndForgetsTheRoute(t *testing.T) {
 		t.Errorf("the rollout created again: %d %q", r.code, r.app)
 	}
 }
+
+// A process that refuses connections before the proxy heard it left the
+// endpoints (a restart stopping it) costs no request: the request goes to
+// another ready process of the same revision.
+func TestARefusingProcessIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	gone, alive := newApp(t, "stable-1"), newApp(t, "stable-2")
+	e.register(web, "s1", gone, alive)
+	e.apply(web, 1, canaryRoute(0, true))
+	gone.srv.Close() // still in the endpoints
+	for i := range 10 {
+		if r := e.get(e.url(web)); r.code != 200 || r.app != "stable-2" {
+			t.Fatalf("request %d: %d %q, want stable-2", i, r.code, r.app)
+		}
+	}
+	if n := e.counter(web, spec.RoleStable, "200"); n != 10 {
+		t.Errorf("%v requests counted as stable 200, want 10", n)
+	}
+}
