@@ -2,6 +2,9 @@ package kube_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,4 +159,85 @@ func servingPod(p *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// A restart whose replacement cannot be scheduled stops with the old pod
+// still serving, and the task's message names the pod and why.
+func TestStuckRestartSaysWhichPodAndWhy(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ns := cp.Namespace(t)
+	b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
+	defer cancel()
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	ref := events.Ref{Namespace: ns, Name: "web"}
+	labels := map[string]string{"app": "web"}
+	sc := tasks.Scale{Workload: tasks.Workload{Selector: &metav1.LabelSelector{MatchLabels: labels}}, Revisions: []tasks.RevisionScale{{
+		Revision: 1, PodHash: "aaa", Role: spec.RoleStable, Replicas: 2, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/web:v1"}}},
+		},
+	}}}
+	if _, err := b.Apply(ctx, ref, 1, sc); err != nil {
+		t.Fatal(err)
+	}
+	// No node takes new pods.
+	cordon := func(on bool) {
+		t.Helper()
+		nodes, err := cp.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes.Items {
+			n.Spec.Unschedulable = on
+			if _, err := cp.Client.CoreV1().Nodes().Update(context.Background(), &n, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cordon(true)
+	t.Cleanup(func() { cordon(false) })
+
+	sc.Revisions[0].RestartAt, sc.Revisions[0].MaxUnavailable = time.Now(), 1
+	apply := func() error {
+		short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_, err := b.Apply(short, ref, 2, sc)
+		return err
+	}
+	var last error
+	poll.Until(t, "the restart stuck on an unschedulable replacement", func() error {
+		last = apply()
+		if last == nil || !strings.Contains(last.Error(), "unschedulable") {
+			return fmt.Errorf("Apply: %v", last)
+		}
+		return nil
+	})
+	if !errors.Is(last, replicas.ErrUnavailable) {
+		t.Errorf("stuck restart: %v, want ErrUnavailable", last)
+	}
+	for _, want := range []string{"restarting: 1 pods created before", "1 of 2 pods available", "pod web-aaa-"} {
+		if !strings.Contains(last.Error(), want) {
+			t.Errorf("message %q lacks %q", last, want)
+		}
+	}
+	pods, err := cp.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=aaa"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving := 0
+	for _, p := range pods.Items {
+		if servingPod(&p) {
+			serving++
+		}
+	}
+	if serving != 1 {
+		t.Errorf("%d pods serving while the restart is stuck, want the old one that stays", serving)
+	}
 }
