@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 )
 
@@ -91,8 +92,8 @@ func Update[T Object](ctx context.Context, c Client[T], name, what string, seq i
 }
 
 // Release is Update for a rollout that is removed from an object it does
-// not own: mutate takes the rollout's routes out, and the seq annotation
-// goes with them, so that the object no longer remembers the rollout (a
+// not own: mutate takes the rollout's routes out, and the seq and
+// managed-by annotations go with them, so that the object no longer remembers the rollout (a
 // rollout of the same name created later starts fresh). A missing object
 // is fine: there is nothing to release. A mutate error wrapping ErrLeave
 // leaves the object as it is (another rollout's).
@@ -167,7 +168,10 @@ func change[T Object](obj T, what string, seq int64, mutate func(T) error, relea
 	}
 	ann := next.GetAnnotations()
 	if release {
+		// mutate refused an object another rollout manages, so the
+		// claim is this rollout's.
 		delete(ann, SeqAnnotation)
+		delete(ann, spec.AnnotationManagedBy)
 		if len(ann) == 0 {
 			ann = nil
 		}

@@ -637,8 +637,12 @@ func TestRemoveReleasesTheSeq(t *testing.T) {
 	if _, err := r.Apply(context.Background(), web, 10, traffictest.Remove(canary(40, vs("web")))); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := kubefake.Get(t, c, vsGVR, "default", "web").GetAnnotations()[guard.SeqAnnotation]; ok {
+	ann := kubefake.Get(t, c, vsGVR, "default", "web").GetAnnotations()
+	if _, ok := ann[guard.SeqAnnotation]; ok {
 		t.Error("the VirtualService still carries the removed rollout's seq")
+	}
+	if _, ok := ann[spec.AnnotationManagedBy]; ok {
+		t.Error("the VirtualService is still claimed by the removed rollout")
 	}
 	if w, err := r.Apply(context.Background(), web, 1, canary(30, vs("web"))); err != nil || w != 30 {
 		t.Errorf("a new rollout at seq 1: weight %d, %v", w, err)
