@@ -616,7 +616,6 @@ func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping 
 	} else if !rev.spec.RestartAt.IsZero() && (old > 0 || len(notReady) > 0) {
 		parts = append(parts, fmt.Sprintf("restarting: %d processes started before %s still to replace", old, rev.spec.RestartAt.UTC().Format(time.RFC3339)))
 	}
-
 	if rev.progErr != nil && rev.desired() > 0 {
 		parts = append(parts, "cannot start: "+rev.progErr.Error())
 	}
