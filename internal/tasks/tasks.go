@@ -110,8 +110,12 @@ type Scale struct {
 	// Remove means the rollout is being deleted: every listed revision
 	// (all at 0 replicas) is removed, not only scaled down, with whatever
 	// the platform keeps for it (ReplicaSets on Kubernetes; processes and
-	// their records on the local platform). The task finishes once they
-	// are gone.
+	// their records on the local platform), and so is every other revision
+	// the worker still runs for the rollout. The task finishes once they
+	// are gone. The worker then forgets the rollout, its seq guard
+	// included (on Kubernetes it lives on the ReplicaSets), so the next
+	// task for it starts fresh whatever its seq; a Remove with a seq lower
+	// than one applied is stale, as any task.
 	Remove bool `json:"remove,omitempty"`
 }
 
@@ -150,7 +154,11 @@ type RevisionScale struct {
 	// once (at least one at a time). The task finishes once every pod was
 	// started at or after RestartAt and the revision is available at its
 	// count. Pods started later are left alone, so the task stays
-	// idempotent: the orchestrator keeps sending the same RestartAt.
+	// idempotent: the orchestrator keeps sending the same RestartAt. A
+	// RestartAt still to come is waited for (on Kubernetes, whose pod
+	// creationTimestamps have whole seconds, until the second after it).
+	// A pod not available anyway is replaced without counting against
+	// MaxUnavailable.
 	RestartAt      time.Time `json:"restartAt,omitzero"`
 	MaxUnavailable int32     `json:"maxUnavailable,omitempty"`
 }
@@ -181,8 +189,11 @@ type Route struct {
 	// Remove means the rollout is being deleted: the router removes what
 	// it manages for it (the local proxy is closed; objects the router
 	// created are deleted; routes it added to objects it does not own are
-	// taken out and their weights set back to the stable service). The
-	// other fields describe the routing to remove.
+	// taken out and their weights set back to the stable service; the
+	// Services are left, released). The other fields describe the routing
+	// to remove. As for Scale.Remove, the router forgets the rollout where
+	// it keeps the seq itself (the local proxy); on Kubernetes, objects it
+	// only releases no longer carry the rollout's seq either.
 	Remove bool `json:"remove,omitempty"`
 }
 

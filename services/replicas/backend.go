@@ -37,6 +37,13 @@ type Backend interface {
 	// are left alone. Idempotent: applying the same seq again changes
 	// nothing and waits again.
 	//
+	// A revision with RestartAt has its pods started before it replaced,
+	// at most MaxUnavailable (at least 1) unavailable at once, and Apply
+	// returns once every pod started at or after RestartAt; pods started
+	// later are left alone. With Scale.Remove every revision of the
+	// rollout is removed and Apply returns once they are gone; the rollout
+	// is then forgotten, seq guard included (see tasks.Scale.Remove).
+	//
 	// It returns each listed revision's status (also with ErrUnavailable),
 	// and an error wrapping tasks.ErrStale when seq is lower than a seq
 	// applied for the rollout or when a higher seq is applied while it

@@ -24,6 +24,12 @@
 //   - Stale when a task with a higher seq had been applied for the rollout,
 //     or is applied while this one waits.
 //
+// A scale task may also restart a revision (RevisionScale.RestartAt: its
+// older pods are replaced within MaxUnavailable) or remove a deleted
+// rollout (Scale.Remove); both are the backend's, and replicastest holds
+// every backend to them. A restart that cannot finish fails like a scale,
+// naming the pods or processes and why.
+//
 // The report is published with the worker's deterministic id
 // (finished/<task>#<attempt>) and only then is the pending entry removed, so
 // a crash at any point leaves the entry and the next run resumes the wait

@@ -45,6 +45,8 @@ var clusterAccess = map[string][]grant{
 		rule("apps", []string{"replicasets"}, "get", "list", "watch", "create", "update", "delete"),
 		// Informers on pods; ephemeral metadata written onto running pods.
 		rule("", []string{"pods"}, "get", "list", "watch", "update", "patch"),
+		// A restart evicts the pods started before restartAt.
+		rule("", []string{"pods/eviction"}, "create"),
 		// services/replicas/kube/crd: the watcher and the ReplicaSets' owner.
 		rule("argoproj.io", []string{"rollouts"}, "get", "list", "watch"),
 		// observedGeneration (patch) and status events (update).
@@ -60,10 +62,11 @@ var clusterAccess = map[string][]grant{
 	"sluice-traffic": slices.Concat(
 		// services/traffic/kube/basic: Service selectors.
 		rule("", []string{"services"}, "get", "update"),
-		// nginx creates the canary Ingress; alb updates the user's.
-		rule("networking.k8s.io", []string{"ingresses"}, "get", "create", "update"),
+		// nginx creates the canary Ingress and deletes it with the rollout;
+		// alb updates the user's.
+		rule("networking.k8s.io", []string{"ingresses"}, "get", "create", "update", "delete"),
 		rule("networking.istio.io", []string{"virtualservices", "destinationrules"}, "get", "update"),
-		rule("split.smi-spec.io", []string{"trafficsplits"}, "get", "create", "update"),
+		rule("split.smi-spec.io", []string{"trafficsplits"}, "get", "create", "update", "delete"),
 		rule("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update"),
 	),
 	"sluice-orchestrator": nil,
@@ -97,8 +100,6 @@ var neverGranted = []grant{
 	{"update", "apps", "deployments"},
 	{"delete", "apps", "deployments"},
 	{"patch", "apps", "replicasets"},
-	{"delete", "networking.k8s.io", "ingresses"},
-	{"delete", "split.smi-spec.io", "trafficsplits"},
 	{"create", "networking.istio.io", "virtualservices"},
 	{"create", "gateway.networking.k8s.io", "httproutes"},
 	{"create", "rbac.authorization.k8s.io", "clusterrolebindings"},

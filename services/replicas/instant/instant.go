@@ -35,7 +35,9 @@ func (b *Backend) Start(context.Context) error { return nil }
 // Close does nothing.
 func (b *Backend) Close(context.Context) error { return nil }
 
-// Apply records the desired counts and reports them available at once.
+// Apply records the desired counts and reports them available at once. A
+// restart (RestartAt) is done the moment it is asked for: there are no pods
+// to replace. Remove forgets the rollout.
 func (b *Backend) Apply(_ context.Context, ref events.Ref, seq int64, scale tasks.Scale) ([]tasks.RevisionStatus, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -46,6 +48,16 @@ func (b *Backend) Apply(_ context.Context, ref events.Ref, seq int64, scale task
 	}
 	if seq < r.seq {
 		return nil, fmt.Errorf("%w: seq %d, %d already applied for %s", tasks.ErrStale, seq, r.seq, ref)
+	}
+	if scale.Remove {
+		// The rollout is deleted: forgotten, seq guard included, so that
+		// the next task for it starts fresh.
+		delete(b.rollouts, ref)
+		out := make([]tasks.RevisionStatus, len(scale.Revisions))
+		for i, rev := range scale.Revisions {
+			out[i] = tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash}
+		}
+		return out, nil
 	}
 	r.seq = seq
 	out := make([]tasks.RevisionStatus, 0, len(scale.Revisions))

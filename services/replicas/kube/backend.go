@@ -26,6 +26,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +77,7 @@ type Backend struct {
 	rsets   appslisters.ReplicaSetLister
 	pods    corelisters.PodLister
 	changed *broadcast
+	deleted deletions // pods deleted by restarts
 }
 
 var _ replicas.Backend = (*Backend)(nil)
@@ -147,6 +149,9 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	if b.rsets == nil {
 		return nil, errors.New("kube backend: Apply before Start")
 	}
+	if scale.Remove {
+		return b.remove(ctx, ref, seq, scale)
+	}
 	owner, err := b.owner(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -174,14 +179,27 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 			return nil, err
 		}
 		statuses, short, err := b.status(ref, seq, scale)
-		if err != nil || len(short) == 0 && settled {
+		if err != nil {
 			return statuses, err
+		}
+		restarting, later, err := b.restart(ctx, ref, scale, time.Now())
+		if err != nil {
+			return statuses, err
+		}
+		short = append(short, restarting...)
+		if len(short) == 0 && settled {
+			return statuses, nil
 		}
 		if len(short) == 0 {
 			short = append(short, "ephemeral metadata not yet on every pod")
 		}
+		var timer <-chan time.Time
+		if !later.IsZero() {
+			timer = time.After(time.Until(later))
+		}
 		select {
 		case <-wake:
+		case <-timer:
 		case <-ctx.Done():
 			return statuses, fmt.Errorf("%w: %s", replicas.ErrUnavailable, strings.Join(short, "; "))
 		}

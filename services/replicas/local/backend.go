@@ -136,6 +136,9 @@ type rollout struct {
 	seq       int64
 	workload  tasks.Workload
 	revisions map[string]*revision
+	// removing means the rollout is deleted (tasks.Scale.Remove): it is
+	// forgotten once its last revision is gone.
+	removing bool
 }
 
 func (ro *rollout) minReady() time.Duration {
@@ -144,7 +147,7 @@ func (ro *rollout) minReady() time.Duration {
 
 // file is what rollout.json holds for ro.
 func (ro *rollout) file() rolloutFile {
-	f := rolloutFile{Seq: ro.seq, Workload: ro.workload}
+	f := rolloutFile{Seq: ro.seq, Workload: ro.workload, Removing: ro.removing}
 	for _, rev := range ro.revisions {
 		f.Revisions = append(f.Revisions, rev.spec)
 	}
@@ -164,6 +167,9 @@ type revision struct {
 	prog    *program
 	progErr error
 	procs   map[int]*proc // by slot
+	// timer reconciles the revision again when time alone moves a
+	// restart on (see restartLocked).
+	timer *time.Timer
 }
 
 func (rev *revision) desired() int { return int(rev.spec.Replicas) }
@@ -249,6 +255,9 @@ var errNotRunning = errors.New("local backend is not running")
 func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) ([]tasks.RevisionStatus, error) {
 	if err := ref.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", replicas.ErrInvalidTemplate, err)
+	}
+	if scale.Remove {
+		return b.remove(ctx, ref, seq, scale)
 	}
 	progs, missing, err := compileScale(scale, b.cfg.Environ)
 	if err != nil {
@@ -360,7 +369,7 @@ func compileScale(scale tasks.Scale, base []string) (progs []*program, missing [
 // recordLocked writes ro's new desired state to rollout.json, then to
 // memory. Nothing changes when the write fails.
 func (b *Backend) recordLocked(ro *rollout, seq int64, scale tasks.Scale) error {
-	next := rolloutFile{Seq: seq, Workload: scale.Workload}
+	next := rolloutFile{Seq: seq, Workload: scale.Workload, Removing: scale.Remove}
 	listed := map[string]bool{}
 	for _, rs := range scale.Revisions {
 		listed[rs.PodHash] = true
@@ -378,7 +387,7 @@ func (b *Backend) recordLocked(ro *rollout, seq int64, scale tasks.Scale) error 
 	if err := writeJSON(filepath.Join(ro.dir, rolloutFileName), next); err != nil {
 		return fmt.Errorf("record desired state of %s: %w", ro.ref, err)
 	}
-	ro.seq, ro.workload = seq, scale.Workload
+	ro.seq, ro.workload, ro.removing = seq, scale.Workload, scale.Remove
 	return nil
 }
 
@@ -394,6 +403,7 @@ func (b *Backend) persistLocked(ro *rollout) {
 // count. It stops the least useful first: not ready, then not running,
 // then the youngest.
 func (b *Backend) reconcileLocked(rev *revision) {
+	b.scheduleLocked(rev, b.restartLocked(rev, time.Now()))
 	var live []*proc
 	for _, p := range rev.procs {
 		if !p.stopping {
@@ -453,9 +463,14 @@ func (b *Backend) removeLocked(rev *revision) {
 	if ro.revisions[rev.hash] != rev {
 		return
 	}
+	b.scheduleLocked(rev, time.Time{})
 	delete(ro.revisions, rev.hash)
-	b.persistLocked(ro)
 	b.changedLocked(rev)
+	if ro.removing && len(ro.revisions) == 0 {
+		b.forgetLocked(ro)
+		return
+	}
+	b.persistLocked(ro)
 }
 
 // revStatus counts rev's processes at now. Processes being stopped are not
@@ -505,12 +520,20 @@ func (b *Backend) wait(ctx context.Context, ro *rollout, seq int64, scale tasks.
 			}
 			st, stopping := b.revStatus(rev, now)
 			statuses[i] = st
-			if int(st.Available) == rev.desired() && int(st.Replicas) == rev.desired() && stopping == 0 {
+			old, early := rev.restartingLocked(now)
+			if int(st.Available) == rev.desired() && int(st.Replicas) == rev.desired() && stopping == 0 && old == 0 && !early {
 				continue
 			}
-			reasons = append(reasons, b.reasonLocked(rev, st, stopping))
+			reasons = append(reasons, b.reasonLocked(rev, st, stopping, now))
 			if t := rev.nextAvailable(); !t.IsZero() && (wake.IsZero() || t.Before(wake)) {
 				wake = t
+			}
+		}
+		if scale.Remove && len(reasons) == 0 {
+			if n := len(ro.revisions); n > 0 {
+				reasons = append(reasons, fmt.Sprintf("%d revisions not listed still stopping", n))
+			} else {
+				b.forgetLocked(ro)
 			}
 		}
 		changed := b.changed
@@ -558,7 +581,7 @@ func (rev *revision) nextAvailable() time.Time {
 
 // reasonLocked says why rev is not at its count, e.g. "revision 3 (hash
 // abc): 1 of 2 processes ready, 4 restarts; last exit: exit status 1: boom".
-func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping int) string {
+func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping int, now time.Time) string {
 	parts := []string{fmt.Sprintf("%d of %d processes ready", st.Ready, rev.desired())}
 	if st.Available < st.Ready {
 		parts[0] += fmt.Sprintf(", %d available (minReadySeconds %d)", st.Available, rev.ro.workload.MinReadySeconds)
@@ -566,6 +589,7 @@ func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping 
 	restarts := 0
 	var last *proc
 	var probe string
+	var notReady []string
 	for _, p := range rev.procs {
 		if p.stopping {
 			continue
@@ -577,12 +601,20 @@ func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping 
 		if p.h != nil && !p.ready && p.lastProbe != "" {
 			probe = p.lastProbe
 		}
+		if !p.ready {
+			notReady = append(notReady, procName(p))
+		}
 	}
 	if restarts > 0 {
 		parts[0] += fmt.Sprintf(", %d restarts", restarts)
 	}
 	if stopping > 0 {
 		parts = append(parts, fmt.Sprintf("%d stopping", stopping))
+	}
+	if old, early := rev.restartingLocked(now); early {
+		parts = append(parts, fmt.Sprintf("restart waits for restartAt %s", rev.spec.RestartAt.UTC().Format(time.RFC3339)))
+	} else if !rev.spec.RestartAt.IsZero() && (old > 0 || len(notReady) > 0) {
+		parts = append(parts, fmt.Sprintf("restarting: %d processes started before %s still to replace", old, rev.spec.RestartAt.UTC().Format(time.RFC3339)))
 	}
 	if rev.progErr != nil && rev.desired() > 0 {
 		parts = append(parts, "cannot start: "+rev.progErr.Error())
@@ -592,6 +624,10 @@ func (b *Backend) reasonLocked(rev *revision, st tasks.RevisionStatus, stopping 
 	}
 	if probe != "" {
 		parts = append(parts, "readiness probe: "+probe)
+	}
+	if len(notReady) > 0 && rev.desired() > 0 {
+		sort.Strings(notReady)
+		parts = append(parts, "not ready: "+strings.Join(notReady, ", "))
 	}
 	return rev.name() + ": " + strings.Join(parts, "; ")
 }

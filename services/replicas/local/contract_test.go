@@ -1,10 +1,12 @@
 package local
 
 import (
+	"strconv"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/replicastest"
 )
@@ -17,6 +19,14 @@ func TestBackendContract(t *testing.T) {
 			tmpl := app{}.template()
 			tmpl.Labels = labels
 			return tmpl
+		},
+		// A process is known by its pid.
+		Pods: func(_ *testing.T, b replicas.Backend, ref events.Ref, hash string) []string {
+			var out []string
+			for _, v := range b.(*Backend).procsOf(ref, hash) {
+				out = append(out, "pid "+strconv.Itoa(v.pid))
+			}
+			return out
 		},
 	})
 }

@@ -41,6 +41,7 @@ const (
 	helperParentPID = "HELPER_PARENT_PID"   // exit when reparented: the test binary died
 	helperChildDir  = "HELPER_CHILD_DIR"    // start a child that sleeps; write its pid to <dir>/<pid>
 	helperSleep     = "HELPER_SLEEP"        // be that child: sleep until killed
+	helperDrain     = "HELPER_DRAIN"        // on SIGTERM, finish the requests in flight before exiting
 )
 
 // TestMain runs the test binary as the app the local backend runs when it
@@ -83,6 +84,8 @@ func helperMain() int {
 			}
 		}()
 	}
+	mux := http.NewServeMux()
+	srv := &http.Server{Addr: os.Getenv(helperListen), Handler: mux}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
 	go func() {
@@ -90,9 +93,13 @@ func helperMain() int {
 		if dir := os.Getenv(helperTermDir); dir != "" {
 			_ = os.WriteFile(filepath.Join(dir, strconv.Itoa(os.Getpid())), []byte("SIGTERM\n"), 0o644)
 		}
+		if os.Getenv(helperDrain) != "" {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
 		os.Exit(0)
 	}()
-	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, os.Getpid()) })
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		ready := os.Getenv(helperNotReady) == ""
@@ -112,10 +119,13 @@ func helperMain() int {
 		os.Exit(3)
 	})
 	fmt.Println("helper listening on", os.Getenv(helperListen))
-	if err := http.ListenAndServe(os.Getenv(helperListen), mux); err != nil {
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// Shutdown returns ListenAndServe at once; the SIGTERM handler exits
+	// once the requests in flight are done.
+	time.Sleep(time.Minute)
 	return 0
 }
 

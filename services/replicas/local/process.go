@@ -492,6 +492,9 @@ func (b *Backend) observe(p *proc, h *handle, ready bool, failure string) {
 		p.readySince = time.Now()
 	}
 	b.writeProcLocked(p)
+	if ready && !p.rev.spec.RestartAt.IsZero() {
+		b.reconcileLocked(p.rev) // a restart may replace the next process
+	}
 	b.changedLocked(p.rev)
 }
 
@@ -527,7 +530,7 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 		log.Warn("desired state unreadable; its processes will be stopped", "error", err)
 		rf = rolloutFile{}
 	}
-	ro := &rollout{ref: ref, dir: dir, seq: rf.Seq, workload: rf.Workload, revisions: map[string]*revision{}}
+	ro := &rollout{ref: ref, dir: dir, seq: rf.Seq, workload: rf.Workload, removing: rf.Removing, revisions: map[string]*revision{}}
 	for _, rs := range rf.Revisions {
 		rev := &revision{ro: ro, hash: rs.PodHash, spec: rs, procs: map[int]*proc{}}
 		if prog, err := compile(rs); err != nil {
@@ -584,11 +587,14 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 		go b.supervise(p, h)
 		log.Info("adopted process", "pid", f.PID, "hash", f.PodHash, "slot", f.Slot, "port", f.Port, "ready", f.Ready)
 	}
+	if len(ro.revisions) > 0 || ro.seq > 0 {
+		b.rollouts[ref] = ro
+	}
 	for _, rev := range ro.revisions {
 		b.reconcileLocked(rev)
 	}
-	if len(ro.revisions) > 0 || ro.seq > 0 {
-		b.rollouts[ref] = ro
+	if ro.removing && len(ro.revisions) == 0 {
+		b.forgetLocked(ro)
 	}
 }
 

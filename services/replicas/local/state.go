@@ -34,6 +34,9 @@ type rolloutFile struct {
 	Seq       int64                 `json:"seq"`
 	Workload  tasks.Workload        `json:"workload"`
 	Revisions []tasks.RevisionScale `json:"revisions"`
+	// Removing means the rollout is being deleted: once its revisions
+	// are gone, the file is removed.
+	Removing bool `json:"removing,omitempty"`
 }
 
 // procFile is a running process's state file: who it is (pid and the

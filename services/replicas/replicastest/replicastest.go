@@ -1,15 +1,18 @@
 // Package replicastest is the contract every replicas.Backend meets, as a
 // test suite: each backend package runs it against its own backend, so the
-// seq guard, idempotency and the statuses Apply returns are proven the same
+// seq guard, idempotency, the statuses Apply returns, restarts
+// (RevisionScale.RestartAt) and removal (Scale.Remove) are proven the same
 // way for Kubernetes, local processes and the instant backend.
 package replicastest
 
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +34,11 @@ type Harness struct {
 	// Template returns a pod template that becomes ready on the backend,
 	// carrying labels; nil: a template with one container and labels.
 	Template func(t *testing.T, labels map[string]string) corev1.PodTemplateSpec
+	// Pods lists the pods (processes) of one revision of ref that are not
+	// being stopped, each named uniquely for its lifetime; nil for a
+	// backend without pods (instant), whose restarts and removals are then
+	// judged by the statuses Apply returns only.
+	Pods func(t *testing.T, b replicas.Backend, ref events.Ref, hash string) []string
 }
 
 // Run runs the suite. Each subtest uses its own backend and rollouts.
@@ -147,6 +155,106 @@ func Run(t *testing.T, h Harness) {
 		web, shop := newRollout(t, "web"), newRollout(t, "shop")
 		must(t, b, web, 10, scale(web, "aaa", 1))
 		available(t, must(t, b, shop, 1, scale(shop, "sss", 1)), scale(shop, "sss", 1))
+	})
+
+	// pods lists a revision's pods, sorted; nil without Harness.Pods.
+	pods := func(t *testing.T, b replicas.Backend, r rollout, hash string) []string {
+		t.Helper()
+		if h.Pods == nil {
+			return nil
+		}
+		p := h.Pods(t, b, r.ref, hash)
+		slices.Sort(p)
+		return p
+	}
+	restart := func(sc tasks.Scale, at time.Time, maxUnavailable int32) tasks.Scale {
+		for i := range sc.Revisions {
+			sc.Revisions[i].RestartAt, sc.Revisions[i].MaxUnavailable = at, maxUnavailable
+		}
+		return sc
+	}
+	remove := func(sc tasks.Scale) tasks.Scale {
+		for i := range sc.Revisions {
+			sc.Revisions[i].Replicas = 0
+		}
+		sc.Remove = true
+		return sc
+	}
+
+	t.Run("restart replaces every pod started before restartAt, once", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		sc := scale(web, "aaa", 2)
+		available(t, must(t, b, web, 1, sc), sc)
+		before := pods(t, b, web, "aaa")
+		rs := restart(scale(web, "aaa", 2), time.Now(), 1)
+		available(t, must(t, b, web, 2, rs), sc)
+		after := pods(t, b, web, "aaa")
+		if h.Pods != nil {
+			if len(after) != 2 {
+				t.Fatalf("pods after the restart %v, want 2", after)
+			}
+			for _, p := range after {
+				if slices.Contains(before, p) {
+					t.Errorf("pod %s was not replaced (before %v, after %v)", p, before, after)
+				}
+			}
+		}
+		// The orchestrator resends the same restartAt (a redelivery, or
+		// the next task of the rollout): the new pods stay.
+		available(t, must(t, b, web, 2, rs), sc)
+		available(t, must(t, b, web, 3, rs), sc)
+		if again := pods(t, b, web, "aaa"); !slices.Equal(again, after) {
+			t.Errorf("pods %v after the same restart again, want %v untouched", again, after)
+		}
+	})
+
+	t.Run("restart refuses a lower seq", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		must(t, b, web, 5, scale(web, "aaa", 1))
+		before := pods(t, b, web, "aaa")
+		if _, err := apply(t, b, web, 4, restart(scale(web, "aaa", 1), time.Now(), 1)); !errors.Is(err, tasks.ErrStale) {
+			t.Errorf("restart at seq 4 after 5: %v, want ErrStale", err)
+		}
+		available(t, must(t, b, web, 5, scale(web, "aaa", 1)), scale(web, "aaa", 1))
+		if after := pods(t, b, web, "aaa"); !slices.Equal(after, before) {
+			t.Errorf("pods %v after a stale restart, want %v", after, before)
+		}
+	})
+
+	t.Run("remove removes every revision and forgets the rollout", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		sc := scale(web, "aaa", 1, "bbb", 2)
+		available(t, must(t, b, web, 1, sc), sc)
+		rm := remove(scale(web, "aaa", 0, "bbb", 0))
+		for range 2 { // applying it twice is fine
+			available(t, must(t, b, web, 2, rm), rm)
+			for _, hash := range []string{"aaa", "bbb"} {
+				if p := pods(t, b, web, hash); len(p) != 0 {
+					t.Errorf("revision %s still has pods %v after remove", hash, p)
+				}
+			}
+		}
+		// A new request after the delete starts fresh, whatever its seq.
+		fresh := scale(web, "bbb", 1)
+		available(t, must(t, b, web, 1, fresh), fresh)
+		if p := pods(t, b, web, "bbb"); h.Pods != nil && len(p) != 1 {
+			t.Errorf("pods %v after a fresh start, want 1", p)
+		}
+	})
+
+	t.Run("remove refuses a lower seq", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		must(t, b, web, 5, scale(web, "aaa", 1))
+		if _, err := apply(t, b, web, 4, remove(scale(web, "aaa", 0))); !errors.Is(err, tasks.ErrStale) {
+			t.Errorf("remove at seq 4 after 5: %v, want ErrStale", err)
+		}
+		available(t, must(t, b, web, 5, scale(web, "aaa", 1)), scale(web, "aaa", 1))
+	})
+
+	t.Run("remove of an unknown rollout is done", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		rm := remove(scale(web, "aaa", 0))
+		available(t, must(t, b, web, 7, rm), rm)
 	})
 
 	t.Run("never refuses the highest of concurrent seqs", func(t *testing.T) {

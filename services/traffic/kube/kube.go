@@ -88,7 +88,14 @@ func New(cfg Config) (*Router, error) {
 // weight returned is the one the last router reports in effect; each
 // router verifies its own. Errors are the routers' own (ErrStale,
 // ErrRejected, or infrastructure), prefixed with the router's name.
+//
+// A route with Remove (the rollout is deleted) goes the other way: each
+// router takes the rollout out of its objects first (deleting those it
+// created), then the Services are released.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
+	if route.Remove {
+		return 0, r.remove(ctx, ref, seq, route)
+	}
 	weight, err := r.services.Apply(ctx, ref, seq, route)
 	if err != nil {
 		return 0, fmt.Errorf("services: %w", err)
@@ -106,6 +113,26 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 		}
 	}
 	return weight, nil
+}
+
+// remove removes the rollout from every router it names, then from its
+// Services.
+func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) error {
+	if route.Strategy != spec.StrategyBlueGreen && route.TrafficRouting != nil {
+		routers, err := r.routersOf(route.TrafficRouting)
+		if err != nil && !errors.Is(err, traffic.ErrRejected) {
+			return err
+		}
+		for _, rt := range routers {
+			if _, err := rt.Apply(ctx, ref, seq, route); err != nil {
+				return fmt.Errorf("%s: %w", rt.Type(), err)
+			}
+		}
+	}
+	if _, err := r.services.Apply(ctx, ref, seq, route); err != nil {
+		return fmt.Errorf("services: %w", err)
+	}
+	return nil
 }
 
 // routersOf lists the routers tr configures.

@@ -635,3 +635,62 @@ func TestUpgradedConnectionsPassThrough(t *testing.T) {
 		return e.counter(web, spec.RoleStable, "101") == 1
 	}, poll.Timeout(eventstest.Wait))
 }
+
+// Deleting a rollout frees its proxy's address at once: another rollout
+// can listen there, and a restarted proxy does not bring the route back.
+func TestRemoveFreesTheAddressAndForgetsTheRoute(t *testing.T) {
+	e := newEnv(t)
+	e.register(web, "s1", newApp(t, "stable-1"))
+	addr := freeAddr(t)
+	e.apply(web, 3, withListen(canaryRoute(0, true), addr))
+	if r := e.get("http://" + addr); r.app != "stable-1" {
+		t.Fatalf("before remove: %d %q", r.code, r.app)
+	}
+	for range 2 {
+		if w := e.apply(web, 4, traffictest.Remove(withListen(canaryRoute(0, true), addr))); w != 0 {
+			t.Errorf("remove: weight %d", w)
+		}
+	}
+	if l, _ := e.r.Addrs(web); l != "" {
+		t.Errorf("proxy still on %q after remove", l)
+	}
+	// No waiting: the address is free when Apply returns.
+	shop := events.Ref{Namespace: "default", Name: "shop"}
+	e.register(shop, "s1", newApp(t, "shop-1"))
+	e.apply(shop, 1, withListen(canaryRoute(0, true), addr))
+	if r := e.get("http://" + addr); r.app != "shop-1" {
+		t.Errorf("the new rollout on the freed address: %d %q", r.code, r.app)
+	}
+	if err := e.r.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.r = e.startRouter()
+	if l, _ := e.r.Addrs(web); l != "" {
+		t.Errorf("a restarted proxy brought the removed route back on %q", l)
+	}
+	// Forgotten, seq guard included: a new request starts fresh.
+	other := freeAddr(t)
+	e.apply(web, 1, withListen(canaryRoute(0, true), other))
+	if r := e.get("http://" + other); r.app != "stable-1" {
+		t.Errorf("the rollout created again: %d %q", r.code, r.app)
+	}
+}
+
+// A process that refuses connections before the proxy heard it left the
+// endpoints (a restart stopping it) costs no request: the request goes to
+// another ready process of the same revision.
+func TestARefusingProcessIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	gone, alive := newApp(t, "stable-1"), newApp(t, "stable-2")
+	e.register(web, "s1", gone, alive)
+	e.apply(web, 1, canaryRoute(0, true))
+	gone.srv.Close() // still in the endpoints
+	for i := range 10 {
+		if r := e.get(e.url(web)); r.code != 200 || r.app != "stable-2" {
+			t.Fatalf("request %d: %d %q, want stable-2", i, r.code, r.app)
+		}
+	}
+	if n := e.counter(web, spec.RoleStable, "200"); n != 10 {
+		t.Errorf("%v requests counted as stable 200, want 10", n)
+	}
+}

@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -47,7 +49,7 @@ type listener struct {
 }
 
 func (r *Router) newListener(addr string, ln net.Listener) *listener {
-	l := &listener{addr: addr, ln: ln, served: make(chan struct{})}
+	l := &listener{addr: addr, ln: &closeOnce{Listener: ln}, served: make(chan struct{})}
 	l.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			r.handle(l.table.Load(), w, req)
@@ -63,10 +65,23 @@ func (r *Router) newListener(addr string, ln net.Listener) *listener {
 func (r *Router) serve(l *listener) {
 	go func() {
 		defer close(l.served)
-		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			r.log.Error("proxy stopped", "addr", l.addr, "error", err)
 		}
 	}()
+}
+
+// closeOnce is a listener that a removed rollout closes at once and its
+// drain closes again: the second Close is not an error.
+type closeOnce struct {
+	net.Listener
+	once sync.Once
+	err  error
+}
+
+func (c *closeOnce) Close() error {
+	c.once.Do(func() { c.err = c.Listener.Close() })
+	return c.err
 }
 
 // stop closes l's listener and waits for the requests in flight, up to
@@ -195,7 +210,7 @@ type forwarder struct {
 func newForwarder(transport http.RoundTripper, log *slog.Logger) *forwarder {
 	f := &forwarder{log: log}
 	f.rp = &httputil.ReverseProxy{
-		Transport: transport,
+		Transport: redial{next: transport},
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(target)
 			pr.SetURL(t.b.url)
@@ -215,6 +230,47 @@ func newForwarder(transport http.RoundTripper, log *slog.Logger) *forwarder {
 
 func (f *forwarder) forward(w http.ResponseWriter, req *http.Request, ref events.Ref, b backend) {
 	f.rp.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), targetKey{}, target{ref: ref, b: b})))
+}
+
+// maxRedials bounds the other processes one request tries.
+const maxRedials = 3
+
+// redial sends a request whose process refused the connection to another
+// process of the same pool. A process that refuses connections is going:
+// a restart or a scale-down stops it only after it left the endpoints, but
+// a table built before the proxy heard of that may still pick it. Nothing
+// of the request was sent, so trying another is safe; a request with a
+// body that cannot be read again is not tried again.
+type redial struct{ next http.RoundTripper }
+
+func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	t, ok := req.Context().Value(targetKey{}).(target)
+	if !ok || t.b.from == nil || len(t.b.from.backends) < 2 {
+		return resp, err
+	}
+	tried := map[string]bool{t.b.url.Host: true}
+	for range maxRedials {
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+			return resp, err
+		}
+		b, ok := t.b.from.pick()
+		if !ok || tried[b.url.Host] {
+			if b, ok = t.b.from.other(tried); !ok {
+				return resp, err
+			}
+		}
+		tried[b.url.Host] = true
+		again := req.Clone(req.Context())
+		again.URL.Host, again.Host = b.url.Host, req.Host
+		if req.GetBody != nil {
+			if again.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		resp, err = r.next.RoundTrip(again)
+	}
+	return resp, err
 }
 
 // failed answers a request whose process did not answer.

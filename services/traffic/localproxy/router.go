@@ -279,7 +279,44 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if !running {
 		return 0, ErrNotStarted
 	}
+	if route.Remove {
+		return 0, r.remove(ctx, ref, seq)
+	}
 	return r.apply(ctx, ref, seq, route, true)
+}
+
+// remove carries out a route with Remove (the rollout is deleted): the
+// rollout's proxies stop listening at once (their ports are free for
+// another rollout; requests in flight finish within Config.DrainTimeout),
+// and its stored route and seq guard are forgotten, so the next route for
+// it starts fresh. A rollout the proxy does not know is removed already.
+// applyMu is held.
+func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64) error {
+	r.mu.Lock()
+	cur := r.rollouts[ref]
+	r.mu.Unlock()
+	if cur != nil && seq < cur.seq {
+		return fmt.Errorf("%w: removal seq %d for %s is older than seq %d, applied already", tasks.ErrStale, seq, ref, cur.seq)
+	}
+	if err := r.routes.Delete(ctx, routeKey(ref)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("forget route of %s in bucket %s: %w", ref, Bucket, err)
+	}
+	if cur == nil {
+		return nil
+	}
+	r.mu.Lock()
+	delete(r.rollouts, ref)
+	r.mu.Unlock()
+	for _, l := range []*listener{cur.main, cur.preview} {
+		if l != nil {
+			// Closed here, not in the drain, so that the address is
+			// free when Apply returns.
+			l.ln.Close()
+			r.drain(l)
+		}
+	}
+	r.log.Info("proxy removed", "rollout", ref.String(), "seq", seq)
+	return nil
 }
 
 // apply does Apply's work with applyMu held; persist is false when

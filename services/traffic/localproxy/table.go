@@ -178,6 +178,9 @@ func (p *plan) tables(ready map[string][]string) (main, preview *table) {
 type backend struct {
 	url  *url.URL
 	role spec.Role
+	// from is the pool it was picked from, for another try when it
+	// refuses the connection (see redial).
+	from *pool
 }
 
 // pool is a set of ready processes taken in turn.
@@ -196,7 +199,7 @@ func newPool(role spec.Role, addrs []string) *pool {
 // add adds the processes at addrs, which serve role. Only while building.
 func (p *pool) add(role spec.Role, addrs []string) {
 	for _, a := range addrs {
-		p.backends = append(p.backends, backend{url: &url.URL{Scheme: "http", Host: a}, role: role})
+		p.backends = append(p.backends, backend{url: &url.URL{Scheme: "http", Host: a}, role: role, from: p})
 	}
 }
 
@@ -207,6 +210,16 @@ func (p *pool) pick() (backend, bool) {
 	}
 	n := p.next.Add(1) - 1
 	return p.backends[n%uint64(len(p.backends))], true
+}
+
+// other returns a process of the pool not in tried.
+func (p *pool) other(tried map[string]bool) (backend, bool) {
+	for _, b := range p.backends {
+		if !tried[b.url.Host] {
+			return b, true
+		}
+	}
+	return backend{}, false
 }
 
 func (p *pool) empty() bool { return p == nil || len(p.backends) == 0 }

@@ -1,6 +1,7 @@
 // Package traffictest is the contract every traffic.Router meets, as a test
 // suite: each router package runs it against its own router, so the seq
-// guard and idempotency are proven the same way for all of them.
+// guard, idempotency and removal (Route.Remove) are proven the same way for
+// all of them.
 package traffictest
 
 import (
@@ -42,6 +43,13 @@ func Canary(weight int32) tasks.Route {
 // BlueGreen returns a blue/green route.
 func BlueGreen(active, preview string) tasks.Route {
 	return tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: "web", PreviewService: "web-preview", ActiveHash: active, PreviewHash: preview}
+}
+
+// Remove returns route as the orchestrator sends it when the rollout is
+// deleted.
+func Remove(route tasks.Route) tasks.Route {
+	route.Remove = true
+	return route
 }
 
 // Run runs the suite.
@@ -130,6 +138,39 @@ func Run(t *testing.T, h Harness) {
 		}
 		if _, err := apply(t, r, web, n-1, Canary(0)); !errors.Is(err, tasks.ErrStale) {
 			t.Errorf("seq %d after %d: %v, want ErrStale", n-1, n, err)
+		}
+	})
+
+	t.Run("remove is idempotent and forgets the rollout", func(t *testing.T) {
+		r := h.New(t)
+		must(t, r, web, 1, Canary(30))
+		for range 2 {
+			if w := must(t, r, web, 2, Remove(Canary(30))); w != 0 {
+				t.Errorf("remove: weight %d, want 0", w)
+			}
+		}
+		// A new request for the rollout after its delete starts fresh,
+		// whatever its seq: the router forgot the rollout.
+		if w := must(t, r, web, 1, Canary(10)); w != 10 {
+			t.Errorf("after remove: weight %d, want 10", w)
+		}
+	})
+
+	t.Run("remove refuses a lower seq", func(t *testing.T) {
+		r := h.New(t)
+		must(t, r, web, 5, Canary(20))
+		if _, err := apply(t, r, web, 4, Remove(Canary(20))); !errors.Is(err, tasks.ErrStale) {
+			t.Errorf("remove at seq 4 after 5: %v, want ErrStale", err)
+		}
+		if w := must(t, r, web, 5, Canary(20)); w != 20 {
+			t.Errorf("seq 5 again after a stale remove: weight %d, want 20", w)
+		}
+	})
+
+	t.Run("remove of a rollout never routed is done", func(t *testing.T) {
+		r := h.New(t)
+		if w := must(t, r, web, 1, Remove(Canary(0))); w != 0 {
+			t.Errorf("remove: weight %d, want 0", w)
 		}
 	})
 

@@ -53,6 +53,8 @@ type Call struct {
 	// (templates left out).
 	Route *tasks.Route          `json:"route,omitempty"`
 	Scale []tasks.RevisionScale `json:"scale,omitempty"`
+	// Remove is a scale call's tasks.Scale.Remove (a route's is in Route).
+	Remove bool `json:"remove,omitempty"`
 }
 
 // Record is a call the data plane answered, with when and how.
@@ -161,10 +163,15 @@ func (s *Server) handleCall(w http.ResponseWriter, r *http.Request) {
 		rec.Outcome = Applied
 		s.last[key] = c.Seq
 	}
+	removed := c.Remove || c.Route != nil && c.Route.Remove
+	if removed && rec.Outcome != Stale {
+		// A removal forgets the rollout, as the real workers do.
+		delete(s.last, key)
+	}
 	s.records = append(s.records, rec)
 	a := answer{Outcome: rec.Outcome, Faults: s.faultOn}
 	s.mu.Unlock()
-	if c.Route != nil {
+	if c.Route != nil && !removed {
 		a.Weight = c.Route.CanaryWeight
 	}
 	_ = json.NewEncoder(w).Encode(a)
@@ -285,7 +292,7 @@ func (b Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale tas
 	for i, r := range scale.Revisions {
 		revs[i] = tasks.RevisionScale{Revision: r.Revision, PodHash: r.PodHash, Role: r.Role, Replicas: r.Replicas}
 	}
-	a, err := b.Client.call(ctx, Call{Kind: KindScale, Ref: ref, Seq: seq, Scale: revs})
+	a, err := b.Client.call(ctx, Call{Kind: KindScale, Ref: ref, Seq: seq, Scale: revs, Remove: scale.Remove})
 	if err != nil {
 		return nil, err
 	}

@@ -257,6 +257,33 @@ func TestStatusWriter(t *testing.T) {
 	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
 		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
 	}
+
+	// A refused command and a deleted rollout write nothing; a restart
+	// is recorded in Argo's status.restartedAt.
+	handled := func(seq uint64) {
+		t.Helper()
+		poll.Until(t, "status event handled", func() error {
+			info, err := cons.Info(context.Background())
+			if err != nil {
+				return err
+			}
+			if info.AckFloor.Stream < seq {
+				return fmt.Errorf("ack floor at stream sequence %d, event at %d", info.AckFloor.Stream, seq)
+			}
+			return nil
+		})
+		got, _ = dyn.Resource(crd.RolloutResource).Namespace("shop").Get(context.Background(), "web", metav1.GetOptions{})
+		status, _, _ = unstructured.NestedMap(got.Object, "status")
+	}
+	publish(web, events.TypeRolloutRefused, now.Add(time.Second), "Refused")
+	handled(publish(web, events.TypeRolloutDeleted, now.Add(2*time.Second), "Deleted"))
+	if status["phase"] != "Progressing" {
+		t.Errorf("status.phase %v after a refused command and a deleted event, want Progressing unchanged", status["phase"])
+	}
+	handled(publish(web, events.TypeRolloutRestarted, now.Add(3*time.Second), "Healthy"))
+	if status["phase"] != "Healthy" || status["restartedAt"] == nil {
+		t.Errorf("status after refused, deleted and restarted: phase %v, restartedAt %v; want Healthy with restartedAt", status["phase"], status["restartedAt"])
+	}
 }
 
 func TestSumReplicas(t *testing.T) {
@@ -277,5 +304,40 @@ func TestSumReplicas(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %d, want %d (all %v)", k, got[k], v, got)
 		}
+	}
+}
+
+// Deleting a Rollout object asks the orchestrator to delete the rollout,
+// once, as the watcher; spec.restartAt travels in the requested event as
+// the object has it, so the orchestrator can honour it.
+func TestWatcherPublishesDeleteAndKeepsRestartAt(t *testing.T) {
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	ro := rollout(1)
+	const restartAt = "2026-12-06T10:00:00Z"
+	_ = unstructured.SetNestedField(ro.Object, restartAt, "spec", "restartAt")
+	dyn := fakeDynamic(ro)
+	runWatcher(t, dyn, c)
+
+	req := commands(t, c, 1)[0]
+	if req.Type() != events.TypeRolloutRequested || events.Extension(req, events.ExtActor) != crd.Actor {
+		t.Errorf("first event %s with actor %q, want requested by %s", req.Type(), events.Extension(req, events.ExtActor), crd.Actor)
+	}
+	docs, err := spec.Decode(req.Data())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := docs[0].Object.(*spec.Rollout).Spec.RestartAt; got == nil || got.UTC().Format(time.RFC3339) != restartAt {
+		t.Errorf("spec.restartAt in the requested event %v, want %s", got, restartAt)
+	}
+
+	if err := dyn.Resource(crd.RolloutResource).Namespace("shop").Delete(context.Background(), "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	del := commands(t, c, 2)[1]
+	if del.Type() != events.TypeRolloutDelete || del.Subject() != "shop/web" || del.ID() != "k8s:u-1:delete" {
+		t.Errorf("second event %s for %s (id %s), want delete for shop/web with id k8s:u-1:delete", del.Type(), del.Subject(), del.ID())
+	}
+	if got := events.Extension(del, events.ExtActor); got != crd.Actor {
+		t.Errorf("delete actor %q, want %q", got, crd.Actor)
 	}
 }

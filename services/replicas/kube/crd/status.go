@@ -89,7 +89,14 @@ func (s *StatusWriter) Run(ctx context.Context) error {
 
 // handle writes one event's snapshot, unless the Rollout is not a cluster
 // object or already shows a later snapshot.
+//
+// A deleted rollout has no object left to write to, and a refused command
+// changed nothing: neither is written.
 func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
+	switch ev.Type() {
+	case events.TypeRolloutDeleted, events.TypeRolloutRefused:
+		return nil
+	}
 	var data events.StatusData
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
@@ -109,6 +116,10 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 		status, err := Status(ro, data)
 		if err != nil {
 			return err
+		}
+		if ev.Type() == events.TypeRolloutRestarted {
+			// Argo's field, which its kubectl plugin shows.
+			status["restartedAt"] = ev.Time().UTC().Format(time.RFC3339)
 		}
 		ro.Object["status"] = status
 		_, err = rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: "sluice"})
@@ -132,6 +143,9 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 		if v, ok := old[k]; ok {
 			st[k] = v // the watcher's
 		}
+	}
+	if v, ok := old["restartedAt"]; ok {
+		st["restartedAt"] = v // the last restarted event's
 	}
 	selector := ""
 	if sel, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {

@@ -62,7 +62,13 @@ type Watcher struct {
 type key struct {
 	gvr             schema.GroupVersionResource
 	namespace, name string
+	// deleted is the uid of a Rollout object that was deleted.
+	deleted types.UID
 }
+
+// Actor is the actor (events.ExtActor) of the commands the watcher
+// publishes: a Rollout object's changed spec or its deletion.
+const Actor = "kube:rollout-watcher"
 
 // NewWatcher returns a watcher; Run starts it.
 func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
@@ -103,13 +109,24 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		enqueue := func(obj any) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
-				w.queue.Add(key{gvr, u.GetNamespace(), u.GetName()})
+				w.queue.Add(key{gvr: gvr, namespace: u.GetNamespace(), name: u.GetName()})
 			}
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		handlers := cache.ResourceEventHandlerFuncs{
 			AddFunc:    enqueue,
 			UpdateFunc: func(_, obj any) { enqueue(obj) },
-		}); err != nil {
+		}
+		if gvr == RolloutResource {
+			handlers.DeleteFunc = func(obj any) {
+				if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = d.Obj
+				}
+				if u, ok := obj.(*unstructured.Unstructured); ok {
+					w.queue.Add(key{gvr, u.GetNamespace(), u.GetName(), u.GetUID()})
+				}
+			}
+		}
+		if _, err := inf.AddEventHandler(handlers); err != nil {
 			return err
 		}
 		if gvr == RolloutResource {
@@ -168,14 +185,44 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 		id = k.namespace + "/" + k.name
 	}
 	obj, exists, err := w.informers[k.gvr].GetStore().GetByKey(id)
-	if err != nil || !exists {
-		return err // deleted: Sluice keeps the rollout's state; see docs/platform-kube.md
+	if err != nil {
+		return err
+	}
+	if k.deleted != "" {
+		if exists && obj.(*unstructured.Unstructured).GetUID() != k.deleted {
+			// Created again since: the new object's spec is a request
+			// for the same rollout, which the orchestrator still has.
+			return nil
+		}
+		return w.deleted(ctx, k)
+	}
+	if !exists {
+		return nil // deleted: its own key publishes the delete command
 	}
 	u := obj.(*unstructured.Unstructured)
 	if k.gvr == RolloutResource {
 		return w.rollout(ctx, u)
 	}
 	return w.template(ctx, u)
+}
+
+// deleted publishes io.sluice.rollout.delete.v1 for a deleted Rollout
+// object: the orchestrator removes the rollout's revisions and routes and
+// forgets it. The id derives from the object's uid, so every replica of
+// the watcher publishes one command.
+func (w *Watcher) deleted(ctx context.Context, k key) error {
+	ref := events.Ref{Namespace: k.namespace, Name: k.name}
+	ev, err := events.New(Source, events.TypeRolloutDelete, ref.String(), struct{}{})
+	if err != nil {
+		return err
+	}
+	ev.SetID(fmt.Sprintf("k8s:%s:delete", k.deleted))
+	ev.SetExtension(events.ExtActor, Actor)
+	if _, err := w.cfg.Bus.Publish(ctx, events.CommandSubject(ref), ev); err != nil {
+		return err
+	}
+	w.log.Info("Rollout object deleted: delete requested", "rollout", ref.String())
+	return nil
 }
 
 // deploymentChanged requeues the Rollouts whose workloadRef names the
@@ -188,7 +235,7 @@ func (w *Watcher) deploymentChanged(obj any) {
 	rollouts, _ := w.informers[RolloutResource].GetIndexer().ByIndex(byWorkload, dep.Namespace+"/"+dep.Name)
 	for _, o := range rollouts {
 		u := o.(*unstructured.Unstructured)
-		w.queue.Add(key{RolloutResource, u.GetNamespace(), u.GetName()})
+		w.queue.Add(key{gvr: RolloutResource, namespace: u.GetNamespace(), name: u.GetName()})
 	}
 }
 
@@ -298,6 +345,7 @@ func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spe
 		return err
 	}
 	ev.SetID(id)
+	ev.SetExtension(events.ExtActor, Actor)
 	subject := events.CommandSubject(ref)
 	_, err = w.cfg.Bus.Publish(ctx, subject, ev)
 	return err

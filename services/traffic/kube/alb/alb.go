@@ -107,9 +107,16 @@ func New(cfg Config) (*Router, error) {
 // Ingress is missing, has no use-annotation path to the action Service, or
 // is managed by another rollout; and one wrapping tasks.ErrStale when an
 // Ingress was written by a later route.
+//
+// A route with Remove (the rollout is deleted) puts every weight back on the
+// stable Service and takes the rollout's header and mirror routes out of
+// the Ingresses, which are the user's and stay (guard.RemoveFrom).
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
+	}
+	if route.Remove {
+		return 0, guard.RemoveFrom(ctx, ref, seq, route, r.Apply, r.log)
 	}
 	p, err := newPlan(ref, route)
 	if err != nil {

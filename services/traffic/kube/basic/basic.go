@@ -98,8 +98,16 @@ func selections(route tasks.Route) []selection {
 // It returns an error wrapping traffic.ErrRejected when a Service is
 // missing or managed by another rollout, and tasks.ErrStale when a
 // Service was written by a later route.
+//
+// A route with Remove (the rollout is deleted) leaves the Services, which
+// are the user's, and their selectors; it only releases them (the
+// managed-by and seq annotations go) so that a rollout of the same name
+// created later can take them again.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	services := r.client.CoreV1().Services(ref.Namespace)
+	if route.Remove {
+		return 0, r.release(ctx, services, ref, seq, route)
+	}
 	for _, s := range selections(route) {
 		what := fmt.Sprintf("Service %s/%s", ref.Namespace, s.service)
 		_, err := guard.Update(ctx, services, s.service, what, seq, func(svc *corev1.Service) error {
@@ -124,4 +132,27 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 		return 0, nil
 	}
 	return route.CanaryWeight, nil
+}
+
+// release lets go of the Services of a removed rollout.
+func (r *Router) release(ctx context.Context, services guard.Client[*corev1.Service], ref events.Ref, seq int64, route tasks.Route) error {
+	seen := map[string]bool{}
+	for _, name := range []string{route.StableService, route.CanaryService, route.ActiveService, route.PreviewService} {
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		what := fmt.Sprintf("Service %s/%s", ref.Namespace, name)
+		err := guard.Release(ctx, services, name, what, seq, func(svc *corev1.Service) error {
+			if svc.Annotations[spec.AnnotationManagedBy] != ref.Name {
+				return guard.ErrLeave
+			}
+			delete(svc.Annotations, spec.AnnotationManagedBy)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -147,3 +147,37 @@ func TestRejects(t *testing.T) {
 		}
 	})
 }
+
+// Deleting the rollout releases its Services: they stay, with their
+// selectors, and no longer name the rollout, so a rollout of the same name
+// created later takes them again from seq 1.
+func TestRemoveReleasesTheServices(t *testing.T) {
+	r, client := newRouter(t, service("default", "web-stable", nil), service("default", "web-canary", nil), service("default", "other", map[string]string{spec.AnnotationManagedBy: "shop"}))
+	route := traffictest.Canary(20)
+	if _, err := r.Apply(context.Background(), web, 7, route); err != nil {
+		t.Fatal(err)
+	}
+	rm := traffictest.Remove(route)
+	rm.ActiveService = "other" // another rollout's Service is left alone
+	if _, err := r.Apply(context.Background(), web, 8, rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"web-stable", "web-canary"} {
+		svc, err := client.CoreV1().Services("default").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(svc.Annotations) != 0 {
+			t.Errorf("Service %s annotations after remove %v, want none", name, svc.Annotations)
+		}
+		if svc.Spec.Selector[spec.LabelPodTemplateHash] == "" || svc.Spec.Selector["app"] != "web" {
+			t.Errorf("Service %s selector after remove %v, want it left", name, svc.Spec.Selector)
+		}
+	}
+	if other, _ := client.CoreV1().Services("default").Get(context.Background(), "other", metav1.GetOptions{}); other.Annotations[spec.AnnotationManagedBy] != "shop" {
+		t.Errorf("another rollout's Service changed: %v", other.Annotations)
+	}
+	if _, err := r.Apply(context.Background(), web, 1, route); err != nil {
+		t.Errorf("a new rollout of the same name at seq 1: %v", err)
+	}
+}

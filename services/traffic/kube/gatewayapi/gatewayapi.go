@@ -107,9 +107,16 @@ func New(cfg Config) (*Router, error) {
 // plugin's configuration, or one the HTTPRoutes cannot carry (see the
 // package doc), is rejected; an HTTPRoute written by a later route makes
 // the route stale.
+//
+// A route with Remove (the rollout is deleted) puts every weight back on the
+// stable Service and takes the rollout's header and mirror routes out of
+// the HTTPRoutes, which are the user's and stay (guard.RemoveFrom).
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
+	}
+	if route.Remove {
+		return 0, guard.RemoveFrom(ctx, ref, seq, route, r.Apply, r.log)
 	}
 	p, err := newPlan(ref, route)
 	if err != nil {

@@ -13,6 +13,7 @@ package guard
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/traffic"
 )
 
@@ -48,8 +50,11 @@ type Client[T Object] interface {
 	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
 }
 
-// Dynamic adapts a dynamic client's resource to Client.
-func Dynamic(ri dynamic.ResourceInterface) Client[*unstructured.Unstructured] {
+// Dynamic adapts a dynamic client's resource to Client (and Deleter).
+func Dynamic(ri dynamic.ResourceInterface) interface {
+	Client[*unstructured.Unstructured]
+	Deleter[*unstructured.Unstructured]
+} {
 	return dynamicClient{ri}
 }
 
@@ -57,6 +62,10 @@ type dynamicClient struct{ ri dynamic.ResourceInterface }
 
 func (d dynamicClient) Get(ctx context.Context, name string, opts metav1.GetOptions) (*unstructured.Unstructured, error) {
 	return d.ri.Get(ctx, name, opts)
+}
+
+func (d dynamicClient) Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+	return d.ri.Delete(ctx, name, opts)
 }
 
 func (d dynamicClient) Update(ctx context.Context, obj *unstructured.Unstructured, opts metav1.UpdateOptions) (*unstructured.Unstructured, error) {
@@ -79,12 +88,33 @@ var backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0
 // failures are retried with backoff until ctx ends; any other error is
 // returned wrapped.
 func Update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error) (T, error) {
+	return update(ctx, c, name, what, seq, mutate, releasing(ctx))
+}
+
+// Release is Update for a rollout that is removed from an object it does
+// not own: mutate takes the rollout's routes out, and the seq and
+// managed-by annotations go with them, so that the object no longer remembers the rollout (a
+// rollout of the same name created later starts fresh). A missing object
+// is fine: there is nothing to release. A mutate error wrapping ErrLeave
+// leaves the object as it is (another rollout's).
+func Release[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error) error {
+	_, err := update(ctx, c, name, what, seq, mutate, true)
+	if errors.Is(err, ErrMissing) || errors.Is(err, ErrLeave) {
+		return nil
+	}
+	return err
+}
+
+// ErrLeave, from a Release's mutate, leaves the object unchanged.
+var ErrLeave = errors.New("not the rollout's: left alone")
+
+func update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error, release bool) (T, error) {
 	var stored T
 	step := backoff
 	for {
 		obj, err := c.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			stored, err = write(ctx, c, obj, what, seq, mutate)
+			stored, err = write(ctx, c, obj, what, seq, mutate, release)
 			if err == nil {
 				return stored, nil
 			}
@@ -106,8 +136,8 @@ func Update[T Object](ctx context.Context, c Client[T], name, what string, seq i
 }
 
 // write applies one read-modify-write.
-func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq int64, mutate func(T) error) (T, error) {
-	next, err := change(obj, what, seq, mutate)
+func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq int64, mutate func(T) error, release bool) (T, error) {
+	next, err := change(obj, what, seq, mutate, release)
 	if err != nil {
 		return obj, err
 	}
@@ -121,9 +151,10 @@ func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq i
 	return stored, nil
 }
 
-// change returns a copy of obj with mutate applied and seq recorded, or an
-// error wrapping tasks.ErrStale when obj carries a higher seq.
-func change[T Object](obj T, what string, seq int64, mutate func(T) error) (T, error) {
+// change returns a copy of obj with mutate applied and seq recorded (or,
+// to release it, removed), or an error wrapping tasks.ErrStale when obj
+// carries a higher seq.
+func change[T Object](obj T, what string, seq int64, mutate func(T) error, release bool) (T, error) {
 	var none T
 	if have := Seq(obj); have > seq {
 		return none, fmt.Errorf("%w: %s was written by route seq %d, this route's seq is %d", tasks.ErrStale, what, have, seq)
@@ -136,6 +167,17 @@ func change[T Object](obj T, what string, seq int64, mutate func(T) error) (T, e
 		return none, fmt.Errorf("%s: %w", what, err)
 	}
 	ann := next.GetAnnotations()
+	if release {
+		// mutate refused an object another rollout manages, so the
+		// claim is this rollout's.
+		delete(ann, SeqAnnotation)
+		delete(ann, spec.AnnotationManagedBy)
+		if len(ann) == 0 {
+			ann = nil
+		}
+		next.SetAnnotations(ann)
+		return next, nil
+	}
 	if ann == nil {
 		ann = map[string]string{}
 	}
@@ -144,9 +186,66 @@ func change[T Object](obj T, what string, seq int64, mutate func(T) error) (T, e
 	return next, nil
 }
 
-// missing is the rejection of an object that does not exist.
-func missing(what string) error {
-	return fmt.Errorf("%w: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, what)
+// ErrMissing marks the rejection of a route because an object it names
+// does not exist (it also wraps traffic.ErrRejected). A removal treats it as
+// done: there is nothing left to take the rollout out of.
+var ErrMissing = errors.New("object does not exist")
+
+// missingError is the rejection of an object that does not exist.
+type missingError struct{ what string }
+
+func (e missingError) Error() string {
+	return fmt.Sprintf("%v: %s does not exist; create it before the rollout uses it", traffic.ErrRejected, e.what)
+}
+
+func (e missingError) Unwrap() []error { return []error{traffic.ErrRejected, ErrMissing} }
+
+func missing(what string) error { return missingError{what} }
+
+// Deleter reads and deletes one kind of object in one namespace.
+type Deleter[T Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Delete(ctx context.Context, name string, opts metav1.DeleteOptions) error
+}
+
+// Delete deletes the object name, which a router created for a rollout now
+// removed, unless it carries a seq higher than seq (an error wrapping
+// tasks.ErrStale) or mine says it is not the rollout's (it is left alone).
+// An object already gone is fine. The delete is conditional on the
+// object's uid and resourceVersion as read, so a concurrent write makes it
+// read again.
+func Delete[T Object](ctx context.Context, c Deleter[T], name, what string, seq int64, mine func(T) bool) error {
+	step := backoff
+	for {
+		obj, err := c.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err == nil {
+			if have := Seq(obj); have > seq {
+				return fmt.Errorf("%w: %s was written by route seq %d, the removal's seq is %d", tasks.ErrStale, what, have, seq)
+			}
+			if mine != nil && !mine(obj) {
+				return nil
+			}
+			uid, rv := obj.GetUID(), obj.GetResourceVersion()
+			err = c.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid, ResourceVersion: &rv}})
+			if err == nil || apierrors.IsNotFound(err) {
+				return nil
+			}
+		}
+		if !retriable(err) {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
+		if step.Steps <= 1 {
+			return fmt.Errorf("delete %s: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("delete %s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(step.Step()):
+		}
+	}
 }
 
 // Change is one object of a route that changes several: the object Name,
@@ -180,7 +279,7 @@ func UpdateAll[T Object](ctx context.Context, seq int64, changes []Change[T]) ([
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", c.What, err)
 		}
-		if _, err := change(obj, c.What, seq, c.Mutate); err != nil {
+		if _, err := change(obj, c.What, seq, c.Mutate, releasing(ctx)); err != nil {
 			return nil, err
 		}
 	}

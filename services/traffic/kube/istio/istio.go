@@ -132,9 +132,16 @@ func New(cfg Config) (*Router, error) {
 // and change nothing. A route without trafficRouting.istio, or one the
 // objects cannot carry (see the package doc), is rejected; an object written
 // by a later route makes the route stale.
+//
+// A route with Remove (the rollout is deleted) puts every weight back on the
+// stable Service and takes the rollout's header and mirror routes out of
+// the VirtualServices and DestinationRule, which are the user's and stay (guard.RemoveFrom).
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
+	}
+	if route.Remove {
+		return 0, guard.RemoveFrom(ctx, ref, seq, route, r.Apply, r.log)
 	}
 	p, err := newPlan(ref, route)
 	if err != nil {

@@ -601,3 +601,50 @@ func TestConfig(t *testing.T) {
 		t.Errorf("Apply with networking.istio.io/v1: %d, %v", w, err)
 	}
 }
+
+// Deleting the rollout leaves the user's VirtualService routing everything
+// to the stable Service, without the rollout's header routes.
+func TestRemoveSendsEverythingBackToStable(t *testing.T) {
+	c := seed(t, oneRoute)
+	r := newRouter(t, c)
+	route := canary(40, vs("web"), "beta")
+	route.HeaderRoutes = []spec.SetHeaderRoute{{Name: "beta", Match: []spec.HeaderRoutingMatch{{HeaderName: "X-Beta", HeaderValue: &spec.StringMatch{Exact: "1"}}}}}
+	if _, err := r.Apply(context.Background(), web, 1, route); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpNames(t, c); !slices.Equal(got, []string{"beta", ""}) {
+		t.Fatalf("HTTP routes before remove %q", got)
+	}
+	if _, err := r.Apply(context.Background(), web, 2, traffictest.Remove(route)); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpNames(t, c); !slices.Equal(got, []string{""}) {
+		t.Errorf("HTTP routes after remove %q, want only the user's", got)
+	}
+	want := kubefake.Object(t, oneRoute)
+	got := kubefake.Get(t, c, vsGVR, "default", "web")
+	kubefake.SameField(t, "VirtualService", got, want, "spec")
+}
+
+// After a removal the VirtualService no longer carries the rollout's seq:
+// a rollout of the same name created later starts from seq 1.
+func TestRemoveReleasesTheSeq(t *testing.T) {
+	c := seed(t, oneRoute)
+	r := newRouter(t, c)
+	if _, err := r.Apply(context.Background(), web, 9, canary(40, vs("web"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(context.Background(), web, 10, traffictest.Remove(canary(40, vs("web")))); err != nil {
+		t.Fatal(err)
+	}
+	ann := kubefake.Get(t, c, vsGVR, "default", "web").GetAnnotations()
+	if _, ok := ann[guard.SeqAnnotation]; ok {
+		t.Error("the VirtualService still carries the removed rollout's seq")
+	}
+	if _, ok := ann[spec.AnnotationManagedBy]; ok {
+		t.Error("the VirtualService is still claimed by the removed rollout")
+	}
+	if w, err := r.Apply(context.Background(), web, 1, canary(30, vs("web"))); err != nil || w != 30 {
+		t.Errorf("a new rollout at seq 1: weight %d, %v", w, err)
+	}
+}

@@ -97,9 +97,16 @@ func New(cfg Config) (*Router, error) {
 // the stable Service, or when an Ingress with a canary Ingress's name exists
 // that this rollout does not manage; and one wrapping tasks.ErrStale when
 // a canary Ingress was written by a later route.
+//
+// A route with Remove (the rollout is deleted) deletes the canary
+// Ingresses, which the router created; the stable Ingresses are the
+// user's and stay as they are.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
+	}
+	if route.Remove {
+		return 0, r.remove(ctx, ref, seq, route)
 	}
 	n, err := check(route)
 	if err != nil {
@@ -264,4 +271,29 @@ func managedBy(ing *networkingv1.Ingress, rollout string) (string, bool) {
 		}
 	}
 	return fmt.Sprintf("it has no annotation %s: %s", spec.AnnotationManagedBy, rollout), false
+}
+
+// remove deletes the canary Ingresses of a removed rollout.
+func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) error {
+	if route.TrafficRouting == nil || route.TrafficRouting.Nginx == nil {
+		return nil
+	}
+	n := route.TrafficRouting.Nginx
+	stables := n.StableIngresses
+	if len(stables) == 0 && n.StableIngress != "" {
+		stables = []string{n.StableIngress}
+	}
+	ingresses := r.client.NetworkingV1().Ingresses(ref.Namespace)
+	for _, stable := range stables {
+		name := CanaryIngressName(ref.Name, stable)
+		what := fmt.Sprintf("canary Ingress %s/%s", ref.Namespace, name)
+		err := guard.Delete(ctx, guard.Deleter[*networkingv1.Ingress](ingresses), name, what, seq, func(ing *networkingv1.Ingress) bool {
+			_, ok := managedBy(ing, ref.Name)
+			return ok
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

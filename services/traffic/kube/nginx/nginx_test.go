@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -566,5 +567,25 @@ func TestAnnotationsAreReplaced(t *testing.T) {
 	got := maps.Clone(getIngress(t, c, "web-web-canary").Annotations)
 	if _, ok := got["nginx.ingress.kubernetes.io/canary-by-header"]; ok {
 		t.Errorf("stray annotation kept: %v", got)
+	}
+}
+
+// Deleting the rollout deletes the canary Ingress the router created and
+// leaves the user's stable Ingress as it was.
+func TestRemoveDeletesTheCanaryIngress(t *testing.T) {
+	c := kubefake.NewClientset(stableIngress("web"))
+	r := newRouter(t, c)
+	if _, err := r.Apply(context.Background(), web, 1, route(30)); err != nil {
+		t.Fatal(err)
+	}
+	getIngress(t, c, "web-web-canary")
+	if _, err := r.Apply(context.Background(), web, 2, traffictest.Remove(route(30))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.NetworkingV1().Ingresses("default").Get(context.Background(), "web-web-canary", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("canary Ingress after remove: %v, want it deleted", err)
+	}
+	if got := written(getIngress(t, c, "web")); !equality.Semantic.DeepEqual(got, written(stableIngress("web"))) {
+		t.Errorf("stable Ingress changed by remove: %+v", got)
 	}
 }

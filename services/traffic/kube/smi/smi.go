@@ -125,9 +125,15 @@ func New(cfg Config) (*Router, error) {
 // nothing. A route without trafficRouting.smi, with header or mirror routes,
 // or whose TrafficSplit belongs to something else, is rejected; a
 // TrafficSplit written by a later route makes the route stale.
+//
+// A route with Remove (the rollout is deleted) deletes the rollout's
+// TrafficSplit, which the router created.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
+	}
+	if route.Remove {
+		return 0, r.remove(ctx, ref, seq, route)
 	}
 	split, err := r.desired(ref, route)
 	if err != nil {
@@ -320,4 +326,16 @@ func quantity(v any) (int64, error) {
 		return q.MilliValue(), nil
 	}
 	return 0, fmt.Errorf("weight %v is neither a number nor a quantity", v)
+}
+
+// remove deletes the TrafficSplit of a removed rollout, unless it is not
+// the rollout's.
+func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) error {
+	name := ref.Name
+	if tr := route.TrafficRouting; tr != nil && tr.SMI != nil && tr.SMI.TrafficSplitName != "" {
+		name = tr.SMI.TrafficSplitName
+	}
+	what := fmt.Sprintf("TrafficSplit %s/%s", ref.Namespace, name)
+	return guard.Delete(ctx, guard.Dynamic(r.client.Resource(r.gvr).Namespace(ref.Namespace)), name, what, seq,
+		func(ts *unstructured.Unstructured) bool { return owned(ts, ref.Name) == nil })
 }

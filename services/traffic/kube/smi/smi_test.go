@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -297,5 +298,22 @@ func TestConfig(t *testing.T) {
 	}
 	if _, err := smi.New(smi.Config{Client: seed(t, "v1alpha3"), APIVersion: "v1beta1"}); err == nil || !strings.Contains(err.Error(), `"v1beta1"`) {
 		t.Errorf("New with API version v1beta1: %v", err)
+	}
+}
+
+// Deleting the rollout deletes the TrafficSplit the router created.
+func TestRemoveDeletesTheTrafficSplit(t *testing.T) {
+	c := seed(t, "v1alpha3")
+	r := newRouter(t, c, "v1alpha3")
+	web := events.Ref{Namespace: "default", Name: "web"}
+	if _, err := r.Apply(context.Background(), web, 1, traffictest.Canary(30)); err != nil {
+		t.Fatal(err)
+	}
+	kubefake.Get(t, c, gvr("v1alpha3"), "default", "web")
+	if _, err := r.Apply(context.Background(), web, 2, traffictest.Remove(traffictest.Canary(30))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Resource(gvr("v1alpha3")).Namespace("default").Get(context.Background(), "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("TrafficSplit after remove: %v, want it deleted", err)
 	}
 }
