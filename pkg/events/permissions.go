@@ -238,10 +238,19 @@ func (b *permBuilder) consumer(stream, durable string) {
 // and, when write, put, update, create and delete its keys.
 func (b *permBuilder) bucket(name string, write bool) {
 	s := "KV_" + name
+	b.pub("$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
+	b.readBucket(name)
+	if write {
+		b.pub("$KV." + name + ".>")
+	}
+}
+
+// readBucket is reading one key-value bucket: get (direct get), list and
+// watch (ordered consumers with flow control).
+func (b *permBuilder) readBucket(name string) {
+	s := "KV_" + name
 	b.pub(
 		"$JS.API.STREAM.INFO."+s,
-		"$JS.API.STREAM.CREATE."+s,
-		"$JS.API.STREAM.UPDATE."+s,
 		"$JS.API.STREAM.MSG.GET."+s,
 		"$JS.API.DIRECT.GET."+s,
 		"$JS.API.DIRECT.GET."+s+".>",
@@ -252,9 +261,6 @@ func (b *permBuilder) bucket(name string, write bool) {
 		"$JS.API.CONSUMER.DELETE."+s+".>",
 		"$JS.FC."+s+".>",
 	)
-	if write {
-		b.pub("$KV." + name + ".>")
-	}
 }
 
 // publicBuckets lets the identity read (get, list keys, watch) every
@@ -262,22 +268,9 @@ func (b *permBuilder) bucket(name string, write bool) {
 func (b *permBuilder) publicBuckets(services []Needs) {
 	for _, n := range services {
 		for _, bk := range n.Buckets {
-			if !bk.Public {
-				continue
+			if bk.Public {
+				b.readBucket(bk.Name)
 			}
-			s := "KV_" + bk.Name
-			b.pub(
-				"$JS.API.STREAM.INFO."+s,
-				"$JS.API.STREAM.MSG.GET."+s,
-				"$JS.API.DIRECT.GET."+s,
-				"$JS.API.DIRECT.GET."+s+".>",
-				"$JS.API.CONSUMER.CREATE."+s,
-				"$JS.API.CONSUMER.CREATE."+s+".>",
-				"$JS.API.CONSUMER.INFO."+s+".>",
-				"$JS.API.CONSUMER.MSG.NEXT."+s+".>",
-				"$JS.API.CONSUMER.DELETE."+s+".>",
-				"$JS.FC."+s+".>",
-			)
 		}
 	}
 }

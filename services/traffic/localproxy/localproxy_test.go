@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -692,5 +693,54 @@ func TestARefusingProcessIsSkipped(t *testing.T) {
 	}
 	if n := e.counter(web, spec.RoleStable, "200"); n != 10 {
 		t.Errorf("%v requests counted as stable 200, want 10", n)
+	}
+}
+
+// A going process may reset a connection its listener had already
+// queued: an idempotent request is sent to another process, a POST is not
+// (it may have had its effect).
+func TestAResettingProcessCostsNoIdempotentRequest(t *testing.T) {
+	e := newEnv(t)
+	alive := newApp(t, "stable-2")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.(*net.TCPConn).SetLinger(0) // close with RST
+			buf := make([]byte, 1)
+			_, _ = c.Read(buf) // the request arrived
+			c.Close()
+		}
+	}()
+	resetter := &app{name: "going", srv: &httptest.Server{Listener: l}}
+	e.register(web, "s1", resetter, alive)
+	e.apply(web, 1, canaryRoute(0, true))
+	for i := range 20 {
+		if r := e.get(e.url(web)); r.code != 200 || r.app != "stable-2" {
+			t.Fatalf("GET %d: %d %q, want stable-2", i, r.code, r.app)
+		}
+	}
+	failed := 0
+	for range 40 {
+		req, err := http.NewRequest(http.MethodPost, e.url(web), strings.NewReader("order=1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch r := e.do(req); {
+		case r.code == http.StatusBadGateway:
+			failed++
+		case r.code != 200 || r.app != "stable-2":
+			t.Fatalf("POST: %d %q", r.code, r.app)
+		}
+	}
+	if failed == 0 {
+		t.Errorf("no POST of 40 reached the resetting process, or one was sent again after a reset")
 	}
 }

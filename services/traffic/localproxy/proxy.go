@@ -240,8 +240,29 @@ const maxRedials = 3
 // a restart or a scale-down stops it only after it left the endpoints, but
 // a table built before the proxy heard of that may still pick it. Nothing
 // of the request was sent, so trying another is safe; a request with a
-// body that cannot be read again is not tried again.
+// body that cannot be read again is not tried again. A going process may
+// also reset a connection its listener had queued before it closed: an
+// idempotent request (RFC 9110, 9.2.2) that got no response is tried
+// again too.
 type redial struct{ next http.RoundTripper }
+
+// retryable reports whether a request that failed with err, with no
+// response, may be sent to another process.
+func retryable(req *http.Request, err error) bool {
+	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
+		return false
+	}
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return true
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		switch req.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+			return req.Header.Get("Upgrade") == ""
+		}
+	}
+	return false
+}
 
 func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := r.next.RoundTrip(req)
@@ -251,7 +272,7 @@ func (r redial) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	tried := map[string]bool{t.b.url.Host: true}
 	for range maxRedials {
-		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || (req.Body != nil && req.Body != http.NoBody && req.GetBody == nil) {
+		if err == nil || !retryable(req, err) {
 			return resp, err
 		}
 		b, ok := t.b.from.pick()
