@@ -27,6 +27,7 @@ const (
 	DefaultHost              = "127.0.0.1"
 	DefaultRestartBackoff    = time.Second
 	DefaultRestartBackoffMax = 5 * time.Minute
+	DefaultDeregisterDelay   = time.Second
 )
 
 // Config configures the local backend.
@@ -50,6 +51,13 @@ type Config struct {
 	// series again.
 	RestartBackoff    time.Duration
 	RestartBackoffMax time.Duration
+	// DeregisterDelay is how long a process being stopped (restart,
+	// scale-down, delete) keeps running after the endpoints without it
+	// are published, before it is sent SIGTERM: the time the proxy has to
+	// hear of the change, as a preStop sleep gives a Kubernetes ingress
+	// (default DefaultDeregisterDelay; negative: none). Stopping on Close
+	// does not wait.
+	DeregisterDelay time.Duration
 	// StopOnClose makes Close stop every process gracefully; by default
 	// they keep running and the next backend on StateDir adopts them.
 	// The desired state is kept either way, so the next start brings the
@@ -77,6 +85,9 @@ func (c *Config) Defaults() {
 	}
 	if c.RestartBackoffMax == 0 {
 		c.RestartBackoffMax = DefaultRestartBackoffMax
+	}
+	if c.DeregisterDelay == 0 {
+		c.DeregisterDelay = DefaultDeregisterDelay
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

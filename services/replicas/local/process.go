@@ -236,6 +236,18 @@ func (b *Backend) run(p *proc, h *handle, log *slog.Logger) outcome {
 		sctx, scancel := context.WithTimeout(b.ctx, 2*time.Second)
 		_ = b.endpoints.sync(sctx, revKey{p.rev.ro.ref, p.rev.hash})
 		scancel()
+		// The proxy hears of it through a watch: until it does, it may
+		// still send new connections here, so the process keeps
+		// listening a moment.
+		b.mu.Lock()
+		closing := b.closed
+		b.mu.Unlock()
+		if d := b.cfg.DeregisterDelay; d > 0 && !closing {
+			select {
+			case <-time.After(d):
+			case <-b.ctx.Done():
+			}
+		}
 		b.mu.Lock()
 		grace := defaultGracePeriod
 		if p.rev.prog != nil {
