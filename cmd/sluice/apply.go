@@ -184,29 +184,14 @@ type applyWatch struct {
 }
 
 func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbound) (*applyWatch, error) {
-	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
-	if err != nil {
-		return nil, err
-	}
 	w := &applyWatch{rollouts: map[events.Ref]*spec.Rollout{}}
-	var subjects []string
-	for _, r := range rollouts {
-		subjects = append(subjects, events.StatusSubject(r.ref))
+	refs := make([]events.Ref, len(rollouts))
+	for i, r := range rollouts {
+		refs[i] = r.ref
 		w.rollouts[r.ref] = r.rollout
 	}
-	// Start right after the stream's current end: a DeliverNew ordered
-	// consumer is recreated "at new" until its first message, and would
-	// skip events published in between.
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
-	w.cons, err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
-	})
-	if err != nil {
+	var err error
+	if w.cons, err = followStatus(ctx, client, refs...); err != nil {
 		return nil, err
 	}
 	return w, nil

@@ -99,24 +99,30 @@ func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, even
 	return ev, nil, errNoAnswer
 }
 
-// followStatus returns an ordered consumer of r's status events published
-// from now on.
-func followStatus(ctx context.Context, client *events.Client, r events.Ref) (jetstream.Consumer, error) {
+// followStatus returns an ordered consumer of the status events of refs
+// published from now on. It starts right after the stream's current end: a
+// DeliverNew ordered consumer is recreated "at new" until its first
+// message, and would skip events published in between.
+func followStatus(ctx context.Context, client *events.Client, refs ...events.Ref) (jetstream.Consumer, error) {
+	subjects := make([]string, len(refs))
+	for i, r := range refs {
+		subjects[i] = events.StatusSubject(r)
+	}
 	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
 	if err != nil {
-		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
 	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{events.StatusSubject(r)},
+		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    info.State.LastSeq + 1,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("follow the status of %s: %w", r, err)
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
 	}
 	return cons, nil
 }

@@ -99,15 +99,7 @@ func (s *Service) reject(ctx context.Context, r events.Ref, ev events.Event, pro
 		// The rollout carries on with the spec it had.
 		snap = rec.State.Snapshot(now)
 	}
-	data := events.StatusData{Status: snap, Errors: problems, Reason: "invalid Rollout"}
-	out, err := events.New(Source, events.TypeRolloutRejected, r.String(), data)
-	if err != nil {
-		return events.Permanent(err)
-	}
-	out.SetID("rejected/" + ev.ID())
-	setCause(&out, causeOf(ev))
-	out.SetExtension(events.ExtCorrelationID, ev.ID())
 	s.log.Info("rollout request rejected", "rollout", r.String(), "request", ev.ID(), "errors", problems)
-	_, err = s.client.Publish(ctx, events.StatusSubject(r), out)
-	return err
+	return s.answer(ctx, r, events.TypeRolloutRejected, "rejected/"+ev.ID(), causeOf(ev), ev.ID(),
+		events.StatusData{Status: snap, Errors: problems, Reason: "invalid Rollout"})
 }

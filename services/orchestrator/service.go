@@ -326,16 +326,36 @@ func (s *Service) refuse(ctx context.Context, r events.Ref, cause machine.Cause,
 			snap = rec.State.Snapshot(s.cfg.Now())
 		}
 	}
-	data := events.StatusData{Status: snap, Reason: reason, Command: &events.CommandAnswer{Type: cause.Type, ID: cause.ID, Code: code, Reason: reason}}
-	out, err := events.New(Source, events.TypeRolloutRefused, r.String(), data)
+	s.log.Info("command refused", "rollout", r.String(), "command", cause.Type, "id", cause.ID, "actor", cause.Actor, "code", code, "reason", reason)
+	return s.answer(ctx, r, events.TypeRolloutRefused, "refused/"+cause.ID, cause, "",
+		events.StatusData{Status: snap, Reason: reason, Command: &events.CommandAnswer{Type: cause.Type, ID: cause.ID, Code: code, Reason: reason}})
+}
+
+// answer publishes a status event the machine did not decide on (a
+// rejected request, a refused command) with id, which derives from the
+// event it answers so that a redelivery is answered once.
+func (s *Service) answer(ctx context.Context, r events.Ref, typ, id string, cause machine.Cause, correlation string, data events.StatusData) error {
+	out, err := statusEvent(r, machine.StatusEvent{Type: typ, Data: data, ID: id, Cause: cause, Correlation: correlation})
 	if err != nil {
 		return events.Permanent(err)
 	}
-	out.SetID("refused/" + cause.ID)
-	setCause(&out, cause)
-	s.log.Info("command refused", "rollout", r.String(), "command", cause.Type, "id", cause.ID, "actor", cause.Actor, "code", code, "reason", reason)
 	_, err = s.client.Publish(ctx, events.StatusSubject(r), out)
 	return err
+}
+
+// statusEvent is the CloudEvent of st, a status event of r, with the
+// contract's causationid, actor and correlationid extensions.
+func statusEvent(r events.Ref, st machine.StatusEvent) (events.Event, error) {
+	ev, err := events.New(Source, st.Type, r.String(), st.Data)
+	if err != nil {
+		return ev, err
+	}
+	ev.SetID(st.ID)
+	setCause(&ev, st.Cause)
+	if st.Correlation != "" {
+		ev.SetExtension(events.ExtCorrelationID, st.Correlation)
+	}
+	return ev, nil
 }
 
 // setCause sets the causationid and actor extensions of ev.
@@ -635,12 +655,7 @@ func (s *Service) publishEffects(ctx context.Context, r events.Ref, effects []ma
 			ev.SetID(e.Task.EventID())
 		case e.Status != nil:
 			subject = events.StatusSubject(r)
-			ev, err = events.New(Source, e.Status.Type, r.String(), e.Status.Data)
-			ev.SetID(e.Status.ID)
-			setCause(&ev, e.Status.Cause)
-			if e.Status.Correlation != "" {
-				ev.SetExtension(events.ExtCorrelationID, e.Status.Correlation)
-			}
+			ev, err = statusEvent(r, *e.Status)
 		default:
 			continue
 		}

@@ -100,6 +100,7 @@ func helperMain() int {
 		}
 		os.Exit(0)
 	}()
+	exiting := make(chan struct{}) // never closed: the handler above exits
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, os.Getpid()) })
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		ready := os.Getenv(helperNotReady) == ""
@@ -124,8 +125,8 @@ func helperMain() int {
 		return 1
 	}
 	// Shutdown returns ListenAndServe at once; the SIGTERM handler exits
-	// once the requests in flight are done.
-	time.Sleep(time.Minute)
+	// the process once the requests in flight are done.
+	<-exiting
 	return 0
 }
 
