@@ -5,7 +5,11 @@
 // the dashboard, rate limits per caller and a read-only mode.
 package auth
 
-import "context"
+import (
+	"context"
+	"log/slog"
+	"net/http"
+)
 
 // Role is what a caller may do in a namespace; each role includes the ones
 // before it.
@@ -49,3 +53,50 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
 	return p, ok
 }
+
+// Auth authenticates callers and authorizes what they do.
+type Auth struct {
+	cfg Config
+}
+
+// New returns the Auth cfg describes; it fails, saying what to fix, when
+// the auth file cannot be read or is invalid.
+func New(cfg Config, log *slog.Logger) (*Auth, error) {
+	return &Auth{cfg: cfg}, nil
+}
+
+// Middleware authenticates each request and puts its Principal in the
+// request's context (PrincipalFrom); a request without valid credentials
+// goes on without one, and the handler answers 401 where it needs one.
+func (a *Auth) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.Anonymous != RoleNone {
+			r = r.WithContext(WithPrincipal(r.Context(), Principal{Actor: a.cfg.AnonymousActor, Via: "anonymous"}))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Routes serves /auth/login, /auth/callback and /auth/logout.
+func (a *Auth) Routes() http.Handler { return http.NotFoundHandler() }
+
+// Allow reports whether p may act with role need in namespace. In
+// read-only mode no one has more than RoleViewer.
+func (a *Auth) Allow(p Principal, namespace string, need Role) bool {
+	return a.RoleOf(p, namespace) >= need
+}
+
+// RoleOf returns p's role in namespace.
+func (a *Auth) RoleOf(p Principal, namespace string) Role {
+	r := RoleNone
+	if p.Via == "anonymous" {
+		r = a.cfg.Anonymous
+	}
+	if a.cfg.ReadOnly {
+		r = min(r, RoleViewer)
+	}
+	return r
+}
+
+// ReadOnly reports whether every command is refused.
+func (a *Auth) ReadOnly() bool { return a.cfg.ReadOnly }
