@@ -61,8 +61,14 @@ note "the rollout list, then 'web': its steps, weights, analysis and events, liv
 linger
 
 manifest() { # version error-rate
+  # The header route would flash by in the dashboard: hold it for a while.
+  local pace=(-e "")
+  if [ "$LINGER" -gt 0 ]; then
+    pace=(-e "s/^\( *\)- setWeight: 20$/\1- pause: {duration: ${LINGER}s}\n&/")
+  fi
   sed -e "s/{name: VERSION, value: v1}/{name: VERSION, value: $1}/" \
-      -e "s/{name: ERROR_RATE, value: \"0\"}/{name: ERROR_RATE, value: \"$2\"}/" examples/canary-analysis.yaml
+      -e "s/{name: ERROR_RATE, value: \"0\"}/{name: ERROR_RATE, value: \"$2\"}/" \
+      "${pace[@]}" examples/canary-analysis.yaml
 }
 
 say "v1 goes live: the first revision is stable at once"
