@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,8 +26,12 @@ var loginHTML string
 var loginPage = template.Must(template.New("login").Parse(loginHTML))
 
 // dummyHash is compared against when the user is unknown, so that a
-// wrong name takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// wrong name takes as long as a wrong password. Made on first use: every
+// binary that imports the package would pay for it at start otherwise.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	return h
+})
 
 // Routes serves /auth/login, /auth/callback and /auth/logout:
 //
@@ -119,7 +124,7 @@ func (a *Auth) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	u, ok := a.user(name)
-	hash := dummyHash
+	hash := dummyHash()
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}
