@@ -181,8 +181,11 @@ func TestLocalSignIn(t *testing.T) {
 	}
 
 	r := g.login(t, c, "alice", "wrong", "/rollouts").want(t, http.StatusUnauthorized)
-	if !strings.Contains(r.body, "Wrong username or password") {
-		t.Errorf("wrong password page: %s", r.body)
+	if !strings.Contains(r.body, "Wrong username or password") || !strings.Contains(r.body, `value="alice"`) {
+		t.Errorf("wrong password page (the error, the name kept): %s", r.body)
+	}
+	if strings.Contains(r.body, "wrong\"") {
+		t.Errorf("the page shows the password tried")
 	}
 	g.login(t, c, "mallory", alicePassword, "/").want(t, http.StatusUnauthorized)
 	if g.cookie(c, SessionCookie) != "" {

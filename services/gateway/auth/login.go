@@ -59,6 +59,7 @@ func (a *Auth) Routes() http.Handler {
 
 type loginView struct {
 	Error     string
+	Username  string // kept after a wrong password
 	Next      string
 	CSRF      string
 	Local     bool
@@ -79,6 +80,9 @@ func (a *Auth) loginGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *Auth) renderLogin(w http.ResponseWriter, r *http.Request, status int, next, msg string) {
 	v := loginView{Error: msg, Next: next}
+	if r.Method == http.MethodPost && r.URL.Path == loginPath {
+		v.Username = r.PostFormValue("username")
+	}
 	switch {
 	case a.file == nil:
 		v.NoSignIn = true
