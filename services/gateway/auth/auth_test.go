@@ -42,6 +42,8 @@ func TestRoleOf(t *testing.T) {
 		{"admin everywhere by one of its groups", plat, "billing", RoleAdmin},
 		{"the highest binding wins", carol, "shop", RoleViewer},
 		{"a group name is not an actor", Principal{Actor: "group:devs", Via: ViaToken}, "shop", RoleViewer},
+		{"no caller is not everyone", Principal{}, "shop", RoleNone},
+		{"a caller that did not authenticate", Principal{Actor: "user:alice", Groups: []string{"devs"}}, "shop", RoleNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := a.RoleOf(tc.p, tc.ns); got != tc.want {
