@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -159,10 +160,14 @@ func isLoopback(host string) bool {
 }
 
 // devActor is who the callers of a gateway without sign-in are: the user
-// who started sluice dev.
+// who started sluice dev ($USER, else the account's name), so that the
+// history says who pressed a button.
 func devActor(getenv func(string) string) string {
 	if u := getenv("USER"); u != "" {
 		return "user:" + u
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "user:" + u.Username
 	}
 	return "user:dev"
 }

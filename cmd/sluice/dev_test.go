@@ -212,3 +212,14 @@ func TestDevWithoutDashboard(t *testing.T) {
 		t.Errorf("sluice dev --dashboard-listen off printed a dashboard:\n%s", banner)
 	}
 }
+
+// TestDevActorIsTheUser: without sign-in, the commands from the dashboard
+// carry the user who started sluice dev as their actor.
+func TestDevActorIsTheUser(t *testing.T) {
+	if got := devActor(func(k string) string { return map[string]string{"USER": "alice"}[k] }); got != "user:alice" {
+		t.Errorf("with USER=alice: %q, want user:alice", got)
+	}
+	if got := devActor(func(string) string { return "" }); !strings.HasPrefix(got, "user:") || got == "user:" {
+		t.Errorf("without USER: %q, want user:<the account's name>", got)
+	}
+}
