@@ -155,6 +155,18 @@ func TestAnonymous(t *testing.T) {
 	if msg := r.errorOf(t); !strings.Contains(msg, "cross-site") {
 		t.Errorf("error %q", msg)
 	}
+	// A page on another site that rebinds its name to 127.0.0.1 reaches
+	// the gateway with its own name as the host: refused, reads too.
+	for _, host := range []string{"evil.example", "evil.example:3100", "10.0.0.1:3100"} {
+		r := do(t, c, "GET", g.URL+"/api/whoami", nil, "Host: "+host).want(t, http.StatusForbidden)
+		if msg := r.errorOf(t); !strings.Contains(msg, "only requests to localhost") {
+			t.Errorf("host %s: error %q", host, msg)
+		}
+		do(t, c, "POST", g.URL+"/api/shop/do", nil, "Host: "+host, "Origin: http://"+host).want(t, http.StatusForbidden)
+	}
+	for _, host := range []string{"localhost:3100", "127.0.0.1:3100", "[::1]:3100", "localhost"} {
+		do(t, c, "GET", g.URL+"/api/whoami", nil, "Host: "+host).want(t, http.StatusOK)
+	}
 	// A wrong token is still an error, not a fall-back to anonymous.
 	do(t, c, "GET", g.URL+"/api/whoami", nil, "Authorization: Bearer nope").want(t, http.StatusUnauthorized)
 	// The login page says there is no sign-in, and does not loop.

@@ -184,6 +184,10 @@ func do(t *testing.T, c *http.Client, method, u string, body io.Reader, headers 
 	}
 	for _, h := range headers {
 		k, v, _ := strings.Cut(h, ": ")
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	if _, ok := body.(*strings.Reader); ok && req.Header.Get("Content-Type") == "" {

@@ -53,6 +53,15 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 			writeError(w, http.StatusUnauthorized, authErr)
 			return
 		}
+		if p.Via == ViaAnonymous && !loopbackHost(r.Host) {
+			// A page on another site can point its own name at 127.0.0.1
+			// (DNS rebinding) and reach a gateway without sign-in as if it
+			// were the gateway's own page; such a request names the other
+			// site's host.
+			a.log.Info("refused a request to a non-loopback host name without sign-in", "host", r.Host, "remote", clientIP(r), "path", r.URL.Path)
+			writeError(w, http.StatusForbidden, "host "+r.Host+" refused: without sign-in the gateway answers only requests to localhost, 127.0.0.1 or [::1] (give it an auth file to serve other names)")
+			return
+		}
 		if !isSafe(r.Method) && p.Via != ViaToken {
 			if msg := a.checkCSRF(r, sess); msg != "" {
 				a.log.Info("refused an unsafe request", "reason", msg, "actor", p.Actor, "remote", clientIP(r), "path", r.URL.Path)
@@ -149,6 +158,20 @@ func sameHost(r *http.Request, u string) bool {
 	}
 	fwd := r.Header.Get("X-Forwarded-Host")
 	return fwd != "" && strings.EqualFold(parsed.Host, fwd)
+}
+
+// loopbackHost reports whether host (a Host header, with or without a
+// port) names this machine's loopback interface.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isSafe(method string) bool {
