@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -61,5 +63,26 @@ func TestWithoutAnAuthFileItRefusesToStart(t *testing.T) {
 		[]string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-level", "error"}, &stderr)
 	if code != daemon.ExitFail || !strings.Contains(stderr.String(), "--auth-config") {
 		t.Errorf("exit %d, stderr %q; want %d and a message naming --auth-config", code, stderr.String(), daemon.ExitFail)
+	}
+}
+
+// TestASessionKeyTooShortRefusesToStart: a session key that would be easy
+// to guess (or a file that is not there) is refused at start, naming the
+// flag, instead of signing sessions anyone could forge.
+func TestASessionKeyTooShortRefusesToStart(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{short, filepath.Join(dir, "missing")} {
+		var stderr strings.Builder
+		code := daemon.Run(context.Background(), newSpec(func(string) string { return "" }),
+			[]string{"--nats-url", srv.ClientURL(), "--http-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--log-level", "error",
+				"--auth-config", "../../examples/gateway-auth.yaml", "--session-key-file", file}, &stderr)
+		if code != daemon.ExitFail || !strings.Contains(stderr.String(), "--session-key-file") {
+			t.Errorf("%s: exit %d, stderr %q; want %d and a message naming --session-key-file", file, code, stderr.String(), daemon.ExitFail)
+		}
 	}
 }

@@ -7,6 +7,7 @@
 package assembly
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/gateway"
 	"github.com/sluicehq/sluice/services/gateway/auth"
+	"github.com/sluicehq/sluice/services/gateway/kubepods"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/local"
@@ -83,6 +85,8 @@ type Options struct {
 	WatchRollouts bool
 	// DrainTimeout bounds a local proxy's drain.
 	DrainTimeout time.Duration
+	// SessionKeyFile holds the gateway's session key.
+	SessionKeyFile string
 	// IstioAPIVersion and SMIAPIVersion are the kube router's mesh APIs.
 	IstioAPIVersion, SMIAPIVersion string
 }
@@ -153,6 +157,14 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.Var(daemon.NonNegativeDuration(&c.MaxWait, gateway.DefaultMaxWait), "max-wait", "the longest ?wait=completed may hold a CloudEvents request")
 		fs.Var(nonNegativeFloat(&c.Auth.RatePerSecond, DefaultRateLimit), "rate-limit", "requests per second each caller may make on average; more get 429")
 		fs.Var(daemon.NonNegativeInt(&c.Auth.Burst, DefaultRateBurst), "rate-burst", "requests a caller may make at once above --rate-limit")
+		fs.StringVar(&o.SessionKeyFile, "session-key-file", o.env(EnvGatewaySessionKeyFile, ""), "file holding the key (at least 32 bytes) that signs sign-in sessions; replicas that share it share sessions (default: a random key per process, so a restart signs everyone out) (env "+EnvGatewaySessionKeyFile+")")
+		add("platform", func() {
+			fs.Var(&o.Platform, "platform", "where the rollouts' pods run, for the dashboard: "+strings.Join(Platforms, ", ")+" (local: processes in --state-dir, when the replicas service runs on this machine; kube: pods in the cluster)")
+		})
+		add("state-dir", func() {
+			fs.StringVar(&o.StateDir, "state-dir", "", "local platform: the replicas service's state directory, when it runs on this machine, to show each revision's processes")
+		})
+		kube()
 	default:
 		panic("assembly: no service named " + service)
 	}
@@ -210,6 +222,24 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		if cfg.Auth.File == "" && cfg.Auth.Anonymous == auth.RoleNone {
 			return nil, fmt.Errorf("--auth-config: the gateway needs an auth file that says who may call it (docs/gateway.md, \"Who may do what\")")
 		}
+		if o.SessionKeyFile != "" {
+			key, err := os.ReadFile(o.SessionKeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--session-key-file: %w", err)
+			}
+			if cfg.Auth.SessionKey = bytes.TrimSpace(key); len(cfg.Auth.SessionKey) < 32 {
+				return nil, fmt.Errorf("--session-key-file %s holds %d bytes; want at least 32 (e.g. head -c 32 /dev/urandom | base64)", o.SessionKeyFile, len(cfg.Auth.SessionKey))
+			}
+		}
+		if o.Platform.value == "kube" {
+			clients, err := o.Kube.Connect(agent)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Pods = kubepods.Pods{Client: clients.Typed}
+		} else if cfg.StateDir == "" {
+			cfg.StateDir = o.StateDir
+		}
 		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
 		svc, err := gateway.New(env.Client, cfg)
 		if err != nil {
@@ -224,6 +254,8 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 const (
 	EnvGatewayListen     = "GATEWAY_LISTEN"
 	EnvGatewayAuthConfig = "GATEWAY_AUTH_CONFIG"
+	// EnvGatewaySessionKeyFile is --session-key-file's default.
+	EnvGatewaySessionKeyFile = "GATEWAY_SESSION_KEY_FILE"
 )
 
 // The gateway's rate limits per caller.

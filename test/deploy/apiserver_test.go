@@ -413,7 +413,17 @@ func TestRBACOnAPIServer(t *testing.T) {
 	if _, err := traffic.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("sluice-traffic listing ReplicaSets: got %v, want Forbidden", err)
 	}
-	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer", "sluice-gateway"} {
+	gateway := clientAs(t, c.cp, "sluice", "sluice-gateway")
+	if _, err := gateway.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("sluice-gateway cannot list Pods in every namespace: %v", err)
+	}
+	if _, err := gateway.CoreV1().Pods("default").Get(ctx, "any", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-gateway reading a Pod by name: got %v, want Forbidden (it only lists)", err)
+	}
+	if _, err := gateway.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-gateway listing Secrets: got %v, want Forbidden", err)
+	}
+	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer"} {
 		cl := clientAs(t, c.cp, "sluice", name)
 		if _, err := cl.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("%s listing Pods: got %v, want Forbidden", name, err)

@@ -92,6 +92,20 @@ func TestGatewayIsReachableAndReadsItsAuthFile(t *testing.T) {
 			if _, err := auth.New(auth.Config{File: path}, nil); err != nil {
 				t.Errorf("the gateway refuses the %s overlay's auth file: %v", overlay, err)
 			}
+			// Replicas share sessions through --session-key-file, a key of
+			// the same Secret.
+			var keyFile string
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--session-key-file="); ok {
+					keyFile = v
+				}
+			}
+			if filepath.Dir(keyFile) != filepath.Dir(authFile) {
+				t.Fatalf("--session-key-file=%q is not in the auth Secret's mount %s", keyFile, filepath.Dir(authFile))
+			}
+			if key := s.Data[filepath.Base(keyFile)]; len(key) < 32 {
+				t.Errorf("Secret %s key %s holds %d bytes; the gateway wants at least 32", secret, filepath.Base(keyFile), len(key))
+			}
 		})
 	}
 }
