@@ -271,6 +271,8 @@ export function rolloutPage(main, me, ns, name) {
     ok.textContent = a.label;
     ok.className = a.danger ? 'danger' : '';
     dialog.returnValue = '';
+    statusLine.textContent = '';
+    statusLine.dataset.outcome = '';
     dialog.addEventListener('close', async () => {
       button.focus();
       if (dialog.returnValue !== 'ok') return;
