@@ -71,7 +71,10 @@ async function start() {
     return;
   }
   showWho(me);
-  addEventListener('hashchange', () => route(me));
+  addEventListener('hashchange', () => {
+    route(me);
+    main.focus({ preventScroll: true }); // a screen reader starts at the new page
+  });
   route(me);
 }
 

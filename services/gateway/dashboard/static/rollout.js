@@ -134,7 +134,8 @@ export function rolloutPage(main, me, ns, name) {
     const runs = detail.analysisRuns || [];
     if (!runs.length) { replace(analysisBox, el('p', { class: 'muted' }, 'No analysis has run for this rollout.')); return; }
     replace(analysisBox, runs.slice().reverse().map((run) => el('article', { class: 'run', 'data-run': run.name },
-      el('h3', {}, run.name, ' ', el('span', { class: `badge analysis-${(run.phase || '').toLowerCase()}` }, run.phase || 'Pending')),
+      el('h3', {}, run.name, ' ', el('span', { class: `badge analysis-${(run.phase || '').toLowerCase()}` }, run.phase || 'Pending'),
+        run.purpose ? el('span', { class: 'muted' }, ` ${run.purpose}`) : null),
       run.message ? el('p', { class: 'muted' }, run.message) : null,
       el('div', { class: 'metrics' }, (run.metrics || []).map((m) => metricView(run, m))))));
   }
@@ -166,7 +167,7 @@ export function rolloutPage(main, me, ns, name) {
     replace(revisionsBox, revs.map((r) => el('article', { class: `revision role-${r.role}` },
       el('h3', {}, `Revision #${r.revision} `, el('span', { class: `badge role-badge role-${r.role}` }, r.role),
         r.podHash ? el('code', { class: 'muted' }, ` ${r.podHash}`) : null),
-      el('p', { class: 'muted' }, (r.images || []).join(', ')),
+      el('p', { class: 'muted' }, [(r.images || []).join(', '), r.replicas !== undefined ? `${r.ready ?? 0}/${r.replicas} ready` : ''].filter(Boolean).join(' · ')),
       (r.pods || []).length
         ? el('table', { class: 'pods' },
           el('thead', {}, el('tr', {}, ['Pod', 'Image', 'Ready', 'Restarts', 'Age'].map((h) => el('th', { scope: 'col' }, h)))),
