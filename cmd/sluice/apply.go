@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/follow"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -191,18 +191,17 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 		w.rollouts[r.ref] = r.rollout
 	}
 	var err error
-	if w.cons, err = followStatus(ctx, client, refs...); err != nil {
+	if w.cons, err = follow.Status(ctx, client, refs...); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
-// outcome of one applied rollout.
+// outcome is where an applied rollout that did not finish stands
+// (describeWait).
 type outcome struct {
 	revision int64 // set once the request is accepted
 	accepted bool
-	done     bool
-	failed   string
 	last     *events.Snapshot // the latest status seen once accepted
 }
 
@@ -221,92 +220,61 @@ func (p progress) printf(format string, args ...any) {
 // wait reads status events until every rollout in ids (rollout -> request
 // event id) has an outcome or ctx ends.
 func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p progress, timeout time.Duration) error {
-	state := map[events.Ref]*outcome{}
-	for r := range ids {
-		state[r] = &outcome{}
+	state := map[events.Ref]*follow.Update{}
+	for r, id := range ids {
+		state[r] = &follow.Update{Ref: r, RequestID: id}
 	}
-	pending := len(ids)
+	pending, failed := len(ids), false
 	for pending > 0 {
-		msg, err := w.cons.Next(jetstream.FetchMaxWait(time.Second))
-		if ctx.Err() != nil {
+		got, err := follow.Next(ctx, w.cons)
+		if err != nil {
 			var lines []string
-			for r, o := range state {
-				if !o.done {
-					lines = append(lines, r.String()+" "+describeWait(o, w.rollouts[r]))
+			for r, u := range state {
+				if !u.Done {
+					lines = append(lines, r.String()+" "+describeWait(&outcome{revision: u.Revision, accepted: u.Accepted, last: u.Last}, w.rollouts[r]))
 				}
 			}
 			slices.Sort(lines)
 			return fmt.Errorf("timed out after %s: %s", timeout, strings.Join(lines, "; "))
 		}
-		if errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		ev, err := events.Decode(msg.Data(), msg.Headers())
-		if err != nil {
-			continue
-		}
+		ev := got.Event
 		r, err := events.ParseRef(ev.Subject())
 		if err != nil {
 			continue
 		}
-		o, ok := state[r]
-		if !ok || o.done {
+		u, ok := state[r]
+		if !ok || u.Done {
 			continue
 		}
 		var d events.StatusData
 		if events.DecodeData(ev, &d) != nil {
 			continue
 		}
-		s := d.Status
-		switch {
-		case ev.Type() == events.TypeRolloutRejected && ev.ID() == "rejected/"+ids[r]:
-			o.failed = "rejected: " + strings.Join(d.Errors, "; ")
-		case ev.Type() == events.TypeRolloutAccepted && !o.accepted:
-			o.accepted, o.revision = true, s.Revision
-			for _, warn := range d.Warnings {
-				fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
+		switch u.Observe(ev, d) {
+		case follow.Accepted, follow.Completed:
+			if ev.Type() == events.TypeRolloutAccepted {
+				for _, warn := range d.Warnings {
+					fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
+				}
+				p.printf("%s: accepted as revision %d\n", r, d.Status.Revision)
 			}
-			p.printf("%s: accepted as revision %d\n", r, s.Revision)
-			if s.Phase == events.PhaseHealthy && s.Revision == s.StableRevision && !s.Aborted {
-				o.done = true // nothing to roll out
-			}
-		case !o.accepted:
-			// Events of earlier activity, before our request was taken.
-		case ev.Type() == events.TypeRolloutCompleted && s.Revision >= o.revision:
-			o.done = true
-		case ev.Type() == events.TypeRolloutAborted && s.Revision == o.revision:
-			o.failed = "aborted: " + valueOr(d.Reason, s.Message)
-		case s.Phase == events.PhaseDegraded && s.Revision == o.revision:
-			o.failed = "degraded: " + valueOr(s.Message, d.Reason)
-		case s.Revision > o.revision:
-			o.failed = fmt.Sprintf("superseded by revision %d", s.Revision)
-		case s.Revision == o.revision:
+		case follow.Progress:
 			if line := progressLine(ev.Type(), d); line != "" {
 				p.printf("%s: %s\n", r, line)
 			}
 		}
-		if o.accepted && s.Revision == o.revision {
-			o.last = &s
-		}
-		if o.failed != "" {
-			o.done = true
-		}
-		if o.done {
+		if u.Done {
 			pending--
-			if o.failed != "" {
-				fmt.Fprintf(p.out, "%s: %s\n", r, o.failed)
+			if u.Failure != "" {
+				failed = true
+				fmt.Fprintf(p.out, "%s: %s\n", r, u.Failure)
 			} else {
-				p.printf("%s: completed (revision %d)\n", r, s.Revision)
+				p.printf("%s: completed (revision %d)\n", r, d.Status.Revision)
 			}
 		}
 	}
-	for _, o := range state {
-		if o.failed != "" {
-			return errSilentFailure
-		}
+	if failed {
+		return errSilentFailure
 	}
 	return nil
 }

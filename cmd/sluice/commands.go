@@ -10,9 +10,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/sluicehq/sluice/internal/follow"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -37,19 +37,9 @@ func defaultActor() string {
 	return "user:" + name
 }
 
-// answer is the first status event that carries a command's id.
-type answer struct {
-	Type string
-	Data events.StatusData
-}
-
-// errNoAnswer means no status event answered a command in time.
-var errNoAnswer = errors.New("no answer")
-
 // sendCommand publishes one command event for r as actor and, unless
-// timeout is 0, waits up to timeout for the first status event that
-// answers it (its causationid is the command's id).
-func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, eventType string, data any, actor string, timeout time.Duration) (events.Event, *answer, error) {
+// timeout is 0, waits up to timeout for its answer (follow.Send).
+func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, eventType string, data any, actor string, timeout time.Duration) (events.Event, *follow.Answer, error) {
 	client, err := connect(ctx, conn)
 	if err != nil {
 		return events.Event{}, nil, err
@@ -62,69 +52,8 @@ func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, even
 	if actor != "" {
 		ev.SetExtension(events.ExtActor, actor)
 	}
-	var cons jetstream.Consumer
-	if timeout > 0 {
-		// Read the rollout's status from right after the stream's end as
-		// it is before publishing, so that no answer can come first. (An
-		// ordered consumer, as the operator and viewer may run.)
-		if cons, err = followStatus(ctx, client, r); err != nil {
-			return ev, nil, err
-		}
-	}
-	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
-		return ev, nil, err
-	}
-	if cons == nil {
-		return ev, nil, nil
-	}
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if err := ctx.Err(); err != nil {
-			return ev, nil, err
-		}
-		msg, err := cons.Next(jetstream.FetchMaxWait(min(250*time.Millisecond, max(time.Until(deadline), time.Millisecond))))
-		if err != nil {
-			continue // no message yet
-		}
-		got, err := events.Decode(msg.Data(), msg.Headers())
-		if err != nil || events.Extension(got, events.ExtCausationID) != ev.ID() {
-			continue
-		}
-		a := &answer{Type: got.Type()}
-		if err := events.DecodeData(got, &a.Data); err != nil {
-			return ev, nil, fmt.Errorf("read the answer to %s: %w", ev.ID(), err)
-		}
-		return ev, a, nil
-	}
-	return ev, nil, errNoAnswer
-}
-
-// followStatus returns an ordered consumer of the status events of refs
-// published from now on. It starts right after the stream's current end: a
-// DeliverNew ordered consumer is recreated "at new" until its first
-// message, and would skip events published in between.
-func followStatus(ctx context.Context, client *events.Client, refs ...events.Ref) (jetstream.Consumer, error) {
-	subjects := make([]string, len(refs))
-	for i, r := range refs {
-		subjects[i] = events.StatusSubject(r)
-	}
-	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects,
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    info.State.LastSeq + 1,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	return cons, nil
+	a, err := follow.Send(ctx, client, ev, timeout)
+	return ev, a, err
 }
 
 // commandOptions are the flags every operator command has.
@@ -179,7 +108,7 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 		ev, a, err := sendCommand(cmd.Context(), *conn, r, eventType, payload, o.actor, timeout)
 		out := cmd.OutOrStdout()
 		switch {
-		case errors.Is(err, errNoAnswer):
+		case errors.Is(err, follow.ErrNoAnswer):
 			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, use, ev.ID(), o.timeout, r)
 		case err != nil:
 			return err
@@ -195,7 +124,7 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 
 // reportAnswer prints a command's answer and fails for a refusal or a
 // degraded rollout.
-func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *answer) error {
+func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *follow.Answer) error {
 	st := a.Data.Status
 	switch a.Type {
 	case events.TypeRolloutRefused:

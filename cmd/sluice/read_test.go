@@ -35,9 +35,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// follow runs a following command (events, get --watch) until the test
+// following runs a following command (events, get --watch) until the test
 // ends and returns its output so far on each call.
-func follow(t *testing.T, url string, args ...string) *syncBuffer {
+func following(t *testing.T, url string, args ...string) *syncBuffer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
@@ -131,9 +131,9 @@ func TestReadCommandsTakeOutputJSONAndNamespaces(t *testing.T) {
 func TestEventsFollowsARolloutANamespaceOrAll(t *testing.T) {
 	url := startSystem(t)
 	c := eventstest.Connect(t, url)
-	ns := follow(t, url, "events", "-n", "prod", "-o", "json")
-	all := follow(t, url, "events", "-A")
-	one := follow(t, url, "events", "web", "-n", "prod")
+	ns := following(t, url, "events", "-n", "prod", "-o", "json")
+	all := following(t, url, "events", "-A")
+	one := following(t, url, "events", "web", "-n", "prod")
 	// The followers start at the stream's end: wait until each is
 	// subscribed, by an event all of them see.
 	web := events.Ref{Namespace: "prod", Name: "web"}
@@ -286,7 +286,7 @@ func TestLogsPrintsAndFollowsEachProcess(t *testing.T) {
 		t.Errorf("logs printed\n%s\nwant\n%s", out.String(), want)
 	}
 
-	f := follow(t, "nats://unused:4222", "logs", "web", "-f", "--pod", "aaa-1", "--state-dir", state)
+	f := following(t, "nats://unused:4222", "logs", "web", "-f", "--pod", "aaa-1", "--state-dir", state)
 	poll.Until(t, "logs -f printing what is there", func() error {
 		if !strings.Contains(f.String(), "[aaa-1] listening on 8082") {
 			return fmt.Errorf("output %q", f.String())

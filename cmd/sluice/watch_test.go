@@ -84,8 +84,8 @@ func TestGetWatchOnAPipeAppendsFramesOrJSONLines(t *testing.T) {
 	snap := events.Snapshot{Namespace: "default", Name: "web", Phase: events.PhaseProgressing, Revision: 1}
 	publishStatus(t, c, r, events.TypeRolloutAccepted, events.StatusData{Status: snap}, nil)
 
-	text := follow(t, url, "get", "web", "--watch")
-	js := follow(t, url, "get", "web", "--watch", "-o", "json")
+	text := following(t, url, "get", "web", "--watch")
+	js := following(t, url, "get", "web", "--watch", "-o", "json")
 	poll.Until(t, "both watchers showing the rollout", func() error {
 		if !strings.Contains(text.String(), "◌ Progressing") || !strings.Contains(js.String(), `"phase":"Progressing"`) {
 			return fmt.Errorf("text:\n%s\njson:\n%s", text, js)

@@ -15,6 +15,8 @@ type HistoryEntry struct {
 	// Stored is when the stream stored the event.
 	Stored time.Time
 	Stream string
+	// Seq is the event's sequence in Stream.
+	Seq uint64
 	// Event is the decoded event; Err is set instead when the stored
 	// message is not a valid event (it is reported, not skipped).
 	Event Event
@@ -72,7 +74,7 @@ func (c *Client) replay(ctx context.Context, stream, subject string) ([]HistoryE
 			meta, _ := m.Metadata()
 			e := HistoryEntry{Stream: stream}
 			if meta != nil {
-				e.Stored = meta.Timestamp
+				e.Stored, e.Seq = meta.Timestamp, meta.Sequence.Stream
 				if meta.NumPending == 0 {
 					want = uint64(len(out) + 1)
 				}

@@ -3,14 +3,22 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/dashboard"
+	"github.com/sluicehq/sluice/services/orchestrator"
 )
+
+// Source is the CloudEvents source of the events the gateway publishes
+// itself: the commands of its API and the refusals it answers.
+const Source = "/sluice/gateway"
 
 // Service is the gateway: a daemon.Service serving Config.Listen.
 type Service struct {
@@ -19,13 +27,20 @@ type Service struct {
 	auth   *auth.Auth
 	ready  atomic.Bool
 	addr   atomic.Value // net.Addr once listening
+
+	mu     sync.Mutex
+	reader *orchestrator.Reader // opened on first use: the bucket may come later
 }
 
 // New returns the gateway cfg describes, publishing and reading through
 // client.
 func New(client *events.Client, cfg Config) (*Service, error) {
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if client == nil {
+		return nil, fmt.Errorf("%w: the gateway needs a bus client", events.ErrInvalidConfig)
 	}
 	a, err := auth.New(cfg.Auth, cfg.Logger)
 	if err != nil {
@@ -34,30 +49,125 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 	return &Service{client: client, cfg: cfg, auth: a}, nil
 }
 
+// route is one operation of the API.
+type route struct {
+	method, path string
+	handle       http.HandlerFunc
+}
+
+// routes lists every operation the API serves, as the OpenAPI document
+// (openapi.json) describes them.
+func (s *Service) routes() []route {
+	return []route{
+		{"GET", "/api/v1/whoami", s.whoami},
+		{"GET", "/api/v1/rollouts", s.list},
+		{"GET", "/api/v1/namespaces/{namespace}/rollouts/{name}", s.get},
+		{"GET", "/api/v1/namespaces/{namespace}/rollouts/{name}/history", s.history},
+		{"POST", "/api/v1/namespaces/{namespace}/rollouts/{name}/{command}", s.command},
+		{"GET", "/api/v1/stream", s.stream},
+		{"POST", "/api/v1/events", s.ingress},
+		{"GET", "/api/v1/openapi.json", serveOpenAPI},
+	}
+}
+
+// apiMux routes the API's operations.
+func (s *Service) apiMux() *http.ServeMux {
+	api := http.NewServeMux()
+	for _, rt := range s.routes() {
+		api.HandleFunc(rt.method+" "+rt.path, rt.handle)
+	}
+	return api
+}
+
 // Handler serves the API, the auth routes and the dashboard.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/api/", jsonMisses(s.apiMux()))
 	mux.Handle("/auth/", s.auth.Routes())
 	mux.Handle("/", dashboard.Handler())
 	return s.auth.Middleware(mux)
 }
 
-// Run serves until ctx ends.
+// jsonMisses answers a request no route serves with a JSON error (404, or
+// 405 with Allow), as every other API error.
+func jsonMisses(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		rec := &statusOnly{header: http.Header{}}
+		mux.ServeHTTP(rec, r)
+		if allow := rec.header.Get("Allow"); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
+			return
+		}
+		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path+" (GET /api/v1/openapi.json lists them)")
+	})
+}
+
+// statusOnly records what the mux would answer to a request it does not
+// route, to answer it in JSON instead.
+type statusOnly struct {
+	header http.Header
+	code   int
+}
+
+func (s *statusOnly) Header() http.Header         { return s.header }
+func (s *statusOnly) Write(b []byte) (int, error) { return len(b), nil }
+func (s *statusOnly) WriteHeader(code int)        { s.code = code }
+
+// rollouts returns the orchestrator's reader, opening it on first use. It
+// returns an error wrapping jetstream.ErrBucketNotFound while no
+// orchestrator ever ran on the bus.
+func (s *Service) rollouts(ctx context.Context) (*orchestrator.Reader, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reader != nil {
+		return s.reader, nil
+	}
+	rd, err := orchestrator.NewReader(ctx, s.client)
+	if err != nil {
+		return nil, err
+	}
+	s.reader = rd
+	return rd, nil
+}
+
+// Run serves until ctx ends; requests in flight (event streams, waits)
+// get StopTimeout to finish.
 func (s *Service) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return err
 	}
 	s.addr.Store(ln.Addr())
-	srv := &http.Server{Handler: s.Handler()}
+	base, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		<-ctx.Done()
-		_ = srv.Close()
+		cancel() // ends event streams and waits
+		sctx, scancel := context.WithTimeout(context.Background(), max(s.cfg.StopTimeout, time.Second))
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
 	}()
 	s.ready.Store(true)
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+	err = srv.Serve(ln)
+	s.ready.Store(false)
+	if !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-done
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
 // ErrNoRollout means a rollout was never requested, or was deleted.
@@ -72,4 +73,38 @@ func (rd *Reader) List(ctx context.Context, namespace string) ([]events.Snapshot
 		return out[i].Name < out[j].Name
 	})
 	return out, nil
+}
+
+// Detail is what the orchestrator holds of a rollout beyond its snapshot.
+type Detail struct {
+	Status events.Snapshot
+	// Steps is the plan: canary steps, or blue/green stages.
+	Steps []machine.PlanStep
+	// Revisions are the revisions kept, newest first.
+	Revisions []machine.RevisionDetail
+	// Runs are the analysis runs of the rollout's revisions, oldest first.
+	Runs []machine.RunRecord
+}
+
+// Detail returns r's status with its plan, revisions and analysis runs. It
+// returns an error wrapping ErrNoRollout when there is no such rollout.
+func (rd *Reader) Detail(ctx context.Context, r events.Ref) (Detail, error) {
+	rec, rev, err := rd.st.load(ctx, r)
+	if err != nil {
+		return Detail{}, err
+	}
+	if rev == 0 || rec.State.Revision == 0 {
+		return Detail{}, fmt.Errorf("%w: %s", ErrNoRollout, r)
+	}
+	s := rec.State
+	return Detail{Status: s.Snapshot(s.EvaluatedAt), Steps: s.Steps(), Revisions: s.Revisions(), Runs: s.Runs}, nil
+}
+
+// ValidateRequest checks the data of a rollout.requested event for r
+// exactly as the orchestrator does when it receives one: it returns what
+// the request sets that Sluice does not know (accepted with a warning) and
+// every problem, each with its field path (rejected).
+func ValidateRequest(r events.Ref, data []byte) (warnings, problems []string) {
+	_, warnings, problems = parseRollout(r, data)
+	return warnings, problems
 }

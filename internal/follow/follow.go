@@ -1,0 +1,191 @@
+// Package follow is the one way to send a command and wait for its
+// answer, and to follow an update until it completes or fails: the CLI
+// (sluice promote, apply --wait) and the gateway (its commands and
+// ?wait=completed) both use it. Reading the bus is at the edges (Status,
+// Next, Send); what an event means for an update is decided by Update,
+// which is pure.
+package follow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
+)
+
+// ErrNoAnswer means no status event answered a command in time.
+var ErrNoAnswer = errors.New("no answer")
+
+// Status returns an ordered consumer of the status events of refs
+// published from now on. It starts right after the stream's current end: a
+// DeliverNew ordered consumer is recreated "at new" until its first
+// message, and would skip events published in between.
+func Status(ctx context.Context, client *events.Client, refs ...events.Ref) (jetstream.Consumer, error) {
+	subjects := make([]string, len(refs))
+	for i, r := range refs {
+		subjects[i] = events.StatusSubject(r)
+	}
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
+	}
+	cons, err := After(ctx, client, info.State.LastSeq, subjects...)
+	if err != nil {
+		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
+	}
+	return cons, nil
+}
+
+// After returns an ordered consumer of the status events on subjects
+// (wildcards allowed) stored after stream sequence seq: 0 reads every
+// event the stream keeps.
+func After(ctx context.Context, client *events.Client, seq uint64, subjects ...string) (jetstream.Consumer, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, err
+	}
+	return s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    seq + 1,
+	})
+}
+
+// Delivered is a status event with where the stream stored it.
+type Delivered struct {
+	Event events.Event
+	// Seq is the status stream's sequence of the event.
+	Seq    uint64
+	Stored time.Time
+}
+
+// Next returns the next event cons delivers, skipping messages that are
+// not valid events. It waits until ctx ends and then returns ctx's error.
+func Next(ctx context.Context, cons jetstream.Consumer) (Delivered, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Delivered{}, err
+		}
+		wait := 250 * time.Millisecond
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, max(time.Until(dl), time.Millisecond))
+		}
+		msg, err := cons.Next(jetstream.FetchMaxWait(wait))
+		if err != nil {
+			continue // no message yet
+		}
+		ev, err := events.Decode(msg.Data(), msg.Headers())
+		if err != nil {
+			continue
+		}
+		d := Delivered{Event: ev}
+		if meta, err := msg.Metadata(); err == nil {
+			d.Seq, d.Stored = meta.Sequence.Stream, meta.Timestamp
+		}
+		return d, nil
+	}
+}
+
+// Answer is the first status event that carries a command's id in its
+// causationid.
+type Answer struct {
+	Type  string
+	Event events.Event
+	Data  events.StatusData
+}
+
+// Refused reports whether the command changed nothing
+// (io.sluice.rollout.command.refused.v1); Code and Reason say why.
+func (a *Answer) Refused() bool { return a.Type == events.TypeRolloutRefused }
+
+// Code and Reason of a refusal; for another answer "" and the event's
+// reason.
+func (a *Answer) Code() string {
+	if c := a.Data.Command; c != nil {
+		return c.Code
+	}
+	return ""
+}
+
+// Reason says why a command was refused, or why the rollout did what the
+// answer says.
+func (a *Answer) Reason() string {
+	if c := a.Data.Command; c != nil && c.Reason != "" {
+		return c.Reason
+	}
+	return a.Data.Reason
+}
+
+// Send publishes command ev on its rollout's command subject (ev's subject
+// is "<namespace>/<name>") and, unless timeout is 0, waits up to timeout
+// for its answer. It follows the status from before publishing, so no
+// answer can come first. With timeout 0 it returns a nil Answer. It
+// returns an error wrapping ErrNoAnswer when no answer came in time.
+func Send(ctx context.Context, client *events.Client, ev events.Event, timeout time.Duration) (*Answer, error) {
+	r, err := events.ParseRef(ev.Subject())
+	if err != nil {
+		return nil, err
+	}
+	var cons jetstream.Consumer
+	if timeout > 0 {
+		if cons, err = Status(ctx, client, r); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
+		return nil, err
+	}
+	if cons == nil {
+		return nil, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		d, err := Next(wctx, cons)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("%s %s: %w within %s", ev.Type(), ev.ID(), ErrNoAnswer, timeout)
+		}
+		if events.Extension(d.Event, events.ExtCausationID) != ev.ID() {
+			continue
+		}
+		a := &Answer{Type: d.Event.Type(), Event: d.Event}
+		if err := events.DecodeData(d.Event, &a.Data); err != nil {
+			return nil, fmt.Errorf("read the answer to %s: %w", ev.ID(), err)
+		}
+		return a, nil
+	}
+}
+
+// Refusal returns the command.refused status event that answers command
+// cmd with code and reason, published by source: its id derives from the
+// command's (so it is published once however often it is sent), it
+// carries the command's id as causationid and its actor, and snap is the
+// rollout's status (or only its namespace and name). It is the answer an
+// edge (the gateway) gives to a command it does not forward.
+func Refusal(source string, cmd events.Event, snap events.Snapshot, code, reason string) (events.Event, error) {
+	ev, err := events.New(source, events.TypeRolloutRefused, cmd.Subject(), events.StatusData{
+		Status:  snap,
+		Reason:  reason,
+		Command: &events.CommandAnswer{Type: cmd.Type(), ID: cmd.ID(), Code: code, Reason: reason},
+	})
+	if err != nil {
+		return ev, err
+	}
+	ev.SetID("refused/" + cmd.ID())
+	ev.SetExtension(events.ExtCausationID, cmd.ID())
+	if actor := events.Extension(cmd, events.ExtActor); actor != "" {
+		ev.SetExtension(events.ExtActor, actor)
+	}
+	return ev, nil
+}

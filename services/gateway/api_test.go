@@ -1,0 +1,263 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/gateway/auth"
+)
+
+// A real canary, read through the API: the list with its filters, the
+// rollout's steps, revisions and weights, its history in order, and who
+// the caller is.
+func TestReadARealCanary(t *testing.T) {
+	sys := startSystem(t)
+	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	other := events.Ref{Namespace: "blog", Name: "site"}
+
+	sys.request(web, "web:1")
+	a.waitPhase(web, 1, events.PhaseHealthy)
+	req := sys.request(web, "web:2")
+	sys.request(other, "site:1")
+	d := a.waitPhase(web, 2, events.PhasePaused)
+	a.waitPhase(other, 1, events.PhaseHealthy)
+
+	// The rollout.
+	if d.Status.CanaryWeight == 0 || d.Status.StepIndex == nil || *d.Status.StepIndex != 1 {
+		t.Fatalf("status %+v, want paused at step 2 with some weight", d.Status)
+	}
+	var actions []string
+	for _, s := range d.Steps {
+		actions = append(actions, s.Action)
+	}
+	if !slices.Equal(actions, []string{"setWeight", "pause", "setWeight", "pause"}) || d.Steps[3].DurationSeconds == nil || *d.Steps[3].DurationSeconds != 1 || d.Steps[1].DurationSeconds != nil {
+		t.Fatalf("steps %+v", d.Steps)
+	}
+	if len(d.Revisions) != 2 || d.Revisions[0].Role != "canary" || d.Revisions[0].Revision != 2 || !slices.Equal(d.Revisions[0].Images, []string{"web:2"}) ||
+		d.Revisions[1].Role != "stable" || d.Revisions[1].Replicas != 2 {
+		t.Fatalf("revisions %+v", d.Revisions)
+	}
+	if !slices.ContainsFunc(d.Weights, func(w WeightPoint) bool { return w.CanaryWeight == 0 }) ||
+		!slices.ContainsFunc(d.Weights, func(w WeightPoint) bool { return w.CanaryWeight == d.Status.CanaryWeight && w.Event == events.TypeRolloutStepCompleted }) {
+		t.Fatalf("weights %+v lack 0 and the first step's %d%%", d.Weights, d.Status.CanaryWeight)
+	}
+	if d.LastEvent == nil || d.LastEvent.Type() != events.TypeRolloutPaused {
+		t.Fatalf("last event %v, want paused", d.LastEvent)
+	}
+
+	// The list, its filters.
+	list := func(query string) []string {
+		t.Helper()
+		res := a.get("/api/v1/rollouts" + query)
+		if res.code != http.StatusOK {
+			t.Fatalf("list%s: %s", query, res)
+		}
+		var names []string
+		for _, it := range decode[struct{ Items []Summary }](t, res).Items {
+			if it.CreatedAt == nil {
+				t.Errorf("%s/%s has no createdAt", it.Namespace, it.Name)
+			}
+			names = append(names, it.Namespace+"/"+it.Name+" "+it.Phase)
+		}
+		return names
+	}
+	for query, want := range map[string][]string{
+		"":                             {"blog/site Healthy", "shop/web Paused"},
+		"?namespace=shop":              {"shop/web Paused"},
+		"?phase=Healthy":               {"blog/site Healthy"},
+		"?namespace=blog&phase=Paused": nil,
+	} {
+		if got := list(query); !slices.Equal(got, want) {
+			t.Errorf("list%s: %v, want %v", query, got, want)
+		}
+	}
+
+	// The history: every command and status event, in order.
+	res := a.get("/api/v1/namespaces/shop/rollouts/web/history")
+	if res.code != http.StatusOK {
+		t.Fatal(res)
+	}
+	items := decode[struct{ Items []HistoryItem }](t, res).Items
+	var types []string
+	for _, it := range items {
+		if it.Seq == 0 {
+			t.Errorf("%s has no sequence", it.Event.ID())
+		}
+		types = append(types, strings.TrimPrefix(it.Event.Type(), "io.sluice.rollout."))
+	}
+	i := slices.IndexFunc(items, func(it HistoryItem) bool { return it.Event.ID() == req.ID() })
+	if i < 0 || items[i].Stream != events.StreamCommands || items[len(items)-1].Event.Type() != events.TypeRolloutPaused ||
+		!slices.ContainsFunc(items[i:], func(it HistoryItem) bool { return it.Event.Type() == events.TypeRolloutAccepted }) {
+		t.Fatalf("history %v: want the request of revision 2, then its acceptance, ending paused", types)
+	}
+
+	// Who am I.
+	who := decode[whoamiBody](t, a.get("/api/v1/whoami"))
+	if who.Actor != "user:dev" || who.Via != "anonymous" || who.ReadOnly || who.Roles["*"] != "admin" {
+		t.Fatalf("whoami %+v", who)
+	}
+
+	// What is not there, or not a name.
+	for path, want := range map[string]int{
+		"/api/v1/namespaces/shop/rollouts/nope":         http.StatusNotFound,
+		"/api/v1/namespaces/shop/rollouts/nope/history": http.StatusNotFound,
+		"/api/v1/namespaces/Shop/rollouts/web":          http.StatusBadRequest,
+		"/api/v1/namespaces/shop/rollouts/web_1":        http.StatusBadRequest,
+		"/api/v1/rollouts?namespace=-x":                 http.StatusBadRequest,
+		"/api/v1/rollouts?phase=Sleeping":               http.StatusBadRequest,
+		"/api/v1/nothing":                               http.StatusNotFound,
+	} {
+		if res := a.get(path); res.code != want || res.json["error"] == "" || res.json["error"] == nil {
+			t.Errorf("GET %s: %s, want %d with an error", path, res, want)
+		}
+	}
+	if res := a.call("DELETE", "/api/v1/rollouts", ""); res.code != http.StatusMethodNotAllowed || res.json["error"] == nil {
+		t.Errorf("DELETE /api/v1/rollouts: %s, want 405 with an error", res)
+	}
+}
+
+// Every command through the API, answered with its outcome: done,
+// refused NotFound, NotApplicable or Invalid; malformed requests are 400
+// and never reach the bus.
+func TestEveryCommandAnswered(t *testing.T) {
+	sys := startSystem(t)
+	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	cmd := func(command, body string, code int, want string) CommandResult {
+		t.Helper()
+		res := a.call("POST", "/api/v1/namespaces/shop/rollouts/web/"+command, body)
+		if res.code != code {
+			t.Fatalf("%s %s: %s, want %d", command, body, res, code)
+		}
+		r := decode[CommandResult](t, res)
+		got := r.Type
+		if r.Outcome == OutcomeRefused {
+			got = r.Code
+		}
+		if got != want {
+			t.Fatalf("%s %s: %s, want %s", command, body, res, want)
+		}
+		if r.Event == nil || events.Extension(*r.Event, events.ExtActor) != "user:dev" || events.Extension(*r.Event, events.ExtCausationID) != r.ID {
+			t.Fatalf("%s: answer %v does not carry the command's id %s and the caller", command, r.Event, r.ID)
+		}
+		return r
+	}
+
+	cmd("promote", "", http.StatusConflict, events.RefusedNotFound)
+	sys.request(web, "web:1")
+	a.waitPhase(web, 1, events.PhaseHealthy)
+	sys.request(web, "web:2")
+	a.waitPhase(web, 2, events.PhasePaused)
+
+	if r := cmd("pause", "", http.StatusOK, events.TypeRolloutPaused); r.Outcome != OutcomeDone || r.Status == nil || r.Status.Phase != events.PhasePaused {
+		t.Fatalf("pause: %+v", r)
+	}
+	cmd("pause", "{}", http.StatusConflict, events.RefusedNotApplicable)
+	cmd("resume", "", http.StatusOK, events.TypeRolloutResumed)
+	cmd("undo", `{"toRevision": 99}`, http.StatusConflict, events.RefusedInvalid)
+	cmd("restart", "", http.StatusOK, events.TypeRolloutRestarted)
+	cmd("abort", "", http.StatusOK, events.TypeRolloutAborted)
+	cmd("abort", "", http.StatusConflict, events.RefusedNotApplicable)
+	cmd("retry", "", http.StatusOK, events.TypeRolloutResumed)
+	cmd("promote", `{"full": true}`, http.StatusOK, events.TypeRolloutResumed)
+	a.waitPhase(web, 2, events.PhaseHealthy)
+	cmd("promote", "", http.StatusConflict, events.RefusedNotApplicable)
+	cmd("undo", "", http.StatusOK, events.TypeRolloutAccepted)
+	a.waitPhase(web, 3, events.PhasePaused)
+	cmd("delete", "", http.StatusOK, events.TypeRolloutDeleted)
+	cmd("abort", "", http.StatusConflict, events.RefusedNotFound)
+
+	// Malformed: 400 with a message, nothing published.
+	for _, c := range []struct{ path, body string }{
+		{"promote", `{"full": "yes"}`},
+		{"promote", `{"ful": true}`},
+		{"promote", `{"full": true`},
+		{"undo", `{"toRevision": -1}`},
+		{"abort", `[1]`},
+		{"abort", `{} {}`},
+		{"frobnicate", ""},
+	} {
+		res := a.call("POST", "/api/v1/namespaces/shop/rollouts/web/"+c.path, c.body)
+		if res.code != http.StatusBadRequest || res.json["error"] == nil {
+			t.Errorf("%s %s: %s, want 400 with an error", c.path, c.body, res)
+		}
+	}
+	for _, path := range []string{"/api/v1/namespaces/Shop/rollouts/web/abort", "/api/v1/namespaces/shop/rollouts/-web/abort"} {
+		if res := a.call("POST", path, ""); res.code != http.StatusBadRequest {
+			t.Errorf("POST %s: %s, want 400", path, res)
+		}
+	}
+	if res := a.get("/api/v1/namespaces/shop/rollouts/web/abort"); res.code != http.StatusMethodNotAllowed || res.json["error"] == nil {
+		t.Errorf("GET of a command: %s, want 405 with an error", res)
+	}
+}
+
+// A caller without the role gets 403, and the refusal is recorded on the
+// rollout's status subject, so that its history shows who tried; read-only
+// refuses everyone; without credentials every route but the document is 401.
+func TestForbiddenUnauthorizedAndReadOnly(t *testing.T) {
+	sys := startSystem(t)
+	admin := sys.gateway(auth.RoleAdmin, "user:dev")
+	viewer := sys.gateway(auth.RoleViewer, "user:visitor")
+	operator := sys.gateway(auth.RoleOperator, "user:op")
+	readOnly := sys.gateway(auth.RoleAdmin, "user:root", func(c *Config) { c.Auth.ReadOnly = true })
+	nobody := sys.gateway(auth.RoleNone, "")
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	sys.request(web, "web:1")
+	admin.waitPhase(web, 1, events.PhaseHealthy)
+
+	refused := func(a *api, command, actor string) {
+		t.Helper()
+		res := a.call("POST", "/api/v1/namespaces/shop/rollouts/web/"+command, "")
+		r := decode[CommandResult](t, res)
+		if res.code != http.StatusForbidden || r.Outcome != OutcomeRefused || r.Code != events.RefusedForbidden || res.json["error"] == nil {
+			t.Fatalf("%s by %s: %s, want 403 Forbidden", command, actor, res)
+		}
+		poll.Until(t, "the refusal of "+r.ID+" in the history", func() error {
+			for _, it := range decode[struct{ Items []HistoryItem }](t, admin.get("/api/v1/namespaces/shop/rollouts/web/history")).Items {
+				ev := it.Event
+				var d events.StatusData
+				if ev.Type() == events.TypeRolloutRefused && events.Extension(ev, events.ExtCausationID) == r.ID {
+					if err := events.DecodeData(ev, &d); err != nil || d.Command == nil || d.Command.Code != events.RefusedForbidden ||
+						events.Extension(ev, events.ExtActor) != actor || d.Status.Phase != events.PhaseHealthy {
+						return fmt.Errorf("refusal %v: %+v", ev, d)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("not recorded")
+		})
+	}
+	refused(viewer, "promote", "user:visitor")
+	refused(operator, "delete", "user:op")
+	refused(readOnly, "abort", "user:root")
+	if who := decode[whoamiBody](t, readOnly.get("/api/v1/whoami")); !who.ReadOnly || who.Roles["*"] != "viewer" {
+		t.Errorf("whoami in read-only mode: %+v", who)
+	}
+	if res := viewer.get("/api/v1/namespaces/shop/rollouts/web"); res.code != http.StatusOK {
+		t.Errorf("a viewer reads: %s", res)
+	}
+
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/api/v1/whoami"},
+		{"GET", "/api/v1/rollouts"},
+		{"GET", "/api/v1/namespaces/shop/rollouts/web"},
+		{"GET", "/api/v1/namespaces/shop/rollouts/web/history"},
+		{"POST", "/api/v1/namespaces/shop/rollouts/web/promote"},
+		{"GET", "/api/v1/stream"},
+		{"POST", "/api/v1/events"},
+	} {
+		if res := nobody.call(c.method, c.path, ""); res.code != http.StatusUnauthorized || res.json["error"] == nil {
+			t.Errorf("%s %s without credentials: %s, want 401 with an error", c.method, c.path, res)
+		}
+	}
+	if res := nobody.get("/api/v1/openapi.json"); res.code != http.StatusOK {
+		t.Errorf("the API's description without credentials: %s", res)
+	}
+}

@@ -1,0 +1,344 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/gateway/auth"
+	"github.com/sluicehq/sluice/services/orchestrator"
+)
+
+// whoamiBody answers GET /api/v1/whoami.
+type whoamiBody struct {
+	Actor    string `json:"actor"`
+	Via      string `json:"via"`
+	ReadOnly bool   `json:"readOnly"`
+	// Roles maps "*" (every namespace) and each namespace where the caller's
+	// role differs to the role's name.
+	Roles map[string]string `json:"roles"`
+}
+
+func (s *Service) whoami(w http.ResponseWriter, r *http.Request) {
+	p, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	body := whoamiBody{Actor: p.Actor, Via: p.Via, ReadOnly: s.auth.ReadOnly(), Roles: map[string]string{}}
+	all := s.auth.RoleOf(p, "*")
+	if all != auth.RoleNone {
+		body.Roles["*"] = roleName(all)
+	}
+	if rd, err := s.rollouts(r.Context()); err == nil {
+		if snaps, err := rd.List(r.Context(), ""); err == nil {
+			for _, sn := range snaps {
+				if role := s.auth.RoleOf(p, sn.Namespace); role != all && role != auth.RoleNone {
+					body.Roles[sn.Namespace] = roleName(role)
+				}
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// Summary is one rollout of the list: its status and when it was first
+// accepted, if the status stream still holds that.
+type Summary struct {
+	events.Snapshot
+	CreatedAt *time.Time `json:"createdAt,omitempty"`
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request) {
+	p, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	ns, phase := r.URL.Query().Get("namespace"), r.URL.Query().Get("phase")
+	if ns != "" {
+		if err := events.ValidateName("namespace", ns); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if !s.mayRead(w, p, ns) {
+			return
+		}
+	}
+	if phase != "" && !slices.Contains([]string{events.PhaseProgressing, events.PhasePaused, events.PhaseHealthy, events.PhaseDegraded}, phase) {
+		writeError(w, http.StatusBadRequest, "phase "+phase+" is none of Progressing, Paused, Healthy, Degraded")
+		return
+	}
+	items := []Summary{}
+	rd, err := s.rollouts(r.Context())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		writeJSON(w, http.StatusOK, map[string]any{"items": items})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	snaps, err := rd.List(r.Context(), ns)
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	for _, sn := range snaps {
+		if phase != "" && sn.Phase != phase || !s.auth.Allow(p, sn.Namespace, auth.RoleViewer) {
+			continue
+		}
+		items = append(items, Summary{Snapshot: sn, CreatedAt: s.createdAt(r.Context(), events.Ref{Namespace: sn.Namespace, Name: sn.Name})})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+// createdAt is when the status stream stored r's first event it still
+// holds: when the rollout was first accepted, unless the stream dropped
+// that event.
+func (s *Service) createdAt(ctx context.Context, r events.Ref) *time.Time {
+	st, err := s.client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil
+	}
+	msg, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(events.StatusSubject(r)))
+	if err != nil {
+		return nil
+	}
+	return &msg.Time
+}
+
+// unavailable answers 503 for a bus that cannot be read.
+func (s *Service) unavailable(w http.ResponseWriter, err error) {
+	s.cfg.Logger.Warn("read the bus", "err", err)
+	writeError(w, http.StatusServiceUnavailable, "cannot read the rollouts from NATS now: "+err.Error())
+}
+
+// notFound answers 404 for a rollout that does not exist.
+func notFound(w http.ResponseWriter, ref events.Ref) {
+	writeError(w, http.StatusNotFound, "no rollout "+ref.String()+" (GET /api/v1/rollouts lists them)")
+}
+
+// Detail answers GET /api/v1/namespaces/{namespace}/rollouts/{name}.
+type Detail struct {
+	Status       events.Snapshot `json:"status"`
+	Steps        []Step          `json:"steps"`
+	Revisions    []Revision      `json:"revisions"`
+	AnalysisRuns []AnalysisRun   `json:"analysisRuns"`
+	Weights      []WeightPoint   `json:"weights"`
+	LastEvent    *events.Event   `json:"lastEvent,omitempty"`
+}
+
+// Step is one step of the plan.
+type Step struct {
+	Index  int32  `json:"index"`
+	Action string `json:"action"`
+	Detail string `json:"detail,omitempty"`
+	// DurationSeconds is a timed pause's length.
+	DurationSeconds *float64 `json:"durationSeconds,omitempty"`
+}
+
+// Revision is one revision the rollout keeps, with its pods.
+type Revision struct {
+	Revision int64    `json:"revision"`
+	PodHash  string   `json:"podHash"`
+	Images   []string `json:"images"`
+	Role     string   `json:"role"`
+	Replicas int32    `json:"replicas"`
+	Ready    int32    `json:"ready"`
+	Pods     []Pod    `json:"pods"`
+}
+
+// AnalysisRun is one analysis run with every measurement its events
+// reported.
+type AnalysisRun struct {
+	Name      string                  `json:"name"`
+	Purpose   string                  `json:"purpose,omitempty"`
+	Phase     string                  `json:"phase"`
+	Message   string                  `json:"message,omitempty"`
+	StartedAt *time.Time              `json:"startedAt,omitempty"`
+	Summary   *events.AnalysisSummary `json:"summary,omitempty"`
+	Metrics   []Metric                `json:"metrics"`
+}
+
+// Metric is one metric of a run, with its conditions when known.
+type Metric struct {
+	Name             string               `json:"name"`
+	SuccessCondition string               `json:"successCondition,omitempty"`
+	FailureCondition string               `json:"failureCondition,omitempty"`
+	Measurements     []events.Measurement `json:"measurements"`
+}
+
+// WeightPoint is the canary weight a status event reported.
+type WeightPoint struct {
+	Time         time.Time `json:"time"`
+	CanaryWeight int32     `json:"canaryWeight"`
+	Event        string    `json:"event"`
+}
+
+func (s *Service) get(w http.ResponseWriter, r *http.Request) {
+	p, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	ref, ok := rolloutRef(w, r)
+	if !ok || !s.mayRead(w, p, ref.Namespace) {
+		return
+	}
+	rd, err := s.rollouts(r.Context())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		notFound(w, ref)
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	d, err := rd.Detail(r.Context(), ref)
+	if errors.Is(err, orchestrator.ErrNoRollout) {
+		notFound(w, ref)
+		return
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	hist, err := s.client.History(r.Context(), ref)
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	pods, err := s.cfg.Pods.Pods(r.Context(), ref)
+	if err != nil {
+		s.cfg.Logger.Warn("read pods", "rollout", ref.String(), "err", err)
+	}
+	writeJSON(w, http.StatusOK, detailOf(d, hist, pods))
+}
+
+// detailOf assembles a rollout's detail from what the orchestrator holds,
+// its history and its pods.
+func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Detail {
+	out := Detail{Status: d.Status, Steps: []Step{}, Revisions: []Revision{}, AnalysisRuns: []AnalysisRun{}, Weights: []WeightPoint{}}
+	for _, st := range d.Steps {
+		step := Step{Index: st.Index, Action: st.Action, Detail: st.Detail}
+		if st.Pause != nil && st.Pause.Duration != nil {
+			if l, err := (spec.RolloutPause{Duration: st.Pause.Duration}).Length(); err == nil {
+				sec := l.Seconds()
+				step.DurationSeconds = &sec
+			}
+		}
+		out.Steps = append(out.Steps, step)
+	}
+	for _, rv := range d.Revisions {
+		rev := Revision{Revision: rv.Revision, PodHash: rv.PodHash, Images: rv.Images, Role: rv.Role, Pods: []Pod{}}
+		if rev.Images == nil {
+			rev.Images = []string{}
+		}
+		if rv.Pods != nil {
+			rev.Replicas, rev.Ready = rv.Pods.Replicas, rv.Pods.Ready
+		}
+		for _, pd := range pods {
+			if pd.PodHash == rv.PodHash {
+				rev.Pods = append(rev.Pods, pd)
+			}
+		}
+		out.Revisions = append(out.Revisions, rev)
+	}
+	runs := map[string]*AnalysisRun{}
+	for _, rr := range d.Runs {
+		run := &AnalysisRun{Name: rr.Name, Purpose: rr.Purpose, Phase: rr.Phase, Summary: rr.Summary, Metrics: []Metric{}}
+		if rr.Summary != nil {
+			run.Message = rr.Summary.Message
+		}
+		if !rr.Task.SentAt.IsZero() {
+			t := rr.Task.SentAt
+			run.StartedAt = &t
+		}
+		out.AnalysisRuns = append(out.AnalysisRuns, AnalysisRun{})
+		runs[rr.Name] = run
+	}
+	for _, e := range hist {
+		if e.Err != nil || e.Stream != events.StreamStatus {
+			continue
+		}
+		ev := e.Event
+		var sd events.StatusData
+		if events.DecodeData(ev, &sd) != nil {
+			continue
+		}
+		last := ev
+		out.LastEvent = &last
+		if ev.Type() == events.TypeAnalysisMeasured {
+			if sd.Measurement != nil && sd.Analysis != nil {
+				addMeasurement(runs, sd.Analysis.Name, *sd.Measurement)
+			}
+			continue
+		}
+		if ev.Type() == events.TypeRolloutRefused {
+			continue
+		}
+		out.Weights = append(out.Weights, WeightPoint{Time: ev.Time(), CanaryWeight: sd.Status.CanaryWeight, Event: ev.Type()})
+	}
+	for i, rr := range d.Runs {
+		out.AnalysisRuns[i] = *runs[rr.Name]
+	}
+	return out
+}
+
+// addMeasurement adds m to its metric in the run named name, when the
+// orchestrator still keeps that run.
+func addMeasurement(runs map[string]*AnalysisRun, name string, m events.Measurement) {
+	run, ok := runs[name]
+	if !ok {
+		return
+	}
+	for i := range run.Metrics {
+		if run.Metrics[i].Name == m.Metric {
+			run.Metrics[i].Measurements = append(run.Metrics[i].Measurements, m)
+			return
+		}
+	}
+	run.Metrics = append(run.Metrics, Metric{Name: m.Metric, Measurements: []events.Measurement{m}})
+}
+
+// HistoryItem is one event of a rollout's history.
+type HistoryItem struct {
+	// Stream and Seq are where the event is stored: commands are in the
+	// commands stream, status events in the status stream.
+	Stream string       `json:"stream"`
+	Seq    uint64       `json:"seq"`
+	Stored time.Time    `json:"stored"`
+	Event  events.Event `json:"event"`
+}
+
+func (s *Service) history(w http.ResponseWriter, r *http.Request) {
+	p, ok := caller(w, r)
+	if !ok {
+		return
+	}
+	ref, ok := rolloutRef(w, r)
+	if !ok || !s.mayRead(w, p, ref.Namespace) {
+		return
+	}
+	hist, err := s.client.History(r.Context(), ref)
+	if err != nil {
+		s.unavailable(w, err)
+		return
+	}
+	items := []HistoryItem{}
+	for _, e := range hist {
+		if e.Err != nil {
+			continue
+		}
+		items = append(items, HistoryItem{Stream: e.Stream, Seq: e.Seq, Stored: e.Stored, Event: e.Event})
+	}
+	if len(items) == 0 {
+		notFound(w, ref)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
