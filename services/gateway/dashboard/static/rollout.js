@@ -104,8 +104,6 @@ export function rolloutPage(main, me, ns, name) {
         const pc = (s.pauseConditions || []).find((p) => p.reason === 'CanaryPauseStep');
         if (pc && st.durationSeconds) {
           li.append(el('span', { class: 'countdown', 'data-deadline': new Date(pc.startTime).getTime() + st.durationSeconds * 1000 }));
-        } else if (s.phase === 'Paused') {
-          li.append(el('span', { class: 'countdown' }, 'until promoted'));
         }
       }
       return li;
@@ -135,7 +133,7 @@ export function rolloutPage(main, me, ns, name) {
     if (!runs.length) { replace(analysisBox, el('p', { class: 'muted' }, 'No analysis has run for this rollout.')); return; }
     replace(analysisBox, runs.slice().reverse().map((run) => el('article', { class: 'run', 'data-run': run.name },
       el('h3', {}, run.name, ' ', el('span', { class: `badge analysis-${(run.phase || '').toLowerCase()}` }, run.phase || 'Pending'),
-        run.purpose ? el('span', { class: 'muted' }, ` ${run.purpose}`) : null),
+        run.purpose ? el('span', { class: 'muted' }, ` ${run.purpose} analysis`) : null),
       run.message ? el('p', { class: 'muted' }, run.message) : null,
       el('div', { class: 'metrics' }, (run.metrics || []).map((m) => metricView(run, m))))));
   }
@@ -205,6 +203,7 @@ export function rolloutPage(main, me, ns, name) {
   async function load() {
     try {
       const [d, h] = await Promise.all([api.getRollout(ns, name), api.getHistory(ns, name)]);
+      d.analysisRuns = mergeRuns(detail?.analysisRuns || [], d.analysisRuns || []);
       detail = d;
       history = h;
       const ws = detail.weights || [];
@@ -230,6 +229,26 @@ export function rolloutPage(main, me, ns, name) {
     }
     if (d.measurement) addMeasurement(d.analysis, d.measurement);
     render();
+  }
+
+  // mergeRuns keeps what this page has seen: the API answers with the
+  // runs it still holds, and a measurement that came live may be newer
+  // than the API's copy.
+  function mergeRuns(seen, fresh) {
+    const out = fresh.map((run) => ({ ...run, metrics: (run.metrics || []).map((m) => ({ ...m, measurements: [...(m.measurements || [])] })) }));
+    for (const old of seen) {
+      let run = out.find((r) => r.name === old.name);
+      if (!run) { out.push(old); continue; }
+      for (const om of old.metrics || []) {
+        const m = run.metrics.find((x) => x.name === om.name);
+        if (!m) { run.metrics.push(om); continue; }
+        for (const x of om.measurements || []) {
+          if (!m.measurements.some((y) => y.startedAt === x.startedAt && y.value === x.value)) m.measurements.push(x);
+        }
+        m.measurements.sort((a, b) => Date.parse(a.startedAt) - Date.parse(b.startedAt));
+      }
+    }
+    return out;
   }
 
   function addMeasurement(summary, m) {
