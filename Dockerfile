@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One image with every Sluice binary: the four services, the sluice CLI,
-# the demo app and load generator, and httpcheck (the healthcheck probe:
-# the final image has no shell, curl or wget).
+# One image with every Sluice binary: the five services (the gateway among
+# them), the sluice CLI, the demo app and load generator, and httpcheck (the
+# healthcheck probe: the final image has no shell, curl or wget).
 #
 #   docker build -t sluice:dev --build-arg VERSION=$(git describe --always --dirty) .
 #   docker run --rm sluice:dev sluice-orchestrator --help
@@ -43,5 +43,6 @@ ENV PATH=/sluice/bin:/usr/local/bin:/usr/bin:/bin
 WORKDIR /sluice
 USER 65532:65532
 # --http-listen's default; Docker Compose sets HTTP_LISTEN=:9091 so that
-# 8080 is free for the local proxy.
-EXPOSE 8080
+# 8080 is free for the local proxy. 3100 is sluice-gateway's --listen: the
+# HTTP API and the dashboard.
+EXPOSE 8080 3100

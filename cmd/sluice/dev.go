@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/internal/promserver"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
+	"github.com/sluicehq/sluice/services/gateway/auth"
 )
 
 // devConfig is `sluice dev`'s configuration: its own flags (the embedded
@@ -37,6 +38,13 @@ type devConfig struct {
 	SyncInterval time.Duration
 	// ScrapeInterval is how often Prometheus scrapes the proxies and apps.
 	ScrapeInterval time.Duration
+	// DashboardListen is where the gateway serves the dashboard and the
+	// HTTP API; "" or "off" runs no gateway.
+	DashboardListen string
+	// DashboardAuth is the gateway's auth file. Without one the gateway
+	// lets every caller in as an admin named after the user, which is
+	// why it must then listen on loopback only.
+	DashboardAuth string
 	// Process holds --http-listen (sluice dev's own /metrics, the proxies'
 	// metrics among them, /healthz and /readyz), the log flags,
 	// --stop-timeout and the bus flags (development defaults to R1 on
@@ -55,6 +63,8 @@ type devConfig struct {
 var devRefused = map[string]string{
 	"router":       "sluice dev routes traffic on the platform of --platform",
 	"stop-on-exit": "sluice dev always stops the processes it started when it exits",
+	"listen":       "sluice dev serves the gateway on --dashboard-listen",
+	"auth-config":  "sluice dev takes the gateway's auth file as --dashboard-auth",
 }
 
 // devRefusedConn is why sluice dev refuses the NATS connection flags.
@@ -79,6 +89,8 @@ func (c *devConfig) addFlags(f *pflag.FlagSet) {
 	f.Var(&c.Services.Platform, "platform", "where workloads run: local (processes and a built-in proxy) or kube (ReplicaSets and the routers of the cluster in --kubeconfig)")
 	f.DurationVar(&c.SyncInterval, "sync-interval", 0, "JetStream fsync interval (0: the server's default of 2m; see docs/events.md)")
 	f.DurationVar(&c.ScrapeInterval, "scrape-interval", promserver.DefaultScrapeInterval, "how often the embedded Prometheus scrapes")
+	f.StringVar(&c.DashboardListen, "dashboard-listen", DefaultDashboardListen, `address of the dashboard and the HTTP API (the gateway); "off" runs no gateway. Without --dashboard-auth it must be a loopback address`)
+	f.StringVar(&c.DashboardAuth, "dashboard-auth", "", "the gateway's auth file (docs/gateway.md); without it every caller is an admin named user:$USER, with no sign-in")
 	for _, name := range assembly.Names {
 		c.Services.AddFlags(name, f)
 	}
@@ -97,6 +109,9 @@ func (c devConfig) validate() error {
 			return fmt.Errorf("%s %q: want host:port with a numeric port", flag, addr)
 		}
 	}
+	if err := c.validateDashboard(); err != nil {
+		return err
+	}
 	if c.Services.StateDir == "" {
 		return errors.New("--state-dir must not be empty")
 	}
@@ -104,6 +119,52 @@ func (c devConfig) validate() error {
 		return fmt.Errorf("--scrape-interval %s must be positive", c.ScrapeInterval)
 	}
 	return nil
+}
+
+// DefaultDashboardListen is --dashboard-listen's default: loopback, on the
+// port Argo Rollouts' dashboard uses.
+const DefaultDashboardListen = "127.0.0.1:3100"
+
+// dashboardOn reports whether sluice dev runs the gateway.
+func (c devConfig) dashboardOn() bool {
+	return c.DashboardListen != "" && c.DashboardListen != "off"
+}
+
+// validateDashboard refuses a gateway without sign-in on an address others
+// can reach: every caller of it would be an admin.
+func (c devConfig) validateDashboard() error {
+	if !c.dashboardOn() {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(c.DashboardListen)
+	if err != nil {
+		return fmt.Errorf(`--dashboard-listen %q: want host:port, or "off": %v`, c.DashboardListen, err)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("--dashboard-listen %q: want host:port with a numeric port", c.DashboardListen)
+	}
+	if c.DashboardAuth != "" || isLoopback(host) {
+		return nil
+	}
+	return fmt.Errorf("--dashboard-listen %q is not a loopback address, and without --dashboard-auth everyone who reaches it would be an admin: listen on 127.0.0.1, or give --dashboard-auth FILE (docs/gateway.md)", c.DashboardListen)
+}
+
+// isLoopback reports whether host names this machine only.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// devActor is who the callers of a gateway without sign-in are: the user
+// who started sluice dev.
+func devActor(getenv func(string) string) string {
+	if u := getenv("USER"); u != "" {
+		return "user:" + u
+	}
+	return "user:dev"
 }
 
 // refused returns the error of the first refused flag given on f.
@@ -131,14 +192,22 @@ func newDevCmd() *cobra.Command {
 		Use:   "dev",
 		Short: "Run all of Sluice in one process for development",
 		Long: `Run all of Sluice in one process: an embedded NATS server with JetStream on
-disk, the orchestrator, analyzer, replicas and traffic services connected to
-it over real NATS client connections, the local platform (apps as processes,
-a weighted proxy per rollout), and an embedded Prometheus that scrapes the
-proxies and the apps and serves the query API the analyzer uses.
+disk, the orchestrator, analyzer, replicas, traffic and gateway services
+connected to it over real NATS client connections, the local platform (apps
+as processes, a weighted proxy per rollout), an embedded Prometheus that
+scrapes the proxies and the apps and serves the query API the analyzer
+uses, and the dashboard and HTTP API on http://127.0.0.1:3100.
+
+The dashboard needs no sign-in: it listens on loopback and every caller is
+an admin named after $USER, as Argo's kubectl argo rollouts dashboard does.
+With --dashboard-auth FILE callers sign in as the file says, and only then
+may --dashboard-listen be an address others can reach.
 
 The services take the flags of their binaries (sluice-orchestrator,
-sluice-analyzer, sluice-replicas, sluice-traffic), but for the NATS
-connection, --router (it follows --platform) and --stop-on-exit (always).
+sluice-analyzer, sluice-replicas, sluice-traffic, sluice-gateway), but for
+the NATS connection, --router (it follows --platform), --stop-on-exit
+(always), and the gateway's --listen and --auth-config (--dashboard-listen
+and --dashboard-auth).
 
 State lives under --state-dir. Ctrl-C stops everything cleanly (apps
 included); starting again resumes the rollouts in progress.`,
@@ -242,16 +311,24 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	}
 	defer prom.Close()
 
-	// The four services, each on its own connection, composed as their
-	// binaries compose them.
+	// The services, each on its own connection, composed as their binaries
+	// compose them.
 	o := cfg.Services
 	o.Router = o.Platform
 	o.StopOnExit = true
 	if o.Prometheus.Address == "" {
 		o.Prometheus.Address = prom.URL()
 	}
+	o.Gateway.Listen, o.Gateway.Auth.File, o.Gateway.StateDir = cfg.DashboardListen, cfg.DashboardAuth, o.StateDir
+	if cfg.DashboardAuth == "" {
+		o.Gateway.Auth.Anonymous, o.Gateway.Auth.AnonymousActor = auth.RoleAdmin, devActor(os.Getenv)
+	}
 	var services []daemon.Named
+	var dashboard interface{ Addr() net.Addr }
 	for _, name := range assembly.Names {
+		if name == assembly.Gateway && !cfg.dashboardOn() {
+			continue
+		}
 		c, err := client(name)
 		if err != nil {
 			return err
@@ -262,9 +339,15 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		services = append(services, daemon.Named{Name: name, Service: svc})
+		if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Gateway {
+			dashboard = a
+		}
 	}
 
 	err = proc.Run(ctx, func() {
+		if dashboard != nil {
+			fmt.Fprintf(out, "sluice dev: dashboard and HTTP API  %s\n", dashboardURL(dashboard.Addr()))
+		}
 		fmt.Fprintf(out, "sluice dev: NATS with JetStream   %s (state in %s)\n", srv.ClientURL(), o.StateDir)
 		fmt.Fprintf(out, "sluice dev: Prometheus API        %s\n", prom.URL())
 		fmt.Fprintf(out, "sluice dev: metrics and health    %s\n", metricsURL)
@@ -280,6 +363,19 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		fmt.Fprintln(out, "sluice dev: stopped")
 	}
 	return err
+}
+
+// dashboardURL is the address a browser on this machine opens: the
+// loopback address when the gateway listens on every interface.
+func dashboardURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // appTargets turns the endpoints bucket into Prometheus scrape targets.

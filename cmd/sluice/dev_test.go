@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -120,5 +122,93 @@ func TestBadServiceFlagsAreUsageErrors(t *testing.T) {
 		if !strings.Contains(stderr.String(), args[1]) {
 			t.Errorf("sluice %s: stderr %q does not name the flag", strings.Join(args, " "), stderr.String())
 		}
+	}
+}
+
+// TestDevRefusesAnOpenDashboardWithoutSignIn: without --dashboard-auth
+// every caller of the gateway is an admin, so sluice dev refuses to serve
+// it on an address others can reach, and says what to do instead.
+func TestDevRefusesAnOpenDashboardWithoutSignIn(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:3100", ":3100", "192.0.2.10:3100", "[::]:3100", "example.com:3100"} {
+		var stderr strings.Builder
+		args := []string{"dev", "--dashboard-listen", addr}
+		if code := run(context.Background(), args, &strings.Builder{}, &stderr); code != exitUsage {
+			t.Errorf("sluice %s: exit %d, want %d", strings.Join(args, " "), code, exitUsage)
+		}
+		if !strings.Contains(stderr.String(), "not a loopback address") || !strings.Contains(stderr.String(), "--dashboard-auth") {
+			t.Errorf("sluice %s: stderr %q does not say why and what to give", strings.Join(args, " "), stderr.String())
+		}
+	}
+}
+
+// TestDevDashboardAddresses: which --dashboard-listen values sluice dev
+// takes, with and without an auth file.
+func TestDevDashboardAddresses(t *testing.T) {
+	for _, c := range []struct {
+		listen, auth string
+		wantErr      string
+	}{
+		{listen: DefaultDashboardListen},
+		{listen: "localhost:3100"},
+		{listen: "[::1]:3100"},
+		{listen: "off"},
+		{listen: ""},
+		{listen: "0.0.0.0:3100", auth: "auth.yaml"},
+		{listen: ":3100", auth: "auth.yaml"},
+		{listen: "0.0.0.0:3100", wantErr: "not a loopback address"},
+		{listen: "3100", wantErr: "want host:port"},
+		{listen: "127.0.0.1:http", wantErr: "numeric port"},
+	} {
+		cfg := newDevConfig()
+		cfg.DashboardListen, cfg.DashboardAuth = c.listen, c.auth
+		err := cfg.validate()
+		switch {
+		case c.wantErr == "" && err != nil:
+			t.Errorf("--dashboard-listen %q --dashboard-auth %q: %v", c.listen, c.auth, err)
+		case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+			t.Errorf("--dashboard-listen %q --dashboard-auth %q: error %v, want %q", c.listen, c.auth, err, c.wantErr)
+		}
+	}
+	if got := newDevConfig().DashboardListen; got != "127.0.0.1:3100" {
+		t.Errorf("--dashboard-listen defaults to %q, want 127.0.0.1:3100", got)
+	}
+}
+
+// TestDevServesTheDashboard: sluice dev prints the dashboard's address
+// and serves the dashboard there, without sign-in.
+func TestDevServesTheDashboard(t *testing.T) {
+	cfg := testDevConfig(t)
+	stop, banner := startDev(t, cfg)
+	defer stop()
+	const prefix = "sluice dev: dashboard and HTTP API  "
+	var url string
+	for _, line := range strings.Split(banner, "\n") {
+		if u, ok := strings.CutPrefix(line, prefix); ok {
+			url = strings.TrimSpace(u)
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("sluice dev printed no dashboard address on loopback:\n%s", banner)
+	}
+	resp, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(strings.ToLower(string(body)), "<html") && !strings.Contains(strings.ToLower(string(body)), "<!doctype html") {
+		t.Errorf("GET %s/: %s %s\n%s", url, resp.Status, resp.Header.Get("Content-Type"), body)
+	}
+}
+
+// TestDevWithoutDashboard: --dashboard-listen off runs no gateway and
+// prints no dashboard address.
+func TestDevWithoutDashboard(t *testing.T) {
+	cfg := testDevConfig(t)
+	cfg.DashboardListen = "off"
+	stop, banner := startDev(t, cfg)
+	defer stop()
+	if strings.Contains(banner, "dashboard") {
+		t.Errorf("sluice dev --dashboard-listen off printed a dashboard:\n%s", banner)
 	}
 }

@@ -49,17 +49,19 @@ type lineWriter struct {
 func (b *lineWriter) Write(p []byte) (int, error) { b.ch <- string(p); return len(p), nil }
 
 // startDev runs `sluice dev` until the returned stop is called, and returns
-// once it reports that it is listening.
-func startDev(t *testing.T, cfg devConfig) (stop func()) {
+// once it reports that it is listening, with what it printed until then.
+func startDev(t *testing.T, cfg devConfig) (stop func(), banner string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &lineWriter{ch: make(chan string, 100)}
 	errc := make(chan error, 1)
 	go func() { errc <- runDev(ctx, cfg, out, io.Discard) }()
 	deadline := time.After(20 * time.Second)
+	var printed strings.Builder
 	for ready := false; !ready; {
 		select {
 		case line := <-out.ch:
+			printed.WriteString(line)
 			ready = strings.Contains(line, "press Ctrl-C")
 		case err := <-errc:
 			t.Fatalf("sluice dev exited early: %v", err)
@@ -76,14 +78,14 @@ func startDev(t *testing.T, cfg devConfig) (stop func()) {
 		if err := <-errc; err != nil {
 			t.Errorf("sluice dev: %v", err)
 		}
-	}
+	}, printed.String()
 }
 
 func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 	cfg := testDevConfig(t)
 	url := "nats://" + cfg.NATSListen
 
-	stop := startDev(t, cfg)
+	stop, _ := startDev(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{url}})
@@ -97,7 +99,7 @@ func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 	c.Close()
 	stop()
 
-	stop = startDev(t, cfg)
+	stop, _ = startDev(t, cfg)
 	defer stop()
 	c, err = events.Connect(ctx, events.ConnConfig{URLs: []string{url}})
 	if err != nil {
@@ -119,7 +121,7 @@ func TestDevKeepsEventsAcrossRestarts(t *testing.T) {
 
 func TestHistoryCommand(t *testing.T) {
 	cfg := testDevConfig(t)
-	stop := startDev(t, cfg)
+	stop, _ := startDev(t, cfg)
 	defer stop()
 	url := "nats://" + cfg.NATSListen
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -164,6 +166,7 @@ func TestHistoryCommand(t *testing.T) {
 func testDevConfig(t *testing.T) devConfig {
 	cfg := newDevConfig()
 	cfg.NATSListen, cfg.PrometheusListen, cfg.Process.HTTPListen = freeAddr(t), freeAddr(t), freeAddr(t)
+	cfg.DashboardListen = "127.0.0.1:0"
 	cfg.Services.StateDir, cfg.ScrapeInterval, cfg.Process.LogLevel = t.TempDir(), time.Second, "error"
 	return cfg
 }

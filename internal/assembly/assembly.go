@@ -1,15 +1,17 @@
 // Package assembly is Sluice's one composition root: how the orchestrator,
-// analyzer, replicas and traffic services are configured by flags and built
-// from them. The four service binaries and `sluice dev` all compose the
+// analyzer, replicas, traffic and gateway services are configured by flags
+// and built from them. The service binaries and `sluice dev` all compose the
 // services here, so a flag exists once and means the same everywhere, and
 // the NATS permissions of each identity derive from what its services
 // declare they need.
 package assembly
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,8 @@ import (
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
+	"github.com/sluicehq/sluice/services/gateway"
+	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/local"
@@ -33,10 +37,11 @@ const (
 	Analyzer     = "analyzer"
 	Replicas     = "replicas"
 	Traffic      = "traffic"
+	Gateway      = "gateway"
 )
 
 // Names lists the services in the order they start in sluice dev.
-var Names = []string{Orchestrator, Analyzer, Replicas, Traffic}
+var Names = []string{Orchestrator, Analyzer, Replicas, Traffic, Gateway}
 
 // Platforms are the values of --platform (replicas) and --router
 // (traffic): where workloads run and how their traffic is routed.
@@ -50,6 +55,9 @@ type Options struct {
 	Analyzer     analyzer.Config
 	Replicas     replicas.Config
 	Traffic      traffic.Config
+	// Gateway is the HTTP edge; sluice dev sets its Listen, Auth.File and
+	// anonymous access from its own flags.
+	Gateway gateway.Config
 
 	// Prometheus is the analyzer's own Prometheus and its credentials.
 	Prometheus prometheus.Config
@@ -136,6 +144,15 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		kube()
 		fs.StringVar(&o.IstioAPIVersion, "istio-api-version", "v1alpha3", "kube router: networking.istio.io version to write (v1alpha3, v1beta1 or v1)")
 		fs.StringVar(&o.SMIAPIVersion, "smi-api-version", "v1alpha3", "kube router: split.smi-spec.io version of TrafficSplits (v1alpha1, v1alpha2 or v1alpha3, as the mesh serves)")
+	case Gateway:
+		c := &o.Gateway
+		fs.StringVar(&c.Listen, "listen", o.env(EnvGatewayListen, gateway.DefaultListen), "address of the HTTP API, the CloudEvents endpoint and the dashboard (env "+EnvGatewayListen+")")
+		fs.StringVar(&c.Auth.File, "auth-config", o.env(EnvGatewayAuthConfig, ""), "auth file (docs/gateway.md): local users, bearer tokens, OIDC and the roles per namespace (env "+EnvGatewayAuthConfig+")")
+		fs.BoolVar(&c.Auth.ReadOnly, "read-only", false, "refuse every command, whatever the caller's role")
+		fs.Var(daemon.NonNegativeDuration(&c.CommandTimeout, gateway.DefaultCommandTimeout), "command-timeout", "how long a command waits for its answer before the caller gets 504")
+		fs.Var(daemon.NonNegativeDuration(&c.MaxWait, gateway.DefaultMaxWait), "max-wait", "the longest ?wait=completed may hold a CloudEvents request")
+		fs.Var(nonNegativeFloat(&c.Auth.RatePerSecond, DefaultRateLimit), "rate-limit", "requests per second each caller may make on average; more get 429")
+		fs.Var(daemon.NonNegativeInt(&c.Auth.Burst, DefaultRateBurst), "rate-burst", "requests a caller may make at once above --rate-limit")
 	default:
 		panic("assembly: no service named " + service)
 	}
@@ -188,8 +205,39 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 			return o.kubeTraffic(agent, env)
 		}
 		return o.localTraffic(env)
+	case Gateway:
+		cfg := o.Gateway
+		if cfg.Auth.File == "" && cfg.Auth.Anonymous == auth.RoleNone {
+			return nil, fmt.Errorf("--auth-config: the gateway needs an auth file that says who may call it (docs/gateway.md, \"Who may do what\")")
+		}
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		svc, err := gateway.New(env.Client, cfg)
+		if err != nil {
+			return nil, err
+		}
+		return svc, nil
 	}
 	return nil, fmt.Errorf("assembly: no service named %q", service)
+}
+
+// The gateway's environment defaults.
+const (
+	EnvGatewayListen     = "GATEWAY_LISTEN"
+	EnvGatewayAuthConfig = "GATEWAY_AUTH_CONFIG"
+)
+
+// The gateway's rate limits per caller.
+const (
+	DefaultRateLimit = 20
+	DefaultRateBurst = 40
+)
+
+// env returns the environment's value of name, or def when it is unset.
+func (o *Options) env(name, def string) string {
+	if v := o.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // choice is a flag whose value is one of a fixed list, checked when parsed
@@ -246,5 +294,28 @@ func (s stateCache) Set(v string) error {
 	default:
 		*s.p = n
 	}
+	return nil
+}
+
+// nonNegativeFloat is a float flag, set to def, whose value is refused
+// when negative.
+func nonNegativeFloat(p *float64, def float64) pflag.Value {
+	*p = def
+	return (*nonNegFloat)(p)
+}
+
+type nonNegFloat float64
+
+func (f *nonNegFloat) String() string { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+func (f *nonNegFloat) Type() string   { return "float" }
+func (f *nonNegFloat) Set(v string) error {
+	n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		return errors.New("want a number")
+	}
+	if n < 0 {
+		return errors.New("must not be negative")
+	}
+	*f = nonNegFloat(n)
 	return nil
 }

@@ -3,6 +3,7 @@ package assembly
 import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
+	"github.com/sluicehq/sluice/services/gateway"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
@@ -27,6 +28,8 @@ func NeedsOf(identity string) (events.Needs, bool) {
 		return replicas.Needs.Merge(local.Needs, crd.Needs), true
 	case events.IdentityTraffic:
 		return traffic.Needs.Merge(localproxy.Needs), true
+	case events.IdentityGateway:
+		return gateway.Needs, true
 	}
 	return events.Needs{}, false
 }
@@ -37,14 +40,14 @@ func NeedsOf(identity string) (events.Needs, bool) {
 // operator and the viewer, reading with the services' consumers denied.
 // deploy/nats/permissions.conf is generated from it.
 func PermissionsOf(identity string) (events.Permissions, bool) {
-	if n, ok := NeedsOf(identity); ok {
-		return events.ServicePermissions(identity, n), true
-	}
 	var all []events.Needs
 	for _, id := range events.Identities {
 		if n, ok := NeedsOf(id); ok {
 			all = append(all, n)
 		}
+	}
+	if n, ok := NeedsOf(identity); ok {
+		return events.ServicePermissions(identity, n, all...), true
 	}
 	switch identity {
 	case events.IdentityOperator:

@@ -21,6 +21,12 @@ const (
 	// Rollout in the cluster may start a rollout already; this identity
 	// carries that right onto the bus.
 	IdentityKube = "kube"
+	// IdentityGateway is the HTTP edge (sluice-gateway): it publishes the
+	// commands of the callers it authorized, answers a refused one itself
+	// with a command.refused status event, and reads the status and
+	// commands streams and the state buckets it shows; it runs no durable
+	// consumer and writes no bucket.
+	IdentityGateway = "gateway"
 	// IdentityOperator is the CLI (`sluice apply`, `promote`, `abort`, ...)
 	// and any CI job or bot allowed to change rollouts.
 	IdentityOperator = "operator"
@@ -33,7 +39,7 @@ const (
 // Identities lists every identity, in the order the docs use.
 var Identities = []string{
 	IdentityOrchestrator, IdentityAnalyzer, IdentityReplicas, IdentityTraffic,
-	IdentityKube, IdentityOperator, IdentityViewer,
+	IdentityKube, IdentityGateway, IdentityOperator, IdentityViewer,
 }
 
 // Needs is what one service (or one part of it: a worker, a backend, a
@@ -47,8 +53,16 @@ type Needs struct {
 	// Buckets are the key-value buckets it owns: it provisions and writes
 	// them.
 	Buckets []Bucket
-	// Reads are buckets of others it only reads.
+	// Reads are buckets of others it only reads; it may provision them
+	// (create or update), so it can start before their owner.
 	Reads []string
+	// Views are buckets of others it reads once their owner made them: it
+	// may neither provision nor write them.
+	Views []string
+	// Follows are streams it reads with ephemeral ordered consumers
+	// (history, a stream of status events, a command's answer). The
+	// durable consumers of every service on them are denied to it.
+	Follows []string
 	// Publish are the subjects it publishes (NATS wildcards allowed),
 	// besides the dead letters of its consumers.
 	Publish []string
@@ -78,6 +92,8 @@ func (n Needs) Merge(others ...Needs) Needs {
 		n.Consumers = append(slices.Clip(n.Consumers), o.Consumers...)
 		n.Buckets = append(slices.Clip(n.Buckets), o.Buckets...)
 		n.Reads = append(slices.Clip(n.Reads), o.Reads...)
+		n.Views = append(slices.Clip(n.Views), o.Views...)
+		n.Follows = append(slices.Clip(n.Follows), o.Follows...)
 		n.Publish = append(slices.Clip(n.Publish), o.Publish...)
 		n.UpdateStreams = n.UpdateStreams || o.UpdateStreams
 	}
@@ -115,7 +131,10 @@ func InboxPrefixOf(identity string) string { return "_INBOX_" + identity }
 //     write only those.
 //   - Each publishes only the subjects it produces (n.Publish) and the
 //     dead letters of its own consumers.
-func ServicePermissions(identity string, n Needs) Permissions {
+//   - It reads the streams it follows (n.Follows) with ephemeral
+//     consumers, and the durable consumers that services (the needs of
+//     every service) run on them are denied to it.
+func ServicePermissions(identity string, n Needs, services ...Needs) Permissions {
 	b := &permBuilder{identity: identity}
 	b.service()
 	if n.UpdateStreams {
@@ -129,6 +148,12 @@ func ServicePermissions(identity string, n Needs) Permissions {
 	}
 	for _, k := range n.Reads {
 		b.bucket(k, false)
+	}
+	for _, k := range n.Views {
+		b.readBucket(k)
+	}
+	for _, s := range n.Follows {
+		b.reader(s, false, durablesOn(s, services)...)
 	}
 	b.pub(n.Publish...)
 	return b.done()

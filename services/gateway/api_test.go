@@ -44,7 +44,9 @@ func TestReadARealCanary(t *testing.T) {
 		t.Fatalf("revisions %+v", d.Revisions)
 	}
 	if !slices.ContainsFunc(d.Weights, func(w WeightPoint) bool { return w.CanaryWeight == 0 }) ||
-		!slices.ContainsFunc(d.Weights, func(w WeightPoint) bool { return w.CanaryWeight == d.Status.CanaryWeight && w.Event == events.TypeRolloutStepCompleted }) {
+		!slices.ContainsFunc(d.Weights, func(w WeightPoint) bool {
+			return w.CanaryWeight == d.Status.CanaryWeight && w.Event == events.TypeRolloutStepCompleted
+		}) {
 		t.Fatalf("weights %+v lack 0 and the first step's %d%%", d.Weights, d.Status.CanaryWeight)
 	}
 	if d.LastEvent == nil || d.LastEvent.Type() != events.TypeRolloutPaused {

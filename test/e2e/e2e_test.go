@@ -78,7 +78,7 @@ func (d *dev) start() {
 func (d *dev) tryStart() error {
 	d.out = &bytes.Buffer{}
 	d.cmd = exec.Command(d.cli, "dev", "--state-dir", d.state,
-		"--nats-listen", d.nats, "--prometheus-listen", d.prom, "--http-listen", d.http, "--log-level", "warn")
+		"--nats-listen", d.nats, "--prometheus-listen", d.prom, "--http-listen", d.http, "--dashboard-listen", "127.0.0.1:0", "--log-level", "warn")
 	d.cmd.Dir = d.work
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

@@ -32,7 +32,7 @@ func TestSluiceDevOnKubernetes(t *testing.T) {
 	var out bytes.Buffer
 	cmd := exec.Command(cli, "dev", "--platform", "kube",
 		"--kubeconfig", s.cp.Kubeconfig, "--state-dir", t.TempDir(),
-		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t))
+		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t), "--dashboard-listen", "127.0.0.1:0")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	must(t, cmd.Start())
 	t.Cleanup(func() {

@@ -185,6 +185,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 		events.IdentityReplicas:     {"sluice.result.replicas.>"},
 		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.replicas.>"},
 		events.IdentityTraffic:      {"sluice.result.traffic.>"},
+		events.IdentityGateway:      {"sluice.cmd.>", "sluice.status.>"},
 		events.IdentityOperator:     {"sluice.cmd.>"},
 		events.IdentityViewer:       nil,
 	}
