@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/analysis"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
@@ -216,7 +216,42 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.cfg.Logger.Warn("read pods", "rollout", ref.String(), "err", err)
 	}
-	writeJSON(w, http.StatusOK, detailOf(d, hist, pods))
+	out := detailOf(d, hist, pods)
+	if runs, err := s.analysisRuns(r.Context()); err == nil {
+		for i := range out.AnalysisRuns {
+			if run, err := runs.Get(r.Context(), ref, out.AnalysisRuns[i].Name); err == nil {
+				withMetrics(&out.AnalysisRuns[i], run)
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// withMetrics adds what the analyzer holds of a run to ar: when it
+// started, and each metric with its conditions, in the run's order, with
+// the measurements the events reported.
+func withMetrics(ar *AnalysisRun, run analysis.Run) {
+	if !run.StartedAt.IsZero() {
+		t := run.StartedAt
+		ar.StartedAt = &t
+	}
+	if ar.Message == "" {
+		ar.Message = run.Message
+	}
+	metrics := make([]Metric, 0, len(run.Metrics))
+	for _, m := range run.Metrics {
+		mm := Metric{Name: m.Name, SuccessCondition: m.SuccessCondition, FailureCondition: m.FailureCondition, Measurements: []events.Measurement{}}
+		if i := slices.IndexFunc(ar.Metrics, func(x Metric) bool { return x.Name == m.Name }); i >= 0 {
+			mm.Measurements = ar.Metrics[i].Measurements
+		}
+		metrics = append(metrics, mm)
+	}
+	for _, m := range ar.Metrics {
+		if !slices.ContainsFunc(metrics, func(x Metric) bool { return x.Name == m.Name }) {
+			metrics = append(metrics, m)
+		}
+	}
+	ar.Metrics = metrics
 }
 
 // detailOf assembles a rollout's detail from what the orchestrator holds,
@@ -226,7 +261,7 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 	for _, st := range d.Steps {
 		step := Step{Index: st.Index, Action: st.Action, Detail: st.Detail}
 		if st.Pause != nil && st.Pause.Duration != nil {
-			if l, err := (spec.RolloutPause{Duration: st.Pause.Duration}).Length(); err == nil {
+			if l, err := st.Pause.Length(); err == nil {
 				sec := l.Seconds()
 				step.DurationSeconds = &sec
 			}
@@ -248,18 +283,19 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 		}
 		out.Revisions = append(out.Revisions, rev)
 	}
+	// The runs: every one the status stream still reports, in the order
+	// they first appear, and those the orchestrator holds that have not
+	// reported yet.
 	runs := map[string]*AnalysisRun{}
-	for _, rr := range d.Runs {
-		run := &AnalysisRun{Name: rr.Name, Purpose: rr.Purpose, Phase: rr.Phase, Summary: rr.Summary, Metrics: []Metric{}}
-		if rr.Summary != nil {
-			run.Message = rr.Summary.Message
+	var order []string
+	runNamed := func(name string) *AnalysisRun {
+		if r, ok := runs[name]; ok {
+			return r
 		}
-		if !rr.Task.SentAt.IsZero() {
-			t := rr.Task.SentAt
-			run.StartedAt = &t
-		}
-		out.AnalysisRuns = append(out.AnalysisRuns, AnalysisRun{})
-		runs[rr.Name] = run
+		r := &AnalysisRun{Name: name, Metrics: []Metric{}}
+		runs[name] = r
+		order = append(order, name)
+		return r
 	}
 	for _, e := range hist {
 		if e.Err != nil || e.Stream != events.StreamStatus {
@@ -272,30 +308,46 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 		}
 		last := ev
 		out.LastEvent = &last
-		if ev.Type() == events.TypeAnalysisMeasured {
-			if sd.Measurement != nil && sd.Analysis != nil {
-				addMeasurement(runs, sd.Analysis.Name, *sd.Measurement)
+		switch ev.Type() {
+		case events.TypeAnalysisMeasured, events.TypeAnalysisCompleted:
+			if a := sd.Analysis; a != nil {
+				run := runNamed(a.Name)
+				sum := *a
+				run.Phase, run.Message, run.Summary = a.Phase, a.Message, &sum
+				if run.StartedAt == nil && sd.Measurement != nil {
+					t := sd.Measurement.StartedAt
+					run.StartedAt = &t
+				}
+				if sd.Measurement != nil {
+					addMeasurement(run, *sd.Measurement)
+				}
 			}
 			continue
-		}
-		if ev.Type() == events.TypeRolloutRefused {
+		case events.TypeRolloutRefused:
 			continue
 		}
 		out.Weights = append(out.Weights, WeightPoint{Time: ev.Time(), CanaryWeight: sd.Status.CanaryWeight, Event: ev.Type()})
 	}
-	for i, rr := range d.Runs {
-		out.AnalysisRuns[i] = *runs[rr.Name]
+	for _, rr := range d.Runs {
+		run := runNamed(rr.Name)
+		run.Purpose, run.Phase = rr.Purpose, rr.Phase
+		if rr.Summary != nil {
+			sum := *rr.Summary
+			run.Summary, run.Message = &sum, sum.Message
+		}
+		if !rr.Task.SentAt.IsZero() {
+			t := rr.Task.SentAt
+			run.StartedAt = &t
+		}
+	}
+	for _, name := range order {
+		out.AnalysisRuns = append(out.AnalysisRuns, *runs[name])
 	}
 	return out
 }
 
-// addMeasurement adds m to its metric in the run named name, when the
-// orchestrator still keeps that run.
-func addMeasurement(runs map[string]*AnalysisRun, name string, m events.Measurement) {
-	run, ok := runs[name]
-	if !ok {
-		return
-	}
+// addMeasurement adds m to its metric in run.
+func addMeasurement(run *AnalysisRun, m events.Measurement) {
 	for i := range run.Metrics {
 		if run.Metrics[i].Name == m.Metric {
 			run.Metrics[i].Measurements = append(run.Metrics[i].Measurements, m)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/dashboard"
 	"github.com/sluicehq/sluice/services/orchestrator"
@@ -28,8 +29,11 @@ type Service struct {
 	ready  atomic.Bool
 	addr   atomic.Value // net.Addr once listening
 
+	// The buckets are opened on first use: they may come after the
+	// gateway starts.
 	mu     sync.Mutex
-	reader *orchestrator.Reader // opened on first use: the bucket may come later
+	reader *orchestrator.Reader
+	runs   *analyzer.RunReader
 }
 
 // New returns the gateway cfg describes, publishing and reading through
@@ -133,6 +137,21 @@ func (s *Service) rollouts(ctx context.Context) (*orchestrator.Reader, error) {
 	}
 	s.reader = rd
 	return rd, nil
+}
+
+// analysisRuns returns the analyzer's run reader, opening it on first use.
+func (s *Service) analysisRuns(ctx context.Context) (*analyzer.RunReader, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.runs != nil {
+		return s.runs, nil
+	}
+	rr, err := analyzer.NewRunReader(ctx, s.client)
+	if err != nil {
+		return nil, err
+	}
+	s.runs = rr
+	return rr, nil
 }
 
 // Run serves until ctx ends; requests in flight (event streams, waits)
