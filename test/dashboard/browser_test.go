@@ -125,7 +125,7 @@ func eval[T any](b *browser, js string) T {
 // shows instead) after timeout.
 func (b *browser) wait(what string, timeout time.Duration, check string) {
 	b.t.Helper()
-	js := "(() => { try { return " + check + "; } catch (e) { return String(e); } })()"
+	js := "(() => { try { return (" + check + "); } catch (e) { return String(e); } })()"
 	poll.Until(b.t, what, func() error {
 		ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 		defer cancel()

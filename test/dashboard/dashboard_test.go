@@ -111,8 +111,6 @@ func TestDashboard(t *testing.T) {
 		b.wait("the page renders on a phone: "+page, time.Minute, `document.querySelector('tr[data-rollout], .timeline li') ? '' : 'not rendered'`)
 		b.wait("nothing scrolls sideways at 390px: "+page, 10*time.Second, `document.documentElement.scrollWidth <= 390 ? '' : 'scrollWidth ' + document.documentElement.scrollWidth`)
 	}
-	b.navigate(base + "/#/")
-	b.wait("the list renders on a phone", time.Minute, `document.querySelector('tr[data-rollout]') ? '' : 'not rendered'`)
 	b.screenshot("dashboard-phone.png")
 }
 

@@ -50,7 +50,7 @@ export function listPage(main, me, params) {
       el('td', { 'data-label': 'Steps' }, stepProgress(s)),
       el('td', { 'data-label': 'Weights' }, weights(s)),
       el('td', { 'data-label': 'Revision' }, s.revision ? `#${s.revision}` : ''),
-      el('td', { 'data-label': 'Message', class: 'message' }, s.message || ''),
+      el('td', { 'data-label': 'Message', class: 'message' }, s.message || null),
       el('td', { 'data-label': 'Age', class: 'age', 'data-since': s.createdAt || s.updatedAt || '' }, age(s.createdAt || s.updatedAt)));
   }
 
