@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sluicehq/sluice/internal/devtest"
 )
@@ -114,29 +115,64 @@ func TestDashboard(t *testing.T) {
 	b.screenshot("dashboard-phone.png")
 }
 
-// A viewer sees the rollout but gets no buttons; a token's caller is
-// shown in the header.
-func TestViewerGetsNoButtons(t *testing.T) {
+// A person signs in through the sign-in page the dashboard sends them
+// to, sends a command from the session (which needs the CSRF header), and
+// signs out; a viewer's token then shows the rollout with no buttons.
+func TestSignInOperatorAndViewer(t *testing.T) {
 	chrome := chromePath(t)
 	const token = "viewer-token-for-the-dashboard-test"
 	sum := sha256.Sum256([]byte(token))
+	hash, err := bcrypt.GenerateFromPassword([]byte("alice-password"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
 	authFile := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(authFile, []byte(fmt.Sprintf(`tokens:
+	if err := os.WriteFile(authFile, []byte(fmt.Sprintf(`users:
+- name: alice
+  passwordHash: %q
+tokens:
 - name: viewer
   hash: sha256:%s
 roles:
+- role: operator
+  subjects: ["user:alice"]
+  namespaces: ["default"]
 - role: viewer
   subjects: ["token:viewer"]
   namespaces: ["*"]
-`, hex.EncodeToString(sum[:]))), 0o600); err != nil {
+`, hash, hex.EncodeToString(sum[:]))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	d := devtest.Start(t, devtest.Options{Args: []string{"--dashboard-auth", authFile}})
 	d.Apply(rollout("web", "default", devtest.FreeAddr(t), "v1", "- setWeight: 50\n- pause: {}\n"), "--wait", "--timeout", "2m")
-
+	base := "http://" + d.Dashboard
 	b := newBrowser(t, chrome)
+
+	b.navigate(base + "/#/ns/default/web")
+	b.wait("a caller who is not signed in is sent to the sign-in page, to come back", 30*time.Second,
+		`location.pathname === '/auth/login' && new URLSearchParams(location.search).get('next') === '/#/ns/default/web' ? '' : location.href`)
+	b.wait("the sign-in form is there", 10*time.Second, `document.getElementById('username') ? '' : 'no form'`)
+	b.do("sign in as alice",
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-password"),
+		chromedp.Submit(chromedp.ID("password")))
+	b.wait("alice is back on the rollout's page, signed in", 30*time.Second, `(() => {
+		const s = location.hash + ' ' + document.getElementById('who').textContent + ' ' + document.querySelector('h1')?.textContent;
+		return s === '#/ns/default/web user:aliceSign out web' ? '' : s;
+	})()`)
+	b.wait("an operator gets the commands but not Delete", 10*time.Second, `(() => {
+		const got = [...document.querySelectorAll('[data-action]')].map((b) => b.dataset.action).join(' ');
+		return got === 'promote promote-full pause resume abort retry undo restart' ? '' : got;
+	})()`)
+	// From a session the gateway takes a command only with the CSRF
+	// header; "done" shows the page sent it.
+	b.command("restart")
+
+	b.click("#signout")
+	b.wait("signing out leads to the sign-in page", 30*time.Second, `location.pathname === '/auth/login' ? '' : location.href`)
+
 	b.header("Authorization", "Bearer "+token)
-	b.navigate("http://" + d.Dashboard + "/#/ns/default/web")
+	b.navigate(base + "/#/ns/default/web")
 	// The buttons are built with the page, before its data arrives: once
 	// the timeline is there, a button that is not is not coming.
 	b.wait("the viewer sees the rollout and its timeline", time.Minute, `(() => {
@@ -146,8 +182,8 @@ roles:
 	if n := eval[int](b, `document.querySelectorAll('.actions button, [data-action]').length`); n != 0 {
 		t.Errorf("a viewer got %d action buttons", n)
 	}
-	if who := eval[string](b, `document.getElementById('who').textContent`); !strings.Contains(who, "token:viewer") {
-		t.Errorf("the header shows %q, want the caller token:viewer", who)
+	if who := eval[string](b, `document.getElementById('who').textContent`); who != "token:viewer" {
+		t.Errorf("the header shows %q, want the caller token:viewer and no Sign out", who)
 	}
 }
 
