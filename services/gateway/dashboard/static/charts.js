@@ -4,7 +4,7 @@
 // success and failure thresholds).
 
 const NS = 'http://www.w3.org/2000/svg';
-const W = 640, H = 220;
+const H = 220;
 const M = { left: 46, right: 14, top: 14, bottom: 30 };
 
 function svg(tag, attrs, ...children) {
@@ -37,7 +37,11 @@ const hhmmss = (t) => new Date(t).toLocaleTimeString([], { hour12: false });
 //   thresholds [{v, kind: 'success'|'failure', label}]
 //   markers    [{t, label}] events drawn as ticks under the plot
 //   now        the right end of the time axis when later than the points
+//   width      the width of the box the chart goes in, in CSS pixels
 export function timeChart(opts) {
+  // The drawing is as wide as its box (within limits), so that its text is
+  // as large on a phone as on a laptop.
+  const W = Math.round(Math.min(640, Math.max(300, opts.width || 640)));
   const pts = (opts.points || []).filter((p) => isFinite(p.t) && isFinite(p.v)).sort((a, b) => a.t - b.t);
   const markers = (opts.markers || []).filter((m) => isFinite(m.t));
   const thresholds = (opts.thresholds || []).filter((th) => isFinite(th.v));

@@ -119,12 +119,16 @@ export function rolloutPage(main, me, ns, name) {
   }
 
   function renderWeights() {
-    const fromAPI = (detail.weights || []).map((w) => ({ t: Date.parse(w.time), v: w.canaryWeight, label: `${w.canaryWeight}% · ${shortType(w.event)}` }));
+    const fromAPI = (detail.weights || []).map((w) => ({ t: Date.parse(w.time), v: w.canaryWeight, event: w.event, label: `${w.canaryWeight}% · ${shortType(w.event)}` }));
     const last = fromAPI.length ? fromAPI[fromAPI.length - 1].t : -Infinity;
-    const pts = fromAPI.concat(live.filter((p) => p.t > last));
+    let pts = fromAPI.concat(live.filter((p) => p.t > last));
+    // Chart the update in progress (or the last one): from its
+    // rollout.accepted on.
+    const start = pts.map((p) => p.event).lastIndexOf('io.sluice.rollout.accepted.v1');
+    if (start > 0) pts = pts.slice(start);
     replace(weightBox, timeChart({
-      label: `Canary weight of ${name} over time`, points: pts, step: true, yMin: 0, yMax: 100,
-      yFormat: (v) => `${v}%`, markers: pts.map((p) => ({ t: p.t, label: p.label })), now: Date.now(),
+      label: `Canary weight of ${name} over time, this update`, points: pts, step: true, yMin: 0, yMax: 100,
+      yFormat: (v) => `${v}%`, markers: pts.map((p) => ({ t: p.t, label: p.label })), now: Date.now(), width: weightBox.clientWidth,
     }));
   }
 
@@ -153,7 +157,7 @@ export function rolloutPage(main, me, ns, name) {
       el('p', { class: 'conditions' },
         m.successCondition ? el('span', {}, 'success: ', el('code', {}, m.successCondition)) : null,
         m.failureCondition ? el('span', {}, 'failure: ', el('code', {}, m.failureCondition)) : null),
-      el('div', { class: 'chart-box' }, timeChart({ label: `${m.name} measurements of ${run.name}`, points: pts, thresholds: ths })),
+      el('div', { class: 'chart-box' }, timeChart({ label: `${m.name} measurements of ${run.name}`, points: pts, thresholds: ths, width: analysisBox.clientWidth - 40 })),
       el('p', { class: 'muted' }, `${ms.length} measurement${ms.length === 1 ? '' : 's'}`,
         lastM ? `; last ${lastM.value ?? '—'} (${lastM.phase}) at ${clock(lastM.finishedAt || lastM.startedAt)}` : '',
         lastM?.message ? ` — ${lastM.message}` : ''));
@@ -225,7 +229,7 @@ export function rolloutPage(main, me, ns, name) {
     if (!history.some((h) => h.event.id === ce.id)) history.push({ seq: Number(seq) || 0, event: ce });
     if (d.status && d.status.name === name && ce.type !== 'io.sluice.rollout.command.refused.v1') {
       detail.status = d.status;
-      live.push({ t: Date.parse(ce.time) || Date.now(), v: d.status.canaryWeight, label: `${d.status.canaryWeight}% · ${shortType(ce.type)}` });
+      live.push({ t: Date.parse(ce.time) || Date.now(), v: d.status.canaryWeight, event: ce.type, label: `${d.status.canaryWeight}% · ${shortType(ce.type)}` });
     }
     if (d.measurement) addMeasurement(d.analysis, d.measurement);
     render();
