@@ -30,7 +30,8 @@ func TestDashboard(t *testing.T) {
 	chrome := chromePath(t)
 	d := devtest.Start(t, devtest.Options{})
 	d.Apply(successRate(d.Prom))
-	d.Apply(rollout("checkout", "shop", devtest.FreeAddr(t), "v1", "- setWeight: 50\n- pause: {duration: 5s}\n"), "--wait", "--timeout", "2m")
+	checkoutListen := devtest.FreeAddr(t)
+	d.Apply(rollout("checkout", "shop", checkoutListen, "v1", "- setWeight: 50\n- pause: {duration: 10m}\n"), "--wait", "--timeout", "2m")
 	listen := devtest.FreeAddr(t)
 	steps := `- setWeight: 20
 - pause: {}
@@ -85,9 +86,13 @@ func TestDashboard(t *testing.T) {
 		const s = document.querySelector('.page-head .badge').textContent + ' ' + document.querySelector('.facts .w-canary').textContent + ' ' + document.querySelector('.steps li.current')?.textContent;
 		return Number(svg.dataset.points) > %d && s.startsWith('Paused 60%% pause') ? '' : svg.dataset.points + ' points; ' + s;
 	})()`, weightPoints))
-	b.wait("the timeline shows the promote and who sent it", 30*time.Second, `(() => {
-		const li = [...document.querySelectorAll('.timeline li')].find((l) => l.dataset.type === 'io.sluice.rollout.promote.v1');
-		return li && li.querySelector('.actor') ? '' : 'no promote with an actor in the timeline';
+	b.wait("the timeline shows the promote, who sent it, and what it caused", 30*time.Second, `(() => {
+		const items = [...document.querySelectorAll('.timeline li')];
+		const cmd = items.find((l) => l.dataset.type === 'io.sluice.rollout.promote.v1');
+		const caused = items.find((l) => l.dataset.type === 'io.sluice.rollout.resumed.v1');
+		if (!cmd || !cmd.querySelector('.actor')) return 'no promote with an actor in the timeline';
+		const cause = caused?.querySelector('.cause')?.textContent || '';
+		return cause.startsWith('← promote by ') ? '' : 'the resume says it was caused by: ' + cause;
 	})()`)
 	b.screenshot("dashboard-rollout.png")
 
@@ -104,6 +109,27 @@ func TestDashboard(t *testing.T) {
 	b.wait("the dark theme is on", 10*time.Second, `document.documentElement.dataset.theme === 'dark' ? '' : 'theme ' + document.documentElement.dataset.theme`)
 	b.screenshot("dashboard-dark.png")
 	b.click("#theme")
+
+	// A timed pause counts down on its step.
+	d.Apply(rollout("checkout", "shop", checkoutListen, "v2", "- setWeight: 50\n- pause: {duration: 10m}\n"))
+	b.navigate(base + "/#/ns/shop/checkout")
+	b.wait("the timed pause shows the time left", time.Minute, `(() => {
+		const c = document.querySelector('.steps li.current .countdown');
+		return c && / left$/.test(c.textContent) ? '' : 'current step: ' + document.querySelector('.steps li.current')?.textContent;
+	})()`)
+	left := eval[string](b, `document.querySelector('.steps li.current .countdown').textContent`)
+	b.wait("the time left counts down from "+left, 30*time.Second, `(() => {
+		const now = document.querySelector('.steps li.current .countdown').textContent;
+		return now !== `+jsString(left)+` && / left$/.test(now) ? '' : now;
+	})()`)
+
+	// The filters are kept in the URL.
+	b.navigate(base + "/#/?namespace=shop&phase=Paused")
+	b.wait("the filtered list shows only shop's paused rollout", time.Minute, `(() => {
+		const rows = [...document.querySelectorAll('tr[data-rollout]')].map((r) => r.dataset.rollout).join(' ');
+		const form = document.getElementById('f-namespace').value + ' ' + document.getElementById('f-phase').value;
+		return rows === 'shop/checkout' && form === 'shop Paused' ? '' : 'rows: ' + rows + '; form: ' + form;
+	})()`)
 
 	// A phone: nothing may scroll sideways.
 	b.do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile, chromedp.EmulatePortrait))
