@@ -58,7 +58,7 @@ func loadProject(t *testing.T) *types.Project {
 
 func TestComposeFileIsValid(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"nats", "prometheus", "sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "demo", "loadgen"} {
+	for _, name := range []string{"nats", "prometheus", "sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway", "demo", "loadgen"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %s: %v", name, err)
 		}
@@ -195,8 +195,8 @@ func TestServicesMatchTheBinaries(t *testing.T) {
 			checkHealthcheck(t, svc)
 		})
 	}
-	if seen < 5 {
-		t.Errorf("%d services run the Sluice image; want the four services and the demo", seen)
+	if seen < 6 {
+		t.Errorf("%d services run the Sluice image; want the five services and the demo", seen)
 	}
 }
 

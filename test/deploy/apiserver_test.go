@@ -413,7 +413,7 @@ func TestRBACOnAPIServer(t *testing.T) {
 	if _, err := traffic.AppsV1().ReplicaSets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("sluice-traffic listing ReplicaSets: got %v, want Forbidden", err)
 	}
-	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer"} {
+	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer", "sluice-gateway"} {
 		cl := clientAs(t, c.cp, "sluice", name)
 		if _, err := cl.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("%s listing Pods: got %v, want Forbidden", name, err)

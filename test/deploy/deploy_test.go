@@ -42,7 +42,7 @@ import (
 var overlays = []string{"dev", "production"}
 
 // services are the service binaries; each has a Deployment named after it.
-var services = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic"}
+var services = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway"}
 
 // kubeArgs are the arguments that put each Kubernetes-facing service on
 // the kube platform.
@@ -62,6 +62,10 @@ type manifests struct {
 	bindings     []binding
 	crds         map[string]*apiextensionsv1.CustomResourceDefinition
 	configMaps   map[string]*corev1.ConfigMap
+	services     map[string]*corev1.Service
+	// secrets are the generated Secrets, by name (with kustomize's hash
+	// suffix, as the references to them).
+	secrets map[string]*corev1.Secret
 }
 
 type binding struct {
@@ -106,6 +110,8 @@ func render(t *testing.T, overlay string) *manifests {
 		roles:        map[string][]rbacv1.PolicyRule{},
 		crds:         map[string]*apiextensionsv1.CustomResourceDefinition{},
 		configMaps:   map[string]*corev1.ConfigMap{},
+		services:     map[string]*corev1.Service{},
+		secrets:      map[string]*corev1.Secret{},
 	}
 	for _, doc := range bytes.Split(out, []byte("\n---\n")) {
 		if len(bytes.TrimSpace(doc)) == 0 {
@@ -144,7 +150,11 @@ func render(t *testing.T, overlay string) *manifests {
 			m.crds[o.Name] = o
 		case *corev1.ConfigMap:
 			m.configMaps[o.Name] = o
-		case *corev1.Namespace, *corev1.Service, *corev1.Secret:
+		case *corev1.Service:
+			m.services[o.Name] = o
+		case *corev1.Secret:
+			m.secrets[o.Name] = o
+		case *corev1.Namespace:
 		default:
 			t.Errorf("%s: unexpected %s in the rendered overlay", overlay, gvk)
 		}

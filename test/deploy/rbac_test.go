@@ -36,8 +36,8 @@ func rule(group string, resources []string, verbs ...string) []grant {
 }
 
 // clusterAccess is, per service, every Kubernetes API permission it needs:
-// what its code calls, and nothing else. The orchestrator and the analyzer
-// need none (Rollouts and templates reach them as events).
+// what its code calls, and nothing else. The orchestrator, the analyzer
+// and the gateway need none (Rollouts and templates reach them as events).
 var clusterAccess = map[string][]grant{
 	"sluice-replicas": slices.Concat(
 		// services/replicas/kube: one ReplicaSet per revision, informers,
@@ -71,6 +71,7 @@ var clusterAccess = map[string][]grant{
 	),
 	"sluice-orchestrator": nil,
 	"sluice-analyzer":     nil,
+	"sluice-gateway":      nil,
 }
 
 // clusterScoped are the resources above that are not namespaced.
