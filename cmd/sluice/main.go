@@ -77,6 +77,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd(&conn),
 		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn), newLogsCmd(&conn))
 	root.AddCommand(newOperatorCommands(&conn)...)
+	root.AddCommand(newAuthCmd())
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}

@@ -162,7 +162,7 @@ func (a *Auth) RoleOf(p Principal, namespace string) Role {
 	switch {
 	case p.Via == ViaAnonymous:
 		r = a.cfg.Anonymous
-	case a.file != nil:
+	case a.file != nil && authenticated(p):
 		r = a.file.roleOf(p, namespace)
 	}
 	if a.cfg.ReadOnly {
@@ -179,7 +179,7 @@ func (a *Auth) Roles(p Principal) map[string]Role {
 	switch {
 	case p.Via == ViaAnonymous:
 		out["*"] = a.cfg.Anonymous
-	case a.file != nil:
+	case a.file != nil && authenticated(p):
 		out = a.file.roles(p)
 	}
 	if a.cfg.ReadOnly {
@@ -201,6 +201,13 @@ func (a *Auth) Roles(p Principal) map[string]Role {
 
 // ReadOnly reports whether every command is refused.
 func (a *Auth) ReadOnly() bool { return a.cfg.ReadOnly }
+
+// authenticated reports whether p proved who it is: only then do the
+// file's bindings, "*" among them, apply. A zero Principal (no caller) has
+// no role.
+func authenticated(p Principal) bool {
+	return (p.Via == ViaToken || p.Via == ViaSession) && p.Actor != ""
+}
 
 // matches reports whether subject ("user:alice", "group:devs", "*")
 // names p.

@@ -1,9 +1,12 @@
 package auth
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -42,6 +45,8 @@ func TestRoleOf(t *testing.T) {
 		{"admin everywhere by one of its groups", plat, "billing", RoleAdmin},
 		{"the highest binding wins", carol, "shop", RoleViewer},
 		{"a group name is not an actor", Principal{Actor: "group:devs", Via: ViaToken}, "shop", RoleViewer},
+		{"no caller is not everyone", Principal{}, "shop", RoleNone},
+		{"a caller that did not authenticate", Principal{Actor: "user:alice", Groups: []string{"devs"}}, "shop", RoleNone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := a.RoleOf(tc.p, tc.ns); got != tc.want {
@@ -181,8 +186,11 @@ func TestLocalSignIn(t *testing.T) {
 	}
 
 	r := g.login(t, c, "alice", "wrong", "/rollouts").want(t, http.StatusUnauthorized)
-	if !strings.Contains(r.body, "Wrong username or password") {
-		t.Errorf("wrong password page: %s", r.body)
+	if !strings.Contains(r.body, "Wrong username or password") || !strings.Contains(r.body, `value="alice"`) {
+		t.Errorf("wrong password page (the error, the name kept): %s", r.body)
+	}
+	if strings.Contains(r.body, "wrong\"") {
+		t.Errorf("the page shows the password tried")
 	}
 	g.login(t, c, "mallory", alicePassword, "/").want(t, http.StatusUnauthorized)
 	if g.cookie(c, SessionCookie) != "" {
@@ -424,4 +432,48 @@ func TestSecretsAreNeverLogged(t *testing.T) {
 			t.Errorf("the %s is in the logs:\n%s", name, logs)
 		}
 	}
+}
+
+// A stream (SSE) goes through the middleware unbuffered and counts once
+// against its caller's rate, however long it stays open.
+func TestStreamsCountOnce(t *testing.T) {
+	g := newGateway(t, Config{RatePerSecond: 1, Burst: 3})
+	sent := make(chan struct{})
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for i := range 3 {
+			fmt.Fprintf(w, "id: %d\ndata: {}\n\n", i)
+			w.(http.Flusher).Flush()
+			select {
+			case <-sent:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		<-r.Context().Done()
+	})
+	srv := httptest.NewServer(g.auth.Middleware(inner))
+	defer srv.Close()
+
+	req, _ := http.NewRequest("GET", srv.URL, nil)
+	req.Header.Set("Authorization", "Bearer "+ciToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	for i := range 3 {
+		line, err := events.ReadString('\n')
+		if err != nil || line != fmt.Sprintf("id: %d\n", i) {
+			t.Fatalf("event %d: %q, %v", i, line, err)
+		}
+		events.ReadString('\n')
+		events.ReadString('\n')
+		sent <- struct{}{}
+	}
+	// Three events later the stream has still used one request of three.
+	c := g.client(t)
+	do(t, c, "GET", g.URL+"/api/whoami", nil, "Authorization: Bearer "+ciToken).want(t, http.StatusOK)
+	do(t, c, "GET", g.URL+"/api/whoami", nil, "Authorization: Bearer "+ciToken).want(t, http.StatusOK)
+	do(t, c, "GET", g.URL+"/api/whoami", nil, "Authorization: Bearer "+ciToken).want(t, http.StatusTooManyRequests)
 }

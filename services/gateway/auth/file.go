@@ -226,7 +226,9 @@ var (
 )
 
 // Validate reports every problem of f's shape at once, each a
-// *FieldError with its path. It does not read secrets (LoadFile does).
+// *FieldError with its path, and keeps what it parsed (the bindings'
+// roles, the session TTL) for the checks that use them; a binding that did
+// not validate gives no role. It does not read secrets (LoadFile does).
 func (f *File) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {

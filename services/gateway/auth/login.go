@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,8 +26,12 @@ var loginHTML string
 var loginPage = template.Must(template.New("login").Parse(loginHTML))
 
 // dummyHash is compared against when the user is unknown, so that a
-// wrong name takes as long as a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+// wrong name takes as long as a wrong password. Made on first use: every
+// binary that imports the package would pay for it at start otherwise.
+var dummyHash = sync.OnceValue(func() []byte {
+	h, _ := bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.DefaultCost)
+	return h
+})
 
 // Routes serves /auth/login, /auth/callback and /auth/logout:
 //
@@ -54,6 +59,7 @@ func (a *Auth) Routes() http.Handler {
 
 type loginView struct {
 	Error     string
+	Username  string // kept after a wrong password
 	Next      string
 	CSRF      string
 	Local     bool
@@ -74,6 +80,9 @@ func (a *Auth) loginGet(w http.ResponseWriter, r *http.Request) {
 
 func (a *Auth) renderLogin(w http.ResponseWriter, r *http.Request, status int, next, msg string) {
 	v := loginView{Error: msg, Next: next}
+	if r.Method == http.MethodPost && r.URL.Path == loginPath {
+		v.Username = r.PostFormValue("username")
+	}
 	switch {
 	case a.file == nil:
 		v.NoSignIn = true
@@ -119,7 +128,7 @@ func (a *Auth) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	u, ok := a.user(name)
-	hash := dummyHash
+	hash := dummyHash()
 	if ok {
 		hash = []byte(u.PasswordHash)
 	}

@@ -55,7 +55,7 @@ func (a *Auth) Middleware(next http.Handler) http.Handler {
 		}
 		if !isSafe(r.Method) && p.Via != ViaToken {
 			if msg := a.checkCSRF(r, sess); msg != "" {
-				a.log.Info("refused cross-site request", "reason", msg, "actor", p.Actor, "remote", clientIP(r), "path", r.URL.Path)
+				a.log.Info("refused an unsafe request", "reason", msg, "actor", p.Actor, "remote", clientIP(r), "path", r.URL.Path)
 				writeError(w, http.StatusForbidden, msg)
 				return
 			}

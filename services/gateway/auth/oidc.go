@@ -12,8 +12,12 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// flowTTL bounds how long a person may take at the provider.
-const flowTTL = 10 * time.Minute
+const (
+	// flowTTL bounds how long a person may take at the provider.
+	flowTTL = 10 * time.Minute
+	// providerTimeout bounds each call to the provider.
+	providerTimeout = 15 * time.Second
+)
 
 // oidcClient signs people in with an OpenID Connect provider. It reads
 // the provider's discovery document on first use, not at start, so that
@@ -31,7 +35,7 @@ func (c *oidcClient) discover(ctx context.Context) (*oidc.Provider, *oauth2.Conf
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.provider == nil {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, providerTimeout)
 		defer cancel()
 		p, err := oidc.NewProvider(ctx, c.cfg.Issuer)
 		if err != nil {
@@ -108,12 +112,16 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, a.oidc.cfg.Name+" refused the sign-in: "+e+" "+q.Get("error_description"), "error", e)
 		return
 	}
-	p, oc, err := a.oidc.discover(r.Context())
+	// The provider answers the exchange and the keys within this, or the
+	// person is told to try again rather than left waiting.
+	ctx, cancel := context.WithTimeout(r.Context(), providerTimeout)
+	defer cancel()
+	p, oc, err := a.oidc.discover(ctx)
 	if err != nil {
 		fail(http.StatusBadGateway, "Cannot reach "+a.oidc.cfg.Name+" to sign in; try again later.", "err", err)
 		return
 	}
-	tok, err := oc.Exchange(r.Context(), q.Get("code"), oauth2.VerifierOption(f.Verifier))
+	tok, err := oc.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(f.Verifier))
 	if err != nil {
 		fail(http.StatusBadGateway, a.oidc.cfg.Name+" did not accept the sign-in code. Please try again.", "err", err)
 		return
@@ -123,7 +131,7 @@ func (a *Auth) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadGateway, a.oidc.cfg.Name+" sent no ID token.")
 		return
 	}
-	idt, err := p.Verifier(&oidc.Config{ClientID: a.oidc.cfg.ClientID, Now: a.cfg.Now}).Verify(r.Context(), raw)
+	idt, err := p.Verifier(&oidc.Config{ClientID: a.oidc.cfg.ClientID, Now: a.cfg.Now}).Verify(ctx, raw)
 	if err != nil {
 		fail(http.StatusUnauthorized, "The ID token from "+a.oidc.cfg.Name+" is not valid.", "err", err)
 		return
