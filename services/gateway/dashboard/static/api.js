@@ -100,11 +100,12 @@ export function stream({ namespace, rollout } = {}, onEvent) {
 }
 
 // Roles, weakest first; canDo says whether the caller may act with need
-// in ns.
+// in ns. whoami gives the role in every namespace ("*") and, by name, the
+// namespaces where it differs, higher or lower.
 const roles = ['', 'viewer', 'operator', 'admin'];
 export function canDo(me, ns, need) {
   if (!me || me.readOnly) return false;
   const r = me.roles || {};
-  const have = Math.max(roles.indexOf(r[ns] || ''), roles.indexOf(r['*'] || ''));
+  const have = roles.indexOf((ns in r ? r[ns] : r['*']) || '');
   return have >= roles.indexOf(need);
 }
