@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sluicehq/sluice/internal/devtest"
@@ -71,6 +72,19 @@ func TestDashboard(t *testing.T) {
 	weightPoints := eval[int](b, `Number(document.querySelector('#weight-chart svg').dataset.points)`)
 	if n := eval[int](b, `document.querySelectorAll('[data-metric] svg').length`); n != 0 {
 		t.Fatalf("a measurement chart before the analysis started: %d", n)
+	}
+
+	// By keyboard: Enter on Promote opens the confirmation with the focus
+	// on its button; Escape cancels, and the focus goes back to Promote.
+	b.wait("promote is enabled", time.Minute, `document.querySelector('[data-action="promote"]').disabled ? 'disabled' : ''`)
+	b.do("focus Promote and press Enter", chromedp.Focus(chromedp.CSS(`[data-action="promote"]`)), chromedp.KeyEvent(kb.Enter))
+	b.wait("the confirmation opens with the focus on its button", 10*time.Second,
+		`document.getElementById('confirm').open && document.activeElement.id === 'confirm-ok' ? '' : 'focus on ' + document.activeElement.outerHTML.slice(0, 80)`)
+	b.do("press Escape", chromedp.KeyEvent(kb.Escape))
+	b.wait("Escape closes the dialog and gives the focus back", 10*time.Second,
+		`!document.getElementById('confirm').open && document.activeElement.dataset.action === 'promote' ? '' : 'focus on ' + document.activeElement.outerHTML.slice(0, 80)`)
+	if s := eval[string](b, `document.getElementById('command-status').textContent`); s != "" {
+		t.Fatalf("a cancelled confirmation sent a command: %q", s)
 	}
 
 	// Promote past the pause: the analysis runs while the page is open.
