@@ -106,8 +106,7 @@ type Answer struct {
 // (io.sluice.rollout.command.refused.v1); Code and Reason say why.
 func (a *Answer) Refused() bool { return a.Type == events.TypeRolloutRefused }
 
-// Code and Reason of a refusal; for another answer "" and the event's
-// reason.
+// Code is a refusal's code (events.Refused*); "" for another answer.
 func (a *Answer) Code() string {
 	if c := a.Data.Command; c != nil {
 		return c.Code

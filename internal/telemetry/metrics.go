@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"errors"
+	"strconv"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ type Metrics struct {
 
 	routerOps      *prometheus.CounterVec
 	routerDuration *prometheus.HistogramVec
+
+	gatewayRequests *prometheus.CounterVec
 }
 
 var _ events.Observer = (*Metrics)(nil)
@@ -125,11 +128,16 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time a traffic router took to apply one route, by router.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"router"}),
+		gatewayRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_gateway_requests_total",
+			Help: "Requests the gateway's API answered, by route (its pattern, e.g. \"GET /api/v1/rollouts\"; \"other\" when none matched) and status code.",
+		}, []string{"route", "code"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
 		m.rollouts, m.decisions, m.casConflicts, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
+		m.gatewayRequests,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -311,4 +319,13 @@ func (p *Phases) Forget() {
 		p.m.rollouts.WithLabelValues(old).Dec()
 		delete(p.byKey, k)
 	}
+}
+
+// GatewayRequest counts a request the gateway's API answered with code;
+// route is its pattern, or "other".
+func (m *Metrics) GatewayRequest(route string, code int) {
+	if m == nil {
+		return
+	}
+	m.gatewayRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
 }

@@ -2,12 +2,16 @@ package gateway
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 )
@@ -262,4 +266,49 @@ func TestForbiddenUnauthorizedAndReadOnly(t *testing.T) {
 	if res := nobody.get("/api/v1/openapi.json"); res.code != http.StatusOK {
 		t.Errorf("the API's description without credentials: %s", res)
 	}
+}
+
+// Each answer is counted by route and code.
+func TestRequestsAreCounted(t *testing.T) {
+	sys := startSystem(t)
+	reg := prometheus.NewRegistry()
+	m, err := telemetry.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := sys.gateway(auth.RoleViewer, "user:visitor", func(c *Config) { c.Metrics = m })
+	a.get("/api/v1/whoami")
+	a.get("/api/v1/whoami")
+	a.get("/api/v1/namespaces/shop/rollouts/web")
+	a.get("/api/v1/nothing")
+	want := map[string]float64{
+		`GET /api/v1/whoami 200`:                                 2,
+		`GET /api/v1/namespaces/{namespace}/rollouts/{name} 404`: 1,
+		`other 404`: 1,
+	}
+	// A count is taken as the handler returns, which may be after the
+	// client read a short answer.
+	poll.Until(t, "the requests counted", func() error {
+		got := map[string]float64{}
+		families, err := reg.Gather()
+		if err != nil {
+			return err
+		}
+		for _, f := range families {
+			if f.GetName() != "sluice_gateway_requests_total" {
+				continue
+			}
+			for _, mm := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range mm.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				got[labels["route"]+" "+labels["code"]] = mm.GetCounter().GetValue()
+			}
+		}
+		if !maps.Equal(got, want) {
+			return fmt.Errorf("counted %v, want %v", got, want)
+		}
+		return nil
+	})
 }

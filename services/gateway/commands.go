@@ -105,7 +105,7 @@ func (s *Service) command(w http.ResponseWriter, r *http.Request) {
 	}
 	ev.SetExtension(events.ExtActor, p.Actor)
 	if !s.auth.Allow(p, ref.Namespace, needs(typ, ref)) {
-		s.forbid(w, r.Context(), p, ev, ref)
+		s.forbid(r.Context(), w, p, ev, ref)
 		return
 	}
 	a, err := follow.Send(r.Context(), s.client, ev, s.cfg.CommandTimeout)
@@ -131,7 +131,7 @@ func (s *Service) command(w http.ResponseWriter, r *http.Request) {
 // forbid answers 403 to command ev, which p may not send, and records the
 // refusal on the rollout's status subject, as the orchestrator records the
 // refusals it answers, so that the rollout's history shows who tried.
-func (s *Service) forbid(w http.ResponseWriter, ctx context.Context, p auth.Principal, ev events.Event, ref events.Ref) {
+func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Principal, ev events.Event, ref events.Ref) {
 	reason := fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(ev.Type()), ref.Namespace, roleName(needs(ev.Type(), ref)))
 	if s.auth.ReadOnly() {
 		reason = fmt.Sprintf("the gateway is read-only: %s refused for %s", shortType(ev.Type()), p.Actor)

@@ -64,6 +64,9 @@ func (c *Config) Defaults() {
 	if c.Pods == nil {
 		c.Pods = LocalPods{StateDir: c.StateDir}
 	}
+	if c.Metrics == nil {
+		c.Metrics = telemetry.Default()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -77,7 +77,7 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 	ev.SetExtension(events.ExtActor, p.Actor) // the caller, whatever the event said
 	if !s.auth.Allow(p, ref.Namespace, needs(ev.Type(), ref)) {
 		if slices.Contains(events.OperatorCommandTypes, ev.Type()) {
-			s.forbid(w, r.Context(), p, ev, ref)
+			s.forbid(r.Context(), w, p, ev, ref)
 			return
 		}
 		writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(ev.Type()), ref.Namespace, roleName(needs(ev.Type(), ref))))
@@ -98,12 +98,12 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, Accepted{ID: ev.ID(), Duplicate: res.Duplicate})
 		return
 	}
-	s.waitCompleted(w, r.Context(), ref, ev, timeout)
+	s.waitCompleted(r.Context(), w, ref, ev, timeout)
 }
 
 // waitCompleted publishes rollout request ev and answers once the update
 // it starts completes (200), fails (409) or timeout passes (504).
-func (s *Service) waitCompleted(w http.ResponseWriter, ctx context.Context, ref events.Ref, ev events.Event, timeout time.Duration) {
+func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref events.Ref, ev events.Event, timeout time.Duration) {
 	cons, err := follow.Status(ctx, s.client, ref)
 	if err != nil {
 		s.unavailable(w, err)

@@ -78,23 +78,56 @@ func (s *Service) routes() []route {
 func (s *Service) apiMux() *http.ServeMux {
 	api := http.NewServeMux()
 	for _, rt := range s.routes() {
-		api.HandleFunc(rt.method+" "+rt.path, rt.handle)
+		pattern := rt.method + " " + rt.path
+		api.Handle(pattern, s.counted(pattern, rt.handle))
 	}
 	return api
 }
 
+// counted counts each answer of h by route and status code.
+func (s *Service) counted(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &codeWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(cw, r)
+		s.cfg.Metrics.GatewayRequest(route, cw.code)
+	})
+}
+
+// codeWriter remembers the status code of an answer. Unwrap lets
+// http.ResponseController flush an event stream through it.
+type codeWriter struct {
+	http.ResponseWriter
+	code  int
+	wrote bool
+}
+
+func (c *codeWriter) WriteHeader(code int) {
+	if !c.wrote {
+		c.code, c.wrote = code, true
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *codeWriter) Write(b []byte) (int, error) {
+	c.wrote = true
+	return c.ResponseWriter.Write(b)
+}
+
+func (c *codeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
 // Handler serves the API, the auth routes and the dashboard.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", jsonMisses(s.apiMux()))
+	mux.Handle("/api/", s.jsonMisses(s.apiMux()))
 	mux.Handle("/auth/", s.auth.Routes())
 	mux.Handle("/", dashboard.Handler())
 	return s.auth.Middleware(mux)
 }
 
-// jsonMisses answers a request no route serves with a JSON error (404, or
-// 405 with Allow), as every other API error.
-func jsonMisses(mux *http.ServeMux) http.Handler {
+// jsonMisses answers a request no route of mux serves with a JSON error
+// (404, or 405 with Allow), as every other API error, counted as route
+// "other".
+func (s *Service) jsonMisses(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := mux.Handler(r); pattern != "" {
 			mux.ServeHTTP(w, r)
@@ -105,9 +138,11 @@ func jsonMisses(mux *http.ServeMux) http.Handler {
 		if allow := rec.header.Get("Allow"); allow != "" {
 			w.Header().Set("Allow", allow)
 			writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+allow)
+			s.cfg.Metrics.GatewayRequest("other", http.StatusMethodNotAllowed)
 			return
 		}
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path+" (GET /api/v1/openapi.json lists them)")
+		s.cfg.Metrics.GatewayRequest("other", http.StatusNotFound)
 	})
 }
 

@@ -1,0 +1,206 @@
+// Package devtest runs a real `sluice dev` for a test: the binaries from
+// internal/testbin, free loopback ports, a working directory holding
+// bin/demoapp (the examples' apps run as `bin/demoapp`), and a clean stop
+// that leaves no process behind.
+//
+// test/e2e keeps its own copy of this harness from before the package
+// existed; new tests use this one.
+package devtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/testbin"
+)
+
+// StartTimeout bounds how long Start waits for sluice dev to be ready.
+const StartTimeout = 90 * time.Second
+
+// Options configure a Dev.
+type Options struct {
+	// Args are added to sluice dev's command line (e.g. --dashboard-auth).
+	Args []string
+}
+
+// Dev is one `sluice dev` process and the addresses it serves.
+type Dev struct {
+	t    testing.TB
+	opts Options
+	// Work is the working directory; State is --state-dir.
+	Work, State string
+	// NATS, Prom, HTTP and Dashboard are the host:port of --nats-listen,
+	// --prometheus-listen, --http-listen and --dashboard-listen.
+	NATS, Prom, HTTP, Dashboard string
+
+	cli    string
+	cmd    *exec.Cmd
+	exited chan error
+	out    *syncBuffer
+}
+
+// FreeAddr returns a loopback address nothing listens on at the moment.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Start runs sluice dev and returns once it serves /readyz and the
+// dashboard; it is stopped when the test ends. Ports are picked free but
+// may be taken by another test before sluice dev binds them: then it
+// starts again on new ones.
+func Start(t testing.TB, opts Options) *Dev {
+	t.Helper()
+	work := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(testbin.Path(t, "demoapp"), filepath.Join(work, "bin", "demoapp")); err != nil {
+		t.Fatal(err)
+	}
+	d := &Dev{t: t, opts: opts, Work: work, State: filepath.Join(work, "state"), cli: testbin.Path(t, "sluice")}
+	t.Cleanup(d.Stop)
+	for attempt := 1; ; attempt++ {
+		d.NATS, d.Prom, d.HTTP, d.Dashboard = FreeAddr(t), FreeAddr(t), FreeAddr(t), FreeAddr(t)
+		err := d.tryStart()
+		if err == nil {
+			return d
+		}
+		if attempt == 3 || !strings.Contains(d.out.String(), "address already in use") {
+			t.Fatalf("sluice dev did not start: %v\n%s", err, d.out.String())
+		}
+	}
+}
+
+func (d *Dev) tryStart() error {
+	d.out = &syncBuffer{}
+	args := append([]string{"dev", "--state-dir", d.State,
+		"--nats-listen", d.NATS, "--prometheus-listen", d.Prom, "--http-listen", d.HTTP,
+		"--dashboard-listen", d.Dashboard, "--log-level", "warn"}, d.opts.Args...)
+	d.cmd = exec.Command(d.cli, args...)
+	d.cmd.Dir = d.Work
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- d.cmd.Wait() }()
+	deadline := time.After(StartTimeout)
+	client := &http.Client{Timeout: 5 * time.Second}
+	ready := func(url string) bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for {
+		select {
+		case err := <-exited:
+			d.cmd = nil
+			return fmt.Errorf("exited: %v", err)
+		case <-deadline:
+			d.exited = exited
+			d.Stop()
+			return fmt.Errorf("not ready within %s", StartTimeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if ready("http://"+d.HTTP+"/readyz") && ready("http://"+d.Dashboard+"/") {
+			d.exited = exited
+			return nil
+		}
+	}
+}
+
+// Stop ends sluice dev with SIGINT (SIGKILL if it has not left within a
+// minute) and every demo app it started.
+func (d *Dev) Stop() {
+	if d.cmd != nil {
+		_ = d.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-d.exited:
+		case <-time.After(time.Minute):
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		d.cmd = nil
+	}
+	// Nothing this test started may outlive it.
+	_ = exec.Command("pkill", "-KILL", "-f", filepath.Join(d.Work, "bin", "demoapp")).Run()
+}
+
+// Output is what sluice dev has written so far.
+func (d *Dev) Output() string { return d.out.String() }
+
+// Sluice runs the CLI against this sluice dev and returns its exit code
+// and output.
+func (d *Dev) Sluice(args ...string) (int, string) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, d.cli, append(args, "--nats-url", "nats://"+d.NATS)...)
+	cmd.Dir = d.Work
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("sluice %v: %v", args, err)
+	}
+	return code, string(out)
+}
+
+// Apply writes manifest to a file and applies it with args; it fails the
+// test unless sluice apply exits 0.
+func (d *Dev) Apply(manifest string, args ...string) string {
+	d.t.Helper()
+	f, err := os.CreateTemp(d.Work, "manifest-*.yaml")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if _, err := f.WriteString(manifest); err != nil {
+		d.t.Fatal(err)
+	}
+	f.Close()
+	code, out := d.Sluice(append([]string{"apply", "-f", f.Name()}, args...)...)
+	if code != 0 {
+		d.t.Fatalf("sluice apply %v: exit %d\n%s\nsluice dev:\n%s", args, code, out, d.Output())
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer the process's output goroutines and the
+// test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
