@@ -2,9 +2,6 @@
 // internal/testbin, free loopback ports, a working directory holding
 // bin/demoapp (the examples' apps run as `bin/demoapp`), and a clean stop
 // that leaves no process behind.
-//
-// test/e2e keeps its own copy of this harness from before the package
-// existed; new tests use this one.
 package devtest
 
 import (
@@ -61,11 +58,18 @@ func FreeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// Start runs sluice dev and returns once it serves /readyz and the
-// dashboard; it is stopped when the test ends. Ports are picked free but
-// may be taken by another test before sluice dev binds them: then it
-// starts again on new ones.
+// Start runs sluice dev (New, then Run) and returns once it serves /readyz
+// and the dashboard; it is stopped when the test ends.
 func Start(t testing.TB, opts Options) *Dev {
+	t.Helper()
+	d := New(t, opts)
+	d.Run()
+	return d
+}
+
+// New prepares a sluice dev that Run starts; it is stopped when the test
+// ends.
+func New(t testing.TB, opts Options) *Dev {
 	t.Helper()
 	work := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
@@ -75,17 +79,40 @@ func Start(t testing.TB, opts Options) *Dev {
 		t.Fatal(err)
 	}
 	d := &Dev{t: t, opts: opts, Work: work, State: filepath.Join(work, "state"), cli: testbin.Path(t, "sluice")}
+	d.NATS, d.Prom, d.HTTP, d.Dashboard = FreeAddr(t), FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	t.Cleanup(d.Stop)
+	return d
+}
+
+// Run starts sluice dev, or starts it again after Kill or Stop with the
+// same state and, when they are still free, the same ports, and returns
+// once it serves /readyz and the dashboard. Ports are picked free but may
+// be taken by another test before sluice dev binds them: then it starts
+// again on new ones.
+func (d *Dev) Run() {
+	d.t.Helper()
 	for attempt := 1; ; attempt++ {
-		d.NATS, d.Prom, d.HTTP, d.Dashboard = FreeAddr(t), FreeAddr(t), FreeAddr(t), FreeAddr(t)
 		err := d.tryStart()
 		if err == nil {
-			return d
+			return
 		}
 		if attempt == 3 || !strings.Contains(d.out.String(), "address already in use") {
-			t.Fatalf("sluice dev did not start: %v\n%s", err, d.out.String())
+			d.t.Fatalf("sluice dev did not start: %v\n%s", err, d.out.String())
 		}
+		d.NATS, d.Prom, d.HTTP, d.Dashboard = FreeAddr(d.t), FreeAddr(d.t), FreeAddr(d.t), FreeAddr(d.t)
 	}
+}
+
+// Kill ends sluice dev with SIGKILL: nothing is shut down cleanly, and the
+// processes it started are left running, as after a crash.
+func (d *Dev) Kill() {
+	d.t.Helper()
+	if d.cmd == nil {
+		d.t.Fatal("devtest: Kill without a running sluice dev")
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+	d.cmd = nil
 }
 
 func (d *Dev) tryStart() error {
@@ -130,7 +157,7 @@ func (d *Dev) tryStart() error {
 }
 
 // Stop ends sluice dev with SIGINT (SIGKILL if it has not left within a
-// minute) and every demo app it started.
+// minute) and every demo app it started. The test's cleanup calls it.
 func (d *Dev) Stop() {
 	if d.cmd != nil {
 		_ = d.cmd.Process.Signal(syscall.SIGINT)
@@ -167,9 +194,9 @@ func (d *Dev) Sluice(args ...string) (int, string) {
 	return code, string(out)
 }
 
-// Apply writes manifest to a file and applies it with args; it fails the
-// test unless sluice apply exits 0.
-func (d *Dev) Apply(manifest string, args ...string) string {
+// WriteFile writes manifest to a new file in the working directory and
+// returns its path.
+func (d *Dev) WriteFile(manifest string) string {
 	d.t.Helper()
 	f, err := os.CreateTemp(d.Work, "manifest-*.yaml")
 	if err != nil {
@@ -179,7 +206,14 @@ func (d *Dev) Apply(manifest string, args ...string) string {
 		d.t.Fatal(err)
 	}
 	f.Close()
-	code, out := d.Sluice(append([]string{"apply", "-f", f.Name()}, args...)...)
+	return f.Name()
+}
+
+// Apply writes manifest to a file and applies it with args; it fails the
+// test unless sluice apply exits 0.
+func (d *Dev) Apply(manifest string, args ...string) string {
+	d.t.Helper()
+	code, out := d.Sluice(append([]string{"apply", "-f", d.WriteFile(manifest)}, args...)...)
 	if code != 0 {
 		d.t.Fatalf("sluice apply %v: exit %d\n%s\nsluice dev:\n%s", args, code, out, d.Output())
 	}
