@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -104,11 +105,12 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 // waitCompleted publishes rollout request ev and answers once the update
 // it starts completes (200), fails (409) or timeout passes (504).
 func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref events.Ref, ev events.Event, timeout time.Duration) {
-	cons, err := follow.Status(ctx, s.client, ref)
+	f, err := follow.Status(ctx, s.client, ref)
 	if err != nil {
 		s.unavailable(w, err)
 		return
 	}
+	defer f.Stop()
 	res, err := s.client.Publish(ctx, events.CommandSubject(ref), ev)
 	if err != nil {
 		s.unavailable(w, err)
@@ -119,10 +121,14 @@ func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref 
 	defer cancel()
 	u := &follow.Update{Ref: ref, RequestID: ev.ID()}
 	for !u.Done {
-		d, err := follow.Next(wctx, cons)
+		d, err := f.Next(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return // the caller is gone
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				s.unavailable(w, err)
+				return
 			}
 			out.Outcome, out.Status = "timeout", u.Last
 			out.Error = fmt.Sprintf("%s published, but the update did not complete within %s", ev.ID(), timeout)

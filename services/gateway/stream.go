@@ -71,11 +71,12 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 		}
 		after = info.State.LastSeq
 	}
-	cons, err := follow.After(r.Context(), s.client, after, subject)
+	f, err := follow.After(r.Context(), s.client, after, subject)
 	if err != nil {
 		s.unavailable(w, err)
 		return
 	}
+	defer f.Stop()
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -94,7 +95,7 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	for {
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
-		d, err := follow.Next(hctx, cons)
+		d, err := f.Next(hctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:
