@@ -20,28 +20,34 @@ import (
 // ErrNoAnswer means no status event answered a command in time.
 var ErrNoAnswer = errors.New("no answer")
 
-// Status follows the status events of refs published from now on. It
-// starts right after the stream's current end: a DeliverNew ordered
-// consumer is recreated "at new" until its first message, and would skip
-// events published in between.
+// Status follows the status events of refs published from now on
+// (FromNow).
 func Status(ctx context.Context, client *events.Client, refs ...events.Ref) (*Follower, error) {
 	subjects := make([]string, len(refs))
 	for i, r := range refs {
 		subjects[i] = events.StatusSubject(r)
 	}
-	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	f, err := After(ctx, client, info.State.LastSeq, subjects...)
+	f, err := FromNow(ctx, client, subjects...)
 	if err != nil {
 		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
 	}
 	return f, nil
+}
+
+// FromNow follows the status events on subjects (wildcards allowed)
+// published from now on. It starts right after the stream's current end:
+// a DeliverNew ordered consumer is recreated "at new" until its first
+// message, and would skip events published in between.
+func FromNow(ctx context.Context, client *events.Client, subjects ...string) (*Follower, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return After(ctx, client, info.State.LastSeq, subjects...)
 }
 
 // After follows the status events on subjects (wildcards allowed) stored

@@ -81,7 +81,7 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 			s.forbid(r.Context(), w, p, ev, ref)
 			return
 		}
-		writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(ev.Type()), ref.Namespace, roleName(needs(ev.Type(), ref))))
+		writeError(w, http.StatusForbidden, s.forbidden(p, ev.Type(), ref))
 		return
 	}
 	if ev.Type() == events.TypeRolloutRequested {
