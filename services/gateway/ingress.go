@@ -23,7 +23,8 @@ type Accepted struct {
 	// Duplicate is set when the bus already held an event with this id:
 	// it was not acted on again.
 	Duplicate bool `json:"duplicate,omitempty"`
-	// Outcome, with ?wait=completed: completed, failed or timeout.
+	// Outcome, with ?wait=completed: completed, failed, timeout, or
+	// unanswered when the gateway stopped waiting first.
 	Outcome string           `json:"outcome,omitempty"`
 	Status  *events.Snapshot `json:"status,omitempty"`
 	Error   string           `json:"error,omitempty"`
@@ -124,7 +125,12 @@ func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref 
 		d, err := f.Next(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return // the caller is gone
+				// The caller went, or the gateway is stopping: never let
+				// that read as an empty 200.
+				out.Outcome, out.Status = "unanswered", u.Last
+				out.Error = fmt.Sprintf("%s published, but the gateway stopped waiting before the update finished: `sluice get %s` shows where it stands", ev.ID(), ref)
+				writeJSON(w, http.StatusServiceUnavailable, out)
+				return
 			}
 			if !errors.Is(err, context.DeadlineExceeded) {
 				s.unavailable(w, err)
