@@ -163,24 +163,33 @@ func (r response) String() string { return fmt.Sprintf("%d %s", r.code, r.body) 
 
 func (a *api) do(req *http.Request) response {
 	a.t.Helper()
+	res, err := a.send(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return res
+}
+
+// send is do for another goroutine than the test's: it returns the error.
+func (a *api) send(req *http.Request) (response, error) {
 	ctx, cancel := context.WithTimeout(req.Context(), time.Minute)
 	defer cancel()
 	res, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, err
 	}
 	out := response{code: res.StatusCode, body: b}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(b, &out.json); err != nil {
-			a.t.Fatalf("%s %s: %d with invalid JSON %q: %v", req.Method, req.URL, res.StatusCode, b, err)
+			return out, fmt.Errorf("%s %s: %d with invalid JSON %q: %v", req.Method, req.URL, res.StatusCode, b, err)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (a *api) call(method, path, body string) response {
