@@ -69,14 +69,16 @@ func After(ctx context.Context, client *events.Client, seq uint64, subjects ...s
 	if err != nil {
 		return nil, err
 	}
-	return &Follower{it: it}, nil
+	return &Follower{it: it, stream: s, cons: cons}, nil
 }
 
 // Follower reads the status events an ordered consumer delivers, in
 // order. It keeps one consumer on the server for as long as it follows
 // (fetching message by message would create one per fetch); Stop ends it.
 type Follower struct {
-	it jetstream.MessagesContext
+	it     jetstream.MessagesContext
+	stream jetstream.Stream
+	cons   jetstream.Consumer
 }
 
 // Delivered is a status event with where the stream stored it.
@@ -111,8 +113,17 @@ func (f *Follower) Next(ctx context.Context) (Delivered, error) {
 	}
 }
 
-// Stop stops following.
-func (f *Follower) Stop() { f.it.Stop() }
+// Stop stops following and deletes the consumer, rather than leave it to
+// the server's inactivity threshold (minutes): a busy gateway follows many
+// times a minute.
+func (f *Follower) Stop() {
+	f.it.Stop()
+	if info := f.cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.stream.DeleteConsumer(ctx, info.Name)
+	}
+}
 
 // Answer is the first status event that carries a command's id in its
 // causationid.

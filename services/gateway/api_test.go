@@ -24,6 +24,7 @@ import (
 func TestReadARealCanary(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	other := events.Ref{Namespace: "blog", Name: "site"}
 
@@ -136,6 +137,7 @@ func TestReadARealCanary(t *testing.T) {
 func TestEveryCommandAnswered(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	cmd := func(command, body string, code int, want string) CommandResult {
 		t.Helper()

@@ -233,6 +233,7 @@ func toStrings(v any) []string {
 func TestCloudEventsWaitCompleted(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleOperator, "ci:deploy")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	structured := func(id, image string) string {
 		ev := requestEvent(t, id, web, image)
