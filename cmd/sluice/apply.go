@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/sluicehq/sluice/internal/follow"
@@ -179,7 +178,7 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 
 // applyWatch follows the status events of the applied rollouts.
 type applyWatch struct {
-	cons     jetstream.Consumer
+	status   *follow.Follower
 	rollouts map[events.Ref]*spec.Rollout
 }
 
@@ -191,7 +190,7 @@ func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbou
 		w.rollouts[r.ref] = r.rollout
 	}
 	var err error
-	if w.cons, err = follow.Status(ctx, client, refs...); err != nil {
+	if w.status, err = follow.Status(ctx, client, refs...); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -226,7 +225,10 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p prog
 	}
 	pending, failed := len(ids), false
 	for pending > 0 {
-		got, err := follow.Next(ctx, w.cons)
+		got, err := w.status.Next(ctx)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
 		if err != nil {
 			var lines []string
 			for r, u := range state {

@@ -20,43 +20,65 @@ import (
 // ErrNoAnswer means no status event answered a command in time.
 var ErrNoAnswer = errors.New("no answer")
 
-// Status returns an ordered consumer of the status events of refs
-// published from now on. It starts right after the stream's current end: a
-// DeliverNew ordered consumer is recreated "at new" until its first
-// message, and would skip events published in between.
-func Status(ctx context.Context, client *events.Client, refs ...events.Ref) (jetstream.Consumer, error) {
+// Status follows the status events of refs published from now on
+// (FromNow).
+func Status(ctx context.Context, client *events.Client, refs ...events.Ref) (*Follower, error) {
 	subjects := make([]string, len(refs))
 	for i, r := range refs {
 		subjects[i] = events.StatusSubject(r)
 	}
-	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	f, err := FromNow(ctx, client, subjects...)
 	if err != nil {
 		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	cons, err := After(ctx, client, info.State.LastSeq, subjects...)
-	if err != nil {
-		return nil, fmt.Errorf("follow the status of %v: %w", refs, err)
-	}
-	return cons, nil
+	return f, nil
 }
 
-// After returns an ordered consumer of the status events on subjects
-// (wildcards allowed) stored after stream sequence seq: 0 reads every
-// event the stream keeps.
-func After(ctx context.Context, client *events.Client, seq uint64, subjects ...string) (jetstream.Consumer, error) {
+// FromNow follows the status events on subjects (wildcards allowed)
+// published from now on. It starts right after the stream's current end:
+// a DeliverNew ordered consumer is recreated "at new" until its first
+// message, and would skip events published in between.
+func FromNow(ctx context.Context, client *events.Client, subjects ...string) (*Follower, error) {
 	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
 	if err != nil {
 		return nil, err
 	}
-	return s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return After(ctx, client, info.State.LastSeq, subjects...)
+}
+
+// After follows the status events on subjects (wildcards allowed) stored
+// after stream sequence seq: 0 reads every event the stream keeps.
+func After(ctx context.Context, client *events.Client, seq uint64, subjects ...string) (*Follower, error) {
+	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    seq + 1,
 	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, err
+	}
+	return &Follower{it: it, stream: s, cons: cons}, nil
+}
+
+// Follower reads the status events an ordered consumer delivers, in
+// order. It keeps one consumer on the server for as long as it follows
+// (fetching message by message would create one per fetch); Stop ends it.
+type Follower struct {
+	it     jetstream.MessagesContext
+	stream jetstream.Stream
+	cons   jetstream.Consumer
 }
 
 // Delivered is a status event with where the stream stored it.
@@ -67,20 +89,17 @@ type Delivered struct {
 	Stored time.Time
 }
 
-// Next returns the next event cons delivers, skipping messages that are
-// not valid events. It waits until ctx ends and then returns ctx's error.
-func Next(ctx context.Context, cons jetstream.Consumer) (Delivered, error) {
+// Next returns the next event, skipping messages that are not valid
+// events. It waits until ctx ends and then returns ctx's error; after Stop
+// it returns jetstream.ErrMsgIteratorClosed.
+func (f *Follower) Next(ctx context.Context) (Delivered, error) {
 	for {
-		if err := ctx.Err(); err != nil {
-			return Delivered{}, err
-		}
-		wait := 250 * time.Millisecond
-		if dl, ok := ctx.Deadline(); ok {
-			wait = min(wait, max(time.Until(dl), time.Millisecond))
-		}
-		msg, err := cons.Next(jetstream.FetchMaxWait(wait))
+		msg, err := f.it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			continue // no message yet
+			if ctx.Err() != nil {
+				return Delivered{}, ctx.Err()
+			}
+			return Delivered{}, err
 		}
 		ev, err := events.Decode(msg.Data(), msg.Headers())
 		if err != nil {
@@ -91,6 +110,18 @@ func Next(ctx context.Context, cons jetstream.Consumer) (Delivered, error) {
 			d.Seq, d.Stored = meta.Sequence.Stream, meta.Timestamp
 		}
 		return d, nil
+	}
+}
+
+// Stop stops following and deletes the consumer, rather than leave it to
+// the server's inactivity threshold (minutes): a busy gateway follows many
+// times a minute.
+func (f *Follower) Stop() {
+	f.it.Stop()
+	if info := f.cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = f.stream.DeleteConsumer(ctx, info.Name)
 	}
 }
 
@@ -133,27 +164,29 @@ func Send(ctx context.Context, client *events.Client, ev events.Event, timeout t
 	if err != nil {
 		return nil, err
 	}
-	var cons jetstream.Consumer
-	if timeout > 0 {
-		if cons, err = Status(ctx, client, r); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
+	if timeout <= 0 {
+		_, err := client.Publish(ctx, events.CommandSubject(r), ev)
 		return nil, err
 	}
-	if cons == nil {
-		return nil, nil
+	f, err := Status(ctx, client, r)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Stop()
+	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		d, err := Next(wctx, cons)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
+		d, err := f.Next(wctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
 			return nil, fmt.Errorf("%s %s: %w within %s", ev.Type(), ev.ID(), ErrNoAnswer, timeout)
+		case err != nil:
+			return nil, fmt.Errorf("wait for the answer to %s: %w", ev.ID(), err)
 		}
 		if events.Extension(d.Event, events.ExtCausationID) != ev.ID() {
 			continue

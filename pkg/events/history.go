@@ -62,6 +62,15 @@ func (c *Client) replay(ctx context.Context, stream, subject string) ([]HistoryE
 	if err != nil {
 		return nil, fmt.Errorf("history: read %s: %w", subject, err)
 	}
+	// The server would keep the last consumer for minutes after the read:
+	// delete it, so that frequent reads (the gateway's) do not pile up.
+	defer func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = s.DeleteConsumer(dctx, info.Name)
+		}
+	}()
 	var out []HistoryEntry
 	for uint64(len(out)) < want {
 		batch, err := cons.Fetch(int(min(want-uint64(len(out)), 256)), jetstream.FetchMaxWait(5*time.Second))

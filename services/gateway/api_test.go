@@ -7,12 +7,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 )
 
@@ -22,6 +24,7 @@ import (
 func TestReadARealCanary(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	other := events.Ref{Namespace: "blog", Name: "site"}
 
@@ -134,6 +137,7 @@ func TestReadARealCanary(t *testing.T) {
 func TestEveryCommandAnswered(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleAdmin, "user:dev")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	cmd := func(command, body string, code int, want string) CommandResult {
 		t.Helper()
@@ -311,4 +315,26 @@ func TestRequestsAreCounted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Without an orchestrator a command is published and unanswered: 504 says
+// so, and the list is empty rather than an error.
+func TestCommandUnansweredWithoutAnOrchestrator(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	sys := &system{t: t, url: srv.ClientURL(), bus: eventstest.Connect(t, srv.ClientURL())}
+	a := sys.gateway(auth.RoleAdmin, "user:dev", func(c *Config) { c.CommandTimeout = 200 * time.Millisecond })
+	if res := a.get("/api/v1/rollouts"); res.code != http.StatusOK || string(res.body) != "{\"items\":[]}\n" {
+		t.Fatalf("list before any orchestrator ran: %s", res)
+	}
+	if res := a.get("/api/v1/namespaces/shop/rollouts/web"); res.code != http.StatusNotFound {
+		t.Fatalf("get before any orchestrator ran: %s", res)
+	}
+	res := a.call("POST", "/api/v1/namespaces/shop/rollouts/web/abort", "")
+	r := decode[CommandResult](t, res)
+	if res.code != http.StatusGatewayTimeout || r.Outcome != OutcomeUnanswered || r.ID == "" || r.Error == "" {
+		t.Fatalf("abort with no orchestrator: %s, want 504 unanswered", res)
+	}
+	if got := sys.commands(events.Ref{Namespace: "shop", Name: "web"})[r.ID]; len(got) != 1 || events.Extension(got[0], events.ExtActor) != "user:dev" {
+		t.Fatalf("the abort on the bus: %v", got)
+	}
 }

@@ -132,10 +132,7 @@ func (s *Service) command(w http.ResponseWriter, r *http.Request) {
 // refusal on the rollout's status subject, as the orchestrator records the
 // refusals it answers, so that the rollout's history shows who tried.
 func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Principal, ev events.Event, ref events.Ref) {
-	reason := fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(ev.Type()), ref.Namespace, roleName(needs(ev.Type(), ref)))
-	if s.auth.ReadOnly() {
-		reason = fmt.Sprintf("the gateway is read-only: %s refused for %s", shortType(ev.Type()), p.Actor)
-	}
+	reason := s.forbidden(p, ev.Type(), ref)
 	snap := events.Snapshot{Namespace: ref.Namespace, Name: ref.Name}
 	if rd, err := s.rollouts(ctx); err == nil {
 		if cur, err := rd.Get(ctx, ref); err == nil {
@@ -154,6 +151,14 @@ func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Prin
 	}
 	s.cfg.Logger.Info("command refused", "rollout", ref.String(), "command", ev.Type(), "id", ev.ID(), "actor", p.Actor, "code", events.RefusedForbidden)
 	writeJSON(w, http.StatusForbidden, res)
+}
+
+// forbidden says why p may not send a command of type typ for ref.
+func (s *Service) forbidden(p auth.Principal, typ string, ref events.Ref) string {
+	if s.auth.ReadOnly() {
+		return fmt.Sprintf("the gateway is read-only: %s refused for %s", shortType(typ), p.Actor)
+	}
+	return fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(typ), ref.Namespace, roleName(needs(typ, ref)))
 }
 
 // shortType is "promote" for io.sluice.rollout.promote.v1.

@@ -61,6 +61,13 @@ type system struct {
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
+	return startSystemWith(t, func(*events.Client) replicas.Backend { return instant.New() })
+}
+
+// startSystemWith is startSystem with the replicas backend backend
+// returns.
+func startSystemWith(t *testing.T, backend func(*events.Client) replicas.Backend) *system {
+	t.Helper()
 	srv := eventstest.StartServer(t)
 	s := &system{t: t, url: srv.ClientURL(), bus: eventstest.Connect(t, srv.ClientURL())}
 	o, err := orchestrator.New(eventstest.Connect(t, s.url), orchestrator.Config{Logger: eventstest.Quiet()})
@@ -68,7 +75,7 @@ func startSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	work := eventstest.Connect(t, s.url)
-	rs, err := replicas.New(work, instant.New(), replicas.Config{Logger: eventstest.Quiet()})
+	rs, err := replicas.New(work, backend(work), replicas.Config{Logger: eventstest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,24 +170,33 @@ func (r response) String() string { return fmt.Sprintf("%d %s", r.code, r.body) 
 
 func (a *api) do(req *http.Request) response {
 	a.t.Helper()
+	res, err := a.send(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return res
+}
+
+// send is do for another goroutine than the test's: it returns the error.
+func (a *api) send(req *http.Request) (response, error) {
 	ctx, cancel := context.WithTimeout(req.Context(), time.Minute)
 	defer cancel()
 	res, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		a.t.Fatal(err)
+		return response{}, err
 	}
 	out := response{code: res.StatusCode, body: b}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		if err := json.Unmarshal(b, &out.json); err != nil {
-			a.t.Fatalf("%s %s: %d with invalid JSON %q: %v", req.Method, req.URL, res.StatusCode, b, err)
+			return out, fmt.Errorf("%s %s: %d with invalid JSON %q: %v", req.Method, req.URL, res.StatusCode, b, err)
 		}
 	}
-	return out
+	return out, nil
 }
 
 func (a *api) call(method, path, body string) response {
@@ -227,4 +243,43 @@ func (a *api) waitPhase(r events.Ref, rev int64, phase string) Detail {
 		return nil
 	})
 	return d
+}
+
+// consumers counts the consumers of the commands and status streams.
+func (s *system) consumers() int {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
+	defer cancel()
+	n := 0
+	for _, name := range []string{events.StreamCommands, events.StreamStatus} {
+		st, err := s.bus.JetStream().Stream(ctx, name)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		n += info.State.Consumers
+	}
+	return n
+}
+
+// leavesNoConsumer checks, at the end of the test, that the gateway's
+// reads, commands and streams left no consumer behind: the server would
+// keep each for minutes, and a busy dashboard reads many times a minute.
+func (s *system) leavesNoConsumer() {
+	s.t.Helper()
+	base := s.consumers()
+	s.t.Cleanup(func() {
+		if s.t.Failed() {
+			return
+		}
+		poll.Until(s.t, "the consumers the gateway made deleted", func() error {
+			if n := s.consumers(); n != base {
+				return fmt.Errorf("%d consumers, %d before", n, base)
+			}
+			return nil
+		})
+	})
 }

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -22,7 +23,8 @@ type Accepted struct {
 	// Duplicate is set when the bus already held an event with this id:
 	// it was not acted on again.
 	Duplicate bool `json:"duplicate,omitempty"`
-	// Outcome, with ?wait=completed: completed, failed or timeout.
+	// Outcome, with ?wait=completed: completed, failed, timeout, or
+	// unanswered when the gateway stopped waiting first.
 	Outcome string           `json:"outcome,omitempty"`
 	Status  *events.Snapshot `json:"status,omitempty"`
 	Error   string           `json:"error,omitempty"`
@@ -80,7 +82,7 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 			s.forbid(r.Context(), w, p, ev, ref)
 			return
 		}
-		writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(ev.Type()), ref.Namespace, roleName(needs(ev.Type(), ref))))
+		writeError(w, http.StatusForbidden, s.forbidden(p, ev.Type(), ref))
 		return
 	}
 	if ev.Type() == events.TypeRolloutRequested {
@@ -104,11 +106,12 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 // waitCompleted publishes rollout request ev and answers once the update
 // it starts completes (200), fails (409) or timeout passes (504).
 func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref events.Ref, ev events.Event, timeout time.Duration) {
-	cons, err := follow.Status(ctx, s.client, ref)
+	f, err := follow.Status(ctx, s.client, ref)
 	if err != nil {
 		s.unavailable(w, err)
 		return
 	}
+	defer f.Stop()
 	res, err := s.client.Publish(ctx, events.CommandSubject(ref), ev)
 	if err != nil {
 		s.unavailable(w, err)
@@ -119,10 +122,19 @@ func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref 
 	defer cancel()
 	u := &follow.Update{Ref: ref, RequestID: ev.ID()}
 	for !u.Done {
-		d, err := follow.Next(wctx, cons)
+		d, err := f.Next(wctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return // the caller is gone
+				// The caller went, or the gateway is stopping: never let
+				// that read as an empty 200.
+				out.Outcome, out.Status = "unanswered", u.Last
+				out.Error = fmt.Sprintf("%s published, but the gateway stopped waiting before the update finished: `sluice get %s` shows where it stands", ev.ID(), ref)
+				writeJSON(w, http.StatusServiceUnavailable, out)
+				return
+			}
+			if !errors.Is(err, context.DeadlineExceeded) {
+				s.unavailable(w, err)
+				return
 			}
 			out.Outcome, out.Status = "timeout", u.Last
 			out.Error = fmt.Sprintf("%s published, but the update did not complete within %s", ev.ID(), timeout)

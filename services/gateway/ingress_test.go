@@ -129,6 +129,11 @@ func TestCloudEventsIngress(t *testing.T) {
 // post sends a binary-mode CloudEvent by hand, to read the answer's body.
 func (a *api) post(query string, header map[string]string, body string) response {
 	a.t.Helper()
+	return a.do(a.postRequest(query, header, body))
+}
+
+func (a *api) postRequest(query string, header map[string]string, body string) *http.Request {
+	a.t.Helper()
 	req, err := http.NewRequest("POST", a.base+"/api/v1/events"+query, strings.NewReader(body))
 	if err != nil {
 		a.t.Fatal(err)
@@ -136,7 +141,23 @@ func (a *api) post(query string, header map[string]string, body string) response
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	return a.do(req)
+	return req
+}
+
+// postAsync posts from another goroutine; the answer comes on the channel
+// (a failed request as code 0 and its error as the body).
+func (a *api) postAsync(query string, header map[string]string, body string) chan response {
+	a.t.Helper()
+	req := a.postRequest(query, header, body)
+	ch := make(chan response, 1)
+	go func() {
+		res, err := a.send(req)
+		if err != nil {
+			res = response{body: []byte(err.Error())}
+		}
+		ch <- res
+	}()
+	return ch
 }
 
 func binaryHeaders(id, typ, subject string) map[string]string {
@@ -212,6 +233,7 @@ func toStrings(v any) []string {
 func TestCloudEventsWaitCompleted(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleOperator, "ci:deploy")
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	structured := func(id, image string) string {
 		ev := requestEvent(t, id, web, image)
@@ -230,9 +252,7 @@ func TestCloudEventsWaitCompleted(t *testing.T) {
 
 	// Revision 2 pauses until promoted: the answer waits for the promote.
 	answer := func(id, image string) chan response {
-		ch := make(chan response, 1)
-		go func() { ch <- a.post("?wait=completed&timeout=1m", ce, structured(id, image)) }()
-		return ch
+		return a.postAsync("?wait=completed&timeout=1m", ce, structured(id, image))
 	}
 	done := answer("req-2", "web:2")
 	a.waitPhase(web, 2, events.PhasePaused)
@@ -259,4 +279,37 @@ func TestCloudEventsWaitCompleted(t *testing.T) {
 		t.Fatalf("revision 4: %s, want 504", res)
 	}
 	poll.True(t, "revision 4 accepted", func() bool { return len(sys.commands(web)["req-4"]) == 1 })
+}
+
+// A gateway that stops while a CI step waits answers 503, so that the step
+// fails rather than reading an empty answer as success.
+func TestWaitCutShortByAStoppingGateway(t *testing.T) {
+	sys := startSystem(t)
+	g, err := New(eventstest.Connect(t, sys.url), Config{
+		Listen: "127.0.0.1:0",
+		Auth:   auth.Config{Anonymous: auth.RoleOperator, AnonymousActor: "ci:deploy", RatePerSecond: 10000, Burst: 10000},
+		Logger: eventstest.Quiet(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- g.Run(ctx) }()
+	t.Cleanup(stop)
+	poll.True(t, "gateway ready", g.Ready)
+	a := &api{t: t, base: "http://" + g.Addr().String()}
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	sys.request(web, "web:1")
+	a.waitPhase(web, 1, events.PhaseHealthy)
+
+	done := a.postAsync("?wait=completed", binaryHeaders("req-2", events.TypeRolloutRequested, "shop/web"), string(manifest(web, "web:2")))
+	a.waitPhase(web, 2, events.PhasePaused)
+	stop()
+	if res := <-done; res.code != http.StatusServiceUnavailable || res.json["outcome"] != "unanswered" {
+		t.Fatalf("a wait cut short: %s, want 503 unanswered", res)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("the gateway stopped with %v", err)
+	}
 }

@@ -50,32 +50,23 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 	if last == "" {
 		last = q.Get("lastEventId")
 	}
-	var after uint64
-	if last != "" {
-		n, err := strconv.ParseUint(last, 10, 64)
-		if err != nil {
+	var f *follow.Follower
+	var err error
+	if last == "" {
+		f, err = follow.FromNow(r.Context(), s.client, subject)
+	} else {
+		after, perr := strconv.ParseUint(last, 10, 64)
+		if perr != nil {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("Last-Event-ID %q is not a status stream sequence (the id: of an event this stream sent)", last))
 			return
 		}
-		after = n
-	} else {
-		st, err := s.client.JetStream().Stream(r.Context(), events.StreamStatus)
-		if err != nil {
-			s.unavailable(w, err)
-			return
-		}
-		info, err := st.Info(r.Context())
-		if err != nil {
-			s.unavailable(w, err)
-			return
-		}
-		after = info.State.LastSeq
+		f, err = follow.After(r.Context(), s.client, after, subject)
 	}
-	cons, err := follow.After(r.Context(), s.client, after, subject)
 	if err != nil {
 		s.unavailable(w, err)
 		return
 	}
+	defer f.Stop()
 
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -85,7 +76,7 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// The first comment tells the client the stream is open: every event
 	// stored from now on will come.
-	if _, err := fmt.Fprintf(w, ": following %s after %d\n\n", subject, after); err != nil {
+	if _, err := fmt.Fprintf(w, ": following %s\n\n", subject); err != nil {
 		return
 	}
 	if rc.Flush() != nil {
@@ -94,7 +85,7 @@ func (s *Service) stream(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	for {
 		hctx, cancel := context.WithTimeout(ctx, s.cfg.Heartbeat)
-		d, err := follow.Next(hctx, cons)
+		d, err := f.Next(hctx)
 		cancel()
 		switch {
 		case ctx.Err() != nil:

@@ -146,6 +146,7 @@ func ids(evs []sseEvent) []uint64 {
 func TestStreamResumesWithLastEventID(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleAdmin, "user:dev", func(c *Config) { c.Heartbeat = 20 * time.Millisecond })
+	sys.leavesNoConsumer()
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	site := events.Ref{Namespace: "blog", Name: "site"}
 	blog := a.openStream("namespace=blog", "")
