@@ -55,19 +55,6 @@ func rolloutRef(w http.ResponseWriter, r *http.Request) (events.Ref, bool) {
 	return ref, true
 }
 
-// roleName is how the API names a role.
-func roleName(r auth.Role) string {
-	switch r {
-	case auth.RoleViewer:
-		return "viewer"
-	case auth.RoleOperator:
-		return "operator"
-	case auth.RoleAdmin:
-		return "admin"
-	}
-	return "none"
-}
-
 // mayRead answers 403 and returns false unless p may read namespace ns.
 func (s *Service) mayRead(w http.ResponseWriter, p auth.Principal, ns string) bool {
 	if s.auth.Allow(p, ns, auth.RoleViewer) {

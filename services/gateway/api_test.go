@@ -108,7 +108,7 @@ func TestReadARealCanary(t *testing.T) {
 
 	// Who am I.
 	who := decode[whoamiBody](t, a.get("/api/v1/whoami"))
-	if who.Actor != "user:dev" || who.Via != "anonymous" || who.ReadOnly || who.Roles["*"] != "admin" {
+	if who.Actor != "user:dev" || who.Via != "anonymous" || who.ReadOnly || who.Roles["*"] != auth.RoleAdmin {
 		t.Fatalf("whoami %+v", who)
 	}
 
@@ -247,7 +247,7 @@ func TestForbiddenUnauthorizedAndReadOnly(t *testing.T) {
 	refused(viewer, "promote", "user:visitor")
 	refused(operator, "delete", "user:op")
 	refused(readOnly, "abort", "user:root")
-	if who := decode[whoamiBody](t, readOnly.get("/api/v1/whoami")); !who.ReadOnly || who.Roles["*"] != "viewer" {
+	if who := decode[whoamiBody](t, readOnly.get("/api/v1/whoami")); !who.ReadOnly || who.Roles["*"] != auth.RoleViewer {
 		t.Errorf("whoami in read-only mode: %+v", who)
 	}
 	if res := viewer.get("/api/v1/namespaces/shop/rollouts/web"); res.code != http.StatusOK {
@@ -336,5 +336,54 @@ func TestCommandUnansweredWithoutAnOrchestrator(t *testing.T) {
 	}
 	if got := sys.commands(events.Ref{Namespace: "shop", Name: "web"})[r.ID]; len(got) != 1 || events.Extension(got[0], events.ExtActor) != "user:dev" {
 		t.Fatalf("the abort on the bus: %v", got)
+	}
+}
+
+// With an auth file, each bearer token may do what its roles allow in each
+// namespace, is the actor of what it sends, and sees only the namespaces
+// it may read.
+func TestBearerTokensWithRolesPerNamespace(t *testing.T) {
+	sys := startSystem(t)
+	g := sys.gateway(auth.RoleNone, "", func(c *Config) { c.Auth.File = "../../examples/gateway-auth.yaml" })
+	// examples/gateway-auth.yaml: ci:github/acme/shop is an operator in
+	// shop; every signed-in caller is a viewer everywhere.
+	ci, viewer := g.as("sluice-example-ci-token"), g.as("sluice-example-viewer-token")
+	shop, other := events.Ref{Namespace: "shop", Name: "web"}, events.Ref{Namespace: "default", Name: "web"}
+	sys.request(shop, "web:1")
+	sys.request(other, "web:1")
+	viewer.waitPhase(shop, 1, events.PhaseHealthy)
+	viewer.waitPhase(other, 1, events.PhaseHealthy)
+	sys.request(shop, "web:2")
+	ci.waitPhase(shop, 2, events.PhasePaused)
+
+	who := decode[whoamiBody](t, ci.get("/api/v1/whoami"))
+	if who.Actor != "ci:github/acme/shop" || who.Via != auth.ViaToken || who.Roles["*"] != auth.RoleViewer || who.Roles["shop"] != auth.RoleOperator || len(who.Roles) != 2 {
+		t.Errorf("whoami of the CI token: %+v", who)
+	}
+
+	// The CI token promotes in shop; the answer names it as the actor.
+	res := ci.call("POST", "/api/v1/namespaces/shop/rollouts/web/promote", `{"full": true}`)
+	r := decode[CommandResult](t, res)
+	if res.code != http.StatusOK || r.Outcome != OutcomeDone || r.Event == nil || events.Extension(*r.Event, events.ExtActor) != "ci:github/acme/shop" {
+		t.Fatalf("promote by the CI token in shop: %s", res)
+	}
+	ci.waitPhase(shop, 2, events.PhaseHealthy)
+
+	// Elsewhere it is a viewer, as is the viewer token everywhere.
+	for _, c := range []struct {
+		a   *api
+		ns  string
+		who string
+	}{{ci, "default", "ci:github/acme/shop"}, {viewer, "shop", "token:dashboard-viewer"}} {
+		res := c.a.call("POST", "/api/v1/namespaces/"+c.ns+"/rollouts/web/restart", "")
+		r := decode[CommandResult](t, res)
+		if res.code != http.StatusForbidden || r.Code != events.RefusedForbidden || r.Event == nil || events.Extension(*r.Event, events.ExtActor) != c.who {
+			t.Errorf("restart by %s in %s: %s, want 403 Forbidden answered to %s", c.who, c.ns, res, c.who)
+		}
+	}
+
+	// A token the file does not hold is refused, not taken for nobody.
+	if res := g.as("not-a-token").get("/api/v1/rollouts"); res.code != http.StatusUnauthorized || res.json["error"] != "invalid token" {
+		t.Errorf("an unknown token: %s", res)
 	}
 }

@@ -158,7 +158,7 @@ func (s *Service) forbidden(p auth.Principal, typ string, ref events.Ref) string
 	if s.auth.ReadOnly() {
 		return fmt.Sprintf("the gateway is read-only: %s refused for %s", shortType(typ), p.Actor)
 	}
-	return fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(typ), ref.Namespace, roleName(needs(typ, ref)))
+	return fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(typ), ref.Namespace, needs(typ, ref))
 }
 
 // shortType is "promote" for io.sluice.rollout.promote.v1.

@@ -153,10 +153,19 @@ func (s *system) request(r events.Ref, image string) events.Event {
 	return ev
 }
 
-// api calls a gateway over real HTTP.
+// api calls a gateway over real HTTP, with a bearer token when it has
+// one.
 type api struct {
-	t    *testing.T
-	base string
+	t     *testing.T
+	base  string
+	token string
+}
+
+// as is a, calling with token.
+func (a *api) as(token string) *api {
+	c := *a
+	c.token = token
+	return &c
 }
 
 // response is an answer: its code and its body, decoded when JSON.
@@ -211,6 +220,9 @@ func (a *api) call(method, path, body string) response {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.token)
 	}
 	return a.do(req)
 }

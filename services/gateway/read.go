@@ -20,9 +20,10 @@ type whoamiBody struct {
 	Actor    string `json:"actor"`
 	Via      string `json:"via"`
 	ReadOnly bool   `json:"readOnly"`
-	// Roles maps "*" (every namespace) and each namespace where the caller's
-	// role differs to the role's name.
-	Roles map[string]string `json:"roles"`
+	// Roles maps "*" (every namespace) and each namespace where the
+	// caller's role is higher to the role's name (auth.Roles), whether or
+	// not the namespace has rollouts yet.
+	Roles map[string]auth.Role `json:"roles"`
 }
 
 func (s *Service) whoami(w http.ResponseWriter, r *http.Request) {
@@ -30,21 +31,7 @@ func (s *Service) whoami(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body := whoamiBody{Actor: p.Actor, Via: p.Via, ReadOnly: s.auth.ReadOnly(), Roles: map[string]string{}}
-	all := s.auth.RoleOf(p, "*")
-	if all != auth.RoleNone {
-		body.Roles["*"] = roleName(all)
-	}
-	if rd, err := s.rollouts(r.Context()); err == nil {
-		if snaps, err := rd.List(r.Context(), ""); err == nil {
-			for _, sn := range snaps {
-				if role := s.auth.RoleOf(p, sn.Namespace); role != all && role != auth.RoleNone {
-					body.Roles[sn.Namespace] = roleName(role)
-				}
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, whoamiBody{Actor: p.Actor, Via: p.Via, ReadOnly: s.auth.ReadOnly(), Roles: s.auth.Roles(p)})
 }
 
 // Summary is one rollout of the list: its status and when it was first

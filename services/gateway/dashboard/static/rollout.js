@@ -15,7 +15,10 @@ const actions = [
   { verb: 'promote', label: 'Promote', need: 'operator', when: active, why: 'nothing to promote: the rollout is not progressing' },
   { verb: 'promote', full: true, label: 'Promote full', need: 'operator', when: active, why: 'nothing to promote: the rollout is not progressing' },
   { verb: 'pause', label: 'Pause', need: 'operator', when: (s) => s.phase === 'Progressing' && !s.aborted, why: 'only a progressing rollout can be paused' },
-  { verb: 'resume', label: 'Resume', need: 'operator', when: (s) => s.phase === 'Paused' && !s.aborted, why: 'the rollout is not paused' },
+  // A pause step or an inconclusive analysis (a pause condition) is lifted
+  // by Promote; Resume lifts only a Pause (the orchestrator refuses it
+  // otherwise).
+  { verb: 'resume', label: 'Resume', need: 'operator', when: (s) => s.phase === 'Paused' && !s.aborted && !(s.pauseConditions || []).length, why: 'Resume lifts a Pause; a pause step or an inconclusive analysis is lifted by Promote' },
   { verb: 'abort', label: 'Abort', need: 'operator', when: active, why: 'nothing to abort: the rollout is not progressing', danger: true },
   { verb: 'retry', label: 'Retry', need: 'operator', when: (s) => !!s.aborted, why: 'only an aborted rollout can be retried' },
   { verb: 'undo', label: 'Undo', need: 'operator', when: (s) => s.revision > 1, why: 'there is no earlier revision' },
