@@ -2,14 +2,18 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"slices"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/internal/follow"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -84,6 +88,12 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, http.StatusForbidden, s.forbidden(p, ev.Type(), ref))
 		return
+	}
+	if isYAML(ev.DataContentType()) {
+		if err := yamlToJSON(&ev); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error(), Errors: []string{"data"}})
+			return
+		}
 	}
 	if ev.Type() == events.TypeRolloutRequested {
 		if _, problems := orchestrator.ValidateRequest(ref, ev.Data()); len(problems) > 0 {
@@ -160,4 +170,32 @@ func (s *Service) waitCompleted(ctx context.Context, w http.ResponseWriter, ref 
 	}
 	out.Outcome = "completed"
 	writeJSON(w, http.StatusOK, out)
+}
+
+// isYAML reports whether contentType is YAML's media type (RFC 9512) or
+// one of the names it had before.
+func isYAML(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml":
+		return true
+	}
+	return false
+}
+
+// yamlToJSON turns a manifest sent as YAML (a CI job posting the file it
+// has) into the JSON data the contract specifies, so the bus carries the
+// same event whichever way the manifest came.
+func yamlToJSON(ev *events.Event) error {
+	if ev.Type() != events.TypeRolloutRequested && ev.Type() != events.TypeAnalysisTemplateApply {
+		return fmt.Errorf("data: YAML is taken only for a manifest (%s, %s); send %s as application/json", events.TypeRolloutRequested, events.TypeAnalysisTemplateApply, ev.Type())
+	}
+	j, err := yaml.YAMLToJSON(ev.Data())
+	if err != nil {
+		return fmt.Errorf("data: not one YAML document: %v", err)
+	}
+	return ev.SetData(cloudevents.ApplicationJSON, json.RawMessage(j))
 }

@@ -313,3 +313,34 @@ func TestWaitCutShortByAStoppingGateway(t *testing.T) {
 		t.Fatalf("the gateway stopped with %v", err)
 	}
 }
+
+// A CI job may post the manifest file it has, as YAML: the bus carries the
+// JSON the contract specifies, and the rollout runs as if it came as JSON.
+func TestCloudEventsIngressTakesYAMLManifests(t *testing.T) {
+	sys := startSystem(t)
+	a := sys.gateway(auth.RoleOperator, "ci:github/acme/shop")
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	y := strings.NewReplacer("NAME", web.Name, "NS", web.Namespace, "IMAGE", "web:1").Replace(rolloutYAML)
+	h := binaryHeaders("yaml-1", events.TypeRolloutRequested, web.String())
+	h["Content-Type"] = "application/yaml"
+	if res := a.post("", h, y); res.code != http.StatusAccepted {
+		t.Fatalf("a YAML manifest: %s, want 202", res)
+	}
+	a.waitPhase(web, 1, events.PhaseHealthy)
+	evs := sys.commands(web)["yaml-1"]
+	if len(evs) != 1 || evs[0].DataContentType() != "application/json" || !json.Valid(evs[0].Data()) {
+		t.Fatalf("on the bus: %v, want one event with JSON data", evs)
+	}
+
+	for name, c := range map[string]struct{ typ, body, want string }{
+		"YAML for a command that is not a manifest": {events.TypeRolloutPromote, "full: true\n", "YAML is taken only for a manifest"},
+		"not YAML": {events.TypeRolloutRequested, "kind: [Rollout\n", "not one YAML document"},
+	} {
+		h := binaryHeaders("yaml-bad", c.typ, web.String())
+		h["Content-Type"] = "text/yaml; charset=utf-8"
+		res := a.post("", h, c.body)
+		if msg, _ := res.json["error"].(string); res.code != http.StatusBadRequest || !strings.Contains(msg, c.want) {
+			t.Errorf("%s: %s, want 400 saying %q", name, res, c.want)
+		}
+	}
+}
