@@ -2,12 +2,16 @@ package kube_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/testbin"
 )
 
@@ -30,9 +34,10 @@ func TestSluiceDevOnKubernetes(t *testing.T) {
 	s := &stack{cp: cp, ns: cp.Namespace(t)}
 
 	var out bytes.Buffer
+	dashboard := freeAddr(t)
 	cmd := exec.Command(cli, "dev", "--platform", "kube",
 		"--kubeconfig", s.cp.Kubeconfig, "--state-dir", t.TempDir(),
-		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t), "--dashboard-listen", "127.0.0.1:0")
+		"--nats-listen", freeAddr(t), "--prometheus-listen", freeAddr(t), "--http-listen", freeAddr(t), "--dashboard-listen", dashboard)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	must(t, cmd.Start())
 	t.Cleanup(func() {
@@ -57,4 +62,37 @@ func TestSluiceDevOnKubernetes(t *testing.T) {
 	if st["observedGeneration"] != "1" {
 		t.Errorf("status.observedGeneration %v, want \"1\"", st["observedGeneration"])
 	}
+
+	// The gateway shows the revision's pods as the cluster runs them.
+	poll.Until(t, "the gateway shows the two ready pods of web:v1", func() error {
+		resp, err := http.Get("http://" + dashboard + "/api/v1/namespaces/" + s.ns + "/rollouts/web")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var d struct {
+			Revisions []struct {
+				PodHash string `json:"podHash"`
+				Pods    []struct {
+					Image string `json:"image"`
+					Ready bool   `json:"ready"`
+				} `json:"pods"`
+			} `json:"revisions"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+			return fmt.Errorf("%s: %v", resp.Status, err)
+		}
+		for _, rv := range d.Revisions {
+			ready := 0
+			for _, p := range rv.Pods {
+				if p.Ready && p.Image == "web:v1" {
+					ready++
+				}
+			}
+			if rv.PodHash == hash && ready == 2 {
+				return nil
+			}
+		}
+		return fmt.Errorf("revisions %+v", d.Revisions)
+	})
 }
