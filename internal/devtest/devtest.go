@@ -238,3 +238,69 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// SuccessRate is an AnalysisTemplate "success-rate" over the local proxy's
+// metrics in sluice dev's Prometheus at promAddr: the share of the canary's
+// requests that did not fail, measured three times, 3 s apart, that must
+// stay at 0.95 or more.
+func SuccessRate(promAddr string) string {
+	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: success-rate
+spec:
+  args:
+  - name: rollout
+  metrics:
+  - name: success-rate
+    initialDelay: 5s
+    interval: 3s
+    count: 3
+    failureLimit: 1
+    successCondition: len(result) > 0 && result[0] >= 0.95
+    failureCondition: len(result) > 0 && result[0] < 0.95
+    provider:
+      prometheus:
+        address: http://%s
+        query: |
+          (sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary",code!~"5.."}[10s])) or vector(0))
+          /
+          sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary"}[10s]))
+`, promAddr)
+}
+
+// Load sends a GET to the proxy at addr every 20 ms until stop is called
+// (more than once is fine), so that analyses have requests to measure.
+// Each answer goes to observe when it is not nil (err set when the request
+// failed).
+func Load(addr string, observe func(*http.Response, error)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client := &http.Client{Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+				resp, err := client.Do(req)
+				if ctx.Err() != nil {
+					return
+				}
+				if observe != nil {
+					observe(resp, err)
+				}
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { cancel(); wg.Wait() }) }
+}

@@ -4,15 +4,12 @@
 package dashboard
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +27,7 @@ import (
 func TestDashboard(t *testing.T) {
 	chrome := chromePath(t)
 	d := devtest.Start(t, devtest.Options{})
-	d.Apply(successRate(d.Prom))
+	d.Apply(devtest.SuccessRate(d.Prom))
 	checkoutListen := devtest.FreeAddr(t)
 	d.Apply(rollout("checkout", "shop", checkoutListen, "v1", "- setWeight: 50\n- pause: {duration: 10m}\n"), "--wait", "--timeout", "2m")
 	listen := devtest.FreeAddr(t)
@@ -54,7 +51,7 @@ func TestDashboard(t *testing.T) {
 		}).filter(Boolean).join('; ')`)
 
 	// The update starts while the list is open: its row follows the events.
-	stop := load(t, listen)
+	stop := devtest.Load(listen, nil)
 	defer stop()
 	d.Apply(rollout("web", "default", listen, "v2", steps))
 	b.wait("the list's row of web turns Paused at 20% without a reload", 2*time.Minute, `(() => {
@@ -242,33 +239,6 @@ func (b *browser) command(action string) {
 	})()`)
 }
 
-// load sends steady traffic to the rollout's proxy at addr until stopped,
-// so the analysis has canary requests to measure.
-func load(t *testing.T, addr string) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	client := &http.Client{Timeout: 5 * time.Second}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
-				if resp, err := client.Do(req); err == nil {
-					resp.Body.Close()
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { cancel(); wg.Wait() }) }
-}
-
 // rollout is a demoapp Rollout in namespace ns whose proxy listens on
 // listen, with weighted routing and the given steps.
 func rollout(name, ns, listen, version, steps string) string {
@@ -315,32 +285,4 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + l
 	}
 	return strings.Join(lines, "\n") + "\n"
-}
-
-// successRate is the canary's success rate measured by the embedded
-// Prometheus from the local proxy's metrics.
-func successRate(promAddr string) string {
-	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
-kind: AnalysisTemplate
-metadata:
-  name: success-rate
-spec:
-  args:
-  - name: rollout
-  metrics:
-  - name: success-rate
-    initialDelay: 5s
-    interval: 3s
-    count: 3
-    failureLimit: 1
-    successCondition: len(result) > 0 && result[0] >= 0.95
-    failureCondition: len(result) > 0 && result[0] < 0.95
-    provider:
-      prometheus:
-        address: http://%s
-        query: |
-          (sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary",code!~"5.."}[10s])) or vector(0))
-          /
-          sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary"}[10s]))
-`, promAddr)
 }

@@ -59,31 +59,3 @@ trafficRouting:
 steps:
 ` + steps
 }
-
-// successRate is an AnalysisTemplate over the proxy's metrics in the
-// embedded Prometheus at promAddr.
-func successRate(promAddr string) string {
-	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
-kind: AnalysisTemplate
-metadata:
-  name: success-rate
-spec:
-  args:
-  - name: rollout
-  metrics:
-  - name: success-rate
-    initialDelay: 5s
-    interval: 3s
-    count: 3
-    failureLimit: 1
-    successCondition: len(result) > 0 && result[0] >= 0.95
-    failureCondition: len(result) > 0 && result[0] < 0.95
-    provider:
-      prometheus:
-        address: http://%s
-        query: |
-          (sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary",code!~"5.."}[10s])) or vector(0))
-          /
-          sum(rate(sluice_proxy_requests_total{rollout="{{args.rollout}}",role="canary"}[10s]))
-`, promAddr)
-}

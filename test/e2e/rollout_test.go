@@ -1,17 +1,16 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/devtest"
 )
 
 // At setWeight 20 the measured share of requests reaching the canary is
@@ -48,7 +47,7 @@ func TestBadCanaryIsAbortedByAnalysis(t *testing.T) {
 	d := newDev(t)
 	d.start()
 	listen := freeAddr(t)
-	if code, out := d.apply(successRate(d.prom)); code != 0 {
+	if code, out := d.apply(devtest.SuccessRate(d.prom)); code != 0 {
 		t.Fatalf("template: exit %d\n%s", code, out)
 	}
 	steps := routed(`- setWeight: 50
@@ -58,7 +57,7 @@ func TestBadCanaryIsAbortedByAnalysis(t *testing.T) {
 - setWeight: 100
 `)
 	d.live(listen, steps, 1)
-	stop := load(t, listen)
+	stop := devtest.Load(listen, nil)
 	defer stop()
 	code, out := d.apply(rollout("web", listen, "bad", 1, 1, steps), "--wait", "--timeout", "3m")
 	if code != 1 || !strings.Contains(out, "default/web: aborted") || !strings.Contains(out, "success-rate") {
@@ -109,29 +108,6 @@ func TestDevKilledMidRolloutResumes(t *testing.T) {
 	d.start()
 	d.waitGet("web", 2*time.Minute, "Healthy", "Revision: 2 (stable 2)")
 	eventually(t, "traffic is on v2", time.Minute, func() bool { return versions(t, listen, 50)["v2"] == 50 })
-}
-
-// load sends steady traffic to addr until stopped, so analyses have data.
-func load(t *testing.T, addr string) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var sent atomic.Int64
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				versions(t, addr, 1)
-				sent.Add(1)
-			}
-		}
-	}()
-	return func() { cancel(); wg.Wait() }
 }
 
 // canaryPIDs lists the pids of the processes of the rollout's newest
@@ -186,7 +162,7 @@ func TestMissingDataNeverPromotes(t *testing.T) {
 	d := newDev(t)
 	d.start()
 	listen := freeAddr(t)
-	if code, out := d.apply(successRate(d.prom)); code != 0 {
+	if code, out := d.apply(devtest.SuccessRate(d.prom)); code != 0 {
 		t.Fatalf("template: exit %d\n%s", code, out)
 	}
 	steps := routed(`- setWeight: 50
