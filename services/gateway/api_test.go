@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -382,8 +386,40 @@ func TestBearerTokensWithRolesPerNamespace(t *testing.T) {
 		}
 	}
 
+	// A caller with no role in a namespace learns nothing of it from a
+	// refusal: not its status, not whether the rollout exists.
+	nobody := sys.gateway(auth.RoleNone, "", func(c *Config) {
+		c.Auth.File = writeAuthFile(t, "tokens: [{name: shop-only, hash: \"sha256:"+digest("shop-only-token")+"\"}]\nroles: [{role: operator, subjects: [\"token:shop-only\"], namespaces: [shop]}]\n")
+	}).as("shop-only-token")
+	for _, name := range []string{"web", "nope"} {
+		res := nobody.call("POST", "/api/v1/namespaces/default/rollouts/"+name+"/promote", "")
+		r := decode[CommandResult](t, res)
+		if res.code != http.StatusForbidden || r.Code != events.RefusedForbidden || r.Status != nil || r.Event != nil {
+			t.Errorf("promote of default/%s by a caller with no role there: %s, want 403 with no status", name, res)
+		}
+	}
+	if res := nobody.get("/api/v1/namespaces/default/rollouts/web"); res.code != http.StatusForbidden {
+		t.Errorf("a read where the caller has no role: %s, want 403", res)
+	}
+
 	// A token the file does not hold is refused, not taken for nobody.
 	if res := g.as("not-a-token").get("/api/v1/rollouts"); res.code != http.StatusUnauthorized || res.json["error"] != "invalid token" {
 		t.Errorf("an unknown token: %s", res)
 	}
+}
+
+// writeAuthFile writes an auth file for a test.
+func writeAuthFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// digest is the SHA-256 hex digest of token, as the auth file holds it.
+func digest(token string) string {
+	d := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(d[:])
 }

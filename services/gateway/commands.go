@@ -149,6 +149,12 @@ func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Prin
 	} else {
 		res.Event = &refusal
 	}
+	if !s.auth.Allow(p, ref.Namespace, auth.RoleViewer) {
+		// The record keeps the snapshot, as every refusal does; a caller
+		// who may not read the namespace does not learn it, nor whether
+		// the rollout exists.
+		res.Status, res.Event = nil, nil
+	}
 	s.cfg.Logger.Info("command refused", "rollout", ref.String(), "command", ev.Type(), "id", ev.ID(), "actor", p.Actor, "code", events.RefusedForbidden)
 	writeJSON(w, http.StatusForbidden, res)
 }
