@@ -36,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -211,7 +212,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) error {
 	rsClient := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace)
 	name := rsName(ref, rv.PodHash)
-	return retry.OnError(retry.DefaultBackoff, retriable, func() error {
+	return retry.OnError(writeBackoff, retriable, func() error {
 		cur, err := rsClient.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			if rv.Replicas == 0 {
@@ -256,6 +257,13 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 		return err
 	})
 }
+
+// writeBackoff spaces the attempts of a ReplicaSet write. A conflict means
+// another write (a concurrent task, the ReplicaSet controller's status)
+// won the round, so each round makes progress; client-go's DefaultBackoff
+// (4 attempts in 60 ms) gave up under load with eight tasks writing at
+// once, failing a task that had only to read again.
+var writeBackoff = wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 12, Cap: 500 * time.Millisecond}
 
 func equalScale(a, b *appsv1.ReplicaSet) bool {
 	return *a.Spec.Replicas == *b.Spec.Replicas &&
