@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/follow"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
 
@@ -95,9 +96,16 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if ev.Type() == events.TypeRolloutRequested {
+	switch ev.Type() {
+	case events.TypeRolloutRequested:
 		if _, problems := orchestrator.ValidateRequest(ref, ev.Data()); len(problems) > 0 {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "the Rollout is invalid (sluice lint shows the same)", Errors: problems})
+			return
+		}
+	case events.TypeAnalysisTemplateApply:
+		// Checked as the analyzer will: it would dead-letter what fails.
+		if _, problems := analyzer.CheckTemplate(s.providers, ref, ev.Data()); len(problems) > 0 {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "the template is invalid (sluice lint shows the same)", Errors: problems})
 			return
 		}
 	}

@@ -181,6 +181,22 @@ func TestCloudEventsIngressRefuses(t *testing.T) {
 	if res.code != http.StatusBadRequest || !slices.ContainsFunc(toStrings(res.json["errors"]), func(e string) bool { return strings.HasPrefix(e, "metadata.name") }) {
 		t.Fatalf("a rollout under another name: %s, want 400 with metadata.name", res)
 	}
+	// A template the analyzer would dead-letter is refused here, with the
+	// same field paths; a valid one is taken.
+	rate := events.Ref{Namespace: "shop", Name: "rate"}
+	template := `{"apiVersion":"argoproj.io/v1alpha1","kind":"AnalysisTemplate","metadata":{"name":"rate","namespace":"shop"},
+		"spec":{"metrics":[{"name":"m","interval":"5s","successCondition":"result[0] >= 0.95","provider":{"prometheus":{"address":"http://prom:9090","query":"up"}}}]}}`
+	res = a.post("", binaryHeaders("tmpl-bad", events.TypeAnalysisTemplateApply, rate.String()), strings.Replace(template, `"prometheus"`, `"kayenta"`, 1))
+	if res.code != http.StatusBadRequest || !slices.ContainsFunc(toStrings(res.json["errors"]), func(e string) bool { return strings.HasPrefix(e, "spec.metrics[0].provider") }) {
+		t.Errorf("a template with an unknown provider: %s, want 400 with spec.metrics[0].provider", res)
+	}
+	if res := a.post("", binaryHeaders("tmpl-good", events.TypeAnalysisTemplateApply, rate.String()), template); res.code != http.StatusAccepted {
+		t.Errorf("a valid template: %s, want 202", res)
+	}
+	if ids := sys.commands(rate); len(ids) != 1 || ids["tmpl-good"] == nil {
+		t.Errorf("templates on the bus: %v, want only tmpl-good", ids)
+	}
+
 	for name, c := range map[string]struct {
 		header map[string]string
 		body   string

@@ -12,6 +12,9 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/dashboard"
 	"github.com/sluicehq/sluice/services/orchestrator"
@@ -26,8 +29,11 @@ type Service struct {
 	client *events.Client
 	cfg    Config
 	auth   *auth.Auth
-	ready  atomic.Bool
-	addr   atomic.Value // net.Addr once listening
+	// providers checks an AnalysisTemplate posted to the ingress as the
+	// analyzer will (analyzer.CheckTemplate).
+	providers *metrics.Registry
+	ready     atomic.Bool
+	addr      atomic.Value // net.Addr once listening
 
 	// The buckets are opened on first use: they may come after the
 	// gateway starts.
@@ -50,7 +56,11 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{client: client, cfg: cfg, auth: a}, nil
+	providers, err := analyzer.DefaultProviders(prometheus.Config{}, web.Config{})
+	if err != nil {
+		return nil, err
+	}
+	return &Service{client: client, cfg: cfg, auth: a, providers: providers}, nil
 }
 
 // route is one operation of the API.
