@@ -75,11 +75,14 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 		s.unavailable(w, err)
 		return
 	}
+	// One look-up of the status stream for the whole list; without it
+	// (an error) the list goes without createdAt.
+	status, _ := s.client.JetStream().Stream(r.Context(), events.StreamStatus)
 	for _, sn := range snaps {
 		if phase != "" && sn.Phase != phase || !s.auth.Allow(p, sn.Namespace, auth.RoleViewer) {
 			continue
 		}
-		items = append(items, Summary{Snapshot: sn, CreatedAt: s.createdAt(r.Context(), events.Ref{Namespace: sn.Namespace, Name: sn.Name})})
+		items = append(items, Summary{Snapshot: sn, CreatedAt: createdAt(r.Context(), status, events.Ref{Namespace: sn.Namespace, Name: sn.Name})})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
@@ -87,9 +90,8 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) {
 // createdAt is when the status stream stored r's first event it still
 // holds: when the rollout was first accepted, unless the stream dropped
 // that event.
-func (s *Service) createdAt(ctx context.Context, r events.Ref) *time.Time {
-	st, err := s.client.JetStream().Stream(ctx, events.StreamStatus)
-	if err != nil {
+func createdAt(ctx context.Context, st jetstream.Stream, r events.Ref) *time.Time {
+	if st == nil {
 		return nil
 	}
 	msg, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(events.StatusSubject(r)))
