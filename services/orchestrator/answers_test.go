@@ -216,3 +216,61 @@ func TestReaderShowsCountsReportedWithoutAnEvent(t *testing.T) {
 		t.Fatalf("list after delete: %v %+v", err, l)
 	}
 }
+
+// TestReaderManifestHasTheEventsRevision: notifications render a rollout
+// as Argo's object from Manifest: its annotations as applied, and the pod
+// template of the revision an event was about, not only the newest.
+func TestReaderManifestHasTheEventsRevision(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	web := events.Ref{Namespace: "shop", Name: "web"}
+	request(t, c, web, "web:1", canaryWithPause)
+	status.waitFor(t, web, events.TypeRolloutCompleted)
+	rd, err := NewReader(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := rd.Manifest(context.Background(), web, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldHash := first.Spec.Template.Labels["rollouts-pod-template-hash"]
+	if first.Spec.Template.Spec.Containers[0].Image != "web:1" {
+		t.Fatalf("first manifest's image = %q, want web:1", first.Spec.Template.Spec.Containers[0].Image)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(manifest(web, "web:2", canaryWithPause), &obj); err != nil {
+		t.Fatal(err)
+	}
+	obj["metadata"].(map[string]any)["annotations"] = map[string]any{"notifications.argoproj.io/subscribe.on-rollout-completed.slack": "deploys"}
+	send(t, c, web, events.TypeRolloutRequested, obj)
+	status.waitFor(t, web, events.TypeRolloutPaused)
+
+	cur, err := rd.Manifest(context.Background(), web, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cur.Spec.Template.Spec.Containers[0].Image; got != "web:2" {
+		t.Errorf("current manifest's image = %q, want web:2", got)
+	}
+	if got := cur.Annotations["notifications.argoproj.io/subscribe.on-rollout-completed.slack"]; got != "deploys" {
+		t.Errorf("annotation = %q, want deploys (annotations %v)", got, cur.Annotations)
+	}
+	snap, err := rd.Get(context.Background(), web)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := rd.Manifest(context.Background(), web, snap.StablePodHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := old.Spec.Template.Spec.Containers[0].Image; got != "web:1" {
+		t.Errorf("stable revision's image = %q, want web:1 (hash %s, first %s)", got, snap.StablePodHash, oldHash)
+	}
+	if _, err := rd.Manifest(context.Background(), events.Ref{Namespace: "shop", Name: "nope"}, ""); !errors.Is(err, ErrNoRollout) {
+		t.Errorf("manifest of a missing rollout: %v, want ErrNoRollout", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
@@ -98,6 +99,37 @@ func (rd *Reader) Detail(ctx context.Context, r events.Ref) (Detail, error) {
 	}
 	s := rec.State
 	return Detail{Status: s.Snapshot(s.EvaluatedAt), Steps: s.Steps(), Revisions: s.Revisions(), Runs: s.Runs}, nil
+}
+
+// Manifest returns r's latest accepted Rollout as the orchestrator keeps
+// it (defaulted, its metadata with annotations and labels), with the pod
+// template of the revision whose pod-template hash is podHash, or of the
+// current revision when podHash is "" or no longer kept. Readers that
+// render a rollout as Argo's object (notifications) use it. It returns an
+// error wrapping ErrNoRollout when there is no such rollout.
+func (rd *Reader) Manifest(ctx context.Context, r events.Ref, podHash string) (*spec.Rollout, error) {
+	rec, rev, err := rd.st.load(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	s := rec.State
+	if rev == 0 || s.Revision == 0 || s.Spec == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoRollout, r)
+	}
+	m := *s.Spec
+	m.ObjectMeta = *s.Spec.ObjectMeta.DeepCopy()
+	if podHash == "" {
+		podHash = s.PodHash
+	}
+	for _, want := range []string{podHash, s.PodHash} {
+		for i := len(s.History) - 1; i >= 0; i-- {
+			if s.History[i].Hash == want {
+				m.Spec.Template = *s.History[i].Template.DeepCopy()
+				return &m, nil
+			}
+		}
+	}
+	return &m, nil
 }
 
 // ValidateRequest checks the data of a rollout.requested event for r
