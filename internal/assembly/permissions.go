@@ -4,6 +4,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/gateway"
+	"github.com/sluicehq/sluice/services/notifier"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
@@ -30,6 +31,8 @@ func NeedsOf(identity string) (events.Needs, bool) {
 		return traffic.Needs.Merge(localproxy.Needs), true
 	case events.IdentityGateway:
 		return gateway.Needs, true
+	case events.IdentityNotifier:
+		return notifier.Needs, true
 	}
 	return events.Needs{}, false
 }

@@ -116,7 +116,9 @@ func (l *Lifecycle) Run(ctx context.Context, p Plan) error {
 	}
 	var cfgs []jetstream.KeyValueConfig
 	for _, b := range p.Needs.Buckets {
-		cfgs = append(cfgs, p.Bus.Bucket(b.Name, b.Description, b.History))
+		cfg := p.Bus.Bucket(b.Name, b.Description, b.History)
+		cfg.TTL = b.TTL
+		cfgs = append(cfgs, cfg)
 	}
 	if err := p.Client.Provision(ctx, p.Bus, cfgs...); err != nil {
 		return err

@@ -41,6 +41,9 @@ type Metrics struct {
 	routerDuration *prometheus.HistogramVec
 
 	gatewayRequests *prometheus.CounterVec
+
+	notifications        *prometheus.CounterVec
+	notificationDuration *prometheus.HistogramVec
 }
 
 var _ events.Observer = (*Metrics)(nil)
@@ -132,12 +135,21 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_gateway_requests_total",
 			Help: "Requests the gateway's API answered, by route (its pattern, e.g. \"GET /api/v1/rollouts\"; \"other\" when none matched) and status code.",
 		}, []string{"route", "code"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_notifications_total",
+			Help: "Notifications the notifier handled, by configured service name, trigger and outcome (sent, retried, failed, skipped).",
+		}, []string{"service", "trigger", "outcome"}),
+		notificationDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sluice_notification_duration_seconds",
+			Help:    "Time one attempt to send a notification took, by configured service name.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"service"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
 		m.rollouts, m.decisions, m.casConflicts, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
-		m.gatewayRequests,
+		m.gatewayRequests, m.notifications, m.notificationDuration,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -328,4 +340,26 @@ func (m *Metrics) GatewayRequest(route string, code int) {
 		return
 	}
 	m.gatewayRequests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+}
+
+// Notification counts a notification handled for a configured service and
+// trigger with outcome (sent, retried, failed, skipped).
+func (m *Metrics) Notification(service, trigger, outcome string) {
+	if m == nil {
+		return
+	}
+	m.notifications.WithLabelValues(service, trigger, outcome).Inc()
+}
+
+// NotificationDuration observes one attempt to send a notification.
+func (m *Metrics) NotificationDuration(service string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.notificationDuration.WithLabelValues(service).Observe(took.Seconds())
+}
+
+// NotificationCounter is the counter Notification increments, for tests.
+func (m *Metrics) NotificationCounter(service, trigger, outcome string) prometheus.Counter {
+	return m.notifications.WithLabelValues(service, trigger, outcome)
 }

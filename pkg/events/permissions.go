@@ -3,6 +3,7 @@ package events
 import (
 	"slices"
 	"sort"
+	"time"
 )
 
 // NATS identities, one per Sluice service and two for people and bots.
@@ -27,6 +28,12 @@ const (
 	// commands streams and the state buckets it shows; it runs no durable
 	// consumer and writes no bucket.
 	IdentityGateway = "gateway"
+	// IdentityNotifier is the notifier (sluice-notifier): it consumes the
+	// status stream with its durable consumers, queues and delivers
+	// notifications as tasks on sluice.task.notifier.>, keeps its state in
+	// its own bucket, reads the rollouts bucket, and publishes the chat
+	// commands of the people it authorized (and their Forbidden refusals).
+	IdentityNotifier = "notifier"
 	// IdentityOperator is the CLI (`sluice apply`, `promote`, `abort`, ...)
 	// and any CI job or bot allowed to change rollouts.
 	IdentityOperator = "operator"
@@ -39,7 +46,7 @@ const (
 // Identities lists every identity, in the order the docs use.
 var Identities = []string{
 	IdentityOrchestrator, IdentityAnalyzer, IdentityReplicas, IdentityTraffic,
-	IdentityKube, IdentityGateway, IdentityOperator, IdentityViewer,
+	IdentityKube, IdentityGateway, IdentityNotifier, IdentityOperator, IdentityViewer,
 }
 
 // Needs is what one service (or one part of it: a worker, a backend, a
@@ -81,6 +88,9 @@ type Bucket struct {
 	Name, Description string
 	// History is how many revisions of a key are kept.
 	History uint8
+	// TTL, when not zero, is how long an entry is kept after its last
+	// write.
+	TTL time.Duration
 	// Public buckets are also readable by the operator and the viewer
 	// (the orchestrator's rollout records, which `sluice get` reads).
 	Public bool
@@ -153,7 +163,12 @@ func ServicePermissions(identity string, n Needs, services ...Needs) Permissions
 		b.readBucket(k)
 	}
 	for _, s := range n.Follows {
-		b.reader(s, false, durablesOn(s, services)...)
+		// Its own durables on a stream it also follows (the notifier's on
+		// the status stream) stay its own: only the others' are denied.
+		others := slices.DeleteFunc(durablesOn(s, services), func(d string) bool {
+			return slices.Contains(n.Consumers, Durable{Stream: s, Name: d})
+		})
+		b.reader(s, false, others...)
 	}
 	b.pub(n.Publish...)
 	return b.done()

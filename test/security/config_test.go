@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
+	"github.com/sluicehq/sluice/services/notifier"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
@@ -177,6 +178,11 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 	consumer(events.IdentityTraffic, events.StreamTasks, worker.Durable(tasks.ServiceTraffic))
 	bucket(events.IdentityTraffic, localproxy.Bucket)
 	has(events.IdentityTraffic, "$JS.API.DIRECT.GET.KV_"+endpoints.Bucket+".>")
+	consumer(events.IdentityNotifier, events.StreamStatus, notifier.DurableStatus)
+	consumer(events.IdentityNotifier, events.StreamStatus, notifier.DurableCDEvents)
+	consumer(events.IdentityNotifier, events.StreamTasks, notifier.DurableDelivery)
+	bucket(events.IdentityNotifier, notifier.BucketState)
+	has(events.IdentityNotifier, "$JS.API.DIRECT.GET.KV_"+orchestrator.BucketRollouts+".>")
 
 	// Publish rights on Sluice's own subjects, exactly.
 	own := map[string][]string{
@@ -186,6 +192,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.replicas.>"},
 		events.IdentityTraffic:      {"sluice.result.traffic.>"},
 		events.IdentityGateway:      {"sluice.cmd.>", "sluice.status.>"},
+		events.IdentityNotifier:     {"sluice.cmd.>", "sluice.status.>", "sluice.task.notifier.>"},
 		events.IdentityOperator:     {"sluice.cmd.>"},
 		events.IdentityViewer:       nil,
 	}

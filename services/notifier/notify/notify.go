@@ -137,6 +137,10 @@ type Message struct {
 	// earlier message with the same destination and grouping key returned
 	// ("" for the first). Slack threads and updates use it.
 	Thread string `json:"thread,omitempty"`
+	// Once, when set, is the key of the trigger condition's oncePer value
+	// for this destination: the notifier queues the message only when no
+	// other message claimed that key first (Argo's oncePer).
+	Once string `json:"once,omitempty"`
 }
 
 // EventRef names the status event a message comes from.
