@@ -299,4 +299,3 @@ func digest(maps ...map[string]string) []byte {
 	}
 	return h.Sum(nil)
 }
-
