@@ -46,6 +46,12 @@ type devConfig struct {
 	// lets every caller in as an admin named after the user, which is
 	// why it must then listen on loopback only.
 	DashboardAuth string
+	// Notifications is the notifier's configuration file; without one
+	// sluice dev runs no notifier.
+	Notifications string
+	// NotificationsListen is where the notifier serves the chat
+	// endpoints.
+	NotificationsListen string
 	// Process holds --http-listen (sluice dev's own /metrics, the proxies'
 	// metrics among them, /healthz and /readyz), the log flags,
 	// --stop-timeout and the bus flags (development defaults to R1 on
@@ -64,7 +70,8 @@ type devConfig struct {
 var devRefused = map[string]string{
 	"router":       "sluice dev routes traffic on the platform of --platform",
 	"stop-on-exit": "sluice dev always stops the processes it started when it exits",
-	"listen":       "sluice dev serves the gateway on --dashboard-listen",
+	"listen":       "sluice dev serves the gateway on --dashboard-listen and the notifier's chat endpoints on --notifications-listen",
+	"config":       "sluice dev takes the notifier's configuration file as --notifications",
 	"auth-config":  "sluice dev takes the gateway's auth file as --dashboard-auth",
 }
 
@@ -92,6 +99,8 @@ func (c *devConfig) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&c.ScrapeInterval, "scrape-interval", promserver.DefaultScrapeInterval, "how often the embedded Prometheus scrapes")
 	f.StringVar(&c.DashboardListen, "dashboard-listen", DefaultDashboardListen, `address of the dashboard and the HTTP API (the gateway); "off" runs no gateway. Without --dashboard-auth it must be a loopback address`)
 	f.StringVar(&c.DashboardAuth, "dashboard-auth", "", "the gateway's auth file (docs/gateway.md); without it every caller is an admin named user:$USER, with no sign-in")
+	f.StringVar(&c.Notifications, "notifications", "", "run the notifier with this configuration: a file holding Argo Rollouts' argo-rollouts-notification-configmap manifest, optionally with its Secret (docs/notifications.md); reloaded on change")
+	f.StringVar(&c.NotificationsListen, "notifications-listen", DefaultNotificationsListen, "address of the notifier's chat endpoints (POST /slack/commands, /slack/interactions, /teams/messages)")
 	for _, name := range assembly.Names {
 		c.Services.AddFlags(name, f)
 	}
@@ -121,6 +130,9 @@ func (c devConfig) validate() error {
 	}
 	return nil
 }
+
+// DefaultNotificationsListen is --notifications-listen's default.
+const DefaultNotificationsListen = "127.0.0.1:3101"
 
 // DefaultDashboardListen is --dashboard-listen's default: loopback, on the
 // port Argo Rollouts' dashboard uses.
@@ -198,7 +210,7 @@ func newDevCmd() *cobra.Command {
 		Short: "Run all of Sluice in one process for development",
 		Long: `Run all of Sluice in one process: an embedded NATS server with JetStream on
 disk, the orchestrator, analyzer, replicas, traffic and gateway services
-connected to it over real NATS client connections, the local platform (apps
+(and the notifier, given --notifications FILE) connected to it over real NATS client connections, the local platform (apps
 as processes, a weighted proxy per rollout), an embedded Prometheus that
 scrapes the proxies and the apps and serves the query API the analyzer
 uses, and the dashboard and HTTP API on http://127.0.0.1:3100.
@@ -209,10 +221,12 @@ With --dashboard-auth FILE callers sign in as the file says, and only then
 may --dashboard-listen be an address others can reach.
 
 The services take the flags of their binaries (sluice-orchestrator,
-sluice-analyzer, sluice-replicas, sluice-traffic, sluice-gateway), but for
-the NATS connection, --router (it follows --platform), --stop-on-exit
-(always), and the gateway's --listen and --auth-config (--dashboard-listen
-and --dashboard-auth).
+sluice-analyzer, sluice-replicas, sluice-traffic, sluice-gateway,
+sluice-notifier), but for the NATS connection, --router (it follows
+--platform), --stop-on-exit (always), the gateway's --listen and
+--auth-config (--dashboard-listen and --dashboard-auth), and the
+notifier's --config and --listen (--notifications and
+--notifications-listen).
 
 State lives under --state-dir. Ctrl-C stops everything cleanly (apps
 included); starting again resumes the rollouts in progress.`,
@@ -328,10 +342,14 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if cfg.DashboardAuth == "" {
 		o.Gateway.Auth.Anonymous, o.Gateway.Auth.AnonymousActor = auth.RoleAdmin, devActor(os.Getenv)
 	}
+	o.NotifierConfig, o.Notifier.Listen = cfg.Notifications, cfg.NotificationsListen
+	if o.Notifier.DashboardURL == "" && cfg.dashboardOn() {
+		o.Notifier.DashboardURL = "http://" + cfg.DashboardListen
+	}
 	var services []daemon.Named
-	var dashboard interface{ Addr() net.Addr }
+	var dashboard, chat interface{ Addr() net.Addr }
 	for _, name := range assembly.Names {
-		if name == assembly.Gateway && !cfg.dashboardOn() {
+		if name == assembly.Gateway && !cfg.dashboardOn() || name == assembly.Notifier && cfg.Notifications == "" {
 			continue
 		}
 		c, err := client(name)
@@ -347,11 +365,17 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Gateway {
 			dashboard = a
 		}
+		if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Notifier {
+			chat = a
+		}
 	}
 
 	err = proc.Run(ctx, func() {
 		if dashboard != nil {
 			fmt.Fprintf(out, "sluice dev: dashboard and HTTP API  %s\n", dashboardURL(dashboard.Addr()))
+		}
+		if chat != nil && chat.Addr() != nil {
+			fmt.Fprintf(out, "sluice dev: notifier chat endpoints %s (notifications from %s)\n", dashboardURL(chat.Addr()), cfg.Notifications)
 		}
 		fmt.Fprintf(out, "sluice dev: NATS with JetStream   %s (state in %s)\n", srv.ClientURL(), o.StateDir)
 		fmt.Fprintf(out, "sluice dev: Prometheus API        %s\n", prom.URL())

@@ -106,6 +106,27 @@ func TestDevTakesTheServiceFlags(t *testing.T) {
 	}
 }
 
+// TestDevTakesTheNotifiersFlags: --notifications runs the notifier with
+// that file, and the notifier's own flags reach it.
+func TestDevTakesTheNotifiersFlags(t *testing.T) {
+	var cfg devConfig
+	fs := pflag.NewFlagSet("dev", pflag.ContinueOnError)
+	cfg.addFlags(fs)
+	if cfg.Notifications != "" || cfg.NotificationsListen != "127.0.0.1:3101" {
+		t.Errorf("defaults: --notifications %q --notifications-listen %q; want none and 127.0.0.1:3101", cfg.Notifications, cfg.NotificationsListen)
+	}
+	err := fs.Parse([]string{"--notifications", "notifications.yaml", "--notifications-listen", "127.0.0.1:4101",
+		"--secrets-dir", "secrets", "--max-attempts", "3", "--dashboard-url", "https://sluice.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.Services
+	if cfg.Notifications != "notifications.yaml" || cfg.NotificationsListen != "127.0.0.1:4101" || o.NotifierSecretsDir != "secrets" ||
+		o.Notifier.MaxAttempts != 3 || o.Notifier.DashboardURL != "https://sluice.example.com" {
+		t.Errorf("notifier flags not taken: %+v %+v", cfg, o.Notifier)
+	}
+}
+
 // TestBadServiceFlagsAreUsageErrors: a value a service cannot use fails at
 // start, naming the flag, in sluice dev as in the binaries.
 func TestBadServiceFlagsAreUsageErrors(t *testing.T) {

@@ -1,5 +1,5 @@
 // Package assembly is Sluice's one composition root: how the orchestrator,
-// analyzer, replicas, traffic and gateway services are configured by flags
+// analyzer, replicas, traffic, gateway and notifier services are configured by flags
 // and built from them. The service binaries and `sluice dev` all compose the
 // services here, so a flag exists once and means the same everywhere, and
 // the NATS permissions of each identity derive from what its services
@@ -26,6 +26,7 @@ import (
 	"github.com/sluicehq/sluice/services/gateway"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/kubepods"
+	"github.com/sluicehq/sluice/services/notifier"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/local"
@@ -40,10 +41,11 @@ const (
 	Replicas     = "replicas"
 	Traffic      = "traffic"
 	Gateway      = "gateway"
+	Notifier     = "notifier"
 )
 
 // Names lists the services in the order they start in sluice dev.
-var Names = []string{Orchestrator, Analyzer, Replicas, Traffic, Gateway}
+var Names = []string{Orchestrator, Analyzer, Replicas, Traffic, Gateway, Notifier}
 
 // Platforms are the values of --platform (replicas) and --router
 // (traffic): where workloads run and how their traffic is routed.
@@ -60,6 +62,15 @@ type Options struct {
 	// Gateway is the HTTP edge; sluice dev sets its Listen, Auth.File and
 	// anonymous access from its own flags.
 	Gateway gateway.Config
+	// Notifier sends notifications and takes chat commands; sluice dev
+	// sets its Listen from --notifications-listen.
+	Notifier notifier.Config
+	// NotifierConfig is the notifier's configuration file (--config;
+	// sluice dev: --notifications) and NotifierSecretsDir its secrets.
+	NotifierConfig, NotifierSecretsDir string
+	// NotifierNamespace is where the notifier reads Argo's ConfigMap and
+	// Secret on the kube platform.
+	NotifierNamespace string
 
 	// Prometheus is the analyzer's own Prometheus and its credentials.
 	Prometheus prometheus.Config
@@ -165,6 +176,24 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 			fs.StringVar(&o.StateDir, "state-dir", "", "local platform: the replicas service's state directory, when it runs on this machine, to show each revision's processes")
 		})
 		kube()
+	case Notifier:
+		c := &o.Notifier
+		add("config", func() {
+			fs.StringVar(&o.NotifierConfig, "config", o.env(EnvNotifierConfig, ""), "the notifications configuration: a file holding Argo Rollouts' argo-rollouts-notification-configmap manifest (and optionally its Secret), reloaded on change; without it, on --platform kube, the notifier reads that ConfigMap and Secret from --namespace (env "+EnvNotifierConfig+")")
+		})
+		fs.StringVar(&o.NotifierSecretsDir, "secrets-dir", o.env(EnvNotifierSecretsDir, ""), "directory with a file per secret the configuration names as $name (a mounted Secret); secrets are also read from SLUICE_SECRET_<NAME> (env "+EnvNotifierSecretsDir+")")
+		add("listen", func() {
+			fs.StringVar(&c.Listen, "listen", o.env(EnvNotifierListen, notifier.DefaultListen), `address of the chat endpoints (POST /slack/commands, /slack/interactions, /teams/messages); "off" serves none (env `+EnvNotifierListen+")")
+		})
+		fs.StringVar(&c.DashboardURL, "dashboard-url", o.env(EnvNotifierDashboardURL, ""), "the dashboard's base URL (e.g. https://sluice.example.com), for links in notifications (sluice.dashboardURL in templates) (env "+EnvNotifierDashboardURL+")")
+		fs.Var(daemon.NonNegativeInt(&c.MaxAttempts, notifier.DefaultMaxAttempts), "max-attempts", "attempts to send one notification before it is dead-lettered")
+		add("platform", func() {
+			fs.Var(&o.Platform, "platform", "where the configuration is when --config is not given: "+strings.Join(Platforms, ", ")+" (kube: the ConfigMap argo-rollouts-notification-configmap and Secret argo-rollouts-notification-secret in --namespace)")
+		})
+		add("namespace", func() {
+			fs.StringVar(&o.NotifierNamespace, "namespace", o.env("POD_NAMESPACE", ""), "kube platform: the namespace of the notifications ConfigMap and Secret (env POD_NAMESPACE)")
+		})
+		kube()
 	default:
 		panic("assembly: no service named " + service)
 	}
@@ -246,6 +275,8 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 			return nil, err
 		}
 		return svc, nil
+	case Notifier:
+		return o.notifier(agent, env)
 	}
 	return nil, fmt.Errorf("assembly: no service named %q", service)
 }
@@ -257,6 +288,41 @@ const (
 	// EnvGatewaySessionKeyFile is --session-key-file's default.
 	EnvGatewaySessionKeyFile = "GATEWAY_SESSION_KEY_FILE"
 )
+
+// The notifier's environment defaults.
+const (
+	EnvNotifierConfig       = "NOTIFIER_CONFIG"
+	EnvNotifierSecretsDir   = "NOTIFIER_SECRETS_DIR"
+	EnvNotifierListen       = "NOTIFIER_LISTEN"
+	EnvNotifierDashboardURL = "NOTIFIER_DASHBOARD_URL"
+)
+
+// notifier builds the notifier: its configuration from --config, else on
+// --platform kube from Argo's ConfigMap and Secret in --namespace.
+func (o *Options) notifier(agent string, env daemon.Env) (daemon.Service, error) {
+	cfg := o.Notifier
+	sc := notifier.SourceConfig{
+		File: o.NotifierConfig, SecretsDir: o.NotifierSecretsDir, Getenv: o.Getenv,
+		DashboardURL: cfg.DashboardURL, Client: env.Client, Logger: env.Log,
+	}
+	if sc.File == "" && o.Platform.value == "kube" {
+		clients, err := o.Kube.Connect(agent)
+		if err != nil {
+			return nil, err
+		}
+		sc.Kube = clients.Typed
+		if sc.Namespace = o.NotifierNamespace; sc.Namespace == "" {
+			sc.Namespace = o.Namespace
+		}
+	}
+	src, err := notifier.NewSource(sc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Config = src
+	cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+	return notifier.New(env.Client, cfg)
+}
 
 // The gateway's rate limits per caller.
 const (

@@ -172,7 +172,9 @@ type kubeWatch struct {
 }
 
 // Load starts the informers and builds the configuration once their
-// caches hold the objects. A missing ConfigMap is an error.
+// caches hold the objects. Without the ConfigMap it builds an empty
+// configuration (sending nothing) and logs what is missing; the
+// ConfigMap is applied when it comes.
 func (k *KubeSource) Load(ctx context.Context) (*Setup, error) {
 	if k.Log == nil {
 		k.Log = slog.Default()
@@ -219,8 +221,10 @@ func (k *KubeSource) Load(ctx context.Context) (*Setup, error) {
 	}
 	cm, secret, err := w.data(k.Namespace)
 	if err != nil {
-		stop()
-		return nil, err
+		// Not there yet: run with nothing configured, and build it when
+		// it comes, so that installing Sluice does not wait on it.
+		k.Log.Warn("no notifications configuration yet; nothing is sent until it exists", "error", err)
+		cm, secret = map[string]string{}, map[string]string{}
 	}
 	w.last = digest(cm, secret)
 	setup, err := k.Build(cm, secret)

@@ -84,9 +84,15 @@ func (s *syncBuffer) String() string {
 func TestFileSourceReloadsAndKeepsTheLastGoodConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "notifications.yaml")
+	// Replaced at once, as editors and the kubelet do: a half-written
+	// file is another configuration.
 	write := func(s string) {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -180,10 +186,30 @@ func TestKubeSourceFollowsTheConfigMapAndTheSecret(t *testing.T) {
 	}, poll.Timeout(10*time.Second))
 }
 
-func TestKubeSourceWithoutTheConfigMapSaysWhatIsMissing(t *testing.T) {
-	src := &KubeSource{Client: fake.NewClientset(), Namespace: "argo-rollouts", Build: func(cm, secret map[string]string) (*Setup, error) { return &Setup{}, nil }}
-	_, err := src.Load(context.Background())
-	if err == nil || !strings.Contains(err.Error(), ConfigMapName) || !strings.Contains(err.Error(), "argo-rollouts") {
-		t.Errorf("Load = %v; want it to name the ConfigMap and namespace", err)
+func TestKubeSourceWithoutTheConfigMapWaitsForIt(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	var logs syncBuffer
+	build := func(cm, secret map[string]string) (*Setup, error) { return servicesSetup(strings.Join(sortedKeys(cm), "\n")) }
+	src := &KubeSource{Client: client, Namespace: "sluice", Build: build, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	setup, err := src.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if len(setup.Senders) > 1 {
+		t.Errorf("senders %v without a ConfigMap", sortedKeys(setup.Senders))
+	}
+	if !strings.Contains(logs.String(), ConfigMapName) || !strings.Contains(logs.String(), "sluice") {
+		t.Errorf("logs %q; want them to name the missing ConfigMap and its namespace", logs.String())
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var a applied
+	go func() { defer close(done); src.Watch(wctx, a.apply) }()
+	t.Cleanup(func() { cancel(); <-done })
+	_, err = client.CoreV1().ConfigMaps("sluice").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "sluice", Name: ConfigMapName}, Data: map[string]string{"service.slack": "{}"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, "the new ConfigMap applied", func() bool { return slices.Equal(a.last(), []string{"service.slack"}) })
 }

@@ -58,7 +58,7 @@ func loadProject(t *testing.T) *types.Project {
 
 func TestComposeFileIsValid(t *testing.T) {
 	p := loadProject(t)
-	for _, name := range []string{"nats", "prometheus", "sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway", "demo", "loadgen"} {
+	for _, name := range []string{"nats", "prometheus", "sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway", "sluice-notifier", "demo", "loadgen"} {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("service %s: %v", name, err)
 		}

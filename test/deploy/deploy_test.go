@@ -42,7 +42,7 @@ import (
 var overlays = []string{"dev", "production"}
 
 // services are the service binaries; each has a Deployment named after it.
-var services = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway"}
+var services = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway", "sluice-notifier"}
 
 // kubeArgs are the arguments that put each Kubernetes-facing service on
 // the kube platform.

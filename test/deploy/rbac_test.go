@@ -76,7 +76,15 @@ var clusterAccess = map[string][]grant{
 		rule("apps", []string{"replicasets"}, "list"),
 		rule("", []string{"pods"}, "list"),
 	),
+	// services/notifier: informers on Argo's notification ConfigMap and
+	// Secret, in its own namespace only (namespacedOnly).
+	"sluice-notifier": rule("", []string{"configmaps", "secrets"}, "list", "watch"),
 }
+
+// namespacedOnly are the services whose access must come from Roles in
+// their own namespace, never from a ClusterRole: what they read there
+// (Secrets) must not be readable anywhere else.
+var namespacedOnly = map[string]bool{"sluice-notifier": true}
 
 // clusterScoped are the resources above that are not namespaced.
 var clusterScoped = map[string]bool{"clusteranalysistemplates": true}
@@ -84,7 +92,9 @@ var clusterScoped = map[string]bool{"clusteranalysistemplates": true}
 // neverGranted are permissions no Sluice service may have, checked on top
 // of every other service's needs: the ReplicaSet controller owns pods,
 // Services and mesh objects are the user's, Rollout specs are the user's,
-// and no service reads Secrets.
+// and no service gets a Secret by name (the notifier lists and watches
+// its own namespace's, namespacedOnly; every other service is denied
+// that too, by deniedFor).
 var neverGranted = []grant{
 	{"create", "", "pods"},
 	{"delete", "", "pods"},
@@ -92,7 +102,6 @@ var neverGranted = []grant{
 	{"delete", "", "services"},
 	{"list", "", "services"},
 	{"get", "", "secrets"},
-	{"list", "", "secrets"},
 	{"get", "", "configmaps"},
 	{"create", "", "events"},
 	{"update", "argoproj.io", "rollouts"},
@@ -179,6 +188,15 @@ func TestRBACGrantsExactlyWhatEachServiceCalls(t *testing.T) {
 			}
 			pod := d.Spec.Template.Spec
 			rules := rulesOf(m, d.Namespace, pod.ServiceAccountName)
+			if namespacedOnly[name] {
+				for _, b := range m.bindings {
+					for _, s := range b.subjects {
+						if s.Kind == "ServiceAccount" && s.Name == pod.ServiceAccountName && s.Namespace == d.Namespace && !strings.HasPrefix(b.roleRef, "Role/"+d.Namespace+"/") {
+							t.Errorf("%s/%s: bound to %s; its access must be a Role in its own namespace", overlay, name, b.roleRef)
+						}
+					}
+				}
+			}
 			have, bad := expand(rules)
 			for _, b := range bad {
 				t.Errorf("%s/%s: %s", overlay, name, b)

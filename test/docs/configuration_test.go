@@ -16,7 +16,7 @@ import (
 
 // serviceBinaries are built on internal/daemon; the flags all of them share
 // are documented once, under the heading key sharedKey.
-var serviceBinaries = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway"}
+var serviceBinaries = []string{"sluice-orchestrator", "sluice-analyzer", "sluice-replicas", "sluice-traffic", "sluice-gateway", "sluice-notifier"}
 
 const sharedKey = "sluice-*"
 
