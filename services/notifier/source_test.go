@@ -190,7 +190,9 @@ func TestKubeSourceWithoutTheConfigMapWaitsForIt(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
 	var logs syncBuffer
-	build := func(cm, secret map[string]string) (*Setup, error) { return servicesSetup(strings.Join(sortedKeys(cm), "\n")) }
+	build := func(cm, secret map[string]string) (*Setup, error) {
+		return servicesSetup(strings.Join(sortedKeys(cm), "\n"))
+	}
 	src := &KubeSource{Client: client, Namespace: "sluice", Build: build, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	setup, err := src.Load(ctx)
 	if err != nil {
