@@ -43,6 +43,8 @@ type message struct {
 	IconURL                     string
 	Attachments, Blocks         any
 	Edits                       int
+	// UnfurlLinks and UnfurlMedia are the form fields as sent.
+	UnfurlLinks, UnfurlMedia string
 }
 
 type response struct {
@@ -60,13 +62,17 @@ func newFakeSlack(t *testing.T, token string) *fakeSlack {
 		messages: map[string]*message{},
 		hooks:    map[string][]map[string]any{},
 	}
+	f.srv = httptest.NewServer(f.handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeSlack) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/chat.postMessage", f.api(f.postMessage))
 	mux.HandleFunc("POST /api/chat.update", f.api(f.update))
 	mux.HandleFunc("POST /hooks/", f.hook)
-	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
-	return f
+	return mux
 }
 
 func (f *fakeSlack) apiURL() string { return f.srv.URL + "/api/" }
@@ -174,6 +180,7 @@ func (f *fakeSlack) postMessage(form map[string]string) map[string]any {
 		Broadcast: form["reply_broadcast"] == "true",
 		Username:  form["username"], IconEmoji: form["icon_emoji"], IconURL: form["icon_url"],
 		Attachments: decodeJSON(form["attachments"]), Blocks: decodeJSON(form["blocks"]),
+		UnfurlLinks: form["unfurl_links"], UnfurlMedia: form["unfurl_media"],
 	}
 	f.messages[ts] = m
 	f.posted = append(f.posted, ts)

@@ -17,8 +17,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,7 +70,7 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		}
 		s.api = slack.New(o.Token, slack.OptionHTTPClient(hc), slack.OptionAPIURL(api))
 	}
-	for _, v := range append([]string{o.Token, o.WebhookURL}, values(o.Webhooks)...) {
+	for _, v := range append([]string{o.Token, o.WebhookURL}, slices.Collect(maps.Values(o.Webhooks))...) {
 		if v != "" {
 			s.secrets = append(s.secrets, v)
 		}
@@ -346,12 +348,4 @@ func slackPart(m notify.Message) notify.Slack {
 		return notify.Slack{}
 	}
 	return *m.Notification.Slack
-}
-
-func values(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }

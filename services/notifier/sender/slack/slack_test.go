@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -597,6 +598,34 @@ func TestNewRejectsBadOptions(t *testing.T) {
 				t.Errorf("New: err = %v, want ErrInvalidOption naming the service and saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestDisableUnfurl(t *testing.T) {
+	f := newFakeSlack(t, token)
+	s := newSender(t, webAPI(f, "disableUnfurl", true), nil)
+
+	send(t, s, msg("#deploys", "see https://sluice.example/rollouts/shop/web", nil))
+
+	if got := f.message(1); got.UnfurlLinks != "false" || got.UnfurlMedia != "false" {
+		t.Errorf("unfurl_links=%q unfurl_media=%q, want both false", got.UnfurlLinks, got.UnfurlMedia)
+	}
+}
+
+func TestInsecureSkipVerifyReachesASelfSignedServer(t *testing.T) {
+	f := newFakeSlack(t, token)
+	tlsSrv := httptest.NewTLSServer(f.handler())
+	t.Cleanup(tlsSrv.Close)
+	options := map[string]any{"token": token, "apiURL": tlsSrv.URL + "/api/"}
+
+	_, err := newSender(t, options, nil).Send(context.Background(), msg("#deploys", "verified", nil))
+	if err == nil || notify.IsPermanent(err) {
+		t.Fatalf("err = %v with verification, want a retryable certificate error", err)
+	}
+	options["insecureSkipVerify"] = true
+	send(t, newSender(t, options, nil), msg("#deploys", "not verified", nil))
+	if got := f.message(1); got.Text != "not verified" {
+		t.Errorf("posted %+v, want the message", got)
 	}
 }
 
