@@ -36,6 +36,7 @@ type api struct {
 	statuses  []status
 	tokens    int    // installation tokens handed out
 	instToken string // the current installation token
+	tokenTTL  time.Duration
 	answer    func(w http.ResponseWriter) bool
 }
 
@@ -48,7 +49,7 @@ type status struct {
 }
 
 func newAPI(t *testing.T, key *rsa.PrivateKey) *api {
-	a := &api{key: key}
+	a := &api{key: key, tokenTTL: time.Hour}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v3/repos/{owner}/{repo}/statuses/{sha}", func(w http.ResponseWriter, r *http.Request) {
 		a.mu.Lock()
@@ -86,7 +87,7 @@ func newAPI(t *testing.T, key *rsa.PrivateKey) *api {
 		}
 		a.tokens++
 		a.instToken = "ghs_installation" + strconv.Itoa(a.tokens)
-		writeJSON(w, 201, fmt.Sprintf(`{"token":%q,"expires_at":%q}`, a.instToken, time.Now().Add(time.Hour).UTC().Format(time.RFC3339)))
+		writeJSON(w, 201, fmt.Sprintf(`{"token":%q,"expires_at":%q}`, a.instToken, time.Now().Add(a.tokenTTL).UTC().Format(time.RFC3339)))
 	})
 	a.Server = httptest.NewServer(mux)
 	t.Cleanup(a.Close)
@@ -167,11 +168,47 @@ func TestGitHubAppGetsAnInstallationToken(t *testing.T) {
 			t.Fatalf("Send: %v", err)
 		}
 	}
-	if n := len(srv.got()); n != 2 {
-		t.Errorf("statuses = %d, want 2", n)
+	// Concurrent sends share the one installation token.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Go(func() {
+			_, err := s.Send(context.Background(), statusMessage("https://github.com/acme/shop", "abc", "success"))
+			errs <- err
+		})
 	}
-	if srv.tokens != 1 {
-		t.Errorf("installation tokens = %d, want 1 (kept until it is about to expire)", srv.tokens)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent Send: %v", err)
+		}
+	}
+	if n := len(srv.got()); n != 10 {
+		t.Errorf("statuses = %d, want 10", n)
+	}
+	srv.mu.Lock()
+	tokens := srv.tokens
+	srv.mu.Unlock()
+	if tokens != 1 {
+		t.Errorf("installation tokens = %d, want 1 (kept until it is about to expire)", tokens)
+	}
+
+	// A token about to expire is replaced before it is used.
+	srv.mu.Lock()
+	srv.tokenTTL, srv.tokens, srv.instToken = 2*time.Minute, 0, ""
+	srv.mu.Unlock()
+	short := newSender(t, map[string]any{"appID": 42, "installationID": 7, "privateKey": keyPEM, "enterpriseBaseURL": srv.URL})
+	for range 2 {
+		if _, err := short.Send(context.Background(), statusMessage("acme/shop", "abc", "success")); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	srv.mu.Lock()
+	tokens = srv.tokens
+	srv.mu.Unlock()
+	if tokens != 2 {
+		t.Errorf("installation tokens = %d, want 2: one expiring within five minutes is not reused", tokens)
 	}
 
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
