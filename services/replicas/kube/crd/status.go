@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/sluicehq/sluice/internal/argostatus"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // StatusDurable is the durable consumer on SLUICE_STATUS that every
@@ -136,7 +136,6 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 // (the generations the watcher observed, and the replica counts Counts
 // writes).
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
-	snap := data.Status
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
 	st := map[string]any{}
 	for _, k := range []string{"observedGeneration", "workloadObservedGeneration"} {
@@ -147,58 +146,22 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 	if v, ok := old["restartedAt"]; ok {
 		st["restartedAt"] = v // the last restarted event's
 	}
-	selector := ""
-	if sel, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {
+	var sel *metav1.LabelSelector
+	if raw, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {
 		var ls metav1.LabelSelector
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(sel, &ls); err == nil {
-			if s, err := metav1.LabelSelectorAsSelector(&ls); err == nil {
-				selector = s.String()
-			}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err == nil {
+			sel = &ls
 		}
 	}
-	st["selector"] = selector
-	st["phase"] = snap.Phase
-	st["message"] = snap.Message
+	st["selector"] = argostatus.Selector(sel)
 	// The counts are Counts' (from the ReplicaSets), kept as they are.
 	for _, k := range []string{"replicas", "readyReplicas", "availableReplicas", "updatedReplicas"} {
 		if v, ok := old[k]; ok {
 			st[k] = v
 		}
 	}
-	st["currentPodHash"] = snap.PodHash
-	st["stableRS"] = snap.StablePodHash
-	st["abort"] = snap.Aborted
-	if snap.StepIndex != nil {
-		st["currentStepIndex"] = int64(*snap.StepIndex)
+	for k, v := range argostatus.FromSnapshot(data) {
+		st[k] = v
 	}
-	if len(snap.PauseConditions) > 0 {
-		var pcs []any
-		for _, pc := range snap.PauseConditions {
-			pcs = append(pcs, map[string]any{"reason": pc.Reason, "startTime": pc.StartTime.UTC().Format(time.RFC3339)})
-		}
-		st["pauseConditions"] = pcs
-	}
-	if snap.Strategy == string(spec.StrategyCanary) {
-		st["canary"] = map[string]any{"weights": map[string]any{
-			"canary": map[string]any{"weight": int64(snap.CanaryWeight), "podTemplateHash": snap.PodHash},
-			"stable": map[string]any{"weight": int64(snap.StableWeight), "podTemplateHash": snap.StablePodHash},
-		}}
-	}
-	sl := map[string]any{
-		"updatedAt":      snap.UpdatedAt.UTC().Format(time.RFC3339Nano),
-		"revision":       snap.Revision,
-		"stableRevision": snap.StableRevision,
-	}
-	if data.Reason != "" {
-		sl["reason"] = data.Reason
-	}
-	if len(data.Errors) > 0 {
-		errs := make([]any, len(data.Errors))
-		for i, e := range data.Errors {
-			errs[i] = e
-		}
-		sl["errors"] = errs
-	}
-	st["sluice"] = sl
 	return st, nil
 }
