@@ -22,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 	"github.com/sluicehq/sluice/services/notifier/sender/email"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 )
 
 const (
@@ -399,5 +400,29 @@ func TestOptions(t *testing.T) {
 				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestDocumentedExample(t *testing.T) {
+	ms := startMailServer(t, "127.0.0.1", false)
+	c := sendertest.Example(t, "### Email", map[string]string{"email-password": password})
+	host, port, _ := net.SplitHostPort(ms.addr)
+	s, err := email.New(sendertest.Service(t, c, "gmail", map[string]any{"host": host, "port": port}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	m := sendertest.Message(t, c, "on-rollout-aborted", []string{"rollout-aborted"}, sendertest.Vars("Degraded", "step 2 failed its analysis"),
+		notify.Destination{Service: "gmail", Recipient: "ops@example.com"})
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	msg, err := mail.ReadMessage(bytes.NewReader(ms.got()[0].data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	if msg.Header.Get("Subject") != "Rollout web has been aborted." ||
+		!strings.Contains(string(body), "Rollout shop/web was aborted: step 2 failed its analysis\r\nhttps://sluice.example/rollouts/shop/web") {
+		t.Errorf("subject %q, body %q: want the documented ones", msg.Header.Get("Subject"), body)
 	}
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/sluicehq/sluice/services/notifier/notify"
 	"github.com/sluicehq/sluice/services/notifier/sender/github"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 )
 
 const token = "ghp_TESTTOKEN0123456789"
@@ -372,5 +373,39 @@ func TestOptions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDocumentedExample(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	srv := newAPI(t, key)
+	c := sendertest.Example(t, "### GitHub commit status", map[string]string{"github-app-private-key": keyPEM})
+	// The example's App ids are 123456 and 7891011; this API knows 42 and 7.
+	s, err := github.New(sendertest.Service(t, c, "github", map[string]any{"appID": 42, "installationID": 7, "enterpriseBaseURL": srv.URL}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	for _, phase := range []string{"Progressing", "Healthy", "Degraded"} {
+		m := sendertest.Message(t, c, "on-rollout-updated", []string{"github-status"}, sendertest.Vars(phase, ""),
+			notify.Destination{Service: "github"})
+		if _, err := s.Send(context.Background(), m); err != nil {
+			t.Fatalf("Send (%s): %v", phase, err)
+		}
+	}
+	got := srv.got()
+	var states []string
+	for _, st := range got {
+		states = append(states, st.State)
+	}
+	if strings.Join(states, ",") != "pending,success,failure" {
+		t.Errorf("states = %v, want pending, success, failure", states)
+	}
+	if st := got[0]; st.Path != "acme/shop@3f2a9c1e0b7d4a8e9f6c5b4a3d2e1f0a9b8c7d6e" || st.Context != "sluice/shop/web" ||
+		st.TargetURL != "https://sluice.example/rollouts/shop/web" || st.Description != "Rollout web is Progressing." {
+		t.Errorf("status = %+v, want the annotated repository and commit, the documented label and the dashboard", st)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/services/notifier/notify"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 	"github.com/sluicehq/sluice/services/notifier/sender/teams"
 )
 
@@ -303,5 +304,30 @@ func TestOptions(t *testing.T) {
 				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+func TestDocumentedExample(t *testing.T) {
+	srv := newTeamsServer(t)
+	c := sendertest.Example(t, "### Microsoft Teams", nil)
+	s, err := teams.New(sendertest.Service(t, c, "teams", map[string]any{"recipientUrls": map[string]string{"deploys": srv.workflowURL()}}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
+		notify.Destination{Service: "teams", Recipient: "deploys"})
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	card := path(t, srv.posted(workflowPath)[0], "attachments", 0, "content")
+	if got := path(t, card, "body", 0); path(t, got, "text") != "Rollout web completed" || path(t, got, "color") != "Good" {
+		t.Errorf("title = %v, want the documented title in green (Good)", got)
+	}
+	facts := path(t, card, "body", 2, "facts").([]any)
+	if len(facts) != 2 || path(t, facts[0], "value") != "Canary" || path(t, facts[1], "value") != "3" {
+		t.Errorf("facts = %v, want Strategy Canary and Revision 3", facts)
+	}
+	if got := path(t, card, "actions", 0, "url"); got != "https://sluice.example/rollouts/shop/web" {
+		t.Errorf("action url = %v, want the dashboard", got)
 	}
 }

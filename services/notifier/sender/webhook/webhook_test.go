@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/services/notifier/notify"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 	"github.com/sluicehq/sluice/services/notifier/sender/webhook"
 )
 
@@ -308,5 +309,30 @@ func TestInsecureSkipVerifyAcceptsAnUnknownCertificate(t *testing.T) {
 	}
 	if _, err := newSender(t, "hooks", map[string]any{"url": srv.URL, "insecureSkipVerify": true}, nil).Send(context.Background(), m); err != nil {
 		t.Errorf("Send with insecureSkipVerify: %v", err)
+	}
+}
+
+func TestDocumentedExample(t *testing.T) {
+	r := newReceiver(t)
+	c := sendertest.Example(t, "### Webhook", map[string]string{"deploy-log-token": "tok-1", "deploy-log-signing-key": "key-1"})
+	s, err := webhook.New(sendertest.Service(t, c, "deploy-log", map[string]any{"url": r.URL + "/api"}))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
+		notify.Destination{Service: "deploy-log"})
+	if _, err := s.Send(context.Background(), m); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	req := r.requests()[0]
+	if req.method != "POST" || req.path != "/api/rollouts/shop/web" || req.header.Get("Authorization") != "Bearer tok-1" {
+		t.Errorf("request = %s %s (Authorization %q), want the documented POST with the token", req.method, req.path, req.header.Get("Authorization"))
+	}
+	var body map[string]string
+	if err := json.Unmarshal([]byte(req.body), &body); err != nil || body["rollout"] != "web" || body["revision"] != "3" || body["phase"] != "Healthy" {
+		t.Errorf("body = %q (%v), want the documented JSON", req.body, err)
+	}
+	if err := webhook.Verify("key-1", req.header.Get(webhook.DefaultSignatureHeader), []byte(req.body), time.Now(), 5*time.Minute); err != nil {
+		t.Errorf("signature: %v", err)
 	}
 }
