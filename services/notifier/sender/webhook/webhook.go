@@ -12,6 +12,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -203,7 +204,7 @@ func mac(secret, ts string, body []byte) string {
 }
 
 // ErrBadSignature is returned by Verify.
-var ErrBadSignature = fmt.Errorf("webhook signature does not match")
+var ErrBadSignature = errors.New("webhook signature does not match")
 
 // Verify checks a signature header's value against body, as a receiver
 // written in Go can: the signature must match and its time be within
