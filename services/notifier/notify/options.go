@@ -24,7 +24,7 @@ var ErrInvalidOptions = errors.New("invalid service options")
 // no field for fails, naming it and the accepted ones (STYLE: unknown
 // configuration is never guessed); so does a value of the wrong type,
 // naming the option but never its value, which may be a secret. Errors
-// wrap ErrInvalidOptions and start with "service <name>".
+// wrap ErrInvalidOptions; the caller names the service.
 func DecodeOptions(cfg ServiceConfig, v any) error {
 	raw := bytes.TrimSpace(cfg.Options)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
@@ -32,7 +32,7 @@ func DecodeOptions(cfg ServiceConfig, v any) error {
 	}
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &keys); err != nil {
-		return fmt.Errorf("service %s: options must be a mapping of option names to values: %w", cfg.Name, ErrInvalidOptions)
+		return fmt.Errorf("%w: want a mapping of option names to values", ErrInvalidOptions)
 	}
 	accepted := jsonNames(reflect.TypeOf(v).Elem())
 	var unknown []string
@@ -43,13 +43,13 @@ func DecodeOptions(cfg ServiceConfig, v any) error {
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		return fmt.Errorf("service %s: unknown option %s (a %s service takes %s): %w",
-			cfg.Name, quoteAll(unknown), cfg.Type, strings.Join(accepted, ", "), ErrInvalidOptions)
+		return fmt.Errorf("%w: unknown option %s (a %s service takes %s)",
+			ErrInvalidOptions, quoteAll(unknown), cfg.Type, strings.Join(accepted, ", "))
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("service %s: %s: %w", cfg.Name, describeDecodeError(err), ErrInvalidOptions)
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, describeDecodeError(err))
 	}
 	return nil
 }
@@ -142,7 +142,7 @@ func (cfg ServiceConfig) Client(insecureSkipVerify bool) (*http.Client, error) {
 	case *http.Transport:
 		t = rt.Clone()
 	default:
-		return nil, fmt.Errorf("service %s: insecureSkipVerify needs an *http.Transport, the client has a %T: %w", cfg.Name, rt, ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: insecureSkipVerify needs an *http.Transport, the client has a %T", ErrInvalidOptions, rt)
 	}
 	if t.TLSClientConfig == nil {
 		t.TLSClientConfig = &tls.Config{}

@@ -104,7 +104,7 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("service %s: %w: %w", cfg.Name, err, notify.ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
 	}
 	local, err := os.Hostname()
 	if err != nil || local == "" {

@@ -116,7 +116,7 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("service %s: %w: %w", cfg.Name, err, notify.ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
 	}
 	httpClient, err := cfg.Client(o.InsecureSkipVerify)
 	if err != nil {
@@ -130,7 +130,7 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		}
 		client, err := client.WithEnterpriseURLs(o.EnterpriseBaseURL, o.EnterpriseBaseURL)
 		if err != nil {
-			return nil, fmt.Errorf(`service %s: option "enterpriseBaseURL": %w`, cfg.Name, notify.ErrInvalidOptions)
+			return nil, fmt.Errorf(`%w: option "enterpriseBaseURL": want a base URL`, notify.ErrInvalidOptions)
 		}
 		return client, nil
 	}

@@ -64,7 +64,7 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("service %s: %w: %w", cfg.Name, err, notify.ErrInvalidOptions)
+		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
 	}
 	client, err := cfg.Client(o.InsecureSkipVerify)
 	if err != nil {
