@@ -197,3 +197,5 @@ func classify(err error) error {
 	}
 	return err
 }
+
+var _ events.Handler = (*Emitter)(nil).Handle
