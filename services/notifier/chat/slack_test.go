@@ -127,18 +127,24 @@ func TestSlackRefusals(t *testing.T) {
 		t.Errorf("timestamp from the future: %d %s", code, body)
 	}
 
+	// The orchestrator answers a rollout's commands in order: had the
+	// forged or the stale promote been published, its answer would come
+	// before the answer to this retry.
+	_, _, id := r.slash("UOP", "retry shop/web")
+	if text, _ := r.api.response(t, id)["text"].(string); !strings.HasPrefix(text, "❌ retry shop/web refused (NotApplicable)") {
+		t.Errorf("retry of a rollout that is not aborted: %q", text)
+	}
+	assertRefused(t, r.next(f), "slack:UOP", events.TypeRolloutRetry, events.RefusedNotApplicable)
+
 	// A user with no role.
 	code, text, _ := r.slash("UNOBODY", "promote shop/web")
 	if code != http.StatusOK || !strings.HasPrefix(text, "🚫 promote shop/web refused (Forbidden): slack:UNOBODY may not promote in namespace shop (needs the operator role)") {
 		t.Errorf("unknown user: %d %q", code, text)
 	}
-	// The first event after the forged and stale promotes is the unknown
-	// user's refusal: they published nothing.
-	ev := r.next(f)
-	assertForbidden(t, ev, "slack:UNOBODY", events.TypeRolloutPromote)
+	assertForbidden(t, r.next(f), "slack:UNOBODY", events.TypeRolloutPromote)
 
 	// A viewer presses Abort.
-	_, id := r.press("UVIEW", notify.ActionAbort, "shop/web")
+	_, id = r.press("UVIEW", notify.ActionAbort, "shop/web")
 	out := r.api.response(t, id)
 	if text, _ := out["text"].(string); !strings.Contains(text, "refused (Forbidden): slack:UVIEW may not abort") || out["response_type"] != "ephemeral" {
 		t.Errorf("viewer's abort answer: %v", out)
@@ -165,19 +171,27 @@ func TestSlackRefusals(t *testing.T) {
 	r.logs.noSecrets(t, hexOf(forgedSig), hexOf(staleSig))
 }
 
+// assertForbidden checks ev is the chat's record of a Forbidden command.
 func assertForbidden(t *testing.T, ev events.Event, actor, command string) {
+	t.Helper()
+	d := assertRefused(t, ev, actor, command, events.RefusedForbidden)
+	if ev.Source() != Source || d.Status.Phase != events.PhasePaused {
+		t.Errorf("refusal from %q with status %+v", ev.Source(), d.Status)
+	}
+}
+
+// assertRefused checks ev refuses command sent by actor with code.
+func assertRefused(t *testing.T, ev events.Event, actor, command, code string) events.StatusData {
 	t.Helper()
 	var d events.StatusData
 	if err := events.DecodeData(ev, &d); err != nil {
 		t.Fatal(err)
 	}
-	if ev.Type() != events.TypeRolloutRefused || d.Command == nil || d.Command.Code != events.RefusedForbidden || d.Command.Type != command {
-		t.Fatalf("want a Forbidden refusal of %s, got %s %+v", command, ev.Type(), d.Command)
+	if ev.Type() != events.TypeRolloutRefused || d.Command == nil || d.Command.Code != code || d.Command.Type != command {
+		t.Fatalf("want a %s refusal of %s, got %s %+v", code, command, ev.Type(), d.Command)
 	}
 	if got := events.Extension(ev, events.ExtActor); got != actor {
 		t.Errorf("the refusal's actor %q, want %q", got, actor)
 	}
-	if ev.Source() != Source || d.Status.Phase != events.PhasePaused {
-		t.Errorf("refusal from %q with status %+v", ev.Source(), d.Status)
-	}
+	return d
 }

@@ -14,17 +14,24 @@ import (
 func TestTeamsCommands(t *testing.T) {
 	r := startRig(t, "")
 	r.paused(web)
-	key, _ := base64.StdEncoding.DecodeString(teamsToken)
+	key := mustKey(t)
 	f := r.follow(web)
 
 	if code, body := r.teamsSay("aad-op", "promote shop/web", []byte("another key")); code != http.StatusUnauthorized {
 		t.Errorf("forged HMAC: %d %s", code, body)
 	}
-	code, text := r.teamsSay("aad-view", "abort shop/web", key)
+	// Commands are answered in order: had the forged promote been
+	// published, its answer would come before this retry's.
+	code, text := r.teamsSay("aad-op", "retry shop/web", key)
+	if code != http.StatusOK || !strings.HasPrefix(text, "❌ retry shop/web refused (NotApplicable)") {
+		t.Errorf("operator's retry: %d %q", code, text)
+	}
+	assertRefused(t, r.next(f), "teams:aad-op", events.TypeRolloutRetry, events.RefusedNotApplicable)
+
+	code, text = r.teamsSay("aad-view", "abort shop/web", key)
 	if code != http.StatusOK || !strings.HasPrefix(text, "🚫 abort shop/web refused (Forbidden): teams:aad-view may not abort in namespace shop") {
 		t.Errorf("viewer's abort: %d %q", code, text)
 	}
-	// The first event after the forged promote is the viewer's refusal.
 	assertForbidden(t, r.next(f), "teams:aad-view", events.TypeRolloutAbort)
 
 	code, text = r.teamsSay("aad-op", "promote shop/web", key)
@@ -44,6 +51,15 @@ func TestTeamsCommands(t *testing.T) {
 	if n := r.commands("teams", "none", OutcomeUnauthenticated); n != 1 {
 		t.Errorf("unauthenticated Teams requests counted %v", n)
 	}
+}
+
+func mustKey(t *testing.T) []byte {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(teamsToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
 
 func TestCommandText(t *testing.T) {
