@@ -303,15 +303,35 @@ func (r *rig) press(user, actionID, value string) (code int, respondID string) {
 	return code, respondID
 }
 
-// teamsSay sends "<at>Sluice</at> text" from aad, signed with key.
+// teamsSay sends "<at>Sluice</at> text" from aad, signed with key, sent
+// now.
 func (r *rig) teamsSay(aad, text string, key []byte) (int, string) {
 	r.t.Helper()
+	return r.teamsSend(aad, text, key, r.now)
+}
+
+// teamsSend is teamsSay with the activity's timestamp at.
+func (r *rig) teamsSend(aad, text string, key []byte, at time.Time) (int, string) {
+	r.t.Helper()
+	body := r.activity(aad, text, at)
+	return r.teamsPost(body, key)
+}
+
+// activity is an outgoing webhook's activity, as Teams sends it.
+func (r *rig) activity(aad, text string, at time.Time) []byte {
+	r.n++
 	act := map[string]any{
-		"type": "message", "id": "1", "text": "<at>Sluice</at> " + text,
+		"type": "message", "id": strconv.Itoa(r.n), "timestamp": at.UTC().Format(time.RFC3339Nano), "text": "<at>Sluice</at> " + text,
 		"from":        map[string]any{"id": "29:1", "name": "Someone", "aadObjectId": aad},
 		"channelData": map[string]any{"teamsChannelId": "19:abc"},
 	}
 	body, _ := json.Marshal(act)
+	return body
+}
+
+// teamsPost posts body signed with key.
+func (r *rig) teamsPost(body, key []byte) (int, string) {
+	r.t.Helper()
 	req, err := http.NewRequest("POST", r.teams.URL+"/teams/messages", bytes.NewReader(body))
 	if err != nil {
 		r.t.Fatal(err)

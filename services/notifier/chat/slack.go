@@ -27,9 +27,10 @@ var ErrUnauthenticated = errors.New("request not authenticated")
 // Slack serves a Slack app's slash command (/sluice ...) and its buttons
 // (block_actions with notify.ActionPromote or notify.ActionAbort).
 type Slack struct {
-	cfg SlackConfig
-	cmd *commander
-	api *slack.Client // nil without a bot token
+	cfg  SlackConfig
+	cmd  *commander
+	api  *slack.Client // nil without a bot token
+	seen *seen
 
 	wg      sync.WaitGroup
 	closing chan struct{}
@@ -50,7 +51,9 @@ func NewSlack(cfg SlackConfig, deps Deps) (*Slack, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Slack{cfg: cfg, cmd: cmd, closing: make(chan struct{})}
+	// A request's timestamp may be up to a window old or ahead: its
+	// signature is remembered for twice that.
+	s := &Slack{cfg: cfg, cmd: cmd, seen: newSeen(2 * cfg.window), closing: make(chan struct{})}
 	if cfg.Token != "" {
 		api := cfg.APIURL
 		if !strings.HasSuffix(api, "/") {
@@ -87,7 +90,11 @@ func (s *Slack) verified(next func(http.ResponseWriter, *http.Request, url.Value
 			http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		err = VerifySlack(s.cfg.SigningSecret, r.Header, body, s.cmd.deps.Now(), s.cfg.window)
+		now := s.cmd.deps.Now()
+		err = VerifySlack(s.cfg.SigningSecret, r.Header, body, now, s.cfg.window)
+		if err == nil && !s.seen.first(r.Header.Get("X-Slack-Signature"), now) {
+			err = fmt.Errorf("%w: the same request was accepted before (a replay)", ErrUnauthenticated)
+		}
 		if err != nil {
 			s.cmd.deps.Logger.Warn("slack request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 			s.cmd.done(Result{Outcome: OutcomeUnauthenticated})

@@ -126,6 +126,15 @@ func TestSlackRefusals(t *testing.T) {
 	if code != http.StatusUnauthorized {
 		t.Errorf("timestamp from the future: %d %s", code, body)
 	}
+	// A request accepted once is refused when sent again within the
+	// window.
+	help := url.Values{"command": {"/sluice"}, "text": {"help"}, "user_id": {"UOP"}}
+	if code, body, _ = r.post("/slack/commands", help, signingSecret, r.now); code != http.StatusOK {
+		t.Errorf("help: %d %s", code, body)
+	}
+	if code, body, _ = r.post("/slack/commands", help, signingSecret, r.now); code != http.StatusUnauthorized {
+		t.Errorf("the same request again: %d %s", code, body)
+	}
 
 	// The orchestrator answers a rollout's commands in order: had the
 	// forged or the stale promote been published, its answer would come
@@ -158,8 +167,8 @@ func TestSlackRefusals(t *testing.T) {
 	if s := r.waitStatus(web, 2, events.PhasePaused); s.Aborted {
 		t.Errorf("aborted by a refused command: %+v", s)
 	}
-	if n := r.commands("slack", "none", OutcomeUnauthenticated); n != 3 {
-		t.Errorf("unauthenticated requests counted %v, want 3", n)
+	if n := r.commands("slack", "none", OutcomeUnauthenticated); n != 4 {
+		t.Errorf("unauthenticated requests counted %v, want 4", n)
 	}
 	if n := r.commands("slack", "abort", OutcomeForbidden); n != 1 {
 		t.Errorf("forbidden aborts counted %v, want 1", n)

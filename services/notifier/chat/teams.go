@@ -11,13 +11,15 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Teams serves a Microsoft Teams outgoing webhook: a person mentions the
 // webhook ("@Sluice promote shop/web") and gets the reply in the channel.
 type Teams struct {
-	cfg TeamsConfig
-	cmd *commander
+	cfg  TeamsConfig
+	cmd  *commander
+	seen *seen
 }
 
 // NewTeams returns the Teams endpoint cfg describes.
@@ -33,8 +35,13 @@ func NewTeams(cfg TeamsConfig, deps Deps) (*Teams, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Teams{cfg: cfg, cmd: cmd}, nil
+	return &Teams{cfg: cfg, cmd: cmd, seen: newSeen(2 * TeamsTimestampWindow)}, nil
 }
+
+// TeamsTimestampWindow is how far an activity's timestamp may be from the
+// notifier's clock. Teams signs the body, timestamp included, so an old
+// request sent again is refused.
+const TeamsTimestampWindow = 5 * time.Minute
 
 // Routes serves POST /teams/messages, the outgoing webhook's callback
 // URL.
@@ -76,7 +83,9 @@ func SignTeams(key, body []byte) []byte {
 type activity struct {
 	Type string `json:"type"`
 	Text string `json:"text"`
-	From struct {
+	// Timestamp is when Teams sent the activity (RFC 3339).
+	Timestamp string `json:"timestamp"`
+	From      struct {
 		ID          string `json:"id"`
 		Name        string `json:"name"`
 		AADObjectID string `json:"aadObjectId"`
@@ -123,6 +132,12 @@ func (t *Teams) message(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not an activity", http.StatusBadRequest)
 		return
 	}
+	if err := t.fresh(a, r.Header.Get("Authorization")); err != nil {
+		t.cmd.deps.Logger.Warn("teams request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		t.cmd.done(Result{Outcome: OutcomeUnauthenticated})
+		http.Error(w, "stale or replayed request", http.StatusUnauthorized)
+		return
+	}
 	const prefix = "@Sluice"
 	cmd, err := ParseCommand(commandText(a.Text))
 	switch {
@@ -154,4 +169,23 @@ func (t *Teams) message(w http.ResponseWriter, r *http.Request) {
 		text = fmt.Sprintf("⏳ %s sent (event %s); its outcome will appear in this channel's notifications", cmd, res.ID)
 	}
 	writeTeams(w, text)
+}
+
+// fresh refuses an activity signed with signature that was accepted
+// before, or whose timestamp is outside TeamsTimestampWindow.
+func (t *Teams) fresh(a activity, signature string) error {
+	now := t.cmd.deps.Now()
+	if a.Timestamp != "" {
+		ts, err := time.Parse(time.RFC3339Nano, a.Timestamp)
+		if err != nil {
+			return fmt.Errorf("%w: timestamp %q is not RFC 3339", ErrUnauthenticated, a.Timestamp)
+		}
+		if age := now.Sub(ts); age > TeamsTimestampWindow || age < -TeamsTimestampWindow {
+			return fmt.Errorf("%w: timestamp %s is %s from now, outside the %s window (a replay?)", ErrUnauthenticated, a.Timestamp, age.Round(time.Second), TeamsTimestampWindow)
+		}
+	}
+	if !t.seen.first(signature, now) {
+		return fmt.Errorf("%w: the same request was accepted before (a replay)", ErrUnauthenticated)
+	}
+	return nil
 }

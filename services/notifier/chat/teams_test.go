@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -20,6 +21,9 @@ func TestTeamsCommands(t *testing.T) {
 	if code, body := r.teamsSay("aad-op", "promote shop/web", []byte("another key")); code != http.StatusUnauthorized {
 		t.Errorf("forged HMAC: %d %s", code, body)
 	}
+	if code, body := r.teamsSend("aad-op", "promote shop/web", key, r.now.Add(-6*time.Minute)); code != http.StatusUnauthorized {
+		t.Errorf("an old request: %d %s", code, body)
+	}
 	// Commands are answered in order: had the forged promote been
 	// published, its answer would come before this retry's.
 	code, text := r.teamsSay("aad-op", "retry shop/web", key)
@@ -27,6 +31,16 @@ func TestTeamsCommands(t *testing.T) {
 		t.Errorf("operator's retry: %d %q", code, text)
 	}
 	assertRefused(t, r.next(f), "teams:aad-op", events.TypeRolloutRetry, events.RefusedNotApplicable)
+
+	// The same request again is a replay.
+	retry := r.activity("aad-op", "retry shop/web", r.now)
+	if code, _ := r.teamsPost(retry, key); code != http.StatusOK {
+		t.Errorf("retry: %d", code)
+	}
+	assertRefused(t, r.next(f), "teams:aad-op", events.TypeRolloutRetry, events.RefusedNotApplicable)
+	if code, body := r.teamsPost(retry, key); code != http.StatusUnauthorized {
+		t.Errorf("a replay: %d %s", code, body)
+	}
 
 	code, text = r.teamsSay("aad-view", "abort shop/web", key)
 	if code != http.StatusOK || !strings.HasPrefix(text, "🚫 abort shop/web refused (Forbidden): teams:aad-view may not abort in namespace shop") {
@@ -48,7 +62,7 @@ func TestTeamsCommands(t *testing.T) {
 	if _, text := r.teamsSay("aad-op", "", key); !strings.HasPrefix(text, "Usage: @Sluice status|promote") {
 		t.Errorf("a bare mention: %q", text)
 	}
-	if n := r.commands("teams", "none", OutcomeUnauthenticated); n != 1 {
+	if n := r.commands("teams", "none", OutcomeUnauthenticated); n != 3 {
 		t.Errorf("unauthenticated Teams requests counted %v", n)
 	}
 }
