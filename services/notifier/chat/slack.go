@@ -32,9 +32,10 @@ type Slack struct {
 	api  *slack.Client // nil without a bot token
 	seen *seen
 
+	mu      sync.Mutex // guards closed and wg.Add against Close
+	closed  bool
 	wg      sync.WaitGroup
 	closing chan struct{}
-	once    sync.Once
 }
 
 // NewSlack returns the Slack endpoints cfg describes. cfg is validated
@@ -76,7 +77,12 @@ func (s *Slack) Routes() http.Handler {
 // Close cancels the answers still waiting and waits until their
 // goroutines end.
 func (s *Slack) Close() {
-	s.once.Do(func() { close(s.closing) })
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
+	}
+	s.mu.Unlock()
 	s.wg.Wait()
 }
 
@@ -253,8 +259,14 @@ func (s *Slack) interaction(w http.ResponseWriter, r *http.Request, form url.Val
 }
 
 // later runs f after the response, with a context that ends with Close
-// or after the command timeout and a margin to post the answer.
+// or after the command timeout and a margin to post the answer. After
+// Close it does nothing.
 func (s *Slack) later(f func(ctx context.Context)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
