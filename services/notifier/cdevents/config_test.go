@@ -7,6 +7,15 @@ import (
 	"testing"
 )
 
+func TestNew(t *testing.T) {
+	if e, err := New(nil, Deps{}); e != nil || err != nil {
+		t.Errorf("nothing configured: %v %v", e, err)
+	}
+	if _, err := New(json.RawMessage(`{"mode": "binary"}`), Deps{}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("no sink: %v", err)
+	}
+}
+
 func TestParseConfig(t *testing.T) {
 	c, err := ParseConfig(json.RawMessage(`{"sink": "https://cdviz.example/webhook", "headers": {"Authorization": "Bearer s3cret"}}`))
 	if err != nil {

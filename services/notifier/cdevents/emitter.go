@@ -2,6 +2,7 @@ package cdevents
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,19 @@ type Emitter struct {
 
 	mu     sync.Mutex
 	reader *orchestrator.Reader
+}
+
+// New returns the Emitter of the configuration's cdevents value (JSON,
+// secrets resolved), or nil when it is empty (no CDEvents configured).
+func New(raw json.RawMessage, deps Deps) (*Emitter, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	cfg, err := ParseConfig(raw)
+	if err != nil {
+		return nil, err
+	}
+	return NewEmitter(cfg, deps)
 }
 
 // NewEmitter returns the Emitter cfg describes.
