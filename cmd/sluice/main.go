@@ -75,7 +75,8 @@ func newRootCmd() *cobra.Command {
 	var conn events.ConnConfig
 	conn.AddFlags(root.PersistentFlags())
 	root.AddCommand(newDevCmd(), newVersionCmd(), newHistoryCmd(&conn), newLintCmd(&conn),
-		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn), newLogsCmd(&conn))
+		newApplyCmd(&conn), newGetCmd(&conn), newListCmd(&conn), newEventsCmd(&conn), newLogsCmd(&conn),
+		newNotificationsCmd(&conn))
 	root.AddCommand(newOperatorCommands(&conn)...)
 	root.AddCommand(newAuthCmd())
 	for _, c := range root.Commands() {

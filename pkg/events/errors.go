@@ -85,3 +85,7 @@ func retryDelay(err error) (time.Duration, bool) {
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 }
+
+// RetryDelay returns the delay asked for with RetryAfter, if any: for a
+// handler's tests, and for code that passes a delay on.
+func RetryDelay(err error) (time.Duration, bool) { return retryDelay(err) }

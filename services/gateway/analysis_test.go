@@ -39,7 +39,7 @@ func TestDetailShowsAnalysisRunsWithEveryMeasurement(t *testing.T) {
 	}))
 	t.Cleanup(check.Close)
 	sys := startSystem(t)
-	an, err := analyzer.New(eventstest.Connect(t, sys.url), analyzer.Config{Logger: eventstest.Quiet()})
+	an, err := analyzer.New(eventstest.Connect(t, sys.URL), analyzer.Config{Logger: eventstest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -32,10 +33,10 @@ func TestReadARealCanary(t *testing.T) {
 	web := events.Ref{Namespace: "shop", Name: "web"}
 	other := events.Ref{Namespace: "blog", Name: "site"}
 
-	sys.request(web, "web:1")
+	sys.Request(web, "web:1")
 	a.waitPhase(web, 1, events.PhaseHealthy)
-	req := sys.request(web, "web:2")
-	sys.request(other, "site:1")
+	req := sys.Request(web, "web:2")
+	sys.Request(other, "site:1")
 	d := a.waitPhase(web, 2, events.PhasePaused)
 	a.waitPhase(other, 1, events.PhaseHealthy)
 
@@ -164,9 +165,9 @@ func TestEveryCommandAnswered(t *testing.T) {
 	}
 
 	cmd("promote", "", http.StatusConflict, events.RefusedNotFound)
-	sys.request(web, "web:1")
+	sys.Request(web, "web:1")
 	a.waitPhase(web, 1, events.PhaseHealthy)
-	sys.request(web, "web:2")
+	sys.Request(web, "web:2")
 	a.waitPhase(web, 2, events.PhasePaused)
 
 	if r := cmd("pause", "", http.StatusOK, events.TypeRolloutPaused); r.Outcome != OutcomeDone || r.Status == nil || r.Status.Phase != events.PhasePaused {
@@ -223,7 +224,7 @@ func TestForbiddenUnauthorizedAndReadOnly(t *testing.T) {
 	readOnly := sys.gateway(auth.RoleAdmin, "user:root", func(c *Config) { c.Auth.ReadOnly = true })
 	nobody := sys.gateway(auth.RoleNone, "")
 	web := events.Ref{Namespace: "shop", Name: "web"}
-	sys.request(web, "web:1")
+	sys.Request(web, "web:1")
 	admin.waitPhase(web, 1, events.PhaseHealthy)
 
 	refused := func(a *api, command, actor string) {
@@ -325,7 +326,7 @@ func TestRequestsAreCounted(t *testing.T) {
 // so, and the list is empty rather than an error.
 func TestCommandUnansweredWithoutAnOrchestrator(t *testing.T) {
 	srv := eventstest.StartServer(t)
-	sys := &system{t: t, url: srv.ClientURL(), bus: eventstest.Connect(t, srv.ClientURL())}
+	sys := &system{&systemtest.System{T: t, URL: srv.ClientURL(), Bus: eventstest.Connect(t, srv.ClientURL())}}
 	a := sys.gateway(auth.RoleAdmin, "user:dev", func(c *Config) { c.CommandTimeout = 200 * time.Millisecond })
 	if res := a.get("/api/v1/rollouts"); res.code != http.StatusOK || string(res.body) != "{\"items\":[]}\n" {
 		t.Fatalf("list before any orchestrator ran: %s", res)
@@ -353,11 +354,11 @@ func TestBearerTokensWithRolesPerNamespace(t *testing.T) {
 	// shop; every signed-in caller is a viewer everywhere.
 	ci, viewer := g.as("sluice-example-ci-token"), g.as("sluice-example-viewer-token")
 	shop, other := events.Ref{Namespace: "shop", Name: "web"}, events.Ref{Namespace: "default", Name: "web"}
-	sys.request(shop, "web:1")
-	sys.request(other, "web:1")
+	sys.Request(shop, "web:1")
+	sys.Request(other, "web:1")
 	viewer.waitPhase(shop, 1, events.PhaseHealthy)
 	viewer.waitPhase(other, 1, events.PhaseHealthy)
-	sys.request(shop, "web:2")
+	sys.Request(shop, "web:2")
 	ci.waitPhase(shop, 2, events.PhasePaused)
 
 	who := decode[whoamiBody](t, ci.get("/api/v1/whoami"))

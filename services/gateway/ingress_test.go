@@ -13,6 +13,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/gateway/auth"
@@ -58,12 +59,12 @@ func send(t *testing.T, ctx context.Context, c cloudevents.Client, ev cloudevent
 
 // commands returns r's commands on the bus, by id.
 func (s *system) commands(r events.Ref) map[string][]events.Event {
-	s.t.Helper()
+	s.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
 	defer cancel()
-	hist, err := s.bus.History(ctx, r)
+	hist, err := s.Bus.History(ctx, r)
 	if err != nil {
-		s.t.Fatal(err)
+		s.T.Fatal(err)
 	}
 	out := map[string][]events.Event{}
 	for _, e := range hist {
@@ -301,7 +302,7 @@ func TestCloudEventsWaitCompleted(t *testing.T) {
 // fails rather than reading an empty answer as success.
 func TestWaitCutShortByAStoppingGateway(t *testing.T) {
 	sys := startSystem(t)
-	g, err := New(eventstest.Connect(t, sys.url), Config{
+	g, err := New(eventstest.Connect(t, sys.URL), Config{
 		Listen: "127.0.0.1:0",
 		Auth:   auth.Config{Anonymous: auth.RoleOperator, AnonymousActor: "ci:deploy", RatePerSecond: 10000, Burst: 10000},
 		Logger: eventstest.Quiet(),
@@ -316,7 +317,7 @@ func TestWaitCutShortByAStoppingGateway(t *testing.T) {
 	poll.True(t, "gateway ready", g.Ready)
 	a := &api{t: t, base: "http://" + g.Addr().String()}
 	web := events.Ref{Namespace: "shop", Name: "web"}
-	sys.request(web, "web:1")
+	sys.Request(web, "web:1")
 	a.waitPhase(web, 1, events.PhaseHealthy)
 
 	done := a.postAsync("?wait=completed", binaryHeaders("req-2", events.TypeRolloutRequested, "shop/web"), string(manifest(web, "web:2")))
@@ -336,7 +337,7 @@ func TestCloudEventsIngressTakesYAMLManifests(t *testing.T) {
 	sys := startSystem(t)
 	a := sys.gateway(auth.RoleOperator, "ci:github/acme/shop")
 	web := events.Ref{Namespace: "shop", Name: "web"}
-	y := strings.NewReplacer("NAME", web.Name, "NS", web.Namespace, "IMAGE", "web:1").Replace(rolloutYAML)
+	y := strings.NewReplacer("NAME", web.Name, "NS", web.Namespace, "IMAGE", "web:1").Replace(systemtest.RolloutYAML)
 	h := binaryHeaders("yaml-1", events.TypeRolloutRequested, web.String())
 	h["Content-Type"] = "application/yaml"
 	if res := a.post("", h, y); res.code != http.StatusAccepted {

@@ -54,7 +54,7 @@ func TestDetailShowsTheProcessesOfEachRevision(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sys.bus.Publish(t.Context(), events.CommandSubject(r), ev); err != nil {
+		if _, err := sys.Bus.Publish(t.Context(), events.CommandSubject(r), ev); err != nil {
 			t.Fatal(err)
 		}
 		if image == "sleeper:1" {

@@ -151,9 +151,9 @@ func TestStreamResumesWithLastEventID(t *testing.T) {
 	site := events.Ref{Namespace: "blog", Name: "site"}
 	blog := a.openStream("namespace=blog", "")
 
-	sys.request(web, "web:1")
+	sys.Request(web, "web:1")
 	a.waitPhase(web, 1, events.PhaseHealthy)
-	sys.request(web, "web:2")
+	sys.Request(web, "web:2")
 	a.waitPhase(web, 2, events.PhasePaused)
 	want := a.statusSeqs(web)
 	if len(want) < 5 {
@@ -182,7 +182,7 @@ func TestStreamResumesWithLastEventID(t *testing.T) {
 	if res := a.call("POST", "/api/v1/namespaces/shop/rollouts/web/promote", `{"full":true}`); res.code != http.StatusOK {
 		t.Fatal(res)
 	}
-	sys.request(site, "site:1")
+	sys.Request(site, "site:1")
 	a.waitPhase(web, 2, events.PhaseHealthy)
 	a.waitPhase(site, 1, events.PhaseHealthy)
 	want = a.statusSeqs(web)

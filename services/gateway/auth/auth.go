@@ -210,10 +210,10 @@ func authenticated(p Principal) bool {
 }
 
 // matches reports whether subject ("user:alice", "group:devs", "*")
-// names p.
-func matches(subject string, p Principal) bool {
+// names the caller actor with groups.
+func matches(subject, actor string, groups []string) bool {
 	if g, ok := strings.CutPrefix(subject, "group:"); ok {
-		return slices.Contains(p.Groups, g)
+		return slices.Contains(groups, g)
 	}
-	return subject == "*" || subject == p.Actor
+	return subject == "*" || subject == actor
 }

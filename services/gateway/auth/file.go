@@ -34,7 +34,7 @@ type File struct {
 	// OIDC, when set, lets people sign in with an OpenID Connect provider.
 	OIDC *OIDC `json:"oidc,omitempty"`
 	// Roles bind subjects to a role in namespaces.
-	Roles []Binding `json:"roles,omitempty"`
+	Roles Bindings `json:"roles,omitempty"`
 	// SessionTTL is how long a sign-in lasts (a Go duration, default 12h).
 	SessionTTL string `json:"sessionTTL,omitempty"`
 
@@ -113,6 +113,70 @@ type Binding struct {
 	Namespaces []string `json:"namespaces"`
 
 	role Role
+}
+
+// Bindings give roles to subjects in namespaces: the auth file's roles,
+// and whoever else maps callers to roles the same way (the notifier's chat
+// commands, whose subjects are "slack:<user id>" or "teams:<id>").
+type Bindings []Binding
+
+// Validate reports every problem of the bindings, each a *FieldError at
+// path[i].<field>, and keeps each valid binding's role for RoleOf: a
+// binding that did not validate gives no role.
+func (bs Bindings) Validate(path string) error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
+	}
+	for i, b := range bs {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		bs[i].role = RoleNone
+		if r, err := ParseRole(b.Role); err != nil || r == RoleNone {
+			bad(p+".role", "unknown role %q (viewer, operator or admin)", b.Role)
+		} else {
+			bs[i].role = r
+		}
+		if len(b.Subjects) == 0 {
+			bad(p+".subjects", `required: actors ("user:alice"), groups ("group:devs") or "*"`)
+		}
+		for k, s := range b.Subjects {
+			if s != "*" && !actorShape.MatchString(s) {
+				bad(fmt.Sprintf("%s.subjects[%d]", p, k), `%q: want "user:<name>", "group:<name>", another actor such as "ci:github/acme/shop", or "*"`, s)
+			}
+		}
+		if len(b.Namespaces) == 0 {
+			bad(p+".namespaces", `required: namespace names, or "*" for all`)
+		}
+		for k, ns := range b.Namespaces {
+			if ns == "*" {
+				continue
+			}
+			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+				bad(fmt.Sprintf("%s.namespaces[%d]", p, k), "%q is not a namespace name: %s", ns, strings.Join(msgs, "; "))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RoleOf returns the highest role of the bindings (as Validate left
+// them) whose subjects name the caller (actor, "group:<g>" for one of
+// groups, or "*") and whose namespaces hold ns or "*". The caller must
+// have proved it is actor: "*" matches anyone.
+func (bs Bindings) RoleOf(actor string, groups []string, ns string) Role {
+	r := RoleNone
+	for _, b := range bs {
+		if b.role > r && b.names(actor, groups) &&
+			(slices.Contains(b.Namespaces, ns) || slices.Contains(b.Namespaces, "*")) {
+			r = b.role
+		}
+	}
+	return r
+}
+
+// names reports whether one of b's subjects names the caller.
+func (b Binding) names(actor string, groups []string) bool {
+	return slices.ContainsFunc(b.Subjects, func(s string) bool { return matches(s, actor, groups) })
 }
 
 // FieldError is one problem of an auth file, at a field's path such as
@@ -293,33 +357,7 @@ func (f *File) Validate() error {
 	if o := f.OIDC; o != nil {
 		errs = append(errs, o.validate("oidc"))
 	}
-	for i, b := range f.Roles {
-		p := fmt.Sprintf("roles[%d]", i)
-		if r, err := ParseRole(b.Role); err != nil || r == RoleNone {
-			bad(p+".role", "unknown role %q (viewer, operator or admin)", b.Role)
-		} else {
-			f.Roles[i].role = r
-		}
-		if len(b.Subjects) == 0 {
-			bad(p+".subjects", `required: actors ("user:alice"), groups ("group:devs") or "*"`)
-		}
-		for k, s := range b.Subjects {
-			if s != "*" && !actorShape.MatchString(s) {
-				bad(fmt.Sprintf("%s.subjects[%d]", p, k), `%q: want "user:<name>", "group:<name>", another actor such as "ci:github/acme/shop", or "*"`, s)
-			}
-		}
-		if len(b.Namespaces) == 0 {
-			bad(p+".namespaces", `required: namespace names, or "*" for all`)
-		}
-		for k, ns := range b.Namespaces {
-			if ns == "*" {
-				continue
-			}
-			if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-				bad(fmt.Sprintf("%s.namespaces[%d]", p, k), "%q is not a namespace name: %s", ns, strings.Join(msgs, "; "))
-			}
-		}
-	}
+	errs = append(errs, f.Roles.Validate("roles"))
 	if d, err := time.ParseDuration(f.SessionTTL); err != nil {
 		bad("sessionTTL", "%q: want a duration such as 12h or 30m", f.SessionTTL)
 	} else if d < time.Minute {
@@ -453,21 +491,14 @@ func (f *File) resolve(dir string, env func(string) (string, bool)) error {
 
 // roleOf is the highest role a binding gives p in ns.
 func (f *File) roleOf(p Principal, ns string) Role {
-	r := RoleNone
-	for _, b := range f.Roles {
-		if b.role > r && slices.ContainsFunc(b.Subjects, func(s string) bool { return matches(s, p) }) &&
-			(slices.Contains(b.Namespaces, ns) || slices.Contains(b.Namespaces, "*")) {
-			r = b.role
-		}
-	}
-	return r
+	return f.Roles.RoleOf(p.Actor, p.Groups, ns)
 }
 
 // roles is the highest role bindings give p in each namespace they name.
 func (f *File) roles(p Principal) map[string]Role {
 	out := map[string]Role{}
 	for _, b := range f.Roles {
-		if !slices.ContainsFunc(b.Subjects, func(s string) bool { return matches(s, p) }) {
+		if !b.names(p.Actor, p.Groups) {
 			continue
 		}
 		for _, ns := range b.Namespaces {

@@ -226,6 +226,7 @@ func TestParseFile(t *testing.T) {
 		{"two ConfigMaps", "kind: ConfigMap\nmetadata: {name: a}\n---\n# the second\nkind: ConfigMap\nmetadata: {name: b}\n", `document 2: a second ConfigMap ("b")`},
 		{"only a Secret", "kind: Secret\nmetadata: {name: s}\n", "no ConfigMap in the file"},
 		{"empty", "", "no ConfigMap in the file"},
+		{"a value that is not a string", "kind: ConfigMap\ndata:\n  defaultTriggers: [on-rollout-completed]\n", "document 1: data.defaultTriggers is not a string: write the value as a block (defaultTriggers: |"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := ParseFile([]byte(tc.file))

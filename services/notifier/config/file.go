@@ -28,8 +28,8 @@ type manifest struct {
 	Metadata   struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
-	Data       map[string]string `json:"data"`
-	StringData map[string]string `json:"stringData"`
+	Data       map[string]any `json:"data"`
+	StringData map[string]any `json:"stringData"`
 }
 
 // ParseFile reads a configuration file: YAML documents holding one
@@ -64,29 +64,36 @@ func ParseFile(data []byte) (cm map[string]string, secret map[string]string, err
 			if cms > 1 {
 				return nil, nil, fmt.Errorf("%w: document %d: a second ConfigMap (%q): the file holds one notification configuration", ErrInvalid, doc, m.Metadata.Name)
 			}
-			cm = map[string]string{}
-			for k, v := range m.Data {
-				cm[k] = v
+			if cm, err = stringValues(doc, "data", m.Data); err != nil {
+				return nil, nil, err
 			}
 		case "Secret":
 			secrets++
 			if secrets > 1 {
 				return nil, nil, fmt.Errorf("%w: document %d: a second Secret (%q): the file holds at most one", ErrInvalid, doc, m.Metadata.Name)
 			}
+			data, err := stringValues(doc, "data", m.Data)
+			if err != nil {
+				return nil, nil, err
+			}
+			plain, err := stringValues(doc, "stringData", m.StringData)
+			if err != nil {
+				return nil, nil, err
+			}
 			secret = map[string]string{}
-			keys := make([]string, 0, len(m.Data))
-			for k := range m.Data {
+			keys := make([]string, 0, len(data))
+			for k := range data {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
 			for _, k := range keys {
-				b, err := base64.StdEncoding.DecodeString(m.Data[k])
+				b, err := base64.StdEncoding.DecodeString(data[k])
 				if err != nil {
 					return nil, nil, fmt.Errorf("%w: document %d: Secret %q: data.%s is not base64 (use stringData for plain values)", ErrInvalid, doc, m.Metadata.Name, k)
 				}
 				secret[k] = string(b)
 			}
-			for k, v := range m.StringData {
+			for k, v := range plain {
 				secret[k] = v
 			}
 		case "":
@@ -99,6 +106,26 @@ func ParseFile(data []byte) (cm map[string]string, secret map[string]string, err
 		return nil, nil, fmt.Errorf("%w: no ConfigMap in the file: want a ConfigMap like %s", ErrInvalid, ConfigMapName)
 	}
 	return cm, secret, nil
+}
+
+// strings_ checks that every value of a ConfigMap's or Secret's field is
+// a string, as the API server requires: a YAML list or map written
+// without a block scalar is named, never quoted (it may be a secret).
+func stringValues(doc int, field string, m map[string]any) (map[string]string, error) {
+	out := make(map[string]string, len(m))
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s, ok := m[k].(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: document %d: %s.%s is not a string: write the value as a block (%s: |, then the YAML indented)", ErrInvalid, doc, field, k, k)
+		}
+		out[k] = s
+	}
+	return out, nil
 }
 
 // stripComments drops comment-only lines, so a document of comments is empty.

@@ -59,7 +59,8 @@ func Known(name string) bool {
 // restart). The mapping:
 //
 //   - completed: on-rollout-completed
-//   - step.completed: on-rollout-step-completed
+//   - step.completed of a canary step: on-rollout-step-completed (not a
+//     blue/green stage: Argo has no steps there)
 //   - accepted of a new revision (its revision differs from prev's, or
 //     there is no prev): on-rollout-updated, as Argo's "Rollout updated to
 //     revision N"; a request that changes nothing fires nothing
@@ -84,7 +85,12 @@ func Of(ev events.Event, data events.StatusData, prev *events.Snapshot) []string
 	case events.TypeRolloutCompleted:
 		out = append(out, RolloutCompleted)
 	case events.TypeRolloutStepCompleted:
-		out = append(out, RolloutStepCompleted)
+		// Argo's steps are a canary's; blue/green's stages (preview,
+		// promote, post-promotion analysis) are Sluice's and have no
+		// spec.strategy.canary.steps for the catalog's template to count.
+		if data.Status.StepIndex != nil {
+			out = append(out, RolloutStepCompleted)
+		}
 	case events.TypeRolloutAccepted:
 		if prev == nil || prev.Revision != data.Status.Revision {
 			out = append(out, RolloutUpdated)

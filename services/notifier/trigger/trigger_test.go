@@ -23,7 +23,7 @@ func event(t *testing.T, typ string, data events.StatusData) events.Event {
 }
 
 func TestOf(t *testing.T) {
-	base := events.Snapshot{Namespace: "shop", Name: "web", Revision: 2, Replicas: events.Replicas{Desired: 4, Updated: 1}}
+	base := events.Snapshot{Namespace: "shop", Name: "web", Revision: 2, StepIndex: ptr(int32(1)), Replicas: events.Replicas{Desired: 4, Updated: 1}}
 	with := func(f func(*events.Snapshot)) *events.Snapshot {
 		s := base
 		f(&s)
@@ -38,6 +38,7 @@ func TestOf(t *testing.T) {
 	}{
 		{"completed", events.TypeRolloutCompleted, events.StatusData{Status: base}, &base, []string{RolloutCompleted}},
 		{"step completed", events.TypeRolloutStepCompleted, events.StatusData{Status: base}, &base, []string{RolloutStepCompleted}},
+		{"blue/green stage completed", events.TypeRolloutStepCompleted, events.StatusData{Status: events.Snapshot{Strategy: "blueGreen", Revision: 2, Replicas: base.Replicas}}, &base, nil},
 		{"step started fires nothing", events.TypeRolloutStepStarted, events.StatusData{Status: base}, &base, nil},
 		{"accepted, new revision", events.TypeRolloutAccepted, events.StatusData{Status: base}, with(func(s *events.Snapshot) { s.Revision = 1 }), []string{RolloutUpdated}},
 		{"accepted without a previous snapshot", events.TypeRolloutAccepted, events.StatusData{Status: base}, nil, []string{RolloutUpdated}},
