@@ -303,7 +303,7 @@ func (o *Options) notifier(agent string, env daemon.Env) (daemon.Service, error)
 	cfg := o.Notifier
 	sc := notifier.SourceConfig{
 		File: o.NotifierConfig, SecretsDir: o.NotifierSecretsDir, Getenv: o.Getenv,
-		DashboardURL: cfg.DashboardURL, Client: env.Client, Logger: env.Log,
+		DashboardURL: cfg.DashboardURL, Client: env.Client, Logger: env.Log, Metrics: env.Metrics, Registerer: env.Registerer,
 	}
 	if sc.File == "" && o.Platform.value == "kube" {
 		clients, err := o.Kube.Connect(agent)

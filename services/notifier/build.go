@@ -1,15 +1,19 @@
 package notifier
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/notifier/cdevents"
+	"github.com/sluicehq/sluice/services/notifier/chat"
+	"github.com/sluicehq/sluice/services/notifier/config"
 )
 
 // SourceConfig says where the notifier's configuration is: a file, or on
@@ -35,6 +39,13 @@ type SourceConfig struct {
 	// http.DefaultClient).
 	HTTPClient *http.Client
 	Logger     *slog.Logger
+	// Metrics counts notifications that cannot be rendered.
+	Metrics *telemetry.Metrics
+	// Registerer takes the chat commands' metrics (nil: none).
+	Registerer prometheus.Registerer
+
+	// manifests reads the rollouts; one for every configuration built.
+	manifests Manifests
 }
 
 // NewSource returns the configuration source sc describes.
@@ -48,6 +59,12 @@ func NewSource(sc SourceConfig) (ConfigSource, error) {
 	if sc.Logger == nil {
 		sc.Logger = slog.Default()
 	}
+	if sc.manifests == nil {
+		if sc.Client == nil {
+			return nil, fmt.Errorf("%w: notifier: a bus client reads the rollouts", events.ErrInvalidConfig)
+		}
+		sc.manifests = &lazyReader{client: sc.Client}
+	}
 	switch {
 	case sc.File != "":
 		return &FileSource{Path: sc.File, SecretsDir: sc.SecretsDir, Build: sc.fromFile, Log: sc.Logger}, nil
@@ -60,12 +77,61 @@ func NewSource(sc SourceConfig) (ConfigSource, error) {
 	return nil, fmt.Errorf("%w: notifier: no configuration: give --config FILE, or --platform kube to read the ConfigMap %s", events.ErrInvalidConfig, ConfigMapName)
 }
 
-// fromFile builds the Setup of a configuration file.
+// fromFile builds the Setup of a configuration file: the ConfigMap, and
+// the Secret when the file has one, which wins over --secrets-dir and the
+// environment.
 func (sc SourceConfig) fromFile(data []byte) (*Setup, error) {
-	return nil, errors.New("the notifications engine (services/notifier/config) is not in this build yet")
+	cm, secret, err := config.ParseFile(data)
+	if err != nil {
+		return nil, err
+	}
+	return sc.fromMaps(cm, secret)
 }
 
-// fromMaps builds the Setup of the ConfigMap's and the Secret's data.
+// fromMaps builds the Setup of the ConfigMap's and the Secret's data:
+// secrets from the Secret, then --secrets-dir, then the environment.
 func (sc SourceConfig) fromMaps(cm, secret map[string]string) (*Setup, error) {
-	return nil, errors.New("the notifications engine (services/notifier/config) is not in this build yet")
+	sources := []config.Secrets{config.Map(secret)}
+	if sc.SecretsDir != "" {
+		sources = append(sources, config.Dir(sc.SecretsDir))
+	}
+	sources = append(sources, config.Env(sc.Getenv))
+	cfg, err := config.Parse(cm, config.Chain(sources...))
+	if err != nil {
+		return nil, err
+	}
+	senders, err := BuildSenders(cfg.Services(), nil, sc.HTTPClient, sc.Logger)
+	if err != nil {
+		return nil, err
+	}
+	setup := &Setup{
+		Planner: &Engine{Config: cfg, Manifests: sc.manifests, DashboardURL: sc.DashboardURL, Log: sc.Logger, Metrics: sc.Metrics},
+		Senders: senders,
+	}
+	if err := sc.extras(cfg, setup); err != nil {
+		return nil, err
+	}
+	return setup, nil
+}
+
+// extras adds the chat endpoints (commands.slack, commands.teams) and the
+// CDEvents output (cdevents) the configuration asks for.
+func (sc SourceConfig) extras(cfg *config.Config, setup *Setup) error {
+	ep, err := chat.New(cfg.Commands("slack"), cfg.Commands("teams"), chat.Deps{
+		Client: sc.Client, Logger: sc.Logger, Metrics: sc.Registerer,
+	})
+	if err != nil {
+		return err
+	}
+	if ep != nil {
+		setup.Chat, setup.closers = ep, append(setup.closers, ep.Close)
+	}
+	em, err := cdevents.New(cfg.CDEvents(), cdevents.Deps{Client: sc.Client, HTTPClient: sc.HTTPClient, Logger: sc.Logger})
+	if err != nil {
+		return err
+	}
+	if em != nil {
+		setup.CDEvents = em.Handle
+	}
+	return nil
 }

@@ -8,19 +8,23 @@ import (
 	"strings"
 
 	"github.com/sluicehq/sluice/services/notifier/notify"
+	"github.com/sluicehq/sluice/services/notifier/sender/email"
+	"github.com/sluicehq/sluice/services/notifier/sender/github"
+	"github.com/sluicehq/sluice/services/notifier/sender/slack"
+	"github.com/sluicehq/sluice/services/notifier/sender/teams"
+	"github.com/sluicehq/sluice/services/notifier/sender/webhook"
 )
 
 // Senders are the notification services the notifier can send through,
 // by configured type (service.<type> and service.<type>.<name>). Each
-// sender package's New is a notify.Factory. The integrator adds them here
-// as they land:
-//
-//	"slack":   slack.New,
-//	"teams":   teams.New,
-//	"webhook": webhook.New,
-//	"email":   email.New,
-//	"github":  github.New,
-var Senders = map[string]notify.Factory{}
+// sender package's New is a notify.Factory.
+var Senders = map[string]notify.Factory{
+	"slack":   slack.New,
+	"teams":   teams.New,
+	"webhook": webhook.New,
+	"email":   email.New,
+	"github":  github.New,
+}
 
 // BuildSenders builds the sender of each configured service with
 // factories (nil: Senders), by service name. Every service that cannot be

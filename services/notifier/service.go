@@ -60,12 +60,18 @@ func (s *Service) Addr() net.Addr {
 // setup is the configuration in use.
 func (s *Service) setup() *Setup { return s.current.Load() }
 
-// apply makes setup the configuration in use.
+// apply makes setup the configuration in use and releases the one it
+// replaces.
 func (s *Service) apply(setup *Setup) {
 	if setup.Senders == nil {
 		setup.Senders = map[string]notify.Sender{}
 	}
-	s.current.Store(setup)
+	if setup.Planner == nil {
+		setup.Planner = PlannerFunc(func(context.Context, events.Event, events.StatusData, *events.Snapshot) ([]notify.Message, error) {
+			return nil, nil
+		})
+	}
+	s.current.Swap(setup).close()
 }
 
 // Run loads the configuration, provisions the bus and the state bucket,
@@ -96,7 +102,12 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 			s.log.Info("notifications configuration reloaded", "services", sortedKeys(setup.Senders))
 		})
 	}()
-	r.OnStop(daemon.StopFunc(func(context.Context) error { stopWatch(); <-watched; return nil }))
+	r.OnStop(daemon.StopFunc(func(context.Context) error {
+		stopWatch()
+		<-watched
+		s.setup().close()
+		return nil
+	}))
 
 	if s.cfg.Listen != "off" {
 		if err := s.serve(r); err != nil {

@@ -40,6 +40,20 @@ type Setup struct {
 	// CDEvents handles each status event for the CDEvents output; nil
 	// when none is configured.
 	CDEvents events.Handler
+
+	// closers release what the setup holds (the chat answers waiting)
+	// once it is replaced or the notifier stops.
+	closers []func()
+}
+
+// close releases what the setup holds.
+func (s *Setup) close() {
+	if s == nil {
+		return
+	}
+	for _, c := range s.closers {
+		c()
+	}
 }
 
 // ConfigSource gives the notifier its configuration and its changes.

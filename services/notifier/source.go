@@ -19,13 +19,15 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/sluicehq/sluice/services/notifier/config"
 )
 
 // Argo's names for the configuration on Kubernetes, which the notifier
 // reads unchanged.
 const (
-	ConfigMapName = "argo-rollouts-notification-configmap"
-	SecretName    = "argo-rollouts-notification-secret"
+	ConfigMapName = config.ConfigMapName
+	SecretName    = config.SecretName
 )
 
 // DefaultReloadInterval is how often a FileSource looks for changes.
