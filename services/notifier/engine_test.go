@@ -3,6 +3,7 @@ package notifier
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/notifier/sender/webhook"
 )
 
@@ -182,4 +184,56 @@ func TestARealRolloutNotifiesItsSubscribersInOrderOnce(t *testing.T) {
 
 func slogTo(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// TestABadConfigurationKeepsTheOneInUse: a file that no longer parses is
+// logged problem by problem; the notifier stays ready and keeps sending
+// with the configuration it had, and takes the next good file.
+func TestABadConfigurationKeepsTheOneInUse(t *testing.T) {
+	b := newBus(t)
+	h := newHook(t)
+	file := filepath.Join(t.TempDir(), "notifications.yaml")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(file+".tmp", []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Subscribed in the configuration: there is no rollout to annotate.
+	good := strings.Replace(strings.Replace(notificationsYAML, "URL", h.URL, 1), "    - send: [done]\n", "    - send: [done]\n  subscriptions: |\n    - recipients: [\"hook:\"]\n      triggers: [on-rollout-completed]\n", 1)
+	write(good)
+	var logs syncBuffer
+	client := eventstest.Connect(t, b.url)
+	src, err := NewSource(SourceConfig{File: file, Client: client, Getenv: func(string) string { return "" }, Logger: slogTo(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.(*FileSource).Interval = 20 * time.Millisecond
+	svc, err := New(client, Config{Config: src, Listen: "off", Logger: slogTo(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	systemtest.Run(t, svc)
+
+	write(strings.Replace(strings.Replace(good, "send: [done]", "send: [missing]", 1), "template.step:", "templat.step:", 1))
+	if err := poll.Wait("the problems logged", func() error {
+		if !strings.Contains(logs.String(), `no template named \"missing\"`) || !strings.Contains(logs.String(), "templat.step") {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v; logs:\n%s", err, logs.String())
+	}
+	if !svc.Ready() {
+		t.Error("the notifier is not ready after a bad configuration")
+	}
+	// Still the configuration in use: a completed rollout is notified.
+	b.publishStatus(t, shop, events.TypeRolloutCompleted)
+	waitDelivered(t, h, "shop completed: Healthy")
+	if strings.Contains(logs.String(), "s3cret-hook-token") {
+		t.Error("the hook's token is in the logs")
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -122,6 +124,11 @@ func (l *lazyReader) Manifest(ctx context.Context, r events.Ref, podHash string)
 	l.mu.Lock()
 	if l.reader == nil {
 		rd, err := orchestrator.NewReader(ctx, l.client)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			// No orchestrator ever ran: no rollout to read.
+			l.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s (%v)", orchestrator.ErrNoRollout, r, err)
+		}
 		if err != nil {
 			l.mu.Unlock()
 			return nil, err
