@@ -237,3 +237,51 @@ func TestABadConfigurationKeepsTheOneInUse(t *testing.T) {
 		t.Error("the hook's token is in the logs")
 	}
 }
+
+// TestOncePerSendsOncePerValueAndDestination: a condition with oncePer
+// sends once per distinct value, even across status events; another
+// trigger's notification queued behind shows the repeat was dropped.
+func TestOncePerSendsOncePerValueAndDestination(t *testing.T) {
+	b := newBus(t)
+	h := newHook(t)
+	file := filepath.Join(t.TempDir(), "notifications.yaml")
+	cfg := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: argo-rollouts-notification-configmap}
+data:
+  service.webhook.hook: |
+    url: URL
+  template.done: |
+    webhook:
+      hook: {method: POST, body: '{{.rollout.metadata.name}} {{.sluice.event.type}}'}
+  trigger.on-rollout-completed: |
+    - send: [done]
+      oncePer: rollout.metadata.name
+  trigger.on-rollout-aborted: |
+    - send: [done]
+  subscriptions: |
+    - recipients: ["hook:"]
+      triggers: [on-rollout-completed, on-rollout-aborted]
+`
+	if err := os.WriteFile(file, []byte(strings.Replace(cfg, "URL", h.URL, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client := eventstest.Connect(t, b.url)
+	src, err := NewSource(SourceConfig{File: file, Client: client, Getenv: func(string) string { return "" }, Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(client, Config{Config: src, Listen: "off", Logger: eventstest.Quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	systemtest.Run(t, svc)
+
+	b.publishStatus(t, shop, events.TypeRolloutCompleted)
+	b.publishStatus(t, shop, events.TypeRolloutCompleted)
+	b.publishStatus(t, shop, events.TypeRolloutAborted)
+	waitDelivered(t, h, "shop "+events.TypeRolloutCompleted, "shop "+events.TypeRolloutAborted)
+	if got := h.delivered(); len(got) != 2 {
+		t.Errorf("received %q; want the completion once", got)
+	}
+}
