@@ -23,9 +23,29 @@ var ErrInvalidOptions = errors.New("invalid service options")
 // to a struct whose json tags are the option names. An option that v has
 // no field for fails, naming it and the accepted ones (STYLE: unknown
 // configuration is never guessed); so does a value of the wrong type,
-// naming the option but never its value, which may be a secret. Errors
-// wrap ErrInvalidOptions; the caller names the service.
+// naming the option but never its value, which may be a secret. Then,
+// when v has a Validate method, it runs it (a Validate may fill in
+// defaults), and when v embeds IgnoredOptions, it logs those that are
+// set. Errors wrap ErrInvalidOptions; the caller names the service.
 func DecodeOptions(cfg ServiceConfig, v any) error {
+	if err := decodeOptions(cfg, v); err != nil {
+		return err
+	}
+	if val, ok := v.(interface{ Validate() error }); ok {
+		if err := val.Validate(); err != nil {
+			if errors.Is(err, ErrInvalidOptions) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	if ig, ok := v.(interface{ ignoredOptions() IgnoredOptions }); ok {
+		ig.ignoredOptions().Log(cfg)
+	}
+	return nil
+}
+
+func decodeOptions(cfg ServiceConfig, v any) error {
 	raw := bytes.TrimSpace(cfg.Options)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		raw = []byte("{}")
@@ -86,6 +106,17 @@ func kindName(t reflect.Type) string {
 	default:
 		return t.String()
 	}
+}
+
+// ParseHTTPURL parses the value of option as an absolute http or https
+// URL. Its error is an *OptionError: it names the option, never the
+// value, since a webhook's URL is often its secret.
+func ParseHTTPURL(option, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &OptionError{Option: option, Want: "an absolute http or https URL"}
+	}
+	return u, nil
 }
 
 // OptionError is an option's value that a custom decoder refused; it
@@ -203,7 +234,7 @@ func SafeURL(u *url.URL) string {
 // configuration still loads: the notifier's delivery retries every
 // service (backoff, Retry-After, dead letter after the last attempt) and
 // its HTTP client pools connections itself. A sender embeds it in its
-// options and calls Log once.
+// options; DecodeOptions logs the ones set.
 type IgnoredOptions struct {
 	RetryWaitMin        json.RawMessage `json:"retryWaitMin,omitempty"`
 	RetryWaitMax        json.RawMessage `json:"retryWaitMax,omitempty"`
@@ -213,6 +244,8 @@ type IgnoredOptions struct {
 	MaxConnsPerHost     json.RawMessage `json:"maxConnsPerHost,omitempty"`
 	IdleConnTimeout     json.RawMessage `json:"idleConnTimeout,omitempty"`
 }
+
+func (o IgnoredOptions) ignoredOptions() IgnoredOptions { return o }
 
 // Set lists the ignored options that are set.
 func (o IgnoredOptions) Set() []string {

@@ -76,9 +76,8 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.EnterpriseBaseURL != "" {
-		u, err := url.Parse(o.EnterpriseBaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf(`option "enterpriseBaseURL": want an absolute https URL`)
+		if _, err := notify.ParseHTTPURL("enterpriseBaseURL", o.EnterpriseBaseURL); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -115,14 +114,10 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	if err := notify.DecodeOptions(cfg, &o); err != nil {
 		return nil, err
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
 	httpClient, err := cfg.Client(o.InsecureSkipVerify)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	newClient := func(c *http.Client) (*gh.Client, error) {
 		client := gh.NewClient(c)
 		if o.EnterpriseBaseURL == "" {

@@ -40,9 +40,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("option \"recipientUrls\" is required: a mapping of recipient names to webhook URLs")
 	}
 	for _, r := range sortedKeys(o.RecipientUrls) {
-		u, err := url.Parse(o.RecipientUrls[r])
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("option \"recipientUrls.%s\": want an absolute https URL", r)
+		if _, err := notify.ParseHTTPURL("recipientUrls."+r, o.RecipientUrls[r]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -63,14 +62,10 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	if err := notify.DecodeOptions(cfg, &o); err != nil {
 		return nil, err
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
 	client, err := cfg.Client(o.InsecureSkipVerify)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	urls := make(map[string]*url.URL, len(o.RecipientUrls))
 	for r, raw := range o.RecipientUrls {
 		urls[r], _ = url.Parse(raw)

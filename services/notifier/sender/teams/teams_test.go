@@ -288,7 +288,7 @@ func TestOptions(t *testing.T) {
 		{name: "recipients", options: `{"recipientUrls":{"a":"https://prod-01.westus.logic.azure.com/workflows/x","b":"https://acme.webhook.office.com/webhookb2/y"}}`},
 		{name: "insecureSkipVerify", options: `{"recipientUrls":{"a":"https://x.example/workflows/x"},"insecureSkipVerify":true}`},
 		{name: "none", options: `{}`, wantErr: `option "recipientUrls" is required`},
-		{name: "not a URL", options: `{"recipientUrls":{"a":"teams"}}`, wantErr: `option "recipientUrls.a": want an absolute https URL`},
+		{name: "not a URL", options: `{"recipientUrls":{"a":"teams"}}`, wantErr: `option "recipientUrls.a": want an absolute http or https URL`},
 		{name: "misspelt", options: `{"recipientURLs":{"a":"https://x.example"}}`, wantErr: `unknown option "recipientURLs"`},
 		{name: "a list", options: `{"recipientUrls":["https://x.example"]}`, wantErr: `option "recipientUrls": want a mapping`},
 	} {

@@ -76,13 +76,11 @@ type Signature struct {
 
 // Validate checks o and fills in defaults.
 func (o *Options) Validate() error {
-	u, err := url.Parse(o.URL)
-	switch {
-	case o.URL == "":
+	if o.URL == "" {
 		return fmt.Errorf("option \"url\" is required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		// The URL itself may hold a secret: do not quote it.
-		return fmt.Errorf("option \"url\": want an absolute http or https URL")
+	}
+	if _, err := notify.ParseHTTPURL("url", o.URL); err != nil {
+		return err
 	}
 	for i, h := range o.Headers {
 		if !httpguts.ValidHeaderFieldName(h.Name) {
@@ -126,14 +124,10 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	if err := notify.DecodeOptions(cfg, &o); err != nil {
 		return nil, err
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
 	client, err := cfg.Client(o.InsecureSkipVerify)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	base, _ := url.Parse(o.URL)
 	return &Sender{name: cfg.Name, opts: o, base: base, client: client, now: time.Now}, nil
 }
