@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -340,40 +339,20 @@ func TestOptions(t *testing.T) {
 		return `{"appID":42,"installationID":7,"privateKey":` + string(b) + extra + `}`
 	}
 	const badKey = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0a2V5bWF0ZXJpYWw=\n-----END RSA PRIVATE KEY-----"
-	for _, tc := range []struct {
-		name, options, wantErr string
-	}{
-		{name: "token", options: `{"token":"ghp_x"}`},
-		{name: "app", options: app("")},
-		{name: "app with ids as strings", options: `{"appID":"42","installationID":"7","privateKey":` + strconv.Quote(keyPEM) + `}`},
-		{name: "enterprise", options: `{"token":"ghp_x","enterpriseBaseURL":"https://ghe.example.com"}`},
-		{name: "nothing", options: `{}`, wantErr: `option "token" or the GitHub App's`},
-		{name: "both", options: app(`,"token":"ghp_x"`), wantErr: "not both"},
-		{name: "app without installation", options: `{"appID":42,"privateKey":"x"}`, wantErr: `option "installationID": want a positive whole number`},
-		{name: "app id not a number", options: `{"appID":"my-app","installationID":7,"privateKey":"x"}`, wantErr: `option "appID"`},
-		{name: "app without key", options: `{"appID":42,"installationID":7}`, wantErr: `option "privateKey" is required`},
-		{name: "bad key", options: `{"appID":42,"installationID":7,"privateKey":` + strconv.Quote(badKey) + `}`, wantErr: `option "privateKey": want the App's RSA private key in PEM`},
-		{name: "bad enterprise URL", options: `{"token":"ghp_x","enterpriseBaseURL":"ghe"}`, wantErr: `option "enterpriseBaseURL"`},
-		{name: "unknown", options: `{"token":"ghp_x","repo":"acme/shop"}`, wantErr: `unknown option "repo"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := github.New(notify.ServiceConfig{Name: "github", Type: github.Type, Options: json.RawMessage(tc.options)})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
-				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
-			}
-			for _, secret := range []string{"ghp_x", "c2VjcmV0a2V5", "PRIVATE KEY"} {
-				if strings.Contains(err.Error(), secret) {
-					t.Errorf("error %q shows a secret", err)
-				}
-			}
-		})
-	}
+	sendertest.CheckOptions(t, github.New, github.Type, []sendertest.OptionCase{
+		{Name: "token", Options: `{"token":"ghp_x"}`},
+		{Name: "app", Options: app("")},
+		{Name: "app with ids as strings", Options: `{"appID":"42","installationID":"7","privateKey":` + strconv.Quote(keyPEM) + `}`},
+		{Name: "enterprise", Options: `{"token":"ghp_x","enterpriseBaseURL":"https://ghe.example.com"}`},
+		{Name: "nothing", Options: `{}`, WantErr: `option "token" or the GitHub App's`},
+		{Name: "both", Options: app(`,"token":"ghp_x"`), WantErr: "not both"},
+		{Name: "app without installation", Options: `{"appID":42,"privateKey":"x"}`, WantErr: `option "installationID": want a positive whole number`},
+		{Name: "app id not a number", Options: `{"appID":"my-app","installationID":7,"privateKey":"x"}`, WantErr: `option "appID"`},
+		{Name: "app without key", Options: `{"appID":42,"installationID":7}`, WantErr: `option "privateKey" is required`},
+		{Name: "bad key", Options: `{"appID":42,"installationID":7,"privateKey":` + strconv.Quote(badKey) + `}`, WantErr: `option "privateKey": want the App's RSA private key in PEM`},
+		{Name: "bad enterprise URL", Options: `{"token":"ghp_x","enterpriseBaseURL":"ghe"}`, WantErr: `option "enterpriseBaseURL"`},
+		{Name: "unknown", Options: `{"token":"ghp_x","repo":"acme/shop"}`, WantErr: `unknown option "repo"`},
+	}, "ghp_x", "c2VjcmV0a2V5", "PRIVATE KEY")
 }
 
 func TestDocumentedExample(t *testing.T) {

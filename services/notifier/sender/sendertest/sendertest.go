@@ -7,6 +7,7 @@ package sendertest
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -127,6 +128,39 @@ func Message(t testing.TB, c *config.Config, trigger string, templates []string,
 	return notify.Message{
 		ID: "ev-1." + trigger + "." + dest.Service, Rollout: Rollout, Trigger: trigger, Templates: templates,
 		Destination: dest, Notification: n, Event: notify.EventRef{ID: "ev-1", Type: "io.sluice.rollout.completed.v1"},
+	}
+}
+
+// OptionCase is a service's options (JSON) that the service's New must
+// accept, when WantErr is "", or refuse with an error that wraps
+// notify.ErrInvalidOptions and contains WantErr.
+type OptionCase struct {
+	Name, Options, WantErr string
+}
+
+// CheckOptions runs newSender on the options of each case, as a service
+// of type typ, in a subtest named after the case. No error may contain
+// any of secrets: option values are often secrets.
+func CheckOptions(t *testing.T, newSender notify.Factory, typ string, cases []OptionCase, secrets ...string) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			_, err := newSender(notify.ServiceConfig{Name: typ, Type: typ, Options: json.RawMessage(tc.Options)})
+			if tc.WantErr == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.WantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
+				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.WantErr)
+			}
+			for _, secret := range secrets {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q shows a secret", err)
+				}
+			}
+		})
 	}
 }
 
