@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/notifier/notify"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 	"github.com/sluicehq/sluice/services/notifier/sender/slack"
 )
 
@@ -578,27 +578,16 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		options string
-		want    string
-	}{
-		{"unknown option", `{"token":"xoxb-1","tokn":"x"}`, `unknown option "tokn"`},
-		{"nothing to send with", `{"username":"sluice"}`, "set token"},
-		{"no options", ``, "set token"},
-		{"buttons without token", `{"webhookURL":"https://hooks.slack.com/services/T/B/x","buttons":true}`, "buttons need token"},
-		{"wrong type", `{"token":"xoxb-1","buttons":"yes"}`, "option buttons: want bool"},
-		{"bad apiURL", `{"token":"xoxb-1","apiURL":"slack.com"}`, "apiURL is not an http(s) URL"},
-		{"bad webhook", `{"webhooks":{"deploys":"hooks.slack.com/x"}}`, "webhooks[deploys] is not an http(s) URL"},
-		{"not an object", `["token"]`, "not an object"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := slack.New(notify.ServiceConfig{Name: "team-a", Type: slack.Type, Options: json.RawMessage(tc.options)})
-			if !errors.Is(err, slack.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"team-a"`) {
-				t.Errorf("New: err = %v, want ErrInvalidOption naming the service and saying %q", err, tc.want)
-			}
-		})
-	}
+	sendertest.CheckOptions(t, slack.New, slack.Type, []sendertest.OptionCase{
+		{Name: "unknown option", Options: `{"token":"xoxb-1","tokn":"x"}`, WantErr: `unknown option "tokn"`},
+		{Name: "nothing to send with", Options: `{"username":"sluice"}`, WantErr: `set option "token"`},
+		{Name: "no options", Options: ``, WantErr: `set option "token"`},
+		{Name: "buttons without token", Options: `{"webhookURL":"https://hooks.slack.com/services/T/B/x","buttons":true}`, WantErr: `option "buttons" needs "token"`},
+		{Name: "wrong type", Options: `{"token":"xoxb-1","buttons":"yes"}`, WantErr: `option "buttons": want true or false`},
+		{Name: "bad apiURL", Options: `{"token":"xoxb-1","apiURL":"slack.com"}`, WantErr: `option "apiURL": want an absolute http or https URL`},
+		{Name: "bad webhook", Options: `{"webhooks":{"deploys":"hooks.slack.com/x"}}`, WantErr: `option "webhooks.deploys": want an absolute http or https URL`},
+		{Name: "not an object", Options: `["token"]`, WantErr: "want a mapping of option names"},
+	}, "xoxb-1", "hooks.slack.com")
 }
 
 func TestDisableUnfurl(t *testing.T) {
