@@ -18,6 +18,7 @@ type testOptions struct {
 	Nested *struct {
 		Secret string `json:"secret"`
 	} `json:"nested,omitempty"`
+	HTTPOptions
 	IgnoredOptions
 }
 
@@ -29,10 +30,11 @@ func TestDecodeOptions(t *testing.T) {
 		{name: "null", options: `null`},
 		{name: "known", options: `{"url":"u","port":1,"nested":{"secret":"s"}}`},
 		{name: "embedded ignored options", options: `{"url":"u","retryMax":3}`},
-		{name: "unknown", options: `{"url":"u","prot":1,"a":2}`, wantErr: `unknown option "a", "prot" (a test service takes url, port, nested, retryWaitMin`},
+		{name: "unknown", options: `{"url":"u","prot":1,"a":2}`, wantErr: `unknown option "a", "prot" (a test service takes url, port, nested, insecureSkipVerify, retryWaitMin`},
 		{name: "unknown nested", options: `{"nested":{"secret":"s","sekret":"t"}}`, wantErr: `unknown option "sekret"`},
 		{name: "wrong type, value not shown", options: `{"port":"topsecret"}`, wantErr: `option "port": want a whole number`},
 		{name: "nested wrong type", options: `{"nested":{"secret":["topsecret"]}}`, wantErr: `option "nested.secret": want a string`},
+		{name: "embedded option, wrong type", options: `{"insecureSkipVerify":"topsecret"}`, wantErr: `option "insecureSkipVerify": want true or false`},
 		{name: "not an object", options: `"topsecret"`, wantErr: `want a mapping of option names`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -42,8 +42,8 @@ type Options struct {
 	PrivateKey     string `json:"privateKey,omitempty"`
 	// EnterpriseBaseURL is a GitHub Enterprise Server's URL
 	// (https://github.example.com, /api/v3/ is added when missing).
-	EnterpriseBaseURL  string `json:"enterpriseBaseURL,omitempty"`
-	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+	EnterpriseBaseURL string `json:"enterpriseBaseURL,omitempty"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 
 	appID, installationID int64
@@ -111,10 +111,7 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.github (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	httpClient, err := cfg.Client(o.InsecureSkipVerify)
+	httpClient, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}

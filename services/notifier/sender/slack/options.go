@@ -27,9 +27,9 @@ type Options struct {
 	// slack.iconURL override. They need the chat:write.customize scope.
 	Username string `json:"username"`
 	Icon     string `json:"icon"`
-	// InsecureSkipVerify skips TLS verification of Slack's certificate
-	// (for a proxy in the middle; never for slack.com).
-	InsecureSkipVerify bool `json:"insecureSkipVerify"`
+	// HTTPOptions has insecureSkipVerify: for a proxy in the middle,
+	// never for slack.com.
+	notify.HTTPOptions
 	// DisableUnfurl stops Slack from expanding links in messages.
 	DisableUnfurl bool `json:"disableUnfurl"`
 	// Webhooks maps a recipient (a channel, as subscriptions name it) to

@@ -36,10 +36,7 @@ var _ notify.Factory = New
 // token nor a webhook is set; its errors wrap notify.ErrInvalidOptions.
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	hc, err := cfg.Client(o.InsecureSkipVerify)
+	hc, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}

@@ -28,8 +28,8 @@ const maxPayload = 28 << 10
 type Options struct {
 	// RecipientUrls maps a subscription's recipient to its webhook URL:
 	// a workflow webhook, or a legacy connector URL (…/webhookb2/…).
-	RecipientUrls      map[string]string `json:"recipientUrls"`
-	InsecureSkipVerify bool              `json:"insecureSkipVerify,omitempty"`
+	RecipientUrls map[string]string `json:"recipientUrls"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 }
 
@@ -59,10 +59,7 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.teams (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	client, err := cfg.Client(o.InsecureSkipVerify)
+	client, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}

@@ -47,10 +47,9 @@ type Options struct {
 	// set otherwise, as in Argo).
 	Headers   []Header   `json:"headers,omitempty"`
 	BasicAuth *BasicAuth `json:"basicAuth,omitempty"`
-	// InsecureSkipVerify skips the check of the server's certificate.
-	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 	// Signature, Sluice's addition, signs each request's body.
 	Signature *Signature `json:"signature,omitempty"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 }
 
@@ -121,10 +120,7 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.webhook.<name> (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	client, err := cfg.Client(o.InsecureSkipVerify)
+	client, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}
