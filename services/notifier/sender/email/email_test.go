@@ -391,15 +391,10 @@ func TestDocumentedExample(t *testing.T) {
 	ms := startMailServer(t, "127.0.0.1", false)
 	c := sendertest.Example(t, "### Email", map[string]string{"email-password": password})
 	host, port, _ := net.SplitHostPort(ms.addr)
-	s, err := email.New(sendertest.Service(t, c, "gmail", map[string]any{"host": host, "port": port}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, email.New, "gmail", map[string]any{"host": host, "port": port})
 	m := sendertest.Message(t, c, "on-rollout-aborted", []string{"rollout-aborted"}, sendertest.Vars("Degraded", "step 2 failed its analysis"),
 		notify.Destination{Service: "gmail", Recipient: "ops@example.com"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	msg, err := mail.ReadMessage(bytes.NewReader(ms.got()[0].data))
 	if err != nil {
 		t.Fatal(err)

@@ -156,11 +156,7 @@ func TestSetsTheCommitStatusWithAToken(t *testing.T) {
 }
 
 func TestGitHubAppGetsAnInstallationToken(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	key, keyPEM := appKey(t)
 	srv := newAPI(t, key)
 	s := newSender(t, map[string]any{"appID": 42, "installationID": "7", "privateKey": keyPEM, "enterpriseBaseURL": srv.URL + "/api/v3/"})
 	for range 2 {
@@ -211,10 +207,9 @@ func TestGitHubAppGetsAnInstallationToken(t *testing.T) {
 		t.Errorf("installation tokens = %d, want 2: one expiring within five minutes is not reused", tokens)
 	}
 
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	otherPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(other)}))
+	_, otherPEM := appKey(t)
 	wrong := newSender(t, map[string]any{"appID": 42, "installationID": 7, "privateKey": otherPEM, "enterpriseBaseURL": srv.URL})
-	_, err = wrong.Send(context.Background(), statusMessage("acme/shop", "abc", "pending"))
+	_, err := wrong.Send(context.Background(), statusMessage("acme/shop", "abc", "pending"))
 	if !notify.IsPermanent(err) || strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Errorf("a key GitHub refuses = %v, want a permanent error without the key", err)
 	}
@@ -331,9 +326,18 @@ func TestRepoFromURL(t *testing.T) {
 	}
 }
 
+// appKey is a GitHub App's private key, and the PEM GitHub gives of it.
+func appKey(t *testing.T) (*rsa.PrivateKey, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+}
+
 func TestOptions(t *testing.T) {
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	_, keyPEM := appKey(t)
 	app := func(extra string) string {
 		b, _ := json.Marshal(keyPEM)
 		return `{"appID":42,"installationID":7,"privateKey":` + string(b) + extra + `}`
@@ -356,18 +360,11 @@ func TestOptions(t *testing.T) {
 }
 
 func TestDocumentedExample(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	key, keyPEM := appKey(t)
 	srv := newAPI(t, key)
 	c := sendertest.Example(t, "### GitHub commit status", map[string]string{"github-app-private-key": keyPEM})
 	// The example's App ids are 123456 and 7891011; this API knows 42 and 7.
-	s, err := github.New(sendertest.Service(t, c, "github", map[string]any{"appID": 42, "installationID": 7, "enterpriseBaseURL": srv.URL}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, github.New, "github", map[string]any{"appID": 42, "installationID": 7, "enterpriseBaseURL": srv.URL})
 	for _, phase := range []string{"Progressing", "Healthy", "Degraded"} {
 		m := sendertest.Message(t, c, "on-rollout-updated", []string{"github-status"}, sendertest.Vars(phase, ""),
 			notify.Destination{Service: "github"})

@@ -6,6 +6,7 @@
 package sendertest
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -83,6 +84,28 @@ func Service(t testing.TB, c *config.Config, name string, set map[string]any) no
 	}
 	t.Fatalf("the example configures no service %q (it has %v)", name, c.ServiceNames())
 	return notify.ServiceConfig{}
+}
+
+// New builds, with newSender, the configured service named name, its
+// options replaced by those in set (Service); the test fails if it
+// cannot be built.
+func New(t testing.TB, c *config.Config, newSender notify.Factory, name string, set map[string]any) notify.Sender {
+	t.Helper()
+	s, err := newSender(Service(t, c, name, set))
+	if err != nil {
+		t.Fatalf("New %s: %v", name, err)
+	}
+	return s
+}
+
+// Send delivers m with s; the test fails if it is not delivered.
+func Send(t testing.TB, s notify.Sender, m notify.Message) notify.Receipt {
+	t.Helper()
+	r, err := s.Send(context.Background(), m)
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	return r
 }
 
 // Rollout is the sample the examples render for: the canary rollout

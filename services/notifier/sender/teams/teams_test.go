@@ -294,15 +294,10 @@ func TestOptions(t *testing.T) {
 func TestDocumentedExample(t *testing.T) {
 	srv := newTeamsServer(t)
 	c := sendertest.Example(t, "### Microsoft Teams", nil)
-	s, err := teams.New(sendertest.Service(t, c, "teams", map[string]any{"recipientUrls": map[string]string{"deploys": srv.workflowURL()}}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, teams.New, "teams", map[string]any{"recipientUrls": map[string]string{"deploys": srv.workflowURL()}})
 	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
 		notify.Destination{Service: "teams", Recipient: "deploys"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	card := path(t, srv.posted(workflowPath)[0], "attachments", 0, "content")
 	if got := path(t, card, "body", 0); path(t, got, "text") != "Rollout web completed" || path(t, got, "color") != "Good" {
 		t.Errorf("title = %v, want the documented title in green (Good)", got)

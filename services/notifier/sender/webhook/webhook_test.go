@@ -295,15 +295,10 @@ func TestInsecureSkipVerifyAcceptsAnUnknownCertificate(t *testing.T) {
 func TestDocumentedExample(t *testing.T) {
 	r := newReceiver(t)
 	c := sendertest.Example(t, "### Webhook", map[string]string{"deploy-log-token": "tok-1", "deploy-log-signing-key": "key-1"})
-	s, err := webhook.New(sendertest.Service(t, c, "deploy-log", map[string]any{"url": r.URL + "/api"}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, webhook.New, "deploy-log", map[string]any{"url": r.URL + "/api"})
 	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
 		notify.Destination{Service: "deploy-log"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	req := r.requests()[0]
 	if req.method != "POST" || req.path != "/api/rollouts/shop/web" || req.header.Get("Authorization") != "Bearer tok-1" {
 		t.Errorf("request = %s %s (Authorization %q), want the documented POST with the token", req.method, req.path, req.header.Get("Authorization"))
