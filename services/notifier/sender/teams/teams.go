@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -39,7 +40,7 @@ func (o *Options) Validate() error {
 	if len(o.RecipientUrls) == 0 {
 		return fmt.Errorf("option \"recipientUrls\" is required: a mapping of recipient names to webhook URLs")
 	}
-	for _, r := range sortedKeys(o.RecipientUrls) {
+	for _, r := range slices.Sorted(maps.Keys(o.RecipientUrls)) {
 		if _, err := notify.ParseHTTPURL("recipientUrls."+r, o.RecipientUrls[r]); err != nil {
 			return err
 		}
@@ -77,7 +78,7 @@ func (s *Sender) Send(ctx context.Context, m notify.Message) (notify.Receipt, er
 	u, ok := s.urls[m.Destination.Recipient]
 	if !ok {
 		return notify.Receipt{}, notify.Permanent(fmt.Errorf("%s: no URL for recipient %q in recipientUrls (it has %s)",
-			service, m.Destination.Recipient, strings.Join(sortedKeys(s.urls), ", ")))
+			service, m.Destination.Recipient, strings.Join(slices.Sorted(maps.Keys(s.urls)), ", ")))
 	}
 	legacy := IsConnectorURL(u)
 	var payload []byte
@@ -120,13 +121,4 @@ func (s *Sender) Send(ctx context.Context, m notify.Message) (notify.Receipt, er
 func IsConnectorURL(u *url.URL) bool {
 	return strings.Contains(u.Path, "/webhookb2/") || strings.HasPrefix(u.Path, "/webhook/") ||
 		strings.Contains(u.Path, "/IncomingWebhook/")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
