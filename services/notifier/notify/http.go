@@ -40,17 +40,24 @@ func CheckResponse(service string, resp *http.Response) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxMessage))
 	err := &StatusError{Service: service, Code: resp.StatusCode, Message: strings.TrimSpace(string(body))}
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests:
+	if resp.StatusCode == http.StatusTooManyRequests {
 		if d, ok := ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
 			return RetryAfter(err, d)
 		}
-		return err
-	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
-		return err
-	default:
-		return Permanent(err)
 	}
+	return ClassifyStatus(resp.StatusCode, err)
+}
+
+// ClassifyStatus classifies err, a vendor's answer with the HTTP status
+// code, for delivery as CheckResponse does: 408, 429 and 5xx are retried
+// with backoff (a 429's Retry-After is the caller's to read), every
+// other status is Permanent. For a vendor's client library that reports
+// the status itself.
+func ClassifyStatus(code int, err error) error {
+	if code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500 {
+		return err
+	}
+	return Permanent(err)
 }
 
 // ParseRetryAfter reads a Retry-After header: delay-seconds or an

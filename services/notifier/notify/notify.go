@@ -1,7 +1,17 @@
 // Package notify holds what the notifier's parts share: a rendered
 // Notification, where it goes (Destination), the Message that is queued
 // on the bus and delivered, and the Sender every notification service
-// implements. It has no I/O.
+// implements.
+//
+// It also holds the one way each sender does the common steps, so that
+// they do not drift apart: its New decodes the options with
+// DecodeOptions (DecodeHTTPOptions when it embeds HTTPOptions: the
+// client comes with them), which refuses unknown options, runs the
+// options' Validate and logs IgnoredOptions; URL options are checked
+// with ParseHTTPURL; a request goes out through Do (a timeout, errors
+// without the URL's secret path) and its answer is classified by
+// CheckResponse, or ClassifyStatus when a vendor's library reports the
+// status. A sender's tests use services/notifier/sender/sendertest.
 package notify
 
 import (

@@ -23,9 +23,29 @@ var ErrInvalidOptions = errors.New("invalid service options")
 // to a struct whose json tags are the option names. An option that v has
 // no field for fails, naming it and the accepted ones (STYLE: unknown
 // configuration is never guessed); so does a value of the wrong type,
-// naming the option but never its value, which may be a secret. Errors
-// wrap ErrInvalidOptions; the caller names the service.
+// naming the option but never its value, which may be a secret. Then,
+// when v has a Validate method, it runs it (a Validate may fill in
+// defaults), and when v embeds IgnoredOptions, it logs those that are
+// set. Errors wrap ErrInvalidOptions; the caller names the service.
 func DecodeOptions(cfg ServiceConfig, v any) error {
+	if err := decodeOptions(cfg, v); err != nil {
+		return err
+	}
+	if val, ok := v.(interface{ Validate() error }); ok {
+		if err := val.Validate(); err != nil {
+			if errors.Is(err, ErrInvalidOptions) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", ErrInvalidOptions, err)
+		}
+	}
+	if ig, ok := v.(interface{ ignoredOptions() IgnoredOptions }); ok {
+		ig.ignoredOptions().Log(cfg)
+	}
+	return nil
+}
+
+func decodeOptions(cfg ServiceConfig, v any) error {
 	raw := bytes.TrimSpace(cfg.Options)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		raw = []byte("{}")
@@ -49,26 +69,62 @@ func DecodeOptions(cfg ServiceConfig, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidOptions, describeDecodeError(err))
+		return fmt.Errorf("%w: %s", ErrInvalidOptions, describeDecodeError(reflect.TypeOf(v).Elem(), err))
 	}
 	return nil
 }
 
 // describeDecodeError says what is wrong with an option without quoting
 // any value: encoding/json's own messages can include one.
-func describeDecodeError(err error) string {
+func describeDecodeError(t reflect.Type, err error) string {
 	var typeErr *json.UnmarshalTypeError
 	var optErr *OptionError
 	switch {
 	case errors.As(err, &optErr):
 		return optErr.Error()
 	case errors.As(err, &typeErr):
-		return fmt.Sprintf("option %q: want %s", typeErr.Field, kindName(typeErr.Type))
+		return fmt.Sprintf("option %q: want %s", optionPath(t, typeErr.Field), kindName(typeErr.Type))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return "unknown option " + strings.TrimPrefix(err.Error(), "json: unknown field ")
 	default:
 		return "options are not valid JSON"
 	}
+}
+
+// optionPath is encoding/json's path to a field of t without the Go
+// names of embedded structs (HTTPOptions.insecureSkipVerify is the
+// option insecureSkipVerify).
+func optionPath(t reflect.Type, path string) string {
+	var kept []string
+	for _, part := range strings.Split(path, ".") {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			kept = append(kept, part)
+			continue
+		}
+		f, ok := t.FieldByName(part)
+		if ok && f.Anonymous {
+			t = f.Type
+			continue
+		}
+		kept = append(kept, part)
+		if f, ok := fieldByJSONName(t, part); ok {
+			t = f.Type
+		}
+	}
+	return strings.Join(kept, ".")
+}
+
+// fieldByJSONName finds the field of struct t, embedded ones' too,
+// whose json name is name.
+func fieldByJSONName(t reflect.Type, name string) (reflect.StructField, bool) {
+	return t.FieldByNameFunc(func(n string) bool {
+		f, _ := t.FieldByName(n)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		return tag == name || (tag == "" && strings.EqualFold(n, name))
+	})
 }
 
 func kindName(t reflect.Type) string {
@@ -86,6 +142,17 @@ func kindName(t reflect.Type) string {
 	default:
 		return t.String()
 	}
+}
+
+// ParseHTTPURL parses the value of option as an absolute http or https
+// URL. Its error is an *OptionError: it names the option, never the
+// value, since a webhook's URL is often its secret.
+func ParseHTTPURL(option, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &OptionError{Option: option, Want: "an absolute http or https URL"}
+	}
+	return u, nil
 }
 
 // OptionError is an option's value that a custom decoder refused; it
@@ -122,6 +189,27 @@ func quoteAll(s []string) string {
 		q[i] = fmt.Sprintf("%q", v)
 	}
 	return strings.Join(q, ", ")
+}
+
+// HTTPOptions are the options of a service that calls its vendor over
+// HTTP, beside its own. A sender embeds it in its options and decodes
+// them with DecodeHTTPOptions.
+type HTTPOptions struct {
+	// InsecureSkipVerify skips verifying the vendor's TLS certificate
+	// (for a proxy in the middle).
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+func (o HTTPOptions) httpOptions() HTTPOptions { return o }
+
+// DecodeHTTPOptions is DecodeOptions for options that embed HTTPOptions;
+// it returns the client to call the vendor with (ServiceConfig.Client,
+// with their insecureSkipVerify).
+func DecodeHTTPOptions(cfg ServiceConfig, v interface{ httpOptions() HTTPOptions }) (*http.Client, error) {
+	if err := DecodeOptions(cfg, v); err != nil {
+		return nil, err
+	}
+	return cfg.Client(v.httpOptions().InsecureSkipVerify)
 }
 
 // Client returns the HTTP client to call the vendor with: cfg.HTTPClient
@@ -203,7 +291,7 @@ func SafeURL(u *url.URL) string {
 // configuration still loads: the notifier's delivery retries every
 // service (backoff, Retry-After, dead letter after the last attempt) and
 // its HTTP client pools connections itself. A sender embeds it in its
-// options and calls Log once.
+// options; DecodeOptions logs the ones set.
 type IgnoredOptions struct {
 	RetryWaitMin        json.RawMessage `json:"retryWaitMin,omitempty"`
 	RetryWaitMax        json.RawMessage `json:"retryWaitMax,omitempty"`
@@ -213,6 +301,8 @@ type IgnoredOptions struct {
 	MaxConnsPerHost     json.RawMessage `json:"maxConnsPerHost,omitempty"`
 	IdleConnTimeout     json.RawMessage `json:"idleConnTimeout,omitempty"`
 }
+
+func (o IgnoredOptions) ignoredOptions() IgnoredOptions { return o }
 
 // Set lists the ignored options that are set.
 func (o IgnoredOptions) Set() []string {

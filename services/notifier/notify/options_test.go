@@ -18,6 +18,7 @@ type testOptions struct {
 	Nested *struct {
 		Secret string `json:"secret"`
 	} `json:"nested,omitempty"`
+	HTTPOptions
 	IgnoredOptions
 }
 
@@ -29,10 +30,11 @@ func TestDecodeOptions(t *testing.T) {
 		{name: "null", options: `null`},
 		{name: "known", options: `{"url":"u","port":1,"nested":{"secret":"s"}}`},
 		{name: "embedded ignored options", options: `{"url":"u","retryMax":3}`},
-		{name: "unknown", options: `{"url":"u","prot":1,"a":2}`, wantErr: `unknown option "a", "prot" (a test service takes url, port, nested, retryWaitMin`},
+		{name: "unknown", options: `{"url":"u","prot":1,"a":2}`, wantErr: `unknown option "a", "prot" (a test service takes url, port, nested, insecureSkipVerify, retryWaitMin`},
 		{name: "unknown nested", options: `{"nested":{"secret":"s","sekret":"t"}}`, wantErr: `unknown option "sekret"`},
 		{name: "wrong type, value not shown", options: `{"port":"topsecret"}`, wantErr: `option "port": want a whole number`},
 		{name: "nested wrong type", options: `{"nested":{"secret":["topsecret"]}}`, wantErr: `option "nested.secret": want a string`},
+		{name: "embedded option, wrong type", options: `{"insecureSkipVerify":"topsecret"}`, wantErr: `option "insecureSkipVerify": want true or false`},
 		{name: "not an object", options: `"topsecret"`, wantErr: `want a mapping of option names`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -56,16 +58,47 @@ func TestDecodeOptions(t *testing.T) {
 
 func TestIgnoredOptionsAreLogged(t *testing.T) {
 	var o testOptions
-	if err := DecodeOptions(ServiceConfig{Options: json.RawMessage(`{"retryMax":3,"idleConnTimeout":"30s"}`)}, &o); err != nil {
+	var logs bytes.Buffer
+	cfg := ServiceConfig{Name: "svc", Options: json.RawMessage(`{"retryMax":3,"idleConnTimeout":"30s"}`),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	if err := DecodeOptions(cfg, &o); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	o.IgnoredOptions.Log(ServiceConfig{Name: "svc", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if got := o.Set(); strings.Join(got, ",") != "retryMax,idleConnTimeout" {
 		t.Errorf("Set = %v, want retryMax and idleConnTimeout", got)
 	}
 	if !strings.Contains(logs.String(), "retryMax") || !strings.Contains(logs.String(), "service=svc") {
 		t.Errorf("logs = %q, want the ignored options and the service", logs.String())
+	}
+}
+
+// validatedOptions checks itself and fills in a default.
+type validatedOptions struct {
+	URL  string `json:"url"`
+	Port int    `json:"port"`
+}
+
+func (o *validatedOptions) Validate() error {
+	if _, err := ParseHTTPURL("url", o.URL); err != nil {
+		return err
+	}
+	if o.Port == 0 {
+		o.Port = 443
+	}
+	return nil
+}
+
+func TestDecodeOptionsValidates(t *testing.T) {
+	var o validatedOptions
+	if err := DecodeOptions(ServiceConfig{Options: json.RawMessage(`{"url":"https://x.example"}`)}, &o); err != nil || o.Port != 443 {
+		t.Fatalf("DecodeOptions = %v, port %d: want no error and the default port 443", err, o.Port)
+	}
+	err := DecodeOptions(ServiceConfig{Options: json.RawMessage(`{"url":"ftp://x.example/topsecret"}`)}, &o)
+	if !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), `option "url": want an absolute http or https URL`) {
+		t.Errorf("DecodeOptions = %v, want ErrInvalidOptions naming the option url", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("error %q shows the URL", err)
 	}
 }
 

@@ -103,9 +103,6 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	if err := notify.DecodeOptions(cfg, &o); err != nil {
 		return nil, err
 	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
 	local, err := os.Hostname()
 	if err != nil || local == "" {
 		local = "localhost"

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"mime"
 	"mime/quotedprintable"
@@ -374,48 +373,28 @@ func TestComposeFallsBackToTheMessage(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name, options, wantErr string
-	}{
-		{name: "minimal", options: `{"host":"smtp.example.com","from":"sluice@example.com"}`},
-		{name: "Argo's options", options: `{"host":"smtp.gmail.com","port":465,"from":"a@example.com","username":"a@example.com","password":"p","html":true,"insecure_skip_verify":false}`},
-		{name: "port as a string", options: `{"host":"smtp.example.com","port":"2525","from":"a@example.com"}`},
-		{name: "no host", options: `{"from":"a@example.com"}`, wantErr: `option "host"`},
-		{name: "host with port", options: `{"host":"smtp.example.com:587","from":"a@example.com"}`, wantErr: `option "host"`},
-		{name: "bad port", options: `{"host":"smtp.example.com","port":70000,"from":"a@example.com"}`, wantErr: `option "port": want a port number`},
-		{name: "no from", options: `{"host":"smtp.example.com"}`, wantErr: `option "from" is required`},
-		{name: "bad from", options: `{"host":"smtp.example.com","from":"sluice"}`, wantErr: `option "from": "sluice" is not an email address`},
-		{name: "password without username", options: `{"host":"smtp.example.com","from":"a@example.com","password":"p"}`, wantErr: `option "username" is required`},
-		{name: "Go-style name", options: `{"host":"smtp.example.com","from":"a@example.com","insecureSkipVerify":true}`, wantErr: `unknown option "insecureSkipVerify"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := email.New(notify.ServiceConfig{Name: "email", Type: email.Type, Options: json.RawMessage(tc.options)})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
-				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
-			}
-		})
-	}
+	sendertest.CheckOptions(t, email.New, email.Type, []sendertest.OptionCase{
+		{Name: "minimal", Options: `{"host":"smtp.example.com","from":"sluice@example.com"}`},
+		{Name: "Argo's options", Options: `{"host":"smtp.gmail.com","port":465,"from":"a@example.com","username":"a@example.com","password":"p","html":true,"insecure_skip_verify":false}`},
+		{Name: "port as a string", Options: `{"host":"smtp.example.com","port":"2525","from":"a@example.com"}`},
+		{Name: "no host", Options: `{"from":"a@example.com"}`, WantErr: `option "host"`},
+		{Name: "host with port", Options: `{"host":"smtp.example.com:587","from":"a@example.com"}`, WantErr: `option "host"`},
+		{Name: "bad port", Options: `{"host":"smtp.example.com","port":70000,"from":"a@example.com"}`, WantErr: `option "port": want a port number`},
+		{Name: "no from", Options: `{"host":"smtp.example.com"}`, WantErr: `option "from" is required`},
+		{Name: "bad from", Options: `{"host":"smtp.example.com","from":"sluice"}`, WantErr: `option "from": "sluice" is not an email address`},
+		{Name: "password without username", Options: `{"host":"smtp.example.com","from":"a@example.com","password":"p"}`, WantErr: `option "username" is required`},
+		{Name: "Go-style name", Options: `{"host":"smtp.example.com","from":"a@example.com","insecureSkipVerify":true}`, WantErr: `unknown option "insecureSkipVerify"`},
+	})
 }
 
 func TestDocumentedExample(t *testing.T) {
 	ms := startMailServer(t, "127.0.0.1", false)
 	c := sendertest.Example(t, "### Email", map[string]string{"email-password": password})
 	host, port, _ := net.SplitHostPort(ms.addr)
-	s, err := email.New(sendertest.Service(t, c, "gmail", map[string]any{"host": host, "port": port}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, email.New, "gmail", map[string]any{"host": host, "port": port})
 	m := sendertest.Message(t, c, "on-rollout-aborted", []string{"rollout-aborted"}, sendertest.Vars("Degraded", "step 2 failed its analysis"),
 		notify.Destination{Service: "gmail", Recipient: "ops@example.com"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	msg, err := mail.ReadMessage(bytes.NewReader(ms.got()[0].data))
 	if err != nil {
 		t.Fatal(err)

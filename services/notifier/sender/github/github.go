@@ -42,8 +42,8 @@ type Options struct {
 	PrivateKey     string `json:"privateKey,omitempty"`
 	// EnterpriseBaseURL is a GitHub Enterprise Server's URL
 	// (https://github.example.com, /api/v3/ is added when missing).
-	EnterpriseBaseURL  string `json:"enterpriseBaseURL,omitempty"`
-	InsecureSkipVerify bool   `json:"insecureSkipVerify,omitempty"`
+	EnterpriseBaseURL string `json:"enterpriseBaseURL,omitempty"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 
 	appID, installationID int64
@@ -76,9 +76,8 @@ func (o *Options) Validate() error {
 		}
 	}
 	if o.EnterpriseBaseURL != "" {
-		u, err := url.Parse(o.EnterpriseBaseURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf(`option "enterpriseBaseURL": want an absolute https URL`)
+		if _, err := notify.ParseHTTPURL("enterpriseBaseURL", o.EnterpriseBaseURL); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -112,17 +111,10 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.github (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
-	httpClient, err := cfg.Client(o.InsecureSkipVerify)
+	httpClient, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	newClient := func(c *http.Client) (*gh.Client, error) {
 		client := gh.NewClient(c)
 		if o.EnterpriseBaseURL == "" {

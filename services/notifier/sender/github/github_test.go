@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -157,11 +156,7 @@ func TestSetsTheCommitStatusWithAToken(t *testing.T) {
 }
 
 func TestGitHubAppGetsAnInstallationToken(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	key, keyPEM := appKey(t)
 	srv := newAPI(t, key)
 	s := newSender(t, map[string]any{"appID": 42, "installationID": "7", "privateKey": keyPEM, "enterpriseBaseURL": srv.URL + "/api/v3/"})
 	for range 2 {
@@ -212,10 +207,9 @@ func TestGitHubAppGetsAnInstallationToken(t *testing.T) {
 		t.Errorf("installation tokens = %d, want 2: one expiring within five minutes is not reused", tokens)
 	}
 
-	other, _ := rsa.GenerateKey(rand.Reader, 2048)
-	otherPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(other)}))
+	_, otherPEM := appKey(t)
 	wrong := newSender(t, map[string]any{"appID": 42, "installationID": 7, "privateKey": otherPEM, "enterpriseBaseURL": srv.URL})
-	_, err = wrong.Send(context.Background(), statusMessage("acme/shop", "abc", "pending"))
+	_, err := wrong.Send(context.Background(), statusMessage("acme/shop", "abc", "pending"))
 	if !notify.IsPermanent(err) || strings.Contains(err.Error(), "PRIVATE KEY") {
 		t.Errorf("a key GitHub refuses = %v, want a permanent error without the key", err)
 	}
@@ -332,63 +326,45 @@ func TestRepoFromURL(t *testing.T) {
 	}
 }
 
+// appKey is a GitHub App's private key, and the PEM GitHub gives of it.
+func appKey(t *testing.T) (*rsa.PrivateKey, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+}
+
 func TestOptions(t *testing.T) {
-	key, _ := rsa.GenerateKey(rand.Reader, 2048)
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	_, keyPEM := appKey(t)
 	app := func(extra string) string {
 		b, _ := json.Marshal(keyPEM)
 		return `{"appID":42,"installationID":7,"privateKey":` + string(b) + extra + `}`
 	}
 	const badKey = "-----BEGIN RSA PRIVATE KEY-----\nc2VjcmV0a2V5bWF0ZXJpYWw=\n-----END RSA PRIVATE KEY-----"
-	for _, tc := range []struct {
-		name, options, wantErr string
-	}{
-		{name: "token", options: `{"token":"ghp_x"}`},
-		{name: "app", options: app("")},
-		{name: "app with ids as strings", options: `{"appID":"42","installationID":"7","privateKey":` + strconv.Quote(keyPEM) + `}`},
-		{name: "enterprise", options: `{"token":"ghp_x","enterpriseBaseURL":"https://ghe.example.com"}`},
-		{name: "nothing", options: `{}`, wantErr: `option "token" or the GitHub App's`},
-		{name: "both", options: app(`,"token":"ghp_x"`), wantErr: "not both"},
-		{name: "app without installation", options: `{"appID":42,"privateKey":"x"}`, wantErr: `option "installationID": want a positive whole number`},
-		{name: "app id not a number", options: `{"appID":"my-app","installationID":7,"privateKey":"x"}`, wantErr: `option "appID"`},
-		{name: "app without key", options: `{"appID":42,"installationID":7}`, wantErr: `option "privateKey" is required`},
-		{name: "bad key", options: `{"appID":42,"installationID":7,"privateKey":` + strconv.Quote(badKey) + `}`, wantErr: `option "privateKey": want the App's RSA private key in PEM`},
-		{name: "bad enterprise URL", options: `{"token":"ghp_x","enterpriseBaseURL":"ghe"}`, wantErr: `option "enterpriseBaseURL"`},
-		{name: "unknown", options: `{"token":"ghp_x","repo":"acme/shop"}`, wantErr: `unknown option "repo"`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := github.New(notify.ServiceConfig{Name: "github", Type: github.Type, Options: json.RawMessage(tc.options)})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
-				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
-			}
-			for _, secret := range []string{"ghp_x", "c2VjcmV0a2V5", "PRIVATE KEY"} {
-				if strings.Contains(err.Error(), secret) {
-					t.Errorf("error %q shows a secret", err)
-				}
-			}
-		})
-	}
+	sendertest.CheckOptions(t, github.New, github.Type, []sendertest.OptionCase{
+		{Name: "token", Options: `{"token":"ghp_x"}`},
+		{Name: "app", Options: app("")},
+		{Name: "app with ids as strings", Options: `{"appID":"42","installationID":"7","privateKey":` + strconv.Quote(keyPEM) + `}`},
+		{Name: "enterprise", Options: `{"token":"ghp_x","enterpriseBaseURL":"https://ghe.example.com"}`},
+		{Name: "nothing", Options: `{}`, WantErr: `option "token" or the GitHub App's`},
+		{Name: "both", Options: app(`,"token":"ghp_x"`), WantErr: "not both"},
+		{Name: "app without installation", Options: `{"appID":42,"privateKey":"x"}`, WantErr: `option "installationID": want a positive whole number`},
+		{Name: "app id not a number", Options: `{"appID":"my-app","installationID":7,"privateKey":"x"}`, WantErr: `option "appID"`},
+		{Name: "app without key", Options: `{"appID":42,"installationID":7}`, WantErr: `option "privateKey" is required`},
+		{Name: "bad key", Options: `{"appID":42,"installationID":7,"privateKey":` + strconv.Quote(badKey) + `}`, WantErr: `option "privateKey": want the App's RSA private key in PEM`},
+		{Name: "bad enterprise URL", Options: `{"token":"ghp_x","enterpriseBaseURL":"ghe"}`, WantErr: `option "enterpriseBaseURL"`},
+		{Name: "unknown", Options: `{"token":"ghp_x","repo":"acme/shop"}`, WantErr: `unknown option "repo"`},
+	}, "ghp_x", "c2VjcmV0a2V5", "PRIVATE KEY")
 }
 
 func TestDocumentedExample(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+	key, keyPEM := appKey(t)
 	srv := newAPI(t, key)
 	c := sendertest.Example(t, "### GitHub commit status", map[string]string{"github-app-private-key": keyPEM})
 	// The example's App ids are 123456 and 7891011; this API knows 42 and 7.
-	s, err := github.New(sendertest.Service(t, c, "github", map[string]any{"appID": 42, "installationID": 7, "enterpriseBaseURL": srv.URL}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, github.New, "github", map[string]any{"appID": 42, "installationID": 7, "enterpriseBaseURL": srv.URL})
 	for _, phase := range []string{"Progressing", "Healthy", "Degraded"} {
 		m := sendertest.Message(t, c, "on-rollout-updated", []string{"github-status"}, sendertest.Vars(phase, ""),
 			notify.Destination{Service: "github"})

@@ -6,7 +6,9 @@
 package sendertest
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -84,6 +86,28 @@ func Service(t testing.TB, c *config.Config, name string, set map[string]any) no
 	return notify.ServiceConfig{}
 }
 
+// New builds, with newSender, the configured service named name, its
+// options replaced by those in set (Service); the test fails if it
+// cannot be built.
+func New(t testing.TB, c *config.Config, newSender notify.Factory, name string, set map[string]any) notify.Sender {
+	t.Helper()
+	s, err := newSender(Service(t, c, name, set))
+	if err != nil {
+		t.Fatalf("New %s: %v", name, err)
+	}
+	return s
+}
+
+// Send delivers m with s; the test fails if it is not delivered.
+func Send(t testing.TB, s notify.Sender, m notify.Message) notify.Receipt {
+	t.Helper()
+	r, err := s.Send(context.Background(), m)
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	return r
+}
+
 // Rollout is the sample the examples render for: the canary rollout
 // shop/web at revision 3, with the annotations the GitHub example reads.
 var Rollout = events.Ref{Namespace: "shop", Name: "web"}
@@ -127,6 +151,39 @@ func Message(t testing.TB, c *config.Config, trigger string, templates []string,
 	return notify.Message{
 		ID: "ev-1." + trigger + "." + dest.Service, Rollout: Rollout, Trigger: trigger, Templates: templates,
 		Destination: dest, Notification: n, Event: notify.EventRef{ID: "ev-1", Type: "io.sluice.rollout.completed.v1"},
+	}
+}
+
+// OptionCase is a service's options (JSON) that the service's New must
+// accept, when WantErr is "", or refuse with an error that wraps
+// notify.ErrInvalidOptions and contains WantErr.
+type OptionCase struct {
+	Name, Options, WantErr string
+}
+
+// CheckOptions runs newSender on the options of each case, as a service
+// of type typ, in a subtest named after the case. No error may contain
+// any of secrets: option values are often secrets.
+func CheckOptions(t *testing.T, newSender notify.Factory, typ string, cases []OptionCase, secrets ...string) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			_, err := newSender(notify.ServiceConfig{Name: typ, Type: typ, Options: json.RawMessage(tc.Options)})
+			if tc.WantErr == "" {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.WantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
+				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.WantErr)
+			}
+			for _, secret := range secrets {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q shows a secret", err)
+				}
+			}
+		})
 	}
 }
 

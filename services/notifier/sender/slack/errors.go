@@ -3,7 +3,6 @@ package slack
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/slack-go/slack"
@@ -41,10 +40,7 @@ func (s *sender) classify(op, channel string, err error) error {
 	}
 	var sc slack.StatusCodeError
 	if errors.As(err, &sc) {
-		if sc.Code >= 500 || sc.Code == http.StatusTooManyRequests || sc.Code == http.StatusRequestTimeout {
-			return fmt.Errorf("%s: %w", prefix, err)
-		}
-		return notify.Permanent(fmt.Errorf("%s: %w", prefix, err))
+		return notify.ClassifyStatus(sc.Code, fmt.Errorf("%s: %w", prefix, err))
 	}
 	return fmt.Errorf("%s: %w", prefix, err)
 }

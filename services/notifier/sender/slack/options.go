@@ -1,21 +1,15 @@
 package slack
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"net/url"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/slack-go/slack"
-)
 
-// ErrInvalidOption is wrapped by every error New returns for a service's
-// options.
-var ErrInvalidOption = errors.New("invalid slack option")
+	"github.com/sluicehq/sluice/services/notifier/notify"
+)
 
 // Options is a slack service's configuration: the value of
 // service.slack (or service.slack.<name>) in the notification
@@ -33,9 +27,9 @@ type Options struct {
 	// slack.iconURL override. They need the chat:write.customize scope.
 	Username string `json:"username"`
 	Icon     string `json:"icon"`
-	// InsecureSkipVerify skips TLS verification of Slack's certificate
-	// (for a proxy in the middle; never for slack.com).
-	InsecureSkipVerify bool `json:"insecureSkipVerify"`
+	// HTTPOptions has insecureSkipVerify: for a proxy in the middle,
+	// never for slack.com.
+	notify.HTTPOptions
 	// DisableUnfurl stops Slack from expanding links in messages.
 	DisableUnfurl bool `json:"disableUnfurl"`
 	// Webhooks maps a recipient (a channel, as subscriptions name it) to
@@ -58,41 +52,11 @@ type Options struct {
 	SigningSecret string   `json:"signingSecret"`
 }
 
-// options lists every option's JSON name, for the unknown-option error.
-var options = []string{"token", "apiURL", "username", "icon", "insecureSkipVerify", "disableUnfurl",
-	"webhooks", "webhookURL", "buttons", "channels", "signingSecret"}
-
-// ParseOptions reads a service's options (JSON) strictly: an unknown
-// option or a value of the wrong type is an error naming the option. It
-// fills in the defaults and validates the result. Errors wrap
-// ErrInvalidOption and never contain an option's value.
-func ParseOptions(raw json.RawMessage) (Options, error) {
-	var o Options
-	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
-		return o, o.Validate()
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return o, fmt.Errorf("%w: the options are not an object", ErrInvalidOption)
-	}
-	var unknown []string
-	for k := range fields {
-		if !slices.Contains(options, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		return o, fmt.Errorf("%w: unknown option %s (known: %s)", ErrInvalidOption,
-			strings.Join(quote(unknown), ", "), strings.Join(options, ", "))
-	}
-	if err := json.Unmarshal(raw, &o); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return o, fmt.Errorf("%w: option %s: want %s, not a %s", ErrInvalidOption, te.Field, te.Type, te.Value)
-		}
-		return o, fmt.Errorf("%w: the options do not parse", ErrInvalidOption)
-	}
+// Validate fills in the defaults (apiURL; token and webhook URLs
+// trimmed) and reports the first problem with o, naming the option but
+// never its value (a webhook URL is a secret). New runs it through
+// notify.DecodeOptions.
+func (o *Options) Validate() error {
 	o.Token = strings.TrimSpace(o.Token)
 	o.WebhookURL = strings.TrimSpace(o.WebhookURL)
 	for k, v := range o.Webhooks {
@@ -101,46 +65,24 @@ func ParseOptions(raw json.RawMessage) (Options, error) {
 	if o.APIURL == "" {
 		o.APIURL = slack.APIURL
 	}
-	return o, o.Validate()
-}
-
-// Validate reports the first problem with o, naming the option but never
-// its value (a webhook URL is a secret).
-func (o Options) Validate() error {
 	if o.Token == "" && o.WebhookURL == "" && len(o.Webhooks) == 0 {
-		return fmt.Errorf("%w: set token (a bot token, xoxb-...) to use the Web API, or webhookURL / webhooks (incoming webhook URLs)", ErrInvalidOption)
+		return errors.New(`set option "token" (a bot token, xoxb-...) to use the Web API, or "webhookURL" / "webhooks" (incoming webhook URLs)`)
 	}
 	if o.Buttons && o.Token == "" {
-		return fmt.Errorf("%w: buttons need token: only the Web API posts messages whose buttons the chat commands can answer in a thread", ErrInvalidOption)
+		return errors.New(`option "buttons" needs "token": only the Web API posts messages whose buttons the chat commands can answer in a thread`)
 	}
-	if o.APIURL != "" && !isHTTPURL(o.APIURL) {
-		return fmt.Errorf("%w: apiURL is not an http(s) URL", ErrInvalidOption)
+	if _, err := notify.ParseHTTPURL("apiURL", o.APIURL); err != nil {
+		return err
 	}
-	if o.WebhookURL != "" && !isHTTPURL(o.WebhookURL) {
-		return fmt.Errorf("%w: webhookURL is not an http(s) URL", ErrInvalidOption)
+	if o.WebhookURL != "" {
+		if _, err := notify.ParseHTTPURL("webhookURL", o.WebhookURL); err != nil {
+			return err
+		}
 	}
-	keys := make([]string, 0, len(o.Webhooks))
-	for k := range o.Webhooks {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if !isHTTPURL(o.Webhooks[k]) {
-			return fmt.Errorf("%w: webhooks[%s] is not an http(s) URL", ErrInvalidOption, k)
+	for _, k := range slices.Sorted(maps.Keys(o.Webhooks)) {
+		if _, err := notify.ParseHTTPURL("webhooks."+k, o.Webhooks[k]); err != nil {
+			return err
 		}
 	}
 	return nil
-}
-
-func isHTTPURL(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
-
-func quote(ss []string) []string {
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = fmt.Sprintf("%q", s)
-	}
-	return out
 }

@@ -11,18 +11,13 @@ package slack
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/slack-go/slack"
 
@@ -34,18 +29,16 @@ import (
 // service.slack.<name>.
 const Type = "slack"
 
-// defaultTimeout bounds one Send whose context has no deadline.
-const defaultTimeout = 30 * time.Second
-
 var _ notify.Factory = New
 
 // New builds the sender of one configured slack service. It fails, naming
 // the option, when the options are unknown or invalid, or when neither a
-// token nor a webhook is set.
+// token nor a webhook is set; its errors wrap notify.ErrInvalidOptions.
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
-	o, err := ParseOptions(cfg.Options)
+	var o Options
+	hc, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
-		return nil, fmt.Errorf("slack service %q: %w", cfg.Name, err)
+		return nil, err
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -54,13 +47,6 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	logger = logger.With("service", cfg.Name)
 	if o.SigningSecret != "" {
 		logger.Warn("slack service option signingSecret is not used: chat commands take their signing secret from commands.slack")
-	}
-	hc := cfg.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	if o.InsecureSkipVerify {
-		hc = insecure(hc)
 	}
 	s := &sender{name: cfg.Name, opts: o, http: hc, logger: logger}
 	if o.Token != "" {
@@ -76,22 +62,6 @@ func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 		}
 	}
 	return s, nil
-}
-
-// insecure returns a copy of hc that does not verify TLS certificates.
-func insecure(hc *http.Client) *http.Client {
-	c := *hc
-	t, ok := hc.Transport.(*http.Transport)
-	if !ok || t == nil {
-		t = http.DefaultTransport.(*http.Transport)
-	}
-	t = t.Clone()
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
-	}
-	t.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for by insecureSkipVerify
-	c.Transport = t
-	return &c
 }
 
 type sender struct {
@@ -111,11 +81,8 @@ type sender struct {
 // later message carrying it as m.Thread is a reply in that thread, an
 // update of the first message, or both (the template's deliveryPolicy).
 func (s *sender) Send(ctx context.Context, m notify.Message) (notify.Receipt, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, notify.SendTimeout)
+	defer cancel()
 	r, err := s.send(ctx, m)
 	return r, s.scrub(err)
 }
@@ -275,26 +242,19 @@ func (s *sender) postWebhook(ctx context.Context, hook, channel string, m notify
 	if err != nil {
 		return notify.Permanent(fmt.Errorf("slack service %q: encode the webhook message: %w", s.name, err))
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, hook, bytes.NewReader(body))
+	service := fmt.Sprintf("slack service %q: %s", s.name, hookName(channel))
+	req, err := http.NewRequest(http.MethodPost, hook, bytes.NewReader(body))
 	if err != nil {
-		return notify.Permanent(fmt.Errorf("slack service %q: %s is not a valid URL", s.name, hookName(channel)))
+		return notify.Permanent(fmt.Errorf("%s is not a valid URL", service))
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.http.Do(req)
+	resp, err := notify.Do(ctx, s.http, service, req)
 	if err != nil {
-		// A *url.Error quotes the URL, and a webhook's URL is its secret.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return fmt.Errorf("slack service %q: %s: %w", s.name, hookName(channel), err)
+		return err
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-		_ = resp.Body.Close()
-	}()
-	if err := notify.CheckResponse("slack webhook", resp); err != nil {
-		return fmt.Errorf("slack service %q: %s: %w", s.name, hookName(channel), err)
+	defer resp.Body.Close()
+	if err := notify.CheckResponse(service, resp); err != nil {
+		return err
 	}
 	if slackPart(m).GroupingKey != "" {
 		s.logger.Debug("slack webhook message posted without a thread: threads need token", "channel", channel)

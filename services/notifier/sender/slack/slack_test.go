@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/notifier/notify"
+	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 	"github.com/sluicehq/sluice/services/notifier/sender/slack"
 )
 
@@ -76,20 +76,11 @@ func msg(channel, text string, sl *notify.Slack) notify.Message {
 	}
 }
 
-func send(t *testing.T, s notify.Sender, m notify.Message) notify.Receipt {
-	t.Helper()
-	r, err := s.Send(context.Background(), m)
-	if err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	return r
-}
-
 func TestPlainMessageIsPostedWithTheBotToken(t *testing.T) {
 	f := newFakeSlack(t, token)
 	s := newSender(t, webAPI(f, "username", "sluice", "icon", ":rocket:"), nil)
 
-	r := send(t, s, msg("#deploys", "Rollout shop/web has been completed.", nil))
+	r := sendertest.Send(t, s, msg("#deploys", "Rollout shop/web has been completed.", nil))
 
 	got := f.message(1)
 	if got.Channel != "C0DEPLOYS" || got.Text != "Rollout shop/web has been completed." || got.ThreadTS != "" {
@@ -107,7 +98,7 @@ func TestTemplateIdentityOverridesTheService(t *testing.T) {
 	f := newFakeSlack(t, token)
 	s := newSender(t, webAPI(f, "username", "sluice", "icon", ":rocket:"), nil)
 
-	send(t, s, msg("deploys", "hi", &notify.Slack{Username: "shop-bot", IconURL: "https://example.com/shop.png"}))
+	sendertest.Send(t, s, msg("deploys", "hi", &notify.Slack{Username: "shop-bot", IconURL: "https://example.com/shop.png"}))
 
 	got := f.message(1)
 	if got.Username != "shop-bot" || got.IconURL != "https://example.com/shop.png" || got.IconEmoji != "" {
@@ -159,7 +150,7 @@ func TestAttachmentsAndBlocksArriveAsSent(t *testing.T) {
 	f := newFakeSlack(t, token)
 	s := newSender(t, webAPI(f), nil)
 
-	send(t, s, msg("#deploys", "completed", &notify.Slack{Attachments: attachments, Blocks: blocks}))
+	sendertest.Send(t, s, msg("#deploys", "completed", &notify.Slack{Attachments: attachments, Blocks: blocks}))
 
 	got := f.message(1)
 	jsonEqual(t, got.Attachments, attachments)
@@ -231,7 +222,7 @@ func TestButtonsOnlyWhenEnabledAndThereIsSomethingToDecide(t *testing.T) {
 			m := msg("#deploys", "shop/web is paused at step 2", nil)
 			m.Phase = tc.phase
 
-			send(t, s, m)
+			sendertest.Send(t, s, m)
 
 			got := f.message(1)
 			b := buttons(t, got.Blocks)
@@ -254,7 +245,7 @@ func TestButtonsFollowTheTemplatesBlocks(t *testing.T) {
 	m := msg("#deploys", "paused", &notify.Slack{Blocks: blocks})
 	m.Phase = events.PhasePaused
 
-	send(t, s, m)
+	sendertest.Send(t, s, m)
 
 	got := f.message(1).Blocks.([]any)
 	if len(got) != 3 {
@@ -276,14 +267,14 @@ func TestGroupingKeyThreadsLaterMessages(t *testing.T) {
 	s := newSender(t, webAPI(f), nil)
 	sl := &notify.Slack{GroupingKey: "shop/web-3"}
 
-	first := send(t, s, msg("#deploys", "rollout started", sl))
+	first := sendertest.Send(t, s, msg("#deploys", "rollout started", sl))
 	if first.Thread != "C0DEPLOYS:"+f.message(1).TS {
 		t.Fatalf("Receipt.Thread = %q, want C0DEPLOYS:<ts of the first message>", first.Thread)
 	}
 
 	second := msg("#deploys", "step 1 completed", sl)
 	second.Thread = first.Thread
-	r := send(t, s, second)
+	r := sendertest.Send(t, s, second)
 
 	reply := f.message(2)
 	if reply.ThreadTS != f.message(1).TS || reply.Channel != "C0DEPLOYS" || reply.Broadcast {
@@ -295,7 +286,7 @@ func TestGroupingKeyThreadsLaterMessages(t *testing.T) {
 
 	third := msg("#deploys", "completed", &notify.Slack{GroupingKey: "shop/web-3", NotifyBroadcast: true})
 	third.Thread = first.Thread
-	send(t, s, third)
+	sendertest.Send(t, s, third)
 	if got := f.message(3); got.ThreadTS != f.message(1).TS || !got.Broadcast {
 		t.Errorf("third message %+v, want a reply also sent to the channel (notifyBroadcast)", got)
 	}
@@ -306,12 +297,12 @@ func TestUpdateEditsTheFirstMessageInPlace(t *testing.T) {
 	s := newSender(t, webAPI(f), nil)
 	sl := &notify.Slack{GroupingKey: "shop/web", DeliveryPolicy: notify.SlackUpdate}
 
-	first := send(t, s, msg("#deploys", "shop/web: step 1 of 4", sl))
+	first := sendertest.Send(t, s, msg("#deploys", "shop/web: step 1 of 4", sl))
 	next := msg("#deploys", "shop/web: step 2 of 4", &notify.Slack{GroupingKey: "shop/web", DeliveryPolicy: notify.SlackUpdate, Blocks: blocks})
 	next.Thread = first.Thread
-	r := send(t, s, next)
+	r := sendertest.Send(t, s, next)
 	// An update is idempotent: delivering it again changes nothing more.
-	send(t, s, next)
+	sendertest.Send(t, s, next)
 
 	if n := f.postedCount(); n != 1 {
 		t.Fatalf("%d messages posted, want 1 edited in place", n)
@@ -331,10 +322,10 @@ func TestPostAndUpdateRepliesAndEdits(t *testing.T) {
 	s := newSender(t, webAPI(f), nil)
 	sl := &notify.Slack{GroupingKey: "shop/web", DeliveryPolicy: notify.SlackPostAndUpdate}
 
-	first := send(t, s, msg("#deploys", "progressing", sl))
+	first := sendertest.Send(t, s, msg("#deploys", "progressing", sl))
 	next := msg("#deploys", "paused", sl)
 	next.Thread = first.Thread
-	send(t, s, next)
+	sendertest.Send(t, s, next)
 
 	if got := f.message(1); got.Text != "paused" || got.Edits != 1 {
 		t.Errorf("first message %+v, want it edited to the latest text", got)
@@ -350,7 +341,7 @@ func TestUpdateOfADeletedMessageStartsANewOne(t *testing.T) {
 	m := msg("#deploys", "step 2", &notify.Slack{GroupingKey: "shop/web", DeliveryPolicy: notify.SlackUpdate})
 	m.Thread = "C0DEPLOYS:1600000000.000001"
 
-	r := send(t, s, m)
+	r := sendertest.Send(t, s, m)
 
 	if got := f.message(1); got.Text != "step 2" || got.ThreadTS != "" {
 		t.Errorf("posted %+v, want a new top-level message", got)
@@ -372,7 +363,7 @@ func TestRateLimitIsRetriedAfterSlacksDelay(t *testing.T) {
 		t.Fatalf("err = %v, RetryDelay = %s %v; want a retry after 17s", err, d, ok)
 	}
 	// The next attempt goes through.
-	send(t, s, msg("#deploys", "hi", nil))
+	sendertest.Send(t, s, msg("#deploys", "hi", nil))
 	if n := f.postedCount(); n != 1 {
 		t.Errorf("%d messages posted, want 1", n)
 	}
@@ -451,8 +442,8 @@ func TestWebhooksPostWithoutAToken(t *testing.T) {
 		"username":   "sluice",
 	}, nil)
 
-	send(t, s, msg("#deploys", "completed", &notify.Slack{Attachments: attachments, Blocks: blocks}))
-	r := send(t, s, msg("#other", "to the default hook", &notify.Slack{GroupingKey: "k"}))
+	sendertest.Send(t, s, msg("#deploys", "completed", &notify.Slack{Attachments: attachments, Blocks: blocks}))
+	r := sendertest.Send(t, s, msg("#other", "to the default hook", &notify.Slack{GroupingKey: "k"}))
 
 	got := f.hookBodies("deploys-s3cr3t")
 	if len(got) != 1 || got[0]["text"] != "completed" || got[0]["username"] != "sluice" {
@@ -475,8 +466,8 @@ func TestWebhookChannelWinsOverTheToken(t *testing.T) {
 	f := newFakeSlack(t, token)
 	s := newSender(t, webAPI(f, "webhooks", map[string]string{"alerts": f.hookURL("alerts")}), nil)
 
-	send(t, s, msg("#alerts", "by webhook", nil))
-	send(t, s, msg("#deploys", "by the Web API", nil))
+	sendertest.Send(t, s, msg("#alerts", "by webhook", nil))
+	sendertest.Send(t, s, msg("#deploys", "by the Web API", nil))
 
 	if got := f.hookBodies("alerts"); len(got) != 1 {
 		t.Errorf("alerts webhook got %v, want one message", got)
@@ -578,34 +569,23 @@ func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 }
 
 func TestNewRejectsBadOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		options string
-		want    string
-	}{
-		{"unknown option", `{"token":"xoxb-1","tokn":"x"}`, `unknown option "tokn"`},
-		{"nothing to send with", `{"username":"sluice"}`, "set token"},
-		{"no options", ``, "set token"},
-		{"buttons without token", `{"webhookURL":"https://hooks.slack.com/services/T/B/x","buttons":true}`, "buttons need token"},
-		{"wrong type", `{"token":"xoxb-1","buttons":"yes"}`, "option buttons: want bool"},
-		{"bad apiURL", `{"token":"xoxb-1","apiURL":"slack.com"}`, "apiURL is not an http(s) URL"},
-		{"bad webhook", `{"webhooks":{"deploys":"hooks.slack.com/x"}}`, "webhooks[deploys] is not an http(s) URL"},
-		{"not an object", `["token"]`, "not an object"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := slack.New(notify.ServiceConfig{Name: "team-a", Type: slack.Type, Options: json.RawMessage(tc.options)})
-			if !errors.Is(err, slack.ErrInvalidOption) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"team-a"`) {
-				t.Errorf("New: err = %v, want ErrInvalidOption naming the service and saying %q", err, tc.want)
-			}
-		})
-	}
+	sendertest.CheckOptions(t, slack.New, slack.Type, []sendertest.OptionCase{
+		{Name: "unknown option", Options: `{"token":"xoxb-1","tokn":"x"}`, WantErr: `unknown option "tokn"`},
+		{Name: "nothing to send with", Options: `{"username":"sluice"}`, WantErr: `set option "token"`},
+		{Name: "no options", Options: ``, WantErr: `set option "token"`},
+		{Name: "buttons without token", Options: `{"webhookURL":"https://hooks.slack.com/services/T/B/x","buttons":true}`, WantErr: `option "buttons" needs "token"`},
+		{Name: "wrong type", Options: `{"token":"xoxb-1","buttons":"yes"}`, WantErr: `option "buttons": want true or false`},
+		{Name: "bad apiURL", Options: `{"token":"xoxb-1","apiURL":"slack.com"}`, WantErr: `option "apiURL": want an absolute http or https URL`},
+		{Name: "bad webhook", Options: `{"webhooks":{"deploys":"hooks.slack.com/x"}}`, WantErr: `option "webhooks.deploys": want an absolute http or https URL`},
+		{Name: "not an object", Options: `["token"]`, WantErr: "want a mapping of option names"},
+	}, "xoxb-1", "hooks.slack.com")
 }
 
 func TestDisableUnfurl(t *testing.T) {
 	f := newFakeSlack(t, token)
 	s := newSender(t, webAPI(f, "disableUnfurl", true), nil)
 
-	send(t, s, msg("#deploys", "see https://sluice.example/rollouts/shop/web", nil))
+	sendertest.Send(t, s, msg("#deploys", "see https://sluice.example/rollouts/shop/web", nil))
 
 	if got := f.message(1); got.UnfurlLinks != "false" || got.UnfurlMedia != "false" {
 		t.Errorf("unfurl_links=%q unfurl_media=%q, want both false", got.UnfurlLinks, got.UnfurlMedia)
@@ -623,7 +603,7 @@ func TestInsecureSkipVerifyReachesASelfSignedServer(t *testing.T) {
 		t.Fatalf("err = %v with verification, want a retryable certificate error", err)
 	}
 	options["insecureSkipVerify"] = true
-	send(t, newSender(t, options, nil), msg("#deploys", "not verified", nil))
+	sendertest.Send(t, newSender(t, options, nil), msg("#deploys", "not verified", nil))
 	if got := f.message(1); got.Text != "not verified" {
 		t.Errorf("posted %+v, want the message", got)
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -28,8 +29,8 @@ const maxPayload = 28 << 10
 type Options struct {
 	// RecipientUrls maps a subscription's recipient to its webhook URL:
 	// a workflow webhook, or a legacy connector URL (…/webhookb2/…).
-	RecipientUrls      map[string]string `json:"recipientUrls"`
-	InsecureSkipVerify bool              `json:"insecureSkipVerify,omitempty"`
+	RecipientUrls map[string]string `json:"recipientUrls"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 }
 
@@ -39,10 +40,9 @@ func (o *Options) Validate() error {
 	if len(o.RecipientUrls) == 0 {
 		return fmt.Errorf("option \"recipientUrls\" is required: a mapping of recipient names to webhook URLs")
 	}
-	for _, r := range sortedKeys(o.RecipientUrls) {
-		u, err := url.Parse(o.RecipientUrls[r])
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("option \"recipientUrls.%s\": want an absolute https URL", r)
+	for _, r := range slices.Sorted(maps.Keys(o.RecipientUrls)) {
+		if _, err := notify.ParseHTTPURL("recipientUrls."+r, o.RecipientUrls[r]); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -60,17 +60,10 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.teams (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
-	client, err := cfg.Client(o.InsecureSkipVerify)
+	client, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	urls := make(map[string]*url.URL, len(o.RecipientUrls))
 	for r, raw := range o.RecipientUrls {
 		urls[r], _ = url.Parse(raw)
@@ -85,7 +78,7 @@ func (s *Sender) Send(ctx context.Context, m notify.Message) (notify.Receipt, er
 	u, ok := s.urls[m.Destination.Recipient]
 	if !ok {
 		return notify.Receipt{}, notify.Permanent(fmt.Errorf("%s: no URL for recipient %q in recipientUrls (it has %s)",
-			service, m.Destination.Recipient, strings.Join(sortedKeys(s.urls), ", ")))
+			service, m.Destination.Recipient, strings.Join(slices.Sorted(maps.Keys(s.urls)), ", ")))
 	}
 	legacy := IsConnectorURL(u)
 	var payload []byte
@@ -128,13 +121,4 @@ func (s *Sender) Send(ctx context.Context, m notify.Message) (notify.Receipt, er
 func IsConnectorURL(u *url.URL) bool {
 	return strings.Contains(u.Path, "/webhookb2/") || strings.HasPrefix(u.Path, "/webhook/") ||
 		strings.Contains(u.Path, "/IncomingWebhook/")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

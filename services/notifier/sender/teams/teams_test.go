@@ -3,7 +3,6 @@ package teams_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -282,43 +281,23 @@ func TestColor(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name, options, wantErr string
-	}{
-		{name: "recipients", options: `{"recipientUrls":{"a":"https://prod-01.westus.logic.azure.com/workflows/x","b":"https://acme.webhook.office.com/webhookb2/y"}}`},
-		{name: "insecureSkipVerify", options: `{"recipientUrls":{"a":"https://x.example/workflows/x"},"insecureSkipVerify":true}`},
-		{name: "none", options: `{}`, wantErr: `option "recipientUrls" is required`},
-		{name: "not a URL", options: `{"recipientUrls":{"a":"teams"}}`, wantErr: `option "recipientUrls.a": want an absolute https URL`},
-		{name: "misspelt", options: `{"recipientURLs":{"a":"https://x.example"}}`, wantErr: `unknown option "recipientURLs"`},
-		{name: "a list", options: `{"recipientUrls":["https://x.example"]}`, wantErr: `option "recipientUrls": want a mapping`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := teams.New(notify.ServiceConfig{Name: "teams", Type: teams.Type, Options: json.RawMessage(tc.options)})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
-				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
-			}
-		})
-	}
+	sendertest.CheckOptions(t, teams.New, teams.Type, []sendertest.OptionCase{
+		{Name: "recipients", Options: `{"recipientUrls":{"a":"https://prod-01.westus.logic.azure.com/workflows/x","b":"https://acme.webhook.office.com/webhookb2/y"}}`},
+		{Name: "insecureSkipVerify", Options: `{"recipientUrls":{"a":"https://x.example/workflows/x"},"insecureSkipVerify":true}`},
+		{Name: "none", Options: `{}`, WantErr: `option "recipientUrls" is required`},
+		{Name: "not a URL", Options: `{"recipientUrls":{"a":"teams"}}`, WantErr: `option "recipientUrls.a": want an absolute http or https URL`},
+		{Name: "misspelt", Options: `{"recipientURLs":{"a":"https://x.example"}}`, WantErr: `unknown option "recipientURLs"`},
+		{Name: "a list", Options: `{"recipientUrls":["https://x.example"]}`, WantErr: `option "recipientUrls": want a mapping`},
+	})
 }
 
 func TestDocumentedExample(t *testing.T) {
 	srv := newTeamsServer(t)
 	c := sendertest.Example(t, "### Microsoft Teams", nil)
-	s, err := teams.New(sendertest.Service(t, c, "teams", map[string]any{"recipientUrls": map[string]string{"deploys": srv.workflowURL()}}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, teams.New, "teams", map[string]any{"recipientUrls": map[string]string{"deploys": srv.workflowURL()}})
 	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
 		notify.Destination{Service: "teams", Recipient: "deploys"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	card := path(t, srv.posted(workflowPath)[0], "attachments", 0, "content")
 	if got := path(t, card, "body", 0); path(t, got, "text") != "Rollout web completed" || path(t, got, "color") != "Good" {
 		t.Errorf("title = %v, want the documented title in green (Good)", got)

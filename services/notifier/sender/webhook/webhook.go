@@ -47,10 +47,9 @@ type Options struct {
 	// set otherwise, as in Argo).
 	Headers   []Header   `json:"headers,omitempty"`
 	BasicAuth *BasicAuth `json:"basicAuth,omitempty"`
-	// InsecureSkipVerify skips the check of the server's certificate.
-	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 	// Signature, Sluice's addition, signs each request's body.
 	Signature *Signature `json:"signature,omitempty"`
+	notify.HTTPOptions
 	notify.IgnoredOptions
 }
 
@@ -76,13 +75,11 @@ type Signature struct {
 
 // Validate checks o and fills in defaults.
 func (o *Options) Validate() error {
-	u, err := url.Parse(o.URL)
-	switch {
-	case o.URL == "":
+	if o.URL == "" {
 		return fmt.Errorf("option \"url\" is required")
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		// The URL itself may hold a secret: do not quote it.
-		return fmt.Errorf("option \"url\": want an absolute http or https URL")
+	}
+	if _, err := notify.ParseHTTPURL("url", o.URL); err != nil {
+		return err
 	}
 	for i, h := range o.Headers {
 		if !httpguts.ValidHeaderFieldName(h.Name) {
@@ -123,17 +120,10 @@ var _ notify.Sender = (*Sender)(nil)
 // New builds the sender of one service.webhook.<name> (a notify.Factory).
 func New(cfg notify.ServiceConfig) (notify.Sender, error) {
 	var o Options
-	if err := notify.DecodeOptions(cfg, &o); err != nil {
-		return nil, err
-	}
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %w", notify.ErrInvalidOptions, err)
-	}
-	client, err := cfg.Client(o.InsecureSkipVerify)
+	client, err := notify.DecodeHTTPOptions(cfg, &o)
 	if err != nil {
 		return nil, err
 	}
-	o.IgnoredOptions.Log(cfg)
 	base, _ := url.Parse(o.URL)
 	return &Sender{name: cfg.Name, opts: o, base: base, client: client, now: time.Now}, nil
 }

@@ -262,39 +262,22 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 }
 
 func TestOptions(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		options string
-		wantErr string // "" when valid
-	}{
-		{name: "url only", options: `{"url":"https://hooks.example.com/in"}`},
-		{name: "Argo's retry and transport options are accepted", options: `{"url":"https://x.example","retryMax":3,"retryWaitMin":"1s","maxIdleConns":10}`},
-		{name: "every option", options: `{"url":"http://x.example","headers":[{"name":"A","value":"b"}],"basicAuth":{"username":"u","password":"p"},"insecureSkipVerify":true,"signature":{"secret":"s","header":"X-Sig"}}`},
-		{name: "no url", options: `{}`, wantErr: `option "url" is required`},
-		{name: "relative url", options: `{"url":"/in"}`, wantErr: `option "url": want an absolute http or https URL`},
-		{name: "ftp url", options: `{"url":"ftp://x.example"}`, wantErr: `option "url": want an absolute http or https URL`},
-		{name: "unknown option", options: `{"url":"https://x.example","header":[]}`, wantErr: `unknown option "header"`},
-		{name: "unknown nested option", options: `{"url":"https://x.example","basicAuth":{"user":"u"}}`, wantErr: `unknown option "user"`},
-		{name: "bad header name", options: `{"url":"https://x.example","headers":[{"name":"Bad Name","value":"v"}]}`, wantErr: `option "headers[0].name"`},
-		{name: "header value with a newline", options: `{"url":"https://x.example","headers":[{"name":"A","value":"a\nb"}]}`, wantErr: `option "headers[0].value" (A)`},
-		{name: "basic auth without user", options: `{"url":"https://x.example","basicAuth":{"password":"p"}}`, wantErr: `option "basicAuth.username" is required`},
-		{name: "signature without secret", options: `{"url":"https://x.example","signature":{}}`, wantErr: `option "signature.secret" is required`},
-		{name: "wrong type", options: `{"url":"https://x.example","insecureSkipVerify":"yes"}`, wantErr: `option "insecureSkipVerify": want true or false`},
-		{name: "not a mapping", options: `["url"]`, wantErr: `want a mapping of option names`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := webhook.New(notify.ServiceConfig{Name: "hooks", Type: webhook.Type, Options: json.RawMessage(tc.options)})
-			if tc.wantErr == "" {
-				if err != nil {
-					t.Fatalf("New: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, notify.ErrInvalidOptions) {
-				t.Fatalf("New = %v, want an ErrInvalidOptions containing %q", err, tc.wantErr)
-			}
-		})
-	}
+	sendertest.CheckOptions(t, webhook.New, webhook.Type, []sendertest.OptionCase{
+		{Name: "url only", Options: `{"url":"https://hooks.example.com/in"}`},
+		{Name: "Argo's retry and transport options are accepted", Options: `{"url":"https://x.example","retryMax":3,"retryWaitMin":"1s","maxIdleConns":10}`},
+		{Name: "every option", Options: `{"url":"http://x.example","headers":[{"name":"A","value":"b"}],"basicAuth":{"username":"u","password":"p"},"insecureSkipVerify":true,"signature":{"secret":"s","header":"X-Sig"}}`},
+		{Name: "no url", Options: `{}`, WantErr: `option "url" is required`},
+		{Name: "relative url", Options: `{"url":"/in"}`, WantErr: `option "url": want an absolute http or https URL`},
+		{Name: "ftp url", Options: `{"url":"ftp://x.example"}`, WantErr: `option "url": want an absolute http or https URL`},
+		{Name: "unknown option", Options: `{"url":"https://x.example","header":[]}`, WantErr: `unknown option "header"`},
+		{Name: "unknown nested option", Options: `{"url":"https://x.example","basicAuth":{"user":"u"}}`, WantErr: `unknown option "user"`},
+		{Name: "bad header name", Options: `{"url":"https://x.example","headers":[{"name":"Bad Name","value":"v"}]}`, WantErr: `option "headers[0].name"`},
+		{Name: "header value with a newline", Options: `{"url":"https://x.example","headers":[{"name":"A","value":"a\nb"}]}`, WantErr: `option "headers[0].value" (A)`},
+		{Name: "basic auth without user", Options: `{"url":"https://x.example","basicAuth":{"password":"p"}}`, WantErr: `option "basicAuth.username" is required`},
+		{Name: "signature without secret", Options: `{"url":"https://x.example","signature":{}}`, WantErr: `option "signature.secret" is required`},
+		{Name: "wrong type", Options: `{"url":"https://x.example","insecureSkipVerify":"yes"}`, WantErr: `option "insecureSkipVerify": want true or false`},
+		{Name: "not a mapping", Options: `["url"]`, WantErr: `want a mapping of option names`},
+	})
 }
 
 func TestInsecureSkipVerifyAcceptsAnUnknownCertificate(t *testing.T) {
@@ -312,15 +295,10 @@ func TestInsecureSkipVerifyAcceptsAnUnknownCertificate(t *testing.T) {
 func TestDocumentedExample(t *testing.T) {
 	r := newReceiver(t)
 	c := sendertest.Example(t, "### Webhook", map[string]string{"deploy-log-token": "tok-1", "deploy-log-signing-key": "key-1"})
-	s, err := webhook.New(sendertest.Service(t, c, "deploy-log", map[string]any{"url": r.URL + "/api"}))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
+	s := sendertest.New(t, c, webhook.New, "deploy-log", map[string]any{"url": r.URL + "/api"})
 	m := sendertest.Message(t, c, "on-rollout-completed", []string{"rollout-completed"}, sendertest.Vars("Healthy", ""),
 		notify.Destination{Service: "deploy-log"})
-	if _, err := s.Send(context.Background(), m); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+	sendertest.Send(t, s, m)
 	req := r.requests()[0]
 	if req.method != "POST" || req.path != "/api/rollouts/shop/web" || req.header.Get("Authorization") != "Bearer tok-1" {
 		t.Errorf("request = %s %s (Authorization %q), want the documented POST with the token", req.method, req.path, req.header.Get("Authorization"))
