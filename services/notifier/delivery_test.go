@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -286,23 +287,38 @@ func waitDelivered(t *testing.T, h *hook, want ...string) {
 func TestAStatusEventIsDeliveredOnceEvenWhenHandledAgain(t *testing.T) {
 	b := newBus(t)
 	h := newHook(t)
-	n := startNotifier(t, b, hookSetup(t, h), nil)
+	startNotifier(t, b, hookSetup(t, h), nil)
 
-	b.publishStatus(t, shop, events.TypeRolloutCompleted)
+	ev := b.publishStatus(t, shop, events.TypeRolloutCompleted)
 	waitDelivered(t, h, events.TypeRolloutCompleted+" prod/shop")
 
-	// The status consumer forgets what it handled (as when a notifier
-	// died before acking): a new notifier plans every status event again.
-	n.stop()
-	if err := b.client.JetStream().DeleteConsumer(context.Background(), events.StreamStatus, DurableStatus); err != nil {
+	// The same status event again, past the status stream's duplicate
+	// check (as when a notifier died before acknowledging it): the
+	// notifier handles it a second time.
+	msg, err := events.Encode(events.StatusSubject(shop), ev)
+	if err != nil {
 		t.Fatal(err)
 	}
-	startNotifier(t, b, hookSetup(t, h), nil)
-	// A later event must come after the replayed one on the same rollout.
+	if _, err := b.client.JetStream().PublishMsg(context.Background(), msg, jetstream.WithMsgID(ev.ID()+"-again")); err != nil {
+		t.Fatal(err)
+	}
+	// A later event must come after the repeat on the same rollout.
 	b.publishStatus(t, shop, events.TypeRolloutAborted)
 	waitDelivered(t, h, events.TypeRolloutCompleted+" prod/shop", events.TypeRolloutAborted+" prod/shop")
 	if got := h.delivered(); len(got) != 2 {
 		t.Errorf("the hook received %q; want each notification once", got)
+	}
+}
+
+func TestANewNotifierStartsAtTheEndOfTheStatusStream(t *testing.T) {
+	b := newBus(t)
+	h := newHook(t)
+	b.publishStatus(t, shop, events.TypeRolloutCompleted) // before any notifier
+	startNotifier(t, b, hookSetup(t, h), nil)
+	b.publishStatus(t, shop, events.TypeRolloutAborted)
+	waitDelivered(t, h, events.TypeRolloutAborted+" prod/shop")
+	if got := h.delivered(); len(got) != 1 {
+		t.Errorf("the hook received %q; want only what came after the notifier started", got)
 	}
 }
 

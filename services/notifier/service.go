@@ -115,8 +115,10 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		}
 	}
 
+	// A notifier new to a bus starts at the status stream's end: the
+	// days of history it keeps are not notified again.
 	status := s.cfg.Status
-	status.Stream, status.Durable = events.StreamStatus, DurableStatus
+	status.Stream, status.Durable, status.DeliverNew = events.StreamStatus, DurableStatus, true
 	status.FilterSubjects = []string{events.StatusRoot + ".>"}
 	if err := r.Consume(ctx, status, s.queue); err != nil {
 		return err
@@ -128,7 +130,7 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		return err
 	}
 	cd := s.cfg.Status
-	cd.Stream, cd.Durable = events.StreamStatus, DurableCDEvents
+	cd.Stream, cd.Durable, cd.DeliverNew = events.StreamStatus, DurableCDEvents, true
 	cd.FilterSubjects = []string{events.StatusRoot + ".>"}
 	return r.Consume(ctx, cd, s.cdevents)
 }
