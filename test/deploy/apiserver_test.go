@@ -310,11 +310,16 @@ func serviceAccountUser(namespace, name string) (string, []string) {
 // namespace "team-a" for a namespaced resource: the ClusterRoleBindings
 // must reach every namespace, not only Sluice's own.
 func allowed(ctx context.Context, client kubernetes.Interface, namespace, sa string, g grant) (bool, string, error) {
+	return allowedIn(ctx, client, namespace, sa, g, "team-a")
+}
+
+// allowedIn is allowed for a namespaced resource in namespace in.
+func allowedIn(ctx context.Context, client kubernetes.Interface, namespace, sa string, g grant, in string) (bool, string, error) {
 	user, groups := serviceAccountUser(namespace, sa)
 	resource, sub, _ := strings.Cut(g.resource, "/")
 	attrs := &authorizationv1.ResourceAttributes{Verb: g.verb, Group: g.group, Resource: resource, Subresource: sub}
 	if !clusterScoped[resource] {
-		attrs.Namespace = "team-a"
+		attrs.Namespace = in
 	}
 	sar, err := client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 		Spec: authorizationv1.SubjectAccessReviewSpec{User: user, Groups: groups, ResourceAttributes: attrs},
@@ -354,8 +359,14 @@ func TestRBACOnAPIServer(t *testing.T) {
 				// the first grant, then ask without waiting.
 				for i, g := range clusterAccess[name] {
 					var reason string
+					// A namespaced-only service's grants hold in its own
+					// namespace, and nowhere else (checked below).
+					in := "team-a"
+					if namespacedOnly[name] {
+						in = d.Namespace
+					}
 					granted := func() error {
-						ok, why, err := allowed(ctx, c.cp.Client, d.Namespace, sa, g)
+						ok, why, err := allowedIn(ctx, c.cp.Client, d.Namespace, sa, g, in)
 						if err != nil {
 							t.Fatalf("%s/%s: SubjectAccessReview %s: %v", overlay, name, g, err)
 						}
@@ -380,6 +391,13 @@ func TestRBACOnAPIServer(t *testing.T) {
 					// Nothing to wait for: give the authorizer the same
 					// chance to see a binding that should not be there.
 					waitForRBACCache(t, c.cp.Client, d.Namespace)
+				}
+				if namespacedOnly[name] {
+					for _, g := range clusterAccess[name] {
+						if ok, reason, err := allowed(ctx, c.cp.Client, d.Namespace, sa, g); err != nil || ok {
+							t.Errorf("%s/%s: ServiceAccount %s/%s may %s outside its namespace (%s, %v)", overlay, name, d.Namespace, sa, g, reason, err)
+						}
+					}
 				}
 				for _, g := range deniedFor(name) {
 					ok, reason, err := allowed(ctx, c.cp.Client, d.Namespace, sa, g)
