@@ -4,13 +4,19 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/internal/assembly"
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
 // TestDevHonoursOrRefusesEveryServiceFlag: every flag of every service
@@ -242,5 +248,88 @@ func TestDevActorIsTheUser(t *testing.T) {
 	}
 	if got := devActor(func(string) string { return "" }); !strings.HasPrefix(got, "user:") || got == "user:" {
 		t.Errorf("without USER: %q, want user:<the account's name>", got)
+	}
+}
+
+// TestDevRunsTheNotifierGivenAConfiguration: with --notifications the
+// notifier runs on sluice dev's bus, serves the chat endpoints on
+// --notifications-listen and sends what the configuration subscribes to;
+// without it, none runs.
+func TestDevRunsTheNotifierGivenAConfiguration(t *testing.T) {
+	got := make(chan string, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- string(body)
+	}))
+	defer hook.Close()
+	file := filepath.Join(t.TempDir(), "notifications.yaml")
+	conf := `apiVersion: v1
+kind: ConfigMap
+metadata: {name: argo-rollouts-notification-configmap}
+data:
+  service.webhook.hook: |
+    url: ` + hook.URL + `
+  template.done: |
+    webhook:
+      hook: {method: POST, body: '{{.rollout.metadata.name}} completed'}
+  trigger.on-rollout-completed: |
+    - send: [done]
+  subscriptions: |
+    - recipients: ["hook:"]
+      triggers: [on-rollout-completed]
+`
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testDevConfig(t)
+	cfg.DashboardListen = "off"
+	cfg.Notifications, cfg.NotificationsListen = file, "127.0.0.1:0"
+	stop, banner := startDev(t, cfg)
+	defer stop()
+	const prefix = "sluice dev: notifier chat endpoints "
+	var url string
+	for _, line := range strings.Split(banner, "\n") {
+		if rest, ok := strings.CutPrefix(line, prefix); ok {
+			url, _, _ = strings.Cut(strings.TrimSpace(rest), " ")
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("sluice dev printed no chat endpoints:\n%s", banner)
+	}
+	resp, err := http.Post(url+"/slack/commands", "application/x-www-form-urlencoded", strings.NewReader("text=status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("POST /slack/commands without commands.slack: %s, want 404", resp.Status)
+	}
+
+	bus := eventstest.Connect(t, "nats://"+cfg.NATSListen)
+	ref := events.Ref{Namespace: "prod", Name: "shop"}
+	ev, err := events.New("/test", events.TypeRolloutCompleted, ref.String(), events.StatusData{Status: events.Snapshot{Namespace: "prod", Name: "shop", Phase: events.PhaseHealthy}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Publish(context.Background(), events.StatusSubject(ref), ev); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case body := <-got:
+		if body != "shop completed" {
+			t.Errorf("the hook received %q", body)
+		}
+	case <-time.After(poll.Default):
+		t.Fatal("the notifier sent nothing")
+	}
+}
+
+func TestDevRunsNoNotifierWithoutAConfiguration(t *testing.T) {
+	cfg := testDevConfig(t)
+	cfg.DashboardListen = "off"
+	stop, banner := startDev(t, cfg)
+	defer stop()
+	if strings.Contains(banner, "notifier") {
+		t.Errorf("sluice dev without --notifications printed a notifier:\n%s", banner)
 	}
 }
