@@ -67,6 +67,10 @@ func (e *Engine) Plan(ctx context.Context, ev events.Event, data events.StatusDa
 	case err != nil:
 		return nil, fmt.Errorf("read the manifest of %s: %w", ref, err)
 	}
+	log := e.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	var annotations, labels map[string]string
 	if m != nil {
 		annotations, labels = m.Annotations, m.Labels
@@ -82,7 +86,7 @@ func (e *Engine) Plan(ctx context.Context, ev events.Event, data events.StatusDa
 		}
 		outcomes, err := e.Config.Conditions(t, vars)
 		if err != nil {
-			e.Log.Warn("a trigger condition could not be evaluated; it sends nothing for this event", "rollout", ref, "trigger", t, "event", ev.ID(), "error", err)
+			log.Warn("a trigger condition could not be evaluated; it sends nothing for this event", "rollout", ref, "trigger", t, "event", ev.ID(), "error", err)
 		}
 		for _, o := range outcomes {
 			if !o.Triggered {
@@ -90,7 +94,7 @@ func (e *Engine) Plan(ctx context.Context, ev events.Event, data events.StatusDa
 			}
 			n, err := e.Config.Render(o.Templates, vars)
 			if err != nil {
-				e.Log.Error("notification not sent: its template cannot be rendered for this event", "rollout", ref, "trigger", t, "templates", o.Templates, "event", ev.ID(), "error", err)
+				log.Error("notification not sent: its template cannot be rendered for this event", "rollout", ref, "trigger", t, "templates", o.Templates, "event", ev.ID(), "error", err)
 				for _, d := range dests {
 					e.Metrics.Notification(d.Service, t, OutcomeFailed)
 				}
