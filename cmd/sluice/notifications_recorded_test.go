@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
-	"github.com/sluicehq/sluice/services/notifier/config"
+	"github.com/sluicehq/sluice/services/notifier/config/configtest"
 	"github.com/sluicehq/sluice/services/notifier/trigger"
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
@@ -132,18 +131,7 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		waitOutput(t, get(name), "Degraded")
 	}
 
-	data, err := os.ReadFile(catalog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, secret, err := config.ParseFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(cm, config.Chain(config.Map(secret), config.Map{"slack-token": "xoxb-test"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Catalog(t)
 	client := eventstest.Connect(t, url)
 	rd, err := orchestrator.NewReader(context.Background(), client)
 	if err != nil {
@@ -213,27 +201,15 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				vars := trigger.Vars(trigger.Rollout(m, data), e.Event, data, cfg.Context(), "")
-				for _, tr := range trigger.Of(e.Event, data, prev) {
-					if !slices.Contains(cfg.Triggers(), tr) {
-						continue // Sluice's own: not in Argo's catalog
+				for _, f := range configtest.Fire(t, cfg, m, e.Event, data, prev) {
+					if len(f.Outcomes) != 1 || len(f.Sent) != 1 {
+						t.Fatalf("%s: conditions %+v", f.Trigger, f.Outcomes)
 					}
-					if d := cfg.Destinations(tr, m.Annotations, m.Labels); len(d) != 1 || d[0].String() != "slack:deploys" {
-						t.Fatalf("%s: destinations %v", tr, d)
-					}
-					outcomes, err := cfg.Conditions(tr, vars)
-					if err != nil || len(outcomes) != 1 || !outcomes[0].Triggered {
-						t.Fatalf("%s: conditions %+v, %v", tr, outcomes, err)
-					}
-					n, err := cfg.Render(outcomes[0].Templates, vars)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if tr == trigger.ScalingReplicaSet {
+					if f.Trigger == trigger.ScalingReplicaSet {
 						scaled = true // how often depends on how the workers' reports interleave
 						continue
 					}
-					got = append(got, tr+": "+n.Message)
+					got = append(got, f.Trigger+": "+f.Sent[0].Message)
 				}
 				p := data.Status
 				prev = &p

@@ -7,12 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/services/notifier/config/configtest"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 )
 
 // catalog is Argo's notification catalog with a Slack service whose
 // token is the secret slack-token.
-const catalog = "../../services/notifier/config/testdata/argo-catalog.yaml"
+var catalog = configtest.CatalogFile
 
 const subscribedRollout = `apiVersion: argoproj.io/v1alpha1
 kind: Rollout
