@@ -17,22 +17,17 @@ import (
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
 
-// recordedRollout is a canary of NAME whose third step is an analysis
+// recorded is a Rollout of name running image with strategy.
+func recorded(name, image, strategy string) string {
+	return configtest.Rollout{
+		Name: name, Replicas: 2, Strategy: strategy,
+		Containers: "[{name: app, image: " + image + "}]",
+	}.YAML()
+}
+
+// analysisCanary is a canary strategy whose third step is an analysis
 // with TEMPLATE.
-const recordedRollout = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: NAME
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: NAME}}
-  template:
-    metadata: {labels: {app: NAME}}
-    spec: {containers: [{name: app, image: IMAGE}]}
-  strategy:
-    canary:
+const analysisCanary = `    canary:
       steps:
       - setWeight: 25
       - pause: {}
@@ -40,21 +35,7 @@ spec:
       - setWeight: 75
 `
 
-const recordedBlueGreen = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: bg
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: bg}}
-  template:
-    metadata: {labels: {app: bg}}
-    spec: {containers: [{name: app, image: IMAGE}]}
-  strategy:
-    blueGreen: {activeService: bg, previewService: bg-preview, autoPromotionEnabled: false}
-`
+const blueGreen = "    blueGreen: {activeService: bg, previewService: bg-preview, autoPromotionEnabled: false}\n"
 
 // webTemplate is an AnalysisTemplate NAME measuring url once.
 const webTemplate = `apiVersion: argoproj.io/v1alpha1
@@ -101,7 +82,7 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		}
 	}
 	canary := func(name, template, image string) string {
-		return strings.NewReplacer("NAME", name, "TEMPLATE", template, "IMAGE", image).Replace(recordedRollout)
+		return recorded(name, image, strings.Replace(analysisCanary, "TEMPLATE", template, 1))
 	}
 	get := func(name string) func() (int, string) {
 		return func() (int, string) { return sluice(t, url, "get", name) }
@@ -113,8 +94,8 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		apply(canary(n.name, n.template, "app:2"), false)
 		waitOutput(t, get(n.name), "Paused (CanaryPauseStep)")
 	}
-	apply(strings.Replace(recordedBlueGreen, "IMAGE", "app:1", 1), true)
-	apply(strings.Replace(recordedBlueGreen, "IMAGE", "app:2", 1), false)
+	apply(recorded("bg", "app:1", blueGreen), true)
+	apply(recorded("bg", "app:2", blueGreen), false)
 	waitOutput(t, get("bg"), "Paused")
 
 	for _, name := range []string{"done", "fail", "err", "bg"} {

@@ -24,52 +24,23 @@ import (
 // first step starts with the accepted event), and checks which triggers
 // fire and what the Slack destination gets.
 
-const canaryYAML = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-  namespace: shop
-  labels: {team: shop}
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - {name: app, image: "shop/web:2.0"}
-      - {name: proxy, image: "envoyproxy/envoy:v1.30"}
-  strategy:
-    canary:
+var canaryYAML = configtest.Rollout{
+	Name: "web", Namespace: "shop", Labels: "{team: shop}", Replicas: 4,
+	Containers: `[{name: app, image: "shop/web:2.0"}, {name: proxy, image: "envoyproxy/envoy:v1.30"}]`,
+	Strategy: `    canary:
       steps:
       - setWeight: 25
       - pause: {}
       - analysis: {templates: [{templateName: success-rate}]}
       - setWeight: 75
-`
+`,
+}.YAML()
 
-const blueGreenYAML = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: api
-  namespace: shop
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec:
-      containers:
-      - {name: api, image: "shop/api:7"}
-  strategy:
-    blueGreen:
-      activeService: api
-      previewService: api-preview
-`
+var blueGreenYAML = configtest.Rollout{
+	Name: "api", Namespace: "shop", Replicas: 2,
+	Containers: `[{name: api, image: "shop/api:7"}]`,
+	Strategy:   "    blueGreen: {activeService: api, previewService: api-preview}\n",
+}.YAML()
 
 func rollout(t *testing.T, y string) *spec.Rollout {
 	t.Helper()

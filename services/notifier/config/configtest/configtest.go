@@ -6,10 +6,12 @@
 package configtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -89,4 +91,40 @@ func Fire(t testing.TB, cfg *config.Config, ro *spec.Rollout, e events.Event, da
 		out = append(out, f)
 	}
 	return out
+}
+
+// Rollout describes a Rollout subscribed to slack:deploys, as the
+// catalog's tests apply them.
+type Rollout struct {
+	Name      string
+	Namespace string // "" leaves it out
+	Labels    string // a YAML flow map of metadata.labels, "" for none
+	Replicas  int
+	// Containers is the pod's YAML flow list of containers.
+	Containers string
+	// Strategy is spec.strategy's YAML, each line indented four spaces.
+	Strategy string
+}
+
+// YAML is the Rollout's manifest: selector and pod labels app: Name.
+func (r Rollout) YAML() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: %s\n", r.Name)
+	if r.Namespace != "" {
+		fmt.Fprintf(&b, "  namespace: %s\n", r.Namespace)
+	}
+	if r.Labels != "" {
+		fmt.Fprintf(&b, "  labels: %s\n", r.Labels)
+	}
+	fmt.Fprintf(&b, `  annotations:
+    notifications.argoproj.io/subscribe.slack: deploys
+spec:
+  replicas: %d
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec: {containers: %s}
+  strategy:
+%s`, r.Replicas, r.Name, r.Name, r.Containers, r.Strategy)
+	return b.String()
 }
