@@ -110,17 +110,7 @@ func (f *fakeSlack) response(t *testing.T, id string) map[string]any {
 // message waits for the n-th chat.postMessage (from 0).
 func (f *fakeSlack) message(t *testing.T, n int) url.Values {
 	t.Helper()
-	var got url.Values
-	poll.Until(t, fmt.Sprintf("chat.postMessage #%d", n+1), func() error {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if len(f.messages) <= n {
-			return fmt.Errorf("%d messages", len(f.messages))
-		}
-		got = f.messages[n]
-		return nil
-	})
-	return got
+	return systemtest.Nth(t, "chat.postMessage", &f.mu, &f.messages, n)
 }
 
 // rig is a real system with the chat's endpoints in front of it.
