@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -13,27 +12,22 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
-	"github.com/sluicehq/sluice/services/notifier/config"
+	"github.com/sluicehq/sluice/services/notifier/config/configtest"
 	"github.com/sluicehq/sluice/services/notifier/trigger"
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
 
-// recordedRollout is a canary of NAME whose third step is an analysis
+// recorded is a Rollout of name running image with strategy.
+func recorded(name, image, strategy string) string {
+	return configtest.Rollout{
+		Name: name, Replicas: 2, Strategy: strategy,
+		Containers: "[{name: app, image: " + image + "}]",
+	}.YAML()
+}
+
+// analysisCanary is a canary strategy whose third step is an analysis
 // with TEMPLATE.
-const recordedRollout = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: NAME
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: NAME}}
-  template:
-    metadata: {labels: {app: NAME}}
-    spec: {containers: [{name: app, image: IMAGE}]}
-  strategy:
-    canary:
+const analysisCanary = `    canary:
       steps:
       - setWeight: 25
       - pause: {}
@@ -41,21 +35,7 @@ spec:
       - setWeight: 75
 `
 
-const recordedBlueGreen = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: bg
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: bg}}
-  template:
-    metadata: {labels: {app: bg}}
-    spec: {containers: [{name: app, image: IMAGE}]}
-  strategy:
-    blueGreen: {activeService: bg, previewService: bg-preview, autoPromotionEnabled: false}
-`
+const blueGreen = "    blueGreen: {activeService: bg, previewService: bg-preview, autoPromotionEnabled: false}\n"
 
 // webTemplate is an AnalysisTemplate NAME measuring url once.
 const webTemplate = `apiVersion: argoproj.io/v1alpha1
@@ -102,7 +82,7 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		}
 	}
 	canary := func(name, template, image string) string {
-		return strings.NewReplacer("NAME", name, "TEMPLATE", template, "IMAGE", image).Replace(recordedRollout)
+		return recorded(name, image, strings.Replace(analysisCanary, "TEMPLATE", template, 1))
 	}
 	get := func(name string) func() (int, string) {
 		return func() (int, string) { return sluice(t, url, "get", name) }
@@ -114,8 +94,8 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		apply(canary(n.name, n.template, "app:2"), false)
 		waitOutput(t, get(n.name), "Paused (CanaryPauseStep)")
 	}
-	apply(strings.Replace(recordedBlueGreen, "IMAGE", "app:1", 1), true)
-	apply(strings.Replace(recordedBlueGreen, "IMAGE", "app:2", 1), false)
+	apply(recorded("bg", "app:1", blueGreen), true)
+	apply(recorded("bg", "app:2", blueGreen), false)
 	waitOutput(t, get("bg"), "Paused")
 
 	for _, name := range []string{"done", "fail", "err", "bg"} {
@@ -132,18 +112,7 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 		waitOutput(t, get(name), "Degraded")
 	}
 
-	data, err := os.ReadFile(catalog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, secret, err := config.ParseFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(cm, config.Chain(config.Map(secret), config.Map{"slack-token": "xoxb-test"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Catalog(t)
 	client := eventstest.Connect(t, url)
 	rd, err := orchestrator.NewReader(context.Background(), client)
 	if err != nil {
@@ -213,27 +182,15 @@ func TestArgoCatalogOnRecordedRollouts(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				vars := trigger.Vars(trigger.Rollout(m, data), e.Event, data, cfg.Context(), "")
-				for _, tr := range trigger.Of(e.Event, data, prev) {
-					if !slices.Contains(cfg.Triggers(), tr) {
-						continue // Sluice's own: not in Argo's catalog
+				for _, f := range configtest.Fire(t, cfg, m, e.Event, data, prev) {
+					if len(f.Outcomes) != 1 || len(f.Sent) != 1 {
+						t.Fatalf("%s: conditions %+v", f.Trigger, f.Outcomes)
 					}
-					if d := cfg.Destinations(tr, m.Annotations, m.Labels); len(d) != 1 || d[0].String() != "slack:deploys" {
-						t.Fatalf("%s: destinations %v", tr, d)
-					}
-					outcomes, err := cfg.Conditions(tr, vars)
-					if err != nil || len(outcomes) != 1 || !outcomes[0].Triggered {
-						t.Fatalf("%s: conditions %+v, %v", tr, outcomes, err)
-					}
-					n, err := cfg.Render(outcomes[0].Templates, vars)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if tr == trigger.ScalingReplicaSet {
+					if f.Trigger == trigger.ScalingReplicaSet {
 						scaled = true // how often depends on how the workers' reports interleave
 						continue
 					}
-					got = append(got, tr+": "+n.Message)
+					got = append(got, f.Trigger+": "+f.Sent[0].Message)
 				}
 				p := data.Status
 				prev = &p

@@ -7,32 +7,28 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/services/notifier/config/configtest"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 )
 
 // catalog is Argo's notification catalog with a Slack service whose
 // token is the secret slack-token.
-const catalog = "../../services/notifier/config/testdata/argo-catalog.yaml"
+var catalog = configtest.CatalogFile
 
-const subscribedRollout = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: IMAGE}]}
-  strategy:
-    canary:
+// subscribedRollout is web, a canary running image that pauses at its
+// second step.
+func subscribedRollout(image string) string {
+	return configtest.Rollout{
+		Name: "web", Replicas: 4,
+		Containers: "[{name: web, image: " + image + "}]",
+		Strategy: `    canary:
       steps:
       - setWeight: 25
       - pause: {}
       - setWeight: 75
-`
+`,
+	}.YAML()
+}
 
 func secretsDir(t *testing.T) string {
 	t.Helper()
@@ -57,7 +53,7 @@ func TestNotificationsTestRendersWhatWouldBeSent(t *testing.T) {
 	secrets := secretsDir(t)
 	apply := func(image string, wait bool) {
 		t.Helper()
-		args := []string{"apply", "-f", writeFile(t, "rollout.yaml", strings.Replace(subscribedRollout, "IMAGE", image, 1))}
+		args := []string{"apply", "-f", writeFile(t, "rollout.yaml", subscribedRollout(image))}
 		if wait {
 			args = append(args, "--wait", "--timeout", "20s")
 		}

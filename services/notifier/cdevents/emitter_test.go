@@ -68,17 +68,7 @@ func startSink(t *testing.T) *sink {
 // wait waits for the n-th event (from 0).
 func (s *sink) wait(t *testing.T, n int) cloudevents.Event {
 	t.Helper()
-	var ev cloudevents.Event
-	poll.Until(t, fmt.Sprintf("CDEvent #%d at the sink", n+1), func() error {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if len(s.got) <= n {
-			return fmt.Errorf("%d events", len(s.got))
-		}
-		ev = s.got[n]
-		return nil
-	})
-	return ev
+	return systemtest.Nth(t, "CDEvent at the sink", &s.mu, &s.got, n)
 }
 
 // consume runs e on the status stream as the notifier does (durable

@@ -35,35 +35,6 @@ const (
 	teamsToken    = "c2VjcmV0LXRlYW1zLWtleS0xMjM0NTY3ODkw" // base64 of a key
 )
 
-// logs is a logger whose lines a test reads.
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// noSecrets fails t when a log line holds one of secrets.
-func (l *logs) noSecrets(t *testing.T, secrets ...string) {
-	t.Helper()
-	out := l.String()
-	for _, s := range secrets {
-		if s != "" && strings.Contains(out, s) {
-			t.Errorf("the logs hold a secret %q:\n%s", s, out)
-		}
-	}
-}
-
 // fakeSlack is Slack's side: the response_url endpoints and the slice of
 // the Web API the chat uses (chat.postMessage).
 type fakeSlack struct {
@@ -139,17 +110,7 @@ func (f *fakeSlack) response(t *testing.T, id string) map[string]any {
 // message waits for the n-th chat.postMessage (from 0).
 func (f *fakeSlack) message(t *testing.T, n int) url.Values {
 	t.Helper()
-	var got url.Values
-	poll.Until(t, fmt.Sprintf("chat.postMessage #%d", n+1), func() error {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if len(f.messages) <= n {
-			return fmt.Errorf("%d messages", len(f.messages))
-		}
-		got = f.messages[n]
-		return nil
-	})
-	return got
+	return systemtest.Nth(t, "chat.postMessage", &f.mu, &f.messages, n)
 }
 
 // rig is a real system with the chat's endpoints in front of it.
@@ -159,7 +120,7 @@ type rig struct {
 	slack  *httptest.Server
 	teams  *httptest.Server
 	api    *fakeSlack
-	logs   *logs
+	logs   *systemtest.Logs
 	reg    *prometheus.Registry
 	reader *orchestrator.Reader
 	now    time.Time
@@ -194,7 +155,7 @@ func toJSON(t *testing.T, y string) json.RawMessage {
 // configures a bot token.
 func startRig(t *testing.T, token string) *rig {
 	t.Helper()
-	r := &rig{t: t, sys: systemtest.Start(t), api: startFakeSlack(t), logs: &logs{}, reg: prometheus.NewRegistry()}
+	r := &rig{t: t, sys: systemtest.Start(t), api: startFakeSlack(t), logs: &systemtest.Logs{}, reg: prometheus.NewRegistry()}
 	r.now = time.Now()
 	var err error
 	r.reader, err = orchestrator.NewReader(t.Context(), r.sys.Bus)
@@ -204,11 +165,27 @@ func startRig(t *testing.T, token string) *rig {
 	deps := Deps{
 		Client:         r.sys.Connect(),
 		CommandTimeout: eventstest.Wait,
-		Logger:         slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:         r.logs.Logger(slog.LevelDebug),
 		Metrics:        r.reg,
 		Now:            func() time.Time { return r.now },
 	}
-	sc, err := ParseSlack(toJSON(t, fmt.Sprintf("signingSecret: %s\ntoken: %q\napiURL: %s/api/\nroles:%s", signingSecret, token, r.api.URL, roles("slack", "UOP", "UVIEW"))))
+	r.serve(deps,
+		fmt.Sprintf("signingSecret: %s\ntoken: %q\napiURL: %s/api/\nroles:%s", signingSecret, token, r.api.URL, roles("slack", "UOP", "UVIEW")),
+		fmt.Sprintf("securityToken: %s\nroles:%s", teamsToken, roles("teams", "aad-op", "aad-view")),
+		// Teams' 4 s bound is for Teams' sake: a busy test machine may
+		// answer slower, and a test must not hinge on it.
+		func(tm *Teams) { tm.cfg.reply = eventstest.Wait })
+	t.Cleanup(func() { r.logs.NoSecrets(t, signingSecret, botToken, teamsToken) })
+	return r
+}
+
+// serve starts the Slack and Teams endpoints configured by slackYAML
+// and teamsYAML on deps; tune, when not nil, adjusts Teams before it
+// serves.
+func (r *rig) serve(deps Deps, slackYAML, teamsYAML string, tune func(*Teams)) {
+	t := r.t
+	t.Helper()
+	sc, err := ParseSlack(toJSON(t, slackYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +195,7 @@ func startRig(t *testing.T, token string) *rig {
 	}
 	r.slack = httptest.NewServer(s.Routes())
 	t.Cleanup(func() { r.slack.Close(); s.Close() })
-	tc, err := ParseTeams(toJSON(t, fmt.Sprintf("securityToken: %s\nroles:%s", teamsToken, roles("teams", "aad-op", "aad-view"))))
+	tc, err := ParseTeams(toJSON(t, teamsYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,13 +203,11 @@ func startRig(t *testing.T, token string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Teams' 4 s bound is for Teams' sake: a busy test machine may answer
-	// slower, and a test must not hinge on it.
-	tm.cfg.reply = eventstest.Wait
+	if tune != nil {
+		tune(tm)
+	}
 	r.teams = httptest.NewServer(tm.Routes())
 	t.Cleanup(r.teams.Close)
-	t.Cleanup(func() { r.logs.noSecrets(t, signingSecret, botToken, teamsToken) })
-	return r
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -177,7 +177,7 @@ func TestSlackRefusals(t *testing.T) {
 	if !strings.Contains(logged, "slack request refused") || !strings.Contains(logged, "a replay") {
 		t.Errorf("the refusals are not logged:\n%s", logged)
 	}
-	r.logs.noSecrets(t, hexOf(forgedSig), hexOf(staleSig))
+	r.logs.NoSecrets(t, hexOf(forgedSig), hexOf(staleSig))
 }
 
 // assertForbidden checks ev is the chat's record of a Forbidden command.

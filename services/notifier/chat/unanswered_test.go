@@ -2,7 +2,6 @@ package chat
 
 import (
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -18,33 +17,17 @@ import (
 func TestUnansweredWithoutAnOrchestrator(t *testing.T) {
 	srv := eventstest.StartServer(t)
 	sys := &systemtest.System{T: t, URL: srv.ClientURL(), Bus: eventstest.Connect(t, srv.ClientURL())}
-	r := &rig{t: t, sys: sys, api: startFakeSlack(t), logs: &logs{}, reg: prometheus.NewRegistry(), now: time.Now()}
+	r := &rig{t: t, sys: sys, api: startFakeSlack(t), logs: &systemtest.Logs{}, reg: prometheus.NewRegistry(), now: time.Now()}
 	deps := Deps{
 		Client:         sys.Connect(),
 		CommandTimeout: 200 * time.Millisecond,
-		Logger:         slog.New(slog.NewTextHandler(r.logs, nil)),
+		Logger:         r.logs.Logger(slog.LevelInfo),
 		Metrics:        r.reg,
 	}
-	sc, err := ParseSlack(toJSON(t, "signingSecret: "+signingSecret+"\nroles:"+roles("slack", "UOP", "UVIEW")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewSlack(sc, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.slack = httptest.NewServer(s.Routes())
-	t.Cleanup(func() { r.slack.Close(); s.Close() })
-	tc, err := ParseTeams(toJSON(t, "securityToken: "+teamsToken+"\nreplyTimeout: 200ms\nroles:"+roles("teams", "aad-op", "aad-view")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := NewTeams(tc, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.teams = httptest.NewServer(tm.Routes())
-	t.Cleanup(r.teams.Close)
+	r.serve(deps,
+		"signingSecret: "+signingSecret+"\nroles:"+roles("slack", "UOP", "UVIEW"),
+		"securityToken: "+teamsToken+"\nreplyTimeout: 200ms\nroles:"+roles("teams", "aad-op", "aad-view"),
+		nil)
 
 	_, _, id := r.slash("UOP", "abort shop/web")
 	if text, _ := r.api.response(t, id)["text"].(string); !strings.HasPrefix(text, "⏳ abort shop/web sent (event ") || !strings.Contains(text, "no answer within 200ms") {

@@ -3,9 +3,7 @@ package config_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/notifier/config"
+	"github.com/sluicehq/sluice/services/notifier/config/configtest"
 	"github.com/sluicehq/sluice/services/notifier/trigger"
 )
 
@@ -25,52 +24,23 @@ import (
 // first step starts with the accepted event), and checks which triggers
 // fire and what the Slack destination gets.
 
-const canaryYAML = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-  namespace: shop
-  labels: {team: shop}
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 4
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - {name: app, image: "shop/web:2.0"}
-      - {name: proxy, image: "envoyproxy/envoy:v1.30"}
-  strategy:
-    canary:
+var canaryYAML = configtest.Rollout{
+	Name: "web", Namespace: "shop", Labels: "{team: shop}", Replicas: 4,
+	Containers: `[{name: app, image: "shop/web:2.0"}, {name: proxy, image: "envoyproxy/envoy:v1.30"}]`,
+	Strategy: `    canary:
       steps:
       - setWeight: 25
       - pause: {}
       - analysis: {templates: [{templateName: success-rate}]}
       - setWeight: 75
-`
+`,
+}.YAML()
 
-const blueGreenYAML = `apiVersion: argoproj.io/v1alpha1
-kind: Rollout
-metadata:
-  name: api
-  namespace: shop
-  annotations:
-    notifications.argoproj.io/subscribe.slack: deploys
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec:
-      containers:
-      - {name: api, image: "shop/api:7"}
-  strategy:
-    blueGreen:
-      activeService: api
-      previewService: api-preview
-`
+var blueGreenYAML = configtest.Rollout{
+	Name: "api", Namespace: "shop", Replicas: 2,
+	Containers: `[{name: api, image: "shop/api:7"}]`,
+	Strategy:   "    blueGreen: {activeService: api, previewService: api-preview}\n",
+}.YAML()
 
 func rollout(t *testing.T, y string) *spec.Rollout {
 	t.Helper()
@@ -213,18 +183,7 @@ func stepM(n int) string {
 }
 
 func TestArgoCatalog(t *testing.T) {
-	data, err := os.ReadFile("testdata/argo-catalog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, secret, err := config.ParseFile(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse(cm, config.Chain(config.Map(secret), config.Map{"slack-token": "xoxb-test"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Catalog(t)
 	for _, tc := range []struct {
 		name     string
 		manifest string
@@ -348,36 +307,13 @@ func play(t *testing.T, cfg *config.Config, ro *spec.Rollout, snap events.Snapsh
 		e.SetID(fmt.Sprintf("ev-%d", i))
 		e.SetTime(snap.UpdatedAt)
 		obj := trigger.Rollout(ro, data)
-		vars := trigger.Vars(obj, e, data, cfg.Context(), "")
-		for _, tr := range trigger.Of(e, data, prev) {
-			if !slices.Contains(cfg.Triggers(), tr) {
-				// Sluice's own triggers: not in Argo's catalog.
-				if slices.Contains(trigger.Argo, tr) {
-					t.Fatalf("Argo's trigger %s is not in the catalog", tr)
-				}
-				continue
-			}
-			dests := cfg.Destinations(tr, ro.Annotations, ro.Labels)
-			if len(dests) != 1 || dests[0].String() != "slack:deploys" {
-				t.Fatalf("%s: destinations = %v, want slack:deploys", tr, dests)
-			}
-			outcomes, err := cfg.Conditions(tr, vars)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, o := range outcomes {
-				if !o.Triggered {
-					continue
-				}
-				n, err := cfg.Render(o.Templates, vars)
-				if err != nil {
-					t.Fatalf("event %d (%s), %s: %v", i, st.typ, tr, err)
-				}
+		for _, f := range configtest.Fire(t, cfg, ro, e, data, prev) {
+			for _, n := range f.Sent {
 				if n.Email == nil || n.Email.Subject != n.Message {
-					t.Errorf("%s: email subject = %+v, want the message", tr, n.Email)
+					t.Errorf("%s: email subject = %+v, want the message", f.Trigger, n.Email)
 				}
-				checkAttachment(t, tr, ro, obj, n.Slack.Attachments)
-				out = append(out, tr+": "+n.Message)
+				checkAttachment(t, f.Trigger, ro, obj, n.Slack.Attachments)
+				out = append(out, f.Trigger+": "+n.Message)
 			}
 		}
 		p := snap

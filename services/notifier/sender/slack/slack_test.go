@@ -1,7 +1,6 @@
 package slack_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -9,10 +8,10 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
@@ -21,25 +20,7 @@ import (
 
 const token = "xoxb-1234-5678-s3cr3tT0k3n"
 
-// logs is a logger whose output a test can search.
-type logs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newSender(t *testing.T, options map[string]any, log *logs) notify.Sender {
+func newSender(t *testing.T, options map[string]any, log *systemtest.Logs) notify.Sender {
 	t.Helper()
 	raw, err := json.Marshal(options)
 	if err != nil {
@@ -47,7 +28,7 @@ func newSender(t *testing.T, options map[string]any, log *logs) notify.Sender {
 	}
 	var logger *slog.Logger
 	if log != nil {
-		logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logger = log.Logger(slog.LevelDebug)
 	}
 	s, err := slack.New(notify.ServiceConfig{Name: "slack", Type: slack.Type, Options: raw, Logger: logger})
 	if err != nil {
@@ -503,7 +484,7 @@ func TestWebhookErrorsAreClassified(t *testing.T) {
 func TestSecretsNeverInErrorsOrLogs(t *testing.T) {
 	f := newFakeSlack(t, token)
 	hook := f.hookURL("T0K3N1NURL")
-	var log logs
+	var log systemtest.Logs
 	var errs []string
 	record := func(err error) {
 		if err != nil {
@@ -610,10 +591,10 @@ func TestInsecureSkipVerifyReachesASelfSignedServer(t *testing.T) {
 }
 
 func TestArgoOptionsAreAccepted(t *testing.T) {
-	var log logs
+	var log systemtest.Logs
 	raw := `{"token":"xoxb-1","username":"argocd","icon":":rocket:","channels":["a"],"signingSecret":"x","disableUnfurl":true,"insecureSkipVerify":true,"apiURL":"https://slack.example/api"}`
 	if _, err := slack.New(notify.ServiceConfig{Name: "slack", Options: json.RawMessage(raw),
-		Logger: slog.New(slog.NewTextHandler(&log, nil))}); err != nil {
+		Logger: log.Logger(slog.LevelInfo)}); err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	if !strings.Contains(log.String(), "signingSecret is not used") {

@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 	"github.com/sluicehq/sluice/services/notifier/sender/sendertest"
 	"github.com/sluicehq/sluice/services/notifier/sender/webhook"
@@ -227,8 +227,8 @@ func TestNoSecretInErrorsOrLogs(t *testing.T) {
 		password   = "pw-supersecret"
 		sigSecret  = "sig-supersecret"
 	)
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logs systemtest.Logs
+	log := logs.Logger(slog.LevelDebug)
 	// A server that is gone: the transport error must not quote the URL.
 	r := newReceiver(t)
 	url := r.URL + "/" + pathSecret + "?token=" + pathSecret
