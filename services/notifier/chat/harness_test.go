@@ -368,16 +368,23 @@ func (r *rig) follow(ref events.Ref) *follow.Follower {
 	return f
 }
 
-// next is the next status event f reads.
+// next is the next status event f reads that answers a command (it has
+// an actor). Events the rollout publishes on its own (a step completing)
+// are skipped: the state the rig waits on is written before the events of
+// the same decision are published, so such an event can follow it.
 func (r *rig) next(f *follow.Follower) events.Event {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
 	defer cancel()
-	d, err := f.Next(ctx)
-	if err != nil {
-		r.t.Fatalf("the next status event: %v", err)
+	for {
+		d, err := f.Next(ctx)
+		if err != nil {
+			r.t.Fatalf("the next status event answering a command: %v", err)
+		}
+		if events.Extension(d.Event, events.ExtActor) != "" {
+			return d.Event
+		}
 	}
-	return d.Event
 }
 
 // commands is the count of sluice_chat_commands_total{chat,command,outcome}.
