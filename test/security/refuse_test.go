@@ -44,6 +44,25 @@ func publish(t *testing.T, c *events.Client, subject, typ string) error {
 // JetStream API call included) by the client logging to logs. NATS tells
 // the client asynchronously, so the call itself fails by timing out; the
 // client's error handler logs the server's reason.
+// forbiddenPublish is a publish an identity must not make: what it is, the
+// stream it would land in, its subject and type.
+type forbiddenPublish struct{ what, stream, subject, typ string }
+
+// refusesEach checks that who (connected as c) is refused every publish in
+// cases: the server reports a permissions violation and nothing lands in
+// the stream (read as admin).
+func refusesEach(t *testing.T, who string, c, admin *events.Client, logs *logBuffer, cases []forbiddenPublish) {
+	t.Helper()
+	for _, p := range cases {
+		if err := publish(t, c, p.subject, p.typ); err == nil || !refused(t, logs, p.subject) {
+			t.Errorf("%s publishing %s on %s: got %v and no permissions violation, want both", who, p.what, p.subject, err)
+		}
+		if n := subjectCount(t, admin, p.stream, p.subject); n != 0 {
+			t.Errorf("%s from %s landed in %s: %d messages on %s", p.what, who, p.stream, n, p.subject)
+		}
+	}
+}
+
 func refused(t *testing.T, logs *logBuffer, subject string) bool {
 	t.Helper()
 	want := `permissions violation for publish to \"` + strings.ToLower(subject) + `\"`
@@ -70,21 +89,14 @@ func TestTrafficIsRefusedOutsideItsSubjects(t *testing.T) {
 	if err := publish(t, tc, events.ResultSubject(tasks.ServiceTraffic, prodWeb), tasks.TypeFinished); err != nil {
 		t.Fatalf("traffic cannot report a result: %v", err)
 	}
-	for _, c := range []struct{ what, stream, subject, typ string }{
+	refusesEach(t, "traffic", tc, admin, logs, []forbiddenPublish{
 		{"an abort command", events.StreamCommands, events.CommandSubject(prodWeb), events.TypeRolloutAbort},
 		{"a promote command", events.StreamCommands, events.CommandSubject(prodWeb), events.TypeRolloutPromote},
 		{"a replicas task", events.StreamTasks, events.TaskSubject(tasks.ServiceReplicas, prodWeb), tasks.TypeTriggered},
 		{"an analyzer task", events.StreamTasks, events.TaskSubject(tasks.ServiceAnalyzer, prodWeb), tasks.TypeTriggered},
 		{"a status event", events.StreamStatus, events.StatusSubject(prodWeb), events.TypeRolloutCompleted},
 		{"a replicas report", events.StreamResults, events.ResultSubject(tasks.ServiceReplicas, prodWeb), tasks.TypeFinished},
-	} {
-		if err := publish(t, tc, c.subject, c.typ); err == nil || !refused(t, logs, c.subject) {
-			t.Errorf("traffic publishing %s on %s: got %v and no permissions violation, want both", c.what, c.subject, err)
-		}
-		if n := subjectCount(t, admin, c.stream, c.subject); n != 0 {
-			t.Errorf("%s from traffic landed in %s: %d messages on %s", c.what, c.stream, n, c.subject)
-		}
-	}
+	})
 
 	// Nor can it read the commands, or take another service's tasks.
 	for _, cc := range []events.ConsumerConfig{
