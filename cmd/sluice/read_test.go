@@ -8,39 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
-// syncBuffer collects a command's output while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // following runs a following command (events, get --watch) until the test
 // ends and returns its output so far on each call.
-func following(t *testing.T, url string, args ...string) *syncBuffer {
+func following(t *testing.T, url string, args ...string) *systemtest.Logs {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &systemtest.Logs{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -139,7 +121,7 @@ func TestEventsFollowsARolloutANamespaceOrAll(t *testing.T) {
 	web := events.Ref{Namespace: "prod", Name: "web"}
 	poll.Until(t, "every follower following", func() error {
 		publishStatus(t, c, web, events.TypeRolloutResumed, events.StatusData{Status: events.Snapshot{Namespace: "prod", Name: "web", Phase: events.PhaseProgressing}}, nil)
-		for _, o := range []*syncBuffer{ns, all, one} {
+		for _, o := range []*systemtest.Logs{ns, all, one} {
 			if !strings.Contains(o.String(), "resumed") {
 				return fmt.Errorf("not yet: %q", o.String())
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/replicas/local"
@@ -55,7 +56,7 @@ func TestGetShowsCountdownWeightsProxyAndProcesses(t *testing.T) {
 }
 
 func TestWatchRedrawsInPlaceWithColourOnATerminal(t *testing.T) {
-	var b syncBuffer
+	var b systemtest.Logs
 	d := display{out: &b, redraw: true, paint: true, stateDir: t.TempDir(), ref: events.Ref{Namespace: "default", Name: "web"}}
 	v := pausedView(time.Now())
 	for range 2 {

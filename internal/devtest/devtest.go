@@ -5,7 +5,6 @@
 package devtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/internal/testbin"
 )
 
@@ -44,7 +44,7 @@ type Dev struct {
 	cli    string
 	cmd    *exec.Cmd
 	exited chan error
-	out    *syncBuffer
+	out    *systemtest.Logs
 }
 
 // FreeAddr returns a loopback address nothing listens on at the moment.
@@ -116,7 +116,7 @@ func (d *Dev) Kill() {
 }
 
 func (d *Dev) tryStart() error {
-	d.out = &syncBuffer{}
+	d.out = &systemtest.Logs{}
 	args := append([]string{"dev", "--state-dir", d.State,
 		"--nats-listen", d.NATS, "--prometheus-listen", d.Prom, "--http-listen", d.HTTP,
 		"--dashboard-listen", d.Dashboard, "--log-level", "warn"}, d.opts.Args...)
@@ -218,25 +218,6 @@ func (d *Dev) Apply(manifest string, args ...string) string {
 		d.t.Fatalf("sluice apply %v: exit %d\n%s\nsluice dev:\n%s", args, code, out, d.Output())
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer the process's output goroutines and the
-// test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // SuccessRate is an AnalysisTemplate "success-rate" over the local proxy's

@@ -8,8 +8,10 @@ import (
 	"testing"
 )
 
-// Logs is a log destination a test reads: the services under test log
-// to Logger, and the test searches String or checks NoSecrets.
+// Logs is output that goroutines write while a test reads it, safe for
+// concurrent use: the logs of services under test (Logger), a process's
+// stdout and stderr, a command's output. The test searches String or
+// checks NoSecrets.
 type Logs struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

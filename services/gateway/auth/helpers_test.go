@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/systemtest"
 )
 
 // Secrets of testdata/ and the files the tests write.
@@ -74,30 +75,12 @@ func (c *clock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// syncBuffer is a log sink the server's goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gateway is an Auth serving its routes and a stand-in API over real HTTP.
 type gateway struct {
 	*httptest.Server
 	auth  *Auth
 	clock *clock
-	logs  *syncBuffer
+	logs  *systemtest.Logs
 }
 
 // writeFile writes content as an auth file and returns its path.
@@ -119,7 +102,7 @@ func newGateway(t *testing.T, cfg Config) *gateway {
 	if cfg.File == "" && cfg.Anonymous == RoleNone {
 		cfg.File = writeFile(t, testFile)
 	}
-	g := &gateway{clock: newClock(), logs: &syncBuffer{}}
+	g := &gateway{clock: newClock(), logs: &systemtest.Logs{}}
 	if cfg.Now == nil {
 		cfg.Now = g.clock.Now
 	}
