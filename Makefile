@@ -56,6 +56,7 @@ bench:
 	$(GO) test -run '^$$' -bench BusLimit -benchtime 50000x ./test/bench
 	$(GO) test -run '^$$' -bench 'Sluice|AbortReaction' -benchtime 1x -timeout 60m ./test/bench
 	$(GO) test -run '^$$' -bench AtScale -benchtime 1x -timeout 60m ./test/bench
+	$(GO) test -run '^$$' -bench Notifier -benchtime 1x ./test/bench
 
 ## bench-kube: the Kubernetes platform's benchmarks on the real control plane
 bench-kube:

@@ -43,7 +43,10 @@ func (l *latencies) add(d time.Duration) {
 }
 
 // report adds steps/s, p50 and p99 (in µs) to b.
-func (l *latencies) report(b *testing.B, elapsed time.Duration) {
+func (l *latencies) report(b *testing.B, elapsed time.Duration) { l.reportAs(b, elapsed, "steps") }
+
+// reportAs is report with the rate counted in what (what/s).
+func (l *latencies) reportAs(b *testing.B, elapsed time.Duration, what string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	slices.Sort(l.d)
@@ -51,7 +54,7 @@ func (l *latencies) report(b *testing.B, elapsed time.Duration) {
 	if n == 0 {
 		return
 	}
-	b.ReportMetric(float64(n)/elapsed.Seconds(), "steps/s")
+	b.ReportMetric(float64(n)/elapsed.Seconds(), what+"/s")
 	b.ReportMetric(float64(l.d[n/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(l.d[min(n-1, n*99/100)].Microseconds()), "p99-µs")
 	b.ReportMetric(0, "ns/op") // the per-op time is meaningless here
