@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,10 +25,14 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/notifier/config"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 )
 
@@ -256,4 +261,136 @@ func notifierClient(t *testing.T, cp *kubetest.ControlPlane, ns string) kubernet
 		return err == nil
 	}, poll.Timeout(30*time.Second))
 	return client
+}
+
+// TestANotifierOnKubeSendsOnceTheConfigMapAppears runs the notifier with
+// its Kubernetes configuration (what --platform kube does) on a real
+// kube-apiserver and a real rollout system: before the ConfigMap exists a
+// completed rollout is notified to no one; once the ConfigMap and the
+// Secret appear, the next rollout's notifications reach the webhook with
+// the Secret's token.
+func TestANotifierOnKubeSendsOnceTheConfigMapAppears(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ctx := t.Context()
+	ns := cp.Namespace(t)
+	kube := notifierClient(t, cp, ns)
+
+	sys := systemtest.Start(t)
+	rcv := &receiver{ids: map[string]int{}, auth: map[string]bool{}}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+
+	var logs syncBuffer
+	client := sys.Connect()
+	src, err := NewSource(SourceConfig{Kube: kube, Namespace: ns, Client: client, Getenv: func(string) string { return "" }, Logger: slogTo(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(client, Config{Config: src, Listen: "off", Logger: slogTo(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	systemtest.Run(t, svc)
+	poll.True(t, "the notifier ready without its ConfigMap", svc.Ready)
+
+	ref := events.Ref{Namespace: "prod", Name: "shop"}
+	request := func(image string) {
+		t.Helper()
+		j, err := yaml.YAMLToJSON([]byte(strings.Replace(subscribedRollout, "IMAGE", image, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev, err := events.New("/test", events.TypeRolloutRequested, ref.String(), json.RawMessage(j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sys.Bus.Publish(ctx, events.CommandSubject(ref), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The first revision completes while there is no configuration: the
+	// notifier takes its status events and sends nothing.
+	request("shop:v1")
+	statuses, err := client.JetStream().OrderedConsumer(ctx, events.StreamStatus, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.StatusSubject(ref)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the first revision completed", func() error {
+		batch, err := statuses.FetchNoWait(100)
+		if err != nil {
+			return err
+		}
+		for m := range batch.Messages() {
+			if ev, err := events.Decode(m.Data(), m.Headers()); err == nil && ev.Type() == events.TypeRolloutCompleted {
+				return nil
+			}
+		}
+		return errors.New("not yet")
+	}, poll.Timeout(30*time.Second))
+	durable, err := client.JetStream().Consumer(ctx, events.StreamStatus, DurableStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the notifier took every status event", func() error {
+		info, err := durable.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("%d pending, %d awaiting ack", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	}, poll.Timeout(30*time.Second))
+	if _, requests, _ := rcv.snapshot(); requests != 0 {
+		t.Fatalf("%d requests without a configuration", requests)
+	}
+
+	// The ConfigMap and the Secret appear, as kubectl apply makes them.
+	cmData, secretData, err := config.ParseFile([]byte(strings.Replace(notificationsYAML, "URL", srv.URL, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: SecretName}, StringData: secretData}
+	if _, err := cp.Client.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: ConfigMapName}, Data: cmData}
+	if _, err := cp.Client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, "the configuration reloaded with the service hook", func() bool {
+		return strings.Contains(logs.String(), "notifications configuration reloaded") && strings.Contains(logs.String(), "services=[hook]")
+	}, poll.Timeout(30*time.Second))
+
+	request("shop:v2")
+	want := []string{
+		"step 0 of shop (4 replicas) completed",
+		"step 1 of shop (4 replicas) completed",
+		"shop completed: Healthy",
+	}
+	err = poll.Wait("the second revision's notifications", func() error {
+		if got, _, _ := rcv.snapshot(); len(got) < len(want) {
+			return fmt.Errorf("received %q", got)
+		}
+		return nil
+	}, poll.Timeout(30*time.Second))
+	if err != nil {
+		t.Fatalf("%v\nlogs:\n%s", err, logs.String())
+	}
+	bodies, requests, auth := rcv.snapshot()
+	if strings.Join(bodies, "\n") != strings.Join(want, "\n") {
+		t.Errorf("received\n%s\nwant\n%s", strings.Join(bodies, "\n"), strings.Join(want, "\n"))
+	}
+	if requests != len(want) {
+		t.Errorf("%d requests for %d notifications; each is sent once", requests, len(want))
+	}
+	if !auth["Bearer s3cret-hook-token"] || len(auth) != 1 {
+		t.Errorf("Authorization headers %v; want the token of the Secret", auth)
+	}
+	if strings.Contains(logs.String(), "s3cret-hook-token") {
+		t.Error("the hook's token is in the logs")
+	}
 }
