@@ -41,7 +41,8 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 // TestKubeSourceOnAnAPIServer follows Argo's ConfigMap and Secret on a
 // real kube-apiserver, read by a client holding only the Role that
 // deploy/base/notifier.yaml grants the notifier, and proves each
-// configuration by delivering a rendered template to a webhook.
+// configuration by delivering a rendered template to a webhook. A broken
+// edit or a deleted ConfigMap keeps the configuration in use.
 func TestKubeSourceOnAnAPIServer(t *testing.T) {
 	cp := kubetest.Shared(t)
 	ctx := t.Context()
@@ -105,6 +106,18 @@ func TestKubeSourceOnAnAPIServer(t *testing.T) {
 	}
 	if current.Load() != before {
 		t.Fatal("a broken configuration replaced the one in use")
+	}
+	hook.expect(t, &current, "Bearer token-2", "v2 web")
+
+	// A deleted ConfigMap is reported and the configuration in use stays.
+	if err := cp.Client.CoreV1().ConfigMaps(ns).Delete(ctx, ConfigMapName, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll.True(t, "the deletion reported", func() bool {
+		return strings.Contains(logs.String(), "notifications configuration gone; keeping the one in use")
+	}, poll.Timeout(30*time.Second))
+	if current.Load() != before {
+		t.Fatal("deleting the ConfigMap replaced the configuration in use")
 	}
 	hook.expect(t, &current, "Bearer token-2", "v2 web")
 
