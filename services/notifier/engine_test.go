@@ -120,7 +120,7 @@ func TestARealRolloutNotifiesItsSubscribersInOrderOnce(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Replace(notificationsYAML, "URL", srv.URL, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs systemtest.Logs
 	client := sys.Connect()
 	src, err := NewSource(SourceConfig{File: file, Client: client, Getenv: func(string) string { return "" }, Logger: slogTo(&logs)})
 	if err != nil {
@@ -205,7 +205,7 @@ func TestABadConfigurationKeepsTheOneInUse(t *testing.T) {
 	// Subscribed in the configuration: there is no rollout to annotate.
 	good := strings.Replace(strings.Replace(notificationsYAML, "URL", h.URL, 1), "    - send: [done]\n", "    - send: [done]\n  subscriptions: |\n    - recipients: [\"hook:\"]\n      triggers: [on-rollout-completed]\n", 1)
 	write(good)
-	var logs syncBuffer
+	var logs systemtest.Logs
 	client := eventstest.Connect(t, b.url)
 	src, err := NewSource(SourceConfig{File: file, Client: client, Getenv: func(string) string { return "" }, Logger: slogTo(&logs)})
 	if err != nil {

@@ -57,7 +57,7 @@ func TestKubeSourceOnAnAPIServer(t *testing.T) {
 		t.Fatalf("the notifier's account listing ConfigMaps in another namespace: got %v, want Forbidden", err)
 	}
 
-	var logs syncBuffer
+	var logs systemtest.Logs
 	src, err := NewSource(SourceConfig{
 		Kube: client, Namespace: ns, HTTPClient: hook.srv.Client(),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), manifests: noManifests{},
@@ -293,7 +293,7 @@ func TestANotifierOnKubeSendsOnceTheConfigMapAppears(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	t.Cleanup(srv.Close)
 
-	var logs syncBuffer
+	var logs systemtest.Logs
 	client := sys.Connect()
 	src, err := NewSource(SourceConfig{Kube: kube, Namespace: ns, Client: client, Getenv: func(string) string { return "" }, Logger: slogTo(&logs)})
 	if err != nil {

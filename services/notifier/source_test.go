@@ -1,7 +1,6 @@
 package notifier
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/services/notifier/notify"
 )
 
@@ -63,24 +63,6 @@ func (a *applied) count() int {
 	return len(a.got)
 }
 
-// syncBuffer is a log destination safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestFileSourceReloadsAndKeepsTheLastGoodConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "notifications.yaml")
@@ -97,7 +79,7 @@ func TestFileSourceReloadsAndKeepsTheLastGoodConfiguration(t *testing.T) {
 		}
 	}
 	write("slack\n")
-	var logs syncBuffer
+	var logs systemtest.Logs
 	src := &FileSource{Path: path, Interval: 10 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logs, nil)),
 		Build: func(data []byte) (*Setup, error) { return servicesSetup(string(data)) }}
 	setup, err := src.Load(context.Background())
@@ -189,7 +171,7 @@ func TestKubeSourceFollowsTheConfigMapAndTheSecret(t *testing.T) {
 func TestKubeSourceWithoutTheConfigMapWaitsForIt(t *testing.T) {
 	ctx := context.Background()
 	client := fake.NewClientset()
-	var logs syncBuffer
+	var logs systemtest.Logs
 	build := func(cm, secret map[string]string) (*Setup, error) {
 		return servicesSetup(strings.Join(sortedKeys(cm), "\n"))
 	}
