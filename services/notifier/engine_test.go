@@ -133,20 +133,7 @@ func TestARealRolloutNotifiesItsSubscribersInOrderOnce(t *testing.T) {
 	systemtest.Run(t, svc)
 
 	ref := events.Ref{Namespace: "prod", Name: "shop"}
-	request := func(image string) {
-		t.Helper()
-		j, err := yaml.YAMLToJSON([]byte(strings.Replace(subscribedRollout, "IMAGE", image, 1)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := events.New("/test", events.TypeRolloutRequested, ref.String(), json.RawMessage(j))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sys.Bus.Publish(context.Background(), events.CommandSubject(ref), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
+	request := func(image string) { requestSubscribed(t, sys, ref, image) }
 	// The first revision goes straight to 100%, as in Argo: no steps.
 	request("shop:v1")
 	poll.True(t, "the first revision's notification", func() bool { got, _, _ := rcv.snapshot(); return len(got) == 1 })
@@ -158,16 +145,43 @@ func TestARealRolloutNotifiesItsSubscribersInOrderOnce(t *testing.T) {
 		"step 1 of shop (4 replicas) completed",
 		"shop completed: Healthy",
 	}
-	err = poll.Wait("the four notifications", func() error {
-		if got, _, _ := rcv.snapshot(); len(got) < len(want) {
+	rcv.expect(t, &logs, want, 10*time.Second)
+}
+
+// requestSubscribed publishes subscribedRollout with image as ref's
+// rollout.requested, as CI does.
+func requestSubscribed(t *testing.T, sys *systemtest.System, ref events.Ref, image string) {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(strings.Replace(subscribedRollout, "IMAGE", image, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.New("/test", events.TypeRolloutRequested, ref.String(), json.RawMessage(j))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
+	defer cancel()
+	if _, err := sys.Bus.Publish(ctx, events.CommandSubject(ref), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expect waits (up to timeout) until r received as many notifications as
+// want, and checks they are want, in order, each sent once, every one with
+// the hook's token from the configuration's Secret, which is not in logs.
+func (r *receiver) expect(t *testing.T, logs *systemtest.Logs, want []string, timeout time.Duration) {
+	t.Helper()
+	err := poll.Wait(fmt.Sprintf("%d notifications", len(want)), func() error {
+		if got, _, _ := r.snapshot(); len(got) < len(want) {
 			return fmt.Errorf("received %q", got)
 		}
 		return nil
-	}, poll.Timeout(10*time.Second))
+	}, poll.Timeout(timeout))
 	if err != nil {
 		t.Fatalf("%v\nlogs:\n%s", err, logs.String())
 	}
-	bodies, requests, auth := rcv.snapshot()
+	bodies, requests, auth := r.snapshot()
 	if strings.Join(bodies, "\n") != strings.Join(want, "\n") {
 		t.Errorf("received\n%s\nwant\n%s\nlogs:\n%s", strings.Join(bodies, "\n"), strings.Join(want, "\n"), logs.String())
 	}
@@ -175,7 +189,7 @@ func TestARealRolloutNotifiesItsSubscribersInOrderOnce(t *testing.T) {
 		t.Errorf("%d requests for %d notifications; each is sent once", requests, len(want))
 	}
 	if !auth["Bearer s3cret-hook-token"] || len(auth) != 1 {
-		t.Errorf("Authorization headers %v; want the secret from the configuration's Secret", auth)
+		t.Errorf("Authorization headers %v; want the token of the configuration's Secret", auth)
 	}
 	if strings.Contains(logs.String(), "s3cret-hook-token") {
 		t.Error("the hook's token is in the logs")
