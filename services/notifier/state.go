@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 //	thread.<hash>                the thread of a destination and Slack grouping key
 //	once.<hash>                  the message that claimed a oncePer value
 //	prev.<namespace>.<rollout>   the rollout's snapshot in the last status event planned
+//	chat.<hash>                  a chat request accepted (chatReplays)
 type state struct {
 	sent    *records.Store[sentMark]
 	threads *records.Store[threadMark]
@@ -163,4 +165,25 @@ func ignoreUnreadable(err error) error {
 		return nil
 	}
 	return err
+}
+
+// chatReplays is chat.Replays over BucketState: a chat request accepted by
+// one notifier replica is refused when it is sent again to any replica
+// behind the same URL, and after a reload. It creates the request's key,
+// so the first replica to accept it wins.
+type chatReplays struct{ client *events.Client }
+
+func (r chatReplays) First(ctx context.Context, sig string, _ time.Time) (bool, error) {
+	kv, err := r.client.JetStream().KeyValue(ctx, BucketState)
+	if err != nil {
+		return false, fmt.Errorf("open bucket %s: %w", BucketState, err)
+	}
+	_, err = kv.Create(ctx, "chat."+Hash(sig), []byte{'1'})
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("record the request in %s: %w", BucketState, err)
+	}
+	return true, nil
 }

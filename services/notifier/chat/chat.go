@@ -54,6 +54,10 @@ type Deps struct {
 	// HTTPClient posts answers to Slack (response_url, Web API); default
 	// a client with a 10 s timeout.
 	HTTPClient *http.Client
+	// Replays remembers accepted requests to refuse a repeat; default
+	// this process's memory (each endpoint its own). The notifier shares
+	// one across its replicas.
+	Replays Replays
 }
 
 func (d *Deps) defaults() error {

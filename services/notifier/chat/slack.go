@@ -30,7 +30,7 @@ type Slack struct {
 	cfg  SlackConfig
 	cmd  *commander
 	api  *slack.Client // nil without a bot token
-	seen *seen
+	seen Replays
 
 	mu      sync.Mutex // guards closed and wg.Add against Close
 	closed  bool
@@ -54,7 +54,10 @@ func NewSlack(cfg SlackConfig, deps Deps) (*Slack, error) {
 	}
 	// A request's timestamp may be up to a window old or ahead: its
 	// signature is remembered for twice that.
-	s := &Slack{cfg: cfg, cmd: cmd, seen: newSeen(2 * cfg.window), closing: make(chan struct{})}
+	s := &Slack{cfg: cfg, cmd: cmd, seen: deps.Replays, closing: make(chan struct{})}
+	if s.seen == nil {
+		s.seen = newSeen(2 * cfg.window)
+	}
 	if cfg.Token != "" {
 		api := cfg.APIURL
 		if !strings.HasSuffix(api, "/") {
@@ -98,8 +101,17 @@ func (s *Slack) verified(next func(http.ResponseWriter, *http.Request, url.Value
 		}
 		now := s.cmd.deps.Now()
 		err = VerifySlack(s.cfg.SigningSecret, r.Header, body, now, s.cfg.window)
-		if err == nil && !s.seen.first(r.Header.Get("X-Slack-Signature"), now) {
-			err = fmt.Errorf("%w: the same request was accepted before (a replay)", ErrUnauthenticated)
+		if err == nil {
+			first, ferr := s.seen.First(r.Context(), r.Header.Get("X-Slack-Signature"), now)
+			if ferr != nil {
+				s.cmd.deps.Logger.Warn("slack request refused: cannot check it is not a replay", "path", r.URL.Path, "err", ferr)
+				s.cmd.done(Result{Outcome: OutcomeFailed})
+				http.Error(w, "cannot check the request now; try again", http.StatusServiceUnavailable)
+				return
+			}
+			if !first {
+				err = fmt.Errorf("%w: the same request was accepted before (a replay)", ErrUnauthenticated)
+			}
 		}
 		if err != nil {
 			s.cmd.deps.Logger.Warn("slack request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)

@@ -1,10 +1,12 @@
 package chat
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -19,7 +21,7 @@ import (
 type Teams struct {
 	cfg  TeamsConfig
 	cmd  *commander
-	seen *seen
+	seen Replays
 }
 
 // NewTeams returns the Teams endpoint cfg describes.
@@ -35,7 +37,11 @@ func NewTeams(cfg TeamsConfig, deps Deps) (*Teams, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Teams{cfg: cfg, cmd: cmd, seen: newSeen(2 * TeamsTimestampWindow)}, nil
+	t := &Teams{cfg: cfg, cmd: cmd, seen: deps.Replays}
+	if t.seen == nil {
+		t.seen = newSeen(2 * TeamsTimestampWindow)
+	}
+	return t, nil
 }
 
 // TeamsTimestampWindow is how far an activity's timestamp may be from the
@@ -132,8 +138,13 @@ func (t *Teams) message(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not an activity", http.StatusBadRequest)
 		return
 	}
-	if err := t.fresh(a, r.Header.Get("Authorization")); err != nil {
+	if err := t.fresh(r.Context(), a, r.Header.Get("Authorization")); err != nil {
 		t.cmd.deps.Logger.Warn("teams request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+		if !errors.Is(err, ErrUnauthenticated) {
+			t.cmd.done(Result{Outcome: OutcomeFailed})
+			http.Error(w, "cannot check the request now; try again", http.StatusServiceUnavailable)
+			return
+		}
 		t.cmd.done(Result{Outcome: OutcomeUnauthenticated})
 		http.Error(w, "stale or replayed request", http.StatusUnauthorized)
 		return
@@ -172,8 +183,10 @@ func (t *Teams) message(w http.ResponseWriter, r *http.Request) {
 }
 
 // fresh refuses an activity signed with signature that was accepted
-// before, or whose timestamp is outside TeamsTimestampWindow.
-func (t *Teams) fresh(a activity, signature string) error {
+// before, or whose timestamp is outside TeamsTimestampWindow, with an
+// error wrapping ErrUnauthenticated; any other error means it could not
+// tell.
+func (t *Teams) fresh(ctx context.Context, a activity, signature string) error {
 	now := t.cmd.deps.Now()
 	if a.Timestamp != "" {
 		ts, err := time.Parse(time.RFC3339Nano, a.Timestamp)
@@ -184,7 +197,11 @@ func (t *Teams) fresh(a activity, signature string) error {
 			return fmt.Errorf("%w: timestamp %s is %s from now, outside the %s window (a replay?)", ErrUnauthenticated, a.Timestamp, age.Round(time.Second), TeamsTimestampWindow)
 		}
 	}
-	if !t.seen.first(signature, now) {
+	first, err := t.seen.First(ctx, signature, now)
+	if err != nil {
+		return fmt.Errorf("check the request is not a replay: %w", err)
+	}
+	if !first {
 		return fmt.Errorf("%w: the same request was accepted before (a replay)", ErrUnauthenticated)
 	}
 	return nil
