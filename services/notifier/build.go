@@ -118,7 +118,7 @@ func (sc SourceConfig) fromMaps(cm, secret map[string]string) (*Setup, error) {
 // CDEvents output (cdevents) the configuration asks for.
 func (sc SourceConfig) extras(cfg *config.Config, setup *Setup) error {
 	ep, err := chat.New(cfg.Commands("slack"), cfg.Commands("teams"), chat.Deps{
-		Client: sc.Client, Logger: sc.Logger, Metrics: sc.Registerer, Replays: chatReplays{sc.Client},
+		Client: sc.Client, Logger: sc.Logger, Metrics: sc.Registerer, Replays: &chatReplays{client: sc.Client},
 	})
 	if err != nil {
 		return err

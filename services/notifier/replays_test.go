@@ -22,11 +22,11 @@ func TestChatReplaysAreRefusedByEveryReplica(t *testing.T) {
 	if err := b.client.Provision(ctx, bus, bus.Bucket(BucketState, "test", 1)); err != nil {
 		t.Fatal(err)
 	}
-	one, other := chatReplays{b.client}, chatReplays{eventstest.Connect(t, b.url)}
+	one, other := &chatReplays{client: b.client}, &chatReplays{client: eventstest.Connect(t, b.url)}
 	now := time.Now()
 	for _, c := range []struct {
 		name    string
-		replica chatReplays
+		replica *chatReplays
 		sig     string
 		want    bool
 	}{
@@ -42,7 +42,7 @@ func TestChatReplaysAreRefusedByEveryReplica(t *testing.T) {
 	}
 
 	bare := newBus(t)
-	if got, err := (chatReplays{bare.client}).First(ctx, "v0=cccc", now); err == nil || got {
+	if got, err := (&chatReplays{client: bare.client}).First(ctx, "v0=cccc", now); err == nil || got {
 		t.Errorf("without the state bucket: First = %v, %v; want an error, not an acceptance", got, err)
 	}
 }

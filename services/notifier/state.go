@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -170,13 +171,19 @@ func ignoreUnreadable(err error) error {
 // chatReplays is chat.Replays over BucketState: a chat request accepted by
 // one notifier replica is refused when it is sent again to any replica
 // behind the same URL, and after a reload. It creates the request's key,
-// so the first replica to accept it wins.
-type chatReplays struct{ client *events.Client }
+// so the first replica to accept it wins. The bucket is opened on first
+// use and kept.
+type chatReplays struct {
+	client *events.Client
 
-func (r chatReplays) First(ctx context.Context, sig string, _ time.Time) (bool, error) {
-	kv, err := r.client.JetStream().KeyValue(ctx, BucketState)
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+func (r *chatReplays) First(ctx context.Context, sig string, _ time.Time) (bool, error) {
+	kv, err := r.bucket(ctx)
 	if err != nil {
-		return false, fmt.Errorf("open bucket %s: %w", BucketState, err)
+		return false, err
 	}
 	_, err = kv.Create(ctx, "chat."+Hash(sig), []byte{'1'})
 	if errors.Is(err, jetstream.ErrKeyExists) {
@@ -186,4 +193,17 @@ func (r chatReplays) First(ctx context.Context, sig string, _ time.Time) (bool, 
 		return false, fmt.Errorf("record the request in %s: %w", BucketState, err)
 	}
 	return true, nil
+}
+
+func (r *chatReplays) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kv == nil {
+		kv, err := r.client.JetStream().KeyValue(ctx, BucketState)
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", BucketState, err)
+		}
+		r.kv = kv
+	}
+	return r.kv, nil
 }
