@@ -64,6 +64,45 @@ func FromSnapshot(data events.StatusData) map[string]any {
 	return st
 }
 
+// Rollout is what Argo's status depends on besides the snapshot: the
+// cluster object's generation, its spec, and the status it has now (so
+// that conditions keep their transition times and what other writers own
+// is kept). The notifier, which has no cluster object, passes the spec
+// and a nil Status.
+type Rollout struct {
+	// Generation is metadata.generation (0: none).
+	Generation int64
+	// WorkloadGeneration is the generation of the Deployment a
+	// workloadRef names (0: none).
+	WorkloadGeneration int64
+	// Spec is the rollout's spec, defaulted (nil: unknown).
+	Spec *spec.Rollout
+	// Status is the status the object has now (nil: none).
+	Status map[string]any
+	// Replicas are the counts over the rollout's ReplicaSets, when the
+	// caller has them; nil takes the snapshot's.
+	Replicas *events.Replicas
+}
+
+// Status is the Rollout's whole status as Argo Rollouts' controller writes
+// it, after data's snapshot, for ro. now stamps conditions that change.
+// Every field is one Argo's CRD schema has: nothing here is pruned.
+func Status(data events.StatusData, ro Rollout, now time.Time) map[string]any {
+	st := FromSnapshot(data)
+	delete(st, "sluice")
+	r := data.Status.Replicas
+	if ro.Replicas != nil {
+		r = *ro.Replicas
+	}
+	for k, v := range Replicas(r) {
+		st[k] = v
+	}
+	if ro.Spec != nil {
+		st["selector"] = Selector(ro.Spec.Spec.Selector)
+	}
+	return st
+}
+
 // Replicas returns Argo's replica count fields (replicas, updatedReplicas,
 // readyReplicas, availableReplicas) from a snapshot's counts. The CRD
 // writer takes them from the ReplicaSets instead; the notifier from the

@@ -302,9 +302,38 @@ type Snapshot struct {
 	// InconclusiveAnalysisRun.
 	PauseConditions []PauseCondition `json:"pauseConditions,omitempty"`
 	Aborted         bool             `json:"aborted,omitempty"`
+	// AbortedAt is when the update was aborted (set while Aborted).
+	AbortedAt time.Time `json:"abortedAt,omitzero"`
+	// PromoteFull is set while a full promotion (promote {"full": true})
+	// skips the update's remaining steps, pauses and analysis.
+	PromoteFull bool `json:"promoteFull,omitempty"`
+	// UserPaused is set while the rollout is paused by spec.paused or a
+	// pause command (lifted by resume or promote), as opposed to paused by
+	// a step, which PauseConditions alone show.
+	UserPaused bool `json:"userPaused,omitempty"`
+	// ActivePodHash and PreviewPodHash are the revisions blue/green's
+	// active and preview Services select (blue/green only).
+	ActivePodHash  string `json:"activePodHash,omitempty"`
+	PreviewPodHash string `json:"previewPodHash,omitempty"`
 	// Analysis summarises the analysis run in progress or last finished.
-	Analysis  *AnalysisSummary `json:"analysis,omitempty"`
-	UpdatedAt time.Time        `json:"updatedAt"`
+	Analysis *AnalysisSummary `json:"analysis,omitempty"`
+	// Runs are the current update's analysis runs, started or finished,
+	// oldest first.
+	Runs      []RunSummary `json:"runs,omitempty"`
+	UpdatedAt time.Time    `json:"updatedAt"`
+}
+
+// RunSummary is one analysis run of a rollout's current update.
+type RunSummary struct {
+	Name string `json:"name"`
+	// Purpose is background, step, prePromotion or postPromotion.
+	Purpose string `json:"purpose"`
+	// Step is the canary step of a step run.
+	Step *int32 `json:"step,omitempty"`
+	// Phase is Pending, Running, Successful, Failed, Error, Inconclusive or
+	// Terminated.
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
 }
 
 // Replicas counts pods across the rollout's revisions.
