@@ -24,8 +24,11 @@ var ErrNoTools = errors.New("Kubernetes test binaries unavailable")
 
 const mainModule = "github.com/sluicehq/sluice"
 
-// binaries the tools directory must hold under bin/.
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+// binaries the tools directory must hold under bin/. Argo's are not needed
+// to start a control plane, but a directory without them was built by an
+// older kube-tools.sh: failing at once says to rebuild it.
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+	argoPluginBinary, argoControllerBinary}
 
 // builtTools remembers the directory the script printed, so that several
 // control planes in one test binary run it once.
