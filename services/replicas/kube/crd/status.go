@@ -148,9 +148,7 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 		}
 	}
 	// The counts are Counts' (from the ReplicaSets), kept as they are.
-	if _, ok := old["replicas"]; ok {
-		n := func(k string) int32 { v, _, _ := unstructured.NestedInt64(old, k); return int32(v) }
-		in.Replicas = &events.Replicas{Current: n("replicas"), Updated: n("updatedReplicas"), Ready: n("readyReplicas"), Available: n("availableReplicas")}
-	}
+	n := func(k string) int32 { v, _, _ := unstructured.NestedInt64(old, k); return int32(v) }
+	in.Replicas = &events.Replicas{Current: n("replicas"), Updated: n("updatedReplicas"), Ready: n("readyReplicas"), Available: n("availableReplicas")}
 	return argostatus.Status(data, in, time.Now()), nil
 }
