@@ -55,7 +55,11 @@ func Rollout(m *spec.Rollout, data events.StatusData) map[string]any {
 	if _, ok := obj["spec"]; !ok {
 		obj["spec"] = map[string]any{}
 	}
-	obj["status"] = argostatus.Status(data, argostatus.Rollout{Spec: m}, snap.UpdatedAt)
+	in := argostatus.Rollout{Spec: m}
+	if m != nil {
+		in.Generation = m.Generation
+	}
+	obj["status"] = argostatus.Status(data, in, snap.UpdatedAt)
 	return obj
 }
 
