@@ -317,10 +317,17 @@ type Snapshot struct {
 	PreviewPodHash string `json:"previewPodHash,omitempty"`
 	// Analysis summarises the analysis run in progress or last finished.
 	Analysis *AnalysisSummary `json:"analysis,omitempty"`
-	// Runs are the current update's analysis runs, started or finished,
-	// oldest first.
-	Runs      []RunSummary `json:"runs,omitempty"`
-	UpdatedAt time.Time    `json:"updatedAt"`
+	// Runs are the current update's analysis runs that it still needs
+	// (running, or finished and still in force, such as a background run)
+	// or is stopping, oldest first. A run the update has moved past (its
+	// step completed, the update aborted or promoted) is dropped, as
+	// Argo's status drops it; analysis.completed reported its verdict.
+	Runs []RunSummary `json:"runs,omitempty"`
+	// RestartedAt is the time of the last restart of the stable
+	// revision's pods (the restart command's time, or spec.restartAt) once
+	// every pod started before it was replaced: Argo's status.restartedAt.
+	RestartedAt time.Time `json:"restartedAt,omitzero"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
 // RunSummary is one analysis run of a rollout's current update.
