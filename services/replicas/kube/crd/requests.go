@@ -66,8 +66,8 @@ type Written struct {
 
 // Rejection is a rejected spec.
 type Rejection struct {
-	Generation int64  `json:"generation"`
-	Message    string `json:"message"`
+	Generation int64    `json:"generation"`
+	Errors     []string `json:"errors"`
 }
 
 // The fields of Requested, as Written.Pending names them.

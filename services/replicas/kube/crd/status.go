@@ -162,14 +162,14 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 			rec = Written{UID: uid}
 		}
 		if ev.Type() == events.TypeRolloutRejected && rejects(cause, ro) {
-			rec.Rejected = &Rejection{Generation: ro.GetGeneration(), Message: strings.Join(data.Errors, "; ")}
+			rec.Rejected = &Rejection{Generation: ro.GetGeneration(), Errors: data.Errors}
 		}
 		if rec.Rejected != nil && rec.Rejected.Generation != ro.GetGeneration() {
 			rec.Rejected = nil
 		}
 		answered := answeredFields(uid, cause)
 		old, _, _ := unstructured.NestedMap(ro.Object, "status")
-		status := s.status(ro, old, latest, m, rec.Rejected, ev)
+		status := statusOf(ro, old, latest, m, rec.Rejected, s.now())
 		// Fields a tool changed keep its values: requested (pending) or
 		// not yet seen by the watcher.
 		now := requestedOf(old)
@@ -293,21 +293,15 @@ func rejects(cause string, ro *unstructured.Unstructured) bool {
 // generation is not rejected and no tool's request is pending.
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
-	ev := events.Event{}
-	ev.SetType(events.TypeRolloutAccepted)
-	return statusOf(ro, old, data, nil, nil, ev, time.Now()), nil
-}
-
-func (s *StatusWriter) status(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, ev events.Event) map[string]any {
-	return statusOf(ro, old, data, m, rejected, ev, s.now())
+	return statusOf(ro, old, data, nil, nil, time.Now()), nil
 }
 
 // statusOf is the Rollout's status to write: Argo's status for data
-// (argostatus.Status), with what the watcher owns (observedGeneration,
-// workloadObservedGeneration) and restartedAt kept from old, restartedAt
-// set by a restarted event, and the InvalidSpec condition while the
-// object's generation is rejected.
-func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, ev events.Event, now time.Time) map[string]any {
+// (argostatus.Status), with the errors of the rejected generation while
+// the object is at it (Argo's InvalidSpec condition), and what the watcher
+// owns (observedGeneration, workloadObservedGeneration) kept from old: the
+// watcher compares them with the generation to know what it published.
+func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, now time.Time) map[string]any {
 	if m == nil {
 		m = specOf(ro)
 	}
@@ -320,62 +314,19 @@ func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.Sta
 	if n, err := strconv.ParseInt(fmt.Sprint(old["workloadObservedGeneration"]), 10, 64); err == nil {
 		in.WorkloadGeneration = n
 	}
+	data.Errors = nil
+	if rejected != nil {
+		data.Errors = rejected.Errors
+	}
 	st := argostatus.Status(data, in, now)
-	delete(st, "sluice")
-	for _, k := range []string{"observedGeneration", "workloadObservedGeneration", "restartedAt"} {
+	for _, k := range []string{"observedGeneration", "workloadObservedGeneration"} {
 		if v, ok := old[k]; ok {
-			st[k] = v // the watcher's, and the last restart's
+			st[k] = v
 		} else {
 			delete(st, k)
 		}
 	}
-	if ev.Type() == events.TypeRolloutRestarted {
-		st["restartedAt"] = restartedAt(ro, ev.Time())
-	}
-	setInvalidSpec(st, ro.GetName(), rejected, now)
 	return st
-}
-
-// restartedAt is Argo's status.restartedAt after a restart that ended at
-// done: spec.restartAt when that asked for it, else done.
-func restartedAt(ro *unstructured.Unstructured, done time.Time) string {
-	if at, ok, _ := unstructured.NestedString(ro.Object, "spec", "restartAt"); ok {
-		if t, err := time.Parse(time.RFC3339, at); err == nil && !t.After(done) {
-			return t.UTC().Format(time.RFC3339)
-		}
-	}
-	return done.UTC().Format(time.RFC3339)
-}
-
-// setInvalidSpec adds Argo's InvalidSpec condition (and its Degraded
-// phase) while rejected, and removes it otherwise.
-func setInvalidSpec(st map[string]any, name string, rejected *Rejection, now time.Time) {
-	conds, _ := st["conditions"].([]any)
-	var kept []any
-	var prev map[string]any
-	for _, c := range conds {
-		if cm, ok := c.(map[string]any); ok && cm["type"] == "InvalidSpec" {
-			prev = cm
-			continue
-		}
-		kept = append(kept, c)
-	}
-	if rejected != nil {
-		msg := fmt.Sprintf("The Rollout %q is invalid: %s", name, rejected.Message)
-		ts := now.UTC().Format(time.RFC3339)
-		c := map[string]any{"type": "InvalidSpec", "status": "True", "reason": "InvalidSpec", "message": msg,
-			"lastUpdateTime": ts, "lastTransitionTime": ts}
-		if prev != nil && prev["message"] == msg {
-			c = prev
-		}
-		kept = append(kept, c)
-		st["phase"], st["message"] = "Degraded", "InvalidSpec: "+msg
-	}
-	if len(kept) == 0 {
-		delete(st, "conditions")
-		return
-	}
-	st["conditions"] = kept
 }
 
 // replicasOf are the replica counts of a status (Counts').
