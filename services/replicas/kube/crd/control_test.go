@@ -372,13 +372,9 @@ func TestPluginStatusRequests(t *testing.T) {
 		t.Errorf("promote data %v, want full false", data)
 	}
 	s.answered("web", promote.ID())
-	st := s.waitStatus("web", "paused at step 3 after promote", func(st map[string]any) bool {
+	s.waitStatus("web", "paused at step 3 after promote", func(st map[string]any) bool {
 		return atStep("Paused", 3)(st) && st["pauseConditions"] != nil
 	})
-	if w, _, _ := unstructured.NestedInt64(st, "canary", "weights", "canary", "weight"); w != 75 {
-		t.Errorf("canary weight %d after promote, want 75", w)
-	}
-	_ = st
 
 	// abort.
 	s.plugin("web", `{"status":{"abort":true}}`, "status")
@@ -403,7 +399,7 @@ func TestPluginStatusRequests(t *testing.T) {
 	if !data["full"] {
 		t.Errorf("promote --full data %v, want full true", data)
 	}
-	st = s.waitStatus("web", "Healthy after promote --full", atStep("Healthy", -1))
+	st := s.waitStatus("web", "Healthy after promote --full", atStep("Healthy", -1))
 	if st["currentPodHash"] != st["stableRS"] {
 		t.Errorf("Healthy with currentPodHash %v and stableRS %v", st["currentPodHash"], st["stableRS"])
 	}

@@ -90,7 +90,7 @@ func New(cfg Config) (*Controllers, error) {
 	}
 	snaps := &lazyReader{client: cfg.Bus}
 	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Snapshots: snaps, Namespace: cfg.Namespace, Logger: cfg.Logger})
-	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Snapshots: snaps, Logger: cfg.Logger})
+	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Snapshots: snaps, Kube: cfg.Client, Logger: cfg.Logger})
 	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -114,6 +114,7 @@ func (c *Controllers) Run(ctx context.Context) error {
 	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true})
 	c.watcher.written, c.status.cfg.Written = written, written
 	c.status.held = c.watcher.requeue
+	c.counts.rewrite = c.status.Rewrite
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })

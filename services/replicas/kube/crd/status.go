@@ -14,8 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sluicehq/sluice/internal/argostatus"
@@ -23,6 +25,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/services/replicas/kube"
 )
 
 // StatusDurable is the durable consumer on SLUICE_STATUS that every
@@ -49,6 +52,10 @@ type StatusWriterConfig struct {
 	// nothing is recorded, and the InvalidSpec condition lasts only until
 	// the next event.
 	Written *records.Store[Written]
+	// Kube lists each rollout's ReplicaSets, whose counts (and the phase
+	// Argo derives from them) the status shows. Nil: the counts the
+	// object has.
+	Kube kubernetes.Interface
 	// Logger receives the writer's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -135,7 +142,27 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
 	}
-	ref := events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}
+	return s.write(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
+}
+
+// Rewrite writes r's latest status again, when what it derives from in
+// the cluster changed (its ReplicaSets' counts). Without Snapshots it
+// does nothing.
+func (s *StatusWriter) Rewrite(ctx context.Context, r events.Ref) error {
+	if s.cfg.Snapshots == nil {
+		return nil
+	}
+	data := events.StatusData{Status: events.Snapshot{Namespace: r.Namespace, Name: r.Name}}
+	// Any status event but a rejection: the latest snapshot is written.
+	ev, err := events.New(Source, events.TypeRolloutStepStarted, r.String(), data)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, r, ev, data)
+}
+
+// write writes ref's status after ev (see handle).
+func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Event, data events.StatusData) error {
 	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace)
 	cause := events.Extension(ev, events.ExtCausationID)
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
@@ -169,7 +196,11 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 		}
 		answered := answeredFields(uid, cause)
 		old, _, _ := unstructured.NestedMap(ro.Object, "status")
-		status := statusOf(ro, old, latest, m, rec.Rejected, s.now())
+		rsets, err := s.replicaSets(ctx, ro)
+		if err != nil {
+			return err
+		}
+		status := statusOf(ro, old, latest, m, rec.Rejected, rsets, s.now())
 		// Fields a tool changed keep its values: requested (pending) or
 		// not yet seen by the watcher.
 		now := requestedOf(old)
@@ -293,7 +324,7 @@ func rejects(cause string, ro *unstructured.Unstructured) bool {
 // generation is not rejected and no tool's request is pending.
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
-	return statusOf(ro, old, data, nil, nil, time.Now()), nil
+	return statusOf(ro, old, data, nil, nil, nil, time.Now()), nil
 }
 
 // statusOf is the Rollout's status to write: Argo's status for data
@@ -301,15 +332,16 @@ func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]a
 // the object is at it (Argo's InvalidSpec condition), and what the watcher
 // owns (observedGeneration, workloadObservedGeneration) kept from old: the
 // watcher compares them with the generation to know what it published.
-func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, now time.Time) map[string]any {
+func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, rsets []argostatus.ReplicaSet, now time.Time) map[string]any {
 	if m == nil {
 		m = specOf(ro)
 	}
 	in := argostatus.Rollout{
-		Generation: ro.GetGeneration(),
-		Spec:       m,
-		Status:     old,
-		Replicas:   replicasOf(old),
+		Generation:  ro.GetGeneration(),
+		Spec:        m,
+		Status:      old,
+		Replicas:    replicasOf(old),
+		ReplicaSets: rsets,
 	}
 	if n, err := strconv.ParseInt(fmt.Sprint(old["workloadObservedGeneration"]), 10, 64); err == nil {
 		in.WorkloadGeneration = n
@@ -327,6 +359,28 @@ func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.Sta
 		}
 	}
 	return st
+}
+
+// replicaSets are the counts of ro's ReplicaSets (nil without Kube).
+func (s *StatusWriter) replicaSets(ctx context.Context, ro *unstructured.Unstructured) ([]argostatus.ReplicaSet, error) {
+	if s.cfg.Kube == nil {
+		return nil, nil
+	}
+	list, err := s.cfg.Kube.AppsV1().ReplicaSets(ro.GetNamespace()).List(ctx, metav1.ListOptions{
+		LabelSelector: labels.SelectorFromSet(labels.Set{kube.RolloutLabel: ro.GetName()}).String(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := []argostatus.ReplicaSet{}
+	for _, rs := range list.Items {
+		if rs.DeletionTimestamp != nil || !owned(&rs, ro) {
+			continue
+		}
+		out = append(out, argostatus.ReplicaSet{Hash: rs.Labels[spec.LabelPodTemplateHash], Replicas: rs.Status.Replicas,
+			Ready: rs.Status.ReadyReplicas, Available: rs.Status.AvailableReplicas})
+	}
+	return out, nil
 }
 
 // replicasOf are the replica counts of a status (Counts').
