@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +166,22 @@ func TestArgoCDActionOnAMissingRolloutFails(t *testing.T) {
 	_, err := cp.RunArgoCDAction(ctx, ns, "nothing", "abort")
 	if err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Fatalf("err = %v, want not found", err)
+	}
+}
+
+// A tools directory built before Argo's tools were added fails at once,
+// saying what is missing and how to rebuild, instead of a test failing
+// later on a missing plugin.
+func TestToolsWithoutArgoAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"} {
+		writeFile(t, filepath.Join(dir, "bin", b), "")
+	}
+	_, err := kubetest.Start(t.Context(), kubetest.Options{ToolsDir: dir})
+	if !errors.Is(err, kubetest.ErrNoTools) || !strings.Contains(err.Error(), "kubectl-argo-rollouts") || !strings.Contains(err.Error(), "make kube-tools") {
+		t.Fatalf("err = %v; want ErrNoTools naming bin/kubectl-argo-rollouts and make kube-tools", err)
 	}
 }

@@ -214,11 +214,10 @@ func (cp *ControlPlane) ApplyArgoCDAction(ctx context.Context, live, newObj *uns
 		return nil, fmt.Errorf("kubetest: Argo CD action: %w", err)
 	}
 	gvk := live.GroupVersionKind()
-	gvr := schema.GroupVersionResource{Group: gvk.Group, Version: gvk.Version}
 	if gvk.Group != rolloutGVR.Group || gvk.Kind != "Rollout" {
 		return nil, fmt.Errorf("kubetest: Argo CD action: only argoproj.io Rollouts are supported here, not %s", gvk)
 	}
-	gvr.Resource = rolloutGVR.Resource
+	gvr := rolloutGVR.GroupResource().WithVersion(gvk.Version)
 	client, err := argoCDClient(cp.Config)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
@@ -44,6 +45,10 @@ type Counts struct {
 	cfg   CountsConfig
 	log   *slog.Logger
 	ready atomic.Bool
+	// rewrite, when set, writes the rollout's whole status again instead
+	// of patching the counts: Argo's phase and conditions derive from
+	// them (the status writer's Rewrite).
+	rewrite func(context.Context, events.Ref) error
 }
 
 // NewCounts returns a Counts writer; Run starts it.
@@ -125,6 +130,9 @@ func (c *Counts) write(ctx context.Context, key types.NamespacedName, rsets repl
 	}
 	if same {
 		return nil
+	}
+	if c.rewrite != nil {
+		return c.rewrite(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
 	}
 	patch, err := json.Marshal(map[string]any{"status": want})
 	if err != nil {
