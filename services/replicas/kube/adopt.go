@@ -1,11 +1,7 @@
 package kube
 
 import (
-	"errors"
-
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -62,22 +58,4 @@ func (b *Backend) replicaSetsOf(ref events.Ref) ([]*appsv1.ReplicaSet, error) {
 		}
 	}
 	return out, nil
-}
-
-// namespaceGone reports whether err, from creating an object, says that
-// its namespace does not exist or is being deleted: creating it again
-// cannot succeed.
-func namespaceGone(err error) bool {
-	if err == nil {
-		return false
-	}
-	if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
-		return true
-	}
-	var status apierrors.APIStatus
-	if !apierrors.IsNotFound(err) || !errors.As(err, &status) {
-		return false
-	}
-	d := status.Status().Details
-	return d != nil && d.Kind == "namespaces"
 }

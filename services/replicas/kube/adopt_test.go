@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -142,7 +143,7 @@ func TestNamespaceGone(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			e := start(t, true)
+			e := start(t, false)
 			e.client.PrependReactor("create", "replicasets", reactor)
 			_, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 2)}})
 			if !errors.Is(err, replicas.ErrGone) || !strings.Contains(err.Error(), "ReplicaSet default/web-abc of revision 1 cannot be created") {
@@ -161,6 +162,15 @@ func TestNamespaceGone(t *testing.T) {
 // waiting for pods that cannot come.
 func TestReplicaSetDeletedWhileWaiting(t *testing.T) {
 	e := start(t, false) // no controller: the task waits for pods
+	var terminating atomic.Bool
+	// Installed before the backend runs: the fake's reactor chain is not
+	// safe to change while it is in use.
+	e.client.PrependReactor("create", "replicasets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if terminating.Load() {
+			return namespaceTerminating(a)
+		}
+		return false, nil, nil
+	})
 	done := make(chan error, 1)
 	go func() {
 		_, err := e.apply(t, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{rev(1, "abc", spec.RoleStable, 2)}})
@@ -170,7 +180,7 @@ func TestReplicaSetDeletedWhileWaiting(t *testing.T) {
 		_, err := e.client.AppsV1().ReplicaSets("default").Get(context.Background(), "web-abc", metav1.GetOptions{})
 		return err
 	})
-	e.client.PrependReactor("create", "replicasets", namespaceTerminating)
+	terminating.Store(true)
 	if err := e.client.AppsV1().ReplicaSets("default").Delete(context.Background(), "web-abc", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/sluicehq/sluice/internal/kubens"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -232,7 +233,7 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 			switch {
 			case apierrors.IsInvalid(err):
 				return fmt.Errorf("%w: ReplicaSet %s/%s: %v", replicas.ErrInvalidTemplate, ref.Namespace, name, err)
-			case namespaceGone(err):
+			case kubens.Gone(err):
 				return fmt.Errorf("%w: ReplicaSet %s/%s of revision %d cannot be created: %v", replicas.ErrGone, ref.Namespace, name, rv.Revision, err)
 			case apierrors.IsAlreadyExists(err):
 				// Created since our read (by a concurrent task): read it
