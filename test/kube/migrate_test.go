@@ -1,0 +1,403 @@
+package kube_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluicehq/sluice/internal/follow"
+	"github.com/sluicehq/sluice/internal/kubetest"
+	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
+	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
+	"github.com/sluicehq/sluice/services/replicas/kube/crd"
+)
+
+// argoDir holds Argo Rollouts v1.10.0 built from its Go module: bin/ with
+// rollouts-controller, src/ with its source and CRD manifests
+// (SLUICE_ARGO_DIR, default /tmp/argo, until the tools cache carries them).
+func argoDir(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("SLUICE_ARGO_DIR")
+	if dir == "" {
+		dir = "/tmp/argo"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bin", "rollouts-controller")); err != nil {
+		t.Fatalf("Argo Rollouts' controller is needed (build it from github.com/argoproj/argo-rollouts v1.10.0 into %s/bin): %v", dir, err)
+	}
+	return dir
+}
+
+// installArgoCRDs installs Argo Rollouts' own CRD manifests, as a cluster
+// migrating from Argo has them.
+func installArgoCRDs(t testing.TB, cp *kubetest.ControlPlane) {
+	t.Helper()
+	dir := filepath.Join(argoDir(t), "src", "manifests", "crds")
+	var files []string
+	for _, f := range []string{"rollout-crd.yaml", "experiment-crd.yaml", "analysis-run-crd.yaml", "analysis-template-crd.yaml", "cluster-analysis-template-crd.yaml"} {
+		files = append(files, filepath.Join(dir, f))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cp.InstallCRDs(ctx, files...); err != nil {
+		t.Fatalf("install Argo's CRDs: %v", err)
+	}
+}
+
+// freePort is a loopback port nothing listens on.
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// runArgoController runs Argo Rollouts' own controller on namespace ns
+// and returns the function that stops it (and waits for it to exit). Its
+// log is shown when the test fails.
+func runArgoController(t testing.TB, cp *kubetest.ControlPlane, ns string) (stop func()) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "rollouts-controller.log")
+	logFile, err := os.Create(logPath)
+	must(t, err)
+	cmd := exec.Command(filepath.Join(argoDir(t), "bin", "rollouts-controller"),
+		"--kubeconfig", cp.Kubeconfig, "--namespaced", "--namespace", ns, "--leader-elect=false",
+		"--healthzPort", freePort(t), "--metricsPort", freePort(t), "--loglevel", "info")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	must(t, cmd.Start())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		logFile.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("rollouts-controller log (last 4000 bytes):\n%s", b[max(0, len(b)-4000):])
+		}
+	})
+	return stop
+}
+
+// argoCanary is the strategy Argo runs: 30%, a short pause, done.
+const argoCanary = `    canary:
+      stableService: web-stable
+      canaryService: web-canary
+      scaleDownDelaySeconds: 2
+      abortScaleDownDelaySeconds: 2
+      steps:
+      - setWeight: 30
+      - pause: {duration: 1s}
+      trafficRouting:
+        nginx: {stableIngress: web}
+`
+
+const stableIngress = `apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: web}
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: web.example.com
+    http:
+      paths:
+      - {path: /, pathType: Prefix, backend: {service: {name: web-stable, port: {number: 80}}}}`
+
+// replicaSetOf is the rollout's ReplicaSet at revision n.
+func (s *stack) replicaSetOf(t testing.TB, revision int) *appsv1.ReplicaSet {
+	t.Helper()
+	list, err := s.cp.Client.AppsV1().ReplicaSets(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash})
+	must(t, err)
+	for i, rs := range list.Items {
+		if rs.Annotations[replicaskube.AnnotationRevision] == strconv.Itoa(revision) {
+			return &list.Items[i]
+		}
+	}
+	return nil
+}
+
+// podUIDs lists the uids of a revision's pods, sorted.
+func (s *stack) podUIDs(t testing.TB, hash string) []types.UID {
+	t.Helper()
+	var out []types.UID
+	for _, p := range s.readyPods(t, hash) {
+		out = append(out, p.UID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// routing is what routes traffic for the rollout: the Services' selectors
+// and the canary Ingress's backends and weight.
+type routing struct {
+	stableSelector, canarySelector map[string]string
+	canaryUID                      types.UID
+	canarySpec                     any
+	canaryWeight                   string
+}
+
+func (s *stack) routing(t testing.TB) routing {
+	t.Helper()
+	var r routing
+	for name, sel := range map[string]*map[string]string{"web-stable": &r.stableSelector, "web-canary": &r.canarySelector} {
+		svc, err := s.cp.Client.CoreV1().Services(s.ns).Get(context.Background(), name, metav1.GetOptions{})
+		must(t, err)
+		*sel = svc.Spec.Selector
+	}
+	ing, err := s.get(t, "networking.k8s.io/v1", "Ingress", "web-web-canary")
+	must(t, err)
+	r.canaryUID, r.canarySpec = ing.GetUID(), ing.Object["spec"]
+	r.canaryWeight = ing.GetAnnotations()["nginx.ingress.kubernetes.io/canary-weight"]
+	return r
+}
+
+// requestTakeover publishes the requested event for the Rollout object as
+// Sluice's Rollout watcher does (same source, id scheme and actor). The
+// watcher itself publishes nothing for a Rollout whose observedGeneration
+// Argo already brought up to date; publishing one for a Rollout Sluice does
+// not know yet is the watcher's to do (the part "control" of issue 17).
+func (s *stack) requestTakeover(t testing.TB, name string) {
+	t.Helper()
+	ro, err := s.get(t, "argoproj.io/v1alpha1", "Rollout", name)
+	must(t, err)
+	ann := ro.GetAnnotations()
+	delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
+	spec, _, _ := unstructured.NestedMap(ro.Object, "spec")
+	manifest := map[string]any{
+		"apiVersion": ro.GetAPIVersion(), "kind": ro.GetKind(),
+		"metadata": map[string]any{"name": name, "namespace": s.ns, "labels": ro.GetLabels(), "annotations": ann},
+		"spec":     spec,
+	}
+	ref := events.Ref{Namespace: s.ns, Name: name}
+	ev, err := events.New(crd.Source, events.TypeRolloutRequested, ref.String(), manifest)
+	must(t, err)
+	ev.SetID(fmt.Sprintf("k8s:%s:%d", ro.GetUID(), ro.GetGeneration()))
+	ev.SetExtension(events.ExtActor, crd.Actor)
+	_, err = s.bus.Publish(context.Background(), events.CommandSubject(ref), ev)
+	must(t, err)
+}
+
+// follow follows the rollout's status events from now on.
+func (s *stack) follow(t testing.TB, name string) *follow.Follower {
+	t.Helper()
+	f, err := follow.Status(context.Background(), s.bus, events.Ref{Namespace: s.ns, Name: name})
+	must(t, err)
+	t.Cleanup(f.Stop)
+	return f
+}
+
+// awaitEvent reads f until an event of type typ, failing on one of the
+// types in fail, or after a minute; it returns the event's data.
+func awaitEvent(t testing.TB, f *follow.Follower, typ string, fail ...string) events.StatusData {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var seen []string
+	for {
+		d, err := f.Next(ctx)
+		if err != nil {
+			t.Fatalf("no %s event: %v (seen: %s)", typ, err, strings.Join(seen, ", "))
+		}
+		var data events.StatusData
+		_ = d.Event.DataAs(&data)
+		seen = append(seen, d.Event.Type())
+		switch {
+		case d.Event.Type() == typ:
+			return data
+		case slices.Contains(fail, d.Event.Type()):
+			t.Fatalf("%s while waiting for %s: %s %v", d.Event.Type(), typ, data.Reason, data.Errors)
+		}
+	}
+}
+
+// A canary Rollout that Argo Rollouts' own controller brought to Healthy
+// through two revisions, on Argo's own CRDs, is taken over by Sluice with
+// Argo stopped: the same pods keep running, the Services and the canary
+// Ingress route as before, the revision numbers carry on, the next update
+// canaries through its steps, and an undo to the revision Argo made first
+// runs that revision's ReplicaSet again.
+func TestMigrateFromArgoInPlace(t *testing.T) {
+	cp := controlPlane(t)
+	installArgoCRDs(t, cp)
+	ns := cp.Namespace(t)
+	pre := &stack{cp: cp, ns: ns}
+	pre.service(t, "web-stable", "web")
+	pre.service(t, "web-canary", "web")
+	pre.apply(t, stableIngress)
+
+	// Argo runs the rollout: revision 1, then an update to revision 2.
+	stopArgo := runArgoController(t, cp, ns)
+	argoHealthy := func(revision string) {
+		t.Helper()
+		eventually(t, "Argo's rollout Healthy at revision "+revision, func() error {
+			ro, err := pre.get(t, "argoproj.io/v1alpha1", "Rollout", "web")
+			if err != nil {
+				return err
+			}
+			st, _, _ := unstructured.NestedMap(ro.Object, "status")
+			if st["phase"] != "Healthy" || st["stableRS"] != st["currentPodHash"] || ro.GetAnnotations()[replicaskube.AnnotationRevision] != revision {
+				return fmt.Errorf("phase %v stableRS %v currentPodHash %v revision %s: %v", st["phase"], st["stableRS"], st["currentPodHash"], ro.GetAnnotations()[replicaskube.AnnotationRevision], st["message"])
+			}
+			if hash, _ := st["stableRS"].(string); len(pre.readyPods(t, hash)) != 2 {
+				return fmt.Errorf("%d ready pods of %s", len(pre.readyPods(t, hash)), hash)
+			}
+			return nil
+		})
+	}
+	pre.apply(t, rollout("web", "1", 2, argoCanary))
+	argoHealthy("1")
+	pre.setImage(t, "web", "web:2")
+	argoHealthy("2")
+	rs1, rs2 := pre.replicaSetOf(t, 1), pre.replicaSetOf(t, 2)
+	if rs1 == nil || rs2 == nil {
+		t.Fatal("Argo left no ReplicaSets for revisions 1 and 2")
+	}
+	hash1, hash2 := rs1.Labels[spec.LabelPodTemplateHash], rs2.Labels[spec.LabelPodTemplateHash]
+	pre.waitPods(t, hash1, 0)
+	stopArgo()
+	pods := pre.podUIDs(t, hash2)
+	before := pre.routing(t)
+	if before.stableSelector[spec.LabelPodTemplateHash] != hash2 || before.canaryWeight != "0" {
+		t.Fatalf("Argo left stable selector %v and canary weight %q, want %s and 0", before.stableSelector, before.canaryWeight, hash2)
+	}
+
+	// Sluice takes over: nothing moves.
+	s := startIn(t, cp, ns)
+	f := s.follow(t, "web")
+	s.requestTakeover(t, "web")
+	if reason := awaitEvent(t, f, events.TypeRolloutAccepted).Reason; !strings.Contains(reason, "taken over at revision 2") {
+		t.Errorf("accepted: %q, want the takeover at revision 2", reason)
+	}
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutDegraded, events.TypeRolloutAborted)
+	if got := s.podUIDs(t, hash2); !slices.Equal(got, pods) {
+		t.Errorf("pods %v after the takeover, want Argo's %v untouched", got, pods)
+	}
+	rs := s.replicaSetOf(t, 2)
+	if rs == nil || rs.UID != rs2.UID || rs.Labels[replicaskube.RolloutLabel] != "web" {
+		t.Errorf("revision 2's ReplicaSet %v, want Argo's %s (uid %s) adopted", rs, rs2.Name, rs2.UID)
+	}
+	after := s.routing(t)
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("routing changed on takeover:\n%+v\nwant\n%+v", after, before)
+	}
+
+	// The next update canaries through its steps, as revision 3.
+	s.apply(t, rollout("web", "3", 2, canarySteps("        nginx: {stableIngress: web}\n")))
+	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
+	rs3 := s.replicaSetOf(t, 3)
+	if rs3 == nil {
+		t.Fatal("no ReplicaSet for revision 3")
+	}
+	hash3 := rs3.Labels[spec.LabelPodTemplateHash]
+	s.waitPods(t, hash3, 1)
+	if n := len(s.readyPods(t, hash2)); n != 2 {
+		t.Errorf("%d stable pods while the canary is paused, want 2", n)
+	}
+	if w := s.routing(t).canaryWeight; w != "30" {
+		t.Errorf("canary weight %q at the pause, want 30", w)
+	}
+	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutAborted)
+	s.waitPods(t, hash3, 2)
+	s.waitPods(t, hash2, 0)
+
+	// Undo to Argo's revision 1 (its template written back, as the plugin's
+	// undo does): Argo's ReplicaSet runs it, as revision 4.
+	s.apply(t, rollout("web", "1", 2, canarySteps("        nginx: {stableIngress: web}\n")))
+	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
+	s.waitPods(t, hash1, 1)
+	rs, err := s.cp.Client.AppsV1().ReplicaSets(ns).Get(context.Background(), rs1.Name, metav1.GetOptions{})
+	must(t, err)
+	if rs.UID != rs1.UID || rs.Annotations[replicaskube.AnnotationRevision] != "4" {
+		t.Errorf("ReplicaSet %s uid %s revision %s, want Argo's (uid %s) at revision 4", rs.Name, rs.UID, rs.Annotations[replicaskube.AnnotationRevision], rs1.UID)
+	}
+	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutAborted)
+	s.waitPods(t, hash1, 2)
+}
+
+// After the namespace of a rollout is deleted while its scale task waits
+// for pods, the task ends: the replicas service reports it Failed, saying
+// the namespace is going, and the orchestrator, after its attempts, reports
+// the rollout degraded instead of the task being retried for as long as
+// Sluice runs.
+func TestTaskEndsWhenTheNamespaceIsDeleted(t *testing.T) {
+	s := start(t)
+	ref := events.Ref{Namespace: s.ns, Name: "web"}
+	results, err := s.bus.Conn().SubscribeSync(events.ResultSubject(tasks.ServiceReplicas, ref))
+	must(t, err)
+	t.Cleanup(func() { _ = results.Unsubscribe() })
+	f := s.follow(t, "web")
+
+	// A rollout sent on the bus (no Rollout object that the namespace's
+	// deletion would delete too), whose pods can never be scheduled: its
+	// scale task waits.
+	var manifest map[string]any
+	must(t, yaml.Unmarshal([]byte(rollout("web", "1", 2, "    canary: {}\n")), &manifest))
+	must(t, unstructured.SetNestedField(manifest, map[string]any{"no-such-node": "true"}, "spec", "template", "spec", "nodeSelector"))
+	must(t, unstructured.SetNestedField(manifest, s.ns, "metadata", "namespace"))
+	ev, err := events.New("/test", events.TypeRolloutRequested, ref.String(), manifest)
+	must(t, err)
+	_, err = s.bus.Publish(context.Background(), events.CommandSubject(ref), ev)
+	must(t, err)
+	eventually(t, "the rollout's ReplicaSet with pending pods", func() error {
+		if rs := s.replicaSetOf(t, 1); rs == nil {
+			return fmt.Errorf("no ReplicaSet yet")
+		}
+		return nil
+	})
+
+	must(t, s.cp.Client.CoreV1().Namespaces().Delete(context.Background(), s.ns, metav1.DeleteOptions{}))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		msg, err := results.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no finished scale task after the namespace was deleted: %v", err)
+		}
+		ev, err := events.Decode(msg.Data, msg.Header)
+		if err != nil || ev.Type() != tasks.TypeFinished {
+			continue
+		}
+		var fin tasks.Finished
+		must(t, ev.DataAs(&fin))
+		if fin.Outcome != tasks.OutcomeFailed || !strings.Contains(fin.Message, "being terminated") && !strings.Contains(fin.Message, "not found") {
+			t.Fatalf("scale task finished %s: %q, want Failed saying the namespace is going", fin.Outcome, fin.Message)
+		}
+		break
+	}
+	if reason := awaitEvent(t, f, events.TypeRolloutDegraded).Reason; !strings.Contains(reason, "namespace") {
+		t.Errorf("degraded: %q, want the reason to name the namespace", reason)
+	}
+}
