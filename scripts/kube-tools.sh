@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # kube-tools.sh: build the real-Kubernetes test tier's binaries and manifests
 # (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kwok
-# Stage files, Gateway API / Istio / SMI CRDs) into a cache directory outside
-# the repository, and print that directory on stdout. Logs go to stderr.
+# Stage files, Gateway API / Istio / SMI CRDs, Argo Rollouts' plugin,
+# controller and CRDs, Argo CD's Rollout health and action Lua scripts) into a
+# cache directory outside the repository, and print that directory on stdout.
+# Logs go to stderr.
 #
 #   dir=$(scripts/kube-tools.sh)   # then: SLUICE_KUBE_TOOLS=$dir go test ...
 #
@@ -70,7 +72,8 @@ fi
 
 tmp=$(mktemp -d "$cache/.build-$key.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/bin" "$tmp/kwok-stages" "$tmp/crds/gateway-api" "$tmp/crds/istio" "$tmp/crds/smi"
+mkdir -p "$tmp/bin" "$tmp/kwok-stages" "$tmp/crds/gateway-api" "$tmp/crds/istio" "$tmp/crds/smi" \
+  "$tmp/crds/argo-rollouts" "$tmp/argocd/Rollout"
 
 started=$SECONDS
 # modversion MODULE_DIR MODULE_PATH: the version MODULE_DIR's go.mod selects.
@@ -140,6 +143,40 @@ done
 # The SMI SDK ships its CRDs only as apiextensions.k8s.io/v1beta1, which no
 # current API server serves; ours are written for v1.
 cp "$crds"/smi/*.yaml "$tmp/crds/smi/"
+
+argo_version=$(modversion "$tools/argo" github.com/argoproj/argo-rollouts)
+log "kubectl-argo-rollouts, rollouts-controller $argo_version"
+argo_src=$(moddir "$tools/argo" github.com/argoproj/argo-rollouts)
+# Argo Rollouts is built as its own main module, with its own go.mod (and its
+# replace directives) and go.sum, from a writable copy: the module zip's
+# server/static holds only a placeholder, and the plugin's dashboard command
+# embeds that directory, so the build needs an index.html there. The page is
+# never served in tests.
+argo_build=$tmp/.argo-src
+cp -R "$argo_src" "$argo_build"
+chmod -R u+w "$argo_build"
+printf '<!doctype html><title>Argo Rollouts dashboard (not built)</title>\n' >"$argo_build/server/static/index.html"
+argo_ldflags="-s -w -X github.com/argoproj/argo-rollouts/utils/version.version=${argo_version#v}"
+argo_ldflags+=" -X github.com/argoproj/argo-rollouts/utils/version.gitTag=$argo_version"
+(cd "$argo_build" && CGO_ENABLED=0 "$GO" build -trimpath -ldflags "$argo_ldflags" -o "$tmp/bin/" \
+  ./cmd/kubectl-argo-rollouts ./cmd/rollouts-controller)
+rm -rf "$argo_build"
+for f in "$argo_src"/manifests/crds/*.yaml; do
+  [[ $(basename "$f") == kustomization.yaml ]] && continue
+  cp "$f" "$tmp/crds/argo-rollouts/"
+done
+
+# Argo CD's built-in health assessment and resource actions for
+# argoproj.io/Rollout, with the testdata they ship. Argo CD's module is only
+# downloaded (verified by test/kube/tools/argo/go.sum), never built: it is
+# pinned at the newest version whose go directive this Go accepts.
+argocd_version=$(modversion "$tools/argo" github.com/argoproj/argo-cd/v3)
+log "Argo CD $argocd_version Rollout health and actions"
+argocd_src=$(moddir "$tools/argo" github.com/argoproj/argo-cd/v3)
+cp -R "$argocd_src/resource_customizations/argoproj.io/Rollout/." "$tmp/argocd/Rollout/"
+for f in health.lua health_test.yaml actions/discovery.lua actions/action_test.yaml; do
+  [[ -f $tmp/argocd/Rollout/$f ]] || { log "no $f in $argocd_src/resource_customizations/argoproj.io/Rollout"; exit 1; }
+done
 chmod -R a+rX,go-w "$tmp"
 
 etcd_version=$(modversion "$tools/etcd" go.etcd.io/etcd/server/v3)
@@ -148,6 +185,7 @@ istio_version=$(modversion "$tools/crds" istio.io/api)
 {
   printf 'kubernetes %s\netcd %s\nkwok v%s\n' "$kube_version" "$etcd_version" "$kwok_version"
   printf 'gateway-api %s\nistio.io/api %s\nsmi test/kube/crds/smi\n' "$gw_version" "$istio_version"
+  printf 'argo-rollouts %s\nargo-cd %s\n' "$argo_version" "$argocd_version"
   printf 'built %s with %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$("$GO" env GOVERSION)"
 } >"$tmp/VERSIONS"
 touch "$tmp/.complete"

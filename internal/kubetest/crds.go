@@ -25,12 +25,17 @@ const (
 	CRDsIstio = "istio"
 	// CRDsSMI is SMI's TrafficSplit, versions v1alpha1 to v1alpha3.
 	CRDsSMI = "smi"
+	// CRDsArgoRollouts is Argo Rollouts' own CRDs as its release ships them
+	// (Rollout, AnalysisRun, AnalysisTemplate, ClusterAnalysisTemplate,
+	// Experiment): the schemas a migrating cluster has, which prune every
+	// status field Argo does not define. deploy/crds holds the same files.
+	CRDsArgoRollouts = "argo-rollouts"
 )
 
 var crdResource = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // CRDDir returns the directory of one of the cached CRD sets (CRDsGatewayAPI,
-// CRDsIstio, CRDsSMI), to pass to InstallCRDs.
+// CRDsIstio, CRDsSMI, CRDsArgoRollouts), to pass to InstallCRDs.
 func (cp *ControlPlane) CRDDir(name string) string {
 	return filepath.Join(cp.ToolsDir, "crds", name)
 }

@@ -24,14 +24,25 @@ var ErrNoTools = errors.New("Kubernetes test binaries unavailable")
 
 const mainModule = "github.com/sluicehq/sluice"
 
-// binaries the tools directory must hold under bin/.
-var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+// binaries the tools directory must hold under bin/. Argo's are not needed
+// to start a control plane, but a directory without them was built by an
+// older kube-tools.sh: failing at once says to rebuild it.
+var binaries = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+	argoPluginBinary, argoControllerBinary}
 
 // builtTools remembers the directory the script printed, so that several
 // control planes in one test binary run it once.
 var builtTools struct {
 	mu  sync.Mutex
 	dir string
+}
+
+// FindTools returns the directory built by scripts/kube-tools.sh, as Start
+// finds it ($SLUICE_KUBE_TOOLS, or else the script is run), for tests that
+// read its files without starting a control plane. ErrNoTools is returned
+// (wrapped, with how to fix it) when it cannot be found or built.
+func FindTools(ctx context.Context) (string, error) {
+	return findTools(ctx, "")
 }
 
 // findTools returns the tools directory: explicit, from ToolsEnv, or built
