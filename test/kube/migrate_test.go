@@ -3,15 +3,10 @@ package kube_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,93 +18,12 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/internal/follow"
-	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
-
-// argoDir holds Argo Rollouts v1.10.0 built from its Go module: bin/ with
-// rollouts-controller, src/ with its source and CRD manifests
-// (SLUICE_ARGO_DIR, default /tmp/argo, until the tools cache carries them).
-func argoDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("SLUICE_ARGO_DIR")
-	if dir == "" {
-		dir = "/tmp/argo"
-	}
-	if _, err := os.Stat(filepath.Join(dir, "bin", "rollouts-controller")); err != nil {
-		t.Fatalf("Argo Rollouts' controller is needed (build it from github.com/argoproj/argo-rollouts v1.10.0 into %s/bin): %v", dir, err)
-	}
-	return dir
-}
-
-// installArgoCRDs installs Argo Rollouts' own CRD manifests, as a cluster
-// migrating from Argo has them.
-func installArgoCRDs(t testing.TB, cp *kubetest.ControlPlane) {
-	t.Helper()
-	dir := filepath.Join(argoDir(t), "src", "manifests", "crds")
-	var files []string
-	for _, f := range []string{"rollout-crd.yaml", "experiment-crd.yaml", "analysis-run-crd.yaml", "analysis-template-crd.yaml", "cluster-analysis-template-crd.yaml"} {
-		files = append(files, filepath.Join(dir, f))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := cp.InstallCRDs(ctx, files...); err != nil {
-		t.Fatalf("install Argo's CRDs: %v", err)
-	}
-}
-
-// freePort is a loopback port nothing listens on.
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	must(t, err)
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-// runArgoController runs Argo Rollouts' own controller on namespace ns
-// and returns the function that stops it (and waits for it to exit). Its
-// log is shown when the test fails.
-func runArgoController(t testing.TB, cp *kubetest.ControlPlane, ns string) (stop func()) {
-	t.Helper()
-	logPath := filepath.Join(t.TempDir(), "rollouts-controller.log")
-	logFile, err := os.Create(logPath)
-	must(t, err)
-	cmd := exec.Command(filepath.Join(argoDir(t), "bin", "rollouts-controller"),
-		"--kubeconfig", cp.Kubeconfig, "--namespaced", "--namespace", ns, "--leader-elect=false",
-		"--healthzPort", freePort(t), "--metricsPort", freePort(t), "--loglevel", "info")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	must(t, cmd.Start())
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	t.Cleanup(func() {
-		stop()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("rollouts-controller log (last 4000 bytes):\n%s", b[max(0, len(b)-4000):])
-		}
-	})
-	return stop
-}
 
 // argoCanary is the strategy Argo runs: 30%, a short pause, done.
 const argoCanary = `    canary:
@@ -249,8 +163,7 @@ func awaitEvent(t testing.TB, f *follow.Follower, typ string, fail ...string) ev
 // canaries through its steps, and an undo to the revision Argo made first
 // runs that revision's ReplicaSet again.
 func TestMigrateFromArgoInPlace(t *testing.T) {
-	cp := controlPlane(t)
-	installArgoCRDs(t, cp)
+	cp := controlPlane(t) // with Argo's own CRDs (deploy/crds)
 	ns := cp.Namespace(t)
 	pre := &stack{cp: cp, ns: ns}
 	pre.service(t, "web-stable", "web")
@@ -258,7 +171,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 	pre.apply(t, stableIngress)
 
 	// Argo runs the rollout: revision 1, then an update to revision 2.
-	stopArgo := runArgoController(t, cp, ns)
+	argo := cp.StartArgoController(t, ns)
 	argoHealthy := func(revision string) {
 		t.Helper()
 		eventually(t, "Argo's rollout Healthy at revision "+revision, func() error {
@@ -286,7 +199,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 	}
 	hash1, hash2 := rs1.Labels[spec.LabelPodTemplateHash], rs2.Labels[spec.LabelPodTemplateHash]
 	pre.waitPods(t, hash1, 0)
-	stopArgo()
+	argo.Stop()
 	pods := pre.podUIDs(t, hash2)
 	before := pre.routing(t)
 	if before.stableSelector[spec.LabelPodTemplateHash] != hash2 || before.canaryWeight != "0" {
