@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,18 +26,23 @@ import (
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
 
-// argoCanary is the strategy Argo runs: 30%, a short pause, done.
-const argoCanary = `    canary:
+// canaryStrategy is a canary over web-stable and web-canary, routed by
+// trafficRouting (YAML under it; empty: by replica ratio), whose second
+// step is pause (Argo's runs pause for a second and completes by itself;
+// Sluice's waits to be promoted).
+func canaryStrategy(trafficRouting, pause string) string {
+	out := `    canary:
       stableService: web-stable
       canaryService: web-canary
-      scaleDownDelaySeconds: 2
-      abortScaleDownDelaySeconds: 2
       steps:
       - setWeight: 30
-      - pause: {duration: 1s}
-      trafficRouting:
-        nginx: {stableIngress: web}
-`
+      - pause: ` + pause + "\n"
+	if trafficRouting != "" {
+		// Argo allows scale-down delays only with traffic routing.
+		out += "      scaleDownDelaySeconds: 2\n      abortScaleDownDelaySeconds: 2\n      trafficRouting:\n" + trafficRouting
+	}
+	return out
+}
 
 const stableIngress = `apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -74,7 +80,7 @@ func (s *stack) podUIDs(t testing.TB, hash string) []types.UID {
 }
 
 // routing is what routes traffic for the rollout: the Services' selectors
-// and the canary Ingress's backends and weight.
+// and the canary Ingress's backends and weight, when there is one.
 type routing struct {
 	stableSelector, canarySelector map[string]string
 	canaryUID                      types.UID
@@ -91,6 +97,9 @@ func (s *stack) routing(t testing.TB) routing {
 		*sel = svc.Spec.Selector
 	}
 	ing, err := s.get(t, "networking.k8s.io/v1", "Ingress", "web-web-canary")
+	if apierrors.IsNotFound(err) {
+		return r // routed by replica ratio
+	}
 	must(t, err)
 	r.canaryUID, r.canarySpec = ing.GetUID(), ing.Object["spec"]
 	r.canaryWeight = ing.GetAnnotations()["nginx.ingress.kubernetes.io/canary-weight"]
@@ -163,12 +172,23 @@ func awaitEvent(t testing.TB, f *follow.Follower, typ string, fail ...string) ev
 // canaries through its steps, and an undo to the revision Argo made first
 // runs that revision's ReplicaSet again.
 func TestMigrateFromArgoInPlace(t *testing.T) {
+	for _, tc := range []struct{ name, trafficRouting string }{
+		{"replica ratio", ""},
+		{"nginx", "        nginx: {stableIngress: web}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { migrateFromArgo(t, tc.trafficRouting) })
+	}
+}
+
+func migrateFromArgo(t *testing.T, trafficRouting string) {
 	cp := controlPlane(t) // with Argo's own CRDs (deploy/crds)
 	ns := cp.Namespace(t)
 	pre := &stack{cp: cp, ns: ns}
 	pre.service(t, "web-stable", "web")
 	pre.service(t, "web-canary", "web")
-	pre.apply(t, stableIngress)
+	if trafficRouting != "" {
+		pre.apply(t, stableIngress)
+	}
 
 	// Argo runs the rollout: revision 1, then an update to revision 2.
 	argo := cp.StartArgoController(t, ns)
@@ -189,7 +209,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 			return nil
 		})
 	}
-	pre.apply(t, rollout("web", "1", 2, argoCanary))
+	pre.apply(t, rollout("web", "1", 2, canaryStrategy(trafficRouting, "{duration: 1s}")))
 	argoHealthy("1")
 	pre.setImage(t, "web", "web:2")
 	argoHealthy("2")
@@ -202,7 +222,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 	argo.Stop()
 	pods := pre.podUIDs(t, hash2)
 	before := pre.routing(t)
-	if before.stableSelector[spec.LabelPodTemplateHash] != hash2 || before.canaryWeight != "0" {
+	if before.stableSelector[spec.LabelPodTemplateHash] != hash2 || trafficRouting != "" && before.canaryWeight != "0" {
 		t.Fatalf("Argo left stable selector %v and canary weight %q, want %s and 0", before.stableSelector, before.canaryWeight, hash2)
 	}
 
@@ -227,7 +247,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 	}
 
 	// The next update canaries through its steps, as revision 3.
-	s.apply(t, rollout("web", "3", 2, canarySteps("        nginx: {stableIngress: web}\n")))
+	s.apply(t, rollout("web", "3", 2, canaryStrategy(trafficRouting, "{}")))
 	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
 	rs3 := s.replicaSetOf(t, 3)
 	if rs3 == nil {
@@ -235,10 +255,10 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 	}
 	hash3 := rs3.Labels[spec.LabelPodTemplateHash]
 	s.waitPods(t, hash3, 1)
-	if n := len(s.readyPods(t, hash2)); n != 2 {
-		t.Errorf("%d stable pods while the canary is paused, want 2", n)
+	if n := len(s.readyPods(t, hash2)); n == 0 {
+		t.Errorf("no stable pods while the canary is paused")
 	}
-	if w := s.routing(t).canaryWeight; w != "30" {
+	if w := s.routing(t).canaryWeight; trafficRouting != "" && w != "30" {
 		t.Errorf("canary weight %q at the pause, want 30", w)
 	}
 	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
@@ -248,7 +268,7 @@ func TestMigrateFromArgoInPlace(t *testing.T) {
 
 	// Undo to Argo's revision 1 (its template written back, as the plugin's
 	// undo does): Argo's ReplicaSet runs it, as revision 4.
-	s.apply(t, rollout("web", "1", 2, canarySteps("        nginx: {stableIngress: web}\n")))
+	s.apply(t, rollout("web", "1", 2, canaryStrategy(trafficRouting, "{}")))
 	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
 	s.waitPods(t, hash1, 1)
 	rs, err := s.cp.Client.AppsV1().ReplicaSets(ns).Get(context.Background(), rs1.Name, metav1.GetOptions{})
