@@ -190,36 +190,8 @@ func migrateFromArgo(t *testing.T, trafficRouting string) {
 		pre.apply(t, stableIngress)
 	}
 
-	// Argo runs the rollout: revision 1, then an update to revision 2.
-	argo := cp.StartArgoController(t, ns)
-	argoHealthy := func(revision string) {
-		t.Helper()
-		eventually(t, "Argo's rollout Healthy at revision "+revision, func() error {
-			ro, err := pre.get(t, "argoproj.io/v1alpha1", "Rollout", "web")
-			if err != nil {
-				return err
-			}
-			st, _, _ := unstructured.NestedMap(ro.Object, "status")
-			if st["phase"] != "Healthy" || st["stableRS"] != st["currentPodHash"] || ro.GetAnnotations()[replicaskube.AnnotationRevision] != revision {
-				return fmt.Errorf("phase %v stableRS %v currentPodHash %v revision %s: %v", st["phase"], st["stableRS"], st["currentPodHash"], ro.GetAnnotations()[replicaskube.AnnotationRevision], st["message"])
-			}
-			if hash, _ := st["stableRS"].(string); len(pre.readyPods(t, hash)) != 2 {
-				return fmt.Errorf("%d ready pods of %s", len(pre.readyPods(t, hash)), hash)
-			}
-			return nil
-		})
-	}
-	pre.apply(t, rollout("web", "1", 2, canaryStrategy(trafficRouting, "{duration: 1s}")))
-	argoHealthy("1")
-	pre.setImage(t, "web", "web:2")
-	argoHealthy("2")
-	rs1, rs2 := pre.replicaSetOf(t, 1), pre.replicaSetOf(t, 2)
-	if rs1 == nil || rs2 == nil {
-		t.Fatal("Argo left no ReplicaSets for revisions 1 and 2")
-	}
+	rs1, rs2 := underArgo(t, pre, canaryStrategy(trafficRouting, "{duration: 1s}"))
 	hash1, hash2 := rs1.Labels[spec.LabelPodTemplateHash], rs2.Labels[spec.LabelPodTemplateHash]
-	pre.waitPods(t, hash1, 0)
-	argo.Stop()
 	pods := pre.podUIDs(t, hash2)
 	before := pre.routing(t)
 	if before.stableSelector[spec.LabelPodTemplateHash] != hash2 || trafficRouting != "" && before.canaryWeight != "0" {
@@ -227,20 +199,7 @@ func migrateFromArgo(t *testing.T, trafficRouting string) {
 	}
 
 	// Sluice takes over: nothing moves.
-	s := startIn(t, cp, ns)
-	f := s.follow(t, "web")
-	s.requestTakeover(t, "web")
-	if reason := awaitEvent(t, f, events.TypeRolloutAccepted).Reason; !strings.Contains(reason, "taken over at revision 2") {
-		t.Errorf("accepted: %q, want the takeover at revision 2", reason)
-	}
-	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutDegraded, events.TypeRolloutAborted)
-	if got := s.podUIDs(t, hash2); !slices.Equal(got, pods) {
-		t.Errorf("pods %v after the takeover, want Argo's %v untouched", got, pods)
-	}
-	rs := s.replicaSetOf(t, 2)
-	if rs == nil || rs.UID != rs2.UID || rs.Labels[replicaskube.RolloutLabel] != "web" {
-		t.Errorf("revision 2's ReplicaSet %v, want Argo's %s (uid %s) adopted", rs, rs2.Name, rs2.UID)
-	}
+	s, f := takeOver(t, pre, rs2, pods)
 	after := s.routing(t)
 	if !reflect.DeepEqual(before, after) {
 		t.Errorf("routing changed on takeover:\n%+v\nwant\n%+v", after, before)
@@ -271,14 +230,150 @@ func migrateFromArgo(t *testing.T, trafficRouting string) {
 	s.apply(t, rollout("web", "1", 2, canaryStrategy(trafficRouting, "{}")))
 	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
 	s.waitPods(t, hash1, 1)
-	rs, err := s.cp.Client.AppsV1().ReplicaSets(ns).Get(context.Background(), rs1.Name, metav1.GetOptions{})
-	must(t, err)
-	if rs.UID != rs1.UID || rs.Annotations[replicaskube.AnnotationRevision] != "4" {
-		t.Errorf("ReplicaSet %s uid %s revision %s, want Argo's (uid %s) at revision 4", rs.Name, rs.UID, rs.Annotations[replicaskube.AnnotationRevision], rs1.UID)
-	}
+	s.reusedAt(t, rs1, 4)
 	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
 	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutAborted)
 	s.waitPods(t, hash1, 2)
+}
+
+// underArgo runs the Rollout web with strategy under Argo's own
+// controller: revision 1, then an update to revision 2, each to Healthy
+// with 2 pods; it stops Argo once revision 1 has no pods left and returns
+// Argo's ReplicaSets of both revisions.
+func underArgo(t *testing.T, pre *stack, strategy string) (rs1, rs2 *appsv1.ReplicaSet) {
+	t.Helper()
+	argo := pre.cp.StartArgoController(t, pre.ns)
+	argoHealthy := func(revision string) {
+		t.Helper()
+		eventually(t, "Argo's rollout Healthy at revision "+revision, func() error {
+			ro, err := pre.get(t, "argoproj.io/v1alpha1", "Rollout", "web")
+			if err != nil {
+				return err
+			}
+			st, _, _ := unstructured.NestedMap(ro.Object, "status")
+			if st["phase"] != "Healthy" || st["stableRS"] != st["currentPodHash"] || ro.GetAnnotations()[replicaskube.AnnotationRevision] != revision {
+				return fmt.Errorf("phase %v stableRS %v currentPodHash %v revision %s: %v", st["phase"], st["stableRS"], st["currentPodHash"], ro.GetAnnotations()[replicaskube.AnnotationRevision], st["message"])
+			}
+			if hash, _ := st["stableRS"].(string); len(pre.readyPods(t, hash)) != 2 {
+				return fmt.Errorf("%d ready pods of %s", len(pre.readyPods(t, hash)), hash)
+			}
+			return nil
+		})
+	}
+	pre.apply(t, rollout("web", "1", 2, strategy))
+	argoHealthy("1")
+	pre.setImage(t, "web", "web:2")
+	argoHealthy("2")
+	rs1, rs2 = pre.replicaSetOf(t, 1), pre.replicaSetOf(t, 2)
+	if rs1 == nil || rs2 == nil {
+		t.Fatal("Argo left no ReplicaSets for revisions 1 and 2")
+	}
+	pre.waitPods(t, rs1.Labels[spec.LabelPodTemplateHash], 0)
+	argo.Stop()
+	return rs1, rs2
+}
+
+// takeOver starts Sluice in pre's namespace and has it take over the
+// Rollout web, which Argo left at revision 2 (rs2, running pods): it
+// returns once the takeover completed, having checked that it kept the
+// revision number, adopted rs2 and left its pods alone.
+func takeOver(t *testing.T, pre *stack, rs2 *appsv1.ReplicaSet, pods []types.UID) (*stack, *follow.Follower) {
+	t.Helper()
+	s := startIn(t, pre.cp, pre.ns)
+	f := s.follow(t, "web")
+	s.requestTakeover(t, "web")
+	if reason := awaitEvent(t, f, events.TypeRolloutAccepted).Reason; !strings.Contains(reason, "taken over at revision 2") {
+		t.Errorf("accepted: %q, want the takeover at revision 2", reason)
+	}
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutDegraded, events.TypeRolloutAborted)
+	if got := s.podUIDs(t, rs2.Labels[spec.LabelPodTemplateHash]); !slices.Equal(got, pods) {
+		t.Errorf("pods %v after the takeover, want Argo's %v untouched", got, pods)
+	}
+	rs := s.replicaSetOf(t, 2)
+	if rs == nil || rs.UID != rs2.UID || rs.Labels[replicaskube.RolloutLabel] != "web" {
+		t.Errorf("revision 2's ReplicaSet %v, want Argo's %s (uid %s) adopted", rs, rs2.Name, rs2.UID)
+	}
+	return s, f
+}
+
+// reusedAt checks that Argo's ReplicaSet argo now runs revision n.
+func (s *stack) reusedAt(t *testing.T, argo *appsv1.ReplicaSet, n int) {
+	t.Helper()
+	rs, err := s.cp.Client.AppsV1().ReplicaSets(s.ns).Get(context.Background(), argo.Name, metav1.GetOptions{})
+	must(t, err)
+	if rs.UID != argo.UID || rs.Annotations[replicaskube.AnnotationRevision] != strconv.Itoa(n) {
+		t.Errorf("ReplicaSet %s uid %s revision %s, want Argo's (uid %s) at revision %d", rs.Name, rs.UID, rs.Annotations[replicaskube.AnnotationRevision], argo.UID, n)
+	}
+}
+
+// selectors maps each named Service to its selector.
+func (s *stack) selectors(t testing.TB, names ...string) map[string]map[string]string {
+	t.Helper()
+	out := map[string]map[string]string{}
+	for _, name := range names {
+		svc, err := s.cp.Client.CoreV1().Services(s.ns).Get(context.Background(), name, metav1.GetOptions{})
+		must(t, err)
+		out[name] = svc.Spec.Selector
+	}
+	return out
+}
+
+// The same for blue/green: Argo's active and preview Services keep their
+// selectors on takeover, and the next update waits in preview until
+// promoted; the undo reruns Argo's first ReplicaSet.
+func TestMigrateBlueGreenFromArgoInPlace(t *testing.T) {
+	cp := controlPlane(t)
+	ns := cp.Namespace(t)
+	pre := &stack{cp: cp, ns: ns}
+	pre.service(t, "web-active", "web")
+	pre.service(t, "web-preview", "web")
+	strategy := func(autoPromotion bool) string {
+		return fmt.Sprintf(`    blueGreen:
+      activeService: web-active
+      previewService: web-preview
+      autoPromotionEnabled: %t
+      scaleDownDelaySeconds: 2
+`, autoPromotion)
+	}
+	rs1, rs2 := underArgo(t, pre, strategy(true))
+	hash1, hash2 := rs1.Labels[spec.LabelPodTemplateHash], rs2.Labels[spec.LabelPodTemplateHash]
+	pods := pre.podUIDs(t, hash2)
+	before := pre.selectors(t, "web-active", "web-preview")
+	if before["web-active"][spec.LabelPodTemplateHash] != hash2 {
+		t.Fatalf("Argo left the active Service on %v, want %s", before["web-active"], hash2)
+	}
+
+	s, f := takeOver(t, pre, rs2, pods)
+	if after := s.selectors(t, "web-active", "web-preview"); !reflect.DeepEqual(after, before) {
+		t.Errorf("selectors changed on takeover: %v, want %v", after, before)
+	}
+
+	s.apply(t, rollout("web", "3", 2, strategy(false)))
+	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
+	rs3 := s.replicaSetOf(t, 3)
+	if rs3 == nil {
+		t.Fatal("no ReplicaSet for revision 3")
+	}
+	hash3 := rs3.Labels[spec.LabelPodTemplateHash]
+	s.waitPods(t, hash3, 2)
+	if sel := s.selectors(t, "web-active", "web-preview"); sel["web-active"][spec.LabelPodTemplateHash] != hash2 || sel["web-preview"][spec.LabelPodTemplateHash] != hash3 {
+		t.Errorf("selectors %v in preview, want active on %s and preview on %s", sel, hash2, hash3)
+	}
+	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutAborted)
+	if got := s.selectorHash(t, "web-active"); got != hash3 {
+		t.Errorf("active Service on %s after the promotion, want %s", got, hash3)
+	}
+
+	s.apply(t, rollout("web", "1", 2, strategy(false)))
+	awaitEvent(t, f, events.TypeRolloutPaused, events.TypeRolloutAborted, events.TypeRolloutRejected)
+	s.waitPods(t, hash1, 2)
+	s.reusedAt(t, rs1, 4)
+	s.command(t, "web", events.TypeRolloutPromote, events.PromoteData{})
+	awaitEvent(t, f, events.TypeRolloutCompleted, events.TypeRolloutAborted)
+	if got := s.selectorHash(t, "web-active"); got != hash1 {
+		t.Errorf("active Service on %s after the undo, want %s", got, hash1)
+	}
 }
 
 // After the namespace of a rollout is deleted while its scale task waits
