@@ -23,7 +23,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
 	replicaskube "github.com/sluicehq/sluice/services/replicas/kube"
-	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
 
 // canaryStrategy is a canary over web-stable and web-canary, routed by
@@ -106,36 +105,11 @@ func (s *stack) routing(t testing.TB) routing {
 	return r
 }
 
-// requestTakeover publishes the requested event for the Rollout object as
-// Sluice's Rollout watcher does (same source, id scheme and actor). The
-// watcher itself publishes nothing for a Rollout whose observedGeneration
-// Argo already brought up to date; publishing one for a Rollout Sluice does
-// not know yet is the watcher's to do (the part "control" of issue 17).
-func (s *stack) requestTakeover(t testing.TB, name string) {
-	t.Helper()
-	ro, err := s.get(t, "argoproj.io/v1alpha1", "Rollout", name)
-	must(t, err)
-	ann := ro.GetAnnotations()
-	delete(ann, "kubectl.kubernetes.io/last-applied-configuration")
-	spec, _, _ := unstructured.NestedMap(ro.Object, "spec")
-	manifest := map[string]any{
-		"apiVersion": ro.GetAPIVersion(), "kind": ro.GetKind(),
-		"metadata": map[string]any{"name": name, "namespace": s.ns, "labels": ro.GetLabels(), "annotations": ann},
-		"spec":     spec,
-	}
-	ref := events.Ref{Namespace: s.ns, Name: name}
-	ev, err := events.New(crd.Source, events.TypeRolloutRequested, ref.String(), manifest)
-	must(t, err)
-	ev.SetID(fmt.Sprintf("k8s:%s:%d", ro.GetUID(), ro.GetGeneration()))
-	ev.SetExtension(events.ExtActor, crd.Actor)
-	_, err = s.bus.Publish(context.Background(), events.CommandSubject(ref), ev)
-	must(t, err)
-}
-
-// follow follows the rollout's status events from now on.
+// follow follows the rollout's status events from the first the stack's
+// bus keeps.
 func (s *stack) follow(t testing.TB, name string) *follow.Follower {
 	t.Helper()
-	f, err := follow.Status(context.Background(), s.bus, events.Ref{Namespace: s.ns, Name: name})
+	f, err := follow.After(context.Background(), s.bus, 0, events.StatusSubject(events.Ref{Namespace: s.ns, Name: name}))
 	must(t, err)
 	t.Cleanup(f.Stop)
 	return f
@@ -279,9 +253,10 @@ func underArgo(t *testing.T, pre *stack, strategy string) (rs1, rs2 *appsv1.Repl
 // revision number, adopted rs2 and left its pods alone.
 func takeOver(t *testing.T, pre *stack, rs2 *appsv1.ReplicaSet, pods []types.UID) (*stack, *follow.Follower) {
 	t.Helper()
+	// The Rollout watcher requests the Rollout, which the orchestrator
+	// does not have yet, though Argo observed its generation.
 	s := startIn(t, pre.cp, pre.ns)
 	f := s.follow(t, "web")
-	s.requestTakeover(t, "web")
 	if reason := awaitEvent(t, f, events.TypeRolloutAccepted).Reason; !strings.Contains(reason, "taken over at revision 2") {
 		t.Errorf("accepted: %q, want the takeover at revision 2", reason)
 	}
