@@ -13,6 +13,9 @@
 //     HorizontalPodAutoscaler can read it.
 //   - Counts keeps the status' replica counts equal to the sums over the
 //     rollout's ReplicaSets, which change without any status event.
+//   - AnalysisRuns mirrors each rollout's analysis runs into AnalysisRun
+//     objects owned by the Rollout, prunes them past its history limits,
+//     and turns spec.terminate set on one into an analysis.terminate task.
 //
 // Both are safe to run in every replica of the replicas service: requested
 // events have deterministic ids (the bus drops the duplicates) and the
@@ -32,7 +35,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer"
 
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
@@ -63,23 +68,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Controllers runs the Watcher, the StatusWriter and Counts together: what
+// Controllers runs the Watcher, the StatusWriter, Counts and AnalysisRuns together: what
 // the replicas service runs on Kubernetes with --watch-rollouts.
 type Controllers struct {
 	watcher *Watcher
 	status  *StatusWriter
 	counts  *Counts
+	runs    *AnalysisRuns
 }
 
-// New builds the three controllers.
+// New builds the controllers.
 func New(cfg Config) (*Controllers, error) {
 	var (
 		c    Controllers
-		errs = make([]error, 3)
+		errs = make([]error, 4)
 	)
 	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Logger: cfg.Logger})
 	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	c.runs, errs[3] = NewAnalysisRuns(AnalysisRunsConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, BusConfig: cfg.BusConfig, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -92,12 +99,13 @@ func (c *Controllers) Run(ctx context.Context) error {
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })
 	g.Go(func() error { return c.counts.Run(ctx) })
+	g.Go(func() error { return c.runs.Run(ctx) })
 	return g.Wait()
 }
 
-// Ready reports whether all three are watching.
+// Ready reports whether all of them are watching.
 func (c *Controllers) Ready() bool {
-	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready()
+	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready() && c.runs.Ready()
 }
 
 // newQueue is the work queue of a controller: a key that failed comes back
@@ -132,8 +140,11 @@ func work[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterf
 
 // Needs is what the controllers use on the bus besides the replicas
 // service's own: they publish the requested and template events of Rollout
-// objects (commands), and the status writer's consumer follows the status.
+// objects (commands), the status writer's and the AnalysisRuns' consumers
+// follow the status, and AnalysisRuns reads the analyzer's runs and
+// publishes analysis.terminate tasks.
 var Needs = events.Needs{
-	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}},
-	Publish:   []string{events.CommandRoot + ".>"},
+	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}, {Stream: events.StreamStatus, Name: AnalysisRunsDurable}},
+	Publish:   []string{events.CommandRoot + ".>", events.TaskRoot + "." + tasks.ServiceAnalyzer + ".>"},
+	Views:     []string{analyzer.BucketRuns},
 }
