@@ -280,23 +280,24 @@ spec:
 	if len(want) > 10 { // the measurements Argo keeps by default
 		want = want[len(want)-10:]
 	}
-	check := func(when string) {
-		t.Helper()
+	check := func() error {
 		u, err := s.analysisRun(step)
-		must(t, err)
+		if err != nil {
+			return err
+		}
 		var got []any
 		for _, m := range measurementsOf(u) {
 			got = append(got, m.(map[string]any)["startedAt"])
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("%s: measurements started at %v, the bus reported %v", when, got, want)
+			return fmt.Errorf("measurements started at %v, the bus reported %v", got, want)
 		}
-		count, _, _ := unstructured.NestedInt64(firstResult(u), "count")
-		if int(count) != len(reported) {
-			t.Errorf("%s: count %d, the bus reported %d measurements", when, count, len(reported))
+		if count, _, _ := unstructured.NestedInt64(firstResult(u), "count"); int(count) != len(reported) {
+			return fmt.Errorf("count %d, the bus reported %d measurements", count, len(reported))
 		}
+		return nil
 	}
-	check("before the redelivery")
+	eventually(t, "the step run's object holding what the bus reported", check)
 	for _, ev := range reported {
 		again := ev.Clone()
 		again.SetID(ev.ID() + "-again")
@@ -317,7 +318,9 @@ spec:
 		}
 		return nil
 	})
-	check("after the redelivery")
+	if err := check(); err != nil {
+		t.Errorf("after the redelivery: %v", err)
+	}
 
 	// Promoted: the background run ends, and of the two Successful runs
 	// the history limit keeps one.

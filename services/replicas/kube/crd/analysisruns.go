@@ -672,28 +672,27 @@ func toJSON(v any) ([]any, error) {
 // Successful ones past successfulRunHistoryLimit and the Failed, Error
 // and Inconclusive ones past unsuccessfulRunHistoryLimit.
 func (a *AnalysisRuns) prune(ctx context.Context, ro *unstructured.Unstructured, current map[string]bool) error {
-	if a.inf == nil {
-		return nil
-	}
-	objs, err := a.inf.GetIndexer().ByIndex(cache.NamespaceIndex, ro.GetNamespace())
+	// Listed, not read from the informer's cache, which may not have the
+	// final phase just written yet.
+	list, err := a.cfg.Dynamic.Resource(AnalysisRunResource).Namespace(ro.GetNamespace()).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
 	}
 	var owned []*unstructured.Unstructured
-	for _, o := range objs {
-		u, ok := o.(*unstructured.Unstructured)
-		if ok && ownedBy(u, ro.GetUID()) && !current[u.GetName()] {
+	for i := range list.Items {
+		u := &list.Items[i]
+		if ownedBy(u, ro.GetUID()) && !current[u.GetName()] {
 			owned = append(owned, u)
 		}
 	}
 	var hashes map[string]bool
 	if a.cfg.Client != nil {
-		list, err := a.cfg.Client.AppsV1().ReplicaSets(ro.GetNamespace()).List(ctx, metav1.ListOptions{})
+		rss, err := a.cfg.Client.AppsV1().ReplicaSets(ro.GetNamespace()).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
 		}
 		hashes = map[string]bool{}
-		for _, rs := range list.Items {
+		for _, rs := range rss.Items {
 			if h, ok := rs.Labels[labelPodHash]; ok && slices.ContainsFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ro.GetUID() }) {
 				hashes[h] = rs.DeletionTimestamp == nil
 			}
