@@ -291,6 +291,40 @@ func TestAnalysisRunsMirrorOnlyTheRolloutsOwnRuns(t *testing.T) {
 		"my-web-abc12-2-1": measuredRun(t, "my-web-abc12-2-1", spec.AnalysisPhaseSuccessful),
 		"my-web-abc12-2":   measuredRun(t, "my-web-abc12-2", spec.AnalysisPhaseSuccessful),
 	}
+	bus := startMirror(t, dyn, runs)
+
+	measured(t, bus, "ci", "ci-abc12-1")
+	measured(t, bus, "my-web", "my-web-abc12-2-1")
+	measured(t, bus, "my-web", "my-web-abc12-2")
+
+	ars := dyn.Resource(crd.AnalysisRunResource).Namespace("shop")
+	poll.Until(t, "the cluster Rollout's run written", func() error {
+		u, err := ars.Get(context.Background(), "my-web-abc12-2", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase != "Running" {
+			return fmt.Errorf("phase %q", phase)
+		}
+		return nil
+	})
+	drained(t, bus)
+	if _, err := ars.Get(context.Background(), "ci-abc12-1", metav1.GetOptions{}); err == nil {
+		t.Error("an AnalysisRun was written for a rollout that is not a cluster object")
+	}
+	got, err := ars.Get(context.Background(), "my-web-abc12-2-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.Object["status"]; ok || !reflect.DeepEqual(got.Object["spec"], foreign.Object["spec"]) {
+		t.Errorf("an AnalysisRun the Rollout does not own was written: %v", got.Object)
+	}
+}
+
+// startMirror runs AnalysisRuns on dyn and a fresh bus, reading runs (nil:
+// the analyzer's bucket), and returns the bus.
+func startMirror(t *testing.T, dyn *dynamicfake.FakeDynamicClient, runs crd.RunSource) *events.Client {
+	t.Helper()
 	url := eventstest.StartServer(t).ClientURL()
 	bus := eventstest.Connect(t, url)
 	ar, err := crd.NewAnalysisRuns(crd.AnalysisRunsConfig{Dynamic: dyn, Bus: bus, Runs: runs, Logger: eventstest.Quiet()})
@@ -307,36 +341,30 @@ func TestAnalysisRunsMirrorOnlyTheRolloutsOwnRuns(t *testing.T) {
 		}
 	})
 	poll.True(t, "AnalysisRuns ready", ar.Ready)
+	return bus
+}
 
-	measured := func(rollout, run string) {
-		t.Helper()
-		ref := events.Ref{Namespace: "shop", Name: rollout}
-		ev, err := events.New("/test", events.TypeAnalysisMeasured, ref.String(), events.StatusData{
-			Status:   events.Snapshot{Namespace: "shop", Name: rollout, Phase: events.PhaseProgressing},
-			Analysis: &events.AnalysisSummary{Name: run, Phase: "Running"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := bus.Publish(context.Background(), events.StatusSubject(ref), ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	measured("ci", "ci-abc12-1")
-	measured("my-web", "my-web-abc12-2-1")
-	measured("my-web", "my-web-abc12-2")
-
-	ars := dyn.Resource(crd.AnalysisRunResource).Namespace("shop")
-	poll.Until(t, "the cluster Rollout's run written", func() error {
-		u, err := ars.Get(context.Background(), "my-web-abc12-2", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if phase, _, _ := unstructured.NestedString(u.Object, "status", "phase"); phase != "Running" {
-			return fmt.Errorf("phase %q", phase)
-		}
-		return nil
+// measured publishes an analysis.measured event of run for rollout in
+// namespace shop.
+func measured(t *testing.T, bus *events.Client, rollout, run string) {
+	t.Helper()
+	ref := events.Ref{Namespace: "shop", Name: rollout}
+	ev, err := events.New("/test", events.TypeAnalysisMeasured, ref.String(), events.StatusData{
+		Status:   events.Snapshot{Namespace: "shop", Name: rollout, Phase: events.PhaseProgressing},
+		Analysis: &events.AnalysisSummary{Name: run, Phase: "Running"},
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Publish(context.Background(), events.StatusSubject(ref), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drained waits until the mirror acknowledged every status event, none
+// of them after a retry.
+func drained(t *testing.T, bus *events.Client) {
+	t.Helper()
 	poll.Until(t, "every event acknowledged", func() error {
 		cons, err := bus.JetStream().Consumer(context.Background(), events.StreamStatus, crd.AnalysisRunsDurable)
 		if err != nil {
@@ -351,14 +379,20 @@ func TestAnalysisRunsMirrorOnlyTheRolloutsOwnRuns(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := ars.Get(context.Background(), "ci-abc12-1", metav1.GetOptions{}); err == nil {
-		t.Error("an AnalysisRun was written for a rollout that is not a cluster object")
-	}
-	got, err := ars.Get(context.Background(), "my-web-abc12-2-1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := got.Object["status"]; ok || !reflect.DeepEqual(got.Object["spec"], foreign.Object["spec"]) {
-		t.Errorf("an AnalysisRun the Rollout does not own was written: %v", got.Object)
+}
+
+// TestAnalysisRunsWithoutAnAnalyzer: with no analyzer ever run on the bus
+// (no runs bucket), a run named by a status event is not written and the
+// event is not retried.
+func TestAnalysisRunsWithoutAnAnalyzer(t *testing.T) {
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		crd.RolloutResource:     "RolloutList",
+		crd.AnalysisRunResource: "AnalysisRunList",
+	}, ownedRollout())
+	bus := startMirror(t, dyn, nil)
+	measured(t, bus, "my-web", "my-web-abc12-2")
+	drained(t, bus)
+	if _, err := dyn.Resource(crd.AnalysisRunResource).Namespace("shop").Get(context.Background(), "my-web-abc12-2", metav1.GetOptions{}); err == nil {
+		t.Error("an AnalysisRun was written without a run to mirror")
 	}
 }
