@@ -398,7 +398,7 @@ func TestTerminate(t *testing.T) {
 		if fin := rs.finished(t, stop); fin.Outcome != tasks.OutcomeSucceeded {
 			t.Fatalf("terminate finished %s: %s", fin.Outcome, fin.Message)
 		}
-		checkVerdict(t, rs.finished(t, run), successful, "run terminated")
+		checkVerdict(t, rs.finished(t, run), successful, "Run Terminated")
 		n := len(rs.measured(run.ID))
 		checkMeasured(t, rs, run, "error-rate", n, successful)
 	})

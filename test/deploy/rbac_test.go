@@ -55,6 +55,10 @@ var clusterAccess = map[string][]grant{
 		rule("argoproj.io", []string{"rollouts/finalizers"}, "update"),
 		// Templates published for the analyzer.
 		rule("argoproj.io", []string{"analysistemplates", "clusteranalysistemplates"}, "get", "list", "watch"),
+		// AnalysisRun objects mirrored from the bus, pruned past the
+		// history limits, watched for spec.terminate.
+		rule("argoproj.io", []string{"analysisruns"}, "get", "list", "watch", "create", "update", "patch", "delete"),
+		rule("argoproj.io", []string{"analysisruns/status"}, "update", "patch"),
 		// workloadRef: the Deployment's template, and scaleDown.
 		rule("apps", []string{"deployments"}, "get", "list", "watch"),
 		rule("apps", []string{"deployments/scale"}, "update"),
@@ -112,7 +116,6 @@ var neverGranted = []grant{
 	{"delete", "argoproj.io", "rollouts"},
 	{"update", "argoproj.io", "rollouts/scale"},
 	{"create", "argoproj.io", "analysistemplates"},
-	{"create", "argoproj.io", "analysisruns"},
 	{"update", "apps", "deployments"},
 	{"delete", "apps", "deployments"},
 	{"patch", "apps", "replicasets"},

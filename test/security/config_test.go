@@ -174,6 +174,8 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 	bucket(events.IdentityReplicas, endpoints.Bucket)
 	consumer(events.IdentityKube, events.StreamTasks, worker.Durable(tasks.ServiceReplicas))
 	consumer(events.IdentityKube, events.StreamStatus, crd.StatusDurable)
+	consumer(events.IdentityKube, events.StreamStatus, crd.AnalysisRunsDurable)
+	has(events.IdentityKube, "$JS.API.DIRECT.GET.KV_"+analyzer.BucketRuns+".>")
 	bucket(events.IdentityKube, replicas.BucketPending)
 	consumer(events.IdentityTraffic, events.StreamTasks, worker.Durable(tasks.ServiceTraffic))
 	bucket(events.IdentityTraffic, localproxy.Bucket)
@@ -189,7 +191,7 @@ func TestPermissionsNameTheServicesConsumersAndBuckets(t *testing.T) {
 		events.IdentityOrchestrator: {"sluice.result.orchestrator.>", "sluice.status.>", "sluice.task.analyzer.>", "sluice.task.replicas.>", "sluice.task.traffic.>"},
 		events.IdentityAnalyzer:     {"sluice.result.analyzer.>"},
 		events.IdentityReplicas:     {"sluice.result.replicas.>"},
-		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.replicas.>"},
+		events.IdentityKube:         {"sluice.cmd.>", "sluice.result.replicas.>", "sluice.task.analyzer.>"},
 		events.IdentityTraffic:      {"sluice.result.traffic.>"},
 		events.IdentityGateway:      {"sluice.cmd.>", "sluice.status.>"},
 		events.IdentityNotifier:     {"sluice.cmd.>", "sluice.status.>", "sluice.task.notifier.>"},

@@ -102,7 +102,7 @@ func runPhase(r Run) (spec.AnalysisPhase, string) {
 	var worst spec.AnalysisPhase
 	var message string
 	if r.Terminated {
-		message = "run terminated"
+		message = "Run Terminated" // Argo Rollouts' words
 	}
 	all := true
 	for _, res := range r.Results {

@@ -40,7 +40,11 @@ type Run struct {
 	// (Substitute) into the metric Due returns, and redacts them from the
 	// measurement (Measurement.Redact), so that secrets are never stored.
 	SecretArgs []spec.Argument `json:"secretArgs,omitempty"`
-	StartedAt  time.Time       `json:"startedAt"`
+	// Args are the run's arguments as merged from its templates and the
+	// rollout: values resolved, secrets as their secretKeyRef (never their
+	// value), as Argo Rollouts writes them in an AnalysisRun's spec.args.
+	Args      []spec.Argument `json:"args,omitempty"`
+	StartedAt time.Time       `json:"startedAt"`
 	// Terminated is set by Terminate.
 	Terminated bool               `json:"terminated,omitempty"`
 	Phase      spec.AnalysisPhase `json:"phase"`
@@ -144,7 +148,7 @@ func New(name string, s spec.AnalysisRunSpec, now time.Time) (Run, error) {
 		return Run{}, fmt.Errorf("analysis run %q: %w", name, errors.Join(errs...))
 	}
 
-	r := Run{Name: name, Metrics: resolved, SecretArgs: secrets, StartedAt: now, Results: make([]MetricResult, len(resolved))}
+	r := Run{Name: name, Metrics: resolved, SecretArgs: secrets, Args: s.Args, StartedAt: now, Results: make([]MetricResult, len(resolved))}
 	for i, m := range resolved {
 		r.Results[i] = MetricResult{Name: m.Name, Phase: spec.AnalysisPhasePending, DryRun: dry[m.Name], Retain: retain[m.Name]}
 	}

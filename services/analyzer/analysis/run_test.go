@@ -291,7 +291,7 @@ func TestRunVerdict(t *testing.T) {
 			terminate:   true,
 			wantRun:     S,
 			wantMetrics: map[string]spec.AnalysisPhase{"bg": S},
-			wantMessage: "run terminated",
+			wantMessage: "Run Terminated",
 		},
 		{
 			name:        "terminate before any measurement is Successful",
@@ -299,7 +299,7 @@ func TestRunVerdict(t *testing.T) {
 			terminate:   true,
 			wantRun:     S,
 			wantMetrics: map[string]spec.AnalysisPhase{"a": S},
-			wantMessage: "run terminated",
+			wantMessage: "Run Terminated",
 		},
 		{
 			name:        "terminate keeps a decided failure",
@@ -308,7 +308,7 @@ func TestRunVerdict(t *testing.T) {
 			terminate:   true,
 			wantRun:     S,
 			wantMetrics: map[string]spec.AnalysisPhase{"a": F, "b": S},
-			wantMessage: "run terminated",
+			wantMessage: "Run Terminated",
 		},
 		{
 			name:        "measurements after termination are dropped",

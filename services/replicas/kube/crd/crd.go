@@ -16,6 +16,9 @@
 //     watcher tells a tool's request from its own lagging write.
 //   - Counts keeps the status' replica counts equal to the sums over the
 //     rollout's ReplicaSets, which change without any status event.
+//   - AnalysisRuns mirrors each rollout's analysis runs into AnalysisRun
+//     objects owned by the Rollout, prunes them past its history limits,
+//     and turns spec.terminate set on one into an analysis.terminate task.
 //
 // Both are safe to run in every replica of the replicas service: requested
 // events have deterministic ids (the bus drops the duplicates) and the
@@ -38,9 +41,12 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sluicehq/sluice/internal/records"
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/orchestrator"
+
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
 
@@ -70,20 +76,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Controllers runs the Watcher, the StatusWriter and Counts together: what
+// Controllers runs the Watcher, the StatusWriter, Counts and AnalysisRuns together: what
 // the replicas service runs on Kubernetes with --watch-rollouts.
 type Controllers struct {
 	cfg     Config
 	watcher *Watcher
 	status  *StatusWriter
 	counts  *Counts
+	runs    *AnalysisRuns
 }
 
-// New builds the three controllers.
+// New builds the controllers.
 func New(cfg Config) (*Controllers, error) {
 	var (
 		c    = Controllers{cfg: cfg}
-		errs = make([]error, 3)
+		errs = make([]error, 4)
 	)
 	if cfg.Bus == nil {
 		return nil, errors.New("crd controllers: a bus client is required")
@@ -92,6 +99,7 @@ func New(cfg Config) (*Controllers, error) {
 	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Snapshots: snaps, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Snapshots: snaps, Kube: cfg.Client, Logger: cfg.Logger})
 	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	c.runs, errs[3] = NewAnalysisRuns(AnalysisRunsConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, BusConfig: cfg.BusConfig, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -119,12 +127,13 @@ func (c *Controllers) Run(ctx context.Context) error {
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })
 	g.Go(func() error { return c.counts.Run(ctx) })
+	g.Go(func() error { return c.runs.Run(ctx) })
 	return g.Wait()
 }
 
-// Ready reports whether all three are watching.
+// Ready reports whether all of them are watching.
 func (c *Controllers) Ready() bool {
-	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready()
+	return c.watcher.Ready() && c.status.Ready() && c.counts.Ready() && c.runs.Ready()
 }
 
 // newQueue is the work queue of a controller: a key that failed comes back
@@ -159,12 +168,14 @@ func work[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterf
 
 // Needs is what the controllers use on the bus besides the replicas
 // service's own: they publish the requested and template events of Rollout
-// objects (commands), and the status writer's consumer follows the status.
+// objects (commands), the status writer's and the AnalysisRuns' consumers
+// follow the status, and AnalysisRuns reads the analyzer's runs and
+// publishes analysis.terminate tasks.
 var Needs = events.Needs{
-	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}},
+	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}, {Stream: events.StreamStatus, Name: AnalysisRunsDurable}},
 	Buckets:   []events.Bucket{bucketWritten},
-	Views:     []string{orchestrator.BucketRollouts},
-	Publish:   []string{events.CommandRoot + ".>"},
+	Views:     []string{orchestrator.BucketRollouts, analyzer.BucketRuns},
+	Publish:   []string{events.CommandRoot + ".>", events.TaskRoot + "." + tasks.ServiceAnalyzer + ".>"},
 }
 
 var bucketWritten = events.Bucket{Name: BucketWritten, Description: "Sluice on Kubernetes: what the status writer wrote of each Rollout object's request fields", History: 1}
