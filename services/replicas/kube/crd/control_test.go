@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -47,13 +48,11 @@ const pluginManager = "kubectl-argo-rollouts"
 // plugin is the actor of the commands the plugin's patches make.
 const plugin = "kube:" + pluginManager
 
-// argoCRDs is where Argo Rollouts' v1.10.0 CRD manifests are: the
-// SLUICE_ARGO_CRDS directory, or Argo's source as the kube tier builds it.
+// argoCRDs is deploy/crds: Argo Rollouts' v1.10.0 CRD manifests,
+// verbatim, as a migrating cluster has them.
 func argoCRDs(t testing.TB) string {
-	if d := os.Getenv("SLUICE_ARGO_CRDS"); d != "" {
-		return d
-	}
-	return "/tmp/argo/src/manifests/crds"
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..", "deploy", "crds")
 }
 
 var crdsOnce struct {
