@@ -285,7 +285,7 @@ func splitStatusPatch(patch []byte) (nonStatus, status []byte, err error) {
 func ArgoCDScriptsDir(kind string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), SharedStartTimeout)
 	defer cancel()
-	tools, err := findTools(ctx, "")
+	tools, err := FindTools(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -37,6 +37,14 @@ var builtTools struct {
 	dir string
 }
 
+// FindTools returns the directory built by scripts/kube-tools.sh, as Start
+// finds it ($SLUICE_KUBE_TOOLS, or else the script is run), for tests that
+// read its files without starting a control plane. ErrNoTools is returned
+// (wrapped, with how to fix it) when it cannot be found or built.
+func FindTools(ctx context.Context) (string, error) {
+	return findTools(ctx, "")
+}
+
 // findTools returns the tools directory: explicit, from ToolsEnv, or built
 // (or found in the cache) by scripts/kube-tools.sh.
 func findTools(ctx context.Context, explicit string) (string, error) {

@@ -319,8 +319,12 @@ type Snapshot struct {
 	Analysis *AnalysisSummary `json:"analysis,omitempty"`
 	// Runs are the current update's analysis runs, started or finished,
 	// oldest first.
-	Runs      []RunSummary `json:"runs,omitempty"`
-	UpdatedAt time.Time    `json:"updatedAt"`
+	Runs []RunSummary `json:"runs,omitempty"`
+	// RestartedAt is the time of the last restart of the stable
+	// revision's pods (the restart command's time, or spec.restartAt) once
+	// every pod started before it was replaced: Argo's status.restartedAt.
+	RestartedAt time.Time `json:"restartedAt,omitzero"`
+	UpdatedAt   time.Time `json:"updatedAt"`
 }
 
 // RunSummary is one analysis run of a rollout's current update.

@@ -18,6 +18,11 @@ var (
 	// backend cannot run (a verdict on the task, not an infrastructure
 	// failure: applying it again cannot succeed).
 	ErrInvalidTemplate = errors.New("pod template cannot run on this platform")
+	// ErrGone means what the task needs is gone for good: the rollout's
+	// namespace no longer exists or is being deleted, so a revision that
+	// must run cannot be created (a verdict, as ErrInvalidTemplate: the
+	// task finishes Failed with the reason instead of being retried).
+	ErrGone = errors.New("namespace gone")
 )
 
 // Backend runs the revisions of rollouts: Kubernetes ReplicaSets, or OS
@@ -48,7 +53,10 @@ type Backend interface {
 	// and an error wrapping tasks.ErrStale when seq is lower than a seq
 	// applied for the rollout or when a higher seq is applied while it
 	// waits; ErrUnavailable when ctx ends first; ErrInvalidTemplate when a
-	// template cannot run (nothing is applied then). Any other error is
+	// template cannot run (nothing is applied then); ErrGone when the
+	// rollout's namespace is gone or being deleted and a revision that must
+	// run cannot be created (one that must not run counts as scaled down,
+	// and Apply succeeds). Any other error is
 	// infrastructure: the same call may succeed later.
 	Apply(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) ([]tasks.RevisionStatus, error)
 

@@ -280,7 +280,7 @@ func (s *Service) await(ctx context.Context, t tasks.Task, deadline time.Time) {
 			fin.Outcome = tasks.OutcomeSucceeded
 		case errors.Is(err, tasks.ErrStale):
 			fin.Outcome, fin.Message = tasks.OutcomeStale, err.Error()
-		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrInvalidTemplate):
+		case errors.Is(err, ErrUnavailable), errors.Is(err, ErrInvalidTemplate), errors.Is(err, ErrGone):
 			fin.Outcome, fin.Message = tasks.OutcomeFailed, err.Error()
 		case wctx.Err() != nil:
 			fin.Outcome, fin.Message = tasks.OutcomeFailed, fmt.Sprintf("not applied within %s: %v", s.cfg.Wait, err)

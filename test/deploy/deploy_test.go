@@ -322,7 +322,9 @@ func atoi(t *testing.T, s string) int {
 }
 
 // TestCRDs: Argo's group and kinds, so Argo manifests apply unchanged, and
-// the Rollout's /scale subresource an HPA needs.
+// the Rollout's /scale subresource an HPA needs (Argo's: replicas from
+// status.HPAReplicas, which the status writer fills). TestCRDsAreArgosVerbatim
+// checks the files are Argo's own.
 func TestCRDs(t *testing.T) {
 	m := render(t, "production")
 	for name, kind := range map[string]string{
@@ -330,6 +332,7 @@ func TestCRDs(t *testing.T) {
 		"analysistemplates.argoproj.io":        "AnalysisTemplate",
 		"clusteranalysistemplates.argoproj.io": "ClusterAnalysisTemplate",
 		"analysisruns.argoproj.io":             "AnalysisRun",
+		"experiments.argoproj.io":              "Experiment",
 	} {
 		crd := m.crds[name]
 		if crd == nil {
@@ -360,12 +363,12 @@ func TestCRDs(t *testing.T) {
 	if sub == nil || sub.Status == nil || sub.Scale == nil {
 		t.Fatal("Rollout CRD lacks the status or scale subresource")
 	}
-	if sub.Scale.SpecReplicasPath != ".spec.replicas" || sub.Scale.StatusReplicasPath != ".status.replicas" ||
+	if sub.Scale.SpecReplicasPath != ".spec.replicas" || sub.Scale.StatusReplicasPath != ".status.HPAReplicas" ||
 		sub.Scale.LabelSelectorPath == nil || *sub.Scale.LabelSelectorPath != ".status.selector" {
 		t.Errorf("Rollout /scale paths: %+v", sub.Scale)
 	}
 	props := ro.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties
-	if props["spec"].Properties["replicas"].Type != "integer" || props["status"].Properties["replicas"].Type != "integer" ||
+	if props["spec"].Properties["replicas"].Type != "integer" || props["status"].Properties["HPAReplicas"].Type != "integer" ||
 		props["status"].Properties["selector"].Type != "string" {
 		t.Error("Rollout schema does not type the fields /scale reads")
 	}

@@ -57,8 +57,9 @@ func controlPlane(t testing.TB) *kubetest.ControlPlane {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		crds := filepath.Join(repoRoot(), "deploy", "crds")
-		crdsOnce.err = cp.InstallCRDs(ctx, filepath.Join(crds, "rollouts.yaml"), filepath.Join(crds, "analysistemplates.yaml"),
-			filepath.Join(crds, "clusteranalysistemplates.yaml"), filepath.Join(crds, "analysisruns.yaml"),
+		crdsOnce.err = cp.InstallCRDs(ctx, filepath.Join(crds, "rollout-crd.yaml"), filepath.Join(crds, "analysis-template-crd.yaml"),
+			filepath.Join(crds, "cluster-analysis-template-crd.yaml"), filepath.Join(crds, "analysis-run-crd.yaml"),
+			filepath.Join(crds, "experiment-crd.yaml"),
 			cp.CRDDir(kubetest.CRDsGatewayAPI), cp.CRDDir(kubetest.CRDsIstio), cp.CRDDir(kubetest.CRDsSMI))
 	})
 	if crdsOnce.err != nil {

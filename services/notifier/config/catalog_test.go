@@ -352,7 +352,13 @@ func checkAttachment(t *testing.T, tr string, ro *spec.Rollout, obj map[string]a
 	case trigger.RolloutStepCompleted:
 		want = append(want, fmt.Sprintf("Step completed=%d/%d", status["currentStepIndex"].(int64)+1, len(ro.Spec.Strategy.Canary.Steps)))
 	case trigger.ScalingReplicaSet:
-		want = append(want, fmt.Sprintf("Desired replica=%d", *ro.Spec.Replicas), fmt.Sprintf("Updated replicas=%d", status["updatedReplicas"]))
+		// Argo's status leaves a count of 0 out, which a template prints
+		// as <no value> (in Argo's notifications too).
+		updated := "<no value>"
+		if v, ok := status["updatedReplicas"]; ok {
+			updated = fmt.Sprint(v)
+		}
+		want = append(want, fmt.Sprintf("Desired replica=%d", *ro.Spec.Replicas), "Updated replicas="+updated)
 	}
 	for _, c := range ro.Spec.Template.Spec.Containers {
 		want = append(want, c.Name+"="+c.Image)

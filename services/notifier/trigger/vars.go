@@ -18,9 +18,10 @@ const RevisionAnnotation = "rollout.argoproj.io/revision"
 // Rollout returns the object templates see as .rollout (and conditions as
 // rollout): m as Argo's Rollout (apiVersion argoproj.io/v1alpha1, kind
 // Rollout, metadata with the annotation rollout.argoproj.io/revision set
-// to the event's revision, spec with spec.template) and status in Argo's
-// field names from data's snapshot (internal/argostatus, plus the replica
-// counts and selector). m may be nil (the rollout was deleted or never
+// to the event's revision, spec with spec.template) and status as Argo's
+// controller writes it after data's snapshot (argostatus.Status: the same
+// status the Rollout object shows, the snapshot's replica counts, the
+// conditions as of this event alone). m may be nil (the rollout was deleted or never
 // accepted): metadata then has only name and namespace. Numbers are int64
 // where whole, as in Argo's unstructured object, so {{.rollout.spec.replicas}}
 // prints 4.
@@ -54,14 +55,7 @@ func Rollout(m *spec.Rollout, data events.StatusData) map[string]any {
 	if _, ok := obj["spec"]; !ok {
 		obj["spec"] = map[string]any{}
 	}
-	status := argostatus.FromSnapshot(data)
-	for k, v := range argostatus.Replicas(snap.Replicas) {
-		status[k] = v
-	}
-	if m != nil {
-		status["selector"] = argostatus.Selector(m.Spec.Selector)
-	}
-	obj["status"] = toMap(status)
+	obj["status"] = argostatus.Status(data, argostatus.Rollout{Spec: m}, snap.UpdatedAt)
 	return obj
 }
 

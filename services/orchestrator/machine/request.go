@@ -53,11 +53,12 @@ func (d *decision) request(in *spec.Rollout) bool {
 
 	switch {
 	case s.Revision == 0:
-		s.Revision, s.PodHash = 1, hash
-		s.StableRevision, s.StableHash = 1, hash
-		s.History = []RevisionRecord{{Number: 1, Hash: hash, Template: tpl}}
+		n, reason := firstRevision(ro)
+		s.Revision, s.PodHash = n, hash
+		s.StableRevision, s.StableHash = n, hash
+		s.History = []RevisionRecord{{Number: n, Hash: hash, Template: tpl}}
 		s.Step = s.planLen()
-		d.emit(events.TypeRolloutAccepted, events.StatusData{})
+		d.emit(events.TypeRolloutAccepted, events.StatusData{Reason: reason})
 	case hash == s.PodHash:
 		d.emit(events.TypeRolloutAccepted, events.StatusData{})
 		if s.inProgress() && planChanged(prev, s.Spec) {

@@ -23,7 +23,21 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 		PodHash:        s.PodHash,
 		StablePodHash:  s.StableHash,
 		Aborted:        s.Aborted,
+		PromoteFull:    s.PromoteFull,
+		UserPaused:     s.UserPaused,
 		UpdatedAt:      now,
+	}
+	if s.Aborted {
+		snap.AbortedAt = s.AbortedAt
+	}
+	if !s.Restart.Pending {
+		snap.RestartedAt = s.Restart.At
+	}
+	if rt := s.Routing; rt != nil && s.blueGreen() != nil {
+		snap.ActivePodHash = rt.ActiveHash
+		if rt.PreviewService != "" {
+			snap.PreviewPodHash = rt.PreviewHash
+		}
 	}
 	if c := s.canary(); c != nil && s.Revision != 0 {
 		snap.StepCount = int32(len(c.Steps))
@@ -53,7 +67,29 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 		a := *s.LastAnalysis
 		snap.Analysis = &a
 	}
+	snap.Runs = s.runSummaries()
 	return snap
+}
+
+// runSummaries lists the current revision's analysis runs, oldest first;
+// runs of older revisions still being terminated are left out.
+func (s State) runSummaries() []events.RunSummary {
+	var out []events.RunSummary
+	for _, r := range s.Runs {
+		if r.Task.Revision != s.Revision {
+			continue
+		}
+		rs := events.RunSummary{Name: r.Name, Purpose: r.Purpose, Phase: r.Phase}
+		if r.Purpose == purposeStep {
+			step := r.Step
+			rs.Step = &step
+		}
+		if r.Summary != nil {
+			rs.Message = r.Summary.Message
+		}
+		out = append(out, rs)
+	}
+	return out
 }
 
 // canaryPercent is the share of traffic, in percent, that reaches the

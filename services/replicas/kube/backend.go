@@ -45,6 +45,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/sluicehq/sluice/internal/kubens"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -175,6 +176,9 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 		// Re-listening before reading means a change between the read and
 		// the wait still wakes us.
 		wake := b.changed.wait()
+		if err := b.rewriteMissing(ctx, ref, seq, scale, stable, owner); err != nil {
+			return nil, err
+		}
 		settled, err := b.syncPodMetadata(ctx, ref, seq, scale)
 		if err != nil {
 			return nil, err
@@ -226,10 +230,14 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 				return err
 			}
 			_, err = rsClient.Create(ctx, rs, metav1.CreateOptions{FieldManager: "sluice-replicas"})
-			if apierrors.IsInvalid(err) {
+			switch {
+			case apierrors.IsInvalid(err):
 				return fmt.Errorf("%w: ReplicaSet %s/%s: %v", replicas.ErrInvalidTemplate, ref.Namespace, name, err)
-			}
-			if apierrors.IsAlreadyExists(err) {
+			case kubens.Gone(err):
+				return fmt.Errorf("%w: ReplicaSet %s/%s of revision %d cannot be created: %v", replicas.ErrGone, ref.Namespace, name, rv.Revision, err)
+			case apierrors.IsAlreadyExists(err):
+				// Created since our read (by a concurrent task): read it
+				// again and take it from there.
 				return apierrors.NewConflict(appsv1.Resource("replicasets"), name, err)
 			}
 			return err
@@ -240,10 +248,11 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 		if have := seqOf(cur); have > seq {
 			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", tasks.ErrStale, ref.Namespace, name, have, seq)
 		}
-		if cur.Labels[RolloutLabel] != ref.Name {
-			return fmt.Errorf("%w: ReplicaSet %s/%s exists and does not belong to rollout %s (label %s); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, ref, RolloutLabel)
+		if !belongs(cur, ref, owner) {
+			return fmt.Errorf("%w: ReplicaSet %s/%s exists and does not belong to rollout %s (neither label %s nor a controller reference to the Rollout); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, ref, RolloutLabel)
 		}
 		next := cur.DeepCopy()
+		adopt(next, ref)
 		if err := setScale(next, rv, seq); err != nil {
 			return err
 		}
@@ -258,6 +267,26 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 	})
 }
 
+// rewriteMissing writes again each revision that must run whose
+// ReplicaSet the cache does not show: it may be only the cache lagging
+// behind the write (the write then changes nothing), or the ReplicaSet was
+// deleted since (it is created again, or, in a namespace being deleted,
+// the task ends with ErrGone instead of waiting for pods that cannot come).
+func (b *Backend) rewriteMissing(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale, stable string, owner *metav1.OwnerReference) error {
+	for _, rv := range scale.Revisions {
+		if rv.Replicas == 0 {
+			continue
+		}
+		if _, err := b.rsets.ReplicaSets(ref.Namespace).Get(rsName(ref, rv.PodHash)); !apierrors.IsNotFound(err) {
+			continue
+		}
+		if err := b.write(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // writeBackoff spaces the attempts of a ReplicaSet write. A conflict means
 // another write (a concurrent task, the ReplicaSet controller's status)
 // won the round, so each round makes progress; client-go's DefaultBackoff
@@ -266,7 +295,7 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 var writeBackoff = wait.Backoff{Duration: 10 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 12, Cap: 500 * time.Millisecond}
 
 func equalScale(a, b *appsv1.ReplicaSet) bool {
-	return *a.Spec.Replicas == *b.Spec.Replicas &&
+	return *a.Spec.Replicas == *b.Spec.Replicas && maps.Equal(a.Labels, b.Labels) &&
 		maps.Equal(a.Annotations, b.Annotations) && maps.Equal(a.Spec.Template.Labels, b.Spec.Template.Labels) &&
 		maps.Equal(a.Spec.Template.Annotations, b.Spec.Template.Annotations) && len(a.OwnerReferences) == len(b.OwnerReferences)
 }
@@ -415,7 +444,7 @@ func (b *Backend) prune(ctx context.Context, ref events.Ref, scale tasks.Scale) 
 	for _, rv := range scale.Revisions {
 		listed[rsName(ref, rv.PodHash)] = true
 	}
-	all, err := b.rsets.ReplicaSets(ref.Namespace).List(labels.SelectorFromSet(labels.Set{RolloutLabel: ref.Name}))
+	all, err := b.replicaSetsOf(ref)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -25,9 +26,15 @@ import (
 // stale and deletes nothing.
 func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) ([]tasks.RevisionStatus, error) {
 	rsClient := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace)
-	list, err := rsClient.List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(labels.Set{RolloutLabel: ref.Name}).String()})
+	all, err := rsClient.List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash})
 	if err != nil {
 		return nil, fmt.Errorf("list ReplicaSets of %s: %w", ref, err)
+	}
+	var list appsv1.ReplicaSetList
+	for _, rs := range all.Items {
+		if belongs(&rs, ref, nil) {
+			list.Items = append(list.Items, rs)
+		}
 	}
 	for _, rs := range list.Items {
 		if have := seqOf(&rs); have > seq {
@@ -71,7 +78,7 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 // ReplicaSets, and the pods they owned.
 func (b *Backend) leftOf(ref events.Ref, owners map[types.UID]string, hashes map[string]bool) ([]string, error) {
 	var left []string
-	rsets, err := b.rsets.ReplicaSets(ref.Namespace).List(labels.SelectorFromSet(labels.Set{RolloutLabel: ref.Name}))
+	rsets, err := b.replicaSetsOf(ref)
 	if err != nil {
 		return nil, err
 	}

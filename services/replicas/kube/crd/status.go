@@ -2,6 +2,7 @@ package crd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,12 +12,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sluicehq/sluice/internal/argostatus"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // StatusDurable is the durable consumer on SLUICE_STATUS that every
@@ -131,37 +132,25 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 	return err
 }
 
-// Status is the Rollout's status after the event data: Argo's status
-// fields from the snapshot, keeping what the snapshot does not own
-// (the generations the watcher observed, and the replica counts Counts
-// writes).
+// Status is the Rollout's status after the event data, as Argo writes it
+// (argostatus.Status), keeping what the snapshot does not own: the
+// generations the watcher observed, and the replica counts Counts writes.
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
-	st := map[string]any{}
-	for _, k := range []string{"observedGeneration", "workloadObservedGeneration"} {
-		if v, ok := old[k]; ok {
-			st[k] = v // the watcher's
+	in := argostatus.Rollout{Status: old}
+	if raw, ok := ro.Object["spec"]; ok {
+		if b, err := json.Marshal(raw); err == nil {
+			r := &spec.Rollout{}
+			if json.Unmarshal(b, &r.Spec) == nil {
+				r.SetDefaults()
+				in.Spec = r
+			}
 		}
 	}
-	if v, ok := old["restartedAt"]; ok {
-		st["restartedAt"] = v // the last restarted event's
-	}
-	var sel *metav1.LabelSelector
-	if raw, ok, _ := unstructured.NestedMap(ro.Object, "spec", "selector"); ok {
-		var ls metav1.LabelSelector
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(raw, &ls); err == nil {
-			sel = &ls
-		}
-	}
-	st["selector"] = argostatus.Selector(sel)
 	// The counts are Counts' (from the ReplicaSets), kept as they are.
-	for _, k := range []string{"replicas", "readyReplicas", "availableReplicas", "updatedReplicas"} {
-		if v, ok := old[k]; ok {
-			st[k] = v
-		}
+	if _, ok := old["replicas"]; ok {
+		n := func(k string) int32 { v, _, _ := unstructured.NestedInt64(old, k); return int32(v) }
+		in.Replicas = &events.Replicas{Current: n("replicas"), Updated: n("updatedReplicas"), Ready: n("readyReplicas"), Available: n("availableReplicas")}
 	}
-	for k, v := range argostatus.FromSnapshot(data) {
-		st[k] = v
-	}
-	return st, nil
+	return argostatus.Status(data, in, time.Now()), nil
 }

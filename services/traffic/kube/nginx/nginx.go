@@ -41,6 +41,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	netclient "k8s.io/client-go/kubernetes/typed/networking/v1"
 
+	"github.com/sluicehq/sluice/internal/kubens"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -227,6 +228,9 @@ func (c canaryClient) Get(ctx context.Context, name string, opts metav1.GetOptio
 		if apierrors.IsAlreadyExists(err) {
 			// Another Apply created it since our read: take it from there.
 			ing, err = c.IngressInterface.Get(ctx, name, opts)
+		}
+		if kubens.Gone(err) {
+			return nil, fmt.Errorf("%w: %s cannot be created: its namespace is gone or being deleted (%v)", traffic.ErrRejected, c.what, err)
 		}
 	}
 	if err != nil {

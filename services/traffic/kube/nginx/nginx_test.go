@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -516,6 +517,21 @@ func TestInvalidIsRejected(t *testing.T) {
 	_, err := newRouter(t, c).Apply(context.Background(), web, 1, route(10))
 	if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), "the API server refused canary Ingress default/web-web-canary") {
 		t.Fatalf("error %v, want a rejection naming the canary Ingress", err)
+	}
+}
+
+// In a namespace being deleted the canary Ingress cannot be created: the
+// route ends rejected, saying so, instead of being retried for ever.
+func TestNamespaceBeingDeletedIsRejected(t *testing.T) {
+	c := kubefake.NewClientset(stableIngress("web"))
+	c.PrependReactor("create", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		err := apierrors.NewForbidden(networkingv1.Resource("ingresses"), "web-web-canary", errors.New("unable to create new content in namespace default because it is being terminated"))
+		err.ErrStatus.Details.Causes = []metav1.StatusCause{{Type: corev1.NamespaceTerminatingCause}}
+		return true, nil, err
+	})
+	_, err := newRouter(t, c).Apply(context.Background(), web, 1, route(10))
+	if !errors.Is(err, traffic.ErrRejected) || !strings.Contains(err.Error(), "canary Ingress default/web-web-canary cannot be created: its namespace is gone or being deleted") {
+		t.Fatalf("error %v, want a rejection saying the namespace is going", err)
 	}
 }
 

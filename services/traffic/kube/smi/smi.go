@@ -48,6 +48,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/sluicehq/sluice/internal/kubens"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -257,6 +258,8 @@ func (r *Router) create(ctx context.Context, client dynamic.ResourceInterface, w
 		return created, nil
 	case apierrors.IsAlreadyExists(err):
 		return nil, nil
+	case kubens.Gone(err):
+		return nil, fmt.Errorf("%w: cannot create %s: its namespace is gone or being deleted (%v)", traffic.ErrRejected, what, err)
 	case apierrors.IsNotFound(err):
 		// Creating in a resource the server does not serve is a 404 too.
 		return nil, fmt.Errorf("%w: cannot create %s: the cluster does not serve %s TrafficSplits; install the SMI CRDs, or configure the API version the mesh serves (%v)",
