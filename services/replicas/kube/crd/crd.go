@@ -4,13 +4,16 @@
 //
 //   - Watcher publishes io.sluice.rollout.requested.v1 when a Rollout's
 //     spec changes (its metadata.generation rises past
-//     status.observedGeneration), and io.sluice.analysistemplate.applied.v1
-//     for every AnalysisTemplate and ClusterAnalysisTemplate added or
-//     changed, so the analyzer finds them by name.
-//   - StatusWriter writes each rollout's status events back into the
-//     Rollout's status: phase, message, step, weights, and the selector the
-//     /scale subresource reports, so that kubectl, Argo's dashboards and a
-//     HorizontalPodAutoscaler can read it.
+//     status.observedGeneration), undo when the new template is one of
+//     its ReplicaSets', the commands that Argo's tools write into its
+//     status (Requests), and io.sluice.analysistemplate.applied.v1 for
+//     every AnalysisTemplate and ClusterAnalysisTemplate added or changed,
+//     so the analyzer finds them by name.
+//   - StatusWriter writes each rollout's latest status into the Rollout's
+//     status as Argo's controller writes it (argostatus.Status), so that
+//     kubectl, Argo's plugin and Argo CD, and a HorizontalPodAutoscaler
+//     can read it, and records what it wrote (BucketWritten) so that the
+//     watcher tells a tool's request from its own lagging write.
 //   - Counts keeps the status' replica counts equal to the sums over the
 //     rollout's ReplicaSets, which change without any status event.
 //
@@ -24,16 +27,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
-
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas/kube"
 )
 
@@ -66,6 +73,7 @@ type Config struct {
 // Controllers runs the Watcher, the StatusWriter and Counts together: what
 // the replicas service runs on Kubernetes with --watch-rollouts.
 type Controllers struct {
+	cfg     Config
 	watcher *Watcher
 	status  *StatusWriter
 	counts  *Counts
@@ -74,11 +82,15 @@ type Controllers struct {
 // New builds the three controllers.
 func New(cfg Config) (*Controllers, error) {
 	var (
-		c    Controllers
+		c    = Controllers{cfg: cfg}
 		errs = make([]error, 3)
 	)
-	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Namespace: cfg.Namespace, Logger: cfg.Logger})
-	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Logger: cfg.Logger})
+	if cfg.Bus == nil {
+		return nil, errors.New("crd controllers: a bus client is required")
+	}
+	snaps := &lazyReader{client: cfg.Bus}
+	c.watcher, errs[0] = NewWatcher(WatcherConfig{Dynamic: cfg.Dynamic, Client: cfg.Client, Bus: cfg.Bus, Snapshots: snaps, Namespace: cfg.Namespace, Logger: cfg.Logger})
+	c.status, errs[1] = NewStatusWriter(StatusWriterConfig{Dynamic: cfg.Dynamic, Client: cfg.Bus, Bus: cfg.BusConfig, Snapshots: snaps, Logger: cfg.Logger})
 	c.counts, errs[2] = NewCounts(CountsConfig{Client: cfg.Client, Dynamic: cfg.Dynamic, Namespace: cfg.Namespace, Logger: cfg.Logger})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -86,8 +98,21 @@ func New(cfg Config) (*Controllers, error) {
 	return &c, nil
 }
 
-// Run runs the controllers until ctx ends or one fails.
+// Run provisions BucketWritten, then runs the controllers until ctx ends
+// or one fails.
 func (c *Controllers) Run(ctx context.Context) error {
+	bus := c.cfg.BusConfig
+	bus.Defaults()
+	kv := bus.Bucket(BucketWritten, bucketWritten.Description, bucketWritten.History)
+	if err := c.cfg.Bus.Provision(ctx, bus, kv); err != nil {
+		return fmt.Errorf("crd controllers: %w", err)
+	}
+	bucket, err := c.cfg.Bus.JetStream().KeyValue(ctx, BucketWritten)
+	if err != nil {
+		return fmt.Errorf("crd controllers: open bucket %s: %w", BucketWritten, err)
+	}
+	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true})
+	c.watcher.written, c.status.cfg.Written = written, written
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })
@@ -135,5 +160,53 @@ func work[T comparable](ctx context.Context, q workqueue.TypedRateLimitingInterf
 // objects (commands), and the status writer's consumer follows the status.
 var Needs = events.Needs{
 	Consumers: []events.Durable{{Stream: events.StreamStatus, Name: StatusDurable}},
+	Buckets:   []events.Bucket{bucketWritten},
+	Views:     []string{orchestrator.BucketRollouts},
 	Publish:   []string{events.CommandRoot + ".>"},
+}
+
+var bucketWritten = events.Bucket{Name: BucketWritten, Description: "Sluice on Kubernetes: what the status writer wrote of each Rollout object's request fields", History: 1}
+
+// lazyReader is the orchestrator's Reader, opened when first used: the
+// orchestrator may start after the replicas service. Until its bucket
+// exists, no rollout exists.
+type lazyReader struct {
+	client *events.Client
+	mu     sync.Mutex
+	rd     *orchestrator.Reader
+}
+
+var _ Snapshots = (*lazyReader)(nil)
+
+func (l *lazyReader) open(ctx context.Context) (*orchestrator.Reader, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.rd != nil {
+		return l.rd, nil
+	}
+	rd, err := orchestrator.NewReader(ctx, l.client)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("%w: no orchestrator ran yet", orchestrator.ErrNoRollout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	l.rd = rd
+	return rd, nil
+}
+
+func (l *lazyReader) Get(ctx context.Context, r events.Ref) (events.Snapshot, error) {
+	rd, err := l.open(ctx)
+	if err != nil {
+		return events.Snapshot{}, err
+	}
+	return rd.Get(ctx, r)
+}
+
+func (l *lazyReader) Manifest(ctx context.Context, r events.Ref, podHash string) (*spec.Rollout, error) {
+	rd, err := l.open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return rd.Manifest(ctx, r, podHash)
 }

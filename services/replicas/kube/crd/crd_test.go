@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas/kube/crd"
 )
 
@@ -182,10 +184,44 @@ func TestWatcherDoesNotRepublishAnObservedGeneration(t *testing.T) {
 	}
 }
 
+// snapshots is the orchestrator's store as the writer reads it: the
+// latest snapshot of each rollout.
+type snapshots struct {
+	mu     sync.Mutex
+	latest map[events.Ref]events.Snapshot
+}
+
+func (s *snapshots) put(snap events.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ref := events.Ref{Namespace: snap.Namespace, Name: snap.Name}
+	if old, ok := s.latest[ref]; !ok || snap.UpdatedAt.After(old.UpdatedAt) {
+		s.latest[ref] = snap
+	}
+}
+
+func (s *snapshots) Get(_ context.Context, r events.Ref) (events.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap, ok := s.latest[r]
+	if !ok {
+		return events.Snapshot{}, fmt.Errorf("%w: %s", orchestrator.ErrNoRollout, r)
+	}
+	return snap, nil
+}
+
+func (s *snapshots) Manifest(_ context.Context, r events.Ref, _ string) (*spec.Rollout, error) {
+	return nil, fmt.Errorf("%w: %s", orchestrator.ErrNoRollout, r)
+}
+
 func TestStatusWriter(t *testing.T) {
 	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
-	dyn := fakeDynamic(rollout(1))
-	w, err := crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: dyn, Client: c, Logger: eventstest.Quiet()})
+	ro := rollout(1)
+	// The counts Counts wrote from the ReplicaSets.
+	ro.Object["status"] = map[string]any{"replicas": int64(3), "readyReplicas": int64(3), "availableReplicas": int64(3), "updatedReplicas": int64(1)}
+	dyn := fakeDynamic(ro)
+	snaps := &snapshots{latest: map[events.Ref]events.Snapshot{}}
+	w, err := crd.NewStatusWriter(crd.StatusWriterConfig{Dynamic: dyn, Client: c, Snapshots: snaps, Logger: eventstest.Quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +234,15 @@ func TestStatusWriter(t *testing.T) {
 	step := int32(1)
 	publish := func(ref events.Ref, typ string, at time.Time, phase string) uint64 {
 		t.Helper()
-		ev, err := events.New("/test", typ, ref.String(), events.StatusData{Status: events.Snapshot{
+		snap := events.Snapshot{
 			Namespace: ref.Namespace, Name: ref.Name, Strategy: "canary", Phase: phase, Message: phase + " message",
 			PodHash: "new", StablePodHash: "old", StepIndex: &step, CanaryWeight: 20, StableWeight: 80,
 			Replicas: events.Replicas{Desired: 3, Current: 4, Updated: 1, Ready: 4, Available: 4}, UpdatedAt: at,
-		}})
+		}
+		if typ != events.TypeRolloutDeleted && typ != events.TypeRolloutRefused {
+			snaps.put(snap)
+		}
+		ev, err := events.New("/test", typ, ref.String(), events.StatusData{Status: snap})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +256,8 @@ func TestStatusWriter(t *testing.T) {
 	// A rollout that is not a cluster object is skipped without error.
 	publish(events.Ref{Namespace: "shop", Name: "cli-only"}, events.TypeRolloutStepStarted, now, "Progressing")
 	publish(web, events.TypeRolloutStepStarted, now, "Progressing")
-	// An older snapshot delivered later does not overwrite the newer one.
+	// An older snapshot delivered later does not overwrite the newer one:
+	// the writer writes the latest.
 	stale := publish(web, events.TypeRolloutAccepted, now.Add(-time.Second), "Stale")
 
 	var status map[string]any
@@ -251,14 +292,14 @@ func TestStatusWriter(t *testing.T) {
 			t.Errorf("status.%s = %v, want %v (status %s)", field, status[field], want, b)
 		}
 	}
-	if _, ok := status["replicas"]; ok {
+	if status["replicas"] != int64(3) {
 		t.Errorf("status.replicas written from a snapshot; the counts come from the ReplicaSets (status %s)", b)
 	}
 	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
 		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
 	}
 
-	// A refused command and a deleted rollout write nothing; a restart
+	// A refused command and a deleted rollout change nothing; a restart
 	// is recorded in Argo's status.restartedAt.
 	handled := func(seq uint64) {
 		t.Helper()

@@ -2,22 +2,27 @@ package crd
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/sluicehq/sluice/internal/argostatus"
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/orchestrator"
 )
 
 // StatusDurable is the durable consumer on SLUICE_STATUS that every
@@ -35,8 +40,27 @@ type StatusWriterConfig struct {
 	// Consumer tunes the durable consumer; Stream, Durable and
 	// FilterSubjects are set by the writer.
 	Consumer events.ConsumerConfig
+	// Snapshots reads each rollout's latest status, which the writer
+	// writes whatever event triggered it, so that events handled out of
+	// order never regress the object. Nil: each event's own snapshot.
+	Snapshots Snapshots
+	// Written records what the writer wrote of the fields tools write
+	// requests into (BucketWritten), and the rejected generation. Nil:
+	// nothing is recorded, and the InvalidSpec condition lasts only until
+	// the next event.
+	Written *records.Store[Written]
 	// Logger receives the writer's logs (default slog.Default()).
 	Logger *slog.Logger
+}
+
+// Snapshots reads the rollouts' status as the orchestrator holds it now;
+// *orchestrator.Reader implements it.
+type Snapshots interface {
+	// Get returns r's latest snapshot, or an error wrapping
+	// orchestrator.ErrNoRollout.
+	Get(ctx context.Context, r events.Ref) (events.Snapshot, error)
+	// Manifest returns r's latest accepted Rollout, defaulted.
+	Manifest(ctx context.Context, r events.Ref, podHash string) (*spec.Rollout, error)
 }
 
 // StatusWriter writes status events into Rollout objects' status.
@@ -44,6 +68,7 @@ type StatusWriter struct {
 	cfg   StatusWriterConfig
 	log   *slog.Logger
 	ready atomic.Bool
+	now   func() time.Time
 }
 
 // NewStatusWriter returns a writer; Run starts it.
@@ -61,7 +86,7 @@ func NewStatusWriter(cfg StatusWriterConfig) (*StatusWriter, error) {
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
-	return &StatusWriter{cfg: cfg, log: cfg.Logger}, nil
+	return &StatusWriter{cfg: cfg, log: cfg.Logger, now: time.Now}, nil
 }
 
 // Ready reports whether the consumer is in place.
@@ -88,43 +113,120 @@ func (s *StatusWriter) Run(ctx context.Context) error {
 	return sub.Stop(sctx)
 }
 
-// handle writes one event's snapshot, unless the Rollout is not a cluster
-// object or already shows a later snapshot.
+// handle writes the rollout's latest status into its object after an
+// event. Writing the latest snapshot rather than the event's makes the
+// order of events irrelevant: a stale event writes what a later one would.
 //
-// A deleted rollout has no object left to write to, and a refused command
-// changed nothing: neither is written.
+// A deleted rollout has no object left to write to. A rejected request
+// whose id is the object's current generation shows as Argo's InvalidSpec
+// condition until the generation changes. While a tool's request (see
+// Requests) is pending, the fields that carry it keep the tool's values.
 func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
-	switch ev.Type() {
-	case events.TypeRolloutDeleted, events.TypeRolloutRefused:
+	switch {
+	case ev.Type() == events.TypeRolloutDeleted:
 		return nil
+	case ev.Type() == events.TypeRolloutRefused && s.cfg.Snapshots == nil:
+		return nil // it changed nothing; with Snapshots it answers a request
 	}
 	var data events.StatusData
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
 	}
-	snap := data.Status
-	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(snap.Namespace)
+	ref := events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}
+	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace)
+	cause := events.Extension(ev, events.ExtCausationID)
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		ro, err := rollouts.Get(ctx, snap.Name, metav1.GetOptions{})
+		ro, err := rollouts.Get(ctx, ref.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if prev, _, _ := unstructured.NestedString(ro.Object, "status", "sluice", "updatedAt"); prev != "" {
-			if t, err := time.Parse(time.RFC3339Nano, prev); err == nil && t.After(snap.UpdatedAt) {
-				return nil // a later snapshot is already written
+		// After the object's read, so that of two writers the one whose
+		// write lands last read the later snapshot (the other conflicts).
+		latest, m, ok, err := s.latest(ctx, ref, ev, data)
+		if err != nil || !ok {
+			return err
+		}
+		k := records.KeyOf(ref)
+		var rec Written
+		if s.cfg.Written != nil {
+			if rec, _, err = s.cfg.Written.Get(ctx, k); err != nil {
+				return err
 			}
 		}
-		status, err := Status(ro, data)
-		if err != nil {
-			return err
+		uid := string(ro.GetUID())
+		known := rec.UID == uid
+		if !known {
+			rec = Written{UID: uid}
 		}
-		if ev.Type() == events.TypeRolloutRestarted {
-			// Argo's field, which its kubectl plugin shows.
-			status["restartedAt"] = ev.Time().UTC().Format(time.RFC3339)
+		if ev.Type() == events.TypeRolloutRejected && rejects(cause, ro) {
+			rec.Rejected = &Rejection{Generation: ro.GetGeneration(), Message: strings.Join(data.Errors, "; ")}
+		}
+		if rec.Rejected != nil && rec.Rejected.Generation != ro.GetGeneration() {
+			rec.Rejected = nil
+		}
+		answered := answeredFields(uid, cause)
+		old, _, _ := unstructured.NestedMap(ro.Object, "status")
+		status := s.status(ro, old, latest, m, rec.Rejected, ev)
+		// Fields a tool changed keep its values: requested (pending) or
+		// not yet seen by the watcher.
+		now := requestedOf(old)
+		var held []string
+		if known {
+			held = differs(rec.was(now), now)
+		}
+		for f := range rec.Pending {
+			if !slices.Contains(held, f) {
+				held = append(held, f)
+			}
+		}
+		held = slices.DeleteFunc(held, func(f string) bool {
+			id, pending := rec.Pending[f]
+			return slices.Contains(answered, f) && (!pending || id == cause)
+		})
+		for _, f := range held {
+			for _, key := range keep(f) {
+				if v, ok := old[key]; ok {
+					status[key] = v
+				} else {
+					delete(status, key)
+				}
+			}
+		}
+		intent := requestedOf(status)
+		if s.cfg.Written != nil {
+			if err := s.record(ctx, k, uid, func(r *Written) {
+				r.Intent = &intent
+			}); err != nil {
+				return err
+			}
 		}
 		ro.Object["status"] = status
-		_, err = rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: "sluice"})
-		return err
+		if _, err := rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: Manager}); err != nil {
+			return err
+		}
+		if s.cfg.Written == nil {
+			return nil
+		}
+		return s.record(ctx, k, uid, func(r *Written) {
+			fields := intent
+			for _, f := range held {
+				setField(&fields, r.Fields, f)
+			}
+			for f, id := range r.Pending {
+				if id == cause {
+					delete(r.Pending, f)
+				} else {
+					setField(&fields, r.Fields, f)
+				}
+			}
+			if len(answered) > 0 && !slices.Contains(r.Answered, cause) {
+				r.Answered = append(r.Answered, cause)
+				if n := len(r.Answered); n > maxAnswered {
+					r.Answered = r.Answered[n-maxAnswered:]
+				}
+			}
+			r.Fields, r.Intent, r.Rejected = fields, nil, rec.Rejected
+		})
 	})
 	if apierrors.IsNotFound(err) {
 		return nil // published from CI or the CLI: no cluster object to write to
@@ -132,25 +234,159 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 	return err
 }
 
-// Status is the Rollout's status after the event data, as Argo writes it
-// (argostatus.Status), keeping what the snapshot does not own: the
-// generations the watcher observed, and the replica counts Counts writes.
+// maxAnswered bounds Written.Answered.
+const maxAnswered = 16
+
+// record changes the record of object uid under k; a record of an earlier
+// object of the same name is replaced.
+func (s *StatusWriter) record(ctx context.Context, k, uid string, change func(*Written)) error {
+	_, err := s.cfg.Written.Update(ctx, k, func(r *Written, _ uint64) error {
+		if r.UID != uid {
+			*r = Written{UID: uid}
+		}
+		change(r)
+		return nil
+	})
+	return err
+}
+
+// latest is the status data to write after ev: the rollout's latest
+// snapshot with the event's reason and errors, and its latest manifest. ok
+// is false when there is nothing to write: the orchestrator does not
+// have the rollout, and ev is not a rejection of it (whose own snapshot is
+// then written).
+func (s *StatusWriter) latest(ctx context.Context, ref events.Ref, ev events.Event, data events.StatusData) (events.StatusData, *spec.Rollout, bool, error) {
+	if s.cfg.Snapshots == nil {
+		return data, nil, true, nil
+	}
+	snap, err := s.cfg.Snapshots.Get(ctx, ref)
+	switch {
+	case errors.Is(err, orchestrator.ErrNoRollout):
+		return data, nil, ev.Type() == events.TypeRolloutRejected, nil
+	case err != nil:
+		return data, nil, false, err
+	}
+	data.Status = snap
+	m, err := s.cfg.Snapshots.Manifest(ctx, ref, "")
+	if err != nil && !errors.Is(err, orchestrator.ErrNoRollout) {
+		return data, nil, false, err
+	}
+	return data, m, true, nil
+}
+
+// rejects reports whether a rejected event whose causationid is cause
+// rejected ro's current generation (the watcher's request ids are
+// k8s:<uid>:<generation>[:<workload generation>]).
+func rejects(cause string, ro *unstructured.Unstructured) bool {
+	prefix := fmt.Sprintf("k8s:%s:%d", ro.GetUID(), ro.GetGeneration())
+	return cause == prefix || strings.HasPrefix(cause, prefix+":")
+}
+
+// Status is the status the writer writes into ro after data, when its
+// generation is not rejected and no tool's request is pending.
 func Status(ro *unstructured.Unstructured, data events.StatusData) (map[string]any, error) {
 	old, _, _ := unstructured.NestedMap(ro.Object, "status")
-	in := argostatus.Rollout{Status: old}
-	if raw, ok := ro.Object["spec"]; ok {
-		if b, err := json.Marshal(raw); err == nil {
-			r := &spec.Rollout{}
-			if json.Unmarshal(b, &r.Spec) == nil {
-				r.SetDefaults()
-				in.Spec = r
-			}
+	ev := events.Event{}
+	ev.SetType(events.TypeRolloutAccepted)
+	return statusOf(ro, old, data, nil, nil, ev, time.Now()), nil
+}
+
+func (s *StatusWriter) status(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, ev events.Event) map[string]any {
+	return statusOf(ro, old, data, m, rejected, ev, s.now())
+}
+
+// statusOf is the Rollout's status to write: Argo's status for data
+// (argostatus.Status), with what the watcher owns (observedGeneration,
+// workloadObservedGeneration) and restartedAt kept from old, restartedAt
+// set by a restarted event, and the InvalidSpec condition while the
+// object's generation is rejected.
+func statusOf(ro *unstructured.Unstructured, old map[string]any, data events.StatusData, m *spec.Rollout, rejected *Rejection, ev events.Event, now time.Time) map[string]any {
+	if m == nil {
+		m = specOf(ro)
+	}
+	in := argostatus.Rollout{
+		Generation: ro.GetGeneration(),
+		Spec:       m,
+		Status:     old,
+		Replicas:   replicasOf(old),
+	}
+	if n, err := strconv.ParseInt(fmt.Sprint(old["workloadObservedGeneration"]), 10, 64); err == nil {
+		in.WorkloadGeneration = n
+	}
+	st := argostatus.Status(data, in, now)
+	delete(st, "sluice")
+	for _, k := range []string{"observedGeneration", "workloadObservedGeneration", "restartedAt"} {
+		if v, ok := old[k]; ok {
+			st[k] = v // the watcher's, and the last restart's
+		} else {
+			delete(st, k)
 		}
 	}
-	// The counts are Counts' (from the ReplicaSets), kept as they are.
-	if _, ok := old["replicas"]; ok {
-		n := func(k string) int32 { v, _, _ := unstructured.NestedInt64(old, k); return int32(v) }
-		in.Replicas = &events.Replicas{Current: n("replicas"), Updated: n("updatedReplicas"), Ready: n("readyReplicas"), Available: n("availableReplicas")}
+	if ev.Type() == events.TypeRolloutRestarted {
+		st["restartedAt"] = restartedAt(ro, ev.Time())
 	}
-	return argostatus.Status(data, in, time.Now()), nil
+	setInvalidSpec(st, ro.GetName(), rejected, now)
+	return st
+}
+
+// restartedAt is Argo's status.restartedAt after a restart that ended at
+// done: spec.restartAt when that asked for it, else done.
+func restartedAt(ro *unstructured.Unstructured, done time.Time) string {
+	if at, ok, _ := unstructured.NestedString(ro.Object, "spec", "restartAt"); ok {
+		if t, err := time.Parse(time.RFC3339, at); err == nil && !t.After(done) {
+			return t.UTC().Format(time.RFC3339)
+		}
+	}
+	return done.UTC().Format(time.RFC3339)
+}
+
+// setInvalidSpec adds Argo's InvalidSpec condition (and its Degraded
+// phase) while rejected, and removes it otherwise.
+func setInvalidSpec(st map[string]any, name string, rejected *Rejection, now time.Time) {
+	conds, _ := st["conditions"].([]any)
+	var kept []any
+	var prev map[string]any
+	for _, c := range conds {
+		if cm, ok := c.(map[string]any); ok && cm["type"] == "InvalidSpec" {
+			prev = cm
+			continue
+		}
+		kept = append(kept, c)
+	}
+	if rejected != nil {
+		msg := fmt.Sprintf("The Rollout %q is invalid: %s", name, rejected.Message)
+		ts := now.UTC().Format(time.RFC3339)
+		c := map[string]any{"type": "InvalidSpec", "status": "True", "reason": "InvalidSpec", "message": msg,
+			"lastUpdateTime": ts, "lastTransitionTime": ts}
+		if prev != nil && prev["message"] == msg {
+			c = prev
+		}
+		kept = append(kept, c)
+		st["phase"], st["message"] = "Degraded", "InvalidSpec: "+msg
+	}
+	if len(kept) == 0 {
+		delete(st, "conditions")
+		return
+	}
+	st["conditions"] = kept
+}
+
+// replicasOf are the replica counts of a status (Counts').
+func replicasOf(st map[string]any) *events.Replicas {
+	n := func(k string) int32 { v, _ := st[k].(int64); return int32(v) }
+	if _, ok := st["replicas"]; !ok {
+		return nil
+	}
+	return &events.Replicas{Current: n("replicas"), Updated: n("updatedReplicas"), Ready: n("readyReplicas"), Available: n("availableReplicas")}
+}
+
+// specOf decodes the object's spec, for a rollout the orchestrator does
+// not have (nil when it does not decode).
+func specOf(ro *unstructured.Unstructured) *spec.Rollout {
+	var r spec.Rollout
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(ro.Object, &r); err != nil {
+		return nil
+	}
+	r.SetDefaults()
+	return &r
 }

@@ -23,7 +23,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator"
 )
 
 // Publisher publishes one event; *events.Client implements it.
@@ -40,6 +42,14 @@ type WatcherConfig struct {
 	Client kubernetes.Interface
 	// Bus publishes the events.
 	Bus Publisher
+	// Snapshots tells whether the orchestrator has a rollout, so that a
+	// Rollout that Argo's controller observed is requested once when
+	// Sluice takes it over. Nil: only changed specs are requested.
+	Snapshots Snapshots
+	// Written is what the status writer wrote (BucketWritten), against
+	// which changes of the request fields are tools' requests. Nil: status
+	// requests are not acted on.
+	Written *records.Store[Written]
 	// Namespace limits the watcher to one namespace (ClusterAnalysisTemplates
 	// are then not watched); empty means all.
 	Namespace string
@@ -56,6 +66,7 @@ type Watcher struct {
 
 	informers   map[schema.GroupVersionResource]cache.SharedIndexInformer
 	deployments appslisters.DeploymentLister
+	written     *records.Store[Written]
 }
 
 // key is one object to reconcile.
@@ -78,7 +89,7 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Watcher{cfg: cfg, log: cfg.Logger}, nil
+	return &Watcher{cfg: cfg, log: cfg.Logger, written: cfg.Written}, nil
 }
 
 // Ready reports whether the caches have synced, so that no change is
@@ -201,7 +212,10 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 	}
 	u := obj.(*unstructured.Unstructured)
 	if k.gvr == RolloutResource {
-		return w.rollout(ctx, u)
+		if err := w.rollout(ctx, u); err != nil {
+			return err
+		}
+		return w.requests(ctx, u)
 	}
 	return w.template(ctx, u)
 }
@@ -292,9 +306,32 @@ func (w *Watcher) rollout(ctx context.Context, u *unstructured.Unstructured) err
 		id = fmt.Sprintf("k8s:%s:%d:%d", u.GetUID(), gen, dep.Generation)
 		status["workloadObservedGeneration"] = strconv.FormatInt(dep.Generation, 10)
 	}
+	r := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
+	if !changed && w.cfg.Snapshots != nil {
+		// Observed, but perhaps by Argo's controller: a rollout Sluice
+		// takes over is requested once (the same id on every replica).
+		_, err := w.cfg.Snapshots.Get(ctx, r)
+		switch {
+		case errors.Is(err, orchestrator.ErrNoRollout):
+			changed = true
+		case err != nil:
+			return err
+		}
+	}
 	if changed {
-		r := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
-		if err := w.publish(ctx, u, spec, id, events.TypeRolloutRequested, r); err != nil {
+		eventType, data := events.TypeRolloutRequested, any(nil)
+		if ref == nil {
+			rev, undo, err := w.undo(ctx, u)
+			if err != nil {
+				return err
+			}
+			if undo {
+				// The template of one of its own ReplicaSets, copied back:
+				// that revision again, reusing its ReplicaSet.
+				eventType, data, id = events.TypeRolloutUndo, map[string]int64{"toRevision": rev}, id+":undo"
+			}
+		}
+		if err := w.publish(ctx, u, spec, id, eventType, r, data); err != nil {
 			return err
 		}
 		patch, _ := json.Marshal(map[string]any{"status": status})
@@ -321,14 +358,15 @@ func (w *Watcher) template(ctx context.Context, u *unstructured.Unstructured) er
 		ref.Namespace = events.ClusterScope
 	}
 	spec, _, _ := unstructured.NestedMap(u.Object, "spec")
-	return w.publish(ctx, u, spec, fmt.Sprintf("k8s:%s:%d", u.GetUID(), u.GetGeneration()), events.TypeAnalysisTemplateApply, ref)
+	return w.publish(ctx, u, spec, fmt.Sprintf("k8s:%s:%d", u.GetUID(), u.GetGeneration()), events.TypeAnalysisTemplateApply, ref, nil)
 }
 
 // publish sends the object's manifest with spec (without status and
-// server-side metadata) as eventType, with id derived from its uid and
-// generation, so that every replica of the watcher, and every restart
-// within the bus's duplicate window, publishes one event per change.
-func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spec map[string]any, id, eventType string, ref events.Ref) error {
+// server-side metadata) as eventType, or data when not nil, with id
+// derived from its uid and generation, so that every replica of the
+// watcher, and every restart within the bus's duplicate window, publishes
+// one event per change.
+func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spec map[string]any, id, eventType string, ref events.Ref, data any) error {
 	manifest := map[string]any{
 		"apiVersion": u.GetAPIVersion(),
 		"kind":       u.GetKind(),
@@ -340,12 +378,19 @@ func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spe
 		},
 		"spec": spec,
 	}
-	ev, err := events.New(Source, eventType, ref.String(), manifest)
+	if data == nil {
+		data = manifest
+	}
+	ev, err := events.New(Source, eventType, ref.String(), data)
 	if err != nil {
 		return err
 	}
 	ev.SetID(id)
-	ev.SetExtension(events.ExtActor, Actor)
+	actor := Actor
+	if ref.Namespace != events.ClusterScope && u.GetKind() == "Rollout" {
+		actor = ActorOf(ManagerOf(u, ""))
+	}
+	ev.SetExtension(events.ExtActor, actor)
 	subject := events.CommandSubject(ref)
 	_, err = w.cfg.Bus.Publish(ctx, subject, ev)
 	return err
