@@ -72,6 +72,12 @@ func TestAnalyzerBinaryConfiguration(t *testing.T) {
 		{name: "credentials without address", env: map[string]string{"SLUICE_PROMETHEUS_PASSWORD": "hunter2"}, args: []string{"--prometheus-username", "u"},
 			want: daemon.ExitFail, wantOut: "credentials need SLUICE_PROMETHEUS_ADDRESS", never: "hunter2"},
 		{name: "bad lease margin", args: []string{"--lease-margin", "-1s"}, want: daemon.ExitFail, wantOut: "LeaseMargin -1s must be positive"},
+		// --platform kube reads secretKeyRef arguments from the cluster, so
+		// it needs one.
+		{name: "kube secrets without a cluster", args: []string{"--platform", "kube", "--kubeconfig", "/nonexistent/kubeconfig"},
+			want: daemon.ExitFail, wantOut: "no cluster to talk to"},
+		{name: "unknown platform", args: []string{"--platform", "kubernetes"},
+			want: daemon.ExitUsage, wantOut: `unknown platform "kubernetes": supported platforms are local, kube`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

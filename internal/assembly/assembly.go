@@ -139,6 +139,10 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.DurationVar(&c.LeaseMargin, "lease-margin", 0, "added to a provider's timeout to form a measurement lease (default 10s)")
 		fs.DurationVar(&c.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
 		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
+		add("platform", func() {
+			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>; kube: the Secret in the rollout's namespace)")
+		})
+		kube()
 	case Replicas:
 		add("platform", func() {
 			fs.Var(&o.Platform, "platform", "where workloads run: "+strings.Join(Platforms, ", ")+" (local: OS processes on this machine)")
@@ -234,6 +238,13 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		}
 		cfg := o.Analyzer
 		cfg.Providers, cfg.Getenv = reg, o.Getenv
+		if o.Platform.value == "kube" {
+			clients, err := o.Kube.Connect(agent)
+			if err != nil {
+				return nil, err
+			}
+			cfg.Secrets = analyzer.KubeSecrets{Client: clients.Typed}
+		}
 		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
 		return analyzer.New(env.Client, cfg)
 	case Replicas:

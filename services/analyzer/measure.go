@@ -82,7 +82,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		return s.retry(ctx, key, "claim", err)
 	}
 
-	taken := s.measure(ctx, *rec.Run, due)
+	taken := s.measure(ctx, rec.Task.Ref.Namespace, *rec.Run, due)
 	if ctx.Err() != nil {
 		// Shutting down: let another replica take the slot at once.
 		s.release(key, l.Token)
@@ -127,9 +127,10 @@ type taken struct {
 	m      metrics.Measurement
 }
 
-// measure takes one measurement of each due metric, at once.
-func (s *Service) measure(ctx context.Context, run analysis.Run, due []spec.Metric) []taken {
-	values, secretErr := s.secretValues(run.SecretArgs)
+// measure takes one measurement of each due metric of a run of a rollout
+// in namespace, at once.
+func (s *Service) measure(ctx context.Context, namespace string, run analysis.Run, due []spec.Metric) []taken {
+	values, secretErr := s.secretValues(ctx, namespace, run.SecretArgs)
 	secrets := make([]string, 0, len(values))
 	for _, v := range values {
 		secrets = append(secrets, v)

@@ -67,9 +67,13 @@ type Config struct {
 	// MaxConcurrentRuns bounds the runs this replica measures at once
 	// (default 64); others wait for a slot.
 	MaxConcurrentRuns int
-	// Getenv reads the values of secret arguments (see SecretEnv) and the
-	// default Prometheus settings (default os.Getenv).
+	// Getenv reads the default Prometheus settings and, when Secrets is
+	// nil, the values of secret arguments (default os.Getenv).
 	Getenv func(string) string
+	// Secrets reads the values of secret arguments: KubeSecrets on the
+	// kube platform (the Secret in the rollout's namespace). Default
+	// EnvSecrets{Getenv} (SecretEnv variables), the local platform's.
+	Secrets Secrets
 	// Logger receives the service's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics records measurements, verdicts and task outcomes (default
@@ -97,6 +101,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Getenv == nil {
 		c.Getenv = os.Getenv
+	}
+	if c.Secrets == nil {
+		c.Secrets = EnvSecrets{Getenv: c.Getenv}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -107,20 +108,21 @@ func TestSecretEnv(t *testing.T) {
 }
 
 func TestSecretValuesNameEveryMissingVariable(t *testing.T) {
-	s := &Service{cfg: Config{Getenv: func(k string) string {
+	s := &Service{cfg: Config{Secrets: EnvSecrets{Getenv: func(k string) string {
 		if k == "SLUICE_SECRET_A_KEY" {
 			return "va"
 		}
 		return ""
-	}}}
+	}}}}
 	ref := func(name string) *spec.ValueFrom {
 		return &spec.ValueFrom{SecretKeyRef: &spec.SecretKeyRef{Name: name, Key: "key"}}
 	}
-	values, err := s.secretValues([]spec.Argument{{Name: "a", ValueFrom: ref("a")}, {Name: "b", ValueFrom: ref("b")}, {Name: "c", ValueFrom: ref("c")}})
+	values, err := s.secretValues(context.Background(), "prod", []spec.Argument{{Name: "a", ValueFrom: ref("a")}, {Name: "b", ValueFrom: ref("b")}, {Name: "c", ValueFrom: ref("c")}})
 	if values["a"] != "va" {
 		t.Errorf("values = %v", values)
 	}
-	if err == nil || !strings.Contains(err.Error(), "SLUICE_SECRET_B_KEY") || !strings.Contains(err.Error(), "SLUICE_SECRET_C_KEY") {
+	if err == nil || !strings.Contains(err.Error(), "SLUICE_SECRET_B_KEY") || !strings.Contains(err.Error(), "SLUICE_SECRET_C_KEY") ||
+		!errors.Is(err, ErrSecretNotFound) {
 		t.Errorf("error %v; want both missing variables named", err)
 	}
 }

@@ -334,8 +334,9 @@ func allowedIn(ctx context.Context, client kubernetes.Interface, namespace, sa s
 // and RBAC objects for real and asks the API server (SubjectAccessReview)
 // what each service's account may do: everything in clusterAccess, and
 // none of what another service needs or what no service may do. The
-// orchestrator and the analyzer may do nothing at all. Then it takes real
-// tokens of the accounts and calls the API with them.
+// orchestrator may do nothing at all, the analyzer only get a Secret by
+// name. Then it takes real tokens of the accounts and calls the API with
+// them.
 func TestRBACOnAPIServer(t *testing.T) {
 	c := newCluster(t)
 	for _, overlay := range overlays {
@@ -446,6 +447,13 @@ func TestRBACOnAPIServer(t *testing.T) {
 		if _, err := cl.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 			t.Errorf("%s listing Pods: got %v, want Forbidden", name, err)
 		}
+	}
+	analyzer := clientAs(t, c.cp, "sluice", "sluice-analyzer")
+	if _, err := analyzer.CoreV1().Secrets("default").Get(ctx, "absent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("sluice-analyzer reading a Secret by name: got %v, want NotFound (allowed, and there is none)", err)
+	}
+	if _, err := analyzer.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-analyzer listing Secrets: got %v, want Forbidden", err)
 	}
 }
 

@@ -36,8 +36,8 @@ func rule(group string, resources []string, verbs ...string) []grant {
 }
 
 // clusterAccess is, per service, every Kubernetes API permission it needs:
-// what its code calls, and nothing else. The orchestrator and the analyzer
-// need none (Rollouts and templates reach them as events).
+// what its code calls, and nothing else. The orchestrator needs none
+// (Rollouts and templates reach it as events).
 var clusterAccess = map[string][]grant{
 	"sluice-replicas": slices.Concat(
 		// services/replicas/kube: one ReplicaSet per revision, informers,
@@ -70,7 +70,9 @@ var clusterAccess = map[string][]grant{
 		rule("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update"),
 	),
 	"sluice-orchestrator": nil,
-	"sluice-analyzer":     nil,
+	// services/analyzer KubeSecrets: a secretKeyRef argument's Secret, by
+	// name, in the rollout's namespace; never listed or watched.
+	"sluice-analyzer": rule("", []string{"secrets"}, "get"),
 	// services/gateway/kubepods: each revision's pods for the dashboard.
 	"sluice-gateway": slices.Concat(
 		rule("apps", []string{"replicasets"}, "list"),
@@ -91,17 +93,17 @@ var clusterScoped = map[string]bool{"clusteranalysistemplates": true}
 
 // neverGranted are permissions no Sluice service may have, checked on top
 // of every other service's needs: the ReplicaSet controller owns pods,
-// Services and mesh objects are the user's, Rollout specs are the user's,
-// and no service gets a Secret by name (the notifier lists and watches
-// its own namespace's, namespacedOnly; every other service is denied
-// that too, by deniedFor).
+// Services and mesh objects are the user's, Rollout specs are the user's.
+// Only the analyzer gets a Secret by name (analysis arguments); the
+// notifier lists and watches its own namespace's (namespacedOnly); every
+// other service is denied both, by deniedFor, and no service may list
+// Secrets cluster-wide.
 var neverGranted = []grant{
 	{"create", "", "pods"},
 	{"delete", "", "pods"},
 	{"create", "", "services"},
 	{"delete", "", "services"},
 	{"list", "", "services"},
-	{"get", "", "secrets"},
 	{"get", "", "configmaps"},
 	{"create", "", "events"},
 	{"update", "argoproj.io", "rollouts"},
@@ -176,8 +178,8 @@ func expand(rules []rbacv1.PolicyRule) (map[grant]bool, []string) {
 
 // TestRBACGrantsExactlyWhatEachServiceCalls reads the rendered Roles,
 // ClusterRoles and bindings: each service account gets exactly
-// clusterAccess, no more and no less, and the orchestrator and analyzer
-// get no binding and no token in their pods.
+// clusterAccess, no more and no less, and the orchestrator gets no binding
+// and no token in its pods.
 func TestRBACGrantsExactlyWhatEachServiceCalls(t *testing.T) {
 	for _, overlay := range overlays {
 		m := render(t, overlay)
