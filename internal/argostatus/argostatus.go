@@ -189,7 +189,7 @@ func build(data events.StatusData, ro Rollout, v view, old status, now time.Time
 	if v.canary {
 		st.Canary = canaryStatusOf(snap, v, old.Canary)
 		st.CurrentStepHash = v.stepHash
-		if v.steps > 0 && snap.Revision != 0 {
+		if v.steps > 0 && (snap.Revision != 0 || snap.StepIndex != nil) {
 			i := int32(0)
 			if snap.StepIndex != nil {
 				i = *snap.StepIndex
@@ -282,13 +282,14 @@ func canaryStatusOf(snap events.Snapshot, v view, old canaryStatus) canaryStatus
 		StablePingPong:     old.StablePingPong,
 		StepPluginStatuses: old.StepPluginStatuses,
 	}
-	c.CurrentBackgroundAnalysisRunStatus = lastRun(snap.Runs, purposeBackground, nil)
-	// Argo clears the step's run when the step completes; an aborted
-	// update keeps the one that failed in view.
-	if snap.Aborted {
-		c.CurrentStepAnalysisRunStatus = lastRun(snap.Runs, purposeStep, nil)
-	} else if snap.StepIndex != nil {
-		c.CurrentStepAnalysisRunStatus = lastRun(snap.Runs, purposeStep, snap.StepIndex)
+	// Argo cancels and forgets a canary's runs once the update is
+	// aborted, fully promoted or done, and the step's run when the step
+	// completes.
+	if !snap.Aborted && !snap.PromoteFull && snap.PodHash != snap.StablePodHash {
+		c.CurrentBackgroundAnalysisRunStatus = lastRun(snap.Runs, purposeBackground, nil)
+		if snap.StepIndex != nil {
+			c.CurrentStepAnalysisRunStatus = lastRun(snap.Runs, purposeStep, snap.StepIndex)
+		}
 	}
 	if v.routed && snap.Revision != 0 {
 		c.Weights = &trafficWeights{

@@ -133,7 +133,10 @@ func conditionsOf(data events.StatusData, v view, old, st status, now time.Time)
 	prog := c.get(ConditionProgressing)
 	abortCond := prog != nil && prog.Reason == ReasonRolloutAborted
 	progPaused := prog != nil && prog.Reason == ReasonRolloutPaused
-	if isPaused != progPaused && !abortCond && !completed(old) {
+	// Argo leaves a completed rollout's Progressing alone; it judges by
+	// the status before its reconcile and gets here one reconcile later,
+	// which this single write does not wait for.
+	if isPaused != progPaused && !abortCond && !completed(st) {
 		if isPaused {
 			c.set(ConditionProgressing, condUnknown, ReasonRolloutPaused, msgPaused)
 		} else {
@@ -169,6 +172,8 @@ func conditionsOf(data events.StatusData, v view, old, st status, now time.Time)
 			c.set(ConditionProgressing, condFalse, ReasonProgressDeadlineExceeded, deadline)
 		case snap.Phase == events.PhaseDegraded:
 			c.set(ConditionProgressing, condFalse, ReasonReconciliationError, fmt.Sprintf(msgReconcileError, snap.Message))
+		case isPaused && c.get(ConditionProgressing) != nil && c.get(ConditionProgressing).Reason == ReasonRolloutPaused:
+			// Paused: Argo's next reconcile sees no progress and keeps it.
 		case progressing(v, old, st) || becameUnhealthy:
 			reason, msg := ReasonReplicaSetUpdated, fmt.Sprintf(msgRSProgressing, rsName)
 			if st.StableRS == st.CurrentPodHash && becameUnhealthy {

@@ -317,8 +317,11 @@ type Snapshot struct {
 	PreviewPodHash string `json:"previewPodHash,omitempty"`
 	// Analysis summarises the analysis run in progress or last finished.
 	Analysis *AnalysisSummary `json:"analysis,omitempty"`
-	// Runs are the current update's analysis runs, started or finished,
-	// oldest first.
+	// Runs are the current update's analysis runs that it still needs
+	// (running, or finished and still in force, such as a background run)
+	// or is stopping, oldest first. A run the update has moved past (its
+	// step completed, the update aborted or promoted) is dropped, as
+	// Argo's status drops it; analysis.completed reported its verdict.
 	Runs []RunSummary `json:"runs,omitempty"`
 	// RestartedAt is the time of the last restart of the stable
 	// revision's pods (the restart command's time, or spec.restartAt) once

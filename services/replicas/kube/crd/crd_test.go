@@ -295,8 +295,8 @@ func TestStatusWriter(t *testing.T) {
 	if status["replicas"] != int64(3) {
 		t.Errorf("status.replicas written from a snapshot; the counts come from the ReplicaSets (status %s)", b)
 	}
-	if w, _, _ := unstructured.NestedInt64(got.Object, "status", "canary", "weights", "canary", "weight"); w != 20 {
-		t.Errorf("canary weight %d, want 20 (status %s)", w, b)
+	if _, ok, _ := unstructured.NestedMap(got.Object, "status", "canary", "weights"); ok {
+		t.Errorf("canary weights written for a canary without traffic routing, which Argo leaves out (status %s)", b)
 	}
 
 	// A refused command and a deleted rollout change nothing; a restart
@@ -322,8 +322,10 @@ func TestStatusWriter(t *testing.T) {
 		t.Errorf("status.phase %v after a refused command and a deleted event, want Progressing unchanged", status["phase"])
 	}
 	handled(publish(web, events.TypeRolloutRestarted, now.Add(3*time.Second), "Healthy"))
-	if status["phase"] != "Healthy" || status["restartedAt"] == nil {
-		t.Errorf("status after refused, deleted and restarted: phase %v, restartedAt %v; want Healthy with restartedAt", status["phase"], status["restartedAt"])
+	// The phase follows Argo's rules over the status (no replica counts
+	// yet here), not the snapshot's.
+	if status["phase"] != "Progressing" || status["restartedAt"] == nil {
+		t.Errorf("status after refused, deleted and restarted: phase %v, restartedAt %v; want Progressing with restartedAt", status["phase"], status["restartedAt"])
 	}
 }
 
