@@ -113,6 +113,7 @@ func (c *Controllers) Run(ctx context.Context) error {
 	}
 	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true})
 	c.watcher.written, c.status.cfg.Written = written, written
+	c.status.held = c.watcher.requeue
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })

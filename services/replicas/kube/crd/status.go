@@ -69,6 +69,9 @@ type StatusWriter struct {
 	log   *slog.Logger
 	ready atomic.Bool
 	now   func() time.Time
+	// held, when set, is told of a rollout whose object keeps a tool's
+	// values the record does not: the watcher's requeue.
+	held func(events.Ref)
 }
 
 // NewStatusWriter returns a writer; Run starts it.
@@ -170,19 +173,17 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 		// Fields a tool changed keep its values: requested (pending) or
 		// not yet seen by the watcher.
 		now := requestedOf(old)
+		// A pending field the event answers is Sluice's again, unless
+		// the tool changed it since (a new request).
 		var held []string
 		if known {
 			held = differs(rec.was(now), now)
 		}
-		for f := range rec.Pending {
-			if !slices.Contains(held, f) {
+		for f, id := range rec.Pending {
+			if !slices.Contains(held, f) && (id != cause || !slices.Contains(answered, f)) {
 				held = append(held, f)
 			}
 		}
-		held = slices.DeleteFunc(held, func(f string) bool {
-			id, pending := rec.Pending[f]
-			return slices.Contains(answered, f) && (!pending || id == cause)
-		})
 		for _, f := range held {
 			for _, key := range keep(f) {
 				if v, ok := old[key]; ok {
@@ -207,7 +208,7 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 		if s.cfg.Written == nil {
 			return nil
 		}
-		return s.record(ctx, k, uid, func(r *Written) {
+		err = s.record(ctx, k, uid, func(r *Written) {
 			fields := intent
 			for _, f := range held {
 				setField(&fields, r.Fields, f)
@@ -227,6 +228,12 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 			}
 			r.Fields, r.Intent, r.Rejected = fields, nil, rec.Rejected
 		})
+		if err == nil && len(held) > 0 && s.held != nil {
+			// A request answered while the tool asked again: the watcher
+			// looks again, though the object may not have changed.
+			s.held(ref)
+		}
+		return err
 	})
 	if apierrors.IsNotFound(err) {
 		return nil // published from CI or the CLI: no cluster object to write to

@@ -62,6 +62,7 @@ type Watcher struct {
 	cfg   WatcherConfig
 	log   *slog.Logger
 	queue workqueue.TypedRateLimitingInterface[key]
+	q     atomic.Pointer[workqueue.TypedRateLimitingInterface[key]]
 	ready atomic.Bool
 
 	informers   map[schema.GroupVersionResource]cache.SharedIndexInformer
@@ -100,6 +101,7 @@ func (w *Watcher) Ready() bool { return w.ready.Load() }
 // the command that installs it, and watched for until it is.
 func (w *Watcher) Run(ctx context.Context) error {
 	w.queue = newQueue[key]("sluice-crd")
+	w.q.Store(&w.queue)
 	defer w.queue.ShutDown()
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.cfg.Dynamic, 0, w.cfg.Namespace, nil)
 	gvrs := []schema.GroupVersionResource{RolloutResource, AnalysisTemplateResource}
@@ -180,6 +182,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}()
 	work(ctx, w.queue, w.log, "publishing a cluster object's change", w.reconcile)
 	return nil
+}
+
+// requeue makes the watcher look at a Rollout again. Safe before Run (it
+// does nothing then).
+func (w *Watcher) requeue(r events.Ref) {
+	if q := w.q.Load(); q != nil {
+		(*q).Add(key{gvr: RolloutResource, namespace: r.Namespace, name: r.Name})
+	}
 }
 
 // String names a key in logs.
