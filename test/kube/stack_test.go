@@ -82,7 +82,13 @@ type stack struct {
 func start(t testing.TB) *stack {
 	t.Helper()
 	cp := controlPlane(t)
-	ns := cp.Namespace(t)
+	return startIn(t, cp, cp.Namespace(t))
+}
+
+// startIn is start in namespace ns, which holds objects already (a
+// Rollout another controller managed until now).
+func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
+	t.Helper()
 	url := eventstest.StartServer(t).ClientURL()
 	log := eventstest.Quiet()
 	ctx, cancel := context.WithCancel(context.Background())
