@@ -336,6 +336,12 @@ func (cp *ControlPlane) startControllers(s *setup) (kcm, scheduler, kwok *proces
 		"--manage-nodes-with-annotation-selector=" + NodeAnnotation + "=fake",
 		"--cidr=" + PodCIDR,
 		"--node-ip=127.0.0.1",
+		// The node's Lease is its heartbeat: without one kwok refreshes the
+		// Ready condition only every ten minutes (its heartbeat stage), the
+		// node lifecycle controller finds the node not ready after its
+		// 50 s grace period and marks every pod on it not ready, and any
+		// test running longer than that loses its available pods.
+		"--node-lease-duration-seconds=40",
 	}
 	for _, f := range stages {
 		args = append(args, "--config="+f)
