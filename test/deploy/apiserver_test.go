@@ -130,7 +130,7 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // crdFiles are the files deploy/crds/kustomization.yaml lists, as
-// kubectl apply -k deploy/crds installs them (InstallCRDs takes CRD files,
+// kubectl apply --server-side -k deploy/crds installs them (InstallCRDs takes CRD files,
 // not a kustomization).
 func crdFiles(t *testing.T) []string {
 	t.Helper()

@@ -158,7 +158,7 @@ func (a *AnalysisRuns) Run(ctx context.Context) error {
 	a.inf = factory.ForResource(AnalysisRunResource).Informer()
 	if err := a.inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		if apierrors.IsNotFound(err) {
-			a.log.Error("cannot watch analysisruns.argoproj.io: the CRD is not installed; install it with kubectl apply -k deploy/crds", "error", err)
+			a.log.Error("cannot watch analysisruns.argoproj.io: the CRD is not installed; install it with kubectl apply --server-side -k deploy/crds", "error", err)
 			return
 		}
 		a.log.Warn("watch of analysisruns failed; retrying", "error", err)

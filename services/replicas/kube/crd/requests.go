@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/sluicehq/sluice/internal/records"
@@ -187,20 +189,42 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 		return nil
 	}
 	k := records.KeyOf(events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()})
-	rec, _, err := w.written.Get(ctx, k)
+	rec, rev, err := w.written.Get(ctx, k)
 	if err != nil {
 		return err
 	}
-	if rec.UID != string(u.GetUID()) {
+	if len(asks(u, rec)) == 0 {
+		return nil
+	}
+	// The informer's copy of the object may be older than the record (the
+	// writer records what it wrote once the write returns, before the
+	// watch delivers it): a status Sluice replaced would look like a tool
+	// undoing it (pause conditions "cleared" is a promote). So a request
+	// seen in the cache is confirmed on the object read from the API
+	// server after the record, and counts only if no write was recorded
+	// meanwhile (a writer records its intent before it writes).
+	fresh, err := w.cfg.Dynamic.Resource(RolloutResource).Namespace(u.GetNamespace()).Get(ctx, u.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	again, rev2, err := w.written.Get(ctx, k)
+	if err != nil {
+		return err
+	}
+	if rev2 != rev {
+		w.queue.AddAfter(key{gvr: RolloutResource, namespace: u.GetNamespace(), name: u.GetName()}, 100*time.Millisecond)
+		return nil
+	}
+	u, rec = fresh, again
+	reqs := asks(u, rec)
+	if len(reqs) == 0 {
 		return nil
 	}
 	status, _, _ := unstructured.NestedMap(u.Object, "status")
 	now := requestedOf(status)
-	steps, _, _ := unstructured.NestedSlice(u.Object, "spec", "strategy", "canary", "steps")
-	reqs := Requests(rec.was(now), now, rec.Pending, int64(len(steps)))
-	if len(reqs) == 0 {
-		return nil
-	}
 	ref := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
 	actor := ActorOf(ManagerOf(u, "status"))
 	ids := map[string]string{}
@@ -241,6 +265,18 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 		return nil
 	})
 	return err
+}
+
+// asks are the commands u's status asks for against rec, the record of
+// what the writer wrote; none when rec is another object's.
+func asks(u *unstructured.Unstructured, rec Written) []Request {
+	if rec.UID != string(u.GetUID()) {
+		return nil
+	}
+	status, _, _ := unstructured.NestedMap(u.Object, "status")
+	now := requestedOf(status)
+	steps, _, _ := unstructured.NestedSlice(u.Object, "spec", "strategy", "canary", "steps")
+	return Requests(rec.was(now), now, rec.Pending, int64(len(steps)))
 }
 
 // setField copies field f of from into to.

@@ -113,7 +113,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		inf := factory.ForResource(gvr).Informer()
 		if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 			if apierrors.IsNotFound(err) {
-				w.log.Error("cannot watch "+gvr.Resource+"."+gvr.Group+": the CRD is not installed; install it with kubectl apply -k deploy/crds", "error", err)
+				w.log.Error("cannot watch "+gvr.Resource+"."+gvr.Group+": the CRD is not installed; install it with kubectl apply --server-side -k deploy/crds", "error", err)
 				return
 			}
 			w.log.Warn("watch of "+gvr.Resource+" failed; retrying", "error", err)
