@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
 )
 
@@ -205,7 +205,7 @@ spec:
 	}
 
 	stored := 0
-	for stream, msgs := range storedMessages(t, b.client) {
+	for stream, msgs := range eventstest.StoredMessages(t, b.client) {
 		for _, msg := range msgs {
 			stored++
 			if strings.Contains(msg, token) {
@@ -220,36 +220,4 @@ spec:
 		t.Errorf("no analyzer log line was captured: the log check proves nothing\n%s", logs.String())
 	}
 	logs.NoSecrets(t, token)
-}
-
-// storedMessages is every message of every stream (KV buckets are
-// streams too), as subject, headers and data, by stream.
-func storedMessages(t *testing.T, c *events.Client) map[string][]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	js := c.JetStream()
-	out := map[string][]string{}
-	names := js.StreamNames(ctx)
-	for name := range names.Name() {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-			m, err := s.GetMsg(ctx, seq)
-			if err != nil {
-				continue // deleted
-			}
-			out[name] = append(out[name], fmt.Sprintf("%s %v %s", m.Subject, m.Header, m.Data))
-		}
-	}
-	if err := names.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

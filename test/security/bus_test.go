@@ -8,11 +8,9 @@ package security
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,40 +93,6 @@ func (b *logBuffer) String() string {
 // logger logs everything, debug included, as JSON to b.
 func (b *logBuffer) logger(service string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})).With("service", service)
-}
-
-// storedMessages reads every message of every stream (SLUICE_* and the
-// key-value buckets), headers included, as one text per message.
-func storedMessages(t *testing.T, admin *events.Client) map[string][]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	js := admin.JetStream()
-	out := map[string][]string{}
-	names := js.StreamNames(ctx)
-	for name := range names.Name() {
-		s, err := js.Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-			m, err := s.GetMsg(ctx, seq)
-			if err != nil {
-				continue // deleted
-			}
-			var b strings.Builder
-			fmt.Fprintf(&b, "%s %v %s", m.Subject, m.Header, m.Data)
-			out[name] = append(out[name], b.String())
-		}
-	}
-	if err := names.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // subjectCount is how many messages stream holds on subject.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
@@ -196,7 +197,7 @@ func TestEveryServiceRunsWithItsOwnPermissions(t *testing.T) {
 	}
 
 	admin := connect(t, url, adminUser, logs.logger("test"))
-	stored := storedMessages(t, admin)
+	stored := eventstest.StoredMessages(t, admin)
 	measured := 0
 	for stream, msgs := range stored {
 		for _, m := range msgs {
