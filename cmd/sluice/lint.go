@@ -17,7 +17,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/replicas/local"
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
@@ -190,7 +189,7 @@ func appliedTemplates(ctx context.Context, client *events.Client) (templateLooku
 // newLintCmd). An error is a failure to check, not a finding.
 func lintManifests(ctx context.Context, srcs []spec.Source, cfg lintConfig) (spec.Report, error) {
 	r := spec.LintSources(srcs, spec.LintOptions{Strict: cfg.Strict})
-	providers, err := analyzer.DefaultProviders(prometheus.Config{}, web.Config{})
+	providers, err := analyzer.DefaultProviders(analyzer.ProviderConfig{})
 	if err != nil {
 		return r, err
 	}

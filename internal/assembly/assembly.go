@@ -22,7 +22,6 @@ import (
 	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/gateway"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/kubepods"
@@ -232,7 +231,7 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		if prom.Password == "" {
 			prom.Password = fromEnv.Password
 		}
-		reg, err := analyzer.DefaultProviders(prom, web.Config{})
+		reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{Prometheus: prom})
 		if err != nil {
 			return nil, err
 		}

@@ -101,7 +101,7 @@ spec:
   - name: m
     provider:
       prometheus: {address: "http://p:9090", querry: up}
-      datadog: {notChecked: true}
+      kayenta: {notChecked: true}
 `,
 			want: []string{`spec.metrics[0].provider.prometheus.querry: unknown field (did you mean "query"?)`},
 		},

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -69,23 +70,128 @@ type Metric struct {
 	Provider MetricProvider `json:"provider"`
 }
 
-// MetricProvider holds exactly one provider. Sluice implements Prometheus
-// and Web; the other providers of Argo Rollouts are kept as raw JSON so that
-// Validate can name them.
+// MetricProvider holds exactly one provider, under Argo Rollouts' names.
+// Sluice measures all of them except kayenta, wavefront and skywalking,
+// which are kept as raw JSON so that Validate can name them.
 type MetricProvider struct {
 	Prometheus *PrometheusMetric `json:"prometheus,omitempty"`
 	Web        *WebMetric        `json:"web,omitempty"`
+	Datadog    *DatadogMetric    `json:"datadog,omitempty"`
+	NewRelic   *NewRelicMetric   `json:"newRelic,omitempty"`
+	Job        *JobMetric        `json:"job,omitempty"`
+	CloudWatch *CloudWatchMetric `json:"cloudWatch,omitempty"`
+	Graphite   *GraphiteMetric   `json:"graphite,omitempty"`
+	Influxdb   *InfluxdbMetric   `json:"influxdb,omitempty"`
+	// Plugin holds one metric plugin's configuration under the plugin's
+	// name ("argoproj-labs/sample-prometheus"), as Argo Rollouts' metric
+	// plugins take it.
+	Plugin map[string]json.RawMessage `json:"plugin,omitempty"`
 
-	Kayenta    json.RawMessage            `json:"kayenta,omitempty"`
-	Datadog    json.RawMessage            `json:"datadog,omitempty"`
-	Wavefront  json.RawMessage            `json:"wavefront,omitempty"`
-	NewRelic   json.RawMessage            `json:"newRelic,omitempty"`
-	Job        json.RawMessage            `json:"job,omitempty"`
-	CloudWatch json.RawMessage            `json:"cloudWatch,omitempty"`
-	Graphite   json.RawMessage            `json:"graphite,omitempty"`
-	Influxdb   json.RawMessage            `json:"influxdb,omitempty"`
-	SkyWalking json.RawMessage            `json:"skywalking,omitempty"`
-	Plugin     map[string]json.RawMessage `json:"plugin,omitempty"`
+	Kayenta    json.RawMessage `json:"kayenta,omitempty"`
+	Wavefront  json.RawMessage `json:"wavefront,omitempty"`
+	SkyWalking json.RawMessage `json:"skywalking,omitempty"`
+}
+
+// DatadogMetric is a Datadog metrics query: v1 Query, or v2 Queries
+// combined by Formula.
+type DatadogMetric struct {
+	// Interval is the time window queried, ending now (default 5m).
+	Interval DurationString `json:"interval,omitempty"`
+	// Query is a v1 metrics query.
+	Query string `json:"query,omitempty"`
+	// Queries maps names to v2 queries that Formula combines.
+	Queries map[string]string `json:"queries,omitempty"`
+	// Formula combines Queries by name (v2).
+	Formula string `json:"formula,omitempty"`
+	// ApiVersion is v1 or v2 (default v1).
+	ApiVersion string `json:"apiVersion,omitempty"`
+	// Aggregator reduces a v2 series to one value: avg, min, max, sum,
+	// last, percentile, mean, l2norm or area.
+	Aggregator string `json:"aggregator,omitempty"`
+	// SecretRef names the Secret holding address, api-key and app-key
+	// (default "datadog").
+	SecretRef SecretRef `json:"secretRef,omitempty"`
+	// RequestTimeout bounds one request to Datadog (default 10s).
+	RequestTimeout DurationString `json:"requestTimeout,omitempty"`
+}
+
+// SecretRef names the Secret a provider reads its credentials from.
+type SecretRef struct {
+	Name string `json:"name,omitempty"`
+	// Namespaced: in Argo Rollouts, the Secret is in the rollout's
+	// namespace rather than the controller's. Sluice always reads the
+	// rollout's namespace (docs/providers).
+	Namespaced bool `json:"namespaced,omitempty"`
+}
+
+// NewRelicMetric is an NRQL query.
+type NewRelicMetric struct {
+	// Profile names the Secret holding the account's settings (default
+	// "newrelic").
+	Profile string `json:"profile,omitempty"`
+	Query   string `json:"query"`
+	// Timeout of the NRQL query, in seconds.
+	Timeout *int64 `json:"timeout,omitempty"`
+}
+
+// JobMetric is a Kubernetes Job run as a measurement: it succeeds or fails
+// with the Job.
+type JobMetric struct {
+	Metadata metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec     batchv1.JobSpec   `json:"spec"`
+}
+
+// GraphiteMetric is a Graphite render API query.
+type GraphiteMetric struct {
+	// Address is the base URL of Graphite's HTTP API.
+	Address string `json:"address,omitempty"`
+	Query   string `json:"query,omitempty"`
+}
+
+// InfluxdbMetric is a Flux query.
+type InfluxdbMetric struct {
+	// Profile names the Secret holding address, authToken and org (default
+	// "influxdb").
+	Profile string `json:"profile,omitempty"`
+	Query   string `json:"query,omitempty"`
+}
+
+// CloudWatchMetric is a CloudWatch GetMetricData request over the last
+// Interval (default 5m).
+type CloudWatchMetric struct {
+	Interval          DurationString              `json:"interval,omitempty"`
+	MetricDataQueries []CloudWatchMetricDataQuery `json:"metricDataQueries"`
+}
+
+// CloudWatchMetricDataQuery is one MetricDataQuery.
+type CloudWatchMetricDataQuery struct {
+	Id         string                `json:"id,omitempty"`
+	Expression *string               `json:"expression,omitempty"`
+	Label      *string               `json:"label,omitempty"`
+	MetricStat *CloudWatchMetricStat `json:"metricStat,omitempty"`
+	Period     *intstr.IntOrString   `json:"period,omitempty"`
+	ReturnData *bool                 `json:"returnData,omitempty"`
+}
+
+// CloudWatchMetricStat is a metric, its statistic and period.
+type CloudWatchMetricStat struct {
+	Metric CloudWatchMetricStatMetric `json:"metric,omitempty"`
+	Period intstr.IntOrString         `json:"period,omitempty"`
+	Stat   string                     `json:"stat,omitempty"`
+	Unit   string                     `json:"unit,omitempty"`
+}
+
+// CloudWatchMetricStatMetric names a CloudWatch metric.
+type CloudWatchMetricStatMetric struct {
+	Dimensions []CloudWatchMetricStatMetricDimension `json:"dimensions,omitempty"`
+	MetricName string                                `json:"metricName,omitempty"`
+	Namespace  *string                               `json:"namespace,omitempty"`
+}
+
+// CloudWatchMetricStatMetricDimension is one dimension of a metric.
+type CloudWatchMetricStatMetricDimension struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
 }
 
 // PrometheusMetric is an instant or range PromQL query.

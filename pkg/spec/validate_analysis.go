@@ -137,49 +137,52 @@ func duration(p *field.Path, d DurationString) field.ErrorList {
 
 func validateProvider(pr *MetricProvider, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	set := []string{}
-	if pr.Prometheus != nil {
-		set = append(set, "prometheus")
-	}
-	if pr.Web != nil {
-		set = append(set, "web")
+	var set []string
+	for _, v := range []struct {
+		name     string
+		ok       bool
+		validate func(*field.Path) field.ErrorList
+	}{
+		{"prometheus", pr.Prometheus != nil, func(p *field.Path) field.ErrorList { return validatePrometheus(pr.Prometheus, p) }},
+		{"web", pr.Web != nil, func(p *field.Path) field.ErrorList { return validateWeb(pr.Web, p) }},
+		{"datadog", pr.Datadog != nil, func(p *field.Path) field.ErrorList { return validateDatadog(pr.Datadog, p) }},
+		{"newRelic", pr.NewRelic != nil, func(p *field.Path) field.ErrorList { return validateNewRelic(pr.NewRelic, p) }},
+		{"job", pr.Job != nil, func(p *field.Path) field.ErrorList { return validateJob(pr.Job, p) }},
+		{"cloudWatch", pr.CloudWatch != nil, func(p *field.Path) field.ErrorList { return validateCloudWatch(pr.CloudWatch, p) }},
+		{"graphite", pr.Graphite != nil, func(p *field.Path) field.ErrorList { return validateGraphite(pr.Graphite, p) }},
+		{"influxdb", pr.Influxdb != nil, func(p *field.Path) field.ErrorList { return validateInfluxdb(pr.Influxdb, p) }},
+		{"plugin", len(pr.Plugin) > 0, func(p *field.Path) field.ErrorList { return validatePlugin(pr.Plugin, p) }},
+	} {
+		if v.ok {
+			set = append(set, v.name)
+			errs = append(errs, v.validate(p.Child(v.name))...)
+		}
 	}
 	for _, u := range []struct {
 		name string
 		raw  []byte
-	}{
-		{"kayenta", pr.Kayenta}, {"datadog", pr.Datadog}, {"wavefront", pr.Wavefront}, {"newRelic", pr.NewRelic},
-		{"job", pr.Job}, {"cloudWatch", pr.CloudWatch}, {"graphite", pr.Graphite}, {"influxdb", pr.Influxdb},
-		{"skywalking", pr.SkyWalking},
-	} {
+	}{{"kayenta", pr.Kayenta}, {"wavefront", pr.Wavefront}, {"skywalking", pr.SkyWalking}} {
 		if present(u.raw) {
 			set = append(set, u.name)
 			errs = append(errs, field.Forbidden(p.Child(u.name), unsupportedProvider(u.name)))
 		}
 	}
-	if len(pr.Plugin) > 0 {
-		set = append(set, "plugin")
-		errs = append(errs, field.Forbidden(p.Child("plugin"), unsupportedProvider("plugin")))
-	}
 	switch len(set) {
 	case 0:
-		errs = append(errs, field.Required(p, "must set exactly one provider: prometheus or web"))
+		errs = append(errs, field.Required(p, "must set exactly one provider: "+strings.Join(SupportedProviders, ", ")))
 	case 1:
 	default:
 		errs = append(errs, field.Invalid(p, strings.Join(set, ", "), "must set exactly one provider"))
 	}
-
-	if prom := pr.Prometheus; prom != nil {
-		errs = append(errs, validatePrometheus(prom, p.Child("prometheus"))...)
-	}
-	if web := pr.Web; web != nil {
-		errs = append(errs, validateWeb(web, p.Child("web"))...)
-	}
 	return errs
 }
 
+// SupportedProviders are the metric providers Sluice measures, by their
+// keys in a metric's provider block.
+var SupportedProviders = []string{"prometheus", "web", "datadog", "newRelic", "cloudWatch", "graphite", "influxdb", "job", "plugin"}
+
 func unsupportedProvider(name string) string {
-	return fmt.Sprintf("unsupported provider %q; Sluice supports prometheus and web", name)
+	return fmt.Sprintf("unsupported provider %q; Sluice supports %s", name, strings.Join(SupportedProviders, ", "))
 }
 
 func validatePrometheus(m *PrometheusMetric, p *field.Path) field.ErrorList {

@@ -24,8 +24,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/internal/promtest"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 )
 
 // patience bounds every wait of these tests. It is a failure guard, never
@@ -58,7 +56,7 @@ type analyzerProc struct {
 func startAnalyzer(t *testing.T, b *bus, edit func(*Config)) *analyzerProc {
 	t.Helper()
 	c := eventstest.Connect(t, b.url)
-	reg, err := DefaultProviders(prometheus.Config{}, web.Config{})
+	reg, err := DefaultProviders(ProviderConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

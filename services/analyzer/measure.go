@@ -82,7 +82,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		return s.retry(ctx, key, "claim", err)
 	}
 
-	taken := s.measure(ctx, rec.Task.Ref.Namespace, *rec.Run, due)
+	taken := s.measure(ctx, rec.Task.Ref, *rec.Run, due)
 	if ctx.Err() != nil {
 		// Shutting down: let another replica take the slot at once.
 		s.release(key, l.Token)
@@ -127,30 +127,66 @@ type taken struct {
 	m      metrics.Measurement
 }
 
-// measure takes one measurement of each due metric of a run of a rollout
-// in namespace, at once.
-func (s *Service) measure(ctx context.Context, namespace string, run analysis.Run, due []spec.Metric) []taken {
-	values, secretErr := s.secretValues(ctx, namespace, run.SecretArgs)
-	secrets := make([]string, 0, len(values))
+// measure takes one measurement of each due metric of a run of the
+// rollout ref, at once. Every secret read for it, as an argument or by a
+// provider, is redacted from the measurements.
+func (s *Service) measure(ctx context.Context, ref events.Ref, run analysis.Run, due []spec.Metric) []taken {
+	values, secretErr := s.secretValues(ctx, ref.Namespace, run.SecretArgs)
+	read := &secretsRead{}
 	for _, v := range values {
-		secrets = append(secrets, v)
+		read.add(v)
 	}
 	out := make([]taken, len(due))
 	var wg sync.WaitGroup
 	for i, m := range due {
+		res, _ := run.Result(m.Name)
+		req := metrics.Request{
+			Namespace: ref.Namespace, Rollout: ref.Name, Run: run.Name,
+			ID: fmt.Sprintf("%s.%s.%d", run.Name, m.Name, total(res)+1),
+			Secret: func(ctx context.Context, name, key string) (string, error) {
+				v, err := s.cfg.Secrets.Value(ctx, ref.Namespace, spec.SecretKeyRef{Name: name, Key: key})
+				if err == nil {
+					read.add(v)
+				}
+				return v, err
+			},
+			Setting: func(ctx context.Context, name, key string) (string, error) {
+				return s.cfg.Secrets.Value(ctx, ref.Namespace, spec.SecretKeyRef{Name: name, Key: key})
+			},
+		}
 		wg.Go(func() {
-			out[i] = taken{metric: m.Name, m: s.measureOne(ctx, m, values, secretErr).Redact(secrets...)}
+			got := s.measureOne(ctx, m, req, values, secretErr)
+			out[i] = taken{metric: m.Name, m: got.Redact(read.all()...)}
 		})
 	}
 	wg.Wait()
 	return out
 }
 
+// secretsRead collects the secret values read for one set of measurements.
+type secretsRead struct {
+	mu     sync.Mutex
+	values []string
+}
+
+func (r *secretsRead) add(v string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.values = append(r.values, v)
+}
+
+func (r *secretsRead) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.values)
+}
+
 // measureOne measures metric through its provider. The measurement's times
 // are the analyzer's, which schedules the run, whatever clock the provider
 // keeps. A provider that panics gives an Error measurement.
-func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets map[string]string, secretErr error) (m metrics.Measurement) {
+func (s *Service) measureOne(ctx context.Context, metric spec.Metric, req metrics.Request, secrets map[string]string, secretErr error) (m metrics.Measurement) {
 	start := s.cfg.Now()
+	req.Metric = metric
 	defer func() { s.cfg.Metrics.Measurement(string(m.Provider), string(m.Phase)) }()
 	fail := func(format string, args ...any) metrics.Measurement {
 		typ, _ := metrics.Type(metric.Provider)
@@ -161,11 +197,11 @@ func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets ma
 	}
 	if len(secrets) > 0 {
 		var err error
-		if metric, err = analysis.Substitute(metric, secrets); err != nil {
+		if req.Metric, err = analysis.Substitute(metric, secrets); err != nil {
 			return fail("%v", err)
 		}
 	}
-	p, err := s.cfg.Providers.Provider(metric)
+	p, err := s.cfg.Providers.Provider(req.Metric)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -177,9 +213,9 @@ func (s *Service) measureOne(ctx context.Context, metric spec.Metric, secrets ma
 	}()
 	// The provider bounds the request with the metric's timeout; this
 	// bounds a provider that does not, before the lease ends.
-	mctx, cancel := context.WithTimeout(ctx, p.Timeout(metric)+s.cfg.LeaseMargin/2)
+	mctx, cancel := context.WithTimeout(ctx, p.Timeout(req.Metric)+s.cfg.LeaseMargin/2)
 	defer cancel()
-	m = p.Measure(mctx, metric)
+	m = p.Measure(mctx, req)
 	m.StartedAt, m.FinishedAt = start, s.cfg.Now()
 	if m.Provider == "" {
 		m.Provider = p.Type()

@@ -12,29 +12,19 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
 )
 
-// Errors of Secrets.Value, wrapped with the namespace, Secret and key
+// Secrets reads the values of secret arguments and providers' credentials;
+// see metrics.Secrets.
+type Secrets = metrics.Secrets
+
+// The errors of Secrets.Value, wrapped with the namespace, Secret and key
 // (never a value).
 var (
-	// ErrSecretNotFound: the Secret, the key or the variable does not
-	// exist.
-	ErrSecretNotFound = errors.New("secret not found")
-	// ErrSecretForbidden: the analyzer may not read the Secret.
-	ErrSecretForbidden = errors.New("secret not readable")
+	ErrSecretNotFound  = metrics.ErrSecretNotFound
+	ErrSecretForbidden = metrics.ErrSecretForbidden
 )
-
-// Secrets reads the values of analysis arguments given by
-// valueFrom.secretKeyRef. A value is read for each measurement that needs
-// it, substituted, and redacted from the measurement: it is never stored.
-type Secrets interface {
-	// Value returns the value of ref.Key in the Secret ref.Name of
-	// namespace, the rollout's. It returns an error wrapping
-	// ErrSecretNotFound when the Secret or the key does not exist, and
-	// ErrSecretForbidden when the analyzer may not read it; any other
-	// error is the store's (the next measurement reads again).
-	Value(ctx context.Context, namespace string, ref spec.SecretKeyRef) (string, error)
-}
 
 // SecretEnvPrefix starts the environment variables that hold the values of
 // secret arguments.

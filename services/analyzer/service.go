@@ -16,6 +16,13 @@ import (
 	"github.com/sluicehq/sluice/internal/worker"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer/metrics"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/cloudwatch"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/datadog"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/graphite"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/influxdb"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/job"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/newrelic"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/plugin"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 )
@@ -148,20 +155,57 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// DefaultProviders registers the providers Sluice implements: prometheus
-// with prom (the analyzer's own Prometheus address and credentials) and web
-// with w. It returns an error wrapping events.ErrInvalidConfig for invalid
-// settings.
-func DefaultProviders(prom prometheus.Config, w web.Config) (*metrics.Registry, error) {
-	p, err := prometheus.New(prom)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", events.ErrInvalidConfig, err)
+// ProviderConfig configures the metric providers DefaultProviders builds.
+// The zero value is a working configuration: the analyzer's environment
+// supplies what each provider needs (docs/providers).
+type ProviderConfig struct {
+	// Prometheus is the analyzer's own Prometheus address and credentials.
+	Prometheus prometheus.Config
+	Web        web.Config
+	Datadog    datadog.Config
+	NewRelic   newrelic.Config
+	CloudWatch cloudwatch.Config
+	Graphite   graphite.Config
+	Influxdb   influxdb.Config
+	Job        job.Config
+	Plugin     plugin.Config
+}
+
+// DefaultProviders registers the providers Sluice implements, each with its
+// part of cfg. It returns an error wrapping events.ErrInvalidConfig for
+// invalid settings.
+func DefaultProviders(cfg ProviderConfig) (*metrics.Registry, error) {
+	var ps []metrics.Provider
+	var errs []error
+	collect := func(name string, p metrics.Provider, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s provider: %v", events.ErrInvalidConfig, name, err))
+			return
+		}
+		ps = append(ps, p)
 	}
-	wp, err := web.New(w)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", events.ErrInvalidConfig, err)
+	p, err := prometheus.New(cfg.Prometheus)
+	collect("prometheus", p, err)
+	wp, err := web.New(cfg.Web)
+	collect("web", wp, err)
+	dd, err := datadog.New(cfg.Datadog)
+	collect("datadog", dd, err)
+	nr, err := newrelic.New(cfg.NewRelic)
+	collect("newRelic", nr, err)
+	cw, err := cloudwatch.New(cfg.CloudWatch)
+	collect("cloudWatch", cw, err)
+	gr, err := graphite.New(cfg.Graphite)
+	collect("graphite", gr, err)
+	ix, err := influxdb.New(cfg.Influxdb)
+	collect("influxdb", ix, err)
+	jb, err := job.New(cfg.Job)
+	collect("job", jb, err)
+	pl, err := plugin.New(cfg.Plugin)
+	collect("plugin", pl, err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
-	return metrics.NewRegistry(p, wp)
+	return metrics.NewRegistry(ps...)
 }
 
 // Service is one analyzer replica.
@@ -186,7 +230,7 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	if cfg.Providers == nil {
-		reg, err := DefaultProviders(prometheus.ConfigFromEnv(cfg.Getenv), web.Config{})
+		reg, err := DefaultProviders(ProviderConfig{Prometheus: prometheus.ConfigFromEnv(cfg.Getenv)})
 		if err != nil {
 			return nil, err
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 )
 
 func TestConfig(t *testing.T) {
@@ -131,7 +130,7 @@ func TestSecretValuesNameEveryMissingVariable(t *testing.T) {
 // accepted, invalid-*.yaml rejected with the problem on their "# want:"
 // line. Each file's "# subject:" line is the subject it is published on.
 func TestParseTemplate(t *testing.T) {
-	reg, err := DefaultProviders(prometheus.Config{}, web.Config{})
+	reg, err := DefaultProviders(ProviderConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

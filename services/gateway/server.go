@@ -13,8 +13,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/services/analyzer/metrics"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 	"github.com/sluicehq/sluice/services/gateway/dashboard"
 	"github.com/sluicehq/sluice/services/orchestrator"
@@ -56,7 +54,7 @@ func New(client *events.Client, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	providers, err := analyzer.DefaultProviders(prometheus.Config{}, web.Config{})
+	providers, err := analyzer.DefaultProviders(analyzer.ProviderConfig{})
 	if err != nil {
 		return nil, err
 	}

@@ -17,8 +17,6 @@ import (
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
-	promprovider "github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/instant"
@@ -82,7 +80,7 @@ func startStack(b *testing.B, router instantRouter) *stack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	providers, err := analyzer.DefaultProviders(promprovider.Config{}, web.Config{})
+	providers, err := analyzer.DefaultProviders(analyzer.ProviderConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,8 +14,6 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/analyzer"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
-	"github.com/sluicehq/sluice/services/analyzer/metrics/web"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/replicas/instant"
@@ -67,7 +65,7 @@ func startSystem(t *testing.T, url string, logs *logBuffer) {
 	}
 	run("orchestrator", orch)
 
-	reg, err := analyzer.DefaultProviders(prometheus.Config{}, web.Config{})
+	reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,11 @@
 // work (an unknown provider, an unparsable jsonPath) and are reported before
 // a run starts, by Registry.Check.
 //
-// Adding a provider (Datadog, New Relic, CloudWatch, a Kubernetes Job) is one
-// package implementing Provider (which names its Type and bounds its own
-// Timeout), and optionally Checker, plus a field in spec.MetricProvider. The interface carries no Kubernetes, NATS or clock
-// dependency.
+// Each provider is one package implementing Provider (which names its Type
+// and bounds its own Timeout), and optionally Checker, with its block in
+// spec.MetricProvider and its validation in package spec. The interface
+// carries no Kubernetes, NATS or clock dependency; credentials come through
+// Request.Secret.
 //
 // Deliberately not supported: Argo Rollouts' asynchronous Resume/Terminate
 // protocol (a provider's measurement always completes within Measure) and
@@ -44,9 +45,10 @@ import (
 // long-lived and safe for concurrent use; everything it needs to know about
 // a metric comes with the metric.
 type Provider interface {
-	// Measure takes one measurement of metric. It never returns a Go error for a
-	// verdict: an unreachable backend is a Measurement with phase Error and a message.
-	Measure(ctx context.Context, metric spec.Metric) Measurement
+	// Measure takes one measurement of req.Metric. It never returns a Go
+	// error for a verdict: an unreachable backend is a Measurement with
+	// phase Error and a message.
+	Measure(ctx context.Context, req Request) Measurement
 	// Type is the provider's name, the key of its block in a metric's
 	// provider: "prometheus", "web".
 	Type() string
@@ -54,6 +56,72 @@ type Provider interface {
 	// timeout setting, or the provider's default. Measure bounds itself by
 	// it, and the analyzer claims the metric for that long plus a margin.
 	Timeout(metric spec.Metric) time.Duration
+}
+
+// Request is one measurement to take: the metric, with the run's arguments
+// and secrets substituted, and where it comes from.
+type Request struct {
+	Metric spec.Metric
+	// Namespace and Rollout name the rollout the run analyses.
+	Namespace, Rollout string
+	// Run is the analysis run's name.
+	Run string
+	// ID names this measurement: "<run>.<metric>.<n>" for the metric's
+	// n-th measurement (from 1). A replica that measures in place of one
+	// that died sees the same ID, so a provider that creates something
+	// (a Job) can find what the first attempt created.
+	ID string
+	// Secret returns key of the Secret name in the rollout's namespace
+	// (the local platform reads SLUICE_SECRET_<NAME>_<KEY>). Its errors
+	// wrap ErrSecretNotFound or ErrSecretForbidden and name the Secret and
+	// key, never a value. Every value it returns is redacted from the
+	// measurement by the analyzer. Nil when the run reads no Secrets
+	// (tests): every read is then ErrSecretNotFound.
+	Secret func(ctx context.Context, name, key string) (string, error)
+	// Setting reads like Secret, for a key that holds no secret (an
+	// address, a region, an account id): its value is not redacted, so a
+	// short value such as "us" does not blank out every message.
+	Setting func(ctx context.Context, name, key string) (string, error)
+}
+
+// ReadSecret calls r.Secret, or returns ErrSecretNotFound when it is nil.
+func (r Request) ReadSecret(ctx context.Context, name, key string) (string, error) {
+	return read(ctx, r.Secret, name, key)
+}
+
+// ReadSetting calls r.Setting, or returns ErrSecretNotFound when it is nil.
+func (r Request) ReadSetting(ctx context.Context, name, key string) (string, error) {
+	return read(ctx, r.Setting, name, key)
+}
+
+func read(ctx context.Context, f func(context.Context, string, string) (string, error), name, key string) (string, error) {
+	if f == nil {
+		return "", fmt.Errorf("secret %q key %q: %w", name, key, ErrSecretNotFound)
+	}
+	return f(ctx, name, key)
+}
+
+// Errors of Secrets.Value and Request.Secret, wrapped with the namespace,
+// Secret and key (never a value).
+var (
+	// ErrSecretNotFound: the Secret, the key or the variable does not
+	// exist.
+	ErrSecretNotFound = errors.New("secret not found")
+	// ErrSecretForbidden: the analyzer may not read the Secret.
+	ErrSecretForbidden = errors.New("secret not readable")
+)
+
+// Secrets reads the keys of Secrets: the values of analysis arguments given
+// by valueFrom.secretKeyRef and the credentials of providers. A value is
+// read for each measurement that needs it and redacted from the
+// measurement: it is never stored.
+type Secrets interface {
+	// Value returns the value of ref.Key in the Secret ref.Name of
+	// namespace, the rollout's. It returns an error wrapping
+	// ErrSecretNotFound when the Secret or the key does not exist, and
+	// ErrSecretForbidden when the analyzer may not read it; any other
+	// error is the store's (the next measurement reads again).
+	Value(ctx context.Context, namespace string, ref spec.SecretKeyRef) (string, error)
 }
 
 // Checker is implemented by providers that can tell, before a run starts,
@@ -230,13 +298,13 @@ func Type(p spec.MetricProvider) (string, error) {
 	add("prometheus", p.Prometheus != nil)
 	add("web", p.Web != nil)
 	add("kayenta", present(p.Kayenta))
-	add("datadog", present(p.Datadog))
+	add("datadog", p.Datadog != nil)
 	add("wavefront", present(p.Wavefront))
-	add("newRelic", present(p.NewRelic))
-	add("job", present(p.Job))
-	add("cloudWatch", present(p.CloudWatch))
-	add("graphite", present(p.Graphite))
-	add("influxdb", present(p.Influxdb))
+	add("newRelic", p.NewRelic != nil)
+	add("job", p.Job != nil)
+	add("cloudWatch", p.CloudWatch != nil)
+	add("graphite", p.Graphite != nil)
+	add("influxdb", p.Influxdb != nil)
 	add("skywalking", present(p.SkyWalking))
 	add("plugin", len(p.Plugin) > 0)
 	switch len(set) {

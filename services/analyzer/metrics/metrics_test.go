@@ -20,7 +20,7 @@ type fake struct {
 
 func (f fake) Type() string                      { return f.name }
 func (f fake) Timeout(spec.Metric) time.Duration { return time.Second }
-func (f fake) Measure(context.Context, spec.Metric) metrics.Measurement {
+func (f fake) Measure(context.Context, metrics.Request) metrics.Measurement {
 	return metrics.Measurement{Phase: spec.AnalysisPhaseSuccessful}
 }
 func (f fake) Check(spec.Metric) error { return f.checkErr }
@@ -40,9 +40,9 @@ func TestRegistry(t *testing.T) {
 	}{
 		{"prometheus", spec.MetricProvider{Prometheus: &spec.PrometheusMetric{}}, "prometheus", "", "", false},
 		{"web, rejected by its checker", spec.MetricProvider{Web: &spec.WebMetric{}}, "web", "", `metric "m": bad jsonPath`, false},
-		{"unregistered", spec.MetricProvider{Datadog: json.RawMessage(`{"query":"x"}`)}, "", `metric "m": no metric provider named "datadog"`, "", true},
+		{"unregistered", spec.MetricProvider{Datadog: &spec.DatadogMetric{Query: "x"}}, "", `metric "m": no metric provider named "datadog"`, "", true},
 		{"plugin", spec.MetricProvider{Plugin: map[string]json.RawMessage{"x": json.RawMessage(`{}`)}}, "", `no metric provider named "plugin"`, "", true},
-		{"none", spec.MetricProvider{Job: json.RawMessage(`null`)}, "", "no provider set", "", false},
+		{"none", spec.MetricProvider{Kayenta: json.RawMessage(`null`)}, "", "no provider set", "", false},
 		{"several", spec.MetricProvider{Prometheus: &spec.PrometheusMetric{}, Web: &spec.WebMetric{}}, "", "several providers set: prometheus, web", "", false},
 	}
 	for _, tc := range tests {

@@ -190,7 +190,8 @@ func (p *Provider) Check(metric spec.Metric) error {
 
 // Measure runs metric's query once. Every failure to get a value is an
 // Error measurement whose message never holds a credential.
-func (p *Provider) Measure(ctx context.Context, metric spec.Metric) metrics.Measurement {
+func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Measurement {
+	metric := req.Metric
 	m := metrics.Measurement{Provider: Type, StartedAt: p.cfg.Now()}
 	pm := metric.Provider.Prometheus
 	if pm == nil {

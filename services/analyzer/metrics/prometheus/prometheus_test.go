@@ -156,7 +156,7 @@ func TestMeasureResults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := p.Measure(context.Background(), tc.metric)
+			m := p.Measure(context.Background(), metrics.Request{Metric: tc.metric})
 			if m.Provider != "prometheus" || m.Query != tc.metric.Provider.Prometheus.Query || m.Metadata[MetadataQuery] != m.Query {
 				t.Errorf("provider %q, query %q, metadata %v", m.Provider, m.Query, m.Metadata)
 			}
@@ -230,7 +230,7 @@ func TestConditionsOnRealResults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			metric := promMetric(srv.URL, tc.query)
 			metric.SuccessCondition, metric.FailureCondition = tc.success, tc.failure
-			m := analysis.Judge(metric, p.Measure(context.Background(), metric))
+			m := analysis.Judge(metric, p.Measure(context.Background(), metrics.Request{Metric: metric}))
 			if m.Phase != tc.want || !strings.Contains(m.Message, tc.wantMessage) {
 				t.Fatalf("phase %s, message %q; want %s with %q", m.Phase, m.Message, tc.want, tc.wantMessage)
 			}
@@ -246,7 +246,7 @@ func TestMeasureUnreachable(t *testing.T) {
 	addr := "http://" + l.Addr().String()
 	_ = l.Close()
 
-	m := newProvider(t, Config{}).Measure(context.Background(), promMetric(addr, "up"))
+	m := newProvider(t, Config{}).Measure(context.Background(), metrics.Request{Metric: promMetric(addr, "up")})
 	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "connection refused") || !strings.Contains(m.Message, addr+"/api/v1/query") {
 		t.Fatalf("phase %s, message %q", m.Phase, m.Message)
 	}
@@ -273,7 +273,7 @@ func TestMeasureTimeout(t *testing.T) {
 	one := int64(1)
 	measured := make(chan metrics.Measurement, 1)
 	go func() {
-		measured <- newProvider(t, Config{}).Measure(context.Background(), promMetric(srv.URL, "up", func(m *spec.PrometheusMetric) { m.Timeout = &one }))
+		measured <- newProvider(t, Config{}).Measure(context.Background(), metrics.Request{Metric: promMetric(srv.URL, "up", func(m *spec.PrometheusMetric) { m.Timeout = &one })})
 	}()
 	var m metrics.Measurement
 	select {
@@ -341,7 +341,7 @@ func TestCredentials(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := newProvider(t, tc.cfg).Measure(context.Background(), tc.metric)
+			m := newProvider(t, tc.cfg).Measure(context.Background(), metrics.Request{Metric: tc.metric})
 			if ok := m.Phase == ""; ok != tc.wantOK {
 				t.Fatalf("phase %q, message %q; want success %v", m.Phase, m.Message, tc.wantOK)
 			}
@@ -374,10 +374,10 @@ func TestOAuth2(t *testing.T) {
 		}
 	}
 	p := newProvider(t, Config{})
-	if m := p.Measure(context.Background(), promMetric(srv.URL, "up", oauth(password))); m.Phase != "" {
+	if m := p.Measure(context.Background(), metrics.Request{Metric: promMetric(srv.URL, "up", oauth(password))}); m.Phase != "" {
 		t.Fatalf("phase %s, message %q", m.Phase, m.Message)
 	}
-	m := p.Measure(context.Background(), promMetric(srv.URL, "up", oauth("wrong")))
+	m := p.Measure(context.Background(), metrics.Request{Metric: promMetric(srv.URL, "up", oauth("wrong"))})
 	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "oauth2 token") || !strings.Contains(m.Message, "401") {
 		t.Fatalf("phase %s, message %q", m.Phase, m.Message)
 	}
@@ -406,7 +406,7 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := p.Measure(context.Background(), promMetric(srv.URL, "vector(1)", tc.opt))
+			m := p.Measure(context.Background(), metrics.Request{Metric: promMetric(srv.URL, "vector(1)", tc.opt)})
 			if tc.wantError == "" && m.Phase != "" {
 				t.Fatalf("phase %s, message %q", m.Phase, m.Message)
 			}

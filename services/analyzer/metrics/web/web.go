@@ -120,7 +120,8 @@ func (p *Provider) Check(metric spec.Metric) error {
 // Measure sends metric's request once. Every failure to get a value is an
 // Error measurement whose message never holds a credential or the URL's
 // query string.
-func (p *Provider) Measure(ctx context.Context, metric spec.Metric) metrics.Measurement {
+func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Measurement {
+	metric := req.Metric
 	m := metrics.Measurement{Provider: Type, StartedAt: p.cfg.Now()}
 	w := metric.Provider.Web
 	if w == nil {

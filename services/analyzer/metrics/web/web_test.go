@@ -125,7 +125,7 @@ func TestMeasure(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := p.Measure(context.Background(), tc.metric)
+			m := p.Measure(context.Background(), metrics.Request{Metric: tc.metric})
 			if tc.wantQuery != "" && m.Query != tc.wantQuery {
 				t.Errorf("query = %q, want %q", m.Query, tc.wantQuery)
 			}
@@ -173,7 +173,7 @@ func TestConditions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			metric := webMetric(srv.URL+tc.url, path(tc.path))
 			metric.SuccessCondition = tc.success
-			if m := analysis.Judge(metric, p.Measure(context.Background(), metric)); m.Phase != tc.want {
+			if m := analysis.Judge(metric, p.Measure(context.Background(), metrics.Request{Metric: metric})); m.Phase != tc.want {
 				t.Fatalf("phase %s (%s), want %s", m.Phase, m.Message, tc.want)
 			}
 		})
@@ -186,7 +186,7 @@ func TestTimeout(t *testing.T) {
 	// all; the deadline only keeps a broken timeout from hanging the test.
 	measured := make(chan metrics.Measurement, 1)
 	go func() {
-		measured <- newProvider(t, Config{}).Measure(context.Background(), webMetric(srv.URL+"/slow", func(w *spec.WebMetric) { w.TimeoutSeconds = 1 }))
+		measured <- newProvider(t, Config{}).Measure(context.Background(), metrics.Request{Metric: webMetric(srv.URL+"/slow", func(w *spec.WebMetric) { w.TimeoutSeconds = 1 })})
 	}()
 	var m metrics.Measurement
 	select {
@@ -205,7 +205,7 @@ func TestSecrets(t *testing.T) {
 	auth := func(v string) func(*spec.WebMetric) {
 		return func(w *spec.WebMetric) { w.Headers = []spec.WebMetricHeader{{Key: "Authorization", Value: v}} }
 	}
-	if m := p.Measure(context.Background(), webMetric(srv.URL+"/private", auth("Bearer "+token))); m.Phase != "" {
+	if m := p.Measure(context.Background(), metrics.Request{Metric: webMetric(srv.URL+"/private", auth("Bearer "+token))}); m.Phase != "" {
 		t.Fatalf("with the token: %s %q", m.Phase, m.Message)
 	}
 	for name, metric := range map[string]spec.Metric{
@@ -216,7 +216,7 @@ func TestSecrets(t *testing.T) {
 		}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			m := p.Measure(context.Background(), metric)
+			m := p.Measure(context.Background(), metrics.Request{Metric: metric})
 			if m.Phase != spec.AnalysisPhaseError {
 				t.Fatalf("phase %s", m.Phase)
 			}
@@ -234,10 +234,10 @@ func TestInsecureTLS(t *testing.T) {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	p := newProvider(t, Config{})
-	if m := p.Measure(context.Background(), webMetric(srv.URL)); m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "certificate") {
+	if m := p.Measure(context.Background(), metrics.Request{Metric: webMetric(srv.URL)}); m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "certificate") {
 		t.Errorf("verified: %s %q", m.Phase, m.Message)
 	}
-	if m := p.Measure(context.Background(), webMetric(srv.URL, func(w *spec.WebMetric) { w.Insecure = true })); m.Phase != "" {
+	if m := p.Measure(context.Background(), metrics.Request{Metric: webMetric(srv.URL, func(w *spec.WebMetric) { w.Insecure = true })}); m.Phase != "" {
 		t.Errorf("insecure: %s %q", m.Phase, m.Message)
 	}
 }

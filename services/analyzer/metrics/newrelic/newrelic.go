@@ -1,0 +1,34 @@
+// Package newrelic is the newRelic metric provider. SKELETON: to be built.
+package newrelic
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/metrics"
+)
+
+// Config configures the provider. The zero value works.
+type Config struct{}
+
+// Provider measures newRelic metrics.
+type Provider struct {
+	cfg Config
+}
+
+var _ metrics.Provider = (*Provider)(nil)
+
+// New returns a provider; it fails only for an invalid cfg.
+func New(cfg Config) (*Provider, error) { return &Provider{cfg: cfg}, nil }
+
+// Type is "newRelic".
+func (p *Provider) Type() string { return "newRelic" }
+
+// Timeout is how long one measurement may take.
+func (p *Provider) Timeout(spec.Metric) time.Duration { return 30 * time.Second }
+
+// Measure takes one measurement.
+func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Measurement {
+	return metrics.Measurement{Phase: spec.AnalysisPhaseError, Message: "the newRelic provider is not built yet"}
+}
