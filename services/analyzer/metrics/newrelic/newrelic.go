@@ -61,6 +61,11 @@ const (
 	// NerdGraph answers a query that ran out of its time with an error,
 	// which is worth waiting for.
 	RequestMargin = 10 * time.Second
+	// MaxWaitNRQLTimeout caps the NRQL timeout Timeout waits for, in
+	// seconds: no NRQL query runs longer than 10 minutes (New Relic's
+	// limit with Data Plus), and a larger timeout would overflow a
+	// time.Duration. The timeout is still sent as the metric sets it.
+	MaxWaitNRQLTimeout = 600
 	// DefaultMaxResponseBytes bounds NerdGraph's answer.
 	DefaultMaxResponseBytes = 10 << 20
 )
@@ -108,10 +113,11 @@ func New(cfg Config) (*Provider, error) {
 // Type returns "newRelic".
 func (p *Provider) Type() string { return Type }
 
-// Timeout is the metric's NRQL timeout (DefaultNRQLTimeout when unset)
-// plus RequestMargin.
+// Timeout is the metric's NRQL timeout (DefaultNRQLTimeout when unset, at
+// most MaxWaitNRQLTimeout) plus RequestMargin.
 func (p *Provider) Timeout(metric spec.Metric) time.Duration {
-	return time.Duration(nrqlTimeout(metric.Provider.NewRelic))*time.Second + RequestMargin
+	secs := min(nrqlTimeout(metric.Provider.NewRelic), MaxWaitNRQLTimeout)
+	return time.Duration(secs)*time.Second + RequestMargin
 }
 
 // Check rejects a metric that can never be measured: no newRelic block, a

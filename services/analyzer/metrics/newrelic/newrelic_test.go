@@ -397,6 +397,8 @@ func TestTimeout(t *testing.T) {
 		{nil, 15 * time.Second},
 		{ptr[int64](0), 10 * time.Second},
 		{ptr[int64](60), 70 * time.Second},
+		{ptr[int64](-1), 15 * time.Second},
+		{ptr[int64](1 << 40), 610 * time.Second},
 	} {
 		metric := spec.Metric{Provider: spec.MetricProvider{NewRelic: &spec.NewRelicMetric{Query: nrql, Timeout: tc.timeout}}}
 		if got := p.Timeout(metric); got != tc.want {
