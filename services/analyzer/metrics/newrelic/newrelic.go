@@ -155,13 +155,17 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 		return p.fail(m, "%v", err)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, p.Timeout(req.Metric))
+	budget := p.Timeout(req.Metric)
+	if d, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(d))
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	prof, err := readProfile(ctx, req, nr.Profile)
 	if err != nil {
 		return p.fail(m, "%v", err).Redact(prof.apiKey)
 	}
-	results, err := p.query(ctx, prof, nr)
+	results, err := p.query(ctx, prof, nr, budget)
 	if err != nil {
 		return p.fail(m, "%v", err).Redact(prof.apiKey)
 	}
@@ -193,13 +197,13 @@ type nrqlResponse struct {
 	} `json:"actor"`
 }
 
-// query sends nr's query to NerdGraph through the New Relic client, once.
-func (p *Provider) query(ctx context.Context, prof profile, nr *spec.NewRelicMetric) ([]nrdb.NRDBResult, error) {
+// query sends nr's query to NerdGraph through the New Relic client, once,
+// within ctx, whose deadline is budget from the measurement's start.
+func (p *Provider) query(ctx context.Context, prof profile, nr *spec.NewRelicMetric, budget time.Duration) ([]nrdb.NRDBResult, error) {
 	httpClient, err := p.pool.Client(transport.Settings{})
 	if err != nil {
 		return nil, err
 	}
-	budget := time.Until(deadline(ctx))
 	shot := &oneShot{ctx: ctx, base: httpClient.Transport, max: p.cfg.MaxResponseBytes}
 	opts := []config.ConfigOption{
 		config.ConfigPersonalAPIKey(prof.apiKey),
@@ -234,14 +238,6 @@ func (p *Provider) query(ctx context.Context, prof profile, nr *spec.NewRelicMet
 		return nil, fmt.Errorf("NerdGraph's answer could not be read: %s", transport.Describe(err))
 	}
 	return resp.Actor.Account.NRQL.Results, nil
-}
-
-// deadline is ctx's deadline; Measure always sets one.
-func deadline(ctx context.Context) time.Time {
-	if d, ok := ctx.Deadline(); ok {
-		return d
-	}
-	return time.Now().Add(RequestMargin)
 }
 
 func (p *Provider) fail(m metrics.Measurement, format string, args ...any) metrics.Measurement {
