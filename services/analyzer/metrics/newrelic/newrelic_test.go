@@ -209,6 +209,18 @@ func TestMeasure(t *testing.T) {
 		wantResult: map[string]any{"count": float64(1)}, wantValue: `{"count":1}`,
 		wantSent: 1, wantTimeout: newrelic.DefaultNRQLTimeout,
 	}, {
+		name: "a key echoed back by New Relic is redacted",
+		answer: newrelictest.Answer{Errors: []newrelictest.GraphQLError{{
+			Message: "key " + apiKey + " may not query this account",
+		}}},
+		wantErr:  []string{"NerdGraph error: key ***** may not query this account"},
+		wantSent: 1, wantTimeout: newrelic.DefaultNRQLTimeout,
+	}, {
+		name:     "rows of the wrong shape",
+		answer:   newrelictest.Answer{Body: `{"data":{"actor":{"account":{"nrql":{"results":"many"}}}}}`},
+		wantErr:  []string{"NerdGraph's answer could not be read: json: cannot unmarshal string"},
+		wantSent: 1, wantTimeout: newrelic.DefaultNRQLTimeout,
+	}, {
 		name:    "no API key says what to set",
 		vars:    map[string]string{"SLUICE_SECRET_NEWRELIC_PERSONAL_API_KEY": ""},
 		wantErr: []string{"newRelic credentials", `secret "newrelic" key "personal-api-key"`, "SLUICE_SECRET_NEWRELIC_PERSONAL_API_KEY"},
