@@ -73,7 +73,7 @@ func TestMeasure(t *testing.T) {
 		{"no datapoints", "target=app.empty", nil, "", nil, `no values found: series "app.empty" has no datapoints`},
 		{"unknown metric: no series", "target=app.unknown", nil, "", nil, "no values found: graphite returned no series"},
 		{"broken datapoint", "target=app.broken", nil, "", nil, `series "app.broken" datapoint 0: value is a list, not a number`},
-		{"no target", "from=-5min", nil, "", nil, `query "from=-5min" has no target parameter`},
+		{"no target", "from=-5min", nil, "", nil, `query "from=-5min" has no target parameter; want target=<expression>&from=-5min`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

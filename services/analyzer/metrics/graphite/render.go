@@ -12,6 +12,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // ErrNoValues is wrapped by the error of a response that holds no value to
@@ -19,22 +21,14 @@ import (
 // null.
 var ErrNoValues = errors.New("no values found")
 
-var whitespace = regexp.MustCompile(`\s+`)
-
 // renderQuery turns a metric's query into the parameters of a render
-// request, as Argo Rollouts does: every whitespace character is removed
-// (so a query may be written over several lines), the rest is a URL query
-// string (`target=...&from=-5min`), and format is set to json. It also
-// returns the query with its whitespace removed, as the measurement's
-// query.
+// request, as Argo Rollouts does (spec.ParseGraphiteQuery) with format set
+// to json. It also returns the query without its whitespace, as the
+// measurement's query.
 func renderQuery(query string) (url.Values, string, error) {
-	q := whitespace.ReplaceAllLiteralString(query, "")
-	params, err := url.ParseQuery(q)
+	params, q, err := spec.ParseGraphiteQuery(query)
 	if err != nil {
-		return nil, q, fmt.Errorf("query %q is not a URL query string: %w", q, err)
-	}
-	if len(params["target"]) == 0 {
-		return nil, q, fmt.Errorf("query %q has no target parameter", q)
+		return nil, q, fmt.Errorf("query %q %w", q, err)
 	}
 	params.Set("format", "json")
 	return params, q, nil

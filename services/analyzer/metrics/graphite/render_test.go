@@ -27,9 +27,9 @@ func TestRenderQuery(t *testing.T) {
 			url.Values{"target": {"a.b", "c.d"}, "from": {"-1h"}, "until": {"now"}, "format": {"json"}}, "", ""},
 		{"escaped characters", "target=aliasByNode(a.%7Bb%2Cc%7D.d,1)",
 			url.Values{"target": {"aliasByNode(a.{b,c}.d,1)"}, "format": {"json"}}, "", ""},
-		{"no target", "from=-5min", nil, "from=-5min", `query "from=-5min" has no target parameter`},
-		{"empty", "  ", nil, "", `query "" has no target parameter`},
-		{"a bare target expression", "sumSeries(a.b)", nil, "", `query "sumSeries(a.b)" has no target parameter`},
+		{"no target", "from=-5min", nil, "from=-5min", `query "from=-5min" has no target parameter; want target=<expression>&from=-5min`},
+		{"empty", "  ", nil, "", `query "" has no target parameter; want target=<expression>&from=-5min`},
+		{"a bare target expression", "sumSeries(a.b)", nil, "", `query "sumSeries(a.b)" has no target parameter; want target=<expression>&from=-5min`},
 		{"bad escape", "target=a%zz", nil, "", `query "target=a%zz" is not a URL query string: invalid URL escape "%zz"`},
 	}
 	for _, tc := range tests {
