@@ -153,7 +153,6 @@ func (p *Provider) render(ctx context.Context, u *url.URL) (outcome, error) {
 	if err != nil {
 		return outcome{}, errors.New("address is not an http or https URL")
 	}
-	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
