@@ -155,7 +155,7 @@ func (p *Provider) render(ctx context.Context, u *url.URL) (outcome, error) {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return outcome{}, fmt.Errorf("graphite did not answer within %s: %s", p.cfg.Timeout, transport.Describe(err))
 		}
 		return outcome{}, errors.New(transport.Describe(err))
@@ -167,7 +167,7 @@ func (p *Provider) render(ctx context.Context, u *url.URL) (outcome, error) {
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return outcome{}, fmt.Errorf("graphite did not answer within %s: reading the response: %v", p.cfg.Timeout, err)
 		}
 		return outcome{}, fmt.Errorf("reading the response of %s: %v", transport.SafeURL(u), err)
