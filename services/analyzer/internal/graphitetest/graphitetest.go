@@ -12,9 +12,11 @@ import (
 	"html"
 	"io"
 	"log"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,10 +24,10 @@ import (
 )
 
 // Series is one series of a render response: its name and its values,
-// Options.Step apart. A value is a float64 (sent as a number), nil (null),
-// a string (sent as a JSON string, which graphite-web never does but Argo
-// Rollouts accepts) or a json.RawMessage sent as it is ("1e9999", the
-// infinity graphite-web writes, or something broken).
+// Options.Step apart. A value is a float64 (sent as graphite-web sends it:
+// a number, NaN as null, ±Inf as ±1e9999), nil (null), a string (sent as a
+// JSON string, which graphite-web never does but Argo Rollouts accepts) or
+// a json.RawMessage sent as it is (something broken).
 type Series struct {
 	Target string
 	Values []any
@@ -142,7 +144,7 @@ func encode(sr Series, epoch time.Time, step time.Duration) map[string]any {
 	points := make([][2]any, len(sr.Values))
 	for i, v := range sr.Values {
 		if f, ok := v.(float64); ok {
-			v = json.Number(fmt.Sprint(f))
+			v = number(f)
 		}
 		points[i] = [2]any{v, epoch.Add(time.Duration(i) * step).Unix()}
 	}
@@ -151,6 +153,20 @@ func encode(sr Series, epoch time.Time, step time.Duration) map[string]any {
 		"tags":       map[string]string{"name": sr.Target},
 		"datapoints": points,
 	}
+}
+
+// number is f as graphite-web's JSON encoder writes it: NaN as null,
+// infinities as 1e9999 and -1e9999.
+func number(f float64) any {
+	switch {
+	case math.IsNaN(f):
+		return nil
+	case math.IsInf(f, 1):
+		return json.RawMessage("1e9999")
+	case math.IsInf(f, -1):
+		return json.RawMessage("-1e9999")
+	}
+	return json.Number(strconv.FormatFloat(f, 'g', -1, 64))
 }
 
 // InvalidParameters answers as graphite-web answers a request it cannot

@@ -45,7 +45,7 @@ var targets = map[string][]graphitetest.Series{
 		{Target: "app.nullsfirst.a", Values: []any{nil}},
 		{Target: "app.nullsfirst.b", Values: []any{1.0}},
 	},
-	"app.inf":     {{Target: "app.inf", Values: []any{json.RawMessage("1e9999"), 1.0}}},
+	"app.inf":     {{Target: "app.inf", Values: []any{math.Inf(1), 1.0, math.NaN()}}},
 	"app.strings": {{Target: "app.strings", Values: []any{"0.25"}}},
 	"app.broken":  {{Target: "app.broken", Values: []any{json.RawMessage("[1]")}}},
 }
@@ -65,7 +65,7 @@ func TestMeasure(t *testing.T) {
 		{"nulls left out", "target=app.gaps", []float64{2, 4}, "[2.000000,4.000000]", nil, ""},
 		{"the first of several series", "target=app.*", []float64{1}, "[1.000000]", map[string]string{"target": "app.a", "series": "2"}, ""},
 		{"several targets: the first target's series", "target=app.ok&target=app.gaps", []float64{0.5, 0.75, 1}, "", map[string]string{"target": "app.ok", "series": "2"}, ""},
-		{"infinity", "target=app.inf", []float64{math.Inf(1), 1}, "[+Inf,1.000000]", nil, ""},
+		{"infinity, and NaN sent as null as graphite-web does", "target=app.inf", []float64{math.Inf(1), 1}, "[+Inf,1.000000]", nil, ""},
 		{"string values", "target=app.strings", []float64{0.25}, "[0.250000]", nil, ""},
 		{"query over several lines", "target=app.ok\n  &from=-5min\n", []float64{0.5, 0.75, 1}, "", nil, ""},
 		{"all nulls is no data", "target=app.nulls", nil, "", nil, `no values found: the 3 datapoints of series "app.nulls" are all null`},
