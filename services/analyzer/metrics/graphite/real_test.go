@@ -26,6 +26,8 @@ func TestRealGraphite(t *testing.T) {
 		{Target: "app.nulls.rate", Values: []any{nil, nil, nil}},
 		{Target: "app.several.b", Values: []any{9.0}},
 		{Target: "app.several.a", Values: []any{1.0}},
+		{Target: argoDocsSeries + "SUCCESS.status.200.uri.root.count", Values: []any{95.0, 95.0, 95.0}},
+		{Target: argoDocsSeries + "SERVER_ERROR.status.500.uri.root.count", Values: []any{5.0, 5.0, 5.0}},
 	})
 	t.Logf("graphite-web started in %s", time.Since(start).Round(time.Millisecond))
 	p := newProvider(t, Config{})
@@ -75,6 +77,21 @@ func TestRealGraphite(t *testing.T) {
 		})
 	}
 
+	t.Run("Argo's documented template", func(t *testing.T) {
+		metric := graphiteMetric(address, argoDocsQuery)
+		metric.SuccessCondition = "result[0] >= 90.000000" // Argo's docs write results[0], which neither evaluates
+		m := analysis.Judge(metric, p.Measure(context.Background(), metrics.Request{Metric: metric}))
+		if m.Phase != spec.AnalysisPhaseSuccessful {
+			t.Fatalf("phase %q (%s), value %s", m.Phase, m.Message, m.Value)
+		}
+		values := m.Result.([]float64)
+		for _, v := range values {
+			if math.Abs(v-95) > 1e-9 {
+				t.Errorf("result %v, want 95 in each 5min bucket with data", values)
+			}
+		}
+	})
+
 	t.Run("missing data never passes a condition", func(t *testing.T) {
 		for _, q := range []string{"target=app.nulls.rate&from=-10min", "target=app.unknown&from=-10min"} {
 			metric := graphiteMetric(address, q)
@@ -86,3 +103,25 @@ func TestRealGraphite(t *testing.T) {
 	})
 	t.Logf("graphite-web started and measured in %s", time.Since(start).Round(time.Millisecond))
 }
+
+// argoDocsQuery is the query of the graphite example in Argo Rollouts'
+// docs (docs/analysis/graphite.md), with checkout as its service-name: a
+// success percentage summarized in 5-minute buckets over Graphite's default
+// window, the last 24 hours.
+const argoDocsQuery = `target=summarize(
+  asPercent(
+    sumSeries(
+      stats.timers.httpServerRequests.app.checkout.exception.*.method.*.outcome.{CLIENT_ERROR,INFORMATIONAL,REDIRECTION,SUCCESS}.status.*.uri.*.count
+    ),
+    sumSeries(
+      stats.timers.httpServerRequests.app.checkout.exception.*.method.*.outcome.*.status.*.uri.*.count
+    )
+  ),
+  '5min',
+  'avg'
+)
+`
+
+// argoDocsSeries is the prefix of the series argoDocsQuery reads, up to
+// the outcome.
+const argoDocsSeries = "stats.timers.httpServerRequests.app.checkout.exception.None.method.GET.outcome."
