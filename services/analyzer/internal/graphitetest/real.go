@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,7 +38,7 @@ var serveScript []byte
 // series named by its Target (a dotted metric path). Each series' last
 // value is at the latest RealStep boundary before the start and the others
 // RealStep apart before it; a nil value is a gap (Graphite returns null for
-// it); other values must be float64. It returns the base URL of the
+// it); other values must be finite float64s. It returns the base URL of the
 // render API, which serves until the test ends.
 //
 // Real fails the test, naming the packages to install, when graphite-web or
@@ -55,8 +56,8 @@ func Real(t testing.TB, series []Series) string {
 	}{Step: int(RealStep / time.Second)}
 	for _, s := range series {
 		for _, v := range s.Values {
-			if _, ok := v.(float64); v != nil && !ok {
-				t.Fatalf("graphitetest.Real: series %q: value %v is a %T; whisper stores float64 values and gaps (nil)", s.Target, v, v)
+			if f, ok := v.(float64); v != nil && (!ok || math.IsNaN(f) || math.IsInf(f, 0)) {
+				t.Fatalf("graphitetest.Real: series %q: value %v (%T): write finite float64 values and gaps (nil); Graphite functions make infinities (scale(x,1e400))", s.Target, v, v)
 			}
 		}
 		spec.Series = append(spec.Series, file{Name: s.Target, Values: s.Values})
