@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -119,7 +120,7 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 	values, err := p.query(ctx, prof, im.Query)
 	if err != nil {
 		msg := describe(err)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || timedOut(err) {
 			msg = fmt.Sprintf("query timed out after %s: %s", p.timeout, msg)
 		}
 		return p.fail(m, msg).Redact(prof.token)
@@ -214,5 +215,12 @@ type streamError struct{ err error }
 
 func (e *streamError) Error() string { return e.err.Error() }
 func (e *streamError) Unwrap() error { return e.err }
+
+// timedOut reports an error of the HTTP client's own timeout, which may
+// fire just before the context's.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
 
 var errNoResults = errors.New("no results returned from flux query")

@@ -325,6 +325,11 @@ func TestMeasureServerErrors(t *testing.T) {
 			wantError: "influxdb answered 503 Service Unavailable: upstream connect error",
 		},
 		{
+			name:      "InfluxDB 1.x's error body under the CSV content type",
+			resp:      &influxdbtest.Response{Status: http.StatusInternalServerError, Body: `{"error":"failed to evaluate map function: cannot divide by zero"}`, ContentType: "text/csv; charset=utf-8"},
+			wantError: "influxdb answered 500 Internal Server Error: failed to evaluate map function: cannot divide by zero",
+		},
+		{
 			name:      "a long HTML page is cut",
 			resp:      &influxdbtest.Response{Status: http.StatusBadGateway, Body: "<html>" + strings.Repeat("x", 2000) + "</html>", ContentType: "text/html"},
 			wantError: "influxdb answered 502 Bad Gateway: <html>" + strings.Repeat("x", maxMessage-len("<html>")) + "…",
@@ -434,6 +439,9 @@ func TestJudgedResults(t *testing.T) {
 		{name: "null, success condition", resp: respOf(""), success: "result[0] < 0.01", wantPhase: spec.AnalysisPhaseError},
 		{name: "null, failure condition only", resp: respOf(""), failure: "result[0] > 0.05", wantPhase: spec.AnalysisPhaseError},
 		{name: "null guarded with default", resp: respOf(""), success: "default(result[0], 1) < 0.01", wantPhase: spec.AnalysisPhaseFailed},
+		{name: "the docs' condition, healthy", resp: respOf("0.001", "0.01"), success: "all(result, {# <= 0.01})", wantPhase: spec.AnalysisPhaseSuccessful},
+		{name: "the docs' condition, a null", resp: respOf("0.001", ""), success: "all(result, {# <= 0.01})", wantPhase: spec.AnalysisPhaseError},
+		{name: "the docs' condition, NaN", resp: respOf("NaN"), success: "all(result, {# <= 0.01})", wantPhase: spec.AnalysisPhaseFailed},
 		{name: "NaN, success condition", resp: respOf("NaN"), success: "result[0] < 0.01", wantPhase: spec.AnalysisPhaseFailed},
 		{name: "NaN, failure condition only, guarded", resp: respOf("NaN"), failure: "isNaN(result[0]) || result[0] > 0.05", wantPhase: spec.AnalysisPhaseFailed},
 	}

@@ -1,6 +1,7 @@
 package influxdb
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -54,7 +55,7 @@ func describe(err error) string {
 		if c := trim(he.Code); c != "" && c != status {
 			parts = append(parts, c)
 		}
-		if msg := trim(he.Message); msg != "" {
+		if msg := trim(bodyMessage(he.Message)); msg != "" {
 			parts = append(parts, msg)
 		}
 		if len(parts) > 0 {
@@ -65,6 +66,30 @@ func describe(err error) string {
 		fmt.Fprintf(&b, " (Retry-After: %s)", ra)
 	}
 	return b.String()
+}
+
+// bodyMessage is the message of a JSON error body that the client library
+// kept as text: InfluxDB 1.x sends {"error": "..."} with the CSV content
+// type once it has chosen it. Any other text is returned as it is.
+func bodyMessage(s string) string {
+	t := strings.TrimSpace(s)
+	if !strings.HasPrefix(t, "{") {
+		return s
+	}
+	var body struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal([]byte(t), &body) != nil {
+		return s
+	}
+	switch {
+	case body.Message != "":
+		return body.Message
+	case body.Error != "":
+		return body.Error
+	}
+	return s
 }
 
 // trim makes a server's text one bounded line.
