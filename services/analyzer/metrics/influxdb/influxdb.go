@@ -92,8 +92,8 @@ func New(cfg Config) (*Provider, error) {
 // Type returns "influxdb".
 func (p *Provider) Type() string { return Type }
 
-// Timeout is DefaultTimeout: Argo's influxdb block has no timeout of its
-// own.
+// Timeout is DefaultTimeout (Config.Timeout when set): Argo's influxdb
+// block has no timeout of its own.
 func (p *Provider) Timeout(spec.Metric) time.Duration { return p.timeout }
 
 // profile is what the profile Secret holds.
