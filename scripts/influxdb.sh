@@ -57,6 +57,7 @@ log "building influxd $version into $dir (the first build takes a few minutes)"
 GOBIN=$tmp "$GO" install -trimpath -ldflags "-s -w -X main.version=${version#v}" \
   "github.com/influxdata/influxdb/cmd/influxd@$version"
 "$tmp/influxd" version >&2
+chmod -R a+rX,go-w "$tmp"
 printf 'influxd %s\nbuilt %s with %s\n' "$version" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$("$GO" env GOVERSION)" >"$tmp/VERSION"
 touch "$tmp/.complete"
 if ! mv -T "$tmp" "$dir" 2>/dev/null; then
