@@ -36,8 +36,13 @@ func (s secrets) read(_ context.Context, name, key string) (string, error) {
 	if v, ok := s[name+"/"+key]; ok {
 		return v, nil
 	}
-	return "", fmt.Errorf("secret %q key %q (set SLUICE_SECRET_%s_%s): %w", name, key,
-		strings.ToUpper(name), strings.ToUpper(strings.ReplaceAll(key, "-", "_")), metrics.ErrSecretNotFound)
+	env := strings.Map(func(r rune) rune {
+		if ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '_'
+	}, strings.ToUpper("SLUICE_SECRET_"+name+"_"+key))
+	return "", fmt.Errorf("secret %q key %q (set %s): %w", name, key, env, metrics.ErrSecretNotFound)
 }
 
 // keysFor is the Secret "datadog" that points the provider at srv.
@@ -229,7 +234,7 @@ func TestMeasure(t *testing.T) {
 		{
 			name:      "secretRef names the Secret",
 			dd:        spec.DatadogMetric{Query: "avg:errors{*}", SecretRef: spec.SecretRef{Name: "dd-prod"}},
-			wantPhase: spec.AnalysisPhaseError, wantMsg: `secret "dd-prod" key "api-key" (set SLUICE_SECRET_DD-PROD_API_KEY)`,
+			wantPhase: spec.AnalysisPhaseError, wantMsg: `secret "dd-prod" key "api-key" (set SLUICE_SECRET_DD_PROD_API_KEY)`,
 		},
 		{
 			name:       "an address with a trailing slash",
