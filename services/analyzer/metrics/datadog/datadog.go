@@ -264,16 +264,19 @@ func (p *Provider) query(ctx context.Context, pl plan, c credentials, from, to i
 	req.Header.Set("DD-APPLICATION-KEY", c.appKey)
 
 	resp, err := client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, "", fmt.Errorf("datadog request timed out after %s: %s", pl.timeout, transport.Describe(err))
-		}
+	switch {
+	case err == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return nil, "", fmt.Errorf("datadog request timed out after %s: %s", pl.timeout, transport.Describe(err))
+	case ctx.Err() != nil:
+		return nil, "", errors.New("datadog request cancelled: the analyzer is stopping")
+	default:
 		return nil, "", errors.New(transport.Describe(err))
 	}
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.MaxResponseBytes+1))
 	switch {
-	case err != nil && ctx.Err() != nil:
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, "", fmt.Errorf("reading datadog's response timed out after %s", pl.timeout)
 	case err != nil:
 		return nil, "", fmt.Errorf("reading datadog's response: %v", err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
 	"github.com/sluicehq/sluice/services/analyzer/internal/datadogtest"
@@ -288,6 +289,24 @@ func TestMeasure(t *testing.T) {
 				tc.check(t, reqs[0])
 			}
 		})
+	}
+}
+
+// TestCancelledIsNotATimeout: a measurement cut short by the analyzer
+// (shutting down) does not claim that Datadog was slow.
+func TestCancelledIsNotATimeout(t *testing.T) {
+	srv := datadogtest.Start(t, "", "")
+	srv.Answer(datadogtest.Answer{Hang: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan metrics.Measurement)
+	go func() {
+		done <- newProvider(t).Measure(ctx, request(metric(spec.DatadogMetric{Query: "avg:errors{*}"}), keysFor(srv)))
+	}()
+	poll.True(t, "the request to reach the server", func() bool { return len(srv.Requests()) > 0 })
+	cancel()
+	m := <-done
+	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "cancelled") || strings.Contains(m.Message, "timed out") {
+		t.Errorf("phase, message = %q, %q; want an Error saying it was cancelled", m.Phase, m.Message)
 	}
 }
 
