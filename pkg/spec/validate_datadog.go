@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -71,6 +72,10 @@ func validateDatadog(m *DatadogMetric, p *field.Path) field.ErrorList {
 		}
 	}
 	errs = append(errs, datadogDuration(p.Child("interval"), m.Interval)...)
+	if d, err := m.Interval.Duration(); err == nil && d > 0 && d < time.Second {
+		// Datadog's windows are whole seconds: this one would be empty.
+		errs = append(errs, field.Invalid(p.Child("interval"), string(m.Interval), "must be at least 1s"))
+	}
 	errs = append(errs, datadogDuration(p.Child("requestTimeout"), m.RequestTimeout)...)
 
 	sp := p.Child("secretRef")

@@ -22,6 +22,7 @@ func TestValidateDatadog(t *testing.T) {
 		{"placeholders", DatadogMetric{ApiVersion: "{{args.v}}", Query: "{{args.q}}", Interval: "{{args.i}}", SecretRef: SecretRef{Name: "{{args.s}}"}}, nil},
 		{"whitespace query", DatadogMetric{Query: "  "}, []string{"d.query: Required value: must set query, or queries with apiVersion v2"}},
 		{"zero interval", DatadogMetric{Query: "avg:x{*}", Interval: "0s"}, []string{`d.interval: Invalid value: "0s": must be greater than 0`}},
+		{"sub-second interval", DatadogMetric{Query: "avg:x{*}", Interval: "500ms"}, []string{`d.interval: Invalid value: "500ms": must be at least 1s`}},
 		{"v2 formula with query", DatadogMetric{ApiVersion: "v2", Query: "avg:x{*}", Formula: "query * 2"}, []string{"d.formula: Forbidden: needs queries"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -420,6 +420,7 @@ func TestCheck(t *testing.T) {
 		{"several queries, no formula", &spec.DatadogMetric{ApiVersion: "v2", Queries: map[string]string{"a": "x", "b": "y"}}, "several queries need a formula"},
 		{"bad aggregator", &spec.DatadogMetric{ApiVersion: "v2", Query: "x", Aggregator: "median"}, `aggregator "median"`},
 		{"zero interval", &spec.DatadogMetric{Query: "x", Interval: "0s"}, `interval "0s" must be greater than 0`},
+		{"sub-second interval", &spec.DatadogMetric{Query: "x", Interval: "500ms"}, `interval "500ms" must be at least 1s`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := p.Check(spec.Metric{Provider: spec.MetricProvider{Datadog: tc.dd}})

@@ -58,6 +58,9 @@ func resolve(dd *spec.DatadogMetric) (plan, error) {
 	if p.interval, err = positive("interval", dd.Interval, DefaultInterval); err != nil {
 		return plan{}, err
 	}
+	if p.interval < time.Second {
+		return plan{}, fmt.Errorf("interval %q must be at least 1s: Datadog's windows are whole seconds", dd.Interval)
+	}
 	if p.timeout, err = positive("requestTimeout", dd.RequestTimeout, DefaultRequestTimeout); err != nil {
 		return plan{}, err
 	}
