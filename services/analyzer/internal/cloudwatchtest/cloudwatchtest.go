@@ -16,11 +16,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +112,9 @@ type Server struct {
 	// URL is the endpoint: AWS_ENDPOINT_URL_CLOUDWATCH.
 	URL string
 
+	// caBundle is the PEM file of the TLS server's certificate (StartTLS).
+	caBundle string
+
 	mu       sync.Mutex
 	pages    []Page
 	fail     *Error
@@ -125,6 +131,23 @@ func Start(t testing.TB) *Server {
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
+	return s
+}
+
+// StartTLS is Start over HTTPS with a certificate of its own, which Env
+// names as AWS_CA_BUNDLE: a client trusts it only through the SDK's CA
+// bundle setting.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	s.caBundle = filepath.Join(t.TempDir(), "cloudwatchtest-ca.pem")
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(s.caBundle, block, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -166,7 +189,8 @@ func (s *Server) Rejected() []string {
 
 // Env is the environment that points the AWS SDK's default chain at the
 // server with its credentials, and away from everything on the host
-// (shared config files, profiles, EC2 metadata): for a subprocess.
+// (shared config files, profiles, EC2 metadata, a CA bundle other than
+// StartTLS's): for a subprocess.
 func (s *Server) Env() []string {
 	return []string{
 		"AWS_ENDPOINT_URL_CLOUDWATCH=" + s.URL,
@@ -186,6 +210,7 @@ func (s *Server) Env() []string {
 		"AWS_ENDPOINT_URL=",
 		"AWS_MAX_ATTEMPTS=",
 		"AWS_RETRY_MODE=",
+		"AWS_CA_BUNDLE=" + s.caBundle,
 	}
 }
 

@@ -214,7 +214,7 @@ func (p *Provider) connect(ctx context.Context) (*cloudwatch.Client, aws.Credent
 	}
 	creds, err := provider.Retrieve(ctx)
 	if err != nil {
-		return nil, aws.Credentials{}, fmt.Errorf("AWS credentials: %w", err)
+		return nil, aws.Credentials{}, fmt.Errorf("AWS credentials from the default chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, IRSA or EKS Pod Identity, instance metadata): %w", err)
 	}
 	return client, creds, nil
 }
@@ -252,6 +252,9 @@ func (p *Provider) load(ctx context.Context) (*cloudwatch.Client, string, aws.Cr
 // message for an API error, the failed call without a query string
 // otherwise.
 func (p *Provider) describe(ctx context.Context, err error) string {
+	if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("CloudWatch GetMetricData timed out after %s", p.cfg.Timeout)
+	}
 	var msg string
 	var apiErr smithy.APIError
 	var respErr *awshttp.ResponseError
@@ -263,7 +266,7 @@ func (p *Provider) describe(ctx context.Context, err error) string {
 			msg = fmt.Sprintf("CloudWatch GetMetricData: HTTP %d %s: %s", respErr.HTTPStatusCode(), apiErr.ErrorCode(), apiErr.ErrorMessage())
 		}
 	case errors.As(err, &urlErr):
-		msg = transport.Describe(urlErr)
+		msg = "CloudWatch GetMetricData: " + transport.Describe(urlErr)
 	default:
 		msg = err.Error()
 	}

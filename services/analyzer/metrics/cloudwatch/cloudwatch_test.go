@@ -234,13 +234,14 @@ func TestMeasureFails(t *testing.T) {
 	}{
 		{name: "wrong secret key", env: map[string]string{"AWS_SECRET_ACCESS_KEY": "not-the-secret"}, wantMsg: "HTTP 403 SignatureDoesNotMatch"},
 		{name: "unknown access key", env: map[string]string{"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN"}, wantMsg: "HTTP 403 InvalidClientTokenId"},
+		{name: "unreachable endpoint", env: map[string]string{"AWS_ENDPOINT_URL_CLOUDWATCH": "http://127.0.0.1:1"}, wantMsg: "POST http://127.0.0.1:1/service/GraniteServiceVersion20100801/operation/GetMetricData: dial tcp 127.0.0.1:1"},
 		{name: "no region", env: map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": ""}, wantMsg: "no AWS region: set AWS_REGION"},
-		{name: "no credentials", env: map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, wantMsg: "AWS credentials: "},
+		{name: "no credentials", env: map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, wantMsg: "AWS credentials from the default chain"},
 		{name: "period not a number", metric: func(m *spec.CloudWatchMetric) {
 			m.MetricDataQueries[1].MetricStat.Period = intstr.FromString("five")
 		}, wantMsg: `metricDataQueries[1].metricStat.period: "five" is not a number of seconds`},
 		{name: "interval not a duration", metric: func(m *spec.CloudWatchMetric) { m.Interval = "soon" }, wantMsg: "interval: invalid duration"},
-		{name: "timeout", stall: true, wantMsg: "timed out after 300ms", calls: 1},
+		{name: "timeout", stall: true, wantMsg: "CloudWatch GetMetricData timed out after 300ms", calls: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,6 +259,7 @@ func TestMeasureFails(t *testing.T) {
 			}
 			p := newProvider(t, cloudwatch.Config{Timeout: 300 * time.Millisecond})
 			m := p.Measure(context.Background(), metrics.Request{Metric: metric})
+			t.Logf("message: %s", m.Message)
 			if m.Phase != spec.AnalysisPhaseError {
 				t.Fatalf("phase = %q, want Error", m.Phase)
 			}
@@ -294,5 +296,23 @@ func TestTimeout(t *testing.T) {
 	}
 	if _, err := cloudwatch.New(cloudwatch.Config{Timeout: -time.Second}); err == nil {
 		t.Error("New accepted a negative timeout")
+	}
+}
+
+// TestMeasureCABundle reaches an HTTPS endpoint whose certificate only
+// AWS_CA_BUNDLE makes trusted: the SDK's own client honours it.
+func TestMeasureCABundle(t *testing.T) {
+	srv := cloudwatchtest.StartTLS(t)
+	srv.Setenv(t)
+	srv.SetPages(cloudwatchtest.Page{Results: []cloudwatchtest.Result{rate(0.001, 0.002)}})
+	m := analysis.Judge(errorRate(), newProvider(t, cloudwatch.Config{}).Measure(context.Background(), metrics.Request{Metric: errorRate()}))
+	if m.Phase != spec.AnalysisPhaseSuccessful {
+		t.Fatalf("phase = %q: %s (rejected %q)", m.Phase, m.Message, srv.Rejected())
+	}
+
+	t.Setenv("AWS_CA_BUNDLE", "")
+	m = newProvider(t, cloudwatch.Config{}).Measure(context.Background(), metrics.Request{Metric: errorRate()})
+	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "certificate") {
+		t.Fatalf("without the CA bundle: phase %q, message %q; want a certificate error", m.Phase, m.Message)
 	}
 }
