@@ -242,7 +242,10 @@ func (p *Provider) load(ctx context.Context) (*cloudwatch.Client, string, aws.Cr
 		}
 	}
 	p.client = cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		// One attempt, whatever AWS_MAX_ATTEMPTS says: the metric's
+		// limits retry.
 		o.Retryer = aws.NopRetryer{}
+		o.RetryMaxAttempts = 0
 	})
 	p.region, p.creds = cfg.Region, cfg.Credentials
 	return p.client, p.region, p.creds, nil

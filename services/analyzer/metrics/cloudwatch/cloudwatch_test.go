@@ -144,6 +144,8 @@ func TestMeasure(t *testing.T) {
 			srv := cloudwatchtest.Start(t)
 			srv.Setenv(t)
 			srv.SetPages(tc.pages...)
+			t.Setenv("AWS_MAX_ATTEMPTS", "5") // ignored: one attempt
+			t.Setenv("AWS_RETRY_MODE", "adaptive")
 			if tc.fail != nil {
 				srv.Fail(*tc.fail)
 			}
