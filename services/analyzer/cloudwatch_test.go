@@ -1,10 +1,14 @@
 package analyzer
 
 import (
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/internal/cloudwatchtest"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/cloudwatch"
@@ -19,7 +23,9 @@ func TestCloudWatchRun(t *testing.T) {
 	b := startBus(t)
 	cw := cloudwatchtest.Start(t)
 	awsCfg := cw.AWSConfig()
+	logs := &systemtest.Logs{}
 	startAnalyzer(t, b, func(c *Config) {
+		c.Logger = logs.Logger(slog.LevelDebug)
 		reg, err := DefaultProviders(ProviderConfig{CloudWatch: cloudwatch.Config{AWS: &awsCfg}})
 		if err != nil {
 			t.Fatal(err)
@@ -76,4 +82,33 @@ spec:
 	if m := ms[0].Measurement; m.Value != "[[]]" || m.Message == "" {
 		t.Errorf("measurement: value %q, message %q", m.Value, m.Message)
 	}
+
+	// A refused request: the message is CloudWatch's, and neither the
+	// secret key nor the SigV4 signature is stored or logged.
+	cw.Fail(cloudwatchtest.AccessDenied)
+	task = runTask(r, "checkout-3", 3, "checkout", []spec.AnalysisTemplate{tmpl})
+	sendTask(t, b.client, task)
+	checkVerdict(t, rs.finished(t, task), errorP, "")
+	ms = checkMeasured(t, rs, task, "elb-errors", 1, errorP)
+	if m := ms[0].Measurement; !strings.Contains(m.Message, "HTTP 403 AccessDenied") {
+		t.Errorf("message %q", m.Message)
+	}
+	stored := 0
+	for stream, msgs := range eventstest.StoredMessages(t, b.client) {
+		for _, msg := range msgs {
+			stored++
+			for _, secret := range []string{cloudwatchtest.SecretAccessKey, "Signature="} {
+				if strings.Contains(msg, secret) {
+					t.Errorf("stream %s holds %q: %s", stream, secret, msg)
+				}
+			}
+		}
+	}
+	if stored == 0 {
+		t.Error("no stored message: the scan proves nothing")
+	}
+	if !strings.Contains(logs.String(), "analysis run finished") {
+		t.Errorf("no analyzer log line was captured: the log check proves nothing\n%s", logs.String())
+	}
+	logs.NoSecrets(t, cloudwatchtest.SecretAccessKey, "Signature=")
 }
