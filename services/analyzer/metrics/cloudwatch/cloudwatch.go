@@ -178,8 +178,11 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 		if next == "" {
 			break
 		}
-		if seen[next] || page == MaxPages {
-			return p.fail(m, "GetMetricData returned more than %d pages or repeated a NextToken; narrow the interval or the queries", page).Redact(secrets...)
+		if seen[next] {
+			return p.fail(m, "GetMetricData repeated a NextToken on page %d", page).Redact(secrets...)
+		}
+		if page == MaxPages {
+			return p.fail(m, "GetMetricData returned more than %d pages; narrow the interval or the queries", MaxPages).Redact(secrets...)
 		}
 		seen[next] = true
 		input.NextToken = &next
@@ -255,7 +258,7 @@ func (p *Provider) load(ctx context.Context) (*cloudwatch.Client, string, aws.Cr
 // message for an API error, the failed call without a query string
 // otherwise.
 func (p *Provider) describe(ctx context.Context, err error) string {
-	if ctx.Err() != nil && errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("CloudWatch GetMetricData timed out after %s", p.cfg.Timeout)
 	}
 	var msg string
@@ -276,9 +279,10 @@ func (p *Provider) describe(ctx context.Context, err error) string {
 	return p.timedOut(ctx, trim(msg))
 }
 
-// timedOut prefixes msg with the timeout when ctx's deadline has passed.
+// timedOut prefixes msg with the timeout when ctx's deadline has passed
+// (not when the analyzer cancelled the measurement: it is shutting down).
 func (p *Provider) timedOut(ctx context.Context, msg string) string {
-	if ctx.Err() != nil {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Sprintf("timed out after %s: %s", p.cfg.Timeout, msg)
 	}
 	return msg

@@ -3,6 +3,7 @@ package cloudwatch_test
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -177,7 +178,7 @@ func TestMeasure(t *testing.T) {
 			for i, r := range reqs {
 				want := ""
 				if i > 0 {
-					want = "page-" + string(rune('0'+i))
+					want = "page-" + strconv.Itoa(i)
 				}
 				if r.NextToken != want {
 					t.Errorf("call %d NextToken = %q, want %q", i, r.NextToken, want)
@@ -231,6 +232,7 @@ func TestMeasureFails(t *testing.T) {
 		env     map[string]string
 		metric  func(*spec.CloudWatchMetric)
 		stall   bool
+		cancel  bool // the caller cancels the measurement
 		wantMsg string
 		calls   int
 	}{
@@ -244,6 +246,7 @@ func TestMeasureFails(t *testing.T) {
 		}, wantMsg: `metricDataQueries[1].metricStat.period: "five" is not a number of seconds`},
 		{name: "interval not a duration", metric: func(m *spec.CloudWatchMetric) { m.Interval = "soon" }, wantMsg: "interval: invalid duration"},
 		{name: "timeout", stall: true, wantMsg: "CloudWatch GetMetricData timed out after 300ms", calls: 1},
+		{name: "cancelled is no timeout", cancel: true, wantMsg: "context canceled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,13 +263,21 @@ func TestMeasureFails(t *testing.T) {
 				tc.metric(metric.Provider.CloudWatch)
 			}
 			p := newProvider(t, cloudwatch.Config{Timeout: 300 * time.Millisecond})
-			m := p.Measure(context.Background(), metrics.Request{Metric: metric})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				cancel()
+			}
+			m := p.Measure(ctx, metrics.Request{Metric: metric})
 			t.Logf("message: %s", m.Message)
 			if m.Phase != spec.AnalysisPhaseError {
 				t.Fatalf("phase = %q, want Error", m.Phase)
 			}
 			if !strings.Contains(m.Message, tc.wantMsg) {
 				t.Errorf("message = %q, want it to hold %q", m.Message, tc.wantMsg)
+			}
+			if tc.cancel && strings.Contains(m.Message, "timed out") {
+				t.Errorf("a cancelled measurement says it timed out: %q", m.Message)
 			}
 			for _, secret := range []string{cloudwatchtest.SecretAccessKey, "not-the-secret", "Signature="} {
 				if strings.Contains(m.Message, secret) {
@@ -316,5 +327,23 @@ func TestMeasureCABundle(t *testing.T) {
 	m = newProvider(t, cloudwatch.Config{}).Measure(context.Background(), metrics.Request{Metric: errorRate()})
 	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "certificate") {
 		t.Fatalf("without the CA bundle: phase %q, message %q; want a certificate error", m.Phase, m.Message)
+	}
+}
+
+// TestMeasurePageLimit: pages are followed up to MaxPages, not forever.
+func TestMeasurePageLimit(t *testing.T) {
+	srv := cloudwatchtest.Start(t)
+	srv.Setenv(t)
+	pages := make([]cloudwatchtest.Page, cloudwatch.MaxPages+1)
+	for i := range pages {
+		pages[i] = cloudwatchtest.Page{Results: []cloudwatchtest.Result{rate(0.001)}}
+	}
+	srv.SetPages(pages...)
+	m := newProvider(t, cloudwatch.Config{}).Measure(context.Background(), metrics.Request{Metric: errorRate()})
+	if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, "more than 100 pages") {
+		t.Errorf("phase %q, message %q; want an Error about the pages", m.Phase, m.Message)
+	}
+	if got := len(srv.Requests()); got != cloudwatch.MaxPages {
+		t.Errorf("calls = %d, want %d", got, cloudwatch.MaxPages)
 	}
 }
