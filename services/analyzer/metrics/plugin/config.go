@@ -156,7 +156,7 @@ func check(ps []Plugin) (map[string]plugin, error) {
 		default:
 			v.path = path
 			if err := verify(path, p.Sha256); err != nil {
-				bad("%v", err)
+				errs = append(errs, fmt.Errorf("metricProviderPlugins[%d] (%s): %w", i, p.Name, err))
 			}
 		}
 		out[p.Name] = v
