@@ -82,6 +82,7 @@ func (s *slot) get() (*process, error) {
 	}
 	cmd := exec.Command(s.plugin.path, s.plugin.Args...)
 	cmd.Env = environ()
+	dieWithParent(cmd)
 	c := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig:  handshake,
 		Plugins:          map[string]goplugin.Plugin{dispensed: &rpc.RpcMetricProviderPlugin{}},
