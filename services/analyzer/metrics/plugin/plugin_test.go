@@ -58,7 +58,7 @@ func request(m spec.Metric) metrics.Request {
 
 func TestMeasure(t *testing.T) {
 	const slow = "sluice-test/slow"
-	p := newProvider(t, plugin.Plugin{Name: plugintest.Name}, plugin.Plugin{Name: slow, Timeout: "500ms"})
+	p := newProvider(t, plugin.Plugin{Name: plugintest.Name}, plugin.Plugin{Name: slow, Timeout: "2s"})
 	for _, tc := range []struct {
 		name, plugin, config string
 		phase                spec.AnalysisPhase
@@ -70,7 +70,7 @@ func TestMeasure(t *testing.T) {
 		{name: "running, then done through Resume", plugin: plugintest.Name, config: `{"value":"0.97","pending":3}`, phase: spec.AnalysisPhaseSuccessful, value: "0.97"},
 		{name: "the plugin's error", plugin: plugintest.Name, config: `{"error":"backend said no"}`, phase: spec.AnalysisPhaseError, message: []string{"failed to run via plugin: backend said no"}},
 		{name: "condition that cannot be evaluated", plugin: plugintest.Name, config: `{"value":"n/a"}`, phase: spec.AnalysisPhaseError, value: "n/a", message: []string{"successCondition"}},
-		{name: "timeout while running: terminated", plugin: slow, config: `{"value":"0.97","pending":1000000}`, phase: spec.AnalysisPhaseError, message: []string{"did not finish the measurement within 500ms", plugintest.TerminatedMessage}},
+		{name: "timeout while running: terminated", plugin: slow, config: `{"value":"0.97","pending":1000000}`, phase: spec.AnalysisPhaseError, message: []string{"did not finish the measurement within 2s", plugintest.TerminatedMessage}},
 		{name: "not configured", plugin: "someone/else", config: `{}`, phase: spec.AnalysisPhaseError, message: []string{`no metric plugin named "someone/else"; configure it in --metric-plugins`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -99,12 +99,12 @@ func TestMeasure(t *testing.T) {
 // Error measurement, and the next measurement has a new process.
 func TestRestart(t *testing.T) {
 	const slow = "sluice-test/slow"
-	p := newProvider(t, plugin.Plugin{Name: plugintest.Name}, plugin.Plugin{Name: slow, Timeout: "500ms"})
+	p := newProvider(t, plugin.Plugin{Name: plugintest.Name}, plugin.Plugin{Name: slow, Timeout: "2s"})
 	for _, tc := range []struct {
 		name, plugin, config, message string
 	}{
 		{name: "crash", plugin: plugintest.Name, config: `{"crash":true}`, message: "metric plugin " + plugintest.Name + " exited"},
-		{name: "hang", plugin: slow, config: `{"hang":true}`, message: "did not answer within 500ms"},
+		{name: "hang", plugin: slow, config: `{"hang":true}`, message: "did not answer within 2s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := p.Measure(context.Background(), request(metric(tc.plugin, `{"value":"0.95"}`)))
