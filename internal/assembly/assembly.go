@@ -239,7 +239,7 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		}
 		// The analyzer knows its plugins, even none: a metric naming
 		// another fails its run before it starts.
-		plugins := plugin.Config{CheckNames: true, Source: "--metric-plugins (none given)"}
+		plugins := plugin.Config{CheckNames: true, Source: "--metric-plugins"}
 		if o.MetricPlugins != "" {
 			ps, err := plugin.LoadFile(o.MetricPlugins)
 			if err != nil {

@@ -259,7 +259,7 @@ func (p *Provider) measure(ctx context.Context, req metrics.Request) (metrics.Me
 		}
 		return measurement(got, nil), nil
 	}
-	md, _ := call(mctx, s, proc, func(c rpc.MetricProviderPlugin) map[string]string { return c.GetMetadata(am) })
+	md, _ := call(rctx, s, proc, func(c rpc.MetricProviderPlugin) map[string]string { return c.GetMetadata(am) })
 	return measurement(got, md), nil
 }
 

@@ -8,9 +8,11 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/argoproj/argo-rollouts/metricproviders/plugin/rpc"
 	"github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1"
+	"github.com/argoproj/argo-rollouts/utils/plugin/types"
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 )
@@ -97,9 +99,19 @@ func (s *slot) get() (*process, error) {
 		c.Kill()
 		return nil, err
 	}
-	if e := proc.rpc.InitPlugin(); e.HasError() {
+	inited := make(chan types.RpcError, 1)
+	go func() { inited <- proc.rpc.InitPlugin() }()
+	t := time.NewTimer(s.plugin.timeout)
+	defer t.Stop()
+	select {
+	case e := <-inited:
+		if e.HasError() {
+			c.Kill()
+			return nil, fmt.Errorf("InitPlugin: %s", strings.TrimSpace(e.Error()))
+		}
+	case <-t.C:
 		c.Kill()
-		return nil, fmt.Errorf("InitPlugin: %s", strings.TrimSpace(e.Error()))
+		return nil, fmt.Errorf("InitPlugin did not answer within %s", s.plugin.timeout)
 	}
 	s.proc = proc
 	return proc, nil
@@ -165,10 +177,15 @@ func call[T any](ctx context.Context, s *slot, proc *process, f func(rpc.MetricP
 	case v := <-done:
 		return v, nil
 	case <-ctx.Done():
-		s.drop(proc)
-		var zero T
-		return zero, ctx.Err()
 	}
+	select {
+	case v := <-done: // answered as time ran out
+		return v, nil
+	default:
+	}
+	s.drop(proc)
+	var zero T
+	return zero, ctx.Err()
 }
 
 // measurementCall is call for the RPCs that return a measurement.
