@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +78,9 @@ const (
 	MetaRun = "run"
 	// MetaInit is "yes" when InitPlugin was called before Run.
 	MetaInit = "init"
+	// MetaSecretEnv counts the plugin's SLUICE_SECRET_* environment
+	// variables (the local platform's Secrets), which it must not have.
+	MetaSecretEnv = "secret-env"
 )
 
 // InitErrorArg, given to the plugin as its first argument (the plugin
@@ -112,6 +116,13 @@ func (p *Plugin) Run(run *v1alpha1.AnalysisRun, metric v1alpha1.Metric) v1alpha1
 	if run != nil {
 		m.Metadata[MetaRun] = run.Namespace + "/" + run.Name
 	}
+	n := 0
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "SLUICE_SECRET_") {
+			n++
+		}
+	}
+	m.Metadata[MetaSecretEnv] = strconv.Itoa(n)
 	cfg, err := config(metric)
 	if err != nil {
 		return metricutil.MarkMeasurementError(m, err)
@@ -209,8 +220,8 @@ func result(m v1alpha1.Measurement, metric v1alpha1.Metric, cfg Config) v1alpha1
 func Serve(args []string) {
 	p := &Plugin{}
 	for _, a := range args {
-		if len(a) > len(InitErrorArg) && a[:len(InitErrorArg)] == InitErrorArg {
-			p.initError = a[len(InitErrorArg):]
+		if msg, ok := strings.CutPrefix(a, InitErrorArg); ok && msg != "" {
+			p.initError = msg
 		}
 	}
 	logrus.SetOutput(os.Stderr)

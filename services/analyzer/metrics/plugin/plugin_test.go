@@ -126,6 +126,18 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// TestEnvironment: the plugin inherits the analyzer's environment without
+// the local platform's Secrets.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("SLUICE_SECRET_DATADOG_API_KEY", "not-for-plugins")
+	t.Setenv("SLUICE_TEST_PLAIN", "x")
+	p := newProvider(t, plugin.Plugin{Name: plugintest.Name})
+	m := p.Measure(context.Background(), request(metric(plugintest.Name, `{"value":"0.95"}`)))
+	if m.Phase != spec.AnalysisPhaseSuccessful || m.Metadata[plugintest.MetaSecretEnv] != "0" {
+		t.Fatalf("got %q %q, %s SLUICE_SECRET_ variables in the plugin's environment; want Successful and none", m.Phase, m.Message, m.Metadata[plugintest.MetaSecretEnv])
+	}
+}
+
 func TestInitError(t *testing.T) {
 	p := newProvider(t, plugin.Plugin{Name: plugintest.Name, Args: []string{plugintest.InitErrorArg + "no API token"}})
 	m := p.Measure(context.Background(), request(metric(plugintest.Name, `{"value":"0.95"}`)))
