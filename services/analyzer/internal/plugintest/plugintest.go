@@ -236,31 +236,30 @@ func Serve(args []string) {
 // Package is the plugin's main package.
 const Package = "github.com/sluicehq/sluice/services/analyzer/internal/plugintest/metricplugin"
 
-var build = sync.OnceValues(func() (string, error) {
+// build compiles the plugin and keeps the executable in memory, so that
+// no file outlives the test process.
+var build = sync.OnceValues(func() ([]byte, error) {
 	dir, err := os.MkdirTemp("", "sluice-metricplugin-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "metricplugin")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, Package).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("go build %s: %v\n%s", Package, err, out)
+		return nil, fmt.Errorf("go build %s: %v\n%s", Package, err, out)
 	}
-	return path, nil
+	return os.ReadFile(path)
 })
 
-// Build compiles the plugin once per test process and returns a copy of it
-// in a directory of t's, with its sha256 (hex), so that a test may change
+// Build compiles the plugin once per test process and writes it into a
+// directory of t's, returning its path and sha256 (hex); a test may change
 // or replace its copy.
 func Build(t testing.TB) (path, sum string) {
 	t.Helper()
-	built, err := build()
-	if err != nil {
-		t.Fatalf("plugintest: %v", err)
-	}
-	b, err := os.ReadFile(built)
+	b, err := build()
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
