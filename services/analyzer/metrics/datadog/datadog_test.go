@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -431,21 +430,5 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("Check = %v; want an error containing %q", err, tc.wantErr)
 			}
 		})
-	}
-}
-
-// TestDocsTemplateIsTested: the template docs/providers/datadog.md offers
-// to copy is the one pkg/spec's testdata validates.
-func TestDocsTemplateIsTested(t *testing.T) {
-	doc, err := os.ReadFile("../../../../docs/providers/datadog.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := os.ReadFile("../../../../pkg/spec/testdata/valid-analysistemplate-datadog.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(doc), "```yaml\n"+string(tmpl)+"```\n") {
-		t.Error("docs/providers/datadog.md does not hold pkg/spec/testdata/valid-analysistemplate-datadog.yaml as a yaml block; copy it over")
 	}
 }

@@ -1,0 +1,42 @@
+package docs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestProviderDocsHoldTheirTestedTemplate: the template each
+// docs/providers/<name>.md offers to copy is the file
+// pkg/spec/testdata/valid-analysistemplate-<name>.yaml (with or without its
+// leading comment lines), which pkg/spec's testdata test validates; so a template
+// in the docs cannot drift into one Sluice refuses.
+func TestProviderDocsHoldTheirTestedTemplate(t *testing.T) {
+	docs, err := filepath.Glob("../../docs/providers/*.md")
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs/providers/*.md (%v)", err)
+	}
+	for _, doc := range docs {
+		name := strings.TrimSuffix(filepath.Base(doc), ".md")
+		t.Run(name, func(t *testing.T) {
+			text, err := os.ReadFile(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := "pkg/spec/testdata/valid-analysistemplate-" + name + ".yaml"
+			data, err := os.ReadFile("../../" + file)
+			if err != nil {
+				t.Fatalf("docs/providers/%s.md has no tested template: %v", name, err)
+			}
+			lines := strings.SplitAfter(string(data), "\n")
+			for len(lines) > 0 && strings.HasPrefix(lines[0], "#") {
+				lines = lines[1:]
+			}
+			holds := func(block string) bool { return strings.Contains(string(text), "```yaml\n"+block+"```\n") }
+			if !holds(string(data)) && !holds(strings.Join(lines, "")) {
+				t.Errorf("docs/providers/%s.md does not hold %s as a yaml block; copy the file into the doc", name, file)
+			}
+		})
+	}
+}
