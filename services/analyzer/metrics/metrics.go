@@ -145,8 +145,10 @@ type Measurement struct {
 	// scalar, "[0.99,0.5]" for a vector, the JSON text of a web result.
 	Value string `json:"value,omitempty"`
 	// Result is what the conditions see as `result`: float64, []float64,
-	// or a decoded JSON value (string, float64, bool, nil, map, slice). It
-	// is not kept when a measurement is stored.
+	// a decoded JSON value (string, float64, bool, nil, map, slice), or a
+	// provider's own typed value where Argo Rollouts hands the conditions
+	// one (cloudWatch's MetricDataResults). It is not kept when a
+	// measurement is stored.
 	Result any `json:"-"`
 	// Query is what was asked: the PromQL query, or the web request's
 	// method and URL without its query string.
