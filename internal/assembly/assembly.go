@@ -139,7 +139,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.DurationVar(&c.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
 		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
 		add("platform", func() {
-			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>; kube: the Secret in the rollout's namespace)")
+			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read and job metrics run: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>, and a Job's first container as a process; kube: the Secret and Jobs in the rollout's namespace)")
 		})
 		kube()
 	case Replicas:
@@ -231,19 +231,23 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		if prom.Password == "" {
 			prom.Password = fromEnv.Password
 		}
-		reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{Prometheus: prom})
-		if err != nil {
-			return nil, err
-		}
 		cfg := o.Analyzer
-		cfg.Providers, cfg.Getenv = reg, o.Getenv
+		pc := analyzer.ProviderConfig{Prometheus: prom}
 		if o.Platform.value == "kube" {
 			clients, err := o.Kube.Connect(agent)
 			if err != nil {
 				return nil, err
 			}
 			cfg.Secrets = analyzer.KubeSecrets{Client: clients.Typed}
+			// The job provider runs Jobs in the cluster; without a client
+			// it runs their first container as a local process.
+			pc.Job.Kube = clients.Typed
 		}
+		reg, err := analyzer.DefaultProviders(pc)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Providers, cfg.Getenv = reg, o.Getenv
 		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
 		return analyzer.New(env.Client, cfg)
 	case Replicas:
