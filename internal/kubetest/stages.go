@@ -10,11 +10,13 @@ import (
 // a Job's pod labelled LabelFail "true" fails, its containers ending with
 // the exit code of AnnotationExitCode (default 1) and the termination
 // message of AnnotationMessage; every other Job pod succeeds (kwok's
-// pod-complete stage).
+// pod-complete stage). A pod labelled LabelImagePullError "true" stays
+// Pending, its containers waiting in ErrImagePull.
 const (
-	LabelFail          = "kubetest.sluice.io/fail"
-	AnnotationExitCode = "kubetest.sluice.io/exit-code"
-	AnnotationMessage  = "kubetest.sluice.io/message"
+	LabelFail           = "kubetest.sluice.io/fail"
+	LabelImagePullError = "kubetest.sluice.io/image-pull-error"
+	AnnotationExitCode  = "kubetest.sluice.io/exit-code"
+	AnnotationMessage   = "kubetest.sluice.io/message"
 )
 
 //go:embed stages/*.yaml

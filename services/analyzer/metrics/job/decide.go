@@ -186,6 +186,27 @@ func podFailure(pods []corev1.Pod) string {
 	return s
 }
 
+// terminalWaiting are the reasons a container waits for that no retry
+// cures, as Argo Rollouts lists them: its Job would never finish.
+var terminalWaiting = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true}
+
+// stuck describes the first container of pods that waits for a reason in
+// terminalWaiting, or "" when none does.
+func stuck(pods []corev1.Pod) string {
+	for _, pod := range pods {
+		for _, cs := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+			if w := cs.State.Waiting; w != nil && terminalWaiting[w.Reason] {
+				s := fmt.Sprintf("pod %s container %s cannot start (%s)", pod.Name, cs.Name, w.Reason)
+				if msg := strings.TrimSpace(w.Message); msg != "" {
+					s += ": " + tail(msg)
+				}
+				return s
+			}
+		}
+	}
+	return ""
+}
+
 // stale returns the Jobs to delete so that the newest keep of jobs stay,
 // oldest first; current is never one of them.
 func stale(jobs []batchv1.Job, keep int, current string) []batchv1.Job {

@@ -160,3 +160,26 @@ func TestTailKeepsTheEnd(t *testing.T) {
 		t.Errorf("tail of %d bytes: %d bytes, %q...", len(long), len(got), got[:10])
 	}
 }
+
+func TestStuckFindsContainersThatCannotStart(t *testing.T) {
+	waiting := func(name, reason, msg string) corev1.ContainerStatus {
+		return corev1.ContainerStatus{Name: name, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}}
+	}
+	for _, tc := range []struct {
+		name string
+		pod  corev1.PodStatus
+		want string
+	}{
+		{"creating", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("smoke", "ContainerCreating", "")}}, ""},
+		{"image pull", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("smoke", "ErrImagePull", "pull access denied")}}, "pod p container smoke cannot start (ErrImagePull): pull access denied"},
+		{"back-off", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("smoke", "ImagePullBackOff", "")}}, "pod p container smoke cannot start (ImagePullBackOff)"},
+		{"init container", corev1.PodStatus{InitContainerStatuses: []corev1.ContainerStatus{waiting("init", "InvalidImageName", "bad ref")}}, "pod p container init cannot start (InvalidImageName): bad ref"},
+		{"crash loop is not stuck", corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{waiting("smoke", "CrashLoopBackOff", "")}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := stuck([]corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: tc.pod}}); got != tc.want {
+				t.Errorf("stuck = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -6,7 +6,8 @@
 // On the kube platform (Config.Kube set) the Job is created from the
 // metric's metadata and spec in the rollout's namespace, watched until it
 // finishes, and kept: the last Config.Keep Jobs of each metric of a
-// rollout stay for inspection, older ones are deleted. On the local
+// rollout stay for inspection, older ones are deleted. A Job whose pod
+// cannot pull its image is Inconclusive, as in Argo. On the local
 // platform (no Config.Kube) the Job's first container runs as a process
 // of the analyzer's machine, its exit code deciding and its output (the
 // last MaxOutput bytes) kept as the measurement's message.
@@ -44,6 +45,9 @@ const (
 	// and for the Job controller to mark it failed once the deadline
 	// passes.
 	DeadlineMargin = 30 * time.Second
+	// DefaultPodCheckInterval is how often a running Job's pods are
+	// listed for a container that cannot start.
+	DefaultPodCheckInterval = 5 * time.Second
 	// DefaultKeep is how many Jobs of one metric of a rollout are kept:
 	// Argo Rollouts' measurement history limit.
 	DefaultKeep = 10
@@ -65,6 +69,9 @@ type Config struct {
 	// DefaultTimeout bounds a Job without activeDeadlineSeconds (default
 	// DefaultTimeout).
 	DefaultTimeout time.Duration
+	// PodCheckInterval is how often a running Job's pods are listed for a
+	// container that cannot start (default DefaultPodCheckInterval).
+	PodCheckInterval time.Duration
 	// Environ is the environment a local process starts from, before its
 	// container's env. Default: PATH, HOME, USER, LANG, LC_*, TZ, TMPDIR,
 	// SHELL and the proxy variables of the analyzer's environment, and
@@ -80,8 +87,8 @@ func (c Config) Validate() error {
 	if c.Keep < 0 {
 		return errors.New("job: Keep must not be negative")
 	}
-	if c.DefaultTimeout < 0 {
-		return errors.New("job: DefaultTimeout must not be negative")
+	if c.DefaultTimeout < 0 || c.PodCheckInterval < 0 {
+		return errors.New("job: DefaultTimeout and PodCheckInterval must not be negative")
 	}
 	return nil
 }
@@ -106,6 +113,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if cfg.DefaultTimeout == 0 {
 		cfg.DefaultTimeout = DefaultTimeout
+	}
+	if cfg.PodCheckInterval == 0 {
+		cfg.PodCheckInterval = DefaultPodCheckInterval
 	}
 	if cfg.Environ == nil {
 		cfg.Environ = baseEnviron(os.Environ())

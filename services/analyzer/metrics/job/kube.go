@@ -8,6 +8,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -56,7 +57,7 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 		return p.finish(m, spec.AnalysisPhaseError, fmt.Sprintf("create Job %s: %v", ref, err))
 	}
 
-	final, err := p.wait(tctx, req.Namespace, job)
+	final, blocked, err := p.wait(tctx, req.Namespace, job)
 	switch {
 	case ctx.Err() != nil:
 		// The analyzer is stopping: the next replica adopts the Job.
@@ -67,6 +68,16 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 			return p.finish(m, spec.AnalysisPhaseError, fmt.Sprintf("Job %s did not finish within %s; deleting it failed: %v", ref, timeout, del))
 		}
 		return p.finish(m, spec.AnalysisPhaseError, fmt.Sprintf("Job %s did not finish within %s and was deleted", ref, timeout))
+	case blocked != "":
+		// As Argo Rollouts: nothing will make it run, and a person should
+		// look. Its pod would wait forever, so the Job goes.
+		msg := fmt.Sprintf("Job %s cannot run: %s", ref, blocked)
+		if del := p.delete(ctx, req.Namespace, job.Name); del != nil {
+			msg += fmt.Sprintf("; deleting it failed: %v", del)
+		} else {
+			msg += "; it was deleted"
+		}
+		return p.finish(m, spec.AnalysisPhaseInconclusive, msg)
 	case err != nil:
 		return p.finish(m, spec.AnalysisPhaseError, fmt.Sprintf("Job %s: %v", ref, err))
 	}
@@ -94,11 +105,42 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 }
 
 // wait watches job until its conditions say it finished, and returns it
-// as last seen.
-func (p *Provider) wait(ctx context.Context, namespace string, job *batchv1.Job) (*batchv1.Job, error) {
+// as last seen; or, when a pod of it cannot start (stuck), says why in
+// blocked. Pods are listed every PodCheckInterval.
+func (p *Provider) wait(ctx context.Context, namespace string, job *batchv1.Job) (final *batchv1.Job, blocked string, err error) {
 	if _, _, done := outcome(job); done {
-		return job, nil
+		return job, "", nil
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	found := make(chan string, 1)
+	go func() {
+		t := time.NewTicker(p.cfg.PodCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if why := stuck(p.pods(ctx, namespace, job)); why != "" {
+				found <- why
+				cancel()
+				return
+			}
+		}
+	}()
+	final, err = p.watch(ctx, namespace, job)
+	select {
+	case why := <-found:
+		return nil, why, nil
+	default:
+	}
+	return final, "", err
+}
+
+// watch waits until job's conditions say it finished.
+func (p *Provider) watch(ctx context.Context, namespace string, job *batchv1.Job) (*batchv1.Job, error) {
 	jobs := p.cfg.Kube.BatchV1().Jobs(namespace)
 	byName := fields.OneTermEqualSelector("metadata.name", job.Name).String()
 	lw := &cache.ListWatch{
@@ -137,15 +179,23 @@ func (p *Provider) wait(ctx context.Context, namespace string, job *batchv1.Job)
 // podFailure describes the failed container of job's pods, or "" when
 // none is found or the pods cannot be read.
 func (p *Provider) podFailure(ctx context.Context, namespace string, job *batchv1.Job) string {
+	return podFailure(p.pods(ctx, namespace, job))
+}
+
+// pods lists job's pods; none when they cannot be read.
+func (p *Provider) pods(ctx context.Context, namespace string, job *batchv1.Job) []corev1.Pod {
+	if job.Spec.Selector == nil {
+		return nil
+	}
 	sel, err := metav1.LabelSelectorAsSelector(job.Spec.Selector)
-	if err != nil || job.Spec.Selector == nil {
-		return ""
+	if err != nil {
+		return nil
 	}
 	pods, err := p.cfg.Kube.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
-		return ""
+		return nil
 	}
-	return podFailure(pods.Items)
+	return pods.Items
 }
 
 // collect deletes the Jobs of req's metric and rollout beyond the newest

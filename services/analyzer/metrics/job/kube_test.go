@@ -281,3 +281,29 @@ func TestKubeJobPastItsTimeoutIsDeleted(t *testing.T) {
 		return nil
 	})
 }
+
+// TestKubeJobWhosePodCannotPullItsImageIsInconclusive: as Argo Rollouts,
+// a Job whose container waits in ErrImagePull is Inconclusive at once
+// (kwok's stage keeps its pod so); the Job, which would wait forever, is
+// deleted.
+func TestKubeJobWhosePodCannotPullItsImageIsInconclusive(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ns := cp.Namespace(t)
+	client := analyzerClient(t, cp, ns)
+	p := kubeProvider(t, client, Config{PodCheckInterval: 200 * time.Millisecond})
+	req := kubeRequest(ns, "pull", 1, map[string]string{kubetest.LabelImagePullError: "true"}, nil)
+	m := p.Measure(t.Context(), req)
+	name := jobName(req.ID)
+	if m.Phase != spec.AnalysisPhaseInconclusive ||
+		!strings.HasPrefix(m.Message, fmt.Sprintf("Job %s/%s cannot run: pod %s-", ns, name, name)) ||
+		!strings.HasSuffix(m.Message, "container smoke cannot start (ErrImagePull): pull access denied for curlimages/curl; it was deleted") {
+		t.Fatalf("%s: %s", m.Phase, m.Message)
+	}
+	poll.Until(t, "the Job to be gone", func() error {
+		_, err := cp.Client.BatchV1().Jobs(ns).Get(t.Context(), name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Job: %v", err)
+		}
+		return nil
+	})
+}
