@@ -26,10 +26,12 @@ demo: build
 	scripts/demo.sh
 
 ## test: lint, then every test (real embedded NATS, a real Kubernetes
-## control plane from kube-tools, no mocks). The binaries the tests run are
+## control plane from kube-tools, a real InfluxDB from scripts/influxdb.sh,
+## no mocks). The binaries the tests run are
 ## built once, into bin/test (internal/testbin), before any test starts.
 test: lint
 	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
+	SLUICE_INFLUXD=$${SLUICE_INFLUXD:-$$(GO=$(GO) scripts/influxdb.sh)} && export SLUICE_INFLUXD && \
 	SLUICE_TEST_BIN=$$(GO=$(GO) $(GO) run ./internal/testbin/build) && export SLUICE_TEST_BIN && \
 	$(GO) test $(TESTFLAGS) $(PKGS)
 

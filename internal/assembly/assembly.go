@@ -8,6 +8,7 @@ package assembly
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/services/analyzer"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/plugin"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
 	"github.com/sluicehq/sluice/services/gateway"
 	"github.com/sluicehq/sluice/services/gateway/auth"
@@ -73,6 +75,9 @@ type Options struct {
 
 	// Prometheus is the analyzer's own Prometheus and its credentials.
 	Prometheus prometheus.Config
+	// MetricPlugins is the analyzer's file of Argo Rollouts metric plugins
+	// (--metric-plugins).
+	MetricPlugins string
 	// Getenv supplies the defaults that come from the environment
 	// (default os.Getenv).
 	Getenv func(string) string
@@ -138,6 +143,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.DurationVar(&c.LeaseMargin, "lease-margin", 0, "added to a provider's timeout to form a measurement lease (default 10s)")
 		fs.DurationVar(&c.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
 		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
+		fs.StringVar(&o.MetricPlugins, "metric-plugins", "", "file listing the Argo Rollouts metric plugins metrics may name (metricProviderPlugins, as in the argo-rollouts-config ConfigMap; file:// locations only, nothing is downloaded; docs/providers/plugin.md)")
 		add("platform", func() {
 			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read and job metrics run: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>, and a Job's first container as a process; kube: the Secret and Jobs in the rollout's namespace)")
 		})
@@ -231,8 +237,18 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		if prom.Password == "" {
 			prom.Password = fromEnv.Password
 		}
+		// The analyzer knows its plugins, even none: a metric naming
+		// another fails its run before it starts.
+		plugins := plugin.Config{CheckNames: true, Source: "--metric-plugins"}
+		if o.MetricPlugins != "" {
+			ps, err := plugin.LoadFile(o.MetricPlugins)
+			if err != nil {
+				return nil, fmt.Errorf("--metric-plugins: %w", err)
+			}
+			plugins.Plugins, plugins.Source = ps, "--metric-plugins "+o.MetricPlugins
+		}
 		cfg := o.Analyzer
-		pc := analyzer.ProviderConfig{Prometheus: prom}
+		pc := analyzer.ProviderConfig{Prometheus: prom, Plugin: plugins}
 		if o.Platform.value == "kube" {
 			clients, err := o.Kube.Connect(agent)
 			if err != nil {
@@ -249,7 +265,12 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		}
 		cfg.Providers, cfg.Getenv = reg, o.Getenv
 		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
-		return analyzer.New(env.Client, cfg)
+		svc, err := analyzer.New(env.Client, cfg)
+		if err != nil {
+			_ = reg.Close()
+			return nil, err
+		}
+		return closing{Service: svc, close: reg.Close}, nil
 	case Replicas:
 		if o.Platform.value == "kube" {
 			return o.kubeReplicas(agent, env)
@@ -430,4 +451,17 @@ func (f *nonNegFloat) Set(v string) error {
 	}
 	*f = nonNegFloat(n)
 	return nil
+}
+
+// closing is a service that releases what it was built with (the metric
+// plugins' processes) once it has stopped.
+type closing struct {
+	daemon.Service
+	close func() error
+}
+
+// Run runs the service, then closes.
+func (c closing) Run(ctx context.Context) error {
+	err := c.Service.Run(ctx)
+	return errors.Join(err, c.close())
 }

@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -254,6 +255,19 @@ func (r *Registry) Provider(metric spec.Metric) (Provider, error) {
 		return nil, fmt.Errorf("metric %q: %w named %q", metric.Name, ErrNoProvider, name)
 	}
 	return p, nil
+}
+
+// Close closes every provider that holds resources (an io.Closer, such as
+// the plugin provider's processes) and returns their errors. The registry's
+// owner calls it once no measurement is in progress.
+func (r *Registry) Close() error {
+	var errs []error
+	for _, p := range r.byType {
+		if c, ok := p.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // DefaultTimeout is the Timeout of a metric whose provider is not
