@@ -145,7 +145,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
 		fs.StringVar(&o.MetricPlugins, "metric-plugins", "", "file listing the Argo Rollouts metric plugins metrics may name (metricProviderPlugins, as in the argo-rollouts-config ConfigMap; file:// locations only, nothing is downloaded; docs/providers/plugin.md)")
 		add("platform", func() {
-			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>; kube: the Secret in the rollout's namespace)")
+			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read and job metrics run: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>, and a Job's first container as a process; kube: the Secret and Jobs in the rollout's namespace)")
 		})
 		kube()
 	case Replicas:
@@ -247,19 +247,23 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 			}
 			plugins.Plugins, plugins.Source = ps, "--metric-plugins "+o.MetricPlugins
 		}
-		reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{Prometheus: prom, Plugin: plugins})
-		if err != nil {
-			return nil, err
-		}
 		cfg := o.Analyzer
-		cfg.Providers, cfg.Getenv = reg, o.Getenv
+		pc := analyzer.ProviderConfig{Prometheus: prom, Plugin: plugins}
 		if o.Platform.value == "kube" {
 			clients, err := o.Kube.Connect(agent)
 			if err != nil {
 				return nil, err
 			}
 			cfg.Secrets = analyzer.KubeSecrets{Client: clients.Typed}
+			// The job provider runs Jobs in the cluster; without a client
+			// it runs their first container as a local process.
+			pc.Job.Kube = clients.Typed
 		}
+		reg, err := analyzer.DefaultProviders(pc)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Providers, cfg.Getenv = reg, o.Getenv
 		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
 		svc, err := analyzer.New(env.Client, cfg)
 		if err != nil {

@@ -330,6 +330,11 @@ func (cp *ControlPlane) startControllers(s *setup) (kcm, scheduler, kwok *proces
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	own, err := writeStages(filepath.Join(cp.dir, "kwok-stages"))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kubetest: kwok stages: %w", err)
+	}
+	stages = append(stages, own...)
 	args := []string{
 		"--kubeconfig=" + s.kubeconfigs["kwok"],
 		"--manage-all-nodes=false",

@@ -334,8 +334,8 @@ func allowedIn(ctx context.Context, client kubernetes.Interface, namespace, sa s
 // and RBAC objects for real and asks the API server (SubjectAccessReview)
 // what each service's account may do: everything in clusterAccess, and
 // none of what another service needs or what no service may do. The
-// orchestrator may do nothing at all, the analyzer only get a Secret by
-// name. Then it takes real tokens of the accounts and calls the API with
+// orchestrator may do nothing at all, the analyzer get a Secret by name and
+// run Jobs. Then it takes real tokens of the accounts and calls the API with
 // them.
 func TestRBACOnAPIServer(t *testing.T) {
 	c := newCluster(t)
@@ -442,13 +442,17 @@ func TestRBACOnAPIServer(t *testing.T) {
 	if _, err := gateway.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("sluice-gateway listing Secrets: got %v, want Forbidden", err)
 	}
-	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer"} {
-		cl := clientAs(t, c.cp, "sluice", name)
-		if _, err := cl.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
-			t.Errorf("%s listing Pods: got %v, want Forbidden", name, err)
-		}
+	orchestrator := clientAs(t, c.cp, "sluice", "sluice-orchestrator")
+	if _, err := orchestrator.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-orchestrator listing Pods: got %v, want Forbidden", err)
 	}
 	analyzer := clientAs(t, c.cp, "sluice", "sluice-analyzer")
+	if _, err := analyzer.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{}); err != nil {
+		t.Errorf("sluice-analyzer cannot list the job provider's Jobs: %v", err)
+	}
+	if _, err := analyzer.CoreV1().Pods("default").Get(ctx, "any", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-analyzer reading a Pod by name: got %v, want Forbidden (it only lists a failed Job's)", err)
+	}
 	if _, err := analyzer.CoreV1().Secrets("default").Get(ctx, "absent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("sluice-analyzer reading a Secret by name: got %v, want NotFound (allowed, and there is none)", err)
 	}

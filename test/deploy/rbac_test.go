@@ -74,9 +74,16 @@ var clusterAccess = map[string][]grant{
 		rule("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update"),
 	),
 	"sluice-orchestrator": nil,
-	// services/analyzer KubeSecrets: a secretKeyRef argument's Secret, by
-	// name, in the rollout's namespace; never listed or watched.
-	"sluice-analyzer": rule("", []string{"secrets"}, "get"),
+	"sluice-analyzer": slices.Concat(
+		// services/analyzer KubeSecrets: a secretKeyRef argument's Secret,
+		// by name, in the rollout's namespace; never listed or watched.
+		rule("", []string{"secrets"}, "get"),
+		// services/analyzer/metrics/job: a Job per measurement, watched,
+		// adopted after a replica died, deleted past its timeout or the
+		// last 10; a failed Job's pods listed for the termination message.
+		rule("batch", []string{"jobs"}, "create", "get", "list", "watch", "delete"),
+		rule("", []string{"pods"}, "list"),
+	),
 	// services/gateway/kubepods: each revision's pods for the dashboard.
 	"sluice-gateway": slices.Concat(
 		rule("apps", []string{"replicasets"}, "list"),

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/localcmd"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/replicas"
@@ -367,7 +368,7 @@ func compileScale(scale tasks.Scale, base []string) (progs []*program, missing [
 			progs[i] = p
 			if rs.Replicas > 0 {
 				inv := p.invoke(base, 0)
-				_, missing[i] = lookPath(inv.argv[0], inv.env, p.workingDir)
+				_, missing[i] = localcmd.LookPath(inv.argv[0], inv.env, p.workingDir)
 			}
 		}
 	}

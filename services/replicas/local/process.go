@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/localcmd"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -336,7 +337,7 @@ func (b *Backend) start(p *proc) (*handle, error) {
 // together (and a Ctrl-C meant for the service does not reach them).
 func (b *Backend) spawn(prog *program, port int, logPath string) (*handle, error) {
 	inv := prog.invoke(b.cfg.Environ, port)
-	path, err := lookPath(inv.argv[0], inv.env, prog.workingDir)
+	path, err := localcmd.LookPath(inv.argv[0], inv.env, prog.workingDir)
 	if err != nil {
 		return nil, err
 	}

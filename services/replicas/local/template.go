@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluicehq/sluice/internal/localcmd"
 	"github.com/sluicehq/sluice/internal/tasks"
 )
 
@@ -99,7 +98,7 @@ func CheckTemplate(t corev1.PodTemplateSpec, environ []string) []string {
 		environ = cfg.Environ
 	}
 	inv := p.invoke(environ, 0)
-	if _, err := lookPath(inv.argv[0], inv.env, p.workingDir); err != nil {
+	if _, err := localcmd.LookPath(inv.argv[0], inv.env, p.workingDir); err != nil {
 		return []string{fmt.Sprintf("spec.template.spec.containers[0].command[0]: %v", err)}
 	}
 	return nil
@@ -302,7 +301,7 @@ func (p *program) invoke(base []string, port int) invocation {
 	env := make([]string, 0, len(base)+len(p.env)+1)
 	env = append(env, base...)
 	for _, e := range p.env {
-		v := expand(e.Value, vars)
+		v := localcmd.Expand(e.Value, vars)
 		vars[e.Name] = v
 		env = append(env, e.Name+"="+v)
 	}
@@ -310,64 +309,10 @@ func (p *program) invoke(base []string, port int) invocation {
 	env = append(env, "PORT="+ps)
 	argv := make([]string, 0, len(p.command)+len(p.args))
 	for _, s := range p.command {
-		argv = append(argv, expand(s, vars))
+		argv = append(argv, localcmd.Expand(s, vars))
 	}
 	for _, s := range p.args {
-		argv = append(argv, expand(s, vars))
+		argv = append(argv, localcmd.Expand(s, vars))
 	}
 	return invocation{argv: argv, env: env}
-}
-
-// lookPath finds the executable argv[0] names: a name with a slash is a
-// path (relative to the working directory), any other is searched in the
-// PATH of env, as a container runtime searches the container's PATH.
-func lookPath(name string, env []string, dir string) (string, error) {
-	abs := func(p string) string {
-		if filepath.IsAbs(p) {
-			return p
-		}
-		if dir != "" {
-			p = filepath.Join(dir, p)
-		}
-		if a, err := filepath.Abs(p); err == nil {
-			return a
-		}
-		return p
-	}
-	executable := func(p string) error {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
-			return fmt.Errorf("%s is not an executable file", p)
-		}
-		return nil
-	}
-	if name == "" {
-		return "", errors.New("empty command")
-	}
-	if strings.Contains(name, "/") {
-		p := abs(name)
-		if err := executable(p); err != nil {
-			return "", err
-		}
-		return p, nil
-	}
-	path := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
-		}
-	}
-	for _, d := range filepath.SplitList(path) {
-		if d == "" {
-			d = "."
-		}
-		p := abs(filepath.Join(d, name))
-		if executable(p) == nil {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%q: executable file not found in PATH", name)
 }
