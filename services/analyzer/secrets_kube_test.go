@@ -1,6 +1,7 @@
 package analyzer
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,15 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
-	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -32,45 +31,14 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 // and returns a client that uses its token once the authorizer lets it.
 func analyzerAccount(t *testing.T, cp *kubetest.ControlPlane, namespace string) kubernetes.Interface {
 	t.Helper()
-	ctx := t.Context()
-	const name = "sluice-analyzer"
-	if _, err := cp.Client.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Client.RbacV1().Roles(namespace).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Client.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: namespace}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	exp := int64(3600)
-	tr, err := cp.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := rest.AnonymousClientConfig(cp.Config)
-	cfg.BearerToken = tr.Status.Token
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The authorizer learns the binding from a watch.
-	poll.Until(t, "the analyzer's account to be allowed to get secrets", func() error {
-		_, err := client.CoreV1().Secrets(namespace).Get(ctx, "none", metav1.GetOptions{})
-		if err != nil && !strings.Contains(err.Error(), "not found") {
-			return err
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}
+	return cp.AccountClient(t, namespace, kubetest.Account{Name: "sluice-analyzer", Rules: rules, Allowed: func(ctx context.Context, c kubernetes.Interface) error {
+		_, err := c.CoreV1().Secrets(namespace).Get(ctx, "none", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
 		}
-		return nil
-	}, poll.Timeout(patience))
-	return client
+		return err
+	}})
 }
 
 func createSecret(t *testing.T, cp *kubetest.ControlPlane, namespace, name string, data map[string]string) {

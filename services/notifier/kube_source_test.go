@@ -15,13 +15,11 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -224,7 +222,6 @@ func (h *recordingHook) expect(t *testing.T, current *atomic.Pointer[Setup], aut
 // would have.
 func notifierClient(t *testing.T, cp *kubetest.ControlPlane, ns string) kubernetes.Interface {
 	t.Helper()
-	ctx := t.Context()
 	manifest, err := os.ReadFile("../../deploy/base/notifier.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -239,40 +236,10 @@ func notifierClient(t *testing.T, cp *kubetest.ControlPlane, ns string) kubernet
 	if role == nil {
 		t.Fatal("deploy/base/notifier.yaml has no Role")
 	}
-	role.Namespace = ns
-	if _, err := cp.Client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "sluice-notifier"}}
-	if _, err := cp.Client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "sluice-notifier"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: ns}},
-	}
-	if _, err := cp.Client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	exp := int64(600)
-	tr, err := cp.Client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := rest.AnonymousClientConfig(cp.Config)
-	cfg.BearerToken = tr.Status.Token
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The authorizer sees new bindings shortly after they are created.
-	poll.True(t, "the notifier's Role in effect", func() bool {
-		_, err := client.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
-		return err == nil
-	}, poll.Timeout(30*time.Second))
-	return client
+	return cp.AccountClient(t, ns, kubetest.Account{Name: "sluice-notifier", Rules: role.Rules, Allowed: func(ctx context.Context, c kubernetes.Interface) error {
+		_, err := c.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+		return err
+	}})
 }
 
 // TestANotifierOnKubeSendsOnceTheConfigMapAppears runs the notifier with

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -8,14 +9,12 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
@@ -37,39 +36,10 @@ var analyzerRules = []rbacv1.PolicyRule{
 // deployed RBAC is enough.
 func analyzerClient(t *testing.T, cp *kubetest.ControlPlane, namespace string) kubernetes.Interface {
 	t.Helper()
-	ctx := t.Context()
-	const name = "sluice-analyzer"
-	if _, err := cp.Client.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Client.RbacV1().Roles(namespace).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: analyzerRules}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.Client.RbacV1().RoleBindings(namespace).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: namespace}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	exp := int64(3600)
-	tr, err := cp.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &exp}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := rest.AnonymousClientConfig(cp.Config)
-	cfg.BearerToken = tr.Status.Token
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The authorizer learns the binding from a watch.
-	poll.Until(t, "the analyzer's account to be allowed to list Jobs", func() error {
-		_, err := client.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{})
+	return cp.AccountClient(t, namespace, kubetest.Account{Name: "sluice-analyzer", Rules: analyzerRules, Allowed: func(ctx context.Context, c kubernetes.Interface) error {
+		_, err := c.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{})
 		return err
-	})
-	return client
+	}})
 }
 
 // kubeRequest is measurement n of metric in namespace, of a Job whose
