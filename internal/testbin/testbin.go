@@ -30,8 +30,9 @@ import (
 const Env = "SLUICE_TEST_BIN"
 
 // Packages are the main packages built, relative to the module root: the
-// image's binaries (Dockerfile) and the systest data-plane worker.
-var Packages = []string{"./cmd/...", "./examples/...", "./deploy/compose/httpcheck", "./test/systest/worker"}
+// image's binaries (Dockerfile), the systest data-plane worker and the
+// analyzer's test metric plugin.
+var Packages = []string{"./cmd/...", "./examples/...", "./deploy/compose/httpcheck", "./test/systest/worker", "./services/analyzer/internal/plugintest/metricplugin"}
 
 // Dir returns the directory that holds every binary of Packages: $Env when
 // set, or else bin/test, built once per process.

@@ -2,29 +2,30 @@
 // way Argo's sample plugins are: an implementation of Argo's
 // rpc.MetricProviderPlugin served by Argo's own server side
 // (rpc.RpcMetricProviderPlugin over hashicorp/go-plugin's net/rpc), which
-// judges its result with Argo's evaluate package. Build compiles it into a
-// real executable (package metricplugin) that a test configures as a
-// metric plugin; the provider, the security and the e2e suites can share it.
+// judges its result with Argo's evaluate package. It is built with the
+// other test binaries (internal/testbin; package metricplugin), and Build
+// gives a test its own copy to configure as a metric plugin; the provider,
+// the security and the e2e suites can share it.
 //
 // The plugin answers from its configuration, the metric's
 // `provider.plugin.<name>` JSON (Config).
 package plugintest
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/testbin"
 
 	"github.com/argoproj/argo-rollouts/metricproviders/plugin/rpc"
 	"github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1"
@@ -233,33 +234,12 @@ func Serve(args []string) {
 	})
 }
 
-// Package is the plugin's main package.
-const Package = "github.com/sluicehq/sluice/services/analyzer/internal/plugintest/metricplugin"
-
-// build compiles the plugin and keeps the executable in memory, so that
-// no file outlives the test process.
-var build = sync.OnceValues(func() ([]byte, error) {
-	dir, err := os.MkdirTemp("", "sluice-metricplugin-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	path := filepath.Join(dir, "metricplugin")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, Package).CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("go build %s: %v\n%s", Package, err, out)
-	}
-	return os.ReadFile(path)
-})
-
-// Build compiles the plugin once per test process and writes it into a
-// directory of t's, returning its path and sha256 (hex); a test may change
-// or replace its copy.
+// Build copies the plugin, built with the other test binaries
+// (internal/testbin), into a directory of t's, returning its path and
+// sha256 (hex); a test may change or replace its copy.
 func Build(t testing.TB) (path, sum string) {
 	t.Helper()
-	b, err := build()
+	b, err := os.ReadFile(testbin.Path(t, "metricplugin"))
 	if err != nil {
 		t.Fatalf("plugintest: %v", err)
 	}
