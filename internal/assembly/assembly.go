@@ -255,9 +255,10 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 				return nil, err
 			}
 			cfg.Secrets = analyzer.KubeSecrets{Client: clients.Typed}
-			// The job provider runs Jobs in the cluster; without a client
-			// it runs their first container as a local process.
-			pc.Job.Kube = clients.Typed
+			// The job provider runs Jobs in the cluster, owned by their
+			// Rollout object; without a client it runs their first
+			// container as a local process.
+			pc.Job.Kube, pc.Job.Dynamic = clients.Typed, clients.Dynamic
 		}
 		reg, err := analyzer.DefaultProviders(pc)
 		if err != nil {

@@ -28,9 +28,20 @@ type Account struct {
 	Allowed func(ctx context.Context, c kubernetes.Interface) error
 }
 
-// AccountClient creates a in namespace and returns a client that uses its token
-// once a.Allowed says the binding is in effect.
+// AccountClient creates a in namespace and returns a client that uses its
+// token once a.Allowed says the binding is in effect.
 func (cp *ControlPlane) AccountClient(tb testing.TB, namespace string, a Account) kubernetes.Interface {
+	tb.Helper()
+	client, err := kubernetes.NewForConfig(cp.AccountConfig(tb, namespace, a))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return client
+}
+
+// AccountConfig is AccountClient's configuration, for other clients
+// (dynamic) of the same account.
+func (cp *ControlPlane) AccountConfig(tb testing.TB, namespace string, a Account) *rest.Config {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := cp.Client.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: a.Name}}, metav1.CreateOptions{}); err != nil {
@@ -61,5 +72,5 @@ func (cp *ControlPlane) AccountClient(tb testing.TB, namespace string, a Account
 	poll.Until(tb, "the "+a.Name+" account's Role to be in effect in "+namespace, func() error {
 		return a.Allowed(ctx, client)
 	}, poll.Timeout(time.Minute))
-	return client
+	return cfg
 }

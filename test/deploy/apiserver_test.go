@@ -450,6 +450,13 @@ func TestRBACOnAPIServer(t *testing.T) {
 	if _, err := analyzer.BatchV1().Jobs("default").List(ctx, metav1.ListOptions{}); err != nil {
 		t.Errorf("sluice-analyzer cannot list the job provider's Jobs: %v", err)
 	}
+	analyzerDyn := dynamicAs(t, c.cp, "sluice", "sluice-analyzer")
+	if _, err := analyzerDyn.Resource(crd.RolloutResource).Namespace("default").Get(ctx, "absent", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("sluice-analyzer reading a Rollout by name: got %v, want NotFound (allowed, and there is none)", err)
+	}
+	if _, err := analyzerDyn.Resource(crd.RolloutResource).Namespace("default").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-analyzer listing Rollouts: got %v, want Forbidden (it reads its Jobs' owner by name)", err)
+	}
 	if _, err := analyzer.CoreV1().Pods("default").Get(ctx, "any", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("sluice-analyzer reading a Pod by name: got %v, want Forbidden (it only lists a failed Job's)", err)
 	}
@@ -482,9 +489,9 @@ func waitForRBACCache(t *testing.T, client kubernetes.Interface, namespace strin
 	}
 }
 
-// clientAs is a client with a fresh token of the service account, as a
-// pod running under it would have.
-func clientAs(t *testing.T, cp *kubetest.ControlPlane, namespace, sa string) kubernetes.Interface {
+// configAs is the configuration of a client with a fresh token of the
+// service account, as a pod running under it would have.
+func configAs(t *testing.T, cp *kubetest.ControlPlane, namespace, sa string) *rest.Config {
 	t.Helper()
 	exp := int64(600)
 	tr, err := cp.Client.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), sa,
@@ -494,7 +501,23 @@ func clientAs(t *testing.T, cp *kubetest.ControlPlane, namespace, sa string) kub
 	}
 	cfg := rest.AnonymousClientConfig(cp.Config)
 	cfg.BearerToken = tr.Status.Token
-	cl, err := kubernetes.NewForConfig(cfg)
+	return cfg
+}
+
+// clientAs is a client of the service account (configAs).
+func clientAs(t *testing.T, cp *kubetest.ControlPlane, namespace, sa string) kubernetes.Interface {
+	t.Helper()
+	cl, err := kubernetes.NewForConfig(configAs(t, cp, namespace, sa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// dynamicAs is clientAs for custom resources.
+func dynamicAs(t *testing.T, cp *kubetest.ControlPlane, namespace, sa string) dynamic.Interface {
+	t.Helper()
+	cl, err := dynamic.NewForConfig(configAs(t, cp, namespace, sa))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,6 +83,8 @@ var clusterAccess = map[string][]grant{
 		// last 10; a failed Job's pods listed for the termination message.
 		rule("batch", []string{"jobs"}, "create", "get", "list", "watch", "delete"),
 		rule("", []string{"pods"}, "list"),
+		// The Rollout a Job is for, by name, made the Job's owner.
+		rule("argoproj.io", []string{"rollouts"}, "get"),
 	),
 	// services/gateway/kubepods: each revision's pods for the dashboard.
 	"sluice-gateway": slices.Concat(

@@ -18,7 +18,7 @@ import (
 // the control plane, as --platform kube wires it.
 func (s *stack) startJobAnalyzer(t *testing.T) {
 	t.Helper()
-	reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{Job: job.Config{Kube: s.cp.Client}})
+	reg, err := analyzer.DefaultProviders(analyzer.ProviderConfig{Job: job.Config{Kube: s.cp.Client, Dynamic: s.cp.Dynamic}})
 	must(t, err)
 	an, err := analyzer.New(eventstest.Connect(t, s.bus.Conn().ConnectedUrl()), analyzer.Config{Logger: eventstest.Quiet(), Providers: reg})
 	must(t, err)
@@ -43,7 +43,8 @@ func (s *stack) startJobAnalyzer(t *testing.T) {
 // analysis step runs a smoke-test Job is aborted when the Job fails (the
 // Job controller runs its pod, kwok fails it); the AnalysisRun object's
 // measurement carries the container's termination message, and the Job
-// stays for inspection, labelled with its rollout and metric.
+// stays for inspection, labelled with its rollout and metric and owned by
+// the Rollout.
 func TestFailingJobAbortsTheCanaryOnKubernetes(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -98,6 +99,9 @@ spec:
 	jobs, err := s.cp.Client.BatchV1().Jobs(s.ns).List(context.Background(), metav1.ListOptions{LabelSelector: job.LabelRollout + "=web," + job.LabelMetric + "=smoke"})
 	must(t, err)
 	if len(jobs.Items) != 1 || jobs.Items[0].Annotations[job.AnnotationRunName] != run {
-		t.Errorf("Jobs of web's smoke metric: %d, want the run's one", len(jobs.Items))
+		t.Fatalf("Jobs of web's smoke metric: %d, want the run's one", len(jobs.Items))
+	}
+	if owners := jobs.Items[0].OwnerReferences; len(owners) != 1 || owners[0].Kind != "Rollout" || owners[0].Name != "web" {
+		t.Errorf("the Job's owners %v, want Rollout web", owners)
 	}
 }

@@ -6,7 +6,9 @@
 // On the kube platform (Config.Kube set) the Job is created from the
 // metric's metadata and spec in the rollout's namespace, watched until it
 // finishes, and kept: the last Config.Keep Jobs of each metric of a
-// rollout stay for inspection, older ones are deleted. A Job whose pod
+// rollout stay for inspection, older ones are deleted, and the Rollout
+// object the measurement is for, when there is one, owns the Job, so that
+// Kubernetes' garbage collector deletes the rest with it. A Job whose pod
 // cannot pull its image is Inconclusive, as in Argo. On the local
 // platform (no Config.Kube) the Job's first container runs as a process
 // of the analyzer's machine, its exit code deciding and its output (the
@@ -27,6 +29,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -63,6 +66,10 @@ type Config struct {
 	// kube connection). Nil runs each Job's first container as a local
 	// process instead.
 	Kube kubernetes.Interface
+	// Dynamic reads the Rollout object that owns a measurement's Job,
+	// from the same connection as Kube. Nil creates Jobs without an
+	// owner. Needs Kube.
+	Dynamic dynamic.Interface
 	// Keep is how many Jobs of one metric of one rollout are kept after
 	// they finish; older ones are deleted (default DefaultKeep).
 	Keep int
@@ -86,6 +93,9 @@ type Config struct {
 func (c Config) Validate() error {
 	if c.Keep < 0 {
 		return errors.New("job: Keep must not be negative")
+	}
+	if c.Dynamic != nil && c.Kube == nil {
+		return errors.New("job: Dynamic needs Kube")
 	}
 	if c.DefaultTimeout < 0 || c.PodCheckInterval < 0 {
 		return errors.New("job: DefaultTimeout and PodCheckInterval must not be negative")

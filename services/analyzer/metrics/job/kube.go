@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -28,6 +29,10 @@ const cleanupTimeout = 5 * time.Second
 
 // errDeleted ends the wait for a Job someone deleted.
 var errDeleted = errors.New("the Job was deleted before it finished")
+
+// rolloutResource is Argo Rollouts' Rollout, the owner of a measurement's
+// Job when the rollout is a cluster object.
+var rolloutResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
 
 // measureKube creates the measurement's Job (or adopts the one a replica
 // that died before finishing created), waits until it finishes, and
@@ -44,6 +49,13 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	owner, err := p.owner(tctx, req)
+	if err != nil {
+		return p.finish(m, spec.AnalysisPhaseError, fmt.Sprintf("Job %s not created: %v", ref, err))
+	}
+	if owner != nil {
+		want.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
 	adopted := false
 	job, err := jobs.Create(tctx, want, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
@@ -102,6 +114,36 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 		m.Metadata["garbage-collection"] = err.Error()
 	}
 	return p.finish(m, phase, msg)
+}
+
+// owner is the reference to the Rollout object req measures for, so that
+// Kubernetes' garbage collector deletes the Job with it; nil when there is
+// no Config.Dynamic or no such object: a rollout that reached Sluice only
+// through the bus, or a cluster without Argo's CRD (both NotFound). It is
+// neither the Job's controller nor blocks the Rollout's deletion, which
+// would need update on rollouts/finalizers.
+//
+// Any other error (forbidden, the API server failing) is returned, and the
+// measurement is an Error rather than a Job without an owner: a missing
+// RBAC rule then shows in the measurement that needs it instead of leaking
+// Jobs unnoticed (the provider has no log), and a failing API server would
+// likely fail the create as well.
+func (p *Provider) owner(ctx context.Context, req metrics.Request) (*metav1.OwnerReference, error) {
+	if p.cfg.Dynamic == nil || req.Rollout == "" {
+		return nil, nil
+	}
+	ro, err := p.cfg.Dynamic.Resource(rolloutResource).Namespace(req.Namespace).Get(ctx, req.Rollout, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read its owner, Rollout %s/%s: %w", req.Namespace, req.Rollout, err)
+	}
+	no := false
+	return &metav1.OwnerReference{
+		APIVersion: rolloutResource.GroupVersion().String(), Kind: "Rollout",
+		Name: ro.GetName(), UID: ro.GetUID(), Controller: &no, BlockOwnerDeletion: &no,
+	}, nil
 }
 
 // wait watches job until its conditions say it finished, and returns it

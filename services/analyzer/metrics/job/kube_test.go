@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -12,8 +14,11 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
@@ -29,17 +34,34 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 var analyzerRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
 	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"list"}},
+	{APIGroups: []string{"argoproj.io"}, Resources: []string{"rollouts"}, Verbs: []string{"get"}},
 }
 
-// analyzerClient returns a client of a ServiceAccount of namespace that
-// has analyzerRules there and nothing else, so that the tests prove the
-// deployed RBAC is enough.
-func analyzerClient(t *testing.T, cp *kubetest.ControlPlane, namespace string) kubernetes.Interface {
+// analyzerClient returns the clients (Config.Kube and Config.Dynamic) of
+// a ServiceAccount of namespace that has analyzerRules there and nothing
+// else, so that the tests prove the deployed RBAC is enough.
+func analyzerClient(t *testing.T, cp *kubetest.ControlPlane, namespace string) Config {
 	t.Helper()
-	return cp.AccountClient(t, namespace, kubetest.Account{Name: "sluice-analyzer", Rules: analyzerRules, Allowed: func(ctx context.Context, c kubernetes.Interface) error {
+	return accountClient(t, cp, namespace, "sluice-analyzer", analyzerRules)
+}
+
+// accountClient returns the clients of ServiceAccount name of namespace,
+// which has rules there and nothing else.
+func accountClient(t *testing.T, cp *kubetest.ControlPlane, namespace, name string, rules []rbacv1.PolicyRule) Config {
+	t.Helper()
+	cfg := cp.AccountConfig(t, namespace, kubetest.Account{Name: name, Rules: rules, Allowed: func(ctx context.Context, c kubernetes.Interface) error {
 		_, err := c.BatchV1().Jobs(namespace).List(ctx, metav1.ListOptions{})
 		return err
 	}})
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Config{Kube: client, Dynamic: dyn}
 }
 
 // kubeRequest is measurement n of metric in namespace, of a Job whose
@@ -65,9 +87,10 @@ func kubeRequest(namespace, metric string, n int, podLabels, podAnnotations map[
 	}
 }
 
-func kubeProvider(t *testing.T, client kubernetes.Interface, cfg Config) *Provider {
+// kubeProvider is a provider of cfg with the clients of clients.
+func kubeProvider(t *testing.T, clients Config, cfg Config) *Provider {
 	t.Helper()
-	cfg.Kube = client
+	cfg.Kube, cfg.Dynamic = clients.Kube, clients.Dynamic
 	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -148,6 +171,11 @@ func TestKubeJobs(t *testing.T) {
 				if job.Annotations[k] != v {
 					t.Errorf("annotation %s = %q, want %q", k, job.Annotations[k], v)
 				}
+			}
+			// No Rollout object web (nor, unless a test before installed
+			// it, Argo's CRD): no owner.
+			if len(job.OwnerReferences) != 0 {
+				t.Errorf("owners %v, want none", job.OwnerReferences)
 			}
 		})
 	}
@@ -276,4 +304,97 @@ func TestKubeJobWhosePodCannotPullItsImageIsInconclusive(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestKubeJobIsOwnedByItsRollout: the Rollout object a measurement is for
+// owns its Job, and Kubernetes' garbage collector deletes the Job with
+// it; the Job of a rollout without an object has no owner; and a Rollout
+// the analyzer may not read makes the measurement an Error, no Job
+// created.
+func TestKubeJobIsOwnedByItsRollout(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ctx := t.Context()
+	if err := cp.InstallCRDs(ctx, filepath.Join(cp.CRDDir(kubetest.CRDsArgoRollouts), "rollout-crd.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	ns := cp.Namespace(t)
+	clients := analyzerClient(t, cp, ns)
+	p := kubeProvider(t, clients, Config{})
+	rollouts := cp.Dynamic.Resource(rolloutResource).Namespace(ns)
+	ro, err := rollouts.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1",
+		"kind":       "Rollout",
+		"metadata":   map[string]any{"name": "web"},
+		"spec": map[string]any{
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
+			"template": map[string]any{
+				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
+				"spec":     map[string]any{"containers": []any{map[string]any{"name": "web", "image": "web:v1"}}},
+			},
+		},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	req := kubeRequest(ns, "smoke", 1, nil, nil)
+	if m := p.Measure(ctx, req); m.Phase != spec.AnalysisPhaseSuccessful {
+		t.Fatalf("%s: %s", m.Phase, m.Message)
+	}
+	name := jobName(req.ID)
+	job, err := cp.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	want := []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "web", UID: ro.GetUID(), Controller: &no, BlockOwnerDeletion: &no}}
+	if !equality.Semantic.DeepEqual(job.OwnerReferences, want) {
+		t.Errorf("owners %v, want %v", job.OwnerReferences, want)
+	}
+
+	t.Run("no Rollout object", func(t *testing.T) {
+		req := kubeRequest(ns, "smoke", 1, nil, nil)
+		req.Rollout, req.ID = "api", "api-6d4f9-1-2.smoke.1"
+		if m := p.Measure(ctx, req); m.Phase != spec.AnalysisPhaseSuccessful {
+			t.Fatalf("%s: %s", m.Phase, m.Message)
+		}
+		job, err := cp.Client.BatchV1().Jobs(ns).Get(ctx, jobName(req.ID), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(job.OwnerReferences) != 0 {
+			t.Errorf("owners %v, want none", job.OwnerReferences)
+		}
+	})
+
+	t.Run("Rollout not readable", func(t *testing.T) {
+		rules := slices.DeleteFunc(slices.Clone(analyzerRules), func(r rbacv1.PolicyRule) bool { return slices.Contains(r.APIGroups, "argoproj.io") })
+		denied := kubeProvider(t, accountClient(t, cp, ns, "no-rollouts", rules), Config{})
+		req := kubeRequest(ns, "smoke", 2, nil, nil)
+		m := denied.Measure(ctx, req)
+		if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, fmt.Sprintf("Job %s/%s not created: read its owner, Rollout %s/web: ", ns, jobName(req.ID), ns)) ||
+			!strings.Contains(m.Message, "forbidden") {
+			t.Fatalf("%s: %s", m.Phase, m.Message)
+		}
+		if _, err := cp.Client.BatchV1().Jobs(ns).Get(ctx, jobName(req.ID), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("the Job: %v, want NotFound", err)
+		}
+	})
+
+	bg := metav1.DeletePropagationBackground
+	if err := rollouts.Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil {
+		t.Fatal(err)
+	}
+	// The garbage collector learns of a new resource when it next reads
+	// the API's discovery (every 30s), hence the longer deadline.
+	poll.Until(t, "the garbage collector to delete the Job of the deleted Rollout", func() error {
+		_, err := cp.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Job %s: %v", name, err)
+		}
+		return nil
+	}, poll.Timeout(2*time.Minute))
+	if _, err := cp.Client.BatchV1().Jobs(ns).Get(ctx, jobName("api-6d4f9-1-2.smoke.1"), metav1.GetOptions{}); err != nil {
+		t.Errorf("the Job without an owner: %v, want it kept", err)
+	}
 }
