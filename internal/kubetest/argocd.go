@@ -11,12 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/rolloutobj"
+
 	lua "github.com/yuin/gopher-lua"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
@@ -51,7 +52,7 @@ const ArgoCDInvalidHealth = "Lua returned an invalid health status"
 // so the API server takes the first word of its User-Agent ("argocd-server/<version> ...").
 const ArgoCDManager = "argocd-server"
 
-var rolloutGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+var rolloutGVR = rolloutobj.Resource
 
 // ArgoCDHealth runs Argo CD's health.lua for obj (an argoproj.io Rollout)
 // and returns the health status (ArgoCDHealthy, ...) and message Argo CD

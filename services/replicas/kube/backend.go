@@ -28,14 +28,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/rolloutobj"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -54,7 +53,7 @@ import (
 
 // RolloutResource is the Rollout CRD, which owns a rollout's ReplicaSets
 // when the rollout is a cluster object.
-var RolloutResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+var RolloutResource = rolloutobj.Resource
 
 // Config configures the backend.
 type Config struct {
@@ -313,18 +312,7 @@ func (b *Backend) owner(ctx context.Context, ref events.Ref) (*metav1.OwnerRefer
 	if b.cfg.Dynamic == nil {
 		return nil, nil
 	}
-	ro, err := b.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err) || meta.IsNoMatchError(err):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read Rollout %s: %w", ref, err)
-	}
-	yes := true
-	return &metav1.OwnerReference{
-		APIVersion: RolloutResource.GroupVersion().String(), Kind: "Rollout",
-		Name: ro.GetName(), UID: types.UID(ro.GetUID()), Controller: &yes, BlockOwnerDeletion: &yes,
-	}, nil
+	return rolloutobj.OwnerReference(ctx, b.cfg.Dynamic, ref.Namespace, ref.Name, true)
 }
 
 // syncPodMetadata moves each revision's ephemeral metadata onto its running

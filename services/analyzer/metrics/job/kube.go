@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/rolloutobj"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
@@ -29,10 +30,6 @@ const cleanupTimeout = 5 * time.Second
 
 // errDeleted ends the wait for a Job someone deleted.
 var errDeleted = errors.New("the Job was deleted before it finished")
-
-// rolloutResource is Argo Rollouts' Rollout, the owner of a measurement's
-// Job when the rollout is a cluster object.
-var rolloutResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
 
 // measureKube creates the measurement's Job (or adopts the one a replica
 // that died before finishing created), waits until it finishes, and
@@ -132,18 +129,7 @@ func (p *Provider) owner(ctx context.Context, req metrics.Request) (*metav1.Owne
 	if p.cfg.Dynamic == nil || req.Rollout == "" {
 		return nil, nil
 	}
-	ro, err := p.cfg.Dynamic.Resource(rolloutResource).Namespace(req.Namespace).Get(ctx, req.Rollout, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("read its owner, Rollout %s/%s: %w", req.Namespace, req.Rollout, err)
-	}
-	no := false
-	return &metav1.OwnerReference{
-		APIVersion: rolloutResource.GroupVersion().String(), Kind: "Rollout",
-		Name: ro.GetName(), UID: ro.GetUID(), Controller: &no, BlockOwnerDeletion: &no,
-	}, nil
+	return rolloutobj.OwnerReference(ctx, p.cfg.Dynamic, req.Namespace, req.Rollout, false)
 }
 
 // wait watches job until its conditions say it finished, and returns it

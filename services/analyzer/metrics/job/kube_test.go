@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/rolloutobj"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -320,7 +322,7 @@ func TestKubeJobIsOwnedByItsRollout(t *testing.T) {
 	ns := cp.Namespace(t)
 	clients := analyzerClient(t, cp, ns)
 	p := kubeProvider(t, clients, Config{})
-	rollouts := cp.Dynamic.Resource(rolloutResource).Namespace(ns)
+	rollouts := cp.Dynamic.Resource(rolloutobj.Resource).Namespace(ns)
 	ro, err := rollouts.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1",
 		"kind":       "Rollout",
@@ -372,7 +374,7 @@ func TestKubeJobIsOwnedByItsRollout(t *testing.T) {
 		denied := kubeProvider(t, accountClient(t, cp, ns, "no-rollouts", rules), Config{})
 		req := kubeRequest(ns, "smoke", 2, nil, nil)
 		m := denied.Measure(ctx, req)
-		if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, fmt.Sprintf("Job %s/%s not created: read its owner, Rollout %s/web: ", ns, jobName(req.ID), ns)) ||
+		if m.Phase != spec.AnalysisPhaseError || !strings.Contains(m.Message, fmt.Sprintf("Job %s/%s not created: read Rollout %s/web: ", ns, jobName(req.ID), ns)) ||
 			!strings.Contains(m.Message, "forbidden") {
 			t.Fatalf("%s: %s", m.Phase, m.Message)
 		}
