@@ -2,7 +2,6 @@ package spec
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -209,36 +208,20 @@ func experimentWeights(sum int32, c *CanaryStrategy, index int, p *field.Path) f
 		sum, canary, from, limit))}
 }
 
-// experimentVariable matches one {{...}} placeholder.
-var experimentVariable = regexp.MustCompile(`\{\{([^}]*)\}\}`)
-
 // experimentVariables checks the placeholders of an experiment analysis's
 // argument value: as in Argo Rollouts, each must be an experiment variable,
 // and a template variable must name a template of the step.
 func experimentVariables(value string, templates sets.Set[string], p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	for _, m := range experimentVariable.FindAllStringSubmatch(value, -1) {
-		tag := strings.TrimSpace(m[1])
-		if tag == "experiment.availableAt" {
-			continue
-		}
-		rest, ok := strings.CutPrefix(tag, "templates.")
-		var name string
-		if ok {
-			switch {
-			case strings.HasSuffix(rest, ".podTemplateHash"):
-				name = strings.TrimSuffix(rest, ".podTemplateHash")
-			case strings.HasSuffix(rest, ".replicaset.name"):
-				name = strings.TrimSuffix(rest, ".replicaset.name")
-			default:
-				ok = false
-			}
-		}
+	for _, m := range experimentPlaceholder.FindAllStringSubmatch(value, -1) {
+		name := strings.TrimSpace(m[1])
+		template, ok := experimentVariable(name)
 		switch {
 		case !ok:
-			errs = append(errs, field.Invalid(p, value, fmt.Sprintf("unknown variable {{%s}}: an experiment resolves {{templates.NAME.podTemplateHash}}, {{templates.NAME.replicaset.name}} and {{experiment.availableAt}}", tag)))
-		case !templates.Has(name):
-			errs = append(errs, field.Invalid(p, value, fmt.Sprintf("{{%s}} names no template of this experiment (templates: %s)", tag, list(sets.List(templates.Clone().Delete(""))))))
+			errs = append(errs, field.Invalid(p, value, fmt.Sprintf("unknown variable {{%s}}: an experiment resolves {{%s}}, {{%s}} and {{%s}}",
+				name, ExperimentPodTemplateHash("NAME"), ExperimentReplicaSetName("NAME"), ExperimentAvailableAt)))
+		case template != "" && !templates.Has(template):
+			errs = append(errs, field.Invalid(p, value, fmt.Sprintf("{{%s}} names no template of this experiment (templates: %s)", name, list(sets.List(templates.Clone().Delete(""))))))
 		}
 	}
 	return errs
