@@ -14,14 +14,15 @@ import (
 )
 
 // ExperimentWeightRouters are the routers, by trafficRouting key, that can
-// give an experiment template a share of the traffic. Argo Rollouts allows
-// weights with SMI, ALB, Istio and router plugins; Sluice allows them with
-// the routers listed here, whose kube implementations send the share to the
-// template's Service. On the local platform the local proxy stands in for
-// whichever router the rollout names, so the same list applies there and a
-// manifest means the same on both platforms. A router not listed refuses a
-// route with experiment weights.
-var ExperimentWeightRouters = []string{"alb", "istio", "smi"}
+// give an experiment template a share of the traffic: the kube routers
+// that send it to the template's Service. Argo Rollouts also allows ALB and
+// router plugins; Sluice's ALB and Gateway API routers do not route to
+// experiment templates, so a weight with them is refused here rather than
+// by the router mid-update. On the local platform the local proxy stands in
+// for whichever router the rollout names and supports weights whatever it
+// is, but the same list applies there, so that a manifest means the same on
+// both platforms.
+var ExperimentWeightRouters = []string{"istio", "smi"}
 
 // Routers returns the trafficRouting keys of the routers t configures, in
 // the order nginx, alb, istio, smi, plugins["argoproj-labs/gatewayAPI"].
@@ -183,7 +184,7 @@ func experimentWeight(w *int32, tr *TrafficRouting, p *field.Path) field.ErrorLi
 		}
 	}
 	if len(unsupported) > 0 {
-		errs = append(errs, field.Invalid(p, *w, fmt.Sprintf("trafficRouting.%s cannot route to an experiment template; weights need every router to be one of %s",
+		errs = append(errs, field.Invalid(p, *w, fmt.Sprintf("trafficRouting.%s cannot route to an experiment template; a weight needs trafficRouting to name only routers that can: %s",
 			strings.Join(unsupported, ", trafficRouting."), list(ExperimentWeightRouters))))
 	}
 	return errs
