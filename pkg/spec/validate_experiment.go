@@ -113,18 +113,12 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	for i, a := range exp.Analyses {
 		ap := p.Child("analyses").Index(i)
 		np := ap.Child("name")
-		switch {
-		case a.Name == "":
-			errs = append(errs, field.Required(np, "names the analysis run, <experiment>-<name>"))
-		case analyses.Has(a.Name):
-			errs = append(errs, field.Duplicate(np, a.Name))
-		default:
+		if nameErrs := uniqueName(np, a.Name, analyses); len(nameErrs) > 0 {
+			errs = append(errs, nameErrs...)
+		} else if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
 			// The run is named <experiment>-<name>, an object name.
-			if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
-				errs = append(errs, field.Invalid(np, a.Name, strings.Join(msgs, "; ")))
-			}
+			errs = append(errs, field.Invalid(np, a.Name, strings.Join(msgs, "; ")))
 		}
-		analyses.Insert(a.Name)
 		if a.TemplateName == "" {
 			errs = append(errs, field.Required(ap.Child("templateName"), ""))
 		}
@@ -140,12 +134,8 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 // DNS-1123 label, because it ends the name of the template's ReplicaSet and
 // of its Service.
 func templateName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
-	defer names.Insert(name)
-	switch {
-	case name == "":
-		return field.ErrorList{field.Required(p, "")}
-	case names.Has(name):
-		return field.ErrorList{field.Duplicate(p, name)}
+	if errs := uniqueName(p, name, names); len(errs) > 0 {
+		return errs
 	}
 	return dnsLabel(p, name)
 }
