@@ -67,35 +67,10 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	weighted := false
 	for i := range exp.Templates {
 		t := &exp.Templates[i]
-		ip := tp.Index(i)
-		errs = append(errs, templateName(ip.Child("name"), t.Name, templates)...)
-		switch t.SpecRef {
-		case SpecRefStable, SpecRefCanary:
-		case "":
-			errs = append(errs, field.Required(ip.Child("specRef"), "must be stable or canary"))
-		default:
-			errs = append(errs, field.NotSupported(ip.Child("specRef"), t.SpecRef, []ReplicaSetSpecRef{SpecRefStable, SpecRefCanary}))
-		}
-		errs = append(errs, atLeast(ip.Child("replicas"), t.Replicas, 0)...)
-		errs = append(errs, metav1validation.ValidateLabels(t.Metadata.Labels, ip.Child("metadata", "labels"))...)
-		errs = append(errs, apivalidation.ValidateAnnotations(t.Metadata.Annotations, ip.Child("metadata", "annotations"))...)
-		errs = append(errs, validateExperimentSelector(t, podLabels, ip.Child("selector"))...)
-		if s := t.Service; s != nil && s.Name != "" {
-			sp := ip.Child("service", "name")
-			errs = append(errs, serviceName(sp, s.Name)...)
-			switch {
-			case s.Name == c.CanaryService || s.Name == c.StableService:
-				errs = append(errs, field.Invalid(sp, s.Name, "must differ from the rollout's canaryService and stableService"))
-			case services[s.Name] != "":
-				errs = append(errs, field.Invalid(sp, s.Name, fmt.Sprintf("template %q already names this Service", services[s.Name])))
-			default:
-				services[s.Name] = t.Name
-			}
-		}
+		errs = append(errs, validateExperimentTemplate(t, c, podLabels, templates, services, tp.Index(i))...)
 		if t.Weight != nil {
 			weighted = true
 			weights += max(*t.Weight, 0)
-			errs = append(errs, experimentWeight(t.Weight, c.TrafficRouting, ip.Child("weight"))...)
 		}
 	}
 	if weighted && c.TrafficRouting != nil {
@@ -126,6 +101,42 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 		for j, arg := range a.Args {
 			errs = append(errs, experimentVariables(arg.Value, templates, ap.Child("args").Index(j).Child("value"))...)
 		}
+	}
+	return errs
+}
+
+// validateExperimentTemplate checks one template of an experiment step.
+// templates and services hold the names of the templates and Services
+// before it in the step, and get its own.
+func validateExperimentTemplate(t *RolloutExperimentTemplate, c *CanaryStrategy, podLabels map[string]string,
+	templates sets.Set[string], services map[string]string, p *field.Path,
+) field.ErrorList {
+	errs := templateName(p.Child("name"), t.Name, templates)
+	switch t.SpecRef {
+	case SpecRefStable, SpecRefCanary:
+	case "":
+		errs = append(errs, field.Required(p.Child("specRef"), "must be stable or canary"))
+	default:
+		errs = append(errs, field.NotSupported(p.Child("specRef"), t.SpecRef, []ReplicaSetSpecRef{SpecRefStable, SpecRefCanary}))
+	}
+	errs = append(errs, atLeast(p.Child("replicas"), t.Replicas, 0)...)
+	errs = append(errs, metav1validation.ValidateLabels(t.Metadata.Labels, p.Child("metadata", "labels"))...)
+	errs = append(errs, apivalidation.ValidateAnnotations(t.Metadata.Annotations, p.Child("metadata", "annotations"))...)
+	errs = append(errs, validateExperimentSelector(t, podLabels, p.Child("selector"))...)
+	if s := t.Service; s != nil && s.Name != "" {
+		sp := p.Child("service", "name")
+		errs = append(errs, serviceName(sp, s.Name)...)
+		switch {
+		case s.Name == c.CanaryService || s.Name == c.StableService:
+			errs = append(errs, field.Invalid(sp, s.Name, "must differ from the rollout's canaryService and stableService"))
+		case services[s.Name] != "":
+			errs = append(errs, field.Invalid(sp, s.Name, fmt.Sprintf("template %q already names this Service", services[s.Name])))
+		default:
+			services[s.Name] = t.Name
+		}
+	}
+	if t.Weight != nil {
+		errs = append(errs, experimentWeight(t.Weight, c.TrafficRouting, p.Child("weight"))...)
 	}
 	return errs
 }
