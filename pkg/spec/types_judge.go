@@ -41,7 +41,7 @@ type Judge struct {
 	Canary   string `json:"canary"`
 	// Confidence is how sure the test must be that a difference is real
 	// before it counts: 1 - the significance level (default 0.95).
-	Confidence *float64 `json:"confidence,omitempty"`
+	Confidence *float64      `json:"confidence,omitempty"`
 	Metrics    []JudgeMetric `json:"metrics"`
 }
 
