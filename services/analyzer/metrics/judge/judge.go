@@ -150,8 +150,12 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 	var verdicts []Verdict
 	var errs []string
 	for i, jm := range j.Metrics {
-		if s := samples[i]; s.err != nil {
-			errs = append(errs, s.err.Error())
+		if s := samples[i]; s.errs[0] != nil || s.errs[1] != nil {
+			for _, err := range s.errs {
+				if err != nil {
+					errs = append(errs, err.Error())
+				}
+			}
 			continue
 		}
 		v, err := Compare(jm, j.ConfidenceOrDefault(), samples[i].Samples)
@@ -174,10 +178,11 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 	return m
 }
 
-// sampled is one judge metric's samples, or why they could not be taken.
+// sampled is one judge metric's samples, or why they could not be taken
+// for the baseline and for the canary.
 type sampled struct {
 	Samples
-	err error
+	errs [2]error
 }
 
 // sample measures every judge metric for both revisions, all at once.
@@ -185,19 +190,12 @@ func (p *Provider) sample(ctx context.Context, req metrics.Request, j *spec.Judg
 	out := make([]sampled, len(j.Metrics))
 	var wg sync.WaitGroup
 	for i, jm := range j.Metrics {
-		var mu sync.Mutex
-		for _, side := range []struct {
+		for k, side := range []struct {
 			name, revision string
 			into           *[]float64
 		}{{"baseline", j.Baseline, &out[i].Baseline}, {"canary", j.Canary, &out[i].Canary}} {
 			wg.Go(func() {
-				values, err := p.values(ctx, req, jm, side.name, side.revision, at)
-				mu.Lock()
-				defer mu.Unlock()
-				*side.into = values
-				if err != nil && out[i].err == nil {
-					out[i].err = err
-				}
+				*side.into, out[i].errs[k] = p.values(ctx, req, jm, side.name, side.revision, at)
 			})
 		}
 	}
