@@ -124,6 +124,16 @@ func judgeMetric(t *testing.T, address, query string, edit func(*spec.Judge)) sp
 
 func ptr[T any](v T) *T { return &v }
 
+// says checks that msg says each of want.
+func says(t *testing.T, msg string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(msg, w) {
+			t.Errorf("message %q does not say %q", msg, w)
+		}
+	}
+}
+
 // measure takes one measurement of metric as the analyzer does: the
 // registry's provider for it, then the metric's conditions.
 func measure(t *testing.T, reg *metrics.Registry, metric spec.Metric) metrics.Measurement {
@@ -179,11 +189,7 @@ func TestJudgeAgainstPromQL(t *testing.T) {
 			if m.Provider != judge.Type {
 				t.Errorf("provider = %q, want %q", m.Provider, judge.Type)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(m.Message, w) {
-					t.Errorf("message %q does not say %q", m.Message, w)
-				}
-			}
+			says(t, m.Message, tc.want...)
 		})
 	}
 }
@@ -235,11 +241,7 @@ func TestJudgeCannotSay(t *testing.T) {
 			if m.Phase != spec.AnalysisPhaseError || m.Value != "" {
 				t.Fatalf("phase %s, value %q (%s); want Error without a score", m.Phase, m.Value, m.Message)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(m.Message, w) {
-					t.Errorf("message %q does not say %q", m.Message, w)
-				}
-			}
+			says(t, m.Message, tc.want...)
 		})
 	}
 }
