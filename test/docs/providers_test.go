@@ -20,23 +20,35 @@ func TestProviderDocsHoldTheirTestedTemplate(t *testing.T) {
 	for _, doc := range docs {
 		name := strings.TrimSuffix(filepath.Base(doc), ".md")
 		t.Run(name, func(t *testing.T) {
-			text, err := os.ReadFile(doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			file := "pkg/spec/testdata/valid-analysistemplate-" + name + ".yaml"
-			data, err := os.ReadFile("../../" + file)
-			if err != nil {
-				t.Fatalf("docs/providers/%s.md has no tested template: %v", name, err)
-			}
-			lines := strings.SplitAfter(string(data), "\n")
-			for len(lines) > 0 && strings.HasPrefix(lines[0], "#") {
-				lines = lines[1:]
-			}
-			holds := func(block string) bool { return strings.Contains(string(text), "```yaml\n"+block+"```\n") }
-			if !holds(string(data)) && !holds(strings.Join(lines, "")) {
-				t.Errorf("docs/providers/%s.md does not hold %s as a yaml block; copy the file into the doc", name, file)
-			}
+			holdsTemplate(t, doc, "pkg/spec/testdata/valid-analysistemplate-"+name+".yaml")
 		})
+	}
+}
+
+// TestJudgeDocHoldsItsTestedTemplate: docs/judge.md's template to copy is
+// the judge's valid testdata, as for the providers.
+func TestJudgeDocHoldsItsTestedTemplate(t *testing.T) {
+	holdsTemplate(t, "../../docs/judge.md", "pkg/spec/testdata/valid-analysistemplate-judge.yaml")
+}
+
+// holdsTemplate checks that doc holds file (a path from the repository's
+// root), with or without its leading comment lines, as a yaml block.
+func holdsTemplate(t *testing.T, doc, file string) {
+	t.Helper()
+	text, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../" + file)
+	if err != nil {
+		t.Fatalf("%s has no tested template: %v", doc, err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	for len(lines) > 0 && strings.HasPrefix(lines[0], "#") {
+		lines = lines[1:]
+	}
+	holds := func(block string) bool { return strings.Contains(string(text), "```yaml\n"+block+"```\n") }
+	if !holds(string(data)) && !holds(strings.Join(lines, "")) {
+		t.Errorf("%s does not hold %s as a yaml block; copy the file into the doc", doc, file)
 	}
 }

@@ -101,13 +101,17 @@ func (p *Provider) Check(metric spec.Metric) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	var msgs []string
 	for _, jm := range j.Metrics {
+		// The registry's error names the metric "<metric>/<judge metric>".
 		if err := p.cfg.Providers.Check(inner(metric, jm, jm.Provider)); err != nil {
-			errs = append(errs, fmt.Errorf("%s metric %q: %w", Type, jm.Name, err))
+			msgs = append(msgs, err.Error())
 		}
 	}
-	return errors.Join(errs...)
+	if len(msgs) > 0 {
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return nil
 }
 
 func decode(metric spec.Metric) (*spec.Judge, error) {

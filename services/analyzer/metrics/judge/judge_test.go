@@ -278,7 +278,7 @@ func TestJudgeCheck(t *testing.T) {
 		j.Metrics[0].Provider.Prometheus.RangeQuery.Step = "often"
 	})
 	err := reg.Check(metric)
-	if err == nil || !strings.Contains(err.Error(), `sluice/judge metric "latency-p90"`) || !strings.Contains(err.Error(), "rangeQuery.step") {
+	if err == nil || !strings.Contains(err.Error(), `metric "judge/latency-p90": rangeQuery.step`) || !strings.Contains(err.Error(), "rangeQuery.step") {
 		t.Fatalf("Check = %v, want the judge metric and its bad step named", err)
 	}
 	if got := reg.Timeout(metric); got != prometheus.DefaultTimeout+judge.Margin {
