@@ -198,6 +198,12 @@ func TestTooFewSamples(t *testing.T) {
 	if got := MinSamples(0.99, spec.JudgeIncrease); got != 5 {
 		t.Errorf("MinSamples(0.99, increase) = %d, want 5 (1/C(10,5) = 0.004)", got)
 	}
+	if got := MinSamples(0.90, spec.JudgeEither); got != 3 {
+		t.Errorf("MinSamples(0.90, either) = %d, want 3 (2/C(6,3) = 0.1)", got)
+	}
+	if got := MinSamples(0.99, spec.JudgeEither); got != 5 {
+		t.Errorf("MinSamples(0.99, either) = %d, want 5 (2/C(10,5) = 0.008)", got)
+	}
 	_, err := Compare(metric("latency", spec.JudgeEither, 0), 0.95, Samples{Baseline: []float64{1, 2, 3}, Canary: []float64{10, 20, 30}})
 	if !errors.Is(err, ErrTooFewSamples) {
 		t.Fatalf("3 values a side, two-sided: %v, want ErrTooFewSamples", err)

@@ -238,9 +238,12 @@ func (p *Provider) values(ctx context.Context, req metrics.Request, jm spec.Judg
 }
 
 // numbers are the values of a provider's result: one for a scalar, one
-// per element of a list.
+// per element of a list, none for nil (the providers' "no data": datadog's
+// and newRelic's empty answers).
 func numbers(result any) ([]float64, error) {
 	switch r := result.(type) {
+	case nil:
+		return []float64{}, nil
 	case float64:
 		return []float64{r}, nil
 	case []float64:

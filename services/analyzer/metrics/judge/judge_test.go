@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,8 +13,10 @@ import (
 
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/analyzer/analysis"
+	"github.com/sluicehq/sluice/services/analyzer/internal/datadogtest"
 	"github.com/sluicehq/sluice/services/analyzer/internal/promtest"
 	"github.com/sluicehq/sluice/services/analyzer/metrics"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/datadog"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/judge"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/plugin"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
@@ -283,5 +286,55 @@ func TestJudgeCheck(t *testing.T) {
 	}
 	if got := reg.Timeout(metric); got != prometheus.DefaultTimeout+judge.Margin {
 		t.Errorf("Timeout = %s, want the prometheus timeout plus the margin", got)
+	}
+}
+
+// TestJudgeInnerCredentials: an inner provider reads its credentials
+// through the judge's request, as it would outside the judge.
+func TestJudgeInnerCredentials(t *testing.T) {
+	srv := datadogtest.Start(t, "", "")
+	srv.Answer(datadogtest.Answer{Series: []datadogtest.Series{{Metric: "latency", Values: []*float64{datadogtest.Float(0.1)}}}})
+	dd, err := datadog.New(datadog.Config{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	numeric, _ := metrics.NewRegistry(dd)
+	j, err := judge.New(judge.Config{Providers: numeric, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(spec.Judge{Baseline: "base", Canary: "cand", Metrics: []spec.JudgeMetric{{
+		Name: "latency", Direction: spec.JudgeIncrease,
+		Provider: spec.MetricProvider{Datadog: &spec.DatadogMetric{Query: "avg:latency{revision:{{judge.revision}}}"}},
+	}}})
+	metric := spec.Metric{Name: "judge", SuccessCondition: "result >= 90", Provider: spec.MetricProvider{Plugin: map[string]json.RawMessage{spec.JudgePlugin: raw}}}
+	keys := map[string]string{datadog.KeyAPIKey: datadogtest.DefaultAPIKey, datadog.KeyAppKey: datadogtest.DefaultAppKey, datadog.KeyAddress: srv.URL}
+	read := func(_ context.Context, name, key string) (string, error) {
+		if name != datadog.DefaultSecret {
+			t.Errorf("read secret %q", name)
+		}
+		return keys[key], nil
+	}
+	m := j.Measure(context.Background(), metrics.Request{Metric: metric, Secret: read, Setting: read})
+	// Datadog answers one value per query (its last point): the keys were
+	// accepted, and one value a side is too few to judge.
+	if m.Phase != spec.AnalysisPhaseError {
+		t.Fatalf("phase %s (%s), want Error", m.Phase, m.Message)
+	}
+	says(t, m.Message, "metric latency: too few samples: 1 baseline and 1 canary values")
+	var queries []string
+	for _, r := range srv.Requests() {
+		queries = append(queries, r.Query)
+	}
+	slices.Sort(queries)
+	if want := []string{"avg:latency{revision:base}", "avg:latency{revision:cand}"}; !slices.Equal(queries, want) {
+		t.Errorf("datadog was asked %q, want %q", queries, want)
+	}
+
+	keys[datadog.KeyAPIKey] = "wrong"
+	m = j.Measure(context.Background(), metrics.Request{Metric: metric, Secret: read, Setting: read})
+	says(t, m.Message, "metric latency, baseline (base): datadog refused the API or application key", "metric latency, canary (cand)")
+	if strings.Contains(m.Message, datadogtest.DefaultAppKey) {
+		t.Errorf("message %q holds a key", m.Message)
 	}
 }
