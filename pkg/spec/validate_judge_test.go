@@ -29,6 +29,11 @@ func TestValidateJudge(t *testing.T) {
 			raw:  judge(`{"name": "up", "direction": "decrease", "weight": -1, "provider": {"web": {"url": "http://x/y"}}}`),
 			want: []string{"p.metrics[0].weight: Invalid value: -1", "p.metrics[0].provider: Invalid value"},
 		},
+		{
+			name: "cloudWatch, whose result is not numbers",
+			raw:  judge(`{"name": "up", "direction": "increase", "provider": {"cloudWatch": {"metricDataQueries": [{"id": "q", "expression": "{{judge.revision}}"}]}}}`),
+			want: []string{"p.metrics[0].provider.cloudWatch: Forbidden: returns CloudWatch's MetricDataResults"},
+		},
 		{name: "no name", raw: judge(`{"direction": "decrease", "provider": ` + prom + `}`), want: []string{"p.metrics[0].name: Required value"}},
 		{name: "no direction", raw: judge(`{"name": "x", "provider": ` + prom + `}`), want: []string{"p.metrics[0].direction: Required value"}},
 		{name: "confidence 0", raw: `{"baseline": "a", "canary": "b", "confidence": 0, "metrics": [{"name": "x", "direction": "either", "provider": ` + prom + `}]}`, want: []string{"p.confidence: Invalid value: 0"}},
