@@ -44,6 +44,11 @@
 // Sluice-only spelling exists: two spellings of one setting would have to
 // be kept in agreement forever.
 //
+// Sluice's canary judge is addressed the same way, as the metric plugin
+// JudgePlugin (`provider: plugin: sluice/judge: {...}`, typed as Judge by
+// JudgeOf); Validate checks its block, unknown fields included, and each
+// of its metrics' inner provider blocks (docs/judge.md).
+//
 // Parsed so that Argo manifests decode, but rejected by Validate as not
 // supported: experiment and plugin steps, the Ambassador, App Mesh, Traefik
 // and Apisix routers, router plugins other than Gateway API, pingPong,

@@ -22,6 +22,9 @@
 // measurement and shared by every metric that names it; a process that
 // crashed or stopped answering is killed and a new one is started for the
 // next measurement. Close kills them all.
+//
+// The name Reserved (sluice/judge) is Sluice's own canary judge, given in
+// Config.Builtin: a metric naming it is handed to it and no process runs.
 package plugin
 
 import (
