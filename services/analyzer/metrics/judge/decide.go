@@ -149,24 +149,32 @@ func relative(shift, base float64) float64 {
 }
 
 // reachable is the smallest p-value any samples of sizes m (the canary) and
-// n can give under alt: that of samples that do not overlap at all, from
-// the same test the judge runs.
+// n can give under alt: that of samples that do not overlap at all. Below
+// mannwhitney.ExactBelow it is exact, one arrangement in C(m+n, m) (two
+// for a two-sided test); above, it is what the normal approximation gives
+// such samples.
 func reachable(m, n int, alt mannwhitney.Alternative) float64 {
-	lo, hi := make([]float64, n), make([]float64, m)
-	for i := range lo {
-		lo[i] = float64(i)
+	sides := 1.0
+	if alt == mannwhitney.TwoSided {
+		sides = 2
 	}
-	for i := range hi {
-		hi[i] = float64(n + i)
+	if m < mannwhitney.ExactBelow && n < mannwhitney.ExactBelow {
+		return min(1, sides/binomial(m+n, m))
 	}
-	x, y := hi, lo // the canary above every baseline value
+	// The canary (m values) above every baseline value, or below for Less.
+	x, y := make([]float64, m), make([]float64, n)
+	for i := range x {
+		x[i] = float64(n + i)
+	}
+	for i := range y {
+		y[i] = float64(i)
+	}
 	if alt == mannwhitney.Less {
-		x, y = make([]float64, m), make([]float64, n)
 		for i := range x {
-			x[i] = float64(i)
+			x[i] = -x[i]
 		}
 		for i := range y {
-			y[i] = float64(m + i)
+			y[i] = -y[i]
 		}
 	}
 	r, err := mannwhitney.Test(x, y, alt)
@@ -174,6 +182,15 @@ func reachable(m, n int, alt mannwhitney.Alternative) float64 {
 		return 1
 	}
 	return r.P
+}
+
+// binomial is C(n, k), as a float64.
+func binomial(n, k int) float64 {
+	c := 1.0
+	for i := 1; i <= k; i++ {
+		c = c * float64(n-k+i) / float64(i)
+	}
+	return c
 }
 
 // MinSamples is the smallest number of values, the same on each side, with

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/judge/mannwhitney"
 )
 
 func metric(name, direction string, tolerance float64) spec.JudgeMetric {
@@ -212,6 +213,41 @@ func TestTooFewSamples(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
+	}
+}
+
+// TestReachable: the smallest p-value is that of samples that do not
+// overlap, as the test itself computes it, exact or approximate.
+func TestReachable(t *testing.T) {
+	separated := func(m, n int) (x, y []float64) {
+		for i := range m {
+			x = append(x, float64(n+i))
+		}
+		for i := range n {
+			y = append(y, float64(i))
+		}
+		return x, y
+	}
+	for m := 1; m <= 8; m++ {
+		for n := 1; n <= 8; n++ {
+			x, y := separated(m, n)
+			for _, alt := range []mannwhitney.Alternative{mannwhitney.Greater, mannwhitney.TwoSided} {
+				r, err := mannwhitney.Test(x, y, alt)
+				if got := reachable(m, n, alt); err != nil || math.Abs(got-r.P) > 1e-12 {
+					t.Errorf("reachable(%d, %d, %v) = %g, the test gives %g (%v)", m, n, alt, got, r.P, err)
+				}
+			}
+			r, _ := mannwhitney.Test(y, x, mannwhitney.Less)
+			if got := reachable(n, m, mannwhitney.Less); math.Abs(got-r.P) > 1e-12 {
+				t.Errorf("reachable(%d, %d, Less) = %g, the test gives %g", n, m, got, r.P)
+			}
+		}
+	}
+	up, down := reachable(60, 60, mannwhitney.Greater), reachable(60, 60, mannwhitney.Less)
+	// (mannwhitney computes Less's approximate p as 1 - P(Z > z), which
+	// rounds a p this small to 0.)
+	if up > 1e-10 || down > 1e-10 {
+		t.Errorf("60 values a side: %g increasing, %g decreasing; want both tiny", up, down)
 	}
 }
 

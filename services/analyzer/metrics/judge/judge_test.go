@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,10 +255,16 @@ func TestJudgeCannotSay(t *testing.T) {
 func TestJudgeSameWindow(t *testing.T) {
 	data := append(histogram(1, "base", 0.1), histogram(1, "twin", 0.1)...)
 	srv := promtest.Start(t, data, promtest.Options{Epoch: epoch, Step: scrape})
+	var mu sync.Mutex
 	ticks := now
 	// A clock that moves a minute at each reading: without Request.At the
 	// two range queries would cover different windows.
-	prom, err := prometheus.New(prometheus.Config{Now: func() time.Time { ticks = ticks.Add(-time.Minute); return ticks }})
+	prom, err := prometheus.New(prometheus.Config{Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		ticks = ticks.Add(-time.Minute)
+		return ticks
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
