@@ -351,14 +351,14 @@ func argoSteps(steps []spec.CanaryStep) []any {
 				MeasurementRetention []spec.MeasurementRetention `json:"measurementRetention,omitempty"`
 			}
 			type step struct {
-				SetWeight      *int32               `json:"setWeight,omitempty"`
-				Pause          *spec.RolloutPause   `json:"pause,omitempty"`
-				Experiment     json.RawMessage      `json:"experiment,omitempty"`
-				Analysis       *analysis            `json:"analysis,omitempty"`
-				SetCanaryScale *spec.SetCanaryScale `json:"setCanaryScale,omitempty"`
-				SetHeaderRoute *spec.SetHeaderRoute `json:"setHeaderRoute,omitempty"`
-				SetMirrorRoute *spec.SetMirrorRoute `json:"setMirrorRoute,omitempty"`
-				Plugin         *spec.PluginStep     `json:"plugin,omitempty"`
+				SetWeight      *int32                      `json:"setWeight,omitempty"`
+				Pause          *spec.RolloutPause          `json:"pause,omitempty"`
+				Experiment     *spec.RolloutExperimentStep `json:"experiment,omitempty"`
+				Analysis       *analysis                   `json:"analysis,omitempty"`
+				SetCanaryScale *spec.SetCanaryScale        `json:"setCanaryScale,omitempty"`
+				SetHeaderRoute *spec.SetHeaderRoute        `json:"setHeaderRoute,omitempty"`
+				SetMirrorRoute *spec.SetMirrorRoute        `json:"setMirrorRoute,omitempty"`
+				Plugin         *spec.PluginStep            `json:"plugin,omitempty"`
 			}
 			a := s.Analysis
 			out[i] = step{SetWeight: s.SetWeight, Pause: s.Pause, Experiment: s.Experiment,

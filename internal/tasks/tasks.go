@@ -161,7 +161,31 @@ type RevisionScale struct {
 	// MaxUnavailable.
 	RestartAt      time.Time `json:"restartAt,omitzero"`
 	MaxUnavailable int32     `json:"maxUnavailable,omitempty"`
+	// Experiment, when set, makes these the pods of an experiment's
+	// template rather than of the revision itself: they run apart from the
+	// revision's own pods (their own ReplicaSet on Kubernetes, their own
+	// processes locally), even when PodHash equals a revision's, and a
+	// scale entry is identified by (PodHash, Experiment.Template).
+	Experiment *ExperimentPods `json:"experiment,omitempty"`
 }
+
+// ExperimentPods identifies the pods of one template of an experiment.
+type ExperimentPods struct {
+	// Name is the experiment's: <rollout>-<pod hash>-<revision>-<step>, as
+	// Argo names the Experiment of a canary step.
+	Name string `json:"name"`
+	// Template is the template's name (templates[].name).
+	Template string `json:"template"`
+	// Selector, when set, replaces the workload's selector for these pods.
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
+	// Service, when set, is the name of a Service to give the pods
+	// (Kubernetes; created with them and deleted when they go).
+	Service string `json:"service,omitempty"`
+}
+
+// ReplicaSetName is the name of the pods' ReplicaSet (Argo's
+// <experiment>-<template>), also their process name on the local platform.
+func (e ExperimentPods) ReplicaSetName() string { return e.Name + "-" + e.Template }
 
 // Route is the complete desired routing of one rollout.
 type Route struct {
@@ -177,6 +201,10 @@ type Route struct {
 	CanaryWeight int32                 `json:"canaryWeight"`
 	HeaderRoutes []spec.SetHeaderRoute `json:"headerRoutes,omitempty"`
 	MirrorRoutes []spec.SetMirrorRoute `json:"mirrorRoutes,omitempty"`
+	// Experiments are the experiment templates that receive a share of
+	// the traffic (weight set; trafficRouting only). Their weights come out
+	// of the stable's share: the stable gets 100 - CanaryWeight - the sum.
+	Experiments []ExperimentRoute `json:"experiments,omitempty"`
 
 	// Blue/green fields.
 	ActiveService  string `json:"activeService,omitempty"`
@@ -272,4 +300,15 @@ type Measured struct {
 	Index       int                    `json:"index"`
 	Measurement events.Measurement     `json:"measurement"`
 	Analysis    events.AnalysisSummary `json:"analysis"`
+}
+
+// ExperimentRoute is the traffic of one experiment template.
+type ExperimentRoute struct {
+	// Pods are the template's pods (ExperimentPods of its scale entry).
+	Pods ExperimentPods `json:"pods"`
+	// PodHash is the pods' pod template hash.
+	PodHash string `json:"podHash"`
+	// Weight is the template's percentage of the traffic (of
+	// MaxTrafficWeight, default 100).
+	Weight int32 `json:"weight"`
 }

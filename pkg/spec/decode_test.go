@@ -79,7 +79,12 @@ func TestDecodeUnknownFieldWarnings(t *testing.T) {
 		},
 		{
 			name: "raw configurations and status are not looked into",
-			yaml: rolloutWith("steps:\n- experiment: {anything: 1}") + "status:\n  whatever: 1\n",
+			yaml: rolloutWith("steps:\n- plugin: {name: x/y, config: {anything: 1}}") + "status:\n  whatever: 1\n",
+		},
+		{
+			name: "experiment step field",
+			yaml: rolloutWith("steps:\n- experiment: {templates: [{name: b, specRef: stable, replica: 1}]}"),
+			want: []string{`spec.strategy.canary.steps[0].experiment.templates[0].replica: unknown field (did you mean "replicas"?)`},
 		},
 		{
 			name: "field of a Kubernetes type in the pod template",

@@ -200,9 +200,8 @@ type CanaryStep struct {
 	SetWeight *int32 `json:"setWeight,omitempty"`
 	// Pause waits for a duration, or for a promote when it has none.
 	Pause *RolloutPause `json:"pause,omitempty"`
-	// Experiment is Argo's experiment step. Parsed but not interpreted:
-	// Validate rejects it.
-	Experiment json.RawMessage `json:"experiment,omitempty"`
+	// Experiment runs extra pods beside the revisions (an experiment).
+	Experiment *RolloutExperimentStep `json:"experiment,omitempty"`
 	// Analysis runs an analysis and waits for its verdict.
 	Analysis *RolloutAnalysis `json:"analysis,omitempty"`
 	// SetCanaryScale sizes the canary apart from its traffic weight.

@@ -197,7 +197,7 @@ func validateCanary(s *RolloutSpec, c *CanaryStrategy, p *field.Path) field.Erro
 func stepActions(step *CanaryStep) []string {
 	names := []string{"setWeight", "pause", "experiment", "analysis", "setCanaryScale", "setHeaderRoute", "setMirrorRoute", "plugin"}
 	set := []bool{
-		step.SetWeight != nil, step.Pause != nil, present(step.Experiment), step.Analysis != nil,
+		step.SetWeight != nil, step.Pause != nil, step.Experiment != nil, step.Analysis != nil,
 		step.SetCanaryScale != nil, step.SetHeaderRoute != nil, step.SetMirrorRoute != nil, step.Plugin != nil,
 	}
 	var out []string
@@ -227,7 +227,7 @@ func validateStep(step *CanaryStep, c *CanaryStrategy, p *field.Path) field.Erro
 			errs = append(errs, field.Invalid(p.Child("pause", "duration"), step.Pause.Duration, err.Error()))
 		}
 	}
-	if present(step.Experiment) {
+	if step.Experiment != nil {
 		errs = append(errs, field.Forbidden(p.Child("experiment"), "experiments are not supported by Sluice"))
 	}
 	if step.Plugin != nil {

@@ -36,6 +36,9 @@ const (
 	RolePreview Role = "preview"
 	// RoleOld is a revision on its way out (scaled down after a delay).
 	RoleOld Role = "old"
+	// RoleExperiment is the pods of an experiment's template, which run
+	// beside the revisions (tasks.ExperimentPods says which).
+	RoleExperiment Role = "experiment"
 )
 
 // Labels and annotations that Argo Rollouts defines and Sluice writes and
@@ -50,4 +53,9 @@ const (
 	// (a Service, an Ingress, a VirtualService, a TrafficSplit, an
 	// HTTPRoute); a router refuses to change one managed by another.
 	AnnotationManagedBy = "argo-rollouts.argoproj.io/managed-by-rollouts"
+	// AnnotationExperimentName and AnnotationExperimentTemplate mark an
+	// experiment's ReplicaSets (and Services) with the experiment and the
+	// template they run, as Argo's experiment controller does.
+	AnnotationExperimentName     = "experiment.argoproj.io/name"
+	AnnotationExperimentTemplate = "experiment.argoproj.io/template-name"
 )

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -90,7 +92,16 @@ func start(t testing.TB) *stack {
 func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
 	t.Helper()
 	url := eventstest.StartServer(t).ClientURL()
-	log := eventstest.Quiet()
+	// The services' logs, shown when the test fails: what the watcher,
+	// the status writer and the orchestrator did is what explains a
+	// missing event.
+	var logs systemtest.Logs
+	log := logs.Logger(slog.LevelDebug)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("services' logs:\n%s", logs.String())
+		}
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })

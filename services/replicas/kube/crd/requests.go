@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,10 +54,17 @@ type Written struct {
 	// field that carries them (the command's id): the status writer keeps
 	// the object's value of these fields until the answer comes.
 	Pending map[string]string `json:"pending,omitempty"`
-	// Intent, while set, are the fields the writer is writing now: an
-	// object showing them shows Sluice's write, not a request, even before
-	// Fields records it.
-	Intent *Requested `json:"intent,omitempty"`
+	// FieldsVersion is the resourceVersion of the write that Fields
+	// records: a write that landed earlier but is recorded later (two
+	// writers at once, one writing an older snapshot or nothing new) does
+	// not replace them.
+	FieldsVersion string `json:"fieldsVersion,omitempty"`
+	// Intents are the fields that writers are writing now, one per write
+	// in progress: an object showing a field's value in one of them shows
+	// Sluice's write, not a request, even before Fields records it. There
+	// can be several at once (the replicas' writers, the rewrite after
+	// ReplicaSet counts change), and one writer must not hide another's.
+	Intents []Intent `json:"intents,omitempty"`
 	// Answered are the ids of the latest requests answered, so that a
 	// request answered before it was recorded as pending is not.
 	Answered []string `json:"answered,omitempty"`
@@ -64,6 +72,46 @@ type Written struct {
 	// last, and why; the status shows Argo's InvalidSpec condition while
 	// the object is at that generation.
 	Rejected *Rejection `json:"rejected,omitempty"`
+}
+
+// Intent is the request fields of one write in progress.
+type Intent struct {
+	// ID is the write's, to remove it once recorded.
+	ID     string    `json:"id"`
+	Fields Requested `json:"fields"`
+	// Held are the fields the write keeps at the object's values (a
+	// tool's, see StatusWriter.write): it claims none of them, so an
+	// object showing them does not show Sluice's write.
+	Held []string `json:"held,omitempty"`
+	// At is when it was recorded: an intent older than intentTTL is a
+	// writer's that stopped between its intent and its record, and is
+	// ignored and dropped.
+	At time.Time `json:"at"`
+}
+
+// intentTTL bounds how long an intent is believed: a write takes a few
+// API round trips.
+const intentTTL = time.Minute
+
+// live are the intents recorded after now - intentTTL, without the one
+// whose id is drop.
+func live(intents []Intent, now time.Time, drop string) []Intent {
+	var out []Intent
+	for _, in := range intents {
+		if in.ID != drop && now.Sub(in.At) < intentTTL {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// newer reports whether resourceVersion rv was written at or after
+// recorded (empty: nothing recorded yet). Kubernetes' resourceVersions are
+// etcd revisions; one that is not a number is taken as newer.
+func newer(rv, recorded string) bool {
+	a, err1 := strconv.ParseUint(rv, 10, 64)
+	b, err2 := strconv.ParseUint(recorded, 10, 64)
+	return err1 != nil || err2 != nil || a >= b
 }
 
 // Rejection is a rejected spec.
@@ -194,6 +242,9 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 		return err
 	}
 	if len(asks(u, rec)) == 0 {
+		st, _, _ := unstructured.NestedMap(u.Object, "status")
+		w.log.Debug("Rollout status asks for nothing", "rollout", u.GetNamespace()+"/"+u.GetName(),
+			"resourceVersion", u.GetResourceVersion(), "fields", fmt.Sprintf("%+v", requestedOf(st)), "record", fmt.Sprintf("%+v", rec))
 		return nil
 	}
 	// The informer's copy of the object may be older than the record (the
@@ -221,6 +272,8 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 	u, rec = fresh, again
 	reqs := asks(u, rec)
 	if len(reqs) == 0 {
+		w.log.Debug("Rollout status: a request seen in the cache is not one on the object read again", "rollout", u.GetNamespace()+"/"+u.GetName(),
+			"resourceVersion", u.GetResourceVersion(), "record", fmt.Sprintf("%+v", rec))
 		return nil
 	}
 	status, _, _ := unstructured.NestedMap(u.Object, "status")
@@ -276,7 +329,7 @@ func asks(u *unstructured.Unstructured, rec Written) []Request {
 	status, _, _ := unstructured.NestedMap(u.Object, "status")
 	now := requestedOf(status)
 	steps, _, _ := unstructured.NestedSlice(u.Object, "spec", "strategy", "canary", "steps")
-	return Requests(rec.was(now), now, rec.Pending, int64(len(steps)))
+	return Requests(rec.was(now, time.Now()), now, rec.Pending, int64(len(steps)))
 }
 
 // setField copies field f of from into to.
@@ -324,13 +377,16 @@ func differs(a, b Requested) []string {
 }
 
 // was is what Sluice wrote, for comparing with the object's fields now: a
-// field showing the value the writer is writing (Intent) is Sluice's.
-func (rec Written) was(now Requested) Requested {
+// field showing the value a writer is writing (a live intent at time at)
+// is Sluice's.
+func (rec Written) was(now Requested, at time.Time) Requested {
 	was := rec.Fields
-	if rec.Intent != nil {
-		for _, f := range differs(was, now) {
-			if !slices.Contains(differs(*rec.Intent, now), f) {
+	intents := live(rec.Intents, at, "")
+	for _, f := range differs(was, now) {
+		for _, in := range intents {
+			if !slices.Contains(in.Held, f) && !slices.Contains(differs(in.Fields, now), f) {
 				setField(&was, now, f)
+				break
 			}
 		}
 	}

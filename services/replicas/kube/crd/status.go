@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,7 +209,7 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		// the tool changed it since (a new request).
 		var held []string
 		if known {
-			held = differs(rec.was(now), now)
+			held = differs(rec.was(now, s.now()), now)
 		}
 		for f, id := range rec.Pending {
 			if !slices.Contains(held, f) && (id != cause || !slices.Contains(answered, f)) {
@@ -225,40 +226,31 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			}
 		}
 		intent := requestedOf(status)
+		id := strconv.FormatUint(rand.Uint64(), 36)
 		if s.cfg.Written != nil {
 			if err := s.record(ctx, k, uid, func(r *Written) {
-				r.Intent = &intent
+				r.Intents = append(live(r.Intents, s.now(), ""), Intent{ID: id, Fields: intent, Held: held, At: s.now()})
 			}); err != nil {
 				return err
 			}
 		}
 		ro.Object["status"] = status
-		if _, err := rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: Manager}); err != nil {
+		written, err := rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: Manager})
+		if err != nil {
+			if s.cfg.Written != nil {
+				// Best effort: the intent expires anyway.
+				_ = s.record(ctx, k, uid, func(r *Written) { r.Intents = live(r.Intents, s.now(), id) })
+			}
 			return err
 		}
 		if s.cfg.Written == nil {
 			return nil
 		}
-		err = s.record(ctx, k, uid, func(r *Written) {
-			fields := intent
-			for _, f := range held {
-				setField(&fields, r.Fields, f)
-			}
-			for f, id := range r.Pending {
-				if id == cause {
-					delete(r.Pending, f)
-				} else {
-					setField(&fields, r.Fields, f)
-				}
-			}
-			if len(answered) > 0 && !slices.Contains(r.Answered, cause) {
-				r.Answered = append(r.Answered, cause)
-				if n := len(r.Answered); n > maxAnswered {
-					r.Answered = r.Answered[n-maxAnswered:]
-				}
-			}
-			r.Fields, r.Intent, r.Rejected = fields, nil, rec.Rejected
-		})
+		w := write{id: id, version: written.GetResourceVersion(), fields: intent, held: held,
+			cause: cause, answered: len(answered) > 0, rejected: rec.Rejected, now: s.now()}
+		err = s.record(ctx, k, uid, w.record)
+		s.log.Debug("Rollout status written", "rollout", ref.String(), "event", ev.Type(), "cause", cause,
+			"resourceVersion", w.version, "held", held, "error", err)
 		if err == nil && len(held) > 0 && s.held != nil {
 			// A request answered while the tool asked again: the watcher
 			// looks again, though the object may not have changed.
@@ -270,6 +262,52 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		return nil // published from CI or the CLI: no cluster object to write to
 	}
 	return err
+}
+
+// write is one write of a Rollout's status, to record once it landed.
+type write struct {
+	// id is the write's intent; version the resourceVersion it wrote.
+	id, version string
+	// fields are the request fields written; held those that kept the
+	// object's values.
+	fields Requested
+	held   []string
+	// cause is the causationid of the event written after; answered
+	// whether it answers a request of the object.
+	cause    string
+	answered bool
+	rejected *Rejection
+	now      time.Time
+}
+
+// record records w in r: its intent goes; the request it answers is no
+// longer pending; and, unless a later write was recorded first, Fields
+// become what it wrote (the fields it held, and those still pending, keep
+// the record's values).
+func (w write) record(r *Written) {
+	r.Intents = live(r.Intents, w.now, w.id)
+	for f, id := range r.Pending {
+		if id == w.cause {
+			delete(r.Pending, f)
+		}
+	}
+	if w.answered && !slices.Contains(r.Answered, w.cause) {
+		r.Answered = append(r.Answered, w.cause)
+		if n := len(r.Answered); n > maxAnswered {
+			r.Answered = r.Answered[n-maxAnswered:]
+		}
+	}
+	if !newer(w.version, r.FieldsVersion) {
+		return
+	}
+	fields := w.fields
+	for _, f := range w.held {
+		setField(&fields, r.Fields, f)
+	}
+	for f := range r.Pending {
+		setField(&fields, r.Fields, f)
+	}
+	r.Fields, r.FieldsVersion, r.Rejected = fields, w.version, w.rejected
 }
 
 // maxAnswered bounds Written.Answered.
