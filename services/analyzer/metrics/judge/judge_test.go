@@ -67,6 +67,20 @@ func histogram(seed uint64, revision string, median float64) []promtest.Series {
 	return out
 }
 
+// judgeOver is a judge measuring with inner, at now.
+func judgeOver(t *testing.T, inner metrics.Provider) *judge.Provider {
+	t.Helper()
+	numeric, err := metrics.NewRegistry(inner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := judge.New(judge.Config{Providers: numeric, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
 // registry is the analyzer's wiring of the judge: the prometheus provider
 // measures for it, and the plugin provider hands sluice/judge to it.
 func registry(t *testing.T) *metrics.Registry {
@@ -75,14 +89,7 @@ func registry(t *testing.T) *metrics.Registry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	numeric, err := metrics.NewRegistry(prom)
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := judge.New(judge.Config{Providers: numeric, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := judgeOver(t, prom)
 	pl, err := plugin.New(plugin.Config{Builtin: []metrics.Provider{j}})
 	if err != nil {
 		t.Fatal(err)
@@ -268,11 +275,7 @@ func TestJudgeSameWindow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	numeric, _ := metrics.NewRegistry(prom)
-	j, err := judge.New(judge.Config{Providers: numeric, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := judgeOver(t, prom)
 	metric := judgeMetric(t, srv.URL, latencyQuery, func(j *spec.Judge) { j.Canary = "twin" })
 	m := j.Measure(context.Background(), metrics.Request{Metric: metric})
 	if m.Phase != "" || m.Result != 100.0 || !strings.Contains(m.Message, "+0% p=") {
@@ -305,11 +308,7 @@ func TestJudgeInnerCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	numeric, _ := metrics.NewRegistry(dd)
-	j, err := judge.New(judge.Config{Providers: numeric, Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := judgeOver(t, dd)
 	raw, _ := json.Marshal(spec.Judge{Baseline: "base", Canary: "cand", Metrics: []spec.JudgeMetric{{
 		Name: "latency", Direction: spec.JudgeIncrease,
 		Provider: spec.MetricProvider{Datadog: &spec.DatadogMetric{Query: "avg:latency{revision:{{judge.revision}}}"}},
