@@ -83,6 +83,8 @@ func validateJudgeMetric(m *JudgeMetric, p *field.Path, names sets.Set[string]) 
 		errs = append(errs, field.Forbidden(pp.Child("plugin"), "judges by itself; the judge needs a provider that returns numbers"))
 	case m.Provider.CloudWatch != nil:
 		errs = append(errs, field.Forbidden(pp.Child("cloudWatch"), "returns CloudWatch's MetricDataResults, which the judge does not read; the judge needs a provider that returns numbers"))
+	case m.Provider.NewRelic != nil:
+		errs = append(errs, field.Forbidden(pp.Child("newRelic"), "returns NRQL rows, which the judge does not read; the judge needs a provider that returns numbers"))
 	case !reflect.ValueOf(m.Provider).IsZero() && !m.Provider.usesRevision():
 		errs = append(errs, field.Invalid(pp, "", fmt.Sprintf("must use %s where the revision goes (in the query, for example), or the baseline and the canary would be the same measurement", JudgeRevision)))
 	}

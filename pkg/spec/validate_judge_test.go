@@ -34,6 +34,11 @@ func TestValidateJudge(t *testing.T) {
 			raw:  judge(`{"name": "up", "direction": "increase", "provider": {"cloudWatch": {"metricDataQueries": [{"id": "q", "expression": "{{judge.revision}}"}]}}}`),
 			want: []string{"p.metrics[0].provider.cloudWatch: Forbidden: returns CloudWatch's MetricDataResults"},
 		},
+		{
+			name: "newRelic, whose result is rows",
+			raw:  judge(`{"name": "up", "direction": "increase", "provider": {"newRelic": {"query": "SELECT count(*) FROM T WHERE v = '{{judge.revision}}'"}}}`),
+			want: []string{"p.metrics[0].provider.newRelic: Forbidden: returns NRQL rows"},
+		},
 		{name: "no name", raw: judge(`{"direction": "decrease", "provider": ` + prom + `}`), want: []string{"p.metrics[0].name: Required value"}},
 		{name: "no direction", raw: judge(`{"name": "x", "provider": ` + prom + `}`), want: []string{"p.metrics[0].direction: Required value"}},
 		{name: "confidence 0", raw: `{"baseline": "a", "canary": "b", "confidence": 0, "metrics": [{"name": "x", "direction": "either", "provider": ` + prom + `}]}`, want: []string{"p.confidence: Invalid value: 0"}},

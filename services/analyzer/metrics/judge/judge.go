@@ -238,8 +238,8 @@ func (p *Provider) values(ctx context.Context, req metrics.Request, jm spec.Judg
 }
 
 // numbers are the values of a provider's result: one for a scalar, one
-// per element of a list, none for nil (the providers' "no data": datadog's
-// and newRelic's empty answers).
+// per element of a list, none for nil (the providers' "no data", such as
+// datadog's empty answer).
 func numbers(result any) ([]float64, error) {
 	switch r := result.(type) {
 	case nil:
