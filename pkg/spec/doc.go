@@ -45,6 +45,11 @@
 // Sluice-only spelling exists: two spellings of one setting would have to
 // be kept in agreement forever.
 //
+// Sluice's canary judge is addressed the same way, as the metric plugin
+// JudgePlugin (`provider: plugin: sluice/judge: {...}`, typed as Judge by
+// JudgeOf); Validate checks its block, unknown fields included, and each
+// of its metrics' inner provider blocks (docs/judge.md).
+//
 // Parsed so that Argo manifests decode, but rejected by Validate as not
 // supported: plugin steps, experiment template weights with a router that
 // cannot route to a template (see ExperimentWeightRouters), the Ambassador, App Mesh, Traefik

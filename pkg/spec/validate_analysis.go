@@ -121,6 +121,9 @@ func validateMetric(m *Metric, p *field.Path) field.ErrorList {
 			}
 		}
 	}
+	if _, judge := m.Provider.Plugin[JudgePlugin]; judge && m.SuccessCondition == "" && m.FailureCondition == "" {
+		errs = append(errs, field.Required(p.Child("successCondition"), "the judge returns a score from 0 to 100 and without a condition every score passes; for example `result >= 90`"))
+	}
 	return append(errs, validateProvider(&m.Provider, p.Child("provider"))...)
 }
 

@@ -15,7 +15,8 @@ var pluginNameRE = regexp.MustCompile(`^[a-zA-Z0-9\-]+/[a-zA-Z0-9_\-.]+$`)
 
 // validatePlugin returns every problem of a plugin provider block at p:
 // it must name exactly one plugin, by a name Argo Rollouts can configure.
-// Whether the named plugin is configured is the analyzer's to say.
+// Whether the named plugin is configured is the analyzer's to say; the
+// configuration of the built-in judge (JudgePlugin) is checked here.
 func validatePlugin(m map[string]json.RawMessage, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	names := slices.Sorted(func(yield func(string) bool) {
@@ -29,6 +30,10 @@ func validatePlugin(m map[string]json.RawMessage, p *field.Path) field.ErrorList
 		errs = append(errs, field.Invalid(p, strings.Join(names, ", "), "must name exactly one plugin"))
 	}
 	for _, name := range names {
+		if name == JudgePlugin {
+			errs = append(errs, validateJudge(m[name], p.Child(name))...)
+			continue
+		}
 		if !pluginNameRE.MatchString(name) && !isPlaceholder(name) {
 			errs = append(errs, field.Invalid(p.Key(name), name, "must be a plugin name of the form <namespace>/<name>, as in Argo Rollouts' metricProviderPlugins"))
 		}

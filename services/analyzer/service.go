@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,6 +22,7 @@ import (
 	"github.com/sluicehq/sluice/services/analyzer/metrics/graphite"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/influxdb"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/job"
+	"github.com/sluicehq/sluice/services/analyzer/metrics/judge"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/newrelic"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/plugin"
 	"github.com/sluicehq/sluice/services/analyzer/metrics/prometheus"
@@ -198,9 +200,24 @@ func DefaultProviders(cfg ProviderConfig) (*metrics.Registry, error) {
 	collect("graphite", gr, err)
 	ix, err := influxdb.New(cfg.Influxdb)
 	collect("influxdb", ix, err)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// The judge measures with the providers that return numbers: those
+	// registered so far.
+	numeric, err := metrics.NewRegistry(ps...)
+	if err != nil {
+		return nil, err
+	}
+	jd, err := judge.New(judge.Config{Providers: numeric, Now: cfg.Prometheus.Now})
+	if err != nil {
+		return nil, err
+	}
 	jb, err := job.New(cfg.Job)
 	collect("job", jb, err)
-	pl, err := plugin.New(cfg.Plugin)
+	pc := cfg.Plugin
+	pc.Builtin = append(slices.Clip(pc.Builtin), jd)
+	pl, err := plugin.New(pc)
 	collect("plugin", pl, err)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -32,6 +32,12 @@ func TestExperimentsDocHoldsItsTestedExample(t *testing.T) {
 	assertHoldsTestdata(t, "docs/experiments.md", "pkg/spec/testdata/valid-rollout-experiment-example.yaml")
 }
 
+// TestJudgeDocHoldsItsTestedTemplate: docs/judge.md's template to copy is
+// the judge's valid testdata, as for the providers.
+func TestJudgeDocHoldsItsTestedTemplate(t *testing.T) {
+	assertHoldsTestdata(t, "docs/judge.md", "pkg/spec/testdata/valid-analysistemplate-judge.yaml")
+}
+
 // assertHoldsTestdata checks that doc (a path from the repository's root)
 // holds file as a yaml block, with or without the file's leading comment
 // lines.

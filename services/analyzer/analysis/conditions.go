@@ -97,7 +97,8 @@ func run(p *vm.Program, result any) (bool, error) {
 }
 
 // Judge gives m its verdict by metric's conditions when the provider left
-// it unjudged (Phase empty); a judged measurement is returned as it is. A
+// it unjudged (Phase empty), keeping the provider's message after the
+// condition's; a judged measurement is returned as it is. A
 // condition that fails to evaluate makes the measurement an Error whose
 // message names the condition and, for an empty or nil result, says that
 // the backend returned no data. A phase a provider must not return
@@ -117,7 +118,16 @@ func Judge(metric spec.Metric, m metrics.Measurement) metrics.Measurement {
 		m.Phase, m.Message = spec.AnalysisPhaseError, err.Error()
 		return m
 	}
-	m.Phase, m.Message = c.judge(m.Result)
+	phase, msg := c.judge(m.Result)
+	m.Phase = phase
+	// A provider's own message (the judge's verdicts) says why the
+	// condition came out as it did: it is kept after the condition's.
+	switch {
+	case m.Message == "":
+		m.Message = msg
+	case msg != "":
+		m.Message = msg + "; " + m.Message
+	}
 	return m
 }
 

@@ -81,6 +81,19 @@ func TestJudgeKeepsProviderVerdicts(t *testing.T) {
 	}
 }
 
+// TestJudgeKeepsProviderMessage: a provider's message on an unjudged
+// measurement (the judge's verdicts) stays, after the condition's.
+func TestJudgeKeepsProviderMessage(t *testing.T) {
+	metric := spec.Metric{SuccessCondition: "result >= 90"}
+	const verdicts = "score 0: latency FAIL"
+	if got := Judge(metric, metrics.Measurement{Result: 0.0, Message: verdicts}); got.Phase != F || got.Message != `successCondition "result >= 90" is false; `+verdicts {
+		t.Errorf("failed: %s %q", got.Phase, got.Message)
+	}
+	if got := Judge(metric, metrics.Measurement{Result: 100.0, Message: "score 100"}); got.Phase != S || got.Message != "score 100" {
+		t.Errorf("successful: %s %q", got.Phase, got.Message)
+	}
+}
+
 func TestCompileConditions(t *testing.T) {
 	tests := []struct {
 		name, success, failure, wantErr string

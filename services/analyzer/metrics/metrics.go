@@ -72,6 +72,12 @@ type Request struct {
 	// that died sees the same ID, so a provider that creates something
 	// (a Job) can find what the first attempt created.
 	ID string
+	// At, when not zero, is the instant to measure at: a provider that
+	// queries by time (prometheus: an instant query's time, now() in a
+	// rangeQuery) uses it instead of its clock. The judge sets it so that
+	// a baseline and a canary are measured over the same window. Providers
+	// that cannot choose the instant ignore it.
+	At time.Time
 	// Secret returns key of the Secret name in the rollout's namespace
 	// (the local platform reads SLUICE_SECRET_<NAME>_<KEY>). Its errors
 	// wrap ErrSecretNotFound or ErrSecretForbidden and name the Secret and

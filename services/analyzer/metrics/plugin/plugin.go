@@ -22,6 +22,9 @@
 // measurement and shared by every metric that names it; a process that
 // crashed or stopped answering is killed and a new one is started for the
 // next measurement. Close kills them all.
+//
+// The name Reserved (sluice/judge) is Sluice's own canary judge, given in
+// Config.Builtin: a metric naming it is handed to it and no process runs.
 package plugin
 
 import (
@@ -79,12 +82,17 @@ type Config struct {
 	// LogOutput receives go-plugin's log and the plugins' stderr, at
 	// debug level and above (default os.Stderr).
 	LogOutput io.Writer
+	// Builtin are the plugins Sluice implements itself (the judge, under
+	// Reserved), by their Type: a metric naming one is measured, checked
+	// and timed by it, and no process is started.
+	Builtin []metrics.Provider
 }
 
 // Provider is the plugin metrics.Provider. Safe for concurrent use.
 type Provider struct {
-	cfg   Config
-	slots map[string]*slot
+	cfg     Config
+	slots   map[string]*slot
+	builtin map[string]metrics.Provider
 }
 
 var (
@@ -113,7 +121,13 @@ func New(cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Provider{cfg: cfg, slots: make(map[string]*slot, len(ps))}
+	p := &Provider{cfg: cfg, slots: make(map[string]*slot, len(ps)), builtin: make(map[string]metrics.Provider, len(cfg.Builtin))}
+	for _, b := range cfg.Builtin {
+		if b.Type() != Reserved {
+			return nil, fmt.Errorf("built-in plugin %q: only %s is built in", b.Type(), Reserved)
+		}
+		p.builtin[b.Type()] = b
+	}
 	for name, pl := range ps {
 		p.slots[name] = &slot{plugin: pl, log: hclog.New(&hclog.LoggerOptions{
 			Name:   "metric-plugin." + name,
@@ -131,10 +145,22 @@ func (p *Provider) Type() string { return Type }
 // is not configured) plus twice TerminateTimeout: for a Resume call in
 // flight at the timeout, and for Terminate.
 func (p *Provider) Timeout(metric spec.Metric) time.Duration {
+	if b := p.builtinOf(metric); b != nil {
+		return b.Timeout(metric)
+	}
 	if s := p.slot(metric); s != nil {
 		return s.plugin.timeout + 2*TerminateTimeout
 	}
 	return DefaultTimeout + 2*TerminateTimeout
+}
+
+// builtinOf is the built-in plugin metric names, or nil.
+func (p *Provider) builtinOf(metric spec.Metric) metrics.Provider {
+	name, err := pluginName(metric)
+	if err != nil {
+		return nil
+	}
+	return p.builtin[name]
 }
 
 func (p *Provider) slot(metric spec.Metric) *slot {
@@ -172,6 +198,12 @@ func (p *Provider) Check(metric spec.Metric) error {
 	if err != nil {
 		return err
 	}
+	if b := p.builtin[name]; b != nil {
+		if c, ok := b.(metrics.Checker); ok {
+			return c.Check(metric)
+		}
+		return nil
+	}
 	if p.cfg.CheckNames && p.slots[name] == nil {
 		return p.unknown(name)
 	}
@@ -198,6 +230,9 @@ func (p *Provider) unknown(name string) error {
 // plugin that cannot start, crashes, does not answer in time or returns an
 // Error is an Error measurement saying so.
 func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Measurement {
+	if b := p.builtinOf(req.Metric); b != nil {
+		return b.Measure(ctx, req)
+	}
 	m, err := p.measure(ctx, req)
 	if err != nil {
 		return metrics.Measurement{Phase: spec.AnalysisPhaseError, Provider: Type, Message: err.Error()}

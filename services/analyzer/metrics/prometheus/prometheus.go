@@ -206,7 +206,7 @@ func (p *Provider) Measure(ctx context.Context, req metrics.Request) metrics.Mea
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	value, warnings, err := p.query(ctx, pm, settings)
+	value, warnings, err := p.query(ctx, pm, settings, p.clock(req))
 	if len(warnings) > 0 {
 		m.Metadata["warnings"] = strings.Join(warnings, "; ")
 	}
@@ -236,7 +236,16 @@ func (p *Provider) settings(m *spec.PrometheusMetric) transport.Settings {
 	return s
 }
 
-func (p *Provider) query(ctx context.Context, m *spec.PrometheusMetric, s transport.Settings) (model.Value, []string, error) {
+// clock is the instant req is measured at: req.At when set, the
+// provider's clock otherwise.
+func (p *Provider) clock(req metrics.Request) func() time.Time {
+	if at := req.At; !at.IsZero() {
+		return func() time.Time { return at }
+	}
+	return p.cfg.Now
+}
+
+func (p *Provider) query(ctx context.Context, m *spec.PrometheusMetric, s transport.Settings, now func() time.Time) (model.Value, []string, error) {
 	address := m.Address
 	if address == "" {
 		address = p.cfg.Address
@@ -254,23 +263,23 @@ func (p *Provider) query(ctx context.Context, m *spec.PrometheusMetric, s transp
 	}
 	promAPI := v1.NewAPI(client)
 	if rq := m.RangeQuery; rq != nil {
-		r, err := p.queryRange(rq)
+		r, err := queryRange(rq, now)
 		if err != nil {
 			return nil, nil, err
 		}
 		v, warnings, _, err := promAPI.QueryRange(ctx, m.Query, r)
 		return v, warnings, err
 	}
-	v, warnings, _, err := promAPI.Query(ctx, m.Query, p.cfg.Now())
+	v, warnings, _, err := promAPI.Query(ctx, m.Query, now())
 	return v, warnings, err
 }
 
-func (p *Provider) queryRange(rq *spec.PrometheusRangeQueryArgs) (v1.Range, error) {
-	start, err := evalTime(rq.Start, p.cfg.Now)
+func queryRange(rq *spec.PrometheusRangeQueryArgs, now func() time.Time) (v1.Range, error) {
+	start, err := evalTime(rq.Start, now)
 	if err != nil {
 		return v1.Range{}, fmt.Errorf("rangeQuery.start: %w", err)
 	}
-	end, err := evalTime(rq.End, p.cfg.Now)
+	end, err := evalTime(rq.End, now)
 	if err != nil {
 		return v1.Range{}, fmt.Errorf("rangeQuery.end: %w", err)
 	}

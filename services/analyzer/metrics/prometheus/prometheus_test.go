@@ -505,3 +505,24 @@ func assertNoSecret(t *testing.T, m metrics.Measurement) {
 		}
 	}
 }
+
+// TestMeasureAt: a request's At replaces the provider's clock, for an
+// instant query and for now() in a range query.
+func TestMeasureAt(t *testing.T) {
+	srv := promServer(t, data, nil)
+	p := newProvider(t, Config{})
+	at := epoch.Add(3 * time.Minute)
+	instant := promMetric(srv.URL, `latency_ms{pod="a"}`)
+	ranged := promMetric(srv.URL, `latency_ms{pod="a"}`, func(m *spec.PrometheusMetric) {
+		m.RangeQuery = &spec.PrometheusRangeQueryArgs{Start: `now() - duration("1m")`, End: "now()", Step: "1m"}
+	})
+	for _, tc := range []struct {
+		metric spec.Metric
+		want   []float64
+	}{{instant, []float64{103}}, {ranged, []float64{102, 103}}} {
+		m := p.Measure(context.Background(), metrics.Request{Metric: tc.metric, At: at})
+		if m.Phase != "" || !sameResult(m.Result, tc.want) {
+			t.Errorf("%s at %s: phase %q (%s), result %v, want %v", tc.metric.Provider.Prometheus.Query, at, m.Phase, m.Message, m.Result, tc.want)
+		}
+	}
+}
