@@ -68,6 +68,7 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 		snap.Analysis = &a
 	}
 	snap.Runs = s.runSummaries()
+	snap.Experiment = s.experimentSummary()
 	return snap
 }
 
