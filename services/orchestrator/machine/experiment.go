@@ -444,25 +444,25 @@ func (d *decision) experimentRuns(st *spec.RolloutExperimentStep) []wantedRun {
 	return out
 }
 
-// experimentArgs substitutes Argo's experiment variables in resolved
+// experimentArgs expands Argo's experiment variables in resolved
 // argument values: {{templates.<name>.podTemplateHash}},
-// {{templates.<name>.replicaset.name}} and {{experiment.availableAt}}.
+// {{templates.<name>.replicaset.name}} and {{experiment.availableAt}}. A
+// placeholder naming no variable (which validation refuses) is passed on
+// as written, for the analyzer to report.
 func (d *decision) experimentArgs(args []spec.AnalysisRunArgument) []spec.AnalysisRunArgument {
 	ex := d.currentExperiment()
 	if ex == nil {
 		return args
 	}
-	pairs := []string{"{{experiment.availableAt}}", ex.AvailableAt.UTC().Format(time.RFC3339)}
+	vars := map[string]string{spec.ExperimentAvailableAt: ex.AvailableAt.UTC().Format(time.RFC3339)}
 	for i := range ex.Templates {
 		t := &ex.Templates[i]
-		pairs = append(pairs,
-			"{{templates."+t.Name+".podTemplateHash}}", t.Hash,
-			"{{templates."+t.Name+".replicaset.name}}", ex.pods(t).ReplicaSetName())
+		vars[spec.ExperimentPodTemplateHash(t.Name)] = t.Hash
+		vars[spec.ExperimentReplicaSetName(t.Name)] = ex.pods(t).ReplicaSetName()
 	}
-	r := strings.NewReplacer(pairs...)
 	for i := range args {
-		if args[i].ValueFrom == nil && strings.Contains(args[i].Value, "{{") {
-			args[i].Value = r.Replace(args[i].Value)
+		if args[i].ValueFrom == nil {
+			args[i].Value, _ = spec.ExpandExperimentVariables(args[i].Value, vars)
 		}
 	}
 	return args
