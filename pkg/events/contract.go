@@ -373,8 +373,10 @@ type ExperimentTemplateSummary struct {
 	// reported available.
 	Replicas  int32 `json:"replicas"`
 	Available int32 `json:"available"`
-	// Weight is the share of traffic it is given while running (0: none).
-	Weight int32 `json:"weight,omitempty"`
+	// Weight is the share of traffic (of maxTrafficWeight) it is given
+	// while running (0: none), through Service.
+	Weight  int32  `json:"weight,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // RunSummary is one analysis run of a rollout's current update.

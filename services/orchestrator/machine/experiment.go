@@ -169,8 +169,13 @@ func (d *decision) startExperiment(st *spec.RolloutExperimentStep) {
 		if t.Weight != nil && s.routed() {
 			rec.Weight = *t.Weight
 		}
-		if t.Service != nil {
-			rec.Service = t.Service.Name
+		// As in Argo, a template with a weight gets a Service too: the
+		// routers send its share there. An unnamed one is named after
+		// the pods' ReplicaSet.
+		if t.Service != nil || t.Weight != nil {
+			if t.Service != nil {
+				rec.Service = t.Service.Name
+			}
 			if rec.Service == "" {
 				rec.Service = ex.Name + "-" + t.Name
 			}
@@ -483,7 +488,7 @@ func (s State) experimentSummary() *events.ExperimentSummary {
 		t := &ex.Templates[i]
 		out.Templates = append(out.Templates, events.ExperimentTemplateSummary{
 			Name: t.Name, PodHash: t.Hash, ReplicaSet: ex.pods(t).ReplicaSetName(),
-			Replicas: t.Asked, Available: t.Available, Weight: t.Weight,
+			Replicas: t.Asked, Available: t.Available, Weight: t.Weight, Service: t.Service,
 		})
 	}
 	for _, r := range s.Runs {

@@ -135,11 +135,11 @@ func TestExperimentStep(t *testing.T) {
 			pods := w.experimentPods()
 			base, canary := pods["baseline"], pods["canary"]
 			if base.PodHash != h1 || base.Role != spec.RoleExperiment || base.Replicas != 2 || base.Revision != 1 ||
-				base.Experiment.Name != experimentName || !reflect.DeepEqual(base.Template, podTemplate("web:1")) {
+				base.Experiment.Name != experimentName || base.Experiment.Service != experimentName+"-baseline" || !reflect.DeepEqual(base.Template, podTemplate("web:1")) {
 				t.Fatalf("baseline entry %+v", base)
 			}
 			if canary.PodHash != canaryTemplateHash || canary.Replicas != 1 || canary.Revision != 2 || canary.Template.Labels["variant"] != "canary" ||
-				canary.Experiment.ReplicaSetName() != experimentName+"-canary" {
+				canary.Experiment.ReplicaSetName() != experimentName+"-canary" || canary.Experiment.Service != "" {
 				t.Fatalf("canary entry %+v", canary)
 			}
 			var stable int32
@@ -173,8 +173,12 @@ func TestExperimentStep(t *testing.T) {
 				t.Fatalf("run %+v", run.Analysis)
 			}
 			rt := w.lastRoute()
-			if len(rt.Experiments) != 1 || rt.Experiments[0].Pods.Template != "baseline" || rt.Experiments[0].PodHash != h1 || rt.Experiments[0].Weight != 10 || rt.CanaryWeight != 20 {
+			if len(rt.Experiments) != 1 || rt.Experiments[0].Pods.Template != "baseline" || rt.Experiments[0].PodHash != h1 || rt.Experiments[0].Weight != 10 ||
+				rt.Experiments[0].Pods.Service != experimentName+"-baseline" || rt.CanaryWeight != 20 {
 				t.Fatalf("route %+v", rt)
+			}
+			if s := w.snap(); s.CanaryWeight != 20 || s.StableWeight != 70 {
+				t.Fatalf("snapshot weights canary %d stable %d, want 20 and 70", s.CanaryWeight, s.StableWeight)
 			}
 			ex := w.snap().Experiment
 			if ex == nil || ex.Name != experimentName || ex.Phase != experimentRunning || !ex.AvailableAt.Equal(t0) ||
