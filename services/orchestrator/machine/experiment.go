@@ -210,16 +210,8 @@ func withMetadata(tpl corev1.PodTemplateSpec, md *spec.PodTemplateMetadata) core
 
 // experimentTemplate is the pod template of an experiment's scale entry.
 func (s *State) experimentTemplate(p *tasks.ExperimentPods) corev1.PodTemplateSpec {
-	for i := range s.Experiments {
-		ex := &s.Experiments[i]
-		if ex.Name != p.Name {
-			continue
-		}
-		for _, t := range ex.Templates {
-			if t.Name == p.Template {
-				return withMetadata(s.template(t.SourceHash), t.Metadata)
-			}
-		}
+	if t := s.experimentTemplateOf(p); t != nil {
+		return withMetadata(s.template(t.SourceHash), t.Metadata)
 	}
 	return corev1.PodTemplateSpec{}
 }
@@ -327,7 +319,8 @@ func (d *decision) endExperiment(ex *ExperimentRecord) {
 
 // endStaleExperiments ends the experiments the update has moved away
 // from (a promote past the step, a full promotion, an abort, a new
-// revision, a retry, a deletion) and forgets those whose pods are gone.
+// revision, a retry, a deletion) and forgets those whose pods are gone
+// and whose step is over.
 func (d *decision) endStaleExperiments() {
 	s := d.s
 	cur := d.currentExperiment()
@@ -338,7 +331,9 @@ func (d *decision) endStaleExperiments() {
 			ex.Phase, ex.Message = experimentTerminated, "terminated: "+d.moveReason(ex.Revision)
 			d.endExperiment(ex)
 		}
-		if !ex.gone() {
+		// The current step's experiment is kept, even without pods, for
+		// its verdict: the step completes on it.
+		if !ex.gone() || ex == cur {
 			keep = append(keep, *ex)
 		}
 	}
@@ -508,6 +503,17 @@ func experimentDetail(st *spec.RolloutExperimentStep) string {
 	out := "experiment " + strings.Join(names, ", ")
 	if st.Duration != "" {
 		out += " for " + string(st.Duration)
+	}
+	return out
+}
+
+// revisionsOnly leaves the experiments' entries out of a scale.
+func revisionsOnly(revs []tasks.RevisionScale) []tasks.RevisionScale {
+	var out []tasks.RevisionScale
+	for _, rv := range revs {
+		if rv.Experiment == nil {
+			out = append(out, rv)
+		}
 	}
 	return out
 }

@@ -237,10 +237,22 @@ func TestExperimentStep(t *testing.T) {
 			}
 			w.advance(10 * time.Minute)
 			w.expectStep(1)
+			// The ended experiment's pods go while the update is paused.
+			for name, rv := range w.experimentPods() {
+				if rv.Replicas != 0 {
+					t.Fatalf("experiment template %s still asked for %d pods while paused", name, rv.Replicas)
+				}
+			}
+			if ex := w.snap().Experiment; ex == nil || ex.Phase != string(phaseInconclusive) {
+				t.Fatalf("snapshot experiment %+v", ex)
+			}
 			w.command(CommandPromote)
 			w.settle()
 			w.expectStep(3)
 			w.expectWeight(40)
+			if len(w.st.Experiments) != 0 {
+				t.Fatalf("experiment kept after its step: %+v", w.st.Experiments)
+			}
 		}},
 		{"without a duration it ends when the required analyses succeed", func(t *testing.T, w *world) {
 			w.verdicts[experimentName+"-judge"] = string(phaseSuccessful)

@@ -96,15 +96,20 @@ func (d *decision) progressDeadline() time.Duration {
 }
 
 // syncScale sends a scale task when the desired scale differs from the one
-// last sent. New scaling waits while the update is halted (user pause,
-// inconclusive analysis), as in Argo.
+// last sent. New scaling of the revisions waits while the update is halted
+// (user pause, inconclusive analysis), as in Argo; an ended experiment's
+// pods are scaled down all the same.
 func (d *decision) syncScale() {
 	s := d.s
 	want := d.desiredScale()
-	if s.Scale != nil && s.Scale.Scale != nil && s.Scale.Scale.Remove == s.Deleting && sameScale(s.Scale.Scale.Revisions, want) {
-		return
+	var sent []tasks.RevisionScale
+	if s.Scale != nil && s.Scale.Scale != nil {
+		sent = s.Scale.Scale.Revisions
+		if s.Scale.Scale.Remove == s.Deleting && sameScale(sent, want) {
+			return
+		}
 	}
-	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() {
+	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() && !sameScale(revisionsOnly(sent), revisionsOnly(want)) {
 		return
 	}
 	t := d.newTask(tasks.KindScale, "scale", s.Revision)
