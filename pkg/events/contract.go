@@ -412,8 +412,8 @@ type PauseCondition struct {
 type StepInfo struct {
 	Index int32 `json:"index"`
 	// Action is the step's kind: setWeight, pause, analysis, setCanaryScale,
-	// setHeaderRoute, setMirrorRoute; for blue/green: preview, promote,
-	// postPromotionAnalysis.
+	// setHeaderRoute, setMirrorRoute, experiment; for blue/green: preview,
+	// promote, postPromotionAnalysis.
 	Action string `json:"action"`
 	// Detail renders the step for people, e.g. "setWeight 20".
 	Detail string `json:"detail,omitempty"`
