@@ -336,7 +336,7 @@ type Snapshot struct {
 
 // ExperimentSummary is the experiment of a canary experiment step.
 type ExperimentSummary struct {
-	// Name is Argo's <rollout>-<pod hash>-<revision>-<step> (.<n> after
+	// Name is Argo's <rollout>-<pod hash>-<revision>-<step> (-<n> after
 	// the n-th retry of the update).
 	Name string `json:"name"`
 	// Step is the canary step that started it.

@@ -30,7 +30,7 @@ const defaultExperimentScaleDownDelay = 30 * time.Second
 // pods and its clock. Its analysis runs are in State.Runs (purpose
 // experiment, named <Name>-<analysis name>).
 type ExperimentRecord struct {
-	// Name is Argo's <rollout>-<pod hash>-<revision>-<step>, with .<n>
+	// Name is Argo's <rollout>-<pod hash>-<revision>-<step>, with -<n>
 	// after the n-th restart of the plan.
 	Name     string `json:"name"`
 	Revision int64  `json:"revision"`
@@ -113,7 +113,9 @@ func (d *decision) experimentName(step int32) string {
 	s := d.s
 	name := fmt.Sprintf("%s-%s-%d-%d", s.Ref.Name, s.PodHash, s.Revision, step)
 	if s.Retries > 0 {
-		name += fmt.Sprintf(".%d", s.Retries)
+		// Argo's suffix for a name already taken; a dot, as runs have,
+		// would not make a ReplicaSet or Service name (a DNS label).
+		name += fmt.Sprintf("-%d", s.Retries)
 	}
 	return name
 }
@@ -391,17 +393,30 @@ func (s *State) experimentTemplateOf(p *tasks.ExperimentPods) *ExperimentTemplat
 
 // applyExperimentReplicas records what a finished scale task reports of
 // an experiment's pods (assumed available at their count when the worker
-// reports nothing for them).
+// reports nothing for them). A report names an entry by pod hash and
+// template only, which two experiments of one step (a retry's and the
+// one before it, still scaling down) can share: a succeeded task has
+// every entry at its count, so an entry at 0 has no pods whatever the
+// report says, and among reports of the same name the one at the entry's
+// count is taken.
 func (s *State) applyExperimentReplicas(rv tasks.RevisionScale, report []tasks.RevisionStatus) {
 	t := s.experimentTemplateOf(rv.Experiment)
 	if t == nil || t.Asked != rv.Replicas {
 		return
 	}
 	t.Current, t.Ready, t.Available = rv.Replicas, rv.Replicas, rv.Replicas
-	for _, st := range report {
-		if st.PodHash == rv.PodHash && st.Template == rv.Experiment.Template {
-			t.Current, t.Ready, t.Available = st.Replicas, st.Ready, st.Available
+	if rv.Replicas == 0 {
+		return
+	}
+	var match *tasks.RevisionStatus
+	for i := range report {
+		st := &report[i]
+		if st.PodHash == rv.PodHash && st.Template == rv.Experiment.Template && (match == nil || st.Replicas == rv.Replicas) {
+			match = st
 		}
+	}
+	if match != nil {
+		t.Current, t.Ready, t.Available = match.Replicas, match.Ready, match.Available
 	}
 }
 

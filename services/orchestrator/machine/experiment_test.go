@@ -227,6 +227,42 @@ func TestExperimentStep(t *testing.T) {
 			w.advance(30 * time.Second)
 			expectExperimentGone(w)
 		}},
+		{"a retry runs the experiment again under a name of its own", func(t *testing.T, w *world) {
+			w.verdicts[purposeExperiment] = string(phaseFailed)
+			ro := istioCanary(4, setWeight(20), experimentStep("5m", nil, judge("judge", false)), setWeight(40))
+			startExperiment(w, ro)
+			if !w.st.Aborted {
+				t.Fatalf("not aborted: %s", w.st.Message)
+			}
+			delete(w.verdicts, purposeExperiment)
+			w.command(CommandRetry)
+			w.settle()
+			w.expectStep(1)
+			retried := experimentName + "-1"
+			w.runTask(retried + "-judge")
+			pods := w.experimentPods()
+			for _, rv := range w.lastScale().Revisions {
+				if rv.Experiment != nil && rv.Experiment.Name == retried && rv.Replicas != pods[rv.Experiment.Template].Replicas {
+					t.Fatalf("entry %+v", rv)
+				}
+			}
+			if ex := w.snap().Experiment; ex == nil || ex.Name != retried || ex.Phase != experimentRunning {
+				t.Fatalf("snapshot experiment %+v", ex)
+			}
+			// The failed one's pods go after its delay; the new one's stay.
+			w.advance(30 * time.Second)
+			for _, rv := range w.lastScale().Revisions {
+				if rv.Experiment == nil {
+					continue
+				}
+				if want := map[bool]int32{true: 0, false: map[string]int32{"baseline": 2, "canary": 1}[rv.Experiment.Template]}[rv.Experiment.Name == experimentName]; rv.Replicas != want {
+					t.Fatalf("entry %s/%s asked for %d, want %d", rv.Experiment.Name, rv.Experiment.Template, rv.Replicas, want)
+				}
+			}
+			if len(w.st.Experiments) != 1 || w.st.Experiments[0].Name != retried {
+				t.Fatalf("experiments %+v", w.st.Experiments)
+			}
+		}},
 		{"an inconclusive analysis pauses the update until promoted", func(t *testing.T, w *world) {
 			w.verdicts[purposeExperiment] = string(phaseInconclusive)
 			ro := istioCanary(4, setWeight(20), experimentStep("5m", nil, judge("judge", false)), setWeight(40), pauseIndefinitely())
