@@ -339,6 +339,54 @@ func TestExperimentStep(t *testing.T) {
 			expectExperimentGone(w)
 			w.expectPhase(events.PhaseHealthy)
 		}},
+		{"promote during the experiment skips the step and ends it", func(t *testing.T, w *world) {
+			ro := istioCanary(4, setWeight(20), experimentStep("5m", ptr(int32(10)), judge("judge", false)), setWeight(40), pauseIndefinitely())
+			startExperiment(w, ro)
+			w.command(CommandPromote)
+			w.settle()
+			w.expectStep(3)
+			if !w.terminated(experimentName + "-judge") {
+				t.Fatalf("the experiment's run was not terminated")
+			}
+			if rt := w.lastRoute(); len(rt.Experiments) != 0 || rt.CanaryWeight != 40 {
+				t.Fatalf("route %+v", rt)
+			}
+			if ex := w.st.Experiments[0]; ex.Phase != experimentTerminated || ex.Message != "terminated: promoted past" {
+				t.Fatalf("experiment %+v", ex)
+			}
+			w.advance(30 * time.Second)
+			expectExperimentGone(w)
+		}},
+		{"deleting the rollout removes the experiment's pods with its revisions", func(t *testing.T, w *world) {
+			ro := istioCanary(4, setWeight(20), experimentStep("5m", nil, judge("judge", false)), setWeight(40))
+			startExperiment(w, ro)
+			m := len(w.sent)
+			w.command(CommandDelete)
+			var removal *tasks.Scale
+			for _, tk := range w.sentSince(m) {
+				if tk.Scale != nil && tk.Scale.Remove {
+					removal = tk.Scale
+				}
+			}
+			if removal == nil {
+				t.Fatalf("no removal sent")
+			}
+			listed := 0
+			for _, rv := range removal.Revisions {
+				if rv.Replicas != 0 {
+					t.Fatalf("removal asks %s for %d pods", rv.PodHash, rv.Replicas)
+				}
+				if rv.Experiment != nil {
+					listed++
+				}
+			}
+			if listed != 2 {
+				t.Fatalf("removal lists %d experiment templates, want 2", listed)
+			}
+			mark := w.mark()
+			w.settle()
+			w.expectContains(mark, "rollout.deleted")
+		}},
 		{"a new revision ends the experiment", func(t *testing.T, w *world) {
 			ro := istioCanary(4, setWeight(20), experimentStep("5m", nil, judge("judge", false)), setWeight(40))
 			startExperiment(w, ro)
