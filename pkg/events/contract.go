@@ -385,7 +385,7 @@ type RunSummary struct {
 	// Purpose is background, step, prePromotion, postPromotion or
 	// experiment (an experiment step's analysis).
 	Purpose string `json:"purpose"`
-	// Step is the canary step of a step run.
+	// Step is the canary step of a step or experiment run.
 	Step *int32 `json:"step,omitempty"`
 	// Phase is Pending, Running, Successful, Failed, Error, Inconclusive or
 	// Terminated.

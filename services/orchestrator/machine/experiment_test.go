@@ -180,6 +180,9 @@ func TestExperimentStep(t *testing.T) {
 			if s := w.snap(); s.CanaryWeight != 20 || s.StableWeight != 70 {
 				t.Fatalf("snapshot weights canary %d stable %d, want 20 and 70", s.CanaryWeight, s.StableWeight)
 			}
+			if runs := w.snap().Runs; len(runs) != 1 || runs[0].Purpose != purposeExperiment || runs[0].Step == nil || *runs[0].Step != 1 {
+				t.Fatalf("snapshot runs %+v", runs)
+			}
 			ex := w.snap().Experiment
 			if ex == nil || ex.Name != experimentName || ex.Phase != experimentRunning || !ex.AvailableAt.Equal(t0) ||
 				len(ex.Templates) != 2 || ex.Templates[0].Available != 2 || ex.Templates[1].PodHash != canaryTemplateHash ||

@@ -81,7 +81,7 @@ func (s State) runSummaries() []events.RunSummary {
 			continue
 		}
 		rs := events.RunSummary{Name: r.Name, Purpose: r.Purpose, Phase: r.Phase}
-		if r.Purpose == purposeStep {
+		if r.Purpose == purposeStep || r.Purpose == purposeExperiment {
 			step := r.Step
 			rs.Step = &step
 		}
