@@ -14,14 +14,15 @@ import (
 )
 
 // ExperimentWeightRouters are the routers, by trafficRouting key, that can
-// give an experiment template a share of the traffic. Argo Rollouts allows
-// weights with SMI, ALB, Istio and router plugins; Sluice allows them with
-// the routers listed here, whose kube implementations send the share to the
-// template's Service. On the local platform the local proxy stands in for
-// whichever router the rollout names, so the same list applies there and a
-// manifest means the same on both platforms. A router not listed refuses a
-// route with experiment weights.
-var ExperimentWeightRouters = []string{"alb", "istio", "smi"}
+// give an experiment template a share of the traffic: the kube routers
+// that send it to the template's Service. Argo Rollouts also allows ALB and
+// router plugins; Sluice's ALB and Gateway API routers do not route to
+// experiment templates, so a weight with them is refused here rather than
+// by the router mid-update. On the local platform the local proxy stands in
+// for whichever router the rollout names and supports weights whatever it
+// is, but the same list applies there, so that a manifest means the same on
+// both platforms.
+var ExperimentWeightRouters = []string{"istio", "smi"}
 
 // Routers returns the trafficRouting keys of the routers t configures, in
 // the order nginx, alb, istio, smi, plugins["argoproj-labs/gatewayAPI"].
@@ -66,35 +67,10 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	weighted := false
 	for i := range exp.Templates {
 		t := &exp.Templates[i]
-		ip := tp.Index(i)
-		errs = append(errs, templateName(ip.Child("name"), t.Name, templates)...)
-		switch t.SpecRef {
-		case SpecRefStable, SpecRefCanary:
-		case "":
-			errs = append(errs, field.Required(ip.Child("specRef"), "must be stable or canary"))
-		default:
-			errs = append(errs, field.NotSupported(ip.Child("specRef"), t.SpecRef, []ReplicaSetSpecRef{SpecRefStable, SpecRefCanary}))
-		}
-		errs = append(errs, atLeast(ip.Child("replicas"), t.Replicas, 0)...)
-		errs = append(errs, metav1validation.ValidateLabels(t.Metadata.Labels, ip.Child("metadata", "labels"))...)
-		errs = append(errs, apivalidation.ValidateAnnotations(t.Metadata.Annotations, ip.Child("metadata", "annotations"))...)
-		errs = append(errs, validateExperimentSelector(t, podLabels, ip.Child("selector"))...)
-		if s := t.Service; s != nil && s.Name != "" {
-			sp := ip.Child("service", "name")
-			errs = append(errs, serviceName(sp, s.Name)...)
-			switch {
-			case s.Name == c.CanaryService || s.Name == c.StableService:
-				errs = append(errs, field.Invalid(sp, s.Name, "must differ from the rollout's canaryService and stableService"))
-			case services[s.Name] != "":
-				errs = append(errs, field.Invalid(sp, s.Name, fmt.Sprintf("template %q already names this Service", services[s.Name])))
-			default:
-				services[s.Name] = t.Name
-			}
-		}
+		errs = append(errs, validateExperimentTemplate(t, c, podLabels, templates, services, tp.Index(i))...)
 		if t.Weight != nil {
 			weighted = true
 			weights += max(*t.Weight, 0)
-			errs = append(errs, experimentWeight(t.Weight, c.TrafficRouting, ip.Child("weight"))...)
 		}
 	}
 	if weighted && c.TrafficRouting != nil {
@@ -112,18 +88,12 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	for i, a := range exp.Analyses {
 		ap := p.Child("analyses").Index(i)
 		np := ap.Child("name")
-		switch {
-		case a.Name == "":
-			errs = append(errs, field.Required(np, "names the analysis run, <experiment>-<name>"))
-		case analyses.Has(a.Name):
-			errs = append(errs, field.Duplicate(np, a.Name))
-		default:
+		if nameErrs := uniqueName(np, a.Name, analyses); len(nameErrs) > 0 {
+			errs = append(errs, nameErrs...)
+		} else if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
 			// The run is named <experiment>-<name>, an object name.
-			if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
-				errs = append(errs, field.Invalid(np, a.Name, strings.Join(msgs, "; ")))
-			}
+			errs = append(errs, field.Invalid(np, a.Name, strings.Join(msgs, "; ")))
 		}
-		analyses.Insert(a.Name)
 		if a.TemplateName == "" {
 			errs = append(errs, field.Required(ap.Child("templateName"), ""))
 		}
@@ -135,16 +105,48 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	return errs
 }
 
+// validateExperimentTemplate checks one template of an experiment step.
+// templates and services hold the names of the templates and Services
+// before it in the step, and get its own.
+func validateExperimentTemplate(t *RolloutExperimentTemplate, c *CanaryStrategy, podLabels map[string]string,
+	templates sets.Set[string], services map[string]string, p *field.Path,
+) field.ErrorList {
+	errs := templateName(p.Child("name"), t.Name, templates)
+	switch t.SpecRef {
+	case SpecRefStable, SpecRefCanary:
+	case "":
+		errs = append(errs, field.Required(p.Child("specRef"), "must be stable or canary"))
+	default:
+		errs = append(errs, field.NotSupported(p.Child("specRef"), t.SpecRef, []ReplicaSetSpecRef{SpecRefStable, SpecRefCanary}))
+	}
+	errs = append(errs, atLeast(p.Child("replicas"), t.Replicas, 0)...)
+	errs = append(errs, metav1validation.ValidateLabels(t.Metadata.Labels, p.Child("metadata", "labels"))...)
+	errs = append(errs, apivalidation.ValidateAnnotations(t.Metadata.Annotations, p.Child("metadata", "annotations"))...)
+	errs = append(errs, validateExperimentSelector(t, podLabels, p.Child("selector"))...)
+	if s := t.Service; s != nil && s.Name != "" {
+		sp := p.Child("service", "name")
+		errs = append(errs, serviceName(sp, s.Name)...)
+		switch {
+		case s.Name == c.CanaryService || s.Name == c.StableService:
+			errs = append(errs, field.Invalid(sp, s.Name, "must differ from the rollout's canaryService and stableService"))
+		case services[s.Name] != "":
+			errs = append(errs, field.Invalid(sp, s.Name, fmt.Sprintf("template %q already names this Service", services[s.Name])))
+		default:
+			services[s.Name] = t.Name
+		}
+	}
+	if t.Weight != nil {
+		errs = append(errs, experimentWeight(t.Weight, c.TrafficRouting, p.Child("weight"))...)
+	}
+	return errs
+}
+
 // templateName checks an experiment template's name: set, unique, and a
 // DNS-1123 label, because it ends the name of the template's ReplicaSet and
 // of its Service.
 func templateName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
-	defer names.Insert(name)
-	switch {
-	case name == "":
-		return field.ErrorList{field.Required(p, "")}
-	case names.Has(name):
-		return field.ErrorList{field.Duplicate(p, name)}
+	if errs := uniqueName(p, name, names); len(errs) > 0 {
+		return errs
 	}
 	return dnsLabel(p, name)
 }
@@ -183,7 +185,7 @@ func experimentWeight(w *int32, tr *TrafficRouting, p *field.Path) field.ErrorLi
 		}
 	}
 	if len(unsupported) > 0 {
-		errs = append(errs, field.Invalid(p, *w, fmt.Sprintf("trafficRouting.%s cannot route to an experiment template; weights need every router to be one of %s",
+		errs = append(errs, field.Invalid(p, *w, fmt.Sprintf("trafficRouting.%s cannot route to an experiment template; a weight needs trafficRouting to name only routers that can: %s",
 			strings.Join(unsupported, ", trafficRouting."), list(ExperimentWeightRouters))))
 	}
 	return errs

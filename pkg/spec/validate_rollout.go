@@ -301,7 +301,7 @@ func validateRunArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList 
 	names := sets.New[string]()
 	for i, arg := range args {
 		ap := p.Index(i)
-		errs = append(errs, argName(ap.Child("name"), arg.Name, names)...)
+		errs = append(errs, uniqueName(ap.Child("name"), arg.Name, names)...)
 		if arg.ValueFrom == nil {
 			continue
 		}
@@ -321,9 +321,9 @@ func validateRunArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList 
 	return errs
 }
 
-// argName checks that an argument name is set and not already in names,
-// and adds it.
-func argName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
+// uniqueName checks that a name (of an argument, an experiment template or
+// analysis) is set and not already in names, and adds it.
+func uniqueName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
 	defer names.Insert(name)
 	switch {
 	case name == "":
