@@ -97,8 +97,8 @@ func (d *decision) progressDeadline() time.Duration {
 
 // syncScale sends a scale task when the desired scale differs from the one
 // last sent. New scaling of the revisions waits while the update is halted
-// (user pause, inconclusive analysis), as in Argo; an ended experiment's
-// pods are scaled down all the same.
+// (user pause, inconclusive analysis), as in Argo; experiments' pods are
+// scaled all the same (an ended one's go after its delay, paused or not).
 func (d *decision) syncScale() {
 	s := d.s
 	want := d.desiredScale()
