@@ -370,6 +370,8 @@ func describeWait(o *outcome, ro *spec.Rollout) string {
 			waits = append(waits, "waiting for promote (the blue/green preview)")
 		case machine.PauseInconclusive:
 			waits = append(waits, "waiting for promote or abort (an inconclusive analysis)")
+		case machine.PauseInconclusiveExperiment:
+			waits = append(waits, "waiting for promote or abort (an inconclusive experiment)")
 		default:
 			waits = append(waits, c.Reason)
 		}
@@ -417,6 +419,8 @@ func stepAction(st spec.CanaryStep) string {
 		return "setHeaderRoute"
 	case st.SetMirrorRoute != nil:
 		return "setMirrorRoute"
+	case st.Experiment != nil:
+		return "experiment"
 	}
 	return "step"
 }

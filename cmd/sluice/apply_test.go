@@ -164,7 +164,8 @@ func TestApplyWaitPrintsTheAnalysisVerdict(t *testing.T) {
 
 func TestDescribeWait(t *testing.T) {
 	ro := &spec.Rollout{}
-	ro.Spec.Strategy.Canary = &spec.CanaryStrategy{Steps: []spec.CanaryStep{{SetWeight: lintInt32(20)}, {Pause: &spec.RolloutPause{}}, {Analysis: &spec.RolloutAnalysis{}}}}
+	ro.Spec.Strategy.Canary = &spec.CanaryStrategy{Steps: []spec.CanaryStep{{SetWeight: lintInt32(20)}, {Pause: &spec.RolloutPause{}}, {Analysis: &spec.RolloutAnalysis{}},
+		{Experiment: &spec.RolloutExperimentStep{}}}}
 	at := func(step int32, phase string, mod func(*events.Snapshot)) *outcome {
 		s := events.Snapshot{Phase: phase, Revision: 2, StepIndex: &step, StepCount: 3, Replicas: events.Replicas{Desired: 4, Available: 4}}
 		if mod != nil {
@@ -189,6 +190,10 @@ func TestDescribeWait(t *testing.T) {
 			s.PauseConditions = []events.PauseCondition{{Reason: "InconclusiveAnalysisRun"}}
 		}),
 			"at step 3/3 (analysis), Paused: waiting for promote or abort (an inconclusive analysis)"},
+		{"inconclusive experiment", at(3, "Paused", func(s *events.Snapshot) {
+			s.StepCount, s.PauseConditions = 4, []events.PauseCondition{{Reason: "InconclusiveExperiment"}}
+		}),
+			"at step 4/4 (experiment), Paused: waiting for promote or abort (an inconclusive experiment)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

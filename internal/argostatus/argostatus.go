@@ -278,9 +278,15 @@ const (
 
 func canaryStatusOf(snap events.Snapshot, v view, old canaryStatus) canaryStatus {
 	c := canaryStatus{
-		CurrentExperiment:  old.CurrentExperiment,
 		StablePingPong:     old.StablePingPong,
 		StepPluginStatuses: old.StepPluginStatuses,
+	}
+	// Argo names the experiment of the current step while it runs (not
+	// once it succeeded, failed or was inconclusive).
+	ex := snap.Experiment
+	running := ex != nil && (ex.Phase == "Pending" || ex.Phase == "Running") && !snap.Aborted
+	if running {
+		c.CurrentExperiment = ex.Name
 	}
 	// Argo cancels and forgets a canary's runs once the update is
 	// aborted, fully promoted or done, and the step's run when the step
@@ -297,6 +303,14 @@ func canaryStatusOf(snap events.Snapshot, v view, old canaryStatus) canaryStatus
 			Stable: weightDestination{ServiceName: v.stableSvc, PodTemplateHash: snap.StablePodHash},
 		}
 		c.Weights.Stable.Weight = v.maxWeight - c.Weights.Canary.Weight
+		if running && ex.Phase == "Running" {
+			for _, t := range ex.Templates {
+				if t.Weight > 0 {
+					c.Weights.Additional = append(c.Weights.Additional, weightDestination{Weight: t.Weight, ServiceName: t.Service, PodTemplateHash: t.PodHash})
+					c.Weights.Stable.Weight -= t.Weight
+				}
+			}
+		}
 	}
 	return c
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,6 +203,18 @@ func condition(t *testing.T, ro v1alpha1.Rollout, typ v1alpha1.RolloutConditionT
 	}
 	t.Fatalf("no %s condition in %s", typ, conditions(ro))
 	return v1alpha1.RolloutCondition{}
+}
+
+// experimentSummary is step 0's experiment of revision 2 in phase: a
+// baseline of the stable's pods given 10% of the traffic.
+func experimentSummary(phase string) *events.ExperimentSummary {
+	return &events.ExperimentSummary{
+		Name: "web-new-2-0", Phase: phase, AvailableAt: t0,
+		Templates: []events.ExperimentTemplateSummary{{
+			Name: "baseline", PodHash: "old", ReplicaSet: "web-new-2-0-baseline", Replicas: 1, Available: 1,
+			Weight: 10, Service: "web-new-2-0-baseline",
+		}},
+	}
 }
 
 func canarySnap() events.Snapshot {
@@ -439,6 +452,39 @@ func TestCanaryOutcomes(t *testing.T) {
 		check: func(t *testing.T, ro v1alpha1.Rollout) {
 			if r := ro.Status.Canary.CurrentBackgroundAnalysisRunStatus; r == nil || r.Status != v1alpha1.AnalysisPhaseSuccessful || r.Message != "Run Terminated" {
 				t.Errorf("background run %+v", r)
+			}
+		},
+	}, {
+		name: "an experiment running with a weighted template",
+		data: func(d *events.StatusData) {
+			d.Status.Experiment = experimentSummary("Running")
+		},
+		want: shown{Phase: "Progressing", Message: "more replicas need to be updated", Step: "0/5", SetWeight: "20", ActualWeight: "0"},
+		check: func(t *testing.T, ro v1alpha1.Rollout) {
+			c := ro.Status.Canary
+			if c.CurrentExperiment != "web-new-2-0" {
+				t.Errorf("currentExperiment %q", c.CurrentExperiment)
+			}
+			want := []v1alpha1.WeightDestination{{Weight: 10, ServiceName: "web-new-2-0-baseline", PodTemplateHash: "old"}}
+			if c.Weights == nil || !reflect.DeepEqual(c.Weights.Additional, want) || c.Weights.Stable.Weight != 90 {
+				t.Errorf("weights %+v", c.Weights)
+			}
+		},
+	}, {
+		name: "an inconclusive experiment",
+		data: func(d *events.StatusData) {
+			d.Status.Experiment = experimentSummary("Inconclusive")
+			d.Status.Phase, d.Status.Message = events.PhasePaused, "InconclusiveExperiment"
+			d.Status.PauseConditions = []events.PauseCondition{{Reason: "InconclusiveExperiment", StartTime: t0}}
+		},
+		want: shown{Phase: "Paused", Message: "InconclusiveExperiment", Step: "0/5", SetWeight: "20", ActualWeight: "0"},
+		check: func(t *testing.T, ro v1alpha1.Rollout) {
+			// Argo names only a pending or running experiment.
+			if c := ro.Status.Canary; c.CurrentExperiment != "" || c.Weights == nil || len(c.Weights.Additional) != 0 || c.Weights.Stable.Weight != 100 {
+				t.Errorf("canary status %+v", c)
+			}
+			if len(ro.Status.PauseConditions) != 1 || ro.Status.PauseConditions[0].Reason != v1alpha1.PauseReasonInconclusiveExperiment {
+				t.Errorf("pause conditions %+v", ro.Status.PauseConditions)
 			}
 		},
 	}} {

@@ -74,6 +74,8 @@ type blueGreenStatus struct {
 type trafficWeights struct {
 	Canary weightDestination `json:"canary"`
 	Stable weightDestination `json:"stable"`
+	// Additional are the running experiment's weighted templates.
+	Additional []weightDestination `json:"additional,omitempty"`
 }
 
 type weightDestination struct {

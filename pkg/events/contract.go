@@ -299,7 +299,7 @@ type Snapshot struct {
 	StableWeight int32    `json:"stableWeight"`
 	Replicas     Replicas `json:"replicas"`
 	// PauseConditions are Argo's: CanaryPauseStep, BlueGreenPause,
-	// InconclusiveAnalysisRun.
+	// InconclusiveAnalysisRun, InconclusiveExperiment.
 	PauseConditions []PauseCondition `json:"pauseConditions,omitempty"`
 	Aborted         bool             `json:"aborted,omitempty"`
 	// AbortedAt is when the update was aborted (set while Aborted).
@@ -328,14 +328,64 @@ type Snapshot struct {
 	// every pod started before it was replaced: Argo's status.restartedAt.
 	RestartedAt time.Time `json:"restartedAt,omitzero"`
 	UpdatedAt   time.Time `json:"updatedAt"`
+	// Experiment is the experiment of the current experiment step, from
+	// the moment the step starts it until its pods are removed (also
+	// while an ended one scales down); nil otherwise.
+	Experiment *ExperimentSummary `json:"experiment,omitempty"`
+}
+
+// ExperimentSummary is the experiment of a canary experiment step.
+type ExperimentSummary struct {
+	// Name is Argo's <rollout>-<pod hash>-<revision>-<step> (-<n> after
+	// the n-th retry of the update).
+	Name string `json:"name"`
+	// Step is the canary step that started it.
+	Step int32 `json:"step"`
+	// Phase is Pending (pods coming up), Running, Successful, Failed,
+	// Error, Inconclusive, or Terminated (ended by an abort, a promotion
+	// or a new revision before its verdict).
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	// AvailableAt is when every template's pods were first available: the
+	// analyses and the duration start then.
+	AvailableAt time.Time `json:"availableAt,omitzero"`
+	// EndedAt is when it ended; ScaleDownAt when its pods are (or were)
+	// scaled down.
+	EndedAt     time.Time `json:"endedAt,omitzero"`
+	ScaleDownAt time.Time `json:"scaleDownAt,omitzero"`
+	// Templates are its pods, one entry per template, in the step's order.
+	Templates []ExperimentTemplateSummary `json:"templates"`
+	// Runs names its analysis runs (<experiment>-<analysis name>); their
+	// phases are in Snapshot.Runs, purpose "experiment".
+	Runs []string `json:"runs,omitempty"`
+}
+
+// ExperimentTemplateSummary is one template's pods of an experiment.
+type ExperimentTemplateSummary struct {
+	Name string `json:"name"`
+	// PodHash is the pod-template hash of the template's pods (equal to
+	// the stable's for a specRef: stable template without metadata).
+	PodHash string `json:"podHash"`
+	// ReplicaSet is <experiment>-<template>, the pods' ReplicaSet (the
+	// process name on the local platform).
+	ReplicaSet string `json:"replicaSet"`
+	// Replicas is the count asked for now; Available the count last
+	// reported available.
+	Replicas  int32 `json:"replicas"`
+	Available int32 `json:"available"`
+	// Weight is the share of traffic (of maxTrafficWeight) it is given
+	// while running (0: none), through Service.
+	Weight  int32  `json:"weight,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // RunSummary is one analysis run of a rollout's current update.
 type RunSummary struct {
 	Name string `json:"name"`
-	// Purpose is background, step, prePromotion or postPromotion.
+	// Purpose is background, step, prePromotion, postPromotion or
+	// experiment (an experiment step's analysis).
 	Purpose string `json:"purpose"`
-	// Step is the canary step of a step run.
+	// Step is the canary step of a step or experiment run.
 	Step *int32 `json:"step,omitempty"`
 	// Phase is Pending, Running, Successful, Failed, Error, Inconclusive or
 	// Terminated.
@@ -362,8 +412,8 @@ type PauseCondition struct {
 type StepInfo struct {
 	Index int32 `json:"index"`
 	// Action is the step's kind: setWeight, pause, analysis, setCanaryScale,
-	// setHeaderRoute, setMirrorRoute; for blue/green: preview, promote,
-	// postPromotionAnalysis.
+	// setHeaderRoute, setMirrorRoute, experiment; for blue/green: preview,
+	// promote, postPromotionAnalysis.
 	Action string `json:"action"`
 	// Detail renders the step for people, e.g. "setWeight 20".
 	Detail string `json:"detail,omitempty"`

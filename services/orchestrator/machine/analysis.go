@@ -74,6 +74,9 @@ func (d *decision) wantedRuns() []wantedRun {
 		if st, ok := s.planStep(s.Step); ok && st.Action == actionAnalysis {
 			out = append(out, wantedRun{Name: d.runName(actionAnalysis, s.Step), Purpose: purposeStep, Step: s.Step, Spec: st.Canary.Analysis})
 		}
+		if st, ok := s.planStep(s.Step); ok && st.Action == actionExperiment {
+			out = append(out, d.experimentRuns(st.Canary.Experiment)...)
+		}
 		return out
 	}
 	b := s.blueGreen()
@@ -167,7 +170,11 @@ func (d *decision) startRun(w wantedRun) {
 		purpose += fmt.Sprintf("-%d", w.Step)
 	}
 	t := d.newTask(tasks.KindAnalysisRun, purpose, s.Revision)
-	t.Analysis = &tasks.Analysis{RunName: w.Name, Purpose: w.Purpose, Spec: w.Spec, Args: d.resolveArgs(w.Spec.Args)}
+	args := d.resolveArgs(w.Spec.Args)
+	if w.Purpose == purposeExperiment {
+		args = d.experimentArgs(args)
+	}
+	t.Analysis = &tasks.Analysis{RunName: w.Name, Purpose: w.Purpose, Spec: w.Spec, Args: args}
 	s.Runs = append(s.Runs, RunRecord{Name: w.Name, Purpose: w.Purpose, Step: w.Step, Phase: string(phasePending), Task: *t})
 	d.send(&s.Runs[len(s.Runs)-1].Task)
 }
@@ -208,7 +215,7 @@ func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 		// Terminated before a verdict: the analyzer calls that successful,
 		// but nothing passed.
 		sum.Phase = events.AnalysisTerminated
-		sum.Message = "terminated before a verdict: " + d.stopReason(run)
+		sum.Message = "terminated before a verdict: " + d.moveReason(run.Task.Revision)
 	}
 	run.Summary = &sum
 	last := sum
@@ -216,6 +223,10 @@ func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 	run.Task.StartBy, run.Task.FinishBy = time.Time{}, time.Time{}
 	d.emit(events.TypeAnalysisCompleted, events.StatusData{Analysis: &last})
 	if !needed {
+		return
+	}
+	if run.Purpose == purposeExperiment {
+		d.experimentVerdict(run, sum)
 		return
 	}
 	switch spec.AnalysisPhase(sum.Phase) {
@@ -231,14 +242,15 @@ func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 	}
 }
 
-// stopReason says why a run the update no longer needs was stopped.
-func (d *decision) stopReason(run *RunRecord) string {
+// moveReason says why the update no longer needs a run or an experiment
+// of revision.
+func (d *decision) moveReason(revision int64) string {
 	s := d.s
 	switch {
 	case s.Deleting:
 		return "the rollout is being deleted"
-	case run.Task.Revision != s.Revision:
-		return fmt.Sprintf("revision %d replaced revision %d", s.Revision, run.Task.Revision)
+	case revision != s.Revision:
+		return fmt.Sprintf("revision %d replaced revision %d", s.Revision, revision)
 	case s.Aborted:
 		return "the update was aborted"
 	case s.PromoteFull:

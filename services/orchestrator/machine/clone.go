@@ -25,6 +25,7 @@ func (s *State) clone() State {
 	c.Route = clonePtrWith(s.Route, cloneTask)
 	c.Routing = clonePtrWith(s.Routing, cloneRoute)
 	c.Runs = cloneSlice(s.Runs, cloneRun)
+	c.Experiments = cloneSlice(s.Experiments, cloneExperiment)
 	c.LastAnalysis = clonePtr(s.LastAnalysis)
 	return c
 }
@@ -41,6 +42,15 @@ func cloneRun(r RunRecord) RunRecord {
 	r.Task = cloneTask(r.Task)
 	r.Stop = clonePtrWith(r.Stop, cloneTask)
 	return r
+}
+
+func cloneExperiment(e ExperimentRecord) ExperimentRecord {
+	e.Templates = cloneSlice(e.Templates, func(t ExperimentTemplateRecord) ExperimentTemplateRecord {
+		t.Metadata = clonePtrWith(t.Metadata, clonePodMetadata)
+		t.Selector = t.Selector.DeepCopy()
+		return t
+	})
+	return e
 }
 
 func cloneTask(t TaskRecord) TaskRecord {
@@ -67,13 +77,23 @@ func cloneRevisionScale(r tasks.RevisionScale) tasks.RevisionScale {
 	out := r
 	r.Template.DeepCopyInto(&out.Template)
 	out.Metadata = clonePtrWith(r.Metadata, clonePodMetadata)
+	out.Experiment = clonePtrWith(r.Experiment, cloneExperimentPods)
 	return out
+}
+
+func cloneExperimentPods(p tasks.ExperimentPods) tasks.ExperimentPods {
+	p.Selector = p.Selector.DeepCopy()
+	return p
 }
 
 func cloneRoute(r tasks.Route) tasks.Route {
 	r.TrafficRouting = clonePtrWith(r.TrafficRouting, cloneTrafficRouting)
 	r.HeaderRoutes = cloneSlice(r.HeaderRoutes, cloneHeaderRoute)
 	r.MirrorRoutes = cloneSlice(r.MirrorRoutes, cloneMirrorRoute)
+	r.Experiments = cloneSlice(r.Experiments, func(e tasks.ExperimentRoute) tasks.ExperimentRoute {
+		e.Pods = cloneExperimentPods(e.Pods)
+		return e
+	})
 	r.Annotations = maps.Clone(r.Annotations)
 	return r
 }

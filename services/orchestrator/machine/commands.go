@@ -164,7 +164,7 @@ func (d *decision) announceAbort() {
 	case want != nil && s.Route != nil && s.Route.Failed:
 		reason += "; routing traffic back to the stable revision failed: " + s.Route.Message
 	case want == nil || !s.Route.active() && s.Routing != nil && s.Routing.CanaryWeight == want.CanaryWeight && s.Routing.ActiveHash == want.ActiveHash &&
-		len(s.Routing.HeaderRoutes) == 0 && len(s.Routing.MirrorRoutes) == 0:
+		len(s.Routing.HeaderRoutes) == 0 && len(s.Routing.MirrorRoutes) == 0 && len(s.Routing.Experiments) == 0:
 	default:
 		return
 	}

@@ -253,7 +253,11 @@ func (w *world) answer(tk tasks.Task) {
 				w.stuck = append(w.stuck, tk) // never available: the task never finishes
 				return
 			}
-			report = append(report, tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Replicas: rv.Replicas, Ready: rv.Replicas, Available: rv.Replicas})
+			st := tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Replicas: rv.Replicas, Ready: rv.Replicas, Available: rv.Replicas}
+			if rv.Experiment != nil {
+				st.Template = rv.Experiment.Template
+			}
+			report = append(report, st)
 		}
 		finished(tasks.Finished{Outcome: tasks.OutcomeSucceeded, Replicas: report})
 	case tasks.KindRoute:

@@ -90,6 +90,7 @@ func (d *decision) reconcile() {
 	d.restartDue()
 	for i := 0; i < 64 && d.progress(); i++ {
 	}
+	d.endStaleExperiments()
 	d.syncRuns()
 	d.syncScale()
 	d.syncRoute()

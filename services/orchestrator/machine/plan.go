@@ -15,6 +15,7 @@ const (
 	actionSetCanaryScale = "setCanaryScale"
 	actionSetHeaderRoute = "setHeaderRoute"
 	actionSetMirrorRoute = "setMirrorRoute"
+	actionExperiment     = "experiment"
 	actionUnsupported    = "unsupported"
 	// Blue/green stages.
 	actionPreview               = "preview"
@@ -28,6 +29,7 @@ const (
 	purposeBackground    = "background"
 	purposePrePromotion  = "prePromotion"
 	purposePostPromotion = "postPromotion"
+	purposeExperiment    = "experiment"
 )
 
 // Pause reasons, as Argo Rollouts names them.
@@ -35,6 +37,9 @@ const (
 	PauseCanaryStep   = "CanaryPauseStep"
 	PauseBlueGreen    = "BlueGreenPause"
 	PauseInconclusive = "InconclusiveAnalysisRun"
+	// PauseInconclusiveExperiment is Argo's pause for an experiment step
+	// whose experiment was inconclusive.
+	PauseInconclusiveExperiment = "InconclusiveExperiment"
 )
 
 // planStep is one step of a rollout's plan.
@@ -136,6 +141,8 @@ func canaryAction(st *spec.CanaryStep) string {
 		return actionSetHeaderRoute
 	case st.SetMirrorRoute != nil:
 		return actionSetMirrorRoute
+	case st.Experiment != nil:
+		return actionExperiment
 	}
 	return actionUnsupported
 }
@@ -177,6 +184,8 @@ func (p planStep) detail() string {
 		return "setHeaderRoute " + st.SetHeaderRoute.Name
 	case st.SetMirrorRoute != nil:
 		return "setMirrorRoute " + st.SetMirrorRoute.Name
+	case st.Experiment != nil:
+		return experimentDetail(st.Experiment)
 	}
 	return "unsupported step"
 }

@@ -309,7 +309,7 @@ func (d *decision) desiredScale() []tasks.RevisionScale {
 		}
 		out = append(out, rv)
 	}
-	return out
+	return append(out, d.experimentScale()...)
 }
 
 func (d *decision) basicCanaryScale(old []PodRecord) map[string]int32 {
@@ -520,7 +520,8 @@ func (d *decision) role(hash string) (spec.Role, *spec.PodTemplateMetadata) {
 // same revisions with pods, in any order, each with the same role, replica
 // count and metadata. Revisions asked to run no pods are left out: once
 // gone, they are no longer listed. Templates are left out too: a scale
-// task record keeps none. A pod hash appears once in a desired scale.
+// task record keeps none. An entry is identified by its pod hash and its
+// experiment template (a revision's own pods have none).
 func sameScale(a, b []tasks.RevisionScale) bool {
 	n := 0
 	for i := range a {
@@ -529,12 +530,13 @@ func sameScale(a, b []tasks.RevisionScale) bool {
 			continue
 		}
 		n++
-		j := slices.IndexFunc(b, func(y tasks.RevisionScale) bool { return y.PodHash == x.PodHash })
+		j := slices.IndexFunc(b, func(y tasks.RevisionScale) bool { return sameEntry(x, &y) })
 		if j < 0 {
 			return false
 		}
 		y := &b[j]
 		if y.Replicas != x.Replicas || y.Revision != x.Revision || y.Role != x.Role || !sameEncoding(x.Metadata, y.Metadata) ||
+			!sameEncoding(x.Experiment, y.Experiment) ||
 			!y.RestartAt.Equal(x.RestartAt) || y.MaxUnavailable != x.MaxUnavailable {
 			return false
 		}
@@ -545,4 +547,13 @@ func sameScale(a, b []tasks.RevisionScale) bool {
 		}
 	}
 	return n == 0
+}
+
+// sameEntry reports whether two scale entries are of the same pods: the
+// same pod hash and the same experiment template, or both a revision's own.
+func sameEntry(a, b *tasks.RevisionScale) bool {
+	if a.PodHash != b.PodHash || (a.Experiment == nil) != (b.Experiment == nil) {
+		return false
+	}
+	return a.Experiment == nil || a.Experiment.Name == b.Experiment.Name && a.Experiment.Template == b.Experiment.Template
 }

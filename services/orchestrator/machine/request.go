@@ -323,6 +323,11 @@ func (d *decision) pruneHistory() {
 	for _, p := range s.Pods {
 		needed[p.Hash] = true
 	}
+	for _, ex := range s.Experiments {
+		for _, t := range ex.Templates {
+			needed[t.SourceHash] = true
+		}
+	}
 	others := int32(0)
 	keep := make([]bool, len(s.History))
 	for i := len(s.History) - 1; i >= 0; i-- {

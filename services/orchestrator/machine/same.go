@@ -36,7 +36,7 @@ func (s *State) sameJSON(o *State) bool {
 		}) &&
 		sameEach(s.Pods, o.Pods, samePods) &&
 		samePtr(s.Scale, o.Scale, sameTask) && samePtr(s.Route, o.Route, sameTask) &&
-		sameEach(s.Runs, o.Runs, sameRun) &&
+		sameEach(s.Runs, o.Runs, sameRun) && sameEach(s.Experiments, o.Experiments, sameEncoding[*ExperimentRecord]) &&
 		sameEncoding(s.Routing, o.Routing) && sameEncoding(s.LastAnalysis, o.LastAnalysis) &&
 		sameEach(s.History, o.History, func(a, b *RevisionRecord) bool {
 			return a.Number == b.Number && a.Hash == b.Hash && sameEncoding(&a.Template, &b.Template)

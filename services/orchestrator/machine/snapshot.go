@@ -47,7 +47,7 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 		}
 	}
 	snap.CanaryWeight = s.canaryPercent()
-	snap.StableWeight = 100 - snap.CanaryWeight
+	snap.StableWeight = 100 - snap.CanaryWeight - s.experimentPercent()
 	if s.Revision == 0 {
 		snap.StableWeight = 0
 	}
@@ -68,6 +68,7 @@ func (s State) Snapshot(now time.Time) events.Snapshot {
 		snap.Analysis = &a
 	}
 	snap.Runs = s.runSummaries()
+	snap.Experiment = s.experimentSummary()
 	return snap
 }
 
@@ -80,7 +81,7 @@ func (s State) runSummaries() []events.RunSummary {
 			continue
 		}
 		rs := events.RunSummary{Name: r.Name, Purpose: r.Purpose, Phase: r.Phase}
-		if r.Purpose == purposeStep {
+		if r.Purpose == purposeStep || r.Purpose == purposeExperiment {
 			step := r.Step
 			rs.Step = &step
 		}
@@ -122,4 +123,18 @@ func (s State) canaryPercent() int32 {
 		return 0
 	}
 	return canary * 100 / total
+}
+
+// experimentPercent is the share of traffic, in percent, that the routing
+// in effect gives an experiment's templates (taken from the stable's).
+func (s State) experimentPercent() int32 {
+	rt := s.Routing
+	if !s.inProgress() || !s.routed() || rt == nil {
+		return 0
+	}
+	var sum int32
+	for _, e := range rt.Experiments {
+		sum += e.Weight
+	}
+	return sum * 100 / s.maxWeight()
 }

@@ -99,6 +99,10 @@ type State struct {
 	// Runs are the analysis runs of the current revision, and older runs
 	// still being terminated.
 	Runs []RunRecord `json:"runs,omitempty"`
+	// Experiments are the experiment steps' experiments that may still
+	// have pods: the current step's, and ended ones until their pods are
+	// gone, oldest first.
+	Experiments []ExperimentRecord `json:"experiments,omitempty"`
 	// LastAnalysis summarises the analysis run that reported last.
 	LastAnalysis *events.AnalysisSummary `json:"lastAnalysis,omitempty"`
 	// Seq is the last task sequence number used per worker service.
@@ -253,6 +257,14 @@ func (s State) NextWakeup() (time.Time, bool) {
 	for _, p := range s.Pods {
 		if p.Replicas > 0 {
 			consider(p.ScaleDownAt)
+		}
+	}
+	for _, ex := range s.Experiments {
+		consider(ex.EndsAt)
+		for _, t := range ex.Templates {
+			if t.Asked > 0 {
+				consider(ex.ScaleDownAt)
+			}
 		}
 	}
 	return best, !best.IsZero()

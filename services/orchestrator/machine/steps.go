@@ -11,7 +11,7 @@ import (
 // halted reports whether the update may not move on: a user pause or an
 // inconclusive analysis, as Argo's haltProgress.
 func (d *decision) halted() bool {
-	return d.s.UserPaused || d.s.hasCondition(PauseInconclusive)
+	return d.s.UserPaused || d.s.hasCondition(PauseInconclusive) || d.s.hasCondition(PauseInconclusiveExperiment)
 }
 
 // progress makes one move of the rollout if one is due: completes the
@@ -70,6 +70,8 @@ func (d *decision) advanceStep() bool {
 		done = d.runPassed(d.runName(st.Action, s.Step))
 	case actionPreview:
 		return d.advancePreview()
+	case actionExperiment:
+		return d.advanceExperiment(st.Canary.Experiment)
 	default:
 		done = true
 	}
@@ -137,6 +139,10 @@ func (d *decision) enterStep() {
 	}
 	info := stepInfo(s.Step, st)
 	d.emit(events.TypeRolloutStepStarted, events.StatusData{Step: &info})
+	if st.Action == actionExperiment {
+		d.startExperiment(st.Canary.Experiment)
+		return
+	}
 	if st.Action != actionPause {
 		return
 	}

@@ -52,6 +52,9 @@ func (d *decision) send(t *TaskRecord) {
 		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions)), Remove: t.Scale.Remove}
 		for i, rv := range t.Scale.Revisions {
 			rv.Template = s.template(rv.PodHash)
+			if rv.Experiment != nil {
+				rv.Template = s.experimentTemplate(rv.Experiment)
+			}
 			sc.Revisions[i] = rv
 		}
 		task.Scale = &sc
@@ -93,20 +96,32 @@ func (d *decision) progressDeadline() time.Duration {
 }
 
 // syncScale sends a scale task when the desired scale differs from the one
-// last sent. New scaling waits while the update is halted (user pause,
-// inconclusive analysis), as in Argo.
+// last sent. New scaling of the revisions waits while the update is halted
+// (user pause, inconclusive analysis), as in Argo; experiments' pods are
+// scaled all the same (an ended one's go after its delay, paused or not).
 func (d *decision) syncScale() {
 	s := d.s
 	want := d.desiredScale()
-	if s.Scale != nil && s.Scale.Scale != nil && s.Scale.Scale.Remove == s.Deleting && sameScale(s.Scale.Scale.Revisions, want) {
-		return
+	var sent []tasks.RevisionScale
+	if s.Scale != nil && s.Scale.Scale != nil {
+		sent = s.Scale.Scale.Revisions
+		if s.Scale.Scale.Remove == s.Deleting && sameScale(sent, want) {
+			return
+		}
 	}
-	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() {
+	if s.inProgress() && !s.Aborted && !s.Deleting && d.halted() && !sameScale(revisionsOnly(sent), revisionsOnly(want)) {
 		return
 	}
 	t := d.newTask(tasks.KindScale, "scale", s.Revision)
 	t.Scale = &tasks.Scale{Revisions: want, Remove: s.Deleting}
 	for _, w := range want {
+		if w.Experiment != nil {
+			if t := s.experimentTemplateOf(w.Experiment); t != nil {
+				t.Asked = w.Replicas
+				t.Available, t.Ready = min(t.Available, w.Replicas), min(t.Ready, w.Replicas)
+			}
+			continue
+		}
 		p := s.pod(w.PodHash)
 		if p == nil {
 			s.Pods = append(s.Pods, PodRecord{Revision: w.Revision, Hash: w.PodHash})
@@ -293,13 +308,17 @@ func (d *decision) finished(f tasks.Finished) bool {
 func (d *decision) applyReplicas(t *TaskRecord, report []tasks.RevisionStatus) {
 	s := d.s
 	for _, rv := range t.Scale.Revisions {
+		if rv.Experiment != nil {
+			s.applyExperimentReplicas(rv, report)
+			continue
+		}
 		p := s.pod(rv.PodHash)
 		if p == nil || p.Replicas != rv.Replicas {
 			continue
 		}
 		p.Current, p.Ready, p.Available = rv.Replicas, rv.Replicas, rv.Replicas
 		for _, st := range report {
-			if st.PodHash == rv.PodHash {
+			if st.PodHash == rv.PodHash && st.Template == "" {
 				p.Current, p.Ready, p.Available = st.Replicas, st.Ready, st.Available
 			}
 		}

@@ -44,6 +44,7 @@ func (d *decision) desiredRoute() *tasks.Route {
 	default:
 		rt.HeaderRoutes, rt.MirrorRoutes = s.managedRoutes(s.Step)
 		rt.CanaryWeight = d.canaryWeight()
+		rt.Experiments = d.experimentRoutes()
 	}
 	return rt
 }
