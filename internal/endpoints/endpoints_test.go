@@ -12,13 +12,7 @@ import (
 )
 
 func TestWatchSeesCurrentEntriesThenChanges(t *testing.T) {
-	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := Open(ctx, c.JetStream(), events.BusConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, s := openStore(t)
 	web := events.Ref{Namespace: "default", Name: "web"}
 	if err := s.Put(ctx, Revision{Ref: web, Revision: 1, PodHash: "aaa", Ready: []string{"127.0.0.1:1001"}}); err != nil {
 		t.Fatal(err)
@@ -62,13 +56,7 @@ func TestWatchSeesCurrentEntriesThenChanges(t *testing.T) {
 // An experiment template's entry is apart from the revision with the same
 // pod hash, and its deletion comes back with the template's name.
 func TestExperimentEntryIsApartFromItsRevision(t *testing.T) {
-	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := Open(ctx, c.JetStream(), events.BusConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, s := openStore(t)
 	web := events.Ref{Namespace: "default", Name: "web"}
 	stable := Revision{Ref: web, Revision: 1, PodHash: "aaa", Ready: []string{"127.0.0.1:1001"}}
 	baseline := Revision{Ref: web, Revision: 1, PodHash: "aaa", Experiment: "web-bbb-2-1", Template: "baseline", Ready: []string{"127.0.0.1:1002"}}
@@ -107,4 +95,17 @@ func TestExperimentEntryIsApartFromItsRevision(t *testing.T) {
 	if _, err := ParseKey("default.web.aaa.web-bbb-2-1"); err == nil {
 		t.Error("ParseKey accepted a four-part key")
 	}
+}
+
+// openStore opens the bucket on a fresh server; ctx ends with the test.
+func openStore(t *testing.T) (context.Context, Store) {
+	t.Helper()
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s, err := Open(ctx, c.JetStream(), events.BusConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, s
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/util/intstr"
-
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -34,7 +32,7 @@ func TestExperimentWithTheStablesHashRunsItsOwnProcesses(t *testing.T) {
 	dir := t.TempDir()
 	b := e.backend(t, dir)
 	terms := t.TempDir()
-	tmpl := app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+	tmpl := probedApp(terms)
 	stable := revScale(1, "aaa", 2, tmpl)
 	baseline := baselineOf(stable, 1)
 
@@ -117,11 +115,8 @@ func TestExperimentWithTheStablesHashRunsItsOwnProcesses(t *testing.T) {
 
 func TestRestartedBackendAdoptsAnExperimentsProcesses(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	dir := t.TempDir()
-	terms := t.TempDir()
-	first := e.backend(t, dir, func(c *Config) { c.StopOnClose = false })
-	tmpl := app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+	e, dir, terms := newEnv(t), t.TempDir(), t.TempDir()
+	first, tmpl := e.backend(t, dir, keepRunning), probedApp(terms)
 	stable := revScale(1, "aaa", 1, tmpl)
 	scale := scaleOf(0, stable, baselineOf(stable, 2))
 	if _, err := first.Apply(waitCtx(t), web, 1, scale); err != nil {

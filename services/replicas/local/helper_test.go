@@ -324,3 +324,13 @@ func waitCtx(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// probedApp is a helper app ready once /healthz answers (the probe names
+// the first containerPort) that records its SIGTERM in terms.
+func probedApp(terms string) corev1.PodTemplateSpec {
+	return app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+}
+
+// keepRunning makes a backend leave its processes running on Close, for
+// the next backend on its state directory to adopt.
+func keepRunning(c *Config) { c.StopOnClose = false }

@@ -36,7 +36,7 @@ func TestRestartReplacesOneAtATimeAndKeepsServing(t *testing.T) {
 	e := newEnv(t)
 	b := e.backend(t, t.TempDir())
 	terms := t.TempDir()
-	tmpl := app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+	tmpl := probedApp(terms)
 	if _, err := b.Apply(waitCtx(t), web, 1, scaleOf(0, revScale(1, "aaa", 3, tmpl))); err != nil {
 		t.Fatal(err)
 	}
