@@ -74,8 +74,8 @@ func TestExperimentWithTheStablesHashRunsItsOwnProcesses(t *testing.T) {
 	for _, p := range procs {
 		names = append(names, p.Name())
 	}
-	if !slices.Contains(names, "web-bbb-2-1-baseline-0") || !slices.Contains(names, "aaa-0") || len(names) != 3 {
-		t.Errorf("process names %v", names)
+	if want := []string{"aaa-0", "aaa-1", "web-bbb-2-1-baseline-0"}; !slices.Equal(names, want) {
+		t.Errorf("process names %v, want %v: the revision's own first, then the template's", names, want)
 	}
 
 	// At 0 and still listed, the baseline's process stops gracefully and

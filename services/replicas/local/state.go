@@ -91,6 +91,13 @@ type Process struct {
 	LogOffset int64  `json:"logOffset"`
 }
 
+// Entry names the scale entry the process belongs to, which processes of
+// one revision or one experiment template share: the pod hash, or
+// <hash>.<experiment>.<template>.
+func (p Process) Entry() string {
+	return entryName(tasks.RevisionScale{PodHash: p.PodHash, Experiment: p.Experiment})
+}
+
 // Name is the process's name for people, as its files are named:
 // <podHash>-<slot>, or <experiment>-<template>-<slot> for an experiment
 // template's (its ReplicaSet's name on Kubernetes, then the slot).
@@ -99,7 +106,9 @@ func (p Process) Name() string {
 }
 
 // Processes reads the processes of rollout r that are alive now from the
-// state directory stateDir (Config.StateDir), sorted by revision and slot.
+// state directory stateDir (Config.StateDir), sorted by revision, then
+// entry (the revision's own processes first, then each experiment
+// template's), then slot.
 // It returns os.ErrNotExist (wrapped) when stateDir holds nothing of r: the
 // rollout runs elsewhere, or on another platform.
 func Processes(stateDir string, r events.Ref) ([]Process, error) {
@@ -126,6 +135,13 @@ func Processes(stateDir string, r events.Ref) ([]Process, error) {
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Revision != out[j].Revision {
 			return out[i].Revision > out[j].Revision
+		}
+		// A revision's own processes, then each experiment template's.
+		if ei, ej := out[i].Entry(), out[j].Entry(); ei != ej {
+			if (out[i].Experiment == nil) != (out[j].Experiment == nil) {
+				return out[i].Experiment == nil
+			}
+			return ei < ej
 		}
 		return out[i].Slot < out[j].Slot
 	})
