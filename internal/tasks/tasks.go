@@ -281,18 +281,18 @@ type Finished struct {
 	Analysis *events.AnalysisSummary `json:"analysis,omitempty"`
 }
 
-// RevisionStatus counts one revision's pods, or those of one scale entry of
-// an experiment's template.
+// RevisionStatus counts one revision's pods, or one experiment
+// template's: a scale entry is identified by (PodHash, Template).
 type RevisionStatus struct {
 	Revision int64  `json:"revision"`
 	PodHash  string `json:"podHash"`
-	// Experiment is the scale entry's Experiment: set, these are the
-	// pods of that experiment template, not the revision's own (which
-	// may have the same PodHash).
-	Experiment *ExperimentPods `json:"experiment,omitempty"`
-	Replicas   int32           `json:"replicas"`
-	Ready      int32           `json:"ready"`
-	Available  int32           `json:"available"`
+	// Template is the entry's Experiment.Template for an experiment's pods,
+	// empty for the revision's own pods; without it the orchestrator could
+	// not tell the two apart when they share a pod hash.
+	Template  string `json:"template,omitempty"`
+	Replicas  int32  `json:"replicas"`
+	Ready     int32  `json:"ready"`
+	Available int32  `json:"available"`
 }
 
 // Measured is the data of io.sluice.task.measured.v1: one measurement of an

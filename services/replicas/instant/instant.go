@@ -55,14 +55,14 @@ func (b *Backend) Apply(_ context.Context, ref events.Ref, seq int64, scale task
 		delete(b.rollouts, ref)
 		out := make([]tasks.RevisionStatus, len(scale.Revisions))
 		for i, rev := range scale.Revisions {
-			out[i] = tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Experiment: rev.Experiment}
+			out[i] = tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Template: template(rev)}
 		}
 		return out, nil
 	}
 	r.seq = seq
 	out := make([]tasks.RevisionStatus, 0, len(scale.Revisions))
 	for _, rev := range scale.Revisions {
-		st := tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Experiment: rev.Experiment, Replicas: rev.Replicas, Ready: rev.Replicas, Available: rev.Replicas}
+		st := tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Template: template(rev), Replicas: rev.Replicas, Ready: rev.Replicas, Available: rev.Replicas}
 		switch {
 		case rev.Experiment != nil:
 			// An experiment template's pods are not the revision's,
@@ -88,4 +88,12 @@ func (b *Backend) Replicas(ref events.Ref) map[string]int32 {
 		}
 	}
 	return out
+}
+
+// template is the entry's experiment template name, empty for a revision.
+func template(rs tasks.RevisionScale) string {
+	if rs.Experiment == nil {
+		return ""
+	}
+	return rs.Experiment.Template
 }

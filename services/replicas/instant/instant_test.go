@@ -41,7 +41,7 @@ func TestExperimentEntryIsReportedApart(t *testing.T) {
 		{Revision: 1, PodHash: "s", Replicas: 3},
 		{Revision: 1, PodHash: "s", Replicas: 1, Experiment: baseline},
 	}})
-	if err != nil || len(st) != 2 || st[0].Experiment != nil || st[1].Experiment != baseline || st[1].Available != 1 {
+	if err != nil || len(st) != 2 || st[0].Template != "" || st[1].Template != "baseline" || st[1].Available != 1 {
 		t.Fatalf("Apply = %+v, %v", st, err)
 	}
 	if got := b.Replicas(r); len(got) != 1 || got["s"] != 3 {

@@ -64,8 +64,8 @@
 // template (entryName), so it never shares processes with the revision
 // whose hash it has. Its processes are named <experiment>-<template>-<n>
 // (Argo's ReplicaSet name, then the slot), its endpoints entry names the
-// experiment and template, and its status in the task's report carries
-// Experiment.
+// experiment and template, and its status in the task's report has the
+// template's name (tasks.RevisionStatus.Template).
 //
 // One backend per state directory and per bus: two would fight over the
 // processes and the endpoints entries.

@@ -65,7 +65,11 @@ func checkEntry(rs tasks.RevisionScale) error {
 
 // entryStatus is an entry's status with no process counted.
 func entryStatus(rs tasks.RevisionScale) tasks.RevisionStatus {
-	return tasks.RevisionStatus{Revision: rs.Revision, PodHash: rs.PodHash, Experiment: rs.Experiment}
+	st := tasks.RevisionStatus{Revision: rs.Revision, PodHash: rs.PodHash}
+	if x := rs.Experiment; x != nil {
+		st.Template = x.Template
+	}
+	return st
 }
 
 func newRevision(ro *rollout, rs tasks.RevisionScale) *revision {

@@ -40,7 +40,7 @@ func TestExperimentWithTheStablesHashRunsItsOwnProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st) != 2 || st[0].Experiment != nil || st[0].Available != 2 || st[1].Experiment == nil || st[1].Experiment.Template != "baseline" || st[1].Available != 1 {
+	if len(st) != 2 || st[0].Template != "" || st[0].Available != 2 || st[1].Template != "baseline" || st[1].Available != 1 {
 		t.Fatalf("statuses %+v: want the stable's 2 and the baseline's 1, told apart", st)
 	}
 	stablePIDs, baselinePIDs := pidsOf(b.procsOf(web, "aaa")), pidsOf(b.procsOf(web, baselineEntry))
@@ -84,7 +84,7 @@ func TestExperimentWithTheStablesHashRunsItsOwnProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st[1].Replicas != 0 || st[1].Experiment == nil || st[0].Available != 2 {
+	if st[1].Replicas != 0 || st[1].Template != "baseline" || st[0].Available != 2 {
 		t.Errorf("after scaling the baseline to 0: %+v", st)
 	}
 	if _, err := os.Stat(filepath.Join(terms, strconv.Itoa(baselinePIDs[0]))); err != nil {
