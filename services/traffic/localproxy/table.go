@@ -401,6 +401,9 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 		d.reason = fmt.Sprintf("%s has no ready %s process (pod hash %s)", t.ref, firstRole, firstHash)
 		if secondWeight == 0 {
 			d.reason += fmt.Sprintf(", and the %s may not take its requests at canary weight %d of %d", secondRole, p.weight, p.max)
+			if p.expWeight > 0 {
+				d.reason += fmt.Sprintf(" with experiment weights %d", p.expWeight)
+			}
 		} else {
 			d.reason += fmt.Sprintf(" nor ready %s process (pod hash %s)", secondRole, secondHash)
 		}

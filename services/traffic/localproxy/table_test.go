@@ -113,6 +113,8 @@ func TestDecide(t *testing.T) {
 				t.Errorf("went to %s, want a 503", d.role)
 			case c.wantRole == "" && d.reason == "":
 				t.Error("503 without a reason")
+			case c.wantRole == "" && c.route.Experiments != nil && !strings.Contains(d.reason, "experiment"):
+				t.Errorf("503 reason %q does not say the experiment took the share", d.reason)
 			case c.wantRole != "" && (!d.ok || d.role != c.wantRole):
 				t.Errorf("decision %+v, want %s", d, c.wantRole)
 			}
