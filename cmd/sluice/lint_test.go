@@ -122,6 +122,10 @@ func TestLintChecks(t *testing.T) {
 	successOnly := write("success-only.yaml", lintTemplate("result[0] >= 0.95",
 		`sum(rate(http_requests_total{code!~"5.."}[1m])) / sum(rate(http_requests_total[1m]))`))
 	typo := write("typo.yaml", strings.Replace(analysedRollout, "spec:\n", "spec:\n  replicaz: 2\n", 1))
+	clusterJudge := write("judge.yaml", strings.NewReplacer("kind: AnalysisTemplate", "kind: ClusterAnalysisTemplate", "{name: success-rate}", "{name: judge}").
+		Replace(lintTemplate("result[0] < 0.05", goodQuery)))
+	experiment := write("experiment.yaml", strings.Replace(analysedRollout, "      - analysis: {templates: [{templateName: success-rate}]}\n",
+		"      - experiment: {templates: [{name: canary, specRef: canary}], analyses: [{name: rate, templateName: success-rate}, {name: shared, templateName: judge, clusterScope: true}]}\n", 1))
 
 	tests := []struct {
 		name     string
@@ -141,6 +145,11 @@ func TestLintChecks(t *testing.T) {
 			`rollout.yaml: Rollout default/web: spec.strategy.canary.steps[1].analysis.templates[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given`,
 		}},
 		{"a reference resolved by another file", []string{"lint", "-f", rollout, "-f", good}, "", exitOK, []string{"valid"}},
+		{"an experiment's analyses are references too", []string{"lint", "-f", experiment}, "", exitFail, []string{
+			`experiment.yaml: Rollout default/web: spec.strategy.canary.steps[1].experiment.analyses[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given`,
+			`experiment.yaml: Rollout default/web: spec.strategy.canary.steps[1].experiment.analyses[1].templateName: cluster analysis template "judge" not found in the files given`,
+		}},
+		{"an experiment's references resolved by other files", []string{"lint", "-f", experiment, "-f", good, "-f", clusterJudge}, "", exitOK, []string{"valid"}},
 		{"unknown fields warn", []string{"lint", "-f", typo, "-f", good}, "", exitOK, []string{
 			`typo.yaml: Rollout default/web: warning: spec.replicaz: unknown field (did you mean "replicas"?)`,
 		}},

@@ -25,8 +25,9 @@
 //
 // # Supported, and deliberately not
 //
-// Strategies: canary (setWeight, pause, analysis, setCanaryScale,
-// setHeaderRoute and setMirrorRoute steps, background analysis) and
+// Strategies: canary (setWeight, pause, analysis, experiment,
+// setCanaryScale, setHeaderRoute and setMirrorRoute steps, background
+// analysis) and
 // blue/green (pre- and post-promotion analysis). Traffic routers: NGINX,
 // ALB, Istio, SMI and Gateway API, several at once if wanted; without a
 // router, canary weights are replica ratios.
@@ -45,7 +46,8 @@
 // be kept in agreement forever.
 //
 // Parsed so that Argo manifests decode, but rejected by Validate as not
-// supported: experiment and plugin steps, the Ambassador, App Mesh, Traefik
+// supported: plugin steps, experiment template weights with a router that
+// cannot route to a template (see ExperimentWeightRouters), the Ambassador, App Mesh, Traefik
 // and Apisix routers, router plugins other than Gateway API, pingPong,
 // workloadRef in an event (the kube platform resolves it for Rollout objects
 // in the cluster, copying the Deployment's template), and the metric providers other than prometheus and web
@@ -90,7 +92,21 @@
 // Istio, ALB (exact matches only) or Gateway API, setMirrorRoute needs
 // Istio, and both name a route listed in managedRoutes; each match sets
 // exactly one of exact, prefix and regex; analysis references name their
-// templates and give arguments unique names. Blue/green: activeService is
+// templates and give arguments unique names. Experiment steps: at least one
+// template; template names set, unique and DNS-1123 labels; specRef stable
+// or canary; replicas at least 0; metadata labels and annotations as
+// Kubernetes takes them; a selector, when set, not empty and selecting the
+// template's pods (with metadata.labels added to both, as Argo does); a
+// weight only with trafficRouting, only through ExperimentWeightRouters,
+// between 0 and maxTrafficWeight, and with the other templates' and the
+// canary's weight at the step (the last setWeight before it) at most
+// maxTrafficWeight; Service names DNS-1035 labels, unique in the step and
+// neither canaryService nor stableService, and a Service named after the
+// ReplicaSet short enough to be one; duration parses; analyses named
+// (unique, DNS-1123 subdomains), with a templateName and arguments as
+// analysis steps', whose {{...}} placeholders are experiment variables
+// naming templates of the step (see ExpandExperimentVariables); dryRun
+// names metrics; scaleDownDelaySeconds at least 0. Blue/green: activeService is
 // set and differs from previewService; scaleDownDelayRevisionLimit is at
 // most revisionHistoryLimit.
 //

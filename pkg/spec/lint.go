@@ -213,8 +213,9 @@ type AnalysisRef struct {
 	Ref   AnalysisTemplateRef
 }
 
-// AnalysisRefs returns every template r references: in its canary steps,
-// its background analysis, and its blue/green pre- and post-promotion
+// AnalysisRefs returns every template r references: in its canary steps
+// (analysis steps and the analyses of experiment steps), its background
+// analysis, and its blue/green pre- and post-promotion
 // analyses, in that order.
 func AnalysisRefs(r *Rollout) []AnalysisRef {
 	var out []AnalysisRef
@@ -229,6 +230,14 @@ func AnalysisRefs(r *Rollout) []AnalysisRef {
 	if c := r.Spec.Strategy.Canary; c != nil {
 		for i, s := range c.Steps {
 			add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), s.Analysis)
+			if e := s.Experiment; e != nil {
+				for j, a := range e.Analyses {
+					out = append(out, AnalysisRef{
+						Field: fmt.Sprintf("spec.strategy.canary.steps[%d].experiment.analyses[%d].templateName", i, j),
+						Ref:   AnalysisTemplateRef{TemplateName: a.TemplateName, ClusterScope: a.ClusterScope},
+					})
+				}
+			}
 		}
 		if c.Analysis != nil {
 			add("spec.strategy.canary.analysis", &c.Analysis.RolloutAnalysis)

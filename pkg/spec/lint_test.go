@@ -141,7 +141,8 @@ func TestLintSources(t *testing.T) {
 }
 
 func TestAnalysisRefs(t *testing.T) {
-	canary := rolloutWith("analysis: {templates: [{templateName: bg}]}\nsteps:\n- setWeight: 10\n- analysis: {templates: [{templateName: a}, {templateName: c, clusterScope: true}]}")
+	canary := rolloutWith("analysis: {templates: [{templateName: bg}]}\nsteps:\n- setWeight: 10\n- analysis: {templates: [{templateName: a}, {templateName: c, clusterScope: true}]}\n" +
+		"- experiment: {templates: [{name: base, specRef: stable}], analyses: [{name: one, templateName: e}, {name: two, templateName: ce, clusterScope: true}]}")
 	blueGreen := strings.Replace(rolloutWith(""), "canary: {}", "blueGreen: {activeService: web, prePromotionAnalysis: {templates: [{templateName: pre}]}, postPromotionAnalysis: {templates: [{templateName: post}]}}", 1)
 	tests := []struct {
 		name, yaml string
@@ -150,6 +151,8 @@ func TestAnalysisRefs(t *testing.T) {
 		{"canary", canary, []string{
 			"spec.strategy.canary.steps[1].analysis.templates[0].templateName=a",
 			"spec.strategy.canary.steps[1].analysis.templates[1].templateName=c (cluster)",
+			"spec.strategy.canary.steps[2].experiment.analyses[0].templateName=e",
+			"spec.strategy.canary.steps[2].experiment.analyses[1].templateName=ce (cluster)",
 			"spec.strategy.canary.analysis.templates[0].templateName=bg",
 		}},
 		{"blue/green", blueGreen, []string{

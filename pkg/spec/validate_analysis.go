@@ -277,7 +277,7 @@ func validateArgs(args []Argument, p *field.Path) field.ErrorList {
 	names := sets.New[string]()
 	for i, arg := range args {
 		ap := p.Index(i)
-		errs = append(errs, argName(ap.Child("name"), arg.Name, names)...)
+		errs = append(errs, uniqueName(ap.Child("name"), arg.Name, names)...)
 		vf := arg.ValueFrom
 		if vf == nil {
 			continue

@@ -16,7 +16,8 @@ import (
 // path. See the package documentation for the rules.
 func (r *Rollout) Validate() field.ErrorList {
 	errs := validateObjectMeta(&r.ObjectMeta, true)
-	return append(errs, validateRolloutSpec(&r.Spec, field.NewPath("spec"))...)
+	errs = append(errs, validateRolloutSpec(&r.Spec, field.NewPath("spec"))...)
+	return append(errs, validateExperimentServices(r)...)
 }
 
 func validateRolloutSpec(s *RolloutSpec, p *field.Path) field.ErrorList {
@@ -62,15 +63,12 @@ func validateRolloutSpec(s *RolloutSpec, p *field.Path) field.ErrorList {
 func validatePodTemplate(sel *metav1.LabelSelector, t *corev1.PodTemplateSpec, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	sp := p.Child("selector")
-	switch {
-	case sel == nil:
+	if sel == nil {
 		errs = append(errs, field.Required(sp, ""))
-	case len(sel.MatchLabels)+len(sel.MatchExpressions) == 0:
-		errs = append(errs, field.Invalid(sp, sel, "must not be empty"))
-	default:
-		selErrs := metav1validation.ValidateLabelSelector(sel, metav1validation.LabelSelectorValidationOptions{}, sp)
+	} else {
+		selector, selErrs := labelSelector(sel, sp)
 		errs = append(errs, selErrs...)
-		if selector, err := metav1.LabelSelectorAsSelector(sel); len(selErrs) == 0 && err == nil && !selector.Matches(labels.Set(t.Labels)) {
+		if selector != nil && !selector.Matches(labels.Set(t.Labels)) {
 			errs = append(errs, field.Invalid(p.Child("template", "metadata", "labels"), t.Labels, "`selector` does not match template `labels`"))
 		}
 	}
@@ -93,6 +91,22 @@ func validatePodTemplate(sel *metav1.LabelSelector, t *corev1.PodTemplateSpec, p
 		names.Insert(ctr.Name)
 	}
 	return errs
+}
+
+// labelSelector checks sel, which is set: not empty and well formed. It
+// returns the selector when it is.
+func labelSelector(sel *metav1.LabelSelector, p *field.Path) (labels.Selector, field.ErrorList) {
+	if len(sel.MatchLabels)+len(sel.MatchExpressions) == 0 {
+		return nil, field.ErrorList{field.Invalid(p, sel, "must not be empty")}
+	}
+	if errs := metav1validation.ValidateLabelSelector(sel, metav1validation.LabelSelectorValidationOptions{}, p); len(errs) > 0 {
+		return nil, errs
+	}
+	selector, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return nil, field.ErrorList{field.Invalid(p, sel, err.Error())}
+	}
+	return selector, nil
 }
 
 func validateBlueGreen(s *RolloutSpec, b *BlueGreenStrategy, p *field.Path) field.ErrorList {
@@ -175,7 +189,7 @@ func validateCanary(s *RolloutSpec, c *CanaryStrategy, p *field.Path) field.Erro
 	}
 
 	for i := range c.Steps {
-		errs = append(errs, validateStep(&c.Steps[i], c, p.Child("steps").Index(i))...)
+		errs = append(errs, validateStep(s, i, p.Child("steps").Index(i))...)
 	}
 	if a := c.Analysis; a != nil {
 		ap := p.Child("analysis")
@@ -209,7 +223,11 @@ func stepActions(step *CanaryStep) []string {
 	return out
 }
 
-func validateStep(step *CanaryStep, c *CanaryStrategy, p *field.Path) field.ErrorList {
+// validateStep checks step index of s's canary strategy; some rules depend
+// on the steps before it.
+func validateStep(s *RolloutSpec, index int, p *field.Path) field.ErrorList {
+	c := s.Strategy.Canary
+	step := &c.Steps[index]
 	var errs field.ErrorList
 	switch actions := stepActions(step); len(actions) {
 	case 0:
@@ -228,7 +246,7 @@ func validateStep(step *CanaryStep, c *CanaryStrategy, p *field.Path) field.Erro
 		}
 	}
 	if step.Experiment != nil {
-		errs = append(errs, field.Forbidden(p.Child("experiment"), "experiments are not supported by Sluice"))
+		errs = append(errs, validateExperiment(step.Experiment, c, index, s.Template.Labels, p.Child("experiment"))...)
 	}
 	if step.Plugin != nil {
 		errs = append(errs, field.Forbidden(p.Child("plugin"), "step plugins are not supported by Sluice"))
@@ -270,10 +288,20 @@ func validateRolloutAnalysis(a *RolloutAnalysis, p *field.Path) field.ErrorList 
 			errs = append(errs, field.Required(tp.Index(i).Child("templateName"), ""))
 		}
 	}
+	errs = append(errs, validateRunArgs(a.Args, p.Child("args"))...)
+	errs = append(errs, validateDryRun(a.DryRun, p.Child("dryRun"))...)
+	errs = append(errs, validateRetention(a.MeasurementRetention, p.Child("measurementRetention"))...)
+	return errs
+}
+
+// validateRunArgs checks the arguments a rollout passes to an analysis run:
+// unique names, and a value or one valueFrom source.
+func validateRunArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	names := sets.New[string]()
-	for i, arg := range a.Args {
-		ap := p.Child("args").Index(i)
-		errs = append(errs, argName(ap.Child("name"), arg.Name, names)...)
+	for i, arg := range args {
+		ap := p.Index(i)
+		errs = append(errs, uniqueName(ap.Child("name"), arg.Name, names)...)
 		if arg.ValueFrom == nil {
 			continue
 		}
@@ -290,14 +318,12 @@ func validateRolloutAnalysis(a *RolloutAnalysis, p *field.Path) field.ErrorList 
 			errs = append(errs, field.Required(vp.Child("fieldRef", "fieldPath"), ""))
 		}
 	}
-	errs = append(errs, validateDryRun(a.DryRun, p.Child("dryRun"))...)
-	errs = append(errs, validateRetention(a.MeasurementRetention, p.Child("measurementRetention"))...)
 	return errs
 }
 
-// argName checks that an argument name is set and not already in names,
-// and adds it.
-func argName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
+// uniqueName checks that a name (of an argument, an experiment template or
+// analysis) is set and not already in names, and adds it.
+func uniqueName(p *field.Path, name string, names sets.Set[string]) field.ErrorList {
 	defer names.Insert(name)
 	switch {
 	case name == "":

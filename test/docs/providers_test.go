@@ -20,23 +20,37 @@ func TestProviderDocsHoldTheirTestedTemplate(t *testing.T) {
 	for _, doc := range docs {
 		name := strings.TrimSuffix(filepath.Base(doc), ".md")
 		t.Run(name, func(t *testing.T) {
-			text, err := os.ReadFile(doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			file := "pkg/spec/testdata/valid-analysistemplate-" + name + ".yaml"
-			data, err := os.ReadFile("../../" + file)
-			if err != nil {
-				t.Fatalf("docs/providers/%s.md has no tested template: %v", name, err)
-			}
-			lines := strings.SplitAfter(string(data), "\n")
-			for len(lines) > 0 && strings.HasPrefix(lines[0], "#") {
-				lines = lines[1:]
-			}
-			holds := func(block string) bool { return strings.Contains(string(text), "```yaml\n"+block+"```\n") }
-			if !holds(string(data)) && !holds(strings.Join(lines, "")) {
-				t.Errorf("docs/providers/%s.md does not hold %s as a yaml block; copy the file into the doc", name, file)
-			}
+			assertHoldsTestdata(t, "docs/providers/"+name+".md", "pkg/spec/testdata/valid-analysistemplate-"+name+".yaml")
 		})
+	}
+}
+
+// TestExperimentsDocHoldsItsTestedExample: the rollout and template
+// docs/experiments.md offers to copy are a testdata file that pkg/spec
+// validates.
+func TestExperimentsDocHoldsItsTestedExample(t *testing.T) {
+	assertHoldsTestdata(t, "docs/experiments.md", "pkg/spec/testdata/valid-rollout-experiment-example.yaml")
+}
+
+// assertHoldsTestdata checks that doc (a path from the repository's root)
+// holds file as a yaml block, with or without the file's leading comment
+// lines.
+func assertHoldsTestdata(t *testing.T, doc, file string) {
+	t.Helper()
+	text, err := os.ReadFile("../../" + doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../../" + file)
+	if err != nil {
+		t.Fatalf("%s has no tested file: %v", doc, err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	for len(lines) > 0 && strings.HasPrefix(lines[0], "#") {
+		lines = lines[1:]
+	}
+	holds := func(block string) bool { return strings.Contains(string(text), "```yaml\n"+block+"```\n") }
+	if !holds(string(data)) && !holds(strings.Join(lines, "")) {
+		t.Errorf("%s does not hold %s as a yaml block; copy the file into the doc", doc, file)
 	}
 }

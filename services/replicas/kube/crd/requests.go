@@ -79,6 +79,10 @@ type Intent struct {
 	// ID is the write's, to remove it once recorded.
 	ID     string    `json:"id"`
 	Fields Requested `json:"fields"`
+	// Held are the fields the write keeps at the object's values (a
+	// tool's, see StatusWriter.write): it claims none of them, so an
+	// object showing them does not show Sluice's write.
+	Held []string `json:"held,omitempty"`
 	// At is when it was recorded: an intent older than intentTTL is a
 	// writer's that stopped between its intent and its record, and is
 	// ignored and dropped.
@@ -380,7 +384,7 @@ func (rec Written) was(now Requested, at time.Time) Requested {
 	intents := live(rec.Intents, at, "")
 	for _, f := range differs(was, now) {
 		for _, in := range intents {
-			if !slices.Contains(differs(in.Fields, now), f) {
+			if !slices.Contains(in.Held, f) && !slices.Contains(differs(in.Fields, now), f) {
 				setField(&was, now, f)
 				break
 			}

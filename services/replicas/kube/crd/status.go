@@ -229,7 +229,7 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		id := strconv.FormatUint(rand.Uint64(), 36)
 		if s.cfg.Written != nil {
 			if err := s.record(ctx, k, uid, func(r *Written) {
-				r.Intents = append(live(r.Intents, s.now(), ""), Intent{ID: id, Fields: intent, At: s.now()})
+				r.Intents = append(live(r.Intents, s.now(), ""), Intent{ID: id, Fields: intent, Held: held, At: s.now()})
 			}); err != nil {
 				return err
 			}
@@ -249,6 +249,8 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		w := write{id: id, version: written.GetResourceVersion(), fields: intent, held: held,
 			cause: cause, answered: len(answered) > 0, rejected: rec.Rejected, now: s.now()}
 		err = s.record(ctx, k, uid, w.record)
+		s.log.Debug("Rollout status written", "rollout", ref.String(), "event", ev.Type(), "cause", cause,
+			"resourceVersion", w.version, "held", held, "error", err)
 		if err == nil && len(held) > 0 && s.held != nil {
 			// A request answered while the tool asked again: the watcher
 			// looks again, though the object may not have changed.

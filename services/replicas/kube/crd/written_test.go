@@ -1,8 +1,11 @@
 package crd
 
 import (
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // Two writers at once (the status writer after an event and the rewrite
@@ -77,5 +80,41 @@ func TestNewer(t *testing.T) {
 		if got := newer(c.rv, c.recorded); got != c.want {
 			t.Errorf("newer(%q, %q) = %v, want %v", c.rv, c.recorded, got, c.want)
 		}
+	}
+}
+
+// Argo CD's retry clears status.abort while Sluice has not yet answered the
+// abort: the writer answering it keeps the tool's value (held), and its
+// intent must not make another writer, or the watcher, take that value for
+// Sluice's own; once the abort is answered, the clearing is a retry.
+func TestRetryWhileAbortPending(t *testing.T) {
+	at := time.Date(2026, 12, 7, 5, 41, 35, 0, time.UTC)
+	const abortID = "k8s:uid:3200:abort"
+	rec := Written{UID: "uid", Fields: Requested{Abort: true}, FieldsVersion: "3207", Pending: map[string]string{fieldAbort: abortID}}
+	object := Requested{} // the retry cleared abort
+	if reqs := Requests(rec.was(object, at), object, rec.Pending, 4); len(reqs) != 0 {
+		t.Fatalf("while the abort is pending: requests %v, want none yet", reqs)
+	}
+
+	// The writer answering the abort holds the field at the tool's value.
+	held := differs(rec.was(object, at), object)
+	if !slices.Contains(held, fieldAbort) {
+		t.Fatalf("the answering writer holds %v, want abort held", held)
+	}
+	rec.Intents = append(rec.Intents, Intent{ID: "a", Fields: object, Held: held, At: at})
+
+	// Meanwhile another writer (after another event) must hold it too.
+	if got := differs(rec.was(object, at), object); !slices.Contains(got, fieldAbort) {
+		t.Errorf("a concurrent writer holds %v: it would write abort back and lose the retry", got)
+	}
+
+	answer := write{id: "a", version: "3216", fields: object, held: held, cause: abortID, answered: true, now: at}
+	answer.record(&rec)
+	if len(rec.Pending) != 0 || len(rec.Intents) != 0 {
+		t.Fatalf("after the answer: pending %v, intents %v", rec.Pending, rec.Intents)
+	}
+	reqs := Requests(rec.was(object, at), object, rec.Pending, 4)
+	if len(reqs) != 1 || reqs[0].Type != events.TypeRolloutRetry {
+		t.Errorf("after the answer: requests %v, want one retry", reqs)
 	}
 }
