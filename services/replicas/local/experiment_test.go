@@ -2,6 +2,9 @@ package local
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,8 +14,10 @@ import (
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
+	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
 // baselineOf is the scale entry of an experiment template with the
@@ -162,5 +167,52 @@ func TestExperimentWithANameThatCannotBeAFileIsRefused(t *testing.T) {
 	}
 	if len(b.procsOf(web, "aaa")) != 0 {
 		t.Error("processes started for a task that was refused")
+	}
+}
+
+// Behind the local proxy, a template with the stable's pod hash and a
+// weight is served by its own processes: the replicas backend and the
+// proxy agree on its endpoints entry.
+func TestExperimentProcessesServeTheirShareBehindTheProxy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	b, proxy := e.backend(t, t.TempDir()), e.proxy(t)
+	stable := revScale(1, "aaa", 1, probedApp(t.TempDir()))
+	if _, err := b.Apply(waitCtx(t), web, 1, scaleOf(0, stable, baselineOf(stable, 1))); err != nil {
+		t.Fatal(err)
+	}
+	route := tasks.Route{Strategy: spec.StrategyCanary, StableService: "web", CanaryService: "web-canary", StableHash: "aaa",
+		TrafficRouting: &spec.TrafficRouting{SMI: &spec.SMITrafficRouting{}},
+		Experiments:    []tasks.ExperimentRoute{{Pods: *baselineOf(stable, 1).Experiment, PodHash: "aaa", Weight: 50}},
+		Annotations:    map[string]string{localproxy.AnnotationListen: "127.0.0.1:0"}}
+	if _, err := proxy.Apply(waitCtx(t), web, 1, route); err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := proxy.Addrs(web)
+	stablePID, baselinePID := strconv.Itoa(b.procsOf(web, "aaa")[0].pid), strconv.Itoa(b.procsOf(web, baselineEntry)[0].pid)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: eventstest.Wait}
+	serve := func() string {
+		resp, err := client.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.Status + " " + string(body)
+	}
+	poll.Until(t, "the proxy to know the baseline's process", func() error {
+		if got := serve(); got != "200 OK "+baselinePID {
+			return fmt.Errorf("served by %s", got)
+		}
+		return nil
+	})
+	// 400 draws at 50%: the baseline's count is 200 ± 10 (one standard
+	// deviation); 100 to 300 is ten deviations either way.
+	counts := map[string]int{}
+	for range 400 {
+		counts[serve()]++
+	}
+	if n := counts["200 OK "+baselinePID]; n < 100 || n > 300 || n+counts["200 OK "+stablePID] != 400 {
+		t.Errorf("responses %v: want 400 between the stable (pid %s) and the baseline (pid %s), about half each", counts, stablePID, baselinePID)
 	}
 }
