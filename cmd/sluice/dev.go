@@ -416,7 +416,7 @@ type appTargets struct {
 func (a *appTargets) update(r endpoints.Revision) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	key := endpoints.Key(r.Ref, r.PodHash)
+	key := r.Key()
 	if len(r.Ready) == 0 {
 		delete(a.byKey, key)
 		return
@@ -434,9 +434,13 @@ func (a *appTargets) targets() []promserver.Target {
 			path = "/metrics"
 		}
 		for _, addr := range r.Ready {
-			out = append(out, promserver.Target{URL: "http://" + addr + path, Labels: map[string]string{
-				"job": "apps", "namespace": r.Ref.Namespace, "rollout": r.Ref.Name, "pod_hash": r.PodHash, "instance": addr,
-			}})
+			labels := map[string]string{"job": "apps", "namespace": r.Ref.Namespace, "rollout": r.Ref.Name, "pod_hash": r.PodHash, "instance": addr}
+			if r.Template != "" {
+				// An experiment's processes may share the stable's pod
+				// hash: the template tells them apart.
+				labels["experiment"], labels["template"] = r.Experiment, r.Template
+			}
+			out = append(out, promserver.Target{URL: "http://" + addr + path, Labels: labels})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].URL < out[j].URL })

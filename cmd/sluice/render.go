@@ -279,7 +279,7 @@ func renderProcesses(w io.Writer, s events.Snapshot, procs []local.Process, now 
 	fmt.Fprintln(w, "Processes:")
 	var groups [][]local.Process
 	for i, pr := range procs {
-		if i == 0 || pr.PodHash != procs[i-1].PodHash {
+		if i == 0 || pr.Entry() != procs[i-1].Entry() {
 			groups = append(groups, nil)
 		}
 		groups[len(groups)-1] = append(groups[len(groups)-1], pr)
@@ -290,18 +290,13 @@ func renderProcesses(w io.Writer, s events.Snapshot, procs []local.Process, now 
 		if lastGroup {
 			branch, indent = "└─", "   "
 		}
-		var roles []string
-		if g[0].PodHash == s.StablePodHash {
-			roles = append(roles, "stable")
+		if x := g[0].Experiment; x != nil {
+			// An experiment's template, whatever revision it was
+			// copied from.
+			fmt.Fprintf(w, "%s experiment %s template %s (hash %s)\n", branch, x.Name, x.Template, g[0].PodHash)
+		} else {
+			fmt.Fprintf(w, "%s revision %d (hash %s%s)\n", branch, g[0].Revision, g[0].PodHash, revisionRoles(s, g[0]))
 		}
-		if g[0].PodHash == s.PodHash && s.PodHash != s.StablePodHash {
-			roles = append(roles, "canary")
-		}
-		role := ""
-		if len(roles) > 0 {
-			role = ", " + strings.Join(roles, ", ")
-		}
-		fmt.Fprintf(w, "%s revision %d (hash %s%s)\n", branch, g[0].Revision, g[0].PodHash, role)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for i, pr := range g {
 			leaf := "├─"
@@ -321,6 +316,22 @@ func renderProcesses(w io.Writer, s events.Snapshot, procs []local.Process, now 
 		}
 		tw.Flush()
 	}
+}
+
+// revisionRoles is ", stable", ", canary" or "" for a revision's process
+// group.
+func revisionRoles(s events.Snapshot, pr local.Process) string {
+	var roles []string
+	if pr.PodHash == s.StablePodHash {
+		roles = append(roles, "stable")
+	}
+	if pr.PodHash == s.PodHash && s.PodHash != s.StablePodHash {
+		roles = append(roles, "canary")
+	}
+	if len(roles) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(roles, ", ")
 }
 
 // proxyURL is the URL of a local.sluice.io/listen address; an address

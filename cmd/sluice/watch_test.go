@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/systemtest"
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/replicas/local"
@@ -52,6 +53,26 @@ func TestGetShowsCountdownWeightsProxyAndProcesses(t *testing.T) {
 	}
 	if strings.Contains(b.String(), "\x1b[") {
 		t.Errorf("uncoloured output has escape sequences:\n%q", b.String())
+	}
+}
+
+// An experiment template's processes are shown apart from the revision
+// whose pod hash they share, under the experiment's and template's names.
+func TestGetShowsExperimentProcessesApartFromTheirRevision(t *testing.T) {
+	now := time.Now()
+	v := pausedView(now)
+	v.processes = append(v.processes, local.Process{Revision: 1, PodHash: "aaa", Experiment: &tasks.ExperimentPods{Name: "web-bbb-2-1", Template: "baseline"},
+		PID: 4343, Port: 41002, Ready: true, StartedAt: now.Add(-time.Minute), Command: []string{"bin/demoapp"}})
+	var b strings.Builder
+	renderSnapshot(&b, frame{view: v, now: now})
+	out := squeeze(b.String())
+	for _, want := range []string{
+		"├─ revision 1 (hash aaa, stable) │ └─ aaa-0 pid 4141",
+		"└─ experiment web-bbb-2-1 template baseline (hash aaa) └─ web-bbb-2-1-baseline-0 pid 4343 port 41002 ready",
+	} {
+		if !strings.Contains(out, squeeze(want)) {
+			t.Errorf("get lacks %q:\n%s", want, b.String())
+		}
 	}
 }
 

@@ -55,17 +55,21 @@ func (b *Backend) Apply(_ context.Context, ref events.Ref, seq int64, scale task
 		delete(b.rollouts, ref)
 		out := make([]tasks.RevisionStatus, len(scale.Revisions))
 		for i, rev := range scale.Revisions {
-			out[i] = tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash}
+			out[i] = tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Template: template(rev)}
 		}
 		return out, nil
 	}
 	r.seq = seq
 	out := make([]tasks.RevisionStatus, 0, len(scale.Revisions))
 	for _, rev := range scale.Revisions {
-		st := tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Replicas: rev.Replicas, Ready: rev.Replicas, Available: rev.Replicas}
-		if rev.Replicas == 0 {
+		st := tasks.RevisionStatus{Revision: rev.Revision, PodHash: rev.PodHash, Template: template(rev), Replicas: rev.Replicas, Ready: rev.Replicas, Available: rev.Replicas}
+		switch {
+		case rev.Experiment != nil:
+			// An experiment template's pods are not the revision's,
+			// whose pod hash they may share: Replicas leaves them out.
+		case rev.Replicas == 0:
 			delete(r.revisions, rev.PodHash)
-		} else {
+		default:
 			r.revisions[rev.PodHash] = st
 		}
 		out = append(out, st)
@@ -84,4 +88,12 @@ func (b *Backend) Replicas(ref events.Ref) map[string]int32 {
 		}
 	}
 	return out
+}
+
+// template is the entry's experiment template name, empty for a revision.
+func template(rs tasks.RevisionScale) string {
+	if rs.Experiment == nil {
+		return ""
+	}
+	return rs.Experiment.Template
 }

@@ -169,8 +169,12 @@ func (ro *rollout) file() rolloutFile {
 
 // revision is one revision's desired state and processes.
 type revision struct {
-	ro   *rollout
-	hash string // spec.PodHash, which never changes; readable without the lock
+	ro *rollout
+	// key is the entry's name in ro.revisions and in the endpoints bucket
+	// (entryName), and prefix what its processes' names start with
+	// (procPrefix); neither changes, so both are readable without the
+	// lock.
+	key, prefix string
 	// spec is the desired state (its revision number changes when an undo
 	// brings the template back).
 	spec tasks.RevisionScale
@@ -186,9 +190,7 @@ type revision struct {
 
 func (rev *revision) desired() int { return int(rev.spec.Replicas) }
 
-func (rev *revision) name() string {
-	return fmt.Sprintf("revision %d (hash %s)", rev.spec.Revision, rev.spec.PodHash)
-}
+func (rev *revision) name() string { return entryTitle(rev.spec) }
 
 // New checks cfg and returns a backend. Call Start before Apply.
 func New(cfg Config) (*Backend, error) {
@@ -215,7 +217,7 @@ func (b *Backend) changedLocked(rev *revision) {
 	close(b.changed)
 	b.changed = make(chan struct{})
 	if rev != nil && b.endpoints != nil {
-		b.endpoints.mark(revKey{rev.ro.ref, rev.hash})
+		b.endpoints.mark(revKey{rev.ro.ref, rev.key})
 	}
 }
 
@@ -305,8 +307,8 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	// binary may be in the middle of a rebuild.
 	var problems []string
 	for i, rs := range scale.Revisions {
-		if missing[i] != nil && ro.revisions[rs.PodHash] == nil {
-			problems = append(problems, fmt.Sprintf("revision %d (hash %s): spec.template.spec.containers[0].command[0]: %v", rs.Revision, rs.PodHash, missing[i]))
+		if missing[i] != nil && ro.revisions[entryName(rs)] == nil {
+			problems = append(problems, fmt.Sprintf("%s: spec.template.spec.containers[0].command[0]: %v", entryTitle(rs), missing[i]))
 		}
 	}
 	if len(problems) > 0 {
@@ -319,10 +321,10 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	}
 	b.rollouts[ref] = ro
 	for i, rs := range scale.Revisions {
-		rev := ro.revisions[rs.PodHash]
+		rev := ro.revisions[entryName(rs)]
 		if rev == nil {
-			rev = &revision{ro: ro, hash: rs.PodHash, procs: map[int]*proc{}}
-			ro.revisions[rs.PodHash] = rev
+			rev = newRevision(ro, rs)
+			ro.revisions[rev.key] = rev
 			if p := progs[i]; p != nil && len(p.ignored) > 0 {
 				b.log.Warn("the local platform ignores parts of the pod template", "rollout", ref.String(),
 					"revision", rs.Revision, "hash", rs.PodHash, "ignored", strings.Join(p.ignored, ", "))
@@ -348,15 +350,15 @@ func compileScale(scale tasks.Scale, base []string) (progs []*program, missing [
 	missing = make([]error, len(scale.Revisions))
 	seen := map[string]bool{}
 	for i, rs := range scale.Revisions {
-		what := fmt.Sprintf("revision %d (hash %s)", rs.Revision, rs.PodHash)
-		if err := events.ValidateName("pod hash", rs.PodHash); err != nil {
+		what := entryTitle(rs)
+		if err := checkEntry(rs); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %v", what, err))
 			continue
 		}
-		if seen[rs.PodHash] {
+		if seen[entryName(rs)] {
 			problems = append(problems, what+": listed twice")
 		}
-		seen[rs.PodHash] = true
+		seen[entryName(rs)] = true
 		if rs.Replicas < 0 {
 			problems = append(problems, fmt.Sprintf("%s: replicas %d must not be negative", what, rs.Replicas))
 		}
@@ -384,11 +386,11 @@ func (b *Backend) recordLocked(ro *rollout, seq int64, scale tasks.Scale) error 
 	next := rolloutFile{Seq: seq, Workload: scale.Workload, Removing: scale.Remove}
 	listed := map[string]bool{}
 	for _, rs := range scale.Revisions {
-		listed[rs.PodHash] = true
+		listed[entryName(rs)] = true
 		next.Revisions = append(next.Revisions, rs)
 	}
 	for _, rs := range ro.file().Revisions {
-		if !listed[rs.PodHash] {
+		if !listed[entryName(rs)] {
 			next.Revisions = append(next.Revisions, rs)
 		}
 	}
@@ -472,11 +474,11 @@ func (b *Backend) stopLocked(p *proc) {
 // removeLocked forgets a revision at 0 with no process left.
 func (b *Backend) removeLocked(rev *revision) {
 	ro := rev.ro
-	if ro.revisions[rev.hash] != rev {
+	if ro.revisions[rev.key] != rev {
 		return
 	}
 	b.scheduleLocked(rev, time.Time{})
-	delete(ro.revisions, rev.hash)
+	delete(ro.revisions, rev.key)
 	b.changedLocked(rev)
 	if ro.removing && len(ro.revisions) == 0 {
 		b.forgetLocked(ro)
@@ -488,7 +490,7 @@ func (b *Backend) removeLocked(rev *revision) {
 // revStatus counts rev's processes at now. Processes being stopped are not
 // counted; stopping says how many there are.
 func (b *Backend) revStatus(rev *revision, now time.Time) (st tasks.RevisionStatus, stopping int) {
-	st = tasks.RevisionStatus{Revision: rev.spec.Revision, PodHash: rev.spec.PodHash}
+	st = entryStatus(rev.spec)
 	minReady := rev.ro.minReady()
 	for _, p := range rev.procs {
 		if p.stopping {
@@ -525,9 +527,9 @@ func (b *Backend) wait(ctx context.Context, ro *rollout, seq int64, scale tasks.
 		var reasons []string
 		var wake time.Time
 		for i, rs := range scale.Revisions {
-			rev := ro.revisions[rs.PodHash]
+			rev := ro.revisions[entryName(rs)]
 			if rev == nil {
-				statuses[i] = tasks.RevisionStatus{Revision: rs.Revision, PodHash: rs.PodHash}
+				statuses[i] = entryStatus(rs)
 				continue
 			}
 			st, stopping := b.revStatus(rev, now)
@@ -553,7 +555,7 @@ func (b *Backend) wait(ctx context.Context, ro *rollout, seq int64, scale tasks.
 		if len(reasons) == 0 {
 			keys := make([]revKey, len(scale.Revisions))
 			for i, rs := range scale.Revisions {
-				keys[i] = revKey{ro.ref, rs.PodHash}
+				keys[i] = revKey{ro.ref, entryName(rs)}
 			}
 			// Whoever acts on this result (a route to the new revision)
 			// finds its endpoints in the bucket.

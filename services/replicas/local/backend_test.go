@@ -309,11 +309,8 @@ func TestStaleSeq(t *testing.T) {
 
 func TestRestartedBackendAdoptsRunningProcesses(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	dir := t.TempDir()
-	terms := t.TempDir()
-	first := e.backend(t, dir, func(c *Config) { c.StopOnClose = false })
-	tmpl := app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+	e, dir, terms := newEnv(t), t.TempDir(), t.TempDir()
+	first, tmpl := e.backend(t, dir, keepRunning), probedApp(terms)
 	scale := scaleOf(0, revScale(1, "aaa", 3, tmpl))
 	if _, err := first.Apply(waitCtx(t), web, 3, scale); err != nil {
 		t.Fatal(err)

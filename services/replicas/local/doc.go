@@ -57,6 +57,16 @@
 // wants are stopped gracefully; missing ones are started. Close lets the
 // processes run on (Config.StopOnClose stops them instead).
 //
+// # Experiments
+//
+// A scale entry with Experiment set (an experiment template's pods) is
+// run as a revision of its own, keyed by pod hash, experiment and
+// template (entryName), so it never shares processes with the revision
+// whose hash it has. Its processes are named <experiment>-<template>-<n>
+// (Argo's ReplicaSet name, then the slot), its endpoints entry names the
+// experiment and template, and its status in the task's report has the
+// template's name (tasks.RevisionStatus.Template).
+//
 // One backend per state directory and per bus: two would fight over the
 // processes and the endpoints entries.
 package local

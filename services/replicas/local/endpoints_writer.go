@@ -15,10 +15,11 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
-// revKey names one revision's endpoints entry.
+// revKey names one endpoints entry: a revision's or an experiment
+// template's (entry is entryName's).
 type revKey struct {
-	ref  events.Ref
-	hash string
+	ref   events.Ref
+	entry string
 }
 
 // writeTimeout bounds one write to the endpoints bucket.
@@ -62,16 +63,16 @@ func (p *endpointsWriter) markBucket(ctx context.Context) error {
 		return fmt.Errorf("list bucket %s: %w", endpoints.Bucket, err)
 	}
 	for k := range lister.Keys() {
-		if ref, hash, err := endpoints.ParseKey(k); err == nil {
-			p.mark(revKey{ref, hash})
+		if rev, err := endpoints.ParseKey(k); err == nil {
+			p.mark(revKey{rev.Ref, rev.Name()})
 		}
 	}
 	_ = lister.Stop()
 	p.b.mu.Lock()
 	defer p.b.mu.Unlock()
 	for _, ro := range p.b.rollouts {
-		for hash := range ro.revisions {
-			p.mark(revKey{ro.ref, hash})
+		for key := range ro.revisions {
+			p.mark(revKey{ro.ref, key})
 		}
 	}
 	return nil
@@ -145,10 +146,10 @@ func (p *endpointsWriter) write(ctx context.Context, k revKey) error {
 		entry.UpdatedAt = time.Now().UTC()
 		err = p.store.Put(ctx, entry)
 	} else {
-		err = p.store.Delete(ctx, k.ref, k.hash)
+		err = p.store.Delete(ctx, k.ref, k.entry)
 	}
 	if err != nil {
-		return fmt.Errorf("endpoints entry %s: %w", endpoints.Key(k.ref, k.hash), err)
+		return fmt.Errorf("endpoints entry %s: %w", endpoints.Key(k.ref, k.entry), err)
 	}
 	p.last[k] = fp
 	return nil
@@ -162,11 +163,14 @@ func (b *Backend) entry(k revKey) (endpoints.Revision, bool) {
 	if ro == nil {
 		return endpoints.Revision{}, false
 	}
-	rev := ro.revisions[k.hash]
+	rev := ro.revisions[k.entry]
 	if rev == nil || len(rev.procs) == 0 {
 		return endpoints.Revision{}, false
 	}
-	e := endpoints.Revision{Ref: k.ref, Revision: rev.spec.Revision, PodHash: k.hash, Ready: []string{}, MetricsPath: defaultMetricsPath}
+	e := endpoints.Revision{Ref: k.ref, Revision: rev.spec.Revision, PodHash: rev.spec.PodHash, Ready: []string{}, MetricsPath: defaultMetricsPath}
+	if x := rev.spec.Experiment; x != nil {
+		e.Experiment, e.Template = x.Name, x.Template
+	}
 	if v := rev.spec.Template.Annotations[metricsPathAnnotation]; v != "" {
 		e.MetricsPath = v
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -26,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
 // The helper process: the test binary run again as the "app" of a pod
@@ -323,4 +325,29 @@ func waitCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// probedApp is a helper app ready once /healthz answers (the probe names
+// the first containerPort) that records its SIGTERM in terms.
+func probedApp(terms string) corev1.PodTemplateSpec {
+	return app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+}
+
+// keepRunning makes a backend leave its processes running on Close, for
+// the next backend on its state directory to adopt.
+func keepRunning(c *Config) { c.StopOnClose = false }
+
+// proxy starts a local proxy on e's bus, which finds the backend's
+// processes through the endpoints bucket as in sluice dev.
+func (e env) proxy(t *testing.T) *localproxy.Router {
+	t.Helper()
+	proxy, err := localproxy.New(localproxy.Config{JetStream: e.client.JetStream(), Registerer: prometheus.NewRegistry(), Logger: eventstest.Quiet(), DrainTimeout: eventstest.Wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.Start(waitCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proxy.Close(context.Background()) })
+	return proxy
 }

@@ -58,7 +58,7 @@ func (p *proc) startedAt() time.Time {
 }
 
 func (p *proc) statePath() string {
-	return filepath.Join(p.rev.ro.dir, procBase(p.rev.hash, p.slot)+".json")
+	return filepath.Join(p.rev.ro.dir, procBase(p.rev.prefix, p.slot)+".json")
 }
 
 // handle is one running process.
@@ -160,7 +160,7 @@ const (
 // closes. h is an adopted process to watch first, or nil.
 func (b *Backend) supervise(p *proc, h *handle) {
 	defer b.procs.Done()
-	log := b.log.With("rollout", p.rev.ro.ref.String(), "hash", p.rev.hash, "slot", p.slot)
+	log := b.log.With("rollout", p.rev.ro.ref.String(), "entry", p.rev.key, "slot", p.slot)
 	delay := b.cfg.RestartBackoff
 	for {
 		if h == nil {
@@ -235,7 +235,7 @@ func (b *Backend) run(p *proc, h *handle, log *slog.Logger) outcome {
 		// p left the endpoints when it was asked to stop: tell the proxy
 		// before the process starts shutting down.
 		sctx, scancel := context.WithTimeout(b.ctx, 2*time.Second)
-		_ = b.endpoints.sync(sctx, revKey{p.rev.ro.ref, p.rev.hash})
+		_ = b.endpoints.sync(sctx, revKey{p.rev.ro.ref, p.rev.key})
 		scancel()
 		// The proxy hears of it through a watch: until it does, it may
 		// still send new connections here, so the process keeps
@@ -305,7 +305,7 @@ func (b *Backend) start(p *proc) (*handle, error) {
 	prog, progErr := p.rev.prog, p.rev.progErr
 	prefer := p.lastPort
 	dir := p.rev.ro.dir
-	logPath := filepath.Join(dir, procBase(p.rev.hash, p.slot)+".log")
+	logPath := filepath.Join(dir, procBase(p.rev.prefix, p.slot)+".log")
 	b.mu.Unlock()
 	if prog == nil {
 		if progErr == nil {
@@ -428,7 +428,7 @@ func (b *Backend) writeProcLocked(p *proc) {
 	}
 	pf := procFile{
 		PID: h.pid, StartTicks: h.ticks, StartedAt: h.startedAt, Port: h.port,
-		Revision: p.rev.spec.Revision, PodHash: p.rev.hash, Slot: p.slot,
+		Revision: p.rev.spec.Revision, PodHash: p.rev.spec.PodHash, Experiment: p.rev.spec.Experiment, Slot: p.slot,
 		Ready: p.ready, ReadySince: p.readySince, LogOffset: h.logOffset,
 		Restarts: p.restarts, Command: h.argv,
 	}
@@ -545,13 +545,14 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 	}
 	ro := &rollout{ref: ref, dir: dir, seq: rf.Seq, workload: rf.Workload, removing: rf.Removing, revisions: map[string]*revision{}}
 	for _, rs := range rf.Revisions {
-		rev := &revision{ro: ro, hash: rs.PodHash, spec: rs, procs: map[int]*proc{}}
+		rev := newRevision(ro, rs)
+		rev.spec = rs
 		if prog, err := compile(rs); err != nil {
 			rev.progErr = fmt.Errorf("%s: %v", rev.name(), err)
 		} else {
 			rev.prog = prog
 		}
-		ro.revisions[rs.PodHash] = rev
+		ro.revisions[rev.key] = rev
 	}
 
 	type found struct {
@@ -582,8 +583,8 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 			continue
 		}
 		h := &handle{pid: f.PID, ticks: f.StartTicks, startedAt: f.StartedAt, port: f.Port, adopted: true,
-			logPath: filepath.Join(dir, procBase(f.PodHash, f.Slot)+".log"), logOffset: f.LogOffset, argv: f.Command}
-		rev := ro.revisions[f.PodHash]
+			logPath: filepath.Join(dir, f.name()+".log"), logOffset: f.LogOffset, argv: f.Command}
+		rev := ro.revisions[f.entry()]
 		if rev == nil || len(rev.procs) >= rev.desired() || rev.procs[f.Slot] != nil {
 			grace := defaultGracePeriod
 			if rev != nil && rev.prog != nil {
@@ -598,7 +599,7 @@ func (b *Backend) restoreRollout(ref events.Ref, dir string) {
 		b.ports[f.Port] = true
 		b.procs.Add(1)
 		go b.supervise(p, h)
-		log.Info("adopted process", "pid", f.PID, "hash", f.PodHash, "slot", f.Slot, "port", f.Port, "ready", f.Ready)
+		log.Info("adopted process", "pid", f.PID, "process", f.name(), "port", f.Port, "ready", f.Ready)
 	}
 	if len(ro.revisions) > 0 || ro.seq > 0 {
 		b.rollouts[ref] = ro

@@ -27,7 +27,7 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 		b.mu.Unlock()
 		out := make([]tasks.RevisionStatus, len(scale.Revisions))
 		for i, rs := range scale.Revisions {
-			out[i] = tasks.RevisionStatus{Revision: rs.Revision, PodHash: rs.PodHash}
+			out[i] = entryStatus(rs)
 		}
 		return out, nil
 	}
@@ -40,11 +40,11 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 	listed := map[string]bool{}
 	for _, rs := range scale.Revisions {
 		rs.Replicas = 0
-		listed[rs.PodHash] = true
+		listed[entryName(rs)] = true
 		next.Revisions = append(next.Revisions, rs)
 	}
-	for hash, rev := range ro.revisions {
-		if !listed[hash] {
+	for key, rev := range ro.revisions {
+		if !listed[key] {
 			rs := rev.spec
 			rs.Replicas = 0
 			next.Revisions = append(next.Revisions, rs)
@@ -57,7 +57,7 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 	ro.removing = true
 	b.log.Info("removing rollout", "rollout", ref.String(), "seq", seq, "revisions", len(ro.revisions))
 	for _, rs := range next.Revisions {
-		if rev := ro.revisions[rs.PodHash]; rev != nil {
+		if rev := ro.revisions[entryName(rs)]; rev != nil {
 			rev.spec = rs
 			b.reconcileLocked(rev)
 		}

@@ -68,14 +68,14 @@ func (b *Backend) restartLocked(rev *revision, now time.Time) (wake time.Time) {
 		case avail:
 			oldAvailable = append(oldAvailable, p)
 		default:
-			b.log.Info("restart: replacing a process that is not available", "rollout", rev.ro.ref.String(), "hash", rev.hash, "process", procName(p), "restartAt", at)
+			b.log.Info("restart: replacing a process that is not available", "rollout", rev.ro.ref.String(), "entry", rev.key, "process", procName(p), "restartAt", at)
 			b.stopLocked(p)
 		}
 	}
 	sort.Slice(oldAvailable, func(i, j int) bool { return oldAvailable[i].slot < oldAvailable[j].slot })
 	budget := maxUnavailable - max(rev.desired()-available, 0)
 	for _, p := range oldAvailable[:min(max(budget, 0), len(oldAvailable))] {
-		b.log.Info("restart: replacing a process", "rollout", rev.ro.ref.String(), "hash", rev.hash, "process", procName(p), "restartAt", at)
+		b.log.Info("restart: replacing a process", "rollout", rev.ro.ref.String(), "entry", rev.key, "process", procName(p), "restartAt", at)
 		b.stopLocked(p)
 		available--
 	}
@@ -100,7 +100,7 @@ func (b *Backend) scheduleLocked(rev *revision, t time.Time) {
 	rev.timer = time.AfterFunc(time.Until(t)+time.Millisecond, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		if !b.closed && rev.ro.revisions[rev.hash] == rev && b.rollouts[rev.ro.ref] == rev.ro {
+		if !b.closed && rev.ro.revisions[rev.key] == rev && b.rollouts[rev.ro.ref] == rev.ro {
 			b.reconcileLocked(rev)
 		}
 	})
@@ -109,7 +109,7 @@ func (b *Backend) scheduleLocked(rev *revision, t time.Time) {
 // procName names a process as its log file does: <hash>-<slot>, with its
 // pid and port when it runs.
 func procName(p *proc) string {
-	name := "process " + procBase(p.rev.hash, p.slot)
+	name := "process " + procBase(p.rev.prefix, p.slot)
 	if p.h != nil {
 		name += fmt.Sprintf(" (pid %d, port %d)", p.h.pid, p.h.port)
 	}

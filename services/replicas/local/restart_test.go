@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
@@ -36,7 +35,7 @@ func TestRestartReplacesOneAtATimeAndKeepsServing(t *testing.T) {
 	e := newEnv(t)
 	b := e.backend(t, t.TempDir())
 	terms := t.TempDir()
-	tmpl := app{env: map[string]string{helperTermDir: terms}, probe: httpProbe(intstr.FromString("http"))}.template()
+	tmpl := probedApp(terms)
 	if _, err := b.Apply(waitCtx(t), web, 1, scaleOf(0, revScale(1, "aaa", 3, tmpl))); err != nil {
 		t.Fatal(err)
 	}
@@ -207,14 +206,7 @@ func TestRestartBehindTheProxyFailsNoRequest(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	b := e.backend(t, t.TempDir())
-	proxy, err := localproxy.New(localproxy.Config{JetStream: e.client.JetStream(), Registerer: prometheus.NewRegistry(), Logger: eventstest.Quiet(), DrainTimeout: eventstest.Wait})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := proxy.Start(waitCtx(t)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = proxy.Close(context.Background()) })
+	proxy := e.proxy(t)
 	tmpl := app{env: map[string]string{helperDrain: "1"}, probe: httpProbe(intstr.FromString("http"))}.template()
 	if _, err := b.Apply(waitCtx(t), web, 1, scaleOf(0, revScale(1, "aaa", 2, tmpl))); err != nil {
 		t.Fatal(err)
@@ -280,7 +272,7 @@ func TestRestartBehindTheProxyFailsNoRequest(t *testing.T) {
 	}
 	rs := revScale(1, "aaa", 2, tmpl)
 	rs.RestartAt, rs.MaxUnavailable = time.Now(), 1
-	_, err = b.Apply(waitCtx(t), web, 2, scaleOf(0, rs))
+	_, err := b.Apply(waitCtx(t), web, 2, scaleOf(0, rs))
 	// Requests go on until the new processes have served some.
 	after := pidsOf(b.procsOf(web, "aaa"))
 	if err == nil {

@@ -22,6 +22,9 @@ import (
 //	replicas/<namespace>/<rollout>/rollout.json    the seq guard and desired state
 //	replicas/<namespace>/<rollout>/<hash>-<n>.json one per running process
 //	replicas/<namespace>/<rollout>/<hash>-<n>.log  its stdout and stderr
+//
+// An experiment template's processes are <experiment>-<template>-<n>
+// instead of <hash>-<n> (see procPrefix).
 const (
 	stateSubdir     = "replicas"
 	rolloutFileName = "rollout.json"
@@ -51,9 +54,11 @@ type procFile struct {
 	Port       int       `json:"port"`
 	Revision   int64     `json:"revision"`
 	PodHash    string    `json:"podHash"`
-	Slot       int       `json:"slot"`
-	Ready      bool      `json:"ready"`
-	ReadySince time.Time `json:"readySince,omitzero"`
+	// Experiment is set on a process of an experiment's template.
+	Experiment *tasks.ExperimentPods `json:"experiment,omitempty"`
+	Slot       int                   `json:"slot"`
+	Ready      bool                  `json:"ready"`
+	ReadySince time.Time             `json:"readySince,omitzero"`
 	// LogOffset is where this process's output starts in its log file.
 	LogOffset int64 `json:"logOffset"`
 	// Restarts counts the slot's earlier processes that exited; Command is
@@ -67,28 +72,43 @@ type procFile struct {
 // Process is one running process of a rollout as its state file describes
 // it: what `sluice get` shows and where `sluice logs` reads.
 type Process struct {
-	Revision  int64     `json:"revision"`
-	PodHash   string    `json:"podHash"`
-	Slot      int       `json:"slot"`
-	PID       int       `json:"pid"`
-	Port      int       `json:"port"`
-	Ready     bool      `json:"ready"`
-	Restarts  int       `json:"restarts"`
-	StartedAt time.Time `json:"startedAt"`
-	Command   []string  `json:"command,omitempty"`
-	Image     string    `json:"image,omitempty"`
+	Revision int64  `json:"revision"`
+	PodHash  string `json:"podHash"`
+	// Experiment is set on a process of an experiment's template, which
+	// runs apart from the revision's own processes even with its PodHash.
+	Experiment *tasks.ExperimentPods `json:"experiment,omitempty"`
+	Slot       int                   `json:"slot"`
+	PID        int                   `json:"pid"`
+	Port       int                   `json:"port"`
+	Ready      bool                  `json:"ready"`
+	Restarts   int                   `json:"restarts"`
+	StartedAt  time.Time             `json:"startedAt"`
+	Command    []string              `json:"command,omitempty"`
+	Image      string                `json:"image,omitempty"`
 	// Log is the file that holds its output (and its slot's earlier
 	// processes'), from LogOffset on.
 	Log       string `json:"log"`
 	LogOffset int64  `json:"logOffset"`
 }
 
-// Name is the process's name for people: <podHash>-<slot>, as its files
-// are named.
-func (p Process) Name() string { return procBase(p.PodHash, p.Slot) }
+// Entry names the scale entry the process belongs to, which processes of
+// one revision or one experiment template share: the pod hash, or
+// <hash>.<experiment>.<template>.
+func (p Process) Entry() string {
+	return entryName(tasks.RevisionScale{PodHash: p.PodHash, Experiment: p.Experiment})
+}
+
+// Name is the process's name for people, as its files are named:
+// <podHash>-<slot>, or <experiment>-<template>-<slot> for an experiment
+// template's (its ReplicaSet's name on Kubernetes, then the slot).
+func (p Process) Name() string {
+	return procBase(procPrefix(tasks.RevisionScale{PodHash: p.PodHash, Experiment: p.Experiment}), p.Slot)
+}
 
 // Processes reads the processes of rollout r that are alive now from the
-// state directory stateDir (Config.StateDir), sorted by revision and slot.
+// state directory stateDir (Config.StateDir), sorted by revision, then
+// entry (the revision's own processes first, then each experiment
+// template's), then slot.
 // It returns os.ErrNotExist (wrapped) when stateDir holds nothing of r: the
 // rollout runs elsewhere, or on another platform.
 func Processes(stateDir string, r events.Ref) ([]Process, error) {
@@ -107,14 +127,21 @@ func Processes(stateDir string, r events.Ref) ([]Process, error) {
 			continue
 		}
 		out = append(out, Process{
-			Revision: pf.Revision, PodHash: pf.PodHash, Slot: pf.Slot, PID: pf.PID, Port: pf.Port,
+			Revision: pf.Revision, PodHash: pf.PodHash, Experiment: pf.Experiment, Slot: pf.Slot, PID: pf.PID, Port: pf.Port,
 			Ready: pf.Ready, Restarts: pf.Restarts, StartedAt: pf.StartedAt, Command: pf.Command, Image: pf.Image,
-			Log: filepath.Join(dir, procBase(pf.PodHash, pf.Slot)+".log"), LogOffset: pf.LogOffset,
+			Log: filepath.Join(dir, pf.name()+".log"), LogOffset: pf.LogOffset,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Revision != out[j].Revision {
 			return out[i].Revision > out[j].Revision
+		}
+		// A revision's own processes, then each experiment template's.
+		if ei, ej := out[i].Entry(), out[j].Entry(); ei != ej {
+			if (out[i].Experiment == nil) != (out[j].Experiment == nil) {
+				return out[i].Experiment == nil
+			}
+			return ei < ej
 		}
 		return out[i].Slot < out[j].Slot
 	})
@@ -251,4 +278,14 @@ func tail(path string, offset int64) string {
 		s = "..." + s[len(s)-tailChars:]
 	}
 	return s
+}
+
+// entry is the name of the scale entry the process belongs to (entryName).
+func (f procFile) entry() string {
+	return entryName(tasks.RevisionScale{PodHash: f.PodHash, Experiment: f.Experiment})
+}
+
+// name is the process's name, which its files have (see Process.Name).
+func (f procFile) name() string {
+	return procBase(procPrefix(tasks.RevisionScale{PodHash: f.PodHash, Experiment: f.Experiment}), f.Slot)
 }

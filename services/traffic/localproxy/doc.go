@@ -28,12 +28,16 @@
 //   - Canary with trafficRouting (the router-specific settings in it are
 //     ignored): a request matching a header route goes to the canary.
 //     Otherwise canaryWeight out of maxTrafficWeight (default 100) of the
-//     requests, drawn at random per request, go to the canary and the rest
-//     to the stable; within a revision, processes are taken in turn. A
+//     requests, drawn at random per request, go to the canary, each
+//     experiment template's weight (Route.Experiments) to its processes
+//     (never to the revision it shares a pod hash with), and the rest to
+//     the stable; within a revision, processes are taken in turn. Weights
+//     that add up to more than maxTrafficWeight are rejected. A
 //     header route matches when every one of its header matches holds
 //     (exact, prefix, or a regex that must match the whole value; an absent
 //     header matches nothing; Host is matched against the request's host);
-//     header routes apply at any weight, 0 included.
+//     header routes apply at any weight, 0 included. Without
+//     trafficRouting, experiment templates get nothing (Argo's rule).
 //   - Mirror routes (trafficRouting only): a request the stable serves that
 //     matches a mirror route (any of its matches; within a match, method,
 //     path and headers must all hold) is, with the route's percentage
@@ -47,17 +51,20 @@
 //     preview).
 //   - When the revision chosen for a request has no ready process, the
 //     request goes to the other revision only if that one has weight (the
-//     stable at a canary weight below the maximum, the canary at a weight
-//     above 0); otherwise, and for header routes and blue/green, the proxy
-//     answers 503 with a body that names the rollout, the revision and why.
+//     stable with a share left by the canary and the experiment templates,
+//     the canary at a weight above 0); an experiment template's go to the
+//     stable if it has a share. Otherwise, and for header routes and
+//     blue/green, the proxy answers 503 with a body that names the rollout, the revision and why.
 //     A process that does not answer gives 502.
 //
 // # Metrics
 //
-// sluice_proxy_requests_total{namespace, rollout, role, code} counts the
-// requests answered, by the role of the revision that served them (stable,
-// canary, active, preview) and status code (499 when the client went away
-// first). sluice_proxy_request_duration_seconds{namespace, rollout, role}
+// sluice_proxy_requests_total{namespace, rollout, role, template, code}
+// counts the requests answered, by the role of the revision that served
+// them (stable, canary, active, preview, or experiment with the
+// template's name in template, empty otherwise) and status code (499 when
+// the client went away first).
+// sluice_proxy_request_duration_seconds{namespace, rollout, role, template}
 // is the time from arrival to the end of the response. Mirrored copies are
 // not counted.
 //

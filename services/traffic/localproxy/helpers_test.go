@@ -107,13 +107,31 @@ func (e *env) register(ref events.Ref, hash string, apps ...*app) {
 	for _, a := range apps {
 		addrs = append(addrs, a.addr())
 	}
-	rev := endpoints.Revision{Ref: ref, PodHash: hash, Ready: addrs, UpdatedAt: time.Now()}
+	e.put(endpoints.Revision{Ref: ref, PodHash: hash, Ready: addrs, UpdatedAt: time.Now()})
+}
+
+// registerExperiment publishes the ready processes of one experiment
+// template and waits until the proxy knows them.
+func (e *env) registerExperiment(ref events.Ref, hash, experiment, template string, apps ...*app) {
+	e.t.Helper()
+	rev := endpoints.Revision{Ref: ref, PodHash: hash, Experiment: experiment, Template: template, Ready: []string{}, UpdatedAt: time.Now()}
+	for _, a := range apps {
+		rev.Ready = append(rev.Ready, a.addr())
+	}
+	e.put(rev)
+}
+
+// put writes an endpoints entry and waits until the proxy knows it.
+func (e *env) put(rev endpoints.Revision) {
+	e.t.Helper()
 	if err := e.eps.Put(context.Background(), rev); err != nil {
 		e.t.Fatal(err)
 	}
-	e.waitReady(ref, hash, len(addrs))
+	e.waitReady(rev.Ref, rev.Name(), len(rev.Ready))
 }
 
+// waitReady waits until the proxy knows n ready processes of an endpoints
+// entry (entry: endpoints.EntryName).
 func (e *env) waitReady(ref events.Ref, hash string, n int) {
 	e.t.Helper()
 	poll.Until(e.t, fmt.Sprintf("the proxy to know %d ready processes of %s %s", n, ref, hash), func() error {
@@ -243,16 +261,17 @@ func canaryRoute(weight int32, routed bool) tasks.Route {
 	return r
 }
 
-// counter reads sluice_proxy_requests_total for one series.
-func (e *env) counter(ref events.Ref, role spec.Role, code string) float64 {
+// counter reads sluice_proxy_requests_total for one series; template is
+// the experiment template's name (role experiment) or empty.
+func (e *env) counter(ref events.Ref, role spec.Role, template, code string) float64 {
 	e.t.Helper()
-	return e.sample(MetricRequests, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role), "code": code})
+	return e.sample(MetricRequests, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role), "template": template, "code": code})
 }
 
 // observations reads the sample count of the duration histogram.
-func (e *env) observations(ref events.Ref, role spec.Role) float64 {
+func (e *env) observations(ref events.Ref, role spec.Role, template string) float64 {
 	e.t.Helper()
-	return e.sample(MetricDuration, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role)})
+	return e.sample(MetricDuration, map[string]string{"namespace": ref.Namespace, "rollout": ref.Name, "role": string(role), "template": template})
 }
 
 func (e *env) sample(name string, labels map[string]string) float64 {

@@ -221,7 +221,7 @@ func TestMirrorRouteCopiesRequestsToTheCanary(t *testing.T) {
 	if stable.hits.Load() != n+2 {
 		t.Errorf("stable served %d, want %d", stable.hits.Load(), n+2)
 	}
-	if c := e.counter(web, spec.RoleCanary, "500"); c != 0 {
+	if c := e.counter(web, spec.RoleCanary, "", "500"); c != 0 {
 		t.Errorf("mirrored copies counted in the proxy metrics: %v", c)
 	}
 }
@@ -376,7 +376,7 @@ func TestBlueGreenActiveAndPreview(t *testing.T) {
 			t.Fatalf("active after the switch: %q", r.app)
 		}
 	}
-	if a, p := e.counter(web, spec.RoleActive, "200"), e.counter(web, spec.RolePreview, "200"); a != 20 || p != 10 {
+	if a, p := e.counter(web, spec.RoleActive, "", "200"), e.counter(web, spec.RolePreview, "", "200"); a != 20 || p != 10 {
 		t.Errorf("metrics: active %v, preview %v; want 20 and 10", a, p)
 	}
 	// Without the preview annotation there is no preview proxy.
@@ -406,13 +406,13 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 	if got["200 stable-1"]+got["500 canary-1"] != n {
 		t.Fatalf("responses %v", got)
 	}
-	if c := e.counter(web, spec.RoleStable, "200"); int(c) != got["200 stable-1"] {
+	if c := e.counter(web, spec.RoleStable, "", "200"); int(c) != got["200 stable-1"] {
 		t.Errorf("stable 200 counter %v, want %d", c, got["200 stable-1"])
 	}
-	if c := e.counter(web, spec.RoleCanary, "500"); int(c) != got["500 canary-1"] {
+	if c := e.counter(web, spec.RoleCanary, "", "500"); int(c) != got["500 canary-1"] {
 		t.Errorf("canary 500 counter %v, want %d", c, got["500 canary-1"])
 	}
-	if s, c := e.observations(web, spec.RoleStable), e.observations(web, spec.RoleCanary); int(s) != got["200 stable-1"] || int(c) != got["500 canary-1"] {
+	if s, c := e.observations(web, spec.RoleStable, ""), e.observations(web, spec.RoleCanary, ""); int(s) != got["200 stable-1"] || int(c) != got["500 canary-1"] {
 		t.Errorf("duration observations stable %v canary %v, want %v", s, c, got)
 	}
 	// A request with no process to go to counts as a 503 of its role.
@@ -423,7 +423,7 @@ func TestMetricsCountEveryRequest(t *testing.T) {
 			t.Fatalf("shop without processes: %d", r.code)
 		}
 	}
-	if c := e.counter(shop, spec.RoleStable, "503"); c != 3 {
+	if c := e.counter(shop, spec.RoleStable, "", "503"); c != 3 {
 		t.Errorf("503 counter %v, want 3", c)
 	}
 }
@@ -477,6 +477,8 @@ func TestApplyRejectsWhatItCannotServe(t *testing.T) {
 		{"invalid regex", badRegex, "headerRoutes[0] (h) match[0] headerValue: regex"},
 		{"preview on the listen address", tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:9", AnnotationPreviewListen: "127.0.0.1:9"}}, "need different addresses"},
 		{"preview on the address of another rollout", tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveHash: "a", Annotations: map[string]string{AnnotationListen: "127.0.0.1:0", AnnotationPreviewListen: otherAddr}}, "annotation local.sluice.io/preview-listen: " + otherAddr + " is already the address of the proxy of default/other"},
+		{"experiment weights beyond the maximum", withBaseline(canaryRoute(90, true), 20), "canary weight 90 and experiment weights 20 add up to more than maxTrafficWeight 100"},
+		{"negative experiment weight", withBaseline(canaryRoute(0, true), -1), `experiments[0] (template "baseline"): weight -1 must not be negative`},
 		{"unknown strategy", tasks.Route{Strategy: "rainbow", Annotations: map[string]string{AnnotationListen: "127.0.0.1:0"}}, `unknown strategy "rainbow"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -633,7 +635,7 @@ func TestUpgradedConnectionsPassThrough(t *testing.T) {
 	}
 	conn.Close()
 	poll.True(t, "the upgrade to be counted as 101", func() bool {
-		return e.counter(web, spec.RoleStable, "101") == 1
+		return e.counter(web, spec.RoleStable, "", "101") == 1
 	}, poll.Timeout(eventstest.Wait))
 }
 
@@ -691,7 +693,7 @@ func TestARefusingProcessIsSkipped(t *testing.T) {
 			t.Fatalf("request %d: %d %q, want stable-2", i, r.code, r.app)
 		}
 	}
-	if n := e.counter(web, spec.RoleStable, "200"); n != 10 {
+	if n := e.counter(web, spec.RoleStable, "", "200"); n != 10 {
 		t.Errorf("%v requests counted as stable 200, want 10", n)
 	}
 }

@@ -26,13 +26,13 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricRequests,
-		Help: "Requests answered by the local platform's proxy, by rollout, role of the revision that served them (stable, canary, active, preview) and HTTP status code.",
-	}, []string{"namespace", "rollout", "role", "code"})
+		Help: "Requests answered by the local platform's proxy, by rollout, role of the revision that served them (stable, canary, active, preview, experiment), experiment template (empty for the others) and HTTP status code.",
+	}, []string{"namespace", "rollout", "role", "template", "code"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    MetricDuration,
-		Help:    "Time from a request's arrival at the local platform's proxy to the end of its response, by rollout and role.",
+		Help:    "Time from a request's arrival at the local platform's proxy to the end of its response, by rollout, role and experiment template.",
 		Buckets: prometheus.DefBuckets,
-	}, []string{"namespace", "rollout", "role"})
+	}, []string{"namespace", "rollout", "role", "template"})
 	var err error
 	if requests, err = register(reg, requests); err != nil {
 		return nil, err
@@ -56,7 +56,10 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 	return c, err
 }
 
-func (m *metrics) observe(ref events.Ref, role spec.Role, code int, d time.Duration) {
-	m.requests.WithLabelValues(ref.Namespace, ref.Name, string(role), strconv.Itoa(code)).Inc()
-	m.duration.WithLabelValues(ref.Namespace, ref.Name, string(role)).Observe(d.Seconds())
+// observe counts one request answered with code after d, served (or meant
+// to be) by role; template is the experiment template's name for role
+// experiment, else empty.
+func (m *metrics) observe(ref events.Ref, role spec.Role, template string, code int, d time.Duration) {
+	m.requests.WithLabelValues(ref.Namespace, ref.Name, string(role), template, strconv.Itoa(code)).Inc()
+	m.duration.WithLabelValues(ref.Namespace, ref.Name, string(role), template).Observe(d.Seconds())
 }

@@ -122,7 +122,7 @@ func (r *Router) handle(t *table, w http.ResponseWriter, req *http.Request) {
 	rec := &recorder{ResponseWriter: w}
 	// Deferred so that a request the forwarder aborts (a process that
 	// failed mid-body) is counted too.
-	defer func() { r.metrics.observe(t.ref, d.role, rec.status(), time.Since(start)) }()
+	defer func() { r.metrics.observe(t.ref, d.role, d.template, rec.status(), time.Since(start)) }()
 	if !d.ok {
 		http.Error(rec, "sluice proxy: "+d.reason, http.StatusServiceUnavailable)
 		return

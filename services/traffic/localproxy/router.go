@@ -124,8 +124,11 @@ type Router struct {
 	ctx      context.Context // ends with Close: the endpoints watch, mirrors
 	cancel   context.CancelFunc
 	rollouts map[events.Ref]*rollout
-	ready    map[events.Ref]map[string][]string // ready processes by pod hash
-	bg       sync.WaitGroup                     // drains and mirrors
+	// ready holds the ready processes by endpoints entry name: the pod
+	// hash of a revision, <hash>.<experiment>.<template> of an experiment
+	// template (endpoints.EntryName).
+	ready map[events.Ref]map[string][]string
+	bg    sync.WaitGroup // drains and mirrors
 }
 
 var (
@@ -465,15 +468,15 @@ func (r *Router) swapTables(ro *rollout) {
 func (r *Router) endpointsChanged(rev endpoints.Revision) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	byHash := r.ready[rev.Ref]
+	byEntry := r.ready[rev.Ref]
 	if len(rev.Ready) == 0 {
-		delete(byHash, rev.PodHash)
+		delete(byEntry, rev.Name())
 	} else {
-		if byHash == nil {
-			byHash = map[string][]string{}
-			r.ready[rev.Ref] = byHash
+		if byEntry == nil {
+			byEntry = map[string][]string{}
+			r.ready[rev.Ref] = byEntry
 		}
-		byHash[rev.PodHash] = append([]string(nil), rev.Ready...)
+		byEntry[rev.Name()] = append([]string(nil), rev.Ready...)
 	}
 	if ro := r.rollouts[rev.Ref]; ro != nil {
 		r.swapTables(ro)

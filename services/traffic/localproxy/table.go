@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"sync/atomic"
 
+	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -40,10 +41,28 @@ type plan struct {
 	weight, max            int32 // weight is clamped to [0, max]; 0 without a canary
 	headers                []headerRoute
 	mirrors                []mirrorRoute
+	// experiments are the experiment templates with a share, taken from
+	// the stable's (trafficRouting only); expWeight is their sum.
+	experiments []experimentShare
+	expWeight   int32
 
 	// Blue/green.
 	activeHash, previewHash string
 }
+
+// experimentShare is one experiment template's share of a weighted
+// canary's traffic.
+type experimentShare struct {
+	template string
+	// entry is the template's endpoints entry name (endpoints.EntryName).
+	entry  string
+	hash   string
+	weight int32
+}
+
+// stableWeight is the stable's share: what the canary and the experiment
+// templates leave.
+func (p *plan) stableWeight() int32 { return p.max - p.weight - p.expWeight }
 
 // hasCanary reports whether the canary is a revision apart from the stable.
 func (p *plan) hasCanary() bool { return p.canaryHash != "" && p.canaryHash != p.stableHash }
@@ -125,7 +144,38 @@ func compile(ref events.Ref, route tasks.Route) (*plan, error) {
 		}
 		p.mirrors = append(p.mirrors, mr)
 	}
-	return p, nil
+	return p, compileExperiments(p, route.Experiments)
+}
+
+// compileExperiments adds the experiment templates with a weight to p, a
+// weighted canary's plan. Without trafficRouting they get nothing, as
+// behind a Kubernetes Service without a router (Argo's rule).
+func compileExperiments(p *plan, exps []tasks.ExperimentRoute) error {
+	seen := map[string]bool{}
+	for i, x := range exps {
+		what := fmt.Sprintf("experiments[%d] (template %q)", i, x.Pods.Template)
+		switch {
+		case x.Weight < 0:
+			return fmt.Errorf("%s: weight %d must not be negative", what, x.Weight)
+		case x.PodHash == "" || x.Pods.Name == "" || x.Pods.Template == "":
+			return fmt.Errorf("%s: pod hash, experiment name and template name are required", what)
+		case seen[x.Pods.ReplicaSetName()]:
+			return fmt.Errorf("%s: listed twice", what)
+		}
+		seen[x.Pods.ReplicaSetName()] = true
+		if x.Weight == 0 {
+			continue
+		}
+		p.experiments = append(p.experiments, experimentShare{
+			template: x.Pods.Template, entry: endpoints.EntryName(x.PodHash, x.Pods.Name, x.Pods.Template),
+			hash: x.PodHash, weight: x.Weight,
+		})
+		p.expWeight += x.Weight
+	}
+	if p.stableWeight() < 0 {
+		return fmt.Errorf("canary weight %d and experiment weights %d add up to more than maxTrafficWeight %d", p.weight, p.expWeight, p.max)
+	}
+	return nil
 }
 
 // weightInEffect is the canary weight Apply reports: the route's weight
@@ -171,6 +221,13 @@ func (p *plan) tables(ready map[string][]string) (main, preview *table) {
 	if p.hasCanary() {
 		t.canary.add(spec.RoleCanary, ready[p.canaryHash])
 	}
+	for _, x := range p.experiments {
+		xp := newPool(spec.RoleExperiment, ready[x.entry])
+		for i := range xp.backends {
+			xp.backends[i].template = x.template
+		}
+		t.experiments = append(t.experiments, xp)
+	}
 	return t, nil
 }
 
@@ -178,6 +235,9 @@ func (p *plan) tables(ready map[string][]string) (main, preview *table) {
 type backend struct {
 	url  *url.URL
 	role spec.Role
+	// template is the experiment template the process belongs to (role
+	// experiment), for the metrics' template label.
+	template string
 	// from is the pool it was picked from, for another try when it
 	// refuses the connection (see redial).
 	from *pool
@@ -235,16 +295,22 @@ type table struct {
 	hash   string
 	main   *pool // modeSingle: the revision; modeBasic: every process; modeWeighted: the stable
 	canary *pool // modeWeighted only
-	plan   *plan // canary modes
+	// experiments are the pools of plan.experiments, in order
+	// (modeWeighted only).
+	experiments []*pool
+	plan        *plan // canary modes
 }
 
 // decision is where one request goes.
 type decision struct {
 	// role is the role of the backend, or of the revision the request was
 	// meant for when there is no backend.
-	role    spec.Role
-	backend backend
-	ok      bool
+	role spec.Role
+	// template is the experiment template the request was meant for
+	// (role experiment).
+	template string
+	backend  backend
+	ok       bool
 	// reason says why there is no backend (a 503).
 	reason string
 	// mirror asks for a copy of the request to go to mirrorTo.
@@ -291,7 +357,28 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 			return decision{role: spec.RoleCanary, reason: fmt.Sprintf("header route %q sends this request to the canary of %s, which has no ready process (pod hash %s)", h.name, t.ref, p.canaryHash)}
 		}
 	}
-	toCanary := p.weight > 0 && (p.weight >= p.max || int32(roll(int(p.max))) < p.weight)
+	// One draw in [0, max): the canary's weight first, then each
+	// experiment template's, the stable the rest.
+	toCanary, exp := false, -1
+	switch {
+	case p.weight >= p.max:
+		toCanary = true
+	case p.weight > 0 || p.expWeight > 0:
+		n := int32(roll(int(p.max)))
+		if toCanary = n < p.weight; !toCanary {
+			n -= p.weight
+			for i, x := range p.experiments {
+				if n < x.weight {
+					exp = i
+					break
+				}
+				n -= x.weight
+			}
+		}
+	}
+	if exp >= 0 {
+		return t.decideExperiment(exp)
+	}
 	first, second := t.main, t.canary
 	firstRole, secondRole := spec.RoleStable, spec.RoleCanary
 	firstHash, secondHash := p.stableHash, p.canaryHash
@@ -300,7 +387,7 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 		first, second = second, first
 		firstRole, secondRole = secondRole, firstRole
 		firstHash, secondHash = secondHash, firstHash
-		secondWeight = p.max - p.weight
+		secondWeight = p.stableWeight()
 	}
 	d := decision{role: firstRole}
 	if b, ok := first.pick(); ok {
@@ -314,6 +401,9 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 		d.reason = fmt.Sprintf("%s has no ready %s process (pod hash %s)", t.ref, firstRole, firstHash)
 		if secondWeight == 0 {
 			d.reason += fmt.Sprintf(", and the %s may not take its requests at canary weight %d of %d", secondRole, p.weight, p.max)
+			if p.expWeight > 0 {
+				d.reason += fmt.Sprintf(" with experiment weights %d", p.expWeight)
+			}
 		} else {
 			d.reason += fmt.Sprintf(" nor ready %s process (pod hash %s)", secondRole, secondHash)
 		}
@@ -333,4 +423,22 @@ func (t *table) decideWeighted(r *http.Request, roll func(int) int) decision {
 		}
 	}
 	return d
+}
+
+// decideExperiment serves a request drawn for experiment template i: by
+// its processes, or, when it has none ready, by the stable's if the stable
+// has a share (as the canary's requests go), else not at all.
+func (t *table) decideExperiment(i int) decision {
+	x := t.plan.experiments[i]
+	if b, ok := t.experiments[i].pick(); ok {
+		return decision{role: spec.RoleExperiment, template: x.template, backend: b, ok: true}
+	}
+	if t.plan.stableWeight() > 0 {
+		if b, ok := t.main.pick(); ok {
+			return decision{role: spec.RoleStable, backend: b, ok: true}
+		}
+	}
+	return decision{role: spec.RoleExperiment, template: x.template, reason: fmt.Sprintf(
+		"%s has no ready process of experiment template %q (pod hash %s) and its stable (pod hash %s) no ready process or no share to take its requests",
+		t.ref, x.template, x.hash, t.plan.stableHash)}
 }

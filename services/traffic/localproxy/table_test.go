@@ -54,6 +54,7 @@ func TestDecide(t *testing.T) {
 	ready := map[string][]string{"s1": {"127.0.0.1:1"}, "c1": {"127.0.0.1:2"}}
 	onlyCanary := map[string][]string{"c1": {"127.0.0.1:2"}}
 	onlyStable := map[string][]string{"s1": {"127.0.0.1:1"}}
+	readyBaseline := map[string][]string{"s1": {"127.0.0.1:1"}, "c1": {"127.0.0.1:2"}, baselineEntry: {"127.0.0.1:3"}}
 	header := []spec.SetHeaderRoute{{Name: "beta", Match: []spec.HeaderRoutingMatch{{HeaderName: "X-Beta", HeaderValue: &spec.StringMatch{Exact: "1"}}}}}
 	emptyHeader := []spec.SetHeaderRoute{{Name: "removed"}}
 	mirror := []spec.SetMirrorRoute{{Name: "m", Match: []spec.RouteMatch{{Path: &spec.StringMatch{Prefix: "/"}}}, Percentage: ptr(int32(30))}}
@@ -85,6 +86,16 @@ func TestDecide(t *testing.T) {
 		{"same hash: all stable", withHashes(canaryRoute(100, true), "s1", "s1"), ready, 0, "", spec.RoleStable, false},
 		{"basic, weight 0: only stable", canaryRoute(0, false), onlyCanary, 0, "", "", false},
 		{"basic, weight 5: canary in turn", canaryRoute(5, false), onlyCanary, 0, "", spec.RoleCanary, false},
+		// Canary 10, baseline 20: rolls 0-9 canary, 10-29 baseline, 30-99 stable.
+		{"experiment: roll 9 goes to canary", withBaseline(canaryRoute(10, true), 20), readyBaseline, 9, "", spec.RoleCanary, false},
+		{"experiment: roll 10 goes to the template", withBaseline(canaryRoute(10, true), 20), readyBaseline, 10, "", spec.RoleExperiment, false},
+		{"experiment: roll 29 goes to the template", withBaseline(canaryRoute(10, true), 20), readyBaseline, 29, "", spec.RoleExperiment, false},
+		{"experiment: roll 30 goes to stable", withBaseline(canaryRoute(10, true), 20), readyBaseline, 30, "", spec.RoleStable, false},
+		{"experiment at weight 0: stable", withBaseline(canaryRoute(0, true), 0), readyBaseline, 0, "", spec.RoleStable, false},
+		{"experiment without a process: stable takes it", withBaseline(canaryRoute(10, true), 20), ready, 10, "", spec.RoleStable, false},
+		{"experiment without a process, stable without share: 503", withBaseline(canaryRoute(80, true), 20), ready, 80, "", "", false},
+		{"canary without a process, experiment takes no canary request: 503", withBaseline(canaryRoute(80, true), 20), onlyStable, 0, "", "", false},
+		{"experiment weights without trafficRouting: none", withBaseline(canaryRoute(0, false), 20), readyBaseline, 0, "", spec.RoleStable, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := compile(web, c.route)
@@ -102,6 +113,8 @@ func TestDecide(t *testing.T) {
 				t.Errorf("went to %s, want a 503", d.role)
 			case c.wantRole == "" && d.reason == "":
 				t.Error("503 without a reason")
+			case c.wantRole == "" && c.route.Experiments != nil && !strings.Contains(d.reason, "experiment"):
+				t.Errorf("503 reason %q does not say the experiment took the share", d.reason)
 			case c.wantRole != "" && (!d.ok || d.role != c.wantRole):
 				t.Errorf("decision %+v, want %s", d, c.wantRole)
 			}
@@ -110,6 +123,9 @@ func TestDecide(t *testing.T) {
 			}
 			if d.ok && d.backend.role != d.role {
 				t.Errorf("backend of role %s labelled %s", d.backend.role, d.role)
+			}
+			if (d.role == spec.RoleExperiment) != (d.template == "baseline") || d.ok && d.backend.template != d.template {
+				t.Errorf("decision %+v: template %q for role %s", d, d.template, d.role)
 			}
 		})
 	}
@@ -126,3 +142,14 @@ func withHashes(r tasks.Route, stable, canary string) tasks.Route {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// baselineEntry is the endpoints entry of withBaseline's template: it has
+// the stable's pod hash, as a specRef: stable template does.
+const baselineEntry = "s1.web-c1-2-1.baseline"
+
+// withBaseline gives r the experiment template baseline (the stable's pod
+// hash, experiment web-c1-2-1) at weight w.
+func withBaseline(r tasks.Route, w int32) tasks.Route {
+	r.Experiments = []tasks.ExperimentRoute{{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "baseline"}, PodHash: "s1", Weight: w}}
+	return r
+}
