@@ -281,10 +281,15 @@ type Finished struct {
 	Analysis *events.AnalysisSummary `json:"analysis,omitempty"`
 }
 
-// RevisionStatus counts one revision's pods.
+// RevisionStatus counts one revision's pods, or one experiment
+// template's: a scale entry is identified by (PodHash, Template).
 type RevisionStatus struct {
-	Revision  int64  `json:"revision"`
-	PodHash   string `json:"podHash"`
+	Revision int64  `json:"revision"`
+	PodHash  string `json:"podHash"`
+	// Template is the entry's Experiment.Template for an experiment's pods,
+	// empty for the revision's own pods; without it the orchestrator could
+	// not tell the two apart when they share a pod hash.
+	Template  string `json:"template,omitempty"`
 	Replicas  int32  `json:"replicas"`
 	Ready     int32  `json:"ready"`
 	Available int32  `json:"available"`
