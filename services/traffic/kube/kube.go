@@ -144,7 +144,7 @@ func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64, route ta
 // their weight (tasks.Route.Experiments), as Argo's do: Argo gives them to
 // SMI, ALB, Istio and plugins; Sluice's NGINX and Gateway API routers
 // refuse a route with experiment weights.
-const ExperimentRouters = "istio, smi"
+const ExperimentRouters = "alb, istio, smi"
 
 // experimentRouter is implemented by the routers that give experiment
 // templates their weight.

@@ -27,12 +27,12 @@ func TestExperimentWeightsOnlyWhereSupported(t *testing.T) {
 		says []string
 	}{
 		{name: "nginx", tr: &spec.TrafficRouting{Nginx: &spec.NginxTrafficRouting{StableIngress: "web"}},
-			says: []string{"cannot be routed by nginx", "(istio, smi)"}},
+			says: []string{"cannot be routed by nginx", "(alb, istio, smi)"}},
 		{name: "istio with nginx", tr: &spec.TrafficRouting{Nginx: &spec.NginxTrafficRouting{StableIngress: "web"}, Istio: &spec.IstioTrafficRouting{}},
 			says: []string{"cannot be routed by nginx:"}},
 		{name: "gateway api", tr: &spec.TrafficRouting{Plugins: spec.RouterPlugins{spec.GatewayAPIPlugin: json.RawMessage(`{"httpRoute":"web"}`)}},
-			says: []string{"cannot be routed by gatewayapi", "(istio, smi)"}},
-		{name: "no trafficRouting", says: []string{"need a canary with trafficRouting naming a router that supports them (istio, smi)"}},
+			says: []string{"cannot be routed by gatewayapi", "(alb, istio, smi)"}},
+		{name: "no trafficRouting", says: []string{"need a canary with trafficRouting naming a router that supports them (alb, istio, smi)"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
