@@ -152,6 +152,9 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	if scale.Remove {
 		return b.remove(ctx, ref, seq, scale)
 	}
+	if err := b.staleAgainst(ref, seq); err != nil {
+		return nil, err
+	}
 	owner, err := b.owner(ctx, ref)
 	if err != nil {
 		return nil, err

@@ -269,6 +269,25 @@ func (b *Backend) removeExperimentServices(ctx context.Context, ref events.Ref) 
 	return nil
 }
 
+// staleAgainst refuses seq when any ReplicaSet of the rollout in the
+// cache, a revision's or an experiment template's, was written by a later
+// task. Each write checks its own ReplicaSet too; this check also covers
+// a template's ReplicaSet that a later task deleted (scaled to 0), which
+// would otherwise take its seq with it and let a late task create it
+// again.
+func (b *Backend) staleAgainst(ref events.Ref, seq int64) error {
+	all, err := b.rsets.ReplicaSets(ref.Namespace).List(labels.Everything())
+	if err != nil {
+		return err
+	}
+	for _, rs := range all {
+		if (belongs(rs, ref, nil) || experimentOf(rs, ref)) && seqOf(rs) > seq {
+			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", tasks.ErrStale, ref.Namespace, rs.Name, seqOf(rs), seq)
+		}
+	}
+	return nil
+}
+
 // templateOf is the experiment template an entry's status reports.
 func templateOf(rv tasks.RevisionScale) string {
 	if rv.Experiment == nil {

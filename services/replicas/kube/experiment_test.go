@@ -283,3 +283,29 @@ func TestRemoveTakesTheExperimentOnAControlPlane(t *testing.T) {
 		t.Errorf("pods left after removal: %v", left)
 	}
 }
+
+// A task older than one that deleted a template's ReplicaSet (scaled it to
+// 0) is stale, even though the seq that ReplicaSet carried went with it:
+// the late task does not bring the template back.
+func TestLateTaskDoesNotBringATemplateBackOnAControlPlane(t *testing.T) {
+	cp, ns, ref, b := cpRollout(t)
+	stable := tasks.RevisionScale{Revision: 1, PodHash: "abc", Role: spec.RoleStable, Replicas: 1, Template: template("web:v1")}
+	exp := stable
+	exp.Role, exp.Experiment = spec.RoleExperiment, &tasks.ExperimentPods{Name: "web-abc-2-1", Template: "baseline"}
+	// The template first: a write in list order would reach it before the
+	// stable's ReplicaSet, which carries the later seq.
+	cpApply(t, b, ref, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{exp, stable}})
+	gone := exp
+	gone.Replicas = 0
+	cpApply(t, b, ref, 3, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{gone, stable}})
+
+	ctx, cancel := context.WithTimeout(t.Context(), poll.Default)
+	defer cancel()
+	_, err := b.Apply(ctx, ref, 2, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{exp, stable}})
+	if !errors.Is(err, tasks.ErrStale) || !strings.Contains(err.Error(), "seq 3") {
+		t.Errorf("seq 2 after 3: %v, want ErrStale naming seq 3", err)
+	}
+	if _, err := cp.Client.AppsV1().ReplicaSets(ns).Get(ctx, exp.Experiment.ReplicaSetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the late task brought the template's ReplicaSet back: %v", err)
+	}
+}
