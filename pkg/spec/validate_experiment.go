@@ -15,14 +15,14 @@ import (
 
 // ExperimentWeightRouters are the routers, by trafficRouting key, that can
 // give an experiment template a share of the traffic: the kube routers
-// that send it to the template's Service. Argo Rollouts also allows ALB and
-// router plugins; Sluice's ALB and Gateway API routers do not route to
+// that send it to the template's Service (Argo Rollouts also allows router
+// plugins; Sluice's NGINX and Gateway API routers do not route to
 // experiment templates, so a weight with them is refused here rather than
-// by the router mid-update. On the local platform the local proxy stands in
-// for whichever router the rollout names and supports weights whatever it
-// is, but the same list applies there, so that a manifest means the same on
-// both platforms.
-var ExperimentWeightRouters = []string{"istio", "smi"}
+// by the router mid-update). On the local platform the local proxy stands
+// in for whichever router the rollout names and supports weights whatever
+// it is, but the same list applies there, so that a manifest means the
+// same on both platforms. The kube routers' refusal names this list.
+var ExperimentWeightRouters = []string{"alb", "istio", "smi"}
 
 // Routers returns the trafficRouting keys of the routers t configures, in
 // the order nginx, alb, istio, smi, plugins["argoproj-labs/gatewayAPI"].

@@ -422,8 +422,12 @@ func TestRBACOnAPIServer(t *testing.T) {
 	if _, err := replicas.CoreV1().Pods("").List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
 		t.Errorf("sluice-replicas cannot list Pods in every namespace: %v", err)
 	}
-	if _, err := replicas.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
-		t.Errorf("sluice-replicas reading a Service: got %v, want Forbidden", err)
+	// It reads Services (an experiment template's), but never changes
+	// one: only the traffic service points Services at revisions.
+	if svc, err := replicas.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err != nil {
+		t.Errorf("sluice-replicas cannot read a Service: %v", err)
+	} else if _, err := replicas.CoreV1().Services("default").Update(ctx, svc, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}}); !apierrors.IsForbidden(err) {
+		t.Errorf("sluice-replicas updating a Service: got %v, want Forbidden", err)
 	}
 	traffic := clientAs(t, c.cp, "sluice", "sluice-traffic")
 	if _, err := traffic.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err != nil {

@@ -62,6 +62,9 @@ var clusterAccess = map[string][]grant{
 		// workloadRef: the Deployment's template, and scaleDown.
 		rule("apps", []string{"deployments"}, "get", "list", "watch"),
 		rule("apps", []string{"deployments/scale"}, "update"),
+		// An experiment template's Service, created with its ReplicaSet and
+		// deleted with it; listed by label when the rollout is removed.
+		rule("", []string{"services"}, "get", "list", "create", "delete"),
 	),
 	"sluice-traffic": slices.Concat(
 		// services/traffic/kube/basic: Service selectors.
@@ -106,7 +109,9 @@ var clusterScoped = map[string]bool{"clusteranalysistemplates": true}
 
 // neverGranted are permissions no Sluice service may have, checked on top
 // of every other service's needs: the ReplicaSet controller owns pods,
-// Services and mesh objects are the user's, Rollout specs are the user's.
+// Services (but an experiment template's, which the replicas service
+// creates, as Argo's experiment controller does) and mesh objects are the
+// user's, Rollout specs are the user's.
 // Only the analyzer gets a Secret by name (analysis arguments); the
 // notifier lists and watches its own namespace's (namespacedOnly); every
 // other service is denied both, by deniedFor, and no service may list
@@ -114,9 +119,6 @@ var clusterScoped = map[string]bool{"clusteranalysistemplates": true}
 var neverGranted = []grant{
 	{"create", "", "pods"},
 	{"delete", "", "pods"},
-	{"create", "", "services"},
-	{"delete", "", "services"},
-	{"list", "", "services"},
 	{"get", "", "configmaps"},
 	{"create", "", "events"},
 	{"update", "argoproj.io", "rollouts"},

@@ -18,11 +18,15 @@ import (
 // hash), so that taking over a Rollout from Argo keeps its pods, and an
 // undo to a revision Argo made reuses that revision's ReplicaSet.
 
-// belongs reports whether rs is one of ref's ReplicaSets. owner, when
+// belongs reports whether rs is one of ref's revision ReplicaSets (an
+// experiment template's never is: see experimentOf). owner, when
 // known, is the Rollout object now: a ReplicaSet controlled by an earlier
 // Rollout of the same name (another uid) is not this one's; the garbage
 // collector deletes it.
 func belongs(rs *appsv1.ReplicaSet, ref events.Ref, owner *metav1.OwnerReference) bool {
+	if isExperiment(rs) {
+		return false // an experiment template's, not a revision's
+	}
 	if rs.Labels[RolloutLabel] == ref.Name {
 		return true
 	}

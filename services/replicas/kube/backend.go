@@ -34,7 +34,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
@@ -153,6 +152,9 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	if scale.Remove {
 		return b.remove(ctx, ref, seq, scale)
 	}
+	if err := b.staleAgainst(ref, seq); err != nil {
+		return nil, err
+	}
 	owner, err := b.owner(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -164,7 +166,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 		}
 	}
 	for _, rv := range scale.Revisions {
-		if err := b.write(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
+		if err := b.writeEntry(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
 			return nil, err
 		}
 	}
@@ -210,11 +212,26 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	}
 }
 
+// writeEntry brings one scale entry to its desired state: write, and for
+// an experiment template its Service, or, at 0 replicas, its removal.
+func (b *Backend) writeEntry(ctx context.Context, ref events.Ref, seq int64, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) error {
+	if rv.Experiment != nil && rv.Replicas == 0 {
+		return b.retireExperiment(ctx, ref, seq, rv)
+	}
+	if err := b.write(ctx, ref, seq, w, rv, stable, owner); err != nil {
+		return err
+	}
+	if rv.Experiment == nil || rv.Experiment.Service == "" {
+		return nil
+	}
+	return retry.OnError(writeBackoff, retriable, func() error { return b.ensureService(ctx, ref, rv, owner) })
+}
+
 // write creates or scales the ReplicaSet of rv, unless it was written by a
 // later task.
 func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) error {
 	rsClient := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace)
-	name := rsName(ref, rv.PodHash)
+	name := entryName(ref, rv)
 	return retry.OnError(writeBackoff, retriable, func() error {
 		cur, err := rsClient.Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
@@ -233,7 +250,11 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 			case apierrors.IsInvalid(err):
 				return fmt.Errorf("%w: ReplicaSet %s/%s: %v", replicas.ErrInvalidTemplate, ref.Namespace, name, err)
 			case kubens.Gone(err):
-				return fmt.Errorf("%w: ReplicaSet %s/%s of revision %d cannot be created: %v", replicas.ErrGone, ref.Namespace, name, rv.Revision, err)
+				what := fmt.Sprintf("revision %d", rv.Revision)
+				if rv.Experiment != nil {
+					what = entryWhat(rv)
+				}
+				return fmt.Errorf("%w: ReplicaSet %s/%s of %s cannot be created: %v", replicas.ErrGone, ref.Namespace, name, what, err)
 			case apierrors.IsAlreadyExists(err):
 				// Created since our read (by a concurrent task): read it
 				// again and take it from there.
@@ -247,11 +268,16 @@ func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.
 		if have := seqOf(cur); have > seq {
 			return fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, this task's seq is %d", tasks.ErrStale, ref.Namespace, name, have, seq)
 		}
-		if !belongs(cur, ref, owner) {
+		if rv.Experiment != nil && (!experimentOf(cur, ref) || cur.Annotations[spec.AnnotationExperimentTemplate] != rv.Experiment.Template) {
+			return fmt.Errorf("%w: ReplicaSet %s/%s exists and is not the one of %s of rollout %s (label %s, annotation %s); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, entryWhat(rv), ref, ExperimentOfLabel, spec.AnnotationExperimentTemplate)
+		}
+		if rv.Experiment == nil && !belongs(cur, ref, owner) {
 			return fmt.Errorf("%w: ReplicaSet %s/%s exists and does not belong to rollout %s (neither label %s nor a controller reference to the Rollout); delete or rename it", replicas.ErrInvalidTemplate, ref.Namespace, name, ref, RolloutLabel)
 		}
 		next := cur.DeepCopy()
-		adopt(next, ref)
+		if rv.Experiment == nil {
+			adopt(next, ref)
+		}
 		if err := setScale(next, rv, seq); err != nil {
 			return err
 		}
@@ -276,10 +302,10 @@ func (b *Backend) rewriteMissing(ctx context.Context, ref events.Ref, seq int64,
 		if rv.Replicas == 0 {
 			continue
 		}
-		if _, err := b.rsets.ReplicaSets(ref.Namespace).Get(rsName(ref, rv.PodHash)); !apierrors.IsNotFound(err) {
+		if _, err := b.rsets.ReplicaSets(ref.Namespace).Get(entryName(ref, rv)); !apierrors.IsNotFound(err) {
 			continue
 		}
-		if err := b.write(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
+		if err := b.writeEntry(ctx, ref, seq, scale.Workload, rv, stable, owner); err != nil {
 			return err
 		}
 	}
@@ -322,7 +348,7 @@ func (b *Backend) owner(ctx context.Context, ref events.Ref) (*metav1.OwnerRefer
 func (b *Backend) syncPodMetadata(ctx context.Context, ref events.Ref, seq int64, scale tasks.Scale) (settled bool, err error) {
 	settled = true
 	for _, rv := range scale.Revisions {
-		rs, err := b.rsets.ReplicaSets(ref.Namespace).Get(rsName(ref, rv.PodHash))
+		rs, err := b.rsets.ReplicaSets(ref.Namespace).Get(entryName(ref, rv))
 		if err != nil {
 			continue // not created yet (the cache lags) or scaled to 0 before it existed
 		}
@@ -330,7 +356,7 @@ func (b *Backend) syncPodMetadata(ctx context.Context, ref events.Ref, seq int64
 			settled = false // the cache has not seen this task's write yet
 		}
 		want := metadataOf(rv.Metadata)
-		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: rv.PodHash}))
+		pods, err := b.entryPods(ref.Namespace, rv)
 		if err != nil {
 			return false, err
 		}
@@ -356,10 +382,10 @@ func (b *Backend) syncPodMetadata(ctx context.Context, ref events.Ref, seq int64
 // later task has written one of the ReplicaSets.
 func (b *Backend) status(ref events.Ref, seq int64, scale tasks.Scale) (out []tasks.RevisionStatus, short []string, err error) {
 	for _, rv := range scale.Revisions {
-		st := tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash}
-		name := rsName(ref, rv.PodHash)
+		st := tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Template: templateOf(rv)}
+		name := entryName(ref, rv)
 		rs, gerr := b.rsets.ReplicaSets(ref.Namespace).Get(name)
-		pods, lerr := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: rv.PodHash}))
+		pods, lerr := b.entryPods(ref.Namespace, rv)
 		if lerr != nil {
 			return nil, nil, lerr
 		}
@@ -386,9 +412,9 @@ func (b *Backend) status(ref events.Ref, seq int64, scale tasks.Scale) (out []ta
 		case rs != nil && rs.Status.ObservedGeneration < rs.Generation:
 			short = append(short, fmt.Sprintf("ReplicaSet %s/%s: the controller has not seen the change yet (is kube-controller-manager running?)", ref.Namespace, name))
 		case st.Available < rv.Replicas:
-			short = append(short, fmt.Sprintf("revision %d (%s): %d of %d pods available%s", rv.Revision, rv.PodHash, st.Available, rv.Replicas, podTrouble(pods)))
+			short = append(short, fmt.Sprintf("%s: %d of %d pods available%s", entryWhat(rv), st.Available, rv.Replicas, podTrouble(pods)))
 		case int32(len(pods)) > rv.Replicas || st.Replicas > rv.Replicas:
-			short = append(short, fmt.Sprintf("revision %d (%s): %d pods still running, want %d", rv.Revision, rv.PodHash, max(int32(len(pods)), st.Replicas), rv.Replicas))
+			short = append(short, fmt.Sprintf("%s: %d pods still running, want %d", entryWhat(rv), max(int32(len(pods)), st.Replicas), rv.Replicas))
 		}
 	}
 	return out, short, nil
@@ -430,7 +456,7 @@ func (b *Backend) prune(ctx context.Context, ref events.Ref, scale tasks.Scale) 
 	}
 	listed := map[string]bool{}
 	for _, rv := range scale.Revisions {
-		listed[rsName(ref, rv.PodHash)] = true
+		listed[entryName(ref, rv)] = true
 	}
 	all, err := b.replicaSetsOf(ref)
 	if err != nil {

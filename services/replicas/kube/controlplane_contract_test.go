@@ -15,10 +15,8 @@ import (
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
 	"github.com/sluicehq/sluice/services/replicas"
-	"github.com/sluicehq/sluice/services/replicas/kube"
 	"github.com/sluicehq/sluice/services/replicas/replicastest"
 )
 
@@ -30,32 +28,10 @@ func TestMain(m *testing.M) { kubetest.Main(m) }
 func TestBackendContractOnAControlPlane(t *testing.T) {
 	cp := kubetest.Shared(t)
 	replicastest.Run(t, replicastest.Harness{
-		New: func(t *testing.T) replicas.Backend {
-			b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
-			defer cancel()
-			if err := b.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = b.Close(context.Background()) })
-			return b
-		},
+		New:       func(t *testing.T) replicas.Backend { return cpBackend(t, cp) },
 		Namespace: func(t *testing.T) string { return cp.Namespace(t) },
 		Pods: func(t *testing.T, _ replicas.Backend, ref events.Ref, hash string) []string {
-			pods, err := cp.Client.CoreV1().Pods(ref.Namespace).List(t.Context(), metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + hash})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var out []string
-			for _, p := range pods.Items {
-				if p.DeletionTimestamp == nil {
-					out = append(out, p.Name)
-				}
-			}
-			return out
+			return podNamesBy(t, cp, ref.Namespace, map[string]string{spec.LabelPodTemplateHash: hash})
 		},
 	})
 }
@@ -64,19 +40,9 @@ func TestBackendContractOnAControlPlane(t *testing.T) {
 // maxUnavailable 1: at no point do fewer than 2 of 3 pods serve (ready and
 // not being deleted), and every pod ends up new.
 func TestRestartKeepsAvailabilityOnAControlPlane(t *testing.T) {
-	cp := kubetest.Shared(t)
-	ns := cp.Namespace(t)
-	b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, ns, ref, b := cpRollout(t)
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
 	defer cancel()
-	if err := b.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	ref := events.Ref{Namespace: ns, Name: "web"}
 	labels := map[string]string{"app": "web"}
 	rv := tasks.RevisionScale{Revision: 1, PodHash: "aaa", Role: spec.RoleStable, Replicas: 3, Template: corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: labels},
@@ -164,19 +130,9 @@ func servingPod(p *corev1.Pod) bool {
 // A restart whose replacement cannot be scheduled stops with the old pod
 // still serving, and the task's message names the pod and why.
 func TestStuckRestartSaysWhichPodAndWhy(t *testing.T) {
-	cp := kubetest.Shared(t)
-	ns := cp.Namespace(t)
-	b, err := kube.New(kube.Config{Client: cp.Client, Logger: eventstest.Quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, ns, ref, b := cpRollout(t)
 	ctx, cancel := context.WithTimeout(context.Background(), poll.Default)
 	defer cancel()
-	if err := b.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	ref := events.Ref{Namespace: ns, Name: "web"}
 	labels := map[string]string{"app": "web"}
 	sc := tasks.Scale{Workload: tasks.Workload{Selector: &metav1.LabelSelector{MatchLabels: labels}}, Revisions: []tasks.RevisionScale{{
 		Revision: 1, PodHash: "aaa", Role: spec.RoleStable, Replicas: 2, Template: corev1.PodTemplateSpec{

@@ -19,7 +19,7 @@ import (
 
 // remove carries out a scale task with Remove (the rollout is deleted): it
 // deletes every ReplicaSet of the rollout (those listed, and the scaled-down
-// ones kept for history), with background propagation, and returns once
+// ones kept for history, and its experiment templates' with their Services), with background propagation, and returns once
 // the caches show the ReplicaSets and their pods gone. The seq guard lives
 // on the ReplicaSets, so it goes with them: the next task for the rollout
 // starts fresh. A ReplicaSet written by a later task makes the removal
@@ -32,7 +32,7 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 	}
 	var list appsv1.ReplicaSetList
 	for _, rs := range all.Items {
-		if belongs(&rs, ref, nil) {
+		if belongs(&rs, ref, nil) || experimentOf(&rs, ref) {
 			list.Items = append(list.Items, rs)
 		}
 	}
@@ -40,6 +40,9 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 		if have := seqOf(&rs); have > seq {
 			return nil, fmt.Errorf("%w: ReplicaSet %s/%s was scaled by task seq %d, the removal's seq is %d", tasks.ErrStale, ref.Namespace, rs.Name, have, seq)
 		}
+	}
+	if err := b.removeExperimentServices(ctx, ref); err != nil {
+		return nil, err
 	}
 	owners := map[types.UID]string{} // ReplicaSet name by uid
 	hashes := map[string]bool{}
@@ -58,7 +61,7 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 	}
 	out := make([]tasks.RevisionStatus, len(scale.Revisions))
 	for i, rv := range scale.Revisions {
-		out[i] = tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash}
+		out[i] = tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Template: templateOf(rv)}
 	}
 	for {
 		wake := b.changed.wait()
@@ -78,12 +81,14 @@ func (b *Backend) remove(ctx context.Context, ref events.Ref, seq int64, scale t
 // ReplicaSets, and the pods they owned.
 func (b *Backend) leftOf(ref events.Ref, owners map[types.UID]string, hashes map[string]bool) ([]string, error) {
 	var left []string
-	rsets, err := b.replicaSetsOf(ref)
+	rsets, err := b.rsets.ReplicaSets(ref.Namespace).List(labels.Everything())
 	if err != nil {
 		return nil, err
 	}
 	for _, rs := range rsets {
-		left = append(left, "ReplicaSet "+rs.Name)
+		if belongs(rs, ref, nil) || experimentOf(rs, ref) {
+			left = append(left, "ReplicaSet "+rs.Name)
+		}
 	}
 	for hash := range hashes {
 		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: hash}))

@@ -42,8 +42,9 @@ const (
 // rsName is the ReplicaSet of one revision, named as Argo names it.
 func rsName(ref events.Ref, hash string) string { return ref.Name + "-" + hash }
 
-// newReplicaSet is the ReplicaSet that runs rv for the first time. stable
-// is the pod hash of the stable or active revision, for anti-affinity.
+// newReplicaSet is the ReplicaSet that runs rv for the first time: a
+// revision's, or an experiment template's (see asExperiment). stable is the
+// pod hash of the stable or active revision, for anti-affinity.
 func newReplicaSet(ref events.Ref, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) (*appsv1.ReplicaSet, error) {
 	tmpl := *rv.Template.DeepCopy()
 	tmpl.Labels = maps.Clone(tmpl.Labels)
@@ -81,6 +82,9 @@ func newReplicaSet(ref events.Ref, w tasks.Workload, rv tasks.RevisionScale, sta
 		if _, ok := rs.Labels[k]; !ok {
 			rs.Labels[k] = v
 		}
+	}
+	if rv.Experiment != nil {
+		asExperiment(rs, ref, w, rv)
 	}
 	if owner != nil {
 		rs.OwnerReferences = []metav1.OwnerReference{*owner}

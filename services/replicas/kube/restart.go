@@ -17,7 +17,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
-	"github.com/sluicehq/sluice/pkg/spec"
 )
 
 // A restart (tasks.RevisionScale.RestartAt) evicts the revision's pods
@@ -72,13 +71,13 @@ func (b *Backend) restart(ctx context.Context, ref events.Ref, scale tasks.Scale
 		if at.IsZero() || rv.Replicas == 0 {
 			continue
 		}
-		what := fmt.Sprintf("revision %d (%s)", rv.Revision, rv.PodHash)
+		what := entryWhat(rv)
 		if at.After(now) {
 			short = append(short, fmt.Sprintf("%s: restart waits for %s", what, at.UTC().Format(time.RFC3339)))
 			later(at)
 			continue
 		}
-		pods, err := b.pods.Pods(ref.Namespace).List(labels.SelectorFromSet(labels.Set{spec.LabelPodTemplateHash: rv.PodHash}))
+		pods, err := b.entryPods(ref.Namespace, rv)
 		if err != nil {
 			return nil, time.Time{}, err
 		}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -96,6 +97,10 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if route.Remove {
 		return 0, r.remove(ctx, ref, seq, route)
 	}
+	// Refused before anything changes.
+	if err := r.experimentsSupported(route); err != nil {
+		return 0, err
+	}
 	weight, err := r.services.Apply(ctx, ref, seq, route)
 	if err != nil {
 		return 0, fmt.Errorf("services: %w", err)
@@ -133,6 +138,49 @@ func (r *Router) remove(ctx context.Context, ref events.Ref, seq int64, route ta
 		return fmt.Errorf("services: %w", err)
 	}
 	return nil
+}
+
+// ExperimentRouters names the routers that give experiment templates
+// their weight (tasks.Route.Experiments), as validation lists them
+// (spec.ExperimentWeightRouters); Sluice's NGINX and Gateway API routers
+// refuse a route with experiment weights.
+var ExperimentRouters = strings.Join(spec.ExperimentWeightRouters, ", ")
+
+// experimentRouter is implemented by the routers that give experiment
+// templates their weight.
+type experimentRouter interface {
+	// RoutesExperiments reports that Apply honours route.Experiments.
+	RoutesExperiments() bool
+}
+
+// experimentsSupported refuses a route with experiment weights unless
+// every router it names gives them their weights.
+func (r *Router) experimentsSupported(route tasks.Route) error {
+	if len(route.Experiments) == 0 {
+		return nil
+	}
+	var routers []traffic.Router
+	if route.Strategy != spec.StrategyBlueGreen && route.TrafficRouting != nil {
+		var err error
+		if routers, err = r.routersOf(route.TrafficRouting); err != nil {
+			return err
+		}
+	}
+	if len(routers) == 0 {
+		return fmt.Errorf("%w: experiment templates with a weight (%d) need a canary with trafficRouting naming a router that supports them (%s)",
+			traffic.ErrRejected, len(route.Experiments), ExperimentRouters)
+	}
+	var refusing []string
+	for _, rt := range routers {
+		if er, ok := rt.(experimentRouter); !ok || !er.RoutesExperiments() {
+			refusing = append(refusing, rt.Type())
+		}
+	}
+	if len(refusing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: experiment templates with a weight (%d) cannot be routed by %s: trafficRouting must name only routers that support them (%s), or the templates must have no weight",
+		traffic.ErrRejected, len(route.Experiments), strings.Join(refusing, ", "), ExperimentRouters)
 }
 
 // routersOf lists the routers tr configures.

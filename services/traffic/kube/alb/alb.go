@@ -3,7 +3,8 @@
 // from the Ingress annotation alb.ingress.kubernetes.io/actions.<service>
 // for every path whose backend is <service> with port name "use-annotation";
 // the router writes that action with the canary's and the stable's target
-// group weights, and adds a condition annotation, an action annotation and a
+// group weights (and each weighted experiment template's, between them, on
+// the same servicePort, as Argo's; out of the stable's share), and adds a condition annotation, an action annotation and a
 // path per header route.
 //
 // Objects:
@@ -81,6 +82,11 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// RoutesExperiments reports that Apply gives experiment templates their
+// weights (route.Experiments): a target group each, on servicePort, as
+// Argo's.
+func (r *Router) RoutesExperiments() bool { return true }
 
 // Type returns "alb".
 func (r *Router) Type() string { return "alb" }

@@ -157,6 +157,24 @@ func TestWeights(t *testing.T) {
 			},
 		},
 		{
+			name:    "experiment templates get a target group each, out of the stable's share",
+			ingress: albIngress("web", "web-stable"),
+			route: func() tasks.Route {
+				r := route(20)
+				r.Experiments = []tasks.ExperimentRoute{
+					{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "baseline", Service: "web-baseline"}, PodHash: "s1", Weight: 10},
+					{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "canary", Service: "web-exp-canary"}, PodHash: "c1", Weight: 5},
+				}
+				return r
+			},
+			want: map[string]string{
+				"alb.ingress.kubernetes.io/scheme":             "internet-facing",
+				"alb.ingress.kubernetes.io/actions.web-stable": `{"Type":"forward","ForwardConfig":{"TargetGroups":[{"ServiceName":"web-canary","ServicePort":"80","Weight":20},{"ServiceName":"web-baseline","ServicePort":"80","Weight":10},{"ServiceName":"web-exp-canary","ServicePort":"80","Weight":5},{"ServiceName":"web-stable","ServicePort":"80","Weight":65}]}}`,
+				ManagedAnnotation:                              `{"web":["alb.ingress.kubernetes.io/actions.web-stable"]}`,
+				guard.SeqAnnotation:                            "1",
+			},
+		},
+		{
 			name:    "stickiness disabled",
 			ingress: albIngress("web", "web-stable"),
 			route: func() tasks.Route {
@@ -468,6 +486,15 @@ func TestRejects(t *testing.T) {
 				return r
 			},
 			want: []string{"servicePort 0 is not a port"},
+		},
+		{
+			name: "experiment weights above the maximum",
+			route: func() tasks.Route {
+				r := route(90)
+				r.Experiments = []tasks.ExperimentRoute{{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "a", Service: "web-a"}, Weight: 20}}
+				return r
+			},
+			want: []string{"the canary weight 90 and the experiment templates' weights add up to 110, above 100"},
 		},
 		{
 			name:  "weight above the maximum",

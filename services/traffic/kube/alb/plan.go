@@ -91,9 +91,15 @@ func newPlan(ref events.Ref, route tasks.Route) (plan, error) {
 		// router of a rollout is given the same route).
 		return plan{}, reject("the alb router cannot mirror traffic (mirror route %q); remove the setMirrorRoute steps or use trafficRouting.istio", route.MirrorRoutes[0].Name)
 	}
-	total := tr.MaxWeight()
-	if route.CanaryWeight < 0 || route.CanaryWeight > total {
+	if total := tr.MaxWeight(); route.CanaryWeight < 0 || route.CanaryWeight > total {
 		return plan{}, reject("canary weight %d is outside 0..%d", route.CanaryWeight, total)
+	}
+	if err := traffic.ExperimentServices(route); err != nil {
+		return plan{}, err
+	}
+	stableWeight, err := traffic.StableWeight(route, tr.MaxWeight())
+	if err != nil {
+		return plan{}, err
 	}
 	sticky, err := stickinessOf(a.StickinessConfig)
 	if err != nil {
@@ -116,11 +122,15 @@ func newPlan(ref events.Ref, route tasks.Route) (plan, error) {
 	if err := checkKey(p.actionKey, "the action Service's name (trafficRouting.alb.rootService or stableService)"); err != nil {
 		return plan{}, err
 	}
+	// Argo's order: the canary, each experiment template (its Service on
+	// the same servicePort), the stable.
+	groups := []targetGroup{p.targetGroup(route.CanaryService, int64(route.CanaryWeight))}
+	for _, e := range route.Experiments {
+		groups = append(groups, p.targetGroup(e.Pods.Service, int64(e.Weight)))
+	}
+	groups = append(groups, p.targetGroup(route.StableService, int64(stableWeight)))
 	p.action = mustJSON(action{Type: "forward", ForwardConfig: forwardConfig{
-		TargetGroups: []targetGroup{
-			p.targetGroup(route.CanaryService, int64(route.CanaryWeight)),
-			p.targetGroup(route.StableService, int64(total-route.CanaryWeight)),
-		},
+		TargetGroups:                groups,
 		TargetGroupStickinessConfig: sticky,
 	}})
 	for _, m := range tr.ManagedRoutes {

@@ -16,7 +16,7 @@ type ApplyFunc func(ctx context.Context, ref events.Ref, seq int64, route tasks.
 // RemoveFrom takes a removed rollout (route.Remove) out of objects that a
 // router edits but does not own (a VirtualService, an HTTPRoute, an ALB
 // Ingress): it applies, with apply, the route with every weight back on the
-// stable Service and without header or mirror routes, so the objects route
+// stable Service and without header, mirror or experiment routes, so the objects route
 // as they would without the rollout, and the objects lose the seq
 // annotation (the writes of Update and UpdateAll within apply release
 // them, as Release does), so a rollout of the same name created later
@@ -27,7 +27,7 @@ func RemoveFrom(ctx context.Context, ref events.Ref, seq int64, route tasks.Rout
 	ctx = context.WithValue(ctx, releaseKey{}, true)
 	route.Remove = false
 	route.CanaryWeight = 0
-	route.HeaderRoutes, route.MirrorRoutes = nil, nil
+	route.HeaderRoutes, route.MirrorRoutes, route.Experiments = nil, nil, nil
 	_, err := apply(ctx, ref, seq, route)
 	if errors.Is(err, traffic.ErrRejected) {
 		log.InfoContext(ctx, "removed rollout: nothing to take out", "rollout", ref.String(), "seq", seq, "reason", err.Error())

@@ -23,7 +23,12 @@
 //     destination to the stable the rest of 100. A destination is the
 //     canary's when its host, up to the first dot, is canaryService, or,
 //     with a destinationRule, when its subset is canarySubsetName (likewise
-//     for the stable). Other destinations are removed, as Argo removes them.
+//     for the stable). Each experiment template with a weight
+//     (route.Experiments) gets a destination to its Service (host: the
+//     Service's name) with its weight, added when missing, and the stable
+//     gets 100 - the canary's - the templates' weights, as Argo's
+//     additional destinations. Other destinations are removed, as Argo
+//     removes them: a template's goes when its experiment ends.
 //   - the header and mirror routes of route.HeaderRoutes and
 //     route.MirrorRoutes, as HTTP routes named after them, first in the
 //     order of trafficRouting.managedRoutes; HTTP routes named in
@@ -108,6 +113,10 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// RoutesExperiments reports that Apply gives experiment templates their
+// weights (route.Experiments).
+func (r *Router) RoutesExperiments() bool { return true }
 
 // Type returns "istio".
 func (r *Router) Type() string { return "istio" }

@@ -81,6 +81,19 @@ func canary(weight int32, is *spec.IstioTrafficRouting, managed ...string) tasks
 	}
 }
 
+// experiment is an experiment template's share of a route.
+func experiment(template, service string, weight int32) tasks.ExperimentRoute {
+	return tasks.ExperimentRoute{
+		Pods:    tasks.ExperimentPods{Name: "web-c1-2-1", Template: template, Service: service},
+		PodHash: "c1", Weight: weight,
+	}
+}
+
+func withExperiments(r tasks.Route, e ...tasks.ExperimentRoute) tasks.Route {
+	r.Experiments = e
+	return r
+}
+
 func vs(name string, routes ...string) *spec.IstioTrafficRouting {
 	return &spec.IstioTrafficRouting{VirtualService: &spec.IstioVirtualService{Name: name, Routes: routes}}
 }
@@ -369,6 +382,65 @@ spec:
 `},
 		},
 		{
+			name:    "experiment templates get a destination each, their weights taken from the stable",
+			objects: []string{oneRoute},
+			route:   withExperiments(canary(20, vs("web")), experiment("baseline", "web-baseline", 10), experiment("canary", "web-exp-canary", 15)),
+			weight:  20,
+			want: []string{`
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  hosts: [web.example.com]
+  http:
+  - route:
+    - destination: {host: web-stable, port: {number: 8080}}
+      weight: 55
+    - destination: {host: web-canary.default.svc.cluster.local, port: {number: 8080}}
+      weight: 20
+    - destination: {host: web-baseline}
+      weight: 10
+    - destination: {host: web-exp-canary}
+      weight: 15
+`},
+		},
+		{
+			name: "an experiment template's destination already there keeps its place, fields and gets its weight; with subsets too",
+			objects: []string{`
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  http:
+  - route:
+    - destination: {host: web-baseline.default.svc.cluster.local, port: {number: 80}}
+      weight: 3
+    - destination: {host: web, subset: stable}
+      weight: 97
+    - destination: {host: web, subset: canary}
+`, `
+kind: DestinationRule
+metadata: {name: web, namespace: default}
+spec:
+  subsets: [{name: stable}, {name: canary}]
+`},
+			route: withExperiments(canary(0, &spec.IstioTrafficRouting{VirtualService: &spec.IstioVirtualService{Name: "web"},
+				DestinationRule: &spec.IstioDestinationRule{Name: "web", CanarySubsetName: "canary", StableSubsetName: "stable"}}),
+				experiment("baseline", "web-baseline", 5)),
+			weight: 0,
+			want: []string{`
+kind: VirtualService
+metadata: {name: web, namespace: default}
+spec:
+  http:
+  - route:
+    - destination: {host: web-baseline.default.svc.cluster.local, port: {number: 80}}
+      weight: 5
+    - destination: {host: web, subset: stable}
+      weight: 95
+    - destination: {host: web, subset: canary}
+      weight: 0
+`},
+		},
+		{
 			name:    "a VirtualService in another namespace is named name.namespace",
 			objects: []string{strings.Replace(oneRoute, "namespace: default", "namespace: mesh", 1)},
 			route:   canary(5, vs("web.mesh")),
@@ -516,6 +588,17 @@ spec:
 				return r
 			},
 			wantMsg: `header route "beta" is not listed in trafficRouting.managedRoutes`},
+		{name: "experiment weights above 100 with the canary's", objects: []string{oneRoute},
+			route: func() tasks.Route {
+				return withExperiments(canary(60, vs("web")), experiment("a", "web-a", 30), experiment("b", "web-b", 20))
+			},
+			wantMsg: "the canary weight 60 and the experiment templates' weights add up to 110, above 100"},
+		{name: "an experiment template without a Service", objects: []string{oneRoute},
+			route:   func() tasks.Route { return withExperiments(canary(10, vs("web")), experiment("a", "", 10)) },
+			wantMsg: "experiment web-c1-2-1 template a has a weight and no Service to send it to"},
+		{name: "an experiment template sent to the stable Service", objects: []string{oneRoute},
+			route:   func() tasks.Route { return withExperiments(canary(10, vs("web")), experiment("a", "web-stable", 10)) },
+			wantMsg: `its Service "web-stable" is the rollout's canary or stable Service`},
 		{name: "a VirtualService another rollout manages",
 			objects: []string{strings.Replace(oneRoute, "metadata: {name: web, namespace: default}", "metadata: {name: web, namespace: default, annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: shop}}", 1)},
 			route:   func() tasks.Route { return canary(10, vs("web")) },

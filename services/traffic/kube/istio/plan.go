@@ -26,6 +26,9 @@ type plan struct {
 	managed []string
 	headers map[string]spec.SetHeaderRoute
 	mirrors map[string]spec.SetMirrorRoute
+	// stableWeight is 100 - the canary's weight - the experiment
+	// templates' (route.Experiments).
+	stableWeight int32
 }
 
 // newPlan checks what route asks for that does not depend on the objects.
@@ -40,7 +43,14 @@ func newPlan(ref events.Ref, route tasks.Route) (*plan, error) {
 	if route.CanaryWeight < 0 || route.CanaryWeight > 100 {
 		return nil, fmt.Errorf("%w: canary weight %d is not between 0 and 100", traffic.ErrRejected, route.CanaryWeight)
 	}
-	p := &plan{ref: ref, route: route, istio: tr.Istio, headers: map[string]spec.SetHeaderRoute{}, mirrors: map[string]spec.SetMirrorRoute{}}
+	if err := traffic.ExperimentServices(route); err != nil {
+		return nil, err
+	}
+	stableWeight, err := traffic.StableWeight(route, 100)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{ref: ref, route: route, istio: tr.Istio, headers: map[string]spec.SetHeaderRoute{}, mirrors: map[string]spec.SetMirrorRoute{}, stableWeight: stableWeight}
 	if len(p.virtualServices()) == 0 {
 		return nil, fmt.Errorf("%w: trafficRouting.istio names no virtualService", traffic.ErrRejected)
 	}
@@ -148,17 +158,23 @@ func (p *plan) roleOf(dest map[string]any) role {
 		}
 		return other
 	}
-	host, _ := dest["host"].(string)
-	if i := strings.Index(host, "."); i >= 0 {
-		host = host[:i]
-	}
-	switch host {
+	switch shortHost(dest) {
 	case p.route.CanaryService:
 		return canary
 	case p.route.StableService:
 		return stable
 	}
 	return other
+}
+
+// shortHost is a destination's host up to the first dot: the Service's
+// name when the host is one of the rollout's namespace.
+func shortHost(dest map[string]any) string {
+	host, _ := dest["host"].(string)
+	if i := strings.Index(host, "."); i >= 0 {
+		host = host[:i]
+	}
+	return host
 }
 
 // describe names the destination of a role in messages.
@@ -340,7 +356,7 @@ func (p *plan) virtualService(sel spec.IstioVirtualService) func(*unstructured.U
 		if err != nil {
 			return err
 		}
-		cw, sw := int64(p.route.CanaryWeight), int64(100-p.route.CanaryWeight)
+		cw, sw := int64(p.route.CanaryWeight), int64(p.stableWeight)
 		for i, r := range w.routes {
 			if err := p.setWeights(r, w.kinds[i], cw, sw); err != nil {
 				return err
@@ -361,15 +377,24 @@ func (p *plan) virtualService(sel spec.IstioVirtualService) func(*unstructured.U
 }
 
 // setWeights gives route's canary destination weight cw and its stable
-// destination sw, and drops its other destinations, as Argo does: a managed
-// route splits between the two revisions only.
+// destination sw, gives each experiment template with a weight a
+// destination to its Service (host: the Service's name, added after the
+// others when missing), and drops its other destinations, as Argo does: a
+// managed route splits between the two revisions and the experiment's
+// templates only, so a template's destination goes when its experiment
+// ends.
 func (p *plan) setWeights(route map[string]any, kind string, cw, sw int64) error {
 	dests, err := guard.ListAt(route, "route")
 	if err != nil {
 		return err
 	}
-	kept := make([]any, 0, 2)
+	experiments := map[string]int64{}
+	for _, e := range p.route.Experiments {
+		experiments[e.Pods.Service] = int64(e.Weight)
+	}
+	kept := make([]any, 0, 2+len(experiments))
 	found := map[role]bool{}
+	placed := map[string]bool{}
 	for _, d := range dests {
 		dm, ok := d.(map[string]any)
 		if !ok {
@@ -383,10 +408,22 @@ func (p *plan) setWeights(route map[string]any, kind string, cw, sw int64) error
 		case stable:
 			dm["weight"] = sw
 		default:
+			svc := shortHost(dest)
+			if w, ok := experiments[svc]; ok && !placed[svc] {
+				dm["weight"] = w
+				placed[svc] = true
+				kept = append(kept, dm)
+			}
 			continue
 		}
 		found[r] = true
 		kept = append(kept, dm)
+	}
+	for _, e := range p.route.Experiments {
+		if !placed[e.Pods.Service] {
+			kept = append(kept, map[string]any{"destination": map[string]any{"host": e.Pods.Service}, "weight": int64(e.Weight)})
+			placed[e.Pods.Service] = true
+		}
 	}
 	for _, r := range []role{canary, stable} {
 		if !found[r] {

@@ -19,7 +19,8 @@
 //	  service: <rootService, or stableService when unset>
 //	  backends:
 //	  - {service: <canaryService>, weight: <canary weight>}
-//	  - {service: <stableService>, weight: <maxTrafficWeight - canary weight>}
+//	  - {service: <experiment template's Service>, weight: <its weight>}  # each of route.Experiments
+//	  - {service: <stableService>, weight: <maxTrafficWeight - canary weight - the templates' weights>}
 //
 // With API version v1alpha1 the weights are resource quantities ("30"), as
 // Argo writes them. The router creates the TrafficSplit when it is missing
@@ -104,6 +105,10 @@ type Router struct {
 }
 
 var _ traffic.Router = (*Router)(nil)
+
+// RoutesExperiments reports that Apply gives experiment templates their
+// weights (route.Experiments), as backends of their own.
+func (r *Router) RoutesExperiments() bool { return true }
 
 // Type returns "smi".
 func (r *Router) Type() string { return "smi" }
@@ -202,9 +207,12 @@ func (r *Router) desired(ref events.Ref, route tasks.Route) (*unstructured.Unstr
 	case route.CanaryService == route.StableService:
 		return nil, fmt.Errorf("%w: canaryService and stableService are both %q; a TrafficSplit needs two backends", traffic.ErrRejected, route.CanaryService)
 	}
-	max := tr.MaxWeight()
-	if route.CanaryWeight < 0 || route.CanaryWeight > max {
-		return nil, fmt.Errorf("%w: canary weight %d is not between 0 and %d", traffic.ErrRejected, route.CanaryWeight, max)
+	if err := traffic.ExperimentServices(route); err != nil {
+		return nil, err
+	}
+	stableWeight, err := traffic.StableWeight(route, tr.MaxWeight())
+	if err != nil {
+		return nil, err
 	}
 	name := tr.SMI.TrafficSplitName
 	if name == "" {
@@ -223,10 +231,16 @@ func (r *Router) desired(ref events.Ref, route tasks.Route) (*unstructured.Unstr
 		}
 		return b
 	}
+	// Argo's order: the canary, each experiment template, the stable.
+	backends := []any{backend(route.CanaryService, route.CanaryWeight)}
+	for _, e := range route.Experiments {
+		backends = append(backends, backend(e.Pods.Service, e.Weight))
+	}
+	backends = append(backends, backend(route.StableService, stableWeight))
 	split := &unstructured.Unstructured{Object: map[string]any{
 		"spec": map[string]any{
 			"service":  root,
-			"backends": []any{backend(route.CanaryService, route.CanaryWeight), backend(route.StableService, max-route.CanaryWeight)},
+			"backends": backends,
 		},
 	}}
 	split.SetAPIVersion(Group + "/" + r.gvr.Version)
@@ -284,13 +298,15 @@ func owned(ts *unstructured.Unstructured, rollout string) error {
 }
 
 // weightIn reads the canary weight in effect in a stored TrafficSplit, in
-// units of max: the canary backend's share of the two backends' weights.
+// units of max: the canary backend's share of all the backends' weights
+// (the stable's, the canary's and any experiment template's).
 func weightIn(ts *unstructured.Unstructured, canarySvc, stableSvc string, max int64) (int64, error) {
 	backends, _, err := unstructured.NestedSlice(ts.Object, "spec", "backends")
 	if err != nil {
 		return 0, err
 	}
 	milli := map[string]int64{}
+	var total int64
 	for _, b := range backends {
 		bm, _ := b.(map[string]any)
 		service, _ := bm["service"].(string)
@@ -299,16 +315,17 @@ func weightIn(ts *unstructured.Unstructured, canarySvc, stableSvc string, max in
 			return 0, fmt.Errorf("backend %q: %w", service, err)
 		}
 		milli[service] = w
+		total += w
 	}
 	c, okC := milli[canarySvc]
-	s, okS := milli[stableSvc]
+	_, okS := milli[stableSvc]
 	if !okC || !okS {
 		return 0, fmt.Errorf("backends %v lack the canary %q or the stable %q", backends, canarySvc, stableSvc)
 	}
-	if c+s == 0 {
+	if total == 0 {
 		return 0, nil
 	}
-	return (2*c*max + c + s) / (2 * (c + s)), nil
+	return (2*c*max + total) / (2 * total), nil
 }
 
 // quantity reads a backend weight, a number or a resource quantity, in

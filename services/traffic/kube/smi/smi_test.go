@@ -118,6 +118,41 @@ backends: [{service: web-canary, weight: 30}, {service: web-stable, weight: 70}]
 `,
 		},
 		{
+			name: "gives each experiment template a backend, its weight taken from the stable's", version: "v1alpha3", wantName: "web",
+			route: func(r *tasks.Route) {
+				r.Experiments = []tasks.ExperimentRoute{
+					{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "baseline", Service: "web-baseline"}, PodHash: "s1", Weight: 10},
+					{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "canary", Service: "web-exp-canary"}, PodHash: "c1", Weight: 20},
+				}
+			},
+			wantSpec: `
+service: web-stable
+backends:
+- {service: web-canary, weight: 30}
+- {service: web-baseline, weight: 10}
+- {service: web-exp-canary, weight: 20}
+- {service: web-stable, weight: 40}
+`,
+		},
+		{
+			name: "an experiment's backends go when it ends", version: "v1alpha3", wantName: "web",
+			existing: `
+apiVersion: split.smi-spec.io/v1alpha3
+kind: TrafficSplit
+metadata: {name: web, namespace: default, annotations: {argo-rollouts.argoproj.io/managed-by-rollouts: web}}
+spec:
+  service: web-stable
+  backends:
+  - {service: web-canary, weight: 30}
+  - {service: web-baseline, weight: 10}
+  - {service: web-stable, weight: 60}
+`,
+			wantSpec: `
+service: web-stable
+backends: [{service: web-canary, weight: 30}, {service: web-stable, weight: 70}]
+`,
+		},
+		{
 			name: "adopts the TrafficSplit Argo Rollouts created for the rollout", version: "v1alpha1", wantName: "web",
 			existing: `
 apiVersion: split.smi-spec.io/v1alpha1
@@ -229,6 +264,12 @@ spec: {service: web}
 		{name: "a mirror route", route: func(r *tasks.Route) {
 			r.MirrorRoutes = []spec.SetMirrorRoute{{Name: "shadow", Match: []spec.RouteMatch{{Method: &spec.StringMatch{Exact: "GET"}}}}}
 		}, wantMsg: `mirror route "shadow": an SMI TrafficSplit cannot mirror requests`},
+		{name: "experiment weights above maxTrafficWeight with the canary's", route: func(r *tasks.Route) {
+			r.Experiments = []tasks.ExperimentRoute{{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "a", Service: "web-a"}, Weight: 95}}
+		}, wantMsg: "the canary weight 10 and the experiment templates' weights add up to 105, above 100"},
+		{name: "an experiment template without a Service", route: func(r *tasks.Route) {
+			r.Experiments = []tasks.ExperimentRoute{{Pods: tasks.ExperimentPods{Name: "web-c1-2-1", Template: "a"}, Weight: 5}}
+		}, wantMsg: "experiment web-c1-2-1 template a has a weight and no Service to send it to"},
 		{name: "a TrafficSplit of another rollout", existing: []string{other}, wantMsg: `TrafficSplit default/web: route rejected: it is managed by rollout "shop"`},
 		{name: "a TrafficSplit no rollout created", existing: []string{mine}, wantMsg: `it was not created for rollout "web"`},
 	}
