@@ -168,6 +168,9 @@ func (d *decision) startExperiment(st *spec.RolloutExperimentStep) {
 			md := clonePodMetadata(t.Metadata)
 			rec.Metadata = &md
 		}
+		if rec.Metadata != nil && len(rec.Metadata.Labels) > 0 {
+			rec.Selector = withSelectorLabels(rec.Selector, s.Spec, rec.Metadata.Labels)
+		}
 		if t.Weight != nil && s.routed() {
 			rec.Weight = *t.Weight
 		}
@@ -186,6 +189,26 @@ func (d *decision) startExperiment(st *spec.RolloutExperimentStep) {
 		ex.Templates = append(ex.Templates, rec)
 	}
 	s.Experiments = append(s.Experiments, ex)
+}
+
+// withSelectorLabels is an experiment template's selector when its
+// metadata adds labels: its own selector, or the rollout's, selecting the
+// labels too, as Argo builds it (so that the pods' ReplicaSet selects what
+// its template labels).
+func withSelectorLabels(sel *metav1.LabelSelector, ro *spec.Rollout, labels map[string]string) *metav1.LabelSelector {
+	if sel == nil && ro != nil && ro.Spec.Selector != nil {
+		sel = ro.Spec.Selector.DeepCopy()
+	}
+	if sel == nil {
+		return nil
+	}
+	if sel.MatchLabels == nil {
+		sel.MatchLabels = map[string]string{}
+	}
+	for k, v := range labels {
+		sel.MatchLabels[k] = v
+	}
+	return sel
 }
 
 // withMetadata returns a copy of tpl with md's labels and annotations

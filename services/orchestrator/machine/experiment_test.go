@@ -142,6 +142,14 @@ func TestExperimentStep(t *testing.T) {
 				canary.Experiment.ReplicaSetName() != experimentName+"-canary" || canary.Experiment.Service != "" {
 				t.Fatalf("canary entry %+v", canary)
 			}
+			// As Argo builds it: the rollout's selector, selecting the
+			// template's labels too, so its ReplicaSet selects its pods.
+			if sel := canary.Experiment.Selector; sel == nil || sel.MatchLabels["variant"] != "canary" || sel.MatchLabels["app"] != "web" {
+				t.Fatalf("canary selector %v, want the rollout's with variant=canary", sel)
+			}
+			if base.Experiment.Selector != nil {
+				t.Fatalf("baseline selector %v, want none (the workload's)", base.Experiment.Selector)
+			}
 			var stable int32
 			for _, rv := range w.lastScale().Revisions {
 				if rv.PodHash == h1 && rv.Experiment == nil {

@@ -120,6 +120,28 @@ func Run(t *testing.T, h Harness) {
 		}
 	})
 
+	t.Run("runs an experiment template apart from the revision with its hash", func(t *testing.T) {
+		b, web := h.New(t), newRollout(t, "web")
+		withBaseline := func(stable, baseline int) tasks.Scale {
+			sc := scale(web, "aaa", stable)
+			x := sc.Revisions[0]
+			x.Role, x.Replicas = spec.RoleExperiment, int32(baseline)
+			x.Experiment = &tasks.ExperimentPods{Name: "web-bbb-2-1", Template: "baseline"}
+			sc.Revisions = append(sc.Revisions, x)
+			return sc
+		}
+		for seq, c := range []struct{ stable, baseline int }{{2, 1}, {2, 0}} {
+			sc := withBaseline(c.stable, c.baseline)
+			st := must(t, b, web, int64(seq+1), sc)
+			available(t, st, sc)
+			if st[0].Template != "" || st[1].Template != "baseline" {
+				t.Errorf("statuses %+v: want the revision's, then the template's naming it", st)
+			}
+		}
+		sc := scale(web, "aaa", 2)
+		available(t, must(t, b, web, 3, sc), sc)
+	})
+
 	t.Run("is idempotent", func(t *testing.T) {
 		b, web := h.New(t), newRollout(t, "web")
 		sc := scale(web, "aaa", 1)

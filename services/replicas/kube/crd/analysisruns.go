@@ -693,6 +693,11 @@ func (a *AnalysisRuns) prune(ctx context.Context, ro *unstructured.Unstructured,
 		}
 		hashes = map[string]bool{}
 		for _, rs := range rss.Items {
+			if _, experiment := rs.Annotations[spec.AnnotationExperimentName]; experiment {
+				// An experiment's pods, which may share a revision's
+				// hash and be going while the revision stays.
+				continue
+			}
 			if h, ok := rs.Labels[labelPodHash]; ok && slices.ContainsFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == ro.GetUID() }) {
 				hashes[h] = rs.DeletionTimestamp == nil
 			}
