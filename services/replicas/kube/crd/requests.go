@@ -242,9 +242,6 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 		return err
 	}
 	if len(asks(u, rec)) == 0 {
-		st, _, _ := unstructured.NestedMap(u.Object, "status")
-		w.log.Debug("Rollout status asks for nothing", "rollout", u.GetNamespace()+"/"+u.GetName(),
-			"resourceVersion", u.GetResourceVersion(), "fields", fmt.Sprintf("%+v", requestedOf(st)), "record", fmt.Sprintf("%+v", rec))
 		return nil
 	}
 	// The informer's copy of the object may be older than the record (the
@@ -272,8 +269,6 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 	u, rec = fresh, again
 	reqs := asks(u, rec)
 	if len(reqs) == 0 {
-		w.log.Debug("Rollout status: a request seen in the cache is not one on the object read again", "rollout", u.GetNamespace()+"/"+u.GetName(),
-			"resourceVersion", u.GetResourceVersion(), "record", fmt.Sprintf("%+v", rec))
 		return nil
 	}
 	status, _, _ := unstructured.NestedMap(u.Object, "status")
