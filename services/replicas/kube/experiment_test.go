@@ -11,12 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
 	"github.com/sluicehq/sluice/internal/poll"
-	"github.com/sluicehq/sluice/internal/rolloutobj"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -93,21 +91,7 @@ func TestExperimentTemplateBesideTheStableOnAControlPlane(t *testing.T) {
 	}
 	ns := cp.Namespace(t)
 	ref := events.Ref{Namespace: ns, Name: "web"}
-	ro, err := cp.Dynamic.Resource(rolloutobj.Resource).Namespace(ns).Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "argoproj.io/v1alpha1",
-		"kind":       "Rollout",
-		"metadata":   map[string]any{"name": "web"},
-		"spec": map[string]any{
-			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
-			"template": map[string]any{
-				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
-				"spec":     map[string]any{"containers": []any{map[string]any{"name": "web", "image": "web:v1"}}},
-			},
-		},
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := cp.CreateRollout(t, ns, "web")
 	b := cpBackend(t, cp)
 
 	tmpl := template("web:v1")

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -323,21 +322,7 @@ func TestKubeJobIsOwnedByItsRollout(t *testing.T) {
 	clients := analyzerClient(t, cp, ns)
 	p := kubeProvider(t, clients, Config{})
 	rollouts := cp.Dynamic.Resource(rolloutobj.Resource).Namespace(ns)
-	ro, err := rollouts.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "argoproj.io/v1alpha1",
-		"kind":       "Rollout",
-		"metadata":   map[string]any{"name": "web"},
-		"spec": map[string]any{
-			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
-			"template": map[string]any{
-				"metadata": map[string]any{"labels": map[string]any{"app": "web"}},
-				"spec":     map[string]any{"containers": []any{map[string]any{"name": "web", "image": "web:v1"}}},
-			},
-		},
-	}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := cp.CreateRollout(t, ns, "web")
 
 	req := kubeRequest(ns, "smoke", 1, nil, nil)
 	if m := p.Measure(ctx, req); m.Phase != spec.AnalysisPhaseSuccessful {
