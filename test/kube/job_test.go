@@ -83,10 +83,20 @@ spec:
 	st := s.waitPhase(t, "web", "Degraded", -1)
 	hash, _ := st["currentPodHash"].(string)
 
+	// The AnalysisRun object is written from the analysis's status events,
+	// which may reach the cluster just after the Rollout's phase does.
 	run := "web-" + hash + "-2-1"
-	u, err := s.analysisRun(run)
-	must(t, err)
-	ms := measurementsOf(u)
+	var ms []any
+	eventually(t, "AnalysisRun "+run+" with its measurement", func() error {
+		u, err := s.analysisRun(run)
+		if err != nil {
+			return err
+		}
+		if ms = measurementsOf(u); len(ms) == 0 {
+			return fmt.Errorf("no measurement yet: status %v", u.Object["status"])
+		}
+		return nil
+	})
 	if len(ms) != 1 {
 		t.Fatalf("AnalysisRun %s measurements %v, want one", run, ms)
 	}
