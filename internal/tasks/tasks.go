@@ -77,6 +77,11 @@ type Task struct {
 	Seq int64 `json:"seq"`
 	// Revision is the rollout revision the task serves.
 	Revision int64 `json:"revision"`
+	// OwnerKind is the kind of object Ref names: empty for a Rollout,
+	// spec.KindExperiment for a standalone Experiment (whose tasks have
+	// Revision 1). On Kubernetes what the task creates (ReplicaSets,
+	// Services, Jobs, AnalysisRuns) is owned by that object.
+	OwnerKind string `json:"ownerKind,omitempty"`
 
 	Scale    *Scale    `json:"scale,omitempty"`
 	Route    *Route    `json:"route,omitempty"`

@@ -3,6 +3,7 @@ package events
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -21,6 +22,9 @@ const (
 	TypeRolloutRestart        = "io.sluice.rollout.restart.v1"          // data: none or {}
 	TypeRolloutDelete         = "io.sluice.rollout.delete.v1"           // data: none or {}
 	TypeAnalysisTemplateApply = "io.sluice.analysistemplate.applied.v1" // data: AnalysisTemplate or ClusterAnalysisTemplate manifest
+	TypeExperimentRequested   = "io.sluice.experiment.requested.v1"     // data: the Experiment manifest as JSON
+	TypeExperimentTerminate   = "io.sluice.experiment.terminate.v1"     // data: none or {}
+	TypeExperimentDelete      = "io.sluice.experiment.delete.v1"        // data: none or {}
 
 	// Status, published on StatusSubject. Data: StatusData.
 	TypeRolloutAccepted      = "io.sluice.rollout.accepted.v1"
@@ -37,21 +41,65 @@ const (
 	TypeRolloutRefused       = "io.sluice.rollout.command.refused.v1"
 	TypeAnalysisMeasured     = "io.sluice.analysis.measured.v1"
 	TypeAnalysisCompleted    = "io.sluice.analysis.completed.v1"
+
+	// Status of a standalone Experiment, on the StatusSubject of its name.
+	// Data: StatusData, whose Status has Kind "Experiment", the experiment's
+	// phase (ExperimentPhase*) and its Experiment summary. Its analysis
+	// runs report with TypeAnalysisMeasured and TypeAnalysisCompleted.
+	TypeExperimentAccepted   = "io.sluice.experiment.accepted.v1"
+	TypeExperimentRejected   = "io.sluice.experiment.rejected.v1"
+	TypeExperimentRunning    = "io.sluice.experiment.running.v1"   // every template's pods available; analyses start
+	TypeExperimentCompleted  = "io.sluice.experiment.completed.v1" // a verdict: phase Successful, Failed, Error or Inconclusive
+	TypeExperimentTerminated = "io.sluice.experiment.terminated.v1"
+	TypeExperimentDeleted    = "io.sluice.experiment.deleted.v1"
+	TypeExperimentRefused    = "io.sluice.experiment.command.refused.v1"
 )
+
+// Phases of a standalone Experiment (Snapshot.Phase with Kind
+// KindExperiment), as Argo names them, plus Terminated for one stopped by
+// a terminate command, spec.terminate or its deletion before its verdict.
+const (
+	ExperimentPhasePending      = "Pending"
+	ExperimentPhaseRunning      = "Running"
+	ExperimentPhaseSuccessful   = "Successful"
+	ExperimentPhaseFailed       = "Failed"
+	ExperimentPhaseError        = "Error"
+	ExperimentPhaseInconclusive = "Inconclusive"
+	ExperimentPhaseTerminated   = "Terminated"
+)
+
+// KindExperiment is Snapshot.Kind of a standalone Experiment.
+const KindExperiment = "Experiment"
 
 // CommandTypes lists every type accepted on a command subject.
 var CommandTypes = []string{
 	TypeRolloutRequested, TypeRolloutPromote, TypeRolloutAbort, TypeRolloutRetry,
 	TypeRolloutPause, TypeRolloutResume, TypeRolloutUndo, TypeRolloutRestart,
 	TypeRolloutDelete, TypeAnalysisTemplateApply,
+	TypeExperimentRequested, TypeExperimentTerminate, TypeExperimentDelete,
 }
 
-// OperatorCommandTypes lists the commands that act on an existing rollout.
-// Each is answered (see ExtCausationID): by the status events it caused, or
-// by TypeRolloutRefused.
+// OperatorCommandTypes lists the commands that act on an existing rollout
+// or experiment. Each is answered (see ExtCausationID): by the status
+// events it caused, or by TypeRolloutRefused (TypeExperimentRefused for an
+// experiment's command).
 var OperatorCommandTypes = []string{
 	TypeRolloutPromote, TypeRolloutAbort, TypeRolloutRetry, TypeRolloutPause,
 	TypeRolloutResume, TypeRolloutUndo, TypeRolloutRestart, TypeRolloutDelete,
+	TypeExperimentTerminate, TypeExperimentDelete,
+}
+
+// ExperimentCommandTypes lists the commands about a standalone Experiment.
+var ExperimentCommandTypes = []string{TypeExperimentRequested, TypeExperimentTerminate, TypeExperimentDelete}
+
+// RefusedType is the type of the refusal that answers a command of type
+// typ: TypeExperimentRefused for an experiment's, TypeRolloutRefused for
+// every other.
+func RefusedType(typ string) string {
+	if slices.Contains(ExperimentCommandTypes, typ) {
+		return TypeExperimentRefused
+	}
+	return TypeRolloutRefused
 }
 
 // StatusTypes lists every type published on a status subject.
@@ -61,6 +109,9 @@ var StatusTypes = []string{
 	TypeRolloutAborted, TypeRolloutCompleted, TypeRolloutDegraded,
 	TypeRolloutRestarted, TypeRolloutDeleted, TypeRolloutRefused,
 	TypeAnalysisMeasured, TypeAnalysisCompleted,
+	TypeExperimentAccepted, TypeExperimentRejected, TypeExperimentRunning,
+	TypeExperimentCompleted, TypeExperimentTerminated, TypeExperimentDeleted,
+	TypeExperimentRefused,
 }
 
 // CloudEvents extensions of the contract.
@@ -276,13 +327,19 @@ type StatusData struct {
 	Command *CommandAnswer `json:"command,omitempty"`
 }
 
-// Snapshot is a rollout's whole status at the moment an event was published.
+// Snapshot is a rollout's whole status at the moment an event was published
+// (or a standalone Experiment's, with Kind KindExperiment).
 type Snapshot struct {
+	// Kind is KindExperiment for a standalone Experiment, whose snapshot
+	// has its Phase (ExperimentPhase*), Message, Experiment and Runs; it
+	// is empty for a Rollout.
+	Kind      string `json:"kind,omitempty"`
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
 	// Strategy is "canary" or "blueGreen" (spec.Strategy).
 	Strategy string `json:"strategy,omitempty"`
-	// Phase is Progressing, Paused, Healthy or Degraded.
+	// Phase is Progressing, Paused, Healthy or Degraded (for an
+	// Experiment, one of the ExperimentPhase*).
 	Phase   string `json:"phase"`
 	Message string `json:"message,omitempty"`
 	// Revision is the revision being rolled out; StableRevision the one that

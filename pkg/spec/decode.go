@@ -17,7 +17,8 @@ import (
 // Errors of DocumentError, for errors.Is.
 var (
 	// ErrUnsupportedKind: the document is not a Rollout, AnalysisTemplate,
-	// ClusterAnalysisTemplate or AnalysisRun of argoproj.io/v1alpha1.
+	// ClusterAnalysisTemplate, AnalysisRun or Experiment of
+	// argoproj.io/v1alpha1.
 	ErrUnsupportedKind = errors.New("unsupported apiVersion/kind")
 	// ErrMalformed: the document is not YAML or JSON, not an object, or
 	// has a value of the wrong type (a string where a number belongs).
@@ -187,7 +188,7 @@ func jsonTypeName(t reflect.Type) string {
 }
 
 func unsupported(apiVersion, kind string) error {
-	const want = "Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun of " + APIVersion
+	const want = "Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun and Experiment of " + APIVersion
 	switch {
 	case kind == "" && apiVersion == "":
 		return fmt.Errorf("%w: apiVersion and kind are missing; %s", ErrUnsupportedKind, want)

@@ -166,12 +166,12 @@ func TestDecodeStream(t *testing.T) {
 			input:     rolloutWith("") + "---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n" + rolloutWith(""),
 			wantKinds: []string{KindRollout, KindRollout},
 			wantNums:  []int{1, 3},
-			wantErrs:  []string{`document 2: unsupported apiVersion/kind: kind "Service" of apiVersion "v1"; Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun of argoproj.io/v1alpha1`},
+			wantErrs:  []string{`document 2: unsupported apiVersion/kind: kind "Service" of apiVersion "v1"; Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun and Experiment of argoproj.io/v1alpha1`},
 		},
 		{
 			name:      "missing kind",
 			input:     "apiVersion: argoproj.io/v1alpha1\nmetadata: {name: x}\n",
-			wantErrs:  []string{`document 1: unsupported apiVersion/kind: kind is missing (apiVersion "argoproj.io/v1alpha1"); Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun of argoproj.io/v1alpha1`},
+			wantErrs:  []string{`document 1: unsupported apiVersion/kind: kind is missing (apiVersion "argoproj.io/v1alpha1"); Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun and Experiment of argoproj.io/v1alpha1`},
 			wantKinds: nil,
 		},
 		{

@@ -107,6 +107,21 @@ func (r *AnalysisRun) SetDefaults() {
 	setMetricDefaults(r.Spec.Metrics)
 }
 
+// SetDefaults sets metadata.namespace to "default" when empty and fills
+// Argo's defaults: replicas 1 per template, progressDeadlineSeconds 600,
+// scaleDownDelaySeconds 30.
+func (e *Experiment) SetDefaults() {
+	if e.Namespace == "" {
+		e.Namespace = DefaultNamespace
+	}
+	s := &e.Spec
+	for i := range s.Templates {
+		setInt32(&s.Templates[i].Replicas, DefaultReplicas)
+	}
+	setInt32(&s.ProgressDeadlineSeconds, DefaultExperimentProgressDeadlineSeconds)
+	setInt32(&s.ScaleDownDelaySeconds, DefaultExperimentScaleDownDelaySeconds)
+}
+
 // SetDefaults fills the fields m leaves unset: consecutiveErrorLimit 4 and,
 // for a web provider, method GET, timeoutSeconds 10 and jsonPath "{$}".
 // failureLimit, inconclusiveLimit and consecutiveSuccessLimit stay unset,

@@ -32,7 +32,7 @@ func TestLint(t *testing.T) {
 			want: strings.Join([]string{
 				`Rollout default/web: warning: spec.strategy.canary.steps[0].pauze: unknown field (did you mean "pause"?)`,
 				`Rollout default/web: spec.strategy.canary.steps[0].setWeight: Invalid value: 120: must be between 0 and 100`,
-				`document 2: unsupported apiVersion/kind: kind "Deployment" of apiVersion "apps/v1"; Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate and AnalysisRun of argoproj.io/v1alpha1`,
+				`document 2: unsupported apiVersion/kind: kind "Deployment" of apiVersion "apps/v1"; Sluice reads Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun and Experiment of argoproj.io/v1alpha1`,
 			}, "\n"),
 		},
 		{

@@ -18,10 +18,11 @@ const (
 	KindAnalysisTemplate        = "AnalysisTemplate"
 	KindClusterAnalysisTemplate = "ClusterAnalysisTemplate"
 	KindAnalysisRun             = "AnalysisRun"
+	KindExperiment              = "Experiment"
 )
 
 // Object is a decoded manifest: a *Rollout, *AnalysisTemplate,
-// *ClusterAnalysisTemplate or *AnalysisRun. Callers switch on the type.
+// *ClusterAnalysisTemplate, *AnalysisRun or *Experiment. Callers switch on the type.
 type Object interface {
 	// GetName and GetNamespace return metadata.name and metadata.namespace.
 	GetName() string
@@ -42,6 +43,7 @@ var (
 	_ Object = (*AnalysisTemplate)(nil)
 	_ Object = (*ClusterAnalysisTemplate)(nil)
 	_ Object = (*AnalysisRun)(nil)
+	_ Object = (*Experiment)(nil)
 )
 
 // newObject returns a new, empty object of kind, or nil when Sluice does
@@ -56,6 +58,8 @@ func newObject(kind string) Object {
 		return &ClusterAnalysisTemplate{}
 	case KindAnalysisRun:
 		return &AnalysisRun{}
+	case KindExperiment:
+		return &Experiment{}
 	}
 	return nil
 }
@@ -72,6 +76,8 @@ func kindOf(o Object) string {
 		return KindClusterAnalysisTemplate
 	case *AnalysisRun:
 		return KindAnalysisRun
+	case *Experiment:
+		return KindExperiment
 	}
 	return o.GroupVersionKind().Kind
 }

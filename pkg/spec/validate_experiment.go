@@ -84,11 +84,19 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	errs = append(errs, atLeast(p.Child("scaleDownDelaySeconds"), exp.ScaleDownDelaySeconds, 0)...)
 	errs = append(errs, validateDryRun(exp.DryRun, p.Child("dryRun"))...)
 
-	analyses := sets.New[string]()
-	for i, a := range exp.Analyses {
-		ap := p.Child("analyses").Index(i)
+	return append(errs, validateExperimentAnalyses(exp.Analyses, templates, p.Child("analyses"))...)
+}
+
+// validateExperimentAnalyses checks an experiment's analyses (at p);
+// templates are the names of its templates, which argument values may
+// name.
+func validateExperimentAnalyses(analyses []RolloutExperimentStepAnalysisTemplateRef, templates sets.Set[string], p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	names := sets.New[string]()
+	for i, a := range analyses {
+		ap := p.Index(i)
 		np := ap.Child("name")
-		if nameErrs := uniqueName(np, a.Name, analyses); len(nameErrs) > 0 {
+		if nameErrs := uniqueName(np, a.Name, names); len(nameErrs) > 0 {
 			errs = append(errs, nameErrs...)
 		} else if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
 			// The run is named <experiment>-<name>, an object name.
@@ -103,6 +111,49 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 		}
 	}
 	return errs
+}
+
+// Validate checks a standalone Experiment as Argo Rollouts does, and what
+// Sluice needs of it: its name is a DNS-1123 label (its commands and status
+// share the subjects of rollouts), every template has a unique name, a
+// selector that selects its pod template and at least one container, and
+// the analyses name their templates.
+func (e *Experiment) Validate() field.ErrorList {
+	errs := validateObjectMeta(&e.ObjectMeta, true)
+	p := field.NewPath("spec")
+	s := &e.Spec
+	tp := p.Child("templates")
+	if len(s.Templates) == 0 {
+		errs = append(errs, field.Required(tp, "must list at least one template"))
+	}
+	templates := sets.New[string]()
+	services := map[string]string{} // Service name -> template
+	for i := range s.Templates {
+		t := &s.Templates[i]
+		ip := tp.Index(i)
+		errs = append(errs, templateName(ip.Child("name"), t.Name, templates)...)
+		errs = append(errs, atLeast(ip.Child("replicas"), t.Replicas, 0)...)
+		errs = append(errs, atLeast(ip.Child("minReadySeconds"), &t.MinReadySeconds, 0)...)
+		errs = append(errs, validatePodTemplate(t.Selector, &t.Template, ip)...)
+		if sv := t.Service; sv != nil && sv.Name != "" {
+			sp := ip.Child("service", "name")
+			errs = append(errs, serviceName(sp, sv.Name)...)
+			if other := services[sv.Name]; other != "" {
+				errs = append(errs, field.Invalid(sp, sv.Name, fmt.Sprintf("template %q already names this Service", other)))
+			} else {
+				services[sv.Name] = t.Name
+			}
+		}
+	}
+	if s.Duration != "" {
+		if _, err := s.Duration.Duration(); err != nil {
+			errs = append(errs, field.Invalid(p.Child("duration"), s.Duration, err.Error()))
+		}
+	}
+	errs = append(errs, atLeast(p.Child("progressDeadlineSeconds"), s.ProgressDeadlineSeconds, 1)...)
+	errs = append(errs, atLeast(p.Child("scaleDownDelaySeconds"), s.ScaleDownDelaySeconds, 0)...)
+	errs = append(errs, validateDryRun(s.DryRun, p.Child("dryRun"))...)
+	return append(errs, validateExperimentAnalyses(s.Analyses, templates, p.Child("analyses"))...)
 }
 
 // validateExperimentTemplate checks one template of an experiment step.
