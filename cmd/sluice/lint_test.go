@@ -46,7 +46,6 @@ spec:
 			"invalid-experiment.yaml: Experiment default/web: spec.templates[0].selector: Required value",
 			"invalid-experiment.yaml: Experiment default/analyses: spec.analyses[2].args[2].valueFrom: Forbidden: an Experiment has no rollout to take a value from",
 		}},
-		{"a valid Experiment with its template", []string{"lint", "-f", "../../pkg/spec/testdata/valid-experiment-example.yaml"}, exitOK, []string{"valid"}},
 		{"missing file", []string{"lint", "-f", filepath.Join(dir, "nope.yaml")}, exitFail, nil},
 		{"no file flag", []string{"lint"}, exitUsage, nil},
 	}
@@ -131,9 +130,9 @@ func TestLintChecks(t *testing.T) {
 		Replace(lintTemplate("result[0] < 0.05", goodQuery)))
 	experiment := write("experiment.yaml", strings.Replace(analysedRollout, "      - analysis: {templates: [{templateName: success-rate}]}\n",
 		"      - experiment: {templates: [{name: canary, specRef: canary}], analyses: [{name: rate, templateName: success-rate}, {name: shared, templateName: judge, clusterScope: true}]}\n", 1))
-	standalone := write("standalone.yaml", lintExperiment("compare", `{name: web, image: web:2}`)+
-		"  analyses: [{name: rate, templateName: success-rate}, {name: shared, templateName: judge, clusterScope: true}]\n")
-	namesake := write("namesake.yaml", lintExperiment("web", `{name: web, image: web:2}`))
+	example, withTemplate := experimentExample(t)
+	standalone := write("standalone.yaml", example)
+	namesake := write("namesake.yaml", strings.Replace(example, "name: checkout-1-5", "name: web", 1))
 
 	tests := []struct {
 		name     string
@@ -159,10 +158,10 @@ func TestLintChecks(t *testing.T) {
 		}},
 		{"an experiment's references resolved by other files", []string{"lint", "-f", experiment, "-f", good, "-f", clusterJudge}, "", exitOK, []string{"valid"}},
 		{"a standalone Experiment's analyses are references", []string{"lint", "-f", standalone}, "", exitFail, []string{
-			`standalone.yaml: Experiment default/compare: spec.analyses[0].templateName: analysis template "success-rate" not found in namespace "default" in the files given`,
-			`standalone.yaml: Experiment default/compare: spec.analyses[1].templateName: cluster analysis template "judge" not found in the files given`,
+			`standalone.yaml: Experiment default/checkout-1-5: spec.analyses[0].templateName: analysis template "error-ratio" not found in namespace "default" in the files given`,
+			`standalone.yaml: Experiment default/checkout-1-5: spec.analyses[1].templateName: analysis template "error-ratio" not found in namespace "default" in the files given`,
 		}},
-		{"a standalone Experiment's references resolved by other files", []string{"lint", "-f", standalone, "-f", good, "-f", clusterJudge}, "", exitOK, []string{"valid"}},
+		{"a standalone Experiment's references resolved", []string{"lint", "-f", withTemplate}, "", exitOK, []string{"valid"}},
 		{"a Rollout and an Experiment of one name", []string{"lint", "-f", rollout, "-f", good, "-f", namesake}, "", exitFail, []string{
 			"namesake.yaml: Experiment default/web: Rollout default/web (" + rollout + " document 1) has this name: a namespace holds one Rollout or Experiment of a name",
 		}},
@@ -245,15 +244,10 @@ spec:
 	inUse := rollout("in-use", "local.sluice.io/listen: "+busy.Addr().String(), runnable)
 	dup := rollout("dup", "local.sluice.io/listen: "+listenOf(t, ok), runnable)
 	missing := rollout("missing", "local.sluice.io/listen: "+freeAddr(t), `{name: web, image: web:1, command: [no-such-program-sluice]}`)
-	writeExperiment := func(file, doc string) string {
-		p := filepath.Join(dir, file)
-		if err := os.WriteFile(p, []byte(doc), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	experiment := writeExperiment("experiment.yaml", lintExperiment("runnable", runnable))
-	bareExperiment := writeExperiment("bare-experiment.yaml", lintExperiment("bare", `{name: web, image: web:1}`))
+	_, withTemplate := experimentExample(t)
+	example := mustRead(t, withTemplate)
+	bareExperiment := writeLintFile(t, "bare-experiment.yaml", example)
+	experiment := writeLintFile(t, "experiment.yaml", strings.ReplaceAll(example, "          image: registry.example.com/checkout:", "          command: [sh, -c, \"exec sleep 1000\"]\n          image: registry.example.com/checkout:"))
 
 	tests := []struct {
 		name     string
@@ -277,8 +271,9 @@ spec:
 			"dup.yaml: Rollout default/dup: metadata.annotations[local.sluice.io/listen]: ", "is also the address of default/ok",
 		}},
 		{"an Experiment's templates, which need no listen address", []string{"lint", "--platform", "local", "-f", experiment}, exitOK, []string{"valid"}},
-		{"an Experiment's template without a command", []string{"lint", "--platform", "local", "-f", bareExperiment}, exitFail, []string{
-			"bare-experiment.yaml: Experiment default/bare: spec.templates[0].template.spec.containers[0].command: required on the local platform, which has no image entrypoint to run",
+		{"an Experiment's templates without a command", []string{"lint", "--platform", "local", "-f", bareExperiment}, exitFail, []string{
+			"bare-experiment.yaml: Experiment default/checkout-1-5: spec.templates[0].template.spec.containers[0].command: required on the local platform, which has no image entrypoint to run",
+			"bare-experiment.yaml: Experiment default/checkout-1-5: spec.templates[1].template.spec.containers[0].command: required on the local platform, which has no image entrypoint to run",
 		}},
 	}
 	for _, tt := range tests {
@@ -297,21 +292,18 @@ spec:
 	}
 }
 
-// lintExperiment is a standalone Experiment named name with one template,
-// whose container is container (YAML in flow style); analyses and other
-// spec fields may be appended, indented by two spaces.
-func lintExperiment(name, container string) string {
-	return strings.NewReplacer("NAME", name, "CONTAINER", container).Replace(`apiVersion: argoproj.io/v1alpha1
-kind: Experiment
-metadata: {name: NAME}
-spec:
-  templates:
-  - name: canary
-    selector: {matchLabels: {app: NAME}}
-    template:
-      metadata: {labels: {app: NAME}}
-      spec: {containers: [CONTAINER]}
-`)
+// experimentExample returns the Experiment of docs/experiments.md's
+// standalone example (pkg/spec/testdata/valid-experiment-example.yaml)
+// alone, and the path of the whole file, which holds the AnalysisTemplate
+// its analyses name too.
+func experimentExample(t *testing.T) (experiment, withTemplate string) {
+	t.Helper()
+	withTemplate = "../../pkg/spec/testdata/valid-experiment-example.yaml"
+	_, experiment, ok := strings.Cut(mustRead(t, withTemplate), "---\n")
+	if !ok || !strings.Contains(experiment, "kind: Experiment") {
+		t.Fatalf("%s: want its AnalysisTemplate, then ---, then its Experiment", withTemplate)
+	}
+	return experiment, withTemplate
 }
 
 // listenOf returns the local.sluice.io/listen address written in file.
