@@ -38,8 +38,8 @@ func newLintCmd(conn *events.ConnConfig) *cobra.Command {
 		Short: "Check Rollout, Experiment and AnalysisTemplate manifests",
 		Long: `Check Rollout, Experiment, AnalysisTemplate and ClusterAnalysisTemplate
 manifests (argoproj.io/v1alpha1, multi-document YAML or JSON) as Sluice
-would on apply. Prints every problem, as FILE: OBJECT: FIELD: DETAIL, and exits 1,
-or prints "valid".
+would on apply. Prints every problem, as FILE: OBJECT: FIELD: DETAIL, and
+exits 1, or prints "valid".
 
 Every -f is read: a file, a directory (its *.yaml, *.yml and *.json files),
 or "-" for standard input. Besides each object's own validation, lint

@@ -192,16 +192,17 @@ func LintSources(srcs []Source, opts LintOptions) Report {
 			}
 			key := sharedName(d.doc.Object)
 			first, ok := seen[key]
+			if !ok {
+				seen[key] = l
+				continue
+			}
 			where := fmt.Sprintf("document %d", first.Number)
 			if first.File != file {
 				where = first.File + " " + where
 			}
-			switch {
-			case !ok:
-				seen[key] = l
-			case kindOf(first.Object) != kindOf(d.doc.Object):
+			if kindOf(first.Object) != kindOf(d.doc.Object) {
 				add(SeverityError, fmt.Sprintf("%s (%s) has this name: a namespace holds one Rollout or Experiment of a name, whose commands and status share subjects", first.Name(), where))
-			default:
+			} else {
 				add(SeverityError, "defined again; "+where+" defines it first")
 			}
 		}
@@ -220,8 +221,8 @@ func sharedName(o Object) string {
 	return Describe(o)
 }
 
-// AnalysisRef is a template reference of a Rollout and the path of its
-// templateName.
+// AnalysisRef is a template reference of a Rollout or an Experiment, and
+// the path of its templateName.
 type AnalysisRef struct {
 	Field string
 	Ref   AnalysisTemplateRef
