@@ -274,3 +274,52 @@ func TestGetAndListExperiments(t *testing.T) {
 		t.Errorf("get experiment nosuch: exit %d\n%s", code, out)
 	}
 }
+
+// Against the real orchestrator: an experiment with a duration ends
+// Successful; one at a rollout's name is rejected; a running one is
+// terminated, then deleted, and a rollout command at its name is refused.
+func TestExperimentCommandsAgainstTheOrchestrator(t *testing.T) {
+	url := startSystem(t)
+	if code, out := sluice(t, url, "apply", "-f", writeManifest(t, "web:1"), "--wait", "--timeout", "20s"); code != exitOK {
+		t.Fatalf("rollout: exit %d\n%s", code, out)
+	}
+	manifest := func(name, duration string) string {
+		m := strings.Replace(experimentManifest, "name: exp", "name: "+name, 1)
+		if duration != "" {
+			duration = "duration: " + duration
+		}
+		return writeLintFile(t, name+".yaml", strings.Replace(m, "DURATION", duration, 1))
+	}
+
+	code, out := sluice(t, url, "apply", "-f", manifest("short", "1s"), "--wait", "--timeout", "20s")
+	if code != exitOK || !strings.Contains(out, "default/short: running: every template available (baseline 1/1, canary 1/1)") ||
+		!strings.Contains(out, "default/short: completed: Successful: duration 1s passed") {
+		t.Fatalf("an experiment of 1s: exit %d\n%s", code, out)
+	}
+	code, out = sluice(t, url, "apply", "-f", manifest("web", ""), "--wait", "--timeout", "20s")
+	if want := `default/web: rejected: metadata.name: Invalid value: "web": default/web is a Rollout`; code != exitFail || !strings.Contains(out, want) {
+		t.Fatalf("an experiment at a rollout's name: exit %d, want 1 and %q\n%s", code, want, out)
+	}
+
+	if code, out := sluice(t, url, "apply", "-f", manifest("long", "")); code != exitOK {
+		t.Fatalf("long: exit %d\n%s", code, out)
+	}
+	waitOutput(t, func() (int, string) { return sluice(t, url, "get", "experiment", "long") }, "◌ Running")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"promote", "long"}, exitFail, "default/long: promote refused (NotFound): default/long is an Experiment, not a Rollout"},
+		{[]string{"terminate", "experiment", "web"}, exitFail, "default/web: terminate refused (NotFound): default/web is a Rollout, not an Experiment"},
+		{[]string{"terminate", "experiment", "long", "--as", "user:alice"}, exitOK, "default/long: terminate done: terminated (terminated by user:alice); now Terminated"},
+		{[]string{"terminate", "experiment", "long"}, exitFail, "default/long: terminate refused (NotApplicable): experiment default/long already ended Terminated"},
+		{[]string{"delete", "experiment", "long"}, exitOK, "default/long: delete done: deleted (the pods of experiment default/long removed; its state is forgotten)"},
+		{[]string{"delete", "experiment", "long"}, exitFail, "default/long: delete refused (NotFound)"},
+		{[]string{"terminate", "experiment", "nosuch"}, exitFail, "default/nosuch: terminate refused (NotFound)"},
+	} {
+		if code, out := sluice(t, url, tc.args...); code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("sluice %s: exit %d, want %d and %q\n%s", strings.Join(tc.args, " "), code, tc.code, tc.want, out)
+		}
+	}
+}
