@@ -245,15 +245,22 @@ func renderSnapshot(w io.Writer, f frame) {
 	if f.listen != "" {
 		row("Proxy:", proxyURL(f.listen))
 	}
-	if a := s.Analysis; a != nil {
-		row("Analysis:", fmt.Sprintf("%s %s  ✔ %d  ✖ %d  ? %d  ⚠ %d", a.Name, a.Phase, a.Successful, a.Failed, a.Inconclusive, a.Error))
-		if a.Message != "" {
-			row("  Message:", a.Message)
-		}
-	}
+	analysisRows(row, s.Analysis)
 	renderRecent(row, f)
 	tw.Flush()
 	renderProcesses(w, s, f.processes, f.now, p)
+}
+
+// analysisRows writes the rows of the analysis run in progress or last
+// finished, if any.
+func analysisRows(row func(k, v string), a *events.AnalysisSummary) {
+	if a == nil {
+		return
+	}
+	row("Analysis:", fmt.Sprintf("%s %s  ✔ %d  ✖ %d  ? %d  ⚠ %d", a.Name, a.Phase, a.Successful, a.Failed, a.Inconclusive, a.Error))
+	if a.Message != "" {
+		row("  Message:", a.Message)
+	}
 }
 
 // renderRecent writes the rows every object's rendering ends with: the
@@ -323,7 +330,11 @@ func renderExperiment(w io.Writer, f frame) {
 			row("", line)
 		}
 	}
-	if len(s.Runs) > 0 {
+	if len(s.Runs) == 0 {
+		// Its runs are gone from the status once it has ended; the last
+		// verdict stays.
+		analysisRows(row, s.Analysis)
+	} else {
 		row("Analysis runs:", "")
 		for _, r := range s.Runs {
 			line := r.Name + "\t" + p.phase(r.Phase)

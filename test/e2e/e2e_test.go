@@ -70,16 +70,16 @@ func (d *dev) waitGet(name string, timeout time.Duration, want ...string) string
 func (d *dev) waitShows(args []string, timeout time.Duration, want ...string) string {
 	d.t.Helper()
 	var out string
-	eventually(d.t, fmt.Sprintf("sluice %s shows %q", strings.Join(args, " "), want), timeout, func() bool {
+	poll.Until(d.t, fmt.Sprintf("sluice %s shows %q", strings.Join(args, " "), want), func() error {
 		_, out = d.sluice(args...)
 		s := squeeze(out)
 		for _, w := range want {
 			if !strings.Contains(s, squeeze(w)) {
-				return false
+				return fmt.Errorf("it shows:\n%s", out)
 			}
 		}
-		return true
-	})
+		return nil
+	}, poll.Timeout(timeout), poll.Every(100*time.Millisecond))
 	return out
 }
 

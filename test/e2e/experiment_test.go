@@ -167,7 +167,8 @@ func TestStandaloneExperimentsOnSluiceDev(t *testing.T) {
 	if code != 0 || t.Failed() {
 		t.Fatalf("exp-pass: exit %d, want 0\n%s", code, out)
 	}
-	d.waitShows([]string{"get", "experiment", "exp-pass"}, time.Minute, "✔ Successful", "exp-pass-smoke ✔ Successful")
+	d.waitShows([]string{"get", "experiment", "exp-pass"}, time.Minute, "✔ Successful", "Analysis:", "Successful ✔ 1",
+		"smoke = - Successful: smoke passed")
 	eventually(t, "exp-pass's processes gone", time.Minute, func() bool { return len(experimentPIDs(t, d, "exp-pass")) == 0 })
 	// Its processes ran: their logs stay.
 	logs := d.expectCLI(0, w("[exp-pass-baseline-0] ", "demoapp baseline listening", "[exp-pass-canary-0] ", "demoapp canary listening"),
