@@ -242,6 +242,22 @@ func (p progress) printf(format string, args ...any) {
 	}
 }
 
+// line prints "<ref>: line", unless line is empty.
+func (p progress) line(r events.Ref, line string) {
+	if line != "" {
+		p.printf("%s: %s\n", r, line)
+	}
+}
+
+// accepted prints an accepted request's warnings (even when quiet), then
+// line.
+func (p progress) accepted(r events.Ref, d events.StatusData, line string) {
+	for _, warn := range d.Warnings {
+		fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
+	}
+	p.line(r, line)
+}
+
 // wait reads status events until every rollout and experiment in ids
 // (name -> request event id) has an outcome or ctx ends.
 func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p progress, timeout time.Duration) error {
@@ -281,59 +297,42 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p prog
 			continue
 		}
 		var d events.StatusData
+		var done bool
+		var failure, success string
 		if x, ok := exps[r]; ok {
-			if x.Done || events.DecodeData(ev, &d) != nil {
+			if x.Done || events.DecodeData(ev, &d) != nil || x.Observe(ev, d) == follow.Ignored {
 				continue
 			}
-			if x.Observe(ev, d) == follow.Ignored {
+			switch {
+			case ev.Type() == events.TypeExperimentAccepted:
+				p.accepted(r, d, "accepted, "+d.Status.Phase)
+			case !x.Done:
+				p.line(r, experimentLine(ev.Type(), d))
+			}
+			done, failure, success = x.Done, x.Failure, experimentLine(events.TypeExperimentCompleted, d)
+		} else if u, ok := state[r]; ok && !u.Done {
+			if events.DecodeData(ev, &d) != nil {
 				continue
 			}
-			if ev.Type() == events.TypeExperimentAccepted {
-				for _, warn := range d.Warnings {
-					fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
+			switch u.Observe(ev, d) {
+			case follow.Accepted, follow.Completed:
+				if ev.Type() == events.TypeRolloutAccepted {
+					p.accepted(r, d, fmt.Sprintf("accepted as revision %d", d.Status.Revision))
 				}
-				p.printf("%s: accepted, %s\n", r, d.Status.Phase)
-			} else if line := experimentLine(ev.Type(), d); line != "" && !x.Done {
-				p.printf("%s: %s\n", r, line)
+			case follow.Progress:
+				p.line(r, progressLine(ev.Type(), d))
 			}
-			if x.Done {
-				pending--
-				if x.Failure != "" {
-					failed = true
-					fmt.Fprintf(p.out, "%s: %s\n", r, x.Failure)
-				} else {
-					p.printf("%s: %s\n", r, experimentLine(events.TypeExperimentCompleted, d))
-				}
-			}
+			done, failure, success = u.Done, u.Failure, fmt.Sprintf("completed (revision %d)", d.Status.Revision)
+		} else {
 			continue
 		}
-		u, ok := state[r]
-		if !ok || u.Done {
-			continue
-		}
-		if events.DecodeData(ev, &d) != nil {
-			continue
-		}
-		switch u.Observe(ev, d) {
-		case follow.Accepted, follow.Completed:
-			if ev.Type() == events.TypeRolloutAccepted {
-				for _, warn := range d.Warnings {
-					fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
-				}
-				p.printf("%s: accepted as revision %d\n", r, d.Status.Revision)
-			}
-		case follow.Progress:
-			if line := progressLine(ev.Type(), d); line != "" {
-				p.printf("%s: %s\n", r, line)
-			}
-		}
-		if u.Done {
+		if done {
 			pending--
-			if u.Failure != "" {
+			if failure != "" {
 				failed = true
-				fmt.Fprintf(p.out, "%s: %s\n", r, u.Failure)
+				fmt.Fprintf(p.out, "%s: %s\n", r, failure)
 			} else {
-				p.printf("%s: completed (revision %d)\n", r, d.Status.Revision)
+				p.line(r, success)
 			}
 		}
 	}

@@ -187,12 +187,11 @@ func newOperatorCommands(conn *events.ConnConfig) []*cobra.Command {
 			"`sluice delete experiment NAME` deletes a standalone Experiment (a rollout named\n"+
 			"\"experiment\" is `sluice delete default/experiment`).",
 		events.TypeRolloutDelete, nil)
-	deleteCmd.AddCommand(newOperatorCommand(conn, operatorCommand{verb: "delete", noun: nounExperiment,
-		short: "Delete a standalone Experiment: stop its pods, forget its state",
-		long: "Terminates it when it has no verdict yet, removes its pods (processes on the local\n" +
-			"platform, ReplicaSets on Kubernetes) at once, and forgets it: the name can be requested\n" +
+	deleteCmd.AddCommand(newExperimentCommand(conn, "delete", "Delete a standalone Experiment: stop its pods, forget its state",
+		"Terminates it when it has no verdict yet, removes its pods (processes on the local\n"+
+			"platform, ReplicaSets on Kubernetes) at once, and forgets it: the name can be requested\n"+
 			"again, with another spec. Answered once its pods are gone.",
-		eventType: events.TypeExperimentDelete}))
+		events.TypeExperimentDelete))
 	return []*cobra.Command{
 		rollout("promote", "Skip the current pause or step (--full: every remaining step)",
 			"Lifts every pause (a pause step, an inconclusive analysis, a pause command) or, when nothing\n"+
@@ -242,11 +241,16 @@ func newTerminateCmd(conn *events.ConnConfig) *cobra.Command {
 			return usageError{errors.New("terminate what? `sluice terminate experiment NAME` (a rollout's update is stopped with `sluice abort NAME`)")}
 		},
 	}
-	cmd.AddCommand(newOperatorCommand(conn, operatorCommand{verb: "terminate", noun: nounExperiment,
-		short: "Terminate a running experiment: phase Terminated, its analyses stopped",
-		long: "Ends the experiment without a verdict (phase Terminated), as spec.terminate does; its\n" +
-			"pods are scaled down after scaleDownDelaySeconds. Refused (NotApplicable) when it has\n" +
+	cmd.AddCommand(newExperimentCommand(conn, "terminate", "Terminate a running experiment: phase Terminated, its analyses stopped",
+		"Ends the experiment without a verdict (phase Terminated), as spec.terminate does; its\n"+
+			"pods are scaled down after scaleDownDelaySeconds. Refused (NotApplicable) when it has\n"+
 			"already ended.",
-		eventType: events.TypeExperimentTerminate}))
+		events.TypeExperimentTerminate))
 	return cmd
+}
+
+// newExperimentCommand is the subcommand "experiment <experiment>" of
+// verb, publishing eventType for a standalone Experiment.
+func newExperimentCommand(conn *events.ConnConfig, verb, short, long, eventType string) *cobra.Command {
+	return newOperatorCommand(conn, operatorCommand{verb: verb, noun: nounExperiment, short: short, long: long, eventType: eventType})
 }

@@ -8,43 +8,9 @@ import (
 	"time"
 )
 
-// jobTemplates are two AnalysisTemplates whose metric is a Job: on the
-// local platform its container runs as a process of the analyzer's
-// machine. "passes" exits 0, "fails" exits 1.
-const jobTemplates = `apiVersion: argoproj.io/v1alpha1
-kind: AnalysisTemplate
-metadata:
-  name: passes
-spec:
-  metrics:
-  - name: smoke
-    provider:
-      job:
-        spec:
-          backoffLimit: 0
-          template:
-            spec:
-              restartPolicy: Never
-              containers:
-              - {name: smoke, image: busybox, command: [sh, -c, "echo smoke passed"]}
----
-apiVersion: argoproj.io/v1alpha1
-kind: AnalysisTemplate
-metadata:
-  name: fails
-spec:
-  metrics:
-  - name: smoke
-    provider:
-      job:
-        spec:
-          backoffLimit: 0
-          template:
-            spec:
-              restartPolicy: Never
-              containers:
-              - {name: smoke, image: busybox, command: [sh, -c, "echo smoke failed; exit 1"]}
-`
+// passingJob is smokeJob (job_test.go) named "passes", whose Job exits 0.
+var passingJob = strings.NewReplacer("metadata:\n  name: smoke", "metadata:\n  name: passes",
+	"echo smoke failed; exit 1", "echo smoke passed").Replace(smokeJob)
 
 // experiment renders a standalone Experiment of a baseline and a canary
 // demoapp (one process each) that go as soon as it ends; analysis, when
@@ -63,18 +29,8 @@ func experiment(name, analysis string) string {
       metadata:
         labels: {app: %[1]s, role: %[2]s}
       spec:
-        containers:
-        - name: app
-          image: demoapp
-          command: ["bin/demoapp"]
-          env:
-          - {name: VERSION, value: %[2]s}
-          ports:
-          - {name: http, containerPort: 8080}
-          readinessProbe:
-            httpGet: {path: /healthz, port: http}
-            periodSeconds: 1
-`, name, role)
+%[3]s
+`, name, role, indent(demoappContainers(fmt.Sprintf("{name: VERSION, value: %s}", role)), "        "))
 	}
 	return fmt.Sprintf(`apiVersion: argoproj.io/v1alpha1
 kind: Experiment
@@ -150,7 +106,7 @@ func TestStandaloneExperimentsOnSluiceDev(t *testing.T) {
 	d := newDev(t)
 	d.start()
 	w := func(s ...string) []string { return s }
-	if code, out := d.apply(jobTemplates); code != 0 {
+	if code, out := d.apply(smokeJob + "---\n" + passingJob); code != 0 {
 		t.Fatalf("templates: exit %d\n%s", code, out)
 	}
 
@@ -178,7 +134,7 @@ func TestStandaloneExperimentsOnSluiceDev(t *testing.T) {
 	}
 
 	// (b) The Job fails: Failed, exit 1 with the reason.
-	code, out = d.apply(experiment("exp-fail", "fails"), "--wait", "--timeout", "3m")
+	code, out = d.apply(experiment("exp-fail", "smoke"), "--wait", "--timeout", "3m")
 	if code != 1 || !strings.Contains(out, "default/exp-fail: Failed") || !strings.Contains(out, "smoke failed") {
 		t.Fatalf("exp-fail: exit %d, want 1 and the Job's failure\n%s", code, out)
 	}
