@@ -166,6 +166,8 @@ func TestStandaloneExperimentsOnSluiceDev(t *testing.T) {
 	allGone(t, "exp-run's processes gone after terminate", pids)
 	d.expectCLI(1, w("default/exp-run: terminate refused (NotApplicable): experiment default/exp-run already ended Terminated"),
 		"terminate", "experiment", "exp-run")
+	d.expectCLI(0, w("experiment.requested.v1", "experiment.running.v1", "experiment.terminate.v1", "experiment.terminated.v1", "user:e2e"),
+		"history", "exp-run")
 
 	// (d) delete removes a running experiment's processes and forgets it.
 	if code, out := d.apply(experiment("exp-del", "")); code != 0 {
