@@ -134,8 +134,12 @@ type Answer struct {
 }
 
 // Refused reports whether the command changed nothing
-// (io.sluice.rollout.command.refused.v1); Code and Reason say why.
-func (a *Answer) Refused() bool { return a.Type == events.TypeRolloutRefused }
+// (io.sluice.rollout.command.refused.v1, or
+// io.sluice.experiment.command.refused.v1 for an experiment's command);
+// Code and Reason say why.
+func (a *Answer) Refused() bool {
+	return a.Type == events.TypeRolloutRefused || a.Type == events.TypeExperimentRefused
+}
 
 // Code is a refusal's code (events.Refused*); "" for another answer.
 func (a *Answer) Code() string {
