@@ -94,7 +94,7 @@ export function listPage(main, me, params) {
 
   const stop = api.stream({ namespace: filter.namespace }, (ce) => {
     const st = ce.data && ce.data.status;
-    if (!st || !st.name) return;
+    if (!st || !st.name || st.kind === 'Experiment') return; // the experiments page shows those
     const k = key(st);
     if (ce.type === 'io.sluice.rollout.deleted.v1') {
       const old = rows.get(k);
