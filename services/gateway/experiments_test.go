@@ -179,6 +179,14 @@ func TestExperimentCommandsForbidden(t *testing.T) {
 	if res := viewer.post("", binaryHeaders("v-req", events.TypeExperimentRequested, exp.String()), `{}`); res.code != http.StatusForbidden || res.json["error"] == nil {
 		t.Errorf("a request by a viewer: %s, want 403", res)
 	}
+	// An invalid one is refused as the orchestrator would reject it.
+	invalid := strings.Replace(experimentYAML(exp), "replicas: 1", "replicas: -1", 1)
+	h := binaryHeaders("op-bad", events.TypeExperimentRequested, exp.String())
+	h["Content-Type"] = "application/yaml"
+	if res := operator.post("", h, invalid); res.code != http.StatusBadRequest ||
+		!slices.ContainsFunc(toStrings(res.json["errors"]), func(e string) bool { return strings.HasPrefix(e, "spec.templates[0].replicas") }) {
+		t.Errorf("an invalid experiment: %s, want 400 with spec.templates[0].replicas", res)
+	}
 	operator.requestExperiment("op-req", exp)
 	if evs := sys.commands(exp)["op-req"]; len(evs) != 1 || events.Extension(evs[0], events.ExtActor) != "user:op" ||
 		evs[0].DataContentType() != "application/json" || !strings.Contains(string(evs[0].Data()), `"kind":"Experiment"`) {

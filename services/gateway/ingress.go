@@ -103,6 +103,11 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "the Rollout is invalid (sluice lint shows the same)", Errors: problems})
 			return
 		}
+	case events.TypeExperimentRequested:
+		if _, problems := orchestrator.ValidateExperimentRequest(ref, ev.Data()); len(problems) > 0 {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "the Experiment is invalid (sluice lint shows the same)", Errors: problems})
+			return
+		}
 	case events.TypeAnalysisTemplateApply:
 		// Checked as the analyzer will: it would dead-letter what fails.
 		if _, problems := analyzer.CheckTemplate(s.providers, ref, ev.Data()); len(problems) > 0 {
