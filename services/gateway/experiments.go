@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator"
 )
@@ -21,24 +19,15 @@ type ExperimentDetail struct {
 }
 
 func (s *Service) getExperiment(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
+	ref, ok := s.readable(w, r)
 	if !ok {
-		return
-	}
-	ref, ok := pathRef(w, r)
-	if !ok || !s.mayRead(w, p, ref.Namespace) {
 		return
 	}
 	noExperiment := func() {
 		writeError(w, http.StatusNotFound, "no experiment "+ref.String()+" (GET /api/v1/experiments lists them)")
 	}
-	rd, err := s.rollouts(r.Context())
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		noExperiment()
-		return
-	}
-	if err != nil {
-		s.unavailable(w, err)
+	rd, ok := s.readerOr(w, r, noExperiment)
+	if !ok {
 		return
 	}
 	snap, err := rd.Get(r.Context(), ref)

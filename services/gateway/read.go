@@ -82,13 +82,8 @@ func (s *Service) list(kl kindList) http.HandlerFunc {
 			return
 		}
 		items := []Summary{}
-		rd, err := s.rollouts(r.Context())
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			writeJSON(w, http.StatusOK, map[string]any{"items": items})
-			return
-		}
-		if err != nil {
-			s.unavailable(w, err)
+		rd, ok := s.readerOr(w, r, func() { writeJSON(w, http.StatusOK, map[string]any{"items": items}) })
+		if !ok {
 			return
 		}
 		snaps, err := rd.List(r.Context(), ns)
@@ -121,6 +116,37 @@ func createdAt(ctx context.Context, st jetstream.Stream, r events.Ref) *time.Tim
 		return nil
 	}
 	return &msg.Time
+}
+
+// readable returns the rollout or experiment the path names when the
+// caller may read its namespace; otherwise it answered (401, 400, 403)
+// and returns false.
+func (s *Service) readable(w http.ResponseWriter, r *http.Request) (events.Ref, bool) {
+	p, ok := caller(w, r)
+	if !ok {
+		return events.Ref{}, false
+	}
+	ref, ok := pathRef(w, r)
+	if !ok || !s.mayRead(w, p, ref.Namespace) {
+		return ref, false
+	}
+	return ref, true
+}
+
+// readerOr returns the orchestrator's reader. While no orchestrator ever
+// ran on the bus (so nothing exists) it calls missing to answer, and on
+// another error it answers 503; then it returns false.
+func (s *Service) readerOr(w http.ResponseWriter, r *http.Request, missing func()) (*orchestrator.Reader, bool) {
+	rd, err := s.rollouts(r.Context())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		missing()
+		return nil, false
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return nil, false
+	}
+	return rd, true
 }
 
 // unavailable answers 503 for a bus that cannot be read.
@@ -202,21 +228,12 @@ type WeightPoint struct {
 }
 
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
+	ref, ok := s.readable(w, r)
 	if !ok {
 		return
 	}
-	ref, ok := pathRef(w, r)
-	if !ok || !s.mayRead(w, p, ref.Namespace) {
-		return
-	}
-	rd, err := s.rollouts(r.Context())
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		notFound(w, ref)
-		return
-	}
-	if err != nil {
-		s.unavailable(w, err)
+	rd, ok := s.readerOr(w, r, func() { notFound(w, ref) })
+	if !ok {
 		return
 	}
 	d, err := rd.Detail(r.Context(), ref)
@@ -423,12 +440,8 @@ type HistoryItem struct {
 }
 
 func (s *Service) history(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
+	ref, ok := s.readable(w, r)
 	if !ok {
-		return
-	}
-	ref, ok := pathRef(w, r)
-	if !ok || !s.mayRead(w, p, ref.Namespace) {
 		return
 	}
 	hist, err := s.client.History(r.Context(), ref)

@@ -4,7 +4,8 @@
 //
 // The page is plain HTML, CSS and JavaScript modules (static/): app.js
 // routes the URL's hash, list.js, rollout.js and experiments.js are the
-// pages, api.js talks to the API, charts.js draws the SVG charts.
+// pages (rows.js keeps a list page's rows live), api.js talks to the API,
+// charts.js draws the SVG charts.
 // docs/dashboard.md describes what a user sees.
 package dashboard
 

@@ -2,11 +2,11 @@
 // each with its templates' pods and its analysis runs, kept current from
 // the status-event stream. #/experiments?namespace=NS filters it.
 import * as api from './api.js';
-import { el, replace, phaseBadge, age, debounce } from './ui.js';
+import { el, replace, phaseBadge, age } from './ui.js';
+import { liveRows } from './rows.js';
 
 export function experimentsPage(main, me, params) {
   const namespace = params.get('namespace') || '';
-  const rows = new Map(); // "ns/name" -> {summary, tr}
   const tbody = el('tbody');
   const empty = el('p', { class: 'muted empty', hidden: true }, 'No experiments. Apply one with sluice apply -f experiment.yaml.');
   const error = el('p', { class: 'error', role: 'alert', hidden: true });
@@ -41,56 +41,8 @@ export function experimentsPage(main, me, params) {
       el('td', { 'data-label': 'Age', class: 'age', 'data-since': s.createdAt || s.updatedAt || '' }, age(s.createdAt || s.updatedAt)));
   }
 
-  function put(s) {
-    const k = key(s);
-    const old = rows.get(k);
-    const tr = rowFor(s);
-    if (old) old.tr.replaceWith(tr);
-    else tbody.append(tr);
-    rows.set(k, { summary: s, tr });
-  }
-
-  function summarize() {
-    empty.hidden = rows.size > 0;
-    count.textContent = `${rows.size} experiment${rows.size === 1 ? '' : 's'}`;
-  }
-
-  async function load() {
-    try {
-      const items = await api.listExperiments({ namespace });
-      items.sort((a, b) => key(a).localeCompare(key(b)));
-      tbody.replaceChildren();
-      rows.clear();
-      for (const s of items) put(s);
-      summarize();
-      error.hidden = true;
-    } catch (err) {
-      error.textContent = `Cannot list experiments: ${err.message}`;
-      error.hidden = false;
-    }
-  }
-  const reload = debounce(load, 300);
-
-  const stop = api.stream({ namespace }, (ce) => {
-    const st = ce.data && ce.data.status;
-    if (!st || !st.name || st.kind !== 'Experiment') return;
-    const k = key(st);
-    if (ce.type === 'io.sluice.experiment.deleted.v1') {
-      const old = rows.get(k);
-      if (old) { old.tr.remove(); rows.delete(k); summarize(); }
-      return;
-    }
-    if (ce.type === 'io.sluice.experiment.command.refused.v1' || ce.type === 'io.sluice.experiment.rejected.v1') return;
-    const old = rows.get(k);
-    if (!old) { reload(); return; }
-    put({ ...st, createdAt: old.summary.createdAt });
-    summarize();
+  return liveRows({
+    tbody, empty, error, count, noun: 'experiment', kind: 'Experiment', namespace,
+    fetch: () => api.listExperiments({ namespace }), rowFor,
   });
-
-  const tick = setInterval(() => {
-    for (const td of tbody.querySelectorAll('td.age')) td.textContent = age(td.dataset.since);
-  }, 5000);
-
-  load();
-  return () => { stop(); clearInterval(tick); };
 }
