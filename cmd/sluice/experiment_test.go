@@ -162,8 +162,17 @@ func TestApplyRefusesARolloutAndAnExperimentOfOneName(t *testing.T) {
 	exp := strings.Replace(strings.Replace(experimentManifest, "DURATION", "", 1), "name: exp", "name: web", 1)
 	file := writeLintFile(t, "both.yaml", strings.Replace(webRollout, "IMAGE", "web:1", 1)+"---\n"+exp)
 	code, out := sluice(t, url, "apply", "-f", file)
-	if want := "document 2: Experiment default/web: the files also hold a Rollout of that name, and a namespace holds one Rollout or Experiment of a name"; code != exitFail || !strings.Contains(out, want) || strings.Contains(out, "published") {
+	if want := "Experiment default/web: Rollout default/web (document 1) has this name: a namespace holds one Rollout or Experiment of a name"; code != exitFail || !strings.Contains(out, want) || strings.Contains(out, "published") {
 		t.Fatalf("exit %d, want 1 and %q\n%s", code, want, out)
+	}
+
+	// Lint reads a manifest without a namespace as in "default"; -n puts
+	// it in the given one, where it may meet a manifest that names it.
+	inShop := strings.Replace(exp, "name: web", "name: web\n  namespace: shop", 1)
+	file = writeLintFile(t, "apart.yaml", strings.Replace(webRollout, "IMAGE", "web:1", 1)+"---\n"+inShop)
+	code, out = sluice(t, url, "apply", "-n", "shop", "-f", file)
+	if want := "document 2: Experiment shop/web: the files also hold a Rollout of that name, and a namespace holds one Rollout or Experiment of a name"; code != exitFail || !strings.Contains(out, want) || strings.Contains(out, "published") {
+		t.Fatalf("with -n: exit %d, want 1 and %q\n%s", code, want, out)
 	}
 }
 
