@@ -52,8 +52,14 @@ func Unavailable(err error) bool {
 			return true
 		}
 	}
+	// A connection that failed or broke; not a listen address in use,
+	// which is the service's own configuration.
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return op.Op == "dial" || op.Op == "read" || op.Op == "write"
+	}
 	var netErr net.Error
-	return errors.As(err, &netErr)
+	return errors.As(err, &netErr) && netErr.Timeout()
 }
 
 // unavailableAPI tells the JetStream API errors of a cluster that cannot

@@ -23,6 +23,12 @@ func TestUnavailableTellsWaitingFromConfiguration(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	_, refused := net.Dial("tcp", addr)
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_, inUse := net.Listen("tcp", held.Addr().String())
 	api := func(status int, code jetstream.ErrorCode, desc string) error {
 		return fmt.Errorf("create stream SLUICE_TASKS: %w", &jetstream.APIError{Code: status, ErrorCode: code, Description: desc})
 	}
@@ -55,6 +61,7 @@ func TestUnavailableTellsWaitingFromConfiguration(t *testing.T) {
 		{"bad credentials", fmt.Errorf("connect to NATS: %w", nats.ErrAuthorization), false},
 		{"expired credentials", nats.ErrAuthExpired, false},
 		{"a certificate that does not verify", fmt.Errorf("connect: %w", x509.UnknownAuthorityError{}), false},
+		{"a listen address in use", fmt.Errorf("notifier: %w", inUse), false},
 		{"canceled", context.Canceled, false},
 		{"anything else", errors.New("auth file: no users"), false},
 	}
