@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/daemon"
+	"github.com/sluicehq/sluice/internal/devtest"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/systemtest"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -39,17 +40,6 @@ func busSpec() daemon.Spec {
 	return daemon.Spec{Name: "sluice-test", Build: func(env daemon.Env) (daemon.Service, error) { return &busService{env: env}, nil }}
 }
 
-// freeAddr is a loopback address nothing listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // readyz is /readyz's status and body at addr.
 func readyz(addr string) (int, string, error) {
 	resp, err := http.Get("http://" + addr + "/readyz")
@@ -74,7 +64,7 @@ type running struct {
 func start(t *testing.T, spec daemon.Spec, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{t: t, addr: freeAddr(t), exit: make(chan int, 1), stderr: &systemtest.Logs{}, cancel: cancel}
+	r := &running{t: t, addr: devtest.FreeAddr(t), exit: make(chan int, 1), stderr: &systemtest.Logs{}, cancel: cancel}
 	go func() { r.exit <- daemon.Run(ctx, spec, append(args, "--http-listen", r.addr), r.stderr) }()
 	return r
 }
@@ -118,7 +108,7 @@ func (r *running) stop() {
 // NATS server is not up yet says on /readyz what it waits for, logs it,
 // and becomes ready once the server starts, without exiting.
 func TestServiceStartedBeforeNATSBecomesReadyWhenItStarts(t *testing.T) {
-	_, portStr, _ := net.SplitHostPort(freeAddr(t))
+	_, portStr, _ := net.SplitHostPort(devtest.FreeAddr(t))
 	port, _ := strconv.Atoi(portStr)
 	url := "nats://127.0.0.1:" + portStr
 	r := start(t, busSpec(), "--nats-url", url)

@@ -46,15 +46,7 @@ func TestRestartKeepsPortAndJetStream(t *testing.T) {
 	if s.ClientURL() != url {
 		t.Errorf("restarted on %s, was %s", s.ClientURL(), url)
 	}
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJS(t, url)
 	if _, err := js.AccountInfo(context.Background()); err != nil {
 		t.Errorf("JetStream after restart: %v", err)
 	}
@@ -69,15 +61,7 @@ func TestStartClusterRunsOneJetStreamCluster(t *testing.T) {
 	if n := len(strings.Split(c.ClientURLs(), ",")); n != 3 {
 		t.Fatalf("ClientURLs %q, want three", c.ClientURLs())
 	}
-	nc, err := nats.Connect(c.ClientURLs())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJS(t, c.ClientURLs())
 	// The nodes elect their meta leader after they accept connections:
 	// wait for a stream on all three.
 	var info *jetstream.StreamInfo
@@ -100,4 +84,19 @@ func TestClusterNodeNeedsItsRoutes(t *testing.T) {
 	if _, err := Start(Options{StoreDir: t.TempDir(), Cluster: &ClusterOptions{Port: 1}}); err == nil || !strings.Contains(err.Error(), "Routes") {
 		t.Errorf("err = %v, want one naming the routes", err)
 	}
+}
+
+// connectJS connects a plain client to url for the test.
+func connectJS(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
