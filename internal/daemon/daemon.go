@@ -201,16 +201,46 @@ func run(ctx context.Context, s Spec, conn events.ConnConfig, flags Flags, log *
 		return err
 	}
 	defer p.Close()
-	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(p.Metrics(), 0), events.WithAckWait(bus.AckWait))
+	p.setWaiting("connecting to NATS at " + conn.Address())
+	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(p.Metrics(), 0), events.WithAckWait(bus.AckWait),
+		events.WithWaitReport(func(w events.Wait) { p.setWaiting("waiting for NATS at " + conn.Address() + ": " + w.String()) }))
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	svc, err := s.Build(p.Env(client, bus, log, flags.StopTimeout))
-	if err != nil {
+	env := p.Env(client, bus, log, flags.StopTimeout)
+	return runService(ctx, p, s.Name, func() (Service, error) { return s.Build(env) }, client)
+}
+
+// runService builds a service with build and runs it in p until ctx ends.
+// A service whose run fails because the bus did not answer
+// (events.Unavailable: a JetStream cluster still electing its leaders,
+// a request that timed out while every service provisioned at once) is
+// not the end of the process: it has stopped what it started, so it is
+// built and run again after a backoff (events.DefaultBackoff), as a
+// supervisor would restart the process, while /readyz says what it waits
+// for and the log says why. Any other error ends it: a configuration
+// error (see events.Unavailable), or permissions the server refuses
+// (client.DeniedJetStream, asked after an Unavailable error since a
+// refused request times out).
+func runService(ctx context.Context, p *Process, name string, build func() (Service, error), client *events.Client) error {
+	attempt := func(ctx context.Context) error {
+		svc, err := build()
+		if err != nil {
+			return err
+		}
+		err = p.Run(ctx, nil, Named{Name: name, Service: svc})
+		if events.Unavailable(err) {
+			if denied := client.DeniedJetStream(); denied != nil {
+				return denied
+			}
+		}
 		return err
 	}
-	return p.Run(ctx, nil, Named{Name: s.Name, Service: svc})
+	return events.Retry(ctx, events.DefaultBackoff, attempt, func(w events.Wait) {
+		p.cfg.Log.Warn("waiting for the bus", "attempt", w.Attempt, "error", w.Err, "retry_in", w.Next.Round(time.Millisecond))
+		p.setWaiting("waiting for the bus: " + w.String())
+	})
 }
 
 // ProcessConfig configures a Process.
@@ -236,20 +266,25 @@ type Named struct {
 // configured by the OTEL_* environment, the /metrics, /healthz and /readyz
 // endpoints, and a run of its services that ends them all when one fails.
 type Process struct {
-	cfg      ProcessConfig
-	metrics  *telemetry.Metrics
-	reg      prometheus.Registerer
-	srv      *http.Server
-	addr     net.Addr
-	tracing  func(context.Context) error
-	mu       sync.Mutex
-	services []Named
+	cfg     ProcessConfig
+	metrics *telemetry.Metrics
+	reg     prometheus.Registerer
+	srv     *http.Server
+	addr    net.Addr
+	tracing func(context.Context) error
+	mu      sync.Mutex
+	// runs holds the services of each Run in progress, by its number.
+	runs    map[int][]Named
+	lastRun int
+	// waiting says what the process waits for while it is not ready, for
+	// /readyz; empty once its services are ready.
+	waiting string
 }
 
 // Start starts tracing and the HTTP endpoints; /readyz reports ready once
 // every service given to Run is. Close ends both.
 func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
-	p := &Process{cfg: cfg}
+	p := &Process{cfg: cfg, runs: map[int][]Named{}}
 	var gatherer prometheus.Gatherer = prometheus.DefaultGatherer
 	if cfg.Registry != nil {
 		m, err := telemetry.New(cfg.Registry)
@@ -287,21 +322,51 @@ func (p *Process) Addr() string { return p.addr.String() }
 func (p *Process) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, s := range p.services {
-		if !s.Service.Ready() {
-			return false
+	n := 0
+	for _, services := range p.runs {
+		for _, s := range services {
+			if !s.Service.Ready() {
+				return false
+			}
+			n++
 		}
 	}
-	return len(p.services) > 0
+	return n > 0
+}
+
+// setWaiting records what the process waits for, for /readyz.
+func (p *Process) setWaiting(what string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waiting = what
+}
+
+// notReady is /readyz's reason while the process is not ready.
+func (p *Process) notReady() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.waiting != "" {
+		return p.waiting
+	}
+	return "starting: provisioning streams and buckets, starting consumers"
 }
 
 // Run runs services until ctx ends or one of them fails, which stops the
-// others; it returns once all have returned, with their errors. onReady,
-// when not nil, is called once every service is ready.
+// others; it returns once all have returned, with their errors, and they
+// no longer count for Ready. onReady, when not nil, is called once every
+// service is ready.
 func (p *Process) Run(ctx context.Context, onReady func(), services ...Named) error {
 	p.mu.Lock()
-	p.services = append(p.services, services...)
+	p.lastRun++
+	run := p.lastRun
+	p.runs[run] = services
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		delete(p.runs, run)
+		p.waiting = "stopping"
+	}()
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	errs := make([]error, len(services))
@@ -314,20 +379,21 @@ func (p *Process) Run(ctx context.Context, onReady func(), services ...Named) er
 			}
 		})
 	}
-	if onReady != nil {
-		wg.Go(func() {
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for !p.Ready() {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for !p.Ready() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
 			}
+		}
+		p.setWaiting("")
+		if onReady != nil {
 			onReady()
-		})
-	}
+		}
+	})
 	wg.Wait()
 	if len(services) == 1 {
 		// A lone service's error needs no name: the process has it.
@@ -359,7 +425,7 @@ func (p *Process) serveHTTP(metrics prometheus.Gatherer) error {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !p.Ready() {
-			http.Error(w, "not ready: connecting to JetStream or starting consumers", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: "+p.notReady(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")

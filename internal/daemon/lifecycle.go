@@ -106,7 +106,9 @@ func (l *Lifecycle) Ready() bool { return l.ready.Load() }
 // ctx ends. Then it reports not ready, stops every registered part (each
 // within p.StopTimeout; one that does not stop in time is logged) and
 // returns nil. An error before the service is ready is returned after
-// stopping what had started.
+// stopping what had started; a service binary (Run) then builds the
+// service again and runs it after a backoff when the error says the bus
+// did not answer (events.Unavailable), and exits for any other.
 func (l *Lifecycle) Run(ctx context.Context, p Plan) error {
 	if p.Log == nil {
 		p.Log = slog.Default()

@@ -66,10 +66,10 @@ func (c *ConnConfig) Defaults() {
 		c.URLs = []string{DefaultURL}
 	}
 	if c.ReconnectWait == 0 {
-		c.ReconnectWait = 250 * time.Millisecond
+		c.ReconnectWait = DefaultBackoff.Initial
 	}
 	if c.MaxReconnectWait == 0 {
-		c.MaxReconnectWait = 5 * time.Second
+		c.MaxReconnectWait = DefaultBackoff.Max
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 2 * time.Second
@@ -271,6 +271,18 @@ func WithAckWait(d time.Duration) Option {
 	}
 }
 
+// WithWaitReport has fn told about every failed attempt of Connect before
+// it waits to try again (a service reports it on /readyz).
+func WithWaitReport(fn func(Wait)) Option {
+	return func(c *Client) error {
+		if fn == nil {
+			return fmt.Errorf("%w: nil wait report", ErrInvalidConfig)
+		}
+		c.onWait = fn
+		return nil
+	}
+}
+
 // Client publishes and consumes Sluice events over one NATS connection.
 // It is safe for concurrent use.
 type Client struct {
@@ -285,11 +297,21 @@ type Client struct {
 	// obs, when set, is told about publishes and deliveries (WithObserver).
 	obs      Observer
 	lagEvery time.Duration
+	// onWait hears of Connect's failed attempts (WithWaitReport).
+	onWait func(Wait)
 }
 
-// Connect dials NATS, retrying until ctx ends, and checks that JetStream is
-// enabled. It returns an error wrapping ErrInvalidConfig for a bad
-// configuration and ErrJetStreamNotEnabled when the server has no JetStream.
+// attemptTimeout bounds the JetStream check of one attempt of Connect:
+// the jetstream package's default for a request without a deadline.
+const attemptTimeout = 5 * time.Second
+
+// Connect dials NATS and checks that JetStream answers, retrying with
+// DefaultBackoff's schedule (ReconnectWait, MaxReconnectWait) while the
+// bus is Unavailable, until ctx ends; each failed attempt is logged and
+// told to WithWaitReport's function. It returns at once, with an error
+// wrapping ErrInvalidConfig, for a bad configuration or permissions the
+// server refuses, ErrJetStreamNotEnabled when the server has no JetStream,
+// and the server's error for credentials it refuses.
 func Connect(ctx context.Context, cfg ConnConfig, opts ...Option) (*Client, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
@@ -303,28 +325,31 @@ func Connect(ctx context.Context, cfg ConnConfig, opts ...Option) (*Client, erro
 	if err != nil {
 		return nil, err
 	}
-	url := strings.Join(cfg.URLs, ",")
-	var nc *nats.Conn
-	for attempt := 1; ; attempt++ {
-		nc, err = nats.Connect(url, nopts...)
-		if err == nil {
-			break
+	url, addr := strings.Join(cfg.URLs, ","), redactURLs(cfg.URLs)
+	err = Retry(ctx, Backoff{Initial: cfg.ReconnectWait, Max: cfg.MaxReconnectWait}, func(ctx context.Context) error {
+		nc, err := nats.Connect(url, nopts...)
+		if err != nil {
+			return fmt.Errorf("connect to NATS at %s: %w", addr, err)
 		}
-		// Bad credentials do not get better with retries.
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
-			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.URLs), err)
+		// One attempt's check waits as long as a JetStream request
+		// without a deadline does, however long Connect may retry.
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
+		if err := c.attach(actx, nc); err != nil {
+			nc.Close()
+			return err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to NATS at %s: %w (gave up: %v)", redactURLs(cfg.URLs), err, ctx.Err())
-		case <-time.After(backoffDelay(attempt, cfg.ReconnectWait, cfg.MaxReconnectWait)):
+		return nil
+	}, func(w Wait) {
+		c.log.Warn("waiting for NATS", "url", addr, "attempt", w.Attempt, "error", w.Err, "retry_in", w.Next.Round(time.Millisecond))
+		if c.onWait != nil {
+			c.onWait(w)
 		}
-	}
-	c.ownsConn = true
-	if err := c.attach(ctx, nc); err != nil {
-		nc.Close()
+	})
+	if err != nil {
 		return nil, err
 	}
+	c.ownsConn = true
 	return c, nil
 }
 
@@ -360,6 +385,14 @@ func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	if _, err := js.AccountInfo(ctx); err != nil {
+		if denied := deniedJetStream(nc); denied != nil {
+			return denied
+		}
+		// A server that announces JetStream but has no responder on its
+		// API yet is still starting: the API answers "not enabled" for it.
+		if enabled, _ := nc.ConnectedServerJetStream(); enabled && errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+			return startingError{fmt.Errorf("JetStream on the NATS server at %s is not answering yet: %v", nc.ConnectedUrlRedacted(), err)}
+		}
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
 		}

@@ -115,8 +115,17 @@ func TestConnectAuthenticationModes(t *testing.T) {
 		if err := tryConnect(t, ConnConfig{URLs: []string{url}, CA: pki.ca, Cert: pki.clientCert, Key: pki.clientKey}); err != nil {
 			t.Errorf("mutual TLS: %v", err)
 		}
-		if err := tryConnect(t, ConnConfig{URLs: []string{url}, CA: pki.ca}); err == nil {
-			t.Error("TLS without a client certificate connected to a server that requires one")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, err := Connect(ctx, ConnConfig{URLs: []string{url}, CA: pki.ca}, WithLogger(quietLogger()))
+		if err == nil || !strings.Contains(err.Error(), "certificate required") {
+			t.Errorf("TLS without a client certificate to a server that requires one: err = %v, want the server's refusal", err)
+		}
+		if ctx.Err() != nil {
+			t.Errorf("a refused client certificate was retried until the context ended: %v", err)
+		}
+		if _, err := Connect(ctx, ConnConfig{URLs: []string{url}}, WithLogger(quietLogger())); err == nil || !strings.Contains(err.Error(), "certificate signed by unknown authority") || ctx.Err() != nil {
+			t.Errorf("a server certificate that does not verify: err = %v, want it at once", err)
 		}
 	})
 }

@@ -26,6 +26,12 @@
 // original bytes, headers and the reason, on the dead-letter stream
 // (subjects sluice.dlq.>) and the consumer carries on.
 //
+// Start-up waits for the bus: Connect, and a service binary starting its
+// service (internal/daemon), retry with backoff (Retry) every error that
+// says the bus cannot answer yet (Unavailable: NATS down, a timeout, a
+// JetStream cluster electing its leaders) and fail at once on the others,
+// configuration errors above all.
+//
 // Every publish and every handled message is an OpenTelemetry span; the W3C
 // trace context travels in the CloudEvents traceparent and tracestate
 // extensions, so one rollout is one trace across all services.

@@ -179,8 +179,17 @@ func (c *Client) Provision(ctx context.Context, bus BusConfig, buckets ...jetstr
 			errs = append(errs, fmt.Errorf("provision bucket %s: %w", kv.Bucket, err))
 		}
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == errReplicasNotClustered {
+		return fmt.Errorf("%w: --bus-replicas %d needs a JetStream cluster of at least %d servers, and the server at %s is not clustered: run --bus-replicas 1 on it, or a cluster (docs/operations.md, Sizing NATS): %w", ErrInvalidConfig, bus.Replicas, bus.Replicas, c.nc.ConnectedUrlRedacted(), err)
+	}
+	return err
 }
+
+// errReplicasNotClustered is JetStream's "replicas > 1 not supported in
+// non-clustered mode".
+const errReplicasNotClustered = 10074
 
 func (c *Client) provisionStream(ctx context.Context, want jetstream.StreamConfig) error {
 	s, err := c.js.Stream(ctx, want.Name)

@@ -9,6 +9,7 @@ package systest
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"log"
@@ -231,6 +232,15 @@ type Spec struct {
 	// Restart is the delay before a process that exited is started again
 	// (default 300ms).
 	Restart time.Duration
+	// BusReplicas is every service's --bus-replicas (default 1): 3 on a
+	// three-node cluster.
+	BusReplicas int
+	// Local runs every service binary as an operator does instead of
+	// the workers on DataPlane: sluice-replicas --platform local (each
+	// with its own state directory) and sluice-traffic --router local
+	// beside the orchestrator and the analyzer, and sluice-gateway and
+	// sluice-notifier too. DataPlane is then not needed.
+	Local bool
 }
 
 // System is every service process, supervised.
@@ -260,13 +270,20 @@ func Start(t testing.TB, s Spec) *System {
 	if s.Restart == 0 {
 		s.Restart = 300 * time.Millisecond
 	}
+	if s.BusReplicas == 0 {
+		s.BusReplicas = 1
+	}
 	bins := map[string]string{}
-	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer", "worker"} {
+	for _, name := range []string{"sluice-orchestrator", "sluice-analyzer", "worker", "sluice-replicas", "sluice-traffic", "sluice-gateway", "sluice-notifier"} {
 		bins[name] = testbin.Path(t, name)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sys := &System{t: t, ctx: ctx, stop: cancel, restart: s.Restart, kills: map[string]int{}}
-	common := []string{"--nats-url", s.NATS, "--bus-ack-wait", s.AckWait.String(), "--log-level", "info"}
+	common := []string{"--nats-url", s.NATS, "--bus-ack-wait", s.AckWait.String(), "--bus-replicas", strconv.Itoa(s.BusReplicas), "--log-level", "info"}
+	var edge []string // the gateway's and notifier's configuration files
+	if s.Local {
+		edge = edgeConfig(t)
+	}
 	for i := 1; i <= s.Replicas; i++ {
 		add := func(service, bin string, extra ...string) {
 			name := fmt.Sprintf("%s-%d", service, i)
@@ -277,6 +294,13 @@ func Start(t testing.TB, s Spec) *System {
 		}
 		add("orchestrator", "sluice-orchestrator", s.Orchestrator...)
 		add("analyzer", "sluice-analyzer", "--lease-margin", "2s")
+		if s.Local {
+			add("replicas", "sluice-replicas", "--platform", "local", "--state-dir", t.TempDir(), "--stop-on-exit")
+			add("traffic", "sluice-traffic", "--router", "local")
+			add("gateway", "sluice-gateway", "--listen", fmt.Sprintf("127.0.0.1:%d", FreePort(t)), "--auth-config", edge[0])
+			add("notifier", "sluice-notifier", "--listen", "off", "--config", edge[1])
+			continue
+		}
 		for _, svc := range []string{"replicas", "traffic"} {
 			name := fmt.Sprintf("%s-%d", svc, i)
 			add(svc, "worker", append([]string{"--service", svc, "--data-plane", s.DataPlane, "--name", name}, s.WorkerFaults...)...)
@@ -287,6 +311,33 @@ func Start(t testing.TB, s Spec) *System {
 	}
 	t.Cleanup(sys.Shutdown)
 	return sys
+}
+
+// edgeConfig writes the gateway's auth file (a token for a viewer) and the
+// notifier's configuration (one webhook nobody subscribes to) and returns
+// their paths.
+func edgeConfig(t testing.TB) []string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"auth.yaml": fmt.Sprintf("tokens: [{name: systest, hash: \"sha256:%x\"}]\nroles: [{role: viewer, subjects: [\"*\"], namespaces: [\"*\"]}]\n", sha256.Sum256([]byte("systest"))),
+		"notifications.yaml": `apiVersion: v1
+kind: ConfigMap
+metadata: {name: argo-rollouts-notification-configmap}
+data:
+  service.webhook.hook: |
+    url: http://127.0.0.1:1/
+`,
+	}
+	var paths []string
+	for _, name := range []string{"auth.yaml", "notifications.yaml"} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(files[name]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, path)
+	}
+	return paths
 }
 
 // supervise runs p until the system stops, starting it again after it
@@ -332,14 +383,30 @@ func (s *System) Ready() bool {
 	return true
 }
 
+// Starts counts the times p was started: more than one means it exited
+// (or was killed) and was started again.
+func (p *Proc) Starts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.starts
+}
+
 // Ready reports whether p answers /readyz with 200.
-func (p *Proc) Ready() bool {
+func (p *Proc) Ready() bool { return p.NotReady() == "" }
+
+// NotReady is why p is not ready, as its /readyz says (or why /readyz
+// did not answer); empty when it is ready.
+func (p *Proc) NotReady() string {
 	resp, err := http.Get(p.ready)
 	if err != nil {
-		return false
+		return err.Error()
 	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return ""
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 }
 
 // Proc returns the process named name, or nil.

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -36,9 +39,26 @@ type Options struct {
 	// ReadyTimeout bounds the wait for the server to accept connections
 	// (default 10s).
 	ReadyTimeout time.Duration
+	// Cluster, when set, makes the server one node of a JetStream
+	// cluster (StartCluster starts a whole one).
+	Cluster *ClusterOptions
 	// Configure, when set, edits the server options last: accounts, users
 	// and permissions, TLS, or turning JetStream off to test that failure.
 	Configure func(*server.Options)
+}
+
+// ClusterOptions makes a server one node of a cluster: it listens for
+// routes on Host:Port and routes to Routes.
+type ClusterOptions struct {
+	// Name is the cluster's name, the same on every node (default
+	// "sluice").
+	Name string
+	// Port is where the node listens for routes from the others; it must
+	// be set, since the others' Routes name it.
+	Port int
+	// Routes are the nats-route://host:port URLs of every node, this one's
+	// included.
+	Routes []string
 }
 
 // Server is a running embedded NATS server.
@@ -77,6 +97,23 @@ func Start(o Options) (*Server, error) {
 		NoLog:         !o.Debug,
 		Debug:         o.Debug,
 		MaxPayload:    8 << 20,
+	}
+	if c := o.Cluster; c != nil {
+		if c.Port <= 0 || len(c.Routes) == 0 {
+			return nil, errors.New("embedded NATS: a cluster node needs its route Port and the Routes of every node")
+		}
+		name := c.Name
+		if name == "" {
+			name = "sluice"
+		}
+		sopts.Cluster = server.ClusterOpts{Name: name, Host: o.Host, Port: c.Port}
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("embedded NATS: route %q: %w", r, err)
+			}
+			sopts.Routes = append(sopts.Routes, u)
+		}
 	}
 	if o.Configure != nil {
 		o.Configure(sopts)
@@ -120,4 +157,87 @@ func (s *Server) Shutdown() {
 func (s *Server) Restart() (*Server, error) {
 	s.Shutdown()
 	return Start(s.opts)
+}
+
+// Cluster is a JetStream cluster of embedded servers on one host, as
+// production runs nats-server (deploy/nats, three nodes).
+type Cluster struct {
+	// Servers are the nodes, named <ServerName>-1 ... <ServerName>-n.
+	Servers []*Server
+}
+
+// StartCluster starts size servers from o as the nodes of one cluster,
+// each with its own store under o.StoreDir and its own free client and
+// route ports (o.Port and o.Cluster are ignored). It returns once every
+// node accepts client connections: JetStream elects its meta leader
+// after that, as it does when an operator starts nats-server on three
+// hosts at once, so a client may find JetStream unavailable at first.
+func StartCluster(size int, o Options) (*Cluster, error) {
+	if size < 1 {
+		return nil, fmt.Errorf("embedded NATS: a cluster of %d servers", size)
+	}
+	if o.StoreDir == "" {
+		return nil, errors.New("embedded NATS: StoreDir is required")
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.ServerName == "" {
+		o.ServerName = "sluice-embedded"
+	}
+	ports := make([]int, size)
+	routes := make([]string, size)
+	for i := range ports {
+		p, err := freePort(o.Host)
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS: route port: %w", err)
+		}
+		ports[i] = p
+		routes[i] = "nats-route://" + net.JoinHostPort(o.Host, strconv.Itoa(p))
+	}
+	c := &Cluster{}
+	for i := range size {
+		node := o
+		node.Port = 0
+		node.ServerName = fmt.Sprintf("%s-%d", o.ServerName, i+1)
+		node.StoreDir = filepath.Join(o.StoreDir, node.ServerName)
+		node.Cluster = &ClusterOptions{Port: ports[i], Routes: routes}
+		if o.Cluster != nil {
+			node.Cluster.Name = o.Cluster.Name
+		}
+		s, err := Start(node)
+		if err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+		c.Servers = append(c.Servers, s)
+	}
+	return c, nil
+}
+
+// ClientURLs are the nodes' client URLs, comma-separated as --nats-url
+// takes them.
+func (c *Cluster) ClientURLs() string {
+	urls := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		urls[i] = s.ClientURL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Shutdown stops every node.
+func (c *Cluster) Shutdown() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+	}
+}
+
+// freePort is a TCP port on host that nothing listens on now.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
