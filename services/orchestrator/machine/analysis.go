@@ -153,8 +153,13 @@ func (d *decision) syncRuns() {
 		// A stopped run is kept until its final verdict, which the analyzer
 		// reports after terminating it, so that the verdict is published;
 		// a few at most, in case it never comes.
-		if !run.finished() && run.Task.active() && (run.Stop == nil || !run.Stop.Failed) && stopped < maxStoppedRuns {
+		switch {
+		case !run.finished() && run.Task.active() && (run.Stop == nil || !run.Stop.Failed) && stopped < maxStoppedRuns:
 			stopped++
+			keep = append(keep, *run)
+		case s.isExperiment() && run.finished():
+			// A standalone experiment lists its runs with their verdicts
+			// after it ends, as Argo's status does: one per analysis.
 			keep = append(keep, *run)
 		}
 	}

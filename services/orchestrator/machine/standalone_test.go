@@ -158,6 +158,14 @@ func TestStandaloneExperimentVerdicts(t *testing.T) {
 			if !strings.Contains(ev.Data.Reason, c.reason) || ev.Data.Status.Phase != c.phase {
 				t.Fatalf("completed: phase %s reason %q, want %s and %q", ev.Data.Status.Phase, ev.Data.Reason, c.phase, c.reason)
 			}
+			// The ended experiment still lists its run and verdict.
+			w.advance(time.Hour)
+			if runs := w.snap().Runs; len(runs) != 1 || runs[0].Name != "exp-judge" || runs[0].Phase != c.verdict {
+				t.Errorf("runs after the end: %+v", runs)
+			}
+			if ex := w.snap().Experiment; ex == nil || len(ex.Runs) != 1 {
+				t.Errorf("experiment summary after the end: %+v", ex)
+			}
 		})
 	}
 }
