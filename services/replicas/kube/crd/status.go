@@ -128,20 +128,25 @@ func (s *StatusWriter) Run(ctx context.Context) error {
 // event. Writing the latest snapshot rather than the event's makes the
 // order of events irrelevant: a stale event writes what a later one would.
 //
-// A deleted rollout has no object left to write to. A rejected request
+// A deleted rollout has no object left to write to. A standalone
+// experiment's events are written into its Experiment object instead
+// (writeExperiment). A rejected request
 // whose id is the object's current generation shows as Argo's InvalidSpec
 // condition until the generation changes. While a tool's request (see
 // Requests) is pending, the fields that carry it keep the tool's values.
 func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	switch {
-	case ev.Type() == events.TypeRolloutDeleted:
+	case ev.Type() == events.TypeRolloutDeleted || ev.Type() == events.TypeExperimentDeleted:
 		return nil
-	case ev.Type() == events.TypeRolloutRefused && s.cfg.Snapshots == nil:
+	case (ev.Type() == events.TypeRolloutRefused || ev.Type() == events.TypeExperimentRefused) && s.cfg.Snapshots == nil:
 		return nil // it changed nothing; with Snapshots it answers a request
 	}
 	var data events.StatusData
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
+	}
+	if isExperiment(ev, data) {
+		return s.writeExperiment(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
 	}
 	return s.write(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
 }
@@ -314,11 +319,12 @@ func (w write) record(r *Written) {
 const maxAnswered = 16
 
 // record changes the record of object uid under k; a record of an earlier
-// object of the same name is replaced.
+// object of the same name is replaced (but for what the watcher published
+// of it, see Written.Published).
 func (s *StatusWriter) record(ctx context.Context, k, uid string, change func(*Written)) error {
 	_, err := s.cfg.Written.Update(ctx, k, func(r *Written, _ uint64) error {
 		if r.UID != uid {
-			*r = Written{UID: uid}
+			*r = Written{UID: uid, Published: r.Published}
 		}
 		change(r)
 		return nil
