@@ -91,7 +91,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"phase"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_decisions_total",
-			Help: "Observations run through the step machine, by observation (request, command, started, finished, measured, tick) and result (changed, unchanged, ignored, duplicate).",
+			Help: "Observations run through the step machine, by observation (request, experiment, command, started, finished, measured, tick) and result (changed, unchanged, ignored, duplicate).",
 		}, []string{"observation", "result"}),
 		casConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_cas_conflicts_total",

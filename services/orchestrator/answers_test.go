@@ -274,3 +274,59 @@ func TestReaderManifestHasTheEventsRevision(t *testing.T) {
 		t.Errorf("manifest of a missing rollout: %v, want ErrNoRollout", err)
 	}
 }
+
+// TestExperimentCommandsAreAnswered: a standalone experiment's request
+// and commands, over the wire, are answered with its own event types,
+// and a rollout's command at its name is refused.
+func TestExperimentCommandsAreAnswered(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	w := &wire{t: t, c: c, actor: "user:alice"}
+	exp := events.Ref{Namespace: "shop", Name: "exp"}
+
+	answer := func(r events.Ref, typ, data, want, code string) statusEntry {
+		t.Helper()
+		id := w.send(r, typ, data)
+		var got []statusEntry
+		poll.Until(t, fmt.Sprintf("an answer to %s", typ), func() error {
+			if got = answers(status, r, id); len(got) == 0 {
+				return fmt.Errorf("no event carries causationid %s; saw %v", id, typesOf(status.of(r)))
+			}
+			return nil
+		})
+		first := got[0]
+		if first.Type != want || first.Actor != w.actor {
+			t.Fatalf("%s answered with %s by %q (%s %v), want %s", typ, first.Type, first.Actor, first.Data.Reason, first.Data.Errors, want)
+		}
+		if cmd := first.Data.Command; code != "" && (cmd == nil || cmd.Code != code || cmd.Type != typ) {
+			t.Fatalf("refusal of %s: %+v, want code %s", typ, cmd, code)
+		}
+		if first.Data.Status.Kind != events.KindExperiment && strings.HasPrefix(want, "io.sluice.experiment.") {
+			t.Fatalf("%s answered with a snapshot of kind %q", typ, first.Data.Status.Kind)
+		}
+		return first
+	}
+	manifest := func(duration string) string {
+		return fmt.Sprintf(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Experiment","metadata":{"name":"exp","namespace":"shop"},
+"spec":{"duration":%q,"templates":[{"name":"baseline","selector":{"matchLabels":{"app":"web"}},
+"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:1"}]}}}]}}`, duration)
+	}
+
+	answer(exp, events.TypeExperimentTerminate, "", events.TypeExperimentRefused, events.RefusedNotFound)
+	bad := answer(exp, events.TypeExperimentRequested, `{"apiVersion":"argoproj.io/v1alpha1","kind":"Experiment","metadata":{"name":"exp"},"spec":{}}`,
+		events.TypeExperimentRejected, "")
+	if len(bad.Data.Errors) == 0 || !strings.HasPrefix(bad.Data.Errors[0], "spec.templates") || bad.Data.Status.Phase != events.ExperimentPhaseError {
+		t.Fatalf("invalid experiment rejected with %v, phase %s", bad.Data.Errors, bad.Data.Status.Phase)
+	}
+	answer(exp, events.TypeExperimentRequested, manifest(""), events.TypeExperimentAccepted, "")
+	status.waitFor(t, exp, events.TypeExperimentRunning)
+	answer(exp, events.TypeRolloutPromote, "", events.TypeRolloutRefused, events.RefusedNotFound)
+	answer(exp, events.TypeExperimentRequested, manifest("1h"), events.TypeExperimentRejected, "")
+	answer(exp, events.TypeExperimentTerminate, "", events.TypeExperimentTerminated, "")
+	answer(exp, events.TypeExperimentTerminate, "{}", events.TypeExperimentRefused, events.RefusedNotApplicable)
+	answer(exp, events.TypeExperimentDelete, "", events.TypeExperimentDeleted, "")
+	answer(exp, events.TypeExperimentDelete, "", events.TypeExperimentRefused, events.RefusedNotFound)
+}

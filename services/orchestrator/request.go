@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -23,7 +24,7 @@ func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev eve
 	}
 	ro, warnings, problems := parseRollout(r, ev.Data())
 	if len(problems) > 0 {
-		return s.reject(ctx, r, ev, problems)
+		return s.reject(ctx, r, ev, events.TypeRolloutRejected, problems)
 	}
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
@@ -31,11 +32,28 @@ func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev eve
 	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
 }
 
+// handleExperimentRequested is handleRequested for a standalone
+// Experiment.
+func (s *Service) handleExperimentRequested(ctx context.Context, d events.Delivery, ev events.Event) error {
+	r, err := refOf(d, ev)
+	if err != nil {
+		return err
+	}
+	ex, warnings, problems := parseExperiment(r, ev.Data())
+	if len(problems) > 0 {
+		return s.reject(ctx, r, ev, events.TypeExperimentRejected, problems)
+	}
+	if len(warnings) > 0 {
+		s.log.Warn("experiment request has fields Sluice does not know", "experiment", r.String(), "warnings", warnings)
+	}
+	return s.apply(ctx, update{ref: r, obs: machine.Observation{Experiment: ex, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
+}
+
 // withWarnings attaches a request's warnings to the accepted event it leads to.
 func withWarnings(warnings []string) func([]machine.Effect) {
 	return func(effects []machine.Effect) {
 		for _, e := range effects {
-			if e.Status != nil && e.Status.Type == events.TypeRolloutAccepted {
+			if e.Status != nil && (e.Status.Type == events.TypeRolloutAccepted || e.Status.Type == events.TypeExperimentAccepted) {
 				e.Status.Data.Warnings = warnings
 			}
 		}
@@ -46,60 +64,82 @@ func withWarnings(warnings []string) func([]machine.Effect) {
 // It returns the warnings (unknown fields) and every problem it finds, each
 // with its field path.
 func parseRollout(r events.Ref, data []byte) (*spec.Rollout, []string, []string) {
+	return parseManifest[*spec.Rollout](r, data, spec.KindRollout)
+}
+
+// parseExperiment is parseRollout for a standalone Experiment.
+func parseExperiment(r events.Ref, data []byte) (*spec.Experiment, []string, []string) {
+	return parseManifest[*spec.Experiment](r, data, spec.KindExperiment)
+}
+
+// requestObject is an object a request carries.
+type requestObject interface {
+	spec.Object
+	SetNamespace(string)
+}
+
+// parseManifest decodes, checks and defaults the manifest of kind in a
+// request for r.
+func parseManifest[T requestObject](r events.Ref, data []byte, kind string) (T, []string, []string) {
+	var none T
 	if len(data) == 0 {
-		return nil, nil, []string{"data: Required value: the Rollout manifest as JSON"}
+		return none, nil, []string{fmt.Sprintf("data: Required value: the %s manifest as JSON", kind)}
 	}
 	docs, err := spec.Decode(data)
 	if err != nil {
-		return nil, nil, []string{err.Error()}
+		return none, nil, []string{err.Error()}
 	}
 	if len(docs) != 1 {
-		return nil, nil, []string{fmt.Sprintf("data: Invalid value: %d documents: must be exactly one Rollout", len(docs))}
+		return none, nil, []string{fmt.Sprintf("data: Invalid value: %d documents: must be exactly one %s", len(docs), kind)}
 	}
-	ro, ok := docs[0].Object.(*spec.Rollout)
+	obj, ok := docs[0].Object.(T)
 	if !ok {
-		return nil, nil, []string{fmt.Sprintf("kind: Invalid value: %q: must be %s", spec.Describe(docs[0].Object), spec.KindRollout)}
+		return none, nil, []string{fmt.Sprintf("kind: Invalid value: %q: must be %s", spec.Describe(docs[0].Object), kind)}
 	}
 	var warnings []string
 	for _, w := range docs[0].Warnings {
 		warnings = append(warnings, w.String())
 	}
-	if ro.Namespace == "" {
-		ro.Namespace = r.Namespace
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(r.Namespace)
 	}
 	var errs field.ErrorList
-	if ro.Name != r.Name {
-		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), ro.Name, fmt.Sprintf("must match the rollout of the subject (%q)", r.Name)))
+	if obj.GetName() != r.Name {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "name"), obj.GetName(), fmt.Sprintf("must match the %s of the subject (%q)", strings.ToLower(kind), r.Name)))
 	}
-	if ro.Namespace != r.Namespace {
-		errs = append(errs, field.Invalid(field.NewPath("metadata", "namespace"), ro.Namespace, fmt.Sprintf("must match the namespace of the subject (%q)", r.Namespace)))
+	if obj.GetNamespace() != r.Namespace {
+		errs = append(errs, field.Invalid(field.NewPath("metadata", "namespace"), obj.GetNamespace(), fmt.Sprintf("must match the namespace of the subject (%q)", r.Namespace)))
 	}
-	errs = append(errs, ro.Validate()...)
+	errs = append(errs, obj.Validate()...)
 	if len(errs) > 0 {
 		out := make([]string, len(errs))
 		for i, e := range errs {
 			out[i] = e.Error()
 		}
-		return nil, warnings, out
+		return none, warnings, out
 	}
-	ro.SetDefaults()
-	return ro, warnings, nil
+	obj.SetDefaults()
+	return obj, warnings, nil
 }
 
-// reject publishes the rejection of request ev for r. Its id derives from
-// the request's, so a redelivered request is rejected once.
-func (s *Service) reject(ctx context.Context, r events.Ref, ev events.Event, problems []string) error {
+// reject publishes the rejection (typ) of request ev for r. Its id
+// derives from the request's, so a redelivered request is rejected once.
+func (s *Service) reject(ctx context.Context, r events.Ref, ev events.Event, typ string, problems []string) error {
 	rec, rev, err := s.st.load(ctx, r)
 	if err != nil && !errors.Is(err, records.ErrConflict) {
 		return err
 	}
 	now := s.cfg.Now()
 	snap := events.Snapshot{Namespace: r.Namespace, Name: r.Name, Phase: events.PhaseDegraded, Message: "request rejected", UpdatedAt: now}
+	what := "invalid Rollout"
+	if typ == events.TypeExperimentRejected {
+		snap.Kind, snap.Phase, what = events.KindExperiment, events.ExperimentPhaseError, "invalid Experiment"
+	}
 	if rev != 0 {
 		// The rollout carries on with the spec it had.
 		snap = rec.State.Snapshot(now)
 	}
-	s.log.Info("rollout request rejected", "rollout", r.String(), "request", ev.ID(), "errors", problems)
-	return s.answer(ctx, r, events.TypeRolloutRejected, "rejected/"+ev.ID(), causeOf(ev), ev.ID(),
-		events.StatusData{Status: snap, Errors: problems, Reason: "invalid Rollout"})
+	s.log.Info("request rejected", "rollout", r.String(), "type", ev.Type(), "request", ev.ID(), "errors", problems)
+	return s.answer(ctx, r, typ, "rejected/"+ev.ID(), causeOf(ev), ev.ID(),
+		events.StatusData{Status: snap, Errors: problems, Reason: what})
 }

@@ -228,3 +228,43 @@ func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 		return fmt.Errorf("saw %v", typesOf(status.of(r)))
 	})
 }
+
+// A replica killed while a standalone experiment runs loses neither the
+// experiment nor its clock: another replica completes it, not before its
+// duration has passed since it started running.
+func TestKilledOrchestratorKeepsAStandaloneExperiment(t *testing.T) {
+	srv := startServer(t)
+	first := startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "exp"}
+	send(t, c, r, events.TypeExperimentRequested, json.RawMessage(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Experiment",
+"metadata":{"name":"exp","namespace":"prod"},"spec":{"duration":"2s","scaleDownDelaySeconds":0,"templates":[{"name":"canary",
+"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"web","image":"web:2"}]}}}]}}`))
+	running := status.waitFor(t, r, events.TypeExperimentRunning)
+	first.kill()
+	startOrchestrator(t, srv.ClientURL(), machine.Config{})
+
+	done := status.waitFor(t, r, events.TypeExperimentCompleted)
+	if done.At.Sub(running.At) < 2*time.Second {
+		t.Errorf("experiment completed %s after it started running: the restart shortened its 2s", done.At.Sub(running.At))
+	}
+	if s := done.Data.Status; s.Phase != events.ExperimentPhaseSuccessful || s.Kind != events.KindExperiment {
+		t.Errorf("after restart: %+v", s)
+	}
+	rd, err := NewReader(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the experiment's pods scaled away", func() error {
+		s, err := rd.Get(context.Background(), r)
+		if err != nil {
+			return err
+		}
+		if s.Replicas.Current != 0 || s.Kind != events.KindExperiment {
+			return fmt.Errorf("kind %q, %d pods", s.Kind, s.Replicas.Current)
+		}
+		return nil
+	})
+}

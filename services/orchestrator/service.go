@@ -186,9 +186,12 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		events.TypeRolloutRestart: machine.CommandRestart,
 		events.TypeRolloutDelete:  machine.CommandDelete,
 	} {
-		commands.Handle(typ, s.commandHandler(kind))
+		commands.Handle(typ, s.commandHandler(kind, false))
 	}
+	commands.Handle(events.TypeExperimentTerminate, s.commandHandler(machine.CommandTerminate, true))
+	commands.Handle(events.TypeExperimentDelete, s.commandHandler(machine.CommandDelete, true))
 	commands.Handle(events.TypeRolloutRequested, s.handleRequested)
+	commands.Handle(events.TypeExperimentRequested, s.handleExperimentRequested)
 	// Templates are the analyzer's; they share the command subjects.
 	commands.Handle(events.TypeAnalysisTemplateApply, func(context.Context, events.Delivery, events.Event) error { return nil })
 
@@ -279,14 +282,16 @@ func refOf(d events.Delivery, ev events.Event) (events.Ref, error) {
 	return r, nil
 }
 
-func (s *Service) commandHandler(kind string) events.Handler {
+// commandHandler handles the commands of kind: a standalone experiment's
+// when experiment is set, a rollout's otherwise.
+func (s *Service) commandHandler(kind string, experiment bool) events.Handler {
 	return func(ctx context.Context, del events.Delivery, ev events.Event) error {
 		r, err := refOf(del, ev)
 		if err != nil {
 			return err
 		}
 		cause := causeOf(ev)
-		cmd := machine.Command{Kind: kind}
+		cmd := machine.Command{Kind: kind, Experiment: experiment}
 		// A command whose data cannot be read is answered, not dropped.
 		switch kind {
 		case machine.CommandPromote:
@@ -326,8 +331,11 @@ func (s *Service) refuse(ctx context.Context, r events.Ref, cause machine.Cause,
 			snap = rec.State.Snapshot(s.cfg.Now())
 		}
 	}
+	if slices.Contains(events.ExperimentCommandTypes, cause.Type) {
+		snap.Kind = events.KindExperiment
+	}
 	s.log.Info("command refused", "rollout", r.String(), "command", cause.Type, "id", cause.ID, "actor", cause.Actor, "code", code, "reason", reason)
-	return s.answer(ctx, r, events.TypeRolloutRefused, "refused/"+cause.ID, cause, "",
+	return s.answer(ctx, r, events.RefusedType(cause.Type), "refused/"+cause.ID, cause, "",
 		events.StatusData{Status: snap, Reason: reason, Command: &events.CommandAnswer{Type: cause.Type, ID: cause.ID, Code: code, Reason: reason}})
 }
 
@@ -450,8 +458,12 @@ func (s *Service) apply(ctx context.Context, u update) error {
 		d.lostRace()
 	}
 	if err == nil && d.missing {
+		what, request := "rollout", events.TypeRolloutRequested
+		if c := u.obs.Command; c != nil && c.Experiment {
+			what, request = "experiment", events.TypeExperimentRequested
+		}
 		return s.refuse(ctx, u.ref, u.obs.Cause, events.RefusedNotFound,
-			fmt.Sprintf("rollout %s does not exist: publish %s first", u.ref, events.TypeRolloutRequested))
+			fmt.Sprintf("%s %s does not exist: publish %s first", what, u.ref, request))
 	}
 	if err != nil || d.out == nil {
 		return err
@@ -498,7 +510,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
 	s := d.s
 	d.missing = false
-	if rev == 0 && d.obs.Request == nil {
+	if rev == 0 && d.obs.Request == nil && d.obs.Experiment == nil {
 		s.cfg.Metrics.Decision(d.kind, "ignored")
 		d.missing = d.mustExist
 		return records.Unchanged
@@ -583,6 +595,8 @@ func observationKind(obs machine.Observation) string {
 	switch {
 	case obs.Request != nil:
 		return "request"
+	case obs.Experiment != nil:
+		return "experiment"
 	case obs.Command != nil:
 		return "command"
 	case obs.Started != nil:

@@ -140,3 +140,10 @@ func ValidateRequest(r events.Ref, data []byte) (warnings, problems []string) {
 	_, warnings, problems = parseRollout(r, data)
 	return warnings, problems
 }
+
+// ValidateExperimentRequest is ValidateRequest for the data of an
+// experiment.requested event.
+func ValidateExperimentRequest(r events.Ref, data []byte) (warnings, problems []string) {
+	_, warnings, problems = parseExperiment(r, data)
+	return warnings, problems
+}

@@ -21,7 +21,8 @@ type record struct {
 	// Wakeup mirrors State.NextWakeup so that timer watchers need not
 	// interpret the state; null when nothing is scheduled.
 	Wakeup *time.Time `json:"wakeup"`
-	// Phase mirrors State.Phase for the rollouts-by-phase gauge.
+	// Phase mirrors State.Phase for the rollouts-by-phase gauge; empty for
+	// a standalone Experiment, which the gauge does not count.
 	Phase string        `json:"phase"`
 	State machine.State `json:"state"`
 	// Outbox holds the effects of the decision that produced State. They
@@ -53,6 +54,9 @@ func newStore(kv jetstream.KeyValue, cache int) store {
 // prepare fills the fields that lead the record from its state.
 func prepare(rec *record) {
 	rec.Wakeup, rec.Phase = nil, rec.State.Phase
+	if rec.State.Kind != "" {
+		rec.Phase = ""
+	}
 	if w, ok := rec.State.NextWakeup(); ok {
 		rec.Wakeup = &w
 	}

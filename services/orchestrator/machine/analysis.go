@@ -57,6 +57,9 @@ func (d *decision) runName(action string, step int32) string {
 // post-promotion run. Nothing runs after an abort or a full promotion.
 func (d *decision) wantedRuns() []wantedRun {
 	s := d.s
+	if s.isExperiment() {
+		return d.standaloneRuns()
+	}
 	if !s.inProgress() || s.Aborted || s.PromoteFull || s.Deleting {
 		return nil
 	}
@@ -247,6 +250,10 @@ func (d *decision) recordVerdict(run *RunRecord, sum events.AnalysisSummary) {
 func (d *decision) moveReason(revision int64) string {
 	s := d.s
 	switch {
+	case s.isExperiment() && s.Deleting:
+		return "the experiment is being deleted"
+	case s.isExperiment():
+		return "the experiment ended"
 	case s.Deleting:
 		return "the rollout is being deleted"
 	case revision != s.Revision:

@@ -37,6 +37,9 @@ type Observation struct {
 	// Request is a validated, defaulted Rollout from
 	// io.sluice.rollout.requested.v1.
 	Request *spec.Rollout `json:"request,omitempty"`
+	// Experiment is a standalone Experiment from
+	// io.sluice.experiment.requested.v1.
+	Experiment *spec.Experiment `json:"experiment,omitempty"`
 	// Command is an operator command.
 	Command *Command `json:"command,omitempty"`
 	// Started, Finished and Measured are reports of a task.
@@ -76,6 +79,8 @@ const (
 	CommandUndo    = "undo"
 	CommandRestart = "restart"
 	CommandDelete  = "delete"
+	// CommandTerminate ends a standalone experiment early.
+	CommandTerminate = "terminate"
 )
 
 // Command is an operator command.
@@ -85,6 +90,11 @@ type Command struct {
 	Full bool `json:"full,omitempty"`
 	// ToRevision is undo's target; 0 means the revision before the current.
 	ToRevision int64 `json:"toRevision,omitempty"`
+	// Experiment marks a standalone experiment's command
+	// (io.sluice.experiment.*): terminate or delete. A rollout's command
+	// at an experiment, or an experiment's at a rollout, is refused
+	// NotFound.
+	Experiment bool `json:"experiment,omitempty"`
 }
 
 // Effect is one thing the service must do after storing the new state.

@@ -20,6 +20,7 @@ import (
 // instead of copying them (see State).
 var sharedTypes = []reflect.Type{
 	reflect.TypeFor[*spec.Rollout](),
+	reflect.TypeFor[*spec.Experiment](),
 }
 
 // TestCloneSharesNothing fills every field reachable from State, copies

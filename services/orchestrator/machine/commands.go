@@ -16,6 +16,20 @@ import (
 // reports true.
 func (d *decision) command(c Command) bool {
 	s := d.s
+	d.experimentCmd = c.Experiment
+	switch {
+	case s.isExperiment():
+		d.experimentCommand(c)
+		return true
+	case c.Experiment && s.Revision == 0 && s.Ref == (events.Ref{}):
+		return false // nobody requested it: the service answers
+	case c.Experiment && s.Revision == 0:
+		d.refuse(events.RefusedNotFound, fmt.Sprintf("experiment %s does not exist (deleted)", s.Ref))
+		return true
+	case c.Experiment:
+		d.refuse(events.RefusedNotFound, fmt.Sprintf("%s is a Rollout, not an Experiment", s.Ref))
+		return true
+	}
 	if s.Revision == 0 {
 		if s.Ref == (events.Ref{}) {
 			return false // nobody requested it: the service answers
@@ -304,11 +318,17 @@ func (d *decision) announceDeleted() {
 			failures = append(failures, t.Message)
 		}
 	}
-	reason := fmt.Sprintf("revisions and routes of %s removed; its state is forgotten", s.Ref)
+	typ, reason := events.TypeRolloutDeleted, fmt.Sprintf("revisions and routes of %s removed; its state is forgotten", s.Ref)
+	if s.isExperiment() {
+		typ, reason = events.TypeExperimentDeleted, fmt.Sprintf("the pods of experiment %s removed; its state is forgotten", s.Ref)
+	}
 	if len(failures) > 0 {
 		reason = fmt.Sprintf("%s forgotten, but not everything could be removed: %s", s.Ref, strings.Join(failures, "; "))
 	}
-	cause := s.DeleteCause
+	cause, experiment := s.DeleteCause, s.isExperiment()
 	*s = State{Version: s.Version, Ref: s.Ref, Seq: s.Seq}
-	d.emitFor(cause, events.TypeRolloutDeleted, events.StatusData{Reason: reason})
+	d.emitFor(cause, typ, events.StatusData{Reason: reason})
+	if experiment {
+		d.effects[len(d.effects)-1].Status.Data.Status.Kind = events.KindExperiment
+	}
 }

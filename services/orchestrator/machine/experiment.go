@@ -124,6 +124,9 @@ func (d *decision) experimentName(step int32) string {
 // update is at an experiment step and still moving.
 func (d *decision) currentExperiment() *ExperimentRecord {
 	s := d.s
+	if s.isExperiment() {
+		return s.standalone()
+	}
 	if !s.inProgress() || s.Aborted || s.PromoteFull || s.Deleting {
 		return nil
 	}
@@ -235,6 +238,10 @@ func withMetadata(tpl corev1.PodTemplateSpec, md *spec.PodTemplateMetadata) core
 
 // experimentTemplate is the pod template of an experiment's scale entry.
 func (s *State) experimentTemplate(p *tasks.ExperimentPods) corev1.PodTemplateSpec {
+	if s.isExperiment() {
+		t, _ := s.standaloneTemplate(p.Template)
+		return *t.Template.DeepCopy()
+	}
 	if t := s.experimentTemplateOf(p); t != nil {
 		return withMetadata(s.template(t.SourceHash), t.Metadata)
 	}
@@ -294,6 +301,10 @@ func (d *decision) experimentVerdict(run *RunRecord, sum events.AnalysisSummary)
 	if sum.Message != "" {
 		detail += ": " + sum.Message
 	}
+	if d.s.isExperiment() {
+		d.standaloneVerdict(ex, detail, sum)
+		return
+	}
 	switch spec.AnalysisPhase(sum.Phase) {
 	case phaseFailed, phaseError:
 		ex.Phase, ex.Message = sum.Phase, detail
@@ -316,12 +327,8 @@ func (d *decision) experimentVerdict(run *RunRecord, sum events.AnalysisSummary)
 // requiredSucceeded reports whether the experiment has runs required for
 // completion and all of them succeeded.
 func (d *decision) requiredSucceeded(ex *ExperimentRecord) bool {
-	st, ok := d.s.planStep(ex.Step)
-	if !ok || st.Canary.Experiment == nil {
-		return false
-	}
 	required := 0
-	for _, a := range st.Canary.Experiment.Analyses {
+	for _, a := range d.experimentAnalyses(ex) {
 		if !a.RequiredForCompletion {
 			continue
 		}

@@ -59,12 +59,21 @@ type decision struct {
 	// cause is the command or request being decided on (zero for reports
 	// and ticks): the events it leads to now carry it.
 	cause Cause
+	// experimentCmd marks a standalone experiment's command, answered
+	// with events.TypeExperimentRefused when it changes nothing.
+	experimentCmd bool
 }
 
 func (d *decision) observe(o Observation) bool {
 	switch {
 	case o.Request != nil:
+		if d.s.isExperiment() {
+			d.emit(events.TypeRolloutRejected, events.StatusData{Reason: fmt.Sprintf("%s is an Experiment: a namespace holds one Rollout or Experiment of a name; name the Rollout apart", d.s.Ref)})
+			return true
+		}
 		return d.request(o.Request)
+	case o.Experiment != nil:
+		return d.requestExperiment(o.Experiment)
 	case o.Command != nil:
 		return d.command(*o.Command)
 	case o.Started != nil:
@@ -82,6 +91,10 @@ func (d *decision) observe(o Observation) bool {
 // reconcile fires due deadlines and moves the rollout as far as it can
 // without new reports, then sends the tasks the new state needs.
 func (d *decision) reconcile() {
+	if d.s.isExperiment() {
+		d.reconcileExperiment()
+		return
+	}
 	if d.s.Revision == 0 {
 		d.refreshPhase()
 		return
@@ -139,10 +152,18 @@ func (d *decision) emitFor(cause Cause, typ string, data events.StatusData) {
 // refuse answers the command being decided on: it changes nothing, with
 // code (events.Refused*) and reason.
 func (d *decision) refuse(code, reason string) {
-	d.emit(events.TypeRolloutRefused, events.StatusData{
+	typ := events.RefusedType(d.cause.Type)
+	if d.experimentCmd {
+		typ = events.TypeExperimentRefused
+	}
+	d.emit(typ, events.StatusData{
 		Reason:  reason,
 		Command: &events.CommandAnswer{Type: d.cause.Type, ID: d.cause.ID, Code: code, Reason: reason},
 	})
+	if d.experimentCmd && !d.s.isRollout() {
+		// An experiment that is gone is still named as one.
+		d.effects[len(d.effects)-1].Status.Data.Status.Kind = events.KindExperiment
+	}
 }
 
 // fromOwner reports whether a report about task id may be taken from the

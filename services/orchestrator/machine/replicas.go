@@ -270,6 +270,9 @@ func (s *State) revisionOf(hash string) int64 {
 // revisions newest first).
 func (d *decision) desiredScale() []tasks.RevisionScale {
 	s := d.s
+	if s.isExperiment() {
+		return d.experimentScale()
+	}
 	hashes := []string{s.PodHash}
 	if s.StableHash != s.PodHash {
 		hashes = append(hashes, s.StableHash)

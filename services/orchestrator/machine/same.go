@@ -21,7 +21,7 @@ import (
 // same_test.go checks, field by field, that sameJSON agrees with
 // json.Marshal: a field added to State or its records needs a line here.
 func (s *State) sameJSON(o *State) bool {
-	return s.Version == o.Version && s.Ref == o.Ref &&
+	return s.Version == o.Version && s.Ref == o.Ref && s.Kind == o.Kind &&
 		s.Revision == o.Revision && s.PodHash == o.PodHash &&
 		s.StableRevision == o.StableRevision && s.StableHash == o.StableHash &&
 		s.Step == o.Step && s.StepPaused == o.StepPaused && sameOptionalTime(s.PauseUntil, o.PauseUntil) &&
@@ -45,7 +45,7 @@ func (s *State) sameJSON(o *State) bool {
 		s.Restart.Pending == o.Restart.Pending && s.Restart.Cause == o.Restart.Cause &&
 		sameOptionalTime(s.Restart.At, o.Restart.At) && sameOptionalTime(s.Restart.Due, o.Restart.Due) &&
 		s.Deleting == o.Deleting && s.DeleteCause == o.DeleteCause &&
-		sameEncoding(s.Spec, o.Spec)
+		sameEncoding(s.Spec, o.Spec) && sameEncoding(s.ExperimentSpec, o.ExperimentSpec)
 }
 
 func samePods(a, b *PodRecord) bool {

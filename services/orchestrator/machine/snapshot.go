@@ -12,6 +12,9 @@ import (
 // pods, for blue/green 100 to the new revision once the active service
 // points at it.
 func (s State) Snapshot(now time.Time) events.Snapshot {
+	if s.isExperiment() {
+		return s.experimentSnapshot(now)
+	}
 	snap := events.Snapshot{
 		Namespace:      s.Ref.Namespace,
 		Name:           s.Ref.Name,
@@ -81,7 +84,7 @@ func (s State) runSummaries() []events.RunSummary {
 			continue
 		}
 		rs := events.RunSummary{Name: r.Name, Purpose: r.Purpose, Phase: r.Phase}
-		if r.Purpose == purposeStep || r.Purpose == purposeExperiment {
+		if r.Purpose == purposeStep || r.Purpose == purposeExperiment && !s.isExperiment() {
 			step := r.Step
 			rs.Step = &step
 		}

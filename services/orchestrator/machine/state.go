@@ -29,6 +29,12 @@ type State struct {
 	Version int64      `json:"version"`
 	Ref     events.Ref `json:"ref"`
 
+	// Kind is spec.KindExperiment for a standalone Experiment (see
+	// standalone.go), empty for a Rollout. ExperimentSpec is then the
+	// accepted Experiment, defaulted; read-only, as Spec.
+	Kind           string           `json:"kind,omitempty"`
+	ExperimentSpec *spec.Experiment `json:"experimentSpec,omitempty"`
+
 	// Spec is the latest accepted Rollout, defaulted, without its pod
 	// template (History keeps templates), its status or the
 	// kubectl.kubernetes.io/last-applied-configuration annotation.

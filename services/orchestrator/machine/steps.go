@@ -239,6 +239,10 @@ func (d *decision) removeCondition(reason string) {
 // refreshPhase derives the phase and message from the state.
 func (d *decision) refreshPhase() {
 	s := d.s
+	if s.isExperiment() {
+		d.refreshExperimentPhase()
+		return
+	}
 	switch {
 	case s.Revision == 0:
 		s.Phase, s.Message = "", ""

@@ -46,7 +46,7 @@ func (d *decision) send(t *TaskRecord) {
 	case tasks.KindRoute:
 		t.FinishBy = d.now.Add(d.cfg.RouteFinishTimeout)
 	}
-	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision}
+	task := &tasks.Task{ID: t.ID, Attempt: t.Attempt, Kind: t.Kind, Ref: s.Ref, Seq: t.Seq, Revision: t.Revision, OwnerKind: s.Kind}
 	switch {
 	case t.Scale != nil:
 		sc := tasks.Scale{Workload: d.workload(), Revisions: make([]tasks.RevisionScale, len(t.Scale.Revisions)), Remove: t.Scale.Remove}
@@ -70,6 +70,9 @@ func (d *decision) send(t *TaskRecord) {
 }
 
 func (d *decision) workload() tasks.Workload {
+	if d.s.isExperiment() {
+		return d.standaloneWorkload()
+	}
 	sp := d.s.Spec
 	w := tasks.Workload{
 		Selector:             sp.Spec.Selector,
@@ -89,6 +92,9 @@ func (d *decision) workload() tasks.Workload {
 
 // progressDeadline is spec.progressDeadlineSeconds.
 func (d *decision) progressDeadline() time.Duration {
+	if e := d.s.ExperimentSpec; e != nil && e.Spec.ProgressDeadlineSeconds != nil && *e.Spec.ProgressDeadlineSeconds > 0 {
+		return time.Duration(*e.Spec.ProgressDeadlineSeconds) * time.Second
+	}
 	if sp := d.s.Spec; sp != nil && sp.Spec.ProgressDeadlineSeconds != nil && *sp.Spec.ProgressDeadlineSeconds > 0 {
 		return time.Duration(*sp.Spec.ProgressDeadlineSeconds) * time.Second
 	}
@@ -216,6 +222,10 @@ func (d *decision) fireTaskDeadlines() {
 func (d *decision) progressDeadlineExceeded() {
 	s := d.s
 	switch {
+	case s.isExperiment():
+		if ex := s.standalone(); ex != nil && ex.Phase == experimentPending {
+			d.standaloneFailed(string(phaseFailed), d.standaloneDeadlineMessage())
+		}
 	case s.Deleting:
 	case s.Spec.Spec.ProgressDeadlineAbort && s.inProgress() && !s.Aborted:
 		d.abort(deadlineMessage(s))
@@ -248,6 +258,10 @@ func (d *decision) attemptFailed(ref taskRef, message string) {
 // rollout is Degraded with message.
 func (d *decision) fail(message string) {
 	s := d.s
+	if s.isExperiment() {
+		d.standaloneFailed(string(phaseError), message)
+		return
+	}
 	if s.inProgress() && !s.Aborted {
 		d.abort(message)
 		return

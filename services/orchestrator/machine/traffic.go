@@ -9,6 +9,9 @@ import (
 // the rollout's annotations.
 func (d *decision) desiredRoute() *tasks.Route {
 	s := d.s
+	if s.isExperiment() {
+		return nil // a standalone experiment has no weights, as in Argo
+	}
 	if b := s.blueGreen(); b != nil {
 		rt := &tasks.Route{Strategy: spec.StrategyBlueGreen, ActiveService: b.ActiveService, PreviewService: b.PreviewService}
 		switch {
