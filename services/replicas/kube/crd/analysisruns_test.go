@@ -218,7 +218,7 @@ func TestAnalysisRunObject(t *testing.T) {
 		ex := &unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment",
 			"metadata": map[string]any{"namespace": "shop", "name": "exp", "uid": "e-1"},
-			"spec": map[string]any{"analysisRunMetadata": map[string]any{"labels": map[string]any{"team": "b"}, "annotations": map[string]any{"note": "y"}}},
+			"spec":     map[string]any{"analysisRunMetadata": map[string]any{"labels": map[string]any{"team": "b"}, "annotations": map[string]any{"note": "y"}}},
 		}}
 		u, err := crd.AnalysisRunObject(ex, measuredRun(t, "exp-errors", spec.AnalysisPhaseSuccessful), nil, now)
 		if err != nil {

@@ -218,6 +218,31 @@ func (s *StatusWriter) writeExperiment(ctx context.Context, ref events.Ref, ev e
 	return err
 }
 
+// RewriteExperiment writes standalone experiment r's latest status again,
+// when its templates' ReplicaSets changed (their counts, or they went
+// after it ended, which no status event reports). Without Snapshots, or
+// when the orchestrator does not hold r as an experiment, it does
+// nothing.
+func (s *StatusWriter) RewriteExperiment(ctx context.Context, r events.Ref) error {
+	if s.cfg.Snapshots == nil {
+		return nil
+	}
+	snap, err := s.cfg.Snapshots.Get(ctx, r)
+	switch {
+	case errors.Is(err, orchestrator.ErrNoRollout) || err == nil && snap.Kind != events.KindExperiment:
+		return nil
+	case err != nil:
+		return err
+	}
+	data := events.StatusData{Status: snap}
+	// Any status event but a rejection: the latest snapshot is written.
+	ev, err := events.New(Source, events.TypeExperimentRunning, r.String(), data)
+	if err != nil {
+		return err
+	}
+	return s.writeExperiment(ctx, r, ev, data)
+}
+
 // latestExperiment is the status data to write after an event whose data
 // is data: the experiment's latest snapshot, so that events handled out
 // of order never regress the object, with the event's errors. An
