@@ -51,12 +51,10 @@ type Counts struct {
 	// rewrite, when set, writes the rollout's whole status again instead
 	// of patching the counts: Argo's phase and conditions derive from
 	// them (the status writer's Rewrite).
+	// It also writes a standalone Experiment's status again when its
+	// templates' ReplicaSets change; unset, their counts are written with
+	// each status event only.
 	rewrite func(context.Context, events.Ref) error
-	// rewriteExperiment, when set, writes a standalone Experiment's status
-	// again when its templates' ReplicaSets change (the status writer's
-	// RewriteExperiment); unset, their counts are written with each status
-	// event only.
-	rewriteExperiment func(context.Context, events.Ref) error
 }
 
 // countKey is one object whose counts to write: a Rollout, or a
@@ -117,10 +115,10 @@ func (c *Counts) Run(ctx context.Context) error {
 	c.ready.Store(true)
 	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key countKey) error {
 		if key.experiment {
-			if c.rewriteExperiment == nil {
+			if c.rewrite == nil {
 				return nil
 			}
-			return c.rewriteExperiment(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
+			return c.rewrite(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
 		}
 		return c.write(ctx, key.NamespacedName, listers[0].ReplicaSets(key.Namespace))
 	})

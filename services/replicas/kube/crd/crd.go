@@ -129,7 +129,7 @@ func (c *Controllers) Run(ctx context.Context) error {
 	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true})
 	c.watcher.written, c.status.cfg.Written = written, written
 	c.status.held = c.watcher.requeue
-	c.counts.rewrite, c.counts.rewriteExperiment = c.status.Rewrite, c.status.RewriteExperiment
+	c.counts.rewrite = c.status.Rewrite
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })

@@ -72,12 +72,9 @@ func (w *Watcher) experiment(ctx context.Context, u *unstructured.Unstructured) 
 	ref := events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()}
 	uid, hash := string(u.GetUID()), SpecHash(u)
 	k := records.KeyOf(ref)
-	var rec Written
-	if w.written != nil {
-		var err error
-		if rec, _, err = w.written.Get(ctx, k); err != nil {
-			return err
-		}
+	rec, err := readWritten(ctx, w.written, k)
+	if err != nil {
+		return err
 	}
 	if p := rec.Published; p != nil && p.UID == uid && p.Spec == hash {
 		return nil
@@ -168,11 +165,9 @@ func (s *StatusWriter) writeExperiment(ctx context.Context, ref events.Ref, ev e
 		}
 		uid, hash := string(ex.GetUID()), SpecHash(ex)
 		k := records.KeyOf(ref)
-		var rec Written
-		if s.cfg.Written != nil {
-			if rec, _, err = s.cfg.Written.Get(ctx, k); err != nil {
-				return err
-			}
+		rec, err := readWritten(ctx, s.cfg.Written, k)
+		if err != nil {
+			return err
 		}
 		rejected := rec.Rejected
 		if rec.UID != uid {
@@ -216,31 +211,6 @@ func (s *StatusWriter) writeExperiment(ctx context.Context, ref events.Ref, ev e
 		return nil // requested from CI or the CLI: no cluster object to write to
 	}
 	return err
-}
-
-// RewriteExperiment writes standalone experiment r's latest status again,
-// when its templates' ReplicaSets changed (their counts, or they went
-// after it ended, which no status event reports). Without Snapshots, or
-// when the orchestrator does not hold r as an experiment, it does
-// nothing.
-func (s *StatusWriter) RewriteExperiment(ctx context.Context, r events.Ref) error {
-	if s.cfg.Snapshots == nil {
-		return nil
-	}
-	snap, err := s.cfg.Snapshots.Get(ctx, r)
-	switch {
-	case errors.Is(err, orchestrator.ErrNoRollout) || err == nil && snap.Kind != events.KindExperiment:
-		return nil
-	case err != nil:
-		return err
-	}
-	data := events.StatusData{Status: snap}
-	// Any status event but a rejection: the latest snapshot is written.
-	ev, err := events.New(Source, events.TypeExperimentRunning, r.String(), data)
-	if err != nil {
-		return err
-	}
-	return s.writeExperiment(ctx, r, ev, data)
 }
 
 // latestExperiment is the status data to write after an event whose data

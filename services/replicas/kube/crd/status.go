@@ -152,17 +152,33 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 }
 
 // Rewrite writes r's latest status again, when what it derives from in
-// the cluster changed (its ReplicaSets' counts). Without Snapshots it
+// the cluster changed (its ReplicaSets' counts; a standalone Experiment's
+// templates' ReplicaSets, which also go after it ended without any status
+// event). Without Snapshots, or when the orchestrator does not hold r, it
 // does nothing.
 func (s *StatusWriter) Rewrite(ctx context.Context, r events.Ref) error {
 	if s.cfg.Snapshots == nil {
 		return nil
 	}
-	data := events.StatusData{Status: events.Snapshot{Namespace: r.Namespace, Name: r.Name}}
+	snap, err := s.cfg.Snapshots.Get(ctx, r)
+	switch {
+	case errors.Is(err, orchestrator.ErrNoRollout):
+		return nil
+	case err != nil:
+		return err
+	}
+	data := events.StatusData{Status: events.Snapshot{Kind: snap.Kind, Namespace: r.Namespace, Name: r.Name}}
 	// Any status event but a rejection: the latest snapshot is written.
-	ev, err := events.New(Source, events.TypeRolloutStepStarted, r.String(), data)
+	typ := events.TypeRolloutStepStarted
+	if snap.Kind == events.KindExperiment {
+		typ = events.TypeExperimentRunning
+	}
+	ev, err := events.New(Source, typ, r.String(), data)
 	if err != nil {
 		return err
+	}
+	if snap.Kind == events.KindExperiment {
+		return s.writeExperiment(ctx, r, ev, data)
 	}
 	return s.write(ctx, r, ev, data)
 }
@@ -183,11 +199,9 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			return err
 		}
 		k := records.KeyOf(ref)
-		var rec Written
-		if s.cfg.Written != nil {
-			if rec, _, err = s.cfg.Written.Get(ctx, k); err != nil {
-				return err
-			}
+		rec, err := readWritten(ctx, s.cfg.Written, k)
+		if err != nil {
+			return err
 		}
 		uid := string(ro.GetUID())
 		known := rec.UID == uid
@@ -267,6 +281,15 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		return nil // published from CI or the CLI: no cluster object to write to
 	}
 	return err
+}
+
+// readWritten reads the record under k in store (none without a store).
+func readWritten(ctx context.Context, store *records.Store[Written], k string) (Written, error) {
+	if store == nil {
+		return Written{}, nil
+	}
+	rec, _, err := store.Get(ctx, k)
+	return rec, err
 }
 
 // write is one write of a Rollout's status, to record once it landed.
