@@ -39,13 +39,14 @@ spec:
 `
 
 // controllersOnly is the Rollout controllers alone on the control plane,
-// with a bus whose streams forget event ids after a millisecond (so that
-// a request published twice reaches the stream twice): the test plays the
-// orchestrator, publishing an experiment's status events itself.
+// with a bus whose streams forget event ids after 100ms, NATS' least (so
+// that a request published again later reaches the stream again): the
+// test plays the orchestrator, publishing an experiment's status events
+// itself.
 func controllersOnly(t *testing.T) *stack {
 	t.Helper()
 	cp := controlPlane(t)
-	s := &stack{t: t, cp: cp, ns: cp.Namespace(t), url: eventstest.StartServer(t).ClientURL(), busConfig: events.BusConfig{DuplicateWindow: time.Millisecond}}
+	s := &stack{t: t, cp: cp, ns: cp.Namespace(t), url: eventstest.StartServer(t).ClientURL(), busConfig: events.BusConfig{DuplicateWindow: 100 * time.Millisecond}}
 	s.bus = eventstest.Connect(t, s.url)
 	s.startControllers()
 	t.Cleanup(s.stopControllers)

@@ -412,6 +412,12 @@ func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spe
 	if ref.Namespace != events.ClusterScope && (u.GetKind() == "Rollout" || u.GetKind() == events.KindExperiment) {
 		actor = ActorOf(ManagerOf(u, ""))
 	}
+	if terminate, _, _ := unstructured.NestedBool(u.Object, "spec", "terminate"); terminate && u.GetKind() == events.KindExperiment {
+		// Who set spec.terminate: managed fields have whole seconds, so
+		// the latest writer of the spec is ambiguous right after its
+		// creation.
+		actor = terminator(u)
+	}
 	ev.SetExtension(events.ExtActor, actor)
 	subject := events.CommandSubject(ref)
 	_, err = w.cfg.Bus.Publish(ctx, subject, ev)
