@@ -23,19 +23,22 @@ func newApplyCmd(conn *events.ConnConfig) *cobra.Command {
 	var opts applyOptions
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE [-f FILE...]",
-		Short: "Publish AnalysisTemplates and Rollouts (--wait: until every rollout completes)",
+		Short: "Publish AnalysisTemplates, Rollouts and Experiments (--wait: until each completes)",
 		Long: `Publish every AnalysisTemplate and ClusterAnalysisTemplate in the files,
-then every Rollout, as the contract's events. Every -f is read (a file, a
-directory of manifests, or - for standard input). The manifests are checked
-first, as 'sluice lint' does, templates exactly as the analyzer will check
-them; nothing is published when one document is invalid. Template
-references are not resolved ('sluice lint --remote' does that).
+then every Rollout and Experiment, as the contract's events. Every -f is
+read (a file, a directory of manifests, or - for standard input). The
+manifests are checked first, as 'sluice lint' does, templates exactly as the
+analyzer will check them; nothing is published when one document is
+invalid. Template references are not resolved ('sluice lint --remote' does
+that).
 
 With --wait, print a line per step as it happens (step started and
 completed, paused and why, analysis verdicts; none with -q), and exit 0
-when every rollout completes, 1 when one is rejected, aborted, degraded or
-not complete within --timeout, saying where it stands and what it waits
-for; 2 on a usage error.`,
+when every rollout completes and every experiment ends Successful; 1 when
+a rollout is rejected, aborted, degraded, or an experiment rejected,
+Failed, Error, Inconclusive, Terminated or deleted, or either is not done
+within --timeout, saying where it stands and what it waits for; 2 on a
+usage error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(files) == 0 {
@@ -53,7 +56,7 @@ for; 2 on a usage error.`,
 	}
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (multi-document YAML), or - for standard input; repeatable")
 	cmd.Flags().StringVarP(&opts.namespace, "namespace", "n", spec.DefaultNamespace, "namespace for manifests that name none")
-	cmd.Flags().BoolVar(&opts.wait, "wait", false, "wait until every rollout completes, is rejected or aborted, printing its progress")
+	cmd.Flags().BoolVar(&opts.wait, "wait", false, "wait until every rollout completes, is rejected or aborted, and every experiment has its verdict, printing their progress")
 	cmd.Flags().DurationVar(&opts.timeout, "timeout", 10*time.Minute, "with --wait, how long to wait")
 	cmd.Flags().BoolVar(&opts.strict, "strict", false, "unknown fields are errors, not warnings")
 	cmd.Flags().BoolVarP(&opts.quiet, "quiet", "q", false, "print only problems: no progress, no published lines")
@@ -78,6 +81,8 @@ type outbound struct {
 	label string
 	// rollout is set for a Rollout: its steps tell what a pause waits for.
 	rollout *spec.Rollout
+	// experiment is set for an Experiment: what it waits for.
+	experiment *spec.Experiment
 }
 
 // toOutbound returns the event apply publishes for o, with namespace ns
@@ -100,8 +105,13 @@ func toOutbound(o spec.Object, ns string) (outbound, error) {
 		c.Namespace = valueOr(c.Namespace, ns)
 		ob = outbound{ref: events.Ref{Namespace: c.Namespace, Name: c.Name}, typ: events.TypeRolloutRequested, label: spec.Describe(&c), rollout: &c}
 		data = &c
+	case *spec.Experiment:
+		c := *o
+		c.Namespace = valueOr(c.Namespace, ns)
+		ob = outbound{ref: events.Ref{Namespace: c.Namespace, Name: c.Name}, typ: events.TypeExperimentRequested, label: spec.Describe(&c), experiment: &c}
+		data = &c
 	default:
-		return ob, fmt.Errorf("%s cannot be applied: only Rollout, AnalysisTemplate and ClusterAnalysisTemplate", spec.Describe(o))
+		return ob, fmt.Errorf("%s cannot be applied: only Rollout, Experiment, AnalysisTemplate and ClusterAnalysisTemplate", spec.Describe(o))
 	}
 	raw, err := json.Marshal(data)
 	ob.json = raw
@@ -121,16 +131,26 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 		fmt.Fprintln(out, report.String())
 	}
 	var templates, rollouts []outbound
+	kinds := map[events.Ref]string{}
 	for _, d := range report.Documents {
 		ob, err := toOutbound(d.Object, opts.namespace)
 		if err != nil {
 			return fmt.Errorf("%s: document %d: %w", valueOr(d.File, "input"), d.Number, err)
 		}
-		if ob.rollout != nil {
-			rollouts = append(rollouts, ob)
-		} else {
+		if ob.rollout == nil && ob.experiment == nil {
 			templates = append(templates, ob)
+			continue
 		}
+		// Rollouts and Experiments share their subjects.
+		kind := spec.KindRollout
+		if ob.experiment != nil {
+			kind = spec.KindExperiment
+		}
+		if k, ok := kinds[ob.ref]; ok && k != kind {
+			return fmt.Errorf("%s: document %d: %s: the files also hold a %s of that name, and a namespace holds one Rollout or Experiment of a name", valueOr(d.File, "input"), d.Number, ob.label, k)
+		}
+		kinds[ob.ref] = kind
+		rollouts = append(rollouts, ob)
 	}
 	if len(templates)+len(rollouts) == 0 {
 		return errors.New("nothing to apply")
@@ -161,7 +181,7 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 		if _, err := client.Publish(ctx, events.CommandSubject(o.ref), ev); err != nil {
 			return err
 		}
-		if o.typ == events.TypeRolloutRequested {
+		if o.typ == events.TypeRolloutRequested || o.typ == events.TypeExperimentRequested {
 			ids[o.ref] = ev.ID()
 		}
 		if !opts.quiet {
@@ -176,18 +196,24 @@ func runApply(ctx context.Context, conn events.ConnConfig, srcs []spec.Source, o
 	return w.wait(wctx, ids, progress{out: out, quiet: opts.quiet}, opts.timeout)
 }
 
-// applyWatch follows the status events of the applied rollouts.
+// applyWatch follows the status events of the applied rollouts and
+// experiments.
 type applyWatch struct {
-	status   *follow.Follower
-	rollouts map[events.Ref]*spec.Rollout
+	status      *follow.Follower
+	rollouts    map[events.Ref]*spec.Rollout
+	experiments map[events.Ref]*spec.Experiment
 }
 
 func newApplyWatch(ctx context.Context, client *events.Client, rollouts []outbound) (*applyWatch, error) {
-	w := &applyWatch{rollouts: map[events.Ref]*spec.Rollout{}}
+	w := &applyWatch{rollouts: map[events.Ref]*spec.Rollout{}, experiments: map[events.Ref]*spec.Experiment{}}
 	refs := make([]events.Ref, len(rollouts))
 	for i, r := range rollouts {
 		refs[i] = r.ref
-		w.rollouts[r.ref] = r.rollout
+		if r.experiment != nil {
+			w.experiments[r.ref] = r.experiment
+		} else {
+			w.rollouts[r.ref] = r.rollout
+		}
 	}
 	var err error
 	if w.status, err = follow.Status(ctx, client, refs...); err != nil {
@@ -216,12 +242,33 @@ func (p progress) printf(format string, args ...any) {
 	}
 }
 
-// wait reads status events until every rollout in ids (rollout -> request
-// event id) has an outcome or ctx ends.
+// line prints "<ref>: line", unless line is empty.
+func (p progress) line(r events.Ref, line string) {
+	if line != "" {
+		p.printf("%s: %s\n", r, line)
+	}
+}
+
+// accepted prints an accepted request's warnings (even when quiet), then
+// line.
+func (p progress) accepted(r events.Ref, d events.StatusData, line string) {
+	for _, warn := range d.Warnings {
+		fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
+	}
+	p.line(r, line)
+}
+
+// wait reads status events until every rollout and experiment in ids
+// (name -> request event id) has an outcome or ctx ends.
 func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p progress, timeout time.Duration) error {
 	state := map[events.Ref]*follow.Update{}
+	exps := map[events.Ref]*follow.Experiment{}
 	for r, id := range ids {
-		state[r] = &follow.Update{Ref: r, RequestID: id}
+		if w.experiments[r] != nil {
+			exps[r] = &follow.Experiment{Ref: r, RequestID: id}
+		} else {
+			state[r] = &follow.Update{Ref: r, RequestID: id}
+		}
 	}
 	pending, failed := len(ids), false
 	for pending > 0 {
@@ -236,6 +283,11 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p prog
 					lines = append(lines, r.String()+" "+describeWait(&outcome{revision: u.Revision, accepted: u.Accepted, last: u.Last}, w.rollouts[r]))
 				}
 			}
+			for r, x := range exps {
+				if !x.Done {
+					lines = append(lines, r.String()+" "+describeExperimentWait(x, w.experiments[r]))
+				}
+			}
 			slices.Sort(lines)
 			return fmt.Errorf("timed out after %s: %s", timeout, strings.Join(lines, "; "))
 		}
@@ -244,34 +296,43 @@ func (w *applyWatch) wait(ctx context.Context, ids map[events.Ref]string, p prog
 		if err != nil {
 			continue
 		}
-		u, ok := state[r]
-		if !ok || u.Done {
-			continue
-		}
 		var d events.StatusData
-		if events.DecodeData(ev, &d) != nil {
+		var done bool
+		var failure, success string
+		if x, ok := exps[r]; ok {
+			if x.Done || events.DecodeData(ev, &d) != nil || x.Observe(ev, d) == follow.Ignored {
+				continue
+			}
+			switch {
+			case ev.Type() == events.TypeExperimentAccepted:
+				p.accepted(r, d, "accepted, "+d.Status.Phase)
+			case !x.Done:
+				p.line(r, experimentLine(ev.Type(), d))
+			}
+			done, failure, success = x.Done, x.Failure, experimentLine(events.TypeExperimentCompleted, d)
+		} else if u, ok := state[r]; ok && !u.Done {
+			if events.DecodeData(ev, &d) != nil {
+				continue
+			}
+			switch u.Observe(ev, d) {
+			case follow.Accepted, follow.Completed:
+				if ev.Type() == events.TypeRolloutAccepted {
+					p.accepted(r, d, fmt.Sprintf("accepted as revision %d", d.Status.Revision))
+				}
+			case follow.Progress:
+				p.line(r, progressLine(ev.Type(), d))
+			}
+			done, failure, success = u.Done, u.Failure, fmt.Sprintf("completed (revision %d)", d.Status.Revision)
+		} else {
 			continue
 		}
-		switch u.Observe(ev, d) {
-		case follow.Accepted, follow.Completed:
-			if ev.Type() == events.TypeRolloutAccepted {
-				for _, warn := range d.Warnings {
-					fmt.Fprintf(p.out, "%s: warning: %s\n", r, warn)
-				}
-				p.printf("%s: accepted as revision %d\n", r, d.Status.Revision)
-			}
-		case follow.Progress:
-			if line := progressLine(ev.Type(), d); line != "" {
-				p.printf("%s: %s\n", r, line)
-			}
-		}
-		if u.Done {
+		if done {
 			pending--
-			if u.Failure != "" {
+			if failure != "" {
 				failed = true
-				fmt.Fprintf(p.out, "%s: %s\n", r, u.Failure)
+				fmt.Fprintf(p.out, "%s: %s\n", r, failure)
 			} else {
-				p.printf("%s: completed (revision %d)\n", r, d.Status.Revision)
+				p.line(r, success)
 			}
 		}
 	}
@@ -423,4 +484,81 @@ func stepAction(st spec.CanaryStep) string {
 		return "experiment"
 	}
 	return "step"
+}
+
+// experimentLine renders a status event of an applied experiment as a line
+// of apply --wait's progress, or "" for events not worth one.
+func experimentLine(typ string, d events.StatusData) string {
+	s := d.Status
+	switch typ {
+	case events.TypeExperimentRunning:
+		return "running: every template available (" + templateCounts(s.Experiment) + ")"
+	case events.TypeExperimentCompleted, events.TypeExperimentTerminated:
+		line := "completed: " + s.Phase
+		if typ == events.TypeExperimentTerminated {
+			line = "terminated: " + s.Phase
+		}
+		if m := valueOr(s.Message, d.Reason); m != "" {
+			line += ": " + m
+		}
+		return line
+	case events.TypeAnalysisCompleted:
+		return progressLine(typ, d)
+	}
+	return ""
+}
+
+// templateCounts is "baseline 1/1, canary 0/1": each template's available
+// pods of those asked for.
+func templateCounts(x *events.ExperimentSummary) string {
+	if x == nil {
+		return ""
+	}
+	var parts []string
+	for _, t := range x.Templates {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", t.Name, t.Available, t.Replicas))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describeExperimentWait says where an applied experiment that has no
+// verdict yet stands and what it waits for.
+func describeExperimentWait(x *follow.Experiment, ex *spec.Experiment) string {
+	switch {
+	case !x.Accepted:
+		return describeWait(&outcome{}, nil)
+	case x.Last == nil:
+		return "was accepted; no status since"
+	}
+	s := *x.Last
+	var waits []string
+	switch s.Phase {
+	case events.ExperimentPhasePending:
+		waits = append(waits, "templates available "+templateCounts(s.Experiment))
+	case events.ExperimentPhaseRunning:
+		var running []string
+		for _, r := range s.Runs {
+			if r.Phase == string(spec.AnalysisPhaseRunning) || r.Phase == string(spec.AnalysisPhasePending) {
+				running = append(running, fmt.Sprintf("%s %s", r.Name, strings.ToLower(r.Phase)))
+			}
+		}
+		if len(running) > 0 {
+			waits = append(waits, "analysis "+strings.Join(running, ", "))
+		}
+		if ex != nil {
+			if ex.Spec.Duration != "" {
+				waits = append(waits, "its duration "+string(ex.Spec.Duration))
+			} else if !slices.ContainsFunc(ex.Spec.Analyses, func(a spec.RolloutExperimentStepAnalysisTemplateRef) bool { return a.RequiredForCompletion }) {
+				waits = append(waits, "no duration and no analysis requiredForCompletion: it runs until terminated (sluice terminate experiment "+ex.Name+")")
+			}
+		}
+	}
+	if len(waits) == 0 && s.Message != "" {
+		waits = append(waits, s.Message)
+	}
+	line := s.Phase
+	if len(waits) > 0 {
+		line += ": " + strings.Join(waits, "; ")
+	}
+	return line
 }

@@ -39,7 +39,11 @@ func startSystem(t *testing.T) string {
 		tasks.ServiceReplicas: {tasks.KindScale: func(_ context.Context, task tasks.Task) (tasks.Finished, error) {
 			fin := tasks.Finished{Outcome: tasks.OutcomeSucceeded}
 			for _, r := range task.Scale.Revisions {
-				fin.Replicas = append(fin.Replicas, tasks.RevisionStatus{Revision: r.Revision, PodHash: r.PodHash, Replicas: r.Replicas, Ready: r.Replicas, Available: r.Replicas})
+				st := tasks.RevisionStatus{Revision: r.Revision, PodHash: r.PodHash, Replicas: r.Replicas, Ready: r.Replicas, Available: r.Replicas}
+				if r.Experiment != nil {
+					st.Template = r.Experiment.Template
+				}
+				fin.Replicas = append(fin.Replicas, st)
 			}
 			return fin, nil
 		}},

@@ -64,21 +64,47 @@ type commandOptions struct {
 	noWait  bool
 }
 
-func (o *commandOptions) addFlags(cmd *cobra.Command) {
-	addNamespaceFlag(cmd, &o.ns)
+func (o *commandOptions) addFlags(cmd *cobra.Command, noun string) {
+	addNamespaceFlagOf(cmd, &o.ns, noun)
 	cmd.Flags().StringVar(&o.actor, "as", defaultActor(), "who sends the command (the actor its answer carries), e.g. ci:github/acme/shop")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", defaultAnswerTimeout, "how long to wait for the answer")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "publish the command and exit without waiting for its answer")
 }
 
+// operatorCommand describes one operator command: what it publishes and
+// what it acts on.
+type operatorCommand struct {
+	// verb names the command in its messages: promote, terminate.
+	verb string
+	// noun is what it acts on: nounRollout, or nounExperiment for a
+	// subcommand "experiment <experiment>" of verb.
+	noun        string
+	short, long string
+	eventType   string
+	// flags, when set, adds the command's own flags and returns what
+	// makes the command's data from them (a usageError for bad values).
+	flags func(*cobra.Command) func() any
+}
+
+// What operator commands act on.
+const (
+	nounRollout    = "rollout"
+	nounExperiment = "experiment"
+)
+
 // newOperatorCommand builds promote, abort, retry, pause, resume, undo,
-// restart and delete: each publishes its command and waits for the answer.
-func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType string, flags func(*cobra.Command) func() any) *cobra.Command {
+// restart and delete, and terminate and delete of an experiment: each
+// publishes its command and waits for the answer.
+func newOperatorCommand(conn *events.ConnConfig, oc operatorCommand) *cobra.Command {
 	var o commandOptions
+	use := oc.verb + " <rollout>"
+	if oc.noun == nounExperiment {
+		use = "experiment <experiment>"
+	}
 	cmd := &cobra.Command{
-		Use:   use + " <rollout>",
-		Short: short,
-		Long: short + ".\n\n" + long + "\n\n" +
+		Use:   use,
+		Short: oc.short,
+		Long: oc.short + ".\n\n" + oc.long + "\n\n" +
 			"The command waits for its answer (--timeout, default 10s; --no-wait to skip) and exits\n" +
 			"0 when it took effect, 1 when it was refused (the code and reason are printed:\n" +
 			"NotFound, Invalid, NotApplicable, Forbidden) or no answer came, 2 on a usage error.",
@@ -86,11 +112,11 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 		ValidArgsFunction: completeRollouts(conn),
 	}
 	data := func() any { return nil }
-	if flags != nil {
-		data = flags(cmd)
+	if oc.flags != nil {
+		data = oc.flags(cmd)
 	}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		r, err := rolloutRef(args[0], o.ns)
+		r, err := objectRef(oc.noun, args[0], o.ns)
 		if err != nil {
 			return err
 		}
@@ -105,20 +131,20 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 		if o.noWait {
 			timeout = 0
 		}
-		ev, a, err := sendCommand(cmd.Context(), *conn, r, eventType, payload, o.actor, timeout)
+		ev, a, err := sendCommand(cmd.Context(), *conn, r, oc.eventType, payload, o.actor, timeout)
 		out := cmd.OutOrStdout()
 		switch {
 		case errors.Is(err, follow.ErrNoAnswer):
-			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, use, ev.ID(), o.timeout, r)
+			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, oc.verb, ev.ID(), o.timeout, r)
 		case err != nil:
 			return err
 		case a == nil:
-			fmt.Fprintf(out, "%s: %s sent (event %s)\n", r, use, ev.ID())
+			fmt.Fprintf(out, "%s: %s sent (event %s)\n", r, oc.verb, ev.ID())
 			return nil
 		}
-		return reportAnswer(out, cmd.ErrOrStderr(), r, use, a)
+		return reportAnswer(out, cmd.ErrOrStderr(), r, oc.verb, a)
 	}
-	o.addFlags(cmd)
+	o.addFlags(cmd, oc.noun)
 	return cmd
 }
 
@@ -126,19 +152,15 @@ func newOperatorCommand(conn *events.ConnConfig, use, short, long, eventType str
 // degraded rollout.
 func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *follow.Answer) error {
 	st := a.Data.Status
-	switch a.Type {
-	case events.TypeRolloutRefused:
-		code, reason := "", a.Data.Reason
-		if c := a.Data.Command; c != nil {
-			code, reason = c.Code, c.Reason
-		}
-		fmt.Fprintf(errOut, "%s: %s refused (%s): %s\n", r, use, code, reason)
+	switch {
+	case a.Refused():
+		fmt.Fprintf(errOut, "%s: %s refused (%s): %s\n", r, use, a.Code(), a.Reason())
 		return errSilentFailure
-	case events.TypeRolloutDegraded:
+	case a.Type == events.TypeRolloutDegraded:
 		fmt.Fprintf(errOut, "%s: %s failed: %s\n", r, use, a.Data.Reason)
 		return errSilentFailure
 	}
-	line := fmt.Sprintf("%s: %s done: %s", r, use, strings.TrimSuffix(strings.TrimPrefix(a.Type, "io.sluice.rollout."), ".v1"))
+	line := fmt.Sprintf("%s: %s done: %s", r, use, strings.TrimPrefix(eventName(a.Type), "experiment "))
 	if a.Data.Reason != "" {
 		line += " (" + a.Data.Reason + ")"
 	}
@@ -147,7 +169,7 @@ func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *follow.Ans
 		if st.StepIndex != nil && st.StepCount > 0 {
 			line += fmt.Sprintf(", step %d/%d", min(*st.StepIndex+1, st.StepCount), st.StepCount)
 		}
-		if st.Revision != 0 {
+		if st.Revision != 0 && st.Kind != events.KindExperiment {
 			line += fmt.Sprintf(", revision %d", st.Revision)
 		}
 	}
@@ -156,23 +178,37 @@ func reportAnswer(out, errOut io.Writer, r events.Ref, use string, a *follow.Ans
 }
 
 func newOperatorCommands(conn *events.ConnConfig) []*cobra.Command {
+	rollout := func(verb, short, long, eventType string, flags func(*cobra.Command) func() any) *cobra.Command {
+		return newOperatorCommand(conn, operatorCommand{verb: verb, noun: nounRollout, short: short, long: long, eventType: eventType, flags: flags})
+	}
+	deleteCmd := rollout("delete", "Stop managing a rollout: remove its revisions and routes, forget its state",
+		"Stops every process (local) or deletes every ReplicaSet (Kubernetes), removes its routes\n"+
+			"(the local proxy is closed) and forgets its state: a new apply starts at revision 1.\n"+
+			"`sluice delete experiment NAME` deletes a standalone Experiment (a rollout named\n"+
+			"\"experiment\" is `sluice delete default/experiment`).",
+		events.TypeRolloutDelete, nil)
+	deleteCmd.AddCommand(newExperimentCommand(conn, "delete", "Delete a standalone Experiment: stop its pods, forget its state",
+		"Terminates it when it has no verdict yet, removes its pods (processes on the local\n"+
+			"platform, ReplicaSets on Kubernetes) at once, and forgets it: the name can be requested\n"+
+			"again, with another spec. Answered once its pods are gone.",
+		events.TypeExperimentDelete))
 	return []*cobra.Command{
-		newOperatorCommand(conn, "promote", "Skip the current pause or step (--full: every remaining step)",
+		rollout("promote", "Skip the current pause or step (--full: every remaining step)",
 			"Lifts every pause (a pause step, an inconclusive analysis, a pause command) or, when nothing\n"+
 				"is paused, completes the current step. Refused (NotApplicable) when no update is in progress.",
 			events.TypeRolloutPromote, func(c *cobra.Command) func() any {
 				full := c.Flags().Bool("full", false, "skip every remaining step, analysis and pause")
 				return func() any { return events.PromoteData{Full: *full} }
 			}),
-		newOperatorCommand(conn, "abort", "Abort the update: traffic back to stable, canary scaled down",
+		rollout("abort", "Abort the update: traffic back to stable, canary scaled down",
 			"Answered once the traffic is back on the stable revision.", events.TypeRolloutAbort, nil),
-		newOperatorCommand(conn, "retry", "Retry an aborted update from its first step",
+		rollout("retry", "Retry an aborted update from its first step",
 			"Also sends again the tasks that failed.", events.TypeRolloutRetry, nil),
-		newOperatorCommand(conn, "pause", "Pause the rollout where it is",
+		rollout("pause", "Pause the rollout where it is",
 			"Lifted by resume or promote.", events.TypeRolloutPause, nil),
-		newOperatorCommand(conn, "resume", "Resume a rollout paused by pause (or spec.paused)",
+		rollout("resume", "Resume a rollout paused by pause (or spec.paused)",
 			"A pause step or an inconclusive analysis is lifted by promote, not resume.", events.TypeRolloutResume, nil),
-		newOperatorCommand(conn, "undo", "Roll back to a previous revision (default: the one before the current)",
+		rollout("undo", "Roll back to a previous revision (default: the one before the current)",
 			"Refused (Invalid) when the revision is no longer kept.", events.TypeRolloutUndo, func(c *cobra.Command) func() any {
 				to := c.Flags().Int64("to-revision", 0, "revision to roll back to (0: the previous one)")
 				return func() any {
@@ -185,13 +221,36 @@ func newOperatorCommands(conn *events.ConnConfig) []*cobra.Command {
 					return events.UndoData{ToRevision: to}
 				}
 			}),
-		newOperatorCommand(conn, "restart", "Restart the pods of the stable revision",
+		rollout("restart", "Restart the pods of the stable revision",
 			"Replaces every pod of the stable revision, at most maxUnavailable at a time, as Argo's\n"+
 				"restart (spec.restartAt) does. Answered once every pod has been replaced; pass a longer\n"+
 				"--timeout for many or slow pods.", events.TypeRolloutRestart, nil),
-		newOperatorCommand(conn, "delete", "Stop managing a rollout: remove its revisions and routes, forget its state",
-			"Stops every process (local) or deletes every ReplicaSet (Kubernetes), removes its routes\n"+
-				"(the local proxy is closed) and forgets its state: a new apply starts at revision 1.",
-			events.TypeRolloutDelete, nil),
+		deleteCmd,
+		newTerminateCmd(conn),
 	}
+}
+
+// newTerminateCmd is Argo's `terminate experiment NAME`; a rollout's
+// update is stopped with abort.
+func newTerminateCmd(conn *events.ConnConfig) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "terminate experiment <experiment>",
+		Short: "Terminate a standalone Experiment before its verdict",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{errors.New("terminate what? `sluice terminate experiment NAME` (a rollout's update is stopped with `sluice abort NAME`)")}
+		},
+	}
+	cmd.AddCommand(newExperimentCommand(conn, "terminate", "Terminate a running experiment: phase Terminated, its analyses stopped",
+		"Ends the experiment without a verdict (phase Terminated), as spec.terminate does; its\n"+
+			"pods are scaled down after scaleDownDelaySeconds. Refused (NotApplicable) when it has\n"+
+			"already ended.",
+		events.TypeExperimentTerminate))
+	return cmd
+}
+
+// newExperimentCommand is the subcommand "experiment <experiment>" of
+// verb, publishing eventType for a standalone Experiment.
+func newExperimentCommand(conn *events.ConnConfig, verb, short, long, eventType string) *cobra.Command {
+	return newOperatorCommand(conn, operatorCommand{verb: verb, noun: nounExperiment, short: short, long: long, eventType: eventType})
 }

@@ -27,8 +27,7 @@ const maxMeasurements = 8
 const defaultStateDir = ".sluice"
 
 func newGetCmd(conn *events.ConnConfig) *cobra.Command {
-	var ns, output, stateDir string
-	var watch bool
+	var o getOptions
 	cmd := &cobra.Command{
 		Use:   "get <rollout>",
 		Short: "Show a rollout: phase, step, weights, replicas, analysis, processes (--watch: live)",
@@ -36,7 +35,8 @@ func newGetCmd(conn *events.ConnConfig) *cobra.Command {
 its latest measurements, the latest event and who caused it, and on the
 local platform the proxy URL and every process (pid, port, readiness,
 restarts, command), read from the state directory of sluice dev or
-sluice-replicas (--state-dir).
+sluice-replicas (--state-dir). A standalone Experiment's name shows the
+experiment, as 'sluice get experiment NAME' does.
 
 With --watch, a terminal is redrawn in place on every status event and
 every second (pause countdowns, processes); other output gets a new frame
@@ -44,41 +44,81 @@ per event, and -o json one JSON object per line.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRollouts(conn),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := rolloutRef(args[0], ns)
-			if err != nil {
-				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			client, err := connect(ctx, *conn)
-			if err != nil {
-				return err
-			}
-			defer client.Close()
-			v, err := loadView(ctx, client, r)
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			d := display{out: out, json: output == outputJSON, stateDir: stateDir, ref: r,
-				redraw: watch && isTerminal(out) && output == outputText, paint: painter(useColor(out)),
-				current: currentStatus(ctx, client)}
-			if err := d.show(v, ""); err != nil {
-				return err
-			}
-			if !watch {
-				return nil
-			}
-			return watchRollout(ctx, client, r, v, d)
+			return runGet(cmd, *conn, nounRollout, args[0], o)
 		},
 	}
-	addNamespaceFlag(cmd, &ns)
-	addOutputFlag(cmd, &output, "one object per line under --watch")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep watching: redraw on every status event (Ctrl-C to stop)")
-	cmd.Flags().StringVar(&stateDir, "state-dir", defaultStateDir, "local platform: the state directory of sluice dev or sluice-replicas, for the processes")
+	o.addFlags(cmd, nounRollout)
+
+	var xo getOptions
+	exp := &cobra.Command{
+		Use:   "experiment <experiment>",
+		Short: "Show a standalone Experiment: phase, templates, analysis runs, processes (--watch: live)",
+		Long: `Show a standalone Experiment: its phase and message, each template's pods
+(ReplicaSet, replicas asked for and available, pod-template hash, Service),
+its analysis runs and their latest measurements, the latest event and who
+caused it, and on the local platform every process of its templates.
+
+With --watch, a terminal is redrawn in place on every status event and
+every second; other output gets a new frame per event, and -o json one
+JSON object per line.`,
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeRollouts(conn),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runGet(cmd, *conn, nounExperiment, args[0], xo)
+		},
+	}
+	xo.addFlags(exp, nounExperiment)
+	cmd.AddCommand(exp)
 	return cmd
+}
+
+// getOptions are get's flags.
+type getOptions struct {
+	ns, output, stateDir string
+	watch                bool
+}
+
+func (o *getOptions) addFlags(cmd *cobra.Command, noun string) {
+	addNamespaceFlagOf(cmd, &o.ns, noun)
+	addOutputFlag(cmd, &o.output, "one object per line under --watch")
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "keep watching: redraw on every status event (Ctrl-C to stop)")
+	cmd.Flags().StringVar(&o.stateDir, "state-dir", defaultStateDir, "local platform: the state directory of sluice dev or sluice-replicas, for the processes")
+}
+
+// runGet shows the noun (rollout, experiment) named arg. A rollout's get
+// shows an experiment too; an experiment's get refuses a rollout.
+func runGet(cmd *cobra.Command, conn events.ConnConfig, noun, arg string, o getOptions) error {
+	r, err := objectRef(noun, arg, o.ns)
+	if err != nil {
+		return err
+	}
+	if err := checkOutput(o.output); err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	client, err := connect(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	v, err := loadView(ctx, client, noun, r)
+	if err != nil {
+		return err
+	}
+	if noun == nounExperiment && v.snapshot.Kind != events.KindExperiment {
+		return fmt.Errorf("%s is a rollout, not an experiment: `sluice get %s` shows it", r, r)
+	}
+	out := cmd.OutOrStdout()
+	d := display{out: out, json: o.output == outputJSON, stateDir: o.stateDir, ref: r,
+		redraw: o.watch && isTerminal(out) && o.output == outputText, paint: painter(useColor(out)),
+		current: currentStatus(ctx, client)}
+	if err := d.show(v, ""); err != nil {
+		return err
+	}
+	if !o.watch {
+		return nil
+	}
+	return watchRollout(ctx, client, r, v, d)
 }
 
 // view is what `get` knows of a rollout, built from its events.
@@ -123,7 +163,7 @@ func (v *view) apply(ev events.Event) {
 	if d.Status.Phase == "" {
 		return
 	}
-	if d.Status.Revision != v.snapshot.Revision {
+	if d.Status.Revision != v.snapshot.Revision || d.Status.Kind != v.snapshot.Kind {
 		v.measurements, v.steps = nil, nil
 	}
 	v.snapshot = d.Status
@@ -179,13 +219,14 @@ func (v view) pauseLeft(now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-// loadView replays r's events into a view.
-func loadView(ctx context.Context, client *events.Client, r events.Ref) (view, error) {
+// loadView replays r's events into a view; noun (rollout, experiment)
+// names what is looked for in errors.
+func loadView(ctx context.Context, client *events.Client, noun string, r events.Ref) (view, error) {
 	s, err := client.JetStream().Stream(ctx, events.StreamStatus)
 	if err != nil {
 		return view{}, err
 	}
-	notFound := fmt.Errorf("rollout %s not found: no status events (was it applied, and is the orchestrator running?)", r)
+	notFound := fmt.Errorf("%s %s not found: no status events (was it applied, and is the orchestrator running?)", noun, r)
 	last, err := s.GetLastMsgForSubject(ctx, events.StatusSubject(r))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return view{}, notFound
@@ -205,7 +246,7 @@ func loadView(ctx context.Context, client *events.Client, r events.Ref) (view, e
 	}
 	if v.snapshot.Phase == "" {
 		if v.last != nil && v.last.Command != nil {
-			return view{}, fmt.Errorf("rollout %s not found; the latest command for it: %s", r, refusal(v.last.Command))
+			return view{}, fmt.Errorf("%s %s not found; the latest command for it: %s", noun, r, refusal(v.last.Command))
 		}
 		return view{}, notFound
 	}
@@ -250,7 +291,7 @@ func withCurrent(v view, current func(events.Ref) (events.Snapshot, bool), r eve
 	if current == nil {
 		return v
 	}
-	if snap, ok := current(r); ok && snap.Revision >= v.snapshot.Revision {
+	if snap, ok := current(r); ok && snap.Kind == v.snapshot.Kind && snap.Revision >= v.snapshot.Revision {
 		if snap.Revision != v.snapshot.Revision {
 			v.measurements, v.steps = nil, nil
 		}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -34,11 +35,11 @@ func newLintCmd(conn *events.ConnConfig) *cobra.Command {
 	var platform, ns string
 	cmd := &cobra.Command{
 		Use:   "lint -f FILE [-f FILE...]",
-		Short: "Check Rollout and AnalysisTemplate manifests",
-		Long: `Check Rollout, AnalysisTemplate and ClusterAnalysisTemplate manifests
-(argoproj.io/v1alpha1, multi-document YAML or JSON) as Sluice would on
-apply. Prints every problem, as FILE: OBJECT: FIELD: DETAIL, and exits 1,
-or prints "valid".
+		Short: "Check Rollout, Experiment and AnalysisTemplate manifests",
+		Long: `Check Rollout, Experiment, AnalysisTemplate and ClusterAnalysisTemplate
+manifests (argoproj.io/v1alpha1, multi-document YAML or JSON) as Sluice
+would on apply. Prints every problem, as FILE: OBJECT: FIELD: DETAIL, and
+exits 1, or prints "valid".
 
 Every -f is read: a file, a directory (its *.yaml, *.yml and *.json files),
 or "-" for standard input. Besides each object's own validation, lint
@@ -47,11 +48,13 @@ checks:
     (successCondition, failureCondition) compile, limits are possible,
     a provider can measure every metric;
   - template references (templateName in steps, background and blue/green
-    analyses) name a template in the files given or, with --remote or an
-    explicit --nats-url, one already applied on the bus;
+    analyses, and an Experiment's analyses) name a template in the files
+    given or, with --remote or an explicit --nats-url, one already applied
+    on the bus;
   - with --platform local, what the local platform needs: a container
-    command it can find, the annotation local.sluice.io/listen, and a
-    listen address free on this machine.
+    command it can find (for every template of an Experiment), and for a
+    Rollout the annotation local.sluice.io/listen and a listen address
+    free on this machine.
 Unknown fields are warnings (errors with --strict); a known field at the
 wrong level says where it belongs. A success-rate query that returns no
 data when every request fails gets a warning.`,
@@ -230,8 +233,8 @@ func lintManifests(ctx context.Context, srcs []spec.Source, cfg lintConfig) (spe
 					}
 				}
 			}
-		case *spec.Rollout:
-			ns := valueOr(o.Namespace, cfg.Namespace)
+		case *spec.Rollout, *spec.Experiment:
+			ns := valueOr(o.GetNamespace(), cfg.Namespace)
 			for _, ref := range spec.AnalysisRefs(o) {
 				if cfg.SkipReferences {
 					break
@@ -260,10 +263,18 @@ func lintManifests(ctx context.Context, srcs []spec.Source, cfg lintConfig) (spe
 				}
 				add(spec.SeverityError, fmt.Sprintf("%s: %s %s", ref.Field, what, where))
 			}
-			if cfg.Platform == platformLocal {
-				for _, p := range checkLocal(o, events.Ref{Namespace: ns, Name: o.Name}, listens) {
-					add(spec.SeverityError, p)
-				}
+			if cfg.Platform != platformLocal {
+				break
+			}
+			var problems []string
+			switch o := o.(type) {
+			case *spec.Rollout:
+				problems = checkLocal(o, events.Ref{Namespace: ns, Name: o.Name}, listens)
+			case *spec.Experiment:
+				problems = checkLocalExperiment(o)
+			}
+			for _, p := range problems {
+				add(spec.SeverityError, p)
 			}
 		}
 	}
@@ -278,6 +289,20 @@ func templateSpec(o spec.Object) spec.AnalysisTemplateSpec {
 		return t.Spec
 	}
 	return spec.AnalysisTemplateSpec{}
+}
+
+// checkLocalExperiment returns what keeps the local platform from running
+// the processes of o's templates: the replicas backend's checks of each
+// pod template, at the template's path. A standalone Experiment has no
+// proxy, so no listen address.
+func checkLocalExperiment(o *spec.Experiment) []string {
+	var problems []string
+	for i, t := range o.Spec.Templates {
+		for _, p := range local.CheckTemplate(t.Template, nil) {
+			problems = append(problems, fmt.Sprintf("spec.templates[%d].%s", i, strings.TrimPrefix(p, "spec.")))
+		}
+	}
+	return problems
 }
 
 // checkLocal returns what keeps the local platform from running o: the

@@ -42,6 +42,10 @@ spec:
 			"spec.strategy.canary.steps[0].setWeight: Invalid value: 120: must be between 0 and 100",
 			"spec.strategy.canary.steps[1]",
 		}},
+		{"an invalid Experiment", []string{"lint", "-f", "../../pkg/spec/testdata/invalid-experiment.yaml"}, exitFail, []string{
+			"invalid-experiment.yaml: Experiment default/web: spec.templates[0].selector: Required value",
+			"invalid-experiment.yaml: Experiment default/analyses: spec.analyses[2].args[2].valueFrom: Forbidden: an Experiment has no rollout to take a value from",
+		}},
 		{"missing file", []string{"lint", "-f", filepath.Join(dir, "nope.yaml")}, exitFail, nil},
 		{"no file flag", []string{"lint"}, exitUsage, nil},
 	}
@@ -126,6 +130,9 @@ func TestLintChecks(t *testing.T) {
 		Replace(lintTemplate("result[0] < 0.05", goodQuery)))
 	experiment := write("experiment.yaml", strings.Replace(analysedRollout, "      - analysis: {templates: [{templateName: success-rate}]}\n",
 		"      - experiment: {templates: [{name: canary, specRef: canary}], analyses: [{name: rate, templateName: success-rate}, {name: shared, templateName: judge, clusterScope: true}]}\n", 1))
+	example, withTemplate := experimentExample(t)
+	standalone := write("standalone.yaml", example)
+	namesake := write("namesake.yaml", strings.Replace(example, "name: checkout-1-5", "name: web", 1))
 
 	tests := []struct {
 		name     string
@@ -150,6 +157,14 @@ func TestLintChecks(t *testing.T) {
 			`experiment.yaml: Rollout default/web: spec.strategy.canary.steps[1].experiment.analyses[1].templateName: cluster analysis template "judge" not found in the files given`,
 		}},
 		{"an experiment's references resolved by other files", []string{"lint", "-f", experiment, "-f", good, "-f", clusterJudge}, "", exitOK, []string{"valid"}},
+		{"a standalone Experiment's analyses are references", []string{"lint", "-f", standalone}, "", exitFail, []string{
+			`standalone.yaml: Experiment default/checkout-1-5: spec.analyses[0].templateName: analysis template "error-ratio" not found in namespace "default" in the files given`,
+			`standalone.yaml: Experiment default/checkout-1-5: spec.analyses[1].templateName: analysis template "error-ratio" not found in namespace "default" in the files given`,
+		}},
+		{"a standalone Experiment's references resolved", []string{"lint", "-f", withTemplate}, "", exitOK, []string{"valid"}},
+		{"a Rollout and an Experiment of one name", []string{"lint", "-f", rollout, "-f", good, "-f", namesake}, "", exitFail, []string{
+			"namesake.yaml: Experiment default/web: Rollout default/web (" + rollout + " document 1) has this name: a namespace holds one Rollout or Experiment of a name",
+		}},
 		{"unknown fields warn", []string{"lint", "-f", typo, "-f", good}, "", exitOK, []string{
 			`typo.yaml: Rollout default/web: warning: spec.replicaz: unknown field (did you mean "replicas"?)`,
 		}},
@@ -229,6 +244,10 @@ spec:
 	inUse := rollout("in-use", "local.sluice.io/listen: "+busy.Addr().String(), runnable)
 	dup := rollout("dup", "local.sluice.io/listen: "+listenOf(t, ok), runnable)
 	missing := rollout("missing", "local.sluice.io/listen: "+freeAddr(t), `{name: web, image: web:1, command: [no-such-program-sluice]}`)
+	_, withTemplate := experimentExample(t)
+	example := mustRead(t, withTemplate)
+	bareExperiment := writeLintFile(t, "bare-experiment.yaml", example)
+	experiment := writeLintFile(t, "experiment.yaml", strings.ReplaceAll(example, "          image: registry.example.com/checkout:", "          command: [sh, -c, \"exec sleep 1000\"]\n          image: registry.example.com/checkout:"))
 
 	tests := []struct {
 		name     string
@@ -251,6 +270,11 @@ spec:
 		{"two rollouts on one address", []string{"lint", "--platform", "local", "-f", ok, "-f", dup}, exitFail, []string{
 			"dup.yaml: Rollout default/dup: metadata.annotations[local.sluice.io/listen]: ", "is also the address of default/ok",
 		}},
+		{"an Experiment's templates, which need no listen address", []string{"lint", "--platform", "local", "-f", experiment}, exitOK, []string{"valid"}},
+		{"an Experiment's templates without a command", []string{"lint", "--platform", "local", "-f", bareExperiment}, exitFail, []string{
+			"bare-experiment.yaml: Experiment default/checkout-1-5: spec.templates[0].template.spec.containers[0].command: required on the local platform, which has no image entrypoint to run",
+			"bare-experiment.yaml: Experiment default/checkout-1-5: spec.templates[1].template.spec.containers[0].command: required on the local platform, which has no image entrypoint to run",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -266,6 +290,20 @@ spec:
 			}
 		})
 	}
+}
+
+// experimentExample returns the Experiment of docs/experiments.md's
+// standalone example (pkg/spec/testdata/valid-experiment-example.yaml)
+// alone, and the path of the whole file, which holds the AnalysisTemplate
+// its analyses name too.
+func experimentExample(t *testing.T) (experiment, withTemplate string) {
+	t.Helper()
+	withTemplate = "../../pkg/spec/testdata/valid-experiment-example.yaml"
+	_, experiment, ok := strings.Cut(mustRead(t, withTemplate), "---\n")
+	if !ok || !strings.Contains(experiment, "kind: Experiment") {
+		t.Fatalf("%s: want its AnalysisTemplate, then ---, then its Experiment", withTemplate)
+	}
+	return experiment, withTemplate
 }
 
 // listenOf returns the local.sluice.io/listen address written in file.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -18,41 +19,26 @@ import (
 const messageWidth = 60
 
 func newListCmd(conn *events.ConnConfig) *cobra.Command {
-	var ns, output string
-	var all bool
+	var o listOptions
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List rollouts with their phase, step, weight and message",
-		Args:  cobra.NoArgs,
+		Long: `List rollouts with their phase, step, weight and message. Standalone
+Experiments are not rollouts and are left out ('sluice list experiments'
+lists them; text output says how many there are).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			client, err := connect(ctx, *conn)
-			if err != nil {
-				return err
-			}
-			defer client.Close()
-			if all {
-				ns = ""
-			}
-			latest, err := latestStatus(ctx, client, ns)
+			rollouts, exps, err := o.read(cmd, *conn)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if output == outputJSON {
-				for _, l := range latest {
-					if err := writeJSONLine(out, getJSON{Status: l.status, LastEvent: l.event}); err != nil {
-						return err
-					}
-				}
-				return nil
+			if o.output == outputJSON {
+				return writeLatestJSON(out, rollouts)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tNAME\tSTRATEGY\tPHASE\tSTEP\tCANARY\tREVISION\tMESSAGE")
-			for _, l := range latest {
+			for _, l := range rollouts {
 				st := l.status
 				step := "-"
 				if st.StepIndex != nil {
@@ -61,13 +47,119 @@ func newListCmd(conn *events.ConnConfig) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s %s\t%s\t%d%%\t%d (stable %d)\t%s\n", st.Namespace, st.Name, valueOr(st.Strategy, "-"),
 					phaseSymbol(st.Phase), st.Phase, step, st.CanaryWeight, st.Revision, st.StableRevision, truncate(readableMessage(st.Message), messageWidth))
 			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if n := len(exps); n > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "(and %d standalone experiment%s: sluice list experiments%s)\n", n, plural(n), o.scope())
+			}
+			return nil
+		},
+	}
+	o.addFlags(cmd, "rollout")
+
+	var xo listOptions
+	exps := &cobra.Command{
+		Use:     "experiments",
+		Aliases: []string{"experiment"},
+		Short:   "List standalone Experiments with their phase, templates and analysis runs",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, exps, err := xo.read(cmd, *conn)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if xo.output == outputJSON {
+				return writeLatestJSON(out, exps)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAMESPACE\tNAME\tPHASE\tTEMPLATES (AVAILABLE)\tANALYSIS RUNS\tMESSAGE")
+			for _, l := range exps {
+				st := l.status
+				var runs []string
+				for _, r := range st.Runs {
+					runs = append(runs, r.Name+" "+phaseSymbol(r.Phase)+" "+r.Phase)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\t%s\n", st.Namespace, st.Name, phaseSymbol(st.Phase), st.Phase,
+					valueOr(templateCounts(st.Experiment), "-"), valueOr(strings.Join(runs, ", "), "-"), truncate(readableMessage(st.Message), messageWidth))
+			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVarP(&ns, "namespace", "n", "default", "namespace to list")
-	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "list every namespace")
-	addOutputFlag(cmd, &output, "one object per rollout and line")
+	xo.addFlags(exps, "experiment")
+	cmd.AddCommand(exps)
 	return cmd
+}
+
+// listOptions are list's flags.
+type listOptions struct {
+	ns, output string
+	all        bool
+}
+
+func (o *listOptions) addFlags(cmd *cobra.Command, noun string) {
+	cmd.Flags().StringVarP(&o.ns, "namespace", "n", "default", "namespace to list")
+	cmd.Flags().BoolVarP(&o.all, "all-namespaces", "A", false, "list every namespace")
+	addOutputFlag(cmd, &o.output, "one object per "+noun+" and line")
+}
+
+// scope is the flag that lists the same namespaces: " -A", " -n NS" or "".
+func (o *listOptions) scope() string {
+	switch {
+	case o.all:
+		return " -A"
+	case o.ns != "default":
+		return " -n " + o.ns
+	}
+	return ""
+}
+
+// read returns the latest status of the rollouts and of the experiments
+// the flags select.
+func (o *listOptions) read(cmd *cobra.Command, conn events.ConnConfig) (rollouts, exps []latest, err error) {
+	if err := checkOutput(o.output); err != nil {
+		return nil, nil, err
+	}
+	ctx := cmd.Context()
+	client, err := connect(ctx, conn)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer client.Close()
+	ns := o.ns
+	if o.all {
+		ns = ""
+	}
+	all, err := latestStatus(ctx, client, ns)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, l := range all {
+		if l.status.Kind == events.KindExperiment {
+			exps = append(exps, l)
+		} else {
+			rollouts = append(rollouts, l)
+		}
+	}
+	return rollouts, exps, nil
+}
+
+// writeLatestJSON writes one getJSON object per line.
+func writeLatestJSON(out io.Writer, ls []latest) error {
+	for _, l := range ls {
+		if err := writeJSONLine(out, getJSON{Status: l.status, LastEvent: l.event}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 // latest is a rollout's latest status.

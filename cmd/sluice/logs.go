@@ -30,10 +30,11 @@ func newLogsCmd(conn *events.ConnConfig) *cobra.Command {
 		Use:   "logs <rollout>",
 		Short: "Print the output of a rollout's processes on the local platform (-f: follow)",
 		Long: `Print the output of a rollout's processes on the local platform, each line
-prefixed with its process (<pod-hash>-<slot>). It reads the log files in
-the state directory of sluice dev or sluice-replicas (--state-dir, on this
-machine): those of the running processes, or every log the rollout left
-when none runs. --revision or --pod narrows to one revision or process;
+prefixed with its process (<pod-hash>-<slot>, or <experiment>-<template>-<slot>
+for an experiment's template). It reads the log files in the state
+directory of sluice dev or sluice-replicas (--state-dir, on this machine):
+those of the running processes, or every log the rollout left when none
+runs. A standalone Experiment's name prints its templates' processes. --revision or --pod narrows to one revision or process;
 -f keeps printing new output, of new processes too, until Ctrl-C.`,
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeRollouts(conn),

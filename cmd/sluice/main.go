@@ -85,8 +85,12 @@ func newRootCmd() *cobra.Command {
 	return root
 }
 
-// wrapArgs turns argument-validation failures into usage errors.
+// wrapArgs turns argument-validation failures of c and its subcommands
+// into usage errors.
 func wrapArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
 	if c.Args == nil {
 		return
 	}

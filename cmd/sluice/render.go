@@ -94,29 +94,38 @@ func (p painter) paint(code, s string) string {
 func (p painter) phase(phase string) string {
 	code := ""
 	switch phase {
-	case events.PhaseHealthy:
+	case events.PhaseHealthy, events.ExperimentPhaseSuccessful:
 		code = ansiGreen
-	case events.PhaseProgressing:
+	case events.PhaseProgressing, events.ExperimentPhasePending, events.ExperimentPhaseRunning:
 		code = ansiBlue
-	case events.PhasePaused:
+	case events.PhasePaused, events.ExperimentPhaseInconclusive:
 		code = ansiYellow
-	case events.PhaseDegraded:
+	case events.PhaseDegraded, events.ExperimentPhaseFailed, events.ExperimentPhaseError:
 		code = ansiRed
+	case events.ExperimentPhaseTerminated:
+		code = ansiDim
 	}
 	return p.paint(code, phaseSymbol(phase)+" "+phase)
 }
 
-// phaseSymbol marks a phase the way `kubectl argo rollouts get` does.
+// phaseSymbol marks a phase (a rollout's or an experiment's) the way
+// `kubectl argo rollouts get` does.
 func phaseSymbol(phase string) string {
 	switch phase {
-	case events.PhaseHealthy:
+	case events.PhaseHealthy, events.ExperimentPhaseSuccessful:
 		return "✔"
-	case events.PhaseProgressing:
+	case events.PhaseProgressing, events.ExperimentPhaseRunning:
 		return "◌"
+	case events.ExperimentPhasePending:
+		return "◷"
 	case events.PhasePaused:
 		return "॥"
-	case events.PhaseDegraded:
+	case events.PhaseDegraded, events.ExperimentPhaseFailed:
 		return "✖"
+	case events.ExperimentPhaseError:
+		return "⚠"
+	case events.ExperimentPhaseTerminated:
+		return "•"
 	}
 	return "?"
 }
@@ -186,6 +195,10 @@ type frame struct {
 // and, on the local platform, the proxy and the processes.
 func renderSnapshot(w io.Writer, f frame) {
 	s, p := f.snapshot, f.paint
+	if s.Kind == events.KindExperiment {
+		renderExperiment(w, f)
+		return
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("Name:", p.paint(ansiBold, s.Name))
@@ -232,12 +245,29 @@ func renderSnapshot(w io.Writer, f frame) {
 	if f.listen != "" {
 		row("Proxy:", proxyURL(f.listen))
 	}
-	if a := s.Analysis; a != nil {
-		row("Analysis:", fmt.Sprintf("%s %s  ✔ %d  ✖ %d  ? %d  ⚠ %d", a.Name, a.Phase, a.Successful, a.Failed, a.Inconclusive, a.Error))
-		if a.Message != "" {
-			row("  Message:", a.Message)
-		}
+	analysisRows(row, s.Analysis)
+	renderRecent(row, f)
+	tw.Flush()
+	renderProcesses(w, s, f.processes, f.now, p)
+}
+
+// analysisRows writes the rows of the analysis run in progress or last
+// finished, if any.
+func analysisRows(row func(k, v string), a *events.AnalysisSummary) {
+	if a == nil {
+		return
 	}
+	row("Analysis:", fmt.Sprintf("%s %s  ✔ %d  ✖ %d  ? %d  ⚠ %d", a.Name, a.Phase, a.Successful, a.Failed, a.Inconclusive, a.Error))
+	if a.Message != "" {
+		row("  Message:", a.Message)
+	}
+}
+
+// renderRecent writes the rows every object's rendering ends with: the
+// latest measurements, the latest event and who caused it, and when the
+// status was last updated.
+func renderRecent(row func(k, v string), f frame) {
+	s, p := f.snapshot, f.paint
 	if len(f.measurements) > 0 {
 		row("Measurements:", "")
 		for _, m := range f.measurements {
@@ -266,6 +296,55 @@ func renderSnapshot(w io.Writer, f frame) {
 	if !s.UpdatedAt.IsZero() {
 		row("Updated:", s.UpdatedAt.UTC().Format(time.RFC3339))
 	}
+}
+
+// renderExperiment writes a standalone Experiment's status for people:
+// phase, each template's pods, its analysis runs, the latest measurements
+// and event, and, on the local platform, the processes.
+func renderExperiment(w io.Writer, f frame) {
+	s, p := f.snapshot, f.paint
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row("Name:", p.paint(ansiBold, s.Name))
+	row("Namespace:", s.Namespace)
+	row("Kind:", events.KindExperiment)
+	row("Status:", p.phase(s.Phase))
+	if s.Message != "" {
+		row("Message:", s.Message)
+	}
+	if x := s.Experiment; x != nil {
+		for _, t := range []struct {
+			label string
+			at    time.Time
+		}{{"Available at:", x.AvailableAt}, {"Ended at:", x.EndedAt}, {"Scale down at:", x.ScaleDownAt}} {
+			if !t.at.IsZero() {
+				row(t.label, t.at.UTC().Format(time.RFC3339))
+			}
+		}
+		row("Templates:", "")
+		for _, t := range x.Templates {
+			line := fmt.Sprintf("%s\treplicaSet %s\tavailable %d/%d\thash %s", t.Name, t.ReplicaSet, t.Available, t.Replicas, t.PodHash)
+			if t.Service != "" {
+				line += "\tservice " + t.Service
+			}
+			row("", line)
+		}
+	}
+	if len(s.Runs) == 0 {
+		// Its runs are gone from the status once it has ended; the last
+		// verdict stays.
+		analysisRows(row, s.Analysis)
+	} else {
+		row("Analysis runs:", "")
+		for _, r := range s.Runs {
+			line := r.Name + "\t" + p.phase(r.Phase)
+			if r.Message != "" {
+				line += ": " + r.Message
+			}
+			row("", line)
+		}
+	}
+	renderRecent(row, f)
 	tw.Flush()
 	renderProcesses(w, s, f.processes, f.now, p)
 }

@@ -134,8 +134,12 @@ type Answer struct {
 }
 
 // Refused reports whether the command changed nothing
-// (io.sluice.rollout.command.refused.v1); Code and Reason say why.
-func (a *Answer) Refused() bool { return a.Type == events.TypeRolloutRefused }
+// (io.sluice.rollout.command.refused.v1, or
+// io.sluice.experiment.command.refused.v1 for an experiment's command);
+// Code and Reason say why.
+func (a *Answer) Refused() bool {
+	return a.Type == events.TypeRolloutRefused || a.Type == events.TypeExperimentRefused
+}
 
 // Code is a refusal's code (events.Refused*); "" for another answer.
 func (a *Answer) Code() string {
@@ -200,13 +204,14 @@ func Send(ctx context.Context, client *events.Client, ev events.Event, timeout t
 }
 
 // Refusal returns the command.refused status event that answers command
-// cmd with code and reason, published by source: its id derives from the
+// cmd with code and reason (of type events.RefusedType(cmd.Type())),
+// published by source: its id derives from the
 // command's (so it is published once however often it is sent), it
 // carries the command's id as causationid and its actor, and snap is the
 // rollout's status (or only its namespace and name). It is the answer an
 // edge (the gateway) gives to a command it does not forward.
 func Refusal(source string, cmd events.Event, snap events.Snapshot, code, reason string) (events.Event, error) {
-	ev, err := events.New(source, events.TypeRolloutRefused, cmd.Subject(), events.StatusData{
+	ev, err := events.New(source, events.RefusedType(cmd.Type()), cmd.Subject(), events.StatusData{
 		Status:  snap,
 		Reason:  reason,
 		Command: &events.CommandAnswer{Type: cmd.Type(), ID: cmd.ID(), Code: code, Reason: reason},

@@ -14,7 +14,13 @@ import (
 
 func command(t *testing.T, r events.Ref) events.Event {
 	t.Helper()
-	ev, err := events.New("/test", events.TypeRolloutPromote, r.String(), events.PromoteData{})
+	return commandOf(t, events.TypeRolloutPromote, r)
+}
+
+// commandOf is a command of type typ for r from user:alice.
+func commandOf(t *testing.T, typ string, r events.Ref) events.Event {
+	t.Helper()
+	ev, err := events.New("/test", typ, r.String(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,7 +29,9 @@ func command(t *testing.T, r events.Ref) events.Event {
 }
 
 // Send returns the first status event that carries the command's id, here
-// a refusal an edge answers with; without one it says no answer came.
+// a refusal an edge answers with (an experiment's command is answered with
+// the experiment's refusal type, a refusal too); without one it says no
+// answer came.
 func TestSendWaitsForTheAnswer(t *testing.T) {
 	srv := eventstest.StartServer(t)
 	c := eventstest.Connect(t, srv.ClientURL())
@@ -63,6 +71,17 @@ func TestSendWaitsForTheAnswer(t *testing.T) {
 	if !a.Refused() || a.Code() != events.RefusedForbidden || a.Reason() != "no" || a.Data.Command.ID != cmd.ID() ||
 		events.Extension(a.Event, events.ExtActor) != "user:alice" || a.Event.ID() != "refused/"+cmd.ID() {
 		t.Fatalf("answer %+v %v", a, a.Event)
+	}
+	if a.Type != events.TypeRolloutRefused {
+		t.Fatalf("a rollout's command refused with %s", a.Type)
+	}
+	terminate := commandOf(t, events.TypeExperimentTerminate, web)
+	a, err = Send(ctx, c, terminate, eventstest.Wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Type != events.TypeExperimentRefused || !a.Refused() || a.Code() != events.RefusedForbidden || a.Data.Command.Type != events.TypeExperimentTerminate {
+		t.Fatalf("the answer to an experiment's terminate: %s %+v", a.Type, a.Data.Command)
 	}
 
 	if _, err := Send(ctx, c, command(t, quiet), 100*time.Millisecond); !errors.Is(err, ErrNoAnswer) {

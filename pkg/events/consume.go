@@ -244,14 +244,20 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	// Every message goes the same way: decoded, traced, guarded against
 	// panics, handled, then settled from the result (see handle).
 	h = Chain(h, Trace(c.tracer, cfg.Durable), Recover)
-	queues := make([]chan jetstream.Msg, cfg.Workers)
+	// Each worker's queue holds as many messages as the server lets this
+	// consumer have unacknowledged (MaxAckPending), so the loop never waits
+	// on a busy worker: a slow handler holds up its own rollouts' messages
+	// only, not every other rollout's (head-of-line blocking). A queued
+	// message's ack-wait clock runs, so it is kept in progress from the
+	// moment it is queued (see queued).
+	queues := make([]chan queued, cfg.Workers)
 	for i := range queues {
-		queues[i] = make(chan jetstream.Msg, 1)
+		queues[i] = make(chan queued, cfg.MaxAckPending)
 		s.workers.Add(1)
-		go func(q chan jetstream.Msg) {
+		go func(q chan queued) {
 			defer s.workers.Done()
-			for msg := range q {
-				s.handle(hctx, msg, h)
+			for m := range q {
+				s.handle(hctx, m, h)
 			}
 		}(queues[i])
 	}
@@ -283,7 +289,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 // request. Once nothing was handed on for 2*pullHeartbeat the consumer is
 // idle and Next waits without a limit, so the missed-heartbeat check still
 // finds a pull request the server lost.
-func (s *Subscription) loop(queues []chan jetstream.Msg) {
+func (s *Subscription) loop(queues []chan queued) {
 	defer close(s.loopDone)
 	defer func() {
 		for _, q := range queues {
@@ -336,7 +342,7 @@ func (s *Subscription) loop(queues []chan jetstream.Msg) {
 		} else {
 			h.Write([]byte(msg.Subject()))
 		}
-		queues[h.Sum32()%uint32(len(queues))] <- msg
+		queues[h.Sum32()%uint32(len(queues))] <- queued{msg: msg, stopBeat: s.heartbeat(msg)}
 		lastMsg, lastErr = time.Now(), nil
 	}
 }
@@ -367,19 +373,32 @@ func (s *Subscription) Stop(ctx context.Context) error {
 	}
 }
 
+// queued is a message waiting for its worker, kept in progress at the
+// server until stopBeat.
+type queued struct {
+	msg      jetstream.Msg
+	stopBeat func()
+}
+
 // handle runs one message: decode turns it into a Delivery and an Event, h
 // (the middleware chain Consume composed) handles them, and settle maps the
 // result onto the message. A message that cannot be decoded skips the chain
-// and is settled with the decode error.
-func (s *Subscription) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
+// and is settled with the decode error. A message still queued when the
+// subscription stops is handed back to the server at once (nak), for
+// another replica, rather than handled late.
+func (s *Subscription) handle(ctx context.Context, m queued, h Handler) {
+	msg := m.msg
+	defer m.stopBeat()
 	d, err := s.delivery(msg)
 	if err != nil {
 		// Not a JetStream message; nothing to settle.
 		s.c.log.Error("consumer received a message without JetStream metadata", "consumer", s.cfg.Durable, "subject", msg.Subject(), "error", err)
 		return
 	}
-	stopBeat := s.heartbeat(msg)
-	defer stopBeat()
+	if s.stopping.Load() {
+		_ = msg.Nak()
+		return
+	}
 
 	start := time.Now()
 	typ := UnknownEventType

@@ -3,9 +3,13 @@ package events
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/poll"
 )
 
 // TestConsumersKeepPullingUnderLoad runs several consumers with the smallest
@@ -62,6 +66,82 @@ func TestConsumersKeepPullingUnderLoad(t *testing.T) {
 			case time.Since(since[i]) > waitFor:
 				t.Fatalf("consumer loaded-%d handled no event for %s, at %d of %d: it stopped pulling", i, waitFor, n, total)
 			}
+		}
+	}
+}
+
+// TestASlowRolloutDoesNotHoldUpOthers: while one rollout's handler is
+// stuck, the messages queued behind it wait, and every other rollout's
+// messages, on the other worker, are handled meanwhile. Once it is
+// released its messages are handled, in order, each once.
+func TestASlowRolloutDoesNotHoldUpOthers(t *testing.T) {
+	c := provisioned(t, startServer(t).ClientURL())
+	const workers = 2
+	worker := func(name string) uint32 {
+		h := fnv.New32a()
+		h.Write([]byte(Ref{Namespace: "default", Name: name}.String()))
+		return h.Sum32() % workers
+	}
+	slow := "slow"
+	var fast []string
+	for i := 0; len(fast) < 5; i++ {
+		if name := fmt.Sprintf("fast-%d", i); worker(name) != worker(slow) {
+			fast = append(fast, name)
+		}
+	}
+	const slowN, fastN = 6, 4
+	for n := range slowN {
+		publish(t, c, cmdSubject(slow), mustEvent(t, TypeRolloutPause, cmdSubject(slow), map[string]int{"n": n}))
+	}
+	for n := range fastN {
+		for _, name := range fast {
+			publish(t, c, cmdSubject(name), mustEvent(t, TypeRolloutPause, cmdSubject(name), map[string]int{"n": n}))
+		}
+	}
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var slowSeen []int
+	var attempts []uint64
+	var fastHandled atomic.Int32
+	consume(t, c, ConsumerConfig{Stream: StreamCommands, Durable: "hol", Workers: workers, Prefetch: 4}, func(ctx context.Context, d Delivery, ev Event) error {
+		if d.Subject != cmdSubject(slow) {
+			fastHandled.Add(1)
+			return nil
+		}
+		<-release
+		var data struct{ N int }
+		if err := DecodeData(ev, &data); err != nil {
+			return Permanent(err)
+		}
+		mu.Lock()
+		slowSeen, attempts = append(slowSeen, data.N), append(attempts, d.Attempt)
+		mu.Unlock()
+		return nil
+	})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(free) // before the subscription stops, should the test fail
+	poll.Until(t, "other rollouts' messages handled while one rollout's handler is stuck", func() error {
+		if n := fastHandled.Load(); n < int32(len(fast)*fastN) {
+			return fmt.Errorf("%d of %d handled", n, len(fast)*fastN)
+		}
+		return nil
+	})
+	free()
+	poll.Until(t, "the slow rollout's messages handled after its release", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(slowSeen) < slowN {
+			return fmt.Errorf("%d of %d handled", len(slowSeen), slowN)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range slowSeen {
+		if n != i || attempts[i] != 1 {
+			t.Fatalf("the slow rollout's messages handled as %v (attempts %v), want 0..%d in order, each once", slowSeen, attempts, slowN-1)
 		}
 	}
 }

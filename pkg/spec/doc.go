@@ -1,6 +1,7 @@
 // Package spec reads, defaults and validates the manifests Sluice accepts:
-// Argo Rollouts' Rollout, AnalysisTemplate, ClusterAnalysisTemplate and
-// AnalysisRun of apiVersion argoproj.io/v1alpha1, in YAML or JSON, with
+// Argo Rollouts' Rollout, AnalysisTemplate, ClusterAnalysisTemplate,
+// AnalysisRun and Experiment of apiVersion argoproj.io/v1alpha1, in YAML or
+// JSON, with
 // Argo's field names, so that a manifest written for Argo Rollouts needs no
 // change. It does no I/O.
 //
@@ -111,9 +112,25 @@
 // (unique, DNS-1123 subdomains), with a templateName and arguments as
 // analysis steps', whose {{...}} placeholders are experiment variables
 // naming templates of the step (see ExpandExperimentVariables); dryRun
-// names metrics; scaleDownDelaySeconds at least 0. Blue/green: activeService is
+// names metrics; analysisRunMetadata labels and annotations as Kubernetes
+// takes them; scaleDownDelaySeconds at least 0. Blue/green: activeService is
 // set and differs from previewService; scaleDownDelayRevisionLimit is at
 // most revisionHistoryLimit.
+//
+// Experiment (standalone): at least one template; template names set,
+// unique and DNS-1123 labels; a selector, not empty, that selects the
+// template's labels; at least one container, named uniquely; replicas and
+// minReadySeconds at least 0, and minReadySeconds at most
+// progressDeadlineSeconds (600 when unset), which is at least 1; each
+// template's ReplicaSet, <experiment>-<template>, at most 63 characters,
+// and a Service named after it starting with a letter; Service names
+// DNS-1035 labels, one per template. Its duration, scaleDownDelaySeconds,
+// dryRun, analysisRunMetadata and analyses as an experiment step's, but
+// arguments take only a value (Argo Rollouts drops an Experiment's
+// valueFrom), each run's name <experiment>-<analysis> is at most 253
+// characters, and measurementRetention entries name a metric and a limit
+// of at least 0. Lint also refuses a Rollout and an Experiment of one name
+// in one namespace: they share its subjects.
 //
 // AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun: at least one
 // metric; metric names are set and unique; each metric has exactly one

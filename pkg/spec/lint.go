@@ -190,15 +190,20 @@ func LintSources(srcs []Source, opts LintOptions) Report {
 			if d.doc.Object.GetName() == "" {
 				continue
 			}
-			name := l.Name()
-			first, ok := seen[name]
-			switch {
-			case !ok:
-				seen[name] = l
-			case first.File == file:
-				add(SeverityError, fmt.Sprintf("defined again; document %d defines it first", first.Number))
-			default:
-				add(SeverityError, fmt.Sprintf("defined again; %s document %d defines it first", first.File, first.Number))
+			key := sharedName(d.doc.Object)
+			first, ok := seen[key]
+			if !ok {
+				seen[key] = l
+				continue
+			}
+			where := fmt.Sprintf("document %d", first.Number)
+			if first.File != file {
+				where = first.File + " " + where
+			}
+			if kindOf(first.Object) != kindOf(d.doc.Object) {
+				add(SeverityError, fmt.Sprintf("%s (%s) has this name: a namespace holds one Rollout or Experiment of a name, whose commands and status share subjects", first.Name(), where))
+			} else {
+				add(SeverityError, "defined again; "+where+" defines it first")
 			}
 		}
 	}
@@ -206,18 +211,29 @@ func LintSources(srcs []Source, opts LintOptions) Report {
 	return r
 }
 
-// AnalysisRef is a template reference of a Rollout and the path of its
-// templateName.
+// sharedName is the name o holds: "Rollout default/web" for most kinds,
+// but one name for a Rollout and an Experiment of the same namespace and
+// name, which would share the sluice.cmd and sluice.status subjects.
+func sharedName(o Object) string {
+	if k := kindOf(o); k == KindRollout || k == KindExperiment {
+		return "Rollout or Experiment " + strings.TrimPrefix(Describe(o), k+" ")
+	}
+	return Describe(o)
+}
+
+// AnalysisRef is a template reference of a Rollout or an Experiment, and
+// the path of its templateName.
 type AnalysisRef struct {
 	Field string
 	Ref   AnalysisTemplateRef
 }
 
-// AnalysisRefs returns every template r references: in its canary steps
-// (analysis steps and the analyses of experiment steps), its background
-// analysis, and its blue/green pre- and post-promotion
-// analyses, in that order.
-func AnalysisRefs(r *Rollout) []AnalysisRef {
+// AnalysisRefs returns every template o references. For a Rollout: in its
+// canary steps (analysis steps and the analyses of experiment steps), its
+// background analysis, and its blue/green pre- and post-promotion
+// analyses, in that order; for an Experiment, in its analyses. Other kinds
+// reference none.
+func AnalysisRefs(o Object) []AnalysisRef {
 	var out []AnalysisRef
 	add := func(at string, a *RolloutAnalysis) {
 		if a == nil {
@@ -227,25 +243,33 @@ func AnalysisRefs(r *Rollout) []AnalysisRef {
 			out = append(out, AnalysisRef{Field: fmt.Sprintf("%s.templates[%d].templateName", at, i), Ref: t})
 		}
 	}
-	if c := r.Spec.Strategy.Canary; c != nil {
-		for i, s := range c.Steps {
-			add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), s.Analysis)
-			if e := s.Experiment; e != nil {
-				for j, a := range e.Analyses {
-					out = append(out, AnalysisRef{
-						Field: fmt.Sprintf("spec.strategy.canary.steps[%d].experiment.analyses[%d].templateName", i, j),
-						Ref:   AnalysisTemplateRef{TemplateName: a.TemplateName, ClusterScope: a.ClusterScope},
-					})
-				}
-			}
-		}
-		if c.Analysis != nil {
-			add("spec.strategy.canary.analysis", &c.Analysis.RolloutAnalysis)
+	addExperiment := func(at string, analyses []RolloutExperimentStepAnalysisTemplateRef) {
+		for i, a := range analyses {
+			out = append(out, AnalysisRef{
+				Field: fmt.Sprintf("%s.analyses[%d].templateName", at, i),
+				Ref:   AnalysisTemplateRef{TemplateName: a.TemplateName, ClusterScope: a.ClusterScope},
+			})
 		}
 	}
-	if b := r.Spec.Strategy.BlueGreen; b != nil {
-		add("spec.strategy.blueGreen.prePromotionAnalysis", b.PrePromotionAnalysis)
-		add("spec.strategy.blueGreen.postPromotionAnalysis", b.PostPromotionAnalysis)
+	switch o := o.(type) {
+	case *Experiment:
+		addExperiment("spec", o.Spec.Analyses)
+	case *Rollout:
+		if c := o.Spec.Strategy.Canary; c != nil {
+			for i, s := range c.Steps {
+				add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), s.Analysis)
+				if e := s.Experiment; e != nil {
+					addExperiment(fmt.Sprintf("spec.strategy.canary.steps[%d].experiment", i), e.Analyses)
+				}
+			}
+			if c.Analysis != nil {
+				add("spec.strategy.canary.analysis", &c.Analysis.RolloutAnalysis)
+			}
+		}
+		if b := o.Spec.Strategy.BlueGreen; b != nil {
+			add("spec.strategy.blueGreen.prePromotionAnalysis", b.PrePromotionAnalysis)
+			add("spec.strategy.blueGreen.postPromotionAnalysis", b.PostPromotionAnalysis)
+		}
 	}
 	return out
 }

@@ -89,6 +89,17 @@ func TestLintSources(t *testing.T) {
 			want: []string{"stdin: Rollout default/web: defined again; a.yaml document 1 defines it first"},
 		},
 		{
+			name: "a Rollout and an Experiment of one name",
+			srcs: []Source{{Name: "a.yaml", Data: []byte(rolloutWith(""))}, {Name: "b.yaml", Data: []byte(experimentWith("web", ""))}},
+			want: []string{"b.yaml: Experiment default/web: Rollout default/web (a.yaml document 1) has this name: a namespace holds one Rollout or Experiment of a name, whose commands and status share subjects"},
+		},
+		{
+			name:      "a Rollout and an Experiment of one name in two namespaces",
+			srcs:      []Source{{Name: "a.yaml", Data: []byte(rolloutWith(""))}, {Name: "b.yaml", Data: []byte(strings.Replace(experimentWith("web", ""), "name: web", "{name: web, namespace: test}", 1))}},
+			want:      []string{"valid"},
+			wantValid: true,
+		},
+		{
 			name: "a file with no documents",
 			srcs: []Source{{Name: "empty.yaml", Data: []byte("# nothing\n")}},
 			want: []string{"empty.yaml: no documents"},
@@ -155,6 +166,10 @@ func TestAnalysisRefs(t *testing.T) {
 			"spec.strategy.canary.steps[2].experiment.analyses[1].templateName=ce (cluster)",
 			"spec.strategy.canary.analysis.templates[0].templateName=bg",
 		}},
+		{"experiment", experimentWith("web", "analyses: [{name: one, templateName: e}, {name: two, templateName: ce, clusterScope: true}]"), []string{
+			"spec.analyses[0].templateName=e",
+			"spec.analyses[1].templateName=ce (cluster)",
+		}},
 		{"blue/green", blueGreen, []string{
 			"spec.strategy.blueGreen.prePromotionAnalysis.templates[0].templateName=pre",
 			"spec.strategy.blueGreen.postPromotionAnalysis.templates[0].templateName=post",
@@ -167,7 +182,7 @@ func TestAnalysisRefs(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, r := range AnalysisRefs(docs[0].Object.(*Rollout)) {
+			for _, r := range AnalysisRefs(docs[0].Object) {
 				s := r.Field + "=" + r.Ref.TemplateName
 				if r.Ref.ClusterScope {
 					s += " (cluster)"
@@ -179,4 +194,25 @@ func TestAnalysisRefs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// experimentWith returns an Experiment named name with one template, and
+// spec (YAML at the spec's level, without indentation) added.
+func experimentWith(name, spec string) string {
+	out := `apiVersion: argoproj.io/v1alpha1
+kind: Experiment
+metadata:
+  name: ` + name + `
+spec:
+  templates:
+  - name: canary
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}}
+      spec: {containers: [{name: web, image: web:2}]}
+`
+	if spec != "" {
+		out += "  " + strings.ReplaceAll(spec, "\n", "\n  ") + "\n"
+	}
+	return out
 }

@@ -76,48 +76,97 @@ func validateExperiment(exp *RolloutExperimentStep, c *CanaryStrategy, index int
 	if weighted && c.TrafficRouting != nil {
 		errs = append(errs, experimentWeights(weights, c, index, tp)...)
 	}
-	if exp.Duration != "" {
-		if _, err := exp.Duration.Duration(); err != nil {
-			errs = append(errs, field.Invalid(p.Child("duration"), exp.Duration, err.Error()))
-		}
+	run := experimentRun{
+		Duration: exp.Duration, ScaleDownDelaySeconds: exp.ScaleDownDelaySeconds, DryRun: exp.DryRun,
+		Analyses: exp.Analyses, AnalysisRunMetadata: exp.AnalysisRunMetadata, Templates: templates,
 	}
-	errs = append(errs, atLeast(p.Child("scaleDownDelaySeconds"), exp.ScaleDownDelaySeconds, 0)...)
-	errs = append(errs, validateDryRun(exp.DryRun, p.Child("dryRun"))...)
-
-	return append(errs, validateExperimentAnalyses(exp.Analyses, templates, p.Child("analyses"))...)
+	return append(errs, run.validate(p)...)
 }
 
-// validateExperimentAnalyses checks an experiment's analyses (at p);
-// templates are the names of its templates, which argument values may
-// name.
-func validateExperimentAnalyses(analyses []RolloutExperimentStepAnalysisTemplateRef, templates sets.Set[string], p *field.Path) field.ErrorList {
+// experimentRun is what an experiment step and a standalone Experiment
+// share beyond their templates, and validate checks alike.
+type experimentRun struct {
+	Duration              DurationString
+	ScaleDownDelaySeconds *int32
+	DryRun                []DryRun
+	Analyses              []RolloutExperimentStepAnalysisTemplateRef
+	AnalysisRunMetadata   AnalysisRunMetadata
+	// Templates are the names of the experiment's templates, which the
+	// analyses' argument values may name.
+	Templates sets.Set[string]
+	// Standalone is set for an Experiment of its own, whose runs are
+	// named <Name>-<analysis> and whose arguments have no rollout to take
+	// a valueFrom from. A step's experiment name is only known at run time.
+	Standalone bool
+	Name       string
+}
+
+// validate checks x, whose fields are at p.
+func (x experimentRun) validate(p *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	if x.Duration != "" {
+		if _, err := x.Duration.Duration(); err != nil {
+			errs = append(errs, field.Invalid(p.Child("duration"), x.Duration, err.Error()))
+		}
+	}
+	errs = append(errs, atLeast(p.Child("scaleDownDelaySeconds"), x.ScaleDownDelaySeconds, 0)...)
+	errs = append(errs, validateDryRun(x.DryRun, p.Child("dryRun"))...)
+	mp := p.Child("analysisRunMetadata")
+	errs = append(errs, metav1validation.ValidateLabels(x.AnalysisRunMetadata.Labels, mp.Child("labels"))...)
+	errs = append(errs, apivalidation.ValidateAnnotations(x.AnalysisRunMetadata.Annotations, mp.Child("annotations"))...)
+
 	names := sets.New[string]()
-	for i, a := range analyses {
-		ap := p.Index(i)
+	for i, a := range x.Analyses {
+		ap := p.Child("analyses").Index(i)
 		np := ap.Child("name")
 		if nameErrs := uniqueName(np, a.Name, names); len(nameErrs) > 0 {
 			errs = append(errs, nameErrs...)
 		} else if msgs := validation.IsDNS1123Subdomain(a.Name); len(msgs) > 0 {
 			// The run is named <experiment>-<name>, an object name.
 			errs = append(errs, field.Invalid(np, a.Name, strings.Join(msgs, "; ")))
+		} else if run := x.Name + "-" + a.Name; x.Name != "" && len(run) > validation.DNS1123SubdomainMaxLength {
+			errs = append(errs, field.Invalid(np, a.Name, fmt.Sprintf("the analysis run is named %s-%s, which must be no more than %d characters (%d): shorten metadata.name or this name",
+				x.Name, a.Name, validation.DNS1123SubdomainMaxLength, len(run))))
 		}
 		if a.TemplateName == "" {
 			errs = append(errs, field.Required(ap.Child("templateName"), ""))
 		}
-		errs = append(errs, validateRunArgs(a.Args, ap.Child("args"))...)
-		for j, arg := range a.Args {
-			errs = append(errs, experimentVariables(arg.Value, templates, ap.Child("args").Index(j).Child("value"))...)
-		}
+		errs = append(errs, x.validateArgs(a.Args, ap.Child("args"))...)
 	}
 	return errs
 }
 
-// Validate checks a standalone Experiment as Argo Rollouts does, and what
-// Sluice needs of it: its name is a DNS-1123 label (its commands and status
-// share the subjects of rollouts), every template has a unique name, a
-// selector that selects its pod template and at least one container, and
-// the analyses name their templates.
+// validateArgs checks the arguments of one of x's analyses, at p.
+func (x experimentRun) validateArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	if x.Standalone {
+		errs = runArgNames(args, p)
+		for i, arg := range args {
+			if arg.ValueFrom != nil {
+				// Argo Rollouts passes on only the value of an Experiment's
+				// argument, so its run fails for want of the argument.
+				errs = append(errs, field.Forbidden(p.Index(i).Child("valueFrom"), fmt.Sprintf("an Experiment has no rollout to take a value from (Argo Rollouts drops valueFrom here, leaving the argument without a value): set value, which may use {{%s}}",
+					ExperimentPodTemplateHash("NAME"))))
+			}
+		}
+	} else {
+		errs = validateRunArgs(args, p)
+	}
+	for i, arg := range args {
+		errs = append(errs, experimentVariables(arg.Value, x.Templates, p.Index(i).Child("value"))...)
+	}
+	return errs
+}
+
+// Validate checks a standalone Experiment as Argo Rollouts does (its
+// controller refuses a template without a selector, with an empty one, or
+// with minReadySeconds above progressDeadlineSeconds, and a template name
+// empty or repeated; Kubernetes refuses the rest when the ReplicaSets,
+// Services and runs are made), and what Sluice needs of it: its name is a
+// DNS-1123 label (its commands and status share the subjects of
+// rollouts), the names made from it fit, and the analyses' arguments are
+// values whose variables name its templates. See the package
+// documentation for the list.
 func (e *Experiment) Validate() field.ErrorList {
 	errs := validateObjectMeta(&e.ObjectMeta, true)
 	p := field.NewPath("spec")
@@ -129,31 +178,79 @@ func (e *Experiment) Validate() field.ErrorList {
 	templates := sets.New[string]()
 	services := map[string]string{} // Service name -> template
 	for i := range s.Templates {
-		t := &s.Templates[i]
-		ip := tp.Index(i)
-		errs = append(errs, templateName(ip.Child("name"), t.Name, templates)...)
-		errs = append(errs, atLeast(ip.Child("replicas"), t.Replicas, 0)...)
-		errs = append(errs, atLeast(ip.Child("minReadySeconds"), &t.MinReadySeconds, 0)...)
-		errs = append(errs, validatePodTemplate(t.Selector, &t.Template, ip)...)
-		if sv := t.Service; sv != nil && sv.Name != "" {
-			sp := ip.Child("service", "name")
+		errs = append(errs, e.validateTemplate(&s.Templates[i], templates, services, tp.Index(i))...)
+	}
+	errs = append(errs, atLeast(p.Child("progressDeadlineSeconds"), s.ProgressDeadlineSeconds, 1)...)
+	errs = append(errs, validateRetention(s.MeasurementRetention, p.Child("measurementRetention"))...)
+	run := experimentRun{
+		Duration: s.Duration, ScaleDownDelaySeconds: s.ScaleDownDelaySeconds, DryRun: s.DryRun,
+		Analyses: s.Analyses, AnalysisRunMetadata: s.AnalysisRunMetadata, Templates: templates,
+		Standalone: true, Name: e.objectPrefix(),
+	}
+	return append(errs, run.validate(p)...)
+}
+
+// objectPrefix is the name that the names of e's ReplicaSets, Services and
+// runs start with: e's name, or "" when it is invalid (which Validate
+// reports) and their names cannot be checked.
+func (e *Experiment) objectPrefix() string {
+	if len(validation.IsDNS1123Label(e.Name)) > 0 {
+		return ""
+	}
+	return e.Name
+}
+
+// validateTemplate checks template t of e, at p. templates and services
+// hold the names of the templates and Services before it, and get its own.
+func (e *Experiment) validateTemplate(t *TemplateSpec, templates sets.Set[string], services map[string]string, p *field.Path) field.ErrorList {
+	experiment := e.objectPrefix()
+	np := p.Child("name")
+	errs := templateName(np, t.Name, templates)
+	// Argo names the template's ReplicaSet, and the Service it names after
+	// the ReplicaSet, <experiment>-<template>; a Service name is a
+	// DNS-1035 label.
+	rs := experiment + "-" + t.Name
+	if len(errs) == 0 && experiment != "" && len(rs) > validation.DNS1035LabelMaxLength {
+		errs = append(errs, field.Invalid(np, t.Name, fmt.Sprintf("the template's ReplicaSet (and its Service) is named %s, which must be no more than %d characters (%d): shorten metadata.name or this name",
+			rs, validation.DNS1035LabelMaxLength, len(rs))))
+	}
+	errs = append(errs, atLeast(p.Child("replicas"), t.Replicas, 0)...)
+	errs = append(errs, atLeast(p.Child("minReadySeconds"), &t.MinReadySeconds, 0)...)
+	switch deadline := e.Spec.ProgressDeadlineSeconds; {
+	case deadline == nil && t.MinReadySeconds > DefaultExperimentProgressDeadlineSeconds:
+		errs = append(errs, field.Invalid(p.Child("minReadySeconds"), t.MinReadySeconds,
+			fmt.Sprintf("must not be greater than spec.progressDeadlineSeconds, which defaults to %d", DefaultExperimentProgressDeadlineSeconds)))
+	case deadline != nil && *deadline > 0 && t.MinReadySeconds > *deadline: // a deadline below 1 is reported on its own
+		errs = append(errs, field.Invalid(p.Child("minReadySeconds"), t.MinReadySeconds, fmt.Sprintf("must not be greater than spec.progressDeadlineSeconds (%d)", *deadline)))
+	}
+	errs = append(errs, validatePodTemplate(t.Selector, &t.Template, p)...)
+	if sv := t.Service; sv != nil {
+		sp := p.Child("service", "name")
+		switch {
+		case sv.Name != "":
 			errs = append(errs, serviceName(sp, sv.Name)...)
-			if other := services[sv.Name]; other != "" {
-				errs = append(errs, field.Invalid(sp, sv.Name, fmt.Sprintf("template %q already names this Service", other)))
+			errs = append(errs, templateService(sp, sv.Name, t.Name, services)...)
+		case experiment != "" && t.Name != "" && (rs[0] < 'a' || rs[0] > 'z'):
+			errs = append(errs, field.Required(sp, fmt.Sprintf("the Service is named after the template's ReplicaSet, %s, and a Service name must start with a letter: set service.name", rs)))
+		case experiment != "" && t.Name != "":
+			if other, ok := services[rs]; ok {
+				errs = append(errs, field.Required(sp, fmt.Sprintf("the Service is named after the template's ReplicaSet, %s, the name template %q gives its Service: set service.name", rs, other)))
 			} else {
-				services[sv.Name] = t.Name
+				services[rs] = t.Name
 			}
 		}
 	}
-	if s.Duration != "" {
-		if _, err := s.Duration.Duration(); err != nil {
-			errs = append(errs, field.Invalid(p.Child("duration"), s.Duration, err.Error()))
-		}
+	return errs
+}
+
+// templateService checks that no template before template (at p) names its
+// Service, name, and records it in services (Service name -> template).
+func templateService(p *field.Path, name, template string, services map[string]string) field.ErrorList {
+	if other, ok := services[name]; ok {
+		return field.ErrorList{field.Invalid(p, name, fmt.Sprintf("template %q already names this Service", other))}
 	}
-	errs = append(errs, atLeast(p.Child("progressDeadlineSeconds"), s.ProgressDeadlineSeconds, 1)...)
-	errs = append(errs, atLeast(p.Child("scaleDownDelaySeconds"), s.ScaleDownDelaySeconds, 0)...)
-	errs = append(errs, validateDryRun(s.DryRun, p.Child("dryRun"))...)
-	return append(errs, validateExperimentAnalyses(s.Analyses, templates, p.Child("analyses"))...)
+	services[name] = template
+	return nil
 }
 
 // validateExperimentTemplate checks one template of an experiment step.
@@ -177,13 +274,10 @@ func validateExperimentTemplate(t *RolloutExperimentTemplate, c *CanaryStrategy,
 	if s := t.Service; s != nil && s.Name != "" {
 		sp := p.Child("service", "name")
 		errs = append(errs, serviceName(sp, s.Name)...)
-		switch {
-		case s.Name == c.CanaryService || s.Name == c.StableService:
+		if s.Name == c.CanaryService || s.Name == c.StableService {
 			errs = append(errs, field.Invalid(sp, s.Name, "must differ from the rollout's canaryService and stableService"))
-		case services[s.Name] != "":
-			errs = append(errs, field.Invalid(sp, s.Name, fmt.Sprintf("template %q already names this Service", services[s.Name])))
-		default:
-			services[s.Name] = t.Name
+		} else {
+			errs = append(errs, templateService(sp, s.Name, t.Name, services)...)
 		}
 	}
 	if t.Weight != nil {

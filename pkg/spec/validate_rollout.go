@@ -297,15 +297,12 @@ func validateRolloutAnalysis(a *RolloutAnalysis, p *field.Path) field.ErrorList 
 // validateRunArgs checks the arguments a rollout passes to an analysis run:
 // unique names, and a value or one valueFrom source.
 func validateRunArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	names := sets.New[string]()
+	errs := runArgNames(args, p)
 	for i, arg := range args {
-		ap := p.Index(i)
-		errs = append(errs, uniqueName(ap.Child("name"), arg.Name, names)...)
 		if arg.ValueFrom == nil {
 			continue
 		}
-		vp := ap.Child("valueFrom")
+		vp := p.Index(i).Child("valueFrom")
 		if arg.Value != "" {
 			errs = append(errs, field.Forbidden(vp, "may not be set with value"))
 		}
@@ -317,6 +314,16 @@ func validateRunArgs(args []AnalysisRunArgument, p *field.Path) field.ErrorList 
 		if vf.FieldRef != nil && vf.FieldRef.FieldPath == "" {
 			errs = append(errs, field.Required(vp.Child("fieldRef", "fieldPath"), ""))
 		}
+	}
+	return errs
+}
+
+// runArgNames checks that the arguments at p have names, each once.
+func runArgNames(args []AnalysisRunArgument, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	names := sets.New[string]()
+	for i, arg := range args {
+		errs = append(errs, uniqueName(p.Index(i).Child("name"), arg.Name, names)...)
 	}
 	return errs
 }

@@ -44,9 +44,9 @@ func caller(w http.ResponseWriter, r *http.Request) (auth.Principal, bool) {
 	return p, ok
 }
 
-// rolloutRef returns the rollout the path names, or answers 400 and
-// returns false.
-func rolloutRef(w http.ResponseWriter, r *http.Request) (events.Ref, bool) {
+// pathRef returns the rollout or experiment the path names, or answers
+// 400 and returns false.
+func pathRef(w http.ResponseWriter, r *http.Request) (events.Ref, bool) {
 	ref := events.Ref{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
 	if err := ref.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/sluicehq/sluice/internal/follow"
@@ -12,7 +14,9 @@ import (
 	"github.com/sluicehq/sluice/services/gateway/auth"
 )
 
-// Commands maps each command of the API's path to its event type.
+// Commands maps each command of a rollout's path
+// (POST /api/v1/namespaces/{namespace}/rollouts/{name}/{command}) to its
+// event type.
 var Commands = map[string]string{
 	"promote": events.TypeRolloutPromote,
 	"abort":   events.TypeRolloutAbort,
@@ -22,6 +26,14 @@ var Commands = map[string]string{
 	"undo":    events.TypeRolloutUndo,
 	"restart": events.TypeRolloutRestart,
 	"delete":  events.TypeRolloutDelete,
+}
+
+// ExperimentCommands maps each command of a standalone Experiment's path
+// (POST /api/v1/namespaces/{namespace}/experiments/{name}/{command}) to
+// its event type.
+var ExperimentCommands = map[string]string{
+	"terminate": events.TypeExperimentTerminate,
+	"delete":    events.TypeExperimentDelete,
 }
 
 // Command outcomes (CommandResult.Outcome).
@@ -48,27 +60,35 @@ type CommandResult struct {
 	Error  string           `json:"error,omitempty"`
 }
 
-// needs is the role command type typ needs in the namespace of ref.
+// needs is the role command type typ needs in the namespace of ref: an
+// experiment's request and terminate need what a rollout's request and
+// abort do, its delete what a rollout's delete does.
 func needs(typ string, ref events.Ref) auth.Role {
-	if typ == events.TypeRolloutDelete || ref.Namespace == events.ClusterScope {
+	if typ == events.TypeRolloutDelete || typ == events.TypeExperimentDelete || ref.Namespace == events.ClusterScope {
 		return auth.RoleAdmin
 	}
 	return auth.RoleOperator
 }
 
-func (s *Service) command(w http.ResponseWriter, r *http.Request) {
+// command serves the commands of cmds (Commands or ExperimentCommands).
+func (s *Service) command(cmds map[string]string) http.HandlerFunc {
+	names := slices.Sorted(maps.Keys(cmds))
+	return func(w http.ResponseWriter, r *http.Request) { s.sendCommand(w, r, cmds, names) }
+}
+
+func (s *Service) sendCommand(w http.ResponseWriter, r *http.Request, cmds map[string]string, names []string) {
 	p, ok := caller(w, r)
 	if !ok {
 		return
 	}
-	ref, ok := rolloutRef(w, r)
+	ref, ok := pathRef(w, r)
 	if !ok {
 		return
 	}
 	name := r.PathValue("command")
-	typ, ok := Commands[name]
+	typ, ok := cmds[name]
 	if !ok {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("no command %q: use one of promote, abort, retry, pause, resume, undo, restart, delete", name))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("no command %q: use one of %s", name, strings.Join(names, ", ")))
 		return
 	}
 	var data any
@@ -112,7 +132,7 @@ func (s *Service) command(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, follow.ErrNoAnswer):
 		writeJSON(w, http.StatusGatewayTimeout, CommandResult{Outcome: OutcomeUnanswered, ID: ev.ID(),
-			Error: fmt.Sprintf("%s sent (event %s), but no answer came within %s: is the orchestrator running? (the rollout's history shows what happened)", name, ev.ID(), s.cfg.CommandTimeout)})
+			Error: fmt.Sprintf("%s sent (event %s), but no answer came within %s: is the orchestrator running? (the history of %s shows what happened)", name, ev.ID(), s.cfg.CommandTimeout, ref)})
 		return
 	case err != nil:
 		s.unavailable(w, err)
@@ -129,8 +149,9 @@ func (s *Service) command(w http.ResponseWriter, r *http.Request) {
 }
 
 // forbid answers 403 to command ev, which p may not send, and records the
-// refusal on the rollout's status subject, as the orchestrator records the
-// refusals it answers, so that the rollout's history shows who tried.
+// refusal (events.RefusedType of the command's type) on the rollout's or
+// experiment's status subject, as the orchestrator records the refusals it
+// answers, so that its history shows who tried.
 func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Principal, ev events.Event, ref events.Ref) {
 	reason := s.forbidden(p, ev.Type(), ref)
 	snap := events.Snapshot{Namespace: ref.Namespace, Name: ref.Name}
@@ -139,7 +160,7 @@ func (s *Service) forbid(ctx context.Context, w http.ResponseWriter, p auth.Prin
 			snap = cur
 		}
 	}
-	res := CommandResult{Outcome: OutcomeRefused, ID: ev.ID(), Type: events.TypeRolloutRefused, Code: events.RefusedForbidden, Reason: reason, Status: &snap, Error: reason}
+	res := CommandResult{Outcome: OutcomeRefused, ID: ev.ID(), Type: events.RefusedType(ev.Type()), Code: events.RefusedForbidden, Reason: reason, Status: &snap, Error: reason}
 	refusal, err := follow.Refusal(Source, ev, snap, events.RefusedForbidden, reason)
 	if err == nil {
 		_, err = s.client.Publish(ctx, events.StatusSubject(ref), refusal)
@@ -167,7 +188,8 @@ func (s *Service) forbidden(p auth.Principal, typ string, ref events.Ref) string
 	return fmt.Sprintf("%s may not send %s in namespace %s (needs the %s role)", p.Actor, shortType(typ), ref.Namespace, needs(typ, ref))
 }
 
-// shortType is "promote" for io.sluice.rollout.promote.v1.
+// shortType is "promote" for io.sluice.rollout.promote.v1,
+// "experiment.terminate" for io.sluice.experiment.terminate.v1.
 func shortType(typ string) string {
 	t := strings.TrimSuffix(strings.TrimPrefix(typ, "io.sluice."), ".v1")
 	return strings.TrimPrefix(t, "rollout.")

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
@@ -100,6 +101,11 @@ func (s *Service) ingress(w http.ResponseWriter, r *http.Request) {
 	case events.TypeRolloutRequested:
 		if _, problems := orchestrator.ValidateRequest(ref, ev.Data()); len(problems) > 0 {
 			writeJSON(w, http.StatusBadRequest, apiError{Error: "the Rollout is invalid (sluice lint shows the same)", Errors: problems})
+			return
+		}
+	case events.TypeExperimentRequested:
+		if _, problems := orchestrator.ValidateExperimentRequest(ref, ev.Data()); len(problems) > 0 {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "the Experiment is invalid (sluice lint shows the same)", Errors: problems})
 			return
 		}
 	case events.TypeAnalysisTemplateApply:
@@ -198,8 +204,9 @@ func isYAML(contentType string) bool {
 // has) into the JSON data the contract specifies, so the bus carries the
 // same event whichever way the manifest came.
 func yamlToJSON(ev *events.Event) error {
-	if ev.Type() != events.TypeRolloutRequested && ev.Type() != events.TypeAnalysisTemplateApply {
-		return fmt.Errorf("data: YAML is taken only for a manifest (%s, %s); send %s as application/json", events.TypeRolloutRequested, events.TypeAnalysisTemplateApply, ev.Type())
+	manifests := []string{events.TypeRolloutRequested, events.TypeAnalysisTemplateApply, events.TypeExperimentRequested}
+	if !slices.Contains(manifests, ev.Type()) {
+		return fmt.Errorf("data: YAML is taken only for a manifest (%s); send %s as application/json", strings.Join(manifests, ", "), ev.Type())
 	}
 	j, err := yaml.YAMLToJSON(ev.Data())
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,50 +42,66 @@ type Summary struct {
 	CreatedAt *time.Time `json:"createdAt,omitempty"`
 }
 
-func (s *Service) list(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
-	if !ok {
-		return
-	}
-	ns, phase := r.URL.Query().Get("namespace"), r.URL.Query().Get("phase")
-	if ns != "" {
-		if err := events.ValidateName("namespace", ns); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
+// kindList is what one list route shows: the rollouts (Kind "") or the
+// standalone Experiments (events.KindExperiment), and the phases its
+// ?phase= takes.
+type kindList struct {
+	kind, noun string
+	phases     []string
+}
+
+var (
+	rolloutList = kindList{noun: "rollouts",
+		phases: []string{events.PhaseProgressing, events.PhasePaused, events.PhaseHealthy, events.PhaseDegraded}}
+	experimentList = kindList{kind: events.KindExperiment, noun: "experiments",
+		phases: []string{events.ExperimentPhasePending, events.ExperimentPhaseRunning, events.ExperimentPhaseSuccessful,
+			events.ExperimentPhaseFailed, events.ExperimentPhaseError, events.ExperimentPhaseInconclusive, events.ExperimentPhaseTerminated}}
+)
+
+// list serves the list of what kl shows. Rollouts and Experiments share
+// the orchestrator's bucket (and a name in a namespace); each list shows
+// its own kind only.
+func (s *Service) list(kl kindList) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := caller(w, r)
+		if !ok {
 			return
 		}
-		if !s.mayRead(w, p, ns) {
+		ns, phase := r.URL.Query().Get("namespace"), r.URL.Query().Get("phase")
+		if ns != "" {
+			if err := events.ValidateName("namespace", ns); err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			if !s.mayRead(w, p, ns) {
+				return
+			}
+		}
+		if phase != "" && !slices.Contains(kl.phases, phase) {
+			writeError(w, http.StatusBadRequest, "phase "+phase+" is none of "+strings.Join(kl.phases, ", ")+" (the phases of "+kl.noun+")")
 			return
 		}
-	}
-	if phase != "" && !slices.Contains([]string{events.PhaseProgressing, events.PhasePaused, events.PhaseHealthy, events.PhaseDegraded}, phase) {
-		writeError(w, http.StatusBadRequest, "phase "+phase+" is none of Progressing, Paused, Healthy, Degraded")
-		return
-	}
-	items := []Summary{}
-	rd, err := s.rollouts(r.Context())
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		items := []Summary{}
+		rd, ok := s.readerOr(w, r, func() { writeJSON(w, http.StatusOK, map[string]any{"items": items}) })
+		if !ok {
+			return
+		}
+		snaps, err := rd.List(r.Context(), ns)
+		if err != nil {
+			s.unavailable(w, err)
+			return
+		}
+		// One look-up of the status stream for the whole list; without it
+		// (an error) the list goes without createdAt.
+		status, _ := s.client.JetStream().Stream(r.Context(), events.StreamStatus)
+		for _, sn := range snaps {
+			if sn.Kind != kl.kind || phase != "" && sn.Phase != phase || !s.auth.Allow(p, sn.Namespace, auth.RoleViewer) {
+				continue
+			}
+			items = append(items, Summary{Snapshot: sn, CreatedAt: createdAt(r.Context(), status, events.Ref{Namespace: sn.Namespace, Name: sn.Name})})
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"items": items})
-		return
 	}
-	if err != nil {
-		s.unavailable(w, err)
-		return
-	}
-	snaps, err := rd.List(r.Context(), ns)
-	if err != nil {
-		s.unavailable(w, err)
-		return
-	}
-	// One look-up of the status stream for the whole list; without it
-	// (an error) the list goes without createdAt.
-	status, _ := s.client.JetStream().Stream(r.Context(), events.StreamStatus)
-	for _, sn := range snaps {
-		if phase != "" && sn.Phase != phase || !s.auth.Allow(p, sn.Namespace, auth.RoleViewer) {
-			continue
-		}
-		items = append(items, Summary{Snapshot: sn, CreatedAt: createdAt(r.Context(), status, events.Ref{Namespace: sn.Namespace, Name: sn.Name})})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 // createdAt is when the status stream stored r's first event it still
@@ -101,6 +118,37 @@ func createdAt(ctx context.Context, st jetstream.Stream, r events.Ref) *time.Tim
 	return &msg.Time
 }
 
+// readable returns the rollout or experiment the path names when the
+// caller may read its namespace; otherwise it answered (401, 400, 403)
+// and returns false.
+func (s *Service) readable(w http.ResponseWriter, r *http.Request) (events.Ref, bool) {
+	p, ok := caller(w, r)
+	if !ok {
+		return events.Ref{}, false
+	}
+	ref, ok := pathRef(w, r)
+	if !ok || !s.mayRead(w, p, ref.Namespace) {
+		return ref, false
+	}
+	return ref, true
+}
+
+// readerOr returns the orchestrator's reader. While no orchestrator ever
+// ran on the bus (so nothing exists) it calls missing to answer, and on
+// another error it answers 503; then it returns false.
+func (s *Service) readerOr(w http.ResponseWriter, r *http.Request, missing func()) (*orchestrator.Reader, bool) {
+	rd, err := s.rollouts(r.Context())
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		missing()
+		return nil, false
+	}
+	if err != nil {
+		s.unavailable(w, err)
+		return nil, false
+	}
+	return rd, true
+}
+
 // unavailable answers 503 for a bus that cannot be read.
 func (s *Service) unavailable(w http.ResponseWriter, err error) {
 	s.cfg.Logger.Warn("read the bus", "err", err)
@@ -110,6 +158,16 @@ func (s *Service) unavailable(w http.ResponseWriter, err error) {
 // notFound answers 404 for a rollout that does not exist.
 func notFound(w http.ResponseWriter, ref events.Ref) {
 	writeError(w, http.StatusNotFound, "no rollout "+ref.String()+" (GET /api/v1/rollouts lists them)")
+}
+
+// otherKind answers 404 for a read of a rollout that names an experiment,
+// or of an experiment that names a rollout, with where to read it.
+func otherKind(w http.ResponseWriter, ref events.Ref, kind string) {
+	if kind == events.KindExperiment {
+		writeError(w, http.StatusNotFound, "no rollout "+ref.String()+": it is an Experiment (GET /api/v1/namespaces/"+ref.Namespace+"/experiments/"+ref.Name+")")
+		return
+	}
+	writeError(w, http.StatusNotFound, "no experiment "+ref.String()+": it is a Rollout (GET /api/v1/namespaces/"+ref.Namespace+"/rollouts/"+ref.Name+")")
 }
 
 // Detail answers GET /api/v1/namespaces/{namespace}/rollouts/{name}.
@@ -170,21 +228,12 @@ type WeightPoint struct {
 }
 
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
+	ref, ok := s.readable(w, r)
 	if !ok {
 		return
 	}
-	ref, ok := rolloutRef(w, r)
-	if !ok || !s.mayRead(w, p, ref.Namespace) {
-		return
-	}
-	rd, err := s.rollouts(r.Context())
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		notFound(w, ref)
-		return
-	}
-	if err != nil {
-		s.unavailable(w, err)
+	rd, ok := s.readerOr(w, r, func() { notFound(w, ref) })
+	if !ok {
 		return
 	}
 	d, err := rd.Detail(r.Context(), ref)
@@ -194,6 +243,10 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.unavailable(w, err)
+		return
+	}
+	if d.Status.Kind != "" {
+		otherKind(w, ref, d.Status.Kind)
 		return
 	}
 	hist, err := s.client.History(r.Context(), ref)
@@ -206,14 +259,22 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Warn("read pods", "rollout", ref.String(), "err", err)
 	}
 	out := detailOf(d, hist, pods)
-	if runs, err := s.analysisRuns(r.Context()); err == nil {
-		for i := range out.AnalysisRuns {
-			if run, err := runs.Get(r.Context(), ref, out.AnalysisRuns[i].Name); err == nil {
-				withMetrics(&out.AnalysisRuns[i], run)
-			}
+	s.addMetrics(r.Context(), ref, out.AnalysisRuns)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// addMetrics adds what the analyzer holds of each of ref's runs to it
+// (withMetrics); without the analyzer's bucket the runs stay as they are.
+func (s *Service) addMetrics(ctx context.Context, ref events.Ref, runs []AnalysisRun) {
+	rr, err := s.analysisRuns(ctx)
+	if err != nil {
+		return
+	}
+	for i := range runs {
+		if run, err := rr.Get(ctx, ref, runs[i].Name); err == nil {
+			withMetrics(&runs[i], run)
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // withMetrics adds what the analyzer holds of a run to ar: when it
@@ -246,7 +307,7 @@ func withMetrics(ar *AnalysisRun, run analysis.Run) {
 // detailOf assembles a rollout's detail from what the orchestrator holds,
 // its history and its pods.
 func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Detail {
-	out := Detail{Status: d.Status, Steps: []Step{}, Revisions: []Revision{}, AnalysisRuns: []AnalysisRun{}, Weights: []WeightPoint{}}
+	out := Detail{Status: d.Status, Steps: []Step{}, Revisions: []Revision{}, Weights: []WeightPoint{}}
 	for _, st := range d.Steps {
 		step := Step{Index: st.Index, Action: st.Action, Detail: st.Detail}
 		if st.Pause != nil && st.Pause.Duration != nil {
@@ -272,20 +333,7 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 		}
 		out.Revisions = append(out.Revisions, rev)
 	}
-	// The runs: every one the status stream still reports, in the order
-	// they first appear, and those the orchestrator holds that have not
-	// reported yet.
-	runs := map[string]*AnalysisRun{}
-	var order []string
-	runNamed := func(name string) *AnalysisRun {
-		if r, ok := runs[name]; ok {
-			return r
-		}
-		r := &AnalysisRun{Name: name, Metrics: []Metric{}}
-		runs[name] = r
-		order = append(order, name)
-		return r
-	}
+	var runs runSet
 	for _, e := range hist {
 		if e.Err != nil || e.Stream != events.StreamStatus {
 			continue
@@ -297,28 +345,13 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 		}
 		last := ev
 		out.LastEvent = &last
-		switch ev.Type() {
-		case events.TypeAnalysisMeasured, events.TypeAnalysisCompleted:
-			if a := sd.Analysis; a != nil {
-				run := runNamed(a.Name)
-				sum := *a
-				run.Phase, run.Message, run.Summary = a.Phase, a.Message, &sum
-				if run.StartedAt == nil && sd.Measurement != nil {
-					t := sd.Measurement.StartedAt
-					run.StartedAt = &t
-				}
-				if sd.Measurement != nil {
-					addMeasurement(run, *sd.Measurement)
-				}
-			}
-			continue
-		case events.TypeRolloutRefused:
+		if runs.observe(ev, sd) || ev.Type() == events.TypeRolloutRefused {
 			continue
 		}
 		out.Weights = append(out.Weights, WeightPoint{Time: ev.Time(), CanaryWeight: sd.Status.CanaryWeight, Event: ev.Type()})
 	}
 	for _, rr := range d.Runs {
-		run := runNamed(rr.Name)
+		run := runs.named(rr.Name)
 		run.Purpose, run.Phase = rr.Purpose, rr.Phase
 		if rr.Summary != nil {
 			sum := *rr.Summary
@@ -329,8 +362,58 @@ func detailOf(d orchestrator.Detail, hist []events.HistoryEntry, pods []Pod) Det
 			run.StartedAt = &t
 		}
 	}
-	for _, name := range order {
-		out.AnalysisRuns = append(out.AnalysisRuns, *runs[name])
+	out.AnalysisRuns = runs.list()
+	return out
+}
+
+// runSet gathers the analysis runs of a rollout or experiment: every one
+// the status stream still reports, in the order they first appear, and
+// those the orchestrator holds that have not reported yet.
+type runSet struct {
+	byName map[string]*AnalysisRun
+	order  []string
+}
+
+// named returns the run called name, adding it when new.
+func (rs *runSet) named(name string) *AnalysisRun {
+	if r, ok := rs.byName[name]; ok {
+		return r
+	}
+	if rs.byName == nil {
+		rs.byName = map[string]*AnalysisRun{}
+	}
+	r := &AnalysisRun{Name: name, Metrics: []Metric{}}
+	rs.byName[name] = r
+	rs.order = append(rs.order, name)
+	return r
+}
+
+// observe records what an analysis.measured or analysis.completed event
+// says of its run, and reports whether ev was one.
+func (rs *runSet) observe(ev events.Event, sd events.StatusData) bool {
+	if ev.Type() != events.TypeAnalysisMeasured && ev.Type() != events.TypeAnalysisCompleted {
+		return false
+	}
+	if a := sd.Analysis; a != nil {
+		run := rs.named(a.Name)
+		sum := *a
+		run.Phase, run.Message, run.Summary = a.Phase, a.Message, &sum
+		if run.StartedAt == nil && sd.Measurement != nil {
+			t := sd.Measurement.StartedAt
+			run.StartedAt = &t
+		}
+		if sd.Measurement != nil {
+			addMeasurement(run, *sd.Measurement)
+		}
+	}
+	return true
+}
+
+// list is the runs in order.
+func (rs *runSet) list() []AnalysisRun {
+	out := make([]AnalysisRun, 0, len(rs.order))
+	for _, name := range rs.order {
+		out = append(out, *rs.byName[name])
 	}
 	return out
 }
@@ -357,12 +440,8 @@ type HistoryItem struct {
 }
 
 func (s *Service) history(w http.ResponseWriter, r *http.Request) {
-	p, ok := caller(w, r)
+	ref, ok := s.readable(w, r)
 	if !ok {
-		return
-	}
-	ref, ok := rolloutRef(w, r)
-	if !ok || !s.mayRead(w, p, ref.Namespace) {
 		return
 	}
 	hist, err := s.client.History(r.Context(), ref)

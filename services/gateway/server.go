@@ -72,10 +72,13 @@ type route struct {
 func (s *Service) routes() []route {
 	return []route{
 		{"GET", "/api/v1/whoami", s.whoami},
-		{"GET", "/api/v1/rollouts", s.list},
+		{"GET", "/api/v1/rollouts", s.list(rolloutList)},
 		{"GET", "/api/v1/namespaces/{namespace}/rollouts/{name}", s.get},
 		{"GET", "/api/v1/namespaces/{namespace}/rollouts/{name}/history", s.history},
-		{"POST", "/api/v1/namespaces/{namespace}/rollouts/{name}/{command}", s.command},
+		{"POST", "/api/v1/namespaces/{namespace}/rollouts/{name}/{command}", s.command(Commands)},
+		{"GET", "/api/v1/experiments", s.list(experimentList)},
+		{"GET", "/api/v1/namespaces/{namespace}/experiments/{name}", s.getExperiment},
+		{"POST", "/api/v1/namespaces/{namespace}/experiments/{name}/{command}", s.command(ExperimentCommands)},
 		{"GET", "/api/v1/stream", s.stream},
 		{"POST", "/api/v1/events", s.ingress},
 		{"GET", "/api/v1/openapi.json", serveOpenAPI},

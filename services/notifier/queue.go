@@ -22,6 +22,15 @@ func (s *Service) queue(ctx context.Context, _ events.Delivery, ev events.Event)
 	if err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: subject: %w", ev.ID(), err))
 	}
+	if data.Status.Kind == events.KindExperiment {
+		// A standalone Experiment's events (its own and its runs'
+		// analysis events) notify nothing: Argo's notifications have no
+		// trigger for an Experiment, its subscriptions are a Rollout's
+		// annotations, and its templates render a Rollout. Nor is its
+		// snapshot kept as the previous one of a rollout of the name.
+		s.log.Debug("status event of an Experiment: not notified", "experiment", ref, "event", ev.ID(), "type", ev.Type())
+		return nil
+	}
 	if data.Status.Namespace == "" {
 		data.Status.Namespace, data.Status.Name = ref.Namespace, ref.Name
 	}

@@ -25,11 +25,12 @@ func TestProviderDocsHoldTheirTestedTemplate(t *testing.T) {
 	}
 }
 
-// TestExperimentsDocHoldsItsTestedExample: the rollout and template
-// docs/experiments.md offers to copy are a testdata file that pkg/spec
-// validates.
+// TestExperimentsDocHoldsItsTestedExample: the rollout, the standalone
+// Experiment and the templates docs/experiments.md offers to copy are
+// testdata files that pkg/spec validates.
 func TestExperimentsDocHoldsItsTestedExample(t *testing.T) {
 	assertHoldsTestdata(t, "docs/experiments.md", "pkg/spec/testdata/valid-rollout-experiment-example.yaml")
+	assertHoldsTestdata(t, "docs/experiments.md", "pkg/spec/testdata/valid-experiment-example.yaml")
 }
 
 // TestJudgeDocHoldsItsTestedTemplate: docs/judge.md's template to copy is

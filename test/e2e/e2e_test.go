@@ -62,17 +62,24 @@ func (d *dev) writeFile(manifest string) string {
 // waitGet waits until `sluice get` shows every want (spaces squeezed).
 func (d *dev) waitGet(name string, timeout time.Duration, want ...string) string {
 	d.t.Helper()
+	return d.waitShows([]string{"get", name}, timeout, want...)
+}
+
+// waitShows waits until the CLI run with args shows every want (spaces
+// squeezed).
+func (d *dev) waitShows(args []string, timeout time.Duration, want ...string) string {
+	d.t.Helper()
 	var out string
-	eventually(d.t, fmt.Sprintf("sluice get %s shows %q", name, want), timeout, func() bool {
-		_, out = d.sluice("get", name)
+	poll.Until(d.t, fmt.Sprintf("sluice %s shows %q", strings.Join(args, " "), want), func() error {
+		_, out = d.sluice(args...)
 		s := squeeze(out)
 		for _, w := range want {
 			if !strings.Contains(s, squeeze(w)) {
-				return false
+				return fmt.Errorf("it shows:\n%s", out)
 			}
 		}
-		return true
-	})
+		return nil
+	}, poll.Timeout(timeout), poll.Every(100*time.Millisecond))
 	return out
 }
 

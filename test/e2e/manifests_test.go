@@ -22,22 +22,28 @@ spec:
     metadata:
       labels: {app: %[1]s}
     spec:
-      containers:
-      - name: app
-        image: demoapp
-        command: ["bin/demoapp"]
-        env:
-        - {name: VERSION, value: %[3]s}
-        - {name: ERROR_RATE, value: "%[4]g"}
-        ports:
-        - {name: http, containerPort: 8080}
-        readinessProbe:
-          httpGet: {path: /healthz, port: http}
-          periodSeconds: 1
+%[7]s
   strategy:
     canary:
 %[6]s
-`, name, listen, version, errorRate, replicas, indent(canary, "      "))
+`, name, listen, version, errorRate, replicas, indent(canary, "      "),
+		indent(demoappContainers(fmt.Sprintf("{name: VERSION, value: %s}", version), fmt.Sprintf(`{name: ERROR_RATE, value: "%g"}`, errorRate)), "      "))
+}
+
+// demoappContainers is the containers field of a demoapp pod with env
+// (one entry each, as YAML), ready through its /healthz.
+func demoappContainers(env ...string) string {
+	return `containers:
+- name: app
+  image: demoapp
+  command: ["bin/demoapp"]
+  env:
+` + indent("- "+strings.Join(env, "\n- "), "  ") + `
+  ports:
+  - {name: http, containerPort: 8080}
+  readinessProbe:
+    httpGet: {path: /healthz, port: http}
+    periodSeconds: 1`
 }
 
 func indent(s, prefix string) string {

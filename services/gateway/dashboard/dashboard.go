@@ -3,9 +3,10 @@
 // to build), reading the gateway's /api/v1 and its status-event stream.
 //
 // The page is plain HTML, CSS and JavaScript modules (static/): app.js
-// routes the URL's hash, list.js and rollout.js are the two pages, api.js
-// talks to the API, charts.js draws the SVG charts. docs/dashboard.md
-// describes what a user sees.
+// routes the URL's hash, list.js, rollout.js and experiments.js are the
+// pages (rows.js keeps a list page's rows live), api.js talks to the API,
+// charts.js draws the SVG charts.
+// docs/dashboard.md describes what a user sees.
 package dashboard
 
 import (

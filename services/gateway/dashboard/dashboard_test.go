@@ -80,7 +80,7 @@ func TestEveryModuleIsEmbedded(t *testing.T) {
 	// without a build error; check every import resolves.
 	srv := httptest.NewServer(Handler())
 	defer srv.Close()
-	for _, name := range []string{"app.js", "api.js", "ui.js", "list.js", "rollout.js", "charts.js"} {
+	for _, name := range []string{"app.js", "api.js", "ui.js", "list.js", "rollout.js", "charts.js", "experiments.js", "rows.js"} {
 		resp, err := http.Get(srv.URL + "/" + name)
 		if err != nil {
 			t.Fatal(err)

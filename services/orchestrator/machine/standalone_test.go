@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,13 @@ import (
 
 // standaloneExperiment is an Experiment "exp" running a baseline (two
 // pods of web:1) and a canary (one pod of web:2, with a service) for
-// duration, with analyses.
+// duration, with analyses. Their arguments that take a valueFrom are left
+// out: an Experiment has no rollout to take one from, and validation
+// refuses them (Argo drops them).
 func standaloneExperiment(duration string, analyses ...spec.RolloutExperimentStepAnalysisTemplateRef) *spec.Experiment {
+	for i := range analyses {
+		analyses[i].Args = slices.DeleteFunc(slices.Clone(analyses[i].Args), func(a spec.AnalysisRunArgument) bool { return a.ValueFrom != nil })
+	}
 	tpl := func(name string, image string, replicas int32) spec.TemplateSpec {
 		pt := podTemplate(image)
 		pt.Labels["variant"] = name

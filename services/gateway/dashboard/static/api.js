@@ -7,6 +7,8 @@ export const statusTypes = [
   'accepted', 'rejected', 'step.started', 'step.completed', 'paused', 'resumed',
   'aborted', 'completed', 'degraded', 'restarted', 'deleted', 'command.refused',
 ].map((t) => `io.sluice.rollout.${t}.v1`).concat(
+  ['accepted', 'rejected', 'running', 'completed', 'terminated', 'deleted', 'command.refused']
+    .map((t) => `io.sluice.experiment.${t}.v1`),
   'io.sluice.analysis.measured.v1', 'io.sluice.analysis.completed.v1');
 
 export function cookie(name) {
@@ -68,6 +70,11 @@ export function listRollouts({ namespace, phase } = {}) {
 }
 
 export const getRollout = (ns, name) => get(rolloutPath(ns, name));
+
+export function listExperiments({ namespace } = {}) {
+  const qs = namespace ? '?' + new URLSearchParams({ namespace }) : '';
+  return get('/api/v1/experiments' + qs).then((d) => d.items || []);
+}
 
 export const getHistory = (ns, name) => get(rolloutPath(ns, name) + '/history').then((d) => d.items || []);
 

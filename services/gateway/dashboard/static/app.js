@@ -1,10 +1,12 @@
 // app.js: the page shell. It sets the theme, shows who is signed in, and
 // routes the hash: #/ (with ?namespace=&phase=) is the rollout list,
-// #/ns/NAMESPACE/NAME a rollout's page.
+// #/ns/NAMESPACE/NAME a rollout's page, #/experiments (with ?namespace=)
+// the standalone Experiments.
 import * as api from './api.js';
 import { el, replace } from './ui.js';
 import { listPage } from './list.js';
 import { rolloutPage } from './rollout.js';
+import { experimentsPage } from './experiments.js';
 
 const main = document.getElementById('main');
 const themeKey = 'sluice-theme';
@@ -55,6 +57,8 @@ function route(me) {
   const m = path.match(/^\/ns\/([^/]+)\/([^/]+)$/);
   if (m) {
     leave = rolloutPage(main, me, decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  } else if (path === '/experiments') {
+    leave = experimentsPage(main, me, params);
   } else {
     leave = listPage(main, me, params);
   }

@@ -2,13 +2,13 @@
 // from the status-event stream. The namespace and phase filters live in
 // the URL (#/?namespace=NS&phase=P) so a filtered list can be shared.
 import * as api from './api.js';
-import { el, replace, phaseBadge, age, stepProgress, weights, debounce } from './ui.js';
+import { el, replace, phaseBadge, age, stepProgress, weights } from './ui.js';
+import { liveRows } from './rows.js';
 
 const phases = ['Progressing', 'Paused', 'Healthy', 'Degraded'];
 
 export function listPage(main, me, params) {
   const filter = { namespace: params.get('namespace') || '', phase: params.get('phase') || '' };
-  const rows = new Map(); // "ns/name" -> {summary, tr}
   const tbody = el('tbody');
   const empty = el('p', { class: 'muted empty', hidden: true }, 'No rollouts yet. Apply one with sluice apply -f rollout.yaml.');
   const error = el('p', { class: 'error', role: 'alert', hidden: true });
@@ -58,60 +58,8 @@ export function listPage(main, me, params) {
     return (!filter.namespace || s.namespace === filter.namespace) && (!filter.phase || s.phase === filter.phase);
   }
 
-  function put(s) {
-    const k = key(s);
-    const old = rows.get(k);
-    if (!matches(s)) {
-      if (old) { old.tr.remove(); rows.delete(k); }
-    } else {
-      const tr = rowFor(s);
-      if (old) old.tr.replaceWith(tr);
-      else tbody.append(tr);
-      rows.set(k, { summary: s, tr });
-    }
-  }
-
-  function summarize() {
-    empty.hidden = rows.size > 0;
-    count.textContent = `${rows.size} rollout${rows.size === 1 ? '' : 's'}`;
-  }
-
-  async function load() {
-    try {
-      const items = await api.listRollouts(filter);
-      items.sort((a, b) => key(a).localeCompare(key(b)));
-      tbody.replaceChildren();
-      rows.clear();
-      for (const s of items) put(s);
-      summarize();
-      error.hidden = true;
-    } catch (err) {
-      error.textContent = `Cannot list rollouts: ${err.message}`;
-      error.hidden = false;
-    }
-  }
-  const reload = debounce(load, 300);
-
-  const stop = api.stream({ namespace: filter.namespace }, (ce) => {
-    const st = ce.data && ce.data.status;
-    if (!st || !st.name) return;
-    const k = key(st);
-    if (ce.type === 'io.sluice.rollout.deleted.v1') {
-      const old = rows.get(k);
-      if (old) { old.tr.remove(); rows.delete(k); summarize(); }
-      return;
-    }
-    if (ce.type === 'io.sluice.rollout.command.refused.v1' || ce.type === 'io.sluice.rollout.rejected.v1') return;
-    const old = rows.get(k);
-    if (!old) { reload(); return; }
-    put({ ...st, createdAt: old.summary.createdAt });
-    summarize();
+  return liveRows({
+    tbody, empty, error, count, noun: 'rollout', kind: '', namespace: filter.namespace,
+    fetch: () => api.listRollouts(filter), rowFor, matches,
   });
-
-  const tick = setInterval(() => {
-    for (const td of tbody.querySelectorAll('td.age')) td.textContent = age(td.dataset.since);
-  }, 5000);
-
-  load();
-  return () => { stop(); clearInterval(tick); };
 }
