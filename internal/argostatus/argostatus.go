@@ -396,7 +396,7 @@ func metaTime(t time.Time) *metav1.Time {
 
 // toMap is st's JSON as generic data, whole numbers as int64 (as
 // Kubernetes' unstructured objects have them).
-func toMap(st status) map[string]any {
+func toMap(st any) map[string]any {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return map[string]any{}

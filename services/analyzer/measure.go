@@ -82,7 +82,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		return s.retry(ctx, key, "claim", err)
 	}
 
-	taken := s.measure(ctx, rec.Task.Ref, *rec.Run, due)
+	taken := s.measure(ctx, rec.Task, *rec.Run, due)
 	if ctx.Err() != nil {
 		// Shutting down: let another replica take the slot at once.
 		s.release(key, l.Token)
@@ -127,10 +127,11 @@ type taken struct {
 	m      metrics.Measurement
 }
 
-// measure takes one measurement of each due metric of a run of the
-// rollout ref, at once. Every secret read for it, as an argument or by a
+// measure takes one measurement of each due metric of a run of task t's
+// rollout (or experiment), at once. Every secret read for it, as an argument or by a
 // provider, is redacted from the measurements.
-func (s *Service) measure(ctx context.Context, ref events.Ref, run analysis.Run, due []spec.Metric) []taken {
+func (s *Service) measure(ctx context.Context, t tasks.Task, run analysis.Run, due []spec.Metric) []taken {
+	ref := t.Ref
 	values, secretErr := s.secretValues(ctx, ref.Namespace, run.SecretArgs)
 	read := &secretsRead{}
 	for _, v := range values {
@@ -141,7 +142,7 @@ func (s *Service) measure(ctx context.Context, ref events.Ref, run analysis.Run,
 	for i, m := range due {
 		res, _ := run.Result(m.Name)
 		req := metrics.Request{
-			Namespace: ref.Namespace, Rollout: ref.Name, Run: run.Name,
+			Namespace: ref.Namespace, Rollout: ref.Name, OwnerKind: t.OwnerKind, Run: run.Name,
 			ID: fmt.Sprintf("%s.%s.%d", run.Name, m.Name, total(res)+1),
 			Secret: func(ctx context.Context, name, key string) (string, error) {
 				v, err := s.cfg.Secrets.Value(ctx, ref.Namespace, spec.SecretKeyRef{Name: name, Key: key})

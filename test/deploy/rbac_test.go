@@ -53,6 +53,11 @@ var clusterAccess = map[string][]grant{
 		rule("argoproj.io", []string{"rollouts/status"}, "get", "update", "patch"),
 		// ownerReferences with blockOwnerDeletion on the Rollout.
 		rule("argoproj.io", []string{"rollouts/finalizers"}, "update"),
+		// Experiment objects: watched, their status written with the
+		// object (no status subresource in Argo's CRD), the owner of their
+		// templates' ReplicaSets and Services.
+		rule("argoproj.io", []string{"experiments"}, "get", "list", "watch", "update"),
+		rule("argoproj.io", []string{"experiments/status", "experiments/finalizers"}, "update"),
 		// Templates published for the analyzer.
 		rule("argoproj.io", []string{"analysistemplates", "clusteranalysistemplates"}, "get", "list", "watch"),
 		// AnalysisRun objects mirrored from the bus, pruned past the
@@ -86,8 +91,9 @@ var clusterAccess = map[string][]grant{
 		// last 10; a failed Job's pods listed for the termination message.
 		rule("batch", []string{"jobs"}, "create", "get", "list", "watch", "delete"),
 		rule("", []string{"pods"}, "list"),
-		// The Rollout a Job is for, by name, made the Job's owner.
-		rule("argoproj.io", []string{"rollouts"}, "get"),
+		// The Rollout (or Experiment) a Job is for, by name, made the
+		// Job's owner.
+		rule("argoproj.io", []string{"rollouts", "experiments"}, "get"),
 	),
 	// services/gateway/kubepods: each revision's pods for the dashboard.
 	"sluice-gateway": slices.Concat(

@@ -24,7 +24,7 @@ func resourceOf(t testing.TB, apiVersion, kind string) schema.GroupVersionResour
 	gv, err := schema.ParseGroupVersion(apiVersion)
 	must(t, err)
 	plural := map[string]string{
-		"Rollout": "rollouts", "Ingress": "ingresses", "VirtualService": "virtualservices",
+		"Rollout": "rollouts", "Experiment": "experiments", "Ingress": "ingresses", "VirtualService": "virtualservices",
 		"DestinationRule": "destinationrules", "HTTPRoute": "httproutes", "TrafficSplit": "trafficsplits",
 		"HorizontalPodAutoscaler": "horizontalpodautoscalers", "Service": "services", "Deployment": "deployments",
 	}[kind]

@@ -63,8 +63,14 @@ type Provider interface {
 // and secrets substituted, and where it comes from.
 type Request struct {
 	Metric spec.Metric
-	// Namespace and Rollout name the rollout the run analyses.
+	// Namespace and Rollout name the rollout the run analyses (or the
+	// standalone experiment, when OwnerKind is events.KindExperiment).
 	Namespace, Rollout string
+	// OwnerKind is the run's task's (tasks.Task.OwnerKind): empty for a
+	// rollout, events.KindExperiment for a standalone Experiment. A
+	// provider that creates cluster objects (a Job) owns them by that
+	// object.
+	OwnerKind string
 	// Run is the analysis run's name.
 	Run string
 	// ID names this measurement: "<run>.<metric>.<n>" for the metric's

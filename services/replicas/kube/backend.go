@@ -11,7 +11,9 @@
 // revisionHistoryLimit are deleted.
 //
 // When the rollout is also a cluster object (the Rollout CRD), its
-// ReplicaSets are owned by it, so deleting the Rollout deletes them.
+// ReplicaSets are owned by it, so deleting the Rollout deletes them; a
+// standalone experiment's templates' ReplicaSets and Services are owned by
+// its Experiment object likewise.
 // Scale-down delays are the orchestrator's deadlines, kept in its state, so
 // they survive restarts of either service. Close leaves pods running.
 package kube
@@ -54,12 +56,16 @@ import (
 // when the rollout is a cluster object.
 var RolloutResource = rolloutobj.Resource
 
+// ExperimentResource is the Experiment CRD, which owns a standalone
+// experiment's ReplicaSets and Services when it is a cluster object.
+var ExperimentResource = rolloutobj.ExperimentResource
+
 // Config configures the backend.
 type Config struct {
 	// Client manages ReplicaSets and pods.
 	Client kubernetes.Interface
-	// Dynamic reads Rollout objects to own ReplicaSets by them. Nil: the
-	// ReplicaSets have no owner.
+	// Dynamic reads Rollout (and Experiment) objects to own ReplicaSets
+	// by them. Nil: the ReplicaSets have no owner.
 	Dynamic dynamic.Interface
 	// Namespace limits the backend to one namespace; empty means all.
 	Namespace string
@@ -155,7 +161,7 @@ func (b *Backend) Apply(ctx context.Context, ref events.Ref, seq int64, scale ta
 	if err := b.staleAgainst(ref, seq); err != nil {
 		return nil, err
 	}
-	owner, err := b.owner(ctx, ref)
+	owner, err := b.owner(ctx, ref, scale)
 	if err != nil {
 		return nil, err
 	}
@@ -332,13 +338,18 @@ func retriable(err error) bool {
 		apierrors.IsInternalError(err) || apierrors.IsServiceUnavailable(err)
 }
 
-// owner is the controller reference to the rollout's Rollout object, or
-// nil when the rollout is not a cluster object.
-func (b *Backend) owner(ctx context.Context, ref events.Ref) (*metav1.OwnerReference, error) {
+// owner is the controller reference to the rollout's Rollout object (the
+// Experiment object, for a standalone experiment's templates), or nil when
+// it is not a cluster object.
+func (b *Backend) owner(ctx context.Context, ref events.Ref, scale tasks.Scale) (*metav1.OwnerReference, error) {
 	if b.cfg.Dynamic == nil {
 		return nil, nil
 	}
-	return rolloutobj.OwnerReference(ctx, b.cfg.Dynamic, ref.Namespace, ref.Name, true)
+	kind := ""
+	if standalone(ref, scale) {
+		kind = events.KindExperiment
+	}
+	return rolloutobj.OwnerReference(ctx, b.cfg.Dynamic, kind, ref.Namespace, ref.Name, true)
 }
 
 // syncPodMetadata moves each revision's ephemeral metadata onto its running

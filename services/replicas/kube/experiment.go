@@ -48,6 +48,21 @@ const (
 	ExperimentOfLabel = "replicas.sluice.io/experiment-of"
 )
 
+// standalone reports whether scale is a standalone Experiment's (a task
+// with OwnerKind Experiment, whose Ref names the experiment): its
+// templates are the experiment ref itself. A canary step's experiment is
+// named <rollout>-<pod hash>-<revision>-<step>, never its rollout's name,
+// so the scale alone tells the two apart and the backend's interface
+// needs no owner kind. Such a scale has no Rollout object to look for.
+func standalone(ref events.Ref, scale tasks.Scale) bool {
+	for _, rv := range scale.Revisions {
+		if rv.Experiment != nil && rv.Experiment.Name == ref.Name {
+			return true
+		}
+	}
+	return false
+}
+
 // entryName is the ReplicaSet of one scale entry: the revision's, or the
 // experiment template's.
 func entryName(ref events.Ref, rv tasks.RevisionScale) string {

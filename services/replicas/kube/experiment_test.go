@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -291,5 +292,58 @@ func TestLateTaskDoesNotBringATemplateBackOnAControlPlane(t *testing.T) {
 	}
 	if _, err := cp.Client.AppsV1().ReplicaSets(ns).Get(ctx, exp.Experiment.ReplicaSetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the late task brought the template's ReplicaSet back: %v", err)
+	}
+}
+
+// A standalone Experiment's templates (the scale of a task whose Ref names
+// the experiment) are owned by its Experiment object, ReplicaSet and
+// Service, even when a Rollout of the same name exists: that Rollout is
+// not looked up. An experiment with no object gets no owner.
+func TestStandaloneExperimentOwnedByItsObjectOnAControlPlane(t *testing.T) {
+	cp := kubetest.Shared(t)
+	ctx := t.Context()
+	if err := cp.InstallCRDs(ctx, cp.CRDDir(kubetest.CRDsArgoRollouts)); err != nil {
+		t.Fatal(err)
+	}
+	ns := cp.Namespace(t)
+	ex := cp.CreateExperiment(t, ns, "exp")
+	cp.CreateRollout(t, ns, "exp")
+	b := cpBackend(t, cp)
+
+	tmpl := template("web:v1")
+	tmpl.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 8080}}
+	entry := func(experiment string) tasks.RevisionScale {
+		return tasks.RevisionScale{Revision: 1, PodHash: "7c9d5", Role: spec.RoleExperiment, Replicas: 1, Template: tmpl,
+			Experiment: &tasks.ExperimentPods{Name: experiment, Template: "baseline", Service: experiment + "-baseline"}}
+	}
+	cpApply(t, b, events.Ref{Namespace: ns, Name: "exp"}, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{entry("exp")}})
+
+	yes := true
+	want := []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Experiment", Name: "exp", UID: ex.GetUID(), Controller: &yes, BlockOwnerDeletion: &yes}}
+	rs, err := cp.Client.AppsV1().ReplicaSets(ns).Get(ctx, "exp-baseline", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the template's ReplicaSet <experiment>-<template>: %v", err)
+	}
+	if !equality.Semantic.DeepEqual(rs.OwnerReferences, want) {
+		t.Errorf("the ReplicaSet's owners %+v, want the Experiment %+v", rs.OwnerReferences, want)
+	}
+	if rs.Annotations[spec.AnnotationExperimentName] != "exp" || rs.Annotations[spec.AnnotationExperimentTemplate] != "baseline" {
+		t.Errorf("the ReplicaSet's annotations %v, want Argo's experiment name and template", rs.Annotations)
+	}
+	svc, err := cp.Client.CoreV1().Services(ns).Get(ctx, "exp-baseline", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(svc.OwnerReferences, want) {
+		t.Errorf("the Service's owners %+v, want the Experiment %+v", svc.OwnerReferences, want)
+	}
+
+	cpApply(t, b, events.Ref{Namespace: ns, Name: "bus"}, 1, tasks.Scale{Workload: workload(), Revisions: []tasks.RevisionScale{entry("bus")}})
+	rs, err = cp.Client.AppsV1().ReplicaSets(ns).Get(ctx, "bus-baseline", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.OwnerReferences) != 0 {
+		t.Errorf("the ReplicaSet of an experiment without an object: owners %+v, want none", rs.OwnerReferences)
 	}
 }

@@ -113,12 +113,13 @@ func (p *Provider) measureKube(ctx context.Context, req metrics.Request, m metri
 	return p.finish(m, phase, msg)
 }
 
-// owner is the reference to the Rollout object req measures for, so that
-// Kubernetes' garbage collector deletes the Job with it; nil when there is
-// no Config.Dynamic or no such object: a rollout that reached Sluice only
-// through the bus, or a cluster without Argo's CRD (both NotFound). It is
-// neither the Job's controller nor blocks the Rollout's deletion, which
-// would need update on rollouts/finalizers.
+// owner is the reference to the Rollout object req measures for (the
+// Experiment object, for a standalone experiment's run: req.OwnerKind), so
+// that Kubernetes' garbage collector deletes the Job with it; nil when
+// there is no Config.Dynamic or no such object: a rollout or experiment
+// that reached Sluice only through the bus, or a cluster without Argo's
+// CRD (both NotFound). It is neither the Job's controller nor blocks the
+// owner's deletion, which would need update on its finalizers.
 //
 // Any other error (forbidden, the API server failing) is returned, and the
 // measurement is an Error rather than a Job without an owner: a missing
@@ -129,7 +130,7 @@ func (p *Provider) owner(ctx context.Context, req metrics.Request) (*metav1.Owne
 	if p.cfg.Dynamic == nil || req.Rollout == "" {
 		return nil, nil
 	}
-	return rolloutobj.OwnerReference(ctx, p.cfg.Dynamic, req.Namespace, req.Rollout, false)
+	return rolloutobj.OwnerReference(ctx, p.cfg.Dynamic, req.OwnerKind, req.Namespace, req.Rollout, false)
 }
 
 // wait watches job until its conditions say it finished, and returns it

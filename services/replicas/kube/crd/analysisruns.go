@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/sluicehq/sluice/internal/rolloutobj"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -117,6 +118,9 @@ type AnalysisRuns struct {
 
 // runKey is one AnalysisRun object to act on.
 type runKey struct {
+	// kind is its owner's: "Rollout", or events.KindExperiment for a
+	// standalone experiment's run; rollout names the owner.
+	kind                    string
 	namespace, rollout, run string
 	// terminate is the uid of an object whose spec.terminate is set;
 	// empty: the object was deleted while its run was live.
@@ -220,7 +224,7 @@ func (a *AnalysisRuns) source(ctx context.Context) (RunSource, error) {
 // or the update ended.
 func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	switch ev.Type() {
-	case events.TypeRolloutDeleted, events.TypeRolloutRefused:
+	case events.TypeRolloutDeleted, events.TypeRolloutRefused, events.TypeExperimentDeleted, events.TypeExperimentRefused:
 		return nil
 	}
 	var data events.StatusData
@@ -229,11 +233,17 @@ func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.
 	}
 	snap := data.Status
 	names := runNames(data)
+	res := RolloutResource
 	prune := ev.Type() == events.TypeAnalysisCompleted || ev.Type() == events.TypeRolloutCompleted || ev.Type() == events.TypeRolloutAborted
+	if isExperiment(ev, data) {
+		// Owned by the Experiment object and deleted with it: Argo prunes
+		// none of an experiment's runs.
+		res, prune = ExperimentResource, false
+	}
 	if len(names) == 0 && !prune {
 		return nil
 	}
-	ro, err := a.cfg.Dynamic.Resource(RolloutResource).Namespace(snap.Namespace).Get(ctx, snap.Name, metav1.GetOptions{})
+	owner, err := a.cfg.Dynamic.Resource(res).Namespace(snap.Namespace).Get(ctx, snap.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil // published from CI or the CLI: no cluster object to own runs
 	}
@@ -241,20 +251,26 @@ func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.
 		return err
 	}
 	for _, name := range names {
-		if err := a.mirror(ctx, ro, name); err != nil {
+		if _, _, _, ok := RunLabels(owner.GetName(), name); !ok && res == RolloutResource {
+			// A canary step's experiment's run, which Argo's Experiment
+			// object would own: Sluice creates no object for a step's
+			// experiment, so its runs have none either.
+			continue
+		}
+		if err := a.mirror(ctx, owner, name); err != nil {
 			return err
 		}
 	}
-	if prune {
-		// The update's runs are current until it is done, as Argo keeps
-		// the runs its status names.
-		current := map[string]bool{}
-		for _, r := range snap.Runs {
-			current[r.Name] = snap.Phase != events.PhaseHealthy
-		}
-		return a.prune(ctx, ro, current)
+	if !prune {
+		return nil
 	}
-	return nil
+	// The update's runs are current until it is done, as Argo keeps the
+	// runs its status names.
+	current := map[string]bool{}
+	for _, r := range snap.Runs {
+		current[r.Name] = snap.Phase != events.PhaseHealthy
+	}
+	return a.prune(ctx, owner, current)
 }
 
 // runNames are the runs a status event names, each once.
@@ -267,6 +283,11 @@ func runNames(data events.StatusData) []string {
 	}
 	for _, r := range data.Status.Runs {
 		add(r.Name)
+	}
+	if e := data.Status.Experiment; e != nil && data.Status.Kind == events.KindExperiment {
+		for _, n := range e.Runs {
+			add(n)
+		}
 	}
 	if data.Status.Analysis != nil {
 		add(data.Status.Analysis.Name)
@@ -452,17 +473,33 @@ func RunLabels(rollout, name string) (labels map[string]string, revision, purpos
 // written into it is kept, and so is its completedAt; a run completed now
 // gets now. The metrics have their arguments substituted (secrets left as
 // placeholders), where Argo keeps the placeholders.
+//
+// The run of a standalone Experiment object ro (<experiment>-<analysis>)
+// has the labels and annotations of the experiment's
+// spec.analysisRunMetadata, as Argo's experiment controller writes them.
 func AnalysisRunObject(ro *unstructured.Unstructured, run analysis.Run, cur *unstructured.Unstructured, now time.Time) (*unstructured.Unstructured, error) {
-	labels, revision, _, ok := RunLabels(ro.GetName(), run.Name)
-	if !ok {
-		return nil, fmt.Errorf("analysis run %q: not a run name of rollout %s", run.Name, ro.GetName())
+	labels, annotations := map[string]string{}, map[string]string{}
+	var meta metadataOf
+	if ro.GetKind() == events.KindExperiment {
+		if !strings.HasPrefix(run.Name, ro.GetName()+"-") {
+			return nil, fmt.Errorf("analysis run %q: not a run name of experiment %s", run.Name, ro.GetName())
+		}
+		meta.labels, _, _ = unstructured.NestedStringMap(ro.Object, "spec", "analysisRunMetadata", "labels")
+		meta.annotations, _, _ = unstructured.NestedStringMap(ro.Object, "spec", "analysisRunMetadata", "annotations")
+	} else {
+		var revision string
+		var ok bool
+		labels, revision, _, ok = RunLabels(ro.GetName(), run.Name)
+		if !ok {
+			return nil, fmt.Errorf("analysis run %q: not a run name of rollout %s", run.Name, ro.GetName())
+		}
+		sel, _, _ := unstructured.NestedStringMap(ro.Object, "spec", "selector", "matchLabels")
+		for k, v := range sel {
+			labels[k] = v
+		}
+		annotations[annRevision] = revision
+		meta = runMetadata(ro, labels)
 	}
-	sel, _, _ := unstructured.NestedStringMap(ro.Object, "spec", "selector", "matchLabels")
-	for k, v := range sel {
-		labels[k] = v
-	}
-	annotations := map[string]string{annRevision: revision}
-	meta := runMetadata(ro, labels)
 	for k, v := range meta.labels {
 		labels[k] = v
 	}
@@ -777,8 +814,8 @@ func (a *AnalysisRuns) changed(obj any) {
 	if t, _, _ := unstructured.NestedBool(u.Object, "spec", "terminate"); !t || finished(u) {
 		return
 	}
-	if owner := rolloutOwner(u); owner != "" {
-		a.queue.Add(runKey{namespace: u.GetNamespace(), rollout: owner, run: u.GetName(), terminate: u.GetUID(), actor: terminator(u)})
+	if kind, owner := ownerOf(u); owner != "" {
+		a.queue.Add(runKey{kind: kind, namespace: u.GetNamespace(), rollout: owner, run: u.GetName(), terminate: u.GetUID(), actor: terminator(u)})
 	}
 }
 
@@ -792,8 +829,8 @@ func (a *AnalysisRuns) deleted(obj any) {
 	if !ok || finished(u) {
 		return
 	}
-	if owner := rolloutOwner(u); owner != "" {
-		a.queue.Add(runKey{namespace: u.GetNamespace(), rollout: owner, run: u.GetName()})
+	if kind, owner := ownerOf(u); owner != "" {
+		a.queue.Add(runKey{kind: kind, namespace: u.GetNamespace(), rollout: owner, run: u.GetName()})
 	}
 }
 
@@ -802,12 +839,13 @@ func finished(u *unstructured.Unstructured) bool {
 	return spec.AnalysisPhase(phase).Completed()
 }
 
-// rolloutOwner is the name of the Rollout that controls u ("" if none).
-func rolloutOwner(u *unstructured.Unstructured) string {
-	if c := metav1.GetControllerOf(u); c != nil && c.Kind == "Rollout" && strings.HasPrefix(c.APIVersion, "argoproj.io/") {
-		return c.Name
+// ownerOf is the kind ("Rollout" or "Experiment") and name of the object
+// that controls u ("" if none of those).
+func ownerOf(u *unstructured.Unstructured) (kind, name string) {
+	if c := metav1.GetControllerOf(u); c != nil && (c.Kind == "Rollout" || c.Kind == events.KindExperiment) && strings.HasPrefix(c.APIVersion, "argoproj.io/") {
+		return c.Kind, c.Name
 	}
-	return ""
+	return "", ""
 }
 
 // terminator is the actor that set spec.terminate: kube:<manager> of the
@@ -822,9 +860,9 @@ func terminator(u *unstructured.Unstructured) string {
 }
 
 func (a *AnalysisRuns) reconcile(ctx context.Context, k runKey) error {
-	ro, err := a.cfg.Dynamic.Resource(RolloutResource).Namespace(k.namespace).Get(ctx, k.rollout, metav1.GetOptions{})
+	ro, err := a.cfg.Dynamic.Resource(rolloutobj.ResourceOf(k.kind)).Namespace(k.namespace).Get(ctx, k.rollout, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil // the Rollout is gone: so are its runs
+		return nil // the owner is gone: so are its runs
 	}
 	if err != nil {
 		return err
@@ -843,15 +881,18 @@ func (a *AnalysisRuns) reconcile(ctx context.Context, k runKey) error {
 // already decided otherwise) to the orchestrator as any verdict.
 func (a *AnalysisRuns) terminate(ctx context.Context, k runKey) error {
 	ref := events.Ref{Namespace: k.namespace, Name: k.rollout}
-	_, revision, purpose, ok := RunLabels(k.rollout, k.run)
-	if !ok {
-		a.log.Warn("AnalysisRun terminated, but its name is not one of its rollout's runs; ignored", "rollout", ref.String(), "run", k.run)
-		return nil
-	}
-	rev, _ := strconv.ParseInt(revision, 10, 64)
-	t := tasks.Task{
-		ID: fmt.Sprintf("k8s:%s:terminate", k.terminate), Attempt: 1, Kind: tasks.KindAnalysisTerminate,
-		Ref: ref, Revision: rev, Analysis: &tasks.Analysis{RunName: k.run, Purpose: purpose},
+	t := tasks.Task{ID: fmt.Sprintf("k8s:%s:terminate", k.terminate), Attempt: 1, Kind: tasks.KindAnalysisTerminate, Ref: ref}
+	if k.kind == events.KindExperiment {
+		// A standalone experiment's run: its tasks have revision 1.
+		t.OwnerKind, t.Revision, t.Analysis = events.KindExperiment, 1, &tasks.Analysis{RunName: k.run, Purpose: "experiment"}
+	} else {
+		_, revision, purpose, ok := RunLabels(k.rollout, k.run)
+		if !ok {
+			a.log.Warn("AnalysisRun terminated, but its name is not one of its rollout's runs; ignored", "rollout", ref.String(), "run", k.run)
+			return nil
+		}
+		t.Revision, _ = strconv.ParseInt(revision, 10, 64)
+		t.Analysis = &tasks.Analysis{RunName: k.run, Purpose: purpose}
 	}
 	ev, err := events.New(Source, tasks.TypeTriggered, ref.String(), t)
 	if err != nil {

@@ -210,6 +210,30 @@ func TestAnalysisRunObject(t *testing.T) {
 			t.Error("no error")
 		}
 	})
+
+	// A standalone Experiment's run (<experiment>-<analysis>) is owned by
+	// the Experiment, with its analysisRunMetadata, as Argo's experiment
+	// controller creates it: no rollout labels, no revision.
+	t.Run("an Experiment's run", func(t *testing.T) {
+		ex := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "argoproj.io/v1alpha1", "kind": "Experiment",
+			"metadata": map[string]any{"namespace": "shop", "name": "exp", "uid": "e-1"},
+			"spec":     map[string]any{"analysisRunMetadata": map[string]any{"labels": map[string]any{"team": "b"}, "annotations": map[string]any{"note": "y"}}},
+		}}
+		u, err := crd.AnalysisRunObject(ex, measuredRun(t, "exp-errors", spec.AnalysisPhaseSuccessful), nil, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(u.GetLabels(), map[string]string{"team": "b"}) || !reflect.DeepEqual(u.GetAnnotations(), map[string]string{"note": "y"}) {
+			t.Errorf("labels %v annotations %v, want the analysisRunMetadata's", u.GetLabels(), u.GetAnnotations())
+		}
+		if c := metav1.GetControllerOf(u); c == nil || c.Kind != "Experiment" || c.Name != "exp" || c.UID != "e-1" {
+			t.Errorf("controller %+v, want the Experiment", c)
+		}
+		if _, err := crd.AnalysisRunObject(ex, measuredRun(t, "other-errors"), nil, now); err == nil {
+			t.Error("another experiment's run: no error")
+		}
+	})
 }
 
 func TestRunsToPrune(t *testing.T) {

@@ -68,7 +68,7 @@ func controlPlane(t testing.TB) *kubetest.ControlPlane {
 		defer cancel()
 		dir := argoCRDs(t)
 		var files []string
-		for _, f := range []string{"rollout-crd.yaml", "analysis-template-crd.yaml", "cluster-analysis-template-crd.yaml", "analysis-run-crd.yaml"} {
+		for _, f := range []string{"rollout-crd.yaml", "analysis-template-crd.yaml", "cluster-analysis-template-crd.yaml", "analysis-run-crd.yaml", "experiment-crd.yaml"} {
 			files = append(files, filepath.Join(dir, f))
 		}
 		crdsOnce.err = cp.InstallCRDs(ctx, files...)
@@ -82,12 +82,14 @@ func controlPlane(t testing.TB) *kubetest.ControlPlane {
 // stack is Sluice on the control plane, in one namespace. The Rollout
 // controllers can be stopped and started again (watcherDown).
 type stack struct {
-	t    testing.TB
-	cp   *kubetest.ControlPlane
-	ns   string
-	url  string
-	bus  *events.Client
-	ctrl struct {
+	t   testing.TB
+	cp  *kubetest.ControlPlane
+	ns  string
+	url string
+	bus *events.Client
+	// busConfig configures the streams the controllers provision.
+	busConfig events.BusConfig
+	ctrl      struct {
 		cancel context.CancelFunc
 		done   chan struct{}
 	}
@@ -151,7 +153,7 @@ func (s *stack) startControllers() {
 	if os.Getenv("SLUICE_TEST_LOG") != "" {
 		log = slog.Default()
 	}
-	ctrl, err := crd.New(crd.Config{Client: s.cp.Client, Dynamic: s.cp.Dynamic, Bus: eventstest.Connect(t, s.url), Namespace: s.ns, Logger: log})
+	ctrl, err := crd.New(crd.Config{Client: s.cp.Client, Dynamic: s.cp.Dynamic, Bus: eventstest.Connect(t, s.url), BusConfig: s.busConfig, Namespace: s.ns, Logger: log})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

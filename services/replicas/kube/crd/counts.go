@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -37,7 +38,9 @@ type CountsConfig struct {
 
 // Counts keeps the replica counts of Rollout objects' status (replicas,
 // readyReplicas, availableReplicas, updatedReplicas) equal to the sums over
-// their ReplicaSets, as Argo Rollouts does. They change without any status
+// their ReplicaSets, as Argo Rollouts does, and those of standalone
+// Experiment objects' templateStatuses equal to their templates'
+// ReplicaSets'. They change without any status
 // event (a pod crashing, an HPA scaling), and the /scale subresource
 // reports status.replicas to HPAs, so they come from the ReplicaSets, not
 // from the orchestrator's snapshots.
@@ -48,7 +51,17 @@ type Counts struct {
 	// rewrite, when set, writes the rollout's whole status again instead
 	// of patching the counts: Argo's phase and conditions derive from
 	// them (the status writer's Rewrite).
+	// It also writes a standalone Experiment's status again when its
+	// templates' ReplicaSets change; unset, their counts are written with
+	// each status event only.
 	rewrite func(context.Context, events.Ref) error
+}
+
+// countKey is one object whose counts to write: a Rollout, or a
+// standalone Experiment.
+type countKey struct {
+	types.NamespacedName
+	experiment bool
 }
 
 // NewCounts returns a Counts writer; Run starts it.
@@ -67,35 +80,47 @@ func (c *Counts) Ready() bool { return c.ready.Load() }
 
 // Run keeps the counts until ctx ends.
 func (c *Counts) Run(ctx context.Context) error {
-	queue := newQueue[types.NamespacedName]("sluice-crd-counts")
+	queue := newQueue[countKey]("sluice-crd-counts")
 	defer queue.ShutDown()
-	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(c.cfg.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kube.RolloutLabel }))
-	rsInformer := factory.Apps().V1().ReplicaSets()
-	enqueue := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
+	// The revisions' ReplicaSets (label RolloutLabel), and the experiment
+	// templates' (ExperimentOfLabel, which names a standalone Experiment,
+	// or the Rollout of a step's experiment, which has no object).
+	var listers []appslisters.ReplicaSetLister
+	for _, label := range []string{kube.RolloutLabel, kube.ExperimentOfLabel} {
+		factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 0, informers.WithNamespace(c.cfg.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = label }))
+		rsInformer := factory.Apps().V1().ReplicaSets()
+		enqueue := func(obj any) {
+			if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if rs, ok := obj.(*appsv1.ReplicaSet); ok {
+				queue.Add(countKey{types.NamespacedName{Namespace: rs.Namespace, Name: rs.Labels[label]}, label == kube.ExperimentOfLabel})
+			}
 		}
-		if rs, ok := obj.(*appsv1.ReplicaSet); ok {
-			queue.Add(types.NamespacedName{Namespace: rs.Namespace, Name: rs.Labels[kube.RolloutLabel]})
+		if _, err := rsInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
+		}); err != nil {
+			return err
 		}
-	}
-	if _, err := rsInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: enqueue, UpdateFunc: func(_, o any) { enqueue(o) }, DeleteFunc: enqueue,
-	}); err != nil {
-		return err
-	}
-	lister := rsInformer.Lister()
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return nil // ctx ended
+		listers = append(listers, rsInformer.Lister())
+		factory.Start(ctx.Done())
+		defer factory.Shutdown()
+		for _, ok := range factory.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return nil // ctx ended
+			}
 		}
 	}
 	c.ready.Store(true)
-	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key types.NamespacedName) error {
-		return c.write(ctx, key, lister.ReplicaSets(key.Namespace))
+	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key countKey) error {
+		if key.experiment {
+			if c.rewrite == nil {
+				return nil
+			}
+			return c.rewrite(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
+		}
+		return c.write(ctx, key.NamespacedName, listers[0].ReplicaSets(key.Namespace))
 	})
 	return nil
 }

@@ -6,19 +6,25 @@
 //     spec changes (its metadata.generation rises past
 //     status.observedGeneration), undo when the new template is one of
 //     its ReplicaSets', the commands that Argo's tools write into its
-//     status (Requests), and io.sluice.analysistemplate.applied.v1 for
-//     every AnalysisTemplate and ClusterAnalysisTemplate added or changed,
-//     so the analyzer finds them by name.
+//     status (Requests), io.sluice.experiment.requested.v1 when a
+//     standalone Experiment's spec is new or changed and
+//     io.sluice.experiment.delete.v1 when it is deleted, and
+//     io.sluice.analysistemplate.applied.v1 for every AnalysisTemplate and
+//     ClusterAnalysisTemplate added or changed, so the analyzer finds
+//     them by name.
 //   - StatusWriter writes each rollout's latest status into the Rollout's
-//     status as Argo's controller writes it (argostatus.Status), so that
+//     status as Argo's controller writes it (argostatus.Status), and each
+//     standalone experiment's into its Experiment object
+//     (argostatus.ExperimentStatus), so that
 //     kubectl, Argo's plugin and Argo CD, and a HorizontalPodAutoscaler
 //     can read it, and records what it wrote (BucketWritten) so that the
 //     watcher tells a tool's request from its own lagging write.
 //   - Counts keeps the status' replica counts equal to the sums over the
 //     rollout's ReplicaSets, which change without any status event.
 //   - AnalysisRuns mirrors each rollout's analysis runs into AnalysisRun
-//     objects owned by the Rollout, prunes them past its history limits,
-//     and turns spec.terminate set on one into an analysis.terminate task.
+//     objects owned by the Rollout (an experiment's, by the Experiment),
+//     prunes them past its history limits, and turns spec.terminate set on
+//     one into an analysis.terminate task.
 //
 // Both are safe to run in every replica of the replicas service: requested
 // events have deterministic ids (the bus drops the duplicates) and the
@@ -53,6 +59,7 @@ import (
 // Resources of Argo Rollouts' CRDs, which deploy/crds ships.
 var (
 	RolloutResource                 = kube.RolloutResource
+	ExperimentResource              = kube.ExperimentResource
 	AnalysisTemplateResource        = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "analysistemplates"}
 	ClusterAnalysisTemplateResource = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "clusteranalysistemplates"}
 )

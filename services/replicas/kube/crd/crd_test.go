@@ -64,6 +64,7 @@ func template(ns, kind string) *unstructured.Unstructured {
 func fakeDynamic(objs ...runtime.Object) *dynamicfake.FakeDynamicClient {
 	return dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		crd.RolloutResource:                 "RolloutList",
+		crd.ExperimentResource:              "ExperimentList",
 		crd.AnalysisTemplateResource:        "AnalysisTemplateList",
 		crd.ClusterAnalysisTemplateResource: "ClusterAnalysisTemplateList",
 	}, objs...)

@@ -70,8 +70,15 @@ type Written struct {
 	Answered []string `json:"answered,omitempty"`
 	// Rejected is the generation whose spec the orchestrator rejected
 	// last, and why; the status shows Argo's InvalidSpec condition while
-	// the object is at that generation.
+	// the object is at that generation (an Experiment's: while it has
+	// that spec).
 	Rejected *Rejection `json:"rejected,omitempty"`
+	// Published is the spec of the Experiment object of this name that
+	// the watcher last requested (nil for a Rollout). It is kept when the
+	// record is replaced for a new object of the same name, so that the
+	// watcher deletes the earlier experiment before requesting the new
+	// one.
+	Published *Published `json:"published,omitempty"`
 }
 
 // Intent is the request fields of one write in progress.
@@ -114,9 +121,11 @@ func newer(rv, recorded string) bool {
 	return err1 != nil || err2 != nil || a >= b
 }
 
-// Rejection is a rejected spec.
+// Rejection is a rejected spec: a Rollout's generation, or an
+// Experiment's spec (SpecHash).
 type Rejection struct {
 	Generation int64    `json:"generation"`
+	Spec       string   `json:"spec,omitempty"`
 	Errors     []string `json:"errors"`
 }
 

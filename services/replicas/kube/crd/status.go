@@ -128,36 +128,57 @@ func (s *StatusWriter) Run(ctx context.Context) error {
 // event. Writing the latest snapshot rather than the event's makes the
 // order of events irrelevant: a stale event writes what a later one would.
 //
-// A deleted rollout has no object left to write to. A rejected request
+// A deleted rollout has no object left to write to. A standalone
+// experiment's events are written into its Experiment object instead
+// (writeExperiment). A rejected request
 // whose id is the object's current generation shows as Argo's InvalidSpec
 // condition until the generation changes. While a tool's request (see
 // Requests) is pending, the fields that carry it keep the tool's values.
 func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.Event) error {
 	switch {
-	case ev.Type() == events.TypeRolloutDeleted:
+	case ev.Type() == events.TypeRolloutDeleted || ev.Type() == events.TypeExperimentDeleted:
 		return nil
-	case ev.Type() == events.TypeRolloutRefused && s.cfg.Snapshots == nil:
+	case (ev.Type() == events.TypeRolloutRefused || ev.Type() == events.TypeExperimentRefused) && s.cfg.Snapshots == nil:
 		return nil // it changed nothing; with Snapshots it answers a request
 	}
 	var data events.StatusData
 	if err := events.DecodeData(ev, &data); err != nil {
 		return events.Permanent(fmt.Errorf("status event %s: %w", ev.ID(), err))
 	}
+	if isExperiment(ev, data) {
+		return s.writeExperiment(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
+	}
 	return s.write(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
 }
 
 // Rewrite writes r's latest status again, when what it derives from in
-// the cluster changed (its ReplicaSets' counts). Without Snapshots it
+// the cluster changed (its ReplicaSets' counts; a standalone Experiment's
+// templates' ReplicaSets, which also go after it ended without any status
+// event). Without Snapshots, or when the orchestrator does not hold r, it
 // does nothing.
 func (s *StatusWriter) Rewrite(ctx context.Context, r events.Ref) error {
 	if s.cfg.Snapshots == nil {
 		return nil
 	}
-	data := events.StatusData{Status: events.Snapshot{Namespace: r.Namespace, Name: r.Name}}
+	snap, err := s.cfg.Snapshots.Get(ctx, r)
+	switch {
+	case errors.Is(err, orchestrator.ErrNoRollout):
+		return nil
+	case err != nil:
+		return err
+	}
+	data := events.StatusData{Status: events.Snapshot{Kind: snap.Kind, Namespace: r.Namespace, Name: r.Name}}
 	// Any status event but a rejection: the latest snapshot is written.
-	ev, err := events.New(Source, events.TypeRolloutStepStarted, r.String(), data)
+	typ := events.TypeRolloutStepStarted
+	if snap.Kind == events.KindExperiment {
+		typ = events.TypeExperimentRunning
+	}
+	ev, err := events.New(Source, typ, r.String(), data)
 	if err != nil {
 		return err
+	}
+	if snap.Kind == events.KindExperiment {
+		return s.writeExperiment(ctx, r, ev, data)
 	}
 	return s.write(ctx, r, ev, data)
 }
@@ -178,11 +199,9 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			return err
 		}
 		k := records.KeyOf(ref)
-		var rec Written
-		if s.cfg.Written != nil {
-			if rec, _, err = s.cfg.Written.Get(ctx, k); err != nil {
-				return err
-			}
+		rec, err := readWritten(ctx, s.cfg.Written, k)
+		if err != nil {
+			return err
 		}
 		uid := string(ro.GetUID())
 		known := rec.UID == uid
@@ -264,6 +283,15 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 	return err
 }
 
+// readWritten reads the record under k in store (none without a store).
+func readWritten(ctx context.Context, store *records.Store[Written], k string) (Written, error) {
+	if store == nil {
+		return Written{}, nil
+	}
+	rec, _, err := store.Get(ctx, k)
+	return rec, err
+}
+
 // write is one write of a Rollout's status, to record once it landed.
 type write struct {
 	// id is the write's intent; version the resourceVersion it wrote.
@@ -314,11 +342,12 @@ func (w write) record(r *Written) {
 const maxAnswered = 16
 
 // record changes the record of object uid under k; a record of an earlier
-// object of the same name is replaced.
+// object of the same name is replaced (but for what the watcher published
+// of it, see Written.Published).
 func (s *StatusWriter) record(ctx context.Context, k, uid string, change func(*Written)) error {
 	_, err := s.cfg.Written.Update(ctx, k, func(r *Written, _ uint64) error {
 		if r.UID != uid {
-			*r = Written{UID: uid}
+			*r = Written{UID: uid, Published: r.Published}
 		}
 		change(r)
 		return nil

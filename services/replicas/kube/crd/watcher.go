@@ -74,7 +74,8 @@ type Watcher struct {
 type key struct {
 	gvr             schema.GroupVersionResource
 	namespace, name string
-	// deleted is the uid of a Rollout object that was deleted.
+	// deleted is the uid of a Rollout or Experiment object that was
+	// deleted.
 	deleted types.UID
 }
 
@@ -104,7 +105,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	w.q.Store(&w.queue)
 	defer w.queue.ShutDown()
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.cfg.Dynamic, 0, w.cfg.Namespace, nil)
-	gvrs := []schema.GroupVersionResource{RolloutResource, AnalysisTemplateResource}
+	gvrs := []schema.GroupVersionResource{RolloutResource, ExperimentResource, AnalysisTemplateResource}
 	if w.cfg.Namespace == "" {
 		gvrs = append(gvrs, ClusterAnalysisTemplateResource)
 	}
@@ -129,7 +130,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 			AddFunc:    enqueue,
 			UpdateFunc: func(_, obj any) { enqueue(obj) },
 		}
-		if gvr == RolloutResource {
+		if gvr == RolloutResource || gvr == ExperimentResource {
 			handlers.DeleteFunc = func(obj any) {
 				if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 					obj = d.Obj
@@ -209,6 +210,9 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 	if err != nil {
 		return err
 	}
+	if k.deleted != "" && k.gvr == ExperimentResource {
+		return w.experimentDeleted(ctx, k, exists)
+	}
 	if k.deleted != "" {
 		if exists && obj.(*unstructured.Unstructured).GetUID() != k.deleted {
 			// Created again since: the new object's spec is a request
@@ -221,6 +225,9 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 		return nil // deleted: its own key publishes the delete command
 	}
 	u := obj.(*unstructured.Unstructured)
+	if k.gvr == ExperimentResource {
+		return w.experiment(ctx, u)
+	}
 	if k.gvr == RolloutResource {
 		if err := w.rollout(ctx, u); err != nil {
 			return err
@@ -231,12 +238,17 @@ func (w *Watcher) reconcile(ctx context.Context, k key) error {
 }
 
 // deleted publishes io.sluice.rollout.delete.v1 for a deleted Rollout
-// object: the orchestrator removes the rollout's revisions and routes and
-// forgets it. The id derives from the object's uid, so every replica of
-// the watcher publishes one command.
+// object (io.sluice.experiment.delete.v1 for an Experiment): the
+// orchestrator removes the rollout's revisions and routes (the
+// experiment's pods) and forgets it. The id derives from the object's
+// uid, so every replica of the watcher publishes one command.
 func (w *Watcher) deleted(ctx context.Context, k key) error {
 	ref := events.Ref{Namespace: k.namespace, Name: k.name}
-	ev, err := events.New(Source, events.TypeRolloutDelete, ref.String(), struct{}{})
+	typ, kind, logKey := events.TypeRolloutDelete, "Rollout", "rollout"
+	if k.gvr == ExperimentResource {
+		typ, kind, logKey = events.TypeExperimentDelete, events.KindExperiment, "experiment"
+	}
+	ev, err := events.New(Source, typ, ref.String(), struct{}{})
 	if err != nil {
 		return err
 	}
@@ -245,7 +257,7 @@ func (w *Watcher) deleted(ctx context.Context, k key) error {
 	if _, err := w.cfg.Bus.Publish(ctx, events.CommandSubject(ref), ev); err != nil {
 		return err
 	}
-	w.log.Info("Rollout object deleted: delete requested", "rollout", ref.String())
+	w.log.Info(kind+" object deleted: delete requested", logKey, ref.String())
 	return nil
 }
 
@@ -397,8 +409,14 @@ func (w *Watcher) publish(ctx context.Context, u *unstructured.Unstructured, spe
 	}
 	ev.SetID(id)
 	actor := Actor
-	if ref.Namespace != events.ClusterScope && u.GetKind() == "Rollout" {
+	if ref.Namespace != events.ClusterScope && (u.GetKind() == "Rollout" || u.GetKind() == events.KindExperiment) {
 		actor = ActorOf(ManagerOf(u, ""))
+	}
+	if terminate, _, _ := unstructured.NestedBool(u.Object, "spec", "terminate"); terminate && u.GetKind() == events.KindExperiment {
+		// Who set spec.terminate: managed fields have whole seconds, so
+		// the latest writer of the spec is ambiguous right after its
+		// creation.
+		actor = terminator(u)
 	}
 	ev.SetExtension(events.ExtActor, actor)
 	subject := events.CommandSubject(ref)
