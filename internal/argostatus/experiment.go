@@ -78,8 +78,11 @@ type experimentRun struct {
 // ex. now stamps what changes. Integers are int64 and times RFC 3339
 // strings, as in unstructured objects.
 //
-//   - phase and message are the snapshot's (phase Terminated, which Argo
-//     does not have, for an experiment stopped by terminate);
+//   - phase and message are the snapshot's, but for an experiment stopped
+//     by terminate: Argo has no phase Terminated and ends its own
+//     terminated experiments Successful, which Argo CD's health check and
+//     the kubectl plugin know, so the object says Successful with the
+//     reason in its message;
 //   - availableAt is when every template's pods were first available;
 //   - templateStatuses has one entry per template: the counts of its
 //     ReplicaSet <experiment>-<template>, its status as Argo's (Progressing
@@ -104,6 +107,9 @@ func ExperimentStatus(data events.StatusData, ex Experiment, now time.Time) map[
 	}
 	snap := data.Status
 	st := experimentStatus{Phase: snap.Phase, Message: snap.Message, AnalysisRuns: old.AnalysisRuns, TemplateStatuses: old.TemplateStatuses}
+	if st.Phase == events.ExperimentPhaseTerminated {
+		st.Phase, st.Message = events.ExperimentPhaseSuccessful, "Experiment terminated: "+snap.Message
+	}
 	sum := snap.Experiment
 	if sum != nil {
 		if !sum.AvailableAt.IsZero() {

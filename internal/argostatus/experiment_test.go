@@ -3,6 +3,7 @@ package argostatus_test
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -152,8 +153,8 @@ func TestExperimentOutcomes(t *testing.T) {
 
 	w = &experimentWriter{t: t}
 	st = w.write(experimentSnap(events.ExperimentPhaseTerminated, 2), t0)
-	if string(st.Phase) != events.ExperimentPhaseTerminated || templateOf(t, st, "baseline").Status != v1alpha1.TemplateStatusSuccessful {
-		t.Errorf("terminated: %+v", st)
+	if st.Phase != v1alpha1.AnalysisPhaseSuccessful || !strings.HasPrefix(st.Message, "Experiment terminated: ") || templateOf(t, st, "baseline").Status != v1alpha1.TemplateStatusSuccessful {
+		t.Errorf("terminated: phase %s message %q, want Successful as Argo ends a terminated experiment, with the reason", st.Phase, st.Message)
 	}
 
 	rejected := experimentSnap(events.ExperimentPhaseRunning, 2)

@@ -178,8 +178,8 @@ func TestStandaloneExperimentOnAControlPlane(t *testing.T) {
 }
 
 // A running standalone Experiment terminated with spec.terminate: true
-// (what kubectl argo rollouts terminate experiment writes) ends
-// Terminated, and its ReplicaSets scale down.
+// (what kubectl argo rollouts terminate experiment writes) ends as Argo
+// ends one, Successful with the reason, and its ReplicaSets scale down.
 func TestStandaloneExperimentTerminatedOnAControlPlane(t *testing.T) {
 	t.Parallel()
 	s := start(t)
@@ -202,7 +202,12 @@ func TestStandaloneExperimentTerminatedOnAControlPlane(t *testing.T) {
 	_, err = s.cp.Dynamic.Resource(crd.ExperimentResource).Namespace(s.ns).Patch(context.Background(), "long", types.MergePatchType,
 		[]byte(`{"spec":{"terminate":true}}`), metav1.PatchOptions{FieldManager: "kubectl-argo-rollouts"})
 	must(t, err)
-	s.experimentStatus(t, "long", "Terminated", phase("Terminated"))
+	s.experimentStatus(t, "long", "Successful with the terminate's reason, as Argo ends a terminated experiment", func(st map[string]any) error {
+		if msg, _ := st["message"].(string); st["phase"] != "Successful" || !strings.HasPrefix(msg, "Experiment terminated: ") {
+			return fmt.Errorf("phase %v message %q", st["phase"], msg)
+		}
+		return nil
+	})
 	s.waitEvent(t, "long", 0, events.TypeExperimentTerminated, "kube:kubectl-argo-rollouts")
 	eventually(t, "the terminated Experiment's ReplicaSets scaled down", func() error {
 		if got := s.templateSets(t, "long", u.GetUID()); len(got) > 0 {
