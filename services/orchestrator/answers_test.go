@@ -61,6 +61,47 @@ func (w *wire) send(r events.Ref, typ string, data string) string {
 	return id
 }
 
+// asker sends commands on the wire and checks their answers.
+type asker struct {
+	t      *testing.T
+	status *statusLog
+	w      *wire
+}
+
+// expect sends a command and waits for its answer: the first event that
+// carries its id must be of type want, with the command's actor; a
+// refusal must name the command and have code; an experiment's answer
+// must have an experiment's snapshot.
+func (a *asker) expect(r events.Ref, typ, data, want, code string) statusEntry {
+	t := a.t
+	t.Helper()
+	id := a.w.send(r, typ, data)
+	var got []statusEntry
+	poll.Until(t, fmt.Sprintf("an answer to %s %s", typ, data), func() error {
+		if got = answers(a.status, r, id); len(got) == 0 {
+			return fmt.Errorf("no event carries causationid %s; saw %v", id, typesOf(a.status.of(r)))
+		}
+		return nil
+	})
+	first := got[0]
+	if first.Type != want {
+		t.Fatalf("%s %s answered with %s (%s %v), want %s", typ, data, first.Type, first.Data.Reason, first.Data.Errors, want)
+	}
+	if first.Actor != a.w.actor {
+		t.Fatalf("answer to %s has actor %q, want %q", typ, first.Actor, a.w.actor)
+	}
+	if want == events.TypeRolloutRefused || want == events.TypeExperimentRefused {
+		cmd := first.Data.Command
+		if cmd == nil || cmd.ID != id || cmd.Type != typ || cmd.Code != code || cmd.Reason == "" {
+			t.Fatalf("refusal of %s: %+v, want code %s", typ, cmd, code)
+		}
+	}
+	if strings.HasPrefix(want, "io.sluice.experiment.") && first.Data.Status.Kind != events.KindExperiment {
+		t.Fatalf("%s answered with a snapshot of kind %q", typ, first.Data.Status.Kind)
+	}
+	return first
+}
+
 // answers returns the status events of r that carry causation id.
 func answers(l *statusLog, r events.Ref, id string) []statusEntry {
 	var out []statusEntry
@@ -84,34 +125,7 @@ func TestEveryCommandIsAnswered(t *testing.T) {
 	w := &wire{t: t, c: c, actor: "slack:U024BE7LH"}
 	web := events.Ref{Namespace: "shop", Name: "web"}
 
-	// expect sends a command and waits for its answer: the first event
-	// that carries its id must be of type want; a refusal must have code.
-	expect := func(r events.Ref, typ, data, want, code string) statusEntry {
-		t.Helper()
-		id := w.send(r, typ, data)
-		var got []statusEntry
-		poll.Until(t, fmt.Sprintf("an answer to %s %s", typ, data), func() error {
-			got = answers(status, r, id)
-			if len(got) == 0 {
-				return fmt.Errorf("no event carries causationid %s; saw %v", id, typesOf(status.of(r)))
-			}
-			return nil
-		})
-		first := got[0]
-		if first.Type != want {
-			t.Fatalf("%s %s answered with %s (%s), want %s", typ, data, first.Type, first.Data.Reason, want)
-		}
-		if first.Actor != w.actor {
-			t.Fatalf("answer to %s has actor %q, want %q", typ, first.Actor, w.actor)
-		}
-		if want == events.TypeRolloutRefused {
-			cmd := first.Data.Command
-			if cmd == nil || cmd.ID != id || cmd.Type != typ || cmd.Code != code || cmd.Reason == "" {
-				t.Fatalf("refusal of %s: %+v, want code %s", typ, cmd, code)
-			}
-		}
-		return first
-	}
+	expect := (&asker{t: t, status: status, w: w}).expect
 
 	expect(web, events.TypeRolloutPromote, "", events.TypeRolloutRefused, events.RefusedNotFound)
 	send(t, c, web, events.TypeRolloutRequested, json.RawMessage(manifest(web, "web:1", canaryWithPause)))
@@ -287,28 +301,7 @@ func TestExperimentCommandsAreAnswered(t *testing.T) {
 	w := &wire{t: t, c: c, actor: "user:alice"}
 	exp := events.Ref{Namespace: "shop", Name: "exp"}
 
-	answer := func(r events.Ref, typ, data, want, code string) statusEntry {
-		t.Helper()
-		id := w.send(r, typ, data)
-		var got []statusEntry
-		poll.Until(t, fmt.Sprintf("an answer to %s", typ), func() error {
-			if got = answers(status, r, id); len(got) == 0 {
-				return fmt.Errorf("no event carries causationid %s; saw %v", id, typesOf(status.of(r)))
-			}
-			return nil
-		})
-		first := got[0]
-		if first.Type != want || first.Actor != w.actor {
-			t.Fatalf("%s answered with %s by %q (%s %v), want %s", typ, first.Type, first.Actor, first.Data.Reason, first.Data.Errors, want)
-		}
-		if cmd := first.Data.Command; code != "" && (cmd == nil || cmd.Code != code || cmd.Type != typ) {
-			t.Fatalf("refusal of %s: %+v, want code %s", typ, cmd, code)
-		}
-		if first.Data.Status.Kind != events.KindExperiment && strings.HasPrefix(want, "io.sluice.experiment.") {
-			t.Fatalf("%s answered with a snapshot of kind %q", typ, first.Data.Status.Kind)
-		}
-		return first
-	}
+	answer := (&asker{t: t, status: status, w: w}).expect
 	manifest := func(duration string) string {
 		return fmt.Sprintf(`{"apiVersion":"argoproj.io/v1alpha1","kind":"Experiment","metadata":{"name":"exp","namespace":"shop"},
 "spec":{"duration":%q,"templates":[{"name":"baseline","selector":{"matchLabels":{"app":"web"}},
