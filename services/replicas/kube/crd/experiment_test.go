@@ -179,7 +179,9 @@ func TestExperimentObject(t *testing.T) {
 		t.Errorf("InvalidSpec condition %v", c)
 	}
 	s.publishExperiment("exp", events.TypeExperimentTerminated, "", events.ExperimentPhaseTerminated, 1)
-	st = s.experimentStatus("exp", "Terminated", func(st map[string]any) bool { return st["phase"] == "Terminated" })
+	st = s.experimentStatus("exp", "terminated (Successful, as Argo ends one)", func(st map[string]any) bool {
+		return st["phase"] == "Successful" && strings.HasPrefix(fmt.Sprint(st["message"]), "Experiment terminated: ")
+	})
 	if invalidSpec(st) == nil {
 		t.Error("InvalidSpec gone while the object keeps the rejected spec")
 	}
