@@ -123,7 +123,8 @@ func TestStandaloneExperimentsOnSluiceDev(t *testing.T) {
 	if code != 0 || t.Failed() {
 		t.Fatalf("exp-pass: exit %d, want 0\n%s", code, out)
 	}
-	d.waitShows([]string{"get", "experiment", "exp-pass"}, time.Minute, "✔ Successful", "Analysis:", "Successful ✔ 1",
+	// The ended experiment still lists its run with its verdict.
+	d.waitShows([]string{"get", "experiment", "exp-pass"}, time.Minute, "✔ Successful", "Analysis runs:", "exp-pass-smoke  ✔ Successful",
 		"smoke = - Successful: smoke passed")
 	eventually(t, "exp-pass's processes gone", time.Minute, func() bool { return len(experimentPIDs(t, d, "exp-pass")) == 0 })
 	// Its processes ran: their logs stay.
