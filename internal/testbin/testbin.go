@@ -30,9 +30,11 @@ import (
 const Env = "SLUICE_TEST_BIN"
 
 // Packages are the main packages built, relative to the module root: the
-// image's binaries (Dockerfile), the systest data-plane worker and the
-// analyzer's test metric plugin.
-var Packages = []string{"./cmd/...", "./examples/...", "./deploy/compose/httpcheck", "./test/systest/worker", "./services/analyzer/internal/plugintest/metricplugin"}
+// image's binaries (Dockerfile), the systest data-plane worker, the
+// analyzer's test metric plugin, and nats-server itself, built from the
+// module go.mod pins, for the suites that kill, pause and partition
+// cluster nodes as processes (systest.StartNATSCluster).
+var Packages = []string{"./cmd/...", "./examples/...", "./deploy/compose/httpcheck", "./test/systest/worker", "./services/analyzer/internal/plugintest/metricplugin", "github.com/nats-io/nats-server/v2"}
 
 // Dir returns the directory that holds every binary of Packages: $Env when
 // set, or else bin/test, built once per process.

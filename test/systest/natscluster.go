@@ -1,0 +1,366 @@
+package systest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/testbin"
+)
+
+// ClusterSpec describes a NATSCluster: real nats-server processes (built
+// from the module go.mod pins, by internal/testbin), one per node, that a
+// test can kill, pause, restart and wipe, as production's three-node
+// JetStream cluster (deploy/nats) can lose a node.
+type ClusterSpec struct {
+	// Size is the number of nodes (default 3).
+	Size int
+	// Hosts are the addresses node i listens on, clients, routes and
+	// monitoring alike (default 127.0.0.1 for every node). A partition
+	// test gives each node the address of its own network namespace.
+	Hosts []string
+	// Wrap, when set, is the command prefix node i runs under, e.g.
+	// {"ip", "netns", "exec", "ns1"}.
+	Wrap func(i int) []string
+	// Dir holds each node's store, configuration and log (default
+	// t.TempDir()).
+	Dir string
+	// SyncAlways fsyncs every JetStream write (default: the server's
+	// default interval, as deploy/nats runs).
+	SyncAlways bool
+	// Ports, when set, are the client, route and monitoring ports of
+	// every node (a node's three ports are Ports+i*3 ... +2); by default
+	// free ports on 127.0.0.1 are chosen. Set it when Hosts are not
+	// local addresses of this namespace.
+	Ports int
+}
+
+// NATSCluster is a JetStream cluster of nats-server processes.
+type NATSCluster struct {
+	Nodes []*NATSNode
+	t     testing.TB
+}
+
+// NATSNode is one nats-server process of a NATSCluster. It is not
+// restarted when it exits: the test decides.
+type NATSNode struct {
+	Name                           string // n1, n2, ... (its server_name)
+	Host                           string
+	Port, ClusterPort, MonitorPort int
+	StoreDir, Log                  string
+
+	bin, conf string
+	wrap      []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+	paused bool
+	starts int
+}
+
+// StartNATSCluster writes each node's configuration, starts every node and
+// waits until each accepts client connections. JetStream elects its meta
+// leader after that: WaitHealthy waits for it.
+func StartNATSCluster(t testing.TB, s ClusterSpec) *NATSCluster {
+	t.Helper()
+	if s.Size == 0 {
+		s.Size = 3
+	}
+	if s.Dir == "" {
+		s.Dir = t.TempDir()
+	}
+	bin := testbin.Path(t, "nats-server")
+	c := &NATSCluster{t: t}
+	for i := range s.Size {
+		n := &NATSNode{Name: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", bin: bin}
+		if i < len(s.Hosts) {
+			n.Host = s.Hosts[i]
+		}
+		if s.Ports > 0 {
+			n.Port, n.ClusterPort, n.MonitorPort = s.Ports+i*3, s.Ports+i*3+1, s.Ports+i*3+2
+		} else {
+			n.Port, n.ClusterPort, n.MonitorPort = FreePort(t), FreePort(t), FreePort(t)
+		}
+		dir := filepath.Join(s.Dir, n.Name)
+		n.StoreDir, n.Log, n.conf = filepath.Join(dir, "store"), filepath.Join(dir, "nats-server.log"), filepath.Join(dir, "nats-server.conf")
+		if s.Wrap != nil {
+			n.wrap = s.Wrap(i)
+		}
+		c.Nodes = append(c.Nodes, n)
+	}
+	var routes []string
+	for _, n := range c.Nodes {
+		routes = append(routes, fmt.Sprintf("nats-route://%s", net.JoinHostPort(n.Host, strconv.Itoa(n.ClusterPort))))
+	}
+	for _, n := range c.Nodes {
+		if err := os.MkdirAll(filepath.Dir(n.conf), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.conf, []byte(n.config(routes, s.SyncAlways)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(c.Shutdown)
+	for _, n := range c.Nodes {
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range c.Nodes {
+		poll.Until(t, n.Name+" accepting client connections", func() error {
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(n.Host, strconv.Itoa(n.Port)), time.Second)
+			if err != nil {
+				return fmt.Errorf("%w (log: %s)", err, n.LogTail(5))
+			}
+			return conn.Close()
+		}, poll.Timeout(time.Minute))
+	}
+	return c
+}
+
+func (n *NATSNode) config(routes []string, syncAlways bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server_name: %s\nlisten: %q\nhttp: %q\nmax_payload: 8MB\n", n.Name,
+		net.JoinHostPort(n.Host, strconv.Itoa(n.Port)), net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort)))
+	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n", n.StoreDir)
+	if syncAlways {
+		b.WriteString("  sync_interval: always\n")
+	}
+	b.WriteString("}\n")
+	fmt.Fprintf(&b, "cluster {\n  name: sluice\n  listen: %q\n  routes: [\n", net.JoinHostPort(n.Host, strconv.Itoa(n.ClusterPort)))
+	for _, r := range routes {
+		fmt.Fprintf(&b, "    %q\n", r)
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
+}
+
+// ClientURL is the node's nats:// URL.
+func (n *NATSNode) ClientURL() string {
+	return "nats://" + net.JoinHostPort(n.Host, strconv.Itoa(n.Port))
+}
+
+// ClientURLs are every node's client URLs, comma-separated as --nats-url
+// takes them.
+func (c *NATSCluster) ClientURLs() string {
+	urls := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		urls[i] = n.ClientURL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Node returns the node whose server_name is name, or nil.
+func (c *NATSCluster) Node(name string) *NATSNode {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Start starts the node's process on its store, as an operator restarting
+// nats-server does. It fails when the node is running.
+func (n *NATSNode) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil {
+		return fmt.Errorf("%s is running", n.Name)
+	}
+	f, err := os.OpenFile(n.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	argv := append(append([]string{}, n.wrap...), n.bin, "-c", n.conf)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("start %s: %w", n.Name, err)
+	}
+	exited := make(chan struct{})
+	n.cmd, n.exited, n.paused = cmd, exited, false
+	n.starts++
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		n.mu.Lock()
+		if n.cmd == cmd {
+			n.cmd = nil
+		}
+		n.mu.Unlock()
+		close(exited)
+	}()
+	return nil
+}
+
+// Running reports whether the node's process runs (paused or not).
+func (n *NATSNode) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd != nil
+}
+
+// Starts counts the times the node was started.
+func (n *NATSNode) Starts() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.starts
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (n *NATSNode) Kill() error { return n.stop(syscall.SIGKILL) }
+
+// Stop sends SIGTERM (nats-server shuts down cleanly) and waits until
+// the process is gone.
+func (n *NATSNode) Stop() error { return n.stop(syscall.SIGTERM) }
+
+func (n *NATSNode) stop(sig syscall.Signal) error {
+	n.mu.Lock()
+	cmd, exited, paused := n.cmd, n.exited, n.paused
+	n.mu.Unlock()
+	if cmd == nil {
+		return fmt.Errorf("%s is not running", n.Name)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", n.Name, err)
+	}
+	if paused && sig != syscall.SIGKILL {
+		_ = cmd.Process.Signal(syscall.SIGCONT)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-exited
+		return fmt.Errorf("%s did not exit within a minute of %s; killed", n.Name, sig)
+	}
+}
+
+// Pause stops the process with SIGSTOP: it keeps its sockets open and
+// answers nothing, as a node in a long GC pause or a frozen VM does.
+func (n *NATSNode) Pause() error { return n.signal(syscall.SIGSTOP, true) }
+
+// Resume continues a paused process (SIGCONT).
+func (n *NATSNode) Resume() error { return n.signal(syscall.SIGCONT, false) }
+
+func (n *NATSNode) signal(sig syscall.Signal, paused bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return fmt.Errorf("%s is not running", n.Name)
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", n.Name, err)
+	}
+	n.paused = paused
+	return nil
+}
+
+// WipeStore deletes the node's JetStream store, as a host whose disk was
+// replaced loses it. The node must not be running.
+func (n *NATSNode) WipeStore() error {
+	if n.Running() {
+		return fmt.Errorf("%s is running: stop it before wiping its store", n.Name)
+	}
+	return os.RemoveAll(n.StoreDir)
+}
+
+// Healthy is why the node's /healthz does not answer 200 (nats-server's
+// own check: JetStream enabled and its streams and consumers current),
+// or "" when it does.
+func (n *NATSNode) Healthy() string {
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort)) + "/healthz")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return ""
+	}
+	var body [512]byte
+	k, _ := resp.Body.Read(body[:])
+	return fmt.Sprintf("%s: %d %s", n.Name, resp.StatusCode, strings.TrimSpace(string(body[:k])))
+}
+
+// WaitHealthy waits until every running node answers /healthz with 200.
+func (c *NATSCluster) WaitHealthy(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	poll.Until(t, "every running NATS node healthy", func() error {
+		for _, n := range c.Nodes {
+			if !n.Running() {
+				continue
+			}
+			if why := n.Healthy(); why != "" {
+				return fmt.Errorf("%s", why)
+			}
+		}
+		return nil
+	}, poll.Timeout(timeout))
+}
+
+// Leader returns the node that leads stream (a key-value bucket B is
+// stream KV_B), asked through a client of the whole cluster.
+func (c *NATSCluster) Leader(ctx context.Context, stream string) (*NATSNode, error) {
+	nc, err := nats.Connect(c.ClientURLs(), nats.Name("systest-leader"), nats.Timeout(2*time.Second))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	info := s.CachedInfo()
+	if info.Cluster == nil || info.Cluster.Leader == "" {
+		return nil, fmt.Errorf("stream %s has no leader now", stream)
+	}
+	if n := c.Node(info.Cluster.Leader); n != nil {
+		return n, nil
+	}
+	return nil, fmt.Errorf("stream %s is led by %q, not a node of this cluster", stream, info.Cluster.Leader)
+}
+
+// LogTail is the last lines of the node's log.
+func (n *NATSNode) LogTail(lines int) string {
+	data, _ := os.ReadFile(n.Log)
+	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// Shutdown stops every running node (resuming a paused one first).
+func (c *NATSCluster) Shutdown() {
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		if err := n.Stop(); err != nil {
+			c.t.Log(err)
+		}
+	}
+}
