@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/sluicehq/sluice/internal/assembly"
+	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/gateway/auth"
 )
 
@@ -20,7 +22,7 @@ import (
 func newAuthCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "auth",
-		Short: "Make the hashes of the gateway's auth file (passwords, tokens)",
+		Short: "Make the hashes of the gateway's auth file, and the NATS users' permissions",
 	}
 	c.AddCommand(&cobra.Command{
 		Use:   "hash-password",
@@ -69,6 +71,47 @@ token instead and print it (give it to the caller, once) and its digest
 	}
 	token.Flags().BoolVar(&generate, "generate", false, "make a new random token and print it with its digest")
 	c.AddCommand(token)
+	c.AddCommand(newNATSPermissionsCmd())
+	return c
+}
+
+// newNATSPermissionsCmd prints deploy/nats/permissions.conf, with a NATS
+// user of its own for each bot named (docs/security.md, "Bots").
+func newNATSPermissionsCmd() *cobra.Command {
+	var specs []string
+	c := &cobra.Command{
+		Use:   "nats-permissions [--bot NAME:viewer|operator ...]",
+		Short: "Print the nats-server users and permissions of every identity, with a user of its own for each bot",
+		Long: `Print the nats-server configuration fragment that deploy/nats/permissions.conf
+holds: one user per Sluice identity with exactly its permissions, each
+password from the server's environment (SLUICE_NATS_<USER>_PASSWORD).
+
+Each --bot NAME:ROLE adds a user NAME for a chatops bot, dashboard or CI job
+that follows rollouts. Its durable consumer on SLUICE_STATUS is the one
+named NAME, and only it may create, read, pull from or delete that consumer:
+the operator, the viewer and every other bot are denied it. ROLE viewer only
+reads; ROLE operator may also answer with commands (promote, abort, ...).`,
+		Example: `  sluice auth nats-permissions > deploy/nats/permissions.conf
+  sluice auth nats-permissions --bot chatops:operator --bot release-board:viewer > permissions.conf`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var bots []events.Bot
+			for _, spec := range specs {
+				name, role, ok := strings.Cut(spec, ":")
+				if !ok || (role != "viewer" && role != "operator") {
+					return usageError{fmt.Errorf("--bot %q: want NAME:viewer or NAME:operator", spec)}
+				}
+				bots = append(bots, events.Bot{Name: name, Answers: role == "operator"})
+			}
+			conf, err := assembly.NATSConfig(bots...)
+			if err != nil {
+				return usageError{fmt.Errorf("--bot: %w", err)}
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), conf)
+			return err
+		},
+	}
+	c.Flags().StringArrayVar(&specs, "bot", nil, "add a NATS user NAME for a bot, with ROLE viewer (reads) or operator (also answers), owning the durable consumer NAME on SLUICE_STATUS (repeatable)")
 	return c
 }
 

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"time"
@@ -143,8 +145,8 @@ func InboxPrefixOf(identity string) string { return "_INBOX_" + identity }
 //     dead letters of its own consumers.
 //   - It reads the streams it follows (n.Follows) with ephemeral
 //     consumers, and the durable consumers that services (the needs of
-//     every service) run on them are denied to it.
-func ServicePermissions(identity string, n Needs, services ...Needs) Permissions {
+//     every service) and bots run on them are denied to it.
+func ServicePermissions(identity string, n Needs, bots []Bot, services ...Needs) Permissions {
 	b := &permBuilder{identity: identity}
 	b.service()
 	if n.UpdateStreams {
@@ -168,6 +170,9 @@ func ServicePermissions(identity string, n Needs, services ...Needs) Permissions
 		others := slices.DeleteFunc(durablesOn(s, services), func(d string) bool {
 			return slices.Contains(n.Consumers, Durable{Stream: s, Name: d})
 		})
+		if s == StreamStatus {
+			others = append(others, botDurables(bots, "")...)
+		}
 		b.reader(s, false, others...)
 	}
 	b.pub(n.Publish...)
@@ -177,13 +182,13 @@ func ServicePermissions(identity string, n Needs, services ...Needs) Permissions
 // OperatorPermissions returns the permissions of IdentityOperator: the CLI
 // (`sluice apply`, `promote`, `abort`, ...) and any CI job or bot allowed to
 // change rollouts. It reads the status and commands streams and publishes
-// commands; the services' durable consumers on the commands stream
-// (services, the needs of every service) are denied to it.
-func OperatorPermissions(services ...Needs) Permissions {
+// commands; the services' durable consumers (services, the needs of every
+// service) and the bots' (bots) are denied to it.
+func OperatorPermissions(bots []Bot, services ...Needs) Permissions {
 	b := &permBuilder{identity: IdentityOperator}
 	b.client()
 	b.publicBuckets(services)
-	b.reader(StreamStatus, true)
+	b.reader(StreamStatus, true, append(durablesOn(StreamStatus, services), botDurables(bots, "")...)...)
 	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
 	b.pub(CommandRoot + ".>")
 	return b.done()
@@ -192,18 +197,79 @@ func OperatorPermissions(services ...Needs) Permissions {
 // ViewerPermissions returns the permissions of IdentityViewer, who only
 // reads: status events (`sluice list`, `tail`, a chatops bot that renders
 // status and never answers) and, for `sluice get` and `history`, the
-// commands stream, whose durable consumers of services are denied to it.
-func ViewerPermissions(services ...Needs) Permissions {
+// commands stream, whose durable consumers of services are denied to it,
+// as are the bots' (bots) on the status stream.
+func ViewerPermissions(bots []Bot, services ...Needs) Permissions {
 	b := &permBuilder{identity: IdentityViewer}
 	b.client()
 	b.publicBuckets(services)
-	b.reader(StreamStatus, true)
+	b.reader(StreamStatus, true, append(durablesOn(StreamStatus, services), botDurables(bots, "")...)...)
 	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
 	// A bot on events.Client.Consume with its own durable consumer
 	// dead-letters what it cannot handle.
 	b.pub(DeadLetterRoot + "." + StreamStatus + ".>")
 	b.sub("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamStatus + ".>")
 	return b.done()
+}
+
+// Bot is a client with a NATS user of its own (a chatops bot, a
+// dashboard, a CI job that follows rollouts): its user is its Name, and
+// the durable consumer named Name on the status stream is its alone. The
+// operator, the viewer and every other bot may neither create, read,
+// pull from nor delete it, so one bot cannot take, delay or remove
+// another's events, which two bots sharing the viewer's user could.
+type Bot struct {
+	// Name is the bot's NATS user, its inbox prefix's suffix and the name
+	// of its durable consumer on SLUICE_STATUS.
+	Name string
+	// Answers lets it publish commands (promote, abort, ...) as the
+	// operator does; without it, it only reads, as the viewer does.
+	Answers bool
+}
+
+var botName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+
+// Validate checks that b's name can be a NATS user and a consumer name
+// and clashes with no identity.
+func (b Bot) Validate() error {
+	if !botName.MatchString(b.Name) {
+		return fmt.Errorf("bot name %q: want lower-case letters, digits and '-', starting with a letter, at most 63 characters", b.Name)
+	}
+	if slices.Contains(Identities, b.Name) {
+		return fmt.Errorf("bot name %q is the name of a Sluice identity; choose another", b.Name)
+	}
+	return nil
+}
+
+// BotPermissions returns the permissions of bot: the viewer's reading (or,
+// when it answers, the operator's), with its own inbox, and the durable
+// consumer bot.Name on the status stream to create, pull from, settle,
+// dead-letter from and delete. The services' durables and the other bots'
+// (bots may include bot itself) are denied to it.
+func BotPermissions(bot Bot, bots []Bot, services ...Needs) Permissions {
+	b := &permBuilder{identity: bot.Name}
+	b.client()
+	b.publicBuckets(services)
+	protect := append(durablesOn(StreamStatus, services), botDurables(bots, bot.Name)...)
+	b.reader(StreamStatus, false, protect...)
+	b.consumer(StreamStatus, bot.Name)
+	b.pub("$JS.API.CONSUMER.DELETE." + StreamStatus + "." + bot.Name)
+	b.reader(StreamCommands, false, durablesOn(StreamCommands, services)...)
+	if bot.Answers {
+		b.pub(CommandRoot + ".>")
+	}
+	return b.done()
+}
+
+// botDurables are the names of the bots' durables, but for except's.
+func botDurables(bots []Bot, except string) []string {
+	var out []string
+	for _, b := range bots {
+		if b.Name != except {
+			out = append(out, b.Name)
+		}
+	}
+	return out
 }
 
 // durablesOn returns the names of the durable consumers on stream that
@@ -341,6 +407,9 @@ func (b *permBuilder) reader(stream string, ack bool, protect ...string) {
 			"$JS.API.CONSUMER.*."+stream+"."+d+".>",
 			"$JS.API.CONSUMER.MSG.NEXT."+stream+"."+d,
 		)
+		if ack {
+			b.deny("$JS.ACK." + stream + "." + d + ".>")
+		}
 	}
 }
 

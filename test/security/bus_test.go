@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,13 +43,20 @@ func serverPermissions(p events.Permissions) *server.Permissions {
 }
 
 // startServer starts an embedded server with one user per identity, each
-// limited to its permissions, and an unlimited admin user.
-func startServer(t *testing.T) string {
+// limited to its permissions, one per bot, and an unlimited admin user.
+func startServer(t *testing.T, bots ...events.Bot) string {
 	t.Helper()
 	s, err := embedded.Start(embedded.Options{StoreDir: t.TempDir(), Configure: func(o *server.Options) {
 		o.Users = []*server.User{{Username: adminUser, Password: password(adminUser)}}
-		for _, id := range events.Identities {
-			p, _ := assembly.PermissionsOf(id)
+		users := slices.Clone(events.Identities)
+		for _, b := range bots {
+			users = append(users, b.Name)
+		}
+		for _, id := range users {
+			p, ok := assembly.PermissionsOf(id, bots...)
+			if !ok {
+				t.Fatalf("no permissions for %s", id)
+			}
 			o.Users = append(o.Users, &server.User{Username: id, Password: password(id), Permissions: serverPermissions(p)})
 		}
 	}})

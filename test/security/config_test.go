@@ -24,68 +24,17 @@ import (
 	"github.com/sluicehq/sluice/services/traffic/localproxy"
 )
 
-var update = flag.Bool("update", false, "rewrite deploy/nats/permissions.conf from assembly.PermissionsOf")
+var update = flag.Bool("update", false, "rewrite deploy/nats/permissions.conf from assembly.NATSConfig")
 
 const confPath = "../../deploy/nats/permissions.conf"
-
-// passwordEnv is the server environment variable holding identity's
-// password in the generated configuration.
-func passwordEnv(identity string) string {
-	return "SLUICE_NATS_" + strings.ToUpper(identity) + "_PASSWORD"
-}
-
-// renderConf renders the nats-server configuration fragment with one user
-// per identity.
-func renderConf() string {
-	var b strings.Builder
-	b.WriteString(`# Sluice's NATS users and their permissions, one per service and two for
-# people and bots. GENERATED from internal/assembly.PermissionsOf by
-#   go test ./test/security -run TestDeployConfig -update
-# do not edit by hand; docs/security.md explains every line.
-#
-# Include it at the top level of nats-server.conf:
-#   include ./permissions.conf
-# Each password comes from the server's environment (SLUICE_NATS_*_PASSWORD).
-# For NKeys, TLS certificates or .creds files, keep the permission blocks and
-# change the users: see docs/security.md.
-
-authorization {
-`)
-	for _, id := range events.Identities {
-		p, _ := assembly.PermissionsOf(id)
-		fmt.Fprintf(&b, "  %s = {\n", varName(id))
-		list := func(name string, subjects []string) {
-			if len(subjects) == 0 {
-				return
-			}
-			fmt.Fprintf(&b, "      %s = [\n", name)
-			for _, s := range subjects {
-				fmt.Fprintf(&b, "        %q\n", s)
-			}
-			b.WriteString("      ]\n")
-		}
-		b.WriteString("    publish = {\n")
-		list("allow", p.Publish)
-		list("deny", p.DenyPublish)
-		b.WriteString("    }\n    subscribe = {\n")
-		list("allow", p.Subscribe)
-		b.WriteString("    }\n")
-		b.WriteString("  }\n")
-	}
-	b.WriteString("\n  users = [\n")
-	for _, id := range events.Identities {
-		fmt.Fprintf(&b, "    { user = %q, password = $%s, permissions = $%s }\n", id, passwordEnv(id), varName(id))
-	}
-	b.WriteString("  ]\n}\n")
-	return b.String()
-}
-
-func varName(identity string) string { return strings.ToUpper(identity) + "_PERMISSIONS" }
 
 // TestDeployConfigMatchesTheDefinition: deploy/nats/permissions.conf is
 // what assembly.PermissionsOf defines, and nats-server reads it so.
 func TestDeployConfigMatchesTheDefinition(t *testing.T) {
-	want := renderConf()
+	want, err := assembly.NATSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if *update {
 		if err := os.WriteFile(confPath, []byte(want), 0o644); err != nil {
 			t.Fatal(err)
@@ -110,7 +59,7 @@ func TestDeployConfigMatchesTheDefinition(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range events.Identities {
-		t.Setenv(passwordEnv(id), password(id))
+		t.Setenv(assembly.PasswordEnv(id), password(id))
 	}
 	opts, err := server.ProcessConfigFile(main)
 	if err != nil {
@@ -127,7 +76,7 @@ func TestDeployConfigMatchesTheDefinition(t *testing.T) {
 			continue
 		}
 		if u.Password != password(id) {
-			t.Errorf("user %s: password not taken from %s", id, passwordEnv(id))
+			t.Errorf("user %s: password not taken from %s", id, assembly.PasswordEnv(id))
 		}
 		p, _ := assembly.PermissionsOf(id)
 		if u.Permissions == nil || u.Permissions.Publish == nil || u.Permissions.Subscribe == nil ||
