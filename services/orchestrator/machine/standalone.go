@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/tasks"
@@ -142,14 +141,15 @@ func leanExperiment(in *spec.Experiment) *spec.Experiment {
 }
 
 // sameExperimentSpec reports whether b asks for what a does, whatever
-// spec.terminate says.
+// spec.terminate says; compared as a rollout's spec is (sameEncoding), so
+// the two kinds cannot drift apart on what "the same request" means.
 func sameExperimentSpec(a, b *spec.Experiment) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
 	x, y := a.Spec, b.Spec
 	x.Terminate, y.Terminate = false, false
-	return reflect.DeepEqual(x, y)
+	return sameEncoding(x, y)
 }
 
 // experimentCommand applies a command of a standalone experiment:
