@@ -419,8 +419,8 @@ type update struct {
 	ref events.Ref
 	obs machine.Observation
 	// commandID is the event id of a command (empty for task reports): a
-	// command whose id the rollout's record lists was applied already,
-	// and its second delivery changes nothing, however late it comes.
+	// command whose id the rollout's record holds was applied already,
+	// and a later delivery changes nothing (record.Applied).
 	commandID string
 	// mustExist answers a missing rollout with command.refused (a command
 	// for a rollout nobody requested); otherwise a missing rollout ignores
@@ -521,7 +521,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		}
 		d.republish = false
 	}
-	if d.commandID != "" && slices.Contains(rec.Commands, d.commandID) {
+	if d.commandID != "" && rec.applied(d.commandID) {
 		s.cfg.Metrics.Decision(d.kind, "duplicate")
 		return records.Unchanged
 	}
@@ -540,10 +540,19 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	if d.annotate != nil {
 		d.annotate(effects)
 	}
-	out := record{State: next, Outbox: effects, Commands: rememberCommand(rec.Commands, d.commandID)}
+	out := record{State: next, Outbox: effects, Applied: rec.Applied, Commands: rec.Commands}
+	if d.commandID != "" {
+		var forgotten int
+		out.Applied, forgotten = rec.withApplied(d.commandID, now, s.cfg.Bus.MaxAge)
+		out.Commands = nil
+		if forgotten > 0 {
+			s.log.Warn("rollout took more commands within the commands stream's retention than its record keeps: the oldest are forgotten, and a late copy of one would act again",
+				"rollout", d.ref.String(), "forgotten", forgotten, "kept", maxApplied, "retention", s.cfg.Bus.MaxAge)
+		}
+	}
 	if unchanged {
 		// Nothing to do now, but the command must not act when a copy of
-		// it comes later: record its id, keep the outbox.
+		// it comes later: record it as applied, keep the outbox.
 		out.Outbox = rec.Outbox
 	}
 	d.out = &outcome{prev: rec.State, next: next, effects: effects, now: now, unchanged: unchanged}
@@ -571,23 +580,6 @@ func (d *decision) stored(ctx context.Context) error {
 	s.recordTask(o.prev, d.obs.Finished, o.now)
 	s.logDecision(ctx, d.kind, o.prev, o.next, o.effects)
 	return s.publishEffects(ctx, d.ref, o.effects)
-}
-
-// rememberedCommands is how many command ids a rollout's record keeps: a
-// copy of a command older than the last this many is not recognised.
-const rememberedCommands = 64
-
-// rememberCommand returns ids with id added (the oldest dropped past
-// rememberedCommands); an empty id leaves ids as they are.
-func rememberCommand(ids []string, id string) []string {
-	if id == "" {
-		return ids
-	}
-	out := append(slices.Clone(ids), id)
-	if len(out) > rememberedCommands {
-		out = out[len(out)-rememberedCommands:]
-	}
-	return out
 }
 
 // observationKind names an observation for metrics and logs.
