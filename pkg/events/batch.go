@@ -36,7 +36,7 @@ type BatchHandler func(ctx context.Context, batch []Message) []error
 // span of the batch's last message, so what it publishes continues that
 // trace.
 func (c *Client) ConsumeBatches(ctx context.Context, cfg ConsumerConfig, bh BatchHandler) (*Subscription, error) {
-	return c.consume(ctx, cfg, func(s *Subscription, ctx context.Context, q <-chan queued) {
+	return c.consume(ctx, cfg, func(ctx context.Context, s *Subscription, q <-chan queued) {
 		for m := range q {
 			ms := []queued{m}
 		more:

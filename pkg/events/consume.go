@@ -209,7 +209,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	// Every message goes the same way: decoded, traced, guarded against
 	// panics, handled, then settled from the result (see handle).
 	h = Chain(h, Trace(c.tracer, cfg.Durable), Recover)
-	return c.consume(ctx, cfg, func(s *Subscription, ctx context.Context, q <-chan queued) {
+	return c.consume(ctx, cfg, func(ctx context.Context, s *Subscription, q <-chan queued) {
 		for m := range q {
 			s.handle(ctx, m, h)
 		}
@@ -218,7 +218,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 
 // consume starts the consumer cfg describes, with each worker running work
 // over its queue.
-func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(*Subscription, context.Context, <-chan queued)) (*Subscription, error) {
+func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(context.Context, *Subscription, <-chan queued)) (*Subscription, error) {
 	if cfg.AckWait == 0 {
 		cfg.AckWait = c.ackWait
 	}
@@ -266,7 +266,7 @@ func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(*Sub
 		s.workers.Add(1)
 		go func(q chan queued) {
 			defer s.workers.Done()
-			work(s, hctx, q)
+			work(hctx, s, q)
 		}(queues[i])
 	}
 	go s.loop(queues)
