@@ -118,4 +118,9 @@ func sluice(b *testing.B, n int) {
 	steps := float64(rounds * n * 10)
 	b.ReportMetric(float64(count)/steps, "writes/step")
 	b.ReportMetric(float64(bytes)/steps, "state-B/step")
+	// How much of a state write changes only with a new revision: the
+	// spec and the pod templates kept for history, in the states at rest.
+	whole, revision := st.stateParts(b)
+	b.ReportMetric(whole, "rest-B/state")
+	b.ReportMetric(revision, "revision-B/state")
 }

@@ -227,3 +227,42 @@ func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
 		return count, stored
 	}
 }
+
+// stateParts reads every rollout's state and returns their mean size and
+// the mean size of what in them changes only with a new revision (spec,
+// pod templates kept for history).
+func (s *stack) stateParts(b *testing.B) (whole, revision float64) {
+	b.Helper()
+	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := kv.ListKeys(s.ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n, all, rev int
+	for k := range keys.Keys() {
+		e, err := kv.Get(s.ctx, k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rec struct {
+			State struct {
+				Spec           json.RawMessage `json:"spec"`
+				ExperimentSpec json.RawMessage `json:"experimentSpec"`
+				History        json.RawMessage `json:"history"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		all += len(e.Value())
+		rev += len(rec.State.Spec) + len(rec.State.ExperimentSpec) + len(rec.State.History)
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(all) / float64(n), float64(rev) / float64(n)
+}
