@@ -206,6 +206,19 @@ const (
 // that crashed on the last attempt) are dead-lettered from the server's
 // advisory.
 func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*Subscription, error) {
+	// Every message goes the same way: decoded, traced, guarded against
+	// panics, handled, then settled from the result (see handle).
+	h = Chain(h, Trace(c.tracer, cfg.Durable), Recover)
+	return c.consume(ctx, cfg, func(ctx context.Context, s *Subscription, q <-chan queued) {
+		for m := range q {
+			s.handle(ctx, m, h)
+		}
+	})
+}
+
+// consume starts the consumer cfg describes, with each worker running work
+// over its queue.
+func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(context.Context, *Subscription, <-chan queued)) (*Subscription, error) {
 	if cfg.AckWait == 0 {
 		cfg.AckWait = c.ackWait
 	}
@@ -241,9 +254,6 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	// Every message goes the same way: decoded, traced, guarded against
-	// panics, handled, then settled from the result (see handle).
-	h = Chain(h, Trace(c.tracer, cfg.Durable), Recover)
 	// Each worker's queue holds as many messages as the server lets this
 	// consumer have unacknowledged (MaxAckPending), so the loop never waits
 	// on a busy worker: a slow handler holds up its own rollouts' messages
@@ -256,9 +266,7 @@ func (c *Client) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*S
 		s.workers.Add(1)
 		go func(q chan queued) {
 			defer s.workers.Done()
-			for m := range q {
-				s.handle(hctx, m, h)
-			}
+			work(hctx, s, q)
 		}(queues[i])
 	}
 	go s.loop(queues)
@@ -337,14 +345,19 @@ func (s *Subscription) loop(queues []chan queued) {
 		// (a result from each worker service, say), so they are handled
 		// in order and never race each other for the rollout's state.
 		h := fnv.New32a()
-		if r, err := RefFromSubject(msg.Subject()); err == nil {
-			h.Write([]byte(r.String()))
-		} else {
-			h.Write([]byte(msg.Subject()))
-		}
+		h.Write([]byte(orderKey(msg.Subject())))
 		queues[h.Sum32()%uint32(len(queues))] <- queued{msg: msg, stopBeat: s.heartbeat(msg)}
 		lastMsg, lastErr = time.Now(), nil
 	}
+}
+
+// orderKey is what the messages that must be handled in order share: the
+// rollout a subject is about, else the subject.
+func orderKey(subject string) string {
+	if r, err := RefFromSubject(subject); err == nil {
+		return r.String()
+	}
+	return subject
 }
 
 // Stop stops fetching, lets handlers in progress finish and settle their

@@ -21,6 +21,9 @@
 // Decode turns the message into a Delivery and an Event, the Trace and
 // Recover middleware wrap the handler, and the chain's result is settled as
 // above. Middleware is a func(Handler) Handler; Chain composes it.
+// ConsumeBatches is Consume for a BatchHandler, which takes the messages of
+// one rollout that were waiting for their worker together and returns one
+// result per message, settled the same way.
 //
 // Nothing poisons a consumer: whatever cannot be handled lands, with its
 // original bytes, headers and the reason, on the dead-letter stream

@@ -14,39 +14,39 @@ import (
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
-// handleRequested validates a Rollout manifest and hands it to the machine,
-// or publishes io.sluice.rollout.rejected.v1 with every problem. A rejection
+// handleRequested validates a Rollout manifest and prepares it for the
+// machine, or publishes io.sluice.rollout.rejected.v1 with every problem. A rejection
 // is a verdict, not a failure: the message is acknowledged.
-func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev events.Event) error {
+func (s *Service) handleRequested(ctx context.Context, d events.Delivery, ev events.Event) (*update, error) {
 	r, err := refOf(d, ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ro, warnings, problems := parseRollout(r, ev.Data())
 	if len(problems) > 0 {
-		return s.reject(ctx, r, ev, events.TypeRolloutRejected, problems)
+		return nil, s.reject(ctx, r, ev, events.TypeRolloutRejected, problems)
 	}
 	if len(warnings) > 0 {
 		s.log.Warn("rollout request has fields Sluice does not know", "rollout", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, update{ref: r, obs: machine.Observation{Request: ro, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
+	return &update{ref: r, obs: machine.Observation{Request: ro, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt}, nil
 }
 
 // handleExperimentRequested is handleRequested for a standalone
 // Experiment.
-func (s *Service) handleExperimentRequested(ctx context.Context, d events.Delivery, ev events.Event) error {
+func (s *Service) handleExperimentRequested(ctx context.Context, d events.Delivery, ev events.Event) (*update, error) {
 	r, err := refOf(d, ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ex, warnings, problems := parseExperiment(r, ev.Data())
 	if len(problems) > 0 {
-		return s.reject(ctx, r, ev, events.TypeExperimentRejected, problems)
+		return nil, s.reject(ctx, r, ev, events.TypeExperimentRejected, problems)
 	}
 	if len(warnings) > 0 {
 		s.log.Warn("experiment request has fields Sluice does not know", "experiment", r.String(), "warnings", warnings)
 	}
-	return s.apply(ctx, update{ref: r, obs: machine.Observation{Experiment: ex, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt})
+	return &update{ref: r, obs: machine.Observation{Experiment: ex, Cause: causeOf(ev)}, commandID: ev.ID(), annotate: withWarnings(warnings), attempt: d.Attempt}, nil
 }
 
 // withWarnings attaches a request's warnings to the accepted event it leads to.

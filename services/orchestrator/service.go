@@ -14,7 +14,6 @@ import (
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/deadlines"
 	"github.com/sluicehq/sluice/internal/jsonlead"
-	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -175,7 +174,7 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	kv := r.Bucket(BucketRollouts)
 	s.st = newStore(kv, s.cfg.StateCache)
 
-	commands := events.NewMux()
+	commands := router{}
 	for typ, kind := range map[string]string{
 		events.TypeRolloutPromote: machine.CommandPromote,
 		events.TypeRolloutAbort:   machine.CommandAbort,
@@ -186,20 +185,21 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		events.TypeRolloutRestart: machine.CommandRestart,
 		events.TypeRolloutDelete:  machine.CommandDelete,
 	} {
-		commands.Handle(typ, s.commandHandler(kind, false))
+		commands[typ] = s.commandHandler(kind, false)
 	}
-	commands.Handle(events.TypeExperimentTerminate, s.commandHandler(machine.CommandTerminate, true))
-	commands.Handle(events.TypeExperimentDelete, s.commandHandler(machine.CommandDelete, true))
-	commands.Handle(events.TypeRolloutRequested, s.handleRequested)
-	commands.Handle(events.TypeExperimentRequested, s.handleExperimentRequested)
+	commands[events.TypeExperimentTerminate] = s.commandHandler(machine.CommandTerminate, true)
+	commands[events.TypeExperimentDelete] = s.commandHandler(machine.CommandDelete, true)
+	commands[events.TypeRolloutRequested] = s.handleRequested
+	commands[events.TypeExperimentRequested] = s.handleExperimentRequested
 	// Templates are the analyzer's; they share the command subjects.
-	commands.Handle(events.TypeAnalysisTemplateApply, func(context.Context, events.Delivery, events.Event) error { return nil })
+	commands[events.TypeAnalysisTemplateApply] = func(context.Context, events.Delivery, events.Event) (*update, error) { return nil, nil }
 
-	results := events.NewMux()
-	results.Handle(tasks.TypeStarted, s.handleStarted)
-	results.Handle(tasks.TypeFinished, s.handleFinished)
-	results.Handle(tasks.TypeMeasured, s.handleMeasured)
-	results.Handle(TypeTimerFired, s.handleTimer)
+	results := router{
+		tasks.TypeStarted:  s.handleStarted,
+		tasks.TypeFinished: s.handleFinished,
+		tasks.TypeMeasured: s.handleMeasured,
+		TypeTimerFired:     s.handleTimer,
+	}
 
 	cc := s.cfg.Commands
 	cc.Stream, cc.Durable = events.StreamCommands, DurableCommands
@@ -222,10 +222,67 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	if err := s.watchPhases(ctx, kv); err != nil {
 		return err
 	}
-	if err := r.Consume(ctx, cc, commands.Dispatch); err != nil {
-		return err
+	for _, c := range []struct {
+		cfg events.ConsumerConfig
+		r   router
+	}{{cc, commands}, {rc, results}} {
+		sub, err := s.client.ConsumeBatches(ctx, c.cfg, s.batchHandler(c.r))
+		if err != nil {
+			return err
+		}
+		r.OnStop(sub)
 	}
-	return r.Consume(ctx, rc, results.Dispatch)
+	return nil
+}
+
+// preparer reads a message into the update it asks for, or answers it
+// itself (a rejected request, a command whose data cannot be read) and
+// returns a nil update.
+type preparer func(ctx context.Context, d events.Delivery, ev events.Event) (*update, error)
+
+// router prepares each event type its own way.
+type router map[string]preparer
+
+// batchHandler decides on the messages of one rollout that arrived
+// together in one decision (applyAll): one state write and one publish
+// batch rather than one of each per message.
+func (s *Service) batchHandler(rt router) events.BatchHandler {
+	return func(ctx context.Context, batch []events.Message) []error {
+		errs := make([]error, len(batch))
+		var (
+			us  []update
+			idx []int
+		)
+		for i, m := range batch {
+			p, ok := rt[m.Event.Type()]
+			if !ok {
+				errs[i] = fmt.Errorf("%w %q: this consumer handles %v", events.ErrUnknownType, m.Event.Type(), rt.types())
+				continue
+			}
+			u, err := p(ctx, m.Delivery, m.Event)
+			if err != nil || u == nil {
+				errs[i] = err
+				continue
+			}
+			us, idx = append(us, *u), append(idx, i)
+		}
+		if len(us) == 0 {
+			return errs
+		}
+		for j, err := range s.applyAll(ctx, us[0].ref, us) {
+			errs[idx[j]] = err
+		}
+		return errs
+	}
+}
+
+func (rt router) types() []string {
+	out := make([]string, 0, len(rt))
+	for t := range rt {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // watchPhases keeps the rollouts-by-phase gauge in step with the bucket
@@ -282,13 +339,13 @@ func refOf(d events.Delivery, ev events.Event) (events.Ref, error) {
 	return r, nil
 }
 
-// commandHandler handles the commands of kind: a standalone experiment's
+// commandHandler prepares the commands of kind: a standalone experiment's
 // when experiment is set, a rollout's otherwise.
-func (s *Service) commandHandler(kind string, experiment bool) events.Handler {
-	return func(ctx context.Context, del events.Delivery, ev events.Event) error {
+func (s *Service) commandHandler(kind string, experiment bool) preparer {
+	return func(ctx context.Context, del events.Delivery, ev events.Event) (*update, error) {
 		r, err := refOf(del, ev)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cause := causeOf(ev)
 		cmd := machine.Command{Kind: kind, Experiment: experiment}
@@ -297,22 +354,22 @@ func (s *Service) commandHandler(kind string, experiment bool) events.Handler {
 		case machine.CommandPromote:
 			var d events.PromoteData
 			if err := events.DecodeData(ev, &d); err != nil {
-				return s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
+				return nil, s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
 			}
 			cmd.Full = d.Full
 		case machine.CommandUndo:
 			var d events.UndoData
 			if err := events.DecodeData(ev, &d); err != nil {
-				return s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
+				return nil, s.refuse(ctx, r, cause, events.RefusedInvalid, err.Error())
 			}
 			if d.ToRevision != nil {
 				if *d.ToRevision < 0 {
-					return s.refuse(ctx, r, cause, events.RefusedInvalid, fmt.Sprintf("toRevision %d must not be negative", *d.ToRevision))
+					return nil, s.refuse(ctx, r, cause, events.RefusedInvalid, fmt.Sprintf("toRevision %d must not be negative", *d.ToRevision))
 				}
 				cmd.ToRevision = *d.ToRevision
 			}
 		}
-		return s.apply(ctx, update{ref: r, obs: machine.Observation{Command: &cmd, Cause: cause}, commandID: ev.ID(), mustExist: true, attempt: del.Attempt})
+		return &update{ref: r, obs: machine.Observation{Command: &cmd, Cause: cause}, commandID: ev.ID(), mustExist: true, attempt: del.Attempt}, nil
 	}
 }
 
@@ -376,218 +433,42 @@ func setCause(ev *events.Event, cause machine.Cause) {
 	}
 }
 
-func (s *Service) handleStarted(ctx context.Context, del events.Delivery, ev events.Event) error {
+func (s *Service) handleStarted(ctx context.Context, del events.Delivery, ev events.Event) (*update, error) {
 	var d tasks.Started
 	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Started: &d} })
 }
 
-func (s *Service) handleFinished(ctx context.Context, del events.Delivery, ev events.Event) error {
+func (s *Service) handleFinished(ctx context.Context, del events.Delivery, ev events.Event) (*update, error) {
 	var d tasks.Finished
 	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Finished: &d} })
 }
 
-func (s *Service) handleMeasured(ctx context.Context, del events.Delivery, ev events.Event) error {
+func (s *Service) handleMeasured(ctx context.Context, del events.Delivery, ev events.Event) (*update, error) {
 	var d tasks.Measured
 	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Measured: &d} })
 }
 
-func (s *Service) handleTimer(ctx context.Context, del events.Delivery, ev events.Event) error {
+func (s *Service) handleTimer(ctx context.Context, del events.Delivery, ev events.Event) (*update, error) {
 	var d timerData
 	return s.handleResult(ctx, del, ev, &d, func() machine.Observation { return machine.Observation{Tick: true} })
 }
 
-func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev events.Event, data any, obs func() machine.Observation) error {
+func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev events.Event, data any, obs func() machine.Observation) (*update, error) {
 	r, err := refOf(del, ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := events.DecodeData(ev, data); err != nil {
-		return err
+		return nil, err
 	}
 	o := obs()
 	// The subject names the service that published the report; the
 	// machine accepts it only for that service's own tasks.
 	if o.From, err = events.ServiceFromSubject(del.Subject); err != nil {
-		return events.Permanent(err)
+		return nil, events.Permanent(err)
 	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, update{ref: r, obs: o, attempt: del.Attempt})
-}
-
-// update is one observation to apply to one rollout.
-type update struct {
-	ref events.Ref
-	obs machine.Observation
-	// commandID is the event id of a command (empty for task reports): a
-	// command whose id the rollout's record lists was applied already,
-	// and its second delivery changes nothing, however late it comes.
-	commandID string
-	// mustExist answers a missing rollout with command.refused (a command
-	// for a rollout nobody requested); otherwise a missing rollout ignores
-	// the observation, unless it is a request.
-	mustExist bool
-	// annotate, when set, may add to the effects' data before they are
-	// stored.
-	annotate func([]machine.Effect)
-	// attempt is the delivery attempt of the message that carried the
-	// observation; past the first, the outbox is published again.
-	attempt uint64
-}
-
-// apply runs one observation through the machine and stores and publishes
-// the outcome. Conflicting writes are retried as records.Store.Update
-// says; past its bound the message is retried with backoff.
-func (s *Service) apply(ctx context.Context, u update) error {
-	d := &decision{s: s, update: u, kind: observationKind(u.obs)}
-	if u.attempt > 1 {
-		d.republish = true
-	}
-	decide := func(rec *record, rev uint64) error { return d.decide(ctx, rec, rev) }
-	k := records.KeyOf(u.ref)
-	var err error
-	// The first decision is made on the record this replica knows, which
-	// spares a read of the bucket; a write conflict, or a decision that
-	// would write nothing, is checked against the bucket's record.
-	if rec, rev, ok := s.st.Recent(k); ok {
-		d.onRecent = true
-		_, err = s.st.UpdateFrom(ctx, k, rec, rev, decide)
-	} else {
-		_, err = s.st.Update(ctx, k, decide)
-	}
-	if errors.Is(err, records.ErrConflict) {
-		d.lostRace()
-	}
-	if err == nil && d.missing {
-		what, request := "rollout", events.TypeRolloutRequested
-		if c := u.obs.Command; c != nil && c.Experiment {
-			what, request = "experiment", events.TypeExperimentRequested
-		}
-		return s.refuse(ctx, u.ref, u.obs.Cause, events.RefusedNotFound,
-			fmt.Sprintf("%s %s does not exist: publish %s first", what, u.ref, request))
-	}
-	if err != nil || d.out == nil {
-		return err
-	}
-	return d.stored(ctx)
-}
-
-// decision carries one apply through its compare-and-swap attempts.
-type decision struct {
-	s *Service
-	update
-	kind string
-	// republish is set until the record's outbox has been published
-	// again: a redelivered message may have been decided on before a
-	// crash that came before its effects were published.
-	republish bool
-	// onRecent says that decide is next given the record this replica
-	// knows rather than one read from the bucket; verified, that the last
-	// attempt was on the bucket's record.
-	onRecent, verified bool
-	// out is what the last attempt wrote; nil when it wrote nothing.
-	out *outcome
-	// missing: the rollout does not exist, and the observation must be
-	// answered (mustExist).
-	missing bool
-}
-
-// outcome is a decision that changes the rollout's record.
-type outcome struct {
-	prev, next machine.State
-	effects    []machine.Effect
-	now        time.Time
-	// unchanged: the state stays; only the command's id is recorded.
-	unchanged bool
-}
-
-// decide is one attempt: it decides on rec at rev and leaves in rec what
-// to write, or returns records.Unchanged (nothing to write) or
-// records.ErrStale (decide again on the bucket's record).
-func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
-	if d.out != nil {
-		d.lostRace() // called again after a write: it conflicted
-	}
-	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
-	s := d.s
-	d.missing = false
-	if rev == 0 && d.obs.Request == nil && d.obs.Experiment == nil {
-		s.cfg.Metrics.Decision(d.kind, "ignored")
-		d.missing = d.mustExist
-		return records.Unchanged
-	}
-	if d.republish && len(rec.Outbox) > 0 {
-		if err := s.publishEffects(ctx, d.ref, rec.Outbox); err != nil {
-			return err
-		}
-		d.republish = false
-	}
-	if d.commandID != "" && slices.Contains(rec.Commands, d.commandID) {
-		s.cfg.Metrics.Decision(d.kind, "duplicate")
-		return records.Unchanged
-	}
-	now := s.cfg.Now()
-	next, effects := s.m.Next(rec.State, d.obs, now)
-	unchanged := next.Version == rec.State.Version && len(effects) == 0
-	if unchanged && d.commandID == "" {
-		if !d.verified {
-			// Another replica may have moved the rollout on: what is
-			// unchanged here may apply to its record.
-			return records.ErrStale
-		}
-		s.cfg.Metrics.Decision(d.kind, "unchanged")
-		return records.Unchanged
-	}
-	if d.annotate != nil {
-		d.annotate(effects)
-	}
-	out := record{State: next, Outbox: effects, Commands: rememberCommand(rec.Commands, d.commandID)}
-	if unchanged {
-		// Nothing to do now, but the command must not act when a copy of
-		// it comes later: record its id, keep the outbox.
-		out.Outbox = rec.Outbox
-	}
-	d.out = &outcome{prev: rec.State, next: next, effects: effects, now: now, unchanged: unchanged}
-	*rec = out
-	return nil
-}
-
-// lostRace counts the conflict of the last write when it was decided on
-// the bucket's record; a conflict on the record this replica knew only
-// means that record was out of date.
-func (d *decision) lostRace() {
-	if d.out != nil && d.verified {
-		d.s.cfg.Metrics.CASConflict()
-	}
-}
-
-// stored records, logs and publishes a decision once it is written.
-func (d *decision) stored(ctx context.Context) error {
-	s, o := d.s, d.out
-	if o.unchanged {
-		s.cfg.Metrics.Decision(d.kind, "unchanged")
-		return nil
-	}
-	s.cfg.Metrics.Decision(d.kind, "changed")
-	s.recordTask(o.prev, d.obs.Finished, o.now)
-	s.logDecision(ctx, d.kind, o.prev, o.next, o.effects)
-	return s.publishEffects(ctx, d.ref, o.effects)
-}
-
-// rememberedCommands is how many command ids a rollout's record keeps: a
-// copy of a command older than the last this many is not recognised.
-const rememberedCommands = 64
-
-// rememberCommand returns ids with id added (the oldest dropped past
-// rememberedCommands); an empty id leaves ids as they are.
-func rememberCommand(ids []string, id string) []string {
-	if id == "" {
-		return ids
-	}
-	out := append(slices.Clone(ids), id)
-	if len(out) > rememberedCommands {
-		out = out[len(out)-rememberedCommands:]
-	}
-	return out
+	return &update{ref: r, obs: o, attempt: del.Attempt}, nil
 }
 
 // observationKind names an observation for metrics and logs.

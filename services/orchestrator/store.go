@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,10 +30,34 @@ type record struct {
 	// are published after the write and republished, idempotently, when the
 	// message that triggered the decision is redelivered.
 	Outbox []machine.Effect `json:"outbox,omitempty"`
-	// Commands are the event ids of the last commands applied (requests
-	// included), oldest first, so that a command delivered again later,
-	// after newer ones, is recognised and changes nothing.
+	// Applied are the commands applied to the rollout (requests
+	// included) within the commands stream's retention, so that a command
+	// delivered again later, after any number of newer ones, is recognised
+	// and changes nothing (applied.go).
+	Applied appliedSet `json:"applied,omitempty"`
+	// Commands are the event ids of the last 64 commands applied, as
+	// records written before Applied kept them; read, and folded into
+	// Applied by the next command.
 	Commands []string `json:"commands,omitempty"`
+}
+
+// applied reports whether the command with event id id was applied to
+// the rollout.
+func (r record) applied(id string) bool {
+	return r.Applied.has(id) || slices.Contains(r.Commands, id)
+}
+
+// withApplied returns r's applied commands with id added at now, kept for
+// retention (ids of the older form folded in); forgotten counts the ids
+// dropped before their time, past maxApplied.
+func (r record) withApplied(id string, now time.Time, retention time.Duration) (appliedSet, int) {
+	set, forgotten := r.Applied, 0
+	for _, old := range append(slices.Clone(r.Commands), id) {
+		var n int
+		set, n = set.add(old, now, retention)
+		forgotten += n
+	}
+	return set, forgotten
 }
 
 // store reads and writes rollout records with compare-and-swap. It keeps

@@ -102,6 +102,7 @@ func sluice(b *testing.B, n int) {
 	mu.Lock()
 	measuring = true
 	mu.Unlock()
+	writes := st.stateWrites(b)
 	b.ResetTimer()
 	var busy time.Duration
 	for round := range rounds {
@@ -111,4 +112,15 @@ func sluice(b *testing.B, n int) {
 	}
 	b.StopTimer()
 	lat.report(b, busy)
+	// What a step costs the state bucket, whatever the machine's load:
+	// the rollouts' state writes and the bytes they carried.
+	count, bytes := writes()
+	steps := float64(rounds * n * 10)
+	b.ReportMetric(float64(count)/steps, "writes/step")
+	b.ReportMetric(float64(bytes)/steps, "state-B/step")
+	// How much of a state write changes only with a new revision: the
+	// spec and the pod templates kept for history, in the states at rest.
+	whole, revision := st.stateParts(b)
+	b.ReportMetric(whole, "rest-B/state")
+	b.ReportMetric(revision, "revision-B/state")
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -172,4 +173,96 @@ func canary(name, image, extra, steps string) string {
     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": %q}]}},
     "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "trafficRouting": {"smi": {}},
       %s"scaleDownDelaySeconds": 0, "steps": [%s]}}}}`, name, image, extra, steps)
+}
+
+// stateWrites follows the rollouts' state bucket from now on; the
+// function it returns says how many writes it saw and the bytes they
+// stored.
+func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
+	b.Helper()
+	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := kv.WatchAll(s.ctx, jetstream.UpdatesOnly())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var (
+		mu                  sync.Mutex
+		count, stored, last int64
+	)
+	go func() {
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			mu.Lock()
+			count++
+			stored += int64(len(e.Value()))
+			last = int64(e.Revision())
+			mu.Unlock()
+		}
+	}()
+	return func() (int64, int64) {
+		str, err := s.admin.JetStream().Stream(s.ctx, "KV_"+orchestrator.BucketRollouts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := str.Info(s.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		poll.Until(b, "the state watcher at the bucket's last write", func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if last < int64(info.State.LastSeq) {
+				return fmt.Errorf("at %d of %d", last, info.State.LastSeq)
+			}
+			return nil
+		}, poll.Timeout(time.Minute))
+		_ = w.Stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return count, stored
+	}
+}
+
+// stateParts reads every rollout's state and returns their mean size and
+// the mean size of what in them changes only with a new revision (spec,
+// pod templates kept for history).
+func (s *stack) stateParts(b *testing.B) (whole, revision float64) {
+	b.Helper()
+	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := kv.ListKeys(s.ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n, all, rev int
+	for k := range keys.Keys() {
+		e, err := kv.Get(s.ctx, k)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rec struct {
+			State struct {
+				Spec           json.RawMessage `json:"spec"`
+				ExperimentSpec json.RawMessage `json:"experimentSpec"`
+				History        json.RawMessage `json:"history"`
+			} `json:"state"`
+		}
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		all += len(e.Value())
+		rev += len(rec.State.Spec) + len(rec.State.ExperimentSpec) + len(rec.State.History)
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(all) / float64(n), float64(rev) / float64(n)
 }
