@@ -234,8 +234,9 @@ func (b *Bus) best(ctx context.Context) (sample, error) {
 	return best, nil
 }
 
-// bigOffset is the offset from which a sync is logged as a warning: the
-// host's clock is wrong enough that anything else on it is suspect.
+// bigOffset is the offset from which a sync is logged as a warning (the
+// host's clock is wrong enough that anything else on it is suspect), when
+// it is the first or the offset moved by as much since the last.
 const bigOffset = time.Second
 
 // set makes s the estimate: the server read its clock somewhere within
@@ -244,7 +245,7 @@ const bigOffset = time.Second
 func (b *Bus) set(s sample) {
 	half := s.uncertainty()
 	b.mu.Lock()
-	first := !b.synced
+	first, moved := !b.synced, s.server.Add(half).Sub(s.received.Round(0))-b.offset
 	b.synced = true
 	b.base = s.server.Add(half)
 	b.anchor = s.received
@@ -253,10 +254,12 @@ func (b *Bus) set(s sample) {
 	offset := b.offset
 	b.mu.Unlock()
 	switch {
-	case offset > bigOffset || offset < -bigOffset:
+	case (first || moved > bigOffset || moved < -bigOffset) && (offset > bigOffset || offset < -bigOffset):
 		b.cfg.Logger.Warn("this host's clock is off the bus's; Sluice keeps the bus's time", "offset", offset, "uncertainty", half)
 	case first:
 		b.cfg.Logger.Info("clock synced to the bus", "offset", offset, "uncertainty", half)
+	case moved > bigOffset || moved < -bigOffset:
+		b.cfg.Logger.Info("this host's clock moved against the bus's", "by", moved, "offset", offset, "uncertainty", half)
 	}
 }
 
