@@ -420,8 +420,12 @@ func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev even
 	if o.From, err = events.ServiceFromSubject(del.Subject); err != nil {
 		return events.Permanent(err)
 	}
+	u := update{ref: r, obs: o, attempt: del.Attempt}
+	if td, ok := data.(*timerData); ok {
+		u.notBefore = td.Due
+	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return s.apply(ctx, update{ref: r, obs: o, attempt: del.Attempt})
+	return s.apply(ctx, u)
 }
 
 // update is one observation to apply to one rollout.
@@ -442,6 +446,14 @@ type update struct {
 	// attempt is the delivery attempt of the message that carried the
 	// observation; past the first, the outbox is published again.
 	attempt uint64
+	// notBefore is the due time of a timer event: the replica that fired
+	// it saw the deadline come, so it has come. The replica deciding may
+	// tell the time a little behind the one that fired (each knows the
+	// bus's time within its clock's uncertainty); deciding by its own
+	// clock, it would find the deadline not yet due, and the timer lost:
+	// every replica fires a deadline under one event id, so the stream
+	// drops its own, later, event as a duplicate.
+	notBefore time.Time
 }
 
 // apply runs one observation through the machine and stores and publishes
@@ -536,6 +548,9 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		return records.Unchanged
 	}
 	now := s.cfg.Now()
+	if now.Before(d.notBefore) {
+		now = d.notBefore
+	}
 	next, effects := s.m.Next(rec.State, d.obs, now)
 	unchanged := next.Version == rec.State.Version && len(effects) == 0
 	if unchanged && d.commandID == "" {
