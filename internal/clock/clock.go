@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events"
 )
 
 // Defaults of BusConfig.
@@ -155,9 +157,11 @@ func (b *Bus) Offset() (offset, uncertainty time.Duration) {
 // Sync reads the bus's time BusConfig.Samples times and keeps the reading
 // with the shortest round trip, when half of it is within
 // MaxUncertainty. Readings that take longer are tried again until ctx
-// ends (DefaultSyncTimeout when ctx has no deadline); then it returns
-// ErrUncertain, or the last error of the server. A failed Sync keeps the
-// previous estimate.
+// ends (DefaultSyncTimeout when ctx has no deadline), as are readings
+// that fail because the bus did not answer (events.Unavailable); then it
+// returns ErrUncertain, or the last error of the server. Any other error
+// of the server is returned at once. A failed Sync keeps the previous
+// estimate.
 func (b *Bus) Sync(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -167,24 +171,22 @@ func (b *Bus) Sync(ctx context.Context) error {
 	var lastErr error
 	for ctx.Err() == nil {
 		s, err := b.best(ctx)
-		if err != nil {
+		switch {
+		case err != nil && !events.Unavailable(err):
+			return err // a permission refused, a server too old: waiting cannot cure it
+		case err != nil:
 			lastErr = err
-			if ctx.Err() != nil {
-				break
-			}
-			continue
-		}
-		if s.uncertainty() > b.cfg.MaxUncertainty {
+		case s.uncertainty() > b.cfg.MaxUncertainty:
 			lastErr = fmt.Errorf("%w: best round trip %s, of %d readings (the largest accepted is %s)", ErrUncertain, s.rtt(), b.cfg.Samples, 2*b.cfg.MaxUncertainty)
-			// A busy bus or host: let it settle rather than add to it.
-			select {
-			case <-ctx.Done():
-			case <-time.After(syncRetry):
-			}
-			continue
+		default:
+			b.set(s)
+			return nil
 		}
-		b.set(s)
-		return nil
+		// A busy or absent bus: let it settle rather than add to it.
+		select {
+		case <-ctx.Done():
+		case <-time.After(syncRetry):
+		}
 	}
 	if lastErr == nil {
 		lastErr = ctx.Err()
@@ -193,7 +195,7 @@ func (b *Bus) Sync(ctx context.Context) error {
 }
 
 // syncRetry is how long Sync waits before it reads again after a round
-// whose readings were all too slow.
+// whose readings failed or were all too slow.
 const syncRetry = 100 * time.Millisecond
 
 // sample is one reading of the server's time between two local readings.

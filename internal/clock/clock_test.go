@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -71,6 +72,8 @@ type script struct {
 	errs   []time.Duration
 	calls  int
 	failed error
+	// unavailable fails this many readings as a bus that does not answer.
+	unavailable int
 }
 
 func (s *script) local() time.Time { return s.t0.Add(s.now) }
@@ -78,6 +81,10 @@ func (s *script) local() time.Time { return s.t0.Add(s.now) }
 func (s *script) server(context.Context) (time.Time, error) {
 	if s.failed != nil {
 		return time.Time{}, s.failed
+	}
+	if s.unavailable > 0 {
+		s.unavailable--
+		return time.Time{}, nats.ErrNoResponders
 	}
 	i := s.calls % len(s.rtts)
 	s.calls++
@@ -121,6 +128,19 @@ func TestSyncRefusesReadingsTooSlowToTrust(t *testing.T) {
 	}
 	if b.Synced() {
 		t.Error("a refused sync left the clock synced")
+	}
+}
+
+// A bus that does not answer yet is waited for; one that refuses (here,
+// an error that is not events.Unavailable) is reported at once.
+func TestSyncWaitsForABusThatDoesNotAnswerYet(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{10 * time.Millisecond}, errs: []time.Duration{0}, unavailable: 12}
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Logger: eventstest.Quiet()})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync = %v, want it to wait for the bus", err)
+	}
+	if !b.Synced() {
+		t.Error("not synced")
 	}
 }
 
