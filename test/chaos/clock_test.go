@@ -27,7 +27,11 @@ import (
 // clock.DefaultMaxUncertainty, so a wait one replica records and another
 // ends is short by at most twice that.
 const (
-	skewPause      = 30 * time.Second
+	skewPause = 30 * time.Second
+	// skewLater is how much longer the second pause is, so that the
+	// replica behind is back well before it ends, however slowly the
+	// test sees the first one end.
+	skewLater      = 10 * time.Second
 	skewInterval   = 20 * time.Second
 	clockTolerance = 2 * clock.DefaultMaxUncertainty
 	clockNamespace = "clock"
@@ -37,7 +41,7 @@ const (
 // analyzers whose clocks are skewed in opposite directions (by 90 s, then
 // by 3 s), and hands every timed wait from the replica that recorded its
 // start to the other one, which ends it: a pause recorded behind and ended
-// ahead, one recorded ahead and ended behind, and an analysis interval
+// ahead, a longer one recorded ahead and ended behind, and an analysis interval
 // whose first measurement is taken behind and second ahead. By the test's
 // clock (a command it sent before, an event or a request it received
 // after), none may end earlier than its duration less the tolerance, and
@@ -253,7 +257,9 @@ func clockSkewRun(t *testing.T, skew time.Duration) {
 	js := client.JetStream()
 	hear := listen(ctx, t, js)
 
-	pauses := fmt.Sprintf(`[{"setWeight": 20}, {"pause": {}}, {"pause": {"duration": %q}}, {"setWeight": 50}]`, skewPause)
+	pauses := func(d time.Duration) string {
+		return fmt.Sprintf(`[{"setWeight": 20}, {"pause": {}}, {"pause": {"duration": %q}}, {"setWeight": 50}]`, d)
+	}
 	behindAhead := events.Ref{Namespace: clockNamespace, Name: "pause-behind-ahead"}
 	aheadBehind := events.Ref{Namespace: clockNamespace, Name: "pause-ahead-behind"}
 	interval := events.Ref{Namespace: clockNamespace, Name: "interval"}
@@ -262,7 +268,7 @@ func clockSkewRun(t *testing.T, skew time.Duration) {
   "spec": {"metrics": [{"name": "ticks", "interval": %q, "count": 2, "successCondition": "result == 1",
     "provider": {"web": {"url": %q, "jsonPath": "{$.ok}"}}}]}}`, clockNamespace, skewInterval, metric.URL))
 	steps := map[events.Ref]string{
-		behindAhead: pauses, aheadBehind: pauses,
+		behindAhead: pauses(skewPause), aheadBehind: pauses(skewPause + skewLater),
 		interval: `[{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "ticks"}]}}, {"setWeight": 50}]`,
 	}
 	healthy := func(r events.Ref, rev int64) func(heard) bool {
@@ -278,14 +284,14 @@ func clockSkewRun(t *testing.T, skew time.Duration) {
 	}
 
 	// Behind records: orchestrator-1 alone starts the first timed pause,
-	// analyzer-1 alone takes the first measurement.
-	for _, r := range []events.Ref{behindAhead, interval} {
-		publish(t, client, r, events.TypeRolloutRequested, skewManifest(r.Name, "app:v2", steps[r]))
-	}
+	// then analyzer-1 alone takes the first measurement, so that the swap
+	// comes well before the second one is due.
+	publish(t, client, behindAhead, events.TypeRolloutRequested, skewManifest(behindAhead.Name, "app:v2", steps[behindAhead]))
 	hear.await(t, behindAhead.Name+" paused at step 1", time.Minute, stepEvent(behindAhead, events.TypeRolloutStepStarted, 2, 1))
 	promoteBA := time.Now()
 	publish(t, client, behindAhead, events.TypeRolloutPromote, `{}`)
 	hear.await(t, behindAhead.Name+"'s timed pause started", time.Minute, stepEvent(behindAhead, events.TypeRolloutStepStarted, 2, 2))
+	publish(t, client, interval, events.TypeRolloutRequested, skewManifest(interval.Name, "app:v2", steps[interval]))
 	hear.await(t, "the interval's first measurement", time.Minute, func(e heard) bool {
 		return e.ref == interval && e.typ == events.TypeAnalysisMeasured && e.status.Revision == 2
 	})
@@ -315,24 +321,30 @@ func clockSkewRun(t *testing.T, skew time.Duration) {
 		poll.Timeout(skewInterval+time.Minute), poll.Every(50*time.Millisecond))
 
 	// Behind ends the second pause.
-	swapped = time.Now()
+	swappedBack := time.Now()
 	sys.Hold(orch2)
 	sys.Release(orch1)
 	// Long enough for a pause the skew makes late, so that a run
 	// without the bus's clock reports the early ones rather than stop here.
-	endAB := hear.await(t, aheadBehind.Name+"'s timed pause ended", skewPause+2*skew+time.Minute, stepEvent(aheadBehind, events.TypeRolloutStepCompleted, 2, 2))
+	endAB := hear.await(t, aheadBehind.Name+"'s timed pause ended", skewPause+skewLater+2*skew+time.Minute, stepEvent(aheadBehind, events.TypeRolloutStepCompleted, 2, 2))
+	if !endAB.After(swappedBack) {
+		t.Fatalf("%s's pause ended before orchestrator-1 was back: the run did not hand it over", aheadBehind.Name)
+	}
 	for r := range steps {
 		hear.await(t, r.Name+" live at revision 2", time.Minute, healthy(r, 2))
 	}
 
 	// The last measurement behind, the first ahead.
 	first, second := reqs.around(analyzersSwapped)
+	if first.IsZero() || second.IsZero() {
+		t.Fatalf("%d metric requests, none before or none after the analyzers' swap: the run did not hand the interval over", reqs.count())
+	}
 	h := invariants.History{
 		Status:    statusEvents(ctx, t, js),
 		Tolerance: clockTolerance,
 		Waits: []invariants.TimedWait{
 			{Ref: behindAhead, What: fmt.Sprintf("pause of step 2, started %s behind, ended %[1]s ahead", skew), Want: skewPause, From: promoteBA, To: endBA},
-			{Ref: aheadBehind, What: fmt.Sprintf("pause of step 2, started %s ahead, ended %[1]s behind", skew), Want: skewPause, From: promoteAB, To: endAB},
+			{Ref: aheadBehind, What: fmt.Sprintf("pause of step 2, started %s ahead, ended %[1]s behind", skew), Want: skewPause + skewLater, From: promoteAB, To: endAB},
 			{Ref: interval, What: fmt.Sprintf("interval between measurements taken %s behind and %[1]s ahead", skew), Want: skewInterval, From: first, To: second},
 		},
 	}
