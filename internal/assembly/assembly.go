@@ -226,7 +226,7 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 	switch service {
 	case Orchestrator:
 		cfg := o.Orchestrator
-		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
 		return orchestrator.New(env.Client, cfg)
 	case Analyzer:
 		prom := o.Prometheus
@@ -265,7 +265,7 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 			return nil, err
 		}
 		cfg.Providers, cfg.Getenv = reg, o.Getenv
-		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
 		svc, err := analyzer.New(env.Client, cfg)
 		if err != nil {
 			_ = reg.Close()

@@ -29,6 +29,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sluicehq/sluice/internal/buildinfo"
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 )
@@ -53,6 +54,10 @@ type Env struct {
 	// StopTimeout is --stop-timeout: how long a stopping service waits for
 	// its work in progress.
 	StopTimeout time.Duration
+	// Clock is the bus's time (read from the leader of the results
+	// stream), for the services whose records hold deadlines that other
+	// replicas compare: see package clock.
+	Clock *clock.Bus
 }
 
 // Spec describes a service binary.
@@ -182,6 +187,15 @@ func Run(ctx context.Context, s Spec, args []string, stderr io.Writer) int {
 		return ExitUsage
 	}
 	log = log.With("service", s.Name)
+	switch skew, err := clock.TestSkew(); {
+	case err != nil && clock.TestBuild:
+		fmt.Fprintf(stderr, "%s: %v\n", s.Name, err)
+		return ExitUsage
+	case err != nil:
+		log.Warn("clock skew ignored", "error", err)
+	case skew != 0:
+		log.Warn("the local clock is skewed for a test", "skew", skew.String(), "env", clock.EnvTestSkew)
+	}
 	conn.Name = s.Name
 	if err := run(ctx, s, *conn, *flags, log); err != nil {
 		log.Error("exiting", "error", err)
@@ -309,7 +323,8 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 
 // Env returns the environment to build a service from.
 func (p *Process) Env(client *events.Client, bus events.BusConfig, log *slog.Logger, stopTimeout time.Duration) Env {
-	return Env{Client: client, Bus: bus, Log: log, Metrics: p.metrics, Registerer: p.reg, StopTimeout: stopTimeout}
+	clk := clock.NewBus(clock.BusConfig{Server: clock.StreamTime(client.JetStream(), events.StreamResults), Logger: log})
+	return Env{Client: client, Bus: bus, Log: log, Metrics: p.metrics, Registerer: p.reg, StopTimeout: stopTimeout, Clock: clk}
 }
 
 // Metrics returns the metrics the process serves.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/pkg/events"
 )
 
@@ -49,6 +50,10 @@ type Plan struct {
 	StopTimeout time.Duration
 	// Log receives the lifecycle's logs (default slog.Default()).
 	Log *slog.Logger
+	// Clock, when set, is the bus's time the service decides by: it is
+	// synced before Start, so that no decision reads an unsynced clock,
+	// and kept synced until the service stops.
+	Clock *clock.Bus
 	// Start starts the service's parts on the opened buckets and registers
 	// each with Running.OnStop. When it returns an error, what it
 	// registered is stopped.
@@ -132,6 +137,15 @@ func (l *Lifecycle) Run(ctx context.Context, p Plan) error {
 			return fmt.Errorf("open bucket %s: %w", b.Name, err)
 		}
 		r.buckets[b.Name] = kv
+	}
+	if p.Clock != nil {
+		stop, err := p.Clock.Start(ctx)
+		if err != nil {
+			return fmt.Errorf("sync the clock to the bus: %w", err)
+		}
+		// Registered first, so stopped last: the service's parts may
+		// read the clock until they stop.
+		r.OnStop(StopFunc(func(context.Context) error { stop(); return nil }))
 	}
 	if err := p.Start(ctx, r); err != nil {
 		return errors.Join(err, stopAll(r.stops, p))

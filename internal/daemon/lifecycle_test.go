@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
@@ -89,5 +91,43 @@ func TestLifecycleStopsWhatStartedWhenStartFails(t *testing.T) {
 	}
 	if got := st.got(); !slices.Equal(got, []string{"started"}) {
 		t.Errorf("stopped %v, want the part that started", got)
+	}
+}
+
+// A service with a clock starts deciding only once the clock tells the
+// bus's time: its Start sees it synced, however far off its host is.
+func TestLifecycleSyncsTheClockBeforeStart(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	client := eventstest.Connect(t, srv.ClientURL())
+	skewed := func() time.Time { return time.Now().Add(-90 * time.Second) }
+	clk := clock.NewBus(clock.BusConfig{Server: clock.StreamTime(client.JetStream(), events.StreamResults), Local: skewed, Logger: eventstest.Quiet()})
+	var lc Lifecycle
+	started := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- lc.Run(ctx, Plan{Name: "test", Client: client, Needs: testNeeds, Log: eventstest.Quiet(), Clock: clk,
+			Start: func(context.Context, *Running) error {
+				if !clk.Synced() {
+					return errors.New("started with an unsynced clock")
+				}
+				before := time.Now()
+				now := clk.Now()
+				after := time.Now()
+				// The bus (in this process) runs on the test's clock.
+				if _, unc := clk.Offset(); now.Before(before.Add(-unc)) || now.After(after.Add(unc)) {
+					started <- fmt.Errorf("at Start the clock said %v, not the bus's time in [%v, %v] within %s (the host is 90s behind)", now, before, after, unc)
+				}
+				close(started)
+				return nil
+			}})
+	}()
+	poll.True(t, "the lifecycle to report ready", lc.Ready, poll.Timeout(eventstest.Wait))
+	if err := <-started; err != nil {
+		t.Error(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -7,11 +7,13 @@
 // into bin/test of the checkout, where the next process finds them up to
 // date.
 //
-// Every binary is built by one `go build` with one flag set, the plain one
-// of `make build` and `go vet`: their compiled packages are shared, so the
-// binaries cost a link each. Tests that check flags (test/compose,
-// test/docs, test/deploy) read --help, which does not depend on cgo or the
-// race detector.
+// Every binary is built by one `go build` with one flag set, that of
+// `make build` and `go vet` plus the build tag sluicetest (Tags): their
+// compiled packages are shared, so the binaries cost a link each, and the
+// tag only selects the files that let a test skew a binary's clock
+// (package clock, EnvTestSkew), which a release binary cannot do. Tests
+// that check flags (test/compose, test/docs, test/deploy) read --help,
+// which does not depend on cgo, the race detector or the tag.
 package testbin
 
 import (
@@ -28,6 +30,10 @@ import (
 
 // Env names the directory of binaries built before the tests.
 const Env = "SLUICE_TEST_BIN"
+
+// Tags are the build tags of the binaries tests run: sluicetest lets a
+// test skew their clocks (package clock).
+const Tags = "sluicetest"
 
 // Packages are the main packages built, relative to the module root: the
 // image's binaries (Dockerfile), the systest data-plane worker, the
@@ -84,7 +90,7 @@ func Build(root string) (string, error) {
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return "", fmt.Errorf("testbin: lock %s: %w", lock.Name(), err)
 	}
-	args := append([]string{"build", "-o", dir + string(os.PathSeparator)}, Packages...)
+	args := append([]string{"build", "-tags", Tags, "-o", dir + string(os.PathSeparator)}, Packages...)
 	cmd := exec.Command(cmp.Or(os.Getenv("GO"), "go"), args...) // GO as in the Makefile
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
@@ -88,8 +89,14 @@ type Config struct {
 	// Metrics records measurements, verdicts and task outcomes (default
 	// telemetry.Default()).
 	Metrics *telemetry.Metrics
-	// Now is the clock of runs and leases (default time.Now).
+	// Now is the clock of runs and leases (default Clock's Now, or
+	// time.Now without a Clock); tests replace it.
 	Now func() time.Time
+	// Clock is the bus's time (package clock), which the service binary
+	// sets: a run's measurement times and a lease's expiry are compared
+	// by every replica, so they must all tell the same time whatever
+	// their hosts' clocks say. Run syncs it before measuring.
+	Clock *clock.Bus
 	// StopTimeout bounds how long a stopping replica waits for its
 	// consumers to finish the work in progress (default
 	// daemon.DefaultStopTimeout).
@@ -119,6 +126,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+		if c.Clock != nil {
+			c.Now = c.Clock.Now
+		}
 	}
 	if c.Metrics == nil {
 		c.Metrics = telemetry.Default()
@@ -294,7 +304,7 @@ func (s *Service) Ready() bool { return s.lc.Ready() }
 func (s *Service) Run(ctx context.Context) error {
 	return s.lc.Run(ctx, daemon.Plan{
 		Name: "analyzer", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
-		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start, Clock: s.cfg.Clock,
 	})
 }
 

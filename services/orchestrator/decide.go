@@ -32,6 +32,14 @@ type update struct {
 	// attempt is the delivery attempt of the message that carried the
 	// observation; past the first, the outbox is published again.
 	attempt uint64
+	// notBefore is the due time of a timer event: the replica that fired
+	// it saw the deadline come, so it has come. The replica deciding may
+	// tell the time a little behind the one that fired (each knows the
+	// bus's time within its clock's uncertainty); deciding by its own
+	// clock, it would find the deadline not yet due, and the timer lost:
+	// every replica fires a deadline under one event id, so the stream
+	// drops its own, later, event as a duplicate.
+	notBefore time.Time
 }
 
 // Verdicts of one observation, as the decisions metric counts them.
@@ -169,7 +177,11 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 			d.verdicts[i] = verdictDuplicate
 			continue
 		}
-		next, eff := s.m.Next(state, u.obs, now)
+		at := now
+		if at.Before(u.notBefore) {
+			at = u.notBefore
+		}
+		next, eff := s.m.Next(state, u.obs, at)
 		if u.annotate != nil {
 			u.annotate(eff)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -267,4 +268,63 @@ func TestKilledOrchestratorKeepsAStandaloneExperiment(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A deadline is fired by whichever replica's clock reaches it first and
+// decided by whichever replica takes the timer event, whose clock may be
+// a little behind (each knows the bus's time within its uncertainty).
+// The event is the word that the deadline came: the pause ends. Decided
+// by the behind replica's own clock, the event would change nothing, and
+// that replica's own firing, under the same event id, would be dropped by
+// the stream as a duplicate: the pause would never end.
+func TestATimerFiredAheadEndsThePauseOnAReplicaBehind(t *testing.T) {
+	srv := startServer(t)
+	behind := func() time.Time { return time.Now().Add(-time.Minute) }
+	startOrchestratorWith(t, srv.ClientURL(), Config{Now: behind})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	steps := `    canary:
+      steps: [{setWeight: 25}, {pause: {duration: 2s}}, {setWeight: 75}]`
+	request(t, c, r, "web:1", steps)
+	status.waitFor(t, r, events.TypeRolloutCompleted)
+	request(t, c, r, "web:2", steps)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := c.JetStream().KeyValue(ctx, BucketRollouts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due time.Time
+	poll.Until(t, "the pause's deadline in the record", func() error {
+		e, err := kv.Get(ctx, records.KeyOf(r))
+		if err != nil {
+			return err
+		}
+		var rec record
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return err
+		}
+		if rec.State.Revision != 2 || rec.State.Step != 1 || rec.Wakeup == nil {
+			return fmt.Errorf("revision %d step %d wakeup %v", rec.State.Revision, rec.State.Step, rec.Wakeup)
+		}
+		due = *rec.Wakeup
+		return nil
+	})
+	// Another replica, a minute ahead of this one, fires the deadline
+	// when its clock reaches it: now, by this test's clock.
+	ev, err := events.New(Source, TypeTimerFired, r.String(), timerData{Due: due})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SetID(fmt.Sprintf("timer/%s/%s/%d", r.Namespace, r.Name, due.UnixNano()))
+	if _, err := c.Publish(ctx, events.ResultSubject(TimerService, r), ev); err != nil {
+		t.Fatal(err)
+	}
+	done := waitForN(t, status, r, events.TypeRolloutCompleted, 2)
+	if s := done.Data.Status; s.Revision != 2 || s.StableRevision != 2 {
+		t.Errorf("after the pause: %+v", s)
+	}
 }

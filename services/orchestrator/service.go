@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/deadlines"
 	"github.com/sluicehq/sluice/internal/jsonlead"
@@ -61,8 +62,14 @@ type Config struct {
 	// Metrics records decisions, conflicts, task durations and rollouts
 	// by phase (default telemetry.Default()).
 	Metrics *telemetry.Metrics
-	// Now is the clock (default time.Now); tests replace it.
+	// Now is the clock (default Clock's Now, or time.Now without a
+	// Clock); tests replace it.
 	Now func() time.Time
+	// Clock is the bus's time (package clock), which the service binary
+	// sets: a deadline one replica writes into a rollout's record is
+	// compared by another, so they must all tell the same time whatever
+	// their hosts' clocks say. Run syncs it before deciding.
+	Clock *clock.Bus
 	// StateCache is how many rollouts' decoded states the replica keeps
 	// (default DefaultStateCache; StateCacheNone or any negative value:
 	// none). A busy rollout is decided on many times a second, and
@@ -88,6 +95,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+		if c.Clock != nil {
+			c.Now = c.Clock.Now
+		}
 	}
 	if c.Metrics == nil {
 		c.Metrics = telemetry.Default()
@@ -164,7 +174,7 @@ var Needs = events.Needs{
 func (s *Service) Run(ctx context.Context) error {
 	return s.lc.Run(ctx, daemon.Plan{
 		Name: "orchestrator", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
-		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start, Clock: s.cfg.Clock,
 	})
 }
 
@@ -467,8 +477,12 @@ func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev even
 	if o.From, err = events.ServiceFromSubject(del.Subject); err != nil {
 		return nil, events.Permanent(err)
 	}
+	u := &update{ref: r, obs: o, attempt: del.Attempt}
+	if td, ok := data.(*timerData); ok {
+		u.notBefore = td.Due
+	}
 	// Results for a rollout that no longer exists are stale, not errors.
-	return &update{ref: r, obs: o, attempt: del.Attempt}, nil
+	return u, nil
 }
 
 // observationKind names an observation for metrics and logs.

@@ -33,8 +33,15 @@ type orchestratorProc struct {
 
 func startOrchestrator(t *testing.T, url string, mc machine.Config) *orchestratorProc {
 	t.Helper()
+	return startOrchestratorWith(t, url, Config{Machine: mc})
+}
+
+// startOrchestratorWith starts a replica configured by cfg.
+func startOrchestratorWith(t *testing.T, url string, cfg Config) *orchestratorProc {
+	t.Helper()
 	c := connect(t, url)
-	svc, err := New(c, Config{Logger: quiet(), Machine: mc})
+	cfg.Logger = quiet()
+	svc, err := New(c, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -199,12 +200,14 @@ type Proc struct {
 	Service string // orchestrator, analyzer, replicas, traffic
 	Args    []string
 	Log     string
-	ready   string // the /readyz URL
+	Env     []string // extra environment, besides the test's
+	ready   string   // the /readyz URL
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	starts  int
 	started time.Time
+	held    chan struct{} // closed by Release; nil when not held
 }
 
 // Started returns when p was last started.
@@ -235,6 +238,11 @@ type Spec struct {
 	// BusReplicas is every service's --bus-replicas (default 1): 3 on a
 	// three-node cluster.
 	BusReplicas int
+	// Env is extra environment of processes by name ("orchestrator-1"),
+	// e.g. clock.EnvTestSkew.
+	Env map[string][]string
+	// Held names processes that are not started until Release.
+	Held []string
 	// Local runs every service binary as an operator does instead of
 	// the workers on DataPlane: sluice-replicas --platform local (each
 	// with its own state directory) and sluice-traffic --router local
@@ -289,8 +297,12 @@ func Start(t testing.TB, s Spec) *System {
 			name := fmt.Sprintf("%s-%d", service, i)
 			listen := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
 			args := append(append([]string{bins[bin], "--http-listen", listen}, common...), extra...)
-			sys.Procs = append(sys.Procs, &Proc{Name: name, Service: service, Args: args,
-				Log: filepath.Join(s.LogDir, name+".log"), ready: "http://" + listen + "/readyz"})
+			p := &Proc{Name: name, Service: service, Args: args, Env: s.Env[name],
+				Log: filepath.Join(s.LogDir, name+".log"), ready: "http://" + listen + "/readyz"}
+			if slices.Contains(s.Held, name) {
+				p.held = make(chan struct{})
+			}
+			sys.Procs = append(sys.Procs, p)
 		}
 		add("orchestrator", "sluice-orchestrator", s.Orchestrator...)
 		add("analyzer", "sluice-analyzer", "--lease-margin", "2s")
@@ -344,6 +356,16 @@ data:
 // exits (killed by the test or by itself).
 func (s *System) supervise(p *Proc) {
 	for s.ctx.Err() == nil {
+		p.mu.Lock()
+		held := p.held
+		p.mu.Unlock()
+		if held != nil {
+			select {
+			case <-held:
+			case <-s.ctx.Done():
+				return
+			}
+		}
 		f, err := os.OpenFile(p.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			s.t.Error(err)
@@ -351,6 +373,9 @@ func (s *System) supervise(p *Proc) {
 		}
 		cmd := exec.Command(p.Args[0], p.Args[1:]...)
 		cmd.Stdout, cmd.Stderr = f, f
+		if len(p.Env) > 0 {
+			cmd.Env = append(os.Environ(), p.Env...)
+		}
 		if err := cmd.Start(); err != nil {
 			f.Close()
 			s.t.Errorf("start %s: %v", p.Name, err)
@@ -430,6 +455,26 @@ func (s *System) Kill(p *Proc) bool {
 	s.kills[p.Service]++
 	s.mu.Unlock()
 	return true
+}
+
+// Hold sends SIGKILL to p and keeps it stopped until Release.
+func (s *System) Hold(p *Proc) {
+	p.mu.Lock()
+	if p.held == nil {
+		p.held = make(chan struct{})
+	}
+	p.mu.Unlock()
+	s.Kill(p)
+}
+
+// Release starts p again after Hold (or Spec.Held).
+func (s *System) Release(p *Proc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held != nil {
+		close(p.held)
+		p.held = nil
+	}
 }
 
 // KillRandom sends SIGKILL to a random process.

@@ -40,6 +40,10 @@ const (
 	// promoted: it got more than the pre-analysis weight, became stable,
 	// or was announced completed.
 	NeverPromotes = "missing-data-never-promotes"
+	// NotEarly: a timed wait (a pause's duration, an analysis's
+	// interval) ended earlier than it must by the suite's clock, by more
+	// than the tolerance.
+	NotEarly = "timed-waits-not-early"
 )
 
 // Expectation is what a rollout must end as.
@@ -102,6 +106,18 @@ type Backlog struct {
 	Pending, AckPending uint64
 }
 
+// TimedWait is one timed wait, measured by the suite's clock: it began no
+// earlier than From (a command the suite sent, a request it answered) and
+// ended no later than To (an event it received), so To-From is at least
+// its true length.
+type TimedWait struct {
+	Ref  events.Ref
+	What string // "pause of step 2", "interval of metric ticks"
+	Want time.Duration
+	From time.Time
+	To   time.Time
+}
+
 // History is everything a run recorded.
 type History struct {
 	Expect      map[events.Ref]Expectation
@@ -115,6 +131,10 @@ type History struct {
 	// rollout must be settled.
 	Cleared time.Time
 	Bound   time.Duration
+	// Waits are the timed waits measured; each must last at least its
+	// Want less Tolerance.
+	Waits     []TimedWait
+	Tolerance time.Duration
 }
 
 // Violation is one broken invariant.
@@ -147,6 +167,7 @@ func Check(h History) []Violation {
 	checkSingleDecider(h, add)
 	checkSettles(h, add)
 	checkNoPromotion(h, add)
+	checkNotEarly(h, add)
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
@@ -302,6 +323,14 @@ func checkNoPromotion(h History, add adder) {
 			if ev.Ref == r && ev.Type == events.TypeRolloutCompleted && ev.Snapshot.PodHash != e.StableHash {
 				add(NeverPromotes, r, "revision %s announced completed (%s)", ev.Snapshot.PodHash, ev.ID)
 			}
+		}
+	}
+}
+
+func checkNotEarly(h History, add adder) {
+	for _, w := range h.Waits {
+		if took := w.To.Sub(w.From); took < w.Want-h.Tolerance {
+			add(NotEarly, w.Ref, "%s lasted at most %s, want %s (tolerance %s)", w.What, took.Round(time.Millisecond), w.Want, h.Tolerance)
 		}
 	}
 }

@@ -61,6 +61,8 @@ func clean() History {
 		Backlogs:    []Backlog{{Stream: events.StreamTasks, Durable: "worker-traffic"}},
 		Cleared:     at(500),
 		Bound:       time.Second,
+		Waits:       []TimedWait{{Ref: good, What: "pause of step 1", Want: 100 * time.Millisecond, From: at(100), To: at(195)}},
+		Tolerance:   10 * time.Millisecond,
 	}
 }
 
@@ -108,6 +110,7 @@ func TestEachInvariantCatchesItsViolation(t *testing.T) {
 		{"missing data promoted", func(h *History) {
 			h.Calls = append(h.Calls[:5], route(bad, 400, 2, "b1", "b2", 50, dataplane.Applied))
 		}, NeverPromotes + ": chaos/bad: revision b2 got canary weight 50"},
+		{"pause ends early", func(h *History) { h.Waits[0].To = at(189) }, NotEarly + ": chaos/good: pause of step 1 lasted at most 89ms, want 100ms"},
 		{"missing data completed", func(h *History) {
 			h.Status = append(h.Status, StatusEvent{ID: "bad/v9/0", Type: events.TypeRolloutCompleted, Ref: bad, Time: at(700), Snapshot: events.Snapshot{Revision: 2, PodHash: "b2"}})
 		}, NeverPromotes + ": chaos/bad: revision b2 announced completed"},

@@ -1,0 +1,191 @@
+package clock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
+)
+
+// serverTime starts a real NATS server with one stream and returns the
+// reader of its time. The server runs in the test's process, so its clock
+// is the test's: the correct one.
+func serverTime(t *testing.T) ServerTime {
+	t.Helper()
+	c := eventstest.Connect(t, eventstest.StartServer(t).ClientURL())
+	ctx, cancel := context.WithTimeout(context.Background(), eventstest.Wait)
+	defer cancel()
+	if _, err := c.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "TIME", Subjects: []string{"time.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	return StreamTime(c.JetStream(), "TIME")
+}
+
+// A host whose clock is minutes or seconds off tells the bus's time once
+// synced: every reading of Now lies within the stated uncertainty of the
+// correct time, taken just before and just after it.
+func TestBusClockTellsTheBussTimeWhateverTheHostsSkew(t *testing.T) {
+	server := serverTime(t)
+	for _, skew := range []time.Duration{90 * time.Second, -90 * time.Second, 3 * time.Second, -3 * time.Second, 0} {
+		t.Run(fmt.Sprint(skew), func(t *testing.T) {
+			b := NewBus(BusConfig{Server: server, Local: func() time.Time { return time.Now().Add(skew) }, Logger: eventstest.Quiet()})
+			if b.Synced() {
+				t.Fatal("synced before Sync")
+			}
+			if err := b.Sync(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			offset, unc := b.Offset()
+			if unc > DefaultMaxUncertainty {
+				t.Fatalf("uncertainty %s above the accepted %s", unc, DefaultMaxUncertainty)
+			}
+			// The bus is ahead of this host by -skew.
+			if d := offset + skew; d > unc || d < -unc {
+				t.Errorf("offset %s, want %s within %s", offset, -skew, unc)
+			}
+			for range 100 {
+				before := time.Now()
+				now := b.Now()
+				after := time.Now()
+				if now.Before(before.Add(-unc)) || now.After(after.Add(unc)) {
+					t.Fatalf("Now %v outside [%v, %v] widened by the uncertainty %s", now, before, after, unc)
+				}
+			}
+			t.Logf("skew %s: offset %s, uncertainty %s", skew, offset, unc)
+		})
+	}
+}
+
+// script is a fake host clock and server: each reading of the server
+// takes the round trip the script gives, and reports the true time at
+// the middle of it plus err, the server's error for that reading.
+type script struct {
+	t0     time.Time
+	now    time.Duration // the local clock, as an offset from t0
+	rtts   []time.Duration
+	errs   []time.Duration
+	calls  int
+	failed error
+	// unavailable fails this many readings as a bus that does not answer.
+	unavailable int
+}
+
+func (s *script) local() time.Time { return s.t0.Add(s.now) }
+
+func (s *script) server(context.Context) (time.Time, error) {
+	if s.failed != nil {
+		return time.Time{}, s.failed
+	}
+	if s.unavailable > 0 {
+		s.unavailable--
+		return time.Time{}, nats.ErrNoResponders
+	}
+	i := s.calls % len(s.rtts)
+	s.calls++
+	at := s.t0.Add(s.now + s.rtts[i]/2 + s.errs[i])
+	s.now += s.rtts[i]
+	return at, nil
+}
+
+// Sync keeps the reading with the shortest round trip: a slow reading's
+// server time could be anywhere within it.
+func TestSyncKeepsTheFastestReading(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0),
+		rtts: []time.Duration{300 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond},
+		// The slow readings are off by most of their round trip.
+		errs: []time.Duration{140 * time.Millisecond, 0, -45 * time.Millisecond}}
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 3, Logger: eventstest.Quiet()})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	offset, unc := b.Offset()
+	if offset != 0 || unc != 10*time.Millisecond {
+		t.Errorf("offset %s, uncertainty %s; want 0 within 10ms (the 20ms reading)", offset, unc)
+	}
+	s.now += time.Hour
+	if got, want := b.Now(), s.local(); !got.Equal(want) {
+		t.Errorf("an hour later Now is %v, want %v", got, want)
+	}
+}
+
+// A bus that answers only slowly is no reference: Sync says so, wrapping
+// ErrUncertain and context.DeadlineExceeded (a service retries it as a
+// bus that did not answer), and the clock stays unsynced.
+func TestSyncRefusesReadingsTooSlowToTrust(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{time.Second}, errs: []time.Duration{0}}
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Logger: eventstest.Quiet()})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := b.Sync(ctx)
+	if !errors.Is(err, ErrUncertain) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync = %v, want ErrUncertain", err)
+	}
+	if b.Synced() {
+		t.Error("a refused sync left the clock synced")
+	}
+}
+
+// A bus that does not answer yet is waited for; one that refuses (here,
+// an error that is not events.Unavailable) is reported at once.
+func TestSyncWaitsForABusThatDoesNotAnswerYet(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{10 * time.Millisecond}, errs: []time.Duration{0}, unavailable: 12}
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Logger: eventstest.Quiet()})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatalf("Sync = %v, want it to wait for the bus", err)
+	}
+	if !b.Synced() {
+		t.Error("not synced")
+	}
+}
+
+// A failed resync keeps the last estimate: the server's error is
+// returned, and Now still tells the bus's time.
+func TestFailedSyncKeepsTheLastEstimate(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{10 * time.Millisecond}, errs: []time.Duration{0}}
+	ahead := func() time.Time { return s.local().Add(-90 * time.Second) } // this host is 90s behind
+	b := NewBus(BusConfig{Server: s.server, Local: ahead, Samples: 1, Logger: eventstest.Quiet()})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.failed = errors.New("no responders")
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Sync(ctx); err == nil || err.Error() != "no responders" {
+		t.Fatalf("Sync = %v, want the server's error", err)
+	}
+	s.now += time.Minute
+	if got, want := b.Now(), s.local(); !got.Equal(want) {
+		t.Errorf("Now %v after a failed resync, want the bus's %v", got, want)
+	}
+}
+
+func TestParseSkew(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{{"", 0, false}, {"90s", 90 * time.Second, false}, {"-3s", -3 * time.Second, false}, {"soon", 0, true}} {
+		got, err := parseSkew(c.in)
+		if got != c.want || (err != nil) != c.err {
+			t.Errorf("parseSkew(%q) = %s, %v; want %s, error %v", c.in, got, err, c.want, c.err)
+		}
+	}
+}
+
+// A release binary cannot be skewed: the variable is reported as ignored.
+func TestReleaseBuildIgnoresTheTestSkew(t *testing.T) {
+	if TestBuild {
+		t.Log("this is a test build (tag sluicetest): the release behaviour is checked without the tag")
+		return
+	}
+	t.Setenv(EnvTestSkew, "90s")
+	if d, err := readTestSkew(); d != 0 || err == nil {
+		t.Errorf("release build read skew %s, %v; want 0 and an error saying it is ignored", d, err)
+	}
+}
