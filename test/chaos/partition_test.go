@@ -3,9 +3,12 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -68,8 +71,9 @@ func atEnd(st machine.State, abort bool, revision int64) bool {
 // hosts n1, n2, n3, and two of every service on hosts a and b, with the
 // workers on the recording data plane in the test's own namespace. The
 // processes of host b know only n2 and n3; orchestrator-1 on host a knows
-// only n1. While rollouts move, it cuts host a from the bus, cuts n1 from
-// its peers (so orchestrator-1 is on the minority side, still running),
+// only n1. While rollouts move, it cuts host a from the bus, partitions n1
+// and host a from the rest (orchestrator-1 and host a's workers on the
+// minority side, still running and reaching the data plane),
 // makes host b's link lossy and slow, isolates host a from the bus and
 // the data plane, pauses (SIGSTOP) the workers of host a while their
 // effects are slow, and flaps host a's link to the bus.
@@ -190,6 +194,12 @@ func TestPartitions(t *testing.T) {
 		return true
 	}, poll.Timeout(3*time.Minute), poll.Every(100*time.Millisecond))
 
+	minority, majoritySide := []*netns.Host{n1, a}, []*netns.Host{n2, n3, b}
+	var (
+		decidedBefore float64
+		partitioned   time.Time
+		majorityDone  time.Duration
+	)
 	paused := []*systest.Proc{sys.Proc("replicas-1"), sys.Proc("traffic-1")}
 	// The faults, one per update wave. Each injects at the start of its
 	// wave and heals after sz.hold (flapping toggles the link until then).
@@ -204,9 +214,24 @@ func TestPartitions(t *testing.T) {
 		{name: "host a cut from the bus",
 			inject: func() error { return lan.Partition([]*netns.Host{a}, nodes) },
 			heal:   func() error { return lan.HealPartition([]*netns.Host{a}, nodes) }},
-		{name: "n1 cut from its peers, orchestrator-1 on the minority side",
-			inject: func() error { return lan.Partition([]*netns.Host{n1}, []*netns.Host{n2, n3}) },
-			heal:   func() error { return lan.HealPartition([]*netns.Host{n1}, []*netns.Host{n2, n3}) },
+		// Host a goes with n1: a client learns every node's URL from the
+		// one it knows and fails over to them, so only a partition keeps
+		// orchestrator-1 on the minority side.
+		{name: "n1 and host a cut from n2, n3 and host b, orchestrator-1 on the minority side",
+			inject: func() error {
+				decidedBefore = decisionsStored(t, sys.Proc("orchestrator-1"))
+				partitioned = time.Now()
+				return lan.Partition(minority, majoritySide)
+			},
+			heal: func() error {
+				// orchestrator-1 must not act: none of its decisions was
+				// stored while it had no quorum (its /metrics is reached
+				// from the test's namespace, on neither side).
+				if n := decisionsStored(t, sys.Proc("orchestrator-1")); n != decidedBefore {
+					t.Errorf("orchestrator-1 stored %v decisions on the minority side, want none", n-decidedBefore)
+				}
+				return lan.HealPartition(minority, majoritySide)
+			},
 			during: func(wave int64) {
 				// The majority side carries on: every rollout completes
 				// its update while n1 and orchestrator-1 are cut off.
@@ -218,6 +243,7 @@ func TestPartitions(t *testing.T) {
 					}
 					return true
 				}, poll.Timeout(sz.bound), poll.Every(200*time.Millisecond))
+				majorityDone = time.Since(partitioned).Round(10 * time.Millisecond)
 			}},
 		{name: "host b's link loses 10% of packets at 1 Mbit/s",
 			inject: func() error { return lan.Shape(b, netns.Link{Loss: 10, Rate: 1_000_000}) },
@@ -374,6 +400,7 @@ func TestPartitions(t *testing.T) {
 	for _, s := range settles {
 		fmt.Fprintf(&b2, "  %s\n", s)
 	}
+	fmt.Fprintf(&b2, "the majority side completed every update %s after the partition began\n", majorityDone)
 	fmt.Fprintf(&b2, "flaps (cuts of host a's link to the bus): %d\n", flaps)
 	fmt.Fprintf(&b2, "data plane calls: %d (%s)\n", len(h.Calls), breakdown(calls))
 	fmt.Fprintf(&b2, "status events: %d; state writes seen: %d; dead letters: %d\n", len(h.Status), len(h.Writes), len(h.DeadLetters))
@@ -388,4 +415,33 @@ func TestPartitions(t *testing.T) {
 	for _, v := range violations {
 		t.Error(v)
 	}
+}
+
+// decisionsStored is the orchestrator's count of decisions it stored
+// (sluice_orchestrator_decisions_total with result "changed": counted once
+// the compare-and-swap write succeeded).
+func decisionsStored(t *testing.T, p *systest.Proc) float64 {
+	t.Helper()
+	resp, err := http.Get(p.URL("/metrics"))
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s metrics: %v", p.Name, err)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "sluice_orchestrator_decisions_total{") || !strings.Contains(line, `result="changed"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("%s metrics: %q: %v", p.Name, line, err)
+		}
+		sum += v
+	}
+	return sum
 }

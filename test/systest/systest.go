@@ -436,6 +436,9 @@ func (p *Proc) NotReady() string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 }
 
+// URL is the address of path on p's HTTP server (/metrics, ...).
+func (p *Proc) URL(path string) string { return strings.TrimSuffix(p.ready, "/readyz") + path }
+
 // Proc returns the process named name, or nil.
 func (s *System) Proc(name string) *Proc {
 	for _, p := range s.Procs {
