@@ -66,11 +66,12 @@ bench-kube:
 	$(GO) test -run '^$$' -bench CanaryUpdate -benchtime 10x ./test/kube && \
 	$(GO) test -run '^$$' -bench Start -benchtime 3x ./internal/kubetest
 
-## chaos: the long fault-injection run (180 rollouts, eight updates each,
-## about 2.5 minutes of faults); `make test` runs the short form.
+## chaos: the long fault-injection runs (180 rollouts, eight updates each,
+## about 2.5 minutes of faults; then 18 rollouts through six network
+## partitions of 40 s each, as root); `make test` runs the short forms.
 ## Figures go to docs/reliability.md.
 chaos:
-	SLUICE_CHAOS=full $(GO) test -run TestChaos -count=1 -v -timeout 30m ./test/chaos
+	SLUICE_CHAOS=full $(GO) test -run 'TestChaos$$|TestPartitions' -count=1 -v -timeout 45m ./test/chaos
 
 ## fuzz: fuzz the event decoder (FUZZTIME=1m by default)
 FUZZTIME ?= 1m

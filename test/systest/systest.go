@@ -249,6 +249,22 @@ type Spec struct {
 	// beside the orchestrator and the analyzer, and sluice-gateway and
 	// sluice-notifier too. DataPlane is then not needed.
 	Local bool
+	// Place, when set, says where process name (orchestrator-1,
+	// traffic-2, ...) runs: the partition tests run each in a host of a
+	// test network (package netns).
+	Place func(name string) Placement
+}
+
+// Placement is where one process runs.
+type Placement struct {
+	// Wrap is the command prefix it runs under, e.g. netns.Host.Wrap().
+	Wrap []string
+	// Host is the address its --http-listen binds, one the test reaches
+	// (default 127.0.0.1).
+	Host string
+	// NATS, when set, replaces Spec.NATS as its --nats-url: a process
+	// that may reach only some of the nodes.
+	NATS string
 }
 
 // System is every service process, supervised.
@@ -287,7 +303,7 @@ func Start(t testing.TB, s Spec) *System {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	sys := &System{t: t, ctx: ctx, stop: cancel, restart: s.Restart, kills: map[string]int{}}
-	common := []string{"--nats-url", s.NATS, "--bus-ack-wait", s.AckWait.String(), "--bus-replicas", strconv.Itoa(s.BusReplicas), "--log-level", "info"}
+	common := []string{"--bus-ack-wait", s.AckWait.String(), "--bus-replicas", strconv.Itoa(s.BusReplicas), "--log-level", "info"}
 	var edge []string // the gateway's and notifier's configuration files
 	if s.Local {
 		edge = edgeConfig(t)
@@ -295,8 +311,19 @@ func Start(t testing.TB, s Spec) *System {
 	for i := 1; i <= s.Replicas; i++ {
 		add := func(service, bin string, extra ...string) {
 			name := fmt.Sprintf("%s-%d", service, i)
-			listen := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
-			args := append(append([]string{bins[bin], "--http-listen", listen}, common...), extra...)
+			var place Placement
+			if s.Place != nil {
+				place = s.Place(name)
+			}
+			if place.Host == "" {
+				place.Host = "127.0.0.1"
+			}
+			if place.NATS == "" {
+				place.NATS = s.NATS
+			}
+			listen := net.JoinHostPort(place.Host, strconv.Itoa(FreePort(t)))
+			args := append(append([]string{}, place.Wrap...), bins[bin], "--http-listen", listen, "--nats-url", place.NATS)
+			args = append(append(args, common...), extra...)
 			p := &Proc{Name: name, Service: service, Args: args, Env: s.Env[name],
 				Log: filepath.Join(s.LogDir, name+".log"), ready: "http://" + listen + "/readyz"}
 			if slices.Contains(s.Held, name) {
@@ -434,6 +461,9 @@ func (p *Proc) NotReady() string {
 	return fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 }
 
+// URL is the address of path on p's HTTP server (/metrics, ...).
+func (p *Proc) URL(path string) string { return strings.TrimSuffix(p.ready, "/readyz") + path }
+
 // Proc returns the process named name, or nil.
 func (s *System) Proc(name string) *Proc {
 	for _, p := range s.Procs {
@@ -475,6 +505,20 @@ func (s *System) Release(p *Proc) {
 		close(p.held)
 		p.held = nil
 	}
+}
+
+// Pause stops p with SIGSTOP, as a long GC pause or a frozen VM does: it
+// keeps its connections and its work in hand and does nothing until
+// Resume. It reports false when p was not running.
+func (s *System) Pause(p *Proc) bool { return p.signal(syscall.SIGSTOP) }
+
+// Resume continues p after Pause (SIGCONT).
+func (s *System) Resume(p *Proc) bool { return p.signal(syscall.SIGCONT) }
+
+func (p *Proc) signal(sig syscall.Signal) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && p.cmd.Process != nil && p.cmd.Process.Signal(sig) == nil
 }
 
 // KillRandom sends SIGKILL to a random process.
@@ -528,6 +572,7 @@ func RSS(pid int) int64 {
 func (s *System) Shutdown() {
 	s.stop()
 	s.signalAll(syscall.SIGTERM)
+	s.signalAll(syscall.SIGCONT) // a paused process must run to exit
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {

@@ -6,11 +6,14 @@
 package invariants
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/test/systest/dataplane"
 )
@@ -44,6 +47,13 @@ const (
 	// interval) ended earlier than it must by the suite's clock, by more
 	// than the tolerance.
 	NotEarly = "timed-waits-not-early"
+	// Agrees: at the end the data plane disagrees with the rollout's
+	// record: the routing it last applied is not the routing the state
+	// says is in effect, or the replica counts it last applied are not
+	// the ones the state last asked for. A superseded effect that got
+	// through (a partitioned or paused worker's, or a deposed
+	// orchestrator's) leaves it so.
+	Agrees = "data-plane-agrees"
 )
 
 // Expectation is what a rollout must end as.
@@ -90,6 +100,11 @@ type Final struct {
 	// SettledAt is when the rollout was first seen in its final phase at
 	// its final revision (zero: never).
 	SettledAt time.Time
+	// Routing is the routing the state records as in effect (nil: none
+	// yet); Replicas the replica count it last asked for, by pod hash, for
+	// every revision with more than zero.
+	Routing  *tasks.Route
+	Replicas map[string]int32
 }
 
 // DeadLetter is one dead-lettered event.
@@ -168,6 +183,7 @@ func Check(h History) []Violation {
 	checkSettles(h, add)
 	checkNoPromotion(h, add)
 	checkNotEarly(h, add)
+	checkAgrees(h, add)
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
@@ -333,4 +349,66 @@ func checkNotEarly(h History, add adder) {
 			add(NotEarly, w.Ref, "%s lasted at most %s, want %s (tolerance %s)", w.What, took.Round(time.Millisecond), w.Want, h.Tolerance)
 		}
 	}
+}
+// Disagreements lists where the data plane's last applied routing and
+// replica counts differ from each expected rollout's record, for the suite
+// to wait until they agree before it checks (a scale-down or route in
+// flight when the rollouts settled disagrees for a moment).
+func Disagreements(h History) []Violation {
+	var out []Violation
+	checkAgrees(h, func(inv string, r events.Ref, format string, args ...any) {
+		out = append(out, Violation{Invariant: inv, Rollout: r.String(), Detail: fmt.Sprintf(format, args...)})
+	})
+	return out
+}
+
+func checkAgrees(h History, add adder) {
+	type last struct {
+		route *tasks.Route
+		scale map[string]int32
+	}
+	applied := map[events.Ref]*last{}
+	for _, c := range h.Calls {
+		if c.Outcome == dataplane.Stale {
+			continue
+		}
+		l := applied[c.Ref]
+		if l == nil {
+			l = &last{}
+			applied[c.Ref] = l
+		}
+		switch c.Kind {
+		case dataplane.KindRoute:
+			l.route = c.Route
+		case dataplane.KindScale:
+			l.scale = map[string]int32{}
+			for _, rv := range c.Scale {
+				if rv.Replicas > 0 && !c.Remove {
+					l.scale[rv.PodHash] = rv.Replicas
+				}
+			}
+		}
+	}
+	for r := range h.Expect {
+		f, l := h.Final[r], applied[r]
+		if l == nil {
+			l = &last{}
+		}
+		if got, want := routeString(l.route), routeString(f.Routing); got != want {
+			add(Agrees, r, "the data plane routes %s, the record says %s", got, want)
+		}
+		if len(l.scale) > 0 || len(f.Replicas) > 0 {
+			if !maps.Equal(l.scale, f.Replicas) {
+				add(Agrees, r, "the data plane runs %v replicas, the record asked for %v", l.scale, f.Replicas)
+			}
+		}
+	}
+}
+
+func routeString(rt *tasks.Route) string {
+	if rt == nil || rt.Remove {
+		return "nothing"
+	}
+	b, _ := json.Marshal(rt)
+	return string(b)
 }

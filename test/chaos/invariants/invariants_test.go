@@ -1,6 +1,8 @@
 package invariants
 
 import (
+	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,28 @@ func route(r events.Ref, ms int, seq int64, stable, canary string, weight int32,
 	}
 }
 
+func scale(r events.Ref, ms int, seq int64, replicas map[string]int32, outcome string) dataplane.Record {
+	var revs []tasks.RevisionScale
+	for _, hash := range sortedHashes(replicas) {
+		revs = append(revs, tasks.RevisionScale{PodHash: hash, Replicas: replicas[hash]})
+	}
+	return dataplane.Record{
+		Call:    dataplane.Call{Kind: dataplane.KindScale, Ref: r, Seq: seq, Scale: revs},
+		At:      at(ms),
+		Outcome: outcome,
+		Content: fmt.Sprint(replicas),
+	}
+}
+
+func sortedHashes(m map[string]int32) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
 func step(i int32) *int32 { return &i }
 
 // clean is the history of one good rollout that completed and one whose
@@ -39,8 +63,10 @@ func clean() History {
 			bad:  {Phase: "Degraded", Revisions: 2, NoPromotion: true, StableHash: "b1", MaxWeight: 20},
 		},
 		Final: map[events.Ref]Final{
-			good: {Phase: "Healthy", Revision: 2, PodHash: "g2", StableHash: "g2", SettledAt: at(900)},
-			bad:  {Phase: "Degraded", Revision: 2, PodHash: "b2", StableHash: "b1", SettledAt: at(800)},
+			good: {Phase: "Healthy", Revision: 2, PodHash: "g2", StableHash: "g2", SettledAt: at(900),
+				Routing: &tasks.Route{StableHash: "g2", CanaryHash: "g2"}, Replicas: map[string]int32{"g2": 3}},
+			bad: {Phase: "Degraded", Revision: 2, PodHash: "b2", StableHash: "b1", SettledAt: at(800),
+				Routing: &tasks.Route{StableHash: "b1", CanaryHash: "b2"}, Replicas: map[string]int32{"b1": 3}},
 		},
 		Calls: []dataplane.Record{
 			route(good, 100, 1, "g1", "g2", 20, dataplane.Applied),
@@ -50,6 +76,11 @@ func clean() History {
 			route(bad, 100, 1, "b1", "b2", 20, dataplane.Applied),
 			route(bad, 700, 2, "b1", "b2", 0, dataplane.Applied),
 			route(bad, 750, 1, "b1", "b2", 20, dataplane.Stale),
+			scale(good, 80, 1, map[string]int32{"g1": 3, "g2": 1}, dataplane.Applied),
+			scale(good, 400, 2, map[string]int32{"g1": 0, "g2": 3}, dataplane.Applied),
+			scale(bad, 80, 1, map[string]int32{"b1": 3, "b2": 1}, dataplane.Applied),
+			scale(bad, 760, 2, map[string]int32{"b1": 3, "b2": 0}, dataplane.Applied),
+			scale(bad, 770, 1, map[string]int32{"b1": 3, "b2": 1}, dataplane.Stale), // a late copy
 		},
 		Status: []StatusEvent{
 			{ID: "good/v3/0", Type: events.TypeRolloutStepStarted, Ref: good, Time: at(90), Snapshot: events.Snapshot{Revision: 2, PodHash: "g2"}, Step: step(0)},
@@ -114,6 +145,14 @@ func TestEachInvariantCatchesItsViolation(t *testing.T) {
 		{"missing data completed", func(h *History) {
 			h.Status = append(h.Status, StatusEvent{ID: "bad/v9/0", Type: events.TypeRolloutCompleted, Ref: bad, Time: at(700), Snapshot: events.Snapshot{Revision: 2, PodHash: "b2"}})
 		}, NeverPromotes + ": chaos/bad: revision b2 announced completed"},
+		{"a superseded route applied last", func(h *History) {
+			// A deposed orchestrator's decision, numbered past the one
+			// the record holds, reached the data plane after it.
+			h.Calls = append(h.Calls, route(good, 800, 3, "g1", "g2", 20, dataplane.Applied))
+		}, Agrees + `: chaos/good: the data plane routes {"strategy":"","stableHash":"g1","canaryHash":"g2","canaryWeight":20`},
+		{"replicas differ from the record", func(h *History) {
+			h.Calls = append(h.Calls, scale(good, 900, 3, map[string]int32{"g1": 3, "g2": 3}, dataplane.Applied))
+		}, Agrees + ": chaos/good: the data plane runs map[g1:3 g2:3] replicas, the record asked for map[g2:3]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

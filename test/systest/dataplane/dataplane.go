@@ -97,8 +97,12 @@ func (s *Server) SetFaults(on bool) {
 }
 
 // NewServer starts a data plane on a free port of 127.0.0.1.
-func NewServer() (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func NewServer() (*Server, error) { return Listen("127.0.0.1:0") }
+
+// Listen starts a data plane on addr ("host:0" for a free port), for
+// workers that reach it from another network namespace.
+func Listen(addr string) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
