@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -187,10 +188,17 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 		return ok && st.Revision == 2 && st.Phase == "Paused" && st.Step == 1
 	}, poll.Timeout(2*time.Minute), poll.Every(50*time.Millisecond))
 
-	leader, err := b.nats.Leader(b.ctx, f.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Right after the last fault healed, one request may still find no
+	// leader: ask until one answers.
+	var leader *systest.NATSNode
+	poll.Until(t, "the leader of "+f.stream, func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		leader, err = b.nats.Leader(ctx, f.stream)
+		return err
+	}, poll.Timeout(time.Minute))
+	var err error
 	fault := "SIGKILL"
 	if f.wipe {
 		fault = "SIGKILL, store wiped, started again"
@@ -208,7 +216,9 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := b.watchLeaders(t, f.stream, leader)
+	var out atomic.Bool
+	out.Store(true)
+	took := b.watchLeaders(t, f.stream, leader, &out)
 	if f.wipe {
 		// The node comes back at once, without its store, as a host
 		// whose disk was replaced does.
@@ -218,6 +228,7 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 		if err := leader.Start(); err != nil {
 			t.Fatal(err)
 		}
+		out.Store(false)
 	}
 
 	cmd := events.TypeRolloutPromote
@@ -232,6 +243,7 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 			if err := leader.Resume(); err != nil {
 				t.Error(err)
 			}
+			out.Store(false)
 			resumed <- time.Now()
 		})
 	}
@@ -294,9 +306,9 @@ type leaderTimes struct {
 
 // watchLeaders polls, through the nodes other than old, who leads stream
 // and every raft group on the rollout's path until each has a leader
-// other than old, and returns a function that waits for that and says
+// other than old (or any leader, once out says old is back), and returns a function that waits for that and says
 // when each was first seen (zero if not within two minutes).
-func (b *clusteredBus) watchLeaders(t *testing.T, stream string, old *systest.NATSNode) func() leaderTimes {
+func (b *clusteredBus) watchLeaders(t *testing.T, stream string, old *systest.NATSNode, out *atomic.Bool) func() leaderTimes {
 	var urls []string
 	for _, n := range b.nats.Nodes {
 		if n != old {
@@ -333,7 +345,9 @@ func (b *clusteredBus) watchLeaders(t *testing.T, stream string, old *systest.NA
 			}
 			c = cons.CachedInfo().Cluster
 		}
-		return c != nil && c.Leader != "" && c.Leader != old.Name
+		// A node that is back (resumed, or started again) may lead
+		// again.
+		return c != nil && c.Leader != "" && (c.Leader != old.Name || !out.Load())
 	}
 	var seen leaderTimes
 	done := make(chan struct{})
