@@ -284,10 +284,14 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 			_ = clients[i].Close()
 		}
 	}()
+	// Its own server may answer late (a busy machine, a large store to
+	// recover): like every service binary, sluice dev waits for the bus,
+	// saying so on /readyz and in its log, instead of giving up after a
+	// fixed time (issue 21).
 	client := func(name string) (*events.Client, error) {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		c, err := events.Connect(cctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name}, events.WithLogger(log.With("service", name)), events.WithObserver(proc.Metrics(), 0), events.WithAckWait(bus.AckWait))
+		c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{srv.ClientURL()}, Name: "sluice-dev-" + name},
+			events.WithLogger(log.With("service", name)), events.WithObserver(proc.Metrics(), 0), events.WithAckWait(bus.AckWait),
+			events.WithWaitReport(proc.WaitReport(srv.ClientURL())))
 		if err == nil {
 			clients = append(clients, c)
 		}
@@ -297,23 +301,23 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	err = admin.Provision(pctx, bus)
-	cancel()
-	if err != nil {
+	if err := proc.WaitForBus(ctx, func(ctx context.Context) error { return admin.Provision(ctx, bus) }); err != nil {
 		return err
 	}
 	metricsURL := "http://" + proc.Addr() + "/metrics"
 
 	// Prometheus scrapes sluice dev (the proxies) and every ready app process.
 	apps := &appTargets{byKey: map[string]endpoints.Revision{}}
-	eps, err := endpoints.Open(ctx, admin.JetStream(), bus)
-	if err != nil {
-		return err
-	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	if err := eps.Watch(wctx, apps.update); err != nil {
+	err = proc.WaitForBus(ctx, func(ctx context.Context) error {
+		eps, err := endpoints.Open(ctx, admin.JetStream(), bus)
+		if err != nil {
+			return err
+		}
+		return eps.Watch(wctx, apps.update)
+	})
+	if err != nil {
 		return err
 	}
 	prom, err := promserver.Start(ctx, promserver.Config{
@@ -346,8 +350,8 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 	if o.Notifier.DashboardURL == "" && cfg.dashboardOn() {
 		o.Notifier.DashboardURL = "http://" + cfg.DashboardListen
 	}
-	var services []daemon.Named
-	var dashboard, chat interface{ Addr() net.Addr }
+	names := []string{}
+	conns := map[string]*events.Client{}
 	for _, name := range assembly.Names {
 		if name == assembly.Gateway && !cfg.dashboardOn() || name == assembly.Notifier && cfg.Notifications == "" {
 			continue
@@ -356,21 +360,28 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 		if err != nil {
 			return err
 		}
-		svcLog := log.With("service", name)
-		svc, err := o.Build(name, "sluice-dev", proc.Env(c, bus, svcLog, cfg.Process.StopTimeout))
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		services = append(services, daemon.Named{Name: name, Service: svc})
-		if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Gateway {
-			dashboard = a
-		}
-		if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Notifier {
-			chat = a
-		}
+		names, conns[name] = append(names, name), c
 	}
-
-	err = proc.Run(ctx, func() {
+	var dashboard, chat interface{ Addr() net.Addr }
+	build := func() ([]daemon.Named, error) {
+		var services []daemon.Named
+		for _, name := range names {
+			svc, err := o.Build(name, "sluice-dev", proc.Env(conns[name], bus, log.With("service", name), cfg.Process.StopTimeout))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+			services = append(services, daemon.Named{Name: name, Service: svc})
+			if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Gateway {
+				dashboard = a
+			}
+			if a, ok := svc.(interface{ Addr() net.Addr }); ok && name == assembly.Notifier {
+				chat = a
+			}
+		}
+		return services, nil
+	}
+	var banner sync.Once
+	ready := func() {
 		if dashboard != nil {
 			fmt.Fprintf(out, "sluice dev: dashboard and HTTP API  %s\n", dashboardURL(dashboard.Addr()))
 		}
@@ -387,7 +398,17 @@ func runDev(ctx context.Context, cfg devConfig, out, errOut io.Writer) error {
 			fmt.Fprintln(out, "sluice dev: each rollout's proxy listens on its local.sluice.io/listen annotation (logged as 'proxy listening')")
 		}
 		fmt.Fprintln(out, "sluice dev: press Ctrl-C to stop")
-	}, services...)
+	}
+	// A run the bus failed (a start that timed out while the services
+	// provision their buckets, say) is built and run again, as a service
+	// binary's is (daemon.WaitForBus).
+	err = proc.WaitForBus(ctx, func(ctx context.Context) error {
+		services, err := build()
+		if err != nil {
+			return err
+		}
+		return proc.Run(ctx, func() { banner.Do(ready) }, services...)
+	})
 	if ctx.Err() != nil {
 		fmt.Fprintln(out, "sluice dev: stopped")
 	}

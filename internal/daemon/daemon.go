@@ -217,7 +217,7 @@ func run(ctx context.Context, s Spec, conn events.ConnConfig, flags Flags, log *
 	defer p.Close()
 	p.setWaiting("connecting to NATS at " + conn.Address())
 	client, err := events.Connect(ctx, conn, events.WithLogger(log), events.WithObserver(p.Metrics(), 0), events.WithAckWait(bus.AckWait),
-		events.WithWaitReport(func(w events.Wait) { p.setWaiting("waiting for NATS at " + conn.Address() + ": " + w.String()) }))
+		events.WithWaitReport(p.WaitReport(conn.Address())))
 	if err != nil {
 		return err
 	}
@@ -251,10 +251,27 @@ func runService(ctx context.Context, p *Process, name string, build func() (Serv
 		}
 		return err
 	}
-	return events.Retry(ctx, events.DefaultBackoff, attempt, func(w events.Wait) {
+	return p.WaitForBus(ctx, attempt)
+}
+
+// WaitForBus calls op until it returns nil or an error other than the bus
+// not answering (events.Unavailable), with events.DefaultBackoff between
+// attempts and no limit but ctx, while /readyz says what the process waits
+// for and the log says why (msg="waiting for the bus"). It is how a
+// process waits for a bus that is not ready instead of exiting: a service
+// binary's start (runService) and sluice dev's provisioning and services
+// alike.
+func (p *Process) WaitForBus(ctx context.Context, op func(context.Context) error) error {
+	return events.Retry(ctx, events.DefaultBackoff, op, func(w events.Wait) {
 		p.cfg.Log.Warn("waiting for the bus", "attempt", w.Attempt, "error", w.Err, "retry_in", w.Next.Round(time.Millisecond))
 		p.setWaiting("waiting for the bus: " + w.String())
 	})
+}
+
+// WaitReport is the events.WithWaitReport of a connection to the NATS
+// servers at addr: /readyz says that the process waits for them, and why.
+func (p *Process) WaitReport(addr string) func(events.Wait) {
+	return func(w events.Wait) { p.setWaiting("waiting for NATS at " + addr + ": " + w.String()) }
 }
 
 // ProcessConfig configures a Process.

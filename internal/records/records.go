@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -114,12 +115,12 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 	if err != nil {
 		return 0, events.Permanent(fmt.Errorf("encode %s %s: %w", s.cfg.Name, key, err))
 	}
-	var written uint64
-	if rev == 0 {
-		written, err = s.kv.Create(ctx, key, data)
-	} else {
-		written, err = s.kv.Update(ctx, key, data, rev)
-	}
+	written, err := whileNoLeader(ctx, func() (uint64, error) {
+		if rev == 0 {
+			return s.kv.Create(ctx, key, data)
+		}
+		return s.kv.Update(ctx, key, data, rev)
+	})
 	if isConflict(err) {
 		return 0, fmt.Errorf("save %s %s: %w", s.cfg.Name, key, ErrConflict)
 	}
@@ -133,7 +134,7 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 // Delete removes the entry under key if it is still at revision rev. It
 // returns an error wrapping ErrConflict when the entry has changed.
 func (s *Store[T]) Delete(ctx context.Context, key string, rev uint64) error {
-	err := s.kv.Delete(ctx, key, jetstream.LastRevision(rev))
+	_, err := whileNoLeader(ctx, func() (uint64, error) { return 0, s.kv.Delete(ctx, key, jetstream.LastRevision(rev)) })
 	if isConflict(err) {
 		return fmt.Errorf("delete %s %s: %w", s.cfg.Name, key, ErrConflict)
 	}
@@ -142,6 +143,34 @@ func (s *Store[T]) Delete(ctx context.Context, key string, rev uint64) error {
 	}
 	s.cache.forget(key)
 	return nil
+}
+
+// leaderWait bounds how long a write waits for its bucket's stream to
+// have a leader again. An election takes seconds; a bucket nobody answers
+// for longer (deleted, or its cluster lost its quorum) is an error for the
+// caller, whose message is then retried with its own backoff.
+const leaderWait = 30 * time.Second
+
+// whileNoLeader calls write again while no leader of the bucket's stream
+// takes it (events.NoLeader: nothing was stored), up to leaderWait, so
+// that a handler whose write lands while the node leading the bucket has
+// died waits for the new leader instead of failing its message into a
+// backoff that outlasts the election (issue 21).
+func whileNoLeader(ctx context.Context, write func() (uint64, error)) (uint64, error) {
+	deadline := time.Now().Add(leaderWait)
+	for attempt := 1; ; attempt++ {
+		rev, err := write()
+		if !events.NoLeader(err) || time.Now().After(deadline) {
+			return rev, err
+		}
+		t := time.NewTimer(events.LeaderBackoff.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return rev, err
+		case <-t.C:
+		}
+	}
 }
 
 // Keys returns the keys of the bucket's entries.

@@ -56,6 +56,16 @@ type ConnConfig struct {
 	MaxReconnectWait time.Duration
 	// ConnectTimeout bounds one dial; Connect retries dials until its context ends.
 	ConnectTimeout time.Duration
+	// PingInterval is how often the client asks the server for a pong,
+	// and MaxPingsOut how many may go unanswered before the connection is
+	// taken for dead and the client reconnects to another server of the
+	// cluster. A server that froze (SIGSTOP, a VM paused, a long stall)
+	// keeps its sockets open, so nothing else notices: with nats.go's
+	// defaults (2 min, 2) every publish and pull through it hung for 4 to
+	// 6 minutes (issue 21). Defaults 1s and 3: a frozen server is left
+	// within about 4 s.
+	PingInterval time.Duration
+	MaxPingsOut  int
 	// DrainTimeout bounds Close's wait for in-flight messages.
 	DrainTimeout time.Duration
 }
@@ -73,6 +83,12 @@ func (c *ConnConfig) Defaults() {
 	}
 	if c.ConnectTimeout == 0 {
 		c.ConnectTimeout = 2 * time.Second
+	}
+	if c.PingInterval == 0 {
+		c.PingInterval = time.Second
+	}
+	if c.MaxPingsOut == 0 {
+		c.MaxPingsOut = 3
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
@@ -106,6 +122,9 @@ func (c ConnConfig) Validate() error {
 	}
 	if (c.Cert == "") != (c.Key == "") {
 		bad("--nats-cert and --nats-key go together")
+	}
+	if c.PingInterval < 0 || c.MaxPingsOut < 0 {
+		bad("ping interval %s and max pings out %d must not be negative", c.PingInterval, c.MaxPingsOut)
 	}
 	if p := c.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t") || strings.HasSuffix(p, ".") || strings.HasPrefix(p, ".")) {
 		bad("--nats-inbox-prefix %q: want a subject prefix without wildcards, spaces or a leading or trailing dot, e.g. _INBOX_orchestrator", p)
@@ -156,6 +175,8 @@ func (c ConnConfig) natsOptions(log *slog.Logger) ([]nats.Option, error) {
 		nats.Name(c.Name),
 		nats.MaxReconnects(-1),
 		nats.Timeout(c.ConnectTimeout),
+		nats.PingInterval(c.PingInterval),
+		nats.MaxPingsOutstanding(c.MaxPingsOut),
 		nats.DrainTimeout(c.DrainTimeout),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			return backoffDelay(attempts, c.ReconnectWait, c.MaxReconnectWait)

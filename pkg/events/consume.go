@@ -191,10 +191,20 @@ type Subscription struct {
 }
 
 // The pull iterator's request lifetime and idle heartbeat, set explicitly
-// (they are nats.go's defaults) because the loop's recheck depends on them.
+// because the loop's recheck depends on them.
+//
+// A pull request lives at the consumer's leader only. When that leader
+// dies or freezes (a node of a JetStream cluster killed or paused), the
+// request is gone with it and nothing tells the client: it notices only
+// when the server's idle heartbeats stop, after 2*pullHeartbeat, and then
+// pulls again, which reaches the new leader once one is elected. nats.go's
+// default heartbeat (15 s) made a promote wait 30 s and more after a
+// leader change; 500 ms lets the consumer pull again within a second of
+// the new leader taking over, for two small messages a second per idle
+// consumer (issue 21, docs/reliability.md).
 const (
 	pullExpiry    = 30 * time.Second
-	pullHeartbeat = pullExpiry / 2
+	pullHeartbeat = 500 * time.Millisecond
 	// pullRecheck bounds how long the loop lets the iterator wait for a
 	// message while messages are flowing, before it asks again.
 	pullRecheck = 250 * time.Millisecond
@@ -291,12 +301,12 @@ func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(cont
 // is called, and skips it while its previous request is still being sent.
 // Under load the messages of that previous request can arrive and be taken
 // before the send is marked finished; Next then waits with nothing
-// requested until its missed-heartbeat check fires after 2*pullHeartbeat
-// (30s), with messages waiting in the stream. So while messages flow, Next
+// requested until its missed-heartbeat check fires after 2*pullHeartbeat,
+// with messages waiting in the stream. So while messages flow, Next
 // waits at most pullRecheck and is called again, which sends the skipped
 // request. Once nothing was handed on for 2*pullHeartbeat the consumer is
-// idle and Next waits without a limit, so the missed-heartbeat check still
-// finds a pull request the server lost.
+// idle and Next waits without a limit, so the missed-heartbeat check (which
+// a Next that returns early cancels) finds a pull request the server lost.
 func (s *Subscription) loop(queues []chan queued) {
 	defer close(s.loopDone)
 	defer func() {
@@ -305,7 +315,10 @@ func (s *Subscription) loop(queues []chan queued) {
 		}
 	}()
 	lastMsg := time.Now()
-	var lastErr error
+	var (
+		lastErr    error
+		lastMissed time.Time
+	)
 	for {
 		var opts []jetstream.NextOpt
 		if time.Since(lastMsg) < 2*pullHeartbeat {
@@ -329,8 +342,12 @@ func (s *Subscription) loop(queues []chan queued) {
 			return
 		case errors.Is(err, jetstream.ErrNoHeartbeat):
 			// The iterator has already dropped its request and sends a new
-			// one on the next call.
-			s.c.log.Warn("consumer missed heartbeats; pulling again", "consumer", s.cfg.Durable)
+			// one on the next call. While the consumer has no leader this
+			// repeats every 2*pullHeartbeat: said at most every 30 s.
+			if time.Since(lastMissed) > pullExpiry {
+				s.c.log.Warn("consumer missed heartbeats (its leader may have changed); pulling again", "consumer", s.cfg.Durable)
+				lastMissed = time.Now()
+			}
 			lastErr = err
 			continue
 		default:

@@ -94,9 +94,19 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 	}
 }
 
+// errDuplicateInProcess is JetStream's "duplicate message id is in
+// process": a publish with the same id is being replicated by the
+// stream's raft group at this moment (an earlier attempt, sent while the
+// leader changed), so whether it will be stored is not known yet.
+const errDuplicateInProcess = 10158
+
 // ambiguous reports whether a failed publish may or may not have been stored,
 // or failed for a passing reason, so that retrying with the same id is right.
 func ambiguous(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == errDuplicateInProcess {
+		return true
+	}
 	return errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) ||

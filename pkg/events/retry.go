@@ -45,7 +45,7 @@ func Unavailable(err error) bool {
 	for _, target := range []error{
 		context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders, nats.ErrNoServers,
 		nats.ErrDisconnected, nats.ErrConnectionReconnecting, nats.ErrStaleConnection,
-		nats.ErrMaxConnectionsExceeded, jetstream.ErrBucketNotFound, jetstream.ErrNoHeartbeat,
+		nats.ErrMaxConnectionsExceeded, jetstream.ErrBucketNotFound, jetstream.ErrNoHeartbeat, jetstream.ErrNoStreamResponse,
 		io.EOF, io.ErrUnexpectedEOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE,
 	} {
 		if errors.Is(err, target) {
@@ -61,6 +61,22 @@ func Unavailable(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &netErr) && netErr.Timeout()
 }
+
+// NoLeader reports whether a write to a stream or a key-value bucket
+// failed because no stream leader was there to take it: nobody answered
+// (nats.ErrNoResponders, jetstream.ErrNoStreamResponse), as happens for a
+// few seconds after the node leading the stream dies, while the others
+// elect a new leader. Nothing was stored, so writing again is safe for any
+// write, compare-and-swap included; a timeout is not such an error (the
+// write may have been stored).
+func NoLeader(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// LeaderBackoff is the backoff of a write waiting for a stream's new
+// leader (see NoLeader): short, since a JetStream cluster elects one within
+// seconds and every pause past the election delays the rollout.
+var LeaderBackoff = Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 
 // unavailableAPI tells the JetStream API errors of a cluster that cannot
 // answer yet from those that say the request is wrong.

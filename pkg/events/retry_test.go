@@ -156,3 +156,19 @@ func TestProvisionOfReplicasOnAServerNotClusteredIsAConfigurationError(t *testin
 		t.Errorf("err = %v, want a configuration error naming --bus-replicas", err)
 	}
 }
+
+// TestPublishRetriesADuplicateStillInProcess: a publish answered "duplicate
+// message id is in process" (an earlier attempt with the same id is being
+// replicated while the stream's leader changes) may yet be stored, so it is
+// retried with the same id rather than reported failed; before issue 21 a
+// promote given while a node of the cluster was frozen failed that way and
+// was never stored.
+func TestPublishRetriesADuplicateStillInProcess(t *testing.T) {
+	inProcess := &jetstream.APIError{Code: 409, ErrorCode: errDuplicateInProcess, Description: "duplicate message id is in process"}
+	if !ambiguous(fmt.Errorf("nats: %w", inProcess)) {
+		t.Errorf("%v is not retried", inProcess)
+	}
+	if other := (&jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}); ambiguous(other) {
+		t.Errorf("%v is retried; it is a refusal", other)
+	}
+}

@@ -126,7 +126,11 @@ func Start(o Options) (*Server, error) {
 		ns.ConfigureLogger()
 	}
 	go ns.Start()
-	if !ns.ReadyForConnections(o.ReadyTimeout) {
+	// The server's own wait does not look again once its deadline has
+	// passed: a process stopped or starved past it while the server came
+	// up (SIGSTOP, a busy machine) would fail a server that is ready, so
+	// it is asked once more.
+	if !ns.ReadyForConnections(o.ReadyTimeout) && !ns.ReadyForConnections(100*time.Millisecond) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded NATS: not ready to accept connections on %s within %s (is the port in use?)", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), o.ReadyTimeout)
 	}
