@@ -79,16 +79,16 @@ type Backend struct {
 	cfg Config
 	log *slog.Logger
 
-	stop    context.CancelFunc
-	done    chan struct{}
-	rsets   appslisters.ReplicaSetLister
-	pods    corelisters.PodLister
+	stop  context.CancelFunc
+	done  chan struct{}
+	rsets appslisters.ReplicaSetLister
+	pods  corelisters.PodLister
 	// rollouts caches the Rollout objects that own ReplicaSets, so that
 	// a scale task does not read its Rollout from the API server (nil
 	// without Dynamic).
 	rollouts cache.SharedIndexInformer
 	changed  *broadcast
-	deleted deletions // pods deleted by restarts
+	deleted  deletions // pods deleted by restarts
 }
 
 var _ replicas.Backend = (*Backend)(nil)
