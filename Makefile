@@ -60,10 +60,12 @@ bench:
 	$(GO) test -run '^$$' -bench AtScale -benchtime 1x -timeout 60m ./test/bench
 	$(GO) test -run '^$$' -bench Notifier -benchtime 1x ./test/bench
 
-## bench-kube: the Kubernetes platform's benchmarks on the real control plane
+## bench-kube: the Kubernetes platform's benchmarks on the real control plane,
+## and Sluice against Argo Rollouts' own controller with 1, 30 and 300 rollouts
 bench-kube:
 	SLUICE_KUBE_TOOLS=$${SLUICE_KUBE_TOOLS:-$$(GO=$(GO) scripts/kube-tools.sh)} && export SLUICE_KUBE_TOOLS && \
 	$(GO) test -run '^$$' -bench CanaryUpdate -benchtime 10x ./test/kube && \
+	$(GO) test -run '^$$' -bench VersusArgo -benchtime 1x -timeout 120m -v ./test/kube && \
 	$(GO) test -run '^$$' -bench Start -benchtime 3x ./internal/kubetest
 
 ## chaos: the long fault-injection runs (180 rollouts, eight updates each,

@@ -65,7 +65,11 @@ func (a *ArgoControllerProcess) Stop() {
 // Argo's CRDs installed (InstallCRDs(ctx, cp.CRDDir(CRDsArgoRollouts))).
 // The test's cleanup stops it; Stop ends it earlier, e.g. to hand the
 // namespace's Rollouts over to Sluice. Failures are fatal to the test.
-func (cp *ControlPlane) StartArgoController(tb testing.TB, namespace string) *ArgoControllerProcess {
+// args are added to the controller's command line after these, so that
+// they override them (e.g. "--loglevel", "info" for a benchmark, which
+// should not pay for debug logs); its client rate limits are its own
+// defaults (--qps 40, --burst 80 in v1.10) unless args set them.
+func (cp *ControlPlane) StartArgoController(tb testing.TB, namespace string, args ...string) *ArgoControllerProcess {
 	tb.Helper()
 	ports, err := freePorts(2)
 	if err != nil {
@@ -73,14 +77,14 @@ func (cp *ControlPlane) StartArgoController(tb testing.TB, namespace string) *Ar
 	}
 	healthz, metrics := ports[0], ports[1]
 	name := argoControllerBinary + "-" + namespace
-	p, err := startProcess(name, cp.ArgoController(), []string{
+	p, err := startProcess(name, cp.ArgoController(), append([]string{
 		"--kubeconfig", cp.Kubeconfig,
 		"--namespaced", "--namespace", namespace,
 		"--leader-elect=false",
 		"--healthzPort", strconv.Itoa(healthz),
 		"--metricsPort", strconv.Itoa(metrics),
 		"--loglevel", "debug",
-	}, os.Environ(), cp.LogDir)
+	}, args...), os.Environ(), cp.LogDir)
 	if err != nil {
 		tb.Fatalf("kubetest: Argo Rollouts controller: %v", err)
 	}

@@ -42,6 +42,11 @@ type Options struct {
 	// ready once the binaries are at hand. Default 3 minutes: the machine
 	// may be busy compiling.
 	StartTimeout time.Duration
+	// Audit makes kube-apiserver log the metadata of every request but
+	// the control plane's own components', so that AuditMark and
+	// Audit.Since count each client's requests. Off by default: it costs
+	// the API server a write per request.
+	Audit bool
 }
 
 // Addresses the cluster hands out. They are fictitious: no kube-proxy or
@@ -75,6 +80,7 @@ type ControlPlane struct {
 	LogDir string
 
 	dir      string // temporary directory, removed by Stop
+	auditLog string // the API server's audit log, with Options.Audit
 	procs    []*process
 	stopOnce sync.Once
 }
@@ -139,7 +145,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 	if err := cp.startEtcd(ctx, s); err != nil {
 		return err
 	}
-	if err := cp.startAPIServer(ctx, s); err != nil {
+	if err := cp.startAPIServer(ctx, s, opts.Audit); err != nil {
 		return err
 	}
 	kcm, scheduler, kwok, err := cp.startControllers(s)
@@ -235,20 +241,20 @@ func (cp *ControlPlane) startEtcd(ctx context.Context, s *setup) error {
 
 // startAPIServer starts kube-apiserver and, once it is ready, sets
 // cp.Config, cp.Kubeconfig and the clients.
-func (cp *ControlPlane) startAPIServer(ctx context.Context, s *setup) error {
-	apiserver, err := cp.run("kube-apiserver", s.env,
-		"--etcd-servers="+s.etcdURL,
+func (cp *ControlPlane) startAPIServer(ctx context.Context, s *setup, audit bool) error {
+	args := []string{
+		"--etcd-servers=" + s.etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(s.apiPort),
-		"--tls-cert-file="+s.pki.certPath,
-		"--tls-private-key-file="+s.pki.keyPath,
-		"--token-auth-file="+s.pki.tokensPath,
-		"--client-ca-file="+s.pki.caCertPath,
+		"--secure-port=" + strconv.Itoa(s.apiPort),
+		"--tls-cert-file=" + s.pki.certPath,
+		"--tls-private-key-file=" + s.pki.keyPath,
+		"--token-auth-file=" + s.pki.tokensPath,
+		"--client-ca-file=" + s.pki.caCertPath,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file="+s.pki.saPubPath,
-		"--service-account-signing-key-file="+s.pki.saKeyPath,
-		"--service-cluster-ip-range="+ServiceCIDR,
+		"--service-account-key-file=" + s.pki.saPubPath,
+		"--service-account-signing-key-file=" + s.pki.saKeyPath,
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
 		// The apiserver would publish 127.0.0.1 as the endpoint of the
@@ -263,7 +269,19 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, s *setup) error {
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
 		"--v=1",
-	)
+	}
+	if audit {
+		policy := filepath.Join(cp.dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+			return fmt.Errorf("kubetest: audit policy: %w", err)
+		}
+		cp.auditLog = filepath.Join(cp.dir, "audit.log")
+		// Blocking: a request's line is written before it is answered,
+		// so what a test reads after an answer is complete.
+		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+cp.auditLog,
+			"--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxsize=0")
+	}
+	apiserver, err := cp.run("kube-apiserver", s.env, args...)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
@@ -55,19 +58,23 @@ func repoRoot() string {
 func controlPlane(t testing.TB) *kubetest.ControlPlane {
 	t.Helper()
 	cp := kubetest.Shared(t)
-	crdsOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		crds := filepath.Join(repoRoot(), "deploy", "crds")
-		crdsOnce.err = cp.InstallCRDs(ctx, filepath.Join(crds, "rollout-crd.yaml"), filepath.Join(crds, "analysis-template-crd.yaml"),
-			filepath.Join(crds, "cluster-analysis-template-crd.yaml"), filepath.Join(crds, "analysis-run-crd.yaml"),
-			filepath.Join(crds, "experiment-crd.yaml"),
-			cp.CRDDir(kubetest.CRDsGatewayAPI), cp.CRDDir(kubetest.CRDsIstio), cp.CRDDir(kubetest.CRDsSMI))
-	})
+	crdsOnce.Do(func() { crdsOnce.err = installCRDs(cp) })
 	if crdsOnce.err != nil {
 		t.Fatalf("install CRDs: %v", crdsOnce.err)
 	}
 	return cp
+}
+
+// installCRDs installs Sluice's CRDs (Argo Rollouts' own) and those of
+// the routers.
+func installCRDs(cp *kubetest.ControlPlane) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	crds := filepath.Join(repoRoot(), "deploy", "crds")
+	return cp.InstallCRDs(ctx, filepath.Join(crds, "rollout-crd.yaml"), filepath.Join(crds, "analysis-template-crd.yaml"),
+		filepath.Join(crds, "cluster-analysis-template-crd.yaml"), filepath.Join(crds, "analysis-run-crd.yaml"),
+		filepath.Join(crds, "experiment-crd.yaml"),
+		cp.CRDDir(kubetest.CRDsGatewayAPI), cp.CRDDir(kubetest.CRDsIstio), cp.CRDDir(kubetest.CRDsSMI))
 }
 
 // stack is Sluice on the Kubernetes platform, scoped to one namespace so
@@ -91,12 +98,42 @@ func start(t testing.TB) *stack {
 // Rollout another controller managed until now).
 func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
 	t.Helper()
+	return startWith(t, cp, ns, stackOptions{})
+}
+
+// stackOptions tune startWith; the zero value is start's stack.
+type stackOptions struct {
+	// config is how Sluice's services reach the API server (default
+	// cp.Config): the benchmarks give them a rate limit and a User-Agent
+	// of their own.
+	config *rest.Config
+	// quiet keeps only warnings and errors of the services' logs for a
+	// failure's report, not their debug logs, which cost a benchmark's
+	// CPU.
+	quiet bool
+}
+
+// startWith is startIn with options.
+func startWith(t testing.TB, cp *kubetest.ControlPlane, ns string, opts stackOptions) *stack {
+	t.Helper()
+	client, dyn := cp.Client, cp.Dynamic
+	if opts.config != nil {
+		var err error
+		client, err = kubernetes.NewForConfig(opts.config)
+		must(t, err)
+		dyn, err = dynamic.NewForConfig(opts.config)
+		must(t, err)
+	}
+	level := slog.LevelDebug
+	if opts.quiet {
+		level = slog.LevelWarn
+	}
 	url := eventstest.StartServer(t).ClientURL()
 	// The services' logs, shown when the test fails: what the watcher,
 	// the status writer and the orchestrator did is what explains a
 	// missing event.
 	var logs systemtest.Logs
-	log := logs.Logger(slog.LevelDebug)
+	log := logs.Logger(level)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("services' logs:\n%s", logs.String())
@@ -125,16 +162,16 @@ func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
 	run("orchestrator", orch)
 
 	rc := eventstest.Connect(t, url)
-	backend, err := replicaskube.New(replicaskube.Config{Client: cp.Client, Dynamic: cp.Dynamic, Namespace: ns, Logger: log})
+	backend, err := replicaskube.New(replicaskube.Config{Client: client, Dynamic: dyn, Namespace: ns, Logger: log})
 	must(t, err)
 	rs, err := replicas.New(rc, backend, replicas.Config{Logger: log})
 	must(t, err)
 	run("replicas", rs)
-	ctrl, err := crd.New(crd.Config{Client: cp.Client, Dynamic: cp.Dynamic, Bus: rc, Namespace: ns, Logger: log})
+	ctrl, err := crd.New(crd.Config{Client: client, Dynamic: dyn, Bus: rc, Namespace: ns, Logger: log})
 	must(t, err)
 	run("rollout controllers", ctrl)
 
-	router, err := traffickube.New(traffickube.Config{Client: cp.Client, Dynamic: cp.Dynamic, Logger: log})
+	router, err := traffickube.New(traffickube.Config{Client: client, Dynamic: dyn, Logger: log})
 	must(t, err)
 	ts, err := traffic.New(eventstest.Connect(t, url), router, traffic.Config{Logger: log})
 	must(t, err)

@@ -38,6 +38,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -78,12 +79,16 @@ type Backend struct {
 	cfg Config
 	log *slog.Logger
 
-	stop    context.CancelFunc
-	done    chan struct{}
-	rsets   appslisters.ReplicaSetLister
-	pods    corelisters.PodLister
-	changed *broadcast
-	deleted deletions // pods deleted by restarts
+	stop  context.CancelFunc
+	done  chan struct{}
+	rsets appslisters.ReplicaSetLister
+	pods  corelisters.PodLister
+	// rollouts caches the Rollout objects that own ReplicaSets, so that
+	// a scale task does not read its Rollout from the API server (nil
+	// without Dynamic).
+	rollouts cache.SharedIndexInformer
+	changed  *broadcast
+	deleted  deletions // pods deleted by restarts
 }
 
 var _ replicas.Backend = (*Backend)(nil)
@@ -123,9 +128,24 @@ func (b *Backend) Start(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(context.Background())
 	b.stop, b.done = stop, make(chan struct{})
 	factory.Start(runCtx.Done())
+	var rollouts dynamicinformer.DynamicSharedInformerFactory
+	if b.cfg.Dynamic != nil {
+		// Not waited for: without the CRD it never syncs, and until it
+		// has, owner reads the API server.
+		rollouts = dynamicinformer.NewFilteredDynamicSharedInformerFactory(b.cfg.Dynamic, 0, b.cfg.Namespace, nil)
+		b.rollouts = rollouts.ForResource(RolloutResource).Informer()
+		if err := b.rollouts.SetWatchErrorHandlerWithContext(func(context.Context, *cache.Reflector, error) {}); err != nil {
+			stop()
+			return err
+		}
+		rollouts.Start(runCtx.Done())
+	}
 	go func() {
 		<-runCtx.Done()
 		factory.Shutdown()
+		if rollouts != nil {
+			rollouts.Shutdown()
+		}
 		close(b.done)
 	}()
 	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
@@ -238,8 +258,23 @@ func (b *Backend) writeEntry(ctx context.Context, ref events.Ref, seq int64, w t
 func (b *Backend) write(ctx context.Context, ref events.Ref, seq int64, w tasks.Workload, rv tasks.RevisionScale, stable string, owner *metav1.OwnerReference) error {
 	rsClient := b.cfg.Client.AppsV1().ReplicaSets(ref.Namespace)
 	name := entryName(ref, rv)
+	attempt := 0
 	return retry.OnError(writeBackoff, retriable, func() error {
-		cur, err := rsClient.Get(ctx, name, metav1.GetOptions{})
+		// The first attempt trusts the cache when it has the ReplicaSet:
+		// if it has an old version, the update fails (Conflict) and the
+		// next attempt reads the API server. A ReplicaSet the cache does
+		// not have is looked up there: it may be new.
+		attempt++
+		var cur *appsv1.ReplicaSet
+		var err error
+		if attempt == 1 {
+			if cur, err = b.rsets.ReplicaSets(ref.Namespace).Get(name); err == nil {
+				cur = cur.DeepCopy()
+			}
+		}
+		if attempt > 1 || err != nil {
+			cur, err = rsClient.Get(ctx, name, metav1.GetOptions{})
+		}
 		if apierrors.IsNotFound(err) {
 			if rv.Replicas == 0 {
 				return nil // nothing to scale down
@@ -348,8 +383,33 @@ func (b *Backend) owner(ctx context.Context, ref events.Ref, scale tasks.Scale) 
 	kind := ""
 	if standalone(ref, scale) {
 		kind = events.KindExperiment
+	} else if owner := b.cachedOwner(ref); owner != nil {
+		return owner, nil
 	}
 	return rolloutobj.OwnerReference(ctx, b.cfg.Dynamic, kind, ref.Namespace, ref.Name, true)
+}
+
+// cachedOwner is the controller reference to ref's Rollout object as the
+// cache has it, or nil when the cache has not synced or has no such
+// object (yet: a Rollout created a moment ago is read from the API
+// server instead).
+func (b *Backend) cachedOwner(ref events.Ref) *metav1.OwnerReference {
+	if b.rollouts == nil || !b.rollouts.HasSynced() {
+		return nil
+	}
+	obj, ok, err := b.rollouts.GetStore().GetByKey(ref.Namespace + "/" + ref.Name)
+	if err != nil || !ok {
+		return nil
+	}
+	ro, ok := obj.(metav1.Object)
+	if !ok || ro.GetDeletionTimestamp() != nil {
+		return nil
+	}
+	controller := true
+	return &metav1.OwnerReference{
+		APIVersion: RolloutResource.GroupVersion().String(), Kind: "Rollout",
+		Name: ro.GetName(), UID: ro.GetUID(), Controller: &controller, BlockOwnerDeletion: &controller,
+	}
 }
 
 // syncPodMetadata moves each revision's ephemeral metadata onto its running

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -48,6 +49,7 @@ type Counts struct {
 	cfg   CountsConfig
 	log   *slog.Logger
 	ready atomic.Bool
+	queue atomic.Pointer[workqueue.TypedRateLimitingInterface[countKey]]
 	// rewrite, when set, writes the rollout's whole status again instead
 	// of patching the counts: Argo's phase and conditions derive from
 	// them (the status writer's Rewrite).
@@ -55,6 +57,9 @@ type Counts struct {
 	// templates' ReplicaSets change; unset, their counts are written with
 	// each status event only.
 	rewrite func(context.Context, events.Ref) error
+	// cached, when set, gives the Rollouts from the watcher's cache, and
+	// is given the ReplicaSet cache for the status writer's reads.
+	cached *cached
 }
 
 // countKey is one object whose counts to write: a Rollout, or a
@@ -82,6 +87,7 @@ func (c *Counts) Ready() bool { return c.ready.Load() }
 func (c *Counts) Run(ctx context.Context) error {
 	queue := newQueue[countKey]("sluice-crd-counts")
 	defer queue.ShutDown()
+	c.queue.Store(&queue)
 	// The revisions' ReplicaSets (label RolloutLabel), and the experiment
 	// templates' (ExperimentOfLabel, which names a standalone Experiment,
 	// or the Rollout of a step's experiment, which has no object).
@@ -112,6 +118,9 @@ func (c *Counts) Run(ctx context.Context) error {
 			}
 		}
 	}
+	if c.cached != nil {
+		c.cached.rsets.Store(&listers[0])
+	}
 	c.ready.Store(true)
 	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key countKey) error {
 		if key.experiment {
@@ -133,12 +142,16 @@ type replicaSets interface {
 // write patches one Rollout's counts when they differ from its ReplicaSets'.
 func (c *Counts) write(ctx context.Context, key types.NamespacedName, rsets replicaSets) error {
 	rollouts := c.cfg.Dynamic.Resource(RolloutResource).Namespace(key.Namespace)
-	ro, err := rollouts.Get(ctx, key.Name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil // not a cluster object
-	}
-	if err != nil {
-		return err
+	ro, ok := c.cachedRollout(events.Ref{Namespace: key.Namespace, Name: key.Name})
+	if !ok {
+		var err error
+		ro, err = rollouts.Get(ctx, key.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil // not a cluster object
+		}
+		if err != nil {
+			return err
+		}
 	}
 	list, err := rsets.List(labels.SelectorFromSet(labels.Set{kube.RolloutLabel: key.Name}))
 	if err != nil {
@@ -168,6 +181,27 @@ func (c *Counts) write(ctx context.Context, key types.NamespacedName, rsets repl
 		return nil
 	}
 	return err
+}
+
+// cachedRollout is the Rollout of key from the watcher's cache (ok false
+// without it, or when it has not the Rollout: the API server is asked).
+// An old version in the cache is harmless: the watcher asks Counts again
+// when the Rollout's status changes (Controllers.Run), so counts the
+// cache showed equal, but which a later write changed, are looked at
+// again once the cache has that write.
+func (c *Counts) cachedRollout(ref events.Ref) (*unstructured.Unstructured, bool) {
+	if c.cached == nil {
+		return nil, false
+	}
+	return c.cached.rollout(ref)
+}
+
+// recount makes Counts look at a Rollout's counts again. Safe before Run
+// (it does nothing then).
+func (c *Counts) recount(ref events.Ref) {
+	if q := c.queue.Load(); q != nil {
+		(*q).Add(countKey{NamespacedName: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}})
+	}
 }
 
 // SumReplicas is the status counts of a rollout whose ReplicaSets are

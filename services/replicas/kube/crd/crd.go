@@ -130,6 +130,11 @@ func (c *Controllers) Run(ctx context.Context) error {
 	c.watcher.written, c.status.cfg.Written = written, written
 	c.status.held = c.watcher.requeue
 	c.counts.rewrite = c.status.Rewrite
+	// The status writer and Counts read Rollouts from the watcher's cache
+	// and ReplicaSets from Counts'.
+	shared := &cached{}
+	c.watcher.cached, c.counts.cached, c.status.cached = shared, shared, shared
+	c.watcher.rolloutChanged = c.counts.recount
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })
 	g.Go(func() error { return c.status.Run(ctx) })

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -80,6 +82,11 @@ type StatusWriter struct {
 	// held, when set, is told of a rollout whose object keeps a tool's
 	// values the record does not: the watcher's requeue.
 	held func(events.Ref)
+	// cached, when set, gives the Rollouts and ReplicaSets from the
+	// watcher's and Counts' caches, so that a write costs one request
+	// (the write), or none when the status is already what it would
+	// write.
+	cached *cached
 }
 
 // NewStatusWriter returns a writer; Run starts it.
@@ -187,10 +194,21 @@ func (s *StatusWriter) Rewrite(ctx context.Context, r events.Ref) error {
 func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Event, data events.StatusData) error {
 	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace)
 	cause := events.Extension(ev, events.ExtCausationID)
+	attempt := 0
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		ro, err := rollouts.Get(ctx, ref.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
+		// The first attempt starts from the cache; if the object has
+		// changed since, the write conflicts and the next attempt reads
+		// the API server.
+		attempt++
+		var ro *unstructured.Unstructured
+		if attempt == 1 && s.cached != nil {
+			ro, _ = s.cached.rollout(ref)
+		}
+		if ro == nil {
+			var err error
+			if ro, err = rollouts.Get(ctx, ref.Name, metav1.GetOptions{}); err != nil {
+				return err
+			}
 		}
 		// After the object's read, so that of two writers the one whose
 		// write lands last read the later snapshot (the other conflicts).
@@ -245,6 +263,17 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			}
 		}
 		intent := requestedOf(status)
+		if equality.Semantic.DeepEqual(status, old) {
+			// Nothing to write: a decision's second event, after the
+			// first wrote the latest snapshot. What it answers is
+			// recorded as if written.
+			if s.cfg.Written == nil {
+				return nil
+			}
+			w := write{version: ro.GetResourceVersion(), fields: intent, held: held,
+				cause: cause, answered: len(answered) > 0, rejected: rec.Rejected, now: s.now()}
+			return s.record(ctx, k, uid, w.record)
+		}
 		id := strconv.FormatUint(rand.Uint64(), 36)
 		if s.cfg.Written != nil {
 			if err := s.record(ctx, k, uid, func(r *Written) {
@@ -255,6 +284,13 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		}
 		ro.Object["status"] = status
 		written, err := rollouts.UpdateStatus(ctx, ro, metav1.UpdateOptions{FieldManager: Manager})
+		if s.cached != nil {
+			if err == nil {
+				s.cached.wrote(ref, written)
+			} else {
+				s.cached.forget(ref)
+			}
+		}
 		if err != nil {
 			if s.cfg.Written != nil {
 				// Best effort: the intent expires anyway.
@@ -433,6 +469,15 @@ func (s *StatusWriter) replicaSets(ctx context.Context, ro *unstructured.Unstruc
 	if s.cfg.Kube == nil {
 		return nil, nil
 	}
+	if s.cached != nil {
+		if list, ok := s.cached.replicaSets(ro.GetNamespace(), ro.GetName()); ok {
+			out := []argostatus.ReplicaSet{}
+			for _, rs := range list {
+				out = appendReplicaSet(out, rs, ro)
+			}
+			return out, nil
+		}
+	}
 	list, err := s.cfg.Kube.AppsV1().ReplicaSets(ro.GetNamespace()).List(ctx, metav1.ListOptions{
 		LabelSelector: labels.SelectorFromSet(labels.Set{kube.RolloutLabel: ro.GetName()}).String(),
 	})
@@ -440,14 +485,20 @@ func (s *StatusWriter) replicaSets(ctx context.Context, ro *unstructured.Unstruc
 		return nil, err
 	}
 	out := []argostatus.ReplicaSet{}
-	for _, rs := range list.Items {
-		if rs.DeletionTimestamp != nil || !owned(&rs, ro) {
-			continue
-		}
-		out = append(out, argostatus.ReplicaSet{Hash: rs.Labels[spec.LabelPodTemplateHash], Replicas: rs.Status.Replicas,
-			Ready: rs.Status.ReadyReplicas, Available: rs.Status.AvailableReplicas})
+	for i := range list.Items {
+		out = appendReplicaSet(out, &list.Items[i], ro)
 	}
 	return out, nil
+}
+
+// appendReplicaSet adds rs's counts to out, unless it is going or is not
+// ro's.
+func appendReplicaSet(out []argostatus.ReplicaSet, rs *appsv1.ReplicaSet, ro *unstructured.Unstructured) []argostatus.ReplicaSet {
+	if rs.DeletionTimestamp != nil || !owned(rs, ro) {
+		return out
+	}
+	return append(out, argostatus.ReplicaSet{Hash: rs.Labels[spec.LabelPodTemplateHash], Replicas: rs.Status.Replicas,
+		Ready: rs.Status.ReadyReplicas, Available: rs.Status.AvailableReplicas})
 }
 
 // replicasOf are the replica counts of a status (Counts').

@@ -68,6 +68,12 @@ type Watcher struct {
 	informers   map[schema.GroupVersionResource]cache.SharedIndexInformer
 	deployments appslisters.DeploymentLister
 	written     *records.Store[Written]
+	// cached, when set, is given the Rollout cache for the other
+	// controllers' reads.
+	cached *cached
+	// rolloutChanged, when set, is told of every Rollout added or
+	// changed in the cache (Counts' recount).
+	rolloutChanged func(events.Ref)
 }
 
 // key is one object to reconcile.
@@ -124,6 +130,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		enqueue := func(obj any) {
 			if u, ok := obj.(*unstructured.Unstructured); ok {
 				w.queue.Add(key{gvr: gvr, namespace: u.GetNamespace(), name: u.GetName()})
+				if gvr == RolloutResource && w.rolloutChanged != nil {
+					w.rolloutChanged(events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()})
+				}
 			}
 		}
 		handlers := cache.ResourceEventHandlerFuncs{
@@ -149,6 +158,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 			}
 		}
 		w.informers[gvr] = inf
+		if gvr == RolloutResource && w.cached != nil {
+			w.cached.rollouts.Store(&inf)
+		}
 	}
 	var typed informers.SharedInformerFactory
 	if w.cfg.Client != nil {

@@ -42,6 +42,9 @@ type Config struct {
 type Router struct {
 	client kubernetes.Interface
 	log    *slog.Logger
+	// written remembers the Services as the router last wrote them, so
+	// that the next route starts from them rather than reading them.
+	written *guard.Memory[*corev1.Service]
 }
 
 var _ traffic.Router = (*Router)(nil)
@@ -57,7 +60,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{client: cfg.Client, log: cfg.Logger}, nil
+	return &Router{client: cfg.Client, log: cfg.Logger, written: guard.NewMemory[*corev1.Service](0)}, nil
 }
 
 // selection is one Service and the pod hash it must select.
@@ -104,7 +107,7 @@ func selections(route tasks.Route) []selection {
 // managed-by and seq annotations go) so that a rollout of the same name
 // created later can take them again.
 func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tasks.Route) (int32, error) {
-	services := r.client.CoreV1().Services(ref.Namespace)
+	services := r.written.Client(ref.Namespace, r.client.CoreV1().Services(ref.Namespace))
 	if route.Remove {
 		return 0, r.release(ctx, services, ref, seq, route)
 	}

@@ -69,6 +69,10 @@ type Config struct {
 type Router struct {
 	client kubernetes.Interface
 	log    *slog.Logger
+	// written remembers the canary Ingresses as the router last wrote
+	// them, so that the next route starts from them rather than reading
+	// them.
+	written *guard.Memory[*networkingv1.Ingress]
 }
 
 var _ traffic.Router = (*Router)(nil)
@@ -84,7 +88,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{client: cfg.Client, log: cfg.Logger}, nil
+	return &Router{client: cfg.Client, log: cfg.Logger, written: guard.NewMemory[*networkingv1.Ingress](0)}, nil
 }
 
 // Apply makes the canary Ingress of every stable Ingress of the route match
@@ -177,7 +181,7 @@ func (r *Router) applyCanary(ctx context.Context, ingresses netclient.IngressInt
 	}
 	what := fmt.Sprintf("canary Ingress %s/%s", ref.Namespace, want.Name)
 	c := canaryClient{IngressInterface: ingresses, rollout: ref.Name, what: what, create: withSeq(want, seq), log: r.log}
-	stored, err := guard.Update(ctx, guard.Client[*networkingv1.Ingress](c), want.Name, what, seq, func(ing *networkingv1.Ingress) error {
+	stored, err := guard.Update(ctx, r.written.Client(ref.Namespace, guard.Client[*networkingv1.Ingress](c)), want.Name, what, seq, func(ing *networkingv1.Ingress) error {
 		ing.Annotations = want.DeepCopy().Annotations
 		ing.Spec = *want.Spec.DeepCopy()
 		return nil

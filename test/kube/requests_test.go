@@ -1,0 +1,62 @@
+package kube_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/sluicehq/sluice/internal/kubetest"
+)
+
+// One canary update of a Rollout object (4 replicas, nginx routing, 25%
+// and 50%), counted at Sluice's clients: the Rollout and its ReplicaSets
+// are read from the informers' caches, not from the API server, so that
+// what an update costs is its writes. Before the caches, every status
+// event read the Rollout and listed its ReplicaSets, and every scale task
+// read the Rollout and each ReplicaSet before writing: at least as many
+// reads as writes.
+func TestUpdateReadsFromCaches(t *testing.T) {
+	t.Parallel()
+	cp := controlPlane(t)
+	cfg := rest.CopyConfig(cp.Config)
+	counter := kubetest.CountRequests(cfg)
+	s := startWith(t, cp, cp.Namespace(t), stackOptions{config: cfg})
+	s.service(t, "web-stable", "web")
+	s.service(t, "web-canary", "web")
+	s.apply(t, stableIngress)
+	s.apply(t, rollout("web", "1", 4, benchStrategy("web", false)))
+	first := s.waitPhase(t, "web", "Healthy", 2)["stableRS"]
+
+	before := counter.Requests()
+	s.setImage(t, "web", "web:2")
+	eventually(t, "the Rollout Healthy at its new revision", func() error {
+		st := s.rolloutStatus(t, "web")
+		if st["phase"] != "Healthy" || st["stableRS"] == first || st["stableRS"] != st["currentPodHash"] || st["availableReplicas"] != int64(4) {
+			return fmt.Errorf("phase %v stableRS %v currentPodHash %v available %v", st["phase"], st["stableRS"], st["currentPodHash"], st["availableReplicas"])
+		}
+		return nil
+	})
+	update := counter.Requests().Sub(before)
+
+	var reads, writes int
+	for k, n := range update {
+		switch {
+		case k.Verb == "WATCH":
+		case (k.Verb == "GET" || k.Verb == "LIST") && (k.Resource == "rollouts" || k.Resource == "replicasets"):
+			reads += n
+		case k.Verb != "GET" && k.Verb != "LIST":
+			writes += n
+		}
+	}
+	t.Logf("one update: %d requests: %s", update.Total(), update)
+	if writes == 0 {
+		t.Fatalf("no writes counted during the update: %s", update)
+	}
+	// A read is left only where a write conflicted (the cache was behind),
+	// which is the exception.
+	if reads*2 > writes {
+		t.Errorf("%d reads of Rollouts and ReplicaSets for %d writes; want them from the caches: %s", reads, writes, strings.TrimSpace(update.String()))
+	}
+}
