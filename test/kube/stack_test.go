@@ -21,6 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/sluicehq/sluice/internal/kubetest"
@@ -55,19 +58,22 @@ func repoRoot() string {
 func controlPlane(t testing.TB) *kubetest.ControlPlane {
 	t.Helper()
 	cp := kubetest.Shared(t)
-	crdsOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		crds := filepath.Join(repoRoot(), "deploy", "crds")
-		crdsOnce.err = cp.InstallCRDs(ctx, filepath.Join(crds, "rollout-crd.yaml"), filepath.Join(crds, "analysis-template-crd.yaml"),
-			filepath.Join(crds, "cluster-analysis-template-crd.yaml"), filepath.Join(crds, "analysis-run-crd.yaml"),
-			filepath.Join(crds, "experiment-crd.yaml"),
-			cp.CRDDir(kubetest.CRDsGatewayAPI), cp.CRDDir(kubetest.CRDsIstio), cp.CRDDir(kubetest.CRDsSMI))
-	})
+	crdsOnce.Do(func() { crdsOnce.err = installCRDs(cp) })
 	if crdsOnce.err != nil {
 		t.Fatalf("install CRDs: %v", crdsOnce.err)
 	}
 	return cp
+}
+
+// installCRDs installs Sluice's, Gateway API's, Istio's and SMI's CRDs.
+func installCRDs(cp *kubetest.ControlPlane) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	crds := filepath.Join(repoRoot(), "deploy", "crds")
+	return cp.InstallCRDs(ctx, filepath.Join(crds, "rollout-crd.yaml"), filepath.Join(crds, "analysis-template-crd.yaml"),
+		filepath.Join(crds, "cluster-analysis-template-crd.yaml"), filepath.Join(crds, "analysis-run-crd.yaml"),
+		filepath.Join(crds, "experiment-crd.yaml"),
+		cp.CRDDir(kubetest.CRDsGatewayAPI), cp.CRDDir(kubetest.CRDsIstio), cp.CRDDir(kubetest.CRDsSMI))
 }
 
 // stack is Sluice on the Kubernetes platform, scoped to one namespace so
@@ -90,6 +96,24 @@ func start(t testing.TB) *stack {
 // startIn is start in namespace ns, which holds objects already (a
 // Rollout another controller managed until now).
 func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
+	t.Helper()
+	return startWith(t, cp, ns, cp.Client, cp.Dynamic)
+}
+
+// startThrough is start with the services reaching the API server through
+// config (a fault proxy's), while the test's own reads and writes go to the
+// API server directly.
+func startThrough(t testing.TB, cp *kubetest.ControlPlane, ns string, config *rest.Config) *stack {
+	t.Helper()
+	client, err := kubernetes.NewForConfig(config)
+	must(t, err)
+	dyn, err := dynamic.NewForConfig(config)
+	must(t, err)
+	return startWith(t, cp, ns, client, dyn)
+}
+
+// startWith runs the services in namespace ns with the given clients.
+func startWith(t testing.TB, cp *kubetest.ControlPlane, ns string, client kubernetes.Interface, dyn dynamic.Interface) *stack {
 	t.Helper()
 	url := eventstest.StartServer(t).ClientURL()
 	// The services' logs, shown when the test fails: what the watcher,
@@ -125,16 +149,16 @@ func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
 	run("orchestrator", orch)
 
 	rc := eventstest.Connect(t, url)
-	backend, err := replicaskube.New(replicaskube.Config{Client: cp.Client, Dynamic: cp.Dynamic, Namespace: ns, Logger: log})
+	backend, err := replicaskube.New(replicaskube.Config{Client: client, Dynamic: dyn, Namespace: ns, Logger: log})
 	must(t, err)
 	rs, err := replicas.New(rc, backend, replicas.Config{Logger: log})
 	must(t, err)
 	run("replicas", rs)
-	ctrl, err := crd.New(crd.Config{Client: cp.Client, Dynamic: cp.Dynamic, Bus: rc, Namespace: ns, Logger: log})
+	ctrl, err := crd.New(crd.Config{Client: client, Dynamic: dyn, Bus: rc, Namespace: ns, Logger: log})
 	must(t, err)
 	run("rollout controllers", ctrl)
 
-	router, err := traffickube.New(traffickube.Config{Client: cp.Client, Dynamic: cp.Dynamic, Logger: log})
+	router, err := traffickube.New(traffickube.Config{Client: client, Dynamic: dyn, Logger: log})
 	must(t, err)
 	ts, err := traffic.New(eventstest.Connect(t, url), router, traffic.Config{Logger: log})
 	must(t, err)
