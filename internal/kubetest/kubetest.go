@@ -81,7 +81,9 @@ type ControlPlane struct {
 
 	dir      string // temporary directory, removed by Stop
 	auditLog string // the API server's audit log, with Options.Audit
-	procs    []*process
+	setup    *setup // addresses and credentials, for restarts and the fault proxy
+	mu       sync.Mutex
+	procs    []*process // guarded by mu: a restart replaces its entry
 	stopOnce sync.Once
 }
 
@@ -142,6 +144,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	cp.setup = s
 	if err := cp.startEtcd(ctx, s); err != nil {
 		return err
 	}
@@ -408,6 +411,8 @@ func (cp *ControlPlane) Stop() {
 
 func (cp *ControlPlane) stop(keepLogs bool) {
 	cp.stopOnce.Do(func() {
+		cp.mu.Lock()
+		defer cp.mu.Unlock()
 		var wg sync.WaitGroup
 		// Clients before servers, so that shutdown is not a storm of
 		// connection errors; etcd last.
@@ -482,7 +487,9 @@ func (cp *ControlPlane) run(name string, env []string, args ...string) (*process
 	if err != nil {
 		return nil, err
 	}
+	cp.mu.Lock()
 	cp.procs = append(cp.procs, p)
+	cp.mu.Unlock()
 	return p, nil
 }
 

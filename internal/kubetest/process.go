@@ -16,6 +16,10 @@ import (
 // with stdout and stderr going to a log file.
 type process struct {
 	name    string
+	bin     string
+	args    []string
+	env     []string
+	logDir  string
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{} // closed once the process has exited
@@ -45,7 +49,7 @@ func startProcess(name, bin string, args, env []string, logDir string) (*process
 		logFile.Close()
 		return nil, fmt.Errorf("kubetest: start %s: %w", name, err)
 	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, env: env, logDir: logDir, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		logFile.Close()
@@ -65,6 +69,18 @@ func (p *process) exited() (bool, error) {
 	default:
 		return false, nil
 	}
+}
+
+// restart starts the process again, as it was started, logging to the
+// same file. The old one must have exited.
+func (p *process) restart() (*process, error) {
+	return startProcess(p.name, p.bin, p.args, p.env, p.logDir)
+}
+
+// kill ends the process group at once, as a crash would.
+func (p *process) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // stop asks the process group to terminate, and kills it after grace.

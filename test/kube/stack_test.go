@@ -101,6 +101,14 @@ func startIn(t testing.TB, cp *kubetest.ControlPlane, ns string) *stack {
 	return startWith(t, cp, ns, stackOptions{})
 }
 
+// startThrough is start with the services reaching the API server through
+// config (a fault proxy's), while the test's own reads and writes go to the
+// API server directly.
+func startThrough(t testing.TB, cp *kubetest.ControlPlane, ns string, config *rest.Config) *stack {
+	t.Helper()
+	return startWith(t, cp, ns, stackOptions{config: config})
+}
+
 // stackOptions tune startWith; the zero value is start's stack.
 type stackOptions struct {
 	// config is how Sluice's services reach the API server (default

@@ -35,6 +35,22 @@ import (
 // replica's StatusWriter shares.
 const StatusDurable = "kube-status"
 
+// StatusBackoffMax and StatusMaxDeliver are the status writer's defaults
+// for its consumer's retries (Consumer.BackoffMax, MaxDeliver). A write
+// fails only when the API server does (it writes the rollout's latest
+// snapshot, so a late or repeated write is harmless), and while it fails
+// the Rollout object shows a state the rollout has left. With the bus's
+// defaults (backoff up to 2 minutes, 10 deliveries) the object lagged up
+// to 2 minutes behind the record after the API server recovered, and a
+// status event that failed ten times, about 6 minutes of outage, was
+// dead-lettered, leaving the object stale until the rollout's next event:
+// found by test/kube's fault proxy. Retrying every 5 s for about 80
+// minutes keeps the lag after a recovery to seconds.
+const (
+	StatusBackoffMax = 5 * time.Second
+	StatusMaxDeliver = 1000
+)
+
 // StatusWriterConfig configures a StatusWriter.
 type StatusWriterConfig struct {
 	// Dynamic writes Rollout status.
@@ -44,7 +60,8 @@ type StatusWriterConfig struct {
 	// Bus is the stream configuration provisioned before consuming.
 	Bus events.BusConfig
 	// Consumer tunes the durable consumer; Stream, Durable and
-	// FilterSubjects are set by the writer.
+	// FilterSubjects are set by the writer, BackoffMax and MaxDeliver
+	// default to StatusBackoffMax and StatusMaxDeliver.
 	Consumer events.ConsumerConfig
 	// Snapshots reads each rollout's latest status, which the writer
 	// writes whatever event triggered it, so that events handled out of
@@ -100,6 +117,12 @@ func NewStatusWriter(cfg StatusWriterConfig) (*StatusWriter, error) {
 	cfg.Bus.Defaults()
 	cc := &cfg.Consumer
 	cc.Stream, cc.Durable, cc.FilterSubjects = events.StreamStatus, StatusDurable, []string{events.StatusRoot + ".>"}
+	if cc.BackoffMax == 0 {
+		cc.BackoffMax = StatusBackoffMax
+	}
+	if cc.MaxDeliver == 0 {
+		cc.MaxDeliver = StatusMaxDeliver
+	}
 	cc.Defaults()
 	if err := cc.Validate(); err != nil {
 		return nil, err

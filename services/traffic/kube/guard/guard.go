@@ -248,6 +248,36 @@ func Delete[T Object](ctx context.Context, c Deleter[T], name, what string, seq 
 	}
 }
 
+// Getter reads one kind of object in one namespace.
+type Getter[T Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+}
+
+// Get reads the object name (what, in errors), retrying a transient API
+// server failure (429, 5xx, a timeout) with the backoff Update uses, until
+// it succeeds, fails otherwise, the backoff runs out or ctx ends. A read a
+// router needs before it writes (a stable Ingress, the objects UpdateAll
+// checks) then fails the route only when the API server keeps failing,
+// not at its first 503. Errors are the client's, wrapped: NotFound stays
+// apierrors.IsNotFound.
+func Get[T Object](ctx context.Context, c Getter[T], name, what string) (T, error) {
+	step := backoff
+	for {
+		obj, err := c.Get(ctx, name, metav1.GetOptions{})
+		if err == nil || !retriable(err) || step.Steps <= 1 {
+			if err != nil {
+				err = fmt.Errorf("read %s: %w", what, err)
+			}
+			return obj, err
+		}
+		select {
+		case <-ctx.Done():
+			return obj, fmt.Errorf("read %s: %w (last error: %v)", what, ctx.Err(), err)
+		case <-time.After(step.Step()):
+		}
+	}
+}
+
 // Change is one object of a route that changes several: the object Name,
 // read and written through Client and called What in errors
 // ("VirtualService default/web"), and the change Mutate makes to it, as for
@@ -263,21 +293,22 @@ type Change[T Object] struct {
 // when one cannot be made. It first reads every object, in order, and
 // applies its Mutate to a copy, writing nothing; the first failure is
 // returned as Update would return it (a missing object or a rejection from
-// Mutate wraps traffic.ErrRejected, a higher seq tasks.ErrStale), except
-// that a failed read is not retried. It then writes each object, in order,
-// with Update, and returns them as stored, in the order of changes.
+// Mutate wraps traffic.ErrRejected, a higher seq tasks.ErrStale); a read
+// that fails transiently is retried as Get retries it. It then writes each
+// object, in order, with Update, and returns them as stored, in the order
+// of changes.
 //
 // The check is no transaction: an object that changes between the check
 // and its write can still fail its Update, after the objects before it were
 // written. Each object still only moves forward, as the package promises.
 func UpdateAll[T Object](ctx context.Context, seq int64, changes []Change[T]) ([]T, error) {
 	for _, c := range changes {
-		obj, err := c.Client.Get(ctx, c.Name, metav1.GetOptions{})
+		obj, err := Get(ctx, c.Client, c.Name, c.What)
 		if apierrors.IsNotFound(err) {
 			return nil, missing(c.What)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", c.What, err)
+			return nil, err
 		}
 		if _, err := change(obj, c.What, seq, c.Mutate, releasing(ctx)); err != nil {
 			return nil, err

@@ -268,3 +268,27 @@ func TestListAt(t *testing.T) {
 		}
 	}
 }
+
+func TestGetRetriesTransientFailures(t *testing.T) {
+	c := setup(t)
+	calls := 0
+	c.PrependReactor("get", "services", func(k8stesting.Action) (bool, runtime.Object, error) {
+		calls++
+		switch calls {
+		case 1:
+			return true, nil, apierrors.NewInternalError(errors.New("etcd leader change"))
+		case 2:
+			return true, nil, apierrors.NewTimeoutError("request held", 0)
+		}
+		return false, nil, nil
+	})
+	svc, err := guard.Get(context.Background(), guard.Getter[*corev1.Service](c.CoreV1().Services("default")), "web", "Service default/web")
+	if err != nil || svc.Name != "web" || calls != 3 {
+		t.Fatalf("Get = %v, %v after %d calls; want the Service on the third", svc, err, calls)
+	}
+
+	_, err = guard.Get(context.Background(), guard.Getter[*corev1.Service](c.CoreV1().Services("default")), "gone", "Service default/gone")
+	if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), "read Service default/gone") {
+		t.Errorf("missing object: %v, want NotFound naming it", err)
+	}
+}

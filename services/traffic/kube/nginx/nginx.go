@@ -168,12 +168,12 @@ func headersElsewhere(tr *spec.TrafficRouting) bool {
 // applyCanary brings the canary Ingress of the stable Ingress stableName in
 // line with it and with route, and returns the weight stored on it.
 func (r *Router) applyCanary(ctx context.Context, ingresses netclient.IngressInterface, ref events.Ref, seq int64, route tasks.Route, stableName string) (int32, error) {
-	stable, err := ingresses.Get(ctx, stableName, metav1.GetOptions{})
+	stable, err := guard.Get(ctx, guard.Getter[*networkingv1.Ingress](ingresses), stableName, fmt.Sprintf("stable Ingress %s/%s", ref.Namespace, stableName))
 	switch {
 	case apierrors.IsNotFound(err):
 		return 0, fmt.Errorf("%w: stable Ingress %s/%s (trafficRouting.nginx) does not exist; create it, with a path to Service %q, before the rollout uses it", traffic.ErrRejected, ref.Namespace, stableName, route.StableService)
 	case err != nil:
-		return 0, fmt.Errorf("read stable Ingress %s/%s: %w", ref.Namespace, stableName, err)
+		return 0, err
 	}
 	want, err := desiredCanary(ref, stable, route)
 	if err != nil {

@@ -605,3 +605,28 @@ func TestRemoveDeletesTheCanaryIngress(t *testing.T) {
 		t.Errorf("stable Ingress changed by remove: %+v", got)
 	}
 }
+
+// TestStableIngressReadRetriesTransientFailures: one 503 or 429 reading
+// the stable Ingress (the API server restarting, throttling) is retried
+// within the route rather than failing it; found by the kube tier's fault
+// proxy (test/kube TestRolloutsSettleAfterKubeAPIFaults), where each such
+// failure cost the route a redelivery, seconds later.
+func TestStableIngressReadRetriesTransientFailures(t *testing.T) {
+	c := kubefake.NewClientset(stableIngress("web"))
+	failures := []error{apierrors.NewServiceUnavailable("kube-apiserver restarting"), apierrors.NewTooManyRequests("throttled", 0)}
+	c.PrependReactor("get", "ingresses", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.(k8stesting.GetAction).GetName() != "web" || len(failures) == 0 {
+			return false, nil, nil
+		}
+		err := failures[0]
+		failures = failures[1:]
+		return true, nil, err
+	})
+	w, err := newRouter(t, c).Apply(context.Background(), web, 1, route(10))
+	if err != nil || w != 10 {
+		t.Fatalf("Apply = %d, %v; want weight 10 once the stable Ingress reads again", w, err)
+	}
+	if len(failures) != 0 {
+		t.Errorf("%d failures left unused", len(failures))
+	}
+}
