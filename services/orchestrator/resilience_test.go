@@ -247,8 +247,10 @@ func TestKilledOrchestratorKeepsAStandaloneExperiment(t *testing.T) {
 	startOrchestrator(t, srv.ClientURL(), machine.Config{})
 
 	done := status.waitFor(t, r, events.TypeExperimentCompleted)
-	if done.At.Sub(running.At) < 2*time.Second {
-		t.Errorf("experiment completed %s after it started running: the restart shortened its 2s", done.At.Sub(running.At))
+	// By the orchestrator's clock: when the watcher took the events in
+	// depends on the machine's load.
+	if took := done.Time.Sub(running.Time); took < 2*time.Second {
+		t.Errorf("experiment completed %s after it started running: the restart shortened its 2s", took)
 	}
 	if s := done.Data.Status; s.Phase != events.ExperimentPhaseSuccessful || s.Kind != events.KindExperiment {
 		t.Errorf("after restart: %+v", s)
