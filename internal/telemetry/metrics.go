@@ -29,6 +29,7 @@ type Metrics struct {
 	rollouts     *prometheus.GaugeVec
 	decisions    *prometheus.CounterVec
 	casConflicts prometheus.Counter
+	stateReads   *prometheus.CounterVec
 	taskDuration *prometheus.HistogramVec
 
 	workerTasks        *prometheus.CounterVec
@@ -97,6 +98,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_orchestrator_cas_conflicts_total",
 			Help: "Rollout state writes lost to a concurrent writer (compare-and-swap conflicts) and decided again.",
 		}),
+		stateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_orchestrator_state_reads_total",
+			Help: "Decisions made on a rollout's record read from the state bucket rather than the one this replica knew, by reason: uncached (it knew none), stale (the one it knew was out of date or had to be checked) or conflict (a decision on the bucket's record lost its write).",
+		}, []string{"reason"}),
 		taskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_orchestrator_task_duration_seconds",
 			Help:    "Time from a task attempt's trigger to its finished report, by task kind and outcome.",
@@ -147,7 +152,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
-		m.rollouts, m.decisions, m.casConflicts, m.taskDuration,
+		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
 		m.gatewayRequests, m.notifications, m.notificationDuration,
 	} {
@@ -232,6 +237,15 @@ func (m *Metrics) CASConflict() {
 		return
 	}
 	m.casConflicts.Inc()
+}
+
+// StateRead counts one decision made on a record read from the state
+// bucket; reason is uncached, stale or conflict.
+func (m *Metrics) StateRead(reason string) {
+	if m == nil {
+		return
+	}
+	m.stateReads.WithLabelValues(reason).Inc()
 }
 
 // TaskFinished records a task attempt's time from trigger to finished report.

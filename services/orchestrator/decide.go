@@ -120,6 +120,8 @@ type decision struct {
 	// knows rather than one read from the bucket; verified, that the last
 	// attempt was on the bucket's record.
 	onRecent, verified bool
+	// attempts counts the calls of decide so far.
+	attempts int
 	// verdicts are the last attempt's, one per update.
 	verdicts []string
 	// out is what the last attempt wrote; nil when it wrote nothing.
@@ -150,6 +152,10 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	if d.out != nil {
 		d.lostRace() // called again after a write: it conflicted
 	}
+	if !d.onRecent {
+		d.s.cfg.Metrics.StateRead(d.readReason())
+	}
+	d.attempts++
 	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
 	s := d.s
 	d.verdicts = make([]string, len(d.updates))
@@ -240,6 +246,28 @@ func (d *decision) lostRace() {
 	if d.out != nil && d.verified {
 		d.s.cfg.Metrics.CASConflict()
 	}
+}
+
+// Reasons of a decision on a record read from the bucket, as the state
+// reads metric counts them.
+const (
+	readUncached = "uncached"
+	readStale    = "stale"
+	readConflict = "conflict"
+)
+
+// readReason says why the coming attempt decides on a record read from
+// the bucket: the replica knew none, the one it knew was out of date (or
+// had to be checked), or the last attempt on the bucket's record lost its
+// write. With one owner per rollout only the first should remain.
+func (d *decision) readReason() string {
+	switch {
+	case d.attempts == 0:
+		return readUncached
+	case d.verified:
+		return readConflict
+	}
+	return readStale
 }
 
 // count records every observation's verdict, once the decision is final.

@@ -16,22 +16,7 @@ import (
 func TestAReplicaWithAnOlderRecordDoesNotDropAReport(t *testing.T) {
 	srv := startServer(t)
 	ctx := context.Background()
-	replica := func() *Service {
-		svc, err := New(connect(t, srv.ClientURL()), Config{Logger: quiet()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := svc.client.Provision(ctx, svc.cfg.Bus, svc.cfg.Bus.Bucket(BucketRollouts, "", 1)); err != nil {
-			t.Fatal(err)
-		}
-		kv, err := svc.client.JetStream().KeyValue(ctx, BucketRollouts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		svc.st = newStore(kv, 16)
-		return svc
-	}
-	a, b := replica(), replica()
+	a, b := storeReplica(t, srv.ClientURL(), nil), storeReplica(t, srv.ClientURL(), nil)
 	r := events.Ref{Namespace: "prod", Name: "web"}
 	request := func(svc *Service, image string) {
 		t.Helper()

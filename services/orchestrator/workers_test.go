@@ -150,6 +150,8 @@ type statusEntry struct {
 	ID   string
 	Data events.StatusData
 	At   time.Time
+	// Time is the event's time: when the orchestrator decided on it.
+	Time time.Time
 	// The contract's extensions.
 	Causation, Actor, Correlation string
 }
@@ -166,7 +168,7 @@ func watchStatus(t *testing.T, c *events.Client) *statusLog {
 		if err != nil {
 			return events.Permanent(err)
 		}
-		e := statusEntry{Type: ev.Type(), ID: ev.ID(), Data: d, At: time.Now(),
+		e := statusEntry{Type: ev.Type(), ID: ev.ID(), Data: d, At: time.Now(), Time: ev.Time(),
 			Causation: events.Extension(ev, events.ExtCausationID), Actor: events.Extension(ev, events.ExtActor),
 			Correlation: events.Extension(ev, events.ExtCorrelationID)}
 		l.mu.Lock()

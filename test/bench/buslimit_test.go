@@ -60,6 +60,18 @@ func (l *latencies) reportAs(b *testing.B, elapsed time.Duration, what string) {
 	b.ReportMetric(0, "ns/op") // the per-op time is meaningless here
 }
 
+// reportPercentiles adds the p50 and p99 (in µs) to b as
+// <name>-p50-µs and <name>-p99-µs.
+func (l *latencies) reportPercentiles(b *testing.B, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slices.Sort(l.d)
+	if n := len(l.d); n > 0 {
+		b.ReportMetric(float64(l.d[n/2].Microseconds()), name+"-p50-µs")
+		b.ReportMetric(float64(l.d[min(n-1, n*99/100)].Microseconds()), name+"-p99-µs")
+	}
+}
+
 // startServer runs an embedded server as Sluice's benchmarks do: file
 // storage, default sync interval, in this process.
 func startServer(b *testing.B) *embedded.Server {

@@ -46,14 +46,19 @@ func (r instantRouter) Apply(_ context.Context, ref events.Ref, _ int64, route t
 type stack struct {
 	admin *events.Client
 	ctx   context.Context
+	// reg holds the services' metrics.
+	reg *prometheus.Registry
 }
 
-func startStack(b *testing.B, router instantRouter) *stack {
+// startStack starts the services with orchestrators orchestrator
+// replicas (at least one), which share the orchestrator's consumers.
+func startStack(b *testing.B, router instantRouter, orchestrators int) *stack {
 	b.Helper()
 	srv := startServer(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	metrics, err := telemetry.New(prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	metrics, err := telemetry.New(reg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,9 +74,16 @@ func startStack(b *testing.B, router instantRouter) *stack {
 	if err := admin.Provision(ctx, events.BusConfig{}); err != nil {
 		b.Fatal(err)
 	}
-	orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics})
-	if err != nil {
-		b.Fatal(err)
+	var services []interface {
+		Run(context.Context) error
+		Ready() bool
+	}
+	for range max(1, orchestrators) {
+		orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics})
+		if err != nil {
+			b.Fatal(err)
+		}
+		services = append(services, orch)
 	}
 	rs, err := replicas.New(connect(), instant.New(), replicas.Config{Logger: quiet, Metrics: metrics})
 	if err != nil {
@@ -89,10 +101,7 @@ func startStack(b *testing.B, router instantRouter) *stack {
 	if err != nil {
 		b.Fatal(err)
 	}
-	services := []interface {
-		Run(context.Context) error
-		Ready() bool
-	}{orch, rs, ts, an}
+	services = append(services, rs, ts, an)
 	var wg sync.WaitGroup
 	for _, svc := range services {
 		wg.Go(func() { _ = svc.Run(ctx) })
@@ -103,7 +112,37 @@ func startStack(b *testing.B, router instantRouter) *stack {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return &stack{admin: admin, ctx: ctx}
+	return &stack{admin: admin, ctx: ctx, reg: reg}
+}
+
+// counter is the sum of the series of counter name from now on: the
+// function it returns says how much they grew.
+func (s *stack) counter(b *testing.B, name string, labels map[string]string) func() float64 {
+	b.Helper()
+	sum := func() float64 {
+		mfs, err := s.reg.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		series:
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+						continue series
+					}
+				}
+				total += m.GetCounter().GetValue()
+			}
+		}
+		return total
+	}
+	start := sum()
+	return func() float64 { return sum() - start }
 }
 
 // publish publishes a command for r.
