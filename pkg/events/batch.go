@@ -137,15 +137,21 @@ func (s *Subscription) handleBatch(ctx context.Context, items []*batchItem, bh B
 }
 
 // runBatch calls bh, turning a panic or a result of the wrong length into
-// an error for every message.
+// an error for every message. A batch of several that panics is handed
+// over again one message at a time, so one poison message is retried and
+// dead-lettered alone: the others, retried with it, would reach
+// MaxDeliver with it and be dead-lettered too.
 func runBatch(ctx context.Context, bh BatchHandler, batch []Message) (errs []error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err := fmt.Errorf("handler panicked: %v", r)
-			errs = make([]error, len(batch))
-			for i := range errs {
-				errs[i] = err
+			if len(batch) > 1 {
+				errs = make([]error, len(batch))
+				for i := range batch {
+					errs[i] = runBatch(ctx, bh, batch[i:i+1])[0]
+				}
+				return
 			}
+			errs = []error{fmt.Errorf("handler panicked: %v", r)}
 		}
 	}()
 	errs = bh(ctx, batch)

@@ -174,3 +174,97 @@ func TestConsumeBatchesHandsOverWhatWaitedTogether(t *testing.T) {
 		return nil
 	})
 }
+
+// A message whose handling panics is retried and dead-lettered alone: the
+// messages that waited with it are handed over again one at a time and
+// handled, not retried with it until MaxDeliver dead-letters them too.
+func TestConsumeBatchesIsolatesAPanickingMessage(t *testing.T) {
+	c := provisioned(t, startServer(t).ClientURL())
+	var (
+		mu       sync.Mutex
+		handled  = map[int]int{}
+		largest  int
+		release  = make(chan struct{})
+		released bool
+	)
+	cfg := ConsumerConfig{Stream: StreamCommands, Durable: "poison", Workers: 1, Prefetch: 64, MaxDeliver: 3,
+		BackoffInitial: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+	sub, err := c.ConsumeBatches(context.Background(), cfg, func(ctx context.Context, batch []Message) []error {
+		mu.Lock()
+		if len(batch) > largest {
+			largest = len(batch)
+		}
+		mu.Unlock()
+		for _, m := range batch {
+			var d batchData
+			if err := DecodeData(m.Event, &d); err != nil {
+				t.Error(err)
+			}
+			switch d.Fail {
+			case "hold":
+				mu.Lock()
+				wait := !released
+				released = true
+				mu.Unlock()
+				if wait {
+					<-release
+				}
+			case "panic":
+				panic("poison")
+			}
+		}
+		mu.Lock()
+		for _, m := range batch {
+			var d batchData
+			_ = DecodeData(m.Event, &d)
+			handled[d.N]++
+		}
+		mu.Unlock()
+		return make([]error, len(batch))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Stop(context.Background()) })
+
+	// The worker is held on the first message while the poison and five
+	// more of the same rollout arrive, so they wait, and go, together.
+	publish(t, c, cmdSubject("a"), mustEvent(t, TypeRolloutPause, cmdSubject("a"), batchData{N: 0, Fail: "hold"}))
+	publish(t, c, cmdSubject("a"), mustEvent(t, TypeRolloutPause, cmdSubject("a"), batchData{N: 1, Fail: "panic"}))
+	for n := 2; n <= 6; n++ {
+		publish(t, c, cmdSubject("a"), mustEvent(t, TypeRolloutPause, cmdSubject("a"), batchData{N: n}))
+	}
+	cons, err := c.JetStream().Consumer(context.Background(), StreamCommands, "poison")
+	if err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, "the six messages behind the first waiting in the process", func() error {
+		info, err := cons.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending < 7 {
+			return fmt.Errorf("%d delivered, not settled", info.NumAckPending)
+		}
+		return nil
+	})
+	close(release)
+	poll.Until(t, "every message but the poison handled", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for n := 2; n <= 6; n++ {
+			if handled[n] == 0 {
+				return fmt.Errorf("message %d not handled; handled %v", n, handled)
+			}
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if largest < 2 {
+		t.Errorf("no batch of more than one message formed (largest %d): the test proves nothing", largest)
+	}
+	if handled[1] != 0 {
+		t.Errorf("the poison message was handled %d times", handled[1])
+	}
+}

@@ -279,7 +279,15 @@ func (s *Service) batchHandler(rt router) events.BatchHandler {
 		if len(us) == 0 {
 			return errs
 		}
-		for j, err := range s.applyAll(ctx, us[0].ref, us) {
+		results := s.applyAll(ctx, us[0].ref, us)
+		if len(us) > 1 && slices.ContainsFunc(results, events.IsPermanent) {
+			// One update no decision can take fails them all; decided
+			// alone, the others are not dead-lettered with it.
+			for j, u := range us {
+				results[j] = s.apply(ctx, u)
+			}
+		}
+		for j, err := range results {
 			errs[idx[j]] = err
 		}
 		return errs
