@@ -318,6 +318,7 @@ func (s *Subscription) loop(queues []chan queued) {
 	var (
 		lastErr    error
 		lastMissed time.Time
+		misses     int // missed heartbeats in a row
 	)
 	for {
 		var opts []jetstream.NextOpt
@@ -349,6 +350,8 @@ func (s *Subscription) loop(queues []chan queued) {
 				lastMissed = time.Now()
 			}
 			lastErr = err
+			misses++
+			s.beforeRepull(misses)
 			continue
 		default:
 			// Reported once per occurrence; the iterator either recovers by
@@ -364,7 +367,31 @@ func (s *Subscription) loop(queues []chan queued) {
 		h := fnv.New32a()
 		h.Write([]byte(orderKey(msg.Subject())))
 		queues[h.Sum32()%uint32(len(queues))] <- queued{msg: msg, stopBeat: s.heartbeat(msg)}
-		lastMsg, lastErr = time.Now(), nil
+		lastMsg, lastErr, misses = time.Now(), nil, 0
+	}
+}
+
+// maxRepullDelay bounds the wait between pull requests after heartbeats
+// were missed several times in a row.
+const maxRepullDelay = 8 * time.Second
+
+// beforeRepull waits before the pull request that follows the misses-th
+// missed heartbeat in a row. The first goes at once, so a consumer whose
+// leader moved pulls from the new one within a second. Later ones back
+// off (doubling up to maxRepullDelay), and none goes while the connection
+// is down: a request the server may still hold (a slow or lossy link
+// delays its heartbeats) is not joined by one more each second, and
+// requests sent during a partition are not buffered by the client, to
+// reach the server all at once at the heal and flood the client with
+// their messages (issue 21, TestPartitions).
+func (s *Subscription) beforeRepull(misses int) {
+	delay := time.Duration(0)
+	if misses > 1 {
+		delay = min(pullHeartbeat<<(min(misses, 8)-1), maxRepullDelay)
+	}
+	deadline := time.Now().Add(delay)
+	for !s.stopping.Load() && !s.c.nc.IsClosed() && (time.Now().Before(deadline) || !s.c.nc.IsConnected()) {
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
