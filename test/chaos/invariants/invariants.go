@@ -350,6 +350,7 @@ func checkNotEarly(h History, add adder) {
 		}
 	}
 }
+
 // Disagreements lists where the data plane's last applied routing and
 // replica counts differ from each expected rollout's record, for the suite
 // to wait until they agree before it checks (a scale-down or route in
