@@ -335,6 +335,21 @@ func TestChaos(t *testing.T) {
 	}, poll.Timeout(sz.bound), poll.Every(200*time.Millisecond)); err != nil {
 		t.Log(err)
 	}
+	h := collectHistory(ctx, t, js, expect, watch, dp, cleared, sz.bound)
+	violations := invariants.Check(h)
+	report(t, sz, rollouts, h, sys, dp, dup.copies.Load(), poison.counts(), nats.Restarts(), cleared, violations)
+	for _, v := range violations {
+		t.Error(v)
+	}
+}
+
+// collectHistory is what the invariants check once the faults are over:
+// it waits (up to 30 s each, without failing) for every consumer to drain
+// and for the data plane to agree with the records, then reads the status
+// stream, the dead letters and the state writes seen. cleared is when the
+// faults cleared, bound the settle bound.
+func collectHistory(ctx context.Context, t *testing.T, js jetstream.JetStream, expect map[events.Ref]invariants.Expectation, watch *states, dp *dataplane.Server, cleared time.Time, bound time.Duration) invariants.History {
+	t.Helper()
 	var backlogs []invariants.Backlog
 	if err := poll.Wait("every consumer to drain", func() error {
 		backlogs = consumerBacklogs(ctx, t, js)
@@ -346,8 +361,7 @@ func TestChaos(t *testing.T) {
 		t.Log(err)
 	}
 	awaitAgreement(t, expect, watch, dp)
-
-	h := invariants.History{
+	return invariants.History{
 		Expect:      expect,
 		Final:       watch.finals(),
 		Calls:       dp.Records(),
@@ -356,12 +370,7 @@ func TestChaos(t *testing.T) {
 		DeadLetters: deadLetters(ctx, t, js),
 		Backlogs:    backlogs,
 		Cleared:     cleared,
-		Bound:       sz.bound,
-	}
-	violations := invariants.Check(h)
-	report(t, sz, rollouts, h, sys, dp, dup.copies.Load(), poison.counts(), nats.Restarts(), cleared, violations)
-	for _, v := range violations {
-		t.Error(v)
+		Bound:       bound,
 	}
 }
 

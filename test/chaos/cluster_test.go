@@ -483,21 +483,7 @@ func (b *clusteredBus) check(t *testing.T, expect map[events.Ref]invariants.Expe
 		t.Log(err)
 	}
 	js := b.client.JetStream()
-	var backlogs []invariants.Backlog
-	if err := poll.Wait("every consumer to drain", func() error {
-		backlogs = consumerBacklogs(ctx, t, js)
-		if !drained(backlogs) {
-			return fmt.Errorf("backlogs %+v", backlogs)
-		}
-		return nil
-	}, poll.Timeout(30*time.Second), poll.Every(250*time.Millisecond)); err != nil {
-		t.Log(err)
-	}
-	h := invariants.History{
-		Expect: expect, Final: b.watch.finals(), Calls: b.dp.Records(),
-		Status: statusEvents(ctx, t, js), Writes: b.watch.writes(), DeadLetters: deadLetters(ctx, t, js),
-		Backlogs: backlogs, Cleared: cleared, Bound: bound,
-	}
+	h := collectHistory(ctx, t, js, expect, b.watch, b.dp, cleared, bound)
 	vs := invariants.Check(h)
 	names := make([]string, 0, len(expect))
 	for r := range expect {

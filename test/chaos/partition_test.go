@@ -368,28 +368,7 @@ func TestPartitions(t *testing.T) {
 			f.name, sz.hold, settledAt.Sub(cleared).Round(10*time.Millisecond), stale))
 	}
 
-	var backlogs []invariants.Backlog
-	if err := poll.Wait("every consumer to drain", func() error {
-		backlogs = consumerBacklogs(ctx, t, js)
-		if !drained(backlogs) {
-			return fmt.Errorf("backlogs %+v", backlogs)
-		}
-		return nil
-	}, poll.Timeout(30*time.Second), poll.Every(250*time.Millisecond)); err != nil {
-		t.Log(err)
-	}
-	awaitAgreement(t, expect, watch, dp)
-	h := invariants.History{
-		Expect:      expect,
-		Final:       watch.finals(),
-		Calls:       dp.Records(),
-		Status:      statusEvents(ctx, t, js),
-		Writes:      watch.writes(),
-		DeadLetters: deadLetters(ctx, t, js),
-		Backlogs:    backlogs,
-		Cleared:     cleared,
-		Bound:       sz.bound,
-	}
+	h := collectHistory(ctx, t, js, expect, watch, dp, cleared, sz.bound)
 	violations := invariants.Check(h)
 	calls := map[string]int{}
 	for _, c := range h.Calls {
