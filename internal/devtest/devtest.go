@@ -81,6 +81,13 @@ func New(t testing.TB, opts Options) *Dev {
 	d := &Dev{t: t, opts: opts, Work: work, State: filepath.Join(work, "state"), cli: testbin.Path(t, "sluice")}
 	d.NATS, d.Prom, d.HTTP, d.Dashboard = FreeAddr(t), FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	t.Cleanup(d.Stop)
+	// Registered after Stop, so run before it: a failed test shows what
+	// sluice dev said (warnings and errors) while it ran.
+	t.Cleanup(func() {
+		if t.Failed() && d.out != nil {
+			t.Logf("sluice dev's output:\n%s", d.out.String())
+		}
+	})
 	return d
 }
 

@@ -47,7 +47,9 @@ spec:
 
 	b := newBrowser(t, chrome)
 	b.navigate(base + "/#/experiments")
-	b.wait("the experiments page shows exp Running with both templates' pods and its run", 2*time.Minute, `(() => {
+	// Four minutes: once, under make test's load, the run had not shown
+	// after two (devtest now prints sluice dev's warnings on a failure).
+	b.wait("the experiments page shows exp Running with both templates' pods and its run", 4*time.Minute, `(() => {
 		const row = document.querySelector('tr[data-experiment="default/exp"]');
 		if (!row) return 'no row';
 		const t = [...row.querySelectorAll('[data-template]')].map((l) => l.textContent).join(', ');
