@@ -234,6 +234,11 @@ func (d *decision) advanceStandalone() {
 		if ex.Duration > 0 {
 			ex.EndsAt = d.now.Add(ex.Duration)
 		}
+		// Its analyses start now, before the event, so that the running
+		// event lists its runs: a watcher (the dashboard's experiments
+		// page) may know the experiment from this event alone until a run
+		// reports, which a Job's run does only when it ends.
+		d.syncRuns()
 		d.emit(events.TypeExperimentRunning, events.StatusData{})
 	case ex.Phase == experimentRunning && !ex.EndsAt.IsZero() && !d.now.Before(ex.EndsAt):
 		d.completeExperiment(ex, string(phaseSuccessful), fmt.Sprintf("duration %s passed", ex.Duration))

@@ -63,6 +63,10 @@ func TestStandaloneExperimentRunsForItsDuration(t *testing.T) {
 	w.settle()
 	w.expectEvents(mark, "experiment.accepted", "experiment.running")
 	w.expectPhase(events.ExperimentPhaseRunning)
+	// The running event lists the runs it started.
+	if runs := w.lastEvent("experiment.running").Data.Status.Runs; len(runs) != 1 || runs[0].Name != "exp-judge" {
+		t.Errorf("the running event lists runs %+v, want exp-judge", runs)
+	}
 
 	// The scale task runs each template from its own pod template, as an
 	// experiment's pods owned by the Experiment.
