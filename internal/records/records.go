@@ -5,12 +5,14 @@
 package records
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/pkg/events"
@@ -79,7 +81,7 @@ func New[T any](kv jetstream.KeyValue, cfg Config[T]) *Store[T] {
 // revision.
 func (s *Store[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 	var rec T
-	e, err := s.kv.Get(ctx, key)
+	e, err := GetEntry(ctx, s.kv, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return rec, 0, nil
 	}
@@ -95,6 +97,65 @@ func (s *Store[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 	}
 	s.cache.put(key, e.Revision(), rec)
 	return rec, e.Revision(), nil
+}
+
+// Reads are hedged: when a read has had no answer after readHedge, the
+// same read is asked again without giving up on the first, then again
+// after twice as long, up to maxReads times, and the first answer wins.
+// A read is a direct get that any node holding the bucket may answer, and
+// the server hands it to one of them at random, so a node that vanished
+// without closing its routes (cut off by a partition, or paused) takes
+// its share of the reads until its peers give up on it, which their route
+// pings take 30 to 90 s to do; a read asked again is handed to a node
+// drawn afresh (issue 21, TestRecordReadsDoNotWaitOnAVanishedNode). A
+// read that is merely slow costs the bus a second read, never a wrong
+// answer.
+const (
+	readHedge = 250 * time.Millisecond
+	maxReads  = 6
+)
+
+// GetEntry gets the entry under key from kv as Store.Get does, hedged,
+// for callers that read a bucket's raw entries.
+func GetEntry(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		e   jetstream.KeyValueEntry
+		err error
+	}
+	answers := make(chan answer, maxReads)
+	ask := func() {
+		go func() {
+			e, err := kv.Get(ctx, key)
+			answers <- answer{e, err}
+		}()
+	}
+	ask()
+	asked, pending, wait := 1, 1, readHedge
+	hedge := time.NewTimer(wait)
+	defer hedge.Stop()
+	for {
+		select {
+		case a := <-answers:
+			pending--
+			// A read that timed out on its own (the client's default
+			// request timeout, when ctx has no deadline) leaves the
+			// others to answer.
+			if a.err == nil || pending == 0 && asked == maxReads || !(errors.Is(a.err, context.DeadlineExceeded) || errors.Is(a.err, nats.ErrTimeout)) {
+				return a.e, a.err
+			}
+			if ctx.Err() != nil {
+				return a.e, a.err
+			}
+		case <-hedge.C:
+			if asked < maxReads {
+				ask()
+				asked, pending, wait = asked+1, pending+1, 2*wait
+				hedge.Reset(wait)
+			}
+		}
+	}
 }
 
 // Recent returns the record this store read or wrote last under key, from
@@ -115,12 +176,7 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 	if err != nil {
 		return 0, events.Permanent(fmt.Errorf("encode %s %s: %w", s.cfg.Name, key, err))
 	}
-	written, err := whileNoLeader(ctx, func() (uint64, error) {
-		if rev == 0 {
-			return s.kv.Create(ctx, key, data)
-		}
-		return s.kv.Update(ctx, key, data, rev)
-	})
+	written, err := s.write(ctx, key, data, rev)
 	if isConflict(err) {
 		return 0, fmt.Errorf("save %s %s: %w", s.cfg.Name, key, ErrConflict)
 	}
@@ -129,6 +185,62 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 	}
 	s.cache.put(key, written, rec)
 	return written, nil
+}
+
+// writeAttempt is how long one attempt of a write may take before it is
+// made again. A write goes to the leader of the bucket's stream, and
+// while its peers elect a new one after the old one vanished (cut off, or
+// paused) the write is handed to the old leader and never answered. A
+// write made again after the election reaches the new leader, within
+// writeAttempt of it, instead of the handler failing its message into a
+// backoff that outlasts the election (issue 21).
+const writeAttempt = 2 * time.Second
+
+// write stores data under key if the entry is still at revision rev, and
+// returns the new revision. It makes the write again while no leader
+// takes it (events.NoLeader: nothing was stored) and after an attempt
+// timed out, up to leaderWait. An attempt that timed out may have been
+// stored all the same, and then the next one conflicts with it: the
+// write succeeded if the entry holds exactly its data; otherwise the
+// timeout is returned, which leaves the caller as unsure as before.
+func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	deadline := time.Now().Add(leaderWait)
+	var timedOut error // an attempt that timed out and may have been stored
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		var written uint64
+		var err error
+		if rev == 0 {
+			written, err = s.kv.Create(actx, key, data)
+		} else {
+			written, err = s.kv.Update(actx, key, data, rev)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			return written, nil
+		case timedOut != nil && isConflict(err):
+			if e, gerr := GetEntry(ctx, s.kv, key); gerr == nil && e.Revision() > rev && bytes.Equal(e.Value(), data) {
+				return e.Revision(), nil
+			}
+			return 0, timedOut
+		case ctx.Err() != nil || time.Now().After(deadline):
+			return 0, err
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			// Made again at once: the attempt has waited already.
+			timedOut = err
+			continue
+		case !events.NoLeader(err):
+			return 0, err
+		}
+		t := time.NewTimer(events.LeaderBackoff.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, err
+		case <-t.C:
+		}
+	}
 }
 
 // Delete removes the entry under key if it is still at revision rev. It

@@ -66,6 +66,29 @@ func atEnd(st machine.State, abort bool, revision int64) bool {
 	return st.Phase == "Healthy" && st.Completed && st.StableHash == st.PodHash
 }
 
+// prollout is a rollout of the partition run, and whether its updates are
+// aborted.
+type prollout struct {
+	ref   events.Ref
+	abort bool
+}
+
+// unsettled names the rollouts not yet at the end of update revision, with
+// where each stands, or returns nil.
+func unsettled(watch *states, rollouts []prollout, revision int64) error {
+	var behind []string
+	for _, r := range rollouts {
+		st, ok := watch.state(r.ref)
+		if !ok || !atEnd(st, r.abort, revision) {
+			behind = append(behind, fmt.Sprintf("%s (revision %d, phase %s, step %d)", r.ref.Name, st.Revision, st.Phase, st.Step))
+		}
+	}
+	if len(behind) > 0 {
+		return fmt.Errorf("not settled: %s", strings.Join(behind, ", "))
+	}
+	return nil
+}
+
 // TestPartitions runs Sluice as production places it, on hosts of a test
 // network (package netns): three NATS nodes (R3 streams and buckets) on
 // hosts n1, n2, n3, and two of every service on hosts a and b, with the
@@ -171,10 +194,6 @@ func TestPartitions(t *testing.T) {
 	}
 	watch := followStates(ctx, t, kv)
 
-	type prollout struct {
-		ref   events.Ref
-		abort bool
-	}
 	var rollouts []prollout
 	for i := range sz.good {
 		rollouts = append(rollouts, prollout{ref: events.Ref{Namespace: namespace, Name: fmt.Sprintf("part-good-%d", i)}})
@@ -235,13 +254,8 @@ func TestPartitions(t *testing.T) {
 			during: func(wave int64) {
 				// The majority side carries on: every rollout completes
 				// its update while n1 and orchestrator-1 are cut off.
-				poll.True(t, "every rollout settled by the majority side during the partition", func() bool {
-					for _, r := range rollouts {
-						if st, ok := watch.state(r.ref); !ok || !atEnd(st, r.abort, wave) {
-							return false
-						}
-					}
-					return true
+				poll.Until(t, "every rollout settled by the majority side during the partition", func() error {
+					return unsettled(watch, rollouts, wave)
 				}, poll.Timeout(sz.bound), poll.Every(200*time.Millisecond))
 				majorityDone = time.Since(partitioned).Round(10 * time.Millisecond)
 			}},
@@ -349,13 +363,8 @@ func TestPartitions(t *testing.T) {
 		cleared = time.Now()
 		aborts.Wait()
 		t.Logf("%s: %s healed", cleared.Format(time.StampMilli), f.name)
-		poll.True(t, fmt.Sprintf("every rollout settled at revision %d after %s healed", wave, f.name), func() bool {
-			for _, r := range rollouts {
-				if st, ok := watch.state(r.ref); !ok || !atEnd(st, r.abort, wave) {
-					return false
-				}
-			}
-			return true
+		poll.Until(t, fmt.Sprintf("every rollout settled at revision %d after %s healed", wave, f.name), func() error {
+			return unsettled(watch, rollouts, wave)
 		}, poll.Timeout(sz.bound), poll.Every(100*time.Millisecond))
 		settledAt := time.Now()
 		stale := 0

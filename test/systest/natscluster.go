@@ -2,9 +2,11 @@ package systest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,6 +301,36 @@ func (n *NATSNode) Healthy() string {
 	var body [512]byte
 	k, _ := resp.Body.Read(body[:])
 	return fmt.Sprintf("%s: %d %s", n.Name, resp.StatusCode, strings.TrimSpace(string(body[:k])))
+}
+
+// ServesDirectGets is why the node does not answer direct gets of stream
+// (a key-value bucket B is stream KV_B, whose reads are direct gets), or
+// "" when it does: it has joined the queue group that answers them, which
+// a follower does only once it has caught up (checked every 2 s), so a
+// new stream's reads go to its leader alone at first.
+func (n *NATSNode) ServesDirectGets(stream string) string {
+	subject := "$JS.API.DIRECT.GET." + stream + ".>"
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort)) + "/subsz?subs=1&limit=4096&test=" + url.QueryEscape(strings.TrimSuffix(subject, ">")+"x"))
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var subsz struct {
+		Subs []struct {
+			Subject string `json:"subject"`
+			Queue   string `json:"qgroup"`
+		} `json:"subscriptions_list"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&subsz); err != nil {
+		return fmt.Sprintf("%s /subsz: %v", n.Name, err)
+	}
+	for _, sub := range subsz.Subs {
+		if sub.Subject == subject && sub.Queue != "" {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s has no subscription to %s", n.Name, subject)
 }
 
 // WaitHealthy waits until every running node answers /healthz with 200.

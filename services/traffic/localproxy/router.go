@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/endpoints"
+	"github.com/sluicehq/sluice/internal/records"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/traffic"
@@ -233,7 +234,7 @@ func (r *Router) restore(ctx context.Context) error {
 		return fmt.Errorf("list bucket %s: %w", Bucket, err)
 	}
 	for _, k := range keys {
-		e, err := r.routes.Get(ctx, k)
+		e, err := records.GetEntry(ctx, r.routes, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
 		}
