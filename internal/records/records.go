@@ -101,18 +101,20 @@ func (s *Store[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 
 // Reads are hedged: when a read has had no answer after readHedge, the
 // same read is asked again without giving up on the first, then again
-// after twice as long, up to maxReads times, and the first answer wins.
-// A read is a direct get that any node holding the bucket may answer, and
-// the server hands it to one of them at random, so a node that vanished
+// after twice as long, and so on, every maxHedge at most, until one
+// answers or the caller's context ends; the first answer wins. A read is
+// a direct get that any node holding the bucket may answer, and the
+// server hands it to one of them at random, so a node that vanished
 // without closing its routes (cut off by a partition, or paused) takes
 // its share of the reads until its peers give up on it, which their route
-// pings take 30 to 90 s to do; a read asked again is handed to a node
-// drawn afresh (issue 21, TestRecordReadsDoNotWaitOnAVanishedNode). A
-// read that is merely slow costs the bus a second read, never a wrong
-// answer.
+// pings take 30 s or more to do; a read asked again is handed to a node
+// drawn afresh (issue 21, TestRecordsDoNotWaitOnAVanishedNode). A read
+// that is merely slow costs the bus a second read, never a wrong answer.
 const (
 	readHedge = 250 * time.Millisecond
-	maxReads  = 6
+	maxHedge  = time.Second
+	// maxReads bounds the reads in flight for one caller.
+	maxReads = 30
 )
 
 // GetEntry gets the entry under key from kv as Store.Get does, hedged,
@@ -151,7 +153,7 @@ func GetEntry(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream
 		case <-hedge.C:
 			if asked < maxReads {
 				ask()
-				asked, pending, wait = asked+1, pending+1, 2*wait
+				asked, pending, wait = asked+1, pending+1, min(2*wait, maxHedge)
 				hedge.Reset(wait)
 			}
 		}
@@ -362,7 +364,11 @@ func (s *Store[T]) attempt(ctx context.Context, key string, rec T, rev uint64, c
 	return written, true, err
 }
 
+// isConflict reports a write refused because the entry is not at the
+// revision the writer read. A replicated bucket (R3) says so with error
+// code 10164 where a single replica says 10071 (TestRecordsDoNotWaitOnAVanishedNode).
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant))
 }

@@ -202,9 +202,16 @@ type Subscription struct {
 // leader change; 500 ms lets the consumer pull again within a second of
 // the new leader taking over, for two small messages a second per idle
 // consumer (issue 21, docs/reliability.md).
+//
+// A pull request also outlives a client that the network cut off: its
+// leader keeps it, and hands it messages that go nowhere (their redelivery
+// waits for the ack wait), until it expires. A short expiry bounds that,
+// for one more request per consumer every pullExpiry (TestPartitions).
 const (
-	pullExpiry    = 30 * time.Second
+	pullExpiry    = 5 * time.Second
 	pullHeartbeat = 500 * time.Millisecond
+	// missedSaid is how often missed heartbeats are said in the log.
+	missedSaid = 30 * time.Second
 	// pullRecheck bounds how long the loop lets the iterator wait for a
 	// message while messages are flowing, before it asks again.
 	pullRecheck = 250 * time.Millisecond
@@ -345,7 +352,7 @@ func (s *Subscription) loop(queues []chan queued) {
 			// The iterator has already dropped its request and sends a new
 			// one on the next call. While the consumer has no leader this
 			// repeats every 2*pullHeartbeat: said at most every 30 s.
-			if time.Since(lastMissed) > pullExpiry {
+			if time.Since(lastMissed) > missedSaid {
 				s.c.log.Warn("consumer missed heartbeats (its leader may have changed); pulling again", "consumer", s.cfg.Durable)
 				lastMissed = time.Now()
 			}

@@ -336,7 +336,7 @@ func (n *NATSNode) ServesDirectGets(stream string) string {
 // WaitHealthy waits until every running node answers /healthz with 200.
 func (c *NATSCluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
-	poll.Until(t, "every running NATS node healthy", func() error {
+	err := poll.Wait("every running NATS node healthy", func() error {
 		for _, n := range c.Nodes {
 			if !n.Running() {
 				continue
@@ -347,6 +347,13 @@ func (c *NATSCluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 		}
 		return nil
 	}, poll.Timeout(timeout))
+	if err != nil {
+		var logs strings.Builder
+		for _, n := range c.Nodes {
+			fmt.Fprintf(&logs, "--- %s\n%s\n", n.Name, n.LogTail(15))
+		}
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
 }
 
 // Leader returns the node that leads stream (a key-value bucket B is
