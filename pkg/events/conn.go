@@ -269,7 +269,12 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 }
 
 // WithPublishTimeout bounds each publish attempt's wait for the stream's ack
-// (default 5s). Publish retries until its context ends.
+// (default 2s). Publish retries until its context ends, with the same
+// message id, so an attempt that was stored after all is not stored
+// twice. An attempt sent while the stream's peers elect a new leader goes
+// to the old one and is never answered: the next attempt reaches the new
+// leader, so this bounds how long a publish outlasts an election
+// (TestPartitions).
 func WithPublishTimeout(d time.Duration) Option {
 	return func(c *Client) error {
 		if d <= 0 {
@@ -387,7 +392,7 @@ func newClient(opts []Option) (*Client, error) {
 	c := &Client{
 		log:            slog.Default(),
 		tracer:         otel.GetTracerProvider().Tracer(tracerName),
-		publishTimeout: 5 * time.Second,
+		publishTimeout: 2 * time.Second,
 	}
 	for _, o := range opts {
 		if err := o(c); err != nil {

@@ -290,8 +290,31 @@ func (d *decision) stored(ctx context.Context) error {
 	for _, f := range o.finished {
 		s.recordTask(f.prev, f.fin, o.now)
 	}
+	s.scheduleNext(d.ref, o.next)
 	s.logDecision(ctx, d.kinds(), o.prev, o.next, o.effects)
 	return s.publishEffects(ctx, d.ref, o.effects)
+}
+
+// scheduleNext gives this replica's timers the next deadline of a state it
+// has just stored. Every replica learns deadlines from its watch of the
+// bucket, but the watch's consumer lives on one node of the bus, and a
+// node cut off or stopped stalls it until the client notices missed
+// heartbeats (10 s): the replica that made the decision knows at once, so
+// a 1 s pause it began does not wait for the watch (TestPartitions saw
+// 1 s pauses last 9 s on the majority side). A watch that lags behind
+// this sets the deadline of an older state again, which the watch's next
+// entries correct; a timer that fires early is not due and changes
+// nothing.
+func (s *Service) scheduleNext(r events.Ref, next machine.State) {
+	if s.timers == nil {
+		return
+	}
+	key := records.KeyOf(r)
+	if w, ok := next.NextWakeup(); ok {
+		s.timers.Set(key, w)
+		return
+	}
+	s.timers.Delete(key)
 }
 
 // kinds names the observations decided on, for the log.
