@@ -78,8 +78,21 @@ func TestDevWaitsForItsBus(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	// The fault lasts this long; nothing is asserted until it ends.
-	time.Sleep(12 * time.Second)
+	// A freeze that came after sluice dev was ready would test nothing.
+	if o, _ := os.ReadFile(stdout); strings.Contains(string(o), "press Ctrl-C") {
+		t.Fatalf("sluice dev was ready before it was frozen: the freeze must land while it starts\n%s", logs())
+	}
+	// The fault is the freeze's length: past the 10 s sluice dev once gave
+	// each wait. A stopped process reports nothing, so there is no
+	// condition of its to wait for until it continues; only its exit (it
+	// was killed) ends the hold early.
+	hold := time.NewTimer(12 * time.Second)
+	defer hold.Stop()
+	select {
+	case <-hold.C:
+	case <-exited:
+		t.Fatalf("sluice dev exited while it was frozen: %v\n%s", exitErr, logs())
+	}
 	if err := cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}

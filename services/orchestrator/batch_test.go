@@ -1,7 +1,6 @@
 package orchestrator
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -19,16 +18,9 @@ import (
 // command answered as if each had been decided after the other.
 func TestObservationsThatArriveTogetherAreDecidedInOneWrite(t *testing.T) {
 	srv := startServer(t)
+	svc := startOrchestrator(t, srv.ClientURL(), machine.Config{}).svc
+	ctx := t.Context()
 	c := connect(t, srv.ClientURL())
-	svc, err := New(c, Config{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	poll.True(t, "the orchestrator ready", svc.Ready)
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}

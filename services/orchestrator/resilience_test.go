@@ -189,16 +189,9 @@ func TestLateCopiesOfCommandsChangeNothing(t *testing.T) {
 // to the decision is delivered again, and the effects go out then.
 func TestRedeliveryPublishesWhatACrashLeftInTheOutbox(t *testing.T) {
 	srv := startServer(t)
+	svc := startOrchestrator(t, srv.ClientURL(), machine.Config{}).svc
+	ctx := t.Context()
 	c := connect(t, srv.ClientURL())
-	svc, err := New(c, Config{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	poll.True(t, "the orchestrator ready", svc.Ready)
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
 	r := events.Ref{Namespace: "prod", Name: "web"}

@@ -24,8 +24,10 @@ func startServer(t *testing.T) *embedded.Server { return eventstest.StartServer(
 
 func connect(t *testing.T, url string) *events.Client { return eventstest.Connect(t, url) }
 
-// orchestratorProc is one running orchestrator replica.
+// orchestratorProc is one running orchestrator replica. svc is there for
+// tests that reach into its store or decide on its behalf.
 type orchestratorProc struct {
+	svc    *Service
 	client *events.Client
 	cancel context.CancelFunc
 	done   chan error
@@ -46,7 +48,7 @@ func startOrchestratorWith(t *testing.T, url string, cfg Config) *orchestratorPr
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &orchestratorProc{client: c, cancel: cancel, done: make(chan error, 1)}
+	p := &orchestratorProc{svc: svc, client: c, cancel: cancel, done: make(chan error, 1)}
 	go func() { p.done <- svc.Run(ctx) }()
 	poll.True(t, "the orchestrator to be ready", func() bool {
 		select {

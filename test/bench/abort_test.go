@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/analyzer"
@@ -69,7 +71,11 @@ func abortReaction(b *testing.B, n int) {
 		}
 		mu.Unlock()
 	})
+	var live atomic.Int32 // rollouts completed (only web:v1 completes)
 	st.follow(b, events.StreamStatus, func(subject string, ev events.Event) {
+		if ev.Type() == events.TypeRolloutCompleted {
+			live.Add(1)
+		}
 		if ev.Type() == events.TypeRolloutAborted {
 			r, err := events.RefFromSubject(subject)
 			if err == nil {
@@ -86,17 +92,20 @@ func abortReaction(b *testing.B, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, err := kv.Get(st.ctx, "bench.failing"); err != nil; _, err = kv.Get(st.ctx, "bench.failing") {
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(b, "the failing analysis template stored", func() error {
+		_, err := kv.Get(st.ctx, "bench.failing")
+		return err
+	}, poll.Every(20*time.Millisecond))
 
 	rollouts := names(n)
 	update := func(image string) {
 		st.request(b, rollouts, func(name string) string { return failingCanary(name, image) })
 	}
-	// The first revision goes straight to Healthy (no analysis).
+	// The first revision goes straight to Healthy (no analysis); each
+	// update after it must find it live, or it would be a first revision
+	// too and never abort.
 	update("web:v1")
-	time.Sleep(500 * time.Millisecond)
+	poll.True(b, "every rollout live at web:v1", func() bool { return int(live.Load()) >= n })
 
 	rounds := max(3, 100/n)
 	var toZero, toEvent []time.Duration
@@ -115,14 +124,14 @@ func abortReaction(b *testing.B, n int) {
 				failed time.Time
 				ok     bool
 			)
-			for end := time.Now().Add(5 * time.Second); !ok && time.Now().Before(end); {
+			_ = poll.Wait(a.name+"'s failed measurement", func() error {
 				mu.Lock()
-				failed, ok = failedAt[a.name]
-				mu.Unlock()
-				if !ok {
-					time.Sleep(time.Millisecond)
+				defer mu.Unlock()
+				if failed, ok = failedAt[a.name]; !ok {
+					return fmt.Errorf("not seen")
 				}
-			}
+				return nil
+			}, poll.Timeout(5*time.Second), poll.Every(time.Millisecond))
 			mu.Lock()
 			var zero time.Time
 			for _, z := range zeroAt[a.name] {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strconv"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
@@ -80,9 +82,7 @@ func atScale(b *testing.B, n int) {
 	}
 	b.Cleanup(func() { _ = dp.Close() })
 	sys := systest.Start(b, systest.Spec{NATS: bus.URL, DataPlane: dp.URL(), LogDir: b.TempDir(), Restart: 5 * time.Second})
-	for !sys.Ready() {
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.True(b, "every process ready", sys.Ready, poll.Timeout(5*time.Minute), poll.Every(50*time.Millisecond))
 	ctx := context.Background()
 	client, err := events.Connect(ctx, events.ConnConfig{URLs: []string{bus.URL}}, events.WithLogger(systest.Quiet()))
 	if err != nil {
@@ -121,11 +121,14 @@ func atScale(b *testing.B, n int) {
 	st := &stack{admin: client, ctx: ctx}
 	rollouts := names(n)
 	waitAll := func(what string, cond func(machine.State) bool) {
-		for end := time.Now().Add(20 * time.Minute); states.count(cond) < n; {
-			if time.Now().After(end) {
-				b.Fatalf("%s: %d of %d after 20 minutes\n%s", what, states.count(cond), n, sys.LogTails(10))
+		err := poll.Wait(what, func() error {
+			if got := states.count(cond); got < n {
+				return fmt.Errorf("%d of %d", got, n)
 			}
-			time.Sleep(100 * time.Millisecond)
+			return nil
+		}, poll.Timeout(20*time.Minute), poll.Every(100*time.Millisecond))
+		if err != nil {
+			b.Fatalf("%v\n%s", err, sys.LogTails(10))
 		}
 	}
 
@@ -169,9 +172,7 @@ func atScale(b *testing.B, n int) {
 	}
 	wg.Wait()
 	queued := time.Since(killed)
-	for !orch.Started().After(killed) {
-		time.Sleep(time.Millisecond)
-	}
+	poll.True(b, "orchestrator-1 started again", func() bool { return orch.Started().After(killed) }, poll.Timeout(5*time.Minute))
 	restarted := orch.Started()
 	if queued > restarted.Sub(killed) {
 		b.Logf("the promotes took %s to queue, longer than the orchestrator was down (%s)", queued, restarted.Sub(killed))

@@ -107,11 +107,14 @@ func startStack(b *testing.B, router instantRouter, orchestrators int) *stack {
 		wg.Go(func() { _ = svc.Run(ctx) })
 	}
 	b.Cleanup(func() { cancel(); wg.Wait() })
-	for _, svc := range services {
-		for !svc.Ready() {
-			time.Sleep(10 * time.Millisecond)
+	poll.True(b, "every service ready", func() bool {
+		for _, svc := range services {
+			if !svc.Ready() {
+				return false
+			}
 		}
-	}
+		return true
+	})
 	return &stack{admin: admin, ctx: ctx, reg: reg}
 }
 

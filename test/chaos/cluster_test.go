@@ -265,7 +265,7 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
 	leaders := took()
 	if leaders.stream.IsZero() || leaders.path.IsZero() {
-		t.Fatalf("no node took over %s (or another stream or consumer on the rollout's path) from %s within two minutes", f.stream, leader.Name)
+		t.Fatalf("no node took over %s (or another stream or consumer on the rollout's path) from %s within two minutes: %v", f.stream, leader.Name, leaders.err)
 	}
 	ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
 	res := fmt.Sprintf("%s: new %s leader after %s, every raft group on the path led again after %s; command acknowledged after %s; %s %s after the new %s leader, %s after the last of them, %s after the acknowledgement",
@@ -302,12 +302,15 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 // traffic workers, each elected apart from its stream.
 type leaderTimes struct {
 	stream, path time.Time
+	err          error // why path is zero
 }
 
 // watchLeaders polls, through the nodes other than old, who leads stream
 // and every raft group on the rollout's path until each has a leader
-// other than old (or any leader, once out says old is back), and returns a function that waits for that and says
-// when each was first seen (zero if not within two minutes).
+// other than old (or any leader, once out says old is back), and returns
+// a function that waits for that and says when each was first seen (zero,
+// with the groups still without a leader in err, if not within two
+// minutes).
 func (b *clusteredBus) watchLeaders(t *testing.T, stream string, old *systest.NATSNode, out *atomic.Bool) func() leaderTimes {
 	var urls []string
 	for _, n := range b.nats.Nodes {
@@ -354,22 +357,27 @@ func (b *clusteredBus) watchLeaders(t *testing.T, stream string, old *systest.NA
 	go func() {
 		defer close(done)
 		defer nc.Close()
-		for end := time.Now().Add(2 * time.Minute); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		// poll.Wait rather than poll.Until: this goroutine is not the
+		// test's, so a timeout is kept for the caller to report.
+		seen.err = poll.Wait("every raft group on the path led by a node other than "+old.Name, func() error {
 			ctx, cancel := context.WithTimeout(b.ctx, time.Second)
-			all := true
+			defer cancel()
+			var lagging []string
 			for i, g := range path {
 				ok := led(ctx, g)
 				if i == 0 && ok && seen.stream.IsZero() {
 					seen.stream = time.Now()
 				}
-				all = all && ok
+				if !ok {
+					lagging = append(lagging, strings.TrimSuffix(g.stream+"/"+g.consumer, "/"))
+				}
 			}
-			cancel()
-			if all {
-				seen.path = time.Now()
-				return
+			if len(lagging) > 0 {
+				return fmt.Errorf("no leader yet for %s", strings.Join(lagging, ", "))
 			}
-		}
+			seen.path = time.Now()
+			return nil
+		}, poll.Timeout(2*time.Minute), poll.Every(50*time.Millisecond), poll.Context(b.ctx))
 	}()
 	return func() leaderTimes {
 		<-done

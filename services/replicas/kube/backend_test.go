@@ -45,36 +45,53 @@ func rev(n int64, hash string, role spec.Role, replicas int32) tasks.RevisionSca
 
 // controller stands in for kube-controller-manager on a fake clientset: it
 // makes each ReplicaSet's pods and status match its spec, the way the
-// ReplicaSet controller would once pods are ready.
+// ReplicaSet controller would once pods are ready. Like the real one it is
+// driven by a watch of the ReplicaSets (which first replays those that
+// exist), so it acts on every change and does nothing in between.
 func controller(t *testing.T, ctx context.Context, client *fake.Clientset) {
 	t.Helper()
+	w, err := client.AppsV1().ReplicaSets("").Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sync := func() {
+		list, err := client.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return
+		}
+		for _, rs := range list.Items {
+			n := *rs.Spec.Replicas
+			pods, _ := client.CoreV1().Pods(rs.Namespace).List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + rs.Labels[spec.LabelPodTemplateHash]})
+			for i := int32(len(pods.Items)); i < n; i++ {
+				yes := true
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+					Namespace: rs.Namespace, Name: rs.Name + "-" + string(rune('a'+i)),
+					Labels: rs.Spec.Template.Labels, Annotations: rs.Spec.Template.Annotations,
+					OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}},
+				}}
+				_, _ = client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{})
+			}
+			for i := n; i < int32(len(pods.Items)); i++ {
+				_ = client.CoreV1().Pods(rs.Namespace).Delete(ctx, pods.Items[i].Name, metav1.DeleteOptions{})
+			}
+			if rs.Status.Replicas != n || rs.Status.AvailableReplicas != n {
+				rs.Status = appsv1.ReplicaSetStatus{Replicas: n, ReadyReplicas: n, AvailableReplicas: n, ObservedGeneration: rs.Generation}
+				_, _ = client.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, &rs, metav1.UpdateOptions{})
+			}
+		}
+	}
 	go func() {
-		for ctx.Err() == nil {
-			list, err := client.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{})
-			if err != nil {
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
 				return
+			case _, ok := <-w.ResultChan():
+				if !ok {
+					return
+				}
+				sync()
 			}
-			for _, rs := range list.Items {
-				n := *rs.Spec.Replicas
-				pods, _ := client.CoreV1().Pods(rs.Namespace).List(ctx, metav1.ListOptions{LabelSelector: spec.LabelPodTemplateHash + "=" + rs.Labels[spec.LabelPodTemplateHash]})
-				for i := int32(len(pods.Items)); i < n; i++ {
-					yes := true
-					pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-						Namespace: rs.Namespace, Name: rs.Name + "-" + string(rune('a'+i)),
-						Labels: rs.Spec.Template.Labels, Annotations: rs.Spec.Template.Annotations,
-						OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: &yes}},
-					}}
-					_, _ = client.CoreV1().Pods(rs.Namespace).Create(ctx, pod, metav1.CreateOptions{})
-				}
-				for i := n; i < int32(len(pods.Items)); i++ {
-					_ = client.CoreV1().Pods(rs.Namespace).Delete(ctx, pods.Items[i].Name, metav1.DeleteOptions{})
-				}
-				if rs.Status.Replicas != n || rs.Status.AvailableReplicas != n {
-					rs.Status = appsv1.ReplicaSetStatus{Replicas: n, ReadyReplicas: n, AvailableReplicas: n, ObservedGeneration: rs.Generation}
-					_, _ = client.AppsV1().ReplicaSets(rs.Namespace).UpdateStatus(ctx, &rs, metav1.UpdateOptions{})
-				}
-			}
-			time.Sleep(5 * time.Millisecond)
 		}
 	}()
 }
