@@ -1,0 +1,144 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/orchestrator"
+	"github.com/sluicehq/sluice/test/chaos/invariants"
+	"github.com/sluicehq/sluice/test/systest"
+)
+
+// diskStoreSize is each node's store volume in TestClusteredBusDiskFills:
+// room for the suite's streams many times over, little RAM when filled.
+const diskStoreSize = 64 << 20
+
+// TestClusteredBusDiskFills runs the clustered bus with each node's store
+// on a volume of its own, takes two canaries to an indefinite pause, and
+// fills the volume of the node leading the orchestrators' state (the
+// rollouts bucket) with a file, as a volume filled by something else is.
+// While it is full, one canary is promoted and the other aborted: the two
+// healthy nodes keep quorum, so both must end as asked. Then the file is
+// deleted, the node is started again (nats-server shuts JetStream down on
+// a node whose store ran out of space and does not bring it back), and it
+// must catch up: a current replica of every stream. The six invariants
+// hold over the whole history. How long each command took is logged, not
+// asserted: docs/reliability.md records it.
+func TestClusteredBusDiskFills(t *testing.T) {
+	b := startClusteredBusOn(t, systest.ClusterSpec{StoreSize: diskStoreSize})
+	promoted := events.Ref{Namespace: namespace, Name: "disk-full-promote"}
+	aborted := events.Ref{Namespace: namespace, Name: "disk-full-abort"}
+	refs := []events.Ref{promoted, aborted}
+	for _, r := range refs {
+		publish(t, b.client, r, events.TypeRolloutRequested, pausedManifest(r.Name, "app:v1"))
+	}
+	poll.True(t, "both rollouts live at their first revision", func() bool {
+		for _, r := range refs {
+			if st, ok := b.watch.state(r); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
+				return false
+			}
+		}
+		return true
+	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	expect := map[events.Ref]invariants.Expectation{}
+	for _, r := range refs {
+		st, _ := b.watch.state(r)
+		expect[r] = invariants.Expectation{Phase: "Healthy", Revisions: 2, StableHash: st.StableHash}
+	}
+	expect[aborted] = invariants.Expectation{Phase: "Degraded", Revisions: 2, StableHash: expect[aborted].StableHash}
+	b.watch.expect(expect)
+	for _, r := range refs {
+		publish(t, b.client, r, events.TypeRolloutRequested, pausedManifest(r.Name, "app:v2"))
+	}
+	poll.True(t, "both rollouts paused at their canary", func() bool {
+		for _, r := range refs {
+			if st, ok := b.watch.state(r); !ok || st.Revision != 2 || st.Phase != "Paused" || st.Step != 1 {
+				return false
+			}
+		}
+		return true
+	}, poll.Timeout(2*time.Minute), poll.Every(50*time.Millisecond))
+
+	stream := "KV_" + orchestrator.BucketRollouts
+	var full *systest.NATSNode
+	poll.Until(t, "the leader of "+stream, func() error {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		defer cancel()
+		var err error
+		full, err = b.nats.Leader(ctx, stream)
+		return err
+	}, poll.Timeout(time.Minute))
+	wrote, release, err := full.FillStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	filled := time.Now()
+	t.Logf("filled %s's store (the leader of %s) with %d MiB", full.Name, stream, wrote>>20)
+
+	var results []string
+	for _, c := range []struct {
+		r        events.Ref
+		cmd, end string
+	}{
+		{promoted, events.TypeRolloutPromote, events.TypeRolloutCompleted},
+		{aborted, events.TypeRolloutAbort, events.TypeRolloutAborted},
+	} {
+		sent := time.Now()
+		publishRetrying(b.ctx, t, b.client, c.r, c.cmd, "{}")
+		acked := time.Now()
+		var done time.Time
+		poll.Until(t, c.r.Name+" "+c.end+" at revision 2 with "+full.Name+"'s disk full", func() error {
+			at, err := b.statusAt(c.r, c.end, 2)
+			if err != nil {
+				st, _ := b.watch.state(c.r)
+				return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
+			}
+			done = at
+			return nil
+		}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+		ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
+		res := fmt.Sprintf("%s sent %s after the fill, acknowledged after %s, %s %s after the acknowledgement",
+			c.cmd, ms(sent.Sub(filled)), ms(acked.Sub(sent)),
+			strings.TrimSuffix(strings.TrimPrefix(c.end, "io.sluice.rollout."), ".v1"), ms(done.Sub(acked)))
+		t.Log(res)
+		results = append(results, res)
+	}
+	b.checkTrafficBack(t, aborted)
+
+	// What the server did with the full store: at its first failed
+	// write it hands the meta leadership over and shuts JetStream down on
+	// that node, which stays a cluster peer serving no stream until it is
+	// restarted. The fault took effect, or the rollouts above proved
+	// nothing.
+	poll.Until(t, full.Name+"'s JetStream shut down for lack of space", func() error {
+		if why := full.Healthy(); !strings.Contains(why, "JetStream not enabled") {
+			return fmt.Errorf("its /healthz says %q", why)
+		}
+		return nil
+	}, poll.Timeout(time.Minute))
+	t.Logf("%s with its disk full: %s", full.Name, full.Healthy())
+
+	// The operator frees space and restarts the node; it catches up.
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := full.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := full.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	b.nats.WaitHealthy(t, 2*time.Minute)
+	b.waitCaughtUp(t, full)
+	res := fmt.Sprintf("%s healthy and a current replica of every stream %s after its restart", full.Name, time.Since(restarted).Round(10*time.Millisecond))
+	t.Log(res)
+	results = append(results, res)
+	t.Logf("disk full:\n%s", strings.Join(results, "\n"))
+	b.check(t, expect, time.Now(), time.Minute)
+}
