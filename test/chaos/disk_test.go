@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,11 +23,13 @@ const diskStoreSize = 64 << 20
 // on a volume of its own, takes two canaries to an indefinite pause, and
 // fills the volume of the node leading the orchestrators' state (the
 // rollouts bucket) with a file, as a volume filled by something else is.
-// While it is full, one canary is promoted and the other aborted: the two
-// healthy nodes keep quorum, so both must end as asked. Then the file is
-// deleted, the node is started again (nats-server shuts JetStream down on
-// a node whose store ran out of space and does not bring it back), and it
-// must catch up: a current replica of every stream. The six invariants
+// One canary is promoted at once: nats-server shuts JetStream down on a
+// node whose store ran out of space (and does not bring it back), so the
+// promote rides through the election of new leaders by the two healthy
+// nodes. The node is then restarted with its disk still full, as a
+// supervisor would, and exits; the other canary is aborted meanwhile.
+// Both must end as asked. Then the file is deleted, the node is started
+// again, and it must catch up: a current replica of every stream. The six invariants
 // hold over the whole history. How long each command took is logged, not
 // asserted: docs/reliability.md records it.
 func TestClusteredBusDiskFills(t *testing.T) {
@@ -79,41 +82,50 @@ func TestClusteredBusDiskFills(t *testing.T) {
 	}
 	filled := time.Now()
 	t.Logf("filled %s's store (the leader of %s) with %d MiB", full.Name, stream, wrote>>20)
+	var out atomic.Bool
+	out.Store(true)
+	took := b.watchLeaders(t, stream, full, &out)
 
 	var results []string
-	for _, c := range []struct {
-		r        events.Ref
-		cmd, end string
-	}{
-		{promoted, events.TypeRolloutPromote, events.TypeRolloutCompleted},
-		{aborted, events.TypeRolloutAbort, events.TypeRolloutAborted},
-	} {
+	// command gives r cmd and waits until it has ended as end.
+	command := func(r events.Ref, cmd, end, while string) time.Time {
+		t.Helper()
 		sent := time.Now()
-		publishRetrying(b.ctx, t, b.client, c.r, c.cmd, "{}")
+		publishRetrying(b.ctx, t, b.client, r, cmd, "{}")
 		acked := time.Now()
 		var done time.Time
-		poll.Until(t, c.r.Name+" "+c.end+" at revision 2 with "+full.Name+"'s disk full", func() error {
-			at, err := b.statusAt(c.r, c.end, 2)
+		poll.Until(t, r.Name+" "+end+" at revision 2 "+while, func() error {
+			at, err := b.statusAt(r, end, 2)
 			if err != nil {
-				st, _ := b.watch.state(c.r)
+				st, _ := b.watch.state(r)
 				return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
 			}
 			done = at
 			return nil
 		}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
 		ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
-		res := fmt.Sprintf("%s sent %s after the fill, acknowledged after %s, %s %s after the acknowledgement",
-			c.cmd, ms(sent.Sub(filled)), ms(acked.Sub(sent)),
-			strings.TrimSuffix(strings.TrimPrefix(c.end, "io.sluice.rollout."), ".v1"), ms(done.Sub(acked)))
+		res := fmt.Sprintf("%s %s: sent %s after the fill, acknowledged after %s, %s %s after the acknowledgement",
+			strings.TrimSuffix(strings.TrimPrefix(cmd, "io.sluice.rollout."), ".v1"), while, ms(sent.Sub(filled)), ms(acked.Sub(sent)),
+			strings.TrimSuffix(strings.TrimPrefix(end, "io.sluice.rollout."), ".v1"), ms(done.Sub(acked)))
 		t.Log(res)
 		results = append(results, res)
+		return done
 	}
-	b.checkTrafficBack(t, aborted)
+	completedAt := command(promoted, events.TypeRolloutPromote, events.TypeRolloutCompleted, "at once")
+	leaders := took()
+	if leaders.stream.IsZero() || leaders.path.IsZero() {
+		t.Fatalf("no node took over %s (or another stream or consumer on the rollout's path) from %s within two minutes", stream, full.Name)
+	}
+	res := fmt.Sprintf("new %s leader %s after the fill, every raft group on the path led again after %s; the promoted rollout completed %s after the new %s leader",
+		stream, leaders.stream.Sub(filled).Round(10*time.Millisecond), leaders.path.Sub(filled).Round(10*time.Millisecond),
+		completedAt.Sub(leaders.stream).Round(10*time.Millisecond), stream)
+	t.Log(res)
+	results = append(results, res)
 
 	// What the server did with the full store: at its first failed
 	// write it hands the meta leadership over and shuts JetStream down on
-	// that node, which stays a cluster peer serving no stream until it is
-	// restarted. The fault took effect, or the rollouts above proved
+	// that node, which stays up, a cluster peer serving no stream, until
+	// it is restarted. The fault took effect, or the promote above proved
 	// nothing.
 	poll.Until(t, full.Name+"'s JetStream shut down for lack of space", func() error {
 		if why := full.Healthy(); !strings.Contains(why, "JetStream not enabled") {
@@ -123,20 +135,34 @@ func TestClusteredBusDiskFills(t *testing.T) {
 	}, poll.Timeout(time.Minute))
 	t.Logf("%s with its disk full: %s", full.Name, full.Healthy())
 
-	// The operator frees space and restarts the node; it catches up.
-	if err := release(); err != nil {
-		t.Fatal(err)
-	}
+	// A supervisor (or a liveness probe on /healthz) restarts the node
+	// before anyone frees space: it cannot start JetStream and exits.
+	// The abort is given while it is down.
 	if err := full.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := full.Start(); err != nil {
 		t.Fatal(err)
 	}
+	poll.True(t, full.Name+", started again on its full store, to exit (nats-server cannot start JetStream without space)", func() bool {
+		return !full.Running()
+	}, poll.Timeout(time.Minute))
+	t.Logf("%s started again on its full store: %s", full.Name, full.LogTail(1))
+	command(aborted, events.TypeRolloutAbort, events.TypeRolloutAborted, "with the node down on its full store")
+	b.checkTrafficBack(t, aborted)
+
+	// The operator frees space and restarts the node; it catches up.
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if err := full.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out.Store(false)
 	restarted := time.Now()
 	b.nats.WaitHealthy(t, 2*time.Minute)
 	b.waitCaughtUp(t, full)
-	res := fmt.Sprintf("%s healthy and a current replica of every stream %s after its restart", full.Name, time.Since(restarted).Round(10*time.Millisecond))
+	res = fmt.Sprintf("%s healthy and a current replica of every stream %s after its restart", full.Name, time.Since(restarted).Round(10*time.Millisecond))
 	t.Log(res)
 	results = append(results, res)
 	t.Logf("disk full:\n%s", strings.Join(results, "\n"))
