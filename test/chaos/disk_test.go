@@ -27,7 +27,9 @@ const diskStoreSize = 64 << 20
 // node whose store ran out of space (and does not bring it back), so the
 // promote rides through the election of new leaders by the two healthy
 // nodes. The node is then restarted with its disk still full, as a
-// supervisor would, and exits; the other canary is aborted meanwhile.
+// supervisor would, and exits; meanwhile every service process is killed
+// and must come back ready (it provisions the bus on the two nodes left),
+// and the other canary is aborted.
 // Both must end as asked. Then the file is deleted, the node is started
 // again, and it must catch up: a current replica of every stream. The six invariants
 // hold over the whole history. How long each command took is logged, not
@@ -148,6 +150,29 @@ func TestClusteredBusDiskFills(t *testing.T) {
 		return !full.Running()
 	}, poll.Timeout(time.Minute))
 	t.Logf("%s started again on its full store: %s", full.Name, full.LogTail(1))
+	// Every service process is killed and started again meanwhile, as a
+	// deploy or a crash does: each must provision its streams and
+	// buckets on the two nodes left and become ready.
+	starts := map[*systest.Proc]int{}
+	for _, p := range b.sys.Procs {
+		starts[p] = p.Starts()
+		b.sys.Kill(p)
+	}
+	killed := time.Now()
+	poll.Until(t, "every service started again and ready with "+full.Name+" down on its full store", func() error {
+		for _, p := range b.sys.Procs {
+			if p.Starts() == starts[p] {
+				return fmt.Errorf("%s not started again", p.Name)
+			}
+			if why := p.NotReady(); why != "" {
+				return fmt.Errorf("%s not ready: %s", p.Name, why)
+			}
+		}
+		return nil
+	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	res = fmt.Sprintf("every service killed and ready again %s later, with %s down on its full store", time.Since(killed).Round(10*time.Millisecond), full.Name)
+	t.Log(res)
+	results = append(results, res)
 	command(aborted, events.TypeRolloutAbort, events.TypeRolloutAborted, "with the node down on its full store")
 	b.checkTrafficBack(t, aborted)
 
