@@ -2,11 +2,17 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -192,4 +198,133 @@ func TestClusteredBusDiskFills(t *testing.T) {
 	results = append(results, res)
 	t.Logf("disk full:\n%s", strings.Join(results, "\n"))
 	b.check(t, expect, time.Now(), time.Minute)
+}
+
+// TestPublishOutlivesALeaderPastItsStoreLimit publishes through
+// events.Client to an R3 stream whose leader's store is past its limit:
+// the leader refuses with JetStream error 10023 (insufficient resources)
+// and steps down, and the publish must be stored by the new leader, on a
+// peer with room. Before the fix Publish took 10023 for a final answer:
+// `sluice promote` failed and a service's event failed its handler,
+// though the stream had two nodes with room and a leader a moment later.
+func TestPublishOutlivesALeaderPastItsStoreLimit(t *testing.T) {
+	cluster := systest.StartNATSCluster(t, systest.ClusterSpec{StoreSize: diskStoreSize})
+	cluster.WaitHealthy(t, 2*time.Minute)
+	small := cluster.Nodes[0]
+	limit := shrinkStoreLimit(t, cluster, small)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client, err := events.Connect(ctx, events.ConnConfig{URLs: strings.Split(cluster.ClientURLs(), ","), Name: "store-limit"}, events.WithLogger(systest.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	js := client.JetStream()
+	poll.Until(t, "an R3 stream", func() error {
+		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "PROBES", Subjects: []string{"probes.>"}, Replicas: 3, Storage: jetstream.FileStorage})
+		return err
+	}, poll.Timeout(time.Minute))
+	if err := cluster.MoveLeader(ctx, "PROBES", small); err != nil {
+		t.Fatal(err)
+	}
+	growPast(ctx, t, cluster, js, small, limit)
+	if leader, err := cluster.Leader(ctx, "PROBES"); err != nil || leader != small {
+		t.Fatalf("%s no longer leads PROBES (%v, %v): the publish would not meet its refusal", small.Name, leader, err)
+	}
+	ev, err := events.New("/chaos", events.TypeRolloutPromote, "chaos/probe", json.RawMessage("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, time.Minute)
+	defer pcancel()
+	sent := time.Now()
+	res, err := client.Publish(pctx, "probes.x", ev)
+	if err != nil {
+		t.Fatalf("publish to a stream whose leader is past its store limit, with two peers with room: %v", err)
+	}
+	took := time.Since(sent)
+	leader, err := cluster.Leader(ctx, "PROBES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leader == small {
+		t.Errorf("%s still leads PROBES past its store limit", small.Name)
+	}
+	t.Logf("stored at sequence %d by %s %s after it was sent", res.Sequence, leader.Name, took.Round(10*time.Millisecond))
+}
+
+// shrinkStoreLimit restarts node n (its store on a volume of its own)
+// with all but 8 MiB of the volume used by something else, so that its
+// JetStream store limit, by default 75% of the free space at start, is
+// about 6 MiB while its peers' is 48 MiB, and returns its use and limit.
+func shrinkStoreLimit(t *testing.T, c *systest.NATSCluster, n *systest.NATSNode) storeUse {
+	t.Helper()
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.FillStoreLeaving(8 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitHealthy(t, 2*time.Minute)
+	u := jszStorage(t, n)
+	t.Logf("%s's JetStream store: %d KiB used of a %d KiB limit", n.Name, u.Used>>10, u.Max>>10)
+	return u
+}
+
+// growPast grows a stream of someone else's, BALLAST (R3, led by a node
+// other than n), until node n's store is past its limit.
+func growPast(ctx context.Context, t *testing.T, c *systest.NATSCluster, js jetstream.JetStream, n *systest.NATSNode, limit storeUse) {
+	t.Helper()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BALLAST", Subjects: []string{"ballast.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	other := c.Nodes[0]
+	if other == n {
+		other = c.Nodes[1]
+	}
+	if err := c.MoveLeader(ctx, "BALLAST", other); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 256<<10)
+	for sent := int64(0); sent < limit.Max-limit.Used+(2<<20); sent += int64(len(chunk)) {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, err := js.Publish(pctx, "ballast.x", chunk)
+		cancel()
+		if err != nil {
+			t.Fatalf("grow BALLAST: %v", err)
+		}
+	}
+	poll.Until(t, n.Name+"'s JetStream store past its limit", func() error {
+		if u := jszStorage(t, n); u.Used <= u.Max {
+			return fmt.Errorf("%d KiB used of %d KiB", u.Used>>10, u.Max>>10)
+		}
+		return nil
+	}, poll.Timeout(time.Minute))
+}
+
+// storeUse is a node's JetStream file store use and limit.
+type storeUse struct{ Used, Max int64 }
+
+// jszStorage reads node n's store use and limit from its /jsz.
+func jszStorage(t *testing.T, n *systest.NATSNode) storeUse {
+	t.Helper()
+	client := http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(fmt.Sprintf("http://%s/jsz", net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jsz struct {
+		Storage int64 `json:"storage"`
+		Config  struct {
+			MaxStorage int64 `json:"max_storage"`
+		} `json:"config"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&jsz); err != nil {
+		t.Fatal(err)
+	}
+	return storeUse{Used: jsz.Storage, Max: jsz.Config.MaxStorage}
 }

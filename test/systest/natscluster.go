@@ -320,7 +320,11 @@ func mountTmpfs(t testing.TB, dir string, size int64) {
 // returns how many bytes it wrote and a function that deletes the file.
 // The store must be on a filesystem of its own (ClusterSpec.StoreSize):
 // anywhere else it would fill the machine's disk, so it refuses.
-func (n *NATSNode) FillStore() (int64, func() error, error) {
+func (n *NATSNode) FillStore() (int64, func() error, error) { return n.FillStoreLeaving(0) }
+
+// FillStoreLeaving is FillStore that stops when about free bytes are
+// left (within one 64 KiB write).
+func (n *NATSNode) FillStoreLeaving(free int64) (int64, func() error, error) {
 	var here, parent syscall.Stat_t
 	if err := syscall.Stat(n.StoreDir, &here); err != nil {
 		return 0, nil, err
@@ -340,6 +344,14 @@ func (n *NATSNode) FillStore() (int64, func() error, error) {
 	chunk := make([]byte, 64<<10)
 	var wrote int64
 	for {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(n.StoreDir, &fs); err != nil {
+			f.Close()
+			return wrote, release, err
+		}
+		if free > 0 && int64(fs.Bavail)*int64(fs.Bsize) <= free {
+			break
+		}
 		k, err := f.Write(chunk)
 		wrote += int64(k)
 		if errors.Is(err, syscall.ENOSPC) {
@@ -451,6 +463,35 @@ func (c *NATSCluster) Leader(ctx context.Context, stream string) (*NATSNode, err
 		return n, nil
 	}
 	return nil, fmt.Errorf("stream %s is led by %q, not a node of this cluster", stream, info.Cluster.Leader)
+}
+
+// MoveLeader makes node `to` the leader of stream (a key-value bucket B is
+// stream KV_B): the leader steps down in its favour (JetStream's stepdown
+// with a preferred placement), as an operator's `nats stream cluster
+// step-down --preferred` does. It returns once node leads.
+func (c *NATSCluster) MoveLeader(ctx context.Context, stream string, to *NATSNode) error {
+	nc, err := nats.Connect(c.ClientURLs(), nats.Name("systest-move-leader"), nats.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, to.Name)
+	return poll.Wait(to.Name+" leading "+stream, func() error {
+		leader, err := c.Leader(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if leader == to {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(req))
+		if err != nil {
+			return fmt.Errorf("step down %s's leader %s: %w", stream, leader.Name, err)
+		}
+		return fmt.Errorf("%s still led by %s (stepdown answered %s)", stream, leader.Name, resp.Data)
+	}, poll.Timeout(time.Minute), poll.Every(time.Second))
 }
 
 // LogTail is the last lines of the node's log.
