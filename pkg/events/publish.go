@@ -101,16 +101,17 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 const errDuplicateInProcess = 10158
 
 // ambiguous reports whether a failed publish may or may not have been stored,
-// or failed for a passing reason, so that retrying with the same id is right.
+// or failed for a passing reason, so that retrying with the same id is right:
+// no leader took it, or the leader refused it for lack of room and stepped
+// down (NoLeader).
 func ambiguous(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) && api.ErrorCode == errDuplicateInProcess {
 		return true
 	}
-	return errors.Is(err, context.DeadlineExceeded) ||
+	return NoLeader(err) ||
+		errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrDisconnected)
 }

@@ -68,10 +68,23 @@ func Unavailable(err error) bool {
 // few seconds after the node leading the stream dies, while the others
 // elect a new leader. Nothing was stored, so writing again is safe for any
 // write, compare-and-swap included; a timeout is not such an error (the
-// write may have been stored).
+// write may have been stored). A leader that refused the write for lack
+// of room (JetStream error 10023, insufficient resources: its store is
+// past its limit) is no leader either: it stored nothing, stepped down at
+// once, and stands for no election until it has room, so the write goes
+// to a new leader on a peer with room.
 func NoLeader(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.ErrorCode == errInsufficientResources {
+		return true
+	}
 	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
+
+// errInsufficientResources is JetStream's "insufficient resources": the
+// server's store (or memory) is past its limit (max_file_store, by default
+// 75% of the volume's free space when the server started).
+const errInsufficientResources = 10023
 
 // LeaderBackoff is the backoff of a write waiting for a stream's new
 // leader (see NoLeader): short, since a JetStream cluster elects one within

@@ -172,3 +172,22 @@ func TestPublishRetriesADuplicateStillInProcess(t *testing.T) {
 		t.Errorf("%v is retried; it is a refusal", other)
 	}
 }
+
+// TestAWriteRefusedForLackOfRoomIsWrittenAgain: a leader whose store is
+// past its limit refuses a write with "insufficient resources" (10023),
+// stores nothing and steps down, so the write is made again (a publish
+// with the same id, a record's compare-and-swap as it was) for the next
+// leader; before, a promote sent then failed. The clustered case is
+// test/chaos TestPublishOutlivesALeaderPastItsStoreLimit.
+func TestAWriteRefusedForLackOfRoomIsWrittenAgain(t *testing.T) {
+	full := &jetstream.APIError{Code: 503, ErrorCode: errInsufficientResources, Description: "insufficient resources"}
+	if !NoLeader(fmt.Errorf("nats: %w", full)) {
+		t.Errorf("%v is not a write that no leader took", full)
+	}
+	if !ambiguous(fmt.Errorf("nats: %w", full)) {
+		t.Errorf("%v is not retried", full)
+	}
+	if other := (&jetstream.APIError{Code: 400, ErrorCode: 10071, Description: "wrong last sequence"}); NoLeader(other) {
+		t.Errorf("%v is taken for no leader; it is a refusal", other)
+	}
+}

@@ -41,6 +41,13 @@ type clusteredBus struct {
 
 func startClusteredBus(t *testing.T) *clusteredBus {
 	t.Helper()
+	return startClusteredBusOn(t, systest.ClusterSpec{})
+}
+
+// startClusteredBusOn is startClusteredBus on a cluster of spec (its Dir
+// is the suite's own).
+func startClusteredBusOn(t *testing.T, spec systest.ClusterSpec) *clusteredBus {
+	t.Helper()
 	logDir := t.TempDir()
 	if d := os.Getenv("SLUICE_CHAOS_LOGS"); d != "" {
 		logDir = d
@@ -48,7 +55,6 @@ func startClusteredBus(t *testing.T) *clusteredBus {
 			t.Fatal(err)
 		}
 	}
-	spec := systest.ClusterSpec{}
 	if os.Getenv("SLUICE_CHAOS_LOGS") != "" {
 		spec.Dir = filepath.Join(logDir, "nats")
 	}

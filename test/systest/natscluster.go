@@ -3,6 +3,7 @@ package systest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -49,6 +50,11 @@ type ClusterSpec struct {
 	// free ports on 127.0.0.1 are chosen. Set it when Hosts are not
 	// local addresses of this namespace.
 	Ports int
+	// StoreSize, when set, puts each node's store on a tmpfs of that many
+	// bytes, mounted before the node starts and unmounted when the test
+	// ends, so FillStore can run it out of space as a full volume does.
+	// Mounting needs root (CAP_SYS_ADMIN); the test fails when it cannot.
+	StoreSize int64
 }
 
 // NATSCluster is a JetStream cluster of nats-server processes.
@@ -112,6 +118,9 @@ func StartNATSCluster(t testing.TB, s ClusterSpec) *NATSCluster {
 	for _, n := range c.Nodes {
 		if err := os.MkdirAll(filepath.Dir(n.conf), 0o755); err != nil {
 			t.Fatal(err)
+		}
+		if s.StoreSize > 0 {
+			mountTmpfs(t, n.StoreDir, s.StoreSize)
 		}
 		if err := os.WriteFile(n.conf, []byte(n.config(routes, s.SyncAlways)), 0o644); err != nil {
 			t.Fatal(err)
@@ -285,6 +294,80 @@ func (n *NATSNode) WipeStore() error {
 	return os.RemoveAll(n.StoreDir)
 }
 
+// mountTmpfs mounts a tmpfs of size bytes on dir and unmounts it when the
+// test ends. Registered before the cluster's Shutdown, the unmount runs
+// after it: no process holds the store then.
+func mountTmpfs(t testing.TB, dir string, size int64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		t.Fatalf("mount a tmpfs of %d bytes on %s for a node's store (ClusterSpec.StoreSize needs root): %v", size, dir, err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			// Something still holds it: detach it so it goes when
+			// released, and say so.
+			t.Errorf("unmount the store tmpfs %s: %v", dir, err)
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+}
+
+// FillStore writes a file into the node's store until its filesystem has
+// no space left (ENOSPC), as a volume filled by something else does, and
+// returns how many bytes it wrote and a function that deletes the file.
+// The store must be on a filesystem of its own (ClusterSpec.StoreSize):
+// anywhere else it would fill the machine's disk, so it refuses.
+func (n *NATSNode) FillStore() (int64, func() error, error) { return n.FillStoreLeaving(0) }
+
+// FillStoreLeaving is FillStore that stops when about free bytes are
+// left (within one 64 KiB write).
+func (n *NATSNode) FillStoreLeaving(free int64) (int64, func() error, error) {
+	var here, parent syscall.Stat_t
+	if err := syscall.Stat(n.StoreDir, &here); err != nil {
+		return 0, nil, err
+	}
+	if err := syscall.Stat(filepath.Dir(n.StoreDir), &parent); err != nil {
+		return 0, nil, err
+	}
+	if here.Dev == parent.Dev {
+		return 0, nil, fmt.Errorf("%s's store %s is not a filesystem of its own (set ClusterSpec.StoreSize): filling it would fill the machine's disk", n.Name, n.StoreDir)
+	}
+	path := filepath.Join(n.StoreDir, "filler")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return 0, nil, err
+	}
+	release := func() error { return os.Remove(path) }
+	chunk := make([]byte, 64<<10)
+	var wrote int64
+	for {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(n.StoreDir, &fs); err != nil {
+			f.Close()
+			return wrote, release, err
+		}
+		if free > 0 && int64(fs.Bavail)*int64(fs.Bsize) <= free {
+			break
+		}
+		k, err := f.Write(chunk)
+		wrote += int64(k)
+		if errors.Is(err, syscall.ENOSPC) {
+			break
+		}
+		if err != nil {
+			f.Close()
+			return wrote, release, fmt.Errorf("fill %s: %w", path, err)
+		}
+	}
+	if err := f.Close(); err != nil && !errors.Is(err, syscall.ENOSPC) {
+		return wrote, release, fmt.Errorf("fill %s: %w", path, err)
+	}
+	return wrote, release, nil
+}
+
 // Healthy is why the node's /healthz does not answer 200 (nats-server's
 // own check: JetStream enabled and its streams and consumers current),
 // or "" when it does.
@@ -380,6 +463,35 @@ func (c *NATSCluster) Leader(ctx context.Context, stream string) (*NATSNode, err
 		return n, nil
 	}
 	return nil, fmt.Errorf("stream %s is led by %q, not a node of this cluster", stream, info.Cluster.Leader)
+}
+
+// MoveLeader makes node `to` the leader of stream (a key-value bucket B is
+// stream KV_B): the leader steps down in its favour (JetStream's stepdown
+// with a preferred placement), as an operator's `nats stream cluster
+// step-down --preferred` does. It returns once node leads.
+func (c *NATSCluster) MoveLeader(ctx context.Context, stream string, to *NATSNode) error {
+	nc, err := nats.Connect(c.ClientURLs(), nats.Name("systest-move-leader"), nats.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	req := fmt.Sprintf(`{"placement":{"preferred":%q}}`, to.Name)
+	return poll.Wait(to.Name+" leading "+stream, func() error {
+		leader, err := c.Leader(ctx, stream)
+		if err != nil {
+			return err
+		}
+		if leader == to {
+			return nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := nc.RequestWithContext(rctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, []byte(req))
+		if err != nil {
+			return fmt.Errorf("step down %s's leader %s: %w", stream, leader.Name, err)
+		}
+		return fmt.Errorf("%s still led by %s (stepdown answered %s)", stream, leader.Name, resp.Data)
+	}, poll.Timeout(time.Minute), poll.Every(time.Second))
 }
 
 // LogTail is the last lines of the node's log.
