@@ -35,8 +35,9 @@ var (
 	// nothing; Update then returns nil.
 	Unchanged = errors.New("record unchanged")
 	// ErrStale is returned by an Update's change function when the record
-	// it was given may be out of date (one given to UpdateFrom): Update
-	// reads the entry from the bucket and calls change again.
+	// it was given may be out of date (one given to UpdateFrom, or one a
+	// replica of the bucket answered): Update reads the entry again, from
+	// the leader of the bucket's stream (Latest), and calls change again.
 	ErrStale = errors.New("record may be stale")
 )
 
@@ -57,6 +58,14 @@ type Config[T any] struct {
 	// decode as the zero record at its revision, so that change replaces
 	// it. Get still reports ErrUnreadable.
 	OverwriteUnreadable bool
+	// Leader, when set, is the connection Latest asks the leader of the
+	// bucket's stream through; without it Latest reads as Get does.
+	Leader Requester
+}
+
+// Requester sends a request and waits for its reply (*nats.Conn is one).
+type Requester interface {
+	RequestWithContext(ctx context.Context, subject string, data []byte) (*nats.Msg, error)
 }
 
 // Store reads and writes records of type T, encoded as JSON, in one
@@ -88,15 +97,115 @@ func (s *Store[T]) Get(ctx context.Context, key string) (T, uint64, error) {
 	if err != nil {
 		return rec, 0, fmt.Errorf("load %s %s: %w", s.cfg.Name, key, err)
 	}
-	if cached, ok := s.cache.get(key, e.Revision()); ok {
-		return cached, e.Revision(), nil
+	return s.decode(key, e.Value(), e.Revision())
+}
+
+// decode returns the record value holds, at revision rev.
+func (s *Store[T]) decode(key string, value []byte, rev uint64) (T, uint64, error) {
+	if cached, ok := s.cache.get(key, rev); ok {
+		return cached, rev, nil
 	}
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+	var rec T
+	if err := json.Unmarshal(value, &rec); err != nil {
 		var zero T
-		return zero, e.Revision(), events.Permanent(fmt.Errorf("%s %s: %w: %w", s.cfg.Name, key, ErrUnreadable, err))
+		return zero, rev, events.Permanent(fmt.Errorf("%s %s: %w: %w", s.cfg.Name, key, ErrUnreadable, err))
 	}
-	s.cache.put(key, e.Revision(), rec)
-	return rec, e.Revision(), nil
+	s.cache.put(key, rev, rec)
+	return rec, rev, nil
+}
+
+// Latest is Get answered by the leader of the bucket's stream. Get's
+// reads may be answered by any replica, and one that lags behind, or no
+// longer receives the stream at all (a node past its store limit goes on
+// answering), answers with an older record: a caller that would act on
+// finding nothing to do asks Latest (Update does, after its change found
+// the record stale). While the stream has no leader Latest waits for one,
+// up to leaderWait. Without Config.Leader it is Get.
+func (s *Store[T]) Latest(ctx context.Context, key string) (T, uint64, error) {
+	if s.cfg.Leader == nil {
+		return s.Get(ctx, key)
+	}
+	var rec T
+	value, rev, err := lastBySubject(ctx, s.cfg.Leader, "KV_"+s.kv.Bucket(), "$KV."+s.kv.Bucket()+"."+key)
+	if err != nil {
+		return rec, 0, fmt.Errorf("load %s %s from the leader: %w", s.cfg.Name, key, err)
+	}
+	if rev == 0 {
+		return rec, 0, nil
+	}
+	return s.decode(key, value, rev)
+}
+
+// msgNotFound is JetStream's "no message found".
+const msgNotFound = 10037
+
+// lastBySubject asks the leader of stream for the last message on
+// subject and returns its data and sequence; sequence 0 when there is
+// none, or when it marks the key deleted or purged. An attempt the leader
+// has not answered within writeAttempt (there is none: an election) is
+// made again, up to leaderWait.
+func lastBySubject(ctx context.Context, nc Requester, stream, subject string) ([]byte, uint64, error) {
+	req, err := json.Marshal(struct {
+		LastFor string `json:"last_by_subj"`
+	}{subject})
+	if err != nil {
+		return nil, 0, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq    uint64 `json:"seq"`
+			Header []byte `json:"hdrs"`
+			Data   []byte `json:"data"`
+		} `json:"message"`
+	}
+	deadline := time.Now().Add(leaderWait)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		msg, err := nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		cancel()
+		if err == nil {
+			if err := json.Unmarshal(msg.Data, &resp); err != nil {
+				return nil, 0, fmt.Errorf("the answer of %s's leader: %w", stream, err)
+			}
+			break
+		}
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if ctx.Err() != nil || time.Now().After(deadline) || !timedOut && !events.NoLeader(err) {
+			return nil, 0, err
+		}
+		if !timedOut {
+			t := time.NewTimer(events.LeaderBackoff.Delay(attempt))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, 0, err
+			case <-t.C:
+			}
+		}
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == msgNotFound:
+		return nil, 0, nil
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("%s's leader: %s (error %d)", stream, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("%s's leader answered without a message", stream)
+	}
+	if len(resp.Message.Header) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Header)
+		if err != nil {
+			return nil, 0, fmt.Errorf("the headers of %s's last message on %s: %w", stream, subject, err)
+		}
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, nil
+		}
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 // Reads are hedged: when a read has had no answer after readHedge, the
@@ -327,41 +436,51 @@ type known[T any] struct {
 }
 
 func (s *Store[T]) update(ctx context.Context, key string, first *known[T], change func(*T, uint64) error) (uint64, error) {
+	// After change found a record stale, the next is the leader's: a
+	// replica's may be as stale again.
+	latest := false
 	if first != nil {
-		rev, done, err := s.attempt(ctx, key, first.rec, first.rev, change)
+		rev, done, stale, err := s.attempt(ctx, key, first.rec, first.rev, change)
 		if done {
 			return rev, err
 		}
+		latest = stale
 	}
 	for range MaxAttempts {
-		rec, rev, err := s.Get(ctx, key)
+		read := s.Get
+		if latest {
+			read = s.Latest
+		}
+		rec, rev, err := read(ctx, key)
 		if err != nil && !(s.cfg.OverwriteUnreadable && errors.Is(err, ErrUnreadable)) {
 			return 0, err
 		}
-		if rev, done, err := s.attempt(ctx, key, rec, rev, change); done {
+		rev, done, stale, err := s.attempt(ctx, key, rec, rev, change)
+		if done {
 			return rev, err
 		}
+		latest = stale
 	}
 	return 0, fmt.Errorf("%s %s: %d concurrent updates in a row: %w", s.cfg.Name, key, MaxAttempts, ErrConflict)
 }
 
 // attempt calls change on rec and writes the result. done is false when
-// the entry must be read again: the write conflicted or change found rec
-// stale.
-func (s *Store[T]) attempt(ctx context.Context, key string, rec T, rev uint64, change func(*T, uint64) error) (written uint64, done bool, err error) {
+// the entry must be read again: the write conflicted, or change found rec
+// stale (stale).
+func (s *Store[T]) attempt(ctx context.Context, key string, rec T, rev uint64, change func(*T, uint64) error) (written uint64, done, stale bool, err error) {
 	switch err := change(&rec, rev); {
 	case errors.Is(err, Unchanged):
-		return rev, true, nil
+		return rev, true, false, nil
 	case errors.Is(err, ErrStale):
-		return 0, false, nil
+		return 0, false, true, nil
 	case err != nil:
-		return 0, true, err
+		return 0, true, false, err
 	}
 	written, err = s.Put(ctx, key, rec, rev)
 	if errors.Is(err, ErrConflict) {
-		return 0, false, nil
+		return 0, false, false, nil
 	}
-	return written, true, err
+	return written, true, false, err
 }
 
 // isConflict reports a write refused because the entry is not at the

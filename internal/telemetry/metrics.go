@@ -100,7 +100,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 		stateReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_state_reads_total",
-			Help: "Decisions made on a rollout's record read from the state bucket rather than the one this replica knew, by reason: uncached (it knew none), stale (the one it knew was out of date or had to be checked) or conflict (a decision on the bucket's record lost its write).",
+			Help: "Decisions made on a rollout's record read from the state bucket rather than the one this replica knew, by reason: uncached (it knew none), stale (the one it knew was out of date or had to be checked), conflict (a decision on the bucket's record lost its write) or leader (a decision on the record a replica of the bucket answered changed nothing, and is checked on the stream leader's record).",
 		}, []string{"reason"}),
 		taskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_orchestrator_task_duration_seconds",

@@ -117,9 +117,16 @@ type decision struct {
 	// crash that came before its effects were published.
 	republish bool
 	// onRecent says that decide is next given the record this replica
-	// knows rather than one read from the bucket; verified, that the last
-	// attempt was on the bucket's record.
-	onRecent, verified bool
+	// knows rather than one read from the bucket; fromBucket, that the
+	// last attempt was on a record read from the bucket; verified, that it
+	// was read from the leader of the bucket's stream (after an attempt
+	// found its record stale). A read from the bucket may be answered by a
+	// replica that lags behind, so only the leader's record is trusted to
+	// say that an observation changes nothing.
+	onRecent, fromBucket, verified bool
+	// staled says that the last attempt returned records.ErrStale: the
+	// next record is the leader's.
+	staled bool
 	// attempts counts the calls of decide so far.
 	attempts int
 	// verdicts are the last attempt's, one per update.
@@ -156,7 +163,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		d.s.cfg.Metrics.StateRead(d.readReason())
 	}
 	d.attempts++
-	d.verified, d.onRecent, d.out = !d.onRecent, false, nil
+	d.fromBucket, d.verified, d.onRecent, d.staled, d.out = !d.onRecent, d.staled, false, false, nil
 	s := d.s
 	d.verdicts = make([]string, len(d.updates))
 	if d.republish && rev != 0 && len(rec.Outbox) > 0 {
@@ -211,6 +218,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	unchanged := state.Version == rec.State.Version && len(effects) == 0
 	if unchanged && len(ids) == 0 {
 		if stale {
+			d.staled = true
 			return records.ErrStale
 		}
 		return records.Unchanged
@@ -243,7 +251,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 // the bucket's record; a conflict on the record this replica knew only
 // means that record was out of date.
 func (d *decision) lostRace() {
-	if d.out != nil && d.verified {
+	if d.out != nil && d.fromBucket {
 		d.s.cfg.Metrics.CASConflict()
 	}
 }
@@ -254,17 +262,24 @@ const (
 	readUncached = "uncached"
 	readStale    = "stale"
 	readConflict = "conflict"
+	// readLeader: a decision on a record a replica of the bucket answered
+	// changed nothing, which is checked on the leader's record.
+	readLeader = "leader"
 )
 
 // readReason says why the coming attempt decides on a record read from
 // the bucket: the replica knew none, the one it knew was out of date (or
-// had to be checked), or the last attempt on the bucket's record lost its
-// write. With one owner per rollout only the first should remain.
+// had to be checked), the last attempt on the bucket's record lost its
+// write, or found nothing to do on a record a replica of the bucket
+// answered (checked with the leader). With one owner per rollout the
+// first and the last should remain.
 func (d *decision) readReason() string {
 	switch {
 	case d.attempts == 0:
 		return readUncached
-	case d.verified:
+	case d.fromBucket && d.staled:
+		return readLeader
+	case d.fromBucket:
 		return readConflict
 	}
 	return readStale

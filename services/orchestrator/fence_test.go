@@ -38,7 +38,7 @@ func storeReplica(t *testing.T, url string, reg prometheus.Registerer) *Service 
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc.st = newStore(kv, 16)
+	svc.st = newStore(kv, 16, svc.client.Conn())
 	return svc
 }
 
@@ -120,6 +120,11 @@ func TestTwoReplicasThatBothBelieveTheyOwnARolloutAreFenced(t *testing.T) {
 	}
 	if n := counterValue(t, regB, "sluice_orchestrator_state_reads_total", readStale); n != 1 {
 		t.Errorf("b decided %v times on the bucket's record after finding its own stale, want 1", n)
+	}
+	// On the bucket's record the report changes nothing: dropping it is
+	// decided on the leader's record, not on what a replica answered.
+	if n := counterValue(t, regB, "sluice_orchestrator_state_reads_total", readLeader); n != 1 {
+		t.Errorf("b checked the leader's record %v times before dropping the report, want 1", n)
 	}
 }
 

@@ -182,7 +182,7 @@ func (s *Service) Run(ctx context.Context) error {
 // gauge, and starts the two consumers.
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	kv := r.Bucket(BucketRollouts)
-	s.st = newStore(kv, s.cfg.StateCache)
+	s.st = newStore(kv, s.cfg.StateCache, s.client.Conn())
 
 	commands := router{}
 	for typ, kind := range map[string]string{

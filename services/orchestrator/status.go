@@ -30,7 +30,7 @@ func NewReader(ctx context.Context, client *events.Client) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	return &Reader{st: newStore(kv, 0)}, nil
+	return &Reader{st: newStore(kv, 0, nil)}, nil
 }
 
 // Get returns r's status, as of the orchestrator's last decision on it.

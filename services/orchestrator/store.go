@@ -71,9 +71,11 @@ type store struct {
 }
 
 // newStore returns the store of the rollouts bucket kv, keeping up to
-// cache decoded records (none when cache <= 0).
-func newStore(kv jetstream.KeyValue, cache int) store {
-	return store{records.New(kv, records.Config[record]{Name: "rollout state", Prepare: prepare, Cache: cache})}
+// cache decoded records (none when cache <= 0). leader, when not nil, is
+// the connection through which a decision that would change nothing
+// checks the record with the leader of the bucket's stream (records.Latest).
+func newStore(kv jetstream.KeyValue, cache int, leader records.Requester) store {
+	return store{records.New(kv, records.Config[record]{Name: "rollout state", Prepare: prepare, Cache: cache, Leader: leader})}
 }
 
 // prepare fills the fields that lead the record from its state.

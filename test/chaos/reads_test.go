@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -173,4 +174,82 @@ func TestRecordsDoNotWaitOnAVanishedNode(t *testing.T) {
 		}
 	}
 	t.Logf("%d reads with the leader paused took %s", reads, time.Since(start).Round(time.Millisecond))
+}
+
+// TestLatestIsTheLeadersRecord reads a record of an R3 bucket one of
+// whose replicas no longer receives the stream: its node is past its
+// JetStream store limit, and goes on answering reads with what it had.
+// Get, answered by any replica, returns the older record now and then;
+// Latest, answered by the stream's leader, never does. The orchestrator
+// asks Latest before it drops a task report or a timer as changing
+// nothing: on the older record such a report is for a step the rollout
+// has left, and a rollout stalled until the task was sent again (found
+// by issue 21's disk-full work).
+func TestLatestIsTheLeadersRecord(t *testing.T) {
+	cluster := systest.StartNATSCluster(t, systest.ClusterSpec{StoreSize: diskStoreSize})
+	cluster.WaitHealthy(t, 2*time.Minute)
+	small, leader := cluster.Nodes[0], cluster.Nodes[1]
+	limit := shrinkStoreLimit(t, cluster, small)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	client, err := events.Connect(ctx, events.ConnConfig{URLs: strings.Split(cluster.ClientURLs(), ","), Name: "latest"}, events.WithLogger(systest.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	js := client.JetStream()
+	var kv jetstream.KeyValue
+	poll.Until(t, "an R3 bucket", func() error {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "probes", Replicas: 3})
+		return err
+	}, poll.Timeout(time.Minute))
+	if err := cluster.MoveLeader(ctx, "KV_probes", leader); err != nil {
+		t.Fatal(err)
+	}
+	type probe struct{ N int }
+	st := records.New(kv, records.Config[probe]{Name: "probe", Leader: client.Conn()})
+	rev, err := st.Put(ctx, "k", probe{N: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range cluster.Nodes {
+		poll.Until(t, n.Name+" answering reads", func() error {
+			if why := n.ServesDirectGets("KV_probes"); why != "" {
+				return errors.New(why)
+			}
+			return nil
+		}, poll.Timeout(time.Minute))
+	}
+
+	growPast(ctx, t, cluster, js, small, limit)
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	rev, err = st.Put(wctx, "k", probe{N: 2}, rev)
+	wcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const reads = 30
+	older := 0
+	for range reads {
+		rec, _, err := st.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.N == 1 {
+			older++
+		}
+	}
+	if older == 0 {
+		t.Fatalf("no read of %d returned the older record: %s did not fall behind, and this test says nothing", reads, small.Name)
+	}
+	for i := range reads {
+		rec, got, err := st.Latest(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.N != 2 || got != rev {
+			t.Fatalf("Latest %d of %d: %+v at revision %d, want N 2 at revision %d", i+1, reads, rec, got, rev)
+		}
+	}
+	t.Logf("%d of %d reads any replica answered returned the older record; every Latest returned the leader's", older, reads)
 }
