@@ -55,6 +55,11 @@ type ClusterSpec struct {
 	// ends, so FillStore can run it out of space as a full volume does.
 	// Mounting needs root (CAP_SYS_ADMIN); the test fails when it cannot.
 	StoreSize int64
+	// NoAdvertise keeps the nodes from telling clients the other nodes'
+	// client URLs: a client then knows only the URLs it was given, so a
+	// test can put a proxy (DelayProxy) between it and the cluster that a
+	// reconnect does not bypass.
+	NoAdvertise bool
 }
 
 // NATSCluster is a JetStream cluster of nats-server processes.
@@ -122,7 +127,7 @@ func StartNATSCluster(t testing.TB, s ClusterSpec) *NATSCluster {
 		if s.StoreSize > 0 {
 			mountTmpfs(t, n.StoreDir, s.StoreSize)
 		}
-		if err := os.WriteFile(n.conf, []byte(n.config(routes, s.SyncAlways)), 0o644); err != nil {
+		if err := os.WriteFile(n.conf, []byte(n.config(routes, s.SyncAlways, s.NoAdvertise)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,7 +149,7 @@ func StartNATSCluster(t testing.TB, s ClusterSpec) *NATSCluster {
 	return c
 }
 
-func (n *NATSNode) config(routes []string, syncAlways bool) string {
+func (n *NATSNode) config(routes []string, syncAlways, noAdvertise bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "server_name: %s\nlisten: %q\nhttp: %q\nmax_payload: 8MB\n", n.Name,
 		net.JoinHostPort(n.Host, strconv.Itoa(n.Port)), net.JoinHostPort(n.Host, strconv.Itoa(n.MonitorPort)))
@@ -157,7 +162,11 @@ func (n *NATSNode) config(routes []string, syncAlways bool) string {
 	for _, r := range routes {
 		fmt.Fprintf(&b, "    %q\n", r)
 	}
-	b.WriteString("  ]\n}\n")
+	b.WriteString("  ]\n")
+	if noAdvertise {
+		b.WriteString("  no_advertise: true\n")
+	}
+	b.WriteString("}\n")
 	return b.String()
 }
 
