@@ -259,16 +259,7 @@ func (b *clusteredBus) leaderFault(t *testing.T, f busFault, r events.Ref) (stri
 	if f.abort {
 		end = events.TypeRolloutAborted
 	}
-	var done time.Time
-	poll.Until(t, r.Name+" "+end+" at revision 2", func() error {
-		at, err := b.statusAt(r, end, 2)
-		if err != nil {
-			st, _ := b.watch.state(r)
-			return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
-		}
-		done = at
-		return nil
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	done := b.waitStatus(t, r, end, 2, r.Name+" "+end+" at revision 2")
 	leaders := took()
 	if leaders.stream.IsZero() || leaders.path.IsZero() {
 		t.Fatalf("no node took over %s (or another stream or consumer on the rollout's path) from %s within two minutes: %v", f.stream, leader.Name, leaders.err)
@@ -429,6 +420,24 @@ func (b *clusteredBus) waitCaughtUp(t *testing.T, n *systest.NATSNode) {
 		}
 		return nil
 	}, poll.Timeout(2*time.Minute), poll.Every(250*time.Millisecond))
+}
+
+// waitStatus waits up to two minutes for r's first status event of type
+// typ for revision rev (what says what the wait is for, in its failure)
+// and returns when the orchestrator stamped it.
+func (b *clusteredBus) waitStatus(t *testing.T, r events.Ref, typ string, rev int64, what string) time.Time {
+	t.Helper()
+	var done time.Time
+	poll.Until(t, what, func() error {
+		at, err := b.statusAt(r, typ, rev)
+		if err != nil {
+			st, _ := b.watch.state(r)
+			return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
+		}
+		done = at
+		return nil
+	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	return done
 }
 
 // statusAt returns when the orchestrator stamped r's first status event

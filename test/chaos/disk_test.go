@@ -101,16 +101,7 @@ func TestClusteredBusDiskFills(t *testing.T) {
 		sent := time.Now()
 		publishRetrying(b.ctx, t, b.client, r, cmd, "{}")
 		acked := time.Now()
-		var done time.Time
-		poll.Until(t, r.Name+" "+end+" at revision 2 "+while, func() error {
-			at, err := b.statusAt(r, end, 2)
-			if err != nil {
-				st, _ := b.watch.state(r)
-				return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
-			}
-			done = at
-			return nil
-		}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+		done := b.waitStatus(t, r, end, 2, r.Name+" "+end+" at revision 2 "+while)
 		ms := func(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
 		res := fmt.Sprintf("%s %s: sent %s after the fill, acknowledged after %s, %s %s after the acknowledgement",
 			strings.TrimSuffix(strings.TrimPrefix(cmd, "io.sluice.rollout."), ".v1"), while, ms(sent.Sub(filled)), ms(acked.Sub(sent)),

@@ -89,6 +89,52 @@ func unsettled(watch *states, rollouts []prollout, revision int64) error {
 	return nil
 }
 
+// expectWaves is what the invariants expect of rollouts after their first
+// revision and waves updates: the good ones Healthy, the others Degraded.
+func expectWaves(rollouts []prollout, waves int) map[events.Ref]invariants.Expectation {
+	expect := map[events.Ref]invariants.Expectation{}
+	for _, r := range rollouts {
+		e := invariants.Expectation{Phase: "Healthy", Revisions: 1 + int64(waves)}
+		if r.abort {
+			e.Phase = "Degraded"
+		}
+		expect[r.ref] = e
+	}
+	return expect
+}
+
+// requestWave requests revision wave of every rollout (partitionManifest)
+// and aborts each abort rollout's update once it waits at its indefinite
+// pause, waiting up to pauseWait for that; wait on the returned group for
+// the aborts to be sent. An abort sent sooner may be decided before the
+// request when the request went to a replica that was then cut off: it is
+// refused (nothing to abort yet) and the update goes on
+// (docs/reliability.md).
+func requestWave(ctx context.Context, t *testing.T, client *events.Client, watch *states, rollouts []prollout, wave int64, pauseWait time.Duration) *sync.WaitGroup {
+	t.Helper()
+	var aborts sync.WaitGroup
+	image := fmt.Sprintf("app:v%d", wave)
+	for _, r := range rollouts {
+		publishRetrying(ctx, t, client, r.ref, events.TypeRolloutRequested, partitionManifest(r.ref.Name, r.abort, image))
+		if !r.abort {
+			continue
+		}
+		aborts.Go(func() {
+			if err := poll.Wait(fmt.Sprintf("%s paused at revision %d", r.ref, wave), func() error {
+				if st, ok := watch.state(r.ref); !ok || st.Revision != wave || st.Phase != "Paused" {
+					return fmt.Errorf("revision %d, phase %q, step %d", st.Revision, st.Phase, st.Step)
+				}
+				return nil
+			}, poll.Timeout(pauseWait), poll.Every(100*time.Millisecond)); err != nil {
+				t.Error(err)
+				return
+			}
+			publishRetrying(ctx, t, client, r.ref, events.TypeRolloutAbort, "{}")
+		})
+	}
+	return &aborts
+}
+
 // TestPartitions runs Sluice as production places it, on hosts of a test
 // network (package netns): three NATS nodes (R3 streams and buckets) on
 // hosts n1, n2, n3, and two of every service on hosts a and b, with the
@@ -308,14 +354,7 @@ func TestPartitions(t *testing.T) {
 			}},
 	}
 
-	expect := map[events.Ref]invariants.Expectation{}
-	for _, r := range rollouts {
-		e := invariants.Expectation{Phase: "Healthy", Revisions: 1 + int64(len(faults))}
-		if r.abort {
-			e.Phase = "Degraded"
-		}
-		expect[r.ref] = e
-	}
+	expect := expectWaves(rollouts, len(faults))
 	watch.expect(expect)
 
 	var (
@@ -324,35 +363,12 @@ func TestPartitions(t *testing.T) {
 	)
 	for w, f := range faults {
 		wave := int64(w + 2)
-		image := fmt.Sprintf("app:v%d", wave)
 		if err := f.inject(); err != nil {
 			t.Fatalf("inject %s: %v", f.name, err)
 		}
 		injected := time.Now()
 		t.Logf("%s: %s injected, revision %d requested", injected.Format(time.StampMilli), f.name, wave)
-		var aborts sync.WaitGroup
-		for _, r := range rollouts {
-			publishRetrying(ctx, t, client, r.ref, events.TypeRolloutRequested, partitionManifest(r.ref.Name, r.abort, image))
-			if r.abort {
-				// The operator aborts the update once it waits at its
-				// indefinite pause. An abort sent sooner may be decided
-				// before the request when the request went to a replica
-				// that was then cut off: it is refused (nothing to abort
-				// yet) and the update goes on (docs/reliability.md).
-				aborts.Go(func() {
-					if err := poll.Wait(fmt.Sprintf("%s paused at revision %d", r.ref, wave), func() error {
-						if st, ok := watch.state(r.ref); !ok || st.Revision != wave || st.Phase != "Paused" {
-							return fmt.Errorf("revision %d, phase %q, step %d", st.Revision, st.Phase, st.Step)
-						}
-						return nil
-					}, poll.Timeout(sz.bound+sz.hold), poll.Every(100*time.Millisecond)); err != nil {
-						t.Error(err)
-						return
-					}
-					publishRetrying(ctx, t, client, r.ref, events.TypeRolloutAbort, "{}")
-				})
-			}
-		}
+		aborts := requestWave(ctx, t, client, watch, rollouts, wave, sz.bound+sz.hold)
 		if f.during != nil {
 			f.during(wave)
 		}

@@ -107,13 +107,8 @@ func TestRecordsDoNotWaitOnAVanishedNode(t *testing.T) {
 	// Every node answers reads and holds the record before the leader
 	// goes: the reads would otherwise go to the leader alone, or say
 	// nothing about it.
+	cluster.WaitServesDirectGets(t, "KV_probes")
 	for _, n := range cluster.Nodes {
-		poll.Until(t, n.Name+" answering reads", func() error {
-			if why := n.ServesDirectGets("KV_probes"); why != "" {
-				return errors.New(why)
-			}
-			return nil
-		}, poll.Timeout(time.Minute))
 		nc, err := events.Connect(ctx, events.ConnConfig{URLs: []string{n.ClientURL()}, Name: "records-" + n.Name}, events.WithLogger(systest.Quiet()))
 		if err != nil {
 			t.Fatal(err)
@@ -212,14 +207,7 @@ func TestLatestIsTheLeadersRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range cluster.Nodes {
-		poll.Until(t, n.Name+" answering reads", func() error {
-			if why := n.ServesDirectGets("KV_probes"); why != "" {
-				return errors.New(why)
-			}
-			return nil
-		}, poll.Timeout(time.Minute))
-	}
+	cluster.WaitServesDirectGets(t, "KV_probes")
 
 	growPast(ctx, t, cluster, js, small, limit)
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -111,14 +110,7 @@ func TestSlowLinksToTheBus(t *testing.T) {
 		}
 		return nil
 	}, poll.Timeout(3*time.Minute), poll.Every(100*time.Millisecond))
-	expect := map[events.Ref]invariants.Expectation{}
-	for _, r := range rollouts {
-		e := invariants.Expectation{Phase: "Healthy", Revisions: 1 + int64(len(linkDelays))}
-		if r.abort {
-			e.Phase = "Degraded"
-		}
-		expect[r.ref] = e
-	}
+	expect := expectWaves(rollouts, len(linkDelays))
 	watch.expect(expect)
 
 	var (
@@ -129,24 +121,7 @@ func TestSlowLinksToTheBus(t *testing.T) {
 		wave := int64(w + 2)
 		setDelay(d)
 		start := time.Now()
-		var aborts sync.WaitGroup
-		for _, r := range rollouts {
-			publishRetrying(ctx, t, client, r.ref, events.TypeRolloutRequested, partitionManifest(r.ref.Name, r.abort, fmt.Sprintf("app:v%d", wave)))
-			if r.abort {
-				aborts.Go(func() {
-					if err := poll.Wait(fmt.Sprintf("%s paused at revision %d", r.ref, wave), func() error {
-						if st, ok := watch.state(r.ref); !ok || st.Revision != wave || st.Phase != "Paused" {
-							return fmt.Errorf("revision %d, phase %q, step %d", st.Revision, st.Phase, st.Step)
-						}
-						return nil
-					}, poll.Timeout(bound), poll.Every(100*time.Millisecond)); err != nil {
-						t.Error(err)
-						return
-					}
-					publishRetrying(ctx, t, client, r.ref, events.TypeRolloutAbort, "{}")
-				})
-			}
-		}
+		aborts := requestWave(ctx, t, client, watch, rollouts, wave, bound)
 		aborts.Wait()
 		poll.Until(t, fmt.Sprintf("every rollout settled at revision %d with %s each way", wave, d), func() error {
 			return unsettled(watch, rollouts, wave)

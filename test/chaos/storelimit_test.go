@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -67,16 +66,7 @@ func TestClusteredBusStoreOutgrowsItsLimit(t *testing.T) {
 
 	publishRetrying(b.ctx, t, b.client, r, events.TypeRolloutPromote, "{}")
 	acked := time.Now()
-	var done time.Time
-	poll.Until(t, r.Name+" completed at revision 2 with "+small.Name+" past its store limit", func() error {
-		at, err := b.statusAt(r, events.TypeRolloutCompleted, 2)
-		if err != nil {
-			st, _ := b.watch.state(r)
-			return fmt.Errorf("%w (state: revision %d phase %s step %d: %s)", err, st.Revision, st.Phase, st.Step, st.Message)
-		}
-		done = at
-		return nil
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	done := b.waitStatus(t, r, events.TypeRolloutCompleted, 2, r.Name+" completed at revision 2 with "+small.Name+" past its store limit")
 	t.Logf("promote acknowledged %s after %s passed its limit; completed %s after the acknowledgement",
 		acked.Sub(grown).Round(10*time.Millisecond), small.Name, done.Sub(acked).Round(10*time.Millisecond))
 

@@ -425,6 +425,20 @@ func (n *NATSNode) ServesDirectGets(stream string) string {
 	return fmt.Sprintf("%s has no subscription to %s", n.Name, subject)
 }
 
+// WaitServesDirectGets waits until every node answers direct gets of
+// stream (ServesDirectGets).
+func (c *NATSCluster) WaitServesDirectGets(t testing.TB, stream string) {
+	t.Helper()
+	for _, n := range c.Nodes {
+		poll.Until(t, n.Name+" answering direct gets of "+stream, func() error {
+			if why := n.ServesDirectGets(stream); why != "" {
+				return errors.New(why)
+			}
+			return nil
+		}, poll.Timeout(time.Minute))
+	}
+}
+
 // WaitHealthy waits until every running node answers /healthz with 200.
 func (c *NATSCluster) WaitHealthy(t testing.TB, timeout time.Duration) {
 	t.Helper()
