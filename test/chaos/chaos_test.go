@@ -220,14 +220,11 @@ func TestChaos(t *testing.T) {
 	for _, r := range rollouts {
 		publish(t, client, r.ref, events.TypeRolloutRequested, manifest(r.ref.Name, r.class, "app:v1"))
 	}
-	poll.True(t, "every rollout live at its first revision", func() bool {
-		for _, r := range rollouts {
-			if st, ok := watch.state(r.ref); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
-				return false
-			}
-		}
-		return true
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	live := make([]events.Ref, len(rollouts))
+	for i, r := range rollouts {
+		live[i] = r.ref
+	}
+	watch.waitLive(t, live, 2*time.Minute)
 	expect := map[events.Ref]invariants.Expectation{}
 	for _, r := range rollouts {
 		st, _ := watch.state(r.ref)
@@ -470,6 +467,21 @@ func (s *states) expect(w map[events.Ref]invariants.Expectation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.want = w
+}
+
+// waitLive waits up to timeout until every rollout of refs is live at its
+// first revision (Healthy, completed), and fails the test naming one that
+// is not.
+func (s *states) waitLive(t *testing.T, refs []events.Ref, timeout time.Duration) {
+	t.Helper()
+	poll.Until(t, "every rollout live at its first revision", func() error {
+		for _, r := range refs {
+			if st, ok := s.state(r); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
+				return fmt.Errorf("%s: revision %d, phase %q", r, st.Revision, st.Phase)
+			}
+		}
+		return nil
+	}, poll.Timeout(timeout), poll.Every(100*time.Millisecond))
 }
 
 func (s *states) state(r events.Ref) (machine.State, bool) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -148,14 +150,7 @@ func TestClusteredBusLosesItsLeader(t *testing.T) {
 		refs[f.name] = r
 		publish(t, b.client, r, events.TypeRolloutRequested, pausedManifest(r.Name, "app:v1"))
 	}
-	poll.True(t, "every rollout live at its first revision", func() bool {
-		for _, r := range refs {
-			if st, ok := b.watch.state(r); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
-				return false
-			}
-		}
-		return true
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	b.watch.waitLive(t, slices.Collect(maps.Values(refs)), 2*time.Minute)
 	expect := map[events.Ref]invariants.Expectation{}
 	for _, f := range busFaults {
 		st, _ := b.watch.state(refs[f.name])

@@ -48,14 +48,7 @@ func TestClusteredBusDiskFills(t *testing.T) {
 	for _, r := range refs {
 		publish(t, b.client, r, events.TypeRolloutRequested, pausedManifest(r.Name, "app:v1"))
 	}
-	poll.True(t, "both rollouts live at their first revision", func() bool {
-		for _, r := range refs {
-			if st, ok := b.watch.state(r); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
-				return false
-			}
-		}
-		return true
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	b.watch.waitLive(t, refs, 2*time.Minute)
 	expect := map[events.Ref]invariants.Expectation{}
 	for _, r := range refs {
 		st, _ := b.watch.state(r)

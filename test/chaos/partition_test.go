@@ -89,6 +89,26 @@ func unsettled(watch *states, rollouts []prollout, revision int64) error {
 	return nil
 }
 
+// hold lets a fault last d, which is the fault itself, not a wait for a
+// condition; it ends early when ctx does (the test is over).
+func hold(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// refsOf is the rollouts' refs.
+func refsOf(rollouts []prollout) []events.Ref {
+	refs := make([]events.Ref, len(rollouts))
+	for i, r := range rollouts {
+		refs[i] = r.ref
+	}
+	return refs
+}
+
 // expectWaves is what the invariants expect of rollouts after their first
 // revision and waves updates: the good ones Healthy, the others Degraded.
 func expectWaves(rollouts []prollout, waves int) map[events.Ref]invariants.Expectation {
@@ -250,14 +270,7 @@ func TestPartitions(t *testing.T) {
 	for _, r := range rollouts {
 		publish(t, client, r.ref, events.TypeRolloutRequested, partitionManifest(r.ref.Name, r.abort, "app:v1"))
 	}
-	poll.True(t, "every rollout live at its first revision", func() bool {
-		for _, r := range rollouts {
-			if st, ok := watch.state(r.ref); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
-				return false
-			}
-		}
-		return true
-	}, poll.Timeout(3*time.Minute), poll.Every(100*time.Millisecond))
+	watch.waitLive(t, refsOf(rollouts), 3*time.Minute)
 
 	minority, majoritySide := []*netns.Host{n1, a}, []*netns.Host{n2, n3, b}
 	var (
@@ -328,7 +341,7 @@ func TestPartitions(t *testing.T) {
 				return nil
 			},
 			during: func(int64) {
-				time.Sleep(time.Second + rand.N(time.Second))
+				hold(ctx, time.Second+rand.N(time.Second))
 				for _, p := range paused {
 					if !sys.Pause(p) {
 						t.Fatalf("pause %s: not running", p.Name)
@@ -349,7 +362,7 @@ func TestPartitions(t *testing.T) {
 					if err := op([]*netns.Host{a}, nodes); err != nil {
 						t.Fatal(err)
 					}
-					time.Sleep(300*time.Millisecond + rand.N(1700*time.Millisecond))
+					hold(ctx, 300*time.Millisecond+rand.N(1700*time.Millisecond))
 				}
 			}},
 	}
@@ -372,7 +385,7 @@ func TestPartitions(t *testing.T) {
 		if f.during != nil {
 			f.during(wave)
 		}
-		time.Sleep(time.Until(injected.Add(sz.hold)))
+		hold(ctx, time.Until(injected.Add(sz.hold)))
 		if err := f.heal(); err != nil {
 			t.Fatalf("heal %s: %v", f.name, err)
 		}

@@ -102,14 +102,7 @@ func TestSlowLinksToTheBus(t *testing.T) {
 	for _, r := range rollouts {
 		publish(t, client, r.ref, events.TypeRolloutRequested, partitionManifest(r.ref.Name, r.abort, "app:v1"))
 	}
-	poll.Until(t, "every rollout live at its first revision", func() error {
-		for _, r := range rollouts {
-			if st, ok := watch.state(r.ref); !ok || st.Phase != "Healthy" || !st.Completed || st.Revision != 1 {
-				return fmt.Errorf("%s not live yet", r.ref.Name)
-			}
-		}
-		return nil
-	}, poll.Timeout(3*time.Minute), poll.Every(100*time.Millisecond))
+	watch.waitLive(t, refsOf(rollouts), 3*time.Minute)
 	expect := expectWaves(rollouts, len(linkDelays))
 	watch.expect(expect)
 

@@ -32,10 +32,7 @@ func TestClusteredBusStoreOutgrowsItsLimit(t *testing.T) {
 	b := startClusteredBusOn(t, systest.ClusterSpec{StoreSize: diskStoreSize})
 	r := events.Ref{Namespace: namespace, Name: "store-limit"}
 	publish(t, b.client, r, events.TypeRolloutRequested, pausedManifest(r.Name, "app:v1"))
-	poll.True(t, r.Name+" live at its first revision", func() bool {
-		st, ok := b.watch.state(r)
-		return ok && st.Phase == "Healthy" && st.Completed && st.Revision == 1
-	}, poll.Timeout(2*time.Minute), poll.Every(100*time.Millisecond))
+	b.watch.waitLive(t, []events.Ref{r}, 2*time.Minute)
 	st, _ := b.watch.state(r)
 	expect := map[events.Ref]invariants.Expectation{r: {Phase: "Healthy", Revisions: 2, StableHash: st.StableHash}}
 	b.watch.expect(expect)
