@@ -30,6 +30,7 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	casConflicts prometheus.Counter
 	stateReads   *prometheus.CounterVec
+	reordered    prometheus.Counter
 	taskDuration *prometheus.HistogramVec
 
 	workerTasks        *prometheus.CounterVec
@@ -102,6 +103,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_orchestrator_state_reads_total",
 			Help: "Decisions made on a rollout's record read from the state bucket rather than the one this replica knew, by reason: uncached (it knew none), stale (the one it knew was out of date or had to be checked), conflict (a decision on the bucket's record lost its write) or leader (a decision on the record a replica of the bucket answered changed nothing, and is checked on the stream leader's record).",
 		}, []string{"reason"}),
+		reordered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_orchestrator_commands_reordered_total",
+			Help: "Commands decided ahead of their own delivery because a command of the same rollout stored after them was taken first (their delivery was held elsewhere: a replica cut off or paused, or a redelivery).",
+		}),
 		taskDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "sluice_orchestrator_task_duration_seconds",
 			Help:    "Time from a task attempt's trigger to its finished report, by task kind and outcome.",
@@ -152,7 +157,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
-		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.taskDuration,
+		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.reordered, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
 		m.gatewayRequests, m.notifications, m.notificationDuration,
 	} {
@@ -246,6 +251,15 @@ func (m *Metrics) StateRead(reason string) {
 		return
 	}
 	m.stateReads.WithLabelValues(reason).Inc()
+}
+
+// CommandsReordered counts n commands decided ahead of their own
+// delivery, before a later command of their rollout.
+func (m *Metrics) CommandsReordered(n int) {
+	if m == nil {
+		return
+	}
+	m.reordered.Add(float64(n))
 }
 
 // TaskFinished records a task attempt's time from trigger to finished report.

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sluicehq/sluice/internal/poll"
+	"github.com/sluicehq/sluice/internal/telemetry"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
@@ -145,11 +147,13 @@ func TestACopyOfACommandAfterManyNewerChangesNothing(t *testing.T) {
 	}
 }
 
-// A command whose first delivery was not applied (the replica handling it
-// failed and it was handed back) acts when it is redelivered, even after
-// a newer command of the same rollout was applied: a watermark of the
-// last applied command's stream sequence would drop it.
-func TestARedeliveredCommandNotYetAppliedActsAfterANewerOne(t *testing.T) {
+// A command whose delivery is held by a replica that took it and hangs
+// (cut off, paused) is decided before a newer command of the same rollout
+// that a live replica takes meanwhile, not after it (order.go): a promote
+// sent before an abort resumes the rollout and the abort then aborts it,
+// where the abort decided first left the promote to be refused. Handed
+// back later, the held promote changes nothing.
+func TestACommandHeldElsewhereIsDecidedBeforeANewerOne(t *testing.T) {
 	srv := startServer(t)
 	first := startOrchestrator(t, srv.ClientURL(), machine.Config{})
 	c := connect(t, srv.ClientURL())
@@ -163,7 +167,7 @@ func TestARedeliveredCommandNotYetAppliedActsAfterANewerOne(t *testing.T) {
 	first.stop()
 
 	// The older command, the promote, is taken by a replica that then
-	// fails on it: it holds it and hands it back later.
+	// hangs on it: it holds it and hands it back later.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	promote := send(t, c, r, events.TypeRolloutPromote, events.PromoteData{})
@@ -186,34 +190,53 @@ func TestARedeliveredCommandNotYetAppliedActsAfterANewerOne(t *testing.T) {
 		t.Fatalf("held %s, want the promote %s", id, promote.ID())
 	}
 
-	// The newer command is applied meanwhile.
-	restart := send(t, c, r, events.TypeRolloutRestart, nil)
-	startOrchestrator(t, srv.ClientURL(), machine.Config{})
-	poll.Until(t, "the newer command (restart) answered", func() error {
+	// The newer command reaches a live replica meanwhile.
+	abort := send(t, c, r, events.TypeRolloutAbort, nil)
+	reg := prometheus.NewRegistry()
+	m, err := telemetry.New(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startOrchestratorWith(t, srv.ClientURL(), Config{Metrics: m})
+	poll.Until(t, "the newer command (abort) answered", func() error {
 		_ = held.InProgress() // the held promote is not redelivered meanwhile
-		if got := answers(status, r, restart.ID()); len(got) == 0 {
-			return fmt.Errorf("no answer to the restart; saw %v", typesOf(status.of(r)))
+		if got := answers(status, r, abort.ID()); len(got) == 0 {
+			return fmt.Errorf("no answer to the abort; saw %v", typesOf(status.of(r)))
 		}
 		return nil
 	})
-	if got := answers(status, r, promote.ID()); len(got) != 0 {
-		t.Fatalf("the held promote was answered before it was handed back: %v", typesOf(got))
+	got := answers(status, r, promote.ID())
+	if len(got) == 0 || got[0].Type != events.TypeRolloutResumed {
+		t.Fatalf("the held promote was answered with %v before the abort's answer; want %s first (the abort was decided before the promote sent ahead of it)", typesOf(got), events.TypeRolloutResumed)
+	}
+	if a := answers(status, r, abort.ID()); a[0].Type != events.TypeRolloutAborted {
+		t.Fatalf("the abort was answered with %s (%s); want %s", a[0].Type, a[0].Data.Reason, events.TypeRolloutAborted)
+	}
+	if n := counterValue(t, reg, "sluice_orchestrator_commands_reordered_total", ""); n != 1 {
+		t.Errorf("sluice_orchestrator_commands_reordered_total = %v, want 1", n)
 	}
 
+	// Handed back, the promote is delivered again and changes nothing.
+	before := len(answers(status, r, promote.ID()))
 	if err := held.Nak(); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, "the redelivered promote applied", func() error {
-		got := answers(status, r, promote.ID())
-		if len(got) == 0 {
-			return fmt.Errorf("no answer to the promote; saw %v", typesOf(status.of(r)))
+	poll.Until(t, "the handed-back promote settled", func() error {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
 		}
-		if got[0].Type != events.TypeRolloutResumed {
-			return fmt.Errorf("promote answered with %s (%s), want %s", got[0].Type, got[0].Data.Reason, events.TypeRolloutResumed)
+		if info.NumAckPending+int(info.NumPending) > 0 {
+			return fmt.Errorf("%d commands pending, %d unacknowledged", info.NumPending, info.NumAckPending)
 		}
 		return nil
 	})
-	if s := waitForN(t, status, r, events.TypeRolloutPaused, 2).Data.Status; s.CanaryWeight != 60 {
-		t.Errorf("after the promote, paused at weight %d; want 60", s.CanaryWeight)
+	if got := answers(status, r, promote.ID()); len(got) != before {
+		t.Errorf("the promote's redelivery was answered again: %v", typesOf(got[before:]))
+	}
+	for _, e := range status.of(r) {
+		if e.Type == events.TypeRolloutCompleted && e.Data.Status.Revision == 2 {
+			t.Errorf("revision 2 completed after its abort")
+		}
 	}
 }

@@ -32,6 +32,11 @@ type update struct {
 	// attempt is the delivery attempt of the message that carried the
 	// observation; past the first, the outbox is published again.
 	attempt uint64
+	// seq is a command's sequence in the commands stream (record.CommandSeq).
+	seq uint64
+	// ahead marks a command decided ahead of its own delivery (order.go),
+	// which answers it when the rollout does not exist.
+	ahead bool
 	// notBefore is the due time of a timer event: the replica that fired
 	// it saw the deadline come, so it has come. The replica deciding may
 	// tell the time a little behind the one that fired (each knows the
@@ -95,7 +100,7 @@ func (s *Service) applyAll(ctx context.Context, r events.Ref, us []update) []err
 	}
 	for i, u := range us {
 		errs[i] = err
-		if err == nil && d.verdicts[i] == verdictIgnored && u.mustExist {
+		if err == nil && d.verdicts[i] == verdictIgnored && u.mustExist && !u.ahead {
 			what, request := "rollout", events.TypeRolloutRequested
 			if c := u.obs.Command; c != nil && c.Experiment {
 				what, request = "experiment", events.TypeExperimentRequested
@@ -180,6 +185,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		ids      []string
 		finished []finishedOn
 		stale    bool
+		seq      uint64 // the last command's sequence decided here
 	)
 	for i, u := range d.updates {
 		switch {
@@ -212,6 +218,7 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		}
 		if u.commandID != "" {
 			ids = append(ids, u.commandID)
+			seq = max(seq, u.seq)
 		}
 		state, effects = next, append(effects, eff...)
 	}
@@ -223,13 +230,14 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		}
 		return records.Unchanged
 	}
-	out := record{State: state, Outbox: effects, Applied: rec.Applied, Commands: rec.Commands}
+	out := record{State: state, Outbox: effects, Applied: rec.Applied, Commands: rec.Commands, CommandSeq: rec.CommandSeq}
 	if unchanged {
 		// Nothing to do now, but the commands must not act when a copy
 		// comes later: record them as applied, keep the outbox.
 		out.Outbox = rec.Outbox
 	}
 	if len(ids) > 0 {
+		out.CommandSeq = max(out.CommandSeq, seq)
 		forgotten := 0
 		for _, id := range ids {
 			var n int

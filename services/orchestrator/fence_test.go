@@ -146,8 +146,8 @@ func lastSeq(t *testing.T, svc *Service, stream string) uint64 {
 	return info.State.LastSeq
 }
 
-// counterValue is the value of counter name with label reason, 0 when it
-// has no such series.
+// counterValue is the value of counter name with label reason (any
+// series when reason is empty), 0 when it has no such series.
 func counterValue(t *testing.T, reg prometheus.Gatherer, name, reason string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -159,6 +159,9 @@ func counterValue(t *testing.T, reg prometheus.Gatherer, name, reason string) fl
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if reason == "" {
+				return m.GetCounter().GetValue()
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "reason" && l.GetValue() == reason {
 					return m.GetCounter().GetValue()

@@ -132,6 +132,7 @@ type Service struct {
 	st     store
 	timers *deadlines.Scheduler
 	lc     daemon.Lifecycle
+	cmdLog commandLog
 }
 
 var _ daemon.Service = (*Service)(nil)
@@ -183,6 +184,7 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	kv := r.Bucket(BucketRollouts)
 	s.st = newStore(kv, s.cfg.StateCache, s.client.Conn())
+	s.cmdLog = commandLog{client: s.client}
 
 	commands := router{}
 	for typ, kind := range map[string]string{
@@ -233,10 +235,11 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		return err
 	}
 	for _, c := range []struct {
-		cfg events.ConsumerConfig
-		r   router
-	}{{cc, commands}, {rc, results}} {
-		sub, err := s.client.ConsumeBatches(ctx, c.cfg, s.batchHandler(c.r))
+		cfg     events.ConsumerConfig
+		r       router
+		ordered bool
+	}{{cc, commands, true}, {rc, results, false}} {
+		sub, err := s.client.ConsumeBatches(ctx, c.cfg, s.batchHandler(c.r, c.ordered))
 		if err != nil {
 			return err
 		}
@@ -255,43 +258,72 @@ type router map[string]preparer
 
 // batchHandler decides on the messages of one rollout that arrived
 // together in one decision (applyAll): one state write and one publish
-// batch rather than one of each per message.
-func (s *Service) batchHandler(rt router) events.BatchHandler {
+// batch rather than one of each per message. When ordered (commands),
+// the rollout's commands stored before the batch and not yet applied are
+// decided first, in the same decision (order.go); their own deliveries
+// then find them applied.
+func (s *Service) batchHandler(rt router, ordered bool) events.BatchHandler {
 	return func(ctx context.Context, batch []events.Message) []error {
-		errs := make([]error, len(batch))
-		var (
-			us  []update
-			idx []int
-		)
-		for i, m := range batch {
-			p, ok := rt[m.Event.Type()]
-			if !ok {
-				errs[i] = fmt.Errorf("%w %q: this consumer handles %v", events.ErrUnknownType, m.Event.Type(), rt.types())
-				continue
-			}
-			u, err := p(ctx, m.Delivery, m.Event)
-			if err != nil || u == nil {
-				errs[i] = err
-				continue
-			}
-			us, idx = append(us, *u), append(idx, i)
+		if !ordered {
+			return s.decideBatch(ctx, rt, batch, 0)
 		}
-		if len(us) == 0 {
-			return errs
+		all := s.withEarlier(ctx, batch, func(typ string) bool {
+			_, ok := rt[typ]
+			return ok && typ != events.TypeAnalysisTemplateApply
+		})
+		// Only the delivered messages' outcomes are theirs to settle;
+		// the earlier commands' own deliveries settle those.
+		return s.decideBatch(ctx, rt, all, len(all)-len(batch))[len(all)-len(batch):]
+	}
+}
+
+// decideBatch prepares each message of one rollout's batch and decides
+// them together; it returns one error per message. The first ahead are
+// commands decided ahead of their own delivery, which alone answers them
+// when they are refused or rejected: here they only take their place in
+// the order.
+func (s *Service) decideBatch(ctx context.Context, rt router, batch []events.Message, ahead int) []error {
+	errs := make([]error, len(batch))
+	var (
+		us  []update
+		idx []int
+	)
+	for i, m := range batch {
+		p, ok := rt[m.Event.Type()]
+		if !ok {
+			errs[i] = fmt.Errorf("%w %q: this consumer handles %v", events.ErrUnknownType, m.Event.Type(), rt.types())
+			continue
 		}
-		results := s.applyAll(ctx, us[0].ref, us)
-		if len(us) > 1 && slices.ContainsFunc(results, events.IsPermanent) {
-			// One update no decision can take fails them all; decided
-			// alone, the others are not dead-lettered with it.
-			for j, u := range us {
-				results[j] = s.apply(ctx, u)
-			}
+		pctx := ctx
+		if i < ahead {
+			pctx = context.WithValue(ctx, unanswered{}, true)
 		}
-		for j, err := range results {
-			errs[idx[j]] = err
+		u, err := p(pctx, m.Delivery, m.Event)
+		if err != nil || u == nil {
+			errs[i] = err
+			continue
 		}
+		if u.commandID != "" {
+			u.seq = m.Delivery.Sequence
+		}
+		u.ahead = i < ahead
+		us, idx = append(us, *u), append(idx, i)
+	}
+	if len(us) == 0 {
 		return errs
 	}
+	results := s.applyAll(ctx, us[0].ref, us)
+	if len(us) > 1 && slices.ContainsFunc(results, events.IsPermanent) {
+		// One update no decision can take fails them all; decided
+		// alone, the others are not dead-lettered with it.
+		for j, u := range us {
+			results[j] = s.apply(ctx, u)
+		}
+	}
+	for j, err := range results {
+		errs[idx[j]] = err
+	}
+	return errs
 }
 
 func (rt router) types() []string {
@@ -418,6 +450,9 @@ func (s *Service) refuse(ctx context.Context, r events.Ref, cause machine.Cause,
 // rejected request, a refused command) with id, which derives from the
 // event it answers so that a redelivery is answered once.
 func (s *Service) answer(ctx context.Context, r events.Ref, typ, id string, cause machine.Cause, correlation string, data events.StatusData) error {
+	if ctx.Value(unanswered{}) != nil {
+		return nil // decided ahead of its delivery, which answers it
+	}
 	out, err := statusEvent(r, machine.StatusEvent{Type: typ, Data: data, ID: id, Cause: cause, Correlation: correlation})
 	if err != nil {
 		return events.Permanent(err)
@@ -425,6 +460,12 @@ func (s *Service) answer(ctx context.Context, r events.Ref, typ, id string, caus
 	_, err = s.client.Publish(ctx, events.StatusSubject(r), out)
 	return err
 }
+
+// unanswered marks the context of a command prepared ahead of its own
+// delivery (order.go): a refusal or a rejection is published by the
+// delivery, once, not again by every later command that looks back on
+// it.
+type unanswered struct{}
 
 // statusEvent is the CloudEvent of st, a status event of r, with the
 // contract's causationid, actor and correlationid extensions.

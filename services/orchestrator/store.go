@@ -35,6 +35,10 @@ type record struct {
 	// delivered again later, after any number of newer ones, is recognised
 	// and changes nothing (applied.go).
 	Applied appliedSet `json:"applied,omitempty"`
+	// CommandSeq is the commands stream's sequence of the last command
+	// applied: a command stored after it and before the one being decided
+	// was not decided yet, and is decided first (order.go).
+	CommandSeq uint64 `json:"commandSeq,omitempty"`
 	// Commands are the event ids of the last 64 commands applied, as
 	// records written before Applied kept them; read, and folded into
 	// Applied by the next command.
