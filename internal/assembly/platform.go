@@ -17,7 +17,7 @@ import (
 
 func (o *Options) replicasConfig(env daemon.Env) replicas.Config {
 	cfg := o.Replicas
-	cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+	cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
 	return cfg
 }
 

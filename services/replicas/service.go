@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/internal/telemetry"
@@ -52,6 +53,15 @@ type Config struct {
 	// in progress (default daemon.DefaultStopTimeout); the backend then
 	// has twice as long to close (local processes' own grace period).
 	StopTimeout time.Duration
+	// Now is the clock of a scale task's wait (default Clock's Now, or
+	// time.Now without a Clock); tests replace it.
+	Now func() time.Time
+	// Clock is the bus's time (package clock), which the service binary
+	// sets: a wait's deadline is stored by the replica that took the task
+	// and kept by whichever replica resumes it, so they must tell the
+	// same time whatever their hosts' clocks say. Run syncs it before
+	// taking tasks.
+	Clock *clock.Bus
 }
 
 // Defaults fills unset fields.
@@ -65,6 +75,12 @@ func (c *Config) Defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+		if c.Clock != nil {
+			c.Now = c.Clock.Now
+		}
 	}
 }
 
@@ -157,7 +173,7 @@ func (s *Service) Ready() bool { return s.lc.Ready() && s.worker.Ready() }
 func (s *Service) Run(ctx context.Context) error {
 	return s.lc.Run(ctx, daemon.Plan{
 		Name: "replicas service", Client: s.client, Bus: s.cfg.Bus, Needs: Needs,
-		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start,
+		StopTimeout: s.cfg.StopTimeout, Log: s.log, Start: s.start, Clock: s.cfg.Clock,
 	})
 }
 
@@ -218,7 +234,7 @@ func (s *Service) scale(ctx context.Context, t tasks.Task) (tasks.Finished, erro
 	if t.Scale == nil {
 		return tasks.Finished{Outcome: tasks.OutcomeFailed, Message: "replicas.scale task without scale"}, nil
 	}
-	deadline, held, err := s.pending.put(ctx, t, time.Now().Add(s.cfg.Wait))
+	deadline, held, err := s.pending.put(ctx, t, s.cfg.Now().Add(s.cfg.Wait))
 	if err != nil {
 		return tasks.Finished{}, fmt.Errorf("record pending task %s: %w", t.ID, err)
 	}
@@ -265,7 +281,9 @@ func (s *Service) wait(from context.Context, t tasks.Task, deadline time.Time, n
 // outcome. It returns without a report when ctx ends (replaced or stopping).
 func (s *Service) await(ctx context.Context, t tasks.Task, deadline time.Time) {
 	log := s.log.With("rollout", t.Ref.String(), "task", t.ID, "attempt", t.Attempt, "seq", t.Seq)
-	wctx, cancel := context.WithDeadline(ctx, deadline)
+	// The deadline is the bus's time; the wait counts on this host's
+	// monotonic clock from the bus's now.
+	wctx, cancel := context.WithTimeout(ctx, deadline.Sub(s.cfg.Now()))
 	defer cancel()
 	retry := time.Second
 	var fin tasks.Finished

@@ -2,10 +2,12 @@ package replicas_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/endpoints"
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/tasks"
@@ -360,6 +363,57 @@ func TestAWaitSurvivesARestart(t *testing.T) {
 	}, poll.Timeout(eventstest.Wait))
 	if n := b.count(tasks.TypeStarted); n != 1 {
 		t.Errorf("%d started reports: the task was delivered again", n)
+	}
+}
+
+// A scale task's wait keeps the bus's time, not the host's: its deadline
+// is stored by the replica that took the task and kept by whichever
+// replica resumes it, and hosts' clocks disagree. Here the bus is an hour
+// ahead of the host: the stored deadline must be an hour ahead of the
+// host's clock, and the wait must end when the bus's time reaches it,
+// neither at once nor an hour late.
+func TestAScaleWaitKeepsTheBusTime(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	const ahead, wait = time.Hour, 2 * time.Second
+	busNow := func() time.Time { return time.Now().Add(ahead) }
+	clk := clock.NewBus(clock.BusConfig{Server: func(context.Context) (time.Time, error) { return busNow(), nil }, Logger: eventstest.Quiet()})
+	f := &fake{apply: func(ctx context.Context, _ int64) ([]tasks.RevisionStatus, error) {
+		<-ctx.Done()
+		return counts, ctx.Err()
+	}}
+	run(t, b.client, f, replicas.Config{Wait: wait, Clock: clk})
+	sent := busNow()
+	b.send(t, scaleTask("t/1", 1, 1, corev1.PodTemplateSpec{}))
+
+	kv, err := b.client.JetStream().KeyValue(context.Background(), replicas.BucketPending)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deadline time.Time
+	poll.Until(t, "the pending entry", func() error {
+		e, err := kv.Get(context.Background(), web.Namespace+"."+web.Name)
+		if err != nil {
+			return err
+		}
+		var p struct {
+			Deadline time.Time `json:"deadline"`
+		}
+		if err := json.Unmarshal(e.Value(), &p); err != nil {
+			return err
+		}
+		deadline = p.Deadline
+		return nil
+	}, poll.Timeout(eventstest.Wait))
+	if d := deadline.Sub(sent); d < wait-time.Second || d > wait+eventstest.Wait {
+		t.Fatalf("stored deadline %s is %s after the task was sent by the bus's time; want about %s (the host's clock is %s behind the bus's)", deadline, d, wait, ahead)
+	}
+	fin := b.finished(t, "t/1", 1)
+	if at := busNow(); at.Before(deadline.Add(-clock.DefaultMaxUncertainty)) {
+		t.Errorf("the wait ended %s before its deadline by the bus's time", deadline.Sub(at))
+	}
+	if fin.Outcome != tasks.OutcomeFailed || !strings.Contains(fin.Message, "not applied within") {
+		t.Errorf("finished %s %q; want Failed, not applied within %s", fin.Outcome, fin.Message, wait)
 	}
 }
 

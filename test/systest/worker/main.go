@@ -64,7 +64,7 @@ func newSpec() daemon.Spec {
 			c.After = func() { crash(c, o.crashAfter, "after-effect") }
 			switch o.service {
 			case "replicas":
-				return replicas.New(env.Client, dataplane.Backend{Client: c}, replicas.Config{Bus: env.Bus, Logger: env.Log, ID: o.name})
+				return replicas.New(env.Client, dataplane.Backend{Client: c}, replicas.Config{Bus: env.Bus, Logger: env.Log, ID: o.name, Clock: env.Clock})
 			case "traffic":
 				return traffic.New(env.Client, dataplane.Router{Client: c}, traffic.Config{Bus: env.Bus, Logger: env.Log, ID: o.name})
 			}
