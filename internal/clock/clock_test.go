@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,9 +105,11 @@ func TestSyncKeepsTheFastestReading(t *testing.T) {
 	if err := b.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The estimate is the 20ms reading's, grown by DriftBound over the
+	// 100ms reading taken after it.
 	offset, unc := b.Offset()
-	if offset != 0 || unc != 10*time.Millisecond {
-		t.Errorf("offset %s, uncertainty %s; want 0 within 10ms (the 20ms reading)", offset, unc)
+	if want := 10*time.Millisecond + 100*time.Millisecond*DriftBound/1_000_000; offset != 0 || unc != want {
+		t.Errorf("offset %s, uncertainty %s; want 0 within %s (the 20ms reading)", offset, unc, want)
 	}
 	s.now += time.Hour
 	if got, want := b.Now(), s.local(); !got.Equal(want) {
@@ -128,6 +131,98 @@ func TestSyncRefusesReadingsTooSlowToTrust(t *testing.T) {
 	}
 	if b.Synced() {
 		t.Error("a refused sync left the clock synced")
+	}
+}
+
+// A bus too far away for the bound is refused with what the operator
+// needs to act: the best round trip of every reading the Sync took, the
+// bound, the flag that raises it and its cost. The service's readiness
+// hears it after each round, before the Sync gives up.
+func TestSyncSaysWhatToDoWhenTheBusIsTooFar(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0),
+		rtts: []time.Duration{900 * time.Millisecond, 620 * time.Millisecond, 800 * time.Millisecond},
+		errs: []time.Duration{0, 0, 0}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var told []error
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, BoundName: "--clock-max-uncertainty", Logger: eventstest.Quiet(),
+		Waiting: func(err error) {
+			if told = append(told, err); len(told) == 3 {
+				cancel() // three rounds: 900ms, 620ms, 800ms
+			}
+		}})
+	err := b.Sync(ctx)
+	if !errors.Is(err, ErrUncertain) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync = %v, want ErrUncertain", err)
+	}
+	for _, want := range []string{
+		"the best round trip of 3 readings was 620ms", "known only within half of it, 310ms",
+		"--clock-max-uncertainty is 250ms", "set --clock-max-uncertainty to 350ms or more",
+		"a timed wait may then end early by up to two replicas' uncertainties together",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Sync's error does not say %q:\n%v", want, err)
+		}
+	}
+	if len(told) != 3 || !errors.Is(told[0], ErrUncertain) || !strings.Contains(told[0].Error(), "was 900ms") || told[2].Error() != err.Error() {
+		t.Errorf("Waiting heard %v; want each round's refusal, the last one Sync's error", told)
+	}
+	if b.Synced() {
+		t.Error("a refused sync left the clock synced")
+	}
+}
+
+// A resync never makes the clock worse. Readings over the bound leave the
+// estimate as it was; readings within the bound but less certain than
+// the estimate has grown to (a bus that now answers slowly) do too, here
+// with a reading 80ms off that would have moved Now. Once the estimate
+// has aged past them (DriftBound), the fresher reading wins. Observe
+// hears every sync.
+func TestResyncNeverMakesTheClockWorse(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{10 * time.Millisecond}, errs: []time.Duration{0}}
+	var observed []time.Duration
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, MaxUncertainty: time.Second, Logger: eventstest.Quiet(),
+		Observe: func(_, unc time.Duration) { observed = append(observed, unc) }})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, wantNow time.Time, wantUnc time.Duration) {
+		t.Helper()
+		if got := b.Now(); !got.Equal(wantNow) {
+			t.Errorf("%s: Now is %v, want %v", when, got, wantNow)
+		}
+		if _, unc := b.Offset(); unc != wantUnc {
+			t.Errorf("%s: uncertainty %s, want %s", when, unc, wantUnc)
+		}
+	}
+	check("synced", s.local(), 5*time.Millisecond)
+
+	// Over the bound: refused, estimate kept.
+	s.rtts, s.errs = []time.Duration{3 * time.Second}, []time.Duration{time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Sync(ctx); !errors.Is(err, ErrUncertain) {
+		t.Fatalf("Sync = %v, want ErrUncertain", err)
+	}
+	aged := func() time.Duration { return 5*time.Millisecond + (s.now-10*time.Millisecond)*DriftBound/1_000_000 } // since the first reading came back
+	check("after readings over the bound", s.local(), aged())
+
+	// Within the bound, less certain than the estimate: kept.
+	s.rtts, s.errs = []time.Duration{400 * time.Millisecond}, []time.Duration{80 * time.Millisecond}
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("after a slower reading within the bound", s.local(), aged())
+
+	// An hour later the estimate is less certain (by 1.8s) than a 400ms
+	// round trip: the reading is taken, 80ms off as it is.
+	s.now += time.Hour
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("an hour later", s.local().Add(80*time.Millisecond), 200*time.Millisecond)
+	if len(observed) != 4 || observed[0] != 5*time.Millisecond || observed[3] != 200*time.Millisecond {
+		t.Errorf("Observe heard uncertainties %v; want one per sync, 5ms first and 200ms last", observed)
 	}
 }
 
