@@ -68,8 +68,8 @@ func (e *uncertainError) Error() string {
 	return fmt.Sprintf("the bus's time could not be read precisely enough: the best round trip of %d readings was %s, "+
 		"so the bus's time is known only within half of it, %s, and %s is %s; "+
 		"if the bus is this far away (another region, a slow link), set %s to %s or more, "+
-		"at the cost of a larger tolerance: a timed wait may then end early by up to two replicas' uncertainties together (docs/reliability.md, Clocks)",
-		e.readings, e.best.Round(time.Millisecond), (e.best / 2).Round(time.Millisecond), e.name, e.bound, e.name, suggest)
+		"at the cost of a larger tolerance: a timed wait recorded by one replica and ended by another may then end early by the sum of their uncertainties, up to twice %s (docs/reliability.md, Clocks)",
+		e.readings, e.best.Round(time.Millisecond), (e.best / 2).Round(time.Millisecond), e.name, e.bound, e.name, suggest, e.name)
 }
 
 // ServerTime reads the bus's time. It is called with nothing else in

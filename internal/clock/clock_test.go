@@ -1,16 +1,20 @@
 package clock
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
@@ -158,7 +162,7 @@ func TestSyncSaysWhatToDoWhenTheBusIsTooFar(t *testing.T) {
 	for _, want := range []string{
 		"the best round trip of 3 readings was 620ms", "known only within half of it, 310ms",
 		"--clock-max-uncertainty is 250ms", "set --clock-max-uncertainty to 350ms or more",
-		"a timed wait may then end early by up to two replicas' uncertainties together",
+		"may then end early by the sum of their uncertainties, up to twice --clock-max-uncertainty",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Sync's error does not say %q:\n%v", want, err)
@@ -224,6 +228,55 @@ func TestResyncNeverMakesTheClockWorse(t *testing.T) {
 	if len(observed) != 4 || observed[0] != 5*time.Millisecond || observed[3] != 200*time.Millisecond {
 		t.Errorf("Observe heard uncertainties %v; want one per sync, 5ms first and 200ms last", observed)
 	}
+}
+
+// A resync that finds the bus too slow is logged with what to do, and the
+// clock keeps its estimate.
+func TestFailedResyncWarnsWithWhatToDo(t *testing.T) {
+	rtts := make([]time.Duration, 1000)
+	for i := range rtts {
+		rtts[i] = time.Second // after the first reading, the bus is far
+	}
+	rtts[0] = 10 * time.Millisecond
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: rtts, errs: make([]time.Duration, len(rtts))}
+	var logs lockedBuffer
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, Resync: 20 * time.Millisecond, BoundName: "--clock-max-uncertainty",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	stop, err := b.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	poll.Until(t, "a warning that the resync failed, naming the flag", func() error {
+		for _, want := range []string{`msg="clock not synced to the bus; keeping the last estimate"`, "the best round trip of", "set --clock-max-uncertainty to"} {
+			if !strings.Contains(logs.String(), want) {
+				return fmt.Errorf("the log does not say %q:\n%s", want, logs.String())
+			}
+		}
+		return nil
+	}, poll.Timeout(time.Minute))
+	stop()
+	if _, unc := b.Offset(); unc > 6*time.Millisecond {
+		t.Errorf("uncertainty %s after the failed resyncs, want the first reading's 5ms (grown by drift)", unc)
+	}
+}
+
+// lockedBuffer is a log sink read while the clock writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // A bus that does not answer yet is waited for; one that refuses (here,
