@@ -96,7 +96,8 @@ func TestDevTakesTheServiceFlags(t *testing.T) {
 	fs := pflag.NewFlagSet("dev", pflag.ContinueOnError)
 	cfg.addFlags(fs)
 	err := fs.Parse([]string{"--platform", "kube", "--namespace", "shop", "--istio-api-version", "v1", "--smi-api-version", "v1alpha2",
-		"--task-start-timeout", "5s", "--state-cache", "0", "--scale-wait", "1m", "--stop-timeout", "7s", "--log-format", "json"})
+		"--task-start-timeout", "5s", "--state-cache", "0", "--scale-wait", "1m", "--stop-timeout", "7s", "--log-format", "json",
+		"--clock-max-uncertainty", "2s"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +107,9 @@ func TestDevTakesTheServiceFlags(t *testing.T) {
 	}
 	if o.Orchestrator.Machine.TaskStartTimeout.String() != "5s" || o.Orchestrator.StateCache >= 0 || o.Replicas.Wait.String() != "1m0s" {
 		t.Errorf("service flags not taken: %+v %+v", o.Orchestrator, o.Replicas)
+	}
+	if o.ClockMaxUncertainty != 2*time.Second {
+		t.Errorf("--clock-max-uncertainty not taken: %s", o.ClockMaxUncertainty)
 	}
 	if cfg.Process.StopTimeout.String() != "7s" || cfg.Process.LogFormat != "json" {
 		t.Errorf("process flags not taken: %+v", cfg.Process)

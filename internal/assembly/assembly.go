@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/kubeconfig"
 	"github.com/sluicehq/sluice/services/analyzer"
@@ -104,6 +105,9 @@ type Options struct {
 	SessionKeyFile string
 	// IstioAPIVersion and SMIAPIVersion are the kube router's mesh APIs.
 	IstioAPIVersion, SMIAPIVersion string
+	// ClockMaxUncertainty is the largest uncertainty of the bus's time
+	// the orchestrator and the analyzer accept (--clock-max-uncertainty).
+	ClockMaxUncertainty time.Duration
 }
 
 // NewOptions returns options with their defaults.
@@ -125,12 +129,19 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		}
 	}
 	kube := func() { add("kubeconfig", func() { o.Kube.Add(fs) }) }
+	busClock := func() {
+		add(FlagClockMaxUncertainty, func() {
+			fs.Var(daemon.PositiveDuration(&o.ClockMaxUncertainty, clock.DefaultMaxUncertainty), FlagClockMaxUncertainty,
+				"the largest uncertainty of the bus's time (half the round trip of the best of 5 readings) the service accepts before it decides anything; it stays not ready until a reading is within it. Raise it for a bus far away (over a 500ms round trip): a timed wait may then end early by up to twice it")
+		})
+	}
 	switch service {
 	case Orchestrator:
 		c := &o.Orchestrator
 		fs.Var(daemon.NonNegativeDuration(&c.Machine.TaskStartTimeout, 0), "task-start-timeout", "how long a task may wait for a worker before it is sent again (default 30s)")
 		fs.Var(daemon.NonNegativeInt(&c.Machine.TaskMaxAttempts, 0), "task-max-attempts", "attempts of a task before its step fails (default 3)")
 		fs.Var(stateCache{&c.StateCache}, "state-cache", "how many rollouts' decoded states to keep in memory (0: none); a busy rollout's state is then not decoded again for each report")
+		busClock()
 	case Analyzer:
 		env := prometheus.ConfigFromEnv(o.Getenv)
 		p, c := &o.Prometheus, &o.Analyzer
@@ -144,6 +155,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.DurationVar(&c.Retention, "run-retention", 0, "how long a finished run's record is kept (default 24h)")
 		fs.IntVar(&c.MaxConcurrentRuns, "max-concurrent-runs", 0, "runs this replica measures at once (default 64)")
 		fs.StringVar(&o.MetricPlugins, "metric-plugins", "", "file listing the Argo Rollouts metric plugins metrics may name (metricProviderPlugins, as in the argo-rollouts-config ConfigMap; file:// locations only, nothing is downloaded; docs/providers/plugin.md)")
+		busClock()
 		add("platform", func() {
 			fs.Var(&o.Platform, "platform", "where secretKeyRef arguments are read and job metrics run: "+strings.Join(Platforms, ", ")+" (local: the analyzer's environment, "+analyzer.SecretEnvPrefix+"<NAME>_<KEY>, and a Job's first container as a process; kube: the Secret and Jobs in the rollout's namespace)")
 		})
@@ -226,7 +238,8 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 	switch service {
 	case Orchestrator:
 		cfg := o.Orchestrator
-		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		cfg.Clock = o.busClock(Orchestrator, env)
 		return orchestrator.New(env.Client, cfg)
 	case Analyzer:
 		prom := o.Prometheus
@@ -265,7 +278,8 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 			return nil, err
 		}
 		cfg.Providers, cfg.Getenv = reg, o.Getenv
-		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
+		cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout = env.Bus, env.Log, env.Metrics, env.StopTimeout
+		cfg.Clock = o.busClock(Analyzer, env)
 		svc, err := analyzer.New(env.Client, cfg)
 		if err != nil {
 			_ = reg.Close()
@@ -315,6 +329,16 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 		return o.notifier(agent, env)
 	}
 	return nil, fmt.Errorf("assembly: no service named %q", service)
+}
+
+// FlagClockMaxUncertainty is the flag of the orchestrator and the analyzer
+// that bounds their clock's uncertainty.
+const FlagClockMaxUncertainty = "clock-max-uncertainty"
+
+// busClock is service's clock of the bus's time, bounded by
+// --clock-max-uncertainty.
+func (o *Options) busClock(service string, env daemon.Env) *clock.Bus {
+	return env.BusClock(service, clock.BusConfig{MaxUncertainty: o.ClockMaxUncertainty, BoundName: "--" + FlagClockMaxUncertainty})
 }
 
 // The gateway's environment defaults.

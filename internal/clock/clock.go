@@ -42,6 +42,36 @@ const (
 // wraps context.DeadlineExceeded: the bus answered, but too slowly.
 var ErrUncertain = fmt.Errorf("the bus's time could not be read precisely enough: %w", context.DeadlineExceeded)
 
+// DriftBound is how fast, at most, the local monotonic clock may drift
+// from the bus's, in parts per million: the kernel's limit on how fast NTP
+// may slew it (500 ppm), which is also well above a quartz oscillator's
+// error. An estimate's uncertainty grows by it between syncs, so that an
+// old precise reading and a fresh coarse one compare fairly.
+const DriftBound = 500
+
+// uncertainError is Sync's ErrUncertain: what was seen and what would
+// have been accepted, so that an operator can tell a distant bus from a
+// slow one and knows what to change.
+type uncertainError struct {
+	best     time.Duration // the shortest round trip of every reading of the Sync
+	readings int
+	bound    time.Duration
+	name     string // how the operator sets bound
+}
+
+func (e *uncertainError) Unwrap() error { return ErrUncertain }
+
+func (e *uncertainError) Error() string {
+	// Suggest the uncertainty seen, rounded up to the next 50ms: a bound
+	// just at it would refuse the next reading a little slower.
+	suggest := (e.best/2 + 50*time.Millisecond).Truncate(50 * time.Millisecond)
+	return fmt.Sprintf("the bus's time could not be read precisely enough: the best round trip of %d readings was %s, "+
+		"so the bus's time is known only within half of it, %s, and %s is %s; "+
+		"if the bus is this far away (another region, a slow link), set %s to %s or more, "+
+		"at the cost of a larger tolerance: a timed wait recorded by one replica and ended by another may then end early by the sum of their uncertainties, up to twice %s (docs/reliability.md, Clocks)",
+		e.readings, e.best.Round(time.Millisecond), (e.best / 2).Round(time.Millisecond), e.name, e.bound, e.name, suggest, e.name)
+}
+
 // ServerTime reads the bus's time. It is called with nothing else in
 // between two readings of the local clock, so its round trip bounds the
 // error of the estimate.
@@ -77,6 +107,19 @@ type BusConfig struct {
 	// MaxUncertainty is the largest error Sync accepts: half the round
 	// trip of its best reading (default DefaultMaxUncertainty).
 	MaxUncertainty time.Duration
+	// BoundName is how Sync's errors name MaxUncertainty, for the
+	// operator who sets it: the flag, "--clock-max-uncertainty" (default
+	// "the clock's MaxUncertainty").
+	BoundName string
+	// Waiting, when set, is told why the clock is not synced yet after
+	// each round of readings the first Sync could not use (too slow, or
+	// the bus did not answer), so that a service's readiness says what it
+	// waits for before the Sync gives up.
+	Waiting func(error)
+	// Observe, when set, receives the estimate's offset and uncertainty
+	// (see Offset) after every sync, successful or not, and each Run
+	// resync: a service's gauges.
+	Observe func(offset, uncertainty time.Duration)
 	// Resync is how often Run reads the bus's time again (default
 	// DefaultResync). Between syncs the clock counts on the local
 	// monotonic clock, whose rate errs by parts per million.
@@ -99,6 +142,9 @@ func (c *BusConfig) Defaults() {
 	}
 	if c.Resync <= 0 {
 		c.Resync = DefaultResync
+	}
+	if c.BoundName == "" {
+		c.BoundName = "the clock's MaxUncertainty"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -147,28 +193,46 @@ func (b *Bus) Synced() bool {
 
 // Offset returns how far the bus's time was ahead of the local wall
 // clock at the last sync (negative: behind), and the estimate's
-// uncertainty: Now is within it of the bus's time.
+// uncertainty now: half the round trip of the reading it came from, grown
+// by DriftBound since. Now is within it of the bus's time.
 func (b *Bus) Offset() (offset, uncertainty time.Duration) {
+	local := b.cfg.Local()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.offset, b.uncertainty
+	return b.offset, b.uncertaintyAt(local)
+}
+
+// uncertaintyAt is the estimate's uncertainty at the local reading at;
+// b.mu is held.
+func (b *Bus) uncertaintyAt(at time.Time) time.Duration {
+	if !b.synced {
+		return 0
+	}
+	return b.uncertainty + max(at.Sub(b.anchor), 0)/(1_000_000/DriftBound)
 }
 
 // Sync reads the bus's time BusConfig.Samples times and keeps the reading
 // with the shortest round trip, when half of it is within
-// MaxUncertainty. Readings that take longer are tried again until ctx
-// ends (DefaultSyncTimeout when ctx has no deadline), as are readings
-// that fail because the bus did not answer (events.Unavailable); then it
-// returns ErrUncertain, or the last error of the server. Any other error
-// of the server is returned at once. A failed Sync keeps the previous
-// estimate.
+// MaxUncertainty, and, on a clock already synced, no larger than the
+// uncertainty the last estimate has grown to: a resync never makes the
+// clock worse. Readings that take longer are tried again until ctx ends
+// (DefaultSyncTimeout when ctx has no deadline), as are readings that
+// fail because the bus did not answer (events.Unavailable); then it
+// returns ErrUncertain, saying the best round trip seen and the bound, or
+// the last error of the server. Any other error of the server is returned
+// at once. A failed Sync keeps the previous estimate.
 func (b *Bus) Sync(ctx context.Context) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultSyncTimeout)
 		defer cancel()
 	}
-	var lastErr error
+	defer b.observe()
+	var (
+		lastErr error
+		slow    int           // rounds whose best reading was too slow
+		fastest time.Duration // the shortest round trip of those rounds
+	)
 	for ctx.Err() == nil {
 		s, err := b.best(ctx)
 		switch {
@@ -177,10 +241,16 @@ func (b *Bus) Sync(ctx context.Context) error {
 		case err != nil:
 			lastErr = err
 		case s.uncertainty() > b.cfg.MaxUncertainty:
-			lastErr = fmt.Errorf("%w: best round trip %s, of %d readings (the largest accepted is %s)", ErrUncertain, s.rtt(), b.cfg.Samples, 2*b.cfg.MaxUncertainty)
+			if slow++; slow == 1 || s.rtt() < fastest {
+				fastest = s.rtt()
+			}
+			lastErr = &uncertainError{best: fastest, readings: slow * b.cfg.Samples, bound: b.cfg.MaxUncertainty, name: b.cfg.BoundName}
 		default:
 			b.set(s)
 			return nil
+		}
+		if b.cfg.Waiting != nil && !b.Synced() {
+			b.cfg.Waiting(lastErr)
 		}
 		// A busy or absent bus: let it settle rather than add to it.
 		select {
@@ -192,6 +262,14 @@ func (b *Bus) Sync(ctx context.Context) error {
 		lastErr = ctx.Err()
 	}
 	return lastErr
+}
+
+// observe reports the estimate to BusConfig.Observe, once synced.
+func (b *Bus) observe() {
+	if b.cfg.Observe == nil || !b.Synced() {
+		return
+	}
+	b.cfg.Observe(b.Offset())
 }
 
 // syncRetry is how long Sync waits before it reads again after a round
@@ -244,17 +322,29 @@ const bigOffset = time.Second
 // set makes s the estimate: the server read its clock somewhere within
 // the round trip, so at the local reading s.received the bus's time is
 // within half of it of s.server plus that half.
+//
+// A clock already synced keeps its estimate when s is less certain than
+// the estimate has grown to (a bus that answers more slowly now than it
+// did), and only measures the host's wall clock against it again.
 func (b *Bus) set(s sample) {
 	half := s.uncertainty()
 	b.mu.Lock()
-	first, moved := !b.synced, s.server.Add(half).Sub(s.received.Round(0))-b.offset
-	b.synced = true
-	b.base = s.server.Add(half)
-	b.anchor = s.received
-	b.uncertainty = half
-	b.offset = b.base.Sub(s.received.Round(0))
-	offset := b.offset
+	first := !b.synced
+	kept := b.uncertaintyAt(s.received)
+	keep := !first && half > kept
+	if !keep {
+		b.synced, b.base, b.anchor, b.uncertainty = true, s.server.Add(half), s.received, half
+	} else {
+		half = kept
+	}
+	// The bus's time by the estimate, against the host's wall clock.
+	offset := b.base.Add(s.received.Sub(b.anchor)).Sub(s.received.Round(0))
+	moved := offset - b.offset
+	b.offset = offset
 	b.mu.Unlock()
+	if keep {
+		b.cfg.Logger.Debug("clock resync less certain than the estimate; keeping the estimate", "reading", s.uncertainty(), "estimate", kept)
+	}
 	switch {
 	case (first || moved > bigOffset || moved < -bigOffset) && (offset > bigOffset || offset < -bigOffset):
 		b.cfg.Logger.Warn("this host's clock is off the bus's; Sluice keeps the bus's time", "offset", offset, "uncertainty", half)
@@ -267,8 +357,8 @@ func (b *Bus) set(s sample) {
 
 // Run syncs every BusConfig.Resync until ctx ends. A failed sync is
 // logged and the previous estimate kept: the local monotonic clock
-// drifts from the bus's by parts per million, so a missed resync costs
-// nothing measurable.
+// drifts from the bus's by parts per million (at most DriftBound, which
+// the estimate's uncertainty grows by), so a missed resync costs little.
 func (b *Bus) Run(ctx context.Context) {
 	t := time.NewTicker(b.cfg.Resync)
 	defer t.Stop()
@@ -282,7 +372,8 @@ func (b *Bus) Run(ctx context.Context) {
 		err := b.Sync(sctx)
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			b.cfg.Logger.Warn("clock not synced to the bus; keeping the last estimate", "error", err)
+			_, unc := b.Offset()
+			b.cfg.Logger.Warn("clock not synced to the bus; keeping the last estimate", "uncertainty", unc, "error", err)
 		}
 	}
 }

@@ -1,15 +1,20 @@
 package clock
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
@@ -104,9 +109,11 @@ func TestSyncKeepsTheFastestReading(t *testing.T) {
 	if err := b.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// The estimate is the 20ms reading's, grown by DriftBound over the
+	// 100ms reading taken after it.
 	offset, unc := b.Offset()
-	if offset != 0 || unc != 10*time.Millisecond {
-		t.Errorf("offset %s, uncertainty %s; want 0 within 10ms (the 20ms reading)", offset, unc)
+	if want := 10*time.Millisecond + 100*time.Millisecond*DriftBound/1_000_000; offset != 0 || unc != want {
+		t.Errorf("offset %s, uncertainty %s; want 0 within %s (the 20ms reading)", offset, unc, want)
 	}
 	s.now += time.Hour
 	if got, want := b.Now(), s.local(); !got.Equal(want) {
@@ -129,6 +136,147 @@ func TestSyncRefusesReadingsTooSlowToTrust(t *testing.T) {
 	if b.Synced() {
 		t.Error("a refused sync left the clock synced")
 	}
+}
+
+// A bus too far away for the bound is refused with what the operator
+// needs to act: the best round trip of every reading the Sync took, the
+// bound, the flag that raises it and its cost. The service's readiness
+// hears it after each round, before the Sync gives up.
+func TestSyncSaysWhatToDoWhenTheBusIsTooFar(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0),
+		rtts: []time.Duration{900 * time.Millisecond, 620 * time.Millisecond, 800 * time.Millisecond},
+		errs: []time.Duration{0, 0, 0}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var told []error
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, BoundName: "--clock-max-uncertainty", Logger: eventstest.Quiet(),
+		Waiting: func(err error) {
+			if told = append(told, err); len(told) == 3 {
+				cancel() // three rounds: 900ms, 620ms, 800ms
+			}
+		}})
+	err := b.Sync(ctx)
+	if !errors.Is(err, ErrUncertain) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync = %v, want ErrUncertain", err)
+	}
+	for _, want := range []string{
+		"the best round trip of 3 readings was 620ms", "known only within half of it, 310ms",
+		"--clock-max-uncertainty is 250ms", "set --clock-max-uncertainty to 350ms or more",
+		"may then end early by the sum of their uncertainties, up to twice --clock-max-uncertainty",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Sync's error does not say %q:\n%v", want, err)
+		}
+	}
+	if len(told) != 3 || !errors.Is(told[0], ErrUncertain) || !strings.Contains(told[0].Error(), "was 900ms") || told[2].Error() != err.Error() {
+		t.Errorf("Waiting heard %v; want each round's refusal, the last one Sync's error", told)
+	}
+	if b.Synced() {
+		t.Error("a refused sync left the clock synced")
+	}
+}
+
+// A resync never makes the clock worse. Readings over the bound leave the
+// estimate as it was; readings within the bound but less certain than
+// the estimate has grown to (a bus that now answers slowly) do too, here
+// with a reading 80ms off that would have moved Now. Once the estimate
+// has aged past them (DriftBound), the fresher reading wins. Observe
+// hears every sync.
+func TestResyncNeverMakesTheClockWorse(t *testing.T) {
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: []time.Duration{10 * time.Millisecond}, errs: []time.Duration{0}}
+	var observed []time.Duration
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, MaxUncertainty: time.Second, Logger: eventstest.Quiet(),
+		Observe: func(_, unc time.Duration) { observed = append(observed, unc) }})
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, wantNow time.Time, wantUnc time.Duration) {
+		t.Helper()
+		if got := b.Now(); !got.Equal(wantNow) {
+			t.Errorf("%s: Now is %v, want %v", when, got, wantNow)
+		}
+		if _, unc := b.Offset(); unc != wantUnc {
+			t.Errorf("%s: uncertainty %s, want %s", when, unc, wantUnc)
+		}
+	}
+	check("synced", s.local(), 5*time.Millisecond)
+
+	// Over the bound: refused, estimate kept.
+	s.rtts, s.errs = []time.Duration{3 * time.Second}, []time.Duration{time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := b.Sync(ctx); !errors.Is(err, ErrUncertain) {
+		t.Fatalf("Sync = %v, want ErrUncertain", err)
+	}
+	aged := func() time.Duration { return 5*time.Millisecond + (s.now-10*time.Millisecond)*DriftBound/1_000_000 } // since the first reading came back
+	check("after readings over the bound", s.local(), aged())
+
+	// Within the bound, less certain than the estimate: kept.
+	s.rtts, s.errs = []time.Duration{400 * time.Millisecond}, []time.Duration{80 * time.Millisecond}
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("after a slower reading within the bound", s.local(), aged())
+
+	// An hour later the estimate is less certain (by 1.8s) than a 400ms
+	// round trip: the reading is taken, 80ms off as it is.
+	s.now += time.Hour
+	if err := b.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check("an hour later", s.local().Add(80*time.Millisecond), 200*time.Millisecond)
+	if len(observed) != 4 || observed[0] != 5*time.Millisecond || observed[3] != 200*time.Millisecond {
+		t.Errorf("Observe heard uncertainties %v; want one per sync, 5ms first and 200ms last", observed)
+	}
+}
+
+// A resync that finds the bus too slow is logged with what to do, and the
+// clock keeps its estimate.
+func TestFailedResyncWarnsWithWhatToDo(t *testing.T) {
+	rtts := make([]time.Duration, 1000)
+	for i := range rtts {
+		rtts[i] = time.Second // after the first reading, the bus is far
+	}
+	rtts[0] = 10 * time.Millisecond
+	s := &script{t0: time.Unix(1_000_000, 0), rtts: rtts, errs: make([]time.Duration, len(rtts))}
+	var logs lockedBuffer
+	b := NewBus(BusConfig{Server: s.server, Local: s.local, Samples: 1, Resync: 20 * time.Millisecond, BoundName: "--clock-max-uncertainty",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	stop, err := b.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	poll.Until(t, "a warning that the resync failed, naming the flag", func() error {
+		for _, want := range []string{`msg="clock not synced to the bus; keeping the last estimate"`, "the best round trip of", "set --clock-max-uncertainty to"} {
+			if !strings.Contains(logs.String(), want) {
+				return fmt.Errorf("the log does not say %q:\n%s", want, logs.String())
+			}
+		}
+		return nil
+	}, poll.Timeout(time.Minute))
+	stop()
+	if _, unc := b.Offset(); unc > 6*time.Millisecond {
+		t.Errorf("uncertainty %s after the failed resyncs, want the first reading's 5ms (grown by drift)", unc)
+	}
+}
+
+// lockedBuffer is a log sink read while the clock writes to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // A bus that does not answer yet is waited for; one that refuses (here,

@@ -54,10 +54,28 @@ type Env struct {
 	// StopTimeout is --stop-timeout: how long a stopping service waits for
 	// its work in progress.
 	StopTimeout time.Duration
-	// Clock is the bus's time (read from the leader of the results
-	// stream), for the services whose records hold deadlines that other
-	// replicas compare: see package clock.
-	Clock *clock.Bus
+	// waiting tells the process's /readyz what it waits for.
+	waiting func(string)
+}
+
+// BusClock returns a clock of the bus's time (read from the leader of the
+// results stream), for a service whose records hold deadlines that other
+// replicas compare (see package clock), configured by cfg with its Server
+// and Logger defaulting to the process's. Until it is synced the
+// process's /readyz says why not ("sync the clock to the bus: ..."), and
+// its estimate is the process's sluice_clock_* gauges labelled service.
+func (e Env) BusClock(service string, cfg clock.BusConfig) *clock.Bus {
+	if cfg.Server == nil {
+		cfg.Server = clock.StreamTime(e.Client.JetStream(), events.StreamResults)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = e.Log
+	}
+	if e.waiting != nil {
+		cfg.Waiting = func(err error) { e.waiting("sync the clock to the bus: " + err.Error()) }
+	}
+	cfg.Observe = func(offset, uncertainty time.Duration) { e.Metrics.Clock(service, offset, uncertainty) }
+	return clock.NewBus(cfg)
 }
 
 // Spec describes a service binary.
@@ -340,8 +358,7 @@ func Start(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 
 // Env returns the environment to build a service from.
 func (p *Process) Env(client *events.Client, bus events.BusConfig, log *slog.Logger, stopTimeout time.Duration) Env {
-	clk := clock.NewBus(clock.BusConfig{Server: clock.StreamTime(client.JetStream(), events.StreamResults), Logger: log})
-	return Env{Client: client, Bus: bus, Log: log, Metrics: p.metrics, Registerer: p.reg, StopTimeout: stopTimeout, Clock: clk}
+	return Env{Client: client, Bus: bus, Log: log, Metrics: p.metrics, Registerer: p.reg, StopTimeout: stopTimeout, waiting: p.setWaiting}
 }
 
 // Metrics returns the metrics the process serves.
@@ -515,6 +532,29 @@ func (d *nonNegativeDuration) Set(s string) error {
 		return errors.New("must not be negative")
 	}
 	*d = nonNegativeDuration(v)
+	return nil
+}
+
+// PositiveDuration is a duration flag whose value is refused unless it is
+// above zero: a bound that nothing could meet.
+func PositiveDuration(p *time.Duration, def time.Duration) pflag.Value {
+	*p = def
+	return (*positiveDuration)(p)
+}
+
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+func (d *positiveDuration) Type() string   { return "duration" }
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	*d = positiveDuration(v)
 	return nil
 }
 

@@ -46,6 +46,9 @@ type Metrics struct {
 
 	notifications        *prometheus.CounterVec
 	notificationDuration *prometheus.HistogramVec
+
+	clockUncertainty *prometheus.GaugeVec
+	clockOffset      *prometheus.GaugeVec
 }
 
 var _ events.Observer = (*Metrics)(nil)
@@ -154,12 +157,20 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time one attempt to send a notification took, by configured service name.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"service"}),
+		clockUncertainty: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_clock_uncertainty_seconds",
+			Help: "How far, at most, the service's clock (the bus's time, package clock) may be from the bus's: half the round trip of the reading it came from, grown by the drift bound since; by service (orchestrator, analyzer). Updated at every sync (every 30s).",
+		}, []string{"service"}),
+		clockOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_clock_offset_seconds",
+			Help: "How far the bus's time was ahead of this host's wall clock at the last sync (negative: behind), by service (orchestrator, analyzer). Sluice decides by the bus's time; a large offset says the host's clock is wrong.",
+		}, []string{"service"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
 		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.reordered, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
-		m.gatewayRequests, m.notifications, m.notificationDuration,
+		m.gatewayRequests, m.notifications, m.notificationDuration, m.clockUncertainty, m.clockOffset,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -390,4 +401,14 @@ func (m *Metrics) NotificationDuration(service string, took time.Duration) {
 // NotificationCounter is the counter Notification increments, for tests.
 func (m *Metrics) NotificationCounter(service, trigger, outcome string) prometheus.Counter {
 	return m.notifications.WithLabelValues(service, trigger, outcome)
+}
+
+// Clock records the estimate of service's clock of the bus's time: its
+// offset from the host's wall clock and its uncertainty (clock.Bus.Offset).
+func (m *Metrics) Clock(service string, offset, uncertainty time.Duration) {
+	if m == nil {
+		return
+	}
+	m.clockOffset.WithLabelValues(service).Set(offset.Seconds())
+	m.clockUncertainty.WithLabelValues(service).Set(uncertainty.Seconds())
 }

@@ -439,6 +439,14 @@ func TestPartitions(t *testing.T) {
 // the compare-and-swap write succeeded).
 func decisionsStored(t *testing.T, p *systest.Proc) float64 {
 	t.Helper()
+	return procMetric(t, p, "sluice_orchestrator_decisions_total", `result="changed"`)
+}
+
+// procMetric sums the samples of the counter or gauge name that p serves
+// on /metrics whose labels include every one of labels (`result="changed"`);
+// 0 when there is none.
+func procMetric(t *testing.T, p *systest.Proc, name string, labels ...string) float64 {
+	t.Helper()
 	resp, err := http.Get(p.URL("/metrics"))
 	if err != nil {
 		t.Fatalf("%s metrics: %v", p.Name, err)
@@ -449,9 +457,15 @@ func decisionsStored(t *testing.T, p *systest.Proc) float64 {
 		t.Fatalf("%s metrics: %v", p.Name, err)
 	}
 	var sum float64
+next:
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "sluice_orchestrator_decisions_total{") || !strings.Contains(line, `result="changed"`) {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue next
+			}
 		}
 		f := strings.Fields(line)
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)

@@ -138,3 +138,66 @@ func TestSlowLinksToTheBus(t *testing.T) {
 		t.Error(v)
 	}
 }
+
+// farDelay is the one-way delay of TestAServiceFarFromItsBus: a round
+// trip of 800 ms, so the bus's time is known within 400 ms at best, over
+// the default bound of 250 ms.
+const farDelay = 400 * time.Millisecond
+
+// TestAServiceFarFromItsBus starts an orchestrator and an analyzer, the
+// services that keep the bus's time (internal/clock), 400 ms each way
+// from their bus (systest.DelayProxy in front of a real NATS server).
+// With the default --clock-max-uncertainty they stay not ready, and
+// /readyz says why and names the flag; the same binaries with the flag
+// at 2s become ready, and their sluice_clock_uncertainty_seconds gauges
+// show the 400 ms they accepted. Before the flag, both stayed not ready
+// with nothing to act on (docs/reliability.md, "Slow links").
+func TestAServiceFarFromItsBus(t *testing.T) {
+	bus := systest.StartBus(t)
+	proxy := systest.StartDelayProxy(t, strings.TrimPrefix(bus.URL, "nats://"))
+	proxy.SetDelay(farDelay)
+	dp, err := dataplane.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dp.Close() })
+	// Only the services that keep a clock run: the workers are held.
+	start := func(extra ...string) *systest.System {
+		return systest.Start(t, systest.Spec{NATS: "nats://" + proxy.Addr(), DataPlane: dp.URL(), LogDir: t.TempDir(),
+			Held: []string{"replicas-1", "traffic-1"}, Orchestrator: extra, Analyzer: extra})
+	}
+	bounded := start()
+	raised := start("--clock-max-uncertainty", "2s")
+	clocked := []string{"orchestrator-1", "analyzer-1"}
+	defer func() {
+		if t.Failed() {
+			t.Logf("default bound:\n%s\nraised:\n%s", bounded.LogTails(15), raised.LogTails(15))
+		}
+	}()
+
+	begun := time.Now()
+	for _, name := range clocked {
+		p := raised.Proc(name)
+		poll.True(t, name+" with --clock-max-uncertainty 2s ready "+farDelay.String()+" each way from its bus", p.Ready,
+			poll.Timeout(4*time.Minute), poll.Every(200*time.Millisecond))
+		service := strings.TrimSuffix(name, "-1")
+		unc := procMetric(t, p, "sluice_clock_uncertainty_seconds", `service="`+service+`"`)
+		if unc < farDelay.Seconds() || unc > 2 {
+			t.Errorf("%s: sluice_clock_uncertainty_seconds %g, want at least the %s one way and within the bound of 2s", name, unc, farDelay)
+		}
+		t.Logf("%s ready %s after start, clock uncertainty %.3fs", name, time.Since(begun).Round(100*time.Millisecond), unc)
+	}
+	for _, name := range clocked {
+		p := bounded.Proc(name)
+		poll.Until(t, name+" with the default bound saying why it is not ready", func() error {
+			why := p.NotReady()
+			for _, want := range []string{"sync the clock to the bus", "the best round trip of", "--clock-max-uncertainty is 250ms", "set --clock-max-uncertainty to"} {
+				if !strings.Contains(why, want) {
+					return fmt.Errorf("/readyz says %q, not %q", why, want)
+				}
+			}
+			return nil
+		}, poll.Timeout(4*time.Minute), poll.Every(200*time.Millisecond))
+		t.Logf("%s: %s", name, p.NotReady())
+	}
+}

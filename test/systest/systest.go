@@ -228,8 +228,9 @@ type Spec struct {
 	// WorkerFaults are extra flags of the replicas and traffic workers
 	// (--crash-before, ...).
 	WorkerFaults []string
-	// Orchestrator are extra flags of the orchestrators.
-	Orchestrator []string
+	// Orchestrator and Analyzer are extra flags of the orchestrators and
+	// of the analyzers.
+	Orchestrator, Analyzer []string
 	// LogDir receives one log file per process.
 	LogDir string
 	// Restart is the delay before a process that exited is started again
@@ -332,7 +333,7 @@ func Start(t testing.TB, s Spec) *System {
 			sys.Procs = append(sys.Procs, p)
 		}
 		add("orchestrator", "sluice-orchestrator", s.Orchestrator...)
-		add("analyzer", "sluice-analyzer", "--lease-margin", "2s")
+		add("analyzer", "sluice-analyzer", append([]string{"--lease-margin", "2s"}, s.Analyzer...)...)
 		if s.Local {
 			add("replicas", "sluice-replicas", "--platform", "local", "--state-dir", t.TempDir(), "--stop-on-exit")
 			add("traffic", "sluice-traffic", "--router", "local")
