@@ -106,7 +106,8 @@ type Options struct {
 	// IstioAPIVersion and SMIAPIVersion are the kube router's mesh APIs.
 	IstioAPIVersion, SMIAPIVersion string
 	// ClockMaxUncertainty is the largest uncertainty of the bus's time
-	// the orchestrator and the analyzer accept (--clock-max-uncertainty).
+	// the orchestrator, the analyzer and the replicas service accept
+	// (--clock-max-uncertainty).
 	ClockMaxUncertainty time.Duration
 }
 
@@ -170,6 +171,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.BoolVar(&o.StopOnExit, "stop-on-exit", false, "local platform: stop every process when the service exits, instead of leaving them for the next start to adopt")
 		fs.StringVar(&o.AdvertiseHost, "advertise-host", local.DefaultHost, "local platform: host the processes are reached at, published in the endpoints bucket and probed (set it to this machine's name when the traffic service runs elsewhere, as in Docker Compose)")
 		fs.DurationVar(&o.Replicas.Wait, "scale-wait", replicas.DefaultWait, "how long a scale task waits for its revisions to become available before it fails")
+		busClock()
 		kube()
 		fs.StringVar(&o.Namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
 		fs.BoolVar(&o.WatchRollouts, "watch-rollouts", true, "kube platform: publish a requested event when a Rollout object's spec changes in the cluster, publish AnalysisTemplates, and write rollout status back into Rollout objects")
@@ -331,8 +333,9 @@ func (o *Options) Build(service, agent string, env daemon.Env) (daemon.Service, 
 	return nil, fmt.Errorf("assembly: no service named %q", service)
 }
 
-// FlagClockMaxUncertainty is the flag of the orchestrator and the analyzer
-// that bounds their clock's uncertainty.
+// FlagClockMaxUncertainty is the flag of the services that keep the bus's
+// time (the orchestrator, the analyzer and the replicas service) that
+// bounds their clock's uncertainty.
 const FlagClockMaxUncertainty = "clock-max-uncertainty"
 
 // busClock is service's clock of the bus's time, bounded by

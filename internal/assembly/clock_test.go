@@ -24,7 +24,8 @@ func TestClockMaxUncertaintyFlag(t *testing.T) {
 		{name: "default", services: []string{Orchestrator}, want: clock.DefaultMaxUncertainty},
 		{name: "orchestrator", services: []string{Orchestrator}, args: []string{"--clock-max-uncertainty", "2s"}, want: 2 * time.Second},
 		{name: "analyzer", services: []string{Analyzer}, args: []string{"--clock-max-uncertainty", "600ms"}, want: 600 * time.Millisecond},
-		{name: "both, as sluice dev", services: []string{Orchestrator, Analyzer}, args: []string{"--clock-max-uncertainty", "1s"}, want: time.Second},
+		{name: "replicas", services: []string{Replicas}, args: []string{"--clock-max-uncertainty", "750ms"}, want: 750 * time.Millisecond},
+		{name: "all three, as sluice dev", services: []string{Orchestrator, Analyzer, Replicas}, args: []string{"--clock-max-uncertainty", "1s"}, want: time.Second},
 		{name: "zero", services: []string{Orchestrator}, args: []string{"--clock-max-uncertainty", "0"}, wantErr: "must be positive"},
 		{name: "negative", services: []string{Analyzer}, args: []string{"--clock-max-uncertainty", "-1s"}, wantErr: "must be positive"},
 	} {
@@ -47,7 +48,7 @@ func TestClockMaxUncertaintyFlag(t *testing.T) {
 			}
 		})
 	}
-	for _, s := range []string{Replicas, Traffic, Gateway, Notifier} {
+	for _, s := range []string{Traffic, Gateway, Notifier} {
 		fs := pflag.NewFlagSet(s, pflag.ContinueOnError)
 		NewOptions(func(string) string { return "" }).AddFlags(s, fs)
 		if fs.Lookup(FlagClockMaxUncertainty) != nil {

@@ -17,7 +17,7 @@ import (
 
 func (o *Options) replicasConfig(env daemon.Env) replicas.Config {
 	cfg := o.Replicas
-	cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, env.Clock
+	cfg.Bus, cfg.Logger, cfg.Metrics, cfg.StopTimeout, cfg.Clock = env.Bus, env.Log, env.Metrics, env.StopTimeout, o.busClock(Replicas, env)
 	return cfg
 }
 

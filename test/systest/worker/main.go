@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sluicehq/sluice/internal/clock"
 	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/services/replicas"
 	"github.com/sluicehq/sluice/services/traffic"
@@ -64,7 +65,7 @@ func newSpec() daemon.Spec {
 			c.After = func() { crash(c, o.crashAfter, "after-effect") }
 			switch o.service {
 			case "replicas":
-				return replicas.New(env.Client, dataplane.Backend{Client: c}, replicas.Config{Bus: env.Bus, Logger: env.Log, ID: o.name, Clock: env.Clock})
+				return replicas.New(env.Client, dataplane.Backend{Client: c}, replicas.Config{Bus: env.Bus, Logger: env.Log, ID: o.name, Clock: env.BusClock("replicas", clock.BusConfig{})})
 			case "traffic":
 				return traffic.New(env.Client, dataplane.Router{Client: c}, traffic.Config{Bus: env.Bus, Logger: env.Log, ID: o.name})
 			}
