@@ -298,14 +298,23 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 	return written, nil
 }
 
-// writeAttempt is how long one attempt of a write may take before it is
-// made again. A write goes to the leader of the bucket's stream, and
-// while its peers elect a new one after the old one vanished (cut off, or
-// paused) the write is handed to the old leader and never answered. A
-// write made again after the election reaches the new leader, within
-// writeAttempt of it, instead of the handler failing its message into a
-// backoff that outlasts the election (issue 21).
+// writeAttempt is how long one request of a write may take before the
+// write is made again. A write goes to the leader of the bucket's stream,
+// and while its peers elect a new one after the old one vanished (cut
+// off, or paused) the write is handed to the old leader and never
+// answered. A write made again after the election reaches the new leader,
+// within writeAttempt of it, instead of the handler failing its message
+// into a backoff that outlasts the election (issue 21). It is a few round
+// trips of a link 500 ms long each way (TestSlowLinksToTheBus).
 const writeAttempt = 2 * time.Second
+
+// createRequests is how many requests the client's Create may make in one
+// attempt: a write expecting no entry and, when the key's last entry is a
+// delete marker (a record deleted before, as a pending task is once done),
+// a read of the marker and a write at its revision. Each request has
+// writeAttempt: over a slow link three round trips do not fit in one
+// (TestUpdateOverASlowLink).
+const createRequests = 3
 
 // write stores data under key if the entry is still at revision rev, and
 // returns the new revision. It makes the write again while no leader
@@ -318,15 +327,7 @@ func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint6
 	deadline := time.Now().Add(leaderWait)
 	var timedOut error // an attempt that timed out and may have been stored
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, writeAttempt)
-		var written uint64
-		var err error
-		if rev == 0 {
-			written, err = s.kv.Create(actx, key, data)
-		} else {
-			written, err = s.kv.Update(actx, key, data, rev)
-		}
-		cancel()
+		written, err := s.writeOnce(ctx, key, data, rev)
 		switch {
 		case err == nil:
 			return written, nil
@@ -352,6 +353,26 @@ func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint6
 		case <-t.C:
 		}
 	}
+}
+
+// writeOnce makes one attempt of write, within writeAttempt per request.
+// A create cut off after the key's delete marker refused its first
+// request is reported by the client as that refusal, as if the key
+// existed: it is a timeout, the key may be merely deleted, and nothing was
+// stored unless the last request went out.
+func (s *Store[T]) writeOnce(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	if rev != 0 {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		defer cancel()
+		return s.kv.Update(actx, key, data, rev)
+	}
+	actx, cancel := context.WithTimeout(ctx, createRequests*writeAttempt)
+	defer cancel()
+	written, err := s.kv.Create(actx, key, data)
+	if isConflict(err) && actx.Err() != nil {
+		return 0, fmt.Errorf("create %s cut off after the key refused a write expecting no entry: %w", key, actx.Err())
+	}
+	return written, err
 }
 
 // Delete removes the entry under key if it is still at revision rev. It
