@@ -308,12 +308,13 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 // trips of a link 500 ms long each way (TestSlowLinksToTheBus).
 const writeAttempt = 2 * time.Second
 
-// createRequests is how many requests the client's Create may make in one
-// attempt: a write expecting no entry and, when the key's last entry is a
-// delete marker (a record deleted before, as a pending task is once done),
-// a read of the marker and a write at its revision. Each request has
-// writeAttempt: over a slow link three round trips do not fit in one
-// (TestUpdateOverASlowLink).
+// createRequests is how many requests the client's Create makes when the
+// key's last entry is a delete marker (a record deleted before, as a
+// pending task is once done): a write expecting no entry, which the
+// marker refuses, a read of the marker, and a write at its revision
+// (JetStream has no create over a marker in one request, and kv.Get hides
+// the marker's revision). Each request has writeAttempt: over a link 500 ms
+// long each way three round trips do not fit in one (TestUpdateOverASlowLink).
 const createRequests = 3
 
 // write stores data under key if the entry is still at revision rev, and
@@ -356,19 +357,25 @@ func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint6
 }
 
 // writeOnce makes one attempt of write, within writeAttempt per request.
-// A create cut off after the key's delete marker refused its first
-// request is reported by the client as that refusal, as if the key
-// existed: it is a timeout, the key may be merely deleted, and nothing was
-// stored unless the last request went out.
+// A create is first written expecting no entry, one request, as a write at
+// a revision is: a key that never had an entry is created in one round
+// trip, and a create sent to a leader that vanished is made again after
+// writeAttempt, as an update is. Only when that is refused does the
+// client's Create go on to find whether the refusal came from a delete
+// marker. A Create cut off after its first request was refused is
+// reported by the client as that refusal, as if the key existed: it is a
+// timeout (the key may be merely deleted; nothing was stored unless its
+// last request went out), never a conflict.
 func (s *Store[T]) writeOnce(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
-	if rev != 0 {
-		actx, cancel := context.WithTimeout(ctx, writeAttempt)
-		defer cancel()
-		return s.kv.Update(actx, key, data, rev)
+	actx, cancel := context.WithTimeout(ctx, writeAttempt)
+	written, err := s.kv.Update(actx, key, data, rev)
+	cancel()
+	if rev != 0 || !isConflict(err) {
+		return written, err
 	}
-	actx, cancel := context.WithTimeout(ctx, createRequests*writeAttempt)
+	actx, cancel = context.WithTimeout(ctx, createRequests*writeAttempt)
 	defer cancel()
-	written, err := s.kv.Create(actx, key, data)
+	written, err = s.kv.Create(actx, key, data)
 	if isConflict(err) && actx.Err() != nil {
 		return 0, fmt.Errorf("create %s cut off after the key refused a write expecting no entry: %w", key, actx.Err())
 	}
