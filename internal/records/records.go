@@ -304,7 +304,7 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 // off, or paused) the write is handed to the old leader and never
 // answered. A write made again after the election reaches the new leader,
 // within writeAttempt of it, instead of the handler failing its message
-// into a backoff that outlasts the election (issue 21). It is a few round
+// into a backoff that outlasts the election (issue 21). It is two round
 // trips of a link 500 ms long each way (TestSlowLinksToTheBus).
 const writeAttempt = 2 * time.Second
 
