@@ -298,14 +298,24 @@ func (s *Store[T]) Put(ctx context.Context, key string, rec T, rev uint64) (uint
 	return written, nil
 }
 
-// writeAttempt is how long one attempt of a write may take before it is
-// made again. A write goes to the leader of the bucket's stream, and
-// while its peers elect a new one after the old one vanished (cut off, or
-// paused) the write is handed to the old leader and never answered. A
-// write made again after the election reaches the new leader, within
-// writeAttempt of it, instead of the handler failing its message into a
-// backoff that outlasts the election (issue 21).
+// writeAttempt is how long one request of a write may take before the
+// write is made again. A write goes to the leader of the bucket's stream,
+// and while its peers elect a new one after the old one vanished (cut
+// off, or paused) the write is handed to the old leader and never
+// answered. A write made again after the election reaches the new leader,
+// within writeAttempt of it, instead of the handler failing its message
+// into a backoff that outlasts the election (issue 21). It is two round
+// trips of a link 500 ms long each way (TestSlowLinksToTheBus).
 const writeAttempt = 2 * time.Second
+
+// createRequests is how many requests the client's Create makes when the
+// key's last entry is a delete marker (a record deleted before, as a
+// pending task is once done): a write expecting no entry, which the
+// marker refuses, a read of the marker, and a write at its revision
+// (JetStream has no create over a marker in one request, and kv.Get hides
+// the marker's revision). Each request has writeAttempt: over a link 500 ms
+// long each way three round trips do not fit in one (TestUpdateOverASlowLink).
+const createRequests = 3
 
 // write stores data under key if the entry is still at revision rev, and
 // returns the new revision. It makes the write again while no leader
@@ -318,15 +328,7 @@ func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint6
 	deadline := time.Now().Add(leaderWait)
 	var timedOut error // an attempt that timed out and may have been stored
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, writeAttempt)
-		var written uint64
-		var err error
-		if rev == 0 {
-			written, err = s.kv.Create(actx, key, data)
-		} else {
-			written, err = s.kv.Update(actx, key, data, rev)
-		}
-		cancel()
+		written, err := s.writeOnce(ctx, key, data, rev)
 		switch {
 		case err == nil:
 			return written, nil
@@ -352,6 +354,32 @@ func (s *Store[T]) write(ctx context.Context, key string, data []byte, rev uint6
 		case <-t.C:
 		}
 	}
+}
+
+// writeOnce makes one attempt of write, within writeAttempt per request.
+// A create is first written expecting no entry, one request, as a write at
+// a revision is: a key that never had an entry is created in one round
+// trip, and a create sent to a leader that vanished is made again after
+// writeAttempt, as an update is. Only when that is refused does the
+// client's Create go on to find whether the refusal came from a delete
+// marker. A Create cut off after its first request was refused is
+// reported by the client as that refusal, as if the key existed: it is a
+// timeout (the key may be merely deleted; nothing was stored unless its
+// last request went out), never a conflict.
+func (s *Store[T]) writeOnce(ctx context.Context, key string, data []byte, rev uint64) (uint64, error) {
+	actx, cancel := context.WithTimeout(ctx, writeAttempt)
+	written, err := s.kv.Update(actx, key, data, rev)
+	cancel()
+	if rev != 0 || !isConflict(err) {
+		return written, err
+	}
+	actx, cancel = context.WithTimeout(ctx, createRequests*writeAttempt)
+	defer cancel()
+	written, err = s.kv.Create(actx, key, data)
+	if isConflict(err) && actx.Err() != nil {
+		return 0, fmt.Errorf("create %s cut off after the key refused a write expecting no entry: %w", key, actx.Err())
+	}
+	return written, err
 }
 
 // Delete removes the entry under key if it is still at revision rev. It
