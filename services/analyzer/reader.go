@@ -26,7 +26,8 @@ func NewRunReader(ctx context.Context, client *events.Client) (*RunReader, error
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRuns, err)
 	}
-	return &RunReader{st: newRunStore(kv, 0, 0)}, nil
+	// A view: a moment-old record from a replica that lags is acceptable.
+	return &RunReader{st: newRunStore(kv, 0, 0, nil)}, nil
 }
 
 // Get returns run name of rollout r; an error wrapping ErrNoRun when the

@@ -45,6 +45,8 @@ type Cluster struct {
 	// reads are answered by any replica; requests to a stream's leader
 	// (records.Store.Latest) by the leader.
 	Conn *nats.Conn
+	// URL is the client URL of the node Conn is connected to.
+	URL string
 }
 
 // Start starts the cluster and connects Conn. It is shut down when the
@@ -65,7 +67,7 @@ func Start(t testing.TB) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return &Cluster{nodes: nodes, Conn: nc}
+	return &Cluster{nodes: nodes, Conn: nc, URL: nodes.Servers[1].ClientURL()}
 }
 
 // Bucket creates bucket cfg (three replicas, whatever cfg says), led by
@@ -92,6 +94,23 @@ func (c *Cluster) Bucket(t testing.TB, cfg jetstream.KeyValueConfig) jetstream.K
 		return c.nodes.Servers[0].ServesDirectGets(stream)
 	}, poll.Timeout(time.Minute))
 	return kv
+}
+
+// Stream creates stream cfg (three replicas, whatever cfg says), led by a
+// node that does not fall behind: one the node behind led would take no
+// more messages.
+func (c *Cluster) Stream(t testing.TB, cfg jetstream.StreamConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg.Replicas = 3
+	poll.Until(t, "stream "+cfg.Name+" created", func() error {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := c.js(t).CreateOrUpdateStream(actx, cfg)
+		return err
+	}, poll.Timeout(time.Minute))
+	c.lead(t, ctx, cfg.Name)
 }
 
 // lead makes a node other than the one that falls behind lead stream: a
