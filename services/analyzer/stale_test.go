@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/pkg/spec"
+	"github.com/sluicehq/sluice/services/analyzer/analysis"
 )
 
 // TestRunsAreDecidedOnTheLeadersRecords starts runs and processes their
@@ -116,4 +117,55 @@ func TestRunsAreDecidedOnTheLeadersRecords(t *testing.T) {
 			t.Fatalf("try %d: a terminated run: %+v, %v; want it completed", i+1, rec.Run, err)
 		}
 	}
+}
+
+// TestLeaderRunReaderReadsTheLeadersRecord reads a run whose record has a
+// replica that fell behind while the run was running (recordstest), and
+// which has succeeded since. A RunReader's view is moment-old now and
+// then; a LeaderRunReader, which the mirror of runs into AnalysisRun
+// objects reads through (an older run written there stays until the
+// run's next event, and a finished run has none), must read the verdict
+// every time.
+func TestLeaderRunReaderReadsTheLeadersRecord(t *testing.T) {
+	c := recordstest.Start(t)
+	kv := c.Bucket(t, jetstream.KeyValueConfig{Bucket: BucketRuns})
+	st := newRunStore(kv, time.Second, time.Hour, nil)
+	ctx := context.Background()
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	key, err := runKey(r, "run-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := st.Put(ctx, key, runRecord{Run: &analysis.Run{Name: "run-1", Phase: spec.AnalysisPhaseRunning}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.FallBehind(t, kv)
+	if rev, err = st.Put(ctx, key, runRecord{Run: &analysis.Run{Name: "run-1", Phase: spec.AnalysisPhaseSuccessful}}, rev); err != nil {
+		t.Fatal(err)
+	}
+	c.Behind(t, kv, key, rev)
+
+	client := eventstest.Connect(t, c.URL)
+	view, err := NewRunReader(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader, err := NewLeaderRunReader(ctx, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := 0
+	for i := range recordstest.Tries {
+		if run, err := view.Get(ctx, r, "run-1"); err != nil {
+			t.Fatal(err)
+		} else if run.Phase == spec.AnalysisPhaseRunning {
+			older++
+		}
+		run, err := leader.Get(ctx, r, "run-1")
+		if err != nil || run.Phase != spec.AnalysisPhaseSuccessful {
+			t.Fatalf("try %d: the leader run reader read phase %q (%v), want Successful", i+1, run.Phase, err)
+		}
+	}
+	t.Logf("the view read the older record %d times of %d; the leader run reader never did", older, recordstest.Tries)
 }
