@@ -90,11 +90,12 @@ func (s pendingStore) done(ctx context.Context, t tasks.Task) error {
 	return nil
 }
 
-// list returns every pending task, each the leader's entry: an older one
-// would resume the wait for a task its rollout has left (or none), and the
-// current task would never be reported. Unreadable entries are skipped.
+// list returns every pending task, each the leader's entry, listed by the
+// leader: an older one would resume the wait for a task its rollout has
+// left (or none), and the current task would never be reported.
+// Unreadable entries are skipped.
 func (s pendingStore) list(ctx context.Context) ([]pendingTask, error) {
-	keys, err := s.Keys(ctx)
+	keys, err := s.LatestKeys(ctx)
 	if err != nil {
 		return nil, err
 	}

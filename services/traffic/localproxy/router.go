@@ -224,19 +224,17 @@ func (r *Router) Start(ctx context.Context) error {
 	return nil
 }
 
-// restore applies the stored routes, each as the leader of the bucket's
-// stream has it: a replica that lags behind answers with an older route
-// (or one since removed), which the proxy would serve, and whose seq would
-// let a late older task through, until the next route task.
+// restore applies the stored routes, listed and read as the leader of
+// the bucket's stream has them: a replica that lags behind answers with
+// an older route (or none, or one since removed), which the proxy would
+// serve, and whose seq would let a late older task through, until the
+// next route task.
 func (r *Router) restore(ctx context.Context) error {
-	keys, err := r.routes.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
-	}
+	stored := records.New(r.routes, records.Config[record]{Name: "stored route", Leader: r.cfg.JetStream.Conn()})
+	keys, err := stored.LatestKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list bucket %s: %w", Bucket, err)
 	}
-	stored := records.New(r.routes, records.Config[record]{Name: "stored route", Leader: r.cfg.JetStream.Conn()})
 	for _, k := range keys {
 		rec, rev, err := stored.Latest(ctx, k)
 		ref, perr := events.ParseRef(keyRef(k))

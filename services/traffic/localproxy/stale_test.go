@@ -18,7 +18,9 @@ import (
 // proxy applied seq 1 of a rollout's route and before it applied seq 2.
 // Every restart must restore seq 2: restored from the replica behind,
 // the proxy served the older route and took a late task of seq 1 again,
-// until the next route task. Restarted recordstest.Tries times; before
+// until the next route task. And it must restore the route of another
+// rollout applied after the replica fell behind: listed by a consumer
+// JetStream placed on that replica, it was not restored at all. Restarted recordstest.Tries times; before
 // the restore read the leader's entry, about one in three restored seq 1.
 func TestRestartRestoresTheLeadersRoute(t *testing.T) {
 	c := recordstest.Start(t)
@@ -59,6 +61,12 @@ func TestRestartRestoresTheLeadersRoute(t *testing.T) {
 	if _, err := r.Apply(ctx, web, 2, route); err != nil {
 		t.Fatal(err)
 	}
+	api := events.Ref{Namespace: web.Namespace, Name: "api"}
+	apiRoute := canaryRoute(0, true)
+	apiRoute.Annotations[AnnotationListen] = freeAddr(t)
+	if _, err := r.Apply(ctx, api, 1, apiRoute); err != nil {
+		t.Fatal(err)
+	}
 	stop(r)
 	_, rev, err := records.New(routes, records.Config[record]{Leader: c.Conn}).Latest(ctx, routeKey(web))
 	if err != nil {
@@ -69,12 +77,16 @@ func TestRestartRestoresTheLeadersRoute(t *testing.T) {
 	for i := range recordstest.Tries {
 		r := start()
 		addr, _ := r.Addrs(web)
+		apiAddr, _ := r.Addrs(api)
 		r.mu.Lock()
 		seq := r.rollouts[web].seq
 		r.mu.Unlock()
 		stop(r)
 		if seq != 2 || addr != route.Annotations[AnnotationListen] {
 			t.Fatalf("restart %d restored seq %d on %s, want seq 2 on %s", i+1, seq, addr, route.Annotations[AnnotationListen])
+		}
+		if apiAddr != apiRoute.Annotations[AnnotationListen] {
+			t.Fatalf("restart %d restored %s's route on %q, want %s", i+1, api, apiAddr, apiRoute.Annotations[AnnotationListen])
 		}
 	}
 }
