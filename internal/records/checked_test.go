@@ -2,11 +2,13 @@ package records
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sluicehq/sluice/internal/records/recordstest"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 )
 
 // TestCheckedWritesNothingOnlyOnTheLeadersRecord reads a record one of
@@ -76,5 +78,47 @@ func TestCheckedWritesNothingOnlyOnTheLeadersRecord(t *testing.T) {
 	}
 	if rec, _, err := st.Latest(ctx, "k"); err != nil || len(rec.Owner) != 1+recordstest.Tries || rec.Owner[0] != 'b' {
 		t.Errorf("after %d writes: %+v, %v; want owner b and a + for each", recordstest.Tries, rec, err)
+	}
+}
+
+// TestLatestKeysListsTheLeadersKeys lists a bucket through its stream's
+// leader: every key written, a deleted one too (Latest reads it as
+// revision 0), as Keys lists them but without a consumer JetStream may
+// place on a replica that lags (TestPendingTasksAreDecidedOnTheLeadersEntry
+// shows the lagging case).
+func TestLatestKeysListsTheLeadersKeys(t *testing.T) {
+	srv := eventstest.StartServer(t)
+	c := eventstest.Connect(t, srv.ClientURL())
+	ctx := context.Background()
+	kv, err := c.JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "listed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := New(kv, Config[counter]{Name: "counter", Leader: c.Conn()})
+	if keys, err := st.LatestKeys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("an empty bucket: %v, %v", keys, err)
+	}
+	for _, k := range []string{"a.x", "b", "c"} {
+		if _, err := st.Put(ctx, k, counter{N: 1}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, rev, err := st.Get(ctx, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Delete(ctx, "c", rev); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := st.LatestKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	if want := []string{"a.x", "b", "c"}; !slices.Equal(keys, want) {
+		t.Fatalf("LatestKeys: %v, want %v", keys, want)
+	}
+	if _, rev, err := st.Latest(ctx, "c"); err != nil || rev != 0 {
+		t.Errorf("the deleted key read with Latest: revision %d, %v; want 0", rev, err)
 	}
 }
