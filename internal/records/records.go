@@ -137,6 +137,13 @@ func (s *Store[T]) Latest(ctx context.Context, key string) (T, uint64, error) {
 	return s.decode(key, value, rev)
 }
 
+// apiError is the error in a JetStream API answer.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
 // msgNotFound is JetStream's "no message found".
 const msgNotFound = 10037
 
@@ -151,11 +158,7 @@ func lastBySubject(ctx context.Context, nc Requester, stream, subject string) ([
 		return nil, 0, err
 	}
 	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error   *apiError `json:"error"`
 		Message *struct {
 			Seq    uint64 `json:"seq"`
 			Header []byte `json:"hdrs"`
@@ -441,12 +444,8 @@ func (s *Store[T]) LatestKeys(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 		var resp struct {
-			Error *struct {
-				Code        int    `json:"code"`
-				ErrCode     int    `json:"err_code"`
-				Description string `json:"description"`
-			} `json:"error"`
-			Total int `json:"total"`
+			Error *apiError `json:"error"`
+			Total int       `json:"total"`
 			State struct {
 				Subjects map[string]uint64 `json:"subjects"`
 			} `json:"state"`
