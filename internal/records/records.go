@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -136,14 +137,19 @@ func (s *Store[T]) Latest(ctx context.Context, key string) (T, uint64, error) {
 	return s.decode(key, value, rev)
 }
 
+// apiError is the error in a JetStream API answer.
+type apiError struct {
+	Code        int    `json:"code"`
+	ErrCode     int    `json:"err_code"`
+	Description string `json:"description"`
+}
+
 // msgNotFound is JetStream's "no message found".
 const msgNotFound = 10037
 
 // lastBySubject asks the leader of stream for the last message on
 // subject and returns its data and sequence; sequence 0 when there is
-// none, or when it marks the key deleted or purged. An attempt the leader
-// has not answered within writeAttempt (there is none: an election) is
-// made again, up to leaderWait.
+// none, or when it marks the key deleted or purged.
 func lastBySubject(ctx context.Context, nc Requester, stream, subject string) ([]byte, uint64, error) {
 	req, err := json.Marshal(struct {
 		LastFor string `json:"last_by_subj"`
@@ -152,41 +158,15 @@ func lastBySubject(ctx context.Context, nc Requester, stream, subject string) ([
 		return nil, 0, err
 	}
 	var resp struct {
-		Error *struct {
-			Code        int    `json:"code"`
-			ErrCode     int    `json:"err_code"`
-			Description string `json:"description"`
-		} `json:"error"`
+		Error   *apiError `json:"error"`
 		Message *struct {
 			Seq    uint64 `json:"seq"`
 			Header []byte `json:"hdrs"`
 			Data   []byte `json:"data"`
 		} `json:"message"`
 	}
-	deadline := time.Now().Add(leaderWait)
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, writeAttempt)
-		msg, err := nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
-		cancel()
-		if err == nil {
-			if err := json.Unmarshal(msg.Data, &resp); err != nil {
-				return nil, 0, fmt.Errorf("the answer of %s's leader: %w", stream, err)
-			}
-			break
-		}
-		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
-		if ctx.Err() != nil || time.Now().After(deadline) || !timedOut && !events.NoLeader(err) {
-			return nil, 0, err
-		}
-		if !timedOut {
-			t := time.NewTimer(events.LeaderBackoff.Delay(attempt))
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil, 0, err
-			case <-t.C:
-			}
-		}
+	if err := leaderRequest(ctx, nc, "$JS.API.STREAM.MSG.GET."+stream, req, &resp); err != nil {
+		return nil, 0, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrCode == msgNotFound:
@@ -206,6 +186,38 @@ func lastBySubject(ctx context.Context, nc Requester, stream, subject string) ([
 		}
 	}
 	return resp.Message.Data, resp.Message.Seq, nil
+}
+
+// leaderRequest sends req to subject, an API request only the leader of
+// a stream answers, and decodes the answer into resp. An attempt the
+// leader has not answered within writeAttempt (there is none: an
+// election) is made again, up to leaderWait.
+func leaderRequest(ctx context.Context, nc Requester, subject string, req []byte, resp any) error {
+	deadline := time.Now().Add(leaderWait)
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, writeAttempt)
+		msg, err := nc.RequestWithContext(actx, subject, req)
+		cancel()
+		if err == nil {
+			if err := json.Unmarshal(msg.Data, resp); err != nil {
+				return fmt.Errorf("the answer to %s: %w", subject, err)
+			}
+			return nil
+		}
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if ctx.Err() != nil || time.Now().After(deadline) || !timedOut && !events.NoLeader(err) {
+			return err
+		}
+		if !timedOut {
+			t := time.NewTimer(events.LeaderBackoff.Delay(attempt))
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			case <-t.C:
+			}
+		}
+	}
 }
 
 // Reads are hedged: when a read has had no answer after readHedge, the
@@ -436,6 +448,50 @@ func (s *Store[T]) Keys(ctx context.Context) ([]string, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// LatestKeys is Keys answered by the leader of the bucket's stream. Keys
+// lists the bucket through a consumer that JetStream may place on a
+// replica that lags behind, which then lists nothing written since it
+// fell behind; a caller that acts on every entry (resumes the waits, or
+// restores the routes, stored before a restart) asks LatestKeys. It may
+// return the key of a deleted entry: read each with Latest, which says
+// revision 0. Without Config.Leader it is Keys.
+func (s *Store[T]) LatestKeys(ctx context.Context) ([]string, error) {
+	if s.cfg.Leader == nil {
+		return s.Keys(ctx)
+	}
+	stream, prefix := "KV_"+s.kv.Bucket(), "$KV."+s.kv.Bucket()+"."
+	var keys []string
+	for offset := 0; ; {
+		req, err := json.Marshal(struct {
+			Filter string `json:"subjects_filter"`
+			Offset int    `json:"offset,omitempty"`
+		}{prefix + ">", offset})
+		if err != nil {
+			return nil, err
+		}
+		var resp struct {
+			Error *apiError `json:"error"`
+			Total int       `json:"total"`
+			State struct {
+				Subjects map[string]uint64 `json:"subjects"`
+			} `json:"state"`
+		}
+		if err := leaderRequest(ctx, s.cfg.Leader, "$JS.API.STREAM.INFO."+stream, req, &resp); err != nil {
+			return nil, fmt.Errorf("list %s keys from the leader: %w", s.cfg.Name, err)
+		}
+		if resp.Error != nil {
+			return nil, fmt.Errorf("list %s keys: %s's leader: %s (error %d)", s.cfg.Name, stream, resp.Error.Description, resp.Error.ErrCode)
+		}
+		for subject := range resp.State.Subjects {
+			keys = append(keys, strings.TrimPrefix(subject, prefix))
+		}
+		offset += len(resp.State.Subjects)
+		if len(resp.State.Subjects) == 0 || offset >= resp.Total {
+			return keys, nil
+		}
+	}
 }
 
 // Update reads the record under key, lets change modify it and writes it

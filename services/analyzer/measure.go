@@ -26,8 +26,14 @@ const retryAfter = time.Second
 // left in its outbox, deletes it once its retention has passed, or claims
 // and takes the measurements that are due. It returns when to look at the
 // record again if the bucket will not say so (zero when it will).
+//
+// It reads the leader's record (Latest): the bucket says when a record
+// is due once, and a replica that lags behind answers with an older
+// record, or none, on which process would find nothing to do (or lose
+// its claim to a record the bucket has moved past) and the run would
+// wait for its next change, which may never come.
 func (s *Service) process(ctx context.Context, key string) time.Time {
-	rec, rev, err := s.runs.Get(ctx, key)
+	rec, rev, err := s.runs.Latest(ctx, key)
 	if err != nil {
 		return s.retry(ctx, key, "load", err)
 	}
@@ -38,7 +44,7 @@ func (s *Service) process(ctx context.Context, key string) time.Time {
 		if err := s.flush(ctx, key); err != nil {
 			return s.retry(ctx, key, "publish reports", err)
 		}
-		if rec, rev, err = s.runs.Get(ctx, key); err != nil {
+		if rec, rev, err = s.runs.Latest(ctx, key); err != nil {
 			return s.retry(ctx, key, "load", err)
 		}
 		if rev == 0 {
@@ -228,10 +234,12 @@ func (s *Service) measureOne(ctx context.Context, metric spec.Metric, req metric
 // and writes it back without the lease, with a report per recorded
 // measurement (and the verdict once the run is completed) in its outbox.
 // Measurements are dropped when the lease is no longer the record's: the
-// lease expired and another replica measures in this one's place.
+// lease expired and another replica measures in this one's place. That is
+// decided on the leader's record (records.Checked): on an older one a
+// replica that lags answers, the lease may look lost when it is not.
 func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uint64, token string, measured []taken) error {
 	var finished *analysis.Run
-	_, err := s.runs.UpdateFrom(ctx, key, rec, rev, func(rec *runRecord, rev uint64) error {
+	_, err := s.runs.UpdateFrom(ctx, key, rec, rev, records.Checked(func(rec *runRecord, rev uint64) error {
 		// A conflict means someone else wrote (a terminate, a later attempt
 		// of the task): record again on what they wrote, if the lease is
 		// still ours.
@@ -268,7 +276,7 @@ func (s *Service) commit(ctx context.Context, key string, rec runRecord, rev uin
 			finished = &run
 		}
 		return nil
-	})
+	}))
 	if run := finished; err == nil && run != nil {
 		s.cfg.Metrics.Verdict(string(run.Phase))
 		s.log.Info("analysis run finished", "rollout", rec.Task.Ref.String(), "run", run.Name, "phase", run.Phase, "message", run.Message)
@@ -286,21 +294,22 @@ func total(res analysis.MetricResult) int32 {
 func (s *Service) release(key, token string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, _ = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+	_, _ = s.runs.Update(ctx, key, records.Checked(func(rec *runRecord, rev uint64) error {
 		if rev == 0 || rec.Lease == nil || rec.Lease.Token != token {
 			return records.Unchanged
 		}
 		rec.Lease = nil
 		return nil
-	})
+	}))
 }
 
 // flush publishes the reports in the record's outbox, in order, and then
 // removes them from it. Every replica may flush the same outbox: the event
 // ids make the results stream keep one copy. Once the verdict is out the
-// record is done.
+// record is done. The outbox is the leader's: an older record's may be
+// empty, and the reports would wait for the next change of the record.
 func (s *Service) flush(ctx context.Context, key string) error {
-	rec, rev, err := s.runs.Get(ctx, key)
+	rec, rev, err := s.runs.Latest(ctx, key)
 	if err != nil || rev == 0 || len(rec.Outbox) == 0 {
 		return err
 	}
@@ -311,7 +320,7 @@ func (s *Service) flush(ctx context.Context, key string) error {
 		}
 		sent[r.ID] = true
 	}
-	_, err = s.runs.UpdateFrom(ctx, key, rec, rev, func(rec *runRecord, rev uint64) error {
+	_, err = s.runs.UpdateFrom(ctx, key, rec, rev, records.Checked(func(rec *runRecord, rev uint64) error {
 		keep := slices.DeleteFunc(slices.Clone(rec.Outbox), func(r report) bool { return sent[r.ID] })
 		if rev == 0 || len(keep) == len(rec.Outbox) {
 			return records.Unchanged // deleted, or cleared by another replica
@@ -325,7 +334,7 @@ func (s *Service) flush(ctx context.Context, key string) error {
 			rec.DoneAt = s.cfg.Now()
 		}
 		return nil
-	})
+	}))
 	return err
 }
 

@@ -15,6 +15,10 @@ var ErrNoRun = errors.New("no such analysis run")
 
 // RunReader reads analysis runs as the analyzer holds them: their metrics
 // with the conditions they are judged by, and the measurements they keep.
+// Any replica of the bucket answers a read, and one that lags behind
+// answers with an older record: a moment-old view, which the gateway
+// shows until it reads again. A reader that writes what it reads where
+// it stays opens a LeaderRunReader.
 type RunReader struct {
 	st runStore
 }
@@ -26,7 +30,19 @@ func NewRunReader(ctx context.Context, client *events.Client) (*RunReader, error
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRuns, err)
 	}
-	return &RunReader{st: newRunStore(kv, 0, 0)}, nil
+	return &RunReader{st: newRunStore(kv, 0, 0, nil)}, nil
+}
+
+// NewLeaderRunReader is NewRunReader whose every read is the record of
+// the leader of the bucket's stream (records.Store.Latest): the mirror of
+// runs into AnalysisRun objects would otherwise write an older run, or
+// none, kept until the run's next event, which a finished run never has.
+func NewLeaderRunReader(ctx context.Context, client *events.Client) (*RunReader, error) {
+	kv, err := client.JetStream().KeyValue(ctx, BucketRuns)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketRuns, err)
+	}
+	return &RunReader{st: newRunStore(kv, 0, 0, client.Conn())}, nil
 }
 
 // Get returns run name of rollout r; an error wrapping ErrNoRun when the
@@ -36,7 +52,8 @@ func (rr *RunReader) Get(ctx context.Context, r events.Ref, name string) (analys
 	if err != nil {
 		return analysis.Run{}, err
 	}
-	rec, rev, err := rr.st.Get(ctx, key)
+	// Latest is Get without the store's Leader (NewRunReader).
+	rec, rev, err := rr.st.Latest(ctx, key)
 	if err != nil {
 		return analysis.Run{}, err
 	}

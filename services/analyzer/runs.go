@@ -34,7 +34,9 @@ func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, e
 	}
 	var fin tasks.Finished
 	var started *analysis.Run
-	_, err = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+	// A run left as it is (a redelivery) is decided on the leader's
+	// record: an older one may not know of a later attempt or task.
+	_, err = s.runs.Update(ctx, key, records.Checked(func(rec *runRecord, rev uint64) error {
 		fin, started = tasks.Finished{}, nil
 		if rev != 0 {
 			var replace, write bool
@@ -57,7 +59,7 @@ func (s *Service) startRun(ctx context.Context, t tasks.Task) (tasks.Finished, e
 		rec.addVerdict(s.cfg.Now())
 		started = &run
 		return nil
-	})
+	}))
 	if err != nil {
 		return tasks.Finished{}, err
 	}
@@ -194,7 +196,9 @@ func (s *Service) terminateRun(ctx context.Context, t tasks.Task) (tasks.Finishe
 	}
 	var fin tasks.Finished
 	var terminated *analysis.Run
-	_, err = s.runs.Update(ctx, key, func(rec *runRecord, rev uint64) error {
+	// "Already finished" is decided on the leader's record: an older one
+	// may hold the tombstone a later task has replaced with a running run.
+	_, err = s.runs.Update(ctx, key, records.Checked(func(rec *runRecord, rev uint64) error {
 		terminated = nil
 		now := s.cfg.Now()
 		switch {
@@ -212,7 +216,7 @@ func (s *Service) terminateRun(ctx context.Context, t tasks.Task) (tasks.Finishe
 		rec.addVerdict(now)
 		fin, terminated = tasks.Finished{Outcome: tasks.OutcomeSucceeded}, &run
 		return nil
-	})
+	}))
 	if err != nil {
 		return tasks.Finished{}, err
 	}

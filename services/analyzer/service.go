@@ -312,8 +312,8 @@ func (s *Service) Run(ctx context.Context) error {
 // tasks.
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	rkv := r.Bucket(BucketRuns)
-	s.templates = newTemplateStore(r.Bucket(BucketTemplates))
-	s.runs = newRunStore(rkv, s.cfg.LeaseMargin, s.cfg.Retention)
+	s.templates = newTemplateStore(r.Bucket(BucketTemplates), s.client.Conn())
+	s.runs = newRunStore(rkv, s.cfg.LeaseMargin, s.cfg.Retention, s.client.Conn())
 
 	sched := newScheduler(s.log, s.cfg.Now, s.cfg.MaxConcurrentRuns, s.process)
 	if err := sched.Watch(ctx, rkv); err != nil {

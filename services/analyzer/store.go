@@ -136,11 +136,13 @@ func runKey(r events.Ref, name string) (string, error) {
 type runStore = *records.Store[runRecord]
 
 // newRunStore returns the store of the runs bucket kv. Each record is
-// written with its wakeup (see runRecord.wakeup).
-func newRunStore(kv jetstream.KeyValue, margin, retention time.Duration) runStore {
+// written with its wakeup (see runRecord.wakeup). leader, when not nil, is
+// the connection through which it reads the leader's records (Latest).
+func newRunStore(kv jetstream.KeyValue, margin, retention time.Duration, leader records.Requester) runStore {
 	return records.New(kv, records.Config[runRecord]{
 		Name:    "analysis run",
 		Prepare: func(rec *runRecord) { rec.Wakeup = rec.wakeup(margin, retention) },
+		Leader:  leader,
 	})
 }
 

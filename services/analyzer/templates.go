@@ -194,9 +194,10 @@ type templateStore = *records.Store[storedTemplate]
 
 // newTemplateStore returns the store of the templates bucket kv. An entry
 // that does not decode is replaced by the next template applied under its
-// key.
-func newTemplateStore(kv jetstream.KeyValue) templateStore {
-	return records.New(kv, records.Config[storedTemplate]{Name: "analysis template", OverwriteUnreadable: true})
+// key. leader, when not nil, is the connection through which a run's
+// templates are read from the leader of the bucket's stream.
+func newTemplateStore(kv jetstream.KeyValue, leader records.Requester) templateStore {
+	return records.New(kv, records.Config[storedTemplate]{Name: "analysis template", OverwriteUnreadable: true, Leader: leader})
 }
 
 // storeTemplate writes t unless the bucket holds one applied by a later
@@ -224,19 +225,22 @@ var ErrTemplateNotFound = errors.New("analysis template not found")
 // returns an error wrapping ErrTemplateNotFound when the bucket does not
 // have it.
 func LookupTemplate(ctx context.Context, kv jetstream.KeyValue, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
-	return lookupTemplate(ctx, newTemplateStore(kv), namespace, ref)
+	return lookupTemplate(ctx, newTemplateStore(kv, nil), namespace, ref)
 }
 
 // lookupTemplate finds the template ref names for a run in namespace, in
 // the bucket of applied templates. It returns an error wrapping
 // ErrTemplateNotFound when the bucket does not have it, and a permanent
-// error when the stored entry cannot be read.
+// error when the stored entry cannot be read. It reads the leader's entry
+// (Latest): a replica that lags behind answers with the template as it
+// was, or none, and the run would measure the older template, or fail
+// its task.
 func lookupTemplate(ctx context.Context, templates templateStore, namespace string, ref spec.AnalysisTemplateRef) (spec.AnalysisTemplateSpec, error) {
 	ns := namespace
 	if ref.ClusterScope {
 		ns = ""
 	}
-	t, rev, err := templates.Get(ctx, templateKey(ns, ref.TemplateName))
+	t, rev, err := templates.Latest(ctx, templateKey(ns, ref.TemplateName))
 	if err != nil {
 		return spec.AnalysisTemplateSpec{}, err
 	}

@@ -91,7 +91,7 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		return err
 	}
 	s.apply(setup)
-	s.state = newState(r.Bucket(BucketState))
+	s.state = newState(r.Bucket(BucketState), s.client.Conn())
 
 	wctx, stopWatch := context.WithCancel(ctx)
 	watched := make(chan struct{})

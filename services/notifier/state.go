@@ -20,6 +20,11 @@ import (
 // state is the notifier's memory in BucketState, shared by its replicas.
 // Every write that two replicas could race on is a create (compare and
 // swap against "absent"), so the first writer wins and the other sees it.
+// What is read to decide (was it sent, which thread, the previous
+// snapshot) is read from the leader of the bucket's stream: a replica
+// that lags behind answers with an older entry, or none, and the message
+// would be sent twice, start a thread of its own, or be planned against
+// an older snapshot.
 //
 // Keys:
 //
@@ -48,12 +53,14 @@ type onceMark struct {
 	Message string `json:"message"`
 }
 
-func newState(kv jetstream.KeyValue) *state {
+// newState returns the state in kv, BucketState; leader is the
+// connection through which it reads the leader's entries.
+func newState(kv jetstream.KeyValue, leader records.Requester) *state {
 	return &state{
-		sent:    records.New(kv, records.Config[sentMark]{Name: "sent mark"}),
-		threads: records.New(kv, records.Config[threadMark]{Name: "thread"}),
+		sent:    records.New(kv, records.Config[sentMark]{Name: "sent mark", Leader: leader}),
+		threads: records.New(kv, records.Config[threadMark]{Name: "thread", Leader: leader}),
 		once:    records.New(kv, records.Config[onceMark]{Name: "oncePer mark", OverwriteUnreadable: true}),
-		prev:    records.New(kv, records.Config[events.Snapshot]{Name: "previous snapshot", OverwriteUnreadable: true}),
+		prev:    records.New(kv, records.Config[events.Snapshot]{Name: "previous snapshot", OverwriteUnreadable: true, Leader: leader}),
 	}
 }
 
@@ -67,7 +74,7 @@ func sentKey(id string) string { return "sent." + Hash(id) }
 
 // wasSent reports whether message id was delivered.
 func (s *state) wasSent(ctx context.Context, id string) (bool, error) {
-	_, rev, err := s.sent.Get(ctx, sentKey(id))
+	_, rev, err := s.sent.Latest(ctx, sentKey(id))
 	return rev != 0, err
 }
 
@@ -96,7 +103,7 @@ func (s *state) thread(ctx context.Context, m notify.Message) (string, error) {
 	if key == "" {
 		return "", nil
 	}
-	t, _, err := s.threads.Get(ctx, key)
+	t, _, err := s.threads.Latest(ctx, key)
 	return t.Thread, err
 }
 
@@ -138,7 +145,7 @@ func prevKey(r events.Ref) string { return "prev." + r.Namespace + "." + r.Name 
 // previous returns the snapshot of the rollout's last planned status
 // event, nil when there was none.
 func (s *state) previous(ctx context.Context, r events.Ref) (*events.Snapshot, error) {
-	snap, rev, err := s.prev.Get(ctx, prevKey(r))
+	snap, rev, err := s.prev.Latest(ctx, prevKey(r))
 	if err != nil || rev == 0 {
 		return nil, ignoreUnreadable(err)
 	}

@@ -19,8 +19,15 @@ var ErrNoRollout = errors.New("no such rollout")
 // event's snapshot is the status when the event was published; what
 // changed since without an event (replica counts a finished scale-down
 // reported) shows only here.
+//
+// Any replica of the bucket answers a Reader's read, and one that lags
+// behind answers with an older record: a moment-old view, which the views
+// (the gateway, `sluice get`, chat status) show until they read again. A
+// reader that writes what it reads where it stays opens a LeaderReader.
 type Reader struct {
 	st store
+	// leader: every read is the leader's record (NewLeaderReader).
+	leader bool
 }
 
 // NewReader opens the rollouts bucket through client. It fails, wrapping
@@ -33,9 +40,30 @@ func NewReader(ctx context.Context, client *events.Client) (*Reader, error) {
 	return &Reader{st: newStore(kv, 0, nil)}, nil
 }
 
+// NewLeaderReader is NewReader whose every read is the record of the
+// leader of the bucket's stream (records.Store.Latest), for a reader that
+// writes what it reads where it stays: the status writer of Rollout
+// objects would otherwise write an older status, kept until the
+// rollout's next event, which a finished rollout never has.
+func NewLeaderReader(ctx context.Context, client *events.Client) (*Reader, error) {
+	kv, err := client.JetStream().KeyValue(ctx, BucketRollouts)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
+	}
+	return &Reader{st: newStore(kv, 0, client.Conn()), leader: true}, nil
+}
+
+// load returns r's record, as a replica of the bucket or its leader has it.
+func (rd *Reader) load(ctx context.Context, r events.Ref) (record, uint64, error) {
+	if rd.leader {
+		return rd.st.Latest(ctx, records.KeyOf(r))
+	}
+	return rd.st.load(ctx, r)
+}
+
 // Get returns r's status, as of the orchestrator's last decision on it.
 func (rd *Reader) Get(ctx context.Context, r events.Ref) (events.Snapshot, error) {
-	rec, rev, err := rd.st.load(ctx, r)
+	rec, rev, err := rd.load(ctx, r)
 	if err != nil {
 		return events.Snapshot{}, err
 	}
@@ -90,7 +118,7 @@ type Detail struct {
 // Detail returns r's status with its plan, revisions and analysis runs. It
 // returns an error wrapping ErrNoRollout when there is no such rollout.
 func (rd *Reader) Detail(ctx context.Context, r events.Ref) (Detail, error) {
-	rec, rev, err := rd.st.load(ctx, r)
+	rec, rev, err := rd.load(ctx, r)
 	if err != nil {
 		return Detail{}, err
 	}
@@ -108,7 +136,7 @@ func (rd *Reader) Detail(ctx context.Context, r events.Ref) (Detail, error) {
 // render a rollout as Argo's object (notifications) use it. It returns an
 // error wrapping ErrNoRollout when there is no such rollout.
 func (rd *Reader) Manifest(ctx context.Context, r events.Ref, podHash string) (*spec.Rollout, error) {
-	rec, rev, err := rd.st.load(ctx, r)
+	rec, rev, err := rd.load(ctx, r)
 	if err != nil {
 		return nil, err
 	}

@@ -33,7 +33,11 @@
 // The report is published with the worker's deterministic id
 // (finished/<task>#<attempt>) and only then is the pending entry removed, so
 // a crash at any point leaves the entry and the next run resumes the wait
-// (with the deadline it had) and reports once. Waiting in the background
+// (with the deadline it had) and reports once. Whatever is decided from
+// the entry without writing it (a redelivered task already pending or
+// older, the entry no longer this task's, the waits to resume) is read
+// from the leader of the bucket's stream: a replica that lags behind
+// answers with an older entry (docs/reliability.md, "Stale reads"). Waiting in the background
 // rather than holding the delivery keeps the consumer's queues moving: a
 // held delivery would block the tasks behind it, including the same
 // rollout's next scale task, which the orchestrator would resend and then

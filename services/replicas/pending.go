@@ -27,18 +27,28 @@ type pendingTask struct {
 // pendingStore reads and writes BucketPending with compare-and-swap, so
 // that a redelivered older task never replaces a newer one. An entry that
 // does not decode is replaced by the next task of its rollout.
+//
+// Any replica of the bucket may answer a read, and one that lags behind
+// answers with an older entry: every decision to leave an entry as it is
+// (put's Unchanged, done's "not mine") and every resumed wait (list) is
+// made on the entry of the leader of the bucket's stream.
 type pendingStore struct{ *records.Store[pendingTask] }
 
-func newPendingStore(kv jetstream.KeyValue) pendingStore {
-	return pendingStore{records.New(kv, records.Config[pendingTask]{Name: "pending task", OverwriteUnreadable: true})}
+// newPendingStore returns the store of BucketPending kv; leader is the
+// connection through which it reads the leader's entries.
+func newPendingStore(kv jetstream.KeyValue, leader records.Requester) pendingStore {
+	return pendingStore{records.New(kv, records.Config[pendingTask]{Name: "pending task", OverwriteUnreadable: true, Leader: leader})}
 }
 
 // put records t as its rollout's pending task unless the entry holds a task
 // with a higher seq. It returns the deadline in force: the stored one when
 // the entry already holds this attempt of t (a redelivery), else deadline.
-// held reports whether the entry now holds t.
+// held reports whether the entry now holds t. Both are decided on the
+// leader's entry when t is not written: on an older entry a redelivered
+// older attempt would be "held" and replace the wait for the newer task,
+// whose report would then never come.
 func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time) (effective time.Time, held bool, err error) {
-	_, err = s.Update(ctx, records.KeyOf(t.Ref), func(cur *pendingTask, rev uint64) error {
+	_, err = s.Update(ctx, records.KeyOf(t.Ref), records.Checked(func(cur *pendingTask, rev uint64) error {
 		effective, held = deadline, false
 		if rev != 0 {
 			if cur.Task.Seq > t.Seq {
@@ -51,7 +61,7 @@ func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time)
 		}
 		*cur, held = pendingTask{Task: t, Deadline: deadline}, true
 		return nil
-	})
+	}))
 	if err != nil {
 		return deadline, false, err
 	}
@@ -59,10 +69,12 @@ func (s pendingStore) put(ctx context.Context, t tasks.Task, deadline time.Time)
 }
 
 // done removes the rollout's entry if it still holds this attempt of t (or
-// does not decode).
+// does not decode). It reads the leader's entry: on an older one (none
+// yet, or the task before t) the entry would stay, and the next start
+// would apply t again.
 func (s pendingStore) done(ctx context.Context, t tasks.Task) error {
 	key := records.KeyOf(t.Ref)
-	cur, rev, err := s.Get(ctx, key)
+	cur, rev, err := s.Latest(ctx, key)
 	switch {
 	case rev == 0:
 		return err
@@ -78,9 +90,12 @@ func (s pendingStore) done(ctx context.Context, t tasks.Task) error {
 	return nil
 }
 
-// list returns every pending task. Unreadable entries are skipped.
+// list returns every pending task, each the leader's entry, listed by the
+// leader: an older one would resume the wait for a task its rollout has
+// left (or none), and the current task would never be reported.
+// Unreadable entries are skipped.
 func (s pendingStore) list(ctx context.Context) ([]pendingTask, error) {
-	keys, err := s.Keys(ctx)
+	keys, err := s.LatestKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +104,7 @@ func (s pendingStore) list(ctx context.Context) ([]pendingTask, error) {
 		if _, err := records.RefOf(k); err != nil {
 			continue
 		}
-		p, rev, err := s.Get(ctx, k)
+		p, rev, err := s.Latest(ctx, k)
 		switch {
 		case errors.Is(err, records.ErrUnreadable):
 			continue

@@ -179,7 +179,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 // start starts the backend, resumes the waits and starts the worker.
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
-	s.pending = newPendingStore(r.Bucket(BucketPending))
+	s.pending = newPendingStore(r.Bucket(BucketPending), s.client.Conn())
 	// The backend closes last, even after a failed Start.
 	r.OnStop(daemon.StopFunc(func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.cfg.StopTimeout)

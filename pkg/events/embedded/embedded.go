@@ -144,6 +144,39 @@ func Start(o Options) (*Server, error) {
 // ClientURL is the nats:// URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
+// ServesDirectGets reports whether this server answers direct gets of
+// stream (a key-value bucket B is stream KV_B, whose reads are direct
+// gets): it has joined the queue group that answers them, which a
+// follower does only once it has caught up, so a new stream's reads go
+// to its leader alone at first. A client of this server has its direct
+// gets answered here while it does: the server prefers its own queue
+// subscribers to its peers'.
+func (s *Server) ServesDirectGets(stream string) bool {
+	subject := "$JS.API.DIRECT.GET." + stream + ".>"
+	sz, err := s.ns.Subsz(&server.SubszOptions{Subscriptions: true, Limit: 4096, Test: "$JS.API.DIRECT.GET." + stream + ".x"})
+	if err != nil {
+		return false
+	}
+	for _, sub := range sz.Subs {
+		if sub.Subject == subject && sub.Queue != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// StoreUse is the bytes JetStream keeps in file storage on this server
+// and the most it may (Configure's JetStreamMaxStore, by default 75% of
+// the volume's free space at start). A server past its limit takes no
+// more appends.
+func (s *Server) StoreUse() (used, limit int64) {
+	jsz, err := s.ns.Jsz(nil)
+	if err != nil {
+		return 0, 0
+	}
+	return int64(jsz.Store), jsz.Config.MaxStore
+}
+
 // Port is the bound client port.
 func (s *Server) Port() int { return s.opts.Port }
 

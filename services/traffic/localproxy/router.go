@@ -224,27 +224,28 @@ func (r *Router) Start(ctx context.Context) error {
 	return nil
 }
 
-// restore applies the stored routes.
+// restore applies the stored routes, listed and read as the leader of
+// the bucket's stream has them: a replica that lags behind answers with
+// an older route (or none, or one since removed), which the proxy would
+// serve, and whose seq would let a late older task through, until the
+// next route task.
 func (r *Router) restore(ctx context.Context) error {
-	keys, err := r.routes.Keys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
-	}
+	stored := records.New(r.routes, records.Config[record]{Name: "stored route", Leader: r.cfg.JetStream.Conn()})
+	keys, err := stored.LatestKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("list bucket %s: %w", Bucket, err)
 	}
 	for _, k := range keys {
-		e, err := records.GetEntry(ctx, r.routes, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
+		rec, rev, err := stored.Latest(ctx, k)
+		ref, perr := events.ParseRef(keyRef(k))
+		if errors.Is(err, records.ErrUnreadable) || err == nil && perr != nil {
+			r.log.Warn("ignoring an unreadable stored route", "bucket", Bucket, "key", k)
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("read %s in bucket %s: %w", k, Bucket, err)
 		}
-		var rec record
-		ref, perr := events.ParseRef(keyRef(k))
-		if err := json.Unmarshal(e.Value(), &rec); err != nil || perr != nil {
-			r.log.Warn("ignoring an unreadable stored route", "bucket", Bucket, "key", k)
+		if rev == 0 {
 			continue
 		}
 		if _, err := r.apply(ctx, ref, rec.Seq, rec.Route, false); err != nil {

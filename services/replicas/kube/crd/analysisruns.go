@@ -204,12 +204,14 @@ func (a *AnalysisRuns) Run(ctx context.Context) error {
 }
 
 // source is the run reader, opened on first use: the analyzer creates
-// its bucket, and may start after this service.
+// its bucket, and may start after this service. It reads the leader's
+// records: what it reads is written into the objects, where an older run
+// would stay.
 func (a *AnalysisRuns) source(ctx context.Context) (RunSource, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.runs == nil {
-		rr, err := analyzer.NewRunReader(ctx, a.cfg.Bus)
+		rr, err := analyzer.NewLeaderRunReader(ctx, a.cfg.Bus)
 		if err != nil {
 			return nil, err
 		}

@@ -126,7 +126,7 @@ func (c *Controllers) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("crd controllers: open bucket %s: %w", BucketWritten, err)
 	}
-	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true})
+	written := records.New(bucket, records.Config[Written]{Name: "written Rollout status", OverwriteUnreadable: true, Leader: c.cfg.Bus.Conn()})
 	c.watcher.written, c.status.cfg.Written = written, written
 	c.status.held = c.watcher.requeue
 	c.counts.rewrite = c.status.Rewrite
@@ -194,7 +194,10 @@ var bucketWritten = events.Bucket{Name: BucketWritten, Description: "Sluice on K
 
 // lazyReader is the orchestrator's Reader, opened when first used: the
 // orchestrator may start after the replicas service. Until its bucket
-// exists, no rollout exists.
+// exists, no rollout exists. It reads the leader's records
+// (orchestrator.NewLeaderReader): the status writer writes what it reads
+// into the objects, where an older status, which a replica of the bucket
+// that lags behind answers, would stay until the rollout's next event.
 type lazyReader struct {
 	client *events.Client
 	mu     sync.Mutex
@@ -209,7 +212,7 @@ func (l *lazyReader) open(ctx context.Context) (*orchestrator.Reader, error) {
 	if l.rd != nil {
 		return l.rd, nil
 	}
-	rd, err := orchestrator.NewReader(ctx, l.client)
+	rd, err := orchestrator.NewLeaderReader(ctx, l.client)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("%w: no orchestrator ran yet", orchestrator.ErrNoRollout)
 	}

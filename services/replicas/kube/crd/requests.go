@@ -245,8 +245,12 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 	if w.written == nil {
 		return nil
 	}
+	// The record is the leader's: a replica of the bucket that lags behind
+	// answers with an older one, against which Sluice's own last write
+	// reads as a tool's request (a command nobody asked for), or a
+	// tool's request as what Sluice wrote (a command lost).
 	k := records.KeyOf(events.Ref{Namespace: u.GetNamespace(), Name: u.GetName()})
-	rec, rev, err := w.written.Get(ctx, k)
+	rec, rev, err := w.written.Latest(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -267,7 +271,7 @@ func (w *Watcher) requests(ctx context.Context, u *unstructured.Unstructured) er
 	if err != nil {
 		return err
 	}
-	again, rev2, err := w.written.Get(ctx, k)
+	again, rev2, err := w.written.Latest(ctx, k)
 	if err != nil {
 		return err
 	}

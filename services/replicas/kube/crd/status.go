@@ -342,12 +342,17 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 	return err
 }
 
-// readWritten reads the record under k in store (none without a store).
+// readWritten reads the record under k in store (none without a store),
+// as the leader of the bucket's stream has it: its readers act on it (the
+// status writer keeps a pending request's fields, the watcher publishes
+// an Experiment's spec, or first the delete of the earlier object the
+// record names), and a replica that lags behind answers with an older
+// record.
 func readWritten(ctx context.Context, store *records.Store[Written], k string) (Written, error) {
 	if store == nil {
 		return Written{}, nil
 	}
-	rec, _, err := store.Get(ctx, k)
+	rec, _, err := store.Latest(ctx, k)
 	return rec, err
 }
 
