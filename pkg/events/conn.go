@@ -422,6 +422,11 @@ func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
 		}
+		if Unavailable(err) {
+			return fmt.Errorf("%w: the NATS server at %s answered, but its JetStream API did not (query JetStream account: %w): "+
+				"the cluster has no JetStream leader, as when it has lost its quorum (most of its nodes down, cut off or out of disk space) or elects one",
+				ErrJetStreamUnavailable, nc.ConnectedUrlRedacted(), err)
+		}
 		return fmt.Errorf("query JetStream account at %s: %w", nc.ConnectedUrlRedacted(), err)
 	}
 	c.nc, c.js = nc, js
