@@ -41,8 +41,9 @@ func timedManifest(name, image string, d time.Duration) string {
 // outage one canary's promote is stored while the workers are down (it is
 // decided, its tasks wait), and another canary begins a timed pause that
 // ends during the outage. During it:
-//   - the workers start again and must wait for the bus, not exit, and
-//     say so on /readyz; the running services must not exit either;
+//   - the workers start again and must wait for the bus, not exit; no
+//     running service may exit either, and every one must say on /readyz
+//     that it waits for a JetStream leader;
 //   - `sluice promote` and `sluice abort --no-wait` of a third canary,
 //     and a publish through events.Client with a deadline, must fail
 //     saying that no stream leader took the command and that nothing was
@@ -208,8 +209,10 @@ func TestClusteredBusLosesItsQuorum(t *testing.T) {
 		t.Errorf("publish with no quorum: %v; want an error wrapping ErrPublish and ErrNotStored", err)
 	}
 
-	poll.Until(t, "the workers started again, saying on /readyz that they wait for a JetStream leader", func() error {
-		for _, p := range workers {
+	// Every service, the workers started during the outage and the
+	// others running through it, says on /readyz that it waits.
+	poll.Until(t, "every service saying on /readyz that it waits for a JetStream leader", func() error {
+		for _, p := range b.sys.Procs {
 			if why := p.NotReady(); !strings.Contains(why, "no JetStream leader") {
 				return fmt.Errorf("%s: /readyz says %q", p.Name, why)
 			}
@@ -254,14 +257,7 @@ func TestClusteredBusLosesItsQuorum(t *testing.T) {
 	healthy := time.Since(restarted)
 	doneBefore := b.waitStatus(t, before, events.TypeRolloutCompleted, 2, before.Name+" completed by the promote stored before the outage")
 	doneTimed := b.waitStatus(t, timed, events.TypeRolloutCompleted, 2, timed.Name+" completed after its pause")
-	poll.True(t, "every worker ready", func() bool {
-		for _, p := range workers {
-			if !p.Ready() {
-				return false
-			}
-		}
-		return true
-	}, poll.Timeout(time.Minute), poll.Every(100*time.Millisecond))
+	poll.True(t, "every service ready", b.sys.Ready, poll.Timeout(time.Minute), poll.Every(100*time.Millisecond))
 	ready := time.Since(restarted)
 
 	// Nothing sent during the outage was stored: the third canary is
@@ -274,7 +270,7 @@ func TestClusteredBusLosesItsQuorum(t *testing.T) {
 	}
 	publishRetrying(b.ctx, t, b.client, during, events.TypeRolloutPromote, "{}")
 	b.waitStatus(t, during, events.TypeRolloutCompleted, 2, during.Name+" completed by a promote after the outage")
-	t.Logf("quorum lost for %s: nodes healthy %s after their restart; %s completed %s and %s %s after it; every worker ready after %s",
+	t.Logf("quorum lost for %s: nodes healthy %s after their restart; %s completed %s and %s %s after it; every service ready after %s",
 		outage.Round(10*time.Millisecond), healthy.Round(10*time.Millisecond), before.Name, doneBefore.Sub(restarted).Round(10*time.Millisecond),
 		timed.Name, doneTimed.Sub(restarted).Round(10*time.Millisecond), ready.Round(10*time.Millisecond))
 	b.check(t, expect, restarted, time.Minute)
