@@ -119,7 +119,7 @@ func giveUp(ctx context.Context, attempts int, took time.Duration, mayBeStored b
 			ErrPublish, ErrNotStored, attempts, took, last, ctx.Err())
 	}
 	return fmt.Errorf("%w after %d attempts in %s: %v (last error: %v): it may still be stored, since an attempt was not answered: "+
-		"publishing the same event again is safe (its id makes it count once)", ErrPublish, attempts, took, ctx.Err(), last)
+		"publishing the same event again (its id) within the stream's duplicate window stores it at most once", ErrPublish, attempts, took, ctx.Err(), last)
 }
 
 // errDuplicateInProcess is JetStream's "duplicate message id is in
