@@ -42,7 +42,11 @@ func defaultActor() string {
 func sendCommand(ctx context.Context, conn events.ConnConfig, r events.Ref, eventType string, data any, actor string, timeout time.Duration) (events.Event, *follow.Answer, error) {
 	client, err := connect(ctx, conn)
 	if err != nil {
-		return events.Event{}, nil, err
+		var ue usageError
+		if errors.As(err, &ue) {
+			return events.Event{}, nil, err
+		}
+		return events.Event{}, nil, fmt.Errorf("%w: %w", events.ErrNotStored, err)
 	}
 	defer client.Close()
 	ev, err := events.New(cliSource, eventType, r.String(), data)
@@ -67,7 +71,7 @@ type commandOptions struct {
 func (o *commandOptions) addFlags(cmd *cobra.Command, noun string) {
 	addNamespaceFlagOf(cmd, &o.ns, noun)
 	cmd.Flags().StringVar(&o.actor, "as", defaultActor(), "who sends the command (the actor its answer carries), e.g. ci:github/acme/shop")
-	cmd.Flags().DurationVar(&o.timeout, "timeout", defaultAnswerTimeout, "how long to wait for the answer")
+	cmd.Flags().DurationVar(&o.timeout, "timeout", defaultAnswerTimeout, "how long to wait for the bus to store the command, and then for its answer")
 	cmd.Flags().BoolVar(&o.noWait, "no-wait", false, "publish the command and exit without waiting for its answer")
 }
 
@@ -120,22 +124,30 @@ func newOperatorCommand(conn *events.ConnConfig, oc operatorCommand) *cobra.Comm
 		if err != nil {
 			return err
 		}
-		if o.timeout <= 0 && !o.noWait {
-			return usageError{fmt.Errorf("--timeout %s must be positive (or use --no-wait)", o.timeout)}
+		if o.timeout <= 0 {
+			return usageError{fmt.Errorf("--timeout %s must be positive", o.timeout)}
 		}
 		payload := data()
 		if ue, ok := payload.(usageError); ok {
 			return ue
 		}
-		timeout := o.timeout
+		ctx, timeout := cmd.Context(), o.timeout
 		if o.noWait {
+			// Only the publish waits, for as long as --timeout.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+			defer cancel()
 			timeout = 0
 		}
-		ev, a, err := sendCommand(cmd.Context(), *conn, r, oc.eventType, payload, o.actor, timeout)
+		ev, a, err := sendCommand(ctx, *conn, r, oc.eventType, payload, o.actor, timeout)
 		out := cmd.OutOrStdout()
 		switch {
 		case errors.Is(err, follow.ErrNoAnswer):
 			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, oc.verb, ev.ID(), o.timeout, r)
+		case errors.Is(err, events.ErrNotStored):
+			return fmt.Errorf("%s: %s will not act: %w; send it again once the NATS cluster has its stream leaders back", r, oc.verb, err)
+		case errors.Is(err, events.ErrPublish):
+			return fmt.Errorf("%s: %s sent (event %s) but not acknowledged within %s: it may still be stored and act once the bus recovers; `sluice history %s` shows whether it did before you send another: %w", r, oc.verb, ev.ID(), o.timeout, r, err)
 		case err != nil:
 			return err
 		case a == nil:

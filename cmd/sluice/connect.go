@@ -29,6 +29,8 @@ func connect(ctx context.Context, cfg events.ConnConfig) (*events.Client, error)
 	switch {
 	case errors.Is(err, events.ErrInvalidConfig):
 		return nil, usageError{err}
+	case errors.Is(err, events.ErrJetStreamUnavailable) && ctx.Err() == nil:
+		return nil, err
 	case err != nil && ctx.Err() == nil:
 		// Connect's error repeats the address; the cause is what it wraps.
 		if cause := errors.Unwrap(err); cause != nil {
@@ -42,6 +44,9 @@ func connect(ctx context.Context, cfg events.ConnConfig) (*events.Client, error)
 		client.Close()
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return nil, fmt.Errorf("NATS at %s has no Sluice streams: start `sluice dev` or a Sluice service against it once", cfg.Address())
+		}
+		if events.Unavailable(err) {
+			return nil, fmt.Errorf("NATS at %s answered, but its JetStream did not (%w): its streams may have no JetStream leader, as when a NATS cluster has lost its quorum", cfg.Address(), err)
 		}
 		return nil, fmt.Errorf("NATS at %s: %w", cfg.Address(), err)
 	}

@@ -241,6 +241,7 @@ func run(ctx context.Context, s Spec, conn events.ConnConfig, flags Flags, log *
 	}
 	defer client.Close()
 	env := p.Env(client, bus, log, flags.StopTimeout)
+	go p.watchBus(ctx, client.CheckJetStream)
 	return runService(ctx, p, s.Name, func() (Service, error) { return s.Build(env) }, client)
 }
 
@@ -286,6 +287,40 @@ func (p *Process) WaitForBus(ctx context.Context, op func(context.Context) error
 	})
 }
 
+// busCheckEvery is how often a service binary asks whether its bus's
+// JetStream answers (watchBus).
+const busCheckEvery = 2 * time.Second
+
+// watchBus asks check (events.Client.CheckJetStream) every busCheckEvery,
+// until ctx ends, whether JetStream answers: while it does not, the
+// process is not ready and /readyz says why. A JetStream cluster that has
+// lost its quorum answers nothing and stores nothing; the services keep
+// running and wait for it, and this is how an operator sees that they do.
+func (p *Process) watchBus(ctx context.Context, check func(context.Context) error) {
+	tick := time.NewTicker(busCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*busCheckEvery)
+		err := check(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		down := ""
+		if err != nil {
+			down = err.Error()
+		}
+		p.mu.Lock()
+		p.busDown = down
+		p.mu.Unlock()
+	}
+}
+
 // WaitReport is the events.WithWaitReport of a connection to the NATS
 // servers at addr: /readyz says that the process waits for them, and why.
 func (p *Process) WaitReport(addr string) func(events.Wait) {
@@ -328,6 +363,9 @@ type Process struct {
 	// waiting says what the process waits for while it is not ready, for
 	// /readyz; empty once its services are ready.
 	waiting string
+	// busDown is why the bus's JetStream did not answer the last check
+	// (watchBus); empty while it answers.
+	busDown string
 }
 
 // Start starts tracing and the HTTP endpoints; /readyz reports ready once
@@ -367,10 +405,14 @@ func (p *Process) Metrics() *telemetry.Metrics { return p.metrics }
 // Addr is the address of the HTTP endpoints.
 func (p *Process) Addr() string { return p.addr.String() }
 
-// Ready reports whether there are services and every one is ready.
+// Ready reports whether there are services, every one is ready, and the
+// bus answered its last check (a service binary's, watchBus).
 func (p *Process) Ready() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.busDown != "" {
+		return false
+	}
 	n := 0
 	for _, services := range p.runs {
 		for _, s := range services {
@@ -394,6 +436,9 @@ func (p *Process) setWaiting(what string) {
 func (p *Process) notReady() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.busDown != "" {
+		return "waiting for the bus: " + p.busDown
+	}
 	if p.waiting != "" {
 		return p.waiting
 	}

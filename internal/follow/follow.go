@@ -160,9 +160,13 @@ func (a *Answer) Reason() string {
 
 // Send publishes command ev on its rollout's command subject (ev's subject
 // is "<namespace>/<name>") and, unless timeout is 0, waits up to timeout
-// for its answer. It follows the status from before publishing, so no
-// answer can come first. With timeout 0 it returns a nil Answer. It
-// returns an error wrapping ErrNoAnswer when no answer came in time.
+// for the stream to store it, then up to timeout for its answer. It
+// follows the status from before publishing, so no answer can come first.
+// With timeout 0 it returns a nil Answer once ev is stored, and ctx bounds
+// the publish. It returns an error wrapping ErrNoAnswer when no answer
+// came in time, and one wrapping events.ErrNotStored when the command was
+// certainly not stored: the status could not be followed (nothing was
+// sent), or no stream leader took it (see events.Client.Publish).
 func Send(ctx context.Context, client *events.Client, ev events.Event, timeout time.Duration) (*Answer, error) {
 	r, err := events.ParseRef(ev.Subject())
 	if err != nil {
@@ -174,10 +178,19 @@ func Send(ctx context.Context, client *events.Client, ev events.Event, timeout t
 	}
 	f, err := Status(ctx, client, r)
 	if err != nil {
-		return nil, err
+		why := ""
+		if events.Unavailable(err) {
+			why = " (JetStream did not answer: its streams may have no JetStream leader, as when a NATS cluster has lost its quorum)"
+		}
+		return nil, fmt.Errorf("%w: %s %s was not sent, as its answer could not be awaited: %w%s", events.ErrNotStored, ev.Type(), ev.ID(), err, why)
 	}
 	defer f.Stop()
-	if _, err := client.Publish(ctx, events.CommandSubject(r), ev); err != nil {
+	// A bus that stores nothing (a cluster without a quorum) would keep
+	// the publish retrying for as long as ctx lasts.
+	pctx, cancel := context.WithTimeout(ctx, timeout)
+	_, err = client.Publish(pctx, events.CommandSubject(r), ev)
+	cancel()
+	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)

@@ -411,21 +411,44 @@ func (c *Client) attach(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	if _, err := js.AccountInfo(ctx); err != nil {
-		if denied := deniedJetStream(nc); denied != nil {
-			return denied
-		}
-		// A server that announces JetStream but has no responder on its
-		// API yet is still starting: the API answers "not enabled" for it.
-		if enabled, _ := nc.ConnectedServerJetStream(); enabled && errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-			return startingError{fmt.Errorf("JetStream on the NATS server at %s is not answering yet: %v", nc.ConnectedUrlRedacted(), err)}
-		}
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
-			return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
-		}
-		return fmt.Errorf("query JetStream account at %s: %w", nc.ConnectedUrlRedacted(), err)
+		return jetStreamError(nc, err)
 	}
 	c.nc, c.js = nc, js
 	return nil
+}
+
+// CheckJetStream asks the JetStream API for this account's information,
+// which a cluster answers only while it has a JetStream leader, and
+// returns the error Connect would have reported (ErrJetStreamUnavailable
+// while the cluster has none, as after it lost its quorum), or nil. A
+// running service binary asks it for its /readyz.
+func (c *Client) CheckJetStream(ctx context.Context) error {
+	if _, err := c.js.AccountInfo(ctx); err != nil {
+		return jetStreamError(c.nc, err)
+	}
+	return nil
+}
+
+// jetStreamError is what a failed account-information request of nc
+// means, as Connect and CheckJetStream report it.
+func jetStreamError(nc *nats.Conn, err error) error {
+	if denied := deniedJetStream(nc); denied != nil {
+		return denied
+	}
+	// A server that announces JetStream but has no responder on its
+	// API yet is still starting: the API answers "not enabled" for it.
+	if enabled, _ := nc.ConnectedServerJetStream(); enabled && errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return startingError{fmt.Errorf("JetStream on the NATS server at %s is not answering yet: %v", nc.ConnectedUrlRedacted(), err)}
+	}
+	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		return fmt.Errorf("%w on the NATS server at %s: start nats-server with -js (or a jetstream {} block in its configuration), or enable it for this account", ErrJetStreamNotEnabled, nc.ConnectedUrlRedacted())
+	}
+	if Unavailable(err) && nc.IsConnected() {
+		return fmt.Errorf("%w: the NATS server at %s answered, but its JetStream API did not (query JetStream account: %w): "+
+			"the cluster has no JetStream leader, as when it has lost its quorum (most of its nodes down, cut off or out of disk space) or elects one",
+			ErrJetStreamUnavailable, nc.ConnectedUrlRedacted(), err)
+	}
+	return fmt.Errorf("query JetStream account at %s: %w", nc.ConnectedUrlRedacted(), err)
 }
 
 // checkInbox subscribes to one of the client's inboxes and waits for the

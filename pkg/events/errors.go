@@ -31,6 +31,19 @@ var (
 	// ErrPublish means a publish was not acknowledged by a stream before the
 	// context ended or the attempts ran out.
 	ErrPublish = errors.New("publish not acknowledged")
+
+	// ErrJetStreamUnavailable means a NATS server answered but its
+	// JetStream API did not, or answered that it is unavailable: a
+	// cluster without a JetStream leader (its quorum lost, or an election
+	// under way). It is Unavailable: the same call may succeed later.
+	ErrJetStreamUnavailable = errors.New("JetStream unavailable")
+
+	// ErrNotStored comes with ErrPublish when the bus certainly stored
+	// nothing: no stream leader took any attempt (NoLeader), as while a
+	// JetStream cluster has lost its quorum. Without it, a failed publish
+	// may still have been stored (an attempt timed out), and may act
+	// later; publishing the same event again is safe either way.
+	ErrNotStored = errors.New("not stored")
 )
 
 // permanentError marks an error as not worth retrying.

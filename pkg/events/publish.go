@@ -28,7 +28,10 @@ type PublishResult struct {
 // stored once. Ambiguous failures (timeouts, no stream reachable during a
 // reconnect or leader election) are retried with the same id until ctx ends.
 // The span context of ctx is written into the event's traceparent extension.
-// Errors wrap ErrMalformed for an invalid event and ErrPublish otherwise.
+// Errors wrap ErrMalformed for an invalid event and ErrPublish otherwise;
+// ErrPublish comes with ErrNotStored when no stream leader took any attempt
+// (the stream has no leader, as in a cluster that lost its quorum), so
+// nothing was stored.
 func (c *Client) Publish(ctx context.Context, subject string, ev Event) (PublishResult, error) {
 	ctx, span := c.tracer.Start(ctx, "send "+subject,
 		trace.WithSpanKind(trace.SpanKindProducer),
@@ -69,9 +72,17 @@ func (c *Client) observePublish(eventType string, res PublishResult, err error) 
 // failures with the same id until ctx ends.
 func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (PublishResult, error) {
 	var lastErr error
+	// mayBeStored is set once an attempt failed in a way that leaves
+	// open whether the stream stored it (a timeout, a lost connection).
+	mayBeStored := false
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, c.publishTimeout)
-		ack, err := c.js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID))
+		// Retries are this loop's alone: jetstream's own retry of "no
+		// responders" waits inside the attempt's timeout, which then ends
+		// it as a timeout, and a publish that no leader took would read
+		// as one that may have been stored.
+		ack, err := c.js.PublishMsg(actx, msg, jetstream.WithMsgID(msgID), jetstream.WithRetryAttempts(0))
 		cancel()
 		if err == nil {
 			return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
@@ -86,12 +97,29 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 		if perr := c.permissionViolation(msg.Subject); perr != nil {
 			return PublishResult{}, fmt.Errorf("%w: %v", ErrPublish, perr)
 		}
+		mayBeStored = mayBeStored || !NoLeader(err)
 		select {
 		case <-ctx.Done():
-			return PublishResult{}, fmt.Errorf("%w after %d attempts: %v (last error: %v)", ErrPublish, attempt, ctx.Err(), lastErr)
+			return PublishResult{}, giveUp(ctx, attempt, time.Since(start), mayBeStored, lastErr)
 		case <-time.After(backoffDelay(attempt, 50*time.Millisecond, 2*time.Second)):
 		}
 	}
+}
+
+// giveUp is the error of a publish whose context ended after attempts
+// that failed for a passing reason, the last with last. It says whether
+// the stream may have stored the event, since that decides what its
+// caller may tell a person: no leader taking any attempt means nothing was
+// stored (ErrNotStored).
+func giveUp(ctx context.Context, attempts int, took time.Duration, mayBeStored bool, last error) error {
+	took = took.Round(time.Millisecond)
+	if !mayBeStored {
+		return fmt.Errorf("%w, %w: no leader of its stream took any of %d attempts in %s (last error: %v): the stream has no JetStream leader, "+
+			"as when a NATS cluster has lost its quorum (most of its nodes down, cut off or out of disk space), or no stream takes this subject (%v)",
+			ErrPublish, ErrNotStored, attempts, took, last, ctx.Err())
+	}
+	return fmt.Errorf("%w after %d attempts in %s: %v (last error: %v): it may still be stored, since an attempt was not answered: "+
+		"publishing the same event again (its id) within the stream's duplicate window stores it at most once", ErrPublish, attempts, took, ctx.Err(), last)
 }
 
 // errDuplicateInProcess is JetStream's "duplicate message id is in

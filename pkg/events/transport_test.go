@@ -505,6 +505,36 @@ func TestPublishWithoutStreamFailsWhenContextEnds(t *testing.T) {
 	if !errors.Is(err, ErrPublish) || !strings.Contains(err.Error(), cmdSubject("web")) {
 		t.Errorf("publish with no stream: err = %v, want ErrPublish naming the subject", err)
 	}
+	// No stream leader took any attempt (as in a cluster without a
+	// quorum): the error must say that nothing was stored, and why.
+	if !errors.Is(err, ErrNotStored) || !strings.Contains(err.Error(), "no JetStream leader") {
+		t.Errorf("publish no leader took: err = %v, want ErrNotStored saying the stream has no JetStream leader", err)
+	}
+}
+
+// A publish whose attempts were taken and not answered (a stream leader
+// that lost its quorum takes a publish it cannot commit) may be stored
+// later: its error must not say it was not.
+func TestPublishUnansweredMayBeStored(t *testing.T) {
+	srv := startServer(t)
+	c := connect(t, srv.ClientURL(), WithPublishTimeout(100*time.Millisecond))
+	taker, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taker.Close()
+	if _, err := taker.Subscribe(cmdSubject("web"), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := taker.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = c.Publish(ctx, cmdSubject("web"), mustEvent(t, TypeRolloutAbort, "default/web", nil))
+	if !errors.Is(err, ErrPublish) || errors.Is(err, ErrNotStored) || !strings.Contains(err.Error(), "may still be stored") {
+		t.Errorf("publish taken and never answered: err = %v, want ErrPublish saying it may still be stored, without ErrNotStored", err)
+	}
 }
 
 func TestEachConsumerDeadLettersItsOwnCopy(t *testing.T) {
