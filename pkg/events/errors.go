@@ -40,10 +40,16 @@ var (
 
 	// ErrNotStored comes with ErrPublish when the bus certainly stored
 	// nothing: no stream leader took any attempt (NoLeader), as while a
-	// JetStream cluster has lost its quorum. Without it, a failed publish
+	// JetStream cluster has lost its quorum, or the server refused the
+	// publish for the user's permissions (ErrNotPermitted). Without it, a failed publish
 	// may still have been stored (an attempt timed out), and may act
 	// later; publishing the same event again is safe either way.
 	ErrNotStored = errors.New("not stored")
+
+	// ErrNotPermitted comes with ErrPublish and ErrNotStored when the
+	// server refused a publish outside the user's NATS permissions:
+	// nothing was stored, and sending it again cannot help.
+	ErrNotPermitted = errors.New("not permitted")
 )
 
 // permanentError marks an error as not worth retrying.

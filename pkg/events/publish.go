@@ -95,7 +95,7 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 		// asynchronously, so the request only times out; retrying cannot
 		// help.
 		if perr := c.permissionViolation(msg.Subject); perr != nil {
-			return PublishResult{}, fmt.Errorf("%w: %v", ErrPublish, perr)
+			return PublishResult{}, fmt.Errorf("%w, %w: %w", ErrPublish, ErrNotStored, perr)
 		}
 		mayBeStored = mayBeStored || !NoLeader(err)
 		select {
@@ -154,7 +154,7 @@ func (c *Client) permissionViolation(subject string) error {
 	if !strings.Contains(err.Error(), `"`+subject+`"`) {
 		return nil
 	}
-	return fmt.Errorf("not permitted to publish to %s (check this user's NATS permissions): %w", subject, err)
+	return fmt.Errorf("%w to publish to %s (check this user's NATS permissions): %w", ErrNotPermitted, subject, err)
 }
 
 // Outgoing is an event to publish on a subject.
