@@ -107,9 +107,11 @@ func (l *commandLog) earlier(ctx context.Context, subject string, after, before 
 // starts from the record this replica knows; what it finds is checked
 // on the leader's record, since a command another replica applied a
 // moment ago is not news. Failing to read costs only the order: the
-// batch is decided as it came, and the failure logged.
+// batch is decided as it came, and the failure logged. A batch this
+// consumer decides nothing of (templates applied, which share the
+// command subjects) needs no look.
 func (s *Service) withEarlier(ctx context.Context, batch []events.Message, decides func(typ string) bool) []events.Message {
-	if len(batch) == 0 {
+	if !slices.ContainsFunc(batch, func(m events.Message) bool { return decides(m.Event.Type()) }) {
 		return batch
 	}
 	first := batch[0].Delivery
