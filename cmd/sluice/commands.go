@@ -146,6 +146,8 @@ func newOperatorCommand(conn *events.ConnConfig, oc operatorCommand) *cobra.Comm
 			return fmt.Errorf("%s: %s sent (event %s), but no answer came within %s: is the orchestrator running? (`sluice history %s` shows what happened)", r, oc.verb, ev.ID(), o.timeout, r)
 		case errors.Is(err, events.ErrNotPermitted):
 			return fmt.Errorf("%s: %s will not act: %w", r, oc.verb, err)
+		case errors.Is(err, events.ErrRefused):
+			return fmt.Errorf("%s: %s will not act: %w; the stream's limits or state must change before it can be stored (`nats stream info %s`)", r, oc.verb, err, events.StreamCommands)
 		case errors.Is(err, events.ErrNotStored):
 			return fmt.Errorf("%s: %s will not act: %w; send it again once the NATS cluster has its stream leaders back", r, oc.verb, err)
 		case errors.Is(err, events.ErrPublish):

@@ -40,8 +40,9 @@ var (
 
 	// ErrNotStored comes with ErrPublish when the bus certainly stored
 	// nothing: no stream leader took any attempt (NoLeader), as while a
-	// JetStream cluster has lost its quorum, or the server refused the
-	// publish for the user's permissions (ErrNotPermitted). Without it, a failed publish
+	// JetStream cluster has lost its quorum, the server refused the
+	// publish for the user's permissions (ErrNotPermitted), or the stream
+	// answered with a refusal (ErrRefused). Without it, a failed publish
 	// may still have been stored (an attempt timed out), and may act
 	// later; publishing the same event again is safe either way.
 	ErrNotStored = errors.New("not stored")
@@ -50,6 +51,14 @@ var (
 	// server refused a publish outside the user's NATS permissions:
 	// nothing was stored, and sending it again cannot help.
 	ErrNotPermitted = errors.New("not permitted")
+
+	// ErrRefused comes with ErrPublish and ErrNotStored when the stream's
+	// leader answered the publish with a refusal (a JetStream API error:
+	// the stream full with its discard policy set to new, a message over
+	// its size limit, a sealed stream), or the client would not send it
+	// (over the server's maximum payload): nothing was stored, and sending
+	// the same event again fails the same way until the stream changes.
+	ErrRefused = errors.New("refused by the bus")
 )
 
 // permanentError marks an error as not worth retrying.

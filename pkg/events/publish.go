@@ -30,8 +30,9 @@ type PublishResult struct {
 // The span context of ctx is written into the event's traceparent extension.
 // Errors wrap ErrMalformed for an invalid event and ErrPublish otherwise;
 // ErrPublish comes with ErrNotStored when no stream leader took any attempt
-// (the stream has no leader, as in a cluster that lost its quorum), so
-// nothing was stored.
+// (the stream has no leader, as in a cluster that lost its quorum), the
+// user may not publish to subject (ErrNotPermitted) or the stream refused
+// the event (ErrRefused), so nothing was stored.
 func (c *Client) Publish(ctx context.Context, subject string, ev Event) (PublishResult, error) {
 	ctx, span := c.tracer.Start(ctx, "send "+subject,
 		trace.WithSpanKind(trace.SpanKindProducer),
@@ -89,6 +90,9 @@ func (c *Client) publishMsg(ctx context.Context, msg *nats.Msg, msgID string) (P
 		}
 		lastErr = err
 		if !ambiguous(err) {
+			if refused(err) {
+				return PublishResult{}, fmt.Errorf("%w, %w, %w: %v", ErrPublish, ErrNotStored, ErrRefused, err)
+			}
 			return PublishResult{}, fmt.Errorf("%w: %v", ErrPublish, err)
 		}
 		// The server refuses a publish outside the user's permissions
@@ -142,6 +146,14 @@ func ambiguous(err error) bool {
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) ||
 		errors.Is(err, nats.ErrDisconnected)
+}
+
+// refused reports whether err, a failure that is not ambiguous, is the
+// stream's answer refusing a publish or the client's refusal to send it:
+// either way nothing was stored.
+func refused(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) || errors.Is(err, nats.ErrMaxPayload)
 }
 
 // permissionViolation returns the connection's last error when it is the

@@ -498,8 +498,11 @@ func TestConsumerConfigValidation(t *testing.T) {
 }
 
 func TestPublishWithoutStreamFailsWhenContextEnds(t *testing.T) {
-	c := connect(t, startServer(t).ClientURL(), WithPublishTimeout(100*time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	// Each attempt's "no responders" answer comes at once; the attempt's
+	// timeout is long so that a slow machine does not turn an answer into
+	// an attempt that timed out (which may have been stored).
+	c := connect(t, startServer(t).ClientURL(), WithPublishTimeout(2*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	_, err := c.Publish(ctx, cmdSubject("web"), mustEvent(t, TypeRolloutAbort, "default/web", nil))
 	if !errors.Is(err, ErrPublish) || !strings.Contains(err.Error(), cmdSubject("web")) {
@@ -622,5 +625,30 @@ func TestPublishAllStoresInOrderOnce(t *testing.T) {
 	bad := append(slices.Clone(batch), Outgoing{Subject: cmdSubject("web"), Event: Event{}})
 	if err := c.PublishAll(context.Background(), bad); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a batch with an invalid event: err %v, want ErrMalformed", err)
+	}
+}
+
+// A publish the stream's leader refuses (here a stream full with its
+// discard policy set to new) stored nothing: its error must say so, and
+// why, rather than that it may still be stored.
+func TestPublishRefusedByTheStreamIsNotStored(t *testing.T) {
+	c := connect(t, startServer(t).ClientURL(), WithPublishTimeout(time.Second))
+	if _, err := c.JetStream().CreateStream(context.Background(), jetstream.StreamConfig{
+		Name: "FULL", Subjects: []string{cmdSubject("web")}, MaxMsgs: 1, Discard: jetstream.DiscardNew,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, cmdSubject("web"), mustEvent(t, TypeRolloutAbort, "default/web", nil)); err != nil {
+		t.Fatalf("first publish: %v", err)
+	}
+	_, err := c.Publish(ctx, cmdSubject("web"), mustEvent(t, TypeRolloutAbort, "default/web", nil))
+	if !errors.Is(err, ErrPublish) || !errors.Is(err, ErrNotStored) || !errors.Is(err, ErrRefused) ||
+		!strings.Contains(err.Error(), "maximum messages exceeded") || strings.Contains(err.Error(), "may still be stored") {
+		t.Errorf("publish to a full stream: err = %v, want ErrPublish, ErrNotStored and ErrRefused naming the stream's reason", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("a refused publish was retried until its context ended")
 	}
 }
