@@ -31,6 +31,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/daemon"
 	"github.com/sluicehq/sluice/internal/promserver"
 	"github.com/sluicehq/sluice/internal/testbin"
 	"github.com/sluicehq/sluice/pkg/events/embedded"
@@ -419,6 +420,14 @@ func (s *System) supervise(p *Proc) {
 		p.mu.Lock()
 		p.cmd = nil
 		p.mu.Unlock()
+		// A usage error (a flag the binary does not take, a value it
+		// refuses) is the test's mistake, and the same again on every
+		// start: say so, with the process's own words, rather than start
+		// it again until the test's deadline says only "not ready".
+		if cmd.ProcessState.ExitCode() == daemon.ExitUsage && s.ctx.Err() == nil {
+			s.t.Errorf("%s exited with a usage error (exit %d); not started again:\n%s", p.Name, daemon.ExitUsage, p.logTail(20))
+			return
+		}
 		select {
 		case <-s.ctx.Done():
 		case <-time.After(s.restart):
@@ -598,15 +607,20 @@ func (s *System) signalAll(sig syscall.Signal) {
 func (s *System) LogTails(lines int) string {
 	var b strings.Builder
 	for _, p := range s.Procs {
-		data, _ := os.ReadFile(p.Log)
-		ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-		if len(ls) > lines {
-			ls = ls[len(ls)-lines:]
-		}
 		p.mu.Lock()
 		starts := p.starts
 		p.mu.Unlock()
-		fmt.Fprintf(&b, "--- %s (started %d times)\n%s\n", p.Name, starts, strings.Join(ls, "\n"))
+		fmt.Fprintf(&b, "--- %s (started %d times)\n%s\n", p.Name, starts, p.logTail(lines))
 	}
 	return b.String()
+}
+
+// logTail returns the last lines of p's log.
+func (p *Proc) logTail(lines int) string {
+	data, _ := os.ReadFile(p.Log)
+	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
 }
