@@ -75,6 +75,8 @@ func (e Env) BusClock(service string, cfg clock.BusConfig) *clock.Bus {
 		cfg.Waiting = func(err error) { e.waiting("sync the clock to the bus: " + err.Error()) }
 	}
 	cfg.Observe = func(offset, uncertainty time.Duration) { e.Metrics.Clock(service, offset, uncertainty) }
+	cfg.Defaults()
+	e.Metrics.ClockBound(service, cfg.MaxUncertainty)
 	return clock.NewBus(cfg)
 }
 

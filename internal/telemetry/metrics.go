@@ -48,6 +48,7 @@ type Metrics struct {
 	notificationDuration *prometheus.HistogramVec
 
 	clockUncertainty *prometheus.GaugeVec
+	clockBound       *prometheus.GaugeVec
 	clockOffset      *prometheus.GaugeVec
 }
 
@@ -159,18 +160,22 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"service"}),
 		clockUncertainty: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_clock_uncertainty_seconds",
-			Help: "How far, at most, the service's clock (the bus's time, package clock) may be from the bus's: half the round trip of the reading it came from, grown by the drift bound since; by service (orchestrator, analyzer). Updated at every sync (every 30s).",
+			Help: "How far, at most, the service's clock (the bus's time, package clock) may be from the bus's: half the round trip of the reading it came from, grown by the drift bound since; by service (orchestrator, analyzer, replicas). Updated at every sync (every 30s).",
+		}, []string{"service"}),
+		clockBound: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_clock_max_uncertainty_seconds",
+			Help: "The largest uncertainty of the bus's time the service accepts (--clock-max-uncertainty), by service: an alert compares sluice_clock_uncertainty_seconds with it.",
 		}, []string{"service"}),
 		clockOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_clock_offset_seconds",
-			Help: "How far the bus's time was ahead of this host's wall clock at the last sync (negative: behind), by service (orchestrator, analyzer). Sluice decides by the bus's time; a large offset says the host's clock is wrong.",
+			Help: "How far the bus's time was ahead of this host's wall clock at the last sync (negative: behind), by service (orchestrator, analyzer, replicas). Sluice decides by the bus's time; a large offset says the host's clock is wrong.",
 		}, []string{"service"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
 		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.reordered, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
-		m.gatewayRequests, m.notifications, m.notificationDuration, m.clockUncertainty, m.clockOffset,
+		m.gatewayRequests, m.notifications, m.notificationDuration, m.clockUncertainty, m.clockBound, m.clockOffset,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -411,4 +416,13 @@ func (m *Metrics) Clock(service string, offset, uncertainty time.Duration) {
 	}
 	m.clockOffset.WithLabelValues(service).Set(offset.Seconds())
 	m.clockUncertainty.WithLabelValues(service).Set(uncertainty.Seconds())
+}
+
+// ClockBound records the largest uncertainty of the bus's time service
+// accepts (--clock-max-uncertainty).
+func (m *Metrics) ClockBound(service string, bound time.Duration) {
+	if m == nil {
+		return
+	}
+	m.clockBound.WithLabelValues(service).Set(bound.Seconds())
 }

@@ -186,6 +186,9 @@ func TestAServiceFarFromItsBus(t *testing.T) {
 		if unc < farDelay.Seconds() || unc > 2 {
 			t.Errorf("%s: sluice_clock_uncertainty_seconds %g, want at least the %s one way and within the bound of 2s", name, unc, farDelay)
 		}
+		if bound := procMetric(t, p, "sluice_clock_max_uncertainty_seconds", `service="`+service+`"`); bound != 2 {
+			t.Errorf("%s: sluice_clock_max_uncertainty_seconds %g, want the flag's 2s (the SluiceClockUncertain alert compares with it)", name, bound)
+		}
 		t.Logf("%s ready %s after start, clock uncertainty %.3fs", name, time.Since(begun).Round(100*time.Millisecond), unc)
 	}
 	for _, name := range clocked {
