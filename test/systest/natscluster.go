@@ -518,14 +518,7 @@ func (c *NATSCluster) MoveLeader(ctx context.Context, stream string, to *NATSNod
 }
 
 // LogTail is the last lines of the node's log.
-func (n *NATSNode) LogTail(lines int) string {
-	data, _ := os.ReadFile(n.Log)
-	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
+func (n *NATSNode) LogTail(lines int) string { return fileTail(n.Log, lines) }
 
 // Shutdown stops every running node (resuming a paused one first).
 func (c *NATSCluster) Shutdown() {

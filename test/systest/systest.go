@@ -616,8 +616,11 @@ func (s *System) LogTails(lines int) string {
 }
 
 // logTail returns the last lines of p's log.
-func (p *Proc) logTail(lines int) string {
-	data, _ := os.ReadFile(p.Log)
+func (p *Proc) logTail(lines int) string { return fileTail(p.Log, lines) }
+
+// fileTail returns the last lines of the file at path.
+func fileTail(path string, lines int) string {
+	data, _ := os.ReadFile(path)
 	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
 	if len(ls) > lines {
 		ls = ls[len(ls)-lines:]
