@@ -91,3 +91,15 @@ func TestRoundsMergeChangesThatWaitForAWrite(t *testing.T) {
 		t.Errorf("after the writes: busy %v, next %v; want nothing left", r.busy, r.next)
 	}
 }
+
+// BenchmarkRoundsIdle is what a write of an idle Rollout pays for the
+// merging: the hand-off to the key's writer and back, with no waiting.
+func BenchmarkRoundsIdle(b *testing.B) {
+	r := newRounds(func(context.Context, string, []int) error { return nil })
+	ctx := context.Background()
+	for b.Loop() {
+		if err := r.do(ctx, "web", 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
