@@ -114,6 +114,9 @@ type AnalysisRuns struct {
 	mu   sync.Mutex
 	runs RunSource
 	inf  cache.SharedIndexInformer
+	// cached, when set, gives the Rollouts from the watcher's cache: the
+	// owner of the runs a status event names.
+	cached *cached
 }
 
 // runKey is one AnalysisRun object to act on.
@@ -245,13 +248,14 @@ func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.
 	if len(names) == 0 && !prune {
 		return nil
 	}
-	owner, err := a.cfg.Dynamic.Resource(res).Namespace(snap.Namespace).Get(ctx, snap.Name, metav1.GetOptions{})
+	owner, err := a.owner(ctx, res, events.Ref{Namespace: snap.Namespace, Name: snap.Name})
 	if apierrors.IsNotFound(err) {
 		return nil // published from CI or the CLI: no cluster object to own runs
 	}
 	if err != nil {
 		return err
 	}
+	var mirrored []*unstructured.Unstructured
 	for _, name := range names {
 		if _, _, _, ok := RunLabels(owner.GetName(), name); !ok && res == RolloutResource {
 			// A canary step's experiment's run, which Argo's Experiment
@@ -259,8 +263,12 @@ func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.
 			// experiment, so its runs have none either.
 			continue
 		}
-		if err := a.mirror(ctx, owner, name); err != nil {
+		u, err := a.mirror(ctx, owner, name)
+		if err != nil {
 			return err
+		}
+		if u != nil {
+			mirrored = append(mirrored, u)
 		}
 	}
 	if !prune {
@@ -272,7 +280,19 @@ func (a *AnalysisRuns) handle(ctx context.Context, _ events.Delivery, ev events.
 	for _, r := range snap.Runs {
 		current[r.Name] = snap.Phase != events.PhaseHealthy
 	}
-	return a.prune(ctx, owner, current)
+	return a.prune(ctx, owner, current, mirrored)
+}
+
+// owner is the object of ref that owns its runs: a Rollout from the
+// watcher's cache when it has it (what the runs take from it, its uid,
+// name and history limits, an older version has too), else read.
+func (a *AnalysisRuns) owner(ctx context.Context, res schema.GroupVersionResource, ref events.Ref) (*unstructured.Unstructured, error) {
+	if res == RolloutResource && a.cached != nil {
+		if ro, ok := a.cached.rollout(ref); ok {
+			return ro, nil
+		}
+	}
+	return a.cfg.Dynamic.Resource(res).Namespace(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
 }
 
 // runNames are the runs a status event names, each once.
@@ -301,45 +321,46 @@ func runNames(data events.StatusData) []string {
 }
 
 // mirror writes run name of the Rollout object ro as the analyzer holds
-// it. A run the analyzer does not hold (not started yet, or past its
-// retention) is left as it is.
-func (a *AnalysisRuns) mirror(ctx context.Context, ro *unstructured.Unstructured, name string) error {
+// it, and returns the object as it is now (nil: none). A run the analyzer
+// does not hold (not started yet, or past its retention) is left as it
+// is.
+func (a *AnalysisRuns) mirror(ctx context.Context, ro *unstructured.Unstructured, name string) (*unstructured.Unstructured, error) {
 	ref := events.Ref{Namespace: ro.GetNamespace(), Name: ro.GetName()}
 	src, err := a.source(ctx)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		// No analyzer ever ran on this bus, so the run has not started:
 		// a later event names it again once it has.
 		a.log.Warn("analysis run not mirrored: no analyzer has created its runs bucket yet", "rollout", ref.String(), "run", name)
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ars := a.cfg.Dynamic.Resource(AnalysisRunResource).Namespace(ref.Namespace)
 	for attempt := 0; ; attempt++ {
 		run, err := src.Get(ctx, ref, name)
 		if errors.Is(err, analyzer.ErrNoRun) {
-			return nil
+			return nil, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		cur, err := ars.Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			cur = nil
 		case err != nil:
-			return err
+			return nil, err
 		}
-		err = a.write(ctx, ars, ro, run, cur)
+		now, err := a.write(ctx, ars, ro, run, cur)
 		if (apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)) && attempt < 5 {
 			continue // written meanwhile (another replica): read both again
 		}
 		if errors.Is(err, errForeign) {
 			a.log.Warn("AnalysisRun object not owned by its Rollout; left alone", "rollout", ref.String(), "run", name)
-			return nil
+			return nil, nil
 		}
-		return err
+		return now, err
 	}
 }
 
@@ -347,26 +368,27 @@ func (a *AnalysisRuns) mirror(ctx context.Context, ro *unstructured.Unstructured
 // Rollout does not own.
 var errForeign = errors.New("AnalysisRun owned by another object")
 
-// write creates or updates the object of run from cur (nil: none yet).
-// With Argo's CRD (no status subresource) status is written with the
-// object; with a status subresource it is written after.
-func (a *AnalysisRuns) write(ctx context.Context, ars dynamic.ResourceInterface, ro *unstructured.Unstructured, run analysis.Run, cur *unstructured.Unstructured) error {
+// write creates or updates the object of run from cur (nil: none yet),
+// and returns it as written. With Argo's CRD (no status subresource)
+// status is written with the object; with a status subresource it is
+// written after.
+func (a *AnalysisRuns) write(ctx context.Context, ars dynamic.ResourceInterface, ro *unstructured.Unstructured, run analysis.Run, cur *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	want, err := AnalysisRunObject(ro, run, cur, a.cfg.Now())
 	if err != nil {
-		return events.Permanent(err)
+		return nil, events.Permanent(err)
 	}
 	if cur == nil {
 		got, err := ars.Create(ctx, want, metav1.CreateOptions{FieldManager: "sluice"})
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return a.writeStatus(ctx, ars, got, want)
+		return got, a.writeStatus(ctx, ars, got, want)
 	}
 	if !ownedBy(cur, ro.GetUID()) {
-		return errForeign
+		return nil, errForeign
 	}
 	if progress(cur) > progress(want) {
-		return nil // a later state is already written
+		return cur, nil // a later state is already written
 	}
 	next := cur.DeepCopy()
 	next.SetLabels(want.GetLabels())
@@ -375,17 +397,18 @@ func (a *AnalysisRuns) write(ctx context.Context, ars dynamic.ResourceInterface,
 	next.Object["spec"] = want.Object["spec"]
 	next.Object["status"] = want.Object["status"]
 	if reflect.DeepEqual(next.Object, cur.Object) {
-		return nil
+		return cur, nil
 	}
 	got, err := ars.Update(ctx, next, metav1.UpdateOptions{FieldManager: "sluice"})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return a.writeStatus(ctx, ars, got, want)
+	return got, a.writeStatus(ctx, ars, got, want)
 }
 
 // writeStatus writes want's status into got when the API server kept
-// another (a status subresource ignores status on create and update).
+// another (a status subresource ignores status on create and update);
+// got has want's status after.
 func (a *AnalysisRuns) writeStatus(ctx context.Context, ars dynamic.ResourceInterface, got, want *unstructured.Unstructured) error {
 	if reflect.DeepEqual(got.Object["status"], want.Object["status"]) {
 		return nil
@@ -710,22 +733,33 @@ func toJSON(v any) ([]any, error) {
 // revision has no ReplicaSet left is deleted, and of the others the
 // Successful ones past successfulRunHistoryLimit and the Failed, Error
 // and Inconclusive ones past unsuccessfulRunHistoryLimit.
-func (a *AnalysisRuns) prune(ctx context.Context, ro *unstructured.Unstructured, current map[string]bool) error {
-	// Listed, not read from the informer's cache, which may not have the
-	// final phase just written yet.
-	list, err := a.cfg.Dynamic.Resource(AnalysisRunResource).Namespace(ro.GetNamespace()).List(ctx, metav1.ListOptions{})
+//
+// mirrored are the runs the caller just mirrored, as they are now: they
+// replace the cache's versions, which may not show yet what was written.
+func (a *AnalysisRuns) prune(ctx context.Context, ro *unstructured.Unstructured, current map[string]bool, mirrored []*unstructured.Unstructured) error {
+	list, err := a.runObjects(ctx, ro.GetNamespace())
 	if err != nil {
 		return err
 	}
+	for _, m := range mirrored {
+		i := slices.IndexFunc(list, func(u *unstructured.Unstructured) bool { return u.GetName() == m.GetName() })
+		if i < 0 {
+			list = append(list, m)
+		} else {
+			list[i] = m
+		}
+	}
 	var owned []*unstructured.Unstructured
-	for i := range list.Items {
-		u := &list.Items[i]
+	for _, u := range list {
 		if ownedBy(u, ro.GetUID()) && !current[u.GetName()] {
 			owned = append(owned, u)
 		}
 	}
 	var hashes map[string]bool
 	if a.cfg.Client != nil {
+		// Listed, not read from Counts' cache, which holds only the
+		// ReplicaSets labelled as Sluice's: one of Argo's not yet
+		// adopted would look gone, and its revision's runs be deleted.
 		rss, err := a.cfg.Client.AppsV1().ReplicaSets(ro.GetNamespace()).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err
@@ -806,6 +840,35 @@ func RunsToPrune(runs []*unstructured.Unstructured, hashes map[string]bool, succ
 	return out
 }
 
+// runObjects are the AnalysisRun objects of namespace, from the informer's
+// cache once it has synced. The runs of the update that ended come fresh
+// from mirror (prune's mirrored); one the cache lags on else (a run it
+// does not show yet, or shows running) prune neither deletes nor counts:
+// it keeps more runs than the limits until the next prune, never fewer.
+func (a *AnalysisRuns) runObjects(ctx context.Context, namespace string) ([]*unstructured.Unstructured, error) {
+	if a.synced.Load() {
+		objs, err := a.inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
+		if err == nil {
+			out := make([]*unstructured.Unstructured, 0, len(objs))
+			for _, o := range objs {
+				if u, ok := o.(*unstructured.Unstructured); ok {
+					out = append(out, u)
+				}
+			}
+			return out, nil
+		}
+	}
+	list, err := a.cfg.Dynamic.Resource(AnalysisRunResource).Namespace(namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*unstructured.Unstructured, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, &list.Items[i])
+	}
+	return out, nil
+}
+
 // changed queues an AnalysisRun whose spec.terminate is set while its
 // phase is not final.
 func (a *AnalysisRuns) changed(obj any) {
@@ -871,7 +934,8 @@ func (a *AnalysisRuns) reconcile(ctx context.Context, k runKey) error {
 	}
 	if k.terminate == "" {
 		a.log.Info("AnalysisRun deleted while its run is live: written again", "rollout", k.namespace+"/"+k.rollout, "run", k.run)
-		return a.mirror(ctx, ro, k.run)
+		_, err := a.mirror(ctx, ro, k.run)
+		return err
 	}
 	return a.terminate(ctx, k)
 }

@@ -83,7 +83,11 @@ func (c *cached) forget(ref events.Ref) {
 }
 
 // replicaSets are the ReplicaSets labelled as the rollout's (RolloutLabel).
+// ok is false until Counts' cache has synced, and on a nil c.
 func (c *cached) replicaSets(namespace, rollout string) ([]*appsv1.ReplicaSet, bool) {
+	if c == nil {
+		return nil, false
+	}
 	l := c.rsets.Load()
 	if l == nil {
 		return nil, false

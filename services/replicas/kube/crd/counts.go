@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -122,17 +123,30 @@ func (c *Counts) Run(ctx context.Context) error {
 		c.cached.rsets.Store(&listers[0])
 	}
 	c.ready.Store(true)
-	work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key countKey) error {
-		if key.experiment {
-			if c.rewrite == nil {
-				return nil
-			}
-			return c.rewrite(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
-		}
-		return c.write(ctx, key.NamespacedName, listers[0].ReplicaSets(key.Namespace))
-	})
+	// Several workers (the queue never gives one key to two): a write
+	// waits for the client's rate limiter and for the status writer's
+	// write of the same Rollout, and one Rollout's wait must not hold
+	// the others' counts back.
+	var wg sync.WaitGroup
+	for range countsWorkers {
+		wg.Go(func() {
+			work(ctx, queue, c.log, "writing Rollout replica counts", func(ctx context.Context, key countKey) error {
+				if key.experiment {
+					if c.rewrite == nil {
+						return nil
+					}
+					return c.rewrite(ctx, events.Ref{Namespace: key.Namespace, Name: key.Name})
+				}
+				return c.write(ctx, key.NamespacedName, listers[0].ReplicaSets(key.Namespace))
+			})
+		})
+	}
+	wg.Wait()
 	return nil
 }
+
+// countsWorkers is how many Rollouts' counts Counts writes at once.
+const countsWorkers = 8
 
 // replicaSets lists the ReplicaSets of one namespace from the cache.
 type replicaSets interface {

@@ -133,7 +133,7 @@ func (c *Controllers) Run(ctx context.Context) error {
 	// The status writer and Counts read Rollouts from the watcher's cache
 	// and ReplicaSets from Counts'.
 	shared := &cached{}
-	c.watcher.cached, c.counts.cached, c.status.cached = shared, shared, shared
+	c.watcher.cached, c.counts.cached, c.status.cached, c.runs.cached = shared, shared, shared, shared
 	c.watcher.rolloutChanged = c.counts.recount
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return c.watcher.Run(ctx) })

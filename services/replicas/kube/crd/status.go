@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -104,6 +105,23 @@ type StatusWriter struct {
 	// (the write), or none when the status is already what it would
 	// write.
 	cached *cached
+	// rounds writes each Rollout's status one write at a time, merging
+	// the status events and rewrites that wait for it.
+	rounds *rounds[events.Ref, change]
+}
+
+// change is what one status event, or a rewrite (the zero change), asks
+// of a Rollout's status write: it writes the latest snapshot in any case.
+type change struct {
+	// cause is the event's causationid: the request it answers.
+	cause string
+	// data is the event's: its snapshot is written without Snapshots,
+	// or for a rejection when the orchestrator does not have the
+	// rollout.
+	data *events.StatusData
+	// rejected is whether the event is a rejection of the generation its
+	// cause names (data.Errors).
+	rejected bool
 }
 
 // NewStatusWriter returns a writer; Run starts it.
@@ -127,7 +145,9 @@ func NewStatusWriter(cfg StatusWriterConfig) (*StatusWriter, error) {
 	if err := cc.Validate(); err != nil {
 		return nil, err
 	}
-	return &StatusWriter{cfg: cfg, log: cfg.Logger, now: time.Now}, nil
+	s := &StatusWriter{cfg: cfg, log: cfg.Logger, now: time.Now}
+	s.rounds = newRounds(s.write)
+	return s, nil
 }
 
 // Ready reports whether the consumer is in place.
@@ -178,7 +198,8 @@ func (s *StatusWriter) handle(ctx context.Context, _ events.Delivery, ev events.
 	if isExperiment(ev, data) {
 		return s.writeExperiment(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
 	}
-	return s.write(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, ev, data)
+	c := change{cause: events.Extension(ev, events.ExtCausationID), data: &data, rejected: ev.Type() == events.TypeRolloutRejected}
+	return s.rounds.do(ctx, events.Ref{Namespace: data.Status.Namespace, Name: data.Status.Name}, c)
 }
 
 // Rewrite writes r's latest status again, when what it derives from in
@@ -197,26 +218,40 @@ func (s *StatusWriter) Rewrite(ctx context.Context, r events.Ref) error {
 	case err != nil:
 		return err
 	}
-	data := events.StatusData{Status: events.Snapshot{Kind: snap.Kind, Namespace: r.Namespace, Name: r.Name}}
-	// Any status event but a rejection: the latest snapshot is written.
-	typ := events.TypeRolloutStepStarted
 	if snap.Kind == events.KindExperiment {
-		typ = events.TypeExperimentRunning
-	}
-	ev, err := events.New(Source, typ, r.String(), data)
-	if err != nil {
-		return err
-	}
-	if snap.Kind == events.KindExperiment {
+		data := events.StatusData{Status: events.Snapshot{Kind: snap.Kind, Namespace: r.Namespace, Name: r.Name}}
+		ev, err := events.New(Source, events.TypeExperimentRunning, r.String(), data)
+		if err != nil {
+			return err
+		}
 		return s.writeExperiment(ctx, r, ev, data)
 	}
-	return s.write(ctx, r, ev, data)
+	// No event: the latest snapshot is written, merged with any status
+	// event's write waiting.
+	return s.rounds.do(ctx, r, change{})
 }
 
-// write writes ref's status after ev (see handle).
-func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Event, data events.StatusData) error {
+// write writes ref's status after the changes (see handle), in order:
+// one write for all of them, of the latest snapshot, as writing each
+// after the other would leave it (every write after the first would find
+// nothing new to write and record what its event answers).
+func (s *StatusWriter) write(ctx context.Context, ref events.Ref, changes []change) error {
 	rollouts := s.cfg.Dynamic.Resource(RolloutResource).Namespace(ref.Namespace)
-	cause := events.Extension(ev, events.ExtCausationID)
+	var (
+		causes          []string
+		last, rejection *events.StatusData
+	)
+	for _, c := range changes {
+		if c.cause != "" && !slices.Contains(causes, c.cause) {
+			causes = append(causes, c.cause)
+		}
+		if c.data != nil {
+			last = c.data
+		}
+		if c.rejected {
+			rejection = c.data
+		}
+	}
 	attempt := 0
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		// The first attempt starts from the cache; if the object has
@@ -235,7 +270,7 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		}
 		// After the object's read, so that of two writers the one whose
 		// write lands last read the later snapshot (the other conflicts).
-		latest, m, ok, err := s.latest(ctx, ref, ev, data)
+		latest, m, ok, err := s.latest(ctx, ref, last, rejection)
 		if err != nil || !ok {
 			return err
 		}
@@ -249,13 +284,22 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 		if !known {
 			rec = Written{UID: uid}
 		}
-		if ev.Type() == events.TypeRolloutRejected && rejects(cause, ro) {
-			rec.Rejected = &Rejection{Generation: ro.GetGeneration(), Errors: data.Errors}
+		for _, c := range changes {
+			if c.rejected && rejects(c.cause, ro) {
+				rec.Rejected = &Rejection{Generation: ro.GetGeneration(), Errors: c.data.Errors}
+			}
 		}
 		if rec.Rejected != nil && rec.Rejected.Generation != ro.GetGeneration() {
 			rec.Rejected = nil
 		}
-		answered := answeredFields(uid, cause)
+		// The causes that answer a request of the object, and the
+		// fields they answer.
+		answered := map[string][]string{}
+		for _, c := range causes {
+			if fields := answeredFields(uid, c); len(fields) > 0 {
+				answered[c] = fields
+			}
+		}
 		old, _, _ := unstructured.NestedMap(ro.Object, "status")
 		rsets, err := s.replicaSets(ctx, ro)
 		if err != nil {
@@ -272,7 +316,7 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			held = differs(rec.was(now, s.now()), now)
 		}
 		for f, id := range rec.Pending {
-			if !slices.Contains(held, f) && (id != cause || !slices.Contains(answered, f)) {
+			if !slices.Contains(held, f) && !slices.Contains(answered[id], f) {
 				held = append(held, f)
 			}
 		}
@@ -294,7 +338,7 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 				return nil
 			}
 			w := write{version: ro.GetResourceVersion(), fields: intent, held: held,
-				cause: cause, answered: len(answered) > 0, rejected: rec.Rejected, now: s.now()}
+				causes: causes, answered: slices.Collect(maps.Keys(answered)), rejected: rec.Rejected, now: s.now()}
 			return s.record(ctx, k, uid, w.record)
 		}
 		id := strconv.FormatUint(rand.Uint64(), 36)
@@ -325,9 +369,9 @@ func (s *StatusWriter) write(ctx context.Context, ref events.Ref, ev events.Even
 			return nil
 		}
 		w := write{id: id, version: written.GetResourceVersion(), fields: intent, held: held,
-			cause: cause, answered: len(answered) > 0, rejected: rec.Rejected, now: s.now()}
+			causes: causes, answered: slices.Collect(maps.Keys(answered)), rejected: rec.Rejected, now: s.now()}
 		err = s.record(ctx, k, uid, w.record)
-		s.log.Debug("Rollout status written", "rollout", ref.String(), "event", ev.Type(), "cause", cause,
+		s.log.Debug("Rollout status written", "rollout", ref.String(), "changes", len(changes), "causes", causes,
 			"resourceVersion", w.version, "held", held, "error", err)
 		if err == nil && len(held) > 0 && s.held != nil {
 			// A request answered while the tool asked again: the watcher
@@ -364,12 +408,11 @@ type write struct {
 	// object's values.
 	fields Requested
 	held   []string
-	// cause is the causationid of the event written after; answered
-	// whether it answers a request of the object.
-	cause    string
-	answered bool
-	rejected *Rejection
-	now      time.Time
+	// causes are the causationids of the events written after; answered
+	// those of them that answer a request of the object.
+	causes, answered []string
+	rejected         *Rejection
+	now              time.Time
 }
 
 // record records w in r: its intent goes; the request it answers is no
@@ -379,15 +422,17 @@ type write struct {
 func (w write) record(r *Written) {
 	r.Intents = live(r.Intents, w.now, w.id)
 	for f, id := range r.Pending {
-		if id == w.cause {
+		if slices.Contains(w.causes, id) {
 			delete(r.Pending, f)
 		}
 	}
-	if w.answered && !slices.Contains(r.Answered, w.cause) {
-		r.Answered = append(r.Answered, w.cause)
-		if n := len(r.Answered); n > maxAnswered {
-			r.Answered = r.Answered[n-maxAnswered:]
+	for _, cause := range w.answered {
+		if !slices.Contains(r.Answered, cause) {
+			r.Answered = append(r.Answered, cause)
 		}
+	}
+	if n := len(r.Answered); n > maxAnswered {
+		r.Answered = r.Answered[n-maxAnswered:]
 	}
 	if !newer(w.version, r.FieldsVersion) {
 		return
@@ -419,19 +464,26 @@ func (s *StatusWriter) record(ctx context.Context, k, uid string, change func(*W
 	return err
 }
 
-// latest is the status data to write after ev: the rollout's latest
-// snapshot with the event's reason and errors, and its latest manifest. ok
-// is false when there is nothing to write: the orchestrator does not
-// have the rollout, and ev is not a rejection of it (whose own snapshot is
-// then written).
-func (s *StatusWriter) latest(ctx context.Context, ref events.Ref, ev events.Event, data events.StatusData) (events.StatusData, *spec.Rollout, bool, error) {
+// latest is the status data to write: the rollout's latest snapshot, and
+// its latest manifest; without Snapshots, last (the latest event's data).
+// ok is false when there is nothing to write: the orchestrator does not
+// have the rollout, and no rejection of it is written (whose own
+// snapshot is then written).
+func (s *StatusWriter) latest(ctx context.Context, ref events.Ref, last, rejection *events.StatusData) (events.StatusData, *spec.Rollout, bool, error) {
 	if s.cfg.Snapshots == nil {
-		return data, nil, true, nil
+		if last == nil {
+			return events.StatusData{}, nil, false, nil
+		}
+		return *last, nil, true, nil
 	}
+	var data events.StatusData
 	snap, err := s.cfg.Snapshots.Get(ctx, ref)
 	switch {
 	case errors.Is(err, orchestrator.ErrNoRollout):
-		return data, nil, ev.Type() == events.TypeRolloutRejected, nil
+		if rejection == nil {
+			return data, nil, false, nil
+		}
+		return *rejection, nil, true, nil
 	case err != nil:
 		return data, nil, false, err
 	}

@@ -97,15 +97,25 @@ func (w *Watcher) undo(ctx context.Context, u *unstructured.Unstructured) (int64
 	if !found {
 		return 0, false, nil
 	}
-	list, err := w.cfg.Client.AppsV1().ReplicaSets(u.GetNamespace()).List(ctx, metav1.ListOptions{
-		LabelSelector: labels.SelectorFromSet(labels.Set{kube.RolloutLabel: u.GetName()}).String(),
-	})
-	if err != nil {
-		return 0, false, err
+	// From Counts' cache when it has synced: a revision an undo goes back
+	// to was created long before, and the cache has it.
+	var list []*appsv1.ReplicaSet
+	cachedList, ok := w.cached.replicaSets(u.GetNamespace(), u.GetName())
+	if ok {
+		list = cachedList
+	} else {
+		all, err := w.cfg.Client.AppsV1().ReplicaSets(u.GetNamespace()).List(ctx, metav1.ListOptions{
+			LabelSelector: labels.SelectorFromSet(labels.Set{kube.RolloutLabel: u.GetName()}).String(),
+		})
+		if err != nil {
+			return 0, false, err
+		}
+		for i := range all.Items {
+			list = append(list, &all.Items[i])
+		}
 	}
-	rsets := make([]*appsv1.ReplicaSet, 0, len(list.Items))
-	for i := range list.Items {
-		rs := &list.Items[i]
+	rsets := make([]*appsv1.ReplicaSet, 0, len(list))
+	for _, rs := range list {
 		if owned(rs, u) {
 			rsets = append(rsets, rs)
 		}

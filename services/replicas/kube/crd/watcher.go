@@ -369,13 +369,19 @@ func (w *Watcher) rollout(ctx context.Context, u *unstructured.Unstructured) err
 			return err
 		}
 		patch, _ := json.Marshal(map[string]any{"status": status})
-		_, err := w.cfg.Dynamic.Resource(RolloutResource).Namespace(r.Namespace).
+		patched, err := w.cfg.Dynamic.Resource(RolloutResource).Namespace(r.Namespace).
 			Patch(ctx, r.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "sluice"}, "status")
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		if w.cached != nil {
+			// The status writer's next write, for the request just
+			// published, starts from this version, not from the cache's
+			// older one, which would conflict and be read again.
+			w.cached.wrote(r, patched)
 		}
 		w.log.Info("Rollout spec changed: update requested", "rollout", r.String(), "generation", gen)
 	}

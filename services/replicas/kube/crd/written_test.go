@@ -108,7 +108,7 @@ func TestRetryWhileAbortPending(t *testing.T) {
 		t.Errorf("a concurrent writer holds %v: it would write abort back and lose the retry", got)
 	}
 
-	answer := write{id: "a", version: "3216", fields: object, held: held, cause: abortID, answered: true, now: at}
+	answer := write{id: "a", version: "3216", fields: object, held: held, causes: []string{abortID}, answered: []string{abortID}, now: at}
 	answer.record(&rec)
 	if len(rec.Pending) != 0 || len(rec.Intents) != 0 {
 		t.Fatalf("after the answer: pending %v, intents %v", rec.Pending, rec.Intents)
