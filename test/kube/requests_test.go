@@ -17,6 +17,13 @@ import (
 // event read the Rollout and listed its ReplicaSets, and every scale task
 // read the Rollout and each ReplicaSet before writing: at least as many
 // reads as writes.
+//
+// The traffic router reads the stable Ingress from an informer and writes
+// a Service only when its selector changes, besides the stable Service,
+// which anchors each route's seq: one Service write per route (as many as
+// the canary Ingress's) and one for the canary Service's new revision.
+// Before, it read the stable Ingress on every route (6 reads) and wrote both
+// Services on every route (10 writes for 5 routes).
 func TestUpdateReadsFromCaches(t *testing.T) {
 	t.Parallel()
 	cp := controlPlane(t)
@@ -58,5 +65,19 @@ func TestUpdateReadsFromCaches(t *testing.T) {
 	// which is the exception.
 	if reads*2 > writes {
 		t.Errorf("%d reads of Rollouts and ReplicaSets for %d writes; want them from the caches: %s", reads, writes, strings.TrimSpace(update.String()))
+	}
+	routes := update[kubetest.Request{Verb: "UPDATE", Resource: "ingresses"}]
+	if routes == 0 {
+		t.Fatalf("no canary Ingress written during the update: %s", update)
+	}
+	if services := update[kubetest.Request{Verb: "UPDATE", Resource: "services"}]; services > routes+1 {
+		t.Errorf("%d Service writes for %d routes; want the stable Service once per route and the canary Service once for its new revision (%d): %s",
+			services, routes, routes+1, strings.TrimSpace(update.String()))
+	}
+	for _, resource := range []string{"ingresses", "services"} {
+		if n := update[kubetest.Request{Verb: "GET", Resource: resource}]; n != 0 {
+			t.Errorf("%d GET %s; want the stable Ingress from the informer and the Services the router wrote from its memory: %s",
+				n, resource, strings.TrimSpace(update.String()))
+		}
 	}
 }
