@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/sluicehq/sluice/internal/tasks"
+	"github.com/sluicehq/sluice/services/traffic"
 )
 
 // BumpAnnotation counts, on an anchor, the writes of other objects that
@@ -214,9 +215,10 @@ func repair[T Object](ctx context.Context, a Anchored[T]) error {
 		for _, c := range a.Restore(anchor) {
 			_, w, err := update(ctx, fresh(c.Client), c.Name, c.What, seq, c.Mutate, mode{quiet: true})
 			switch {
-			case errors.Is(err, tasks.ErrStale), errors.Is(err, ErrMissing):
+			case errors.Is(err, tasks.ErrStale), errors.Is(err, traffic.ErrRejected):
 				// A later route wrote it (and will write the anchor), or
-				// it is gone: nothing to restore.
+				// it is gone or no longer the rollout's: nothing to
+				// restore.
 			case err != nil:
 				return err
 			}
