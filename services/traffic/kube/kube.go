@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -58,6 +60,8 @@ type Config struct {
 // tasks); until then, and for an Ingress the informer has not seen, the
 // router reads the API server.
 type Router struct {
+	client    kubernetes.Interface
+	namespace string
 	informers informers.SharedInformerFactory
 	ingresses cache.SharedIndexInformer
 	stop      chan struct{}
@@ -89,7 +93,7 @@ func New(cfg Config) (*Router, error) {
 		cfg.Logger = slog.Default()
 	}
 	var (
-		r    = Router{stop: make(chan struct{})}
+		r    = Router{client: cfg.Client, namespace: cfg.Namespace, stop: make(chan struct{})}
 		errs = make([]error, 6)
 	)
 	r.informers = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace))
@@ -111,6 +115,16 @@ func New(cfg Config) (*Router, error) {
 // them, or ctx ends. Listing and watching Ingresses is in the traffic
 // service's role (deploy/base/traffic.yaml).
 func (r *Router) Start(ctx context.Context) error {
+	// The informer retries a refused list for ever; a role without it is
+	// said at once instead.
+	_, err := r.client.NetworkingV1().Ingresses(r.namespace).List(ctx, metav1.ListOptions{Limit: 1})
+	if apierrors.IsForbidden(err) {
+		where := "in every namespace (or set --namespace to the one namespace its role covers)"
+		if r.namespace != "" {
+			where = "in namespace " + r.namespace
+		}
+		return fmt.Errorf("kube router: the traffic service may not list Ingresses %s: its role needs list and watch on ingresses.networking.k8s.io, from which the NGINX router reads the stable Ingresses (deploy/base/traffic.yaml): %v", where, err)
+	}
 	r.informers.Start(r.stop)
 	if !cache.WaitForCacheSync(ctx.Done(), r.ingresses.HasSynced) {
 		return fmt.Errorf("kube router: the informer on Ingresses did not sync (%v): the traffic service needs list and watch on ingresses.networking.k8s.io", ctx.Err())
