@@ -173,7 +173,9 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.DurationVar(&o.Replicas.Wait, "scale-wait", replicas.DefaultWait, "how long a scale task waits for its revisions to become available before it fails")
 		busClock()
 		kube()
-		fs.StringVar(&o.Namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
+		add("namespace", func() {
+			fs.StringVar(&o.Namespace, "namespace", "", "kube platform: manage only this namespace (default: every namespace)")
+		})
 		fs.BoolVar(&o.WatchRollouts, "watch-rollouts", true, "kube platform: publish a requested event when a Rollout object's spec changes in the cluster, publish AnalysisTemplates, and write rollout status back into Rollout objects")
 	case Traffic:
 		fs.Var(&o.Router, "router", "traffic router: "+strings.Join(slices.Sorted(slices.Values(Platforms)), ", ")+" (local: the local platform's built-in proxy; kube: Kubernetes Services and the routers each rollout's trafficRouting names)")
@@ -182,6 +184,9 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		kube()
 		fs.StringVar(&o.IstioAPIVersion, "istio-api-version", "v1alpha3", "kube router: networking.istio.io version to write (v1alpha3, v1beta1 or v1)")
 		fs.StringVar(&o.SMIAPIVersion, "smi-api-version", "v1alpha3", "kube router: split.smi-spec.io version of TrafficSplits (v1alpha1, v1alpha2 or v1alpha3, as the mesh serves)")
+		add("namespace", func() {
+			fs.StringVar(&o.Namespace, "namespace", "", "kube router: watch the Ingresses of this namespace only (the informer NGINX's stable Ingresses are read from needs list and watch on them; default: every namespace)")
+		})
 	case Gateway:
 		c := &o.Gateway
 		fs.StringVar(&c.Listen, "listen", o.env(EnvGatewayListen, gateway.DefaultListen), "address of the HTTP API, the CloudEvents endpoint and the dashboard (env "+EnvGatewayListen+")")

@@ -112,7 +112,7 @@ func (o *Options) kubeTraffic(agent string, env daemon.Env) (daemon.Service, err
 	}
 	router, err := traffickube.New(traffickube.Config{
 		Client: clients.Typed, Dynamic: clients.Dynamic,
-		IstioAPIVersion: o.IstioAPIVersion, SMIAPIVersion: o.SMIAPIVersion, Logger: env.Log,
+		IstioAPIVersion: o.IstioAPIVersion, SMIAPIVersion: o.SMIAPIVersion, Namespace: o.Namespace, Logger: env.Log,
 	})
 	if err != nil {
 		return nil, err

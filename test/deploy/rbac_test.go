@@ -74,9 +74,10 @@ var clusterAccess = map[string][]grant{
 	"sluice-traffic": slices.Concat(
 		// services/traffic/kube/basic: Service selectors.
 		rule("", []string{"services"}, "get", "update"),
-		// nginx creates the canary Ingress and deletes it with the rollout;
-		// alb updates the user's.
-		rule("networking.k8s.io", []string{"ingresses"}, "get", "create", "update", "delete"),
+		// nginx creates the canary Ingress and deletes it with the rollout,
+		// and reads the stable Ingresses from an informer; alb updates the
+		// user's.
+		rule("networking.k8s.io", []string{"ingresses"}, "get", "list", "watch", "create", "update", "delete"),
 		rule("networking.istio.io", []string{"virtualservices", "destinationrules"}, "get", "update"),
 		rule("split.smi-spec.io", []string{"trafficsplits"}, "get", "create", "update", "delete"),
 		rule("gateway.networking.k8s.io", []string{"httproutes"}, "get", "update"),

@@ -22,6 +22,13 @@ import (
 // 3 lists per update): now the one list left is the pruning's of the
 // ReplicaSets, and a Rollout is read only to confirm a request its cached
 // status seems to show, or after a conflict.
+//
+// The traffic router reads the stable Ingress from an informer and writes
+// a Service only when its selector changes, besides the stable Service,
+// which anchors each route's seq: one Service write per route (as many as
+// the canary Ingress's) and one for the canary Service's new revision.
+// Before, it read the stable Ingress on every route (6 reads) and wrote both
+// Services on every route (10 writes for 5 routes).
 func TestUpdateReadsFromCaches(t *testing.T) {
 	t.Parallel()
 	cp := controlPlane(t)
@@ -87,5 +94,19 @@ func TestUpdateReadsFromCaches(t *testing.T) {
 	}
 	if reads*4 > writes {
 		t.Errorf("%d reads of Rollouts, ReplicaSets and AnalysisRuns for %d writes; want them from the caches: %s", reads, writes, strings.TrimSpace(update.String()))
+	}
+	routes := update[kubetest.Request{Verb: "UPDATE", Resource: "ingresses"}]
+	if routes == 0 {
+		t.Fatalf("no canary Ingress written during the update: %s", update)
+	}
+	if services := update[kubetest.Request{Verb: "UPDATE", Resource: "services"}]; services > routes+1 {
+		t.Errorf("%d Service writes for %d routes; want the stable Service once per route and the canary Service once for its new revision (%d): %s",
+			services, routes, routes+1, strings.TrimSpace(update.String()))
+	}
+	for _, resource := range []string{"ingresses", "services"} {
+		if n := update[kubetest.Request{Verb: "GET", Resource: resource}]; n != 0 {
+			t.Errorf("%d GET %s; want the stable Ingress from the informer and the Services the router wrote from its memory: %s",
+				n, resource, strings.TrimSpace(update.String()))
+		}
 	}
 }

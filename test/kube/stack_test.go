@@ -179,7 +179,7 @@ func startWith(t testing.TB, cp *kubetest.ControlPlane, ns string, opts stackOpt
 	must(t, err)
 	run("rollout controllers", ctrl)
 
-	router, err := traffickube.New(traffickube.Config{Client: client, Dynamic: dyn, Logger: log})
+	router, err := traffickube.New(traffickube.Config{Client: client, Dynamic: dyn, Namespace: ns, Logger: log})
 	must(t, err)
 	ts, err := traffic.New(eventstest.Connect(t, url), router, traffic.Config{Logger: log})
 	must(t, err)

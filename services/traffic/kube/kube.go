@@ -13,9 +13,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -40,12 +46,28 @@ type Config struct {
 	// (defaults: istio.DefaultAPIVersion, smi.DefaultAPIVersion).
 	IstioAPIVersion string
 	SMIAPIVersion   string
+	// Namespace limits the informer on Ingresses (Start) to one
+	// namespace; empty means all.
+	Namespace string
 	// Logger receives the routers' logs (default slog.Default()).
 	Logger *slog.Logger
 }
 
 // Router applies routes to Services and the routers each rollout names.
+//
+// Its Start starts an informer on Ingresses, from which the NGINX router
+// reads the stable Ingresses (the traffic service starts it before taking
+// tasks); until then, and for an Ingress the informer has not seen, the
+// router reads the API server.
 type Router struct {
+	client    kubernetes.Interface
+	namespace string
+	informers informers.SharedInformerFactory
+	ingresses cache.SharedIndexInformer
+	stop      chan struct{}
+	started   atomic.Bool
+	closeOnce sync.Once
+
 	services *basic.Router
 	nginx    *nginx.Router
 	alb      *alb.Router
@@ -54,7 +76,10 @@ type Router struct {
 	gateway  *gatewayapi.Router
 }
 
-var _ traffic.Router = (*Router)(nil)
+var (
+	_ traffic.Router    = (*Router)(nil)
+	_ traffic.Lifecycle = (*Router)(nil)
+)
 
 // Type returns "kube".
 func (r *Router) Type() string { return "kube" }
@@ -68,11 +93,14 @@ func New(cfg Config) (*Router, error) {
 		cfg.Logger = slog.Default()
 	}
 	var (
-		r    Router
+		r    = Router{client: cfg.Client, namespace: cfg.Namespace, stop: make(chan struct{})}
 		errs = make([]error, 6)
 	)
+	r.informers = informers.NewSharedInformerFactoryWithOptions(cfg.Client, 0, informers.WithNamespace(cfg.Namespace))
+	ingresses := r.informers.Networking().V1().Ingresses()
+	r.ingresses = ingresses.Informer()
 	r.services, errs[0] = basic.New(basic.Config{Client: cfg.Client, Logger: cfg.Logger})
-	r.nginx, errs[1] = nginx.New(nginx.Config{Client: cfg.Client, Logger: cfg.Logger})
+	r.nginx, errs[1] = nginx.New(nginx.Config{Client: cfg.Client, Ingresses: ingresses.Lister(), Logger: cfg.Logger})
 	r.alb, errs[2] = alb.New(alb.Config{Client: cfg.Client, Logger: cfg.Logger})
 	r.istio, errs[3] = istio.New(istio.Config{Client: cfg.Dynamic, APIVersion: cfg.IstioAPIVersion, Logger: cfg.Logger})
 	r.smi, errs[4] = smi.New(smi.Config{Client: cfg.Dynamic, APIVersion: cfg.SMIAPIVersion, Logger: cfg.Logger})
@@ -81,6 +109,41 @@ func New(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// Start starts the informer on Ingresses and waits until it has listed
+// them, or ctx ends. Listing and watching Ingresses is in the traffic
+// service's role (deploy/base/traffic.yaml).
+func (r *Router) Start(ctx context.Context) error {
+	// The informer retries a refused list for ever; a role without it is
+	// said at once instead.
+	_, err := r.client.NetworkingV1().Ingresses(r.namespace).List(ctx, metav1.ListOptions{Limit: 1})
+	if apierrors.IsForbidden(err) {
+		where := "in every namespace (or set --namespace to the one namespace its role covers)"
+		if r.namespace != "" {
+			where = "in namespace " + r.namespace
+		}
+		return fmt.Errorf("kube router: the traffic service may not list Ingresses %s: its role needs list and watch on ingresses.networking.k8s.io, from which the NGINX router reads the stable Ingresses (deploy/base/traffic.yaml): %v", where, err)
+	}
+	r.informers.Start(r.stop)
+	if !cache.WaitForCacheSync(ctx.Done(), r.ingresses.HasSynced) {
+		return fmt.Errorf("kube router: the informer on Ingresses did not sync (%v): the traffic service needs list and watch on ingresses.networking.k8s.io", ctx.Err())
+	}
+	r.started.Store(true)
+	return nil
+}
+
+// Ready reports whether Start has finished and Close has not been called.
+func (r *Router) Ready() bool { return r.started.Load() }
+
+// Close stops the informer.
+func (r *Router) Close(context.Context) error {
+	r.closeOnce.Do(func() {
+		r.started.Store(false)
+		close(r.stop)
+		r.informers.Shutdown()
+	})
+	return nil
 }
 
 // Apply points the Services first, so that a router that splits between

@@ -3,9 +3,14 @@ package kube_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -48,5 +53,52 @@ func TestExperimentWeightsOnlyWhereSupported(t *testing.T) {
 			kubefake.Rejected(t, client, err, tc.says...)
 			kubefake.Rejected(t, dyn, err)
 		})
+	}
+}
+
+// Start lists Ingresses for the informer the NGINX router reads the
+// stable Ingresses from; a role without list is said at once, naming the
+// permission and the namespace, instead of a service that never becomes
+// ready.
+func TestStartNeedsToListIngresses(t *testing.T) {
+	for _, tc := range []struct {
+		namespace string
+		says      string
+	}{
+		{"", "in every namespace (or set --namespace"},
+		{"shop", "in namespace shop"},
+	} {
+		client := kubefake.NewClientset()
+		client.PrependReactor("list", "ingresses", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "networking.k8s.io", Resource: "ingresses"}, "", errors.New("RBAC: no list"))
+		})
+		r, err := kube.New(kube.Config{Client: client, Dynamic: kubefake.NewDynamicClient(t, map[schema.GroupVersionResource]string{}, nil), Namespace: tc.namespace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.Start(t.Context())
+		if err == nil || !strings.Contains(err.Error(), tc.says) || !strings.Contains(err.Error(), "list and watch on ingresses.networking.k8s.io") {
+			t.Errorf("namespace %q: Start: %v, want the missing permission named %q", tc.namespace, err, tc.says)
+		}
+		if r.Ready() {
+			t.Errorf("namespace %q: ready after a failed start", tc.namespace)
+		}
+		if err := r.Close(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}
+
+	r, err := kube.New(kube.Config{Client: kubefake.NewClientset(), Dynamic: kubefake.NewDynamicClient(t, map[schema.GroupVersionResource]string{}, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(t.Context()); err != nil {
+		t.Fatalf("Start with list allowed: %v", err)
+	}
+	if !r.Ready() {
+		t.Error("not ready after Start")
+	}
+	if err := r.Close(t.Context()); err != nil || r.Ready() {
+		t.Errorf("Close: %v, ready %v; want closed", err, r.Ready())
 	}
 }

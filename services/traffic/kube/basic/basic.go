@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -102,6 +103,12 @@ func selections(route tasks.Route) []selection {
 // missing or managed by another rollout, and tasks.ErrStale when a
 // Service was written by a later route.
 //
+// The stable Service (the active one for blue/green; the canary Service
+// when the rollout names no stable Service) is the route's anchor
+// (guard.UpdateAnchored): it is written on every route, carries the
+// route's seq and, in SelectorsAnnotation, the pod hash the route wants of
+// each other Service, which is written only when its selector changes.
+//
 // A route with Remove (the rollout is deleted) leaves the Services, which
 // are the user's, and their selectors; it only releases them (the
 // managed-by and seq annotations go) so that a rollout of the same name
@@ -111,30 +118,107 @@ func (r *Router) Apply(ctx context.Context, ref events.Ref, seq int64, route tas
 	if route.Remove {
 		return 0, r.release(ctx, services, ref, seq, route)
 	}
-	for _, s := range selections(route) {
-		what := fmt.Sprintf("Service %s/%s", ref.Namespace, s.service)
-		_, err := guard.Update(ctx, services, s.service, what, seq, func(svc *corev1.Service) error {
-			if owner := svc.Annotations[spec.AnnotationManagedBy]; owner != "" && owner != ref.Name {
-				return fmt.Errorf("%w: it is managed by rollout %q; give rollout %q its own Service", traffic.ErrRejected, owner, ref.Name)
-			}
-			if svc.Annotations == nil {
-				svc.Annotations = map[string]string{}
-			}
-			svc.Annotations[spec.AnnotationManagedBy] = ref.Name
-			if svc.Spec.Selector == nil {
-				svc.Spec.Selector = map[string]string{}
-			}
-			svc.Spec.Selector[spec.LabelPodTemplateHash] = s.hash
-			return nil
-		})
-		if err != nil {
-			return 0, err
+	sel := selections(route)
+	if len(sel) == 0 {
+		return route.CanaryWeight, nil
+	}
+	anchor := route.StableService
+	if route.Strategy == spec.StrategyBlueGreen {
+		anchor = route.ActiveService
+	}
+	if anchor == "" {
+		anchor = sel[0].service
+	}
+	var anchorHash string
+	var others []selection
+	for _, s := range sel {
+		if s.service == anchor {
+			anchorHash = s.hash
+			continue
 		}
+		others = append(others, s)
+	}
+	change := func(s selection) guard.Change[*corev1.Service] {
+		return guard.Change[*corev1.Service]{Client: services, Name: s.service, What: what(ref, s.service), Mutate: point(ref, s.hash)}
+	}
+	a := guard.Anchored[*corev1.Service]{
+		Anchor: guard.Change[*corev1.Service]{Client: services, Name: anchor, What: what(ref, anchor), Mutate: func(svc *corev1.Service) error {
+			if err := point(ref, anchorHash)(svc); err != nil {
+				return err
+			}
+			svc.Annotations[SelectorsAnnotation] = formatSelectors(others)
+			return nil
+		}},
+		Restore: func(svc *corev1.Service) []guard.Change[*corev1.Service] {
+			var out []guard.Change[*corev1.Service]
+			for _, s := range parseSelectors(svc.Annotations[SelectorsAnnotation]) {
+				out = append(out, change(s))
+			}
+			return out
+		},
+	}
+	for _, s := range others {
+		a.Others = append(a.Others, change(s))
+	}
+	if _, err := guard.UpdateAnchored(ctx, seq, a); err != nil {
+		return 0, err
 	}
 	if route.Strategy == spec.StrategyBlueGreen {
 		return 0, nil
 	}
 	return route.CanaryWeight, nil
+}
+
+// SelectorsAnnotation records, on a rollout's anchor Service, the pod hash
+// the route that last wrote it wants of the rollout's other Services:
+// "<service>=<hash>", comma-separated.
+const SelectorsAnnotation = "traffic.sluice.io/route-selectors"
+
+func formatSelectors(sel []selection) string {
+	parts := make([]string, len(sel))
+	for i, s := range sel {
+		parts[i] = s.service + "=" + s.hash
+	}
+	return strings.Join(parts, ",")
+}
+
+// parseSelectors reads SelectorsAnnotation; what it cannot read is
+// skipped (a repair then restores less, never something else).
+func parseSelectors(v string) []selection {
+	var out []selection
+	for _, part := range strings.Split(v, ",") {
+		service, hash, ok := strings.Cut(part, "=")
+		if ok && service != "" && hash != "" {
+			out = append(out, selection{service, hash})
+		}
+	}
+	return out
+}
+
+func what(ref events.Ref, service string) string {
+	return fmt.Sprintf("Service %s/%s", ref.Namespace, service)
+}
+
+// point returns the change that marks a Service as the rollout's and,
+// unless hash is empty, makes it select the pods of hash.
+func point(ref events.Ref, hash string) func(*corev1.Service) error {
+	return func(svc *corev1.Service) error {
+		if owner := svc.Annotations[spec.AnnotationManagedBy]; owner != "" && owner != ref.Name {
+			return fmt.Errorf("%w: it is managed by rollout %q; give rollout %q its own Service", traffic.ErrRejected, owner, ref.Name)
+		}
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations[spec.AnnotationManagedBy] = ref.Name
+		if hash == "" {
+			return nil
+		}
+		if svc.Spec.Selector == nil {
+			svc.Spec.Selector = map[string]string{}
+		}
+		svc.Spec.Selector[spec.LabelPodTemplateHash] = hash
+		return nil
+	}
 }
 
 // release lets go of the Services of a removed rollout.
@@ -151,6 +235,7 @@ func (r *Router) release(ctx context.Context, services guard.Client[*corev1.Serv
 				return guard.ErrLeave
 			}
 			delete(svc.Annotations, spec.AnnotationManagedBy)
+			delete(svc.Annotations, SelectorsAnnotation)
 			return nil
 		})
 		if err != nil {

@@ -181,3 +181,29 @@ func TestRemoveReleasesTheServices(t *testing.T) {
 		t.Errorf("a new rollout of the same name at seq 1: %v", err)
 	}
 }
+
+// Only the anchor Service (the stable one) is written on every route; the
+// canary Service is written when its selector changes, and a late route
+// after a later one that left it alone cannot point it back.
+func TestCanaryServiceWrittenOnlyWhenItsSelectorChanges(t *testing.T) {
+	r, client := newRouter(t, service("default", "web-stable", nil), service("default", "web-canary", nil))
+	ctx := context.Background()
+	before := kubefake.Count(client, "update")
+	for seq, weight := range []int32{0, 10, 20, 50} {
+		if _, err := r.Apply(ctx, web, int64(seq+1), traffictest.Canary(weight)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if updates := kubefake.Count(client, "update") - before; updates != 5 {
+		t.Errorf("%d updates for four routes with the same revisions, want 5 (both Services once, then the stable Service)", updates)
+	}
+	abort := traffictest.Canary(0)
+	abort.CanaryHash = abort.StableHash
+	_, err := r.Apply(ctx, web, 3, abort)
+	if !errors.Is(err, tasks.ErrStale) {
+		t.Fatalf("late route 3 pointing the canary Service back: %v, want stale", err)
+	}
+	if sel := selector(t, client, "web-canary"); sel[spec.LabelPodTemplateHash] != traffictest.Canary(0).CanaryHash {
+		t.Errorf("canary Service selector %v after the late route, want the canary's hash", sel)
+	}
+}

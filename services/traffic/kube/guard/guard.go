@@ -5,10 +5,21 @@
 // concurrent writer makes it re-read instead of overwriting.
 //
 // Routers on Kubernetes touch several objects per route (Services, then a
-// VirtualService or an Ingress). Each object moves forward on its own: a lower
-// seq never overwrites an object a higher seq wrote, which is what
+// VirtualService or an Ingress). With Update and UpdateAll each object moves
+// forward on its own: every route writes every object, and a lower seq
+// never overwrites an object a higher seq wrote, which is what
 // traffic.Router's seq contract asks of each effect. UpdateAll checks a
 // route against all of a router's objects before it writes any of them.
+//
+// UpdateAnchored writes fewer: only one object of the route, the anchor,
+// on every route, and the others only when their content changes (the
+// basic router's Services: most routes of an update change a weight, not a
+// selector). An object a route leaves alone then keeps an older seq, so
+// its own annotation no longer fences it; the anchor does, through the
+// order of each route's reads and writes and a repair by the late route
+// that finds itself overtaken. UpdateAnchored's doc gives the argument and
+// the one case it leaves to a redelivery (a route that dies between its
+// writes).
 package guard
 
 import (
@@ -88,7 +99,17 @@ var backoff = wait.Backoff{Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0
 // failures are retried with backoff until ctx ends; any other error is
 // returned wrapped.
 func Update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error) (T, error) {
-	return update(ctx, c, name, what, seq, mutate, releasing(ctx))
+	stored, _, err := update(ctx, c, name, what, seq, mutate, mode{release: releasing(ctx)})
+	return stored, err
+}
+
+// mode says how update writes.
+type mode struct {
+	// release takes the seq off the object instead of recording it.
+	release bool
+	// quiet leaves an object whose only change would be the seq as it
+	// is: UpdateAnchored's objects besides the anchor.
+	quiet bool
 }
 
 // Release is Update for a rollout that is removed from an object it does
@@ -98,7 +119,7 @@ func Update[T Object](ctx context.Context, c Client[T], name, what string, seq i
 // is fine: there is nothing to release. A mutate error wrapping ErrLeave
 // leaves the object as it is (another rollout's).
 func Release[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error) error {
-	_, err := update(ctx, c, name, what, seq, mutate, true)
+	_, _, err := update(ctx, c, name, what, seq, mutate, mode{release: true})
 	if errors.Is(err, ErrMissing) || errors.Is(err, ErrLeave) {
 		return nil
 	}
@@ -108,47 +129,82 @@ func Release[T Object](ctx context.Context, c Client[T], name, what string, seq 
 // ErrLeave, from a Release's mutate, leaves the object unchanged.
 var ErrLeave = errors.New("not the rollout's: left alone")
 
-func update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error, release bool) (T, error) {
+// update is Update's read-modify-write loop; it also reports whether it
+// wrote the object.
+func update[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error, m mode) (T, bool, error) {
+	return updateFrom(ctx, c, name, what, seq, mutate, m, nil)
+}
+
+// updateFrom is update starting from obj, when the caller has just read
+// it (nil: read it first).
+func updateFrom[T Object](ctx context.Context, c Client[T], name, what string, seq int64, mutate func(T) error, m mode, obj *T) (T, bool, error) {
 	var stored T
 	step := backoff
 	for {
-		obj, err := c.Get(ctx, name, metav1.GetOptions{})
+		var err error
+		if obj == nil {
+			var got T
+			got, err = c.Get(ctx, name, metav1.GetOptions{})
+			obj = &got
+		}
 		if err == nil {
-			stored, err = write(ctx, c, obj, what, seq, mutate, release)
+			var wrote bool
+			stored, wrote, err = write(ctx, c, *obj, what, seq, mutate, m)
 			if err == nil {
-				return stored, nil
+				return stored, wrote, nil
 			}
 		} else if apierrors.IsNotFound(err) {
-			return stored, missing(what)
+			return stored, false, missing(what)
 		}
+		obj = nil
 		if !retriable(err) {
-			return stored, err
+			return stored, false, err
 		}
 		if step.Steps <= 1 {
-			return stored, fmt.Errorf("write %s: %w", what, err)
+			return stored, false, fmt.Errorf("write %s: %w", what, err)
 		}
 		select {
 		case <-ctx.Done():
-			return stored, fmt.Errorf("write %s: %w (last error: %v)", what, ctx.Err(), err)
+			return stored, false, fmt.Errorf("write %s: %w (last error: %v)", what, ctx.Err(), err)
 		case <-time.After(step.Step()):
 		}
 	}
 }
 
-// write applies one read-modify-write.
-func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq int64, mutate func(T) error, release bool) (T, error) {
-	next, err := change(obj, what, seq, mutate, release)
+// write applies one read-modify-write, and reports whether it wrote.
+func write[T Object](ctx context.Context, c Client[T], obj T, what string, seq int64, mutate func(T) error, m mode) (T, bool, error) {
+	next, err := change(obj, what, seq, mutate, m.release)
 	if err != nil {
-		return obj, err
+		return obj, false, err
 	}
-	if equality.Semantic.DeepEqual(obj, next) {
-		return obj, nil
+	if equality.Semantic.DeepEqual(obj, next) || (m.quiet && onlySeqChanged(obj, next)) {
+		return obj, false, nil
 	}
 	stored, err := c.Update(ctx, next, metav1.UpdateOptions{FieldManager: "sluice-traffic"})
 	if err != nil {
-		return obj, fmt.Errorf("update %s: %w", what, err)
+		return obj, false, fmt.Errorf("update %s: %w", what, err)
 	}
-	return stored, nil
+	return stored, true, nil
+}
+
+// onlySeqChanged reports whether next differs from obj in nothing but
+// SeqAnnotation.
+func onlySeqChanged[T Object](obj, next T) bool {
+	cp, ok := next.DeepCopyObject().(T)
+	if !ok {
+		return false
+	}
+	ann := cp.GetAnnotations()
+	if have, ok := obj.GetAnnotations()[SeqAnnotation]; ok {
+		ann[SeqAnnotation] = have
+	} else {
+		delete(ann, SeqAnnotation)
+		if len(ann) == 0 {
+			ann = nil
+		}
+	}
+	cp.SetAnnotations(ann)
+	return equality.Semantic.DeepEqual(obj, cp)
 }
 
 // change returns a copy of obj with mutate applied and seq recorded (or,
@@ -171,6 +227,7 @@ func change[T Object](obj T, what string, seq int64, mutate func(T) error, relea
 		// mutate refused an object another rollout manages, so the
 		// claim is this rollout's.
 		delete(ann, SeqAnnotation)
+		delete(ann, BumpAnnotation)
 		delete(ann, spec.AnnotationManagedBy)
 		if len(ann) == 0 {
 			ann = nil

@@ -13,10 +13,11 @@ import (
 // otherwise: a few per rollout for a few thousand rollouts.
 const DefaultMemorySize = 8192
 
-// Memory keeps the objects a router last wrote, as the API server
+// Memory keeps the objects a router last wrote or read, as the API server
 // returned them, so that its next route for the same rollout starts from
 // that copy instead of reading the object again: consecutive routes of
-// an update then cost one request per object (the write), not two.
+// an update then cost one request per object written, and none for an
+// object left as it is.
 //
 // A copy that is no longer the object's latest (someone else wrote it
 // since: a user, another replica of the traffic service) makes the write
@@ -26,7 +27,14 @@ const DefaultMemorySize = 8192
 type Memory[T Object] struct {
 	mu      sync.Mutex
 	size    int
-	objects map[memoryKey]T
+	objects map[memoryKey]remembered[T]
+}
+
+// remembered is one object's copy, and whether the router wrote it
+// (rather than read it).
+type remembered[T Object] struct {
+	obj     T
+	written bool
 }
 
 type memoryKey struct{ namespace, name string }
@@ -37,28 +45,57 @@ func NewMemory[T Object](size int) *Memory[T] {
 	if size <= 0 {
 		size = DefaultMemorySize
 	}
-	return &Memory[T]{size: size, objects: map[memoryKey]T{}}
+	return &Memory[T]{size: size, objects: map[memoryKey]remembered[T]{}}
 }
 
 // Client returns c, in namespace, remembering through m: Get returns the
-// remembered copy of an object when there is one, Update remembers what
-// it stored and forgets the object when the write fails.
+// remembered copy of an object when there is one and remembers what it
+// reads otherwise, Update remembers what it stored and forgets the object
+// when the write fails.
 func (m *Memory[T]) Client(namespace string, c Client[T]) Client[T] {
 	return remembering[T]{m: m, namespace: namespace, c: c}
+}
+
+// freshReader is a Client whose remembered copies may be passed over:
+// Fresh returns the client reading the API server on every Get (and
+// remembering what it reads). UpdateAnchored reads through it after the
+// anchor moved, when a remembered copy of another object may be older
+// than another writer's.
+type freshReader[T Object] interface {
+	Fresh() Client[T]
+	// Written reports whether the copy of name it remembers is the
+	// one it last wrote.
+	Written(name string) bool
+}
+
+// fresh returns c reading the API server, when c remembers.
+func fresh[T Object](c Client[T]) Client[T] {
+	if f, ok := c.(freshReader[T]); ok {
+		return f.Fresh()
+	}
+	return c
 }
 
 func (m *Memory[T]) get(k memoryKey) (T, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	obj, ok := m.objects[k]
+	r, ok := m.objects[k]
 	if !ok {
-		return obj, false
+		return r.obj, false
 	}
-	cp, ok := obj.DeepCopyObject().(T)
+	cp, ok := r.obj.DeepCopyObject().(T)
 	return cp, ok
 }
 
-func (m *Memory[T]) put(k memoryKey, obj T) {
+// written reports whether the copy of k remembered is one the router
+// wrote.
+func (m *Memory[T]) written(k memoryKey) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.objects[k].written
+}
+
+func (m *Memory[T]) put(k memoryKey, obj T, written bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.objects[k]; !ok && len(m.objects) >= m.size {
@@ -67,7 +104,7 @@ func (m *Memory[T]) put(k memoryKey, obj T) {
 			break
 		}
 	}
-	m.objects[k] = obj
+	m.objects[k] = remembered[T]{obj, written}
 }
 
 func (m *Memory[T]) forget(k memoryKey) {
@@ -80,13 +117,35 @@ type remembering[T Object] struct {
 	m         *Memory[T]
 	namespace string
 	c         Client[T]
+	// fresh reads the API server even when a copy is remembered.
+	fresh bool
+}
+
+func (r remembering[T]) Written(name string) bool {
+	return r.m.written(memoryKey{r.namespace, name})
+}
+
+func (r remembering[T]) Fresh() Client[T] {
+	r.fresh = true
+	return r
 }
 
 func (r remembering[T]) Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error) {
-	if obj, ok := r.m.get(memoryKey{r.namespace, name}); ok {
-		return obj, nil
+	k := memoryKey{r.namespace, name}
+	if !r.fresh {
+		if obj, ok := r.m.get(k); ok {
+			return obj, nil
+		}
 	}
-	return r.c.Get(ctx, name, opts)
+	obj, err := r.c.Get(ctx, name, opts)
+	if err != nil {
+		r.m.forget(k)
+		return obj, err
+	}
+	if cp, ok := obj.DeepCopyObject().(T); ok {
+		r.m.put(k, cp, false)
+	}
+	return obj, nil
 }
 
 func (r remembering[T]) Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error) {
@@ -102,6 +161,6 @@ func (r remembering[T]) Update(ctx context.Context, obj T, opts metav1.UpdateOpt
 		}
 		return stored, err
 	}
-	r.m.put(k, stored)
+	r.m.put(k, stored, true)
 	return stored, nil
 }

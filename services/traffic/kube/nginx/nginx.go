@@ -18,8 +18,9 @@
 //     The router never deletes it (Argo deletes it with the Rollout object
 //     through an owner reference, which Sluice does not set).
 //
-// The router needs get on Ingresses and create and update on the canary
-// Ingresses. The router cannot set header or mirror routes (Argo's nginx
+// The router needs get on Ingresses (and list and watch, for the informer
+// the kube router reads the stable Ingresses from) and create and update on
+// the canary Ingresses. The router cannot set header or mirror routes (Argo's nginx
 // router ignores setHeaderRoute and setMirrorRoute): a route carrying them is
 // rejected unless another router of the rollout (Istio; ALB or Gateway API
 // for header routes) carries them, since every router of a rollout is given
@@ -40,6 +41,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	netclient "k8s.io/client-go/kubernetes/typed/networking/v1"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 
 	"github.com/sluicehq/sluice/internal/kubens"
 	"github.com/sluicehq/sluice/internal/tasks"
@@ -60,6 +62,11 @@ const fieldManager = "sluice-traffic"
 type Config struct {
 	// Client reads the stable Ingresses and writes the canary Ingresses.
 	Client kubernetes.Interface
+	// Ingresses, when set, is an informer's cache the stable Ingresses are
+	// read from instead of the API server. An Ingress the cache does not
+	// hold (yet), and one whose copy there the route must reject, is read
+	// from the API server.
+	Ingresses networkinglisters.IngressLister
 	// Logger receives the router's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -67,8 +74,9 @@ type Config struct {
 // Router keeps canary Ingresses for ingress-nginx. It is safe for
 // concurrent use: all its state is in the Ingresses.
 type Router struct {
-	client kubernetes.Interface
-	log    *slog.Logger
+	client    kubernetes.Interface
+	ingresses networkinglisters.IngressLister
+	log       *slog.Logger
 	// written remembers the canary Ingresses as the router last wrote
 	// them, so that the next route starts from them rather than reading
 	// them.
@@ -88,7 +96,7 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{client: cfg.Client, log: cfg.Logger, written: guard.NewMemory[*networkingv1.Ingress](0)}, nil
+	return &Router{client: cfg.Client, ingresses: cfg.Ingresses, log: cfg.Logger, written: guard.NewMemory[*networkingv1.Ingress](0)}, nil
 }
 
 // Apply makes the canary Ingress of every stable Ingress of the route match
@@ -168,16 +176,27 @@ func headersElsewhere(tr *spec.TrafficRouting) bool {
 // applyCanary brings the canary Ingress of the stable Ingress stableName in
 // line with it and with route, and returns the weight stored on it.
 func (r *Router) applyCanary(ctx context.Context, ingresses netclient.IngressInterface, ref events.Ref, seq int64, route tasks.Route, stableName string) (int32, error) {
-	stable, err := guard.Get(ctx, guard.Getter[*networkingv1.Ingress](ingresses), stableName, fmt.Sprintf("stable Ingress %s/%s", ref.Namespace, stableName))
-	switch {
-	case apierrors.IsNotFound(err):
-		return 0, fmt.Errorf("%w: stable Ingress %s/%s (trafficRouting.nginx) does not exist; create it, with a path to Service %q, before the rollout uses it", traffic.ErrRejected, ref.Namespace, stableName, route.StableService)
-	case err != nil:
-		return 0, err
-	}
-	want, err := desiredCanary(ref, stable, route)
+	cached, err := r.cachedStable(ref.Namespace, stableName)
 	if err != nil {
 		return 0, err
+	}
+	var want *networkingv1.Ingress
+	if cached != nil {
+		want, err = desiredCanary(ref, cached, route)
+	}
+	if cached == nil || err != nil {
+		// Not cached, or a rejection that a copy older than the user's
+		// last edit may have caused: the API server's copy decides.
+		stable, err := guard.Get(ctx, guard.Getter[*networkingv1.Ingress](ingresses), stableName, fmt.Sprintf("stable Ingress %s/%s", ref.Namespace, stableName))
+		switch {
+		case apierrors.IsNotFound(err):
+			return 0, fmt.Errorf("%w: stable Ingress %s/%s (trafficRouting.nginx) does not exist; create it, with a path to Service %q, before the rollout uses it", traffic.ErrRejected, ref.Namespace, stableName, route.StableService)
+		case err != nil:
+			return 0, err
+		}
+		if want, err = desiredCanary(ref, stable, route); err != nil {
+			return 0, err
+		}
 	}
 	what := fmt.Sprintf("canary Ingress %s/%s", ref.Namespace, want.Name)
 	c := canaryClient{IngressInterface: ingresses, rollout: ref.Name, what: what, create: withSeq(want, seq), log: r.log}
@@ -200,6 +219,22 @@ func (r *Router) applyCanary(ctx context.Context, ingresses netclient.IngressInt
 	}
 	r.log.Debug("canary ingress in effect", "rollout", ref.String(), "ingress", want.Name, "seq", seq, "weight", weight)
 	return weight, nil
+}
+
+// cachedStable returns the stable Ingress from the informer's cache, or
+// nil when there is no cache or it does not hold the Ingress.
+func (r *Router) cachedStable(namespace, name string) (*networkingv1.Ingress, error) {
+	if r.ingresses == nil {
+		return nil, nil
+	}
+	ing, err := r.ingresses.Ingresses(namespace).Get(name)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read stable Ingress %s/%s from the cache: %w", namespace, name, err)
+	}
+	return ing, nil
 }
 
 // withSeq returns a copy of ing carrying seq, as the router creates it.

@@ -15,7 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	networkinglisters "k8s.io/client-go/listers/networking/v1"
 	k8stesting "k8s.io/client-go/testing"
+	k8scache "k8s.io/client-go/tools/cache"
 
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
@@ -628,5 +630,45 @@ func TestStableIngressReadRetriesTransientFailures(t *testing.T) {
 	}
 	if len(failures) != 0 {
 		t.Errorf("%d failures left unused", len(failures))
+	}
+}
+
+// With an informer's cache, the stable Ingress is read from it: a route
+// reads no Ingress from the API server once the canary Ingress is
+// remembered. A cached copy that would reject the route (the user has just
+// pointed a path at the stable Service, and the watch has not brought it
+// yet) is checked against the API server's, which decides.
+func TestStableIngressFromTheCache(t *testing.T) {
+	ctx := context.Background()
+	c := kubefake.NewClientset(stableIngress("web"))
+	cache := k8scache.NewIndexer(k8scache.MetaNamespaceKeyFunc, k8scache.Indexers{k8scache.NamespaceIndex: k8scache.MetaNamespaceIndexFunc})
+	if err := cache.Add(stableIngress("web")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Client: c, Ingresses: networkinglisters.NewIngressLister(cache), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(ctx, web, 1, route(10)); err != nil {
+		t.Fatal(err)
+	}
+	before := kubefake.Count(c, "get")
+	if _, err := r.Apply(ctx, web, 2, route(20)); err != nil {
+		t.Fatal(err)
+	}
+	if gets := kubefake.Count(c, "get") - before; gets != 0 {
+		t.Errorf("%d reads from the API server for a route with the stable Ingress cached and the canary remembered, want 0", gets)
+	}
+
+	old := stableIngress("web")
+	old.Spec.Rules = []networkingv1.IngressRule{rule("example.com", path("/", "other", 80))}
+	if err := cache.Update(old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(ctx, web, 3, route(30)); err != nil {
+		t.Errorf("a cached stable Ingress without a path to the stable Service, the API server's with one: %v, want the API server's copy to decide", err)
+	}
+	if w := getIngress(t, c, CanaryIngressName("web", "web")).Annotations[DefaultAnnotationPrefix+"/canary-weight"]; w != "30" {
+		t.Errorf("canary weight %q, want 30", w)
 	}
 }
