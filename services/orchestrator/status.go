@@ -37,7 +37,11 @@ func NewReader(ctx context.Context, client *events.Client) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	return &Reader{st: newStore(kv, 0, nil)}, nil
+	st := newStore(kv, 0, nil)
+	// A revision part is written before the record that references it,
+	// so the leader has it when a replica that lags behind has not.
+	st.parts = newParts(kv, 0, client.Conn())
+	return &Reader{st: st}, nil
 }
 
 // NewLeaderReader is NewReader whose every read is the record of the
@@ -56,7 +60,7 @@ func NewLeaderReader(ctx context.Context, client *events.Client) (*Reader, error
 // load returns r's record, as a replica of the bucket or its leader has it.
 func (rd *Reader) load(ctx context.Context, r events.Ref) (record, uint64, error) {
 	if rd.leader {
-		return rd.st.Latest(ctx, records.KeyOf(r))
+		return rd.st.latest(ctx, r)
 	}
 	return rd.st.load(ctx, r)
 }
