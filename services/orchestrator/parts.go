@@ -69,6 +69,12 @@ func partBase(pk string) (uint64, bool) {
 	return base, err == nil
 }
 
+// errPartMissing is a record whose revision part the bucket does not
+// hold. A part is removed only once a later record leaves it out, so the
+// record is out of date (a replica of the bucket lagging behind answered
+// it) unless the leader's record says the same, which is then unreadable.
+var errPartMissing = fmt.Errorf("%w: its revision part is missing", records.ErrUnreadable)
+
 // resolve gives rec's state its revision part, from the store's cache of
 // parts or, once, from the bucket. A record that references a part the
 // bucket does not hold is unreadable: it is surfaced, never decided on
@@ -95,7 +101,7 @@ func (s store) resolve(ctx context.Context, key string, rec *record) error {
 			return err
 		}
 		if rev == 0 {
-			return events.Permanent(fmt.Errorf("rollout state %s: %w: its revision part %s is missing", key, records.ErrUnreadable, rec.part))
+			return events.Permanent(fmt.Errorf("rollout state %s: %w (%s)", key, errPartMissing, rec.part))
 		}
 	}
 	rec.State.SetRevisionPart(p)
@@ -148,6 +154,8 @@ type partWriter struct {
 	written    string
 	writes     bool
 	introduced []string
+	// missed: a record read named a part the bucket no longer holds.
+	missed bool
 }
 
 type seenRecord struct {
@@ -158,6 +166,11 @@ type seenRecord struct {
 func (w *partWriter) attempt(rec *record, rev uint64) error {
 	w.writes = false
 	if err := w.s.resolve(w.ctx, w.key, rec); err != nil {
+		if errors.Is(err, errPartMissing) && !w.missed {
+			// Read again, from the leader.
+			w.missed = true
+			return records.ErrStale
+		}
 		return err
 	}
 	w.seen = append(w.seen, seenRecord{rev: rev, part: rec.part})

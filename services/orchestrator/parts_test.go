@@ -14,7 +14,9 @@ import (
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/internal/records"
+	"github.com/sluicehq/sluice/internal/records/recordstest"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/pkg/events/eventstest"
 	"github.com/sluicehq/sluice/services/orchestrator/machine"
 )
 
@@ -393,4 +395,63 @@ func (w *writes) all(t *testing.T, c *events.Client) []write {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.seen)
+}
+
+// A record read from the leader of the bucket's stream may name a part
+// that a replica lagging behind does not hold yet (recordstest), and a
+// part is read from any replica: the part, written before the record, is
+// then read from the leader, and the rollout reads whole every time.
+func TestAPartALaggingReplicaLacksIsReadFromTheLeader(t *testing.T) {
+	c := recordstest.Start(t)
+	kv := c.Bucket(t, jetstream.KeyValueConfig{Bucket: BucketRollouts})
+	client := eventstest.Connect(t, c.URL)
+	ctx := t.Context()
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	k := records.KeyOf(r)
+	v1 := requested(t, r, machine.State{}, "web:1")
+	v2 := requested(t, r, v1, "web:2")
+	st := newStore(kv, 16, client.Conn())
+	if _, err := st.Update(ctx, k, func(rec *record, _ uint64) error { rec.State = v1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c.FallBehind(t, kv)
+	if _, err := st.Update(ctx, k, func(rec *record, _ uint64) error { rec.State = v2; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rec, _, ok := st.Recent(k)
+	if !ok || rec.part == "" {
+		t.Fatal("the writer does not know the record it wrote, or keeps its part inline")
+	}
+	c.Behind(t, kv, rec.part, 1)
+	for i := range recordstest.Tries {
+		// A new reader each time: one knows a part once it has read it.
+		rd, err := NewLeaderReader(ctx, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := rd.Detail(ctx, r)
+		if err != nil || d.Status.Revision != 2 || len(d.Revisions) != 2 {
+			t.Fatalf("try %d: revision %d with %d revisions kept (%v), want 2 and 2", i+1, d.Status.Revision, len(d.Revisions), err)
+		}
+	}
+
+	// The replica behind still answers the first record, whose part the
+	// second write removed: a view reads a moment-old record or the
+	// latest, never an error; a decision is made on the latest.
+	for i := range recordstest.Tries {
+		rd, err := NewReader(ctx, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rd.Detail(ctx, r); err != nil {
+			t.Fatalf("try %d: the view: %v", i+1, err)
+		}
+		var decided int64
+		if _, err := newStore(kv, 16, client.Conn()).Update(ctx, k, func(rec *record, _ uint64) error {
+			decided = rec.State.Revision
+			return records.Unchanged
+		}); err != nil || decided != 2 && decided != 1 {
+			t.Fatalf("try %d: a decision on revision %d: %v", i+1, decided, err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -140,7 +141,12 @@ func (s store) load(ctx context.Context, r events.Ref) (record, uint64, error) {
 	if err != nil {
 		return rec, rev, err
 	}
-	return rec, rev, s.resolve(ctx, k, &rec)
+	if err := s.resolve(ctx, k, &rec); errors.Is(err, errPartMissing) {
+		return s.latest(ctx, r) // an older record, from a replica behind
+	} else if err != nil {
+		return rec, rev, err
+	}
+	return rec, rev, nil
 }
 
 // latest is load answered by the leader of the bucket's stream
