@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 
@@ -118,7 +119,7 @@ func (s store) place(ctx context.Context, key string, rec *record, base uint64, 
 	rec.resolved = true
 	p := rec.State.RevisionPart()
 	switch {
-	case p.IsZero():
+	case p.IsZero() || s.inline:
 		rec.part = ""
 		return "", nil
 	case rec.part != "" && before != nil && p.Same(before):
@@ -297,4 +298,37 @@ func DecodeState(value []byte) (machine.State, error) {
 	var rec record
 	err := json.Unmarshal(value, &rec)
 	return rec.State, err
+}
+
+// inlineAll rewrites every rollout record that keeps its revision part
+// apart with the part inline, so that a release before the split reads
+// it (Config.InlineState); the parts left out are then removed. A record
+// it cannot rewrite is logged and left: its next decision writes it
+// inline.
+func (s store) inlineAll(ctx context.Context, log *slog.Logger) {
+	keys, err := s.LatestKeys(ctx)
+	if err != nil {
+		log.Warn("could not list the rollouts to write their records inline; each is written inline at its next decision", "error", err)
+		return
+	}
+	n := 0
+	for _, k := range keys {
+		if IsRevisionPart(k) {
+			continue
+		}
+		split := false
+		_, err := s.Update(ctx, k, func(rec *record, rev uint64) error {
+			if split = rev != 0 && rec.part != ""; !split {
+				return records.Unchanged
+			}
+			return nil
+		})
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("could not write a rollout's record inline; it is at its next decision", "key", k, "error", err)
+		case err == nil && split:
+			n++
+		}
+	}
+	log.Info("rollout records written with their spec and templates inline", "records", n)
 }

@@ -455,3 +455,56 @@ func TestAPartALaggingReplicaLacksIsReadFromTheLeader(t *testing.T) {
 		}
 	}
 }
+
+// A replica started with InlineState rewrites an idle rollout's split
+// record inline, as a release before the split reads it, removes its
+// part, and goes on writing inline: what a rolling upgrade from, or a
+// rollback to, such a release needs.
+func TestInlineStateWritesRecordsAnOlderReleaseReads(t *testing.T) {
+	srv := startServer(t)
+	split := startOrchestrator(t, srv.ClientURL(), machine.Config{})
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	ctx := t.Context()
+	kv, err := c.JetStream().KeyValue(ctx, BucketRollouts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryNoPause)
+	status.waitFor(t, r, events.TypeRolloutCompleted)
+	if len(partKeys(t, kv)) != 1 {
+		t.Fatalf("revision parts after the first revision: %v, want one", partKeys(t, kv))
+	}
+	split.stop()
+
+	startOrchestratorWith(t, srv.ClientURL(), Config{InlineState: true})
+	// What an orchestrator before the split decodes.
+	type older struct {
+		State machine.State `json:"state"`
+	}
+	readsInline := func() error {
+		e, err := kv.Get(ctx, records.KeyOf(r))
+		if err != nil {
+			return err
+		}
+		var old older
+		if err := json.Unmarshal(e.Value(), &old); err != nil {
+			return err
+		}
+		if old.State.Spec == nil || len(old.State.History) == 0 {
+			return fmt.Errorf("revision %d without spec or templates", old.State.Revision)
+		}
+		if left := partKeys(t, kv); len(left) > 0 {
+			return fmt.Errorf("revision parts left: %v", left)
+		}
+		return nil
+	}
+	poll.Until(t, "the idle rollout's record written inline", readsInline)
+	request(t, c, r, "web:2", canaryNoPause)
+	waitForN(t, status, r, events.TypeRolloutCompleted, 2)
+	if err := readsInline(); err != nil {
+		t.Fatalf("after an update: %v", err)
+	}
+}

@@ -93,6 +93,9 @@ type store struct {
 	// (a part's content never changes under its key), so a replica reads
 	// each part once while it stays cached.
 	parts *records.Store[machine.RevisionPart]
+	// inline writes records with their revision part inline, as
+	// releases before the split did (Config.InlineState).
+	inline bool
 }
 
 // partCache is how many revision parts a store keeps decoded when it
