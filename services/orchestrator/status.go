@@ -37,11 +37,10 @@ func NewReader(ctx context.Context, client *events.Client) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	st := newStore(kv, 0, nil)
-	// A revision part is written before the record that references it,
-	// so the leader has it when a replica that lags behind has not.
-	st.parts = newParts(kv, 0, client.Conn())
-	return &Reader{st: st}, nil
+	// Reads are any replica's, but a record that names a part no longer
+	// there is out of date, and one part a replica behind does not hold
+	// yet is there on the leader: both are read again from the leader.
+	return &Reader{st: newStore(kv, 0, client.Conn())}, nil
 }
 
 // NewLeaderReader is NewReader whose every read is the record of the
