@@ -142,6 +142,7 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.Var(daemon.NonNegativeDuration(&c.Machine.TaskStartTimeout, 0), "task-start-timeout", "how long a task may wait for a worker before it is sent again (default 30s)")
 		fs.Var(daemon.NonNegativeInt(&c.Machine.TaskMaxAttempts, 0), "task-max-attempts", "attempts of a task before its step fails (default 3)")
 		fs.Var(stateCache{&c.StateCache}, "state-cache", "how many rollouts' decoded states to keep in memory (0: none); a busy rollout's state is then not decoded again for each report")
+		fs.BoolVar(&c.InlineState, "inline-state", false, "write rollout records with their spec and templates inline, as releases before the split records did, and rewrite the split ones so at start: for a rolling upgrade from such a release, or before rolling back to one")
 		busClock()
 	case Analyzer:
 		env := prometheus.ConfigFromEnv(o.Getenv)

@@ -76,6 +76,11 @@ type Config struct {
 	// decoding its state from the bucket each time costs more than the
 	// decision.
 	StateCache int
+	// InlineState writes every rollout record with its spec and templates
+	// inline, as releases before the split records did, and rewrites the
+	// records kept split so at start: for a rolling upgrade from such a
+	// release, and before rolling back to one (docs/operations.md).
+	InlineState bool
 	// StopTimeout bounds how long a stopping replica waits for the
 	// decisions in progress (default daemon.DefaultStopTimeout).
 	StopTimeout time.Duration
@@ -184,6 +189,10 @@ func (s *Service) Run(ctx context.Context) error {
 func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 	kv := r.Bucket(BucketRollouts)
 	s.st = newStore(kv, s.cfg.StateCache, s.client.Conn())
+	if s.cfg.InlineState {
+		s.st.inline = true
+		go s.st.inlineAll(ctx, s.log)
+	}
 	s.cmdLog = commandLog{client: s.client}
 
 	commands := router{}

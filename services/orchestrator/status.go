@@ -37,7 +37,10 @@ func NewReader(ctx context.Context, client *events.Client) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketRollouts, err)
 	}
-	return &Reader{st: newStore(kv, 0, nil)}, nil
+	// Reads are any replica's, but a record that names a part no longer
+	// there is out of date, and one part a replica behind does not hold
+	// yet is there on the leader: both are read again from the leader.
+	return &Reader{st: newStore(kv, 0, client.Conn())}, nil
 }
 
 // NewLeaderReader is NewReader whose every read is the record of the
@@ -56,7 +59,7 @@ func NewLeaderReader(ctx context.Context, client *events.Client) (*Reader, error
 // load returns r's record, as a replica of the bucket or its leader has it.
 func (rd *Reader) load(ctx context.Context, r events.Ref) (record, uint64, error) {
 	if rd.leader {
-		return rd.st.Latest(ctx, records.KeyOf(r))
+		return rd.st.latest(ctx, r)
 	}
 	return rd.st.load(ctx, r)
 }

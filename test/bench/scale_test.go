@@ -101,17 +101,18 @@ func atScale(b *testing.B, n int) {
 	}
 	states := &rolloutStates{latest: map[string]machine.State{}, moved: map[string]time.Time{}, moveStep: 2}
 	if _, err := events.WatchKV(ctx, kv, func(e jetstream.KeyValueEntry) {
-		var rec struct {
-			State machine.State `json:"state"`
+		if e.Operation() != jetstream.KeyValuePut || orchestrator.IsRevisionPart(e.Key()) {
+			return
 		}
-		if e.Operation() != jetstream.KeyValuePut || json.Unmarshal(e.Value(), &rec) != nil {
+		st, err := orchestrator.DecodeState(e.Value())
+		if err != nil {
 			return
 		}
 		states.mu.Lock()
-		states.latest[rec.State.Ref.Name] = rec.State
-		if rec.State.Revision == 2 && rec.State.Step >= states.moveStep {
-			if _, ok := states.moved[rec.State.Ref.Name]; !ok {
-				states.moved[rec.State.Ref.Name] = time.Now()
+		states.latest[st.Ref.Name] = st
+		if st.Revision == 2 && st.Step >= states.moveStep {
+			if _, ok := states.moved[st.Ref.Name]; !ok {
+				states.moved[st.Ref.Name] = time.Now()
 			}
 		}
 		states.mu.Unlock()

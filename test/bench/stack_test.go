@@ -270,10 +270,12 @@ func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
 	}
 }
 
-// stateParts reads every rollout's state and returns their mean size and
+// stateParts reads every rollout's state and returns their mean size,
 // the mean size of what in them changes only with a new revision (spec,
-// pod templates kept for history).
-func (s *stack) stateParts(b *testing.B) (whole, revision float64) {
+// pod templates kept for history) that the record still holds inline, and
+// the mean size of the revision parts the records keep apart (the entries
+// orchestrator.IsRevisionPart names), per rollout.
+func (s *stack) stateParts(b *testing.B) (whole, revision, apart float64) {
 	b.Helper()
 	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
 	if err != nil {
@@ -283,11 +285,15 @@ func (s *stack) stateParts(b *testing.B) (whole, revision float64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var n, all, rev int
+	var n, all, rev, parts int
 	for k := range keys.Keys() {
 		e, err := kv.Get(s.ctx, k)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if orchestrator.IsRevisionPart(k) {
+			parts += len(e.Value())
+			continue
 		}
 		var rec struct {
 			State struct {
@@ -304,7 +310,7 @@ func (s *stack) stateParts(b *testing.B) (whole, revision float64) {
 		rev += len(rec.State.Spec) + len(rec.State.ExperimentSpec) + len(rec.State.History)
 	}
 	if n == 0 {
-		return 0, 0
+		return 0, 0, 0
 	}
-	return float64(all) / float64(n), float64(rev) / float64(n)
+	return float64(all) / float64(n), float64(rev) / float64(n), float64(parts) / float64(n)
 }

@@ -427,22 +427,22 @@ type states struct {
 func followStates(ctx context.Context, t *testing.T, kv jetstream.KeyValue) *states {
 	s := &states{latest: map[events.Ref]machine.State{}, settled: map[events.Ref]time.Time{}}
 	_, err := events.WatchKV(ctx, kv, func(e jetstream.KeyValueEntry) {
-		if e.Operation() != jetstream.KeyValuePut {
+		if e.Operation() != jetstream.KeyValuePut || orchestrator.IsRevisionPart(e.Key()) {
 			return
 		}
-		var rec struct {
-			State machine.State `json:"state"`
-		}
-		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		// The state without its revision part (spec, templates), which
+		// the checks here do not need.
+		st, err := orchestrator.DecodeState(e.Value())
+		if err != nil {
 			t.Errorf("state of %s unreadable: %v", e.Key(), err)
 			return
 		}
-		r := rec.State.Ref
+		r := st.Ref
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.ws = append(s.ws, invariants.StateWrite{Ref: r, Version: rec.State.Version})
-		s.latest[r] = rec.State
-		if w, ok := s.want[r]; ok && s.settled[r].IsZero() && isFinal(rec.State, w) {
+		s.ws = append(s.ws, invariants.StateWrite{Ref: r, Version: st.Version})
+		s.latest[r] = st
+		if w, ok := s.want[r]; ok && s.settled[r].IsZero() && isFinal(st, w) {
 			s.settled[r] = time.Now()
 		}
 	})

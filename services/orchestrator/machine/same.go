@@ -38,9 +38,7 @@ func (s *State) sameJSON(o *State) bool {
 		samePtr(s.Scale, o.Scale, sameTask) && samePtr(s.Route, o.Route, sameTask) &&
 		sameEach(s.Runs, o.Runs, sameRun) && sameEach(s.Experiments, o.Experiments, sameEncoding[*ExperimentRecord]) &&
 		sameEncoding(s.Routing, o.Routing) && sameEncoding(s.LastAnalysis, o.LastAnalysis) &&
-		sameEach(s.History, o.History, func(a, b *RevisionRecord) bool {
-			return a.Number == b.Number && a.Hash == b.Hash && sameEncoding(&a.Template, &b.Template)
-		}) &&
+		sameEach(s.History, o.History, sameRevision) &&
 		s.UpdateID == o.UpdateID && s.AbortCause == o.AbortCause &&
 		s.Restart.Pending == o.Restart.Pending && s.Restart.Cause == o.Restart.Cause &&
 		sameOptionalTime(s.Restart.At, o.Restart.At) && sameOptionalTime(s.Restart.Due, o.Restart.Due) &&
