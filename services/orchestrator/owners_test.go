@@ -2,8 +2,10 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,4 +170,70 @@ func countOf(l *statusLog, r events.Ref, typ string) int {
 		}
 	}
 	return n
+}
+
+// An upgrade to partitions loses nothing: the requests published while
+// the bus's orchestrators ran the shared consumers and were down (pending
+// in orchestrator-commands) are decided by the first replica started with
+// --partitions, which then deletes the shared consumers. Starting with
+// another partition count on that bus is refused, saying how to change it.
+func TestUpgradeToPartitionsTakesOverTheSharedConsumersMessages(t *testing.T) {
+	srv := startServer(t)
+	c := connect(t, srv.ClientURL())
+	startFakeWorkers(t, c)
+	status := watchStatus(t, c)
+	steps := `    canary:
+      steps: [{setWeight: 50}]`
+	before := events.Ref{Namespace: "prod", Name: "before"}
+	shared := startOrchestratorWith(t, srv.ClientURL(), Config{})
+	request(t, c, before, "web:1", steps)
+	status.waitFor(t, before, events.TypeRolloutCompleted)
+	shared.stop()
+
+	var pending []events.Ref
+	for i := range 5 {
+		r := events.Ref{Namespace: "prod", Name: fmt.Sprintf("pending-%d", i)}
+		pending = append(pending, r)
+		request(t, c, r, "web:1", steps)
+	}
+	js := c.JetStream()
+	cons, err := js.Consumer(t.Context(), events.StreamCommands, DurableCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := cons.Info(t.Context()); err != nil || info.NumPending != uint64(len(pending)) {
+		t.Fatalf("orchestrator-commands: %v pending (%v), want the %d requests", info.NumPending, err, len(pending))
+	}
+
+	startOrchestratorWith(t, srv.ClientURL(), Config{Partitions: 4})
+	for _, r := range pending {
+		status.waitFor(t, r, events.TypeRolloutCompleted)
+	}
+	if got := countOf(status, before, events.TypeRolloutAccepted); got != 1 {
+		t.Errorf("the rollout decided before the upgrade was accepted %d times, want once: the partitions began before the shared consumer's end", got)
+	}
+	for _, durable := range []string{DurableCommands, DurableResults} {
+		if _, err := js.Consumer(t.Context(), legacyStream(durable), durable); err == nil {
+			t.Errorf("the shared consumer %s is still there after the upgrade", durable)
+		}
+	}
+
+	svc, err := New(connect(t, srv.ClientURL()), Config{Partitions: 8, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = svc.Run(t.Context())
+	if err == nil || !errors.Is(err, events.ErrInvalidConfig) || !strings.Contains(err.Error(), "Changing the partitions") {
+		t.Errorf("a replica with --partitions 8 on a bus of 4: %v, want an invalid configuration that says how to change them", err)
+	}
+}
+
+// legacyStream is the stream of a shared consumer.
+func legacyStream(durable string) string {
+	for stream, d := range legacy {
+		if d == durable {
+			return stream
+		}
+	}
+	return ""
 }
