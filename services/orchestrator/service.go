@@ -54,7 +54,9 @@ type Config struct {
 	// Machine holds the step machine's timeouts.
 	Machine machine.Config
 	// Commands and Results tune the two durable consumers; Stream, Durable
-	// and FilterSubjects are set by the service.
+	// and FilterSubjects are set by the service. With Partitions, Results
+	// tunes each partition's consumer (Workers default
+	// DefaultPartitionWorkers) and Commands is unused.
 	Commands events.ConsumerConfig
 	Results  events.ConsumerConfig
 	// Logger receives the service's logs (default slog.Default()).
