@@ -88,7 +88,9 @@ func TestPartitionsGiveEachRolloutOneOwner(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := startOrchestratorWith(t, srv.ClientURL(), Config{Partitions: 8, Metrics: m, Logger: d.logger(i)})
+		// A TTL far above any stall of a loaded machine's pulls: the
+		// pins hold until the kill, whatever the load.
+		p := startOrchestratorWith(t, srv.ClientURL(), Config{Partitions: 8, OwnerTTL: ownersTestTTL, Metrics: m, Logger: d.logger(i)})
 		regs, procs = append(regs, reg), append(procs, p)
 	}
 	c := connect(t, srv.ClientURL())
@@ -158,8 +160,11 @@ func TestPartitionsGiveEachRolloutOneOwner(t *testing.T) {
 		}, poll.Timeout(time.Minute))
 		last = max(last, time.Since(killed))
 	}
-	t.Logf("the %d rollouts of the killed replica completed an update within %s of the kill (owner TTL %s)", len(orphans), last.Round(time.Millisecond), DefaultOwnerTTL)
+	t.Logf("the %d rollouts of the killed replica completed an update within %s of the kill (owner TTL %s)", len(orphans), last.Round(time.Millisecond), ownersTestTTL)
 }
+
+// ownersTestTTL is the owner TTL of TestPartitionsGiveEachRolloutOneOwner.
+const ownersTestTTL = 10 * time.Second
 
 // countOf is how many status events of typ r has had.
 func countOf(l *statusLog, r events.Ref, typ string) int {
