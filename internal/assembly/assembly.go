@@ -143,6 +143,8 @@ func (o *Options) AddFlags(service string, fs *pflag.FlagSet) {
 		fs.Var(daemon.NonNegativeInt(&c.Machine.TaskMaxAttempts, 0), "task-max-attempts", "attempts of a task before its step fails (default 3)")
 		fs.Var(stateCache{&c.StateCache}, "state-cache", "how many rollouts' decoded states to keep in memory (0: none); a busy rollout's state is then not decoded again for each report")
 		fs.BoolVar(&c.InlineState, "inline-state", false, "write rollout records with their spec and templates inline, as releases before the split records did, and rewrite the split ones so at start: for a rolling upgrade from such a release, or before rolling back to one")
+		fs.Var(daemon.NonNegativeInt(&c.Partitions, 0), "partitions", "give each rollout one owner at a time: commands and results are copied into this many partitions (by namespace and name), each consumed by one orchestrator replica at a time, which decides on the records it holds; 0: every replica takes any message from shared consumers. Fixed for a bus once set (docs/orchestrator.md, One owner per rollout)")
+		fs.Var(daemon.PositiveDuration(&c.OwnerTTL, orchestrator.DefaultOwnerTTL), "owner-ttl", "with --partitions: how long a partition stays with a replica that stopped pulling it (killed, cut off) before another takes it over; at least 2s")
 		busClock()
 	case Analyzer:
 		env := prometheus.ConfigFromEnv(o.Getenv)

@@ -288,6 +288,12 @@ func (s *Store[T]) Recent(key string) (rec T, rev uint64, ok bool) {
 	return s.cache.latest(key)
 }
 
+// Forget drops the record this store holds under key: the next Recent
+// finds none, and the next Update reads the bucket. A writer that learns
+// another may have written meanwhile (it lost the ownership of the key)
+// forgets rather than decide on what it knew.
+func (s *Store[T]) Forget(key string) { s.cache.forget(key) }
+
 // Put writes rec under key if the entry is still at revision rev (0: must
 // not exist) and returns the new revision. It returns an error wrapping
 // ErrConflict when another writer got there first.

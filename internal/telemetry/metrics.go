@@ -29,6 +29,7 @@ type Metrics struct {
 	rollouts     *prometheus.GaugeVec
 	decisions    *prometheus.CounterVec
 	casConflicts prometheus.Counter
+	pinChanges   prometheus.Counter
 	stateReads   *prometheus.CounterVec
 	reordered    prometheus.Counter
 	taskDuration *prometheus.HistogramVec
@@ -99,6 +100,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "sluice_orchestrator_decisions_total",
 			Help: "Observations run through the step machine, by observation (request, experiment, command, started, finished, measured, tick) and result (changed, unchanged, ignored, duplicate).",
 		}, []string{"observation", "result"}),
+		pinChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_orchestrator_pin_changes_total",
+			Help: "Partitions this replica was pinned to anew (with --partitions): it forgot the records of their rollouts and reads them from the bucket.",
+		}),
 		casConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_cas_conflicts_total",
 			Help: "Rollout state writes lost to a concurrent writer (compare-and-swap conflicts) and decided again.",
@@ -173,7 +178,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
-		m.rollouts, m.decisions, m.casConflicts, m.stateReads, m.reordered, m.taskDuration,
+		m.rollouts, m.decisions, m.casConflicts, m.pinChanges, m.stateReads, m.reordered, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
 		m.gatewayRequests, m.notifications, m.notificationDuration, m.clockUncertainty, m.clockBound, m.clockOffset,
 	} {
@@ -258,6 +263,14 @@ func (m *Metrics) CASConflict() {
 		return
 	}
 	m.casConflicts.Inc()
+}
+
+// PinChanged counts one partition pinned to this replica anew.
+func (m *Metrics) PinChanged() {
+	if m == nil {
+		return
+	}
+	m.pinChanges.Inc()
 }
 
 // StateRead counts one decision made on a record read from the state

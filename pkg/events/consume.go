@@ -7,6 +7,8 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +74,12 @@ type Delivery struct {
 	MaxDeliver int
 	// Published is when the stream stored the message.
 	Published time.Time
+	// PinID is, on a pinned consumer (ConsumerConfig.PinnedTTL), the pin
+	// this process held when the message was delivered. The server gives
+	// a new one each time it pins the consumer to a puller, so a PinID
+	// other than the last one seen means the consumer may have been
+	// pinned to another process in between.
+	PinID string
 }
 
 // ConsumerConfig configures a durable pull consumer. All replicas of a
@@ -112,7 +120,29 @@ type ConsumerConfig struct {
 	// with fast handlers; fewer spreads work more evenly across replicas,
 	// and prefetched messages' ack-wait clocks run while they wait.
 	Prefetch int
+	// PinnedTTL, when not zero, gives the consumer one puller at a time:
+	// the server pins it to the first process whose pull waits (priority
+	// policy pinned, group PinnedGroup) and moves the pin to another only
+	// when that process has sent no pull request for PinnedTTL. Pull
+	// requests then expire within half of it, so a process that is not
+	// pinned asks again, and learns that the pin is free, within the TTL.
+	PinnedTTL time.Duration
+	// Sourced says that the stream holds copies sourced from other
+	// streams (with a subject transform, say): each Delivery then names
+	// the original's subject, stream and sequence, from the copy's
+	// Nats-Stream-Source header, so a handler reads a copy as the
+	// message it copies. Acks go to the copy.
+	Sourced bool
 }
+
+// PinnedGroup is the priority group of pinned consumers
+// (ConsumerConfig.PinnedTTL).
+const PinnedGroup = "owners"
+
+// minPinnedTTL bounds ConsumerConfig.PinnedTTL from below: the pull
+// requests expire within half of it, and nats.go's pull requests live at
+// least 1 s.
+const minPinnedTTL = 2 * time.Second
 
 // Defaults fills unset fields with their documented defaults.
 func (c *ConsumerConfig) Defaults() {
@@ -171,6 +201,9 @@ func (c ConsumerConfig) Validate() error {
 	}
 	if c.BackoffInitial <= 0 || c.BackoffMax < c.BackoffInitial {
 		bad("backoff %s..%s must be positive and increasing", c.BackoffInitial, c.BackoffMax)
+	}
+	if c.PinnedTTL != 0 && c.PinnedTTL < minPinnedTTL {
+		bad("PinnedTTL %s must be 0 (not pinned) or at least %s", c.PinnedTTL, minPinnedTTL)
 	}
 	return errors.Join(errs...)
 }
@@ -255,6 +288,14 @@ func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(cont
 	if cfg.DeliverNew {
 		jcfg.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
+	pull := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(cfg.Prefetch),
+		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat)}
+	if cfg.PinnedTTL > 0 {
+		jcfg.PriorityPolicy, jcfg.PinnedTTL, jcfg.PriorityGroups = jetstream.PriorityPolicyPinned, cfg.PinnedTTL, []string{PinnedGroup}
+		expiry := min(pullExpiry, cfg.PinnedTTL/2)
+		pull = []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(cfg.Prefetch), jetstream.PullPriorityGroup(PinnedGroup),
+			jetstream.PullExpiry(expiry), jetstream.PullHeartbeat(min(pullHeartbeat, expiry/2))}
+	}
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jcfg)
 	if err != nil {
 		return nil, fmt.Errorf("provision consumer %s on %s: %w", cfg.Durable, cfg.Stream, err)
@@ -263,8 +304,7 @@ func (c *Client) consume(ctx context.Context, cfg ConsumerConfig, work func(cont
 	if s.advisory, err = c.watchMaxDeliveries(cfg); err != nil {
 		return nil, err
 	}
-	s.iter, err = cons.Messages(jetstream.PullMaxMessages(cfg.Prefetch),
-		jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat))
+	s.iter, err = cons.Messages(pull...)
 	if err != nil {
 		_ = s.advisory.Unsubscribe()
 		return nil, fmt.Errorf("start consumer %s: %w", cfg.Durable, err)
@@ -372,7 +412,7 @@ func (s *Subscription) loop(queues []chan queued) {
 		// (a result from each worker service, say), so they are handled
 		// in order and never race each other for the rollout's state.
 		h := fnv.New32a()
-		h.Write([]byte(orderKey(msg.Subject())))
+		h.Write([]byte(orderKey(s.subjectOf(msg))))
 		queues[h.Sum32()%uint32(len(queues))] <- queued{msg: msg, stopBeat: s.heartbeat(msg)}
 		lastMsg, lastErr, misses = time.Now(), nil, 0
 	}
@@ -482,11 +522,57 @@ func (s *Subscription) delivery(msg jetstream.Msg) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, err
 	}
-	return Delivery{
+	d := Delivery{
 		Subject: msg.Subject(), Stream: meta.Stream, Consumer: meta.Consumer,
 		Sequence: meta.Sequence.Stream, Attempt: meta.NumDelivered,
 		MaxDeliver: s.cfg.MaxDeliver, Published: meta.Timestamp,
-	}, nil
+	}
+	if s.cfg.PinnedTTL > 0 {
+		d.PinID = msg.Headers().Get(pinIDHeader)
+	}
+	// A copy without a readable header keeps its own subject, which its
+	// handler then refuses as outside the contract (dead-lettered).
+	if o, ok := sourceOf(msg.Headers()); ok && s.cfg.Sourced {
+		d.Subject, d.Stream, d.Sequence = o.subject, o.stream, o.sequence
+	}
+	return d, nil
+}
+
+// Headers the server sets on pinned consumers' and sourced streams'
+// messages.
+const (
+	pinIDHeader  = "Nats-Pin-Id"
+	sourceHeader = "Nats-Stream-Source"
+)
+
+// origin is the message a sourced copy copies.
+type origin struct {
+	stream, subject string
+	sequence        uint64
+}
+
+// sourceOf reads a copy's Nats-Stream-Source header: "<stream> <sequence>
+// <filter> <transform> <original subject>", as nats-server writes it.
+func sourceOf(h nats.Header) (origin, bool) {
+	f := strings.Fields(h.Get(sourceHeader))
+	if len(f) < 5 {
+		return origin{}, false
+	}
+	seq, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return origin{}, false
+	}
+	return origin{stream: f[0], sequence: seq, subject: f[4]}, true
+}
+
+// subjectOf is the subject msg's handler sees: the original's for a copy.
+func (s *Subscription) subjectOf(msg jetstream.Msg) string {
+	if s.cfg.Sourced {
+		if o, ok := sourceOf(msg.Headers()); ok {
+			return o.subject
+		}
+	}
+	return msg.Subject()
 }
 
 // observe reports a settled delivery to the client's observer, if any.

@@ -78,6 +78,13 @@ type Needs struct {
 	// UpdateStreams: it owns the bus settings (--bus-*) and may update the
 	// streams; every other service may only create them.
 	UpdateStreams bool
+	// Streams are internal streams it alone provisions and reads, with
+	// durable consumers of any name (the orchestrator's partitions,
+	// SLUICE_ORCHESTRATOR, sourced from the public streams).
+	Streams []string
+	// Retires are durable consumers it deletes once it no longer needs
+	// them (the orchestrator's shared consumers, when it runs partitions).
+	Retires []Durable
 }
 
 // Durable is a durable consumer on a stream.
@@ -108,6 +115,8 @@ func (n Needs) Merge(others ...Needs) Needs {
 		n.Follows = append(slices.Clip(n.Follows), o.Follows...)
 		n.Publish = append(slices.Clip(n.Publish), o.Publish...)
 		n.UpdateStreams = n.UpdateStreams || o.UpdateStreams
+		n.Streams = append(slices.Clip(n.Streams), o.Streams...)
+		n.Retires = append(slices.Clip(n.Retires), o.Retires...)
 	}
 	return n
 }
@@ -154,6 +163,14 @@ func ServicePermissions(identity string, n Needs, bots []Bot, services ...Needs)
 	}
 	for _, c := range n.Consumers {
 		b.consumer(c.Stream, c.Name)
+	}
+	for _, st := range n.Streams {
+		b.pub(jsAPI("STREAM.INFO", st)[0], jsAPI("STREAM.CREATE", st)[0], jsAPI("STREAM.UPDATE", st)[0],
+			"$JS.API.CONSUMER.CREATE."+st+".*.>") // a durable with one filter subject
+		b.consumer(st, "*")
+	}
+	for _, c := range n.Retires {
+		b.pub("$JS.API.CONSUMER.DELETE." + c.Stream + "." + c.Name)
 	}
 	for _, k := range n.Buckets {
 		b.bucket(k.Name, true)

@@ -70,7 +70,7 @@ func (s *Service) apply(ctx context.Context, u update) error {
 // refusal's. Conflicting writes are retried as records.Store.Update says;
 // past its bound the messages are retried with backoff.
 func (s *Service) applyAll(ctx context.Context, r events.Ref, us []update) []error {
-	d := &decision{s: s, ref: r, updates: us}
+	d := &decision{s: s, ref: r, updates: us, owned: ctx.Value(owned{}) != nil}
 	for _, u := range us {
 		if u.attempt > 1 {
 			d.republish = true
@@ -132,6 +132,10 @@ type decision struct {
 	// staled says that the last attempt returned records.ErrStale: the
 	// next record is the leader's.
 	staled bool
+	// owned says that this replica owns the rollout's partition: the
+	// record it holds is the truth, and a decision on it that changes
+	// nothing needs no check against the bucket.
+	owned bool
 	// attempts counts the calls of decide so far.
 	attempts int
 	// verdicts are the last attempt's, one per update.
@@ -163,6 +167,14 @@ type finishedOn struct {
 func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 	if d.out != nil {
 		d.lostRace() // called again after a write: it conflicted
+		if d.owned {
+			// Not the normal path: another replica wrote the rollout
+			// this one owns (it owned the partition a moment ago, or
+			// believes it still does). The fence held; decide again on
+			// the bucket's record.
+			d.s.log.Warn("another replica wrote a rollout this replica owns: its write won, this decision is made again on the bucket's record",
+				"rollout", d.ref.String(), "fromBucket", d.fromBucket)
+		}
 	}
 	if !d.onRecent {
 		d.s.cfg.Metrics.StateRead(d.readReason())
@@ -208,8 +220,9 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		if next.Version == state.Version && len(eff) == 0 {
 			d.verdicts[i] = verdictUnchanged
 			// Another replica may have moved the rollout on: what is
-			// unchanged here may apply to its record.
-			stale = stale || !d.verified
+			// unchanged here may apply to its record. Not when this
+			// replica owns the rollout and decides on what it holds.
+			stale = stale || !(d.verified || d.owned && !d.fromBucket)
 		} else {
 			exists = true
 		}

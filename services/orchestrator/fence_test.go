@@ -58,9 +58,26 @@ func scaleFinished(rec record) *tasks.Finished {
 // revision is the fence. The one whose record is out of date loses its
 // write, decides again on the bucket's record, and nothing it decided on
 // the old record reaches a status event or a task.
+//
+// With --partitions each believes it owns the rollout's partition (its
+// pin expired while it decided, and the other was pinned meanwhile): both
+// decide on the record they hold as the truth, and the fence must hold
+// all the same.
 func TestTwoReplicasThatBothBelieveTheyOwnARolloutAreFenced(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		owned bool
+	}{{"shared consumers", false}, {"both pinned", true}} {
+		t.Run(tc.name, func(t *testing.T) { twoBelieveTheyOwn(t, tc.owned) })
+	}
+}
+
+func twoBelieveTheyOwn(t *testing.T, owner bool) {
 	srv := startServer(t)
 	ctx := context.Background()
+	if owner {
+		ctx = context.WithValue(ctx, owned{}, true)
+	}
 	regB := prometheus.NewRegistry()
 	a, b := storeReplica(t, srv.ClientURL(), nil), storeReplica(t, srv.ClientURL(), regB)
 	r := events.Ref{Namespace: "prod", Name: "web"}

@@ -54,7 +54,9 @@ type Config struct {
 	// Machine holds the step machine's timeouts.
 	Machine machine.Config
 	// Commands and Results tune the two durable consumers; Stream, Durable
-	// and FilterSubjects are set by the service.
+	// and FilterSubjects are set by the service. With Partitions, Results
+	// tunes each partition's consumer (Workers default
+	// DefaultPartitionWorkers) and Commands is unused.
 	Commands events.ConsumerConfig
 	Results  events.ConsumerConfig
 	// Logger receives the service's logs (default slog.Default()).
@@ -84,7 +86,21 @@ type Config struct {
 	// StopTimeout bounds how long a stopping replica waits for the
 	// decisions in progress (default daemon.DefaultStopTimeout).
 	StopTimeout time.Duration
+	// Partitions, when above 0, gives each rollout one owner at a time
+	// (owners.go): commands and results are copied into this many
+	// partitions, each consumed by one replica at a time. 0 keeps the
+	// shared consumers DurableCommands and DurableResults, where any
+	// replica takes any message. Fixed for a bus once set
+	// (docs/orchestrator.md).
+	Partitions int
+	// OwnerTTL is how long a partition stays with a replica that stopped
+	// pulling it (died, cut off) before another takes it over (default
+	// DefaultOwnerTTL; at least 2 s).
+	OwnerTTL time.Duration
 }
+
+// MaxPartitions bounds Config.Partitions.
+const MaxPartitions = 1024
 
 // Defaults and special values of Config.StateCache.
 const (
@@ -113,6 +129,9 @@ func (c *Config) Defaults() {
 	if c.StopTimeout == 0 {
 		c.StopTimeout = daemon.DefaultStopTimeout
 	}
+	if c.OwnerTTL == 0 {
+		c.OwnerTTL = DefaultOwnerTTL
+	}
 }
 
 // Validate reports every problem at once, each wrapping
@@ -124,6 +143,12 @@ func (c Config) Validate() error {
 	}
 	if c.StopTimeout < 0 {
 		errs = append(errs, fmt.Errorf("%w: orchestrator: StopTimeout %s must not be negative", events.ErrInvalidConfig, c.StopTimeout))
+	}
+	if c.Partitions < 0 || c.Partitions > MaxPartitions {
+		errs = append(errs, fmt.Errorf("%w: orchestrator: --partitions %d must be between 0 (shared consumers) and %d", events.ErrInvalidConfig, c.Partitions, MaxPartitions))
+	}
+	if c.OwnerTTL < 2*time.Second {
+		errs = append(errs, fmt.Errorf("%w: orchestrator: --owner-ttl %s must be at least 2s (a pull request lives at least 1s, and expires within half the TTL)", events.ErrInvalidConfig, c.OwnerTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -138,6 +163,7 @@ type Service struct {
 	timers *deadlines.Scheduler
 	lc     daemon.Lifecycle
 	cmdLog commandLog
+	owners owners
 }
 
 var _ daemon.Service = (*Service)(nil)
@@ -172,6 +198,12 @@ var Needs = events.Needs{
 		events.ResultRoot + "." + TimerService + ".>", // timer events
 	},
 	UpdateStreams: true,
+	// With --partitions (owners.go).
+	Streams: []string{StreamOwners},
+	Retires: []events.Durable{
+		{Stream: events.StreamCommands, Name: DurableCommands},
+		{Stream: events.StreamResults, Name: DurableResults},
+	},
 }
 
 // Run provisions the bus, starts consuming and firing timers, and blocks
@@ -222,6 +254,19 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		TypeTimerFired:     s.handleTimer,
 	}
 
+	s.timers = newTimers(s.log, s.cfg.Now, s.fireTimer)
+	if err := s.timers.Watch(ctx, kv); err != nil {
+		return err
+	}
+	// Timers stop last: a decision in progress may still set one.
+	r.OnStop(daemon.StopFunc(func(context.Context) error { s.timers.Stop(); return nil }))
+	if err := s.watchPhases(ctx, kv); err != nil {
+		return err
+	}
+	if s.cfg.Partitions > 0 {
+		return s.startPartitions(ctx, r, commands, results)
+	}
+
 	cc := s.cfg.Commands
 	cc.Stream, cc.Durable = events.StreamCommands, DurableCommands
 	rc := s.cfg.Results
@@ -234,15 +279,6 @@ func (s *Service) start(ctx context.Context, r *daemon.Running) error {
 		}
 	}
 
-	s.timers = newTimers(s.log, s.cfg.Now, s.fireTimer)
-	if err := s.timers.Watch(ctx, kv); err != nil {
-		return err
-	}
-	// Timers stop last: a decision in progress may still set one.
-	r.OnStop(daemon.StopFunc(func(context.Context) error { s.timers.Stop(); return nil }))
-	if err := s.watchPhases(ctx, kv); err != nil {
-		return err
-	}
 	for _, c := range []struct {
 		cfg     events.ConsumerConfig
 		r       router

@@ -42,7 +42,9 @@ func startOrchestrator(t *testing.T, url string, mc machine.Config) *orchestrato
 func startOrchestratorWith(t *testing.T, url string, cfg Config) *orchestratorProc {
 	t.Helper()
 	c := connect(t, url)
-	cfg.Logger = quiet()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	svc, err := New(c, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -55,7 +55,7 @@ func abortReaction(b *testing.B, n int) {
 		mu.Lock()
 		zeroAt[ref.Name] = append(zeroAt[ref.Name], at)
 		mu.Unlock()
-	}}, 1)
+	}}, 1, 0)
 	st.follow(b, events.StreamResults, func(subject string, ev events.Event) {
 		if ev.Type() != tasks.TypeMeasured {
 			return

@@ -55,14 +55,31 @@ func BenchmarkSluice(b *testing.B) {
 			}
 		})
 	}
+	// One owner per rollout (--partitions 8): the partitions' copies of
+	// commands and results are one more hop through the server, and
+	// the owner decides on the records it holds.
+	for _, n := range replicatedCounts {
+		for _, o := range []int{1, 3} {
+			b.Run(fmt.Sprintf("orchestrators=%d,partitions=%d,rollouts=%d", o, benchPartitions, n), func(b *testing.B) {
+				for range b.N {
+					sluiceOf(b, n, o, benchPartitions)
+				}
+			})
+		}
+	}
 }
+
+// benchPartitions is --partitions in the partitioned cases.
+const benchPartitions = 8
 
 // replicatedCounts are the numbers of concurrent rollouts of
 // BenchmarkSluice with three orchestrator replicas.
 var replicatedCounts = []int{100, 1000}
 
-func sluice(b *testing.B, n, orchestrators int) {
-	st := startStack(b, instantRouter{}, orchestrators)
+func sluice(b *testing.B, n, orchestrators int) { sluiceOf(b, n, orchestrators, 0) }
+
+func sluiceOf(b *testing.B, n, orchestrators, partitions int) {
+	st := startStack(b, instantRouter{}, orchestrators, partitions)
 	rollouts := names(n)
 
 	// Follow every status event from here on: count rollout.completed

@@ -51,8 +51,9 @@ type stack struct {
 }
 
 // startStack starts the services with orchestrators orchestrator
-// replicas (at least one), which share the orchestrator's consumers.
-func startStack(b *testing.B, router instantRouter, orchestrators int) *stack {
+// replicas (at least one), which share the orchestrator's consumers, or
+// with partitions > 0 own partitions of the rollouts (--partitions).
+func startStack(b *testing.B, router instantRouter, orchestrators, partitions int) *stack {
 	b.Helper()
 	srv := startServer(b)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,7 +80,7 @@ func startStack(b *testing.B, router instantRouter, orchestrators int) *stack {
 		Ready() bool
 	}
 	for range max(1, orchestrators) {
-		orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics})
+		orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics, Partitions: partitions})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -37,7 +37,11 @@ func (nopRouter) Apply(_ context.Context, _ events.Ref, _ int64, route tasks.Rou
 
 // system runs the four real services on url, each as its own NATS user,
 // logging to logs. It returns when all are ready.
-func startSystem(t *testing.T, url string, logs *logBuffer) {
+func startSystem(t *testing.T, url string, logs *logBuffer) { startSystemWith(t, url, logs, 0) }
+
+// startSystemWith starts the services with the orchestrator's
+// --partitions set to partitions.
+func startSystemWith(t *testing.T, url string, logs *logBuffer, partitions int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 4)
@@ -59,7 +63,7 @@ func startSystem(t *testing.T, url string, logs *logBuffer) {
 		}()
 	}
 
-	orch, err := orchestrator.New(connect(t, url, events.IdentityOrchestrator, logs.logger("orchestrator")), orchestrator.Config{Logger: logs.logger("orchestrator")})
+	orch, err := orchestrator.New(connect(t, url, events.IdentityOrchestrator, logs.logger("orchestrator")), orchestrator.Config{Logger: logs.logger("orchestrator"), Partitions: partitions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +156,21 @@ spec:
 // bearer-token analysis through the four services and the CLI, each as its
 // own user with nothing more than assembly.PermissionsOf grants, and then
 // checks that the token is in no stored message and no log line.
+//
+// It runs again with the orchestrator's partitions (--partitions 8): its
+// permissions cover the internal stream it sources, the pinned consumers
+// of the partitions, and the deletion of the shared consumers.
 func TestEveryServiceRunsWithItsOwnPermissions(t *testing.T) {
 	t.Parallel()
+	for _, partitions := range []int{0, 8} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) { everyServiceWithItsOwnPermissions(t, partitions) })
+	}
+}
+
+func everyServiceWithItsOwnPermissions(t *testing.T, partitions int) {
 	url := startServer(t)
 	logs := &logBuffer{}
-	startSystem(t, url, logs)
+	startSystemWith(t, url, logs, partitions)
 	checkURL := checkServer(t)
 
 	// apply without --wait: `apply --wait` can miss the first status events
