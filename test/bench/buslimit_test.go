@@ -61,6 +61,25 @@ func (l *latencies) reportAs(b *testing.B, elapsed time.Duration, what string) {
 	b.ReportMetric(0, "ns/op") // the per-op time is meaningless here
 }
 
+// rate is how many latencies were added per second of elapsed.
+func (l *latencies) rate(elapsed time.Duration) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return float64(len(l.d)) / elapsed.Seconds()
+}
+
+// percentile is the p-th percentile (0 with none).
+func (l *latencies) percentile(p int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	slices.Sort(l.d)
+	n := len(l.d)
+	if n == 0 {
+		return 0
+	}
+	return l.d[min(n-1, n*p/100)].Round(time.Microsecond)
+}
+
 // reportPercentiles adds the p50 and p99 (in µs) to b as
 // <name>-p50-µs and <name>-p99-µs.
 func (l *latencies) reportPercentiles(b *testing.B, name string) {
@@ -123,11 +142,7 @@ type limitRun struct {
 }
 
 // stepsPerSecond is the loop's throughput.
-func (r *limitRun) stepsPerSecond() float64 {
-	r.lat.mu.Lock()
-	defer r.lat.mu.Unlock()
-	return float64(len(r.lat.d)) / r.elapsed.Seconds()
-}
+func (r *limitRun) stepsPerSecond() float64 { return r.lat.rate(r.elapsed) }
 
 // runLimit runs total steps of the bare step loop with n in flight on a
 // server of its own, which it shuts down before it returns (so that

@@ -35,6 +35,14 @@ func tenSteps(name, image string) string {
 // step.completed event (the orchestrator's clock); steps/s counts every
 // completed step of the update over the update's wall time.
 //
+// Each case first measures, on servers of its own that it stops before
+// the services start, the bare step loops of BenchmarkBusLimit with n
+// steps in flight (at least 10,000 steps, five per rollout at 10,000):
+// the bus limit (task, result, compare-and-swap) and the contract's
+// minimum (and the two status events), and reports Sluice's steps/s as a
+// share of each (%-of-bus, %-of-contract), so that every ratio is taken in
+// one process run, on the machine as it is then.
+//
 // The orchestrators=3 cases run three orchestrator replicas on the same
 // consumers, where which replica decides on a rollout matters: each
 // decision made on a record read from the bucket rather than the one the
@@ -62,6 +70,9 @@ func BenchmarkSluice(b *testing.B) {
 var replicatedCounts = []int{100, 1000}
 
 func sluice(b *testing.B, n, orchestrators int) {
+	limitSteps := max(10000, 5*n)
+	bare := runLimit(b, n, limitSteps, false)
+	contract := runLimit(b, n, limitSteps, true)
 	st := startStack(b, instantRouter{}, orchestrators)
 	rollouts := names(n)
 
@@ -134,6 +145,15 @@ func sluice(b *testing.B, n, orchestrators int) {
 	}
 	b.StopTimer()
 	lat.report(b, busy)
+	rate := lat.rate(busy)
+	b.ReportMetric(bare.stepsPerSecond(), "bus-steps/s")
+	b.ReportMetric(contract.stepsPerSecond(), "contract-steps/s")
+	b.ReportMetric(100*rate/bare.stepsPerSecond(), "%-of-bus")
+	b.ReportMetric(100*rate/contract.stepsPerSecond(), "%-of-contract")
+	b.Logf("%d rollouts: Sluice %.0f steps/s (p50 %s, p99 %s) is %.1f%% of the bus limit %.0f steps/s (p50 %s, p99 %s) and %.1f%% of the contract's minimum %.0f steps/s (p50 %s, p99 %s), measured just before it",
+		n, rate, lat.percentile(50), lat.percentile(99),
+		100*rate/bare.stepsPerSecond(), bare.stepsPerSecond(), bare.lat.percentile(50), bare.lat.percentile(99),
+		100*rate/contract.stepsPerSecond(), contract.stepsPerSecond(), contract.lat.percentile(50), contract.lat.percentile(99))
 	// What a step costs the state bucket, whatever the machine's load:
 	// the rollouts' state writes and the bytes they carried.
 	count, bytes := writes()
