@@ -170,7 +170,10 @@ func runLimit(tb testing.TB, n, total int, contract bool) *limitRun {
 			tb.Fatal(err)
 		}
 		conns = append(conns, nc)
-		js, err := jetstream.New(nc)
+		// The contract's batches of three, n at once, stay under the
+		// client's bound on publishes awaiting their ack (4,000 by
+		// default), beyond which it refuses them.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(4000, 4*n)))
 		if err != nil {
 			tb.Fatal(err)
 		}

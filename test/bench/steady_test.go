@@ -2,6 +2,7 @@ package bench
 
 import (
 	"cmp"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/poll"
 	"github.com/sluicehq/sluice/pkg/events"
+	"github.com/sluicehq/sluice/services/analyzer"
 	"github.com/sluicehq/sluice/test/systest"
 )
 
@@ -37,6 +39,11 @@ import (
 //     cmd-look/step the look backs on the commands stream;
 //     then, with the N rollouts at rest, requests per second by kind and
 //     this process's CPU (server and services) for idleWindow.
+//   - analysis,rollouts=N: N rollouts paused at a canary step with a
+//     background analysis measured every analysisInterval against the
+//     real PromQL engine: messages per second by kind for idleWindow, and
+//     per measurement (reads/measurement: the analyzer's reads of the
+//     runs bucket, leader reads included, per task.measured).
 func BenchmarkSteadyRequests(b *testing.B) {
 	b.Run("binaries,idle", func(b *testing.B) {
 		for range b.N {
@@ -50,6 +57,84 @@ func BenchmarkSteadyRequests(b *testing.B) {
 			}
 		})
 	}
+	b.Run("analysis,rollouts=100", func(b *testing.B) {
+		for range b.N {
+			steadyAnalysis(b, 100)
+		}
+	})
+}
+
+// analysisInterval is the background analysis' interval of
+// BenchmarkSteadyRequests/analysis.
+const analysisInterval = 5 * time.Second
+
+func steadyAnalysis(b *testing.B, n int) {
+	prom := systest.StartPrometheus(b)
+	st := startStack(b, instantRouter{}, 1)
+	completed, paused := make(chan struct{}, n), make(chan struct{}, n)
+	st.follow(b, events.StreamStatus, func(_ string, ev events.Event) {
+		switch ev.Type() {
+		case events.TypeRolloutCompleted:
+			completed <- struct{}{}
+		case events.TypeRolloutPaused:
+			paused <- struct{}{}
+		}
+	})
+	template := fmt.Sprintf(`{"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+  "metadata": {"name": "passing", "namespace": "bench"},
+  "spec": {"metrics": [{"name": "success", "interval": %q, "successCondition": "result[0] >= 0.95",
+    "provider": {"prometheus": {"address": %q, "query": "chaos_success_ratio{class=\"good\"}"}}}]}}`, analysisInterval, prom.URL)
+	st.publish(b, events.Ref{Namespace: "bench", Name: "passing"}, events.TypeAnalysisTemplateApply, json.RawMessage(template))
+	kv, err := st.admin.JetStream().KeyValue(st.ctx, analyzer.BucketTemplates)
+	if err != nil {
+		b.Fatal(err)
+	}
+	poll.Until(b, "the passing analysis template stored", func() error {
+		_, err := kv.Get(st.ctx, "bench.passing")
+		return err
+	}, poll.Every(20*time.Millisecond))
+	rollouts := names(n)
+	manifest := func(image string) func(string) string {
+		return func(name string) string {
+			return canary(name, image, `"analysis": {"templates": [{"templateName": "passing"}]}, `, `{"setWeight": 20}, {"pause": {}}`)
+		}
+	}
+	st.request(b, rollouts, manifest("web:v1")) // straight to Healthy
+	for range n {
+		<-completed
+	}
+	st.request(b, rollouts, manifest("web:v2"))
+	for range n {
+		<-paused
+	}
+	c := countRequests(b, st.admin.Conn().ConnectedUrl())
+	// One interval for every run to be measuring.
+	time.Sleep(analysisInterval)
+	c.take()
+	cpu := cpuTime()
+	b.ResetTimer()
+	time.Sleep(idleWindow)
+	counts := c.take()
+	used := cpuTime() - cpu
+	b.StopTimer()
+	for k := range counts {
+		if strings.HasPrefix(k, "delivery "+events.StreamStatus) {
+			delete(counts, k) // this benchmark's own follower
+		}
+	}
+	reportPerSecond(b, counts, idleWindow, used)
+	measured := counts["sluice.result task.measured"]
+	if measured == 0 {
+		b.Fatalf("no measurement in %s of %d rollouts with a background analysis every %s", idleWindow, n, analysisInterval)
+	}
+	reads := 0
+	for k, v := range counts {
+		if strings.HasPrefix(k, "$JS.API.") && strings.HasSuffix(k, " KV_"+analyzer.BucketRuns) && !strings.Contains(k, "STREAM.INFO") {
+			reads += v
+		}
+	}
+	b.ReportMetric(float64(measured)/idleWindow.Seconds(), "measurements/s")
+	b.ReportMetric(float64(reads)/float64(measured), "reads/measurement")
 }
 
 // idleWindow is how long idle traffic is counted: several periods of the
