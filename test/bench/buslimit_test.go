@@ -1,7 +1,9 @@
 // Package bench measures Sluice against the physical limit of its bus, in
 // one run on one machine (issue 8): BenchmarkBusLimit is a bare nats.go
-// program doing exactly the bus work one rollout step needs, and the Sluice
-// benchmarks run the real services on the same embedded server.
+// program doing exactly the bus work one rollout step needs (and, in its
+// contract cases, the two status events the public contract asks of a
+// step: issue 20), and the Sluice benchmarks run the real services on the
+// same kind of embedded server, measuring both limits in their own run.
 //
 //	make bench   (or: go test -run '^$' -bench . ./test/bench)
 package bench

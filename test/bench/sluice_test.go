@@ -150,8 +150,8 @@ func sluice(b *testing.B, n, orchestrators int) {
 	b.ReportMetric(contract.stepsPerSecond(), "contract-steps/s")
 	b.ReportMetric(100*rate/bare.stepsPerSecond(), "%-of-bus")
 	b.ReportMetric(100*rate/contract.stepsPerSecond(), "%-of-contract")
-	b.Logf("%d rollouts: Sluice %.0f steps/s (p50 %s, p99 %s) is %.1f%% of the bus limit %.0f steps/s (p50 %s, p99 %s) and %.1f%% of the contract's minimum %.0f steps/s (p50 %s, p99 %s), measured just before it",
-		n, rate, lat.percentile(50), lat.percentile(99),
+	b.Logf("%d rollouts, %d orchestrator(s): Sluice %.0f steps/s (p50 %s, p99 %s) is %.1f%% of the bus limit %.0f steps/s (p50 %s, p99 %s) and %.1f%% of the contract's minimum %.0f steps/s (p50 %s, p99 %s), measured just before it",
+		n, orchestrators, rate, lat.percentile(50), lat.percentile(99),
 		100*rate/bare.stepsPerSecond(), bare.stepsPerSecond(), bare.lat.percentile(50), bare.lat.percentile(99),
 		100*rate/contract.stepsPerSecond(), contract.stepsPerSecond(), contract.lat.percentile(50), contract.lat.percentile(99))
 	// What a step costs the state bucket, whatever the machine's load:
