@@ -87,12 +87,22 @@ func sluice(b *testing.B, n, orchestrators int) {
 		measuring bool
 		lat       latencies
 		completed = make(chan time.Time, n)
+		failed    = make(chan string, n)
 		started   = map[stepKey]time.Time{}
 	)
 	st.follow(b, events.StreamStatus, func(_ string, ev events.Event) {
 		switch ev.Type() {
 		case events.TypeRolloutCompleted:
 			completed <- ev.Time()
+		case events.TypeRolloutDegraded, events.TypeRolloutAborted:
+			// The instant platform never fails a task: an update that
+			// does not complete is a fault to report, not a wait.
+			var d events.StatusData
+			_ = events.DecodeData(ev, &d)
+			select {
+			case failed <- fmt.Sprintf("%s %s at %s: %s %s", ev.Subject(), ev.Type(), ev.Time().Format(time.RFC3339), d.Status.Message, d.Reason):
+			default:
+			}
 		case events.TypeRolloutStepStarted, events.TypeRolloutStepCompleted:
 			var d events.StatusData
 			if err := events.DecodeData(ev, &d); err != nil || d.Step == nil {
@@ -114,8 +124,12 @@ func sluice(b *testing.B, n, orchestrators int) {
 	update := func(version string) time.Time {
 		st.request(b, rollouts, func(name string) string { return tenSteps(name, "web:"+version) })
 		var last time.Time
-		for range n {
-			last = <-completed
+		for done := 0; done < n; done++ {
+			select {
+			case last = <-completed:
+			case why := <-failed:
+				b.Fatalf("%d of %d rollouts completed web:%s, then one did not: %s", done, n, version, why)
+			}
 		}
 		return last
 	}
