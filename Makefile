@@ -59,6 +59,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Sluice|AbortReaction' -benchtime 1x -timeout 60m ./test/bench
 	$(GO) test -run '^$$' -bench AtScale -benchtime 1x -timeout 60m ./test/bench
 	$(GO) test -run '^$$' -bench Notifier -benchtime 1x ./test/bench
+	$(GO) test -run '^$$' -bench SteadyRequests -benchtime 1x -timeout 30m -v ./test/bench
 
 ## bench-kube: the Kubernetes platform's benchmarks on the real control plane,
 ## and Sluice against Argo Rollouts' own controller with 1, 30 and 300 rollouts

@@ -35,6 +35,14 @@ func tenSteps(name, image string) string {
 // step.completed event (the orchestrator's clock); steps/s counts every
 // completed step of the update over the update's wall time.
 //
+// Each case first measures, on servers of its own that it stops before
+// the services start, the bare step loops of BenchmarkBusLimit with n
+// steps in flight (at least 10,000 steps, five per rollout at 10,000):
+// the bus limit (task, result, compare-and-swap) and the contract's
+// minimum (and the two status events), and reports Sluice's steps/s as a
+// share of each (%-of-bus, %-of-contract), so that every ratio is taken in
+// one process run, on the machine as it is then.
+//
 // The orchestrators=3 cases run three orchestrator replicas on the same
 // consumers, where which replica decides on a rollout matters: each
 // decision made on a record read from the bucket rather than the one the
@@ -79,6 +87,9 @@ var replicatedCounts = []int{100, 1000}
 func sluice(b *testing.B, n, orchestrators int) { sluiceOf(b, n, orchestrators, 0) }
 
 func sluiceOf(b *testing.B, n, orchestrators, partitions int) {
+	limitSteps := max(10000, 5*n)
+	bare := runLimit(b, n, limitSteps, false)
+	contract := runLimit(b, n, limitSteps, true)
 	st := startStack(b, instantRouter{}, orchestrators, partitions)
 	rollouts := names(n)
 
@@ -93,12 +104,22 @@ func sluiceOf(b *testing.B, n, orchestrators, partitions int) {
 		measuring bool
 		lat       latencies
 		completed = make(chan time.Time, n)
+		failed    = make(chan string, n)
 		started   = map[stepKey]time.Time{}
 	)
 	st.follow(b, events.StreamStatus, func(_ string, ev events.Event) {
 		switch ev.Type() {
 		case events.TypeRolloutCompleted:
 			completed <- ev.Time()
+		case events.TypeRolloutDegraded, events.TypeRolloutAborted:
+			// The instant platform never fails a task: an update that
+			// does not complete is a fault to report, not a wait.
+			var d events.StatusData
+			_ = events.DecodeData(ev, &d)
+			select {
+			case failed <- fmt.Sprintf("%s %s at %s: %s %s", ev.Subject(), ev.Type(), ev.Time().Format(time.RFC3339), d.Status.Message, d.Reason):
+			default:
+			}
 		case events.TypeRolloutStepStarted, events.TypeRolloutStepCompleted:
 			var d events.StatusData
 			if err := events.DecodeData(ev, &d); err != nil || d.Step == nil {
@@ -120,8 +141,12 @@ func sluiceOf(b *testing.B, n, orchestrators, partitions int) {
 	update := func(version string) time.Time {
 		st.request(b, rollouts, func(name string) string { return tenSteps(name, "web:"+version) })
 		var last time.Time
-		for range n {
-			last = <-completed
+		for done := 0; done < n; done++ {
+			select {
+			case last = <-completed:
+			case why := <-failed:
+				b.Fatalf("%d of %d rollouts completed web:%s, then one did not: %s", done, n, version, why)
+			}
 		}
 		return last
 	}
@@ -151,6 +176,15 @@ func sluiceOf(b *testing.B, n, orchestrators, partitions int) {
 	}
 	b.StopTimer()
 	lat.report(b, busy)
+	rate := lat.rate(busy)
+	b.ReportMetric(bare.stepsPerSecond(), "bus-steps/s")
+	b.ReportMetric(contract.stepsPerSecond(), "contract-steps/s")
+	b.ReportMetric(100*rate/bare.stepsPerSecond(), "%-of-bus")
+	b.ReportMetric(100*rate/contract.stepsPerSecond(), "%-of-contract")
+	b.Logf("%d rollouts, %d orchestrator(s): Sluice %.0f steps/s (p50 %s, p99 %s) is %.1f%% of the bus limit %.0f steps/s (p50 %s, p99 %s) and %.1f%% of the contract's minimum %.0f steps/s (p50 %s, p99 %s), measured just before it",
+		n, orchestrators, rate, lat.percentile(50), lat.percentile(99),
+		100*rate/bare.stepsPerSecond(), bare.stepsPerSecond(), bare.lat.percentile(50), bare.lat.percentile(99),
+		100*rate/contract.stepsPerSecond(), contract.stepsPerSecond(), contract.lat.percentile(50), contract.lat.percentile(99))
 	// What a step costs the state bucket, whatever the machine's load:
 	// the rollouts' state writes and the bytes they carried.
 	count, bytes := writes()

@@ -53,27 +53,27 @@ type stack struct {
 // startStack starts the services with orchestrators orchestrator
 // replicas (at least one), which share the orchestrator's consumers, or
 // with partitions > 0 own partitions of the rollouts (--partitions).
-func startStack(b *testing.B, router instantRouter, orchestrators, partitions int) *stack {
-	b.Helper()
-	srv := startServer(b)
+func startStack(tb testing.TB, router instantRouter, orchestrators, partitions int) *stack {
+	tb.Helper()
+	srv := startServer(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	metrics, err := telemetry.New(reg)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	connect := func() *events.Client {
 		c, err := events.Connect(ctx, events.ConnConfig{URLs: []string{srv.ClientURL()}}, events.WithLogger(quiet))
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		b.Cleanup(func() { _ = c.Close() })
+		tb.Cleanup(func() { _ = c.Close() })
 		return c
 	}
 	admin := connect()
 	if err := admin.Provision(ctx, events.BusConfig{}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var services []interface {
 		Run(context.Context) error
@@ -82,33 +82,33 @@ func startStack(b *testing.B, router instantRouter, orchestrators, partitions in
 	for range max(1, orchestrators) {
 		orch, err := orchestrator.New(connect(), orchestrator.Config{Logger: quiet, Metrics: metrics, Partitions: partitions})
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		services = append(services, orch)
 	}
 	rs, err := replicas.New(connect(), instant.New(), replicas.Config{Logger: quiet, Metrics: metrics})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ts, err := traffic.New(connect(), router, traffic.Config{Logger: quiet, Metrics: metrics})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	providers, err := analyzer.DefaultProviders(analyzer.ProviderConfig{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	an, err := analyzer.New(connect(), analyzer.Config{Providers: providers, Logger: quiet, Metrics: metrics})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	services = append(services, rs, ts, an)
 	var wg sync.WaitGroup
 	for _, svc := range services {
 		wg.Go(func() { _ = svc.Run(ctx) })
 	}
-	b.Cleanup(func() { cancel(); wg.Wait() })
-	poll.True(b, "every service ready", func() bool {
+	tb.Cleanup(func() { cancel(); wg.Wait() })
+	poll.True(tb, "every service ready", func() bool {
 		for _, svc := range services {
 			if !svc.Ready() {
 				return false
@@ -121,12 +121,12 @@ func startStack(b *testing.B, router instantRouter, orchestrators, partitions in
 
 // counter is the sum of the series of counter name from now on: the
 // function it returns says how much they grew.
-func (s *stack) counter(b *testing.B, name string, labels map[string]string) func() float64 {
-	b.Helper()
+func (s *stack) counter(tb testing.TB, name string, labels map[string]string) func() float64 {
+	tb.Helper()
 	sum := func() float64 {
 		mfs, err := s.reg.Gather()
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		total := 0.0
 		for _, mf := range mfs {
@@ -150,26 +150,26 @@ func (s *stack) counter(b *testing.B, name string, labels map[string]string) fun
 }
 
 // publish publishes a command for r.
-func (s *stack) publish(b *testing.B, r events.Ref, typ string, data any) {
+func (s *stack) publish(tb testing.TB, r events.Ref, typ string, data any) {
 	ev, err := events.New("/bench", typ, r.String(), data)
 	if err == nil {
 		_, err = s.admin.Publish(s.ctx, events.CommandSubject(r), ev)
 	}
 	if err != nil {
-		b.Error(err)
+		tb.Error(err)
 	}
 }
 
 // request publishes a rollout.requested for every name at once (64 at a
 // time), with manifest(name) as data.
-func (s *stack) request(b *testing.B, names []string, manifest func(name string) string) {
+func (s *stack) request(tb testing.TB, names []string, manifest func(name string) string) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for _, name := range names {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s.publish(b, events.Ref{Namespace: "bench", Name: name}, events.TypeRolloutRequested, json.RawMessage(manifest(name)))
+			s.publish(tb, events.Ref{Namespace: "bench", Name: name}, events.TypeRolloutRequested, json.RawMessage(manifest(name)))
 		})
 	}
 	wg.Wait()
@@ -177,24 +177,24 @@ func (s *stack) request(b *testing.B, names []string, manifest func(name string)
 
 // follow calls fn with every event published on stream from now on, from
 // one goroutine, until the benchmark ends.
-func (s *stack) follow(b *testing.B, stream string, fn func(subject string, ev events.Event)) {
-	b.Helper()
+func (s *stack) follow(tb testing.TB, stream string, fn func(subject string, ev events.Event)) {
+	tb.Helper()
 	cons, err := s.admin.JetStream().OrderedConsumer(s.ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		ev, err := events.Decode(msg.Data(), msg.Headers())
 		if err != nil {
-			b.Error(err)
+			tb.Error(err)
 			return
 		}
 		fn(msg.Subject(), ev)
 	})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(cc.Stop)
+	tb.Cleanup(cc.Stop)
 }
 
 // names returns r0 ... r(n-1).
@@ -221,15 +221,15 @@ func canary(name, image, extra, steps string) string {
 // stateWrites follows the rollouts' state bucket from now on; the
 // function it returns says how many writes it saw and the bytes they
 // stored.
-func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
-	b.Helper()
+func (s *stack) stateWrites(tb testing.TB) func() (writes, bytes int64) {
+	tb.Helper()
 	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	w, err := kv.WatchAll(s.ctx, jetstream.UpdatesOnly())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var (
 		mu                  sync.Mutex
@@ -250,13 +250,13 @@ func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
 	return func() (int64, int64) {
 		str, err := s.admin.JetStream().Stream(s.ctx, "KV_"+orchestrator.BucketRollouts)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		info, err := str.Info(s.ctx)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		poll.Until(b, "the state watcher at the bucket's last write", func() error {
+		poll.Until(tb, "the state watcher at the bucket's last write", func() error {
 			mu.Lock()
 			defer mu.Unlock()
 			if last < int64(info.State.LastSeq) {
@@ -276,21 +276,21 @@ func (s *stack) stateWrites(b *testing.B) func() (writes, bytes int64) {
 // pod templates kept for history) that the record still holds inline, and
 // the mean size of the revision parts the records keep apart (the entries
 // orchestrator.IsRevisionPart names), per rollout.
-func (s *stack) stateParts(b *testing.B) (whole, revision, apart float64) {
-	b.Helper()
+func (s *stack) stateParts(tb testing.TB) (whole, revision, apart float64) {
+	tb.Helper()
 	kv, err := s.admin.JetStream().KeyValue(s.ctx, orchestrator.BucketRollouts)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	keys, err := kv.ListKeys(s.ctx)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	var n, all, rev, parts int
 	for k := range keys.Keys() {
 		e, err := kv.Get(s.ctx, k)
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		if orchestrator.IsRevisionPart(k) {
 			parts += len(e.Value())
@@ -304,7 +304,7 @@ func (s *stack) stateParts(b *testing.B) (whole, revision, apart float64) {
 			} `json:"state"`
 		}
 		if err := json.Unmarshal(e.Value(), &rec); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		n++
 		all += len(e.Value())
