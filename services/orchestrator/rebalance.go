@@ -226,13 +226,18 @@ func (rb *rebalancer) replicas(ctx context.Context, rev uint64) (int, error) {
 	return max(n, 1), nil
 }
 
-// giveBack hands partition p to another replica: it stops pulling p, so
-// that the pin can go only to another puller, forgets the records of p's
+// giveBack hands partition p to another replica, if it is still pinned
+// to this one: it stops pulling p, so that the pin can go only to
+// another puller (the server drops pull requests that carry the old pin), forgets the records of p's
 // rollouts (they may change under another owner), unpins the consumer,
 // and pulls p again as a standby once another replica holds it, or after
 // one owner TTL (no message came to pin it).
 func (rb *rebalancer) giveBack(ctx context.Context, p int) error {
 	s := rb.s
+	old := s.pinOf(ctx, p)
+	if old == "" || old != s.owners.pinned()[p] {
+		return nil // lost it since the count: nothing to give back
+	}
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.StopTimeout)
 	err := rb.parts.release(stopCtx, p)
 	cancel()
@@ -245,7 +250,9 @@ func (rb *rebalancer) giveBack(ctx context.Context, p int) error {
 			s.log.Error("could not pull a partition given back again: this replica is no standby for it until it restarts", "partition", p, "error", err)
 		}
 	}()
-	old := s.pinOf(ctx, p)
+	if s.pinOf(ctx, p) != old {
+		return nil // the pin expired while the decisions finished: it moved already
+	}
 	st, err := s.client.JetStream().Stream(ctx, StreamOwners)
 	if err != nil {
 		return err
