@@ -30,6 +30,7 @@ type Metrics struct {
 	decisions    *prometheus.CounterVec
 	casConflicts prometheus.Counter
 	pinChanges   prometheus.Counter
+	pinsGiven    prometheus.Counter
 	stateReads   *prometheus.CounterVec
 	reordered    prometheus.Counter
 	taskDuration *prometheus.HistogramVec
@@ -103,6 +104,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		pinChanges: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_pin_changes_total",
 			Help: "Partitions this replica was pinned to anew (with --partitions): it forgot the records of their rollouts and reads them from the bucket.",
+		}),
+		pinsGiven: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_orchestrator_partitions_given_back_total",
+			Help: "Partitions this replica gave back because it held more than its share (with --partitions): it stopped pulling them and unpinned them for another replica.",
 		}),
 		casConflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_orchestrator_cas_conflicts_total",
@@ -178,7 +183,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.handled, m.handlerDuration, m.redeliveries, m.deadLettered, m.pending, m.ackPending,
-		m.rollouts, m.decisions, m.casConflicts, m.pinChanges, m.stateReads, m.reordered, m.taskDuration,
+		m.rollouts, m.decisions, m.casConflicts, m.pinChanges, m.pinsGiven, m.stateReads, m.reordered, m.taskDuration,
 		m.workerTasks, m.workerTaskDuration, m.measurements, m.verdicts, m.routerOps, m.routerDuration,
 		m.gatewayRequests, m.notifications, m.notificationDuration, m.clockUncertainty, m.clockBound, m.clockOffset,
 	} {
@@ -271,6 +276,15 @@ func (m *Metrics) PinChanged() {
 		return
 	}
 	m.pinChanges.Inc()
+}
+
+// PartitionGivenBack counts one partition this replica gave back to
+// spread the pins.
+func (m *Metrics) PartitionGivenBack() {
+	if m == nil {
+		return
+	}
+	m.pinsGiven.Inc()
 }
 
 // StateRead counts one decision made on a record read from the state

@@ -166,7 +166,8 @@ func ServicePermissions(identity string, n Needs, bots []Bot, services ...Needs)
 	}
 	for _, st := range n.Streams {
 		b.pub(jsAPI("STREAM.INFO", st)[0], jsAPI("STREAM.CREATE", st)[0], jsAPI("STREAM.UPDATE", st)[0],
-			"$JS.API.CONSUMER.CREATE."+st+".*.>") // a durable with one filter subject
+			"$JS.API.CONSUMER.CREATE."+st+".*.>", // a durable with one filter subject
+			"$JS.API.CONSUMER.UNPIN."+st+".*")    // hand a pinned consumer to another replica
 		b.consumer(st, "*")
 	}
 	for _, c := range n.Retires {

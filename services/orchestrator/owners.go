@@ -161,16 +161,22 @@ func (s *Service) startPartitions(ctx context.Context, r *daemon.Running, comman
 			free = append(free, p)
 		}
 	}
-	for _, p := range append(free, held...) {
+	ps := &parts{subs: map[int]*events.Subscription{}, start: func(ctx context.Context, p int) (*events.Subscription, error) {
 		cfg := base
 		cfg.Stream, cfg.Durable, cfg.Sourced, cfg.PinnedTTL = StreamOwners, DurablePartition(p), true, s.cfg.OwnerTTL
 		cfg.FilterSubjects = []string{fmt.Sprintf("%s.%d.>", ownRoot, p)}
-		sub, err := s.client.ConsumeBatches(ctx, cfg, s.partitionHandler(p, commands, results))
-		if err != nil {
+		return s.client.ConsumeBatches(ctx, cfg, s.partitionHandler(p, commands, results))
+	}}
+	r.OnStop(ps)
+	for _, p := range append(free, held...) {
+		if err := ps.pull(ctx, p); err != nil {
 			return err
 		}
-		r.OnStop(sub)
 	}
+	// Stopped first (parts stop in reverse order), so that it gives
+	// nothing back while the partitions stop.
+	s.rebalance = s.startRebalancer(ctx, r.Bucket(BucketReplicas), ps)
+	r.OnStop(s.rebalance)
 	return nil
 }
 
@@ -256,4 +262,26 @@ func (o *owners) hold(s *Service, p int, batch []events.Message) {
 			o.rollouts[p][records.KeyOf(r)] = struct{}{}
 		}
 	}
+}
+
+// forget forgets the records of partition p's rollouts, which this
+// replica gave back: another replica may change them.
+func (o *owners) forget(s *Service, p int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for k := range o.rollouts[p] {
+		s.st.Forget(k)
+	}
+	delete(o.rollouts, p)
+}
+
+// pinned is the last pin this replica got messages with, by partition.
+func (o *owners) pinned() map[int]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[int]string, len(o.pins))
+	for p, pin := range o.pins {
+		out[p] = pin
+	}
+	return out
 }

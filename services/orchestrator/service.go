@@ -164,6 +164,9 @@ type Service struct {
 	lc     daemon.Lifecycle
 	cmdLog commandLog
 	owners owners
+	// rebalance gives back the partitions beyond this replica's share
+	// (with Partitions).
+	rebalance *rebalancer
 }
 
 var _ daemon.Service = (*Service)(nil)
@@ -189,7 +192,10 @@ var Needs = events.Needs{
 		{Stream: events.StreamCommands, Name: DurableCommands},
 		{Stream: events.StreamResults, Name: DurableResults},
 	},
-	Buckets: []events.Bucket{{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1, Public: true}},
+	Buckets: []events.Bucket{
+		{Name: BucketRollouts, Description: "Sluice rollout state, one entry per rollout", History: 1, Public: true},
+		{Name: BucketReplicas, Description: "Sluice orchestrator replicas pulling the partitions, one key per replica", History: 1, TTL: replicasTTL},
+	},
 	Publish: []string{
 		events.TaskRoot + "." + tasks.ServiceReplicas + ".>",
 		events.TaskRoot + "." + tasks.ServiceTraffic + ".>",
