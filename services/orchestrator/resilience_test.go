@@ -129,6 +129,58 @@ func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 	}
 }
 
+// A replicas service behind a backlog longer than the start timeout
+// answers each attempt of a scale task only after the next attempt went
+// out (issue 20: under load, 12 of 10,000 rollouts aborted with "no
+// replicas worker took the task" although every attempt had been carried
+// out). The late answer is the task done: the rollout completes. The
+// worker here answers attempt n only once it has received attempt n+1,
+// and never answers the last one, so the ordering is fixed whatever the
+// machine's load.
+func TestALateReportOfAnEarlierAttemptCompletesTheTask(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 2 * time.Second, TaskMaxAttempts: 2})
+	c := connect(t, srv.ClientURL())
+	workers := startFakeWorkers(t, c, tasks.ServiceReplicas)
+	late, err := c.Consume(context.Background(), events.ConsumerConfig{
+		Stream: events.StreamTasks, Durable: "late-replicas",
+		FilterSubjects: []string{events.TaskRoot + "." + tasks.ServiceReplicas + ".>"},
+	}, func(ctx context.Context, _ events.Delivery, ev events.Event) error {
+		var task tasks.Task
+		if err := events.DecodeData(ev, &task); err != nil {
+			return err
+		}
+		if task.Attempt < 2 {
+			return nil // answered when the next attempt comes
+		}
+		fin := tasks.Finished{TaskID: task.ID, Attempt: task.Attempt - 1, Kind: task.Kind, Outcome: tasks.OutcomeSucceeded, Worker: "late", At: time.Now()}
+		for _, r := range task.Scale.Revisions {
+			fin.Replicas = append(fin.Replicas, tasks.RevisionStatus{Revision: r.Revision, PodHash: r.PodHash, Replicas: r.Replicas, Ready: r.Replicas, Available: r.Replicas})
+		}
+		return workers.publish(ctx, task.Ref, tasks.TypeFinished, fmt.Sprintf("finished/%s#%d", task.ID, fin.Attempt), fin)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Stop(context.Background()) })
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryWithPause)
+
+	poll.Until(t, "the rollout completed on the late report of attempt 1", func() error {
+		es := status.of(r)
+		for _, e := range es {
+			switch e.Type {
+			case events.TypeRolloutCompleted:
+				return nil
+			case events.TypeRolloutDegraded, events.TypeRolloutAborted:
+				t.Fatalf("%s instead of completed: %s %s", e.Type, e.Data.Status.Message, e.Data.Reason)
+			}
+		}
+		return fmt.Errorf("saw %v", typesOf(es))
+	})
+}
+
 // A command delivered a second time after newer ones (a publisher's retry
 // outside the duplicate window, a replayed stream) is recognised by its
 // event id and changes nothing: an old request does not bring its template

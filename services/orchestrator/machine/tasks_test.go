@@ -169,6 +169,50 @@ func TestTaskProtocol(t *testing.T) {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}
 		}},
+		{"a late report of an earlier attempt completes the task", func(t *testing.T, w *world) {
+			// A worker behind a backlog longer than the start timeout
+			// answers attempt 1 after attempt 2 went out: the task is done.
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			w.request(image(ro, "web:2"))
+			w.advance(30 * time.Second)
+			first := w.backlog[tasks.ServiceReplicas]
+			if len(first) != 2 || first[0].Attempt != 1 || first[1].Attempt != 2 || first[0].ID != first[1].ID {
+				t.Fatalf("setup: replicas backlog %v", first)
+			}
+			w.down[tasks.ServiceReplicas] = false
+			delete(w.backlog, tasks.ServiceReplicas)
+			w.answer(first[0])
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			w.expectPods(map[int64]int32{1: 4, 2: 1})
+			m := len(w.sent)
+			w.advance(10 * time.Minute)
+			for _, tk := range w.sentSince(m) {
+				t.Errorf("task %s sent after the task was done", tk.EventID())
+			}
+			w.expectPhase(events.PhasePaused)
+		}},
+		{"a late failure of an earlier attempt leaves the attempt in flight", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			w.request(image(ro, "web:2"))
+			w.advance(30 * time.Second)
+			backlog := w.backlog[tasks.ServiceReplicas]
+			delete(w.backlog, tasks.ServiceReplicas)
+			w.down[tasks.ServiceReplicas] = false
+			w.failNext[tasks.ServiceReplicas] = 1
+			w.answer(backlog[0]) // attempt 1 fails: ignored
+			if w.st.Aborted || w.st.Scale.Attempt != 2 {
+				t.Fatalf("after attempt 1 failed: aborted %v, attempt %d", w.st.Aborted, w.st.Scale.Attempt)
+			}
+			w.answer(backlog[1]) // attempt 2 succeeds
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			w.expectPods(map[int64]int32{1: 4, 2: 1})
+		}},
 		{"the timeouts come from Config", func(t *testing.T, w *world) {
 			w.m.Config = Config{TaskStartTimeout: 5 * time.Second, TaskMaxAttempts: 2}
 			w.down[tasks.ServiceReplicas] = true
@@ -228,8 +272,10 @@ func TestIgnoredObservations(t *testing.T) {
 		obs  Observation
 	}{
 		{"finished for an unknown task", w, Observation{Finished: &tasks.Finished{TaskID: "shop/web/r2/scale/99", Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
-		{"finished for an older attempt", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
-		{"started for an older attempt", w, Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: 1}}},
+		{"failed for an older attempt", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 1, Outcome: tasks.OutcomeFailed, Message: "quota exceeded"}}},
+		{"finished for an attempt never sent", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 3, Outcome: tasks.OutcomeSucceeded}}},
+		{"started for an attempt never sent", w, Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: 3}}},
+		{"finished for attempt 0", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 0, Outcome: tasks.OutcomeSucceeded}}},
 		{"stale outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: tasks.OutcomeStale}}},
 		{"unknown outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: "Maybe"}}},
 		{"finished for a task already done", w, Observation{Finished: &tasks.Finished{TaskID: w.st.Route.ID, Attempt: w.st.Route.Attempt, Outcome: tasks.OutcomeSucceeded}}},
