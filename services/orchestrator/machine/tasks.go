@@ -202,11 +202,16 @@ func (d *decision) fireTaskDeadlines() {
 			continue
 		}
 		svc, _ := tasks.Service(t.Kind)
+		for _, by := range []time.Time{t.StartBy, t.FinishBy} {
+			if !by.IsZero() && by.After(d.taskNow) && !by.After(d.now) && (d.deferred.IsZero() || by.Before(d.deferred)) {
+				d.deferred = by
+			}
+		}
 		switch {
-		case !t.Started && !t.StartBy.IsZero() && !d.now.Before(t.StartBy):
+		case !t.Started && !t.StartBy.IsZero() && !d.taskNow.Before(t.StartBy):
 			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? (task %s, %d attempts)",
 				svc, d.cfg.TaskStartTimeout, svc, t.ID, t.Attempt))
-		case !t.Overdue && !t.FinishBy.IsZero() && !d.now.Before(t.FinishBy):
+		case !t.Overdue && !t.FinishBy.IsZero() && !d.taskNow.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {
 				t.Overdue = true
 				d.progressDeadlineExceeded()

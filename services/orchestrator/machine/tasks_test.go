@@ -213,6 +213,36 @@ func TestTaskProtocol(t *testing.T) {
 			w.expectPhase(events.PhasePaused)
 			w.expectPods(map[int64]int32{1: 4, 2: 1})
 		}},
+		{"a deadline is judged when the message decided was stored, not when it is decided", func(t *testing.T, w *world) {
+			// An orchestrator behind its own backlog decides at T+40s a
+			// message stored at T+10s; the task's report, stored before
+			// T+30s, waits behind it. The task is not given up on.
+			w.m.Config = Config{TaskMaxAttempts: 1}
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			sent := w.now
+			w.request(image(ro, "web:2"))
+			w.settle()
+			w.now = sent.Add(40 * time.Second)
+			w.apply(Observation{Tick: true, Stored: sent.Add(10 * time.Second)})
+			w.expectPhase(events.PhaseProgressing)
+			if wake, ok := w.st.NextWakeup(); !ok || !wake.Equal(sent.Add(30*time.Second)) {
+				t.Fatalf("next wakeup %s %v, want the start deadline %s still reported", wake, ok, sent.Add(30*time.Second))
+			}
+			w.up(tasks.ServiceReplicas)
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			// Stored at or after the deadline, a message fires it.
+			w2 := newWorld(t, Config{TaskMaxAttempts: 1})
+			start(w2, ro)
+			w2.down[tasks.ServiceReplicas] = true
+			w2.request(image(ro, "web:2"))
+			w2.settle()
+			w2.now = sent.Add(40 * time.Second)
+			w2.apply(Observation{Tick: true, Stored: sent.Add(30 * time.Second)})
+			w2.expectPhase(events.PhaseDegraded)
+		}},
 		{"the timeouts come from Config", func(t *testing.T, w *world) {
 			w.m.Config = Config{TaskStartTimeout: 5 * time.Second, TaskMaxAttempts: 2}
 			w.down[tasks.ServiceReplicas] = true
