@@ -209,7 +209,7 @@ func (d *decision) fireTaskDeadlines() {
 		}
 		switch {
 		case !t.Started && !t.StartBy.IsZero() && !d.taskNow.Before(t.StartBy):
-			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? (task %s, %d attempts)",
+			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? If it is only busy, raise the orchestrator's --task-start-timeout (task %s, %d attempts)",
 				svc, d.cfg.TaskStartTimeout, svc, t.ID, t.Attempt))
 		case !t.Overdue && !t.FinishBy.IsZero() && !d.taskNow.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {

@@ -32,7 +32,7 @@ func TestTaskProtocol(t *testing.T) {
 			m := w.mark()
 			w.advance(31 * time.Second)
 			w.expectEvents(m, "rollout.degraded")
-			want := "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r1/scale/1, 3 attempts)"
+			want := "no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r1/scale/1, 3 attempts)"
 			if r := w.lastEvent("rollout.degraded").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
@@ -57,7 +57,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.advance(90 * time.Second)
 			ab := w.lastEvent("rollout.aborted")
-			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r2/scale/2,") {
+			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r2/scale/2,") {
 				t.Fatalf("reason %q", ab.Data.Reason)
 			}
 			m := w.mark()
@@ -164,7 +164,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.down[tasks.ServiceAnalyzer] = true
 			w.request(image(ro, "web:2"))
 			w.advance(2 * time.Minute)
-			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? (task shop/web/r2/analysis-step-1/1, 3 attempts)"
+			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r2/analysis-step-1/1, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}
