@@ -219,6 +219,10 @@ func TestListPutsTheReasonFirst(t *testing.T) {
 			"no replicas worker took the task within 30s: is the replicas service running? (task prod/web/r2/scale/4, 3 attempts)",
 			"no replicas worker took the task within 30s: is the replicas service running? (3 attempts)",
 		},
+		{
+			"no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (task prod/web/r2/scale/4, 3 attempts)",
+			"no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (3 attempts)",
+		},
 		{"manually paused", "manually paused"},
 	}
 	for _, tt := range tests {

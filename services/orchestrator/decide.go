@@ -212,7 +212,11 @@ func (d *decision) decide(ctx context.Context, rec *record, rev uint64) error {
 		if at.Before(u.notBefore) {
 			at = u.notBefore
 		}
-		next, eff := s.m.Next(state, u.obs, at)
+		obs := u.obs
+		if !obs.Stored.IsZero() && obs.Stored.Before(u.notBefore) {
+			obs.Stored = u.notBefore // a timer event fires its own deadline
+		}
+		next, eff := s.m.Next(state, obs, at)
 		if u.annotate != nil {
 			u.annotate(eff)
 		}

@@ -129,6 +129,137 @@ func TestTaskNoWorkerTakesFailsTheRollout(t *testing.T) {
 	}
 }
 
+// A replicas service behind a backlog longer than the start timeout
+// answers each attempt of a scale task only after the next attempt went
+// out (issue 20: under load, 12 of 10,000 rollouts aborted with "no
+// replicas worker took the task" although every attempt had been carried
+// out). The late answer is the task done: the rollout completes. The
+// worker here answers attempt n only once it has received attempt n+1,
+// and never answers the last one, so the ordering is fixed whatever the
+// machine's load.
+func TestALateReportOfAnEarlierAttemptCompletesTheTask(t *testing.T) {
+	srv := startServer(t)
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: 2 * time.Second, TaskMaxAttempts: 2})
+	c := connect(t, srv.ClientURL())
+	workers := startFakeWorkers(t, c, tasks.ServiceReplicas)
+	late, err := c.Consume(context.Background(), events.ConsumerConfig{
+		Stream: events.StreamTasks, Durable: "late-replicas",
+		FilterSubjects: []string{events.TaskRoot + "." + tasks.ServiceReplicas + ".>"},
+	}, func(ctx context.Context, _ events.Delivery, ev events.Event) error {
+		var task tasks.Task
+		if err := events.DecodeData(ev, &task); err != nil {
+			return err
+		}
+		if task.Attempt < 2 {
+			return nil // answered when the next attempt comes
+		}
+		fin := tasks.Finished{TaskID: task.ID, Attempt: task.Attempt - 1, Kind: task.Kind, Outcome: tasks.OutcomeSucceeded, Worker: "late", At: time.Now()}
+		for _, r := range task.Scale.Revisions {
+			fin.Replicas = append(fin.Replicas, tasks.RevisionStatus{Revision: r.Revision, PodHash: r.PodHash, Replicas: r.Replicas, Ready: r.Replicas, Available: r.Replicas})
+		}
+		return workers.publish(ctx, task.Ref, tasks.TypeFinished, fmt.Sprintf("finished/%s#%d", task.ID, fin.Attempt), fin)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = late.Stop(context.Background()) })
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryWithPause)
+
+	poll.Until(t, "the rollout completed on the late report of attempt 1", func() error {
+		es := status.of(r)
+		for _, e := range es {
+			switch e.Type {
+			case events.TypeRolloutCompleted:
+				return nil
+			case events.TypeRolloutDegraded, events.TypeRolloutAborted:
+				t.Fatalf("%s instead of completed: %s %s", e.Type, e.Data.Status.Message, e.Data.Reason)
+			}
+		}
+		return fmt.Errorf("saw %v", typesOf(es))
+	})
+}
+
+// An orchestrator behind its own backlog decides, after a task's start
+// deadline, a message stored before it; the task's report, stored before
+// the deadline too, waits behind it. The deadline is judged at the time
+// the message was stored, so the report is decided before the task is
+// given up on (issue 20: under load the orchestrator's results backlog
+// counted against the workers' start timeout). The backlog is made by
+// stopping the only replica while the messages are stored and starting
+// another once the deadline has passed.
+func TestADeadlineIsJudgedWhenTheMessageDecidedWasStored(t *testing.T) {
+	srv := startServer(t)
+	const timeout = 10 * time.Second // only the stored messages must fit in it
+	first := startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: timeout, TaskMaxAttempts: 1})
+	c := connect(t, srv.ClientURL())
+	workers := startFakeWorkers(t, c, tasks.ServiceReplicas)
+	scales := make(chan tasks.Task, 8)
+	sub, err := c.Consume(context.Background(), events.ConsumerConfig{
+		Stream: events.StreamTasks, Durable: "held-replicas",
+		FilterSubjects: []string{events.TaskRoot + "." + tasks.ServiceReplicas + ".>"},
+	}, func(_ context.Context, _ events.Delivery, ev events.Event) error {
+		var task tasks.Task
+		if err := events.DecodeData(ev, &task); err != nil {
+			return err
+		}
+		scales <- task
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Stop(context.Background()) })
+	status := watchStatus(t, c)
+	r := events.Ref{Namespace: "prod", Name: "web"}
+	request(t, c, r, "web:1", canaryWithPause)
+	var task tasks.Task
+	select {
+	case task = <-scales:
+	case <-time.After(poll.Default):
+		t.Fatal("no scale task")
+	}
+	startBy := time.Now().Add(timeout) // the orchestrator sent it before now
+	first.stop()
+
+	// Stored before the deadline: an earlier timer event of the rollout,
+	// then the scale task's report.
+	ev, err := events.New(Source, TypeTimerFired, r.String(), timerData{Due: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SetID(fmt.Sprintf("timer/%s/%s/%d", r.Namespace, r.Name, time.Now().UnixNano()))
+	if _, err := c.Publish(context.Background(), events.ResultSubject(TimerService, r), ev); err != nil {
+		t.Fatal(err)
+	}
+	fin := tasks.Finished{TaskID: task.ID, Attempt: task.Attempt, Kind: task.Kind, Outcome: tasks.OutcomeSucceeded, Worker: "held", At: time.Now()}
+	for _, rv := range task.Scale.Revisions {
+		fin.Replicas = append(fin.Replicas, tasks.RevisionStatus{Revision: rv.Revision, PodHash: rv.PodHash, Replicas: rv.Replicas, Ready: rv.Replicas, Available: rv.Replicas})
+	}
+	if err := workers.publish(context.Background(), r, tasks.TypeFinished, "finished/"+task.EventID(), fin); err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().After(startBy.Add(-time.Second)) {
+		t.Fatalf("the messages were stored too close to the start deadline for the test to mean anything (machine overloaded?)")
+	}
+	poll.True(t, "the start deadline to pass", func() bool { return time.Now().After(startBy.Add(time.Second)) }, poll.Timeout(2*timeout))
+	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: timeout, TaskMaxAttempts: 1})
+
+	poll.Until(t, "the rollout completed on the report stored before the deadline", func() error {
+		es := status.of(r)
+		for _, e := range es {
+			switch e.Type {
+			case events.TypeRolloutCompleted:
+				return nil
+			case events.TypeRolloutDegraded, events.TypeRolloutAborted:
+				t.Fatalf("%s instead of completed: %s %s", e.Type, e.Data.Status.Message, e.Data.Reason)
+			}
+		}
+		return fmt.Errorf("saw %v", typesOf(es))
+	})
+}
+
 // A command delivered a second time after newer ones (a publisher's retry
 // outside the duplicate window, a replayed stream) is recognised by its
 // event id and changes nothing: an old request does not bring its template

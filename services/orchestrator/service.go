@@ -577,6 +577,10 @@ func (s *Service) handleResult(ctx context.Context, del events.Delivery, ev even
 	if o.From, err = events.ServiceFromSubject(del.Subject); err != nil {
 		return nil, events.Permanent(err)
 	}
+	// Deadlines are judged at the time the report or timer event was
+	// stored (machine.Observation.Stored): the rollout's messages stored
+	// before it were decided before it.
+	o.Stored = del.Published
 	u := &update{ref: r, obs: o, attempt: del.Attempt}
 	if td, ok := data.(*timerData); ok {
 		u.notBefore = td.Due

@@ -27,6 +27,8 @@
 package machine
 
 import (
+	"time"
+
 	"github.com/sluicehq/sluice/internal/tasks"
 	"github.com/sluicehq/sluice/pkg/events"
 	"github.com/sluicehq/sluice/pkg/spec"
@@ -54,6 +56,16 @@ type Observation struct {
 	From string `json:"from,omitempty"`
 	// Tick means time has passed: deadlines at or before now fire.
 	Tick bool `json:"tick,omitempty"`
+	// Stored is when the bus stored a report or a timer event (zero:
+	// now). A task's start and finish deadlines fire only when they had
+	// passed by then, not merely by the time the message is decided: the
+	// reports stored before it have been decided already (the results
+	// stream hands a rollout's messages over in order), and a report
+	// stored after it is decided next. So an orchestrator behind its own
+	// backlog does not give up on a task whose report waits behind the
+	// message it is deciding; the task's own timer event, stored when
+	// the deadline came, fires it after every report stored before.
+	Stored time.Time `json:"stored,omitzero"`
 	// Cause is the command or request event that carried Request or
 	// Command. The status events they cause carry it (causationid, actor),
 	// and a command that changes nothing is answered with

@@ -39,6 +39,10 @@ func (m Machine) Next(st State, obs Observation, now time.Time) (next State, eff
 	}
 	s := st.clone()
 	d := &decision{cfg: m.Config.effective(), s: &s, now: now.UTC().Round(0), cause: obs.Cause}
+	d.taskNow = d.now
+	if !obs.Stored.IsZero() && obs.Stored.Before(d.now) {
+		d.taskNow = obs.Stored.UTC().Round(0)
+	}
 	if !d.observe(obs) {
 		return st, nil
 	}
@@ -62,6 +66,10 @@ type decision struct {
 	// experimentCmd marks a standalone experiment's command, answered
 	// with events.TypeExperimentRefused when it changes nothing.
 	experimentCmd bool
+	// taskNow is when tasks' start and finish deadlines are judged:
+	// Observation.Stored when it is before now. deferred is the earliest
+	// of them due by now but not by taskNow: it stays a wakeup.
+	taskNow, deferred time.Time
 }
 
 func (d *decision) observe(o Observation) bool {
@@ -118,13 +126,19 @@ func (d *decision) reconcile() {
 // when nothing changed: no effects, and the same JSON form, which is what
 // the orchestrator stores.
 func (d *decision) finish(before State) (State, []Effect) {
+	// NextWakeup reports deadlines after EvaluatedAt only: a deferred
+	// one stays reported.
+	evaluated := d.now
+	if !d.deferred.IsZero() {
+		evaluated = d.deferred.Add(-time.Nanosecond)
+	}
 	if due, ok := before.NextWakeup(); ok && !due.After(d.now) {
-		d.s.EvaluatedAt = d.now
+		d.s.EvaluatedAt = evaluated
 	}
 	if len(d.effects) == 0 && d.s.sameJSON(&before) {
 		return before, nil
 	}
-	d.s.EvaluatedAt = d.now
+	d.s.EvaluatedAt = evaluated
 	d.s.Version = before.Version + 1
 	for i := range d.effects {
 		if st := d.effects[i].Status; st != nil {

@@ -202,11 +202,16 @@ func (d *decision) fireTaskDeadlines() {
 			continue
 		}
 		svc, _ := tasks.Service(t.Kind)
+		for _, by := range []time.Time{t.StartBy, t.FinishBy} {
+			if !by.IsZero() && by.After(d.taskNow) && !by.After(d.now) && (d.deferred.IsZero() || by.Before(d.deferred)) {
+				d.deferred = by
+			}
+		}
 		switch {
-		case !t.Started && !t.StartBy.IsZero() && !d.now.Before(t.StartBy):
-			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? (task %s, %d attempts)",
+		case !t.Started && !t.StartBy.IsZero() && !d.taskNow.Before(t.StartBy):
+			d.attemptFailed(ref, fmt.Sprintf("no %s worker took the task within %s: is the %s service running? If it is only busy, raise the orchestrator's --task-start-timeout (task %s, %d attempts)",
 				svc, d.cfg.TaskStartTimeout, svc, t.ID, t.Attempt))
-		case !t.Overdue && !t.FinishBy.IsZero() && !d.now.Before(t.FinishBy):
+		case !t.Overdue && !t.FinishBy.IsZero() && !d.taskNow.Before(t.FinishBy):
 			if t.Kind == tasks.KindScale {
 				t.Overdue = true
 				d.progressDeadlineExceeded()
@@ -274,9 +279,25 @@ func (d *decision) fail(message string) {
 	}
 }
 
+// sentAttempt reports whether attempt was sent for t: this one or an
+// earlier one. Every attempt of a task is the same task (same id, seq and
+// desired state): an attempt is sent again only because no report had come in
+// time, not because the earlier one became wrong. So a report of an
+// earlier attempt that arrives after the next attempt was sent counts,
+// as a report of the attempt in flight would: a worker behind a backlog
+// longer than the start timeout answers each attempt just after the next
+// one went out, and ignoring those answers failed tasks the workers had
+// carried out three times over (issue 20: 12 of 10,000 rollouts aborted
+// under load with "no replicas worker took the task"). Only an earlier
+// attempt's failure is ignored: the attempt in flight may still succeed,
+// and it has deadlines of its own.
+func (t *TaskRecord) sentAttempt(attempt int) bool {
+	return attempt >= 1 && attempt <= t.Attempt
+}
+
 func (d *decision) started(st tasks.Started) bool {
 	ref, ok := d.s.findTask(st.TaskID)
-	if !ok || st.Attempt != ref.t.Attempt || ref.t.Started || !ref.t.active() {
+	if !ok || !ref.t.sentAttempt(st.Attempt) || ref.t.Started || !ref.t.active() {
 		return false
 	}
 	ref.t.Started = true
@@ -286,7 +307,7 @@ func (d *decision) started(st tasks.Started) bool {
 
 func (d *decision) finished(f tasks.Finished) bool {
 	ref, ok := d.s.findTask(f.TaskID)
-	if !ok || f.Attempt != ref.t.Attempt || !ref.t.active() {
+	if !ok || !ref.t.sentAttempt(f.Attempt) || !ref.t.active() {
 		return false
 	}
 	t := ref.t
@@ -296,7 +317,11 @@ func (d *decision) finished(f tasks.Finished) bool {
 		// OutcomeStale: a later task had been applied; nothing was done.
 		return false
 	}
-	if ref.run != nil && t == &ref.run.Task {
+	isRun := ref.run != nil && t == &ref.run.Task
+	if f.Attempt < t.Attempt && f.Outcome == tasks.OutcomeFailed && (!isRun || f.Analysis == nil) {
+		return false // an earlier attempt failed; the one in flight may not
+	}
+	if isRun {
 		return d.runFinished(ref.run, f)
 	}
 	if f.Outcome == tasks.OutcomeFailed {

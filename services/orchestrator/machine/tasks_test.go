@@ -32,7 +32,7 @@ func TestTaskProtocol(t *testing.T) {
 			m := w.mark()
 			w.advance(31 * time.Second)
 			w.expectEvents(m, "rollout.degraded")
-			want := "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r1/scale/1, 3 attempts)"
+			want := "no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r1/scale/1, 3 attempts)"
 			if r := w.lastEvent("rollout.degraded").Data.Reason; r != want {
 				t.Fatalf("reason %q", r)
 			}
@@ -57,7 +57,7 @@ func TestTaskProtocol(t *testing.T) {
 			w.request(image(ro, "web:2"))
 			w.advance(90 * time.Second)
 			ab := w.lastEvent("rollout.aborted")
-			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? (task shop/web/r2/scale/2,") {
+			if !strings.HasPrefix(ab.Data.Reason, "no replicas worker took the task within 30s: is the replicas service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r2/scale/2,") {
 				t.Fatalf("reason %q", ab.Data.Reason)
 			}
 			m := w.mark()
@@ -164,10 +164,84 @@ func TestTaskProtocol(t *testing.T) {
 			w.down[tasks.ServiceAnalyzer] = true
 			w.request(image(ro, "web:2"))
 			w.advance(2 * time.Minute)
-			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? (task shop/web/r2/analysis-step-1/1, 3 attempts)"
+			want := "step analysis run web-" + h2 + "-2-1 error: no analyzer worker took the task within 30s: is the analyzer service running? If it is only busy, raise the orchestrator's --task-start-timeout (task shop/web/r2/analysis-step-1/1, 3 attempts)"
 			if r := w.lastEvent("rollout.aborted").Data.Reason; r != want {
 				t.Fatalf("reason %q\nwant   %q", r, want)
 			}
+		}},
+		{"a late report of an earlier attempt completes the task", func(t *testing.T, w *world) {
+			// A worker behind a backlog longer than the start timeout
+			// answers attempt 1 after attempt 2 went out: the task is done.
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			w.request(image(ro, "web:2"))
+			w.advance(30 * time.Second)
+			first := w.backlog[tasks.ServiceReplicas]
+			if len(first) != 2 || first[0].Attempt != 1 || first[1].Attempt != 2 || first[0].ID != first[1].ID {
+				t.Fatalf("setup: replicas backlog %v", first)
+			}
+			w.down[tasks.ServiceReplicas] = false
+			delete(w.backlog, tasks.ServiceReplicas)
+			w.answer(first[0])
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			w.expectPods(map[int64]int32{1: 4, 2: 1})
+			m := len(w.sent)
+			w.advance(10 * time.Minute)
+			for _, tk := range w.sentSince(m) {
+				t.Errorf("task %s sent after the task was done", tk.EventID())
+			}
+			w.expectPhase(events.PhasePaused)
+		}},
+		{"a late failure of an earlier attempt leaves the attempt in flight", func(t *testing.T, w *world) {
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			w.request(image(ro, "web:2"))
+			w.advance(30 * time.Second)
+			backlog := w.backlog[tasks.ServiceReplicas]
+			delete(w.backlog, tasks.ServiceReplicas)
+			w.down[tasks.ServiceReplicas] = false
+			w.failNext[tasks.ServiceReplicas] = 1
+			w.answer(backlog[0]) // attempt 1 fails: ignored
+			if w.st.Aborted || w.st.Scale.Attempt != 2 {
+				t.Fatalf("after attempt 1 failed: aborted %v, attempt %d", w.st.Aborted, w.st.Scale.Attempt)
+			}
+			w.answer(backlog[1]) // attempt 2 succeeds
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			w.expectPods(map[int64]int32{1: 4, 2: 1})
+		}},
+		{"a deadline is judged when the message decided was stored, not when it is decided", func(t *testing.T, w *world) {
+			// An orchestrator behind its own backlog decides at T+40s a
+			// message stored at T+10s; the task's report, stored before
+			// T+30s, waits behind it. The task is not given up on.
+			w.m.Config = Config{TaskMaxAttempts: 1}
+			ro := nginxCanary(4, setWeight(25), pauseIndefinitely())
+			start(w, ro)
+			w.down[tasks.ServiceReplicas] = true
+			sent := w.now
+			w.request(image(ro, "web:2"))
+			w.settle()
+			w.now = sent.Add(40 * time.Second)
+			w.apply(Observation{Tick: true, Stored: sent.Add(10 * time.Second)})
+			w.expectPhase(events.PhaseProgressing)
+			if wake, ok := w.st.NextWakeup(); !ok || !wake.Equal(sent.Add(30*time.Second)) {
+				t.Fatalf("next wakeup %s %v, want the start deadline %s still reported", wake, ok, sent.Add(30*time.Second))
+			}
+			w.up(tasks.ServiceReplicas)
+			w.settle()
+			w.expectPhase(events.PhasePaused)
+			// Stored at or after the deadline, a message fires it.
+			w2 := newWorld(t, Config{TaskMaxAttempts: 1})
+			start(w2, ro)
+			w2.down[tasks.ServiceReplicas] = true
+			w2.request(image(ro, "web:2"))
+			w2.settle()
+			w2.now = sent.Add(40 * time.Second)
+			w2.apply(Observation{Tick: true, Stored: sent.Add(30 * time.Second)})
+			w2.expectPhase(events.PhaseDegraded)
 		}},
 		{"the timeouts come from Config", func(t *testing.T, w *world) {
 			w.m.Config = Config{TaskStartTimeout: 5 * time.Second, TaskMaxAttempts: 2}
@@ -228,8 +302,10 @@ func TestIgnoredObservations(t *testing.T) {
 		obs  Observation
 	}{
 		{"finished for an unknown task", w, Observation{Finished: &tasks.Finished{TaskID: "shop/web/r2/scale/99", Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
-		{"finished for an older attempt", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 1, Outcome: tasks.OutcomeSucceeded}}},
-		{"started for an older attempt", w, Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: 1}}},
+		{"failed for an older attempt", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 1, Outcome: tasks.OutcomeFailed, Message: "quota exceeded"}}},
+		{"finished for an attempt never sent", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 3, Outcome: tasks.OutcomeSucceeded}}},
+		{"started for an attempt never sent", w, Observation{Started: &tasks.Started{TaskID: scale.ID, Attempt: 3}}},
+		{"finished for attempt 0", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 0, Outcome: tasks.OutcomeSucceeded}}},
 		{"stale outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: tasks.OutcomeStale}}},
 		{"unknown outcome", w, Observation{Finished: &tasks.Finished{TaskID: scale.ID, Attempt: 2, Outcome: "Maybe"}}},
 		{"finished for a task already done", w, Observation{Finished: &tasks.Finished{TaskID: w.st.Route.ID, Attempt: w.st.Route.Attempt, Outcome: tasks.OutcomeSucceeded}}},
