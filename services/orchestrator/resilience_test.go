@@ -167,7 +167,14 @@ func TestALateReportOfAnEarlierAttemptCompletesTheTask(t *testing.T) {
 	r := events.Ref{Namespace: "prod", Name: "web"}
 	request(t, c, r, "web:1", canaryWithPause)
 
-	poll.Until(t, "the rollout completed on the late report of attempt 1", func() error {
+	awaitCompleted(t, status, r, "the rollout completed on the late report of attempt 1")
+}
+
+// awaitCompleted waits for r's rollout.completed, failing at once on a
+// rollout.degraded or rollout.aborted.
+func awaitCompleted(t *testing.T, status *statusLog, r events.Ref, what string) {
+	t.Helper()
+	poll.Until(t, what, func() error {
 		es := status.of(r)
 		for _, e := range es {
 			switch e.Type {
@@ -246,18 +253,7 @@ func TestADeadlineIsJudgedWhenTheMessageDecidedWasStored(t *testing.T) {
 	poll.True(t, "the start deadline to pass", func() bool { return time.Now().After(startBy.Add(time.Second)) }, poll.Timeout(2*timeout))
 	startOrchestrator(t, srv.ClientURL(), machine.Config{TaskStartTimeout: timeout, TaskMaxAttempts: 1})
 
-	poll.Until(t, "the rollout completed on the report stored before the deadline", func() error {
-		es := status.of(r)
-		for _, e := range es {
-			switch e.Type {
-			case events.TypeRolloutCompleted:
-				return nil
-			case events.TypeRolloutDegraded, events.TypeRolloutAborted:
-				t.Fatalf("%s instead of completed: %s %s", e.Type, e.Data.Status.Message, e.Data.Reason)
-			}
-		}
-		return fmt.Errorf("saw %v", typesOf(es))
-	})
+	awaitCompleted(t, status, r, "the rollout completed on the report stored before the deadline")
 }
 
 // A command delivered a second time after newer ones (a publisher's retry
