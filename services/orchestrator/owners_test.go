@@ -96,21 +96,7 @@ func TestPartitionsGiveEachRolloutOneOwner(t *testing.T) {
 	c := connect(t, srv.ClientURL())
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
-	steps := `    canary:
-      steps: [{setWeight: 10}, {setWeight: 30}, {setWeight: 50}, {setWeight: 80}]`
-	var refs []events.Ref
-	for i := range 16 {
-		r := events.Ref{Namespace: "load", Name: fmt.Sprintf("app-%d", i)}
-		refs = append(refs, r)
-		request(t, c, r, "app:1", steps)
-	}
-	for _, r := range refs {
-		status.waitFor(t, r, events.TypeRolloutCompleted)
-		request(t, c, r, "app:2", steps)
-	}
-	for _, r := range refs {
-		waitForN(t, status, r, events.TypeRolloutCompleted, 2)
-	}
+	refs := createAndUpdate(t, c, status, 16)
 	owner := map[string]int{}
 	perReplica := make([]int, len(procs))
 	for _, r := range refs {
@@ -147,7 +133,7 @@ func TestPartitionsGiveEachRolloutOneOwner(t *testing.T) {
 	for _, r := range refs {
 		if owner[r.String()] == victim {
 			orphans = append(orphans, r)
-			request(t, c, r, "app:3", steps)
+			request(t, c, r, "app:3", loadSteps)
 		}
 	}
 	var last time.Duration

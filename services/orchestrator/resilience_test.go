@@ -27,22 +27,7 @@ func TestTwoReplicasShareRolloutsWithoutInterleaving(t *testing.T) {
 	c := connect(t, srv.ClientURL())
 	startFakeWorkers(t, c)
 	status := watchStatus(t, c)
-	const n = 20
-	steps := `    canary:
-      steps: [{setWeight: 10}, {setWeight: 30}, {setWeight: 50}, {setWeight: 80}]`
-	var refs []events.Ref
-	for i := 0; i < n; i++ {
-		r := events.Ref{Namespace: "load", Name: fmt.Sprintf("app-%d", i)}
-		refs = append(refs, r)
-		request(t, c, r, "app:1", steps)
-	}
-	for _, r := range refs {
-		status.waitFor(t, r, events.TypeRolloutCompleted)
-		request(t, c, r, "app:2", steps)
-	}
-	for _, r := range refs {
-		waitForN(t, status, r, events.TypeRolloutCompleted, 2)
-	}
+	refs := createAndUpdate(t, c, status, 20)
 	for _, r := range refs {
 		var started []int32
 		completed := 0
@@ -168,6 +153,31 @@ func TestALateReportOfAnEarlierAttemptCompletesTheTask(t *testing.T) {
 	request(t, c, r, "web:1", canaryWithPause)
 
 	awaitCompleted(t, status, r, "the rollout completed on the late report of attempt 1")
+}
+
+// loadSteps is the four-step canary of createAndUpdate's rollouts.
+const loadSteps = `    canary:
+      steps: [{setWeight: 10}, {setWeight: 30}, {setWeight: 50}, {setWeight: 80}]`
+
+// createAndUpdate creates n rollouts of loadSteps in namespace load,
+// updates each once it completed, and waits for every update to complete;
+// it returns the rollouts.
+func createAndUpdate(t *testing.T, c *events.Client, status *statusLog, n int) []events.Ref {
+	t.Helper()
+	var refs []events.Ref
+	for i := range n {
+		r := events.Ref{Namespace: "load", Name: fmt.Sprintf("app-%d", i)}
+		refs = append(refs, r)
+		request(t, c, r, "app:1", loadSteps)
+	}
+	for _, r := range refs {
+		status.waitFor(t, r, events.TypeRolloutCompleted)
+		request(t, c, r, "app:2", loadSteps)
+	}
+	for _, r := range refs {
+		waitForN(t, status, r, events.TypeRolloutCompleted, 2)
+	}
+	return refs
 }
 
 // awaitCompleted waits for r's rollout.completed, failing at once on a
